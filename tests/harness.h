@@ -1,0 +1,39 @@
+/*
+ * Test harness shared by every Check suite.
+ *
+ * Each tests/check_<module>.c defines exactly one builder, Suite *<module>_suite(void),
+ * and registers its tests with HARNESS_ADD_TEST so the runner can count tests it skips.
+ * A suite that needs host devices calls harness_requires() at the top of its builder;
+ * when a device cannot be opened the runner prints "SKIP: <suite>: <reason>" with the
+ * number of tests skipped and does not run the suite (it never counts as passed).
+ */
+#ifndef TESTS_HARNESS_H
+#define TESTS_HARNESS_H
+
+#include <check.h>
+#include <stdbool.h>
+
+enum harness_need {
+	HARNESS_KVM = 1 << 0,  /* /dev/kvm opens read-write */
+	HARNESS_UFFD = 1 << 1, /* /dev/userfaultfd (or the syscall) gives a userfaultfd */
+};
+
+/* Number of tests registered by the builder that is running (reset by the runner). */
+extern unsigned harness_ntests;
+
+#define HARNESS_ADD_TEST(tc, fn) (harness_ntests++, tcase_add_test((tc), (fn)))
+#define HARNESS_ADD_LOOP_TEST(tc, fn, s, e) \
+	(harness_ntests += (unsigned)((e) - (s)), tcase_add_loop_test((tc), (fn), (s), (e)))
+
+/*
+ * Declare that the suite being built needs the devices in @needs (enum harness_need bits).
+ * Returns true when they are usable; false when the suite will be skipped (the runner
+ * prints the reason). Builders should go on registering their tests either way.
+ */
+bool harness_requires(unsigned needs);
+
+/* Path of a file in the build directory ($VMM_BUILD, default "build"): "build/vmm" etc.
+ * Returns a static buffer valid until the next call. */
+const char *harness_build_path(const char *name);
+
+#endif

@@ -1,0 +1,165 @@
+/*
+ * The one test runner: builds every suite listed in the generated suites.inc, runs them
+ * in one SRunner and prints failures, SKIP lines and one closing summary line.
+ *
+ * usage: run_tests [--unit-only] [SUITE...]
+ *   --unit-only  leave out suites that need host devices (the sanitizer pass runs these)
+ *   SUITE        run only the named suites
+ */
+#include "harness.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#define SUITE(name) Suite *name##_suite(void);
+#include "suites.inc"
+#undef SUITE
+
+struct suite_entry {
+	const char *name;
+	Suite *(*build)(void);
+};
+
+static const struct suite_entry suites[] = {
+#define SUITE(name) {#name, name##_suite},
+#include "suites.inc"
+#undef SUITE
+};
+
+unsigned harness_ntests;
+static const char *skip_reason;
+static bool unit_only;
+static char skip_buf[256];
+
+/* USERFAULTFD_IOC_NEW is _IO(0xAA, 0x00) (linux/userfaultfd.h since 6.1). */
+#define HARNESS_USERFAULTFD_IOC_NEW _IO(0xAA, 0x00)
+
+static const char *probe_kvm(void)
+{
+	int fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
+	if (fd < 0) {
+		snprintf(skip_buf, sizeof(skip_buf), "/dev/kvm cannot be opened: %s", strerror(errno));
+		return skip_buf;
+	}
+	close(fd);
+	return NULL;
+}
+
+static const char *probe_uffd(void)
+{
+	int dev = open("/dev/userfaultfd", O_RDWR | O_CLOEXEC);
+	if (dev >= 0) {
+		int fd = ioctl(dev, HARNESS_USERFAULTFD_IOC_NEW, O_CLOEXEC);
+		int err = errno;
+		close(dev);
+		if (fd >= 0) {
+			close(fd);
+			return NULL;
+		}
+		snprintf(skip_buf, sizeof(skip_buf), "USERFAULTFD_IOC_NEW failed: %s", strerror(err));
+		return skip_buf;
+	}
+	int fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC);
+	if (fd >= 0) {
+		close(fd);
+		return NULL;
+	}
+	snprintf(skip_buf, sizeof(skip_buf), "/dev/userfaultfd and the userfaultfd syscall are unavailable: %s",
+		 strerror(errno));
+	return skip_buf;
+}
+
+bool harness_requires(unsigned needs)
+{
+	if (skip_reason)
+		return false;
+	if (unit_only) {
+		skip_reason = "needs host devices (runs in the plain pass)";
+		return false;
+	}
+	if (needs & HARNESS_KVM)
+		skip_reason = probe_kvm();
+	if (!skip_reason && (needs & HARNESS_UFFD))
+		skip_reason = probe_uffd();
+	return skip_reason == NULL;
+}
+
+const char *harness_build_path(const char *name)
+{
+	static char path[4096];
+	const char *dir = getenv("VMM_BUILD");
+	snprintf(path, sizeof(path), "%s/%s", dir && *dir ? dir : "build", name);
+	return path;
+}
+
+static bool selected(const char *name, int argc, char **argv, int first)
+{
+	if (first >= argc)
+		return true;
+	for (int i = first; i < argc; i++)
+		if (strcmp(argv[i], name) == 0)
+			return true;
+	return false;
+}
+
+int main(int argc, char **argv)
+{
+	int first = 1;
+	if (argc > 1 && strcmp(argv[1], "--unit-only") == 0) {
+		unit_only = true;
+		first = 2;
+	}
+
+	SRunner *runner = NULL;
+	unsigned skipped = 0, left_out = 0, nselected = 0;
+	for (size_t i = 0; i < sizeof(suites) / sizeof(suites[0]); i++) {
+		if (!selected(suites[i].name, argc, argv, first))
+			continue;
+		nselected++;
+		harness_ntests = 0;
+		skip_reason = NULL;
+		Suite *s = suites[i].build();
+		if (skip_reason) {
+			if (unit_only) {
+				left_out += harness_ntests;
+			} else {
+				printf("SKIP: %s: %s (%u tests skipped)\n", suites[i].name, skip_reason,
+				       harness_ntests);
+				skipped += harness_ntests;
+			}
+			/* An unrun Suite cannot be freed on its own in Check; it is small. */
+			continue;
+		}
+		if (!runner)
+			runner = srunner_create(s);
+		else
+			srunner_add_suite(runner, s);
+	}
+	if (nselected == 0) {
+		fprintf(stderr, "run_tests: no suite matches the names given\n");
+		return 2;
+	}
+
+	int run = 0, failed = 0;
+	if (runner) {
+		srunner_run_all(runner, CK_SILENT);
+		run = srunner_ntests_run(runner);
+		failed = srunner_ntests_failed(runner);
+		TestResult **results = srunner_failures(runner);
+		for (int i = 0; i < failed; i++) {
+			TestResult *r = results[i];
+			printf("FAIL: %s:%d: %s: %s\n", tr_lfile(r), tr_lno(r), tr_tcname(r), tr_msg(r));
+		}
+		free(results);
+		srunner_free(runner);
+	}
+	printf("%s: %d tests run, %d passed, %d failed, %u skipped%s\n", unit_only ? "unit tests" : "tests", run,
+	       run - failed, failed, skipped, left_out ? " (device suites run in the plain pass)" : "");
+	return failed ? 1 : 0;
+}

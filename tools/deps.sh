@@ -1,0 +1,32 @@
+#!/bin/sh
+# Install the Debian packages a make target needs, only those missing.
+# usage: tools/deps.sh build|fuzz|bench
+# Exit status 0 when everything is present afterwards; otherwise one line saying what is missing.
+set -eu
+
+case "${1:-build}" in
+build) pkgs="gcc make pkg-config check libxxhash-dev libjansson-dev" ;;
+fuzz)  pkgs="clang libclang-rt-14-dev" ;;
+bench) pkgs="qemu-system-x86 time" ;;
+*) echo "deps.sh: unknown package set '$1' (build, fuzz, bench)" >&2; exit 2 ;;
+esac
+
+missing=""
+for p in $pkgs; do
+	if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed"; then
+		missing="$missing $p"
+	fi
+done
+[ -z "$missing" ] && exit 0
+
+sudo=""
+if [ "$(id -u)" -ne 0 ]; then
+	if command -v sudo >/dev/null 2>&1; then sudo="sudo"; else
+		echo "deps.sh: missing packages:$missing; run as root: apt-get install$missing" >&2
+		exit 1
+	fi
+fi
+echo "deps.sh: installing$missing" >&2
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update -qq >/dev/null
+$sudo apt-get install -y -qq --no-install-recommends $missing >/dev/null
