@@ -68,7 +68,7 @@ $(B)/%: $(B)/plain/tools/%.o $(call HOSTLIBS,plain)
 
 # ---- the guest: freestanding, linked at its physical load address -------------------
 GUEST_CFLAGS := -std=c11 -O2 -g $(WARN) -I. -MMD -MP -ffreestanding -fno-pic -fno-pie -fno-stack-protector \
-	-mno-red-zone -mgeneral-regs-only -mcmodel=small -fno-asynchronous-unwind-tables -fcf-protection=none
+	-mno-red-zone -mgeneral-regs-only -fno-tree-loop-distribute-patterns -mcmodel=small -fno-asynchronous-unwind-tables -fcf-protection=none
 GUEST_OBJ := $(call obj,guest,$(GUEST_SRC))
 $(B)/guest/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -102,6 +102,7 @@ unit-asan: $(B)/asan/run_tests
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 $(B)/asan/run_tests --unit-only
 
 test: all $(B)/run_tests unit-asan
+	@tools/deps.sh test
 	$(B)/run_tests
 
 # ---- benchmarks and fuzzing ------------------------------------------------------------

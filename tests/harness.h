@@ -16,6 +16,7 @@
 enum harness_need {
 	HARNESS_KVM = 1 << 0,  /* /dev/kvm opens read-write */
 	HARNESS_UFFD = 1 << 1, /* /dev/userfaultfd (or the syscall) gives a userfaultfd */
+	HARNESS_QEMU = 1 << 2, /* qemu-system-x86_64 is on PATH (make test installs it) */
 };
 
 /* Number of tests registered by the builder that is running (reset by the runner). */
@@ -33,7 +34,7 @@ extern unsigned harness_ntests;
 bool harness_requires(unsigned needs);
 
 /* Path of a file in the build directory ($VMM_BUILD, default "build"): "build/vmm" etc.
- * Returns a static buffer valid until the next call. */
+ * Returns one of 8 static buffers used in turn: valid for the next 7 calls. */
 const char *harness_build_path(const char *name);
 
 #endif

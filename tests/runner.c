@@ -75,6 +75,13 @@ static const char *probe_uffd(void)
 	return skip_buf;
 }
 
+static const char *probe_qemu(void)
+{
+	if (system("command -v qemu-system-x86_64 >/dev/null 2>&1") == 0)
+		return NULL;
+	return "qemu-system-x86_64 is not installed (apt-get install qemu-system-x86)";
+}
+
 bool harness_requires(unsigned needs)
 {
 	if (skip_reason)
@@ -87,14 +94,18 @@ bool harness_requires(unsigned needs)
 		skip_reason = probe_kvm();
 	if (!skip_reason && (needs & HARNESS_UFFD))
 		skip_reason = probe_uffd();
+	if (!skip_reason && (needs & HARNESS_QEMU))
+		skip_reason = probe_qemu();
 	return skip_reason == NULL;
 }
 
 const char *harness_build_path(const char *name)
 {
-	static char path[4096];
+	static char paths[8][4096];
+	static unsigned next;
+	char *path = paths[next++ % 8];
 	const char *dir = getenv("VMM_BUILD");
-	snprintf(path, sizeof(path), "%s/%s", dir && *dir ? dir : "build", name);
+	snprintf(path, sizeof(paths[0]), "%s/%s", dir && *dir ? dir : "build", name);
 	return path;
 }
 
@@ -117,6 +128,7 @@ int main(int argc, char **argv)
 	}
 
 	SRunner *runner = NULL;
+	SRunner *unrun = NULL; /* holds skipped suites only so that srunner_free frees them */
 	unsigned skipped = 0, left_out = 0, nselected = 0;
 	for (size_t i = 0; i < sizeof(suites) / sizeof(suites[0]); i++) {
 		if (!selected(suites[i].name, argc, argv, first))
@@ -133,7 +145,10 @@ int main(int argc, char **argv)
 				       harness_ntests);
 				skipped += harness_ntests;
 			}
-			/* An unrun Suite cannot be freed on its own in Check; it is small. */
+			if (!unrun)
+				unrun = srunner_create(s);
+			else
+				srunner_add_suite(unrun, s);
 			continue;
 		}
 		if (!runner)
@@ -141,6 +156,8 @@ int main(int argc, char **argv)
 		else
 			srunner_add_suite(runner, s);
 	}
+	if (unrun)
+		srunner_free(unrun);
 	if (nselected == 0) {
 		fprintf(stderr, "run_tests: no suite matches the names given\n");
 		return 2;

@@ -1,14 +1,15 @@
 #!/bin/sh
 # Install the Debian packages a make target needs, only those missing.
-# usage: tools/deps.sh build|fuzz|bench
+# usage: tools/deps.sh build|test|fuzz|bench
 # Exit status 0 when everything is present afterwards; otherwise one line saying what is missing.
 set -eu
 
 case "${1:-build}" in
 build) pkgs="gcc make pkg-config check libxxhash-dev libjansson-dev" ;;
+test)  pkgs="qemu-system-x86" ;;  # the same guest.elf is also booted under QEMU microvm
 fuzz)  pkgs="clang libclang-rt-14-dev" ;;
 bench) pkgs="qemu-system-x86 time" ;;
-*) echo "deps.sh: unknown package set '$1' (build, fuzz, bench)" >&2; exit 2 ;;
+*) echo "deps.sh: unknown package set '$1' (build, test, fuzz, bench)" >&2; exit 2 ;;
 esac
 
 missing=""

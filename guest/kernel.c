@@ -1,0 +1,144 @@
+/*
+ * CPL0 part of the guest: per-CPU TSS, the IDT, the exception report, and the drop to
+ * user mode. CPL0 is emulated on this host (~650 ns per instruction), so this file does
+ * the least it can and leaves everything else to user mode.
+ */
+#include "guest/kernel.h"
+
+#include <stddef.h>
+
+#include "guest/layout.h"
+#include "guest/lib.h"
+
+struct tss {
+	uint32_t reserved0;
+	uint64_t rsp[3];
+	uint64_t reserved1;
+	uint64_t ist[7];
+	uint64_t reserved2;
+	uint16_t reserved3;
+	uint16_t iomap_base;
+	uint8_t iomap[8192 + 1]; /* all zero: every port allowed; the last byte ends the map */
+} __attribute__((packed));
+
+struct idt_gate {
+	uint64_t lo, hi;
+};
+
+#define IDT_VECTORS 32
+#define IDT_STUB_SIZE 16 /* each stub in entry.S is 16-byte aligned */
+#define GATE_INTERRUPT_DPL0 0x8eull
+#define TSS_AVAILABLE_64 0x89ull
+#define IST_DOUBLE_FAULT 1
+
+extern uint64_t gdt_tss[];
+extern const char exception_stubs[];
+
+char kstacks[ABI_MAX_CPUS][KSTACK_SIZE] __attribute__((aligned(16)));
+static char ustacks[ABI_MAX_CPUS][USTACK_SIZE] __attribute__((aligned(16)));
+static char dfstacks[ABI_MAX_CPUS][1024] __attribute__((aligned(16)));
+static struct tss tss[ABI_MAX_CPUS];
+static struct idt_gate idt[IDT_VECTORS];
+
+static void tss_load(uint64_t cpu)
+{
+	struct tss *t = &tss[cpu];
+	uint64_t base = (uint64_t)t, limit = sizeof(*t) - 1;
+	t->rsp[0] = (uint64_t)kstacks[cpu] + KSTACK_SIZE;
+	t->ist[IST_DOUBLE_FAULT - 1] = (uint64_t)dfstacks[cpu] + sizeof(dfstacks[cpu]);
+	t->iomap_base = offsetof(struct tss, iomap);
+	t->iomap[8192] = 0xff;
+	gdt_tss[2 * cpu] = (limit & 0xffff) | ((base & 0xffffff) << 16) | (TSS_AVAILABLE_64 << 40) |
+			   (((limit >> 16) & 0xf) << 48) | (((base >> 24) & 0xff) << 56);
+	gdt_tss[2 * cpu + 1] = base >> 32;
+	uint16_t sel = (uint16_t)(GDT_TSS0 + 16 * cpu);
+	__asm__ volatile("ltr %0" : : "r"(sel));
+}
+
+static void idt_load(void)
+{
+	/* Every CPU writes the same gates: no ordering between CPUs is needed. */
+	for (int v = 0; v < IDT_VECTORS; v++) {
+		uint64_t off = (uint64_t)exception_stubs + (uint64_t)v * IDT_STUB_SIZE;
+		uint64_t ist = v == 8 ? IST_DOUBLE_FAULT : 0;
+		idt[v].lo = (off & 0xffff) | ((uint64_t)0x08 << 16) | (ist << 32) | (GATE_INTERRUPT_DPL0 << 40) |
+			    ((off >> 16 & 0xffff) << 48);
+		idt[v].hi = off >> 32;
+	}
+	struct {
+		uint16_t limit;
+		uint64_t base;
+	} __attribute__((packed)) desc = {sizeof(idt) - 1, (uint64_t)idt};
+	__asm__ volatile("lidt %0" : : "m"(desc));
+}
+
+void kernel_main(const struct abi_pvh_start_info *si, uint64_t cpu, uint64_t ncpus)
+{
+	tss_load(cpu);
+	idt_load();
+	user_enter((void *)user_main, ustacks[cpu] + USTACK_SIZE, (uint64_t)si, cpu, ncpus);
+}
+
+static const char *const exception_names[] = {
+	"#DE divide error", "#DB debug", "NMI", "#BP breakpoint", "#OF overflow", "#BR bound range",
+	"#UD invalid opcode", "#NM device not available", "#DF double fault", "coprocessor overrun",
+	"#TS invalid TSS", "#NP segment not present", "#SS stack fault", "#GP general protection",
+	"#PF page fault", "reserved", "#MF x87 error", "#AC alignment check", "#MC machine check",
+	"#XM SIMD error", "#VE virtualization", "#CP control protection",
+};
+
+static void reg(struct line *l, const char *name, uint64_t v)
+{
+	line_str(l, name);
+	line_hex(l, v);
+}
+
+void exception_report(const struct trap_frame *f)
+{
+	struct line l = {.len = 0};
+	uint16_t tr;
+	uint64_t cr2, cr3;
+	__asm__ volatile("str %0" : "=r"(tr));
+	__asm__ volatile("mov %%cr2, %0" : "=r"(cr2));
+	__asm__ volatile("mov %%cr3, %0" : "=r"(cr3));
+	line_str(&l, "\nguest: exception ");
+	line_u64(&l, f->vector);
+	line_str(&l, " (");
+	line_str(&l, f->vector < sizeof(exception_names) / sizeof(exception_names[0]) ? exception_names[f->vector]
+										   : "unknown");
+	line_str(&l, ") on cpu ");
+	line_u64(&l, (uint64_t)(tr - GDT_TSS0) / 16);
+	line_str(&l, f->cs & 3 ? " in user mode" : " in kernel mode");
+	reg(&l, ", error ", f->error);
+	line_str(&l, "\n");
+	line_flush(&l);
+	reg(&l, "  rip ", f->rip);
+	reg(&l, " cs ", f->cs);
+	reg(&l, " rflags ", f->rflags);
+	reg(&l, "\n  rsp ", f->rsp);
+	reg(&l, " ss ", f->ss);
+	reg(&l, " cr2 ", cr2);
+	reg(&l, " cr3 ", cr3);
+	line_str(&l, "\n");
+	line_flush(&l);
+	reg(&l, "  rax ", f->rax);
+	reg(&l, " rbx ", f->rbx);
+	reg(&l, " rcx ", f->rcx);
+	reg(&l, " rdx ", f->rdx);
+	reg(&l, "\n  rsi ", f->rsi);
+	reg(&l, " rdi ", f->rdi);
+	reg(&l, " rbp ", f->rbp);
+	reg(&l, " r8  ", f->r8);
+	line_str(&l, "\n");
+	line_flush(&l);
+	reg(&l, "  r9  ", f->r9);
+	reg(&l, " r10 ", f->r10);
+	reg(&l, " r11 ", f->r11);
+	reg(&l, " r12 ", f->r12);
+	reg(&l, "\n  r13 ", f->r13);
+	reg(&l, " r14 ", f->r14);
+	reg(&l, " r15 ", f->r15);
+	line_str(&l, "\n");
+	line_flush(&l);
+	guest_exit(ABI_STATUS_EXCEPTION);
+}

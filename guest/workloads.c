@@ -1,0 +1,255 @@
+/*
+ * The user-mode program (CPL3, IOPL=3): reads the PVH start info, runs the workloads
+ * named on the command line on every CPU, and exits through the debug-exit port.
+ *
+ * Command line: space-separated tokens, run in order:
+ *   hello          print a greeting (cpu 0)
+ *   seed=N         seed for the patterns of the workloads that follow (default 1)
+ *   touch=SIZE     write a pattern of (address, seed) to every page of SIZE bytes of free
+ *                  memory, split over all CPUs, then verify every page (each CPU checks
+ *                  another CPU's share)
+ *   spin[=SIZE]    rewrite and re-verify SIZE bytes (default 16M) forever, one round at a time
+ *   crash          execute an invalid instruction in user mode (tests the exception report)
+ * SIZE: digits with K, M or G; a bare number means MiB (abi_parse_size).
+ */
+#include <stdbool.h>
+
+#include "guest/abi.h"
+#include "guest/kernel.h"
+#include "guest/lib.h"
+
+#define PAGE_SIZE 4096ull
+#define WORDS_PER_PAGE (PAGE_SIZE / 8)
+
+struct barrier {
+	unsigned count;      /* CPUs arrived in this generation */
+	unsigned generation; /* bumped by the last CPU to arrive */
+};
+
+/* State shared by all CPUs of the guest. */
+static struct barrier barrier;
+static uint64_t first_bad_addr;   /* lowest mismatching address seen, 0 if none */
+static uint64_t first_bad_expect; /* expected and found words at first_bad_addr */
+static uint64_t first_bad_found;
+static unsigned ncpus_total;
+
+static void barrier_wait(void)
+{
+	unsigned gen = __atomic_load_n(&barrier.generation, __ATOMIC_ACQUIRE);
+	if (__atomic_add_fetch(&barrier.count, 1, __ATOMIC_ACQ_REL) == ncpus_total) {
+		__atomic_store_n(&barrier.count, 0, __ATOMIC_RELAXED);
+		__atomic_store_n(&barrier.generation, gen + 1, __ATOMIC_RELEASE);
+		return;
+	}
+	while (__atomic_load_n(&barrier.generation, __ATOMIC_ACQUIRE) == gen)
+		cpu_relax();
+}
+
+static void say(const char *a, uint64_t n, const char *b)
+{
+	struct line l = {.len = 0};
+	line_str(&l, a);
+	line_u64(&l, n);
+	line_str(&l, b);
+	line_flush(&l);
+}
+
+static uint64_t mix64(uint64_t x)
+{
+	x ^= x >> 33;
+	x *= 0xff51afd7ed558ccdull;
+	x ^= x >> 33;
+	x *= 0xc4ceb9fe1a85ec53ull;
+	x ^= x >> 33;
+	return x;
+}
+
+/* Word i of the page at @addr for @seed: a per-page key plus the index, so misplaced,
+ * partial or zeroed pages all mismatch. */
+static uint64_t page_key(uint64_t addr, uint64_t seed)
+{
+	return mix64(addr ^ (seed * 0x9e3779b97f4a7c15ull));
+}
+
+static void page_fill(uint64_t addr, uint64_t seed)
+{
+	uint64_t key = page_key(addr, seed);
+	volatile uint64_t *w = (volatile uint64_t *)addr;
+	for (uint64_t i = 0; i < WORDS_PER_PAGE; i++)
+		w[i] = key + i;
+}
+
+/* Returns true when the page holds its pattern; otherwise records the first mismatch. */
+static bool page_check(uint64_t addr, uint64_t seed)
+{
+	uint64_t key = page_key(addr, seed);
+	const volatile uint64_t *w = (const volatile uint64_t *)addr;
+	for (uint64_t i = 0; i < WORDS_PER_PAGE; i++) {
+		if (w[i] != key + i) {
+			uint64_t bad = addr + i * 8, seen = 0;
+			/* Keep the lowest address over all CPUs. */
+			while (!__atomic_compare_exchange_n(&first_bad_addr, &seen, bad, false, __ATOMIC_ACQ_REL,
+							    __ATOMIC_ACQUIRE)) {
+				if (seen != 0 && seen < bad)
+					return false;
+			}
+			first_bad_expect = key + i;
+			first_bad_found = w[i];
+			return false;
+		}
+	}
+	return true;
+}
+
+/* Pages [first, last) of @npages that @cpu handles when split over all CPUs. */
+static void share(uint64_t npages, unsigned cpu, uint64_t *first, uint64_t *last)
+{
+	*first = npages * cpu / ncpus_total;
+	*last = npages * (cpu + 1) / ncpus_total;
+}
+
+static int touch(uint64_t bytes, uint64_t seed, unsigned cpu)
+{
+	uint64_t npages = (bytes + PAGE_SIZE - 1) / PAGE_SIZE, first, last;
+	share(npages, cpu, &first, &last);
+	for (uint64_t p = first; p < last; p++)
+		page_fill(ABI_FREE_BASE + p * PAGE_SIZE, seed);
+	barrier_wait();
+	share(npages, (cpu + 1) % ncpus_total, &first, &last);
+	for (uint64_t p = first; p < last; p++)
+		if (!page_check(ABI_FREE_BASE + p * PAGE_SIZE, seed))
+			break;
+	barrier_wait();
+	if (first_bad_addr) {
+		if (cpu == 0) {
+			struct line l = {.len = 0};
+			line_str(&l, "touch: mismatch at ");
+			line_hex(&l, first_bad_addr);
+			line_str(&l, ": expected ");
+			line_hex(&l, first_bad_expect);
+			line_str(&l, ", found ");
+			line_hex(&l, first_bad_found);
+			line_str(&l, "\n");
+			line_flush(&l);
+		}
+		return ABI_STATUS_VERIFY_FAILED;
+	}
+	if (cpu == 0)
+		say("touch: ", npages, " pages ok\n");
+	return ABI_STATUS_OK;
+}
+
+static void __attribute__((noreturn)) spin(uint64_t bytes, uint64_t seed, unsigned cpu)
+{
+	uint64_t npages = (bytes + PAGE_SIZE - 1) / PAGE_SIZE, first, last;
+	share(npages, cpu, &first, &last);
+	if (cpu == 0)
+		say("spin: rewriting ", npages, " pages until stopped\n");
+	for (uint64_t round = 0;; round++) {
+		for (uint64_t p = first; p < last; p++)
+			page_fill(ABI_FREE_BASE + p * PAGE_SIZE, seed + round);
+		for (uint64_t p = first; p < last; p++) {
+			if (!page_check(ABI_FREE_BASE + p * PAGE_SIZE, seed + round)) {
+				struct line l = {.len = 0};
+				line_str(&l, "spin: mismatch at ");
+				line_hex(&l, first_bad_addr);
+				line_str(&l, "\n");
+				line_flush(&l);
+				guest_exit(ABI_STATUS_VERIFY_FAILED);
+			}
+		}
+		if (cpu == 0)
+			outl(ABI_PORT_TEST, ABI_SYNC(ABI_SYNC_ROUND, round));
+	}
+}
+
+/* Size of the RAM that contains ABI_FREE_BASE, from the PVH memory map. */
+static uint64_t free_bytes(const struct abi_pvh_start_info *si)
+{
+	if (si->version < 1)
+		return 0;
+	const struct abi_pvh_memmap_entry *e = (const void *)si->memmap_paddr;
+	for (uint32_t i = 0; i < si->memmap_entries; i++)
+		if (e[i].type == ABI_PVH_MEMMAP_RAM && e[i].addr <= ABI_FREE_BASE &&
+		    e[i].addr + e[i].size > ABI_FREE_BASE)
+			return e[i].addr + e[i].size - ABI_FREE_BASE;
+	return 0;
+}
+
+static void __attribute__((noreturn)) bad_cmdline(unsigned cpu, const char *why, const char *tok, size_t len)
+{
+	if (cpu == 0) {
+		struct line l = {.len = 0};
+		line_str(&l, "guest: ");
+		line_str(&l, why);
+		line_str(&l, ": '");
+		for (size_t i = 0; i < len && l.len < sizeof(l.buf) - 2; i++)
+			l.buf[l.len++] = tok[i];
+		line_str(&l, "'\n");
+		line_flush(&l);
+		guest_exit(ABI_STATUS_BAD_CMDLINE);
+	}
+	for (;;)
+		cpu_relax();
+}
+
+void user_main(const struct abi_pvh_start_info *si, uint64_t cpu64, uint64_t ncpus)
+{
+	unsigned cpu = (unsigned)cpu64;
+	ncpus_total = (unsigned)ncpus;
+	const char *cmd = si->cmdline_paddr ? (const char *)si->cmdline_paddr : "";
+	uint64_t avail = free_bytes(si), seed = 1;
+	int status = ABI_STATUS_OK;
+
+	for (const char *p = cmd; *p && status == ABI_STATUS_OK;) {
+		while (*p == ' ')
+			p++;
+		const char *tok = p;
+		while (*p && *p != ' ')
+			p++;
+		size_t len = (size_t)(p - tok), name_len = 0;
+		if (len == 0)
+			break;
+		while (name_len < len && tok[name_len] != '=')
+			name_len++;
+		const char *arg = tok + name_len + 1;
+		size_t arg_len = name_len < len ? len - name_len - 1 : 0;
+		unsigned long long size = 16ull << 20;
+		bool has_arg = name_len < len;
+
+		if (str_eq(tok, len, "hello")) {
+			if (cpu == 0) {
+				struct line l = {.len = 0};
+				line_str(&l, "hello from the vmm guest: ");
+				line_u64(&l, ncpus);
+				line_str(&l, ncpus == 1 ? " cpu, " : " cpus, ");
+				line_u64(&l, (avail + ABI_FREE_BASE) >> 20);
+				line_str(&l, " MiB RAM\n");
+				line_flush(&l);
+			}
+		} else if (str_eq(tok, len, "crash")) {
+			if (cpu == 0)
+				__asm__ volatile("ud2");
+		} else if (str_eq(tok, name_len, "seed") && has_arg) {
+			if (!str_u64(arg, arg_len, &seed))
+				bad_cmdline(cpu, "bad seed", tok, len);
+		} else if (str_eq(tok, name_len, "touch") || str_eq(tok, name_len, "spin")) {
+			bool is_spin = tok[0] == 's';
+			if ((has_arg || !is_spin) && abi_parse_size(arg, arg_len, &size) != 0)
+				bad_cmdline(cpu, "bad size", tok, len);
+			if (size > avail)
+				bad_cmdline(cpu, "size exceeds free guest memory", tok, len);
+			barrier_wait();
+			if (is_spin)
+				spin(size, seed, cpu);
+			status = touch(size, seed, cpu);
+		} else {
+			bad_cmdline(cpu, "unknown workload", tok, len);
+		}
+	}
+	barrier_wait();
+	if (cpu == 0)
+		guest_exit((uint32_t)status);
+	for (;;)
+		cpu_relax();
+}

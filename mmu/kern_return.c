@@ -1,0 +1,18 @@
+/* Names of Mach's kern_return_t codes, for messages and test failures. */
+#include "mmu/vm_param.h"
+
+const char *kern_return_name(kern_return_t kr)
+{
+	switch (kr) {
+	case KERN_SUCCESS: return "KERN_SUCCESS";
+	case KERN_INVALID_ADDRESS: return "KERN_INVALID_ADDRESS";
+	case KERN_PROTECTION_FAILURE: return "KERN_PROTECTION_FAILURE";
+	case KERN_NO_SPACE: return "KERN_NO_SPACE";
+	case KERN_INVALID_ARGUMENT: return "KERN_INVALID_ARGUMENT";
+	case KERN_FAILURE: return "KERN_FAILURE";
+	case KERN_RESOURCE_SHORTAGE: return "KERN_RESOURCE_SHORTAGE";
+	case KERN_MEMORY_FAILURE: return "KERN_MEMORY_FAILURE";
+	case KERN_MEMORY_ERROR: return "KERN_MEMORY_ERROR";
+	default: return "KERN_?";
+	}
+}

@@ -1,0 +1,305 @@
+/* The vmm command line: option parsing, value syntax, and what users see on bad input. */
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "elf_image.h"
+#include "harness.h"
+#include "spawn.h"
+#include "vmm/cli.h"
+#include "vmm/commands.h"
+#include "vmm/error.h"
+
+static int parse(struct vm_config *cfg, const char *const *args)
+{
+	char *argv[32];
+	int argc = 0;
+	argv[argc++] = "run";
+	for (; *args; args++)
+		argv[argc++] = (char *)*args;
+	argv[argc] = NULL;
+	error_clear();
+	return cmd_run_parse(argc, argv, cfg);
+}
+
+#define PARSE(cfg, ...) parse((cfg), (const char *const[]){__VA_ARGS__, NULL})
+
+static void expect_parse_error(const char *needle, const char *const *args)
+{
+	struct vm_config cfg;
+	ck_assert_int_eq(parse(&cfg, args), CLI_ERROR);
+	ck_assert_msg(strstr(error_message(), needle), "message '%s' lacks '%s'", error_message(), needle);
+	ck_assert_msg(!strchr(error_message(), '\n'), "one line: '%s'", error_message());
+}
+#define EXPECT_PARSE_ERROR(needle, ...) expect_parse_error((needle), (const char *const[]){__VA_ARGS__, NULL})
+
+START_TEST(defaults_are_256m_one_cpu_empty_cmdline)
+{
+	struct vm_config cfg;
+	ck_assert_int_eq(PARSE(&cfg, "guest.elf"), 0);
+	ck_assert_uint_eq(cfg.ram_size, 256ull << 20);
+	ck_assert_uint_eq(cfg.ncpus, 1);
+	ck_assert_str_eq(cfg.cmdline, "");
+	ck_assert_str_eq(cfg.guest, "guest.elf");
+	ck_assert_str_eq(cfg.kvm_path, "/dev/kvm");
+	ck_assert_uint_eq(cfg.timeout_ms, 0);
+}
+END_TEST
+
+START_TEST(options_in_every_spelling)
+{
+	struct vm_config cfg;
+	ck_assert_int_eq(PARSE(&cfg, "-m", "64M", "-c2", "--cmdline=hello touch=8M", "guest.elf", "-vv"), 0);
+	ck_assert_uint_eq(cfg.ram_size, 64ull << 20);
+	ck_assert_uint_eq(cfg.ncpus, 2);
+	ck_assert_str_eq(cfg.cmdline, "hello touch=8M");
+	ck_assert_int_eq(cfg.verbose, 2);
+	ck_assert_int_eq(PARSE(&cfg, "--memory", "1G", "--cpus=3", "-p", "x", "--timeout", "500ms", "g"), 0);
+	ck_assert_uint_eq(cfg.ram_size, 1ull << 30);
+	ck_assert_uint_eq(cfg.ncpus, 3);
+	ck_assert_uint_eq(cfg.timeout_ms, 500);
+}
+END_TEST
+
+START_TEST(size_suffixes_and_bare_mib)
+{
+	uint64_t b;
+	ck_assert_int_eq(cli_parse_size("x", "64", &b), 0);
+	ck_assert_uint_eq(b, 64ull << 20);
+	ck_assert_int_eq(cli_parse_size("x", "512k", &b), 0);
+	ck_assert_uint_eq(b, 512ull << 10);
+	ck_assert_int_eq(cli_parse_size("x", "3G", &b), 0);
+	ck_assert_uint_eq(b, 3ull << 30);
+	ck_assert_int_eq(cli_parse_size("x", "2m", &b), 0);
+	ck_assert_uint_eq(b, 2ull << 20);
+	ck_assert_int_eq(cli_parse_size("x", "", &b), CLI_ERROR);
+	ck_assert_int_eq(cli_parse_size("x", "G", &b), CLI_ERROR);
+	ck_assert_int_eq(cli_parse_size("x", "12X", &b), CLI_ERROR);
+	ck_assert_int_eq(cli_parse_size("x", "1GG", &b), CLI_ERROR);
+	ck_assert_int_eq(cli_parse_size("x", "-1", &b), CLI_ERROR);
+	ck_assert_int_eq(cli_parse_size("x", "99999999999999999999G", &b), CLI_ERROR);
+	ck_assert_int_eq(cli_parse_size("x", "17179869184G", &b), CLI_ERROR); /* 2^64 bytes */
+}
+END_TEST
+
+START_TEST(durations)
+{
+	uint64_t ms;
+	ck_assert_int_eq(cli_parse_duration_ms("t", "30", &ms), 0);
+	ck_assert_uint_eq(ms, 30000);
+	ck_assert_int_eq(cli_parse_duration_ms("t", "250ms", &ms), 0);
+	ck_assert_uint_eq(ms, 250);
+	ck_assert_int_eq(cli_parse_duration_ms("t", "2m", &ms), 0);
+	ck_assert_uint_eq(ms, 120000);
+	ck_assert_int_eq(cli_parse_duration_ms("t", "0", &ms), CLI_ERROR);
+	ck_assert_int_eq(cli_parse_duration_ms("t", "ms", &ms), CLI_ERROR);
+	ck_assert_int_eq(cli_parse_duration_ms("t", "5h", &ms), CLI_ERROR);
+	ck_assert_int_eq(cli_parse_duration_ms("t", "99999999999999", &ms), CLI_ERROR);
+}
+END_TEST
+
+START_TEST(memory_errors_say_what_is_wrong)
+{
+	EXPECT_PARSE_ERROR("-m: 'lots' is not a size", "-m", "lots", "g");
+	EXPECT_PARSE_ERROR("-m 8M is too small: at least 16 MiB", "-m", "8M", "g");
+	EXPECT_PARSE_ERROR("-m 2048G is too large", "-m", "2048G", "g");
+	EXPECT_PARSE_ERROR("-m 20481K is not a multiple of 4K", "-m", "20481K", "g");
+	EXPECT_PARSE_ERROR("-m needs a value (SIZE)", "g", "-m");
+}
+END_TEST
+
+START_TEST(cpu_count_must_be_1_to_64)
+{
+	EXPECT_PARSE_ERROR("-c: '0' is out of range (1 to 64)", "-c", "0", "g");
+	EXPECT_PARSE_ERROR("-c: '65' is out of range (1 to 64)", "-c", "65", "g");
+	EXPECT_PARSE_ERROR("-c: 'two' is not a number", "-c", "two", "g");
+	EXPECT_PARSE_ERROR("-c: '99999999999999999999' is out of range", "-c", "99999999999999999999", "g");
+}
+END_TEST
+
+START_TEST(unknown_options_and_extra_guests)
+{
+	EXPECT_PARSE_ERROR("unknown option -x (see vmm run --help)", "-x", "g");
+	EXPECT_PARSE_ERROR("unknown option --frobnicate", "--frobnicate=1", "g");
+	EXPECT_PARSE_ERROR("--verbose takes no value", "--verbose=2", "g");
+	EXPECT_PARSE_ERROR("one GUEST only", "a.elf", "b.elf");
+	EXPECT_PARSE_ERROR("no GUEST given", "-m", "64M");
+}
+END_TEST
+
+START_TEST(double_dash_ends_options)
+{
+	struct vm_config cfg;
+	ck_assert_int_eq(PARSE(&cfg, "--", "-odd-name.elf"), 0);
+	ck_assert_str_eq(cfg.guest, "-odd-name.elf");
+}
+END_TEST
+
+START_TEST(overlong_command_line_is_refused)
+{
+	char *big = malloc(5000);
+	memset(big, 'a', 4999);
+	big[4999] = '\0';
+	EXPECT_PARSE_ERROR("the command line is 4999 bytes; at most 2047 fit", "-p", big, "g");
+	free(big);
+}
+END_TEST
+
+START_TEST(help_is_recognised)
+{
+	struct vm_config cfg;
+	ck_assert_int_eq(PARSE(&cfg, "--help"), 1);
+	ck_assert_int_eq(PARSE(&cfg, "-m", "64M", "-h"), 1);
+}
+END_TEST
+
+/* ---- the binary, as a user runs it (no KVM needed: these fail before KVM is opened) ---- */
+
+static void expect_vmm_error(struct spawn_result *r, const char *needle)
+{
+	ck_assert_msg(r->status == 125, "status %d, stderr: %s", r->status, r->err);
+	ck_assert_msg(strstr(r->err, needle), "stderr '%s' lacks '%s'", r->err, needle);
+	/* One clear line: exactly one newline, at the end. */
+	ck_assert_msg(strchr(r->err, '\n') == r->err + strlen(r->err) - 1, "not one line: '%s'", r->err);
+	spawn_free(r);
+}
+
+START_TEST(cli_missing_guest_file)
+{
+	struct spawn_result r;
+	ck_assert_int_eq(spawn_vmm(&r, 20, "run", "/nonexistent/guest.elf", NULL), 0);
+	expect_vmm_error(&r, "vmm: cannot open guest image /nonexistent/guest.elf: No such file or directory");
+}
+END_TEST
+
+START_TEST(cli_unreadable_guest_file)
+{
+	char path[] = "/tmp/vmm-unreadable-XXXXXX";
+	int fd = mkstemp(path);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(write(fd, "x", 1), 1);
+	close(fd);
+	chmod(path, 0);
+	struct spawn_result r;
+	/* root reads anything: then the file is simply not an ELF. Both are clear errors. */
+	ck_assert_int_eq(spawn_vmm(&r, 20, "run", path, NULL), 0);
+	expect_vmm_error(&r, getuid() == 0 ? "not an ELF file" : "Permission denied");
+	unlink(path);
+}
+END_TEST
+
+START_TEST(cli_not_an_elf)
+{
+	struct spawn_result r;
+	ck_assert_int_eq(spawn_vmm(&r, 20, "run", "Makefile", NULL), 0);
+	expect_vmm_error(&r, "vmm: Makefile: not an ELF file");
+}
+END_TEST
+
+START_TEST(cli_elf_without_pvh_note)
+{
+	struct elf_image img;
+	const uint8_t code[] = {0xf4};
+	elf_image_build(&img, code, 1, 0x100000, 0);
+	elf_image_note(&img)->n_type = 5;
+	const char *path = elf_image_write_temp(&img);
+	struct spawn_result r;
+	ck_assert_int_eq(spawn_vmm(&r, 20, "run", path, NULL), 0);
+	expect_vmm_error(&r, "no PVH entry note");
+	unlink(path);
+}
+END_TEST
+
+START_TEST(cli_segments_outside_ram)
+{
+	struct elf_image img;
+	const uint8_t code[] = {0xf4};
+	elf_image_build(&img, code, 1, 0x100000, 0);
+	elf_image_phdr(&img, 0)->p_paddr = 20ull << 20;
+	*elf_image_note_entry(&img) = 20u << 20;
+	const char *path = elf_image_write_temp(&img);
+	struct spawn_result r;
+	ck_assert_int_eq(spawn_vmm(&r, 20, "run", "-m", "16M", path, NULL), 0);
+	expect_vmm_error(&r, "lies outside guest RAM (16 MiB)");
+	unlink(path);
+}
+END_TEST
+
+START_TEST(cli_kvm_device_missing)
+{
+	struct spawn_result r;
+	ck_assert_int_eq(spawn_vmm(&r, 20, "run", "--kvm", "/nonexistent/kvm", harness_build_path("guest.elf"), NULL),
+			 0);
+	expect_vmm_error(&r, "cannot open /nonexistent/kvm: No such file or directory (load the kvm module");
+}
+END_TEST
+
+START_TEST(cli_kvm_device_not_kvm)
+{
+	struct spawn_result r;
+	ck_assert_int_eq(spawn_vmm(&r, 20, "run", "--kvm", "/dev/null", harness_build_path("guest.elf"), NULL), 0);
+	expect_vmm_error(&r, "/dev/null");
+}
+END_TEST
+
+START_TEST(cli_bad_options)
+{
+	struct spawn_result r;
+	ck_assert_int_eq(spawn_vmm(&r, 20, "run", "-c", "0", "g.elf", NULL), 0);
+	expect_vmm_error(&r, "vmm run: -c: '0' is out of range");
+	ck_assert_int_eq(spawn_vmm(&r, 20, "run", "-m", "1M", "g.elf", NULL), 0);
+	expect_vmm_error(&r, "vmm run: -m 1M is too small");
+	ck_assert_int_eq(spawn_vmm(&r, 20, "run", "--bogus", NULL), 0);
+	expect_vmm_error(&r, "vmm run: unknown option --bogus");
+	ck_assert_int_eq(spawn_vmm(&r, 20, "frobnicate", NULL), 0);
+	expect_vmm_error(&r, "vmm: unknown command 'frobnicate'");
+}
+END_TEST
+
+START_TEST(cli_help_tells_the_exit_statuses)
+{
+	struct spawn_result r;
+	ck_assert_int_eq(spawn_vmm(&r, 20, "run", "--help", NULL), 0);
+	ck_assert_int_eq(r.status, 0);
+	ck_assert_ptr_nonnull(strstr(r.out, "usage: vmm run [OPTIONS] GUEST"));
+	ck_assert_ptr_nonnull(strstr(r.out, "123  the guest triple-faulted"));
+	ck_assert_ptr_nonnull(strstr(r.out, "--memory SIZE"));
+	spawn_free(&r);
+	ck_assert_int_eq(spawn_vmm(&r, 20, "--help", NULL), 0);
+	ck_assert_int_eq(r.status, 0);
+	ck_assert_ptr_nonnull(strstr(r.out, "  run "));
+	spawn_free(&r);
+}
+END_TEST
+
+Suite *cli_suite(void)
+{
+	Suite *s = suite_create("cli");
+	TCase *tc = tcase_create("parse");
+	HARNESS_ADD_TEST(tc, defaults_are_256m_one_cpu_empty_cmdline);
+	HARNESS_ADD_TEST(tc, options_in_every_spelling);
+	HARNESS_ADD_TEST(tc, size_suffixes_and_bare_mib);
+	HARNESS_ADD_TEST(tc, durations);
+	HARNESS_ADD_TEST(tc, memory_errors_say_what_is_wrong);
+	HARNESS_ADD_TEST(tc, cpu_count_must_be_1_to_64);
+	HARNESS_ADD_TEST(tc, unknown_options_and_extra_guests);
+	HARNESS_ADD_TEST(tc, double_dash_ends_options);
+	HARNESS_ADD_TEST(tc, overlong_command_line_is_refused);
+	HARNESS_ADD_TEST(tc, help_is_recognised);
+	suite_add_tcase(s, tc);
+
+	TCase *bin = tcase_create("binary");
+	tcase_set_timeout(bin, 60);
+	HARNESS_ADD_TEST(bin, cli_missing_guest_file);
+	HARNESS_ADD_TEST(bin, cli_unreadable_guest_file);
+	HARNESS_ADD_TEST(bin, cli_not_an_elf);
+	HARNESS_ADD_TEST(bin, cli_elf_without_pvh_note);
+	HARNESS_ADD_TEST(bin, cli_segments_outside_ram);
+	HARNESS_ADD_TEST(bin, cli_kvm_device_missing);
+	HARNESS_ADD_TEST(bin, cli_kvm_device_not_kvm);
+	HARNESS_ADD_TEST(bin, cli_bad_options);
+	HARNESS_ADD_TEST(bin, cli_help_tells_the_exit_statuses);
+	suite_add_tcase(s, bin);
+	return s;
+}

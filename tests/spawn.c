@@ -1,0 +1,118 @@
+#include "spawn.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "harness.h"
+
+struct buf {
+	char *data;
+	size_t len, cap;
+};
+
+static void buf_add(struct buf *b, const char *p, size_t n)
+{
+	if (b->len + n + 1 > b->cap) {
+		b->cap = (b->len + n + 1) * 2;
+		b->data = realloc(b->data, b->cap);
+	}
+	memcpy(b->data + b->len, p, n);
+	b->len += n;
+	b->data[b->len] = '\0';
+}
+
+static double now_s(void)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
+}
+
+int spawn_run(struct spawn_result *r, unsigned timeout_s, char *const argv[])
+{
+	int out[2], err[2];
+	memset(r, 0, sizeof(*r));
+	if (pipe2(out, O_CLOEXEC) != 0 || pipe2(err, O_CLOEXEC) != 0)
+		return -1;
+	pid_t pid = fork();
+	if (pid < 0)
+		return -1;
+	if (pid == 0) {
+		dup2(out[1], STDOUT_FILENO);
+		dup2(err[1], STDERR_FILENO);
+		execv(argv[0], argv);
+		_exit(127);
+	}
+	close(out[1]);
+	close(err[1]);
+	struct buf bo = {0}, be = {0};
+	buf_add(&bo, "", 0);
+	buf_add(&be, "", 0);
+	struct pollfd fds[2] = {{out[0], POLLIN, 0}, {err[0], POLLIN, 0}};
+	double deadline = now_s() + timeout_s;
+	int open_fds = 2;
+	while (open_fds > 0) {
+		int ms = (int)((deadline - now_s()) * 1000);
+		if (ms <= 0) {
+			kill(pid, SIGKILL);
+			r->timed_out = 1;
+			break;
+		}
+		if (poll(fds, 2, ms) < 0 && errno != EINTR)
+			break;
+		for (int i = 0; i < 2; i++) {
+			if (fds[i].fd < 0 || !(fds[i].revents & (POLLIN | POLLHUP | POLLERR)))
+				continue;
+			char tmp[4096];
+			ssize_t n = read(fds[i].fd, tmp, sizeof(tmp));
+			if (n > 0) {
+				buf_add(i ? &be : &bo, tmp, (size_t)n);
+			} else {
+				close(fds[i].fd);
+				fds[i].fd = -1;
+				open_fds--;
+			}
+		}
+	}
+	for (int i = 0; i < 2; i++)
+		if (fds[i].fd >= 0)
+			close(fds[i].fd);
+	int st = 0;
+	waitpid(pid, &st, 0);
+	r->status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+	r->out = bo.data;
+	r->err = be.data;
+	return 0;
+}
+
+int spawn_vmm(struct spawn_result *r, unsigned timeout_s, ...)
+{
+	char *argv[64];
+	int n = 0;
+	static char vmm_path[4096];
+	strncpy(vmm_path, harness_build_path("vmm"), sizeof(vmm_path) - 1);
+	argv[n++] = vmm_path;
+	va_list ap;
+	va_start(ap, timeout_s);
+	const char *a;
+	while ((a = va_arg(ap, const char *)) && n < 63)
+		argv[n++] = (char *)a;
+	va_end(ap);
+	argv[n] = NULL;
+	return spawn_run(r, timeout_s, argv);
+}
+
+void spawn_free(struct spawn_result *r)
+{
+	free(r->out);
+	free(r->err);
+	r->out = r->err = NULL;
+}

@@ -1,0 +1,25 @@
+/* Run a program (usually build/vmm) as a user would, capturing its output and status. */
+#ifndef TESTS_SPAWN_H
+#define TESTS_SPAWN_H
+
+#include <stddef.h>
+
+struct spawn_result {
+	int status;   /* exit status, or 128 + signal number when killed */
+	char *out;    /* standard output, NUL-terminated (free with spawn_free) */
+	char *err;    /* standard error, NUL-terminated */
+	int timed_out;
+};
+
+/*
+ * Run argv[0] with @argv (NULL-terminated); kill it after @timeout_s seconds.
+ * Returns 0, or -1 if it could not be started.
+ */
+int spawn_run(struct spawn_result *r, unsigned timeout_s, char *const argv[]);
+
+/* spawn_run of build/vmm with the arguments after @timeout_s (NULL-terminated). */
+int spawn_vmm(struct spawn_result *r, unsigned timeout_s, ...);
+
+void spawn_free(struct spawn_result *r);
+
+#endif

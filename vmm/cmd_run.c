@@ -1,0 +1,132 @@
+/* vmm run: boot a PVH guest and wait for it to end. */
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "guest/abi.h"
+#include "vmm/cli.h"
+#include "vmm/commands.h"
+#include "vmm/error.h"
+
+#define RUN_DEFAULT_RAM (256ull << 20)
+#define RUN_MAX_RAM (1ull << 40)
+#define RUN_PAGE 4096ull
+
+enum { OPT_MEMORY = 1, OPT_CPUS, OPT_CMDLINE, OPT_TIMEOUT, OPT_VERBOSE, OPT_KVM, OPT_HELP };
+
+static const struct cli_option run_options[] = {
+	{"memory", 'm', "SIZE", OPT_MEMORY, "guest RAM (default 256M; K, M, G suffixes, a bare number is MiB)"},
+	{"cpus", 'c', "N", OPT_CPUS, "vCPUs, each its own thread (default 1, at most 64)"},
+	{"cmdline", 'p', "TEXT", OPT_CMDLINE, "guest command line (default empty)"},
+	{"timeout", 't', "TIME", OPT_TIMEOUT, "stop the guest after TIME: 30, 500ms, 2m (default: never)"},
+	{"verbose", 'v', NULL, OPT_VERBOSE, "say what the VMM does; twice: also each test-port message"},
+	{"kvm", 0, "PATH", OPT_KVM, "KVM device (default /dev/kvm)"},
+	{"help", 'h', NULL, OPT_HELP, "show this help"},
+	{0},
+};
+
+void cmd_run_help(FILE *f)
+{
+	fprintf(f, "usage: vmm run [OPTIONS] GUEST\n"
+		   "Boot GUEST, a PVH ELF kernel, on KVM. The guest's serial console (COM1) goes to\n"
+		   "standard output; the VMM's own messages go to standard error.\n\n");
+	cli_print_options(f, run_options);
+	fprintf(f, "\nThe demo guest (build/guest.elf) runs the workloads named on its command line:\n"
+		   "  hello, touch=SIZE, spin[=SIZE], seed=N (see guest/workloads.c).\n\n"
+		   "Exit status: the guest's own status (0-119, the value it writes to port 0xf4,\n"
+		   "as QEMU's isa-debug-exit), or the VMM's verdict:\n"
+		   "  121  KVM could not run or emulate the guest\n"
+		   "  122  the guest used a port or guest-physical address that nothing serves\n"
+		   "  123  the guest triple-faulted\n"
+		   "  124  the guest stopped making progress (halted for good, or over --timeout)\n"
+		   "  125  the VMM failed: bad arguments, unusable guest image, no KVM\n"
+		   "Verdicts 121-124 print the vCPU's registers on standard error.\n");
+}
+
+int cmd_run_parse(int argc, char **argv, struct vm_config *cfg)
+{
+	*cfg = (struct vm_config){
+		.ram_size = RUN_DEFAULT_RAM,
+		.ncpus = 1,
+		.cmdline = "",
+		.kvm_path = "/dev/kvm",
+		.console_fd = STDOUT_FILENO,
+	};
+	struct cli_parser p;
+	cli_init(&p, "run", run_options, argc, argv, 1);
+	const char *v;
+	int id;
+	while ((id = cli_next(&p, &v)) != CLI_END) {
+		switch (id) {
+		case CLI_ERROR:
+			return CLI_ERROR;
+		case CLI_POSITIONAL:
+			if (cfg->guest)
+				return error_set(0, "vmm run: one GUEST only ('%s' and '%s' given)", cfg->guest, v), CLI_ERROR;
+			cfg->guest = v;
+			break;
+		case OPT_MEMORY:
+			if (cli_parse_size("vmm run: -m", v, &cfg->ram_size))
+				return CLI_ERROR;
+			if (cfg->ram_size < ABI_MIN_RAM)
+				return error_set(0, "vmm run: -m %s is too small: at least %u MiB is needed", v,
+						 ABI_MIN_RAM >> 20), CLI_ERROR;
+			if (cfg->ram_size > RUN_MAX_RAM)
+				return error_set(0, "vmm run: -m %s is too large: at most %llu GiB", v, RUN_MAX_RAM >> 30),
+				       CLI_ERROR;
+			if (cfg->ram_size % RUN_PAGE)
+				return error_set(0, "vmm run: -m %s is not a multiple of 4K", v), CLI_ERROR;
+			break;
+		case OPT_CPUS:
+			if (cli_parse_uint("vmm run: -c", v, 1, ABI_MAX_CPUS, &cfg->ncpus))
+				return CLI_ERROR;
+			break;
+		case OPT_CMDLINE:
+			if (strlen(v) >= ABI_CMDLINE_MAX)
+				return error_set(0, "vmm run: -p: the command line is %zu bytes; at most %u fit", strlen(v),
+						 ABI_CMDLINE_MAX - 1), CLI_ERROR;
+			cfg->cmdline = v;
+			break;
+		case OPT_TIMEOUT:
+			if (cli_parse_duration_ms("vmm run: --timeout", v, &cfg->timeout_ms))
+				return CLI_ERROR;
+			break;
+		case OPT_VERBOSE:
+			cfg->verbose++;
+			break;
+		case OPT_KVM:
+			cfg->kvm_path = v;
+			break;
+		case OPT_HELP:
+			return 1;
+		}
+	}
+	if (!cfg->guest)
+		return error_set(0, "vmm run: no GUEST given (usage: vmm run [OPTIONS] GUEST; see vmm run --help)"),
+		       CLI_ERROR;
+	return 0;
+}
+
+int cmd_run(int argc, char **argv)
+{
+	struct vm_config cfg;
+	int r = cmd_run_parse(argc, argv, &cfg);
+	if (r == 1) {
+		cmd_run_help(stdout);
+		return 0;
+	}
+	if (r) {
+		fprintf(stderr, "%s\n", error_message());
+		return VM_EXIT_VMM_ERROR;
+	}
+	struct vm vm;
+	if (vm_create(&vm, &cfg) != 0) {
+		fprintf(stderr, "vmm: %s\n", error_message());
+		return VM_EXIT_VMM_ERROR;
+	}
+	int status = vm_run(&vm);
+	if (cfg.verbose)
+		fprintf(stderr, "vmm: guest ended with status %d\n", status);
+	vm_destroy(&vm);
+	return status;
+}

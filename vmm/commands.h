@@ -1,0 +1,19 @@
+/* The vmm CLI verbs, one file each (cmd_<verb>.c). Each returns the process exit status. */
+#ifndef VMM_COMMANDS_H
+#define VMM_COMMANDS_H
+
+#include "vmm/vm.h"
+
+/* vmm run [OPTIONS] GUEST */
+int cmd_run(int argc, char **argv);
+
+/*
+ * Parse the arguments of `vmm run` (argv[0] is "run") into @cfg.
+ * Returns 0, 1 when --help was asked for, or CLI_ERROR with the message set.
+ */
+int cmd_run_parse(int argc, char **argv, struct vm_config *cfg);
+
+/* Print the help of `vmm run`. */
+void cmd_run_help(FILE *f);
+
+#endif

@@ -1,0 +1,33 @@
+/*
+ * The KVM device and one VM: opening /dev/kvm, memory slots, vCPU file descriptors.
+ * Only vmm/ includes this; mmu/ and pagers/ never see KVM.
+ */
+#ifndef VMM_KVM_H
+#define VMM_KVM_H
+
+#include <linux/kvm.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct kvm {
+	int dev_fd;                /* /dev/kvm */
+	int vm_fd;                 /* KVM_CREATE_VM */
+	size_t run_size;           /* mmap size of each vCPU's struct kvm_run */
+	unsigned max_vcpus;        /* KVM_CAP_MAX_VCPUS */
+	struct kvm_cpuid2 *cpuid;  /* KVM_GET_SUPPORTED_CPUID, given to every vCPU */
+};
+
+/* Open /dev/kvm (@path, normally "/dev/kvm") and create an empty VM.
+ * Returns 0 or -errno with a message that says how to fix a missing or locked device. */
+int kvm_open(struct kvm *k, const char *path);
+
+/* Close the VM and the device. Safe on a zeroed or partly opened struct. */
+void kvm_close(struct kvm *k);
+
+/* Map [gpa, gpa + size) of guest-physical memory to host memory @hva in memory slot @slot. */
+int kvm_set_memory(struct kvm *k, unsigned slot, uint64_t gpa, uint64_t size, void *hva);
+
+/* Create vCPU @index with the host-supported CPUID; returns its fd and maps its kvm_run. */
+int kvm_vcpu_create(struct kvm *k, unsigned index, int *fd, struct kvm_run **run);
+
+#endif

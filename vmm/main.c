@@ -1,0 +1,49 @@
+/* vmm: the command-line entry; each verb lives in its own cmd_<verb>.c. */
+#include <stdio.h>
+#include <string.h>
+
+#include "vmm/commands.h"
+
+#define VMM_VERSION "0.1.0"
+
+struct verb {
+	const char *name;
+	int (*fn)(int argc, char **argv);
+	const char *summary;
+};
+
+static const struct verb verbs[] = {
+	{"run", cmd_run, "boot a PVH guest on KVM"},
+};
+
+static void usage(FILE *f)
+{
+	fprintf(f, "usage: vmm COMMAND [ARGS...]\n"
+		   "A virtual machine monitor on KVM whose guest memory is managed the Mach way.\n\n"
+		   "Commands:\n");
+	for (size_t i = 0; i < sizeof(verbs) / sizeof(verbs[0]); i++)
+		fprintf(f, "  %-10s %s\n", verbs[i].name, verbs[i].summary);
+	fprintf(f, "\n'vmm COMMAND --help' describes a command. 'vmm --version' prints the version.\n");
+}
+
+int main(int argc, char **argv)
+{
+	if (argc < 2) {
+		usage(stderr);
+		return VM_EXIT_VMM_ERROR;
+	}
+	const char *name = argv[1];
+	if (strcmp(name, "--help") == 0 || strcmp(name, "-h") == 0 || strcmp(name, "help") == 0) {
+		usage(stdout);
+		return 0;
+	}
+	if (strcmp(name, "--version") == 0) {
+		printf("vmm %s\n", VMM_VERSION);
+		return 0;
+	}
+	for (size_t i = 0; i < sizeof(verbs) / sizeof(verbs[0]); i++)
+		if (strcmp(name, verbs[i].name) == 0)
+			return verbs[i].fn(argc - 1, argv + 1);
+	fprintf(stderr, "vmm: unknown command '%s' (see vmm --help)\n", name);
+	return VM_EXIT_VMM_ERROR;
+}

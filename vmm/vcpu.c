@@ -1,0 +1,195 @@
+#include "vmm/vcpu.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "vmm/boot.h"
+#include "vmm/error.h"
+#include "vmm/vm.h"
+
+#define VCPU_KICK_SIGNAL SIGUSR1
+
+static void vcpu_kick_handler(int sig)
+{
+	(void)sig; /* interrupting KVM_RUN is all a kick needs */
+}
+
+int vcpu_signals_init(void)
+{
+	struct sigaction sa;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = vcpu_kick_handler;
+	sigemptyset(&sa.sa_mask);
+	if (sigaction(VCPU_KICK_SIGNAL, &sa, NULL) != 0)
+		return error_set_errno(errno, "cannot install the vCPU kick handler");
+	return 0;
+}
+
+int vcpu_create(struct vcpu *c, struct vm *vm, unsigned index, uint64_t entry, uint64_t start_info)
+{
+	memset(c, 0, sizeof(*c));
+	c->vm = vm;
+	c->index = index;
+	c->fd = -1;
+	atomic_init(&c->report_regs, false);
+	int r = kvm_vcpu_create(&vm->kvm, index, &c->fd, &c->run);
+	if (r)
+		return r;
+	struct kvm_regs regs;
+	struct kvm_sregs sregs;
+	if (ioctl(c->fd, KVM_GET_SREGS, &sregs) != 0)
+		return error_set_errno(errno, "cannot read the registers of vCPU %u", index);
+	boot_vcpu_state(&regs, &sregs, entry, start_info, index, vm->cfg.ncpus);
+	if (ioctl(c->fd, KVM_SET_SREGS, &sregs) != 0 || ioctl(c->fd, KVM_SET_REGS, &regs) != 0)
+		return error_set_errno(errno, "cannot set the boot registers of vCPU %u", index);
+	return 0;
+}
+
+/* Print a verdict line and the vCPU's registers on stderr. */
+static void vcpu_report(struct vcpu *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void vcpu_report(struct vcpu *c, const char *fmt, ...)
+{
+	char what[256];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(what, sizeof(what), fmt, ap);
+	va_end(ap);
+
+	struct kvm_regs r;
+	struct kvm_sregs s;
+	if (ioctl(c->fd, KVM_GET_REGS, &r) != 0 || ioctl(c->fd, KVM_GET_SREGS, &s) != 0) {
+		fprintf(stderr, "vmm: vCPU %u: %s (registers unavailable: %s)\n", c->index, what, strerror(errno));
+		return;
+	}
+	const char *mode = !(s.cr0 & 1) ? "real" : (s.efer & 0x400) ? (s.cs.l ? "64-bit" : "compat") : "32-bit";
+	fprintf(stderr,
+		"vmm: vCPU %u: %s\n"
+		"  rip %016llx rsp %016llx rflags %08llx cpl %u %s mode\n"
+		"  rax %016llx rbx %016llx rcx %016llx rdx %016llx\n"
+		"  rsi %016llx rdi %016llx rbp %016llx r8  %016llx\n"
+		"  r9  %016llx r10 %016llx r11 %016llx r12 %016llx\n"
+		"  r13 %016llx r14 %016llx r15 %016llx\n"
+		"  cr0 %08llx cr2 %016llx cr3 %016llx cr4 %08llx efer %llx\n",
+		c->index, what, r.rip, r.rsp, r.rflags, s.cs.dpl, mode, r.rax, r.rbx, r.rcx, r.rdx, r.rsi, r.rdi,
+		r.rbp, r.r8, r.r9, r.r10, r.r11, r.r12, r.r13, r.r14, r.r15, s.cr0, s.cr2, s.cr3, s.cr4, s.efer);
+}
+
+/* Reach verdict @status; the vCPU that reaches it first reports, the others stay quiet. */
+#define vcpu_verdict(c, status, ...)                       \
+	do {                                               \
+		if (vm_stop((c)->vm, (status)))            \
+			vcpu_report((c), __VA_ARGS__);     \
+	} while (0)
+
+static void vcpu_exit_io(struct vcpu *c)
+{
+	struct kvm_run *run = c->run;
+	bool is_write = run->io.direction == KVM_EXIT_IO_OUT;
+	uint8_t *data = (uint8_t *)run + run->io.data_offset;
+	/* KVM places the data inside the run area; refuse anything else. */
+	if (run->io.data_offset >= c->vm->kvm.run_size ||
+	    (uint64_t)run->io.size * run->io.count > c->vm->kvm.run_size - run->io.data_offset) {
+		vcpu_verdict(c, VM_EXIT_GUEST_INTERNAL, "KVM reported port I/O data outside the run area");
+		return;
+	}
+	int r = ioport_dispatch(&c->vm->ports, run->io.port, is_write, data, run->io.size, run->io.count);
+	if (r == -2)
+		vcpu_verdict(c, VM_EXIT_BAD_ACCESS, "guest %s port 0x%x (%u bytes): no device there",
+			     is_write ? "wrote" : "read", run->io.port, run->io.size);
+	else if (r != 0)
+		vcpu_verdict(c, VM_EXIT_BAD_ACCESS, "guest %s port 0x%x with a %u-byte access the device refuses",
+			     is_write ? "wrote" : "read", run->io.port, run->io.size);
+}
+
+static void vcpu_exit(struct vcpu *c)
+{
+	struct kvm_run *run = c->run;
+	switch (run->exit_reason) {
+	case KVM_EXIT_IO:
+		vcpu_exit_io(c);
+		break;
+	case KVM_EXIT_MMIO:
+		vcpu_verdict(c, VM_EXIT_BAD_ACCESS, "guest %s guest-physical 0x%llx (%u bytes): outside guest RAM",
+			     run->mmio.is_write ? "wrote" : "read", (unsigned long long)run->mmio.phys_addr,
+			     run->mmio.len);
+		break;
+	case KVM_EXIT_HLT:
+		vcpu_verdict(c, VM_EXIT_NO_PROGRESS, "guest stopped making progress: halted with nothing to wake it");
+		break;
+	case KVM_EXIT_SHUTDOWN:
+		vcpu_verdict(c, VM_EXIT_TRIPLE_FAULT, "guest triple fault (shutdown)");
+		break;
+	case KVM_EXIT_FAIL_ENTRY:
+		vcpu_verdict(c, VM_EXIT_GUEST_INTERNAL, "KVM could not enter the guest (hardware reason 0x%llx)",
+			     (unsigned long long)run->fail_entry.hardware_entry_failure_reason);
+		break;
+	case KVM_EXIT_INTERNAL_ERROR:
+		vcpu_verdict(c, VM_EXIT_GUEST_INTERNAL, "KVM internal error (suberror %u)", run->internal.suberror);
+		break;
+	case KVM_EXIT_INTR:
+		break;
+	default:
+		vcpu_verdict(c, VM_EXIT_GUEST_INTERNAL, "unexpected KVM exit reason %u", run->exit_reason);
+		break;
+	}
+}
+
+static void *vcpu_thread(void *arg)
+{
+	struct vcpu *c = arg;
+	sigset_t kick;
+	sigemptyset(&kick);
+	sigaddset(&kick, VCPU_KICK_SIGNAL);
+	pthread_sigmask(SIG_UNBLOCK, &kick, NULL);
+
+	while (!atomic_load(&c->vm->stopping_flag)) {
+		if (ioctl(c->fd, KVM_RUN, 0) != 0) {
+			if (errno == EINTR || errno == EAGAIN)
+				continue;
+			vcpu_verdict(c, VM_EXIT_VMM_ERROR, "KVM_RUN failed: %s", strerror(errno));
+			break;
+		}
+		c->exits++;
+		vcpu_exit(c);
+	}
+	if (atomic_load(&c->report_regs))
+		vcpu_report(c, "stopped here");
+	return NULL;
+}
+
+int vcpu_start(struct vcpu *c)
+{
+	int r = pthread_create(&c->thread, NULL, vcpu_thread, c);
+	if (r != 0)
+		return error_set_errno(r, "cannot start the thread of vCPU %u", c->index);
+	c->started = true;
+	return 0;
+}
+
+void vcpu_kick(struct vcpu *c)
+{
+	if (!c->started)
+		return;
+	/* immediate_exit covers a kick that lands just before KVM_RUN is entered. */
+	__atomic_store_n(&c->run->immediate_exit, 1, __ATOMIC_SEQ_CST);
+	pthread_kill(c->thread, VCPU_KICK_SIGNAL);
+}
+
+void vcpu_destroy(struct vcpu *c)
+{
+	if (c->started)
+		pthread_join(c->thread, NULL);
+	c->started = false;
+	if (c->run)
+		munmap(c->run, c->vm->kvm.run_size);
+	if (c->fd >= 0)
+		close(c->fd);
+	c->run = NULL;
+	c->fd = -1;
+}

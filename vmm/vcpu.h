@@ -1,0 +1,42 @@
+/*
+ * vCPU threads: each runs KVM_RUN in a loop and turns exits into device calls or a
+ * verdict on the VM. A vCPU is only ever touched by its own thread once started.
+ */
+#ifndef VMM_VCPU_H
+#define VMM_VCPU_H
+
+#include <linux/kvm.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+struct vm;
+
+struct vcpu {
+	struct vm *vm;            /* (c) */
+	unsigned index;           /* (c) */
+	int fd;                   /* (c) KVM vCPU fd, -1 when not created */
+	struct kvm_run *run;      /* (c) shared with KVM */
+	pthread_t thread;         /* (c) valid when started */
+	bool started;             /* (c) */
+	atomic_bool report_regs;  /* print registers when leaving the run loop (timeout) */
+	uint64_t exits;           /* (v) exits seen, owned by the vCPU thread */
+};
+
+/* Create vCPU @index of @vm in its PVH boot state (entry @entry, start info @start_info). */
+int vcpu_create(struct vcpu *c, struct vm *vm, unsigned index, uint64_t entry, uint64_t start_info);
+
+/* Start the vCPU's thread. */
+int vcpu_start(struct vcpu *c);
+
+/* Make the vCPU leave KVM_RUN promptly (it then sees the VM stopping). Any thread. */
+void vcpu_kick(struct vcpu *c);
+
+/* Wait for the vCPU's thread, then free the vCPU. */
+void vcpu_destroy(struct vcpu *c);
+
+/* Install the no-op signal handler that kicks use. Call once before vcpu_start. */
+int vcpu_signals_init(void);
+
+#endif

@@ -1,0 +1,161 @@
+#include "vmm/vm.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "guest/abi.h"
+#include "vmm/boot.h"
+#include "vmm/error.h"
+#include "vmm/loader.h"
+#include "vmm/vcpu.h"
+
+/* Load the guest image into fresh RAM and write its boot information. */
+static int vm_load_guest(struct vm *vm, uint64_t *entry, uint64_t *start_info)
+{
+	void *image;
+	size_t size;
+	int r = loader_read_file(vm->cfg.guest, &image, &size);
+	if (r)
+		return r;
+	struct loader_result lr;
+	r = loader_load_pvh(image, size, vm->cfg.guest, &vm->mem, BOOT_INFO_GPA, BOOT_INFO_LEN, &lr);
+	free(image);
+	if (r)
+		return r;
+	*entry = lr.entry;
+	return boot_write_start_info(&vm->mem, vm->cfg.cmdline, start_info);
+}
+
+int vm_create(struct vm *vm, const struct vm_config *cfg)
+{
+	memset(vm, 0, sizeof(*vm));
+	vm->cfg = *cfg;
+	vm->kvm.vm_fd = -1;
+	atomic_init(&vm->stopping_flag, false);
+	pthread_mutex_init(&vm->lock, NULL);
+	pthread_condattr_t ca;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC); /* the --timeout deadline is monotonic */
+	pthread_cond_init(&vm->stopped_cond, &ca);
+	pthread_condattr_destroy(&ca);
+
+	/* The image is checked before KVM is opened: a bad image is reported on any host. */
+	uint64_t entry, start_info;
+	int r = guest_memory_create(&vm->mem, cfg->ram_size);
+	if (!r)
+		r = vm_load_guest(vm, &entry, &start_info);
+	if (!r)
+		r = kvm_open(&vm->kvm, cfg->kvm_path);
+	for (unsigned i = 0; !r && i < vm->mem.nregions; i++)
+		r = kvm_set_memory(&vm->kvm, i, vm->mem.region[i].gpa, vm->mem.region[i].size, vm->mem.region[i].hva);
+	if (!r)
+		r = serial_attach(vm, cfg->console_fd);
+	if (!r)
+		r = console_port_attach(vm);
+	if (!r)
+		r = debug_exit_attach(vm);
+	if (!r)
+		r = test_port_attach(vm, cfg->verbose > 1);
+	if (r)
+		goto err;
+
+	if (cfg->ncpus > vm->kvm.max_vcpus) {
+		r = error_set(EINVAL, "KVM allows at most %u vCPUs per VM here", vm->kvm.max_vcpus);
+		goto err;
+	}
+	vm->vcpus = calloc(cfg->ncpus, sizeof(*vm->vcpus));
+	if (!vm->vcpus) {
+		r = error_set(ENOMEM, "no memory for %u vCPUs", cfg->ncpus);
+		goto err;
+	}
+	for (unsigned i = 0; i < cfg->ncpus; i++) {
+		r = vcpu_create(&vm->vcpus[i], vm, i, entry, start_info);
+		if (r)
+			goto err;
+	}
+	return 0;
+
+err:
+	vm_destroy(vm);
+	return r;
+}
+
+bool vm_stop(struct vm *vm, int status)
+{
+	bool first = false;
+	pthread_mutex_lock(&vm->lock);
+	if (!atomic_load(&vm->stopping_flag)) {
+		vm->stop_status = status;
+		atomic_store(&vm->stopping_flag, true);
+		pthread_cond_broadcast(&vm->stopped_cond);
+		first = true;
+	}
+	pthread_mutex_unlock(&vm->lock);
+	return first;
+}
+
+int vm_run(struct vm *vm)
+{
+	int r = vcpu_signals_init();
+	for (unsigned i = 0; !r && i < vm->cfg.ncpus; i++)
+		r = vcpu_start(&vm->vcpus[i]);
+	if (r) {
+		fprintf(stderr, "vmm: %s\n", error_message());
+		vm_stop(vm, VM_EXIT_VMM_ERROR);
+	}
+
+	struct timespec deadline;
+	clock_gettime(CLOCK_MONOTONIC, &deadline);
+	deadline.tv_sec += (time_t)(vm->cfg.timeout_ms / 1000);
+	deadline.tv_nsec += (long)(vm->cfg.timeout_ms % 1000) * 1000000L;
+	if (deadline.tv_nsec >= 1000000000L) {
+		deadline.tv_sec++;
+		deadline.tv_nsec -= 1000000000L;
+	}
+	pthread_mutex_lock(&vm->lock);
+	while (!atomic_load(&vm->stopping_flag)) {
+		if (!vm->cfg.timeout_ms) {
+			pthread_cond_wait(&vm->stopped_cond, &vm->lock);
+			continue;
+		}
+		struct timespec now;
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		if (now.tv_sec > deadline.tv_sec || (now.tv_sec == deadline.tv_sec && now.tv_nsec >= deadline.tv_nsec)) {
+			pthread_mutex_unlock(&vm->lock);
+			fprintf(stderr, "vmm: guest stopped making progress: still running after the %llu ms timeout\n",
+				(unsigned long long)vm->cfg.timeout_ms);
+			for (unsigned i = 0; i < vm->cfg.ncpus; i++)
+				atomic_store(&vm->vcpus[i].report_regs, true);
+			vm_stop(vm, VM_EXIT_NO_PROGRESS);
+			pthread_mutex_lock(&vm->lock);
+			break;
+		}
+		pthread_cond_timedwait(&vm->stopped_cond, &vm->lock, &deadline);
+	}
+	int status = vm->stop_status;
+	pthread_mutex_unlock(&vm->lock);
+
+	for (unsigned i = 0; i < vm->cfg.ncpus; i++)
+		vcpu_kick(&vm->vcpus[i]);
+	for (unsigned i = 0; i < vm->cfg.ncpus; i++)
+		vcpu_destroy(&vm->vcpus[i]);
+	return status;
+}
+
+void vm_destroy(struct vm *vm)
+{
+	if (vm->vcpus) {
+		for (unsigned i = 0; i < vm->cfg.ncpus; i++)
+			if (vm->vcpus[i].vm)
+				vcpu_destroy(&vm->vcpus[i]);
+		free(vm->vcpus);
+		vm->vcpus = NULL;
+	}
+	kvm_close(&vm->kvm);
+	guest_memory_destroy(&vm->mem);
+	pthread_cond_destroy(&vm->stopped_cond);
+	pthread_mutex_destroy(&vm->lock);
+}

@@ -1,0 +1,72 @@
+/*
+ * One virtual machine: KVM, guest memory, devices and vCPU threads, and the verdict that
+ * ends it. The life of a VM: vm_create -> vm_run (returns when it stops) -> vm_destroy.
+ */
+#ifndef VMM_VM_H
+#define VMM_VM_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "vmm/devices.h"
+#include "vmm/guest_memory.h"
+#include "vmm/ioport.h"
+#include "vmm/kvm.h"
+
+/*
+ * Exit statuses of `vmm run`: the guest's own status (0-119, what it wrote to the exit
+ * port), or one of these verdicts.
+ */
+enum vm_exit_status {
+	VM_EXIT_GUEST_INTERNAL = 121, /* KVM could not run or emulate the guest */
+	VM_EXIT_BAD_ACCESS = 122,     /* port or guest-physical address nobody serves */
+	VM_EXIT_TRIPLE_FAULT = 123,   /* the guest reset itself (triple fault) */
+	VM_EXIT_NO_PROGRESS = 124,    /* halted for good, or over --timeout */
+	VM_EXIT_VMM_ERROR = 125,      /* bad input or a host failure: the VMM's own error */
+};
+
+struct vm_config {
+	uint64_t ram_size;     /* bytes, page multiple */
+	unsigned ncpus;        /* 1..ABI_MAX_CPUS */
+	const char *guest;     /* path of the PVH ELF image */
+	const char *cmdline;   /* guest command line */
+	uint64_t timeout_ms;   /* stop the guest after this long; 0 = never */
+	const char *kvm_path;  /* normally "/dev/kvm" */
+	int verbose;           /* -v count */
+	int console_fd;        /* where the serial console goes (stdout) */
+};
+
+struct vcpu;
+
+/* Locking legend: (c) set before vCPUs start, then constant; (l) vm->lock. */
+struct vm {
+	struct vm_config cfg;          /* (c) */
+	struct kvm kvm;                /* (c) */
+	struct guest_memory mem;       /* (c) */
+	struct ioport_table ports;     /* (c) */
+	struct serial serial;          /* (c) device state is its own */
+	struct test_port test_port;    /* (c) device state is its own */
+	struct vcpu *vcpus;            /* (c) cfg.ncpus of them */
+	pthread_mutex_t lock;
+	pthread_cond_t stopped_cond;   /* signalled when stop_status is set */
+	atomic_bool stopping_flag;     /* (l) written, read lock-free: a verdict was reached */
+	int stop_status;               /* (l) exit status of the VM, see vm_exit_status */
+};
+
+/* Build the VM described by @cfg: KVM, RAM, devices, the loaded guest and its vCPUs.
+ * Returns 0 or -errno with a one-line message (error_message()). */
+int vm_create(struct vm *vm, const struct vm_config *cfg);
+
+/* Run the vCPUs until the guest exits or a verdict is reached; returns the exit status. */
+int vm_run(struct vm *vm);
+
+/* Reach a verdict: the first call sets the VM's exit status and returns true; later calls
+ * change nothing and return false. Callable from any thread. */
+bool vm_stop(struct vm *vm, int status);
+
+/* Release everything vm_create made. */
+void vm_destroy(struct vm *vm);
+
+#endif
