@@ -10,6 +10,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/kvm.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -47,7 +48,13 @@ static const char *probe_kvm(void)
 		snprintf(skip_buf, sizeof(skip_buf), "/dev/kvm cannot be opened: %s", strerror(errno));
 		return skip_buf;
 	}
+	int api = ioctl(fd, KVM_GET_API_VERSION, 0);
 	close(fd);
+	if (api != KVM_API_VERSION) {
+		snprintf(skip_buf, sizeof(skip_buf), "/dev/kvm does not answer KVM_GET_API_VERSION with %d",
+			 KVM_API_VERSION);
+		return skip_buf;
+	}
 	return NULL;
 }
 
