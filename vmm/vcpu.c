@@ -149,6 +149,12 @@ static void *vcpu_thread(void *arg)
 	pthread_sigmask(SIG_UNBLOCK, &kick, NULL);
 
 	while (!atomic_load(&c->vm->stopping_flag)) {
+		if (atomic_load(&c->vm->pause_count)) {
+			vm_park(c->vm);
+			/* A kick for the pause is consumed; one for a stop sets it again. */
+			__atomic_store_n(&c->run->immediate_exit, 0, __ATOMIC_SEQ_CST);
+			continue;
+		}
 		if (ioctl(c->fd, KVM_RUN, 0) != 0) {
 			if (errno == EINTR || errno == EAGAIN)
 				continue;
@@ -160,6 +166,10 @@ static void *vcpu_thread(void *arg)
 	}
 	if (atomic_load(&c->report_regs))
 		vcpu_report(c, "stopped here");
+	pthread_mutex_lock(&c->vm->lock);
+	c->vm->running_threads--;
+	pthread_cond_broadcast(&c->vm->park_cond);
+	pthread_mutex_unlock(&c->vm->lock);
 	return NULL;
 }
 

@@ -41,6 +41,8 @@ int vm_create(struct vm *vm, const struct vm_config *cfg)
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC); /* the --timeout deadline is monotonic */
 	pthread_cond_init(&vm->stopped_cond, &ca);
 	pthread_condattr_destroy(&ca);
+	pthread_cond_init(&vm->park_cond, NULL);
+	atomic_init(&vm->pause_count, 0);
 
 	/* The image is checked before KVM is opened: a bad image is reported on any host. */
 	uint64_t entry, start_info;
@@ -91,17 +93,63 @@ bool vm_stop(struct vm *vm, int status)
 		vm->stop_status = status;
 		atomic_store(&vm->stopping_flag, true);
 		pthread_cond_broadcast(&vm->stopped_cond);
+		pthread_cond_broadcast(&vm->park_cond);
 		first = true;
 	}
 	pthread_mutex_unlock(&vm->lock);
 	return first;
 }
 
+bool vm_pause(struct vm *vm)
+{
+	pthread_mutex_lock(&vm->lock);
+	atomic_fetch_add(&vm->pause_count, 1);
+	pthread_mutex_unlock(&vm->lock);
+	for (unsigned i = 0; i < vm->cfg.ncpus; i++)
+		vcpu_kick(&vm->vcpus[i]);
+	pthread_mutex_lock(&vm->lock);
+	while (vm->parked < vm->running_threads && !atomic_load(&vm->stopping_flag))
+		pthread_cond_wait(&vm->park_cond, &vm->lock);
+	bool ok = !atomic_load(&vm->stopping_flag);
+	if (!ok)
+		atomic_fetch_sub(&vm->pause_count, 1);
+	pthread_mutex_unlock(&vm->lock);
+	return ok;
+}
+
+void vm_resume(struct vm *vm)
+{
+	pthread_mutex_lock(&vm->lock);
+	if (atomic_load(&vm->pause_count) > 0 && atomic_fetch_sub(&vm->pause_count, 1) == 1)
+		pthread_cond_broadcast(&vm->park_cond);
+	pthread_mutex_unlock(&vm->lock);
+}
+
+void vm_park(struct vm *vm)
+{
+	pthread_mutex_lock(&vm->lock);
+	vm->parked++;
+	pthread_cond_broadcast(&vm->park_cond);
+	while (atomic_load(&vm->pause_count) > 0 && !atomic_load(&vm->stopping_flag))
+		pthread_cond_wait(&vm->park_cond, &vm->lock);
+	vm->parked--;
+	pthread_mutex_unlock(&vm->lock);
+}
+
 int vm_run(struct vm *vm)
 {
 	int r = vcpu_signals_init();
-	for (unsigned i = 0; !r && i < vm->cfg.ncpus; i++)
+	for (unsigned i = 0; !r && i < vm->cfg.ncpus; i++) {
+		pthread_mutex_lock(&vm->lock);
+		vm->running_threads++;
+		pthread_mutex_unlock(&vm->lock);
 		r = vcpu_start(&vm->vcpus[i]);
+		if (r) {
+			pthread_mutex_lock(&vm->lock);
+			vm->running_threads--;
+			pthread_mutex_unlock(&vm->lock);
+		}
+	}
 	if (r) {
 		fprintf(stderr, "vmm: %s\n", error_message());
 		vm_stop(vm, VM_EXIT_VMM_ERROR);
@@ -157,5 +205,6 @@ void vm_destroy(struct vm *vm)
 	kvm_close(&vm->kvm);
 	guest_memory_destroy(&vm->mem);
 	pthread_cond_destroy(&vm->stopped_cond);
+	pthread_cond_destroy(&vm->park_cond);
 	pthread_mutex_destroy(&vm->lock);
 }

@@ -51,8 +51,12 @@ struct vm {
 	struct vcpu *vcpus;            /* (c) cfg.ncpus of them */
 	pthread_mutex_t lock;
 	pthread_cond_t stopped_cond;   /* signalled when stop_status is set */
+	pthread_cond_t park_cond;      /* signalled when pause_count or parked changes */
 	atomic_bool stopping_flag;     /* (l) written, read lock-free: a verdict was reached */
 	int stop_status;               /* (l) exit status of the VM, see vm_exit_status */
+	atomic_uint pause_count;       /* (l) written, read lock-free: vCPUs run only at 0 */
+	unsigned parked;               /* (l) vCPU threads waiting in vcpu_park */
+	unsigned running_threads;      /* (l) vCPU threads still in their run loop */
 };
 
 /* Build the VM described by @cfg: KVM, RAM, devices, the loaded guest and its vCPUs.
@@ -65,6 +69,18 @@ int vm_run(struct vm *vm);
 /* Reach a verdict: the first call sets the VM's exit status and returns true; later calls
  * change nothing and return false. Callable from any thread. */
 bool vm_stop(struct vm *vm, int status);
+
+/*
+ * Pause the guest: returns once no vCPU is inside KVM_RUN (each waits, parked, until the
+ * matching vm_resume). Pauses nest; the guest runs again when every pause is resumed.
+ * Returns false when the VM is stopping (then nothing needs resuming). Any thread but a
+ * vCPU's own.
+ */
+bool vm_pause(struct vm *vm);
+void vm_resume(struct vm *vm);
+
+/* Park the calling vCPU thread while the VM is paused (the vCPU loop calls this). */
+void vm_park(struct vm *vm);
 
 /* Release everything vm_create made. */
 void vm_destroy(struct vm *vm);
