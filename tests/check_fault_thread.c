@@ -1,0 +1,154 @@
+/* The fault thread's logic, fed by a fake fault source: a pipe of struct uffd_msg. */
+#include <errno.h>
+#include <pthread.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "harness.h"
+#include "vmm/error.h"
+#include "vmm/fault_thread.h"
+
+struct recorder {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	struct fault_event ev[16];
+	unsigned n;
+	int fail_at;      /* 1-based event number to fail, 0 = never */
+	int error;        /* errno given to on_error */
+	char message[256];
+	unsigned errors;
+};
+
+static int record(void *arg, const struct fault_event *ev)
+{
+	struct recorder *r = arg;
+	pthread_mutex_lock(&r->lock);
+	if (r->n < 16)
+		r->ev[r->n] = *ev;
+	r->n++;
+	int fail = r->fail_at && (int)r->n == r->fail_at;
+	pthread_cond_broadcast(&r->cond);
+	pthread_mutex_unlock(&r->lock);
+	return fail ? error_set(EIO, "pager for object 3 failed at offset 0x5000") : 0;
+}
+
+static void on_error(void *arg, int err, const char *message)
+{
+	struct recorder *r = arg;
+	pthread_mutex_lock(&r->lock);
+	r->error = err;
+	strncpy(r->message, message, sizeof(r->message) - 1);
+	r->errors++;
+	pthread_cond_broadcast(&r->cond);
+	pthread_mutex_unlock(&r->lock);
+}
+
+static void wait_for(struct recorder *r, unsigned n, unsigned errors)
+{
+	pthread_mutex_lock(&r->lock);
+	while (r->n < n || r->errors < errors)
+		pthread_cond_wait(&r->cond, &r->lock);
+	pthread_mutex_unlock(&r->lock);
+}
+
+static struct uffd_msg fault_msg(uint64_t addr, uint64_t flags)
+{
+	struct uffd_msg m;
+	memset(&m, 0, sizeof(m));
+	m.event = UFFD_EVENT_PAGEFAULT;
+	m.arg.pagefault.address = addr;
+	m.arg.pagefault.flags = flags;
+	return m;
+}
+
+START_TEST(faults_reach_the_handler_in_order_with_their_access)
+{
+	int p[2];
+	ck_assert_int_eq(pipe(p), 0);
+	struct recorder r = {.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
+	struct fault_thread ft;
+	ck_assert_int_eq(fault_thread_start(&ft, p[0], record, on_error, &r), 0);
+	struct uffd_msg m[3] = {fault_msg(0x7f0000001234, 0), fault_msg(0x7f0000002000, UFFD_PAGEFAULT_FLAG_WRITE),
+				fault_msg(0x7f0000003000, UFFD_PAGEFAULT_FLAG_WRITE | UFFD_PAGEFAULT_FLAG_WP)};
+	ck_assert_int_eq(write(p[1], m, sizeof(m)), sizeof(m));
+	wait_for(&r, 3, 0);
+	ck_assert_uint_eq(r.ev[0].address, 0x7f0000001000); /* page aligned */
+	ck_assert(!r.ev[0].write && !r.ev[0].wp);
+	ck_assert(r.ev[1].write && !r.ev[1].wp);
+	ck_assert(r.ev[2].write && r.ev[2].wp);
+	fault_thread_stop(&ft);
+	ck_assert_uint_eq(ft.events, 3);
+	ck_assert_uint_eq(r.errors, 0);
+	close(p[0]);
+	close(p[1]);
+}
+END_TEST
+
+START_TEST(other_events_are_counted_not_handled)
+{
+	int p[2];
+	ck_assert_int_eq(pipe(p), 0);
+	struct recorder r = {.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
+	struct fault_thread ft;
+	ck_assert_int_eq(fault_thread_start(&ft, p[0], record, on_error, &r), 0);
+	struct uffd_msg m[2] = {fault_msg(0x1000, 0), fault_msg(0x2000, 0)};
+	m[0].event = UFFD_EVENT_REMOVE;
+	ck_assert_int_eq(write(p[1], m, sizeof(m)), sizeof(m));
+	wait_for(&r, 1, 0);
+	fault_thread_stop(&ft);
+	ck_assert_uint_eq(r.n, 1);
+	ck_assert_uint_eq(r.ev[0].address, 0x2000);
+	ck_assert_uint_eq(ft.other_events, 1);
+	close(p[0]);
+	close(p[1]);
+}
+END_TEST
+
+START_TEST(handler_failure_stops_the_thread_and_reports)
+{
+	int p[2];
+	ck_assert_int_eq(pipe(p), 0);
+	struct recorder r = {.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
+	r.fail_at = 2;
+	struct fault_thread ft;
+	ck_assert_int_eq(fault_thread_start(&ft, p[0], record, on_error, &r), 0);
+	struct uffd_msg m[3] = {fault_msg(0x1000, 0), fault_msg(0x5000, 0), fault_msg(0x9000, 0)};
+	ck_assert_int_eq(write(p[1], m, sizeof(m)), sizeof(m));
+	wait_for(&r, 2, 1);
+	fault_thread_stop(&ft);
+	ck_assert_uint_eq(r.n, 2); /* the third fault is never handled */
+	ck_assert_int_eq(r.error, EIO);
+	ck_assert_str_eq(r.message, "pager for object 3 failed at offset 0x5000");
+	close(p[0]);
+	close(p[1]);
+}
+END_TEST
+
+START_TEST(stop_returns_promptly_with_no_events)
+{
+	int p[2];
+	ck_assert_int_eq(pipe(p), 0);
+	struct recorder r = {.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
+	struct fault_thread ft;
+	ck_assert_int_eq(fault_thread_start(&ft, p[0], record, on_error, &r), 0);
+	fault_thread_stop(&ft);
+	fault_thread_stop(&ft); /* idempotent */
+	ck_assert_uint_eq(r.n, 0);
+	ck_assert_uint_eq(r.errors, 0);
+	close(p[0]);
+	close(p[1]);
+}
+END_TEST
+
+Suite *fault_thread_suite(void)
+{
+	Suite *s = suite_create("fault_thread");
+	TCase *tc = tcase_create("fake_source");
+	tcase_set_timeout(tc, 30);
+	HARNESS_ADD_TEST(tc, faults_reach_the_handler_in_order_with_their_access);
+	HARNESS_ADD_TEST(tc, other_events_are_counted_not_handled);
+	HARNESS_ADD_TEST(tc, handler_failure_stops_the_thread_and_reports);
+	HARNESS_ADD_TEST(tc, stop_returns_promptly_with_no_events);
+	suite_add_tcase(s, tc);
+	return s;
+}

@@ -1,0 +1,50 @@
+/*
+ * The fault thread: waits on a userfaultfd (or, in tests, any fd that yields struct
+ * uffd_msg records) and a stop pipe, and hands every page fault to a handler.
+ * The handler resolves the fault (copy data in, zero-fill, wake) or fails it; a failure
+ * stops the thread and is reported through on_error so the VM can reach a verdict.
+ */
+#ifndef VMM_FAULT_THREAD_H
+#define VMM_FAULT_THREAD_H
+
+#include <linux/userfaultfd.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+struct fault_event {
+	uint64_t address; /* host virtual address that faulted (page aligned) */
+	bool write;       /* a write access */
+	bool wp;          /* a write-protect fault (the page is present but protected) */
+};
+
+/*
+ * Resolve one fault. Returns 0 when the faulting thread was woken (or will be), or
+ * -errno with error_message() set: the thread then stops and calls on_error.
+ */
+typedef int fault_handler_fn(void *arg, const struct fault_event *ev);
+typedef void fault_error_fn(void *arg, int err, const char *message);
+
+struct fault_thread {
+	int fd;                   /* (c) event source */
+	int stop_pipe[2];         /* (c) write end: stop request */
+	fault_handler_fn *handle; /* (c) */
+	fault_error_fn *on_error; /* (c) */
+	void *arg;                /* (c) */
+	pthread_t thread;
+	bool started;
+	uint64_t events;          /* (t) page faults handled (owned by the thread) */
+	uint64_t other_events;    /* (t) non-fault events seen and ignored */
+};
+
+/* Start a thread reading @fd. Returns 0 or -errno with a message. */
+int fault_thread_start(struct fault_thread *ft, int fd, fault_handler_fn *handle, fault_error_fn *on_error,
+		       void *arg);
+
+/* Ask the thread to stop, wait for it, close the stop pipe. Safe if never started. */
+void fault_thread_stop(struct fault_thread *ft);
+
+/* Parse one uffd_msg; returns false for events that are not page faults. */
+bool fault_event_from_msg(const struct uffd_msg *m, struct fault_event *ev);
+
+#endif
