@@ -1,0 +1,88 @@
+/* Pager handles and the replies to data_request. See pager.h. */
+#include "mmu/pager.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <stdlib.h>
+
+#include "mmu/vm_object.h"
+
+int pager_open(const struct pager_ops *ops, const struct pager_args *args, struct pager **out)
+{
+	assert(ops && ops->open && ops->create && ops->data_request);
+	struct pager *p = calloc(1, sizeof(*p));
+	if (!p)
+		return -ENOMEM;
+	p->ops = ops;
+	p->refs = 1;
+	int err = ops->open(p, args);
+	if (err) {
+		free(p);
+		return err;
+	}
+	*out = p;
+	return 0;
+}
+
+void pager_release(struct pager *p)
+{
+	assert(p->refs > 0);
+	if (--p->refs)
+		return;
+	if (p->ops->close)
+		p->ops->close(p);
+	free(p);
+}
+
+/* The page numbers of [offset, offset+length) that lie in the request. */
+static bool pager_reply_range(const struct pager_reply *r, vm_offset_t offset, vm_size_t length, uint64_t *a,
+			      uint64_t *b)
+{
+	if (!vm_page_aligned(offset) || !vm_page_aligned(length) || offset + length < offset)
+		return false;
+	*a = vm_atop(offset);
+	*b = vm_atop(offset + length);
+	if (*a < r->first)
+		*a = r->first;
+	if (*b > r->end)
+		*b = r->end;
+	return *a < *b;
+}
+
+void pager_data_provided(struct pager_reply *r, vm_offset_t offset, const void *data, vm_size_t length)
+{
+	uint64_t a, b;
+	if (!pager_reply_range(r, offset, length, &a, &b))
+		return;
+	const uint8_t *bytes = (const uint8_t *)data + vm_ptoa(a) - offset;
+	for (uint64_t i = a; i < b; i++, bytes += VM_PAGE_SIZE) {
+		if (vm_object_page_provided(r->object, i, bytes) < 0)
+			continue; /* out of memory: the page stays absent; the fault reports it */
+		r->provided++;
+		if (i == r->want)
+			r->want_answered = true;
+	}
+}
+
+void pager_data_unavailable(struct pager_reply *r, vm_offset_t offset, vm_size_t length)
+{
+	uint64_t a, b;
+	if (!pager_reply_range(r, offset, length, &a, &b))
+		return;
+	r->unavailable += (unsigned)(b - a);
+	if (r->want >= a && r->want < b) {
+		r->want_answered = true;
+		r->want_unavailable = true;
+	}
+}
+
+void pager_data_error(struct pager_reply *r, vm_offset_t offset, vm_size_t length, int error)
+{
+	uint64_t a, b;
+	if (!pager_reply_range(r, offset, length, &a, &b))
+		return;
+	if (r->want >= a && r->want < b && !r->error) {
+		r->want_answered = true;
+		r->error = error ? error : -EIO;
+	}
+}

@@ -1,0 +1,128 @@
+/*
+ * The pager interface, after Mach's memory_object protocol.
+ *
+ * A pager (Mach's memory manager) serves memory objects: it is opened once (a swap file, a
+ * host file) and creates one memory object per vm_object it backs. The core asks for data
+ * with data_request; the pager answers, before returning, with pager_data_provided,
+ * pager_data_unavailable or pager_data_error for the pages of the request (it must answer
+ * at least the first page; it may answer fewer pages than asked). Modified pages go back
+ * with data_return (page-out, msync, termination). terminate ends a memory object.
+ *
+ * Each pager (pagers/<name>.c) exports one const struct pager_ops; generic code never
+ * branches on the pager's kind. Optional slots may be NULL and are checked by the wrappers.
+ *
+ * Result codes (every slot returning int):
+ *   0         done: open/create succeeded; data_request answered; data_return took the data
+ *             (the core may drop its copy)
+ *   -ENOSPC   data_return: no room (no swap file, swap full); the core keeps the page
+ *   -EROFS    data_return: the pager's data is read-only; the core keeps the page
+ *   -EIO      data_request/data_return: the backing store failed (core: KERN_MEMORY_ERROR
+ *             for a fault, keeps the page for a page-out)
+ *   -ENOMEM   out of memory (core: KERN_RESOURCE_SHORTAGE)
+ *   -EINVAL   open/create: bad arguments (bad fd, size)
+ *   other -errno from the host, passed through
+ *
+ * Locking: the core calls pagers with the domain lock held (see vm_domain.h); a pager must
+ * not call back into the core except through the pager_data_* replies.
+ */
+#ifndef MMU_PAGER_H
+#define MMU_PAGER_H
+
+#include <errno.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "mmu/vm_param.h"
+
+struct pager;
+struct pager_reply;
+
+/* What a pager is opened on. Unused fields are ignored by a pager that has no use for them. */
+struct pager_args {
+	int fd;             /* the backing file (the default pager's swap file, the file pager's file), or -1 */
+	uint64_t offset;    /* where its data starts in the file (file pager) */
+	uint64_t size;      /* bytes of data, 0 = the file's size (file pager) */
+	bool writable;      /* data may be changed through data_return (file pager) */
+};
+
+typedef int pager_open_t(struct pager *pager, const struct pager_args *args);
+typedef void pager_close_t(struct pager *pager);
+typedef int pager_create_t(struct pager *pager, uint64_t size, void **mo);
+typedef int pager_data_request_t(struct pager *pager, void *mo, vm_offset_t offset, vm_size_t length,
+				 vm_prot_t access, struct pager_reply *reply);
+typedef int pager_data_return_t(struct pager *pager, void *mo, vm_offset_t offset, const void *data,
+				vm_size_t length);
+typedef void pager_terminate_t(struct pager *pager, void *mo);
+
+struct pager_ops {
+	const char *name;                   /* shown by introspection ("default", "file") */
+	pager_open_t *open;                 /* start serving: set priv, max_prot, size */
+	pager_close_t *close;               /* optional: last reference gone, free priv */
+	pager_create_t *create;             /* a memory object for a vm_object of @size bytes */
+	pager_data_request_t *data_request; /* give data for [offset, offset+length) */
+	pager_data_return_t *data_return;   /* optional: take modified data back */
+	pager_terminate_t *terminate;       /* optional: the memory object is gone */
+};
+
+struct pager {
+	const struct pager_ops *ops; /* (c) */
+	void *priv;                  /* (c) the pager's own state, set by open */
+	vm_prot_t max_prot;          /* (c) most a shared mapping of its objects may allow, set by open */
+	uint64_t size;               /* (c) size of the data when fixed (a file), 0 = any; set by open */
+	unsigned refs;               /* (d) the opener's plus one per vm_object using it */
+};
+
+/* The answer being collected for one data_request; the fields are the core's. */
+struct pager_reply {
+	struct vm_object *object; /* (d) the object being filled */
+	uint64_t first, end;      /* (d) requested page numbers [first, end) */
+	uint64_t want;            /* (d) the page the fault needs */
+	unsigned provided;        /* (d) pages inserted */
+	unsigned unavailable;     /* (d) pages the pager has no data for */
+	int error;                /* (d) first error reported for @want, 0 = none */
+	bool want_answered;       /* (d) @want got an answer */
+	bool want_unavailable;    /* (d) the answer for @want was data_unavailable */
+};
+
+/* The pagers in pagers/. */
+extern const struct pager_ops default_pager_ops;
+extern const struct pager_ops file_pager_ops;
+
+/* Open a pager of kind @ops on @args: 0 and *out (one reference, the caller's), or -errno. */
+int pager_open(const struct pager_ops *ops, const struct pager_args *args, struct pager **out);
+
+/* Drop a reference from pager_open (objects keep theirs); the last one closes the pager. */
+void pager_release(struct pager *pager);
+
+/* Replies, called by a pager from inside data_request. @offset and @length are bytes,
+ * page-aligned; pages outside the request are ignored. */
+void pager_data_provided(struct pager_reply *reply, vm_offset_t offset, const void *data, vm_size_t length);
+void pager_data_unavailable(struct pager_reply *reply, vm_offset_t offset, vm_size_t length);
+void pager_data_error(struct pager_reply *reply, vm_offset_t offset, vm_size_t length, int error);
+
+static inline int pager_create(struct pager *p, uint64_t size, void **mo)
+{
+	return p->ops->create(p, size, mo);
+}
+
+static inline int pager_data_request(struct pager *p, void *mo, vm_offset_t offset, vm_size_t length,
+				     vm_prot_t access, struct pager_reply *reply)
+{
+	return p->ops->data_request(p, mo, offset, length, access, reply);
+}
+
+static inline int pager_data_return(struct pager *p, void *mo, vm_offset_t offset, const void *data,
+				    vm_size_t length)
+{
+	if (!p->ops->data_return)
+		return -EROFS;
+	return p->ops->data_return(p, mo, offset, data, length);
+}
+
+static inline void pager_terminate(struct pager *p, void *mo)
+{
+	if (p->ops->terminate)
+		p->ops->terminate(p, mo);
+}
+
+#endif

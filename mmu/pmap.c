@@ -1,0 +1,400 @@
+/*
+ * The core side of the pmap boundary: mappings (pv entries) and the page states of
+ * vm_page.h. The backend only ever sees whole-page enters, protection changes, removals and
+ * reads. See pmap.h.
+ */
+#include "mmu/pmap.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <stdlib.h>
+
+#include "mmu/vm_domain.h"
+#include "mmu/vm_object.h"
+#include "mmu/vm_page.h"
+
+static const uint8_t pmap_zero_page[VM_PAGE_SIZE] __attribute__((aligned(64)));
+
+static inline uint64_t pmap_key(vm_addr_t va)
+{
+	return va >> VM_PAGE_SHIFT;
+}
+
+void pmap_init(struct pmap *pmap, struct vm_domain *dom, const struct pmap_ops *ops, void *arg)
+{
+	pmap->ops = ops;
+	pmap->arg = arg;
+	pmap->dom = dom;
+	hmap_init(&pmap->pv);
+}
+
+struct pv_entry *pmap_lookup(const struct pmap *pmap, vm_addr_t va)
+{
+	return hmap_get(&pmap->pv, pmap_key(va));
+}
+
+/* Fold a writable mapping's modified bit into the page's VM_PAGE_DIRTY. */
+static void pv_collect_modify(struct pv_entry *pv)
+{
+	if (!(pv->prot & VM_PROT_WRITE))
+		return;
+	const struct pmap_ops *ops = pv->pmap->ops;
+	bool modified = ops->clear_modify ? ops->clear_modify(pv->pmap->arg, pv->va) : true;
+	if (modified)
+		pv->page->flags |= VM_PAGE_DIRTY;
+}
+
+static struct pv_entry *pv_writer(const struct vm_page *page)
+{
+	for (struct pv_entry *pv = page->pv; pv; pv = pv->next)
+		if (pv->prot & VM_PROT_WRITE)
+			return pv;
+	return NULL;
+}
+
+/* Take @pv out of its page's list and its pmap's table (the backend is not told). */
+static void pv_detach(struct pv_entry *pv)
+{
+	struct vm_page *page = pv->page;
+	struct pv_entry **pp = &page->pv;
+	while (*pp != pv)
+		pp = &(*pp)->next;
+	*pp = pv->next;
+	struct pv_entry *was = hmap_del(&pv->pmap->pv, pmap_key(pv->va));
+	assert(was == pv);
+	(void)was;
+	if (!page->pv)
+		pv->pmap->dom->stats.mapped_count--;
+}
+
+static void pv_unlink(struct pv_entry *pv)
+{
+	pv_detach(pv);
+	pool_free(&pv->pmap->dom->pv_pool, pv);
+}
+
+/* Give a page about to lose its last mapping @pv a buffer with the bytes @pv holds. */
+static int pv_keep_bytes(struct pv_entry *pv)
+{
+	struct vm_page *page = pv->page;
+	if (page->data || page->pv != pv || pv->next)
+		return 0;
+	struct vm_domain *dom = pv->pmap->dom;
+	uint8_t *buf = pool_alloc(&dom->data_pool);
+	if (!buf)
+		return -ENOMEM;
+	pv->pmap->ops->read(pv->pmap->arg, pv->va, buf);
+	page->data = buf;
+	dom->stats.buffer_count++;
+	return 0;
+}
+
+/* Remove one mapping from the backend and the tables; @keep: keep the bytes if it was the
+ * page's last mapping. */
+static int pv_remove(struct pv_entry *pv, bool keep)
+{
+	pv_collect_modify(pv);
+	if (keep) {
+		int err = pv_keep_bytes(pv);
+		if (err)
+			return err;
+	}
+	pv->pmap->ops->remove(pv->pmap->arg, pv->va, pv->va + VM_PAGE_SIZE);
+	pv_unlink(pv);
+	return 0;
+}
+
+static void pv_set_prot(struct pv_entry *pv, vm_prot_t prot)
+{
+	if ((pv->prot & VM_PROT_WRITE) && !(prot & VM_PROT_WRITE))
+		pv_collect_modify(pv);
+	pv->pmap->ops->protect(pv->pmap->arg, pv->va, pv->va + VM_PAGE_SIZE, prot);
+	pv->prot = prot;
+}
+
+static int pv_compare(const void *a, const void *b)
+{
+	const struct pv_entry *x = *(struct pv_entry *const *)a, *y = *(struct pv_entry *const *)b;
+	return x->va < y->va ? -1 : x->va > y->va;
+}
+
+/* The mappings in [start, end), in address order: walk the range or the table, whichever is
+ * smaller, so huge sparse ranges cost no more than the mappings there are. *out is the
+ * caller's to free. 0 or -ENOMEM. */
+static int pmap_collect(const struct pmap *pmap, vm_addr_t start, vm_addr_t end, struct pv_entry ***out, size_t *n)
+{
+	*n = 0;
+	*out = NULL;
+	size_t count = hmap_count(&pmap->pv);
+	if (count == 0 || end <= start)
+		return 0;
+	uint64_t pages = pmap_key(end - start);
+	size_t cap = pages < count ? (size_t)pages : count;
+	struct pv_entry **v = malloc(cap * sizeof(*v));
+	if (!v)
+		return -ENOMEM;
+	*out = v;
+	if (pages <= count) {
+		for (vm_addr_t va = start; va < end; va += VM_PAGE_SIZE) {
+			struct pv_entry *pv = hmap_get(&pmap->pv, pmap_key(va));
+			if (pv)
+				v[(*n)++] = pv;
+		}
+		return 0;
+	}
+	size_t cursor = 0;
+	void *val;
+	while (hmap_next(&pmap->pv, &cursor, NULL, &val)) {
+		struct pv_entry *pv = val;
+		if (pv->va >= start && pv->va < end)
+			v[(*n)++] = pv;
+	}
+	qsort(v, *n, sizeof(*v), pv_compare);
+	return 0;
+}
+
+/* One backend call per run of adjacent pages of @v[0..n) that get protection @prot (or are
+ * removed, @prot VM_PROT_NONE). @newprot[i] is the protection of v[i] (NULL: all @prot). */
+static void pmap_backend_runs(struct pmap *pmap, struct pv_entry **v, const vm_prot_t *newprot, size_t n)
+{
+	for (size_t i = 0; i < n;) {
+		vm_prot_t p = newprot ? newprot[i] : VM_PROT_NONE;
+		size_t j = i;
+		while (j + 1 < n && v[j + 1]->va == v[j]->va + VM_PAGE_SIZE && (!newprot || newprot[j + 1] == p))
+			j++;
+		if (p == VM_PROT_NONE)
+			pmap->ops->remove(pmap->arg, v[i]->va, v[j]->va + VM_PAGE_SIZE);
+		else
+			pmap->ops->protect(pmap->arg, v[i]->va, v[j]->va + VM_PAGE_SIZE, p);
+		i = j + 1;
+	}
+}
+
+int pmap_remove(struct pmap *pmap, vm_addr_t start, vm_addr_t end, const struct vm_object *discard)
+{
+	if (!pmap->ops)
+		return 0;
+	size_t n, done = 0;
+	struct pv_entry **v;
+	int err = pmap_collect(pmap, start, end, &v, &n);
+	if (err)
+		return err;
+	/* One at a time, so that a page mapped twice in the range keeps its bytes once: the
+	 * second of its mappings is then its last. */
+	for (; done < n; done++) {
+		struct pv_entry *pv = v[done];
+		pv_collect_modify(pv);
+		if (pv->page->object != discard && (err = pv_keep_bytes(pv)) < 0)
+			break;
+		pv_detach(pv);
+	}
+	pmap_backend_runs(pmap, v, NULL, done);
+	for (size_t i = 0; i < done; i++)
+		pool_free(&pmap->dom->pv_pool, v[i]);
+	free(v);
+	return err;
+}
+
+int pmap_protect(struct pmap *pmap, vm_addr_t start, vm_addr_t end, vm_prot_t prot)
+{
+	if (!pmap->ops)
+		return 0;
+	if (prot == VM_PROT_NONE)
+		return pmap_remove(pmap, start, end, NULL);
+	size_t n, m = 0;
+	struct pv_entry **v;
+	int err = pmap_collect(pmap, start, end, &v, &n);
+	if (err || n == 0)
+		return err;
+	vm_prot_t *newprot = malloc(n * sizeof(*newprot));
+	if (!newprot) {
+		free(v);
+		return -ENOMEM;
+	}
+	for (size_t i = 0; i < n; i++) {
+		struct pv_entry *pv = v[i];
+		vm_prot_t p = pv->prot & prot;
+		if (p == pv->prot)
+			continue;
+		if (p == VM_PROT_NONE) {
+			/* A mapping left with no access at all is a removal. */
+			err = pv_remove(pv, true);
+			if (err)
+				break;
+			continue;
+		}
+		if ((pv->prot & VM_PROT_WRITE) && !(p & VM_PROT_WRITE))
+			pv_collect_modify(pv);
+		pv->prot = p;
+		newprot[m] = p;
+		v[m++] = pv;
+	}
+	pmap_backend_runs(pmap, v, newprot, m);
+	free(newprot);
+	free(v);
+	return err;
+}
+
+const void *pmap_page_bytes(struct vm_page *page, void *scratch)
+{
+	if (page->data)
+		return page->data;
+	if (!page->pv) {
+		assert(page->flags & VM_PAGE_ZERO);
+		return pmap_zero_page;
+	}
+	/* A writable mapping is the only one; any reader holds the same bytes. */
+	struct pv_entry *pv = page->pv;
+	pv_collect_modify(pv);
+	pv->pmap->ops->read(pv->pmap->arg, pv->va, scratch);
+	return scratch;
+}
+
+int pmap_enter(struct pmap *pmap, vm_addr_t va, struct vm_page *page, vm_prot_t prot, unsigned flags)
+{
+	if (!pmap->ops)
+		return 0;
+	assert(prot != VM_PROT_NONE && vm_page_aligned(va));
+	struct pv_entry *old = pmap_lookup(pmap, va);
+	if (old && old->page == page) {
+		if (old->prot == prot)
+			return 0;
+		if (prot & VM_PROT_WRITE) {
+			/* Becoming the writer: this mapping already holds the bytes; drop the readers. */
+			for (struct pv_entry *pv = page->pv, *next; pv; pv = next) {
+				next = pv->next;
+				if (pv != old)
+					pv_remove(pv, false);
+			}
+		}
+		pv_set_prot(old, prot);
+		return 0;
+	}
+
+	struct pv_entry *pv = pool_alloc(&pmap->dom->pv_pool);
+	if (!pv)
+		return -ENOMEM;
+	*pv = (struct pv_entry){.page = page, .pmap = pmap, .va = va, .prot = prot};
+	if (hmap_put(&pmap->pv, pmap_key(va), pv) < 0) {
+		pool_free(&pmap->dom->pv_pool, pv);
+		return -ENOMEM;
+	}
+	/* hmap_put replaced @old in the table; take it out of its page's list by hand. */
+	int err = 0;
+	if (old) {
+		pv_collect_modify(old);
+		err = pv_keep_bytes(old);
+		if (err) {
+			hmap_put(&pmap->pv, pmap_key(va), old); /* replaces: cannot fail */
+			pool_free(&pmap->dom->pv_pool, pv);
+			return err;
+		}
+		struct pv_entry **pp = &old->page->pv;
+		while (*pp != old)
+			pp = &(*pp)->next;
+		*pp = old->next;
+		if (!old->page->pv)
+			pmap->dom->stats.mapped_count--;
+		if (!(flags & PMAP_ENTER_SAME_BYTES))
+			pmap->ops->remove(pmap->arg, va, va + VM_PAGE_SIZE);
+		pool_free(&pmap->dom->pv_pool, old);
+	}
+
+	if (flags & PMAP_ENTER_SAME_BYTES) {
+		/* va holds these bytes already (copied from the page entered there). */
+		assert(old && !page->pv);
+		pmap->ops->protect(pmap->arg, va, va + VM_PAGE_SIZE, prot);
+	} else {
+		/* Readers and writers never mix: stop a writer elsewhere before reading the bytes. */
+		struct pv_entry *w = pv_writer(page);
+		if (w)
+			pv_set_prot(w, w->prot & ~VM_PROT_WRITE);
+		uint8_t scratch[VM_PAGE_SIZE] __attribute__((aligned(64)));
+		const void *src = (page->flags & VM_PAGE_ZERO) ? NULL : pmap_page_bytes(page, scratch);
+		err = pmap->ops->enter(pmap->arg, va, src, prot);
+		if (err) {
+			hmap_del(&pmap->pv, pmap_key(va));
+			pool_free(&pmap->dom->pv_pool, pv);
+			return err;
+		}
+		if (prot & VM_PROT_WRITE)
+			for (struct pv_entry *o = page->pv, *next; o; o = next) {
+				next = o->next;
+				pv_remove(o, false);
+			}
+	}
+	if (!page->pv)
+		pmap->dom->stats.mapped_count++;
+	pv->next = page->pv;
+	page->pv = pv;
+	vm_page_drop_buffer(page);
+	page->flags &= ~VM_PAGE_ZERO;
+	return 0;
+}
+
+int pmap_page_remove_others(struct vm_page *page, const struct pv_entry *keep)
+{
+	struct pv_entry *w = pv_writer(page);
+	if (w && w != keep)
+		pv_set_prot(w, w->prot & ~VM_PROT_WRITE);
+	for (struct pv_entry *pv = page->pv, *next; pv; pv = next) {
+		next = pv->next;
+		if (pv == keep)
+			continue;
+		int err = pv_remove(pv, true);
+		if (err)
+			return err;
+	}
+	return 0;
+}
+
+int pmap_page_protect(struct vm_page *page, vm_prot_t prot)
+{
+	if (prot == VM_PROT_NONE)
+		return pmap_page_remove_others(page, NULL);
+	for (struct pv_entry *pv = page->pv, *next; pv; pv = next) {
+		next = pv->next;
+		vm_prot_t p = pv->prot & prot;
+		if (p == pv->prot)
+			continue;
+		if (p == VM_PROT_NONE) {
+			int err = pv_remove(pv, true);
+			if (err)
+				return err;
+		} else {
+			pv_set_prot(pv, p);
+		}
+	}
+	return 0;
+}
+
+void pmap_page_discard(struct vm_page *page)
+{
+	while (page->pv) {
+		struct pv_entry *pv = page->pv;
+		pv->pmap->ops->remove(pv->pmap->arg, pv->va, pv->va + VM_PAGE_SIZE);
+		pv_unlink(pv);
+	}
+}
+
+bool pmap_page_dirty(struct vm_page *page)
+{
+	struct pv_entry *w = pv_writer(page);
+	if (w)
+		pv_collect_modify(w);
+	return page->flags & VM_PAGE_DIRTY;
+}
+
+void pmap_update(struct pmap *pmap)
+{
+	if (pmap->ops && pmap->ops->update)
+		pmap->ops->update(pmap->arg);
+}
+
+void pmap_fini(struct pmap *pmap)
+{
+	int err = pmap_remove(pmap, 0, ~VM_PAGE_MASK, NULL);
+	assert(err == 0 && hmap_count(&pmap->pv) == 0);
+	(void)err;
+	hmap_fini(&pmap->pv);
+}

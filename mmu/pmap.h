@@ -1,0 +1,122 @@
+/*
+ * The pmap boundary: how the core puts pages where the guest sees them.
+ *
+ * Mach's pmap layer is the hardware page table. Here a backend implements struct pmap_ops
+ * over something that holds guest-physical memory: the tests' flat buffer (pmap_flat.h),
+ * or the VMM's guest RAM (userfaultfd: enter = UFFDIO_COPY, protect = UFFDIO_WRITEPROTECT,
+ * remove = MADV_DONTNEED, read = memcpy out of guest RAM). The backend holds bytes, not
+ * pointers: entering a page copies it in, so a page entered into a pmap is held by it (the
+ * core drops its own buffer; see vm_page.h) and read back with the read slot when needed.
+ *
+ * Backend contract (all addresses page-aligned, ranges [start, end)):
+ *   enter(va, src, prot)   make va hold the page at src (NULL = zeros) with prot, replacing
+ *                          what was there. The core calls it only where nothing is entered
+ *                          or to replace a page with other bytes. 0 or -errno (not entered).
+ *   protect(start,end,p)   set the protection of the entered pages in the range to p (raise
+ *                          or lower; the bytes stay). Every page in the range is entered.
+ *   remove(start, end)     drop whatever is entered in the range.
+ *   read(va, dst)          copy the 4 KiB entered at va to dst.
+ *   clear_modify(va)       optional: test and clear "written since entered or since the last
+ *                          call". NULL: every page entered writable counts as modified.
+ *   update()               optional: the enters of one fault are complete (Mach's
+ *                          pmap_update). A backend may stage enters until then (to copy a
+ *                          cluster at once); the other slots act at once, so a backend that
+ *                          stages must flush before acting on an overlapping address.
+ * Each call runs with the domain lock held and must not call into mmu/.
+ *
+ * Core side: struct pmap wraps a backend and keeps the mappings (pv entries: page, va,
+ * protection) so that it can find every mapping of a page and every page of a range.
+ */
+#ifndef MMU_PMAP_H
+#define MMU_PMAP_H
+
+#include <stdbool.h>
+
+#include "mmu/hmap.h"
+#include "mmu/vm_param.h"
+
+struct vm_domain;
+struct vm_object;
+struct vm_page;
+
+typedef int pmap_enter_t(void *arg, vm_addr_t va, const void *src, vm_prot_t prot);
+typedef void pmap_protect_t(void *arg, vm_addr_t start, vm_addr_t end, vm_prot_t prot);
+typedef void pmap_remove_t(void *arg, vm_addr_t start, vm_addr_t end);
+typedef void pmap_read_t(void *arg, vm_addr_t va, void *dst);
+typedef bool pmap_clear_modify_t(void *arg, vm_addr_t va);
+typedef void pmap_update_t(void *arg);
+
+struct pmap_ops {
+	pmap_enter_t *enter;               /* copy a page in with a protection */
+	pmap_protect_t *protect;           /* change protection of entered pages */
+	pmap_remove_t *remove;             /* drop a range */
+	pmap_read_t *read;                 /* copy an entered page out */
+	pmap_clear_modify_t *clear_modify; /* optional: test-and-clear the modified bit */
+	pmap_update_t *update;             /* optional: end of a batch */
+};
+
+/* One mapping of a page. */
+struct pv_entry {
+	struct vm_page *page;    /* (d) */
+	struct pmap *pmap;       /* (d) */
+	vm_addr_t va;            /* (d) */
+	vm_prot_t prot;          /* (d) as entered in the backend */
+	struct pv_entry *next;   /* (d) the page's next mapping */
+};
+
+struct pmap {
+	const struct pmap_ops *ops; /* (c) backend, or NULL: nothing is ever entered */
+	void *arg;                  /* (c) backend state */
+	struct vm_domain *dom;      /* (c) */
+	struct hmap pv;             /* (d) page number of va -> struct pv_entry */
+};
+
+/* pmap_enter flags */
+#define PMAP_ENTER_SAME_BYTES 0x1u /* va holds these very bytes already (copy-on-write of the
+				      page entered there): only retag and change protection */
+
+void pmap_init(struct pmap *pmap, struct vm_domain *dom, const struct pmap_ops *ops, void *arg);
+
+/* Remove every mapping (pages keep their bytes) and free the table. */
+void pmap_fini(struct pmap *pmap);
+
+/* The mapping at @va, or NULL. */
+struct pv_entry *pmap_lookup(const struct pmap *pmap, vm_addr_t va);
+
+/* Enter @page at @va with @prot, replacing what is there; keeps one writer or many readers
+ * (entering writable removes the page's other mappings; entering read-only downgrades a
+ * writable one). 0 or -errno (-ENOMEM, or the backend's). A pmap without ops: 0, nothing. */
+int pmap_enter(struct pmap *pmap, vm_addr_t va, struct vm_page *page, vm_prot_t prot, unsigned flags);
+
+/* Remove the mappings in [start, end). Pages of @discard (may be NULL) that lose their last
+ * mapping lose their bytes (the caller is about to free them); other such pages get a buffer.
+ * 0, or -ENOMEM (some mappings may be gone; pages keep their bytes). */
+int pmap_remove(struct pmap *pmap, vm_addr_t start, vm_addr_t end, const struct vm_object *discard);
+
+/* Lower the mappings in [start, end) to at most @prot (VM_PROT_NONE removes them).
+ * 0 or -ENOMEM (as pmap_remove). */
+int pmap_protect(struct pmap *pmap, vm_addr_t start, vm_addr_t end, vm_prot_t prot);
+
+/* Tell the backend the enters of a fault are complete. */
+void pmap_update(struct pmap *pmap);
+
+/* The current bytes of @page: its buffer, a shared zero page, or a copy read from a mapping
+ * into @scratch (4 KiB). Notes modifications seen in a writable mapping (VM_PAGE_DIRTY). */
+const void *pmap_page_bytes(struct vm_page *page, void *scratch);
+
+/* Lower every mapping of @page to at most @prot; VM_PROT_NONE removes them, and the page
+ * gets a buffer with its bytes. 0 or -ENOMEM (nothing removed). */
+int pmap_page_protect(struct vm_page *page, vm_prot_t prot);
+
+/* Remove every mapping of @page but @keep (may be NULL: all); the page keeps its bytes
+ * (in @keep, or a buffer). 0 or -ENOMEM. */
+int pmap_page_remove_others(struct vm_page *page, const struct pv_entry *keep);
+
+/* Remove every mapping of @page, which is about to be freed: its bytes are not kept. */
+void pmap_page_discard(struct vm_page *page);
+
+/* Whether @page is modified (VM_PAGE_DIRTY, after collecting its writable mapping's
+ * modified bit). */
+bool pmap_page_dirty(struct vm_page *page);
+
+#endif

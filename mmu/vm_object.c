@@ -1,0 +1,718 @@
+/*
+ * Memory objects: creation, references, shadow chains (shadow, lookup, collapse, bypass),
+ * reading and eager copies, write-back. See vm_object.h.
+ */
+#include "mmu/vm_object.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "mmu/pager.h"
+#include "mmu/pmap.h"
+#include "mmu/vm_domain.h"
+#include "mmu/vm_page.h"
+
+/* No chain is ever this deep: collapse keeps them short, and a loop would be endless. */
+#define VM_OBJECT_DEPTH_MAX (1u << 20)
+
+static struct vm_object *vm_object_new(struct vm_domain *dom, vm_size_t size, bool internal)
+{
+	struct vm_object *obj = calloc(1, sizeof(*obj));
+	if (!obj)
+		return NULL;
+	obj->dom = dom;
+	obj->id = dom->next_object_id++;
+	obj->size = size;
+	obj->internal = internal;
+	obj->copy_strategy = VM_COPY_DELAY;
+	obj->ref_count = 1;
+	hmap_init(&obj->pages);
+	hmap_init(&obj->paged);
+	obj->all_next = dom->objects;
+	if (dom->objects)
+		dom->objects->all_prev = obj;
+	dom->objects = obj;
+	dom->stats.objects_live++;
+	return obj;
+}
+
+/* Unlink and free an object that has no pages, references or shadow left. */
+static void vm_object_free(struct vm_object *obj)
+{
+	struct vm_domain *dom = obj->dom;
+	assert(hmap_count(&obj->pages) == 0 && !obj->shadow && !obj->shadowers);
+	hmap_fini(&obj->pages);
+	hmap_fini(&obj->paged);
+	if (obj->all_prev)
+		obj->all_prev->all_next = obj->all_next;
+	else
+		dom->objects = obj->all_next;
+	if (obj->all_next)
+		obj->all_next->all_prev = obj->all_prev;
+	dom->stats.objects_live--;
+	free(obj);
+}
+
+kern_return_t vm_object_allocate(struct vm_domain *dom, vm_size_t size, struct vm_object **out)
+{
+	if (size == 0 || !vm_page_aligned(size))
+		return KERN_INVALID_ARGUMENT;
+	struct vm_object *obj = vm_object_new(dom, size, true);
+	if (!obj)
+		return KERN_RESOURCE_SHORTAGE;
+	*out = obj;
+	return KERN_SUCCESS;
+}
+
+kern_return_t vm_object_create(struct vm_domain *dom, struct pager *pager, vm_size_t size, struct vm_object **out)
+{
+	if (!pager)
+		return KERN_INVALID_ARGUMENT;
+	if (size == 0)
+		size = (pager->size + VM_PAGE_MASK) & ~VM_PAGE_MASK;
+	if (size == 0 || !vm_page_aligned(size))
+		return KERN_INVALID_ARGUMENT;
+	struct vm_object *obj = vm_object_new(dom, size, false);
+	if (!obj)
+		return KERN_RESOURCE_SHORTAGE;
+	int err = pager_create(pager, size, &obj->mo);
+	if (err) {
+		vm_object_free(obj);
+		return err == -ENOMEM ? KERN_RESOURCE_SHORTAGE : KERN_MEMORY_FAILURE;
+	}
+	pager->refs++;
+	obj->pager = pager;
+	*out = obj;
+	return KERN_SUCCESS;
+}
+
+void vm_object_reference(struct vm_object *obj)
+{
+	assert(obj->ref_count > 0);
+	obj->ref_count++;
+}
+
+/* Make @obj shadow @backing at @offset; @obj takes over one reference to @backing. */
+static void vm_object_link_shadow(struct vm_object *obj, struct vm_object *backing, vm_offset_t offset)
+{
+	assert(!obj->shadow && backing != obj);
+	obj->shadow = backing;
+	obj->shadow_offset = offset;
+	if (!backing)
+		return;
+	backing->shadow_count++;
+	obj->sib_prev = NULL;
+	obj->sib_next = backing->shadowers;
+	if (backing->shadowers)
+		backing->shadowers->sib_prev = obj;
+	backing->shadowers = obj;
+}
+
+/* Undo vm_object_link_shadow; returns the backing object, whose reference the caller now holds. */
+static struct vm_object *vm_object_unlink_shadow(struct vm_object *obj)
+{
+	struct vm_object *backing = obj->shadow;
+	if (!backing)
+		return NULL;
+	if (obj->sib_prev)
+		obj->sib_prev->sib_next = obj->sib_next;
+	else
+		backing->shadowers = obj->sib_next;
+	if (obj->sib_next)
+		obj->sib_next->sib_prev = obj->sib_prev;
+	obj->sib_prev = obj->sib_next = NULL;
+	backing->shadow_count--;
+	obj->shadow = NULL;
+	obj->shadow_offset = 0;
+	return backing;
+}
+
+/* The resident pages of @obj, collected so that the table may change while they are used. */
+static struct vm_page **vm_object_page_list(const struct vm_object *obj, size_t *n)
+{
+	*n = 0;
+	struct vm_page **v = malloc((hmap_count(&obj->pages) + 1) * sizeof(*v));
+	if (!v)
+		return NULL;
+	size_t cursor = 0;
+	void *val;
+	while (hmap_next(&obj->pages, &cursor, NULL, &val))
+		v[(*n)++] = val;
+	return v;
+}
+
+/* The page numbers held by @obj's pager (internal objects), collected likewise. */
+static uint64_t *vm_object_paged_list(const struct vm_object *obj, size_t *n)
+{
+	*n = 0;
+	uint64_t *v = malloc((hmap_count(&obj->paged) + 1) * sizeof(*v));
+	if (!v)
+		return NULL;
+	size_t cursor = 0;
+	uint64_t key;
+	while (hmap_next(&obj->paged, &cursor, &key, NULL))
+		v[(*n)++] = key;
+	return v;
+}
+
+/* Whether @obj's pager may have page @pindex: an external pager is asked for every page;
+ * an internal object's pager holds only what page-out gave it. */
+static bool vm_object_pager_has(const struct vm_object *obj, uint64_t pindex)
+{
+	if (!obj->pager)
+		return false;
+	if (!obj->internal)
+		return pindex < vm_atop(obj->size);
+	return hmap_get(&obj->paged, pindex) != NULL;
+}
+
+/* Whether @obj itself has page @pindex (resident or with its pager). */
+static bool vm_object_has(const struct vm_object *obj, uint64_t pindex)
+{
+	return vm_page_lookup(obj, pindex) || vm_object_pager_has(obj, pindex);
+}
+
+/* Write back modified pages to an external pager that takes data; free every page. */
+static void vm_object_terminate(struct vm_object *obj)
+{
+	struct vm_domain *dom = obj->dom;
+	assert(obj->ref_count == 0 && obj->direct_refs == 0 && obj->frozen_refs == 0 && obj->shadow_count == 0);
+	if (!obj->internal && obj->pager && obj->pager->ops->data_return)
+		vm_object_clean(obj, 0, obj->size);
+	size_t n;
+	struct vm_page **v = vm_object_page_list(obj, &n);
+	/* Without memory for the list, free pages one table slot at a time. */
+	if (!v) {
+		size_t cursor = 0;
+		void *val;
+		while (hmap_next(&obj->pages, &cursor, NULL, &val)) {
+			vm_page_free(val);
+			cursor = 0;
+		}
+	}
+	for (size_t i = 0; i < n; i++) {
+		/* Mappings exist only through entries whose chains hold a reference. */
+		assert(!v[i]->pv);
+		vm_page_free(v[i]);
+	}
+	free(v);
+	if (obj->pager) {
+		if (obj->mo)
+			pager_terminate(obj->pager, obj->mo);
+		pager_release(obj->pager);
+		obj->pager = NULL;
+	}
+	(void)dom;
+}
+
+void vm_object_deallocate(struct vm_object *obj)
+{
+	while (obj) {
+		assert(obj->ref_count > 0);
+		if (--obj->ref_count > 0) {
+			/* Only the one shadow holds it now: let that shadow absorb it. */
+			if (obj->ref_count == 1 && obj->shadow_count == 1 && obj->internal)
+				vm_object_collapse(obj->shadowers);
+			return;
+		}
+		vm_object_terminate(obj);
+		struct vm_object *backing = vm_object_unlink_shadow(obj);
+		vm_object_free(obj);
+		obj = backing;
+	}
+}
+
+kern_return_t vm_object_shadow(struct vm_object **objp, vm_offset_t *offsetp, vm_size_t length)
+{
+	struct vm_object *source = *objp;
+	assert(source->direct_refs == 0);
+	assert(*offsetp + length <= source->size);
+	struct vm_object *obj = vm_object_new(source->dom, length, true);
+	if (!obj)
+		return KERN_RESOURCE_SHORTAGE;
+	vm_object_link_shadow(obj, source, *offsetp);
+	source->dom->stats.object_shadows++;
+	*objp = obj;
+	*offsetp = 0;
+	return KERN_SUCCESS;
+}
+
+unsigned vm_object_depth(const struct vm_object *obj)
+{
+	unsigned depth = 0;
+	for (; obj; obj = obj->shadow) {
+		depth++;
+		assert(depth < VM_OBJECT_DEPTH_MAX);
+	}
+	return depth;
+}
+
+/* Pages @obj has or its pager holds: an upper bound of what it can cover. */
+static uint64_t vm_object_page_count(const struct vm_object *obj)
+{
+	return hmap_count(&obj->pages) + hmap_count(&obj->paged);
+}
+
+/*
+ * Ask @obj's pager for the run of missing pages around @pindex within [lo, hi) (obj's page
+ * numbers). *unavailable: the pager has no data for @pindex (look further down the chain).
+ */
+static kern_return_t vm_object_pagein(struct vm_object *obj, uint64_t pindex, uint64_t lo, uint64_t hi,
+				      vm_prot_t access, bool *unavailable)
+{
+	struct vm_domain *dom = obj->dom;
+	uint64_t a = pindex, b = pindex + 1;
+	while (a > lo && !vm_page_lookup(obj, a - 1) && vm_object_pager_has(obj, a - 1))
+		a--;
+	while (b < hi && !vm_page_lookup(obj, b) && vm_object_pager_has(obj, b))
+		b++;
+	struct pager_reply r = {.object = obj, .first = a, .end = b, .want = pindex};
+	dom->stats.pager_requests++;
+	int err = pager_data_request(obj->pager, obj->mo, vm_ptoa(a), vm_ptoa(b - a), access, &r);
+	*unavailable = false;
+	if (err == -ENOMEM)
+		return KERN_RESOURCE_SHORTAGE;
+	if (err || r.error)
+		return KERN_MEMORY_ERROR;
+	if (!r.want_answered)
+		return vm_page_lookup(obj, pindex) ? KERN_SUCCESS : KERN_MEMORY_FAILURE;
+	if (r.want_unavailable) {
+		*unavailable = true;
+		hmap_del(&obj->paged, pindex);
+	}
+	return KERN_SUCCESS;
+}
+
+int vm_object_page_provided(struct vm_object *obj, uint64_t pindex, const void *data)
+{
+	if (pindex >= vm_atop(obj->size))
+		return -EINVAL;
+	if (vm_page_lookup(obj, pindex))
+		return 0;
+	struct vm_page *p = vm_page_alloc(obj, pindex);
+	if (!p)
+		return -ENOMEM;
+	if (vm_page_buffer(p) < 0) {
+		vm_page_free(p);
+		return -ENOMEM;
+	}
+	memcpy(p->data, data, VM_PAGE_SIZE);
+	obj->dom->stats.pageins++;
+	obj->stats.pageins++;
+	return 0;
+}
+
+kern_return_t vm_object_lookup(struct vm_object *top, uint64_t pindex, uint64_t lo, uint64_t hi,
+			       vm_prot_t access, bool resident_only, struct vm_lookup *out)
+{
+	struct vm_domain *dom = top->dom;
+	struct vm_object *obj = top;
+	unsigned depth = 0;
+	for (;;) {
+		dom->stats.lookups++;
+		struct vm_page *p = vm_page_lookup(obj, pindex);
+		if (!p && vm_object_pager_has(obj, pindex)) {
+			if (resident_only)
+				return KERN_MEMORY_FAILURE;
+			bool unavailable;
+			uint64_t size = vm_atop(obj->size);
+			kern_return_t kr = vm_object_pagein(obj, pindex, lo, hi < size ? hi : size, access, &unavailable);
+			if (kr != KERN_SUCCESS)
+				return kr;
+			if (!unavailable)
+				p = vm_page_lookup(obj, pindex);
+		} else if (p) {
+			dom->stats.hits++;
+		}
+		if (p) {
+			*out = (struct vm_lookup){.page = p, .object = obj, .pindex = pindex, .depth = depth};
+			return KERN_SUCCESS;
+		}
+		if (!obj->shadow)
+			break;
+		uint64_t delta = vm_atop(obj->shadow_offset);
+		pindex += delta;
+		lo += delta;
+		hi += delta;
+		obj = obj->shadow;
+		assert(++depth < VM_OBJECT_DEPTH_MAX);
+	}
+	*out = (struct vm_lookup){.page = NULL, .object = obj, .pindex = pindex, .depth = depth};
+	return KERN_SUCCESS;
+}
+
+/*
+ * Collapse: @obj's backing object is referenced by @obj alone, so its pages move up into
+ * @obj (those @obj already has, and those outside @obj's window, are freed) and @obj
+ * shadows what it shadowed.       obj -> B -> S   =>   obj -> S
+ * Returns false when it could not finish (out of memory, a pager failed); the chain is
+ * then still valid, with some pages already moved up.
+ */
+static bool vm_object_collapse_one(struct vm_object *obj)
+{
+	struct vm_object *b = obj->shadow;
+	uint64_t off = vm_atop(obj->shadow_offset), n = vm_atop(obj->size);
+	assert(b->ref_count == 1 && b->shadow_count == 1 && b->internal);
+
+	/* Pages B paged out that obj needs come back first: obj cannot take B's pager. */
+	size_t np;
+	uint64_t *paged = vm_object_paged_list(b, &np);
+	if (!paged)
+		return false;
+	for (size_t i = 0; i < np; i++) {
+		uint64_t idx = paged[i];
+		if (idx < off || idx >= off + n || vm_object_has(obj, idx - off) || vm_page_lookup(b, idx))
+			continue;
+		bool unavailable;
+		if (vm_object_pagein(b, idx, idx, idx + 1, VM_PROT_READ, &unavailable) != KERN_SUCCESS) {
+			free(paged);
+			return false;
+		}
+	}
+	free(paged);
+
+	size_t npages;
+	struct vm_page **pages = vm_object_page_list(b, &npages);
+	if (!pages)
+		return false;
+	for (size_t i = 0; i < npages; i++) {
+		struct vm_page *p = pages[i];
+		if (p->pindex < off || p->pindex >= off + n || vm_object_has(obj, p->pindex - off)) {
+			/* Hidden from every chain: obj (B's only holder) has its own or cannot see it. */
+			assert(!p->pv);
+			vm_page_free(p);
+			continue;
+		}
+		if (vm_page_rename(p, obj, p->pindex - off) < 0) {
+			free(pages);
+			return false;
+		}
+		/* B's pager goes away with B: obj's pager does not have these bytes. */
+		p->flags |= VM_PAGE_DIRTY;
+	}
+	free(pages);
+
+	vm_offset_t offset = obj->shadow_offset + b->shadow_offset;
+	struct vm_object *s = vm_object_unlink_shadow(b); /* B's reference to S passes to obj */
+	vm_object_unlink_shadow(obj);
+	vm_object_link_shadow(obj, s, offset);
+	b->ref_count = 0;
+	vm_object_terminate(b);
+	vm_object_free(b);
+	obj->dom->stats.object_collapses++;
+	return true;
+}
+
+/*
+ * Bypass: @obj has (resident or with its pager) every page its backing object B could give
+ * it, so it shadows B's shadow directly; B loses obj's reference and lives on for its other
+ * holders.          obj -> B -> S   =>   obj -> S   (B -> S kept for the others)
+ */
+static bool vm_object_bypass_one(struct vm_object *obj)
+{
+	struct vm_object *b = obj->shadow;
+	uint64_t off = vm_atop(obj->shadow_offset), n = vm_atop(obj->size);
+	if (!b->internal || vm_object_page_count(obj) < obj->bypass_mark)
+		return false;
+	uint64_t uncovered = 0;
+	size_t cursor = 0;
+	uint64_t idx;
+	while (hmap_next(&b->pages, &cursor, &idx, NULL))
+		if (idx >= off && idx < off + n && !vm_object_has(obj, idx - off))
+			uncovered++;
+	cursor = 0;
+	while (hmap_next(&b->paged, &cursor, &idx, NULL))
+		if (idx >= off && idx < off + n && !vm_page_lookup(b, idx) && !vm_object_has(obj, idx - off))
+			uncovered++;
+	if (uncovered) {
+		/* Each new page of obj covers at most one: retry after it grew by a quarter. */
+		uint64_t have = vm_object_page_count(obj);
+		obj->bypass_mark = have + (uncovered > have / 4 ? uncovered : have / 4);
+		return false;
+	}
+	vm_offset_t offset = obj->shadow_offset + b->shadow_offset;
+	struct vm_object *s = b->shadow;
+	vm_object_unlink_shadow(obj);
+	if (s)
+		vm_object_reference(s);
+	vm_object_link_shadow(obj, s, offset);
+	obj->bypass_mark = 0;
+	obj->dom->stats.object_bypasses++;
+	vm_object_deallocate(b);
+	return true;
+}
+
+void vm_object_collapse(struct vm_object *obj)
+{
+	while (obj->shadow) {
+		struct vm_object *b = obj->shadow;
+		if (!b->internal)
+			return;
+		bool done = b->ref_count == 1 ? vm_object_collapse_one(obj) : vm_object_bypass_one(obj);
+		if (!done)
+			return;
+	}
+}
+
+kern_return_t vm_object_read(struct vm_object *obj, vm_offset_t offset, void *buf, vm_size_t len)
+{
+	if (offset + len < offset || offset + len > obj->size)
+		return KERN_INVALID_ARGUMENT;
+	uint8_t *out = buf;
+	uint8_t scratch[VM_PAGE_SIZE] __attribute__((aligned(64)));
+	while (len > 0) {
+		uint64_t pindex = vm_atop(offset);
+		vm_size_t in = offset & VM_PAGE_MASK, n = VM_PAGE_SIZE - in;
+		if (n > len)
+			n = len;
+		struct vm_lookup l;
+		kern_return_t kr = vm_object_lookup(obj, pindex, pindex, pindex + 1, VM_PROT_READ, false, &l);
+		if (kr != KERN_SUCCESS)
+			return kr;
+		if (l.page) {
+			const uint8_t *bytes = pmap_page_bytes(l.page, scratch);
+			memcpy(out, bytes + in, n);
+			vm_page_activate(l.page);
+		} else {
+			memset(out, 0, n);
+		}
+		out += n;
+		offset += n;
+		len -= n;
+	}
+	return KERN_SUCCESS;
+}
+
+/* Add @idx (a page number of the copy) to the candidate list @v (grown as needed). */
+static int vm_object_candidate(uint64_t **v, size_t *n, size_t *cap, uint64_t idx)
+{
+	if (*n == *cap) {
+		size_t c = *cap ? *cap * 2 : 64;
+		uint64_t *nv = realloc(*v, c * sizeof(**v));
+		if (!nv)
+			return -ENOMEM;
+		*v = nv;
+		*cap = c;
+	}
+	(*v)[(*n)++] = idx;
+	return 0;
+}
+
+/* Page numbers of the copy [offset, offset+size) of @src that some object of the chain may
+ * have: resident pages and pager pages in each object's window; every page of an external
+ * object's window. */
+static int vm_object_copy_candidates(struct vm_object *src, vm_offset_t offset, vm_size_t size, uint64_t **out,
+				     size_t *n)
+{
+	uint64_t *v = NULL;
+	size_t cap = 0;
+	*n = 0;
+	uint64_t first = vm_atop(offset), count = vm_atop(size);
+	for (struct vm_object *obj = src; obj; obj = obj->shadow) {
+		if (!obj->internal && obj->pager) {
+			uint64_t end = vm_atop(obj->size);
+			for (uint64_t i = first; i < end && i < first + count; i++)
+				if (vm_object_candidate(&v, n, &cap, i - first) < 0)
+					goto nomem;
+		}
+		for (int table = 0; table < 2; table++) {
+			const struct hmap *h = table ? &obj->paged : &obj->pages;
+			size_t cursor = 0;
+			uint64_t idx;
+			while (hmap_next(h, &cursor, &idx, NULL))
+				if (idx >= first && idx < first + count && vm_object_candidate(&v, n, &cap, idx - first) < 0)
+					goto nomem;
+		}
+		first += vm_atop(obj->shadow_offset);
+	}
+	*out = v;
+	return 0;
+nomem:
+	free(v);
+	return -ENOMEM;
+}
+
+kern_return_t vm_object_copy_slowly(struct vm_object *src, vm_offset_t offset, vm_size_t size,
+				    struct vm_object **out)
+{
+	struct vm_object *copy;
+	if (offset + size < offset || offset + size > src->size)
+		return KERN_INVALID_ARGUMENT;
+	kern_return_t kr = vm_object_allocate(src->dom, size, &copy);
+	if (kr != KERN_SUCCESS)
+		return kr;
+	uint64_t *cand;
+	size_t n;
+	if (vm_object_copy_candidates(src, offset, size, &cand, &n) < 0) {
+		vm_object_deallocate(copy);
+		return KERN_RESOURCE_SHORTAGE;
+	}
+	uint64_t base = vm_atop(offset);
+	for (size_t i = 0; i < n; i++) {
+		uint64_t idx = cand[i];
+		if (vm_page_lookup(copy, idx))
+			continue;
+		struct vm_lookup l;
+		kr = vm_object_lookup(src, base + idx, base + idx, base + idx + 1, VM_PROT_READ, false, &l);
+		if (kr != KERN_SUCCESS)
+			break;
+		if (!l.page || (l.page->flags & VM_PAGE_ZERO))
+			continue;
+		if (!vm_object_cow_page(copy, idx, l.page, true)) {
+			kr = KERN_RESOURCE_SHORTAGE;
+			break;
+		}
+	}
+	free(cand);
+	if (kr != KERN_SUCCESS) {
+		vm_object_deallocate(copy);
+		return kr;
+	}
+	src->dom->stats.object_copies++;
+	*out = copy;
+	return KERN_SUCCESS;
+}
+
+kern_return_t vm_object_clean(struct vm_object *obj, vm_offset_t offset, vm_size_t size)
+{
+	if (!obj->pager || obj->internal || !obj->pager->ops->data_return)
+		return KERN_SUCCESS;
+	size_t n;
+	struct vm_page **v = vm_object_page_list(obj, &n);
+	if (!v)
+		return KERN_RESOURCE_SHORTAGE;
+	kern_return_t kr = KERN_SUCCESS;
+	uint8_t scratch[VM_PAGE_SIZE] __attribute__((aligned(64)));
+	for (size_t i = 0; i < n; i++) {
+		struct vm_page *p = v[i];
+		vm_offset_t at = vm_ptoa(p->pindex);
+		if (at < offset || at >= offset + size)
+			continue;
+		/* Stop writers first, so a write after the copy faults and marks the page again. */
+		if (pmap_page_protect(p, VM_PROT_READ | VM_PROT_EXECUTE) < 0) {
+			kr = KERN_RESOURCE_SHORTAGE;
+			continue;
+		}
+		if (!pmap_page_dirty(p))
+			continue;
+		const void *bytes = pmap_page_bytes(p, scratch);
+		if (pager_data_return(obj->pager, obj->mo, at, bytes, VM_PAGE_SIZE) < 0) {
+			kr = KERN_MEMORY_ERROR;
+			continue;
+		}
+		p->flags &= ~VM_PAGE_DIRTY;
+		obj->stats.pageouts++;
+		obj->dom->stats.pageouts++;
+	}
+	free(v);
+	return kr;
+}
+
+struct vm_page *vm_object_cow_page(struct vm_object *obj, uint64_t pindex, struct vm_page *src, bool copy)
+{
+	struct vm_page *p = vm_page_alloc(obj, pindex);
+	if (!p)
+		return NULL;
+	if (copy && src && !(src->flags & VM_PAGE_ZERO)) {
+		uint8_t scratch[VM_PAGE_SIZE] __attribute__((aligned(64)));
+		const void *bytes = pmap_page_bytes(src, scratch);
+		if (vm_page_buffer(p) < 0) {
+			vm_page_free(p);
+			return NULL;
+		}
+		memcpy(p->data, bytes, VM_PAGE_SIZE);
+	}
+	p->flags |= VM_PAGE_DIRTY;
+	obj->stats.cow_pages++;
+	return p;
+}
+
+struct vm_page *vm_object_zero_page(struct vm_object *obj, uint64_t pindex)
+{
+	struct vm_page *p = vm_page_alloc(obj, pindex);
+	if (!p)
+		return NULL;
+	obj->stats.zero_fills++;
+	obj->dom->stats.zero_fill_count++;
+	return p;
+}
+
+void vm_object_info(const struct vm_object *obj, struct vm_object_info *info)
+{
+	*info = (struct vm_object_info){
+		.id = obj->id,
+		.size = obj->size,
+		.internal = obj->internal,
+		.copy_strategy = obj->copy_strategy,
+		.ref_count = obj->ref_count,
+		.direct_refs = obj->direct_refs,
+		.frozen_refs = obj->frozen_refs,
+		.shadow_count = obj->shadow_count,
+		.shadow_id = obj->shadow ? obj->shadow->id : 0,
+		.shadow_offset = obj->shadow_offset,
+		.resident_count = hmap_count(&obj->pages),
+		.paged_count = hmap_count(&obj->paged),
+		.pager_name = obj->pager ? obj->pager->ops->name : NULL,
+		.stats = obj->stats,
+	};
+}
+
+unsigned vm_object_chain(const struct vm_object *obj, struct vm_object_info *out, unsigned max)
+{
+	unsigned depth = 0;
+	for (; obj; obj = obj->shadow, depth++) {
+		assert(depth < VM_OBJECT_DEPTH_MAX);
+		if (depth < max)
+			vm_object_info(obj, &out[depth]);
+	}
+	return depth;
+}
+
+static void vm_object_check_page(const struct vm_object *obj, uint64_t idx, const struct vm_page *p)
+{
+	assert(p->object == obj && p->pindex == idx && idx < vm_atop(obj->size));
+	/* Bytes live in exactly one place: a buffer, the mappings, or nowhere (zero). */
+	assert(!(p->data && p->pv));
+	assert(!(p->flags & VM_PAGE_ZERO) || (!p->data && !p->pv));
+	assert(p->data || p->pv || (p->flags & VM_PAGE_ZERO));
+	unsigned mappings = 0, writers = 0;
+	for (const struct pv_entry *pv = p->pv; pv; pv = pv->next) {
+		assert(pv->page == p && pmap_lookup(pv->pmap, pv->va) == pv && pv->prot);
+		mappings++;
+		writers += (pv->prot & VM_PROT_WRITE) != 0;
+	}
+	assert(writers == 0 || mappings == 1);
+	(void)mappings;
+	(void)writers;
+}
+
+void vm_object_check(const struct vm_object *obj)
+{
+	unsigned depth = 0;
+	for (; obj; obj = obj->shadow) {
+		assert(++depth < VM_OBJECT_DEPTH_MAX);
+		assert(obj->ref_count > 0);
+		assert(obj->direct_refs + obj->frozen_refs <= obj->ref_count);
+		/* A frozen object has no writers. */
+		assert(obj->direct_refs == 0 || (obj->shadow_count == 0 && obj->frozen_refs == 0));
+		assert(obj->shadow != obj);
+		if (obj->shadow) {
+			assert(obj->shadow_offset + obj->size <= obj->shadow->size);
+			assert(obj->shadow->shadow_count > 0);
+		}
+		unsigned shadowers = 0;
+		for (const struct vm_object *s = obj->shadowers; s; s = s->sib_next) {
+			assert(s->shadow == obj);
+			shadowers++;
+		}
+		assert(shadowers == obj->shadow_count);
+		assert(obj->internal || hmap_count(&obj->paged) == 0);
+		size_t cursor = 0;
+		uint64_t idx;
+		void *val;
+		while (hmap_next(&obj->pages, &cursor, &idx, &val))
+			vm_object_check_page(obj, idx, val);
+	}
+}

@@ -1,0 +1,123 @@
+/*
+ * The file pager: a host file as a memory object (Mach: a file is a memory manager).
+ * Pages are read with pread from [offset, offset+size) of the file; the part of a page past
+ * the end reads as zero, a page wholly past it is data_unavailable (zero fill). Opened
+ * writable, it takes modified pages back with pwrite (write-back through data_return),
+ * never growing the file; read-only, it refuses them (-EROFS) and its objects can only be
+ * mapped read-only or copy-on-write. The pager keeps its own descriptor (dup of args->fd).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "mmu/pager.h"
+
+struct fp_file {
+	int fd;          /* owned */
+	uint64_t offset; /* data starts here in the file */
+	uint64_t size;   /* bytes of data */
+	bool writable;
+};
+
+static int fp_open(struct pager *pager, const struct pager_args *args)
+{
+	if (!args || args->fd < 0 || !vm_page_aligned(args->offset))
+		return -EINVAL;
+	struct stat st;
+	if (fstat(args->fd, &st) < 0)
+		return -errno;
+	uint64_t size = args->size;
+	if (size == 0) {
+		if ((uint64_t)st.st_size <= args->offset)
+			return -EINVAL;
+		size = (uint64_t)st.st_size - args->offset;
+	}
+	struct fp_file *f = calloc(1, sizeof(*f));
+	if (!f)
+		return -ENOMEM;
+	f->fd = fcntl(args->fd, F_DUPFD_CLOEXEC, 0);
+	if (f->fd < 0) {
+		int err = -errno;
+		free(f);
+		return err;
+	}
+	f->offset = args->offset;
+	f->size = size;
+	f->writable = args->writable;
+	pager->priv = f;
+	pager->size = size;
+	pager->max_prot = args->writable ? VM_PROT_ALL : VM_PROT_READ | VM_PROT_EXECUTE;
+	return 0;
+}
+
+static void fp_close(struct pager *pager)
+{
+	struct fp_file *f = pager->priv;
+	close(f->fd);
+	free(f);
+}
+
+static int fp_create(struct pager *pager, uint64_t size, void **mo)
+{
+	(void)size;
+	*mo = pager->priv;
+	return 0;
+}
+
+static int fp_data_request(struct pager *pager, void *mo, vm_offset_t offset, vm_size_t length, vm_prot_t access,
+			   struct pager_reply *reply)
+{
+	(void)pager;
+	(void)access;
+	struct fp_file *f = mo;
+	uint8_t buf[VM_PAGE_SIZE];
+	for (vm_offset_t at = offset; at < offset + length; at += VM_PAGE_SIZE) {
+		if (at >= f->size) {
+			pager_data_unavailable(reply, at, offset + length - at);
+			break;
+		}
+		size_t want = f->size - at < VM_PAGE_SIZE ? (size_t)(f->size - at) : VM_PAGE_SIZE;
+		ssize_t n = pread(f->fd, buf, want, (off_t)(f->offset + at));
+		if (n < 0) {
+			pager_data_error(reply, at, VM_PAGE_SIZE, -errno);
+			continue;
+		}
+		/* A file that shrank reads short: the rest is zero, as past the end. */
+		memset(buf + n, 0, VM_PAGE_SIZE - (size_t)n);
+		pager_data_provided(reply, at, buf, VM_PAGE_SIZE);
+	}
+	return 0;
+}
+
+static int fp_data_return(struct pager *pager, void *mo, vm_offset_t offset, const void *data, vm_size_t length)
+{
+	(void)pager;
+	struct fp_file *f = mo;
+	if (!f->writable)
+		return -EROFS;
+	if (offset >= f->size)
+		return 0; /* past the end: nothing of the file to change */
+	size_t n = f->size - offset < length ? (size_t)(f->size - offset) : (size_t)length;
+	const uint8_t *bytes = data;
+	while (n > 0) {
+		ssize_t w = pwrite(f->fd, bytes, n, (off_t)(f->offset + offset));
+		if (w < 0)
+			return -errno;
+		bytes += w;
+		offset += (vm_offset_t)w;
+		n -= (size_t)w;
+	}
+	return 0;
+}
+
+const struct pager_ops file_pager_ops = {
+	.name = "file",
+	.open = fp_open,
+	.close = fp_close,
+	.create = fp_create,
+	.data_request = fp_data_request,
+	.data_return = fp_data_return,
+};
