@@ -1,0 +1,556 @@
+/*
+ * The snapshot store: dedup, parents, reading back, damage found by verify, gc, and
+ * crash safety under kill -9 of a writer.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "harness.h"
+#include "vmm/error.h"
+#include "vmm/store.h"
+
+static char dir[64];
+static uint8_t page[STORE_PAGE];
+
+static void setup(void)
+{
+	strcpy(dir, "/tmp/vmm-store-XXXXXX");
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+	error_clear();
+}
+
+static void teardown(void)
+{
+	char cmd[128];
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	ck_assert_int_eq(system(cmd), 0);
+}
+
+/* Page @pindex of "generation" @gen: kind 0 zero, 1 one of 4 shared patterns, 2 unique. */
+static const uint8_t *make_page(uint64_t pindex, uint64_t gen, int kind)
+{
+	memset(page, 0, sizeof(page));
+	if (kind == 1) {
+		memset(page, 0x40 + (int)(pindex % 4), sizeof(page));
+	} else if (kind == 2) {
+		uint64_t v = pindex * 0x9e3779b97f4a7c15ull ^ gen;
+		for (size_t i = 0; i < sizeof(page); i += 8) {
+			v = v * 6364136223846793005ull + 1442695040888963407ull;
+			memcpy(page + i, &v, 8);
+		}
+	}
+	return page;
+}
+
+static int kind_of(uint64_t pindex)
+{
+	return pindex % 3 == 0 ? 0 : pindex % 3 == 1 ? 1 : 2;
+}
+
+static void write_snapshot(struct store *s, const char *name, const char *parent, uint64_t npages, uint64_t gen,
+			   uint64_t first, uint64_t step, struct store_write_stats *st)
+{
+	struct store_writer *w;
+	const char state[] = "vcpu state";
+	ck_assert_msg(store_writer_begin(s, name, parent, npages, state, sizeof(state), &w) == 0, "%s",
+		      error_message());
+	for (uint64_t p = first; p < npages; p += step)
+		ck_assert_msg(store_writer_add(w, p, make_page(p, gen, kind_of(p))) == 0, "%s", error_message());
+	if (st)
+		store_writer_stats(w, st);
+	ck_assert_msg(store_writer_commit(w) == 0, "%s", error_message());
+}
+
+static void expect_page(struct store_snapshot *snap, uint64_t p, uint64_t gen)
+{
+	const void *data;
+	uint64_t hash;
+	ck_assert_int_eq(store_snapshot_page(snap, p, &data, &hash), 0);
+	int kind = kind_of(p);
+	if (kind == 0) {
+		ck_assert_ptr_null(data);
+	} else {
+		ck_assert_ptr_nonnull(data);
+		ck_assert_msg(memcmp(data, make_page(p, gen, kind), STORE_PAGE) == 0, "page %llu differs",
+			      (unsigned long long)p);
+	}
+}
+
+START_TEST(store_size_is_exactly_the_unique_nonzero_pages)
+{
+	/* 300 pages: 100 zero, 100 drawn from 4 patterns, 100 unique. */
+	struct store *s;
+	ck_assert_int_eq(store_open(dir, true, &s), 0);
+	struct store_write_stats st;
+	write_snapshot(s, "base", NULL, 300, 1, 0, 1, &st);
+	ck_assert_uint_eq(st.pages, 300);
+	ck_assert_uint_eq(st.zero, 100);
+	ck_assert_uint_eq(st.stored, 104);
+	ck_assert_uint_eq(st.shared, 96);
+	uint64_t packs, manifests;
+	ck_assert_int_eq(store_disk_usage(s, &packs, &manifests), 0);
+	ck_assert_uint_eq(packs, 104 * STORE_PAGE);
+	/* header + state (padded) + entries + trailer */
+	ck_assert_uint_eq(manifests, 176 + 16 + 300 * 24 + 16);
+	store_close(s);
+}
+END_TEST
+
+START_TEST(snapshot_reads_back_every_page_and_its_state)
+{
+	struct store *s;
+	ck_assert_int_eq(store_open(dir, true, &s), 0);
+	write_snapshot(s, "base", NULL, 300, 1, 0, 1, NULL);
+	store_close(s);
+
+	ck_assert_int_eq(store_open(dir, false, &s), 0);
+	struct store_snapshot *snap;
+	ck_assert_msg(store_snapshot_open(s, "base", &snap) == 0, "%s", error_message());
+	for (uint64_t p = 0; p < 300; p++)
+		expect_page(snap, p, 1);
+	const void *data;
+	uint64_t hash;
+	ck_assert_int_eq(store_snapshot_page(snap, 5000, &data, &hash), 0); /* beyond: zero */
+	ck_assert_ptr_null(data);
+	size_t len;
+	ck_assert_str_eq(store_snapshot_state(snap, &len), "vcpu state");
+	ck_assert_uint_eq(store_snapshot_page_count(snap), 300);
+	ck_assert_uint_eq(store_snapshot_depth(snap), 1);
+	store_snapshot_close(snap);
+	store_close(s);
+}
+END_TEST
+
+START_TEST(child_stores_only_what_changed_and_reads_through_its_parent)
+{
+	/* base <- child: child rewrites every 10th unique page with a new generation. */
+	struct store *s;
+	ck_assert_int_eq(store_open(dir, true, &s), 0);
+	write_snapshot(s, "base", NULL, 300, 1, 0, 1, NULL);
+	uint64_t before, after, m;
+	ck_assert_int_eq(store_disk_usage(s, &before, &m), 0);
+	struct store_writer *w;
+	ck_assert_int_eq(store_writer_begin(s, "child", "base", 300, NULL, 0, &w), 0);
+	unsigned changed = 0;
+	for (uint64_t p = 2; p < 300; p += 30, changed++)
+		ck_assert_int_eq(store_writer_add(w, p, make_page(p, 2, 2)), 0);
+	ck_assert_int_eq(store_writer_commit(w), 0);
+	ck_assert_int_eq(store_disk_usage(s, &after, &m), 0);
+	ck_assert_uint_eq(after - before, changed * STORE_PAGE);
+
+	struct store_snapshot *snap;
+	ck_assert_int_eq(store_snapshot_open(s, "child", &snap), 0);
+	ck_assert_uint_eq(store_snapshot_depth(snap), 2);
+	ck_assert_str_eq(store_snapshot_parent(snap), "base");
+	for (uint64_t p = 0; p < 300; p++)
+		expect_page(snap, p, (p % 30 == 2) ? 2 : 1);
+	store_snapshot_close(snap);
+	store_close(s);
+}
+END_TEST
+
+START_TEST(second_snapshot_of_same_memory_stores_nothing_new)
+{
+	struct store *s;
+	ck_assert_int_eq(store_open(dir, true, &s), 0);
+	write_snapshot(s, "one", NULL, 300, 1, 0, 1, NULL);
+	store_close(s);
+	ck_assert_int_eq(store_open(dir, false, &s), 0); /* the index is rebuilt from manifests */
+	struct store_write_stats st;
+	write_snapshot(s, "two", NULL, 300, 1, 0, 1, &st);
+	ck_assert_uint_eq(st.stored, 0);
+	ck_assert_uint_eq(st.shared, 200);
+	uint64_t packs, m;
+	ck_assert_int_eq(store_disk_usage(s, &packs, &m), 0);
+	ck_assert_uint_eq(packs, 104 * STORE_PAGE);
+	store_close(s);
+}
+END_TEST
+
+static uint64_t constant_hash(const void *data, size_t len)
+{
+	(void)data;
+	(void)len;
+	return 42;
+}
+
+START_TEST(hash_collisions_keep_both_pages)
+{
+	/* Every page hashes to 42: only memcmp tells them apart. */
+	struct store *s;
+	ck_assert_int_eq(store_open_hashed(dir, true, constant_hash, &s), 0);
+	struct store_write_stats st;
+	write_snapshot(s, "c", NULL, 60, 1, 0, 1, &st);
+	ck_assert_uint_eq(st.stored, 24); /* 20 unique + 4 patterns */
+	ck_assert_uint_gt(st.collisions, 0);
+	struct store_snapshot *snap;
+	ck_assert_int_eq(store_snapshot_open(s, "c", &snap), 0);
+	for (uint64_t p = 0; p < 60; p++)
+		expect_page(snap, p, 1);
+	store_snapshot_close(snap);
+	store_close(s);
+}
+END_TEST
+
+START_TEST(names_parents_and_order_are_checked)
+{
+	struct store *s;
+	struct store_writer *w;
+	ck_assert_int_eq(store_open(dir, true, &s), 0);
+	ck_assert_int_eq(store_writer_begin(s, "../evil", NULL, 10, NULL, 0, &w), -EINVAL);
+	ck_assert_int_eq(store_writer_begin(s, ".hidden", NULL, 10, NULL, 0, &w), -EINVAL);
+	ck_assert_int_eq(store_writer_begin(s, "", NULL, 10, NULL, 0, &w), -EINVAL);
+	ck_assert_int_eq(store_writer_begin(s, "x", "nope", 10, NULL, 0, &w), -ENOENT);
+	ck_assert_ptr_nonnull(strstr(error_message(), "parent snapshot 'nope' is not in /tmp/vmm-store-"));
+	write_snapshot(s, "x", NULL, 10, 1, 0, 1, NULL);
+	ck_assert_int_eq(store_writer_begin(s, "x", NULL, 10, NULL, 0, &w), -EEXIST);
+	ck_assert_int_eq(store_writer_begin(s, "y", NULL, 10, NULL, 0, &w), 0);
+	ck_assert_int_eq(store_writer_add(w, 5, make_page(5, 1, 2)), 0);
+	ck_assert_int_eq(store_writer_add(w, 5, make_page(5, 1, 2)), -EINVAL);
+	ck_assert_int_eq(store_writer_add(w, 10, make_page(10, 1, 2)), -EINVAL);
+	store_writer_abort(w);
+	struct store_snapshot *snap;
+	ck_assert_int_eq(store_snapshot_open(s, "y", &snap), -ENOENT);
+	uint64_t packs, m;
+	ck_assert_int_eq(store_disk_usage(s, &packs, &m), 0);
+	ck_assert_uint_eq(packs, 6 * STORE_PAGE); /* x's 3 patterns and 3 unique pages; y's pack is gone */
+	store_close(s);
+}
+END_TEST
+
+/* Collect verify's lines. */
+struct lines {
+	char text[4096];
+	unsigned problems, notes;
+};
+
+static void collect(void *arg, bool problem, const char *line)
+{
+	struct lines *l = arg;
+	strncat(l->text, line, sizeof(l->text) - strlen(l->text) - 2);
+	strcat(l->text, "\n");
+	if (problem)
+		l->problems++;
+	else
+		l->notes++;
+}
+
+static long verify(struct lines *l)
+{
+	struct store *s;
+	ck_assert_msg(store_open(dir, false, &s) == 0, "%s", error_message());
+	memset(l, 0, sizeof(*l));
+	struct store_verify_stats st;
+	long r = store_verify(s, collect, l, &st);
+	store_close(s);
+	return r;
+}
+
+static void corrupt(const char *rel, off_t off, uint8_t x)
+{
+	char path[256];
+	snprintf(path, sizeof(path), "%s/%s", dir, rel);
+	int fd = open(path, O_RDWR);
+	ck_assert_int_ge(fd, 0);
+	uint8_t b;
+	ck_assert_int_eq(pread(fd, &b, 1, off), 1);
+	b ^= x;
+	ck_assert_int_eq(pwrite(fd, &b, 1, off), 1);
+	close(fd);
+}
+
+START_TEST(verify_passes_a_healthy_store)
+{
+	struct store *s;
+	ck_assert_int_eq(store_open(dir, true, &s), 0);
+	write_snapshot(s, "base", NULL, 300, 1, 0, 1, NULL);
+	write_snapshot(s, "child", "base", 300, 2, 2, 30, NULL);
+	store_close(s);
+	struct lines l;
+	ck_assert_int_eq(verify(&l), 0);
+	ck_assert_uint_eq(l.notes, 0);
+}
+END_TEST
+
+START_TEST(verify_names_the_damaged_page)
+{
+	struct store *s;
+	ck_assert_int_eq(store_open(dir, true, &s), 0);
+	write_snapshot(s, "base", NULL, 300, 1, 0, 1, NULL);
+	store_close(s);
+	corrupt("packs/00000001.pack", 7 * STORE_PAGE + 100, 0x01); /* pack slot 7 */
+	struct lines l;
+	ck_assert_int_eq(verify(&l), 1);
+	ck_assert_msg(strstr(l.text, "bytes in pack 00000001 slot 7 do not match their hash (damaged)"), "%s", l.text);
+	ck_assert_msg(strstr(l.text, "snapshots/base.snap: page 0x"), "%s", l.text);
+}
+END_TEST
+
+START_TEST(damaged_manifests_are_named)
+{
+	struct store *s;
+	ck_assert_int_eq(store_open(dir, true, &s), 0);
+	write_snapshot(s, "base", NULL, 30, 1, 0, 1, NULL);
+	write_snapshot(s, "other", NULL, 30, 3, 0, 1, NULL);
+	store_close(s);
+	corrupt("snapshots/base.snap", 300, 0x80);
+	struct lines l;
+	ck_assert_int_eq(verify(&l), 1);
+	ck_assert_msg(strstr(l.text, "snapshots/base.snap: manifest checksum does not match (damaged)"), "%s", l.text);
+
+	/* The rest of the store stays usable; the damaged snapshot fails with the same words. */
+	ck_assert_int_eq(store_open(dir, false, &s), 0);
+	struct store_snapshot *snap;
+	ck_assert_int_eq(store_snapshot_open(s, "other", &snap), 0);
+	store_snapshot_close(snap);
+	ck_assert_int_eq(store_snapshot_open(s, "base", &snap), -EIO);
+	ck_assert_ptr_nonnull(strstr(error_message(), "checksum does not match"));
+	uint64_t freed;
+	ck_assert_int_eq(store_gc(s, &freed), -EIO); /* gc refuses to lose a damaged snapshot's pages */
+	store_close(s);
+}
+END_TEST
+
+START_TEST(truncated_and_foreign_manifests_are_named)
+{
+	struct store *s;
+	ck_assert_int_eq(store_open(dir, true, &s), 0);
+	write_snapshot(s, "base", NULL, 30, 1, 0, 1, NULL);
+	store_close(s);
+	char path[256], cmd[512];
+	snprintf(path, sizeof(path), "%s/snapshots/base.snap", dir);
+	ck_assert_int_eq(truncate(path, 500), 0);
+	snprintf(cmd, sizeof(cmd), "echo hello > %s/snapshots/text.snap", dir);
+	ck_assert_int_eq(system(cmd), 0);
+	struct lines l;
+	ck_assert_int_eq(verify(&l), 2);
+	ck_assert_msg(strstr(l.text, "base.snap: manifest is 500 bytes, its header says"), "%s", l.text);
+	ck_assert_msg(strstr(l.text, "text.snap: truncated manifest (6 bytes)"), "%s", l.text);
+}
+END_TEST
+
+START_TEST(missing_pack_is_named)
+{
+	struct store *s;
+	ck_assert_int_eq(store_open(dir, true, &s), 0);
+	write_snapshot(s, "base", NULL, 30, 1, 0, 1, NULL);
+	store_close(s);
+	char path[256];
+	snprintf(path, sizeof(path), "%s/packs/00000001.pack", dir);
+	ck_assert_int_eq(unlink(path), 0);
+	struct lines l;
+	ck_assert_int_eq(verify(&l), 20);
+	ck_assert_msg(strstr(l.text, "packs/00000001.pack: No such file or directory"), "%s", l.text);
+	ck_assert_int_eq(store_open(dir, false, &s), 0);
+	struct store_snapshot *snap;
+	ck_assert_int_eq(store_snapshot_open(s, "base", &snap), 0);
+	const void *data;
+	uint64_t hash;
+	ck_assert_int_eq(store_snapshot_page(snap, 2, &data, &hash), -EIO);
+	ck_assert_ptr_nonnull(strstr(error_message(), "which is missing"));
+	store_snapshot_close(snap);
+	store_close(s);
+}
+END_TEST
+
+START_TEST(missing_parent_is_named)
+{
+	struct store *s;
+	ck_assert_int_eq(store_open(dir, true, &s), 0);
+	write_snapshot(s, "base", NULL, 30, 1, 0, 1, NULL);
+	write_snapshot(s, "child", "base", 30, 2, 2, 3, NULL);
+	store_close(s);
+	char path[256];
+	snprintf(path, sizeof(path), "%s/snapshots/base.snap", dir);
+	ck_assert_int_eq(unlink(path), 0);
+	struct lines l;
+	ck_assert_int_ge(verify(&l), 1);
+	ck_assert_msg(strstr(l.text, "snapshot 'child' names parent 'base', which is not in"), "%s", l.text);
+}
+END_TEST
+
+START_TEST(leftovers_of_a_killed_writer_are_notes_and_gc_removes_them)
+{
+	struct store *s;
+	ck_assert_int_eq(store_open(dir, true, &s), 0);
+	write_snapshot(s, "base", NULL, 30, 1, 0, 1, NULL);
+	store_close(s);
+	char cmd[512];
+	snprintf(cmd, sizeof(cmd), "head -c 10000 /dev/urandom > %s/packs/00000009.pack && echo x > %s/snapshots/.half.tmp",
+		 dir, dir);
+	ck_assert_int_eq(system(cmd), 0);
+	struct lines l;
+	ck_assert_int_eq(verify(&l), 0);
+	ck_assert_uint_eq(l.notes, 2);
+	ck_assert_int_eq(store_open(dir, false, &s), 0);
+	uint64_t freed;
+	ck_assert_int_eq(store_gc(s, &freed), 0);
+	ck_assert_uint_eq(freed, 10000);
+	store_close(s);
+	ck_assert_int_eq(verify(&l), 0);
+	ck_assert_uint_eq(l.notes, 0);
+}
+END_TEST
+
+START_TEST(gc_frees_pages_of_deleted_snapshots_and_keeps_the_rest_intact)
+{
+	/* a (gen 1), b (gen 2) share the zero/pattern pages; deleting a frees its unique pages. */
+	struct store *s;
+	ck_assert_int_eq(store_open(dir, true, &s), 0);
+	write_snapshot(s, "a", NULL, 300, 1, 0, 1, NULL);
+	write_snapshot(s, "b", NULL, 300, 2, 0, 1, NULL);
+	write_snapshot(s, "b2", "b", 300, 3, 2, 30, NULL);
+	ck_assert_int_eq(store_delete(s, "b"), -EBUSY);
+	ck_assert_str_eq(error_message() + strlen(error_message()) - 40, "is the parent of 'b2'; delete that first");
+	ck_assert_int_eq(store_delete(s, "a"), 0);
+	uint64_t freed, packs, m;
+	ck_assert_int_eq(store_gc(s, &freed), 0);
+	ck_assert_uint_eq(freed, 100 * STORE_PAGE);
+	ck_assert_int_eq(store_disk_usage(s, &packs, &m), 0);
+	ck_assert_uint_eq(packs, (104 + 10) * STORE_PAGE);
+	struct store_snapshot *snap;
+	ck_assert_int_eq(store_snapshot_open(s, "b2", &snap), 0);
+	for (uint64_t p = 0; p < 300; p++)
+		expect_page(snap, p, p % 30 == 2 ? 3 : 2);
+	store_snapshot_close(snap);
+	store_close(s);
+	struct lines l;
+	ck_assert_int_eq(verify(&l), 0);
+	ck_assert_uint_eq(l.notes, 0);
+}
+END_TEST
+
+static void list_fn(void *arg, const struct store_info *info)
+{
+	struct store_info *out = arg;
+	for (int i = 0; i < 4; i++)
+		if (!out[i].name[0]) {
+			out[i] = *info;
+			return;
+		}
+}
+
+START_TEST(list_names_parents_sizes)
+{
+	struct store *s;
+	ck_assert_int_eq(store_open(dir, true, &s), 0);
+	write_snapshot(s, "a", NULL, 300, 1, 0, 1, NULL);
+	write_snapshot(s, "b", NULL, 300, 2, 0, 1, NULL);
+	write_snapshot(s, "c", "b", 300, 3, 2, 30, NULL);
+	struct store_info info[4];
+	memset(info, 0, sizeof(info));
+	ck_assert_int_eq(store_list(s, list_fn, info), 0);
+	ck_assert_str_eq(info[0].name, "a");
+	ck_assert_str_eq(info[2].name, "c");
+	ck_assert_str_eq(info[2].parent, "b");
+	ck_assert_uint_eq(info[0].size, 300 * STORE_PAGE);
+	/* a and b share the 4 pattern pages and have 100 unique pages each; c has 10 new ones. */
+	ck_assert_uint_eq(info[0].unique_bytes, 100 * STORE_PAGE);
+	ck_assert_uint_eq(info[0].shared_bytes, 4 * STORE_PAGE);
+	ck_assert_uint_eq(info[1].unique_bytes, 100 * STORE_PAGE);
+	ck_assert_uint_eq(info[2].unique_bytes, 10 * STORE_PAGE);
+	ck_assert_uint_eq(info[2].entries, 10);
+	store_close(s);
+}
+END_TEST
+
+/*
+ * kill -9 a writer at random moments: every snapshot that was committed stays readable
+ * with the right bytes, and verify finds no damage.
+ */
+START_TEST(kill_9_at_any_moment_leaves_the_store_valid)
+{
+	unsigned seed = (unsigned)time(NULL);
+	srand(seed);
+	unsigned committed_total = 0;
+	for (int round = 0; round < 12; round++) {
+		int pfd[2];
+		ck_assert_int_eq(pipe(pfd), 0);
+		pid_t pid = fork();
+		if (pid == 0) {
+			close(pfd[0]);
+			struct store *s;
+			if (store_open(dir, true, &s) != 0)
+				_exit(1);
+			for (int k = 0;; k++) {
+				char name[32];
+				snprintf(name, sizeof(name), "r%02d-%03d", round, k);
+				write_snapshot(s, name, NULL, 400, (uint64_t)(round * 1000 + k), 0, 1, NULL);
+				if (write(pfd[1], "c", 1) != 1)
+					_exit(1);
+			}
+		}
+		close(pfd[1]);
+		struct timespec t = {0, (long)(rand() % 40) * 1000000L};
+		nanosleep(&t, NULL);
+		kill(pid, SIGKILL);
+		int st;
+		waitpid(pid, &st, 0);
+		char c;
+		while (read(pfd[0], &c, 1) == 1)
+			committed_total++;
+		close(pfd[0]);
+		struct lines l;
+		long problems = verify(&l);
+		ck_assert_msg(problems == 0, "seed %u round %d: %s", seed, round, l.text);
+	}
+	/* Every committed snapshot reads back exactly. */
+	struct store *s;
+	ck_assert_int_eq(store_open(dir, false, &s), 0);
+	unsigned checked = 0;
+	for (int round = 0; round < 12; round++) {
+		for (int k = 0;; k++) {
+			char name[32];
+			snprintf(name, sizeof(name), "r%02d-%03d", round, k);
+			struct store_snapshot *snap;
+			if (store_snapshot_open(s, name, &snap) != 0)
+				break;
+			for (uint64_t p = 0; p < 400; p++)
+				expect_page(snap, p, (uint64_t)(round * 1000 + k));
+			store_snapshot_close(snap);
+			checked++;
+		}
+	}
+	ck_assert_uint_ge(checked, committed_total);
+	uint64_t freed;
+	ck_assert_int_eq(store_gc(s, &freed), 0);
+	store_close(s);
+	struct lines l;
+	ck_assert_int_eq(verify(&l), 0);
+	ck_assert_msg(l.notes == 0, "%s", l.text);
+}
+END_TEST
+
+Suite *store_suite(void)
+{
+	Suite *s = suite_create("store");
+	TCase *tc = tcase_create("store");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_set_timeout(tc, 120);
+	HARNESS_ADD_TEST(tc, store_size_is_exactly_the_unique_nonzero_pages);
+	HARNESS_ADD_TEST(tc, snapshot_reads_back_every_page_and_its_state);
+	HARNESS_ADD_TEST(tc, child_stores_only_what_changed_and_reads_through_its_parent);
+	HARNESS_ADD_TEST(tc, second_snapshot_of_same_memory_stores_nothing_new);
+	HARNESS_ADD_TEST(tc, hash_collisions_keep_both_pages);
+	HARNESS_ADD_TEST(tc, names_parents_and_order_are_checked);
+	HARNESS_ADD_TEST(tc, verify_passes_a_healthy_store);
+	HARNESS_ADD_TEST(tc, verify_names_the_damaged_page);
+	HARNESS_ADD_TEST(tc, damaged_manifests_are_named);
+	HARNESS_ADD_TEST(tc, truncated_and_foreign_manifests_are_named);
+	HARNESS_ADD_TEST(tc, missing_pack_is_named);
+	HARNESS_ADD_TEST(tc, missing_parent_is_named);
+	HARNESS_ADD_TEST(tc, leftovers_of_a_killed_writer_are_notes_and_gc_removes_them);
+	HARNESS_ADD_TEST(tc, gc_frees_pages_of_deleted_snapshots_and_keeps_the_rest_intact);
+	HARNESS_ADD_TEST(tc, list_names_parents_sizes);
+	HARNESS_ADD_TEST(tc, kill_9_at_any_moment_leaves_the_store_valid);
+	suite_add_tcase(s, tc);
+	return s;
+}

@@ -1,0 +1,137 @@
+/*
+ * The snapshot store: a directory holding a content-addressed pack of unique pages and
+ * one manifest per snapshot naming its parent.
+ *
+ *   STORE/lock                 flock: writers share it, gc takes it alone
+ *   STORE/packs/NNNNNNNN.pack  raw 4 KiB pages, nothing else (append-only; one per write)
+ *   STORE/snapshots/NAME.snap  manifest: header, the VMM's opaque state, page entries, trailer
+ *
+ * A manifest lists, sorted by page number, the pages that differ from its parent (every
+ * non-zero page for a snapshot without parent): page number, XXH3-64 of the bytes, and
+ * where the bytes are (pack, slot) or "zero". Pages are deduplicated across the whole
+ * store by hash, every hit confirmed byte for byte; zero pages are never stored.
+ *
+ * Crash safety (kill -9 at any moment): a writer fills a new pack, fsyncs it, writes the
+ * manifest under a temporary name, fsyncs, renames it into place and fsyncs the directory.
+ * Until the rename nothing refers to the new pack; afterwards everything it refers to is
+ * durable. Leftovers of a killed writer (an unreferenced pack, a ".tmp" manifest) are
+ * harmless: verify reports them, gc removes them.
+ *
+ * Every file is untrusted input: readers check every field and fail with one line naming
+ * the file and what is wrong.
+ */
+#ifndef VMM_STORE_H
+#define VMM_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define STORE_PAGE 4096u
+#define STORE_NAME_MAX 63
+#define STORE_STATE_MAX (16u << 20)  /* opaque VMM state in a manifest */
+#define STORE_ZERO_PACK 0xffffffffu  /* pack id of an entry meaning "all zero" */
+
+struct store;
+struct store_writer;
+struct store_snapshot;
+
+/* Open the store at @dir; with @create, make it (and its folders) if missing.
+ * Reads every manifest to index the stored pages (damaged ones are skipped: verify names
+ * them). 0 and *out, or -errno with a message. */
+int store_open(const char *dir, bool create, struct store **out);
+
+/* store_open with another page hash than XXH3-64 (tests force collisions with it). */
+typedef uint64_t store_hash_fn(const void *data, size_t len);
+int store_open_hashed(const char *dir, bool create, store_hash_fn *hash, struct store **out);
+void store_close(struct store *s);
+
+/* True when @name may name a snapshot: 1-63 of [A-Za-z0-9._-], not starting with '.'. */
+bool store_name_valid(const char *name);
+
+/*
+ * Begin snapshot @name (must not exist) whose pages not given differ from nothing but
+ * @parent's (NULL or "" = no parent; the parent must exist). @page_count: pages of guest
+ * memory the snapshot describes. @state/@state_len: the VMM's state, stored as is.
+ */
+int store_writer_begin(struct store *s, const char *name, const char *parent, uint64_t page_count,
+		       const void *state, size_t state_len, struct store_writer **out);
+
+/* Record page @pindex (in increasing order) with the 4 KiB at @data: zero pages become
+ * zero entries, known bytes are shared, new bytes are appended to the pack. */
+int store_writer_add(struct store_writer *w, uint64_t pindex, const void *data);
+
+/* Make the snapshot durable and visible (see crash safety). Frees @w either way. */
+int store_writer_commit(struct store_writer *w);
+
+/* Give up: nothing becomes visible; the partial pack is removed. */
+void store_writer_abort(struct store_writer *w);
+
+struct store_write_stats {
+	uint64_t pages;      /* pages given */
+	uint64_t zero;       /* of which all zero */
+	uint64_t shared;     /* of which already stored (dedup hits) */
+	uint64_t stored;     /* of which appended to the pack */
+	uint64_t collisions; /* hash matches with other bytes */
+};
+void store_writer_stats(const struct store_writer *w, struct store_write_stats *out);
+
+/*
+ * Open snapshot @name for reading: its manifest and its parents', and the packs they use
+ * (mapped read-only). 0 and *out, or -errno with a message naming the damaged file.
+ */
+int store_snapshot_open(struct store *s, const char *name, struct store_snapshot **out);
+void store_snapshot_close(struct store_snapshot *snap);
+
+/* The bytes of page @pindex: *data points into a mapped pack, or is NULL for a zero page
+ * (also for pages beyond the snapshot); *hash receives the recorded XXH3-64 (0 for zero
+ * pages). 0, or -EIO with a message when the manifest points outside its pack. Read-only:
+ * callable from several threads at once. */
+int store_snapshot_page(const struct store_snapshot *snap, uint64_t pindex, const void **data, uint64_t *hash);
+
+uint64_t store_snapshot_page_count(const struct store_snapshot *snap);
+const void *store_snapshot_state(const struct store_snapshot *snap, size_t *len);
+const char *store_snapshot_parent(const struct store_snapshot *snap);
+/* Number of manifests from this snapshot to its root, this one included. */
+unsigned store_snapshot_depth(const struct store_snapshot *snap);
+
+struct store_info {
+	char name[STORE_NAME_MAX + 1];
+	char parent[STORE_NAME_MAX + 1];
+	uint64_t created_ns;   /* CLOCK_REALTIME at commit */
+	uint64_t size;         /* guest memory described: page_count * 4 KiB */
+	uint64_t entries;      /* pages listed in the manifest */
+	uint64_t unique_bytes; /* pack bytes referenced by this snapshot only */
+	uint64_t shared_bytes; /* pack bytes referenced by this and other snapshots */
+	uint64_t manifest_bytes;
+};
+
+/* List the snapshots (sorted by name) through @fn. 0 or -errno. */
+int store_list(struct store *s, void (*fn)(void *arg, const struct store_info *info), void *arg);
+
+/*
+ * Re-hash every page every manifest refers to and check every manifest. Each problem is
+ * reported through @fn as one line; leftovers (unreferenced packs, temporary manifests)
+ * are reported as notes. Returns the number of problems (0: the store is valid), or -errno.
+ */
+struct store_verify_stats {
+	uint64_t snapshots, pages_checked, packs, leftovers;
+};
+long store_verify(struct store *s, void (*fn)(void *arg, bool problem, const char *line), void *arg,
+		  struct store_verify_stats *stats);
+
+/*
+ * Remove pages no snapshot refers to: delete unreferenced packs and leftovers, rewrite
+ * packs that are partly referenced. Needs the store to itself (fails with -EBUSY while a
+ * writer is active). @freed receives the bytes given back. 0 or -errno.
+ */
+int store_gc(struct store *s, uint64_t *freed);
+
+/* Remove snapshot @name (not while another snapshot names it as parent). Its pages stay
+ * until gc. 0 or -errno. */
+int store_delete(struct store *s, const char *name);
+
+/* Total bytes of packs and manifests (what the store costs on disk). */
+int store_disk_usage(struct store *s, uint64_t *pack_bytes, uint64_t *manifest_bytes);
+
+#endif
