@@ -2,6 +2,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "vmm/cmd_client.h"
 #include "vmm/commands.h"
 
 #define VMM_VERSION "0.1.0"
@@ -14,6 +15,11 @@ struct verb {
 
 static const struct verb verbs[] = {
 	{"run", cmd_run, "boot a PVH guest on KVM"},
+	{"ps", cmd_ps, "list the running VMs (their monitor sockets) and their state"},
+	{"stats", cmd_stats, "print a running VM's statistics, once or every few seconds"},
+	{"stop", cmd_control, "pause a running VM"},
+	{"cont", cmd_control, "resume a paused VM"},
+	{"quit", cmd_control, "end a running VM"},
 };
 
 static void usage(FILE *f)
@@ -23,7 +29,12 @@ static void usage(FILE *f)
 		   "Commands:\n");
 	for (size_t i = 0; i < sizeof(verbs) / sizeof(verbs[0]); i++)
 		fprintf(f, "  %-10s %s\n", verbs[i].name, verbs[i].summary);
-	fprintf(f, "\n'vmm COMMAND --help' describes a command. 'vmm --version' prints the version.\n");
+	fprintf(f, "\nA running VM is named by 'vmm run -n NAME' and answers on its monitor socket,\n"
+		   "$XDG_RUNTIME_DIR/vmm/NAME.sock (or /run/vmm/NAME.sock), in the QMP protocol;\n"
+		   "the commands after 'run' are clients of that socket (--monitor PATH picks another).\n"
+		   "\n'vmm COMMAND --help' describes a command; the manual page vmm(1)\n"
+		   "(vmm/vmm.1 in the sources) describes them all.\n"
+		   "'vmm --version' prints the version.\n");
 }
 
 int main(int argc, char **argv)
