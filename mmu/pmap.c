@@ -106,10 +106,21 @@ static int pv_remove(struct pv_entry *pv, bool keep)
 
 static void pv_set_prot(struct pv_entry *pv, vm_prot_t prot)
 {
+	assert(prot != VM_PROT_NONE);
 	if ((pv->prot & VM_PROT_WRITE) && !(prot & VM_PROT_WRITE))
 		pv_collect_modify(pv);
 	pv->pmap->ops->protect(pv->pmap->arg, pv->va, pv->va + VM_PAGE_SIZE, prot);
 	pv->prot = prot;
+}
+
+/* Take write access away from @pv; a write-only mapping is removed (keeping the bytes). */
+static int pv_stop_writer(struct pv_entry *pv)
+{
+	vm_prot_t p = pv->prot & ~VM_PROT_WRITE;
+	if (p == VM_PROT_NONE)
+		return pv_remove(pv, true);
+	pv_set_prot(pv, p);
+	return 0;
 }
 
 static int pv_compare(const void *a, const void *b)
@@ -204,8 +215,10 @@ int pmap_protect(struct pmap *pmap, vm_addr_t start, vm_addr_t end, vm_prot_t pr
 	size_t n, m = 0;
 	struct pv_entry **v;
 	int err = pmap_collect(pmap, start, end, &v, &n);
-	if (err || n == 0)
+	if (err || n == 0) {
+		free(v);
 		return err;
+	}
 	vm_prot_t *newprot = malloc(n * sizeof(*newprot));
 	if (!newprot) {
 		free(v);
@@ -307,8 +320,11 @@ int pmap_enter(struct pmap *pmap, vm_addr_t va, struct vm_page *page, vm_prot_t 
 	} else {
 		/* Readers and writers never mix: stop a writer elsewhere before reading the bytes. */
 		struct pv_entry *w = pv_writer(page);
-		if (w)
-			pv_set_prot(w, w->prot & ~VM_PROT_WRITE);
+		if (w && (err = pv_stop_writer(w)) < 0) {
+			hmap_del(&pmap->pv, pmap_key(va));
+			pool_free(&pmap->dom->pv_pool, pv);
+			return err;
+		}
 		uint8_t scratch[VM_PAGE_SIZE] __attribute__((aligned(64)));
 		const void *src = (page->flags & VM_PAGE_ZERO) ? NULL : pmap_page_bytes(page, scratch);
 		err = pmap->ops->enter(pmap->arg, va, src, prot);
@@ -335,8 +351,11 @@ int pmap_enter(struct pmap *pmap, vm_addr_t va, struct vm_page *page, vm_prot_t 
 int pmap_page_remove_others(struct vm_page *page, const struct pv_entry *keep)
 {
 	struct pv_entry *w = pv_writer(page);
-	if (w && w != keep)
-		pv_set_prot(w, w->prot & ~VM_PROT_WRITE);
+	if (w && w != keep) {
+		int err = pv_stop_writer(w);
+		if (err)
+			return err;
+	}
 	for (struct pv_entry *pv = page->pv, *next; pv; pv = next) {
 		next = pv->next;
 		if (pv == keep)

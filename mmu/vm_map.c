@@ -42,11 +42,6 @@ static void entry_detach(const struct vm_map_entry *e)
 		e->object->direct_refs--;
 }
 
-static bool entry_writer(const struct vm_map_entry *e)
-{
-	return e->object && !e->needs_copy && (e->max_protection & VM_PROT_WRITE);
-}
-
 /* Take a reference for a new entry @e (a copy of another's fields). */
 static void entry_ref(const struct vm_map_entry *e)
 {
@@ -302,7 +297,8 @@ static kern_return_t vm_map_delete(struct vm_map *map, size_t first, size_t last
 		map->size -= map->entries[i].end - map->entries[i].start;
 		entry_unref(&map->entries[i]);
 	}
-	memmove(&map->entries[first], &map->entries[last], (map->nentries - last) * sizeof(map->entries[0]));
+	if (last > first)
+		memmove(&map->entries[first], &map->entries[last], (map->nentries - last) * sizeof(map->entries[0]));
 	map->nentries -= last - first;
 	map->hint = 0;
 	return KERN_SUCCESS;
@@ -546,10 +542,41 @@ kern_return_t vm_map_entry_resolve_copy(struct vm_map *map, struct vm_map_entry 
 	return kr;
 }
 
+/* Whether every reference to @obj comes from entries of @map (no one else can see it). */
+static bool vm_map_owns(const struct vm_map *map, const struct vm_object *obj)
+{
+	unsigned refs = 0;
+	for (size_t i = 0; i < map->nentries; i++)
+		refs += map->entries[i].object == obj;
+	return refs == obj->ref_count;
+}
+
+/* Freeze @obj, held by entries of @map alone: they all copy on their next write. */
+static kern_return_t vm_map_freeze(struct vm_map *map, struct vm_object *obj)
+{
+	for (size_t i = 0; i < map->nentries; i++) {
+		struct vm_map_entry *e = &map->entries[i];
+		if (e->object != obj || e->needs_copy)
+			continue;
+		if (pmap_protect(&map->pmap, e->start, e->end, e->protection & ~VM_PROT_WRITE) < 0)
+			return KERN_RESOURCE_SHORTAGE;
+		entry_detach(e);
+		e->needs_copy = true;
+		entry_attach(e);
+	}
+	return KERN_SUCCESS;
+}
+
+/* Whether @obj can never be written: frozen references to it stay true without freezing. */
+static bool vm_object_read_only(const struct vm_object *obj)
+{
+	return !obj->internal && obj->pager && !(obj->pager->max_prot & VM_PROT_WRITE);
+}
+
 /*
  * A frozen reference to the memory of entry @e for a new holder (a fork's child, a copy):
- * the same object when it can be frozen (no writer but, perhaps, @e itself, which then
- * becomes needs-copy), else an eager copy. *needs_copy tells which.
+ * the same object when it can be frozen (nobody can write it, or only entries of this map,
+ * which then copy on their next write), else an eager copy. *needs_copy tells which.
  */
 static kern_return_t vm_map_entry_copy(struct vm_map *map, struct vm_map_entry *e, struct vm_object **objp,
 				       vm_offset_t *offp, bool *needs_copy)
@@ -560,31 +587,20 @@ static kern_return_t vm_map_entry_copy(struct vm_map *map, struct vm_map_entry *
 	*needs_copy = false;
 	if (!obj)
 		return KERN_SUCCESS;
-	if (e->needs_copy || (e->attr.copy_strategy == VM_COPY_DELAY && obj->direct_refs == 0)) {
-		vm_object_reference(obj);
-		*objp = obj;
-		*offp = e->offset;
-		*needs_copy = true;
-		return KERN_SUCCESS;
+	bool lazy = e->needs_copy || (e->attr.copy_strategy == VM_COPY_DELAY && vm_object_read_only(obj));
+	if (!lazy && e->attr.copy_strategy == VM_COPY_DELAY && obj->internal && vm_map_owns(map, obj)) {
+		kern_return_t kr = vm_map_freeze(map, obj);
+		if (kr != KERN_SUCCESS)
+			return kr;
+		lazy = true;
 	}
-	if (e->attr.copy_strategy == VM_COPY_DELAY && obj->internal && obj->direct_refs == 1 && entry_writer(e)) {
-		/* Freeze it: both sides copy on their next write. */
-		entry_detach(e);
-		e->needs_copy = true;
-		entry_attach(e);
-		if (pmap_protect(&map->pmap, e->start, e->end, e->protection & ~VM_PROT_WRITE) < 0) {
-			entry_detach(e);
-			e->needs_copy = false;
-			entry_attach(e);
-			return KERN_RESOURCE_SHORTAGE;
-		}
-		vm_object_reference(obj);
-		*objp = obj;
-		*offp = e->offset;
-		*needs_copy = true;
-		return KERN_SUCCESS;
-	}
-	return vm_object_copy_slowly(obj, e->offset, e->end - e->start, objp);
+	if (!lazy)
+		return vm_object_copy_slowly(obj, e->offset, e->end - e->start, objp);
+	vm_object_reference(obj);
+	*objp = obj;
+	*offp = e->offset;
+	*needs_copy = true;
+	return KERN_SUCCESS;
 }
 
 static kern_return_t vm_map_enter_locked(struct vm_map *map, vm_addr_t *addr, vm_size_t size, bool anywhere,
@@ -613,7 +629,12 @@ static kern_return_t vm_map_enter_locked(struct vm_map *map, vm_addr_t *addr, vm
 			    obj->frozen_refs)
 				return KERN_PROTECTION_FAILURE;
 		}
-		if (copy && (obj->direct_refs || obj->copy_strategy == VM_COPY_NONE)) {
+		/* A lazy copy freezes the object: only when the caller's is the one other reference
+		 * (it then cannot map it shared and writable while the copy lives) or nobody can
+		 * write it anyway. */
+		bool lazy = obj->copy_strategy == VM_COPY_DELAY &&
+			    ((obj->internal && obj->ref_count == 1) || vm_object_read_only(obj));
+		if (copy && !lazy) {
 			kr = vm_object_copy_slowly(obj, offset, size, &e.object);
 			if (kr != KERN_SUCCESS)
 				return kr;
