@@ -79,19 +79,20 @@ static struct ps_entry *page_store_entry(const struct page_store *s, page_ref_t 
 	return &s->entries[ref];
 }
 
-/* The stored page with @page's bytes under @hash, or 0; counts a collision. */
+/* The stored page with @page's bytes under @hash, or 0; with @count, counts a collision when
+ * a page with other bytes had the same hash. */
 static page_ref_t page_store_match(struct page_store *s, uint64_t hash, const void *page, bool count)
 {
 	page_ref_t ref = (page_ref_t)(uintptr_t)hmap_get(&s->index, hash);
 	bool collided = false;
 	for (; ref; ref = s->entries[ref].next) {
 		if (memcmp(s->entries[ref].data, page, VM_PAGE_SIZE) == 0)
-			return ref;
+			break;
 		collided = true;
 	}
 	if (collided && count)
 		s->stats.collisions++;
-	return 0;
+	return ref;
 }
 
 static page_ref_t page_store_slot(struct page_store *s)
@@ -101,7 +102,7 @@ static page_ref_t page_store_slot(struct page_store *s)
 		s->free = s->entries[ref].next;
 		return ref;
 	}
-	if (s->nentries == s->cap) {
+	if (s->nentries >= s->cap) {
 		uint32_t cap = s->cap ? s->cap * 2 : 1024;
 		struct ps_entry *e = realloc(s->entries, cap * sizeof(*e));
 		if (!e)

@@ -26,7 +26,7 @@ struct page_store;
 struct page_store_stats {
 	uint64_t inserts;      /* page_store_insert calls */
 	uint64_t hits;         /* inserts that found the same bytes already stored (dedup) */
-	uint64_t collisions;   /* inserts whose hash matched a page with other bytes */
+	uint64_t collisions;   /* inserts that met a stored page with the same hash and other bytes */
 	uint64_t zero_pages;   /* inserts of all-zero pages (not stored) */
 	uint64_t unique_pages; /* pages stored now */
 	uint64_t references;   /* references held now, over all stored pages */
