@@ -76,6 +76,10 @@ static kern_return_t vm_fault_page(struct vm_map *map, struct vm_map_entry *e, v
 	}
 	if (e->needs_copy)
 		out->prot &= ~VM_PROT_WRITE;
+	/* A read of a page others map stays a read: readers share, writers would steal it. */
+	if (!(access & VM_PROT_WRITE) && out->page->pv && !(out->page->pv->va == va && out->page->pv->pmap == &map->pmap &&
+							     !out->page->pv->next))
+		out->prot &= ~VM_PROT_WRITE;
 	return KERN_SUCCESS;
 }
 

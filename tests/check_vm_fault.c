@@ -1,0 +1,350 @@
+/* Fault resolution: zero fill, pager requests with clustering, copy-on-write into the top
+ * object, what the pmap is told, and errors for what is not allowed. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "harness.h"
+#include "mmu/pager.h"
+#include "mmu/vm_domain.h"
+#include "mmu/vm_fault.h"
+#include "mmu/vm_map.h"
+#include "mmu/vm_object.h"
+#include "mmu/vm_sandbox.h"
+
+#define PS VM_PAGE_SIZE
+#define BASE 0x400000u
+#define PAGES 64u
+
+/* A pager whose page n holds byte n+1, or that fails as told. */
+enum tp_mode { TP_DATA, TP_ERROR, TP_SILENT, TP_UNAVAILABLE };
+struct tp_state {
+	enum tp_mode mode;
+	unsigned requests;
+	vm_offset_t last_offset;
+	vm_size_t last_length;
+};
+
+static int tp_open(struct pager *p, const struct pager_args *args)
+{
+	(void)args;
+	p->priv = calloc(1, sizeof(struct tp_state));
+	p->max_prot = VM_PROT_ALL;
+	return p->priv ? 0 : -ENOMEM;
+}
+
+static void tp_close(struct pager *p)
+{
+	free(p->priv);
+}
+
+static int tp_create(struct pager *p, uint64_t size, void **mo)
+{
+	(void)size;
+	*mo = p->priv;
+	return 0;
+}
+
+static int tp_request(struct pager *p, void *mo, vm_offset_t offset, vm_size_t length, vm_prot_t access,
+		      struct pager_reply *reply)
+{
+	(void)p;
+	(void)access;
+	struct tp_state *t = mo;
+	t->requests++;
+	t->last_offset = offset;
+	t->last_length = length;
+	uint8_t page[VM_PAGE_SIZE];
+	for (vm_offset_t at = offset; at < offset + length; at += PS) {
+		switch (t->mode) {
+		case TP_DATA:
+			memset(page, (int)(at / PS + 1), PS);
+			pager_data_provided(reply, at, page, PS);
+			break;
+		case TP_ERROR:
+			pager_data_error(reply, at, PS, -EIO);
+			break;
+		case TP_UNAVAILABLE:
+			pager_data_unavailable(reply, at, PS);
+			break;
+		case TP_SILENT:
+			break;
+		}
+	}
+	return 0;
+}
+
+static const struct pager_ops test_pager_ops = {
+	.name = "test",
+	.open = tp_open,
+	.close = tp_close,
+	.create = tp_create,
+	.data_request = tp_request,
+};
+
+static struct vm_sandbox *sb;
+
+static void setup(void)
+{
+	ck_assert_int_eq(vm_sandbox_create(BASE, PAGES * PS, 0, &sb), 0);
+}
+
+static void teardown(void)
+{
+	vm_sandbox_destroy(sb);
+}
+
+static vm_addr_t at(unsigned page)
+{
+	return BASE + (vm_addr_t)page * PS;
+}
+
+static void alloc(unsigned page, unsigned n)
+{
+	vm_addr_t a = at(page);
+	ck_assert_int_eq(vm_map_allocate(sb->map, &a, n * PS, false), KERN_SUCCESS);
+}
+
+/* Map a test-pager object of @pages pages at page 0; returns its state. */
+static struct tp_state *map_test_object(unsigned pages, enum tp_mode mode)
+{
+	struct pager *p;
+	struct vm_object *obj;
+	ck_assert_int_eq(pager_open(&test_pager_ops, NULL, &p), 0);
+	struct tp_state *t = p->priv;
+	t->mode = mode;
+	ck_assert_int_eq(vm_object_create(sb->dom, p, pages * PS, &obj), KERN_SUCCESS);
+	pager_release(p);
+	vm_addr_t a = at(0);
+	ck_assert_int_eq(vm_map_enter(sb->map, &a, pages * PS, false, obj, 0, false, VM_PROT_DEFAULT, VM_PROT_ALL,
+				      VM_INHERIT_COPY),
+			 KERN_SUCCESS);
+	vm_object_deallocate(obj);
+	return t;
+}
+
+START_TEST(test_first_touch_zero_fills_into_the_top_object_writable)
+{
+	alloc(0, 4);
+	struct vm_fault_info info;
+	ck_assert_int_eq(vm_fault(sb->map, at(1) + 9, VM_PROT_READ, &info), KERN_SUCCESS);
+	ck_assert_uint_eq(info.zero_fills, 1);
+	ck_assert_uint_eq(info.entered, 1);
+	ck_assert_uint_eq(info.depth, 0);
+	ck_assert_uint_eq(info.prot, VM_PROT_DEFAULT);
+	ck_assert_uint_eq(pmap_flat_prot(sb->flat, at(1)), VM_PROT_DEFAULT);
+	uint8_t zero[PS] = {0};
+	ck_assert_mem_eq(sb->flat->mem + PS, zero, PS);
+	struct vm_statistics st;
+	vm_domain_statistics(sb->dom, &st);
+	ck_assert_uint_eq(st.faults, 1);
+	ck_assert_uint_eq(st.zero_fill_count, 1);
+	ck_assert_uint_eq(st.mapped_count, 1);
+	ck_assert_uint_eq(st.buffer_count, 0); /* the pmap holds the page, no second copy */
+}
+END_TEST
+
+START_TEST(test_protection_violations_are_errors_not_crashes)
+{
+	alloc(0, 1);
+	ck_assert_int_eq(vm_map_protect(sb->map, at(0), PS, false, VM_PROT_READ), KERN_SUCCESS);
+	ck_assert_int_eq(vm_fault(sb->map, at(0), VM_PROT_WRITE, NULL), KERN_PROTECTION_FAILURE);
+	ck_assert_int_eq(vm_fault(sb->map, at(0), VM_PROT_EXECUTE, NULL), KERN_PROTECTION_FAILURE);
+	ck_assert_int_eq(vm_fault(sb->map, at(5), VM_PROT_READ, NULL), KERN_INVALID_ADDRESS);
+	ck_assert_int_eq(vm_fault(sb->map, at(0), VM_PROT_NONE, NULL), KERN_INVALID_ARGUMENT);
+	ck_assert_int_eq(vm_fault(sb->map, at(0), 8, NULL), KERN_INVALID_ARGUMENT);
+	ck_assert_uint_eq(pmap_flat_prot(sb->flat, at(0)), 0);
+	struct vm_statistics st;
+	vm_domain_statistics(sb->dom, &st);
+	ck_assert_uint_eq(st.protection_failures, 2);
+	ck_assert_int_eq(vm_fault(sb->map, at(0), VM_PROT_READ, NULL), KERN_SUCCESS);
+	ck_assert_uint_eq(pmap_flat_prot(sb->flat, at(0)), VM_PROT_READ);
+}
+END_TEST
+
+START_TEST(test_a_fault_enters_its_whole_cluster)
+{
+	alloc(0, 20);
+	ck_assert_int_eq(vm_map_set_attr(sb->map, at(0), 20 * PS, VM_ATTR_CLUSTER, 8), KERN_SUCCESS);
+	struct vm_fault_info info;
+	ck_assert_int_eq(vm_fault(sb->map, at(10), VM_PROT_WRITE, &info), KERN_SUCCESS);
+	ck_assert_uint_eq(info.start, at(8));
+	ck_assert_uint_eq(info.end, at(16));
+	ck_assert_uint_eq(info.entered, 8);
+	for (unsigned p = 0; p < 20; p++)
+		ck_assert_uint_eq(pmap_flat_prot(sb->flat, at(p)) != 0, p >= 8 && p < 16);
+	ck_assert_uint_eq(sb->flat->updates, 1);
+}
+END_TEST
+
+START_TEST(test_the_cluster_stops_at_the_entry)
+{
+	alloc(0, 3);
+	ck_assert_int_eq(vm_map_set_attr(sb->map, at(0), 3 * PS, VM_ATTR_CLUSTER, 16), KERN_SUCCESS);
+	struct vm_fault_info info;
+	ck_assert_int_eq(vm_fault(sb->map, at(1), VM_PROT_READ, &info), KERN_SUCCESS);
+	ck_assert_uint_eq(info.entered, 3);
+	ck_assert_uint_eq(info.end, at(3));
+}
+END_TEST
+
+START_TEST(test_pager_requests_ask_for_the_run_of_missing_pages_in_the_cluster)
+{
+	struct tp_state *t = map_test_object(16, TP_DATA);
+	ck_assert_int_eq(vm_map_set_attr(sb->map, at(0), 16 * PS, VM_ATTR_CLUSTER, 8), KERN_SUCCESS);
+	struct vm_fault_info info;
+	ck_assert_int_eq(vm_fault(sb->map, at(3), VM_PROT_READ, &info), KERN_SUCCESS);
+	ck_assert_uint_eq(t->requests, 1);
+	ck_assert_uint_eq(t->last_offset, 0);
+	ck_assert_uint_eq(t->last_length, 8 * PS);
+	ck_assert_uint_eq(info.pageins, 8);
+	ck_assert_uint_eq(info.entered, 8);
+	ck_assert_uint_eq(sb->flat->mem[5 * PS], 6);
+	/* Page 12 after 9 was brought in: the run starts after it. */
+	uint8_t c;
+	ck_assert_int_eq(vm_map_read(sb->map, at(9), &c, 1), KERN_SUCCESS);
+	ck_assert_int_eq(vm_fault(sb->map, at(12), VM_PROT_READ, &info), KERN_SUCCESS);
+	ck_assert_uint_eq(t->last_offset, 10 * PS);
+	ck_assert_uint_eq(t->last_length, 6 * PS);
+}
+END_TEST
+
+START_TEST(test_pager_errors_become_memory_errors)
+{
+	struct tp_state *t = map_test_object(4, TP_ERROR);
+	ck_assert_int_eq(vm_fault(sb->map, at(1), VM_PROT_READ, NULL), KERN_MEMORY_ERROR);
+	t->mode = TP_SILENT;
+	ck_assert_int_eq(vm_fault(sb->map, at(1), VM_PROT_READ, NULL), KERN_MEMORY_FAILURE);
+	char c;
+	ck_assert_int_eq(vm_map_read(sb->map, at(1), &c, 1), KERN_MEMORY_FAILURE);
+	struct vm_statistics st;
+	vm_domain_statistics(sb->dom, &st);
+	ck_assert_uint_eq(st.memory_errors, 2);
+	t->mode = TP_UNAVAILABLE;
+	struct vm_fault_info info;
+	ck_assert_int_eq(vm_fault(sb->map, at(1), VM_PROT_READ, &info), KERN_SUCCESS);
+	ck_assert_uint_eq(info.zero_fills, 1);
+}
+END_TEST
+
+START_TEST(test_reading_a_backing_page_maps_it_read_only_and_a_write_copies_it_up)
+{
+	alloc(0, 2);
+	ck_assert_int_eq(vm_sandbox_write(sb, at(0), "parent", 6), KERN_SUCCESS);
+	ck_assert_int_eq(vm_sandbox_write(sb, at(1), "second", 6), KERN_SUCCESS);
+	struct vm_map_copy *snap; /* freezes the object: the entry copies on its next write */
+	ck_assert_int_eq(vm_map_copyin(sb->map, at(0), 2 * PS, &snap), KERN_SUCCESS);
+	ck_assert_uint_eq(pmap_flat_prot(sb->flat, at(0)), VM_PROT_READ);
+	struct vm_fault_info info;
+	uint64_t enters = sb->flat->enters, protects = sb->flat->protects;
+	ck_assert_int_eq(vm_fault(sb->map, at(0), VM_PROT_WRITE, &info), KERN_SUCCESS);
+	ck_assert_uint_eq(info.cow, 1);
+	ck_assert_uint_eq(info.depth, 1);
+	ck_assert_uint_eq(info.prot, VM_PROT_DEFAULT);
+	/* The bytes in the pmap are already the copy's: only the protection changed. */
+	ck_assert_uint_eq(sb->flat->enters, enters);
+	ck_assert_uint_eq(sb->flat->protects, protects + 1);
+	ck_assert_int_eq(vm_sandbox_write(sb, at(0), "child!", 6), KERN_SUCCESS);
+	char buf[6];
+	ck_assert_int_eq(vm_map_copy_read(snap, 0, buf, 6), KERN_SUCCESS);
+	ck_assert_mem_eq(buf, "parent", 6);
+	vm_addr_t a = at(0);
+	struct vm_region_info r;
+	ck_assert_int_eq(vm_map_region(sb->map, &a, &r), KERN_SUCCESS);
+	ck_assert_uint_eq(r.depth, 2);
+	ck_assert(!r.needs_copy);
+	struct vm_statistics st;
+	vm_domain_statistics(sb->dom, &st);
+	ck_assert_uint_eq(st.cow_faults, 1);
+	ck_assert_uint_eq(st.object_shadows, 1);
+	/* Once the top object has every page of the frozen one, it bypasses it. */
+	ck_assert_int_eq(vm_sandbox_write(sb, at(1), "again!", 6), KERN_SUCCESS);
+	a = at(0);
+	ck_assert_int_eq(vm_map_region(sb->map, &a, &r), KERN_SUCCESS);
+	ck_assert_uint_eq(r.depth, 1);
+	vm_domain_statistics(sb->dom, &st);
+	ck_assert_uint_eq(st.object_bypasses, 1);
+	vm_map_copy_discard(snap);
+	vm_map_check(sb->map);
+}
+END_TEST
+
+START_TEST(test_forked_maps_copy_on_write_independently)
+{
+	alloc(0, 1);
+	ck_assert_int_eq(vm_sandbox_write(sb, at(0), "same", 4), KERN_SUCCESS);
+	struct pmap_flat *cflat;
+	ck_assert_int_eq(pmap_flat_create(BASE, PAGES * PS, &cflat), 0);
+	struct vm_map *child;
+	ck_assert_int_eq(vm_map_fork(sb->map, &pmap_flat_ops, cflat, &child), KERN_SUCCESS);
+	char buf[4];
+	ck_assert_int_eq(pmap_flat_access(cflat, at(0), buf, 4, VM_PROT_READ, vm_fault_handler, child), KERN_SUCCESS);
+	ck_assert_mem_eq(buf, "same", 4);
+	ck_assert_int_eq(pmap_flat_access(cflat, at(0), "kid_", 4, VM_PROT_WRITE, vm_fault_handler, child),
+			 KERN_SUCCESS);
+	ck_assert_int_eq(vm_sandbox_write(sb, at(0), "dad_", 4), KERN_SUCCESS);
+	ck_assert_int_eq(pmap_flat_access(cflat, at(0), buf, 4, VM_PROT_READ, vm_fault_handler, child), KERN_SUCCESS);
+	ck_assert_mem_eq(buf, "kid_", 4);
+	ck_assert_int_eq(vm_sandbox_read(sb, at(0), buf, 4), KERN_SUCCESS);
+	ck_assert_mem_eq(buf, "dad_", 4);
+	/* The child copied; then it had every page, bypassed the frozen object, and the parent,
+	 * its only holder, took it back without a copy. */
+	struct vm_statistics st;
+	vm_domain_statistics(sb->dom, &st);
+	ck_assert_uint_eq(st.cow_faults, 1);
+	ck_assert_uint_eq(st.object_bypasses, 1);
+	vm_map_check(sb->map);
+	vm_map_check(child);
+	vm_map_destroy(child);
+	pmap_flat_destroy(cflat);
+}
+END_TEST
+
+START_TEST(test_cluster_pages_written_elsewhere_are_left_alone)
+{
+	struct vm_object *obj;
+	ck_assert_int_eq(vm_object_allocate(sb->dom, 4 * PS, &obj), KERN_SUCCESS);
+	struct pmap_flat *oflat;
+	ck_assert_int_eq(pmap_flat_create(BASE, PAGES * PS, &oflat), 0);
+	struct vm_map *other;
+	ck_assert_int_eq(vm_map_create(sb->dom, BASE, BASE + PAGES * PS, &pmap_flat_ops, oflat, &other), KERN_SUCCESS);
+	vm_addr_t a = at(0), b = at(0);
+	ck_assert_int_eq(vm_map_enter(sb->map, &a, 4 * PS, false, obj, 0, false, VM_PROT_DEFAULT, VM_PROT_ALL, 0),
+			 KERN_SUCCESS);
+	ck_assert_int_eq(vm_map_enter(other, &b, 4 * PS, false, obj, 0, false, VM_PROT_DEFAULT, VM_PROT_ALL, 0),
+			 KERN_SUCCESS);
+	ck_assert_int_eq(pmap_flat_access(oflat, at(1), "o", 1, VM_PROT_WRITE, vm_fault_handler, other), KERN_SUCCESS);
+	ck_assert_int_eq(vm_map_set_attr(sb->map, at(0), 4 * PS, VM_ATTR_CLUSTER, 4), KERN_SUCCESS);
+	struct vm_fault_info info;
+	ck_assert_int_eq(vm_fault(sb->map, at(2), VM_PROT_READ, &info), KERN_SUCCESS);
+	ck_assert_uint_eq(pmap_flat_prot(sb->flat, at(1)), 0);
+	ck_assert_uint_eq(pmap_flat_prot(oflat, at(1)), VM_PROT_DEFAULT);
+	ck_assert_uint_eq(info.entered, 3);
+	/* A real fault takes it: the other map loses write access, the bytes move over. */
+	char c;
+	ck_assert_int_eq(vm_sandbox_read(sb, at(1), &c, 1), KERN_SUCCESS);
+	ck_assert_int_eq(c, 'o');
+	ck_assert_uint_eq(pmap_flat_prot(oflat, at(1)), VM_PROT_READ);
+	vm_object_deallocate(obj);
+	vm_map_destroy(other);
+	pmap_flat_destroy(oflat);
+}
+END_TEST
+
+Suite *vm_fault_suite(void)
+{
+	Suite *s = suite_create("vm_fault");
+	TCase *tc = tcase_create("faults");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	HARNESS_ADD_TEST(tc, test_first_touch_zero_fills_into_the_top_object_writable);
+	HARNESS_ADD_TEST(tc, test_protection_violations_are_errors_not_crashes);
+	HARNESS_ADD_TEST(tc, test_a_fault_enters_its_whole_cluster);
+	HARNESS_ADD_TEST(tc, test_the_cluster_stops_at_the_entry);
+	HARNESS_ADD_TEST(tc, test_pager_requests_ask_for_the_run_of_missing_pages_in_the_cluster);
+	HARNESS_ADD_TEST(tc, test_pager_errors_become_memory_errors);
+	HARNESS_ADD_TEST(tc, test_reading_a_backing_page_maps_it_read_only_and_a_write_copies_it_up);
+	HARNESS_ADD_TEST(tc, test_forked_maps_copy_on_write_independently);
+	HARNESS_ADD_TEST(tc, test_cluster_pages_written_elsewhere_are_left_alone);
+	suite_add_tcase(s, tc);
+	return s;
+}
