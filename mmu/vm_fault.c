@@ -144,6 +144,8 @@ static void vm_fault_neighbor(struct vm_map *map, struct vm_map_entry *e, vm_add
 	}
 	if (fp.prot == VM_PROT_NONE || vm_fault_enter(map, va, &fp) != KERN_SUCCESS)
 		return;
+	/* Only the faulting page is pinned against this fault's own page-out. */
+	fp.page->epoch = map->dom->epoch - 1;
 	map->dom->stats.cluster_pages++;
 	info->entered++;
 	info->zero_fills += fp.zero_fill;

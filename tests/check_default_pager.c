@@ -1,0 +1,149 @@
+/* The default pager: zero fill without swap; with a swap file, page-outs served back. */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "harness.h"
+#include "mmu/pager.h"
+#include "mmu/vm_domain.h"
+#include "mmu/vm_object.h"
+#include "mmu/vm_page.h"
+
+#define PS VM_PAGE_SIZE
+
+static struct vm_domain *dom;
+static struct vm_object *target; /* where replies land */
+static int swapfd = -1;
+
+static void setup(void)
+{
+	ck_assert_int_eq(vm_domain_create(&dom), 0);
+	ck_assert_int_eq(vm_object_allocate(dom, 64 * PS, &target), KERN_SUCCESS);
+	FILE *tmp = tmpfile();
+	ck_assert_ptr_nonnull(tmp);
+	swapfd = dup(fileno(tmp));
+	fclose(tmp);
+}
+
+static void teardown(void)
+{
+	vm_object_deallocate(target);
+	vm_domain_destroy(dom);
+	close(swapfd);
+}
+
+static struct pager *open_default(int fd)
+{
+	struct pager *p;
+	struct pager_args args = {.fd = fd};
+	ck_assert_int_eq(pager_open(&default_pager_ops, &args, &p), 0);
+	ck_assert_str_eq(p->ops->name, "default");
+	return p;
+}
+
+/* Ask for page @page of @mo; returns the reply (the page, if provided, is in target). */
+static struct pager_reply request(struct pager *p, void *mo, uint64_t page)
+{
+	struct pager_reply r = {.object = target, .first = page, .end = page + 1, .want = page};
+	ck_assert_int_eq(pager_data_request(p, mo, page * PS, PS, VM_PROT_READ, &r), 0);
+	ck_assert(r.want_answered);
+	return r;
+}
+
+static void page_of(uint8_t *buf, char c)
+{
+	memset(buf, c, PS);
+}
+
+START_TEST(test_without_swap_every_page_is_zero_fill_and_page_outs_are_refused)
+{
+	struct pager *p = open_default(-1);
+	void *mo;
+	ck_assert_int_eq(pager_create(p, 64 * PS, &mo), 0);
+	struct pager_reply r = request(p, mo, 3);
+	ck_assert(r.want_unavailable);
+	uint8_t buf[PS];
+	page_of(buf, 'x');
+	ck_assert_int_eq(pager_data_return(p, mo, 0, buf, PS), -ENOSPC);
+	pager_terminate(p, mo);
+	pager_release(p);
+}
+END_TEST
+
+START_TEST(test_a_returned_page_is_served_back)
+{
+	struct pager *p = open_default(swapfd);
+	void *mo;
+	ck_assert_int_eq(pager_create(p, 64 * PS, &mo), 0);
+	uint8_t buf[PS];
+	page_of(buf, 'q');
+	ck_assert_int_eq(pager_data_return(p, mo, 5 * PS, buf, PS), 0);
+	struct pager_reply r = request(p, mo, 5);
+	ck_assert(!r.want_unavailable);
+	ck_assert_uint_eq(r.provided, 1);
+	struct vm_page *pg = vm_page_lookup(target, 5);
+	ck_assert_ptr_nonnull(pg);
+	ck_assert_mem_eq(pg->data, buf, PS);
+	ck_assert(request(p, mo, 6).want_unavailable);
+	pager_terminate(p, mo);
+	pager_release(p);
+}
+END_TEST
+
+START_TEST(test_memory_objects_are_independent)
+{
+	struct pager *p = open_default(swapfd);
+	void *a, *b;
+	ck_assert_int_eq(pager_create(p, 64 * PS, &a), 0);
+	ck_assert_int_eq(pager_create(p, 64 * PS, &b), 0);
+	uint8_t buf[PS];
+	page_of(buf, 'a');
+	ck_assert_int_eq(pager_data_return(p, a, 0, buf, PS), 0);
+	page_of(buf, 'b');
+	ck_assert_int_eq(pager_data_return(p, b, 0, buf, PS), 0);
+	request(p, a, 0);
+	ck_assert_uint_eq(vm_page_lookup(target, 0)->data[0], 'a');
+	ck_assert(request(p, b, 1).want_unavailable);
+	pager_terminate(p, a);
+	pager_terminate(p, b);
+	pager_release(p);
+}
+END_TEST
+
+START_TEST(test_slots_of_rewritten_pages_and_terminated_objects_are_reused)
+{
+	struct pager *p = open_default(swapfd);
+	void *a, *b;
+	ck_assert_int_eq(pager_create(p, 64 * PS, &a), 0);
+	uint8_t buf[PS];
+	for (int round = 0; round < 3; round++) {
+		page_of(buf, (char)round);
+		for (uint64_t i = 0; i < 4; i++)
+			ck_assert_int_eq(pager_data_return(p, a, (i + 40) * PS, buf, PS), 0);
+	}
+	pager_terminate(p, a);
+	ck_assert_int_eq(pager_create(p, 64 * PS, &b), 0);
+	for (uint64_t i = 0; i < 4; i++)
+		ck_assert_int_eq(pager_data_return(p, b, i * PS, buf, PS), 0);
+	struct stat st;
+	ck_assert_int_eq(fstat(swapfd, &st), 0);
+	ck_assert_int_eq(st.st_size, 4 * PS);
+	pager_terminate(p, b);
+	pager_release(p);
+}
+END_TEST
+
+Suite *default_pager_suite(void)
+{
+	Suite *s = suite_create("default_pager");
+	TCase *tc = tcase_create("swap");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	HARNESS_ADD_TEST(tc, test_without_swap_every_page_is_zero_fill_and_page_outs_are_refused);
+	HARNESS_ADD_TEST(tc, test_a_returned_page_is_served_back);
+	HARNESS_ADD_TEST(tc, test_memory_objects_are_independent);
+	HARNESS_ADD_TEST(tc, test_slots_of_rewritten_pages_and_terminated_objects_are_reused);
+	suite_add_tcase(s, tc);
+	return s;
+}
