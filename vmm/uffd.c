@@ -9,8 +9,6 @@
 
 #include "vmm/error.h"
 
-#define UFFD_PAGE 4096ul
-
 int uffd_open(struct uffd *u, uint64_t features)
 {
 	u->fd = -1;
@@ -65,32 +63,27 @@ int uffd_register(struct uffd *u, void *addr, size_t len, bool wp)
 	return 0;
 }
 
-int uffd_copy(struct uffd *u, void *dst, const void *src, size_t len, bool wp)
+int uffd_copy(struct uffd *u, void *dst, const void *src, size_t len, bool wp, size_t *done)
 {
-	size_t done = 0;
-	bool skipped = false;
-	while (done < len) {
+	*done = 0;
+	while (*done < len) {
 		struct uffdio_copy c = {
-			.dst = (uint64_t)(uintptr_t)dst + done,
-			.src = (uint64_t)(uintptr_t)src + done,
-			.len = len - done,
+			.dst = (uint64_t)(uintptr_t)dst + *done,
+			.src = (uint64_t)(uintptr_t)src + *done,
+			.len = len - *done,
 			.mode = wp ? UFFDIO_COPY_MODE_WP : 0,
 		};
-		if (ioctl(u->fd, UFFDIO_COPY, &c) == 0)
-			break;
-		int err = errno;
-		if (c.copy > 0) {
-			done += (size_t)c.copy;
-		} else if (err == EEXIST) {
-			/* The first page is already there (another fault raced us): skip it. */
-			done += UFFD_PAGE;
-			skipped = true;
-		} else if (err != EAGAIN) { /* EAGAIN: the mapping changed under us, try again */
-			return -err;
+		if (ioctl(u->fd, UFFDIO_COPY, &c) == 0) {
+			*done = len;
+			return 0;
 		}
+		int err = errno;
+		if (c.copy > 0)
+			*done += (size_t)c.copy;
+		else if (err != EAGAIN) /* EAGAIN: the mapping changed under us, try again */
+			return -err;
 	}
-	/* A copy wakes the waiters of what it filled; skipped pages may still have some. */
-	return skipped ? uffd_wake(u, dst, len) : 0;
+	return 0;
 }
 
 int uffd_zeropage(struct uffd *u, void *dst, size_t len)

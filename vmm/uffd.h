@@ -37,10 +37,10 @@ int uffd_register(struct uffd *u, void *addr, size_t len, bool wp);
 
 /*
  * Fill missing pages [dst, dst + len) with a copy of @src and wake the faulting threads.
- * Pages already present are skipped (another fault raced us), not an error.
- * @wp installs them write-protected. Returns 0 or -errno.
+ * @wp installs them write-protected. Returns 0; or -EEXIST when a page is already present,
+ * with *done = bytes filled before it (that page and the rest are untouched); or -errno.
  */
-int uffd_copy(struct uffd *u, void *dst, const void *src, size_t len, bool wp);
+int uffd_copy(struct uffd *u, void *dst, const void *src, size_t len, bool wp, size_t *done);
 
 /* Map the shared zero page over missing pages [dst, dst + len) and wake. */
 int uffd_zeropage(struct uffd *u, void *dst, size_t len);

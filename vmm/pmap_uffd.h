@@ -1,0 +1,50 @@
+/*
+ * The VMM's pmap backend (mmu/pmap.h): guest RAM is one host mapping of the whole
+ * guest-physical space, registered with userfaultfd and given to KVM as memory slots.
+ * Entering a page copies it in with UFFDIO_COPY (which also wakes the vCPU waiting on it),
+ * write-protection is uffd write-protect, removal is MADV_DONTNEED.
+ *
+ * Enters of one fault are staged and copied in runs of consecutive pages at update()
+ * (one ioctl per run: the round trip, not the copy, is what a fault costs here).
+ * Every call runs on the fault thread or with the domain lock held (pmap.h's contract).
+ */
+#ifndef VMM_PMAP_UFFD_H
+#define VMM_PMAP_UFFD_H
+
+#include <stdint.h>
+
+#include "mmu/pmap.h"
+#include "vmm/uffd.h"
+
+struct pmap_uffd_stats {
+	uint64_t copies;       /* UFFDIO_COPY calls */
+	uint64_t pages_copied; /* pages they filled */
+	uint64_t zero_pages;   /* of which from the zero page */
+	uint64_t replaced;     /* pages removed first because something was there */
+	uint64_t protects;     /* write-protect changes */
+	uint64_t removes;      /* MADV_DONTNEED calls */
+};
+
+struct pmap_uffd {
+	struct uffd *uffd;      /* (c) */
+	uint8_t *base;          /* (c) host address of guest-physical 0 */
+	uint64_t size;          /* (c) bytes of guest-physical space behind base */
+	uint8_t *stage;         /* (d) bytes of the staged run, VM_CLUSTER_MAX pages */
+	vm_addr_t run_start;    /* (d) first page of the staged run */
+	unsigned run_pages;     /* (d) 0: nothing staged */
+	vm_prot_t run_prot;     /* (d) */
+	bool run_zero;          /* (d) the run is all zero pages (not staged in @stage) */
+	int error;              /* (d) first failure of a staged copy, reported at update */
+	struct pmap_uffd_stats stats; /* (d) */
+};
+
+extern const struct pmap_ops pmap_uffd_ops;
+
+/* Set up a backend over [base, base + size) registered with @uffd. 0 or -ENOMEM. */
+int pmap_uffd_init(struct pmap_uffd *p, struct uffd *uffd, uint8_t *base, uint64_t size);
+void pmap_uffd_fini(struct pmap_uffd *p);
+
+/* Copy the staged run in now; 0 or the first error since the last call. */
+int pmap_uffd_flush(struct pmap_uffd *p);
+
+#endif
