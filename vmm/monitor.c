@@ -180,7 +180,7 @@ static char *monitor_encode(json_t *msg, size_t *len)
 
 /* ---- client output -------------------------------------------------------------------- */
 
-static void client_append(struct monitor *mon, struct monitor_client *c, const char *line, size_t len)
+static void client_append(struct monitor_client *c, const char *line, size_t len)
 {
 	if (c->dead)
 		return;
@@ -188,7 +188,6 @@ static void client_append(struct monitor *mon, struct monitor_client *c, const c
 	if (queued + len > MONITOR_OUTPUT_MAX) {
 		/* It does not read: holding more would let one client eat the VMM's memory. */
 		c->dead = c->dropped = true;
-		atomic_fetch_add(&mon->clients_dropped, 1);
 		return;
 	}
 	if (c->out_off && c->out_len + len > c->out_cap) {
@@ -203,7 +202,6 @@ static void client_append(struct monitor *mon, struct monitor_client *c, const c
 		char *out = realloc(c->out, cap);
 		if (!out) {
 			c->dead = c->dropped = true;
-			atomic_fetch_add(&mon->clients_dropped, 1);
 			return;
 		}
 		c->out = out;
@@ -215,15 +213,15 @@ static void client_append(struct monitor *mon, struct monitor_client *c, const c
 }
 
 /* Queue @msg (stolen) for @c. */
-static void client_send(struct monitor *mon, struct monitor_client *c, json_t *msg)
+static void client_send(struct monitor_client *c, json_t *msg)
 {
 	size_t len;
 	char *line = monitor_encode(msg, &len);
 	if (!line) {
-		client_append(mon, c, monitor_encode_failed, sizeof(monitor_encode_failed) - 1);
+		client_append(c, monitor_encode_failed, sizeof(monitor_encode_failed) - 1);
 		return;
 	}
-	client_append(mon, c, line, len);
+	client_append(c, line, len);
 	free(line);
 }
 
@@ -238,7 +236,7 @@ static void client_send_error(struct monitor *mon, struct monitor_client *c, con
 	vsnprintf(desc, sizeof(desc), fmt, ap);
 	va_end(ap);
 	atomic_fetch_add(&mon->command_errors, 1);
-	client_send(mon, c, monitor_error_reply(klass, desc, id));
+	client_send(c, monitor_error_reply(klass, desc, id));
 }
 
 /* Send what the socket takes now; never blocks. */
@@ -345,7 +343,7 @@ static void monitor_run(struct monitor *mon, struct monitor_client *c, const str
 		client_send_error(mon, c, call.error_class, id, "%s", *msg ? msg : strerror(-r));
 		return;
 	}
-	client_send(mon, c, monitor_return_reply(ret, id));
+	client_send(c, monitor_return_reply(ret, id));
 }
 
 /* Check a request's members; 0, or -1 with the reason in @desc (QEMU's words). */
@@ -479,7 +477,7 @@ static struct monitor_client *client_new(struct monitor *mon, int fd)
 		return NULL;
 	}
 	c->fd = fd;
-	client_append(mon, c, mon->greeting, mon->greeting_len);
+	client_append(c, mon->greeting, mon->greeting_len);
 	return c;
 }
 
@@ -655,7 +653,7 @@ static void monitor_drain_events(struct monitor *mon)
 		struct monitor_event *next = e->next;
 		for (unsigned i = 0; i < mon->nclients; i++)
 			if (mon->clients[i]->negotiated)
-				client_append(mon, mon->clients[i], e->line, e->len);
+				client_append(mon->clients[i], e->line, e->len);
 		atomic_fetch_add(&mon->events_sent, 1);
 		free(e);
 		e = next;
@@ -677,7 +675,7 @@ static void monitor_drain_done(struct monitor *mon)
 				continue;
 			c->waiting = NULL;
 			if (p->line)
-				client_append(mon, c, p->line, p->len);
+				client_append(c, p->line, p->len);
 			client_process(mon, c);
 			break;
 		}
@@ -762,6 +760,8 @@ static void monitor_reap(struct monitor *mon)
 		struct monitor_client *c = mon->clients[i];
 		bool done = c->eof && !c->waiting && c->out_len == c->out_off;
 		if (c->dead || done) {
+			if (c->dropped)
+				atomic_fetch_add(&mon->clients_dropped, 1);
 			client_free(c);
 			atomic_fetch_sub(&mon->nclients_now, 1);
 			mon->accept_paused = false;
