@@ -8,7 +8,9 @@
  * releasing are O(1) expected.
  *
  * The hash function can be replaced (tests force collisions with a constant hash).
- * Locking: none; the owner serializes calls (a vm_domain's store uses the domain lock).
+ * Locking: none; the owner serializes calls with a lock (a vm_domain's store: the domain
+ * lock). Page bytes are written with non-temporal stores on x86; passing that lock is what
+ * makes them visible to another thread.
  */
 #ifndef MMU_PAGE_STORE_H
 #define MMU_PAGE_STORE_H
