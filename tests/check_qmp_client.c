@@ -1,0 +1,503 @@
+/*
+ * The monitor client (vmm/qmp_client.c) against a fake VM's monitor, and the CLI verbs
+ * built on it (vmm ps, stats, stop, cont, quit) run as a user would run them.
+ * XDG_RUNTIME_DIR points at a fresh directory: the fake VM "vm1" listens at its default
+ * path there, so names resolve as they do for users.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "fake_vm.h"
+#include "harness.h"
+#include "spawn.h"
+#include "vmm/error.h"
+#include "vmm/monitor.h"
+#include "vmm/qmp_client.h"
+
+#define TIMEOUT_MS 20000
+
+static struct fake_vm vm;
+static char rundir[160]; /* $XDG_RUNTIME_DIR/vmm */
+
+static void setup(void)
+{
+	fake_vm_start(&vm, "vm1", false);
+	setenv("XDG_RUNTIME_DIR", vm.dir, 1);
+	ck_assert_int_eq(monitor_socket_path("vm1", vm.path, sizeof(vm.path), true), 0);
+	snprintf(rundir, sizeof(rundir), "%s/vmm", vm.dir);
+	ck_assert_msg(monitor_listen(vm.mon, vm.path) == 0, "%s", error_message());
+}
+
+static void teardown(void)
+{
+	monitor_destroy(vm.mon);
+	vm.mon = NULL;
+	char stale[200];
+	snprintf(stale, sizeof(stale), "%s/old.sock", rundir);
+	unlink(stale);
+	rmdir(rundir);
+	fake_vm_stop(&vm);
+}
+
+/* A socket file at @path that refuses connections: what a killed VMM leaves behind. */
+static void make_stale_socket(const char *path)
+{
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	ck_assert_uint_lt(strlen(path), sizeof(sa.sun_path));
+	memcpy(sa.sun_path, path, strlen(path) + 1);
+	int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+	ck_assert_int_eq(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	close(fd);
+}
+
+static struct qmp_client *connect_vm1(void)
+{
+	struct qmp_client *c;
+	int r = qmp_client_connect(&c, vm.path, TIMEOUT_MS);
+	ck_assert_msg(r == 0, "connect: %s", error_message());
+	return c;
+}
+
+static enum monitor_run_state vm_state(void)
+{
+	pthread_mutex_lock(&vm.lock);
+	enum monitor_run_state s = vm.state;
+	pthread_mutex_unlock(&vm.lock);
+	return s;
+}
+
+/* ---- the client ------------------------------------------------------------------------ */
+
+START_TEST(connect_negotiates_and_executes)
+{
+	struct qmp_client *c = connect_vm1();
+	const json_t *g = qmp_client_greeting(c);
+	ck_assert_str_eq(json_string_value(json_object_get(json_object_get(json_object_get(g, "QMP"), "version"), "package")),
+			 "vmm");
+	json_t *ret = NULL;
+	ck_assert_int_eq(qmp_client_execute(c, "query-version", NULL, &ret, TIMEOUT_MS), 0);
+	ck_assert_int_eq(json_integer_value(json_object_get(json_object_get(ret, "qemu"), "minor")), 1);
+	json_decref(ret);
+	json_t *args = json_pack("{s:s,s:[i,i]}", "s", "hi", "a", 1, 2);
+	ck_assert_int_eq(qmp_client_execute(c, "echo", args, &ret, TIMEOUT_MS), 0);
+	ck_assert(json_equal(ret, args));
+	json_decref(ret);
+	json_decref(args);
+	ck_assert_int_eq(qmp_client_execute(c, "stop", NULL, NULL, TIMEOUT_MS), 0);
+	ck_assert_int_eq(vm_state(), MONITOR_RUN_PAUSED);
+	qmp_client_close(c);
+}
+END_TEST
+
+START_TEST(error_answers_are_eremoteio_with_class_and_desc)
+{
+	struct qmp_client *c = connect_vm1();
+	json_t *ret = NULL;
+	ck_assert_int_eq(qmp_client_execute(c, "fail", NULL, &ret, TIMEOUT_MS), -EREMOTEIO);
+	ck_assert_ptr_null(ret);
+	ck_assert_str_eq(qmp_client_error_class(c), "GenericError");
+	ck_assert_str_eq(error_message(), "the fake VM fails on purpose");
+	ck_assert_int_eq(qmp_client_execute(c, "nosuch", NULL, NULL, TIMEOUT_MS), -EREMOTEIO);
+	ck_assert_str_eq(qmp_client_error_class(c), "CommandNotFound");
+	json_t *args = json_pack("{s:i}", "s", 1);
+	ck_assert_int_eq(qmp_client_execute(c, "echo", args, NULL, TIMEOUT_MS), -EREMOTEIO);
+	ck_assert_str_eq(error_message(), "Invalid parameter type for 's', expected: string");
+	json_decref(args);
+	ck_assert_int_eq(qmp_client_execute(c, "query-status", NULL, NULL, TIMEOUT_MS), 0);
+	ck_assert_str_eq(qmp_client_error_class(c), "");
+	qmp_client_close(c);
+}
+END_TEST
+
+START_TEST(events_that_arrive_during_a_command_are_kept_in_order)
+{
+	struct qmp_client *c = connect_vm1();
+	json_t *args = json_pack("{s:i}", "count", 3);
+	ck_assert_int_eq(qmp_client_execute(c, "emit", args, NULL, TIMEOUT_MS), 0);
+	json_decref(args);
+	ck_assert_int_eq(monitor_emit_event(vm.mon, "LATER", NULL), 0);
+	for (int i = 0; i < 4; i++) {
+		json_t *ev;
+		ck_assert_int_eq(qmp_client_next_event(c, &ev, TIMEOUT_MS), 0);
+		ck_assert_str_eq(json_string_value(json_object_get(ev, "event")), i < 3 ? "TICK" : "LATER");
+		if (i < 3)
+			ck_assert_int_eq(json_integer_value(json_object_get(json_object_get(ev, "data"), "index")), i);
+		ck_assert_ptr_nonnull(json_object_get(ev, "timestamp"));
+		json_decref(ev);
+	}
+	json_t *ev = NULL;
+	ck_assert_int_eq(qmp_client_next_event(c, &ev, 0), -ETIMEDOUT);
+	ck_assert_ptr_null(ev);
+	qmp_client_close(c);
+}
+END_TEST
+
+START_TEST(an_answer_too_late_does_not_confuse_the_next_command)
+{
+	struct qmp_client *c = connect_vm1();
+	ck_assert_int_eq(qmp_client_execute(c, "slow", NULL, NULL, 100), -ETIMEDOUT);
+	monitor_reply_later(fake_vm_take_slow(&vm), 0, json_pack("{s:b}", "late", 1));
+	json_t *ret = NULL;
+	ck_assert_int_eq(qmp_client_execute(c, "query-status", NULL, &ret, TIMEOUT_MS), 0);
+	ck_assert_str_eq(json_string_value(json_object_get(ret, "status")), "running");
+	json_decref(ret);
+	qmp_client_close(c);
+}
+END_TEST
+
+START_TEST(a_closed_connection_is_econnreset)
+{
+	struct qmp_client *c = connect_vm1();
+	monitor_destroy(vm.mon);
+	vm.mon = NULL;
+	json_t *ev;
+	ck_assert_int_eq(qmp_client_next_event(c, &ev, TIMEOUT_MS), -ECONNRESET);
+	ck_assert_int_lt(qmp_client_execute(c, "query-status", NULL, NULL, TIMEOUT_MS), 0);
+	qmp_client_close(c);
+}
+END_TEST
+
+START_TEST(open_by_name_uses_the_runtime_directory)
+{
+	struct qmp_client *c;
+	ck_assert_msg(qmp_client_open(&c, "vm1", NULL, TIMEOUT_MS) == 0, "%s", error_message());
+	json_t *ret;
+	ck_assert_int_eq(qmp_client_execute(c, "query-vmm", NULL, &ret, TIMEOUT_MS), 0);
+	ck_assert_str_eq(json_string_value(json_object_get(ret, "name")), "vm1");
+	ck_assert_str_eq(json_string_value(json_object_get(ret, "socket")), vm.path);
+	json_decref(ret);
+	qmp_client_close(c);
+	ck_assert_int_eq(qmp_client_open(&c, "ignored", vm.path, TIMEOUT_MS), 0); /* a path wins over a name */
+	qmp_client_close(c);
+}
+END_TEST
+
+START_TEST(open_says_which_vm_is_missing_or_stale)
+{
+	struct qmp_client *c;
+	char want[300];
+	ck_assert_int_eq(qmp_client_open(&c, "nosuch", NULL, TIMEOUT_MS), -ENOENT);
+	snprintf(want, sizeof(want), "no VM named 'nosuch' (no socket at %s/nosuch.sock)", rundir);
+	ck_assert_str_eq(error_message(), want);
+	ck_assert_int_eq(qmp_client_open(&c, NULL, "/nonexistent/x.sock", TIMEOUT_MS), -ENOENT);
+	ck_assert_str_eq(error_message(), "no monitor socket at /nonexistent/x.sock");
+	char stale[200];
+	snprintf(stale, sizeof(stale), "%s/old.sock", rundir);
+	make_stale_socket(stale);
+	ck_assert_int_eq(qmp_client_open(&c, "old", NULL, TIMEOUT_MS), -ECONNREFUSED);
+	snprintf(want, sizeof(want), "VM 'old' is not running (stale socket at %s)", stale);
+	ck_assert_str_eq(error_message(), want);
+	ck_assert_int_eq(qmp_client_open(&c, ".hidden", NULL, TIMEOUT_MS), -EINVAL);
+	ck_assert_msg(strstr(error_message(), "starts with a dot"), "%s", error_message());
+}
+END_TEST
+
+START_TEST(a_refusing_server_is_eperm_with_its_reason)
+{
+	static struct fake_vm_conn conns[MONITOR_MAX_CLIENTS];
+	for (int i = 0; i < MONITOR_MAX_CLIENTS; i++) {
+		fake_vm_connect(&conns[i], vm.path);
+		json_decref(fake_vm_read(&conns[i]));
+	}
+	struct qmp_client *c;
+	ck_assert_int_eq(qmp_client_connect(&c, vm.path, TIMEOUT_MS), -EPERM);
+	ck_assert_msg(strstr(error_message(), "refused the connection: too many monitor clients"), "%s",
+		      error_message());
+	for (int i = 0; i < MONITOR_MAX_CLIENTS; i++)
+		fake_vm_close(&conns[i]);
+}
+END_TEST
+
+/* Serve one connection at @path with @text, in a child process; returns its pid. */
+static pid_t serve_once(const char *path, const char *text)
+{
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	memcpy(sa.sun_path, path, strlen(path) + 1);
+	int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+	ck_assert_int_eq(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	ck_assert_int_eq(listen(fd, 1), 0);
+	pid_t pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		int c = accept(fd, NULL, NULL);
+		_exit(c >= 0 && write(c, text, strlen(text)) == (ssize_t)strlen(text) ? 0 : 1);
+	}
+	close(fd);
+	return pid;
+}
+
+START_TEST(a_server_that_is_not_qmp_is_eproto)
+{
+	static const char *const texts[] = {"hello there\n", "{\"hello\":1}\n", "[1,2]\n"};
+	for (size_t i = 0; i < sizeof(texts) / sizeof(texts[0]); i++) {
+		char path[200];
+		snprintf(path, sizeof(path), "%s/fake%zu.sock", rundir, i);
+		pid_t pid = serve_once(path, texts[i]);
+		struct qmp_client *c;
+		ck_assert_int_eq(qmp_client_connect(&c, path, TIMEOUT_MS), -EPROTO);
+		ck_assert_msg(strstr(error_message(), path), "%s", error_message());
+		int status;
+		waitpid(pid, &status, 0);
+		unlink(path);
+	}
+}
+END_TEST
+
+/* ---- the verbs ---------------------------------------------------------------------------- */
+
+static void expect_status(struct spawn_result *r, int status, const char *err)
+{
+	ck_assert_msg(r->status == status, "status %d (expected %d); stderr: %s", r->status, status, r->err);
+	ck_assert_msg(err ? strcmp(r->err, err) == 0 : !*r->err, "stderr '%s', expected '%s'", r->err, err ? err : "");
+}
+
+START_TEST(stats_prints_sorted_aligned_lines)
+{
+	struct spawn_result r;
+	ck_assert_int_eq(spawn_vmm(&r, 30, "stats", "vm1", NULL), 0);
+	expect_status(&r, 0, NULL);
+	char prev[128] = "";
+	int value_col = -1, lines = 0;
+	bool faults = false;
+	for (char *line = strtok(r.out, "\n"); line; line = strtok(NULL, "\n"), lines++) {
+		char key[128];
+		long long v;
+		int col;
+		ck_assert_msg(sscanf(line, "%127s %n%lld", key, &col, &v) == 2, "line '%s'", line);
+		ck_assert_msg(strcmp(prev, key) < 0, "'%s' after '%s'", key, prev);
+		ck_assert_msg(value_col < 0 || col == value_col, "value of '%s' at column %d, not %d", key, col, value_col);
+		value_col = col;
+		snprintf(prev, sizeof(prev), "%s", key);
+		faults |= strcmp(key, "mem.faults") == 0 && v == 12;
+	}
+	ck_assert(faults);
+	ck_assert_int_ge(lines, 10); /* 3 from the VM, 8 from the monitor */
+	spawn_free(&r);
+}
+END_TEST
+
+START_TEST(stats_json_prints_the_object)
+{
+	struct spawn_result r;
+	ck_assert_int_eq(spawn_vmm(&r, 30, "stats", "--json", "--monitor", vm.path, NULL), 0);
+	expect_status(&r, 0, NULL);
+	json_t *j = json_loads(r.out, 0, NULL);
+	ck_assert_msg(json_is_object(j), "not an object: %s", r.out);
+	ck_assert_int_eq(json_integer_value(json_object_get(j, "vcpu.1.exits")), 7);
+	json_decref(j);
+	spawn_free(&r);
+}
+END_TEST
+
+START_TEST(stats_watch_prints_count_samples)
+{
+	struct spawn_result r;
+	ck_assert_int_eq(spawn_vmm(&r, 30, "stats", "vm1", "--watch", "10ms", "--count", "3", NULL), 0);
+	expect_status(&r, 0, NULL);
+	int samples = 1;
+	for (const char *p = r.out; (p = strstr(p, "\n\n")); p += 2)
+		samples++;
+	ck_assert_int_eq(samples, 3);
+	spawn_free(&r);
+	ck_assert_int_eq(spawn_vmm(&r, 30, "stats", "vm1", "-w", "10ms", "-n", "2", "--json", NULL), 0);
+	expect_status(&r, 0, NULL);
+	int lines = 0;
+	for (char *line = strtok(r.out, "\n"); line; line = strtok(NULL, "\n"), lines++) {
+		json_t *j = json_loads(line, 0, NULL);
+		ck_assert(json_is_object(j));
+		json_decref(j);
+	}
+	ck_assert_int_eq(lines, 2);
+	spawn_free(&r);
+}
+END_TEST
+
+START_TEST(control_verbs_stop_cont_and_quit_the_vm)
+{
+	struct spawn_result r;
+	ck_assert_int_eq(spawn_vmm(&r, 30, "stop", "vm1", NULL), 0);
+	expect_status(&r, 0, NULL);
+	ck_assert_str_eq(r.out, "");
+	spawn_free(&r);
+	ck_assert_int_eq(vm_state(), MONITOR_RUN_PAUSED);
+	ck_assert_int_eq(spawn_vmm(&r, 30, "cont", "--monitor", vm.path, NULL), 0);
+	expect_status(&r, 0, NULL);
+	spawn_free(&r);
+	ck_assert_int_eq(vm_state(), MONITOR_RUN_RUNNING);
+	ck_assert_int_eq(spawn_vmm(&r, 30, "quit", "vm1", NULL), 0);
+	expect_status(&r, 0, NULL);
+	spawn_free(&r);
+	fake_vm_wait_quit(&vm);
+	ck_assert_int_eq(spawn_vmm(&r, 30, "cont", "vm1", NULL), 0);
+	expect_status(&r, 1, "vmm cont: the VM has shut down and cannot resume\n");
+	spawn_free(&r);
+}
+END_TEST
+
+START_TEST(missing_and_stale_vms_are_one_line_and_125)
+{
+	struct spawn_result r;
+	char want[300];
+	ck_assert_int_eq(spawn_vmm(&r, 30, "stats", "nosuch", NULL), 0);
+	snprintf(want, sizeof(want), "vmm stats: no VM named 'nosuch' (no socket at %s/nosuch.sock)\n", rundir);
+	expect_status(&r, 125, want);
+	spawn_free(&r);
+	char stale[200];
+	snprintf(stale, sizeof(stale), "%s/old.sock", rundir);
+	make_stale_socket(stale);
+	ck_assert_int_eq(spawn_vmm(&r, 30, "stop", "old", NULL), 0);
+	snprintf(want, sizeof(want), "vmm stop: VM 'old' is not running (stale socket at %s)\n", stale);
+	expect_status(&r, 125, want);
+	spawn_free(&r);
+	ck_assert_int_eq(spawn_vmm(&r, 30, "quit", "etc/vm", NULL), 0);
+	expect_status(&r, 125,
+		      "vmm quit: VM name 'etc/vm' has a character other than letters, digits, '-', '_' and '.'\n");
+	spawn_free(&r);
+}
+END_TEST
+
+START_TEST(ps_lists_live_and_stale_vms)
+{
+	char stale[200];
+	snprintf(stale, sizeof(stale), "%s/old.sock", rundir);
+	make_stale_socket(stale);
+	struct spawn_result r;
+	ck_assert_int_eq(spawn_vmm(&r, 30, "ps", NULL), 0);
+	expect_status(&r, 0, NULL);
+	char want[1024];
+	snprintf(want, sizeof(want),
+		 "NAME  STATUS       PID  SOCKET\n"
+		 "old   stale          -  %s\n"
+		 "vm1   running  %7d  %s\n",
+		 stale, (int)getpid(), vm.path);
+	ck_assert_str_eq(r.out, want);
+	spawn_free(&r);
+	ck_assert_int_eq(spawn_vmm(&r, 30, "ps", "--json", NULL), 0);
+	expect_status(&r, 0, NULL);
+	json_t *rows = json_loads(r.out, 0, NULL);
+	snprintf(want, sizeof(want),
+		 "[{\"name\":\"old\",\"status\":\"stale\",\"running\":null,\"pid\":null,\"socket\":\"%s\"},"
+		 "{\"name\":\"vm1\",\"status\":\"running\",\"running\":true,\"pid\":%d,\"socket\":\"%s\"}]",
+		 stale, (int)getpid(), vm.path);
+	json_t *w = json_loads(want, 0, NULL);
+	ck_assert_msg(json_equal(rows, w), "got %s", r.out);
+	json_decref(w);
+	json_decref(rows);
+	spawn_free(&r);
+	ck_assert_int_eq(spawn_vmm(&r, 30, "ps", "--monitor", vm.path, NULL), 0);
+	expect_status(&r, 0, NULL);
+	ck_assert_msg(strstr(r.out, "vm1   running") && !strstr(r.out, "old"), "%s", r.out);
+	spawn_free(&r);
+}
+END_TEST
+
+START_TEST(ps_without_a_runtime_directory_lists_nothing)
+{
+	setenv("XDG_RUNTIME_DIR", "/nonexistent-vmm-test", 1);
+	struct spawn_result r;
+	ck_assert_int_eq(spawn_vmm(&r, 30, "ps", NULL), 0);
+	expect_status(&r, 0, NULL);
+	ck_assert_str_eq(r.out, "NAME  STATUS      PID  SOCKET\n");
+	spawn_free(&r);
+}
+END_TEST
+
+START_TEST(every_verb_has_complete_help)
+{
+	static const struct {
+		const char *verb;
+		const char *options[5];
+	} verbs[] = {
+		{"ps", {"--json", "--monitor PATH", "--help"}},
+		{"stats", {"--watch TIME", "--count N", "--json", "--monitor PATH", "--help"}},
+		{"stop", {"--monitor PATH", "--help"}},
+		{"cont", {"--monitor PATH", "--help"}},
+		{"quit", {"--monitor PATH", "--help"}},
+	};
+	struct spawn_result r;
+	ck_assert_int_eq(spawn_vmm(&r, 30, "--help", NULL), 0);
+	expect_status(&r, 0, NULL);
+	for (size_t i = 0; i < sizeof(verbs) / sizeof(verbs[0]); i++) {
+		char line[32];
+		snprintf(line, sizeof(line), "\n  %-10s ", verbs[i].verb);
+		ck_assert_msg(strstr(r.out, line), "vmm --help lacks %s", verbs[i].verb);
+	}
+	spawn_free(&r);
+	for (size_t i = 0; i < sizeof(verbs) / sizeof(verbs[0]); i++) {
+		ck_assert_int_eq(spawn_vmm(&r, 30, verbs[i].verb, "-h", NULL), 0);
+		expect_status(&r, 0, NULL);
+		char usage[32];
+		snprintf(usage, sizeof(usage), "usage: vmm %s ", verbs[i].verb);
+		ck_assert_msg(strncmp(r.out, usage, strlen(usage)) == 0, "%s", r.out);
+		for (int k = 0; k < 5 && verbs[i].options[k]; k++)
+			ck_assert_msg(strstr(r.out, verbs[i].options[k]), "vmm %s --help lacks %s", verbs[i].verb,
+				      verbs[i].options[k]);
+		ck_assert_msg(strstr(r.out, "Exit status"), "vmm %s --help lacks the exit statuses", verbs[i].verb);
+		spawn_free(&r);
+	}
+}
+END_TEST
+
+START_TEST(bad_arguments_are_one_line_and_125)
+{
+	static const struct {
+		const char *args[4];
+		const char *err;
+	} cases[] = {
+		{{"stats"}, "vmm stats: no VM NAME given (usage: vmm stats [OPTIONS] NAME)\n"},
+		{{"stats", "a", "b"}, "vmm stats: one NAME only ('a' and 'b' given)\n"},
+		{{"stats", "vm1", "--count", "2"}, "vmm stats: --count needs --watch\n"},
+		{{"stats", "vm1", "--watch", "0"}, "vmm stats: --watch: '0' is not a positive duration (use e.g. 30, 500ms, 2m)\n"},
+		{{"stop", "--bogus", "x"}, "vmm stop: unknown option --bogus (see vmm stop --help)\n"},
+		{{"ps", "extra"}, "vmm ps: unexpected argument 'extra' (usage: vmm ps [OPTIONS])\n"},
+		{{"cont", "--monitor"}, "vmm cont: --monitor needs a value (PATH)\n"},
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct spawn_result r;
+		ck_assert_int_eq(spawn_vmm(&r, 30, cases[i].args[0], cases[i].args[1], cases[i].args[2], cases[i].args[3],
+					   NULL),
+				 0);
+		expect_status(&r, 125, cases[i].err);
+		spawn_free(&r);
+	}
+}
+END_TEST
+
+Suite *qmp_client_suite(void)
+{
+	Suite *s = suite_create("qmp_client");
+	TCase *tc = tcase_create("client");
+	tcase_set_timeout(tc, 60);
+	tcase_add_checked_fixture(tc, setup, teardown);
+	HARNESS_ADD_TEST(tc, connect_negotiates_and_executes);
+	HARNESS_ADD_TEST(tc, error_answers_are_eremoteio_with_class_and_desc);
+	HARNESS_ADD_TEST(tc, events_that_arrive_during_a_command_are_kept_in_order);
+	HARNESS_ADD_TEST(tc, an_answer_too_late_does_not_confuse_the_next_command);
+	HARNESS_ADD_TEST(tc, a_closed_connection_is_econnreset);
+	HARNESS_ADD_TEST(tc, open_by_name_uses_the_runtime_directory);
+	HARNESS_ADD_TEST(tc, open_says_which_vm_is_missing_or_stale);
+	HARNESS_ADD_TEST(tc, a_refusing_server_is_eperm_with_its_reason);
+	HARNESS_ADD_TEST(tc, a_server_that_is_not_qmp_is_eproto);
+	suite_add_tcase(s, tc);
+
+	TCase *cli = tcase_create("verbs");
+	tcase_set_timeout(cli, 90);
+	tcase_add_checked_fixture(cli, setup, teardown);
+	HARNESS_ADD_TEST(cli, stats_prints_sorted_aligned_lines);
+	HARNESS_ADD_TEST(cli, stats_json_prints_the_object);
+	HARNESS_ADD_TEST(cli, stats_watch_prints_count_samples);
+	HARNESS_ADD_TEST(cli, control_verbs_stop_cont_and_quit_the_vm);
+	HARNESS_ADD_TEST(cli, missing_and_stale_vms_are_one_line_and_125);
+	HARNESS_ADD_TEST(cli, ps_lists_live_and_stale_vms);
+	HARNESS_ADD_TEST(cli, ps_without_a_runtime_directory_lists_nothing);
+	HARNESS_ADD_TEST(cli, every_verb_has_complete_help);
+	HARNESS_ADD_TEST(cli, bad_arguments_are_one_line_and_125);
+	suite_add_tcase(s, cli);
+	return s;
+}
