@@ -85,7 +85,7 @@ $(B)/tests/suites.inc: $(TEST_SRC) Makefile
 	@mkdir -p $(dir $@)
 	@printf '$(foreach s,$(SUITES),SUITE($(s))\n)' | sed 's/^ //' > $@.tmp && mv $@.tmp $@
 
-RUNNER_SRC := tests/runner.c $(filter-out tests/runner.c $(TEST_SRC),$(wildcard tests/*.c)) $(TEST_SRC)
+RUNNER_SRC := tests/runner.c $(filter-out tests/runner.c tests/check_%.c,$(wildcard tests/*.c)) $(TEST_SRC)
 $(B)/plain/tests/runner.o $(B)/asan/tests/runner.o: $(B)/tests/suites.inc
 $(B)/plain/tests/runner.o $(B)/asan/tests/runner.o: CFLAGS += -I$(B)/tests
 $(B)/run_tests: $(call obj,plain,$(RUNNER_SRC)) $(call HOSTLIBS,plain)
