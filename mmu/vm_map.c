@@ -194,6 +194,15 @@ static kern_return_t vm_map_check_mapped(struct vm_map *map, vm_addr_t start, vm
 	return KERN_SUCCESS;
 }
 
+/* The checks of a call on a wholly mapped range [addr, addr+size) allowing @access. */
+static kern_return_t vm_map_check_call(struct vm_map *map, vm_addr_t addr, vm_size_t size, vm_prot_t access)
+{
+	kern_return_t kr = vm_map_check_range(map, addr, size);
+	if (kr == KERN_SUCCESS && size)
+		kr = vm_map_check_mapped(map, addr, addr + size, access);
+	return kr;
+}
+
 /* Clip at both ends of [start, end); *first and *last receive the index range inside. */
 static kern_return_t vm_map_clip_range(struct vm_map *map, vm_addr_t start, vm_addr_t end, size_t *first, size_t *last)
 {
@@ -340,23 +349,6 @@ static struct vm_map_entry vm_map_new_entry(const struct vm_map *map, vm_addr_t 
 	};
 }
 
-kern_return_t vm_map_allocate(struct vm_map *map, vm_addr_t *addr, vm_size_t size, bool anywhere)
-{
-	if (size == 0) {
-		*addr = 0;
-		return KERN_SUCCESS;
-	}
-	vm_addr_t at = *addr;
-	kern_return_t kr = vm_map_place(map, &at, size, anywhere);
-	if (kr != KERN_SUCCESS)
-		return kr;
-	struct vm_map_entry e = vm_map_new_entry(map, at, size);
-	kr = vm_map_insert(map, &e);
-	if (kr == KERN_SUCCESS)
-		*addr = at;
-	return kr;
-}
-
 static kern_return_t vm_map_deallocate_locked(struct vm_map *map, vm_addr_t addr, vm_size_t size)
 {
 	kern_return_t kr = vm_map_check_range(map, addr, size);
@@ -379,13 +371,10 @@ static kern_return_t vm_map_protect_locked(struct vm_map *map, vm_addr_t addr, v
 {
 	if (!vm_prot_valid(prot))
 		return KERN_INVALID_ARGUMENT;
-	kern_return_t kr = vm_map_check_range(map, addr, size);
+	kern_return_t kr = vm_map_check_call(map, addr, size, VM_PROT_NONE);
 	if (kr != KERN_SUCCESS || size == 0)
 		return kr;
 	vm_addr_t end = addr + size;
-	kr = vm_map_check_mapped(map, addr, end, VM_PROT_NONE);
-	if (kr != KERN_SUCCESS)
-		return kr;
 	for (size_t i = vm_map_search(map, addr); i < map->nentries && map->entries[i].start < end; i++)
 		if ((prot & map->entries[i].max_protection) != prot)
 			return KERN_PROTECTION_FAILURE;
@@ -420,13 +409,10 @@ kern_return_t vm_map_protect(struct vm_map *map, vm_addr_t addr, vm_size_t size,
 static kern_return_t vm_map_set_field(struct vm_map *map, vm_addr_t addr, vm_size_t size,
 				      void (*set)(struct vm_map_entry *, unsigned), unsigned value)
 {
-	kern_return_t kr = vm_map_check_range(map, addr, size);
+	kern_return_t kr = vm_map_check_call(map, addr, size, VM_PROT_NONE);
 	if (kr != KERN_SUCCESS || size == 0)
 		return kr;
 	vm_addr_t end = addr + size;
-	kr = vm_map_check_mapped(map, addr, end, VM_PROT_NONE);
-	if (kr != KERN_SUCCESS)
-		return kr;
 	size_t first, last;
 	kr = vm_map_clip_range(map, addr, end, &first, &last);
 	if (kr != KERN_SUCCESS)
@@ -652,6 +638,16 @@ static kern_return_t vm_map_enter_locked(struct vm_map *map, vm_addr_t *addr, vm
 	return kr;
 }
 
+kern_return_t vm_map_allocate(struct vm_map *map, vm_addr_t *addr, vm_size_t size, bool anywhere)
+{
+	if (size == 0) {
+		*addr = 0;
+		return KERN_SUCCESS;
+	}
+	return vm_map_enter_locked(map, addr, size, anywhere, NULL, 0, false, VM_PROT_DEFAULT, VM_PROT_ALL,
+				   VM_INHERIT_DEFAULT);
+}
+
 kern_return_t vm_map_enter(struct vm_map *map, vm_addr_t *addr, vm_size_t size, bool anywhere,
 			   struct vm_object *obj, vm_offset_t offset, bool copy, vm_prot_t cur, vm_prot_t max,
 			   vm_inherit_t inheritance)
@@ -737,11 +733,9 @@ void vm_map_copy_discard(struct vm_map_copy *copy)
 static kern_return_t vm_map_copyin_locked(struct vm_map *map, vm_addr_t addr, vm_size_t size,
 					  struct vm_map_copy **out)
 {
-	kern_return_t kr = vm_map_check_range(map, addr, size);
-	if (kr == KERN_SUCCESS && size == 0)
-		kr = KERN_INVALID_ARGUMENT;
-	if (kr == KERN_SUCCESS)
-		kr = vm_map_check_mapped(map, addr, addr + size, VM_PROT_READ);
+	if (size == 0)
+		return KERN_INVALID_ARGUMENT;
+	kern_return_t kr = vm_map_check_call(map, addr, size, VM_PROT_READ);
 	if (kr != KERN_SUCCESS)
 		return kr;
 	struct vm_map_copy *copy = calloc(1, sizeof(*copy));
@@ -847,9 +841,7 @@ static kern_return_t vm_map_overwrite_entry(struct vm_map *map, size_t i, vm_add
 
 static kern_return_t vm_map_overwrite_locked(struct vm_map *map, vm_addr_t dst, const struct vm_map_copy *copy)
 {
-	kern_return_t kr = vm_map_check_range(map, dst, copy->size);
-	if (kr == KERN_SUCCESS)
-		kr = vm_map_check_mapped(map, dst, dst + copy->size, VM_PROT_WRITE);
+	kern_return_t kr = vm_map_check_call(map, dst, copy->size, VM_PROT_WRITE);
 	if (kr != KERN_SUCCESS)
 		return kr;
 	size_t first, last;
@@ -880,13 +872,9 @@ kern_return_t vm_map_copy_read(const struct vm_map_copy *copy, vm_offset_t offse
 		vm_size_t skip = offset - p->offset, n = p->size - skip;
 		if (n > len)
 			n = len;
-		if (p->object) {
-			kern_return_t kr = vm_object_read(p->object, p->obj_offset + skip, out, n);
-			if (kr != KERN_SUCCESS)
-				return kr;
-		} else {
-			memset(out, 0, n);
-		}
+		kern_return_t kr = vm_object_read(p->object, p->obj_offset + skip, out, n);
+		if (kr != KERN_SUCCESS)
+			return kr;
 		out += n;
 		offset += n;
 		len -= n;
@@ -899,12 +887,11 @@ static kern_return_t vm_map_copy_locked(struct vm_map *map, vm_addr_t src, vm_si
 	kern_return_t kr = vm_map_check_range(map, src, size);
 	if (kr == KERN_SUCCESS)
 		kr = vm_map_check_range(map, dst, size);
-	if (kr != KERN_SUCCESS || size == 0)
-		return kr;
-	kr = vm_map_check_mapped(map, src, src + size, VM_PROT_READ);
 	if (kr == KERN_SUCCESS)
-		kr = vm_map_check_mapped(map, dst, dst + size, VM_PROT_WRITE);
-	if (kr != KERN_SUCCESS)
+		kr = vm_map_check_call(map, src, size, VM_PROT_READ);
+	if (kr == KERN_SUCCESS)
+		kr = vm_map_check_call(map, dst, size, VM_PROT_WRITE);
+	if (kr != KERN_SUCCESS || size == 0)
 		return kr;
 	struct vm_map_copy *copy;
 	kr = vm_map_copyin_locked(map, src, size, &copy);
@@ -943,10 +930,7 @@ static kern_return_t vm_map_read_locked(struct vm_map *map, vm_addr_t addr, void
 		vm_size_t n = e->end - addr;
 		if (n > len)
 			n = len;
-		if (e->object)
-			kr = vm_object_read(e->object, e->offset + (addr - e->start), out, n);
-		else
-			memset(out, 0, n);
+		kr = vm_object_read(e->object, e->offset + (addr - e->start), out, n);
 		out += n;
 		addr += n;
 		len -= n;
@@ -1031,9 +1015,7 @@ kern_return_t vm_map_region(struct vm_map *map, vm_addr_t *addr, struct vm_regio
 
 static kern_return_t vm_map_msync_locked(struct vm_map *map, vm_addr_t addr, vm_size_t size)
 {
-	kern_return_t kr = vm_map_check_range(map, addr, size);
-	if (kr == KERN_SUCCESS)
-		kr = vm_map_check_mapped(map, addr, addr + size, VM_PROT_NONE);
+	kern_return_t kr = vm_map_check_call(map, addr, size, VM_PROT_NONE);
 	for (size_t i = vm_map_search(map, addr); kr == KERN_SUCCESS && i < map->nentries; i++) {
 		const struct vm_map_entry *e = &map->entries[i];
 		if (e->start >= addr + size)

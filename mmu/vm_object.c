@@ -458,6 +458,10 @@ void vm_object_collapse(struct vm_object *obj)
 
 kern_return_t vm_object_read(struct vm_object *obj, vm_offset_t offset, void *buf, vm_size_t len)
 {
+	if (!obj) {
+		memset(buf, 0, len);
+		return KERN_SUCCESS;
+	}
 	if (offset + len < offset || offset + len > obj->size)
 		return KERN_INVALID_ARGUMENT;
 	uint8_t *out = buf;

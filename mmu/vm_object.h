@@ -126,7 +126,8 @@ struct vm_lookup {
 kern_return_t vm_object_lookup(struct vm_object *top, uint64_t pindex, uint64_t lo, uint64_t hi,
 			       vm_prot_t access, bool resident_only, struct vm_lookup *out);
 
-/* Copy @len bytes at @offset of @obj (through its chain and pagers) to @buf.
+/* Copy @len bytes at @offset of @obj (through its chain and pagers) to @buf; @obj NULL
+ * (memory not touched yet) reads zero.
  * KERN_SUCCESS, KERN_INVALID_ARGUMENT (out of range), KERN_MEMORY_ERROR, ...SHORTAGE. */
 kern_return_t vm_object_read(struct vm_object *obj, vm_offset_t offset, void *buf, vm_size_t len);
 

@@ -57,6 +57,14 @@ static void page_of(uint8_t *buf, char c)
 	memset(buf, c, PS);
 }
 
+/* Page @page of @mo now holds @c everywhere (a page-out). */
+static void put_page(struct pager *p, void *mo, uint64_t page, char c)
+{
+	uint8_t buf[PS];
+	page_of(buf, c);
+	ck_assert_int_eq(pager_data_return(p, mo, page * PS, buf, PS), 0);
+}
+
 START_TEST(test_without_swap_every_page_is_zero_fill_and_page_outs_are_refused)
 {
 	struct pager *p = open_default(-1);
@@ -98,11 +106,8 @@ START_TEST(test_memory_objects_are_independent)
 	void *a, *b;
 	ck_assert_int_eq(pager_create(p, 64 * PS, &a), 0);
 	ck_assert_int_eq(pager_create(p, 64 * PS, &b), 0);
-	uint8_t buf[PS];
-	page_of(buf, 'a');
-	ck_assert_int_eq(pager_data_return(p, a, 0, buf, PS), 0);
-	page_of(buf, 'b');
-	ck_assert_int_eq(pager_data_return(p, b, 0, buf, PS), 0);
+	put_page(p, a, 0, 'a');
+	put_page(p, b, 0, 'b');
 	request(p, a, 0);
 	ck_assert_uint_eq(vm_page_lookup(target, 0)->data[0], 'a');
 	ck_assert(request(p, b, 1).want_unavailable);
@@ -117,16 +122,13 @@ START_TEST(test_slots_of_rewritten_pages_and_terminated_objects_are_reused)
 	struct pager *p = open_default(swapfd);
 	void *a, *b;
 	ck_assert_int_eq(pager_create(p, 64 * PS, &a), 0);
-	uint8_t buf[PS];
-	for (int round = 0; round < 3; round++) {
-		page_of(buf, (char)round);
+	for (int round = 0; round < 3; round++)
 		for (uint64_t i = 0; i < 4; i++)
-			ck_assert_int_eq(pager_data_return(p, a, (i + 40) * PS, buf, PS), 0);
-	}
+			put_page(p, a, i + 40, (char)round);
 	pager_terminate(p, a);
 	ck_assert_int_eq(pager_create(p, 64 * PS, &b), 0);
 	for (uint64_t i = 0; i < 4; i++)
-		ck_assert_int_eq(pager_data_return(p, b, i * PS, buf, PS), 0);
+		put_page(p, b, i, 'b');
 	struct stat st;
 	ck_assert_int_eq(fstat(swapfd, &st), 0);
 	ck_assert_int_eq(st.st_size, 4 * PS);

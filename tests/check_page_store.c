@@ -24,6 +24,13 @@ static struct page_store *store_new(page_store_hash_t *hash)
 	return s;
 }
 
+static struct page_store_stats stats_of(const struct page_store *s)
+{
+	struct page_store_stats st;
+	page_store_stats(s, &st);
+	return st;
+}
+
 /* Every page lands under one key: every distinct page collides with the others. */
 static uint64_t constant_hash(const void *data, size_t len)
 {
@@ -40,8 +47,7 @@ START_TEST(test_identical_pages_are_stored_once_with_two_references)
 	ck_assert_int_eq(page_store_insert(s, page_a, &r2), 0);
 	ck_assert_uint_eq(r1, r2);
 	ck_assert_uint_eq(page_store_refcount(s, r1), 2);
-	struct page_store_stats st;
-	page_store_stats(s, &st);
+	struct page_store_stats st = stats_of(s);
 	ck_assert_uint_eq(st.unique_pages, 1);
 	ck_assert_uint_eq(st.hits, 1);
 	ck_assert_uint_eq(st.references, 2);
@@ -71,8 +77,7 @@ START_TEST(test_zero_pages_are_never_stored)
 	page_ref_t r = 99;
 	ck_assert_int_eq(page_store_insert(s, zero_page, &r), 0);
 	ck_assert_uint_eq(r, PAGE_STORE_ZERO);
-	struct page_store_stats st;
-	page_store_stats(s, &st);
+	struct page_store_stats st = stats_of(s);
 	ck_assert_uint_eq(st.zero_pages, 1);
 	ck_assert_uint_eq(st.unique_pages, 0);
 	ck_assert_mem_eq(page_store_lookup(s, PAGE_STORE_ZERO), zero_page, VM_PAGE_SIZE);
@@ -98,8 +103,7 @@ START_TEST(test_different_pages_with_the_same_hash_are_both_kept_and_counted)
 	/* A later insert of A still finds A (memcmp), after one colliding candidate. */
 	ck_assert_int_eq(page_store_insert(s, page_a, &ra2), 0);
 	ck_assert_uint_eq(ra2, ra);
-	struct page_store_stats st;
-	page_store_stats(s, &st);
+	struct page_store_stats st = stats_of(s);
 	ck_assert_uint_eq(st.collisions, 2); /* B met A; A met B first (newest first) */
 	ck_assert_uint_eq(st.unique_pages, 2);
 	page_store_destroy(s);
@@ -154,8 +158,7 @@ START_TEST(test_find_adds_no_reference)
 	ck_assert_int_eq(page_store_find(s, page_a, &found), 0);
 	ck_assert_uint_eq(found, r);
 	ck_assert_uint_eq(page_store_refcount(s, r), 1);
-	struct page_store_stats st;
-	page_store_stats(s, &st);
+	struct page_store_stats st = stats_of(s);
 	ck_assert_uint_eq(st.lookups, 2);
 	ck_assert_uint_eq(st.lookup_hits, 1);
 	page_store_destroy(s);
@@ -173,13 +176,12 @@ START_TEST(test_thousands_of_pages_with_repeats_dedup_exactly)
 		ck_assert_int_eq(page_store_insert(s, p, &refs[i]), 0);
 		ck_assert_uint_eq(refs[i], refs[i % DISTINCT]);
 	}
-	struct page_store_stats st;
-	page_store_stats(s, &st);
+	struct page_store_stats st = stats_of(s);
 	ck_assert_uint_eq(st.unique_pages, DISTINCT);
 	ck_assert_uint_eq(st.references, N);
 	for (int i = 0; i < N; i++)
 		ck_assert_int_eq(page_store_release(s, refs[i]), 0);
-	page_store_stats(s, &st);
+	st = stats_of(s);
 	ck_assert_uint_eq(st.unique_pages, 0);
 	ck_assert_uint_eq(st.references, 0);
 	page_store_destroy(s);

@@ -49,6 +49,14 @@ static struct vm_page *page_with(struct two_pmaps *t, uint64_t pindex, uint8_t b
 	return p;
 }
 
+/* A resident page its pager would not need back. */
+static struct vm_page *clean_page(struct two_pmaps *t, uint64_t pindex)
+{
+	struct vm_page *p = page_with(t, pindex, 0);
+	p->flags &= ~VM_PAGE_DIRTY;
+	return p;
+}
+
 static kern_return_t no_fault(void *arg, vm_addr_t va, vm_prot_t access)
 {
 	(void)arg;
@@ -142,9 +150,7 @@ START_TEST(test_modified_bits_make_pages_dirty_only_when_written)
 {
 	struct two_pmaps t;
 	setup(&t, &pmap_flat_ops);
-	struct vm_page *clean = page_with(&t, 0, 0), *written = page_with(&t, 1, 0);
-	clean->flags &= ~VM_PAGE_DIRTY;
-	written->flags &= ~VM_PAGE_DIRTY;
+	struct vm_page *clean = clean_page(&t, 0), *written = clean_page(&t, 1);
 	ck_assert_int_eq(pmap_enter(&t.a, BASE, clean, VM_PROT_DEFAULT, 0), 0);
 	ck_assert_int_eq(pmap_enter(&t.a, BASE + VM_PAGE_SIZE, written, VM_PROT_DEFAULT, 0), 0);
 	ck_assert_int_eq(pmap_flat_access(t.fa, BASE + VM_PAGE_SIZE, "w", 1, VM_PROT_WRITE, no_fault, NULL),
@@ -159,9 +165,7 @@ START_TEST(test_without_modified_bits_every_writable_page_is_dirty)
 {
 	struct two_pmaps t;
 	setup(&t, &pmap_flat_ops_nomod);
-	struct vm_page *p = page_with(&t, 0, 0), *ro = page_with(&t, 1, 0);
-	p->flags &= ~VM_PAGE_DIRTY;
-	ro->flags &= ~VM_PAGE_DIRTY;
+	struct vm_page *p = clean_page(&t, 0), *ro = clean_page(&t, 1);
 	ck_assert_int_eq(pmap_enter(&t.a, BASE, p, VM_PROT_DEFAULT, 0), 0);
 	ck_assert_int_eq(pmap_enter(&t.a, BASE + VM_PAGE_SIZE, ro, VM_PROT_READ, 0), 0);
 	ck_assert(pmap_page_dirty(p));

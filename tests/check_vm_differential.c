@@ -261,72 +261,73 @@ static void op_deallocate(struct diff *d)
 			mv_unmap(v, i);
 }
 
+/* A random byte range of at most @max_pages pages' length starting in a random page of the
+ * map range (ending inside it); @buf gets random bytes. Returns the first page. */
+static unsigned random_span(struct diff *d, unsigned max_pages, vm_size_t *off, vm_size_t *len, uint8_t *buf)
+{
+	unsigned first = rn(d, D_PAGES);
+	*off = rn(d, PS);
+	*len = 1 + rn(d, max_pages * PS);
+	if (pa(first) + *off + *len > pa(D_PAGES))
+		*len = pa(D_PAGES) - pa(first) - *off;
+	for (vm_size_t i = 0; i < *len; i++)
+		buf[i] = (uint8_t)rnd(d);
+	return first;
+}
+
+/* The model's side of a transfer of @len bytes at @off in page @first: page by page, write
+ * @buf into the model (VM_PROT_WRITE) or compare it with the model, stopping at the first
+ * page without @access. Returns the model's result. */
+static kern_return_t mv_transfer(struct mview *v, unsigned first, vm_size_t off, vm_size_t len, const uint8_t *buf,
+				 vm_prot_t access)
+{
+	for (vm_size_t done = 0, at = off; done < len;) {
+		unsigned i = first + (unsigned)(at / PS);
+		kern_return_t want = mv_check(v, i, 1, access);
+		if (want != KERN_SUCCESS)
+			return want;
+		vm_size_t in = at % PS, n = PS - in;
+		if (n > len - done)
+			n = len - done;
+		if (access & VM_PROT_WRITE)
+			memcpy(v->pg[i]->b + in, buf + done, n);
+		else
+			DCHECK(memcmp(v->pg[i]->b + in, buf + done, n) == 0, "%s of page %u differs", diff_what, i);
+		done += n;
+		at += n;
+	}
+	return KERN_SUCCESS;
+}
+
 /* Guest access through the flat pmap, faulting as the hardware would: page by page, so the
  * pages before a failing one are done. */
 static void op_guest(struct diff *d, bool write)
 {
 	diff_what = write ? "guest write" : "guest read";
 	struct mview *v = pick_map(d);
-	unsigned first = rn(d, D_PAGES);
-	vm_size_t off = rn(d, PS), len = 1 + rn(d, 2 * PS);
-	if (pa(first) + off + len > pa(D_PAGES))
-		len = pa(D_PAGES) - pa(first) - off;
 	uint8_t buf[3 * PS];
-	if (write)
-		for (vm_size_t i = 0; i < len; i++)
-			buf[i] = (uint8_t)rnd(d);
+	vm_size_t off, len;
+	unsigned first = random_span(d, 2, &off, &len, buf);
 	vm_prot_t access = write ? VM_PROT_WRITE : VM_PROT_READ;
 	kern_return_t kr = pmap_flat_access(v->flat, pa(first) + off, buf, len, access, vm_fault_handler, v->map);
-	/* Model: the same walk. */
-	vm_size_t done = 0;
-	kern_return_t want = KERN_SUCCESS;
-	for (unsigned i = first; done < len; i++) {
-		want = mv_check(v, i, 1, access);
-		if (want != KERN_SUCCESS)
-			break;
-		vm_size_t in = i == first ? off : 0, n = PS - in;
-		if (n > len - done)
-			n = len - done;
-		if (write)
-			memcpy(v->pg[i]->b + in, buf + done, n);
-		else
-			DCHECK(memcmp(v->pg[i]->b + in, buf + done, n) == 0, "guest read of page %u differs", i);
-		done += n;
-	}
-	DKR(kr, want);
+	DKR(kr, mv_transfer(v, first, off, len, buf, access));
 }
 
+/* vm_read / vm_write: all or nothing. */
 static void op_api_rw(struct diff *d, bool write)
 {
 	diff_what = write ? "vm_write" : "vm_read";
 	struct mview *v = pick_map(d);
-	unsigned first = rn(d, D_PAGES);
-	vm_size_t off = rn(d, PS), len = 1 + rn(d, 3 * PS);
-	if (pa(first) + off + len > pa(D_PAGES))
-		len = pa(D_PAGES) - pa(first) - off;
 	uint8_t buf[4 * PS];
-	for (vm_size_t i = 0; i < len; i++)
-		buf[i] = (uint8_t)rnd(d);
-	unsigned pages = (unsigned)((off + len + PS - 1) / PS);
+	vm_size_t off, len;
+	unsigned first = random_span(d, 3, &off, &len, buf);
 	vm_prot_t access = write ? VM_PROT_WRITE : VM_PROT_READ;
-	kern_return_t want = mv_check(v, first, pages, access);
+	kern_return_t want = mv_check(v, first, (unsigned)((off + len + PS - 1) / PS), access);
 	kern_return_t kr = write ? vm_map_write(v->map, pa(first) + off, buf, len)
 				 : vm_map_read(v->map, pa(first) + off, buf, len);
 	DKR(kr, want);
-	if (kr != KERN_SUCCESS)
-		return;
-	for (vm_size_t done = 0, at = off; done < len;) {
-		unsigned i = first + (unsigned)(at / PS);
-		vm_size_t in = at % PS, n = PS - in;
-		if (n > len - done)
-			n = len - done;
-		if (write)
-			memcpy(v->pg[i]->b + in, buf + done, n);
-		else
-			DCHECK(memcmp(v->pg[i]->b + in, buf + done, n) == 0, "vm_read of page %u differs", i);
-		done += n;
-		at += n;
-	}
+	if (kr == KERN_SUCCESS)
+		mv_transfer(v, first, off, len, buf, access);
 }
 
 /* Write @n pages of @bytes into the model pages [first, first+n) of @v (in place: sharers see it). */

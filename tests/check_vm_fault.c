@@ -162,12 +162,19 @@ START_TEST(test_protection_violations_are_errors_not_crashes)
 }
 END_TEST
 
+/* Fault page @page of @pages allocated ones whose cluster attribute is @cluster. */
+static void cluster_fault(unsigned pages, unsigned cluster, unsigned page, vm_prot_t access,
+			  struct vm_fault_info *info)
+{
+	alloc(0, pages);
+	ck_assert_int_eq(vm_map_set_attr(sb->map, at(0), pages * PS, VM_ATTR_CLUSTER, cluster), KERN_SUCCESS);
+	ck_assert_int_eq(vm_fault(sb->map, at(page), access, info), KERN_SUCCESS);
+}
+
 START_TEST(test_a_fault_enters_its_whole_cluster)
 {
-	alloc(0, 20);
-	ck_assert_int_eq(vm_map_set_attr(sb->map, at(0), 20 * PS, VM_ATTR_CLUSTER, 8), KERN_SUCCESS);
 	struct vm_fault_info info;
-	ck_assert_int_eq(vm_fault(sb->map, at(10), VM_PROT_WRITE, &info), KERN_SUCCESS);
+	cluster_fault(20, 8, 10, VM_PROT_WRITE, &info);
 	ck_assert_uint_eq(info.start, at(8));
 	ck_assert_uint_eq(info.end, at(16));
 	ck_assert_uint_eq(info.entered, 8);
@@ -179,10 +186,8 @@ END_TEST
 
 START_TEST(test_the_cluster_stops_at_the_entry)
 {
-	alloc(0, 3);
-	ck_assert_int_eq(vm_map_set_attr(sb->map, at(0), 3 * PS, VM_ATTR_CLUSTER, 16), KERN_SUCCESS);
 	struct vm_fault_info info;
-	ck_assert_int_eq(vm_fault(sb->map, at(1), VM_PROT_READ, &info), KERN_SUCCESS);
+	cluster_fault(3, 16, 1, VM_PROT_READ, &info);
 	ck_assert_uint_eq(info.entered, 3);
 	ck_assert_uint_eq(info.end, at(3));
 }
