@@ -9,9 +9,10 @@
  * core drops its own buffer; see vm_page.h) and read back with the read slot when needed.
  *
  * Backend contract (all addresses page-aligned, ranges [start, end)):
- *   enter(va, src, prot)   make va hold the page at src (NULL = zeros) with prot, replacing
- *                          what was there. The core calls it only where nothing is entered
- *                          or to replace a page with other bytes. 0 or -errno (not entered).
+ *   enter(va, src, prot)   make va hold the page at src (NULL = zeros) with prot. The core
+ *                          calls it only where nothing is entered (it removes a page it
+ *                          replaces first), so UFFDIO_COPY never meets a present page.
+ *                          0 or -errno (then nothing is entered).
  *   protect(start,end,p)   set the protection of the entered pages in the range to p (raise
  *                          or lower; the bytes stay). Every page in the range is entered.
  *   remove(start, end)     drop whatever is entered in the range.

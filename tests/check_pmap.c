@@ -82,6 +82,22 @@ START_TEST(test_entering_a_page_copies_its_bytes_and_drops_the_buffer)
 }
 END_TEST
 
+START_TEST(test_a_replaced_page_is_removed_before_the_new_one_is_entered)
+{
+	struct two_pmaps t;
+	setup(&t, &pmap_flat_ops);
+	struct vm_page *first = page_with(&t, 0, 1), *second = page_with(&t, 1, 2);
+	ck_assert_int_eq(pmap_enter(&t.a, BASE, first, VM_PROT_READ, 0), 0);
+	ck_assert_int_eq(pmap_enter(&t.a, BASE, second, VM_PROT_READ, 0), 0);
+	ck_assert_uint_eq(t.fa->removes, 1);
+	ck_assert_uint_eq(t.fa->enters, 2);
+	ck_assert_uint_eq(t.fa->mem[0], 2);
+	ck_assert_ptr_nonnull(first->data); /* it kept its bytes */
+	ck_assert_uint_eq(first->data[0], 1);
+	teardown(&t);
+}
+END_TEST
+
 START_TEST(test_entering_writable_removes_every_other_mapping)
 {
 	struct two_pmaps t;
@@ -228,6 +244,7 @@ Suite *pmap_suite(void)
 	Suite *s = suite_create("pmap");
 	TCase *tc = tcase_create("mappings");
 	HARNESS_ADD_TEST(tc, test_entering_a_page_copies_its_bytes_and_drops_the_buffer);
+	HARNESS_ADD_TEST(tc, test_a_replaced_page_is_removed_before_the_new_one_is_entered);
 	HARNESS_ADD_TEST(tc, test_entering_writable_removes_every_other_mapping);
 	HARNESS_ADD_TEST(tc, test_entering_read_only_downgrades_the_writer_and_shows_its_writes);
 	HARNESS_ADD_TEST(tc, test_removing_the_last_mapping_keeps_the_bytes_in_a_buffer);

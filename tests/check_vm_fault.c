@@ -141,6 +141,14 @@ START_TEST(test_first_touch_zero_fills_into_the_top_object_writable)
 	ck_assert_uint_eq(st.zero_fill_count, 1);
 	ck_assert_uint_eq(st.mapped_count, 1);
 	ck_assert_uint_eq(st.buffer_count, 0); /* the pmap holds the page, no second copy */
+	ck_assert_uint_eq(st.lookups, 1);
+	ck_assert_uint_eq(st.hits, 0);
+	/* The page is resident now: a read through vm_read finds it. */
+	char c;
+	ck_assert_int_eq(vm_map_read(sb->map, at(1), &c, 1), KERN_SUCCESS);
+	vm_domain_statistics(sb->dom, &st);
+	ck_assert_uint_eq(st.lookups, 2);
+	ck_assert_uint_eq(st.hits, 1);
 }
 END_TEST
 

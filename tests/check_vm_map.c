@@ -202,6 +202,42 @@ START_TEST(test_fork_applies_share_copy_and_none)
 }
 END_TEST
 
+START_TEST(test_copy_strategy_none_copies_at_fork_time)
+{
+	alloc_fixed(0, 2);
+	poke(map, at(0), 'e');
+	ck_assert_int_eq(vm_map_set_attr(map, at(0), 2 * PS, VM_ATTR_COPY_STRATEGY, VM_COPY_NONE), KERN_SUCCESS);
+	struct vm_map *child;
+	ck_assert_int_eq(vm_map_fork(map, NULL, NULL, &child), KERN_SUCCESS);
+	struct vm_statistics st;
+	vm_domain_statistics(sb->dom, &st);
+	ck_assert_uint_eq(st.object_copies, 1);
+	ck_assert_uint_eq(st.object_shadows, 0);
+	vm_addr_t a = at(0);
+	struct vm_region_info r;
+	ck_assert_int_eq(vm_map_region(child, &a, &r), KERN_SUCCESS);
+	ck_assert(!r.needs_copy);
+	ck_assert_uint_eq(r.resident_count, 1); /* the zero page was left out */
+	ck_assert_int_eq(peek(child, at(0)), 'e');
+	vm_map_destroy(child);
+}
+END_TEST
+
+START_TEST(test_vm_copy_into_shared_memory_is_seen_by_the_sharer)
+{
+	alloc_fixed(0, 2);
+	poke(map, at(0), 'v');
+	ck_assert_int_eq(vm_map_inherit(map, at(1), PS, VM_INHERIT_SHARE), KERN_SUCCESS);
+	struct vm_map *child;
+	ck_assert_int_eq(vm_map_fork(map, NULL, NULL, &child), KERN_SUCCESS);
+	ck_assert_int_eq(vm_map_copy(map, at(0), PS, at(1)), KERN_SUCCESS);
+	ck_assert_int_eq(peek(child, at(1)), 'v');
+	vm_map_check(map);
+	vm_map_check(child);
+	vm_map_destroy(child);
+}
+END_TEST
+
 START_TEST(test_vm_map_shares_or_copies_an_object)
 {
 	struct vm_object *obj;
@@ -382,6 +418,8 @@ Suite *vm_map_suite(void)
 	HARNESS_ADD_TEST(tc, test_entries_split_on_partial_changes_and_merge_back);
 	HARNESS_ADD_TEST(tc, test_touched_entries_merge_only_with_contiguous_object_offsets);
 	HARNESS_ADD_TEST(tc, test_fork_applies_share_copy_and_none);
+	HARNESS_ADD_TEST(tc, test_copy_strategy_none_copies_at_fork_time);
+	HARNESS_ADD_TEST(tc, test_vm_copy_into_shared_memory_is_seen_by_the_sharer);
 	HARNESS_ADD_TEST(tc, test_vm_map_shares_or_copies_an_object);
 	HARNESS_ADD_TEST(tc, test_vm_map_refuses_bad_offsets_protections_and_frozen_objects);
 	HARNESS_ADD_TEST(tc, test_vm_copy_behaves_as_memmove_and_is_lazy);
