@@ -6,7 +6,7 @@ set -eu
 
 case "${1:-build}" in
 build) pkgs="gcc make pkg-config check libxxhash-dev libjansson-dev" ;;
-test)  pkgs="qemu-system-x86" ;;  # the same guest.elf is also booted under QEMU microvm
+test)  pkgs="qemu-system-x86 socat" ;;  # QEMU boots the same guest.elf; socat drives the monitor socket
 fuzz)  pkgs="clang libclang-rt-14-dev" ;;
 bench) pkgs="qemu-system-x86 time" ;;
 *) echo "deps.sh: unknown package set '$1' (build, test, fuzz, bench)" >&2; exit 2 ;;
