@@ -1032,9 +1032,7 @@ END_TEST
 Suite *monitor_suite(void)
 {
 	Suite *s = suite_create("monitor");
-	TCase *proto = tcase_create("protocol");
-	tcase_set_timeout(proto, 60);
-	tcase_add_checked_fixture(proto, setup, teardown);
+	TCase *proto = fake_vm_tcase(s, "protocol", 60, setup, teardown);
 	HARNESS_ADD_TEST(proto, greeting_is_qmp_version_and_no_capabilities);
 	HARNESS_ADD_TEST(proto, commands_wait_for_capabilities_negotiation);
 	HARNESS_ADD_TEST(proto, ids_of_every_json_type_are_echoed);
@@ -1043,11 +1041,8 @@ Suite *monitor_suite(void)
 	HARNESS_ADD_TEST(proto, query_stats_has_host_and_monitor_figures);
 	HARNESS_ADD_TEST(proto, query_vmm_names_the_vm_its_pid_and_socket);
 	HARNESS_ADD_TEST(proto, stat_values_are_clamped_to_int64);
-	suite_add_tcase(s, proto);
 
-	TCase *hostile = tcase_create("hostile");
-	tcase_set_timeout(hostile, 60);
-	tcase_add_checked_fixture(hostile, setup, teardown);
+	TCase *hostile = fake_vm_tcase(s, "hostile", 60, setup, teardown);
 	HARNESS_ADD_TEST(hostile, bad_json_gets_an_error_and_the_connection_stays);
 	HARNESS_ADD_TEST(hostile, non_object_requests_are_refused);
 	HARNESS_ADD_TEST(hostile, malformed_requests_get_qemu_errors);
@@ -1059,11 +1054,8 @@ Suite *monitor_suite(void)
 	HARNESS_ADD_TEST(hostile, client_that_vanishes_mid_reply_is_dropped);
 	HARNESS_ADD_TEST(hostile, half_closed_client_gets_every_reply_then_eof);
 	HARNESS_ADD_TEST(hostile, too_many_clients_are_turned_away_with_a_reason);
-	suite_add_tcase(s, hostile);
 
-	TCase *async = tcase_create("events_and_deferred");
-	tcase_set_timeout(async, 60);
-	tcase_add_checked_fixture(async, setup, teardown);
+	TCase *async = fake_vm_tcase(s, "events_and_deferred", 60, setup, teardown);
 	HARNESS_ADD_TEST(async, every_negotiated_client_gets_every_event_in_order);
 	HARNESS_ADD_TEST(async, events_emitted_by_a_handler_precede_its_reply);
 	HARNESS_ADD_TEST(async, bad_events_are_refused);
@@ -1072,11 +1064,8 @@ Suite *monitor_suite(void)
 	HARNESS_ADD_TEST(async, deferred_reply_to_a_client_that_left_is_dropped);
 	HARNESS_ADD_TEST(async, quit_reply_reaches_the_client_before_destroy_closes_it);
 	HARNESS_ADD_TEST(async, event_queue_is_bounded);
-	suite_add_tcase(s, async);
 
-	TCase *sock = tcase_create("socket");
-	tcase_set_timeout(sock, 60);
-	tcase_add_checked_fixture(sock, setup, teardown);
+	TCase *sock = fake_vm_tcase(s, "socket", 60, setup, teardown);
 	HARNESS_ADD_TEST(sock, socket_is_mode_0600_whatever_the_umask);
 	HARNESS_ADD_TEST(sock, stale_socket_is_replaced);
 	HARNESS_ADD_TEST(sock, live_socket_is_refused);
@@ -1086,7 +1075,6 @@ Suite *monitor_suite(void)
 	HARNESS_ADD_TEST(sock, commands_are_added_before_listening_only);
 	HARNESS_ADD_TEST(sock, vm_names_are_checked);
 	HARNESS_ADD_TEST(sock, socket_path_follows_xdg_runtime_dir);
-	suite_add_tcase(s, sock);
 
 	TCase *sess = tcase_create("session");
 	tcase_set_timeout(sess, 60);
@@ -1096,11 +1084,8 @@ Suite *monitor_suite(void)
 	suite_add_tcase(s, sess);
 
 	if (system("command -v socat >/dev/null 2>&1") == 0) {
-		TCase *socat = tcase_create("socat");
-		tcase_set_timeout(socat, 90);
-		tcase_add_checked_fixture(socat, setup, teardown);
+		TCase *socat = fake_vm_tcase(s, "socat", 90, setup, teardown);
 		HARNESS_ADD_TEST(socat, socat_drives_the_monitor);
-		suite_add_tcase(s, socat);
 	} else {
 		printf("note: monitor: socat is not installed, so its test is left out (tools/deps.sh test installs it)\n");
 	}

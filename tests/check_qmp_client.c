@@ -472,9 +472,7 @@ END_TEST
 Suite *qmp_client_suite(void)
 {
 	Suite *s = suite_create("qmp_client");
-	TCase *tc = tcase_create("client");
-	tcase_set_timeout(tc, 60);
-	tcase_add_checked_fixture(tc, setup, teardown);
+	TCase *tc = fake_vm_tcase(s, "client", 60, setup, teardown);
 	HARNESS_ADD_TEST(tc, connect_negotiates_and_executes);
 	HARNESS_ADD_TEST(tc, error_answers_are_eremoteio_with_class_and_desc);
 	HARNESS_ADD_TEST(tc, events_that_arrive_during_a_command_are_kept_in_order);
@@ -484,11 +482,8 @@ Suite *qmp_client_suite(void)
 	HARNESS_ADD_TEST(tc, open_says_which_vm_is_missing_or_stale);
 	HARNESS_ADD_TEST(tc, a_refusing_server_is_eperm_with_its_reason);
 	HARNESS_ADD_TEST(tc, a_server_that_is_not_qmp_is_eproto);
-	suite_add_tcase(s, tc);
 
-	TCase *cli = tcase_create("verbs");
-	tcase_set_timeout(cli, 90);
-	tcase_add_checked_fixture(cli, setup, teardown);
+	TCase *cli = fake_vm_tcase(s, "verbs", 90, setup, teardown);
 	HARNESS_ADD_TEST(cli, stats_prints_sorted_aligned_lines);
 	HARNESS_ADD_TEST(cli, stats_json_prints_the_object);
 	HARNESS_ADD_TEST(cli, stats_watch_prints_count_samples);
@@ -498,6 +493,5 @@ Suite *qmp_client_suite(void)
 	HARNESS_ADD_TEST(cli, ps_without_a_runtime_directory_lists_nothing);
 	HARNESS_ADD_TEST(cli, every_verb_has_complete_help);
 	HARNESS_ADD_TEST(cli, bad_arguments_are_one_line_and_125);
-	suite_add_tcase(s, cli);
 	return s;
 }

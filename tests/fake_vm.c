@@ -236,6 +236,15 @@ void fake_vm_wait_clients(struct fake_vm *vm, unsigned n)
 	ck_assert_uint_eq(monitor_client_count(vm->mon), n);
 }
 
+TCase *fake_vm_tcase(Suite *s, const char *name, int timeout_s, SFun setup, SFun teardown)
+{
+	TCase *tc = tcase_create(name);
+	tcase_set_timeout(tc, timeout_s);
+	tcase_add_checked_fixture(tc, setup, teardown);
+	suite_add_tcase(s, tc);
+	return tc;
+}
+
 /* ---- the raw client ------------------------------------------------------------------ */
 
 void fake_vm_connect(struct fake_vm_conn *c, const char *path)

@@ -19,6 +19,7 @@
 #ifndef TESTS_FAKE_VM_H
 #define TESTS_FAKE_VM_H
 
+#include <check.h>
 #include <jansson.h>
 #include <pthread.h>
 #include <stdbool.h>
@@ -50,6 +51,9 @@ struct monitor_pending *fake_vm_take_slow(struct fake_vm *vm);
 void fake_vm_wait_quit(struct fake_vm *vm);
 /* Wait until the monitor counts @n clients (e.g. after one hung up). */
 void fake_vm_wait_clients(struct fake_vm *vm, unsigned n);
+
+/* A test case of @s, with @timeout_s and the fixture @setup/@teardown, added to @s. */
+TCase *fake_vm_tcase(Suite *s, const char *name, int timeout_s, SFun setup, SFun teardown);
 
 /* A raw connection: bytes in, lines of JSON out. */
 struct fake_vm_conn {

@@ -6,8 +6,9 @@
 #include "vmm/error.h"
 #include "vmm/vm.h"
 
-int cmd_client_parse(const char *verb, const char *usage, const struct cli_option *opts, bool takes_name, int argc,
-		     char **argv, struct cmd_client_args *a)
+/* The parse itself: 0, 1 for --help, or CLI_ERROR with the message set. */
+static int cmd_client_parse_args(const char *verb, const char *usage, const struct cli_option *opts,
+				 bool takes_name, int argc, char **argv, struct cmd_client_args *a)
 {
 	*a = (struct cmd_client_args){0};
 	struct cli_parser p;
@@ -43,13 +44,27 @@ int cmd_client_parse(const char *verb, const char *usage, const struct cli_optio
 				return CLI_ERROR;
 			break;
 		case CMD_CLIENT_OPT_HELP:
-			a->help = true;
-			return 0;
+			return 1;
 		}
 	}
 	if (takes_name && !a->name && !a->monitor)
 		return error_set(0, "vmm %s: no VM NAME given (usage: %s)", verb, usage), CLI_ERROR;
 	return 0;
+}
+
+int cmd_client_parse(const char *verb, const char *usage, const struct cli_option *opts, bool takes_name,
+		     void (*help)(FILE *f, const char *verb), int argc, char **argv, struct cmd_client_args *a)
+{
+	int r = cmd_client_parse_args(verb, usage, opts, takes_name, argc, argv, a);
+	if (r == 1) {
+		help(stdout, verb);
+		return 0;
+	}
+	if (r) {
+		fprintf(stderr, "%s\n", error_message());
+		return VM_EXIT_VMM_ERROR;
+	}
+	return CMD_CLIENT_GO_ON;
 }
 
 int cmd_client_fail(const char *verb, int r)

@@ -39,18 +39,21 @@ struct cmd_client_args {
 	const char *name;    /* NAME, or NULL */
 	const char *monitor; /* --monitor PATH, or NULL */
 	bool json;
-	bool help;
 	uint64_t watch_ms;   /* --watch TIME, 0 when not given */
 	unsigned count;      /* --count N, 0 = until interrupted */
 };
 
+/* cmd_client_parse: the verb goes on. */
+#define CMD_CLIENT_GO_ON (-1)
+
 /*
  * Parse argv[1..argc) of @verb with @opts. @takes_name: one NAME positional is accepted,
- * and needed unless --monitor is given. Returns 0, or CLI_ERROR with the message set
- * (@usage is quoted in it).
+ * and needed unless --monitor is given. On --help, prints @help(stdout, verb) and returns
+ * 0; on a bad argument, prints the one-line error (quoting @usage) and returns 125; else
+ * returns CMD_CLIENT_GO_ON with @a filled.
  */
-int cmd_client_parse(const char *verb, const char *usage, const struct cli_option *opts, bool takes_name, int argc,
-		     char **argv, struct cmd_client_args *a);
+int cmd_client_parse(const char *verb, const char *usage, const struct cli_option *opts, bool takes_name,
+		     void (*help)(FILE *f, const char *verb), int argc, char **argv, struct cmd_client_args *a);
 
 /* How long a verb waits for the monitor to answer. */
 #define CMD_CLIENT_TIMEOUT_MS 10000

@@ -2,7 +2,6 @@
 #include <string.h>
 
 #include "vmm/cmd_client.h"
-#include "vmm/error.h"
 #include "vmm/vm.h"
 
 static const struct cli_option control_options[] = {
@@ -22,9 +21,17 @@ static const struct {
 		 "accepted; the 'vmm run' that runs it then exits."},
 };
 
-static void control_help(FILE *f, const char *verb, const char *what)
+static const char *control_what(const char *verb)
 {
-	fprintf(f, "usage: vmm %s [OPTIONS] NAME\n%s\n\n", verb, what);
+	for (size_t i = 0; i < sizeof(control_verbs) / sizeof(control_verbs[0]); i++)
+		if (strcmp(verb, control_verbs[i].verb) == 0)
+			return control_verbs[i].what;
+	return NULL;
+}
+
+static void control_help(FILE *f, const char *verb)
+{
+	fprintf(f, "usage: vmm %s [OPTIONS] NAME\n%s\n\n", verb, control_what(verb));
 	cli_print_options(f, control_options);
 	fprintf(f, "\nNAME is the name given to 'vmm run -n NAME'; its monitor socket is\n"
 		   "$XDG_RUNTIME_DIR/vmm/NAME.sock, or /run/vmm/NAME.sock when XDG_RUNTIME_DIR is unset.\n\n"
@@ -34,27 +41,19 @@ static void control_help(FILE *f, const char *verb, const char *what)
 
 int cmd_control(int argc, char **argv)
 {
-	const char *verb = argv[0], *what = NULL;
-	for (size_t i = 0; i < sizeof(control_verbs) / sizeof(control_verbs[0]); i++)
-		if (strcmp(verb, control_verbs[i].verb) == 0)
-			what = control_verbs[i].what;
-	if (!what) {
+	const char *verb = argv[0];
+	if (!control_what(verb)) {
 		fprintf(stderr, "vmm: '%s' is not a control command (stop, cont, quit)\n", verb);
 		return VM_EXIT_VMM_ERROR;
 	}
 	char usage[64];
 	snprintf(usage, sizeof(usage), "vmm %s [OPTIONS] NAME", verb);
 	struct cmd_client_args a;
-	if (cmd_client_parse(verb, usage, control_options, true, argc, argv, &a) != 0) {
-		fprintf(stderr, "%s\n", error_message());
-		return VM_EXIT_VMM_ERROR;
-	}
-	if (a.help) {
-		control_help(stdout, verb, what);
-		return 0;
-	}
+	int status = cmd_client_parse(verb, usage, control_options, true, control_help, argc, argv, &a);
+	if (status != CMD_CLIENT_GO_ON)
+		return status;
 	struct qmp_client *c;
-	int status = cmd_client_open(verb, a.name, a.monitor, &c);
+	status = cmd_client_open(verb, a.name, a.monitor, &c);
 	if (status)
 		return status;
 	int r = qmp_client_execute(c, verb, NULL, NULL, CMD_CLIENT_TIMEOUT_MS);

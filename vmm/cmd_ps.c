@@ -19,8 +19,9 @@ static const struct cli_option ps_options[] = {
 	{0},
 };
 
-static void ps_help(FILE *f)
+static void ps_help(FILE *f, const char *verb)
 {
+	(void)verb;
 	fprintf(f, "usage: " PS_USAGE "\n"
 		   "List the VMs that have a monitor socket in the runtime directory\n"
 		   "($XDG_RUNTIME_DIR/vmm, or /run/vmm when XDG_RUNTIME_DIR is unset): NAME, STATUS\n"
@@ -129,14 +130,9 @@ static void ps_print(json_t *rows)
 int cmd_ps(int argc, char **argv)
 {
 	struct cmd_client_args a;
-	if (cmd_client_parse("ps", PS_USAGE, ps_options, false, argc, argv, &a) != 0) {
-		fprintf(stderr, "%s\n", error_message());
-		return VM_EXIT_VMM_ERROR;
-	}
-	if (a.help) {
-		ps_help(stdout);
-		return 0;
-	}
+	int status = cmd_client_parse("ps", PS_USAGE, ps_options, false, ps_help, argc, argv, &a);
+	if (status != CMD_CLIENT_GO_ON)
+		return status;
 	char dir[108], path[4096];
 	char **names = NULL;
 	size_t n = 0;

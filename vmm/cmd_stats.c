@@ -20,8 +20,9 @@ static const struct cli_option stats_options[] = {
 	{0},
 };
 
-static void stats_help(FILE *f)
+static void stats_help(FILE *f, const char *verb)
 {
+	(void)verb;
 	fprintf(f, "usage: " STATS_USAGE "\n"
 		   "Print the statistics of the running VM NAME: one 'key value' line per figure,\n"
 		   "sorted by key, values aligned. Keys are flat and dotted: mem.* (memory faults,\n"
@@ -79,20 +80,15 @@ static void stats_sleep(uint64_t ms)
 int cmd_stats(int argc, char **argv)
 {
 	struct cmd_client_args a;
-	if (cmd_client_parse("stats", STATS_USAGE, stats_options, true, argc, argv, &a) != 0) {
-		fprintf(stderr, "%s\n", error_message());
-		return VM_EXIT_VMM_ERROR;
-	}
-	if (a.help) {
-		stats_help(stdout);
-		return 0;
-	}
+	int status = cmd_client_parse("stats", STATS_USAGE, stats_options, true, stats_help, argc, argv, &a);
+	if (status != CMD_CLIENT_GO_ON)
+		return status;
 	if (a.count && !a.watch_ms) {
 		fprintf(stderr, "vmm stats: --count needs --watch\n");
 		return VM_EXIT_VMM_ERROR;
 	}
 	struct qmp_client *c;
-	int status = cmd_client_open("stats", a.name, a.monitor, &c);
+	status = cmd_client_open("stats", a.name, a.monitor, &c);
 	if (status)
 		return status;
 	bool redraw = a.watch_ms && !a.json && isatty(STDOUT_FILENO);
