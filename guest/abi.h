@@ -146,6 +146,34 @@ static inline int abi_parse_size(const char *s, unsigned long len, unsigned long
 	*bytes = v << shift;
 	return 0;
 }
+/*
+ * The pattern workloads write, shared with host-side checkers: word i (of 512) of the page
+ * at guest-physical @addr for @seed is abi_page_key(addr, seed) + i. A per-page key plus
+ * the index: misplaced, partial or zeroed pages all mismatch.
+ */
+static inline uint64_t abi_mix64(uint64_t x)
+{
+	x ^= x >> 33;
+	x *= 0xff51afd7ed558ccdull;
+	x ^= x >> 33;
+	x *= 0xc4ceb9fe1a85ec53ull;
+	x ^= x >> 33;
+	return x;
+}
+
+static inline uint64_t abi_page_key(uint64_t addr, uint64_t seed)
+{
+	return abi_mix64(addr ^ (seed * 0x9e3779b97f4a7c15ull));
+}
+
+/* FNV-1a 64 over bytes: the checksum the sum workload prints. Start with ABI_FNV_INIT. */
+#define ABI_FNV_INIT 0xcbf29ce484222325ull
+static inline uint64_t abi_fnv1a64(uint64_t h, const unsigned char *p, unsigned long len)
+{
+	for (unsigned long i = 0; i < len; i++)
+		h = (h ^ p[i]) * 0x100000001b3ull;
+	return h;
+}
 #endif /* !__ASSEMBLER__ */
 
 #endif

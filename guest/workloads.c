@@ -10,6 +10,11 @@
  *                  another CPU's share)
  *   spin[=SIZE]    rewrite and re-verify SIZE bytes (default 16M) forever, one round at a time
  *   crash          execute an invalid instruction in user mode (tests the exception report)
+ *   sum=GPA,LEN    print "sum GPA LEN: 0x<FNV-1a 64>" of guest-physical [GPA, GPA+LEN)
+ *   fill=GPA,LEN   write the (address, seed) pattern over [GPA, GPA+LEN) (whole pages)
+ *   check=GPA,LEN  verify that pattern there ("check: N pages ok" or the first bad address)
+ *   poke=GPA       write one byte at GPA (e.g. into read-only memory)
+ * GPA and LEN: 0x-hex or a SIZE. sum, fill, check and poke run on cpu 0.
  * SIZE: digits with K, M or G; a bare number means MiB (abi_parse_size).
  */
 #include <stdbool.h>
@@ -54,26 +59,9 @@ static void say(const char *a, uint64_t n, const char *b)
 	line_flush(&l);
 }
 
-static uint64_t mix64(uint64_t x)
-{
-	x ^= x >> 33;
-	x *= 0xff51afd7ed558ccdull;
-	x ^= x >> 33;
-	x *= 0xc4ceb9fe1a85ec53ull;
-	x ^= x >> 33;
-	return x;
-}
-
-/* Word i of the page at @addr for @seed: a per-page key plus the index, so misplaced,
- * partial or zeroed pages all mismatch. */
-static uint64_t page_key(uint64_t addr, uint64_t seed)
-{
-	return mix64(addr ^ (seed * 0x9e3779b97f4a7c15ull));
-}
-
 static void page_fill(uint64_t addr, uint64_t seed)
 {
-	uint64_t key = page_key(addr, seed);
+	uint64_t key = abi_page_key(addr, seed);
 	volatile uint64_t *w = (volatile uint64_t *)addr;
 	for (uint64_t i = 0; i < WORDS_PER_PAGE; i++)
 		w[i] = key + i;
@@ -82,7 +70,7 @@ static void page_fill(uint64_t addr, uint64_t seed)
 /* Returns true when the page holds its pattern; otherwise records the first mismatch. */
 static bool page_check(uint64_t addr, uint64_t seed)
 {
-	uint64_t key = page_key(addr, seed);
+	uint64_t key = abi_page_key(addr, seed);
 	const volatile uint64_t *w = (const volatile uint64_t *)addr;
 	for (uint64_t i = 0; i < WORDS_PER_PAGE; i++) {
 		if (w[i] != key + i) {
@@ -163,6 +151,74 @@ static void __attribute__((noreturn)) spin(uint64_t bytes, uint64_t seed, unsign
 	}
 }
 
+/* An address or length: 0x-hex, or the SIZE syntax. */
+static bool parse_number(const char *s, size_t len, uint64_t *v)
+{
+	if (len > 2 && s[0] == '0' && (s[1] == 'x' || s[1] == 'X')) {
+		uint64_t r = 0;
+		for (size_t i = 2; i < len; i++) {
+			char c = s[i];
+			unsigned d = c >= '0' && c <= '9' ? (unsigned)(c - '0') : c >= 'a' && c <= 'f' ? (unsigned)(c - 'a' + 10)
+				   : c >= 'A' && c <= 'F' ? (unsigned)(c - 'A' + 10) : 16;
+			if (d > 15 || r >> 60)
+				return false;
+			r = r << 4 | d;
+		}
+		*v = r;
+		return true;
+	}
+	unsigned long long b;
+	if (abi_parse_size(s, len, &b) != 0)
+		return false;
+	*v = b;
+	return true;
+}
+
+/* "GPA,LEN" (or "GPA" alone when @len is NULL). */
+static bool parse_range(const char *arg, size_t arg_len, uint64_t *gpa, uint64_t *len)
+{
+	size_t comma = 0;
+	while (comma < arg_len && arg[comma] != ',')
+		comma++;
+	if (!parse_number(arg, comma, gpa))
+		return false;
+	if (!len)
+		return comma == arg_len;
+	return comma < arg_len && parse_number(arg + comma + 1, arg_len - comma - 1, len) && *len > 0 &&
+	       *gpa + *len > *gpa;
+}
+
+static void range_sum(uint64_t gpa, uint64_t len)
+{
+	uint64_t h = abi_fnv1a64(ABI_FNV_INIT, (const unsigned char *)gpa, len);
+	struct line l = {.len = 0};
+	line_str(&l, "sum ");
+	line_hex(&l, gpa);
+	line_str(&l, " ");
+	line_u64(&l, len);
+	line_str(&l, ": ");
+	line_hex(&l, h);
+	line_str(&l, "\n");
+	line_flush(&l);
+}
+
+static int range_check(uint64_t gpa, uint64_t len, uint64_t seed)
+{
+	uint64_t first = gpa & ~(PAGE_SIZE - 1), end = gpa + len, n = 0;
+	for (uint64_t a = first; a < end; a += PAGE_SIZE, n++) {
+		if (!page_check(a, seed)) {
+			struct line l = {.len = 0};
+			line_str(&l, "check: mismatch at ");
+			line_hex(&l, first_bad_addr);
+			line_str(&l, "\n");
+			line_flush(&l);
+			return ABI_STATUS_VERIFY_FAILED;
+		}
+	}
+	say("check: ", n, " pages ok\n");
+	return ABI_STATUS_OK;
+}
+
 /* Size of the RAM that contains ABI_FREE_BASE, from the PVH memory map. */
 static uint64_t free_bytes(const struct abi_pvh_start_info *si)
 {
@@ -230,6 +286,28 @@ void user_main(const struct abi_pvh_start_info *si, uint64_t cpu64, uint64_t ncp
 		} else if (str_eq(tok, len, "crash")) {
 			if (cpu == 0)
 				__asm__ volatile("ud2");
+		} else if ((str_eq(tok, name_len, "sum") || str_eq(tok, name_len, "fill") ||
+			    str_eq(tok, name_len, "check")) && has_arg) {
+			uint64_t gpa, rlen;
+			if (!parse_range(arg, arg_len, &gpa, &rlen))
+				bad_cmdline(cpu, "bad range (use GPA,LEN)", tok, len);
+			if (cpu == 0) {
+				if (tok[0] == 's')
+					range_sum(gpa, rlen);
+				else if (tok[0] == 'f')
+					for (uint64_t a = gpa & ~(PAGE_SIZE - 1); a < gpa + rlen; a += PAGE_SIZE)
+						page_fill(a, seed);
+				else
+					status = range_check(gpa, rlen, seed);
+			}
+			barrier_wait();
+		} else if (str_eq(tok, name_len, "poke") && has_arg) {
+			uint64_t gpa;
+			if (!parse_range(arg, arg_len, &gpa, NULL))
+				bad_cmdline(cpu, "bad address", tok, len);
+			if (cpu == 0)
+				*(volatile uint8_t *)gpa = 0x5a;
+			barrier_wait();
 		} else if (str_eq(tok, name_len, "seed") && has_arg) {
 			if (!str_u64(arg, arg_len, &seed))
 				bad_cmdline(cpu, "bad seed", tok, len);

@@ -38,7 +38,7 @@ START_TEST(defaults_are_256m_one_cpu_empty_cmdline)
 {
 	struct vm_config cfg;
 	ck_assert_int_eq(PARSE(&cfg, "guest.elf"), 0);
-	ck_assert_uint_eq(cfg.ram_size, 256ull << 20);
+	ck_assert_uint_eq(cfg.mem.ram_size, 256ull << 20);
 	ck_assert_uint_eq(cfg.ncpus, 1);
 	ck_assert_str_eq(cfg.cmdline, "");
 	ck_assert_str_eq(cfg.guest, "guest.elf");
@@ -51,12 +51,12 @@ START_TEST(options_in_every_spelling)
 {
 	struct vm_config cfg;
 	ck_assert_int_eq(PARSE(&cfg, "-m", "64M", "-c2", "--cmdline=hello touch=8M", "guest.elf", "-vv"), 0);
-	ck_assert_uint_eq(cfg.ram_size, 64ull << 20);
+	ck_assert_uint_eq(cfg.mem.ram_size, 64ull << 20);
 	ck_assert_uint_eq(cfg.ncpus, 2);
 	ck_assert_str_eq(cfg.cmdline, "hello touch=8M");
 	ck_assert_int_eq(cfg.verbose, 2);
 	ck_assert_int_eq(PARSE(&cfg, "--memory", "1G", "--cpus=3", "-p", "x", "--timeout", "500ms", "g"), 0);
-	ck_assert_uint_eq(cfg.ram_size, 1ull << 30);
+	ck_assert_uint_eq(cfg.mem.ram_size, 1ull << 30);
 	ck_assert_uint_eq(cfg.ncpus, 3);
 	ck_assert_uint_eq(cfg.timeout_ms, 500);
 }

@@ -141,7 +141,7 @@ START_TEST(access_outside_ram_is_reported)
 {
 	const uint8_t code[] = {0xa3, 0x00, 0x00, 0x00, 0xf0}; /* mov [0xf0000000], eax */
 	run_code(code, sizeof(code), "60");
-	expect(122, NULL, "guest wrote guest-physical 0xf0000000 (4 bytes): outside guest RAM");
+	expect(122, NULL, "guest wrote guest-physical 0xf0000000 (4 bytes): outside guest memory");
 }
 END_TEST
 

@@ -29,7 +29,7 @@ static void start_vm(const char *cmdline, unsigned ncpus)
 {
 	null_fd = open("/dev/null", O_WRONLY);
 	struct vm_config cfg = {
-		.ram_size = 64ull << 20,
+		.mem.ram_size = 64ull << 20,
 		.ncpus = ncpus,
 		.guest = harness_build_path("guest.elf"),
 		.cmdline = cmdline,

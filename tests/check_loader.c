@@ -15,20 +15,25 @@
 #define RAM (16ull << 20)
 #define LOAD_GPA 0x100000ull
 
-static struct guest_memory mem;
+static struct guest_memory mem; /* laid out; plain memory behind it (no map) */
+static uint8_t *ram;
 static struct elf_image img;
 static const uint8_t code[] = {0xb0, 0x2a, 0xe6, 0xf4, 0xf4}; /* mov al,42; out 0xf4,al; hlt */
 
 static void setup(void)
 {
-	ck_assert_int_eq(guest_memory_create(&mem, RAM), 0);
+	struct guest_memory_config cfg = {.ram_size = RAM};
+	ck_assert_int_eq(guest_memory_layout(&mem, &cfg), 0);
+	ram = calloc(1, RAM);
+	ck_assert_ptr_nonnull(ram);
+	mem.base = ram;
 	elf_image_build(&img, code, sizeof(code), LOAD_GPA, 0x3000);
 	error_clear();
 }
 
 static void teardown(void)
 {
-	guest_memory_destroy(&mem);
+	free(ram);
 }
 
 static int load(struct loader_result *lr)

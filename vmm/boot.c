@@ -10,32 +10,35 @@ _Static_assert(BOOT_INFO_GPA == ABI_START_INFO_GPA, "boot info address is ABI");
 
 #define BOOT_MEMMAP_OFF 0x40
 #define BOOT_CMDLINE_OFF 0x100
-_Static_assert(BOOT_MEMMAP_OFF + GUEST_MEMORY_MAX_REGIONS * sizeof(struct abi_pvh_memmap_entry) <= BOOT_CMDLINE_OFF,
+_Static_assert(BOOT_MEMMAP_OFF + 2 * sizeof(struct abi_pvh_memmap_entry) <= BOOT_CMDLINE_OFF,
 	       "memory map fits before the command line");
 _Static_assert(BOOT_CMDLINE_OFF + ABI_CMDLINE_MAX <= BOOT_INFO_LEN, "command line fits in the boot page");
 
-int boot_write_start_info(const struct guest_memory *mem, const char *cmdline, uint64_t *start_info)
+int boot_write_start_info(struct guest_memory *mem, const char *cmdline, uint64_t *start_info)
 {
 	size_t len = strlen(cmdline);
 	if (len >= ABI_CMDLINE_MAX)
 		return error_set(E2BIG, "guest command line is %zu bytes; at most %u fit", len, ABI_CMDLINE_MAX - 1);
-	uint8_t *page = guest_memory_ptr(mem, BOOT_INFO_GPA, BOOT_INFO_LEN);
-	if (!page)
-		return error_set(ENOMEM, "guest RAM does not cover the boot information page");
-
+	static uint8_t page[BOOT_INFO_LEN];
+	memset(page, 0, sizeof(page));
 	struct abi_pvh_memmap_entry *map = (void *)(page + BOOT_MEMMAP_OFF);
+	unsigned n = 0;
 	for (unsigned i = 0; i < mem->nregions; i++)
-		map[i] = (struct abi_pvh_memmap_entry){
-			.addr = mem->region[i].gpa, .size = mem->region[i].size, .type = ABI_PVH_MEMMAP_RAM};
+		if (mem->region[i].kind == GUEST_REGION_RAM)
+			map[n++] = (struct abi_pvh_memmap_entry){
+				.addr = mem->region[i].gpa, .size = mem->region[i].size, .type = ABI_PVH_MEMMAP_RAM};
 	memcpy(page + BOOT_CMDLINE_OFF, cmdline, len + 1);
 	struct abi_pvh_start_info si = {
 		.magic = ABI_PVH_MAGIC,
 		.version = 1,
 		.cmdline_paddr = BOOT_INFO_GPA + BOOT_CMDLINE_OFF,
 		.memmap_paddr = BOOT_INFO_GPA + BOOT_MEMMAP_OFF,
-		.memmap_entries = mem->nregions,
+		.memmap_entries = n,
 	};
 	memcpy(page, &si, sizeof(si));
+	int r = guest_memory_write(mem, BOOT_INFO_GPA, page, BOOT_INFO_LEN);
+	if (r)
+		return error_set(-r, "cannot write the boot information into guest memory: %s", strerror(-r));
 	*start_info = BOOT_INFO_GPA;
 	return 0;
 }

@@ -16,7 +16,7 @@
  * BOOT_INFO_GPA. Returns 0 with *start_info = its address, or -E2BIG if the command line
  * does not fit (ABI_CMDLINE_MAX).
  */
-int boot_write_start_info(const struct guest_memory *mem, const char *cmdline, uint64_t *start_info);
+int boot_write_start_info(struct guest_memory *mem, const char *cmdline, uint64_t *start_info);
 
 /*
  * PVH entry state of vCPU @index of @ncpus: 32-bit protected mode, flat segments, paging

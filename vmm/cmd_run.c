@@ -1,7 +1,11 @@
 /* vmm run: boot a PVH guest and wait for it to end. */
+#include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+
+#include "mmu/vm_param.h"
 
 #include "guest/abi.h"
 #include "vmm/cli.h"
@@ -11,14 +15,35 @@
 #define RUN_DEFAULT_RAM (256ull << 20)
 #define RUN_MAX_RAM (1ull << 40)
 #define RUN_PAGE 4096ull
+#define RUN_MIN_LIMIT (4ull << 20) /* room for a few fault clusters */
 
-enum { OPT_MEMORY = 1, OPT_CPUS, OPT_CMDLINE, OPT_TIMEOUT, OPT_VERBOSE, OPT_KVM, OPT_HELP };
+enum {
+	OPT_MEMORY = 1,
+	OPT_CPUS,
+	OPT_CMDLINE,
+	OPT_TIMEOUT,
+	OPT_MEM_LIMIT,
+	OPT_SWAP,
+	OPT_MAP,
+	OPT_CLUSTER,
+	OPT_STATS,
+	OPT_VERBOSE,
+	OPT_KVM,
+	OPT_HELP,
+};
 
 static const struct cli_option run_options[] = {
 	{"memory", 'm', "SIZE", OPT_MEMORY, "guest RAM (default 256M; K, M, G suffixes, a bare number is MiB)"},
 	{"cpus", 'c', "N", OPT_CPUS, "vCPUs, each its own thread (default 1, at most 64)"},
 	{"cmdline", 'p', "TEXT", OPT_CMDLINE, "guest command line (default empty)"},
 	{"timeout", 't', "TIME", OPT_TIMEOUT, "stop the guest after TIME: 30, 500ms, 2m (default: never)"},
+	{"mem-limit", 0, "SIZE", OPT_MEM_LIMIT, "keep resident guest memory under SIZE; the rest is paged out to swap"},
+	{"swap", 0, "PATH", OPT_SWAP, "swap file for --mem-limit (default: an unnamed file in /var/tmp)"},
+	{"map", 0, "FILE@GPA[,ro|,shared]", OPT_MAP,
+	 "map FILE at guest-physical GPA (0x.. or a size like 1G); private copy-on-write by default, "
+	 "ro: read-only, shared: guest writes reach the file at a clean shutdown (up to 8)"},
+	{"cluster", 0, "PAGES", OPT_CLUSTER, "pages one fault brings in, 1-256 (default 64)"},
+	{"stats", 0, NULL, OPT_STATS, "print memory and vCPU statistics on standard error at exit"},
 	{"verbose", 'v', NULL, OPT_VERBOSE, "say what the VMM does; twice: also each test-port message"},
 	{"kvm", 0, "PATH", OPT_KVM, "KVM device (default /dev/kvm)"},
 	{"help", 'h', NULL, OPT_HELP, "show this help"},
@@ -43,10 +68,51 @@ void cmd_run_help(FILE *f)
 		   "Verdicts 121-124 print the vCPU's registers on standard error.\n");
 }
 
+/* FILE@GPA[,ro|,shared] */
+static int run_parse_map(const char *v, struct guest_file_map *f)
+{
+	static char paths[GUEST_MEMORY_MAX_FILES][4096];
+	static unsigned next;
+	const char *at = strrchr(v, '@');
+	if (!at || at == v)
+		return error_set(0, "vmm run: --map '%s': use FILE@GPA[,ro|,shared]", v), CLI_ERROR;
+	const char *comma = strchr(at, ',');
+	char gpa[64];
+	size_t glen = comma ? (size_t)(comma - at - 1) : strlen(at + 1);
+	if (glen == 0 || glen >= sizeof(gpa))
+		return error_set(0, "vmm run: --map '%s': no guest-physical address after '@'", v), CLI_ERROR;
+	memcpy(gpa, at + 1, glen);
+	gpa[glen] = '\0';
+	char *end;
+	if (gpa[0] == '0' && (gpa[1] == 'x' || gpa[1] == 'X')) {
+		errno = 0;
+		f->gpa = strtoull(gpa + 2, &end, 16);
+		if (*end || end == gpa + 2 || errno)
+			return error_set(0, "vmm run: --map '%s': '%s' is not an address", v, gpa), CLI_ERROR;
+	} else if (cli_parse_size("vmm run: --map", gpa, &f->gpa)) {
+		return CLI_ERROR;
+	}
+	f->mode = GUEST_MAP_PRIVATE;
+	if (comma && strcmp(comma + 1, "ro") == 0)
+		f->mode = GUEST_MAP_RO;
+	else if (comma && strcmp(comma + 1, "shared") == 0)
+		f->mode = GUEST_MAP_SHARED;
+	else if (comma && strcmp(comma + 1, "private") != 0)
+		return error_set(0, "vmm run: --map '%s': unknown mode '%s' (ro, shared or private)", v, comma + 1), CLI_ERROR;
+	size_t plen = (size_t)(at - v);
+	if (plen >= sizeof(paths[0]))
+		return error_set(0, "vmm run: --map: file name too long"), CLI_ERROR;
+	char *path = paths[next++ % GUEST_MEMORY_MAX_FILES];
+	memcpy(path, v, plen);
+	path[plen] = '\0';
+	f->path = path;
+	return 0;
+}
+
 int cmd_run_parse(int argc, char **argv, struct vm_config *cfg)
 {
 	*cfg = (struct vm_config){
-		.ram_size = RUN_DEFAULT_RAM,
+		.mem.ram_size = RUN_DEFAULT_RAM,
 		.ncpus = 1,
 		.cmdline = "",
 		.kvm_path = "/dev/kvm",
@@ -66,15 +132,15 @@ int cmd_run_parse(int argc, char **argv, struct vm_config *cfg)
 			cfg->guest = v;
 			break;
 		case OPT_MEMORY:
-			if (cli_parse_size("vmm run: -m", v, &cfg->ram_size))
+			if (cli_parse_size("vmm run: -m", v, &cfg->mem.ram_size))
 				return CLI_ERROR;
-			if (cfg->ram_size < ABI_MIN_RAM)
+			if (cfg->mem.ram_size < ABI_MIN_RAM)
 				return error_set(0, "vmm run: -m %s is too small: at least %u MiB is needed", v,
 						 ABI_MIN_RAM >> 20), CLI_ERROR;
-			if (cfg->ram_size > RUN_MAX_RAM)
+			if (cfg->mem.ram_size > RUN_MAX_RAM)
 				return error_set(0, "vmm run: -m %s is too large: at most %llu GiB", v, RUN_MAX_RAM >> 30),
 				       CLI_ERROR;
-			if (cfg->ram_size % RUN_PAGE)
+			if (cfg->mem.ram_size % RUN_PAGE)
 				return error_set(0, "vmm run: -m %s is not a multiple of 4K", v), CLI_ERROR;
 			break;
 		case OPT_CPUS:
@@ -91,6 +157,30 @@ int cmd_run_parse(int argc, char **argv, struct vm_config *cfg)
 			if (cli_parse_duration_ms("vmm run: --timeout", v, &cfg->timeout_ms))
 				return CLI_ERROR;
 			break;
+		case OPT_MEM_LIMIT:
+			if (cli_parse_size("vmm run: --mem-limit", v, &cfg->mem.mem_limit))
+				return CLI_ERROR;
+			if (cfg->mem.mem_limit < RUN_MIN_LIMIT)
+				return error_set(0, "vmm run: --mem-limit %s is too small: at least %u MiB", v,
+						 (unsigned)(RUN_MIN_LIMIT >> 20)), CLI_ERROR;
+			break;
+		case OPT_SWAP:
+			cfg->mem.swap_path = v;
+			break;
+		case OPT_MAP:
+			if (cfg->mem.nfiles == GUEST_MEMORY_MAX_FILES)
+				return error_set(0, "vmm run: at most %d --map options", GUEST_MEMORY_MAX_FILES), CLI_ERROR;
+			if (run_parse_map(v, &cfg->mem.files[cfg->mem.nfiles]))
+				return CLI_ERROR;
+			cfg->mem.nfiles++;
+			break;
+		case OPT_CLUSTER:
+			if (cli_parse_uint("vmm run: --cluster", v, 1, VM_CLUSTER_MAX, &cfg->mem.cluster))
+				return CLI_ERROR;
+			break;
+		case OPT_STATS:
+			cfg->stats = true;
+			break;
 		case OPT_VERBOSE:
 			cfg->verbose++;
 			break;
@@ -105,6 +195,12 @@ int cmd_run_parse(int argc, char **argv, struct vm_config *cfg)
 		return error_set(0, "vmm run: no GUEST given (usage: vmm run [OPTIONS] GUEST; see vmm run --help)"),
 		       CLI_ERROR;
 	return 0;
+}
+
+static void run_print_stat(void *arg, const char *key, uint64_t value)
+{
+	(void)arg;
+	fprintf(stderr, "%-40s %llu\n", key, (unsigned long long)value);
 }
 
 int cmd_run(int argc, char **argv)
@@ -125,6 +221,12 @@ int cmd_run(int argc, char **argv)
 		return VM_EXIT_VMM_ERROR;
 	}
 	int status = vm_run(&vm);
+	if (guest_memory_sync(&vm.mem) != 0) {
+		fprintf(stderr, "vmm: %s\n", error_message());
+		status = VM_EXIT_VMM_ERROR;
+	}
+	if (cfg.stats)
+		vm_stats(&vm, run_print_stat, NULL);
 	if (cfg.verbose)
 		fprintf(stderr, "vmm: guest ended with status %d\n", status);
 	vm_destroy(&vm);

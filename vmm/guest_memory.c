@@ -1,55 +1,418 @@
 #include "vmm/guest_memory.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
 
+#include "mmu/pager.h"
+#include "mmu/vm_domain.h"
+#include "mmu/vm_fault.h"
+#include "mmu/vm_map.h"
+#include "mmu/vm_object.h"
 #include "vmm/error.h"
 
-void guest_memory_layout(struct guest_memory *m, uint64_t ram_size)
+static const char *const map_mode_names[] = {"private", "ro", "shared"};
+
+static int region_cmp(const void *a, const void *b)
 {
-	memset(m, 0, sizeof(*m));
-	m->ram_size = ram_size;
-	uint64_t low = ram_size < GUEST_MEMORY_LOW_LIMIT ? ram_size : GUEST_MEMORY_LOW_LIMIT;
-	m->region[m->nregions++] = (struct guest_region){.gpa = 0, .size = low};
-	if (ram_size > low)
-		m->region[m->nregions++] =
-			(struct guest_region){.gpa = GUEST_MEMORY_HIGH_BASE, .size = ram_size - low};
+	const struct guest_region *x = a, *y = b;
+	return x->gpa < y->gpa ? -1 : x->gpa > y->gpa;
 }
 
-int guest_memory_create(struct guest_memory *m, uint64_t ram_size)
+int guest_memory_layout(struct guest_memory *m, const struct guest_memory_config *cfg)
 {
-	guest_memory_layout(m, ram_size);
-	for (unsigned i = 0; i < m->nregions; i++) {
-		struct guest_region *r = &m->region[i];
-		void *p = mmap(NULL, r->size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
-			       -1, 0);
-		if (p == MAP_FAILED) {
-			int err = errno;
-			guest_memory_destroy(m);
-			return error_set_errno(err, "cannot map %llu MiB of guest RAM",
-					       (unsigned long long)(r->size >> 20));
+	memset(m, 0, sizeof(*m));
+	m->swap_fd = -1;
+	m->uffd.fd = -1;
+	m->ram_size = cfg->ram_size;
+	uint64_t low = cfg->ram_size < GUEST_MEMORY_LOW_LIMIT ? cfg->ram_size : GUEST_MEMORY_LOW_LIMIT;
+	m->region[m->nregions++] = (struct guest_region){.gpa = 0, .size = low, .kind = GUEST_REGION_RAM};
+	if (cfg->ram_size > low)
+		m->region[m->nregions++] = (struct guest_region){
+			.gpa = GUEST_MEMORY_HIGH_BASE, .size = cfg->ram_size - low, .kind = GUEST_REGION_RAM};
+
+	if (cfg->nfiles > GUEST_MEMORY_MAX_FILES)
+		return error_set(EINVAL, "at most %d files can be mapped", GUEST_MEMORY_MAX_FILES);
+	for (unsigned i = 0; i < cfg->nfiles; i++) {
+		const struct guest_file_map *f = &cfg->files[i];
+		struct stat st;
+		if (stat(f->path, &st) != 0)
+			return error_set_errno(errno, "cannot map %s", f->path);
+		if (!S_ISREG(st.st_mode) || st.st_size == 0)
+			return error_set(EINVAL, "cannot map %s: not a regular file with data", f->path);
+		uint64_t size = ((uint64_t)st.st_size + VM_PAGE_SIZE - 1) & ~(VM_PAGE_SIZE - 1);
+		if (f->gpa & (VM_PAGE_SIZE - 1))
+			return error_set(EINVAL, "cannot map %s at 0x%llx: the address is not 4K aligned", f->path,
+					 (unsigned long long)f->gpa);
+		if (f->gpa >= GUEST_MEMORY_MAX_GPA || size > GUEST_MEMORY_MAX_GPA - f->gpa)
+			return error_set(EINVAL, "cannot map %s at 0x%llx: beyond guest-physical addresses", f->path,
+					 (unsigned long long)f->gpa);
+		for (unsigned k = 0; k < m->nregions; k++) {
+			const struct guest_region *r = &m->region[k];
+			if (f->gpa < r->gpa + r->size && r->gpa < f->gpa + size)
+				return error_set(EINVAL, "cannot map %s at [0x%llx, 0x%llx): it overlaps %s [0x%llx, 0x%llx)",
+						 f->path, (unsigned long long)f->gpa, (unsigned long long)(f->gpa + size),
+						 r->kind == GUEST_REGION_RAM ? "guest RAM" : r->path,
+						 (unsigned long long)r->gpa, (unsigned long long)(r->gpa + r->size));
 		}
-		r->hva = p;
+		m->region[m->nregions++] = (struct guest_region){
+			.gpa = f->gpa, .size = size, .kind = GUEST_REGION_FILE, .mode = f->mode, .path = f->path,
+			.file_size = (uint64_t)st.st_size};
 	}
+	qsort(m->region, m->nregions, sizeof(m->region[0]), region_cmp);
+	const struct guest_region *last = &m->region[m->nregions - 1];
+	m->span = last->gpa + last->size;
 	return 0;
+}
+
+static int kern_errno(kern_return_t kr)
+{
+	switch (kr) {
+	case KERN_SUCCESS: return 0;
+	case KERN_INVALID_ADDRESS: return -EFAULT;
+	case KERN_PROTECTION_FAILURE: return -EACCES;
+	case KERN_RESOURCE_SHORTAGE: return -ENOMEM;
+	case KERN_MEMORY_ERROR:
+	case KERN_MEMORY_FAILURE: return -EIO;
+	default: return -EINVAL;
+	}
+}
+
+/* Map region @r's file through the file pager. */
+static int guest_memory_map_file(struct guest_memory *m, struct guest_region *r, unsigned index)
+{
+	bool shared = r->mode == GUEST_MAP_SHARED;
+	int fd = open(r->path, (shared ? O_RDWR : O_RDONLY) | O_CLOEXEC);
+	if (fd < 0)
+		return error_set_errno(errno, "cannot open %s", r->path);
+	struct pager_args args = {.fd = fd, .offset = 0, .size = 0, .writable = shared};
+	int err = pager_open(&file_pager_ops, &args, &m->file_pagers[index]);
+	close(fd);
+	if (err)
+		return error_set(-err, "file pager cannot serve %s: %s", r->path, strerror(-err));
+	struct vm_object *obj;
+	kern_return_t kr = vm_object_create(m->dom, m->file_pagers[index], r->size, &obj);
+	if (kr != KERN_SUCCESS)
+		return error_set(-kern_errno(kr), "cannot make a memory object of %s: %s", r->path, kern_return_name(kr));
+	vm_prot_t cur = r->mode == GUEST_MAP_RO ? VM_PROT_READ | VM_PROT_EXECUTE : VM_PROT_ALL;
+	vm_prot_t max = r->mode == GUEST_MAP_RO ? VM_PROT_READ | VM_PROT_EXECUTE : VM_PROT_ALL;
+	vm_addr_t gpa = r->gpa;
+	kr = vm_map_enter(m->map, &gpa, r->size, false, obj, 0, r->mode == GUEST_MAP_PRIVATE, cur, max,
+			  VM_INHERIT_COPY);
+	vm_object_deallocate(obj);
+	if (kr != KERN_SUCCESS)
+		return error_set(-kern_errno(kr), "cannot map %s at 0x%llx (%s): %s", r->path, (unsigned long long)r->gpa,
+				 map_mode_names[r->mode], kern_return_name(kr));
+	return 0;
+}
+
+/* A swap file for page-out: the named one, or an unnamed one in /var/tmp. */
+static int guest_memory_open_swap(struct guest_memory *m, const char *path)
+{
+	m->swap_fd = path ? open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600)
+			  : open("/var/tmp", O_RDWR | O_TMPFILE | O_CLOEXEC, 0600);
+	if (m->swap_fd < 0)
+		return error_set_errno(errno, "cannot create the swap file %s", path ? path : "in /var/tmp");
+	struct pager_args args = {.fd = m->swap_fd};
+	int err = pager_open(&default_pager_ops, &args, &m->swap);
+	if (err)
+		return error_set(-err, "default pager cannot use the swap file: %s", strerror(-err));
+	vm_domain_set_default_pager(m->dom, m->swap);
+	return 0;
+}
+
+int guest_memory_create(struct guest_memory *m, const struct guest_memory_config *cfg)
+{
+	int r = guest_memory_layout(m, cfg);
+	if (r)
+		return r;
+	m->base = mmap(NULL, m->span, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (m->base == MAP_FAILED) {
+		m->base = NULL;
+		r = error_set_errno(errno, "cannot reserve %llu MiB of address space for guest memory",
+				    (unsigned long long)(m->span >> 20));
+		goto err;
+	}
+	for (unsigned i = 0; i < m->nregions; i++)
+		m->region[i].hva = m->base + m->region[i].gpa;
+
+	r = uffd_open(&m->uffd, 0);
+	if (r)
+		goto err;
+	for (unsigned i = 0; !r && i < m->nregions; i++)
+		r = uffd_register(&m->uffd, m->region[i].hva, m->region[i].size, true);
+	if (r)
+		goto err;
+	if ((r = pmap_uffd_init(&m->pmap, &m->uffd, m->base, m->span)) != 0) {
+		r = error_set(ENOMEM, "no memory for the pmap");
+		goto err;
+	}
+	if ((r = vm_domain_create(&m->dom)) != 0) {
+		r = error_set(-r, "no memory for the VM domain");
+		goto err;
+	}
+	kern_return_t kr = vm_map_create(m->dom, 0, m->span, &pmap_uffd_ops, &m->pmap, &m->map);
+	if (kr == KERN_SUCCESS)
+		kr = vm_map_set_default_attr(m->map, VM_ATTR_CLUSTER,
+					     cfg->cluster ? cfg->cluster : GUEST_MEMORY_DEFAULT_CLUSTER);
+	if (kr != KERN_SUCCESS) {
+		r = error_set(-kern_errno(kr), "cannot create the guest-physical map: %s", kern_return_name(kr));
+		goto err;
+	}
+	unsigned nfile = 0;
+	for (unsigned i = 0; !r && i < m->nregions; i++) {
+		struct guest_region *g = &m->region[i];
+		if (g->kind == GUEST_REGION_FILE) {
+			r = guest_memory_map_file(m, g, nfile++);
+			continue;
+		}
+		vm_addr_t gpa = g->gpa;
+		kr = vm_map_allocate(m->map, &gpa, g->size, false);
+		if (kr != KERN_SUCCESS)
+			r = error_set(-kern_errno(kr), "cannot allocate guest RAM at 0x%llx: %s", (unsigned long long)g->gpa,
+				      kern_return_name(kr));
+	}
+	if (!r && cfg->mem_limit) {
+		/* The core trims to its limit after each fault, which may bring a whole cluster in:
+		 * keep one cluster of room so residency never exceeds what the user asked for. */
+		uint64_t cluster = cfg->cluster ? cfg->cluster : GUEST_MEMORY_DEFAULT_CLUSTER;
+		uint64_t pages = cfg->mem_limit / VM_PAGE_SIZE;
+		r = guest_memory_open_swap(m, cfg->swap_path);
+		if (!r)
+			vm_domain_set_limit(m->dom, pages > 2 * cluster ? pages - cluster : cluster);
+	}
+	if (r)
+		goto err;
+	return 0;
+err:
+	guest_memory_destroy(m);
+	return r;
+}
+
+static uint64_t now_ns(void)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (uint64_t)t.tv_sec * 1000000000ull + (uint64_t)t.tv_nsec;
+}
+
+/* Serve one userfaultfd event (fault thread). */
+static int guest_memory_fault(void *arg, const struct fault_event *ev)
+{
+	struct guest_memory *m = arg;
+	uint64_t t0 = now_ns();
+	vm_addr_t gpa = ev->address - (uint64_t)(uintptr_t)m->base;
+	vm_prot_t access = VM_PROT_READ | (ev->write ? VM_PROT_WRITE : 0);
+	struct vm_fault_info info = {0};
+	vm_domain_lock(m->dom);
+	kern_return_t kr = vm_fault(m->map, gpa, access, &info);
+	int r = pmap_uffd_flush(&m->pmap);
+	if (ev->wp)
+		m->wp_faults++;
+	if (kr != KERN_SUCCESS) {
+		/* Name what failed: the entry's object and the offset in it. */
+		vm_addr_t at = gpa;
+		struct vm_region_info ri;
+		const struct guest_region *g = guest_memory_region(m, gpa);
+		if (vm_map_region(m->map, &at, &ri) == KERN_SUCCESS && ri.start <= gpa)
+			r = error_set(EFAULT, "guest %s of guest-physical 0x%llx (%s) failed: %s in object %llu at offset 0x%llx",
+				      ev->write ? "write" : "read", (unsigned long long)gpa,
+				      g && g->kind == GUEST_REGION_FILE ? g->path : "RAM", kern_return_name(kr),
+				      (unsigned long long)ri.object_id,
+				      (unsigned long long)(ri.offset + vm_trunc_page(gpa) - ri.start));
+		else
+			r = error_set(EFAULT, "guest %s of guest-physical 0x%llx failed: %s", ev->write ? "write" : "read",
+				      (unsigned long long)gpa, kern_return_name(kr));
+	}
+	uint64_t dt = now_ns() - t0;
+	unsigned bucket = 0;
+	while (bucket + 1 < GUEST_MEMORY_LATENCY_BUCKETS && (dt >> (bucket + 1)))
+		bucket++;
+	m->latency[bucket]++;
+	vm_domain_unlock(m->dom);
+	if (r)
+		return r;
+	/* A fault resolved without a copy (another vCPU's fault brought the page) must still
+	 * wake its thread; copies and unprotects wake by themselves. */
+	if (info.entered == 0)
+		uffd_wake(&m->uffd, (void *)(uintptr_t)ev->address, VM_PAGE_SIZE);
+	return 0;
+}
+
+static void guest_memory_fault_error(void *arg, int err, const char *message)
+{
+	struct guest_memory *m = arg;
+	(void)err;
+	m->failed = true;
+	if (m->on_error)
+		m->on_error(m->on_error_arg, message);
+	/* Nobody will serve faults any more: closing the userfaultfd wakes every thread that
+	 * waits on one (the VM is stopping; no thread may be left blocked). */
+	uffd_close(&m->uffd);
+}
+
+int guest_memory_start(struct guest_memory *m, guest_memory_error_fn *on_error, void *arg)
+{
+	m->on_error = on_error;
+	m->on_error_arg = arg;
+	return fault_thread_start(&m->faults, m->uffd.fd, guest_memory_fault, guest_memory_fault_error, m);
+}
+
+void guest_memory_stop(struct guest_memory *m)
+{
+	fault_thread_stop(&m->faults);
+}
+
+int guest_memory_sync(struct guest_memory *m)
+{
+	if (!m->map || m->failed)
+		return 0;
+	int r = 0;
+	vm_domain_lock(m->dom);
+	for (unsigned i = 0; i < m->nregions && !r; i++) {
+		const struct guest_region *g = &m->region[i];
+		if (g->kind != GUEST_REGION_FILE || g->mode != GUEST_MAP_SHARED)
+			continue;
+		kern_return_t kr = vm_map_msync(m->map, g->gpa, g->size);
+		if (kr != KERN_SUCCESS)
+			r = error_set(EIO, "cannot write guest changes back to %s: %s", g->path, kern_return_name(kr));
+	}
+	vm_domain_unlock(m->dom);
+	return r;
 }
 
 void guest_memory_destroy(struct guest_memory *m)
 {
-	for (unsigned i = 0; i < m->nregions; i++) {
-		if (m->region[i].hva)
-			munmap(m->region[i].hva, m->region[i].size);
-		m->region[i].hva = NULL;
-	}
+	fault_thread_stop(&m->faults);
+	if (m->map)
+		vm_map_destroy(m->map);
+	m->map = NULL;
+	for (unsigned i = 0; i < GUEST_MEMORY_MAX_FILES; i++)
+		if (m->file_pagers[i])
+			pager_release(m->file_pagers[i]);
+	if (m->swap)
+		pager_release(m->swap);
+	m->swap = NULL;
+	memset(m->file_pagers, 0, sizeof(m->file_pagers));
+	if (m->dom)
+		vm_domain_destroy(m->dom);
+	m->dom = NULL;
+	pmap_uffd_fini(&m->pmap);
+	uffd_close(&m->uffd);
+	if (m->base)
+		munmap(m->base, m->span);
+	m->base = NULL;
+	if (m->swap_fd >= 0)
+		close(m->swap_fd);
+	m->swap_fd = -1;
+}
+
+const struct guest_region *guest_memory_region(const struct guest_memory *m, uint64_t gpa)
+{
+	for (unsigned i = 0; i < m->nregions; i++)
+		if (gpa >= m->region[i].gpa && gpa - m->region[i].gpa < m->region[i].size)
+			return &m->region[i];
+	return NULL;
 }
 
 void *guest_memory_ptr(const struct guest_memory *m, uint64_t gpa, uint64_t len)
 {
-	for (unsigned i = 0; i < m->nregions; i++) {
-		const struct guest_region *r = &m->region[i];
-		if (len != 0 && gpa >= r->gpa && gpa - r->gpa <= r->size && len <= r->size - (gpa - r->gpa))
-			return r->hva ? r->hva + (gpa - r->gpa) : NULL;
+	const struct guest_region *r = guest_memory_region(m, gpa);
+	if (!r || len == 0 || len > r->size - (gpa - r->gpa) || !m->base)
+		return NULL;
+	return m->base + gpa;
+}
+
+int guest_memory_write(struct guest_memory *m, uint64_t gpa, const void *src, uint64_t len)
+{
+	if (!m->map) {
+		uint8_t *p = guest_memory_ptr(m, gpa, len);
+		if (!p)
+			return -EFAULT;
+		memcpy(p, src, len);
+		return 0;
 	}
-	return NULL;
+	vm_domain_lock(m->dom);
+	kern_return_t kr = vm_map_write(m->map, gpa, src, len);
+	int r = pmap_uffd_flush(&m->pmap);
+	vm_domain_unlock(m->dom);
+	return kr != KERN_SUCCESS ? kern_errno(kr) : r;
+}
+
+void guest_memory_stats(struct guest_memory *m, void (*emit)(void *arg, const char *key, uint64_t value), void *arg)
+{
+	if (!m->dom)
+		return;
+	struct vm_statistics s;
+	vm_domain_lock(m->dom);
+	vm_domain_statistics(m->dom, &s);
+	const struct {
+		const char *key;
+		uint64_t value;
+	} flat[] = {
+		{"mem.page_size", s.pagesize},
+		{"mem.resident_pages", s.resident_count},
+		{"mem.resident_peak", s.resident_peak},
+		{"mem.resident_limit", s.resident_limit},
+		{"mem.faults", s.faults},
+		{"mem.wp_faults", m->wp_faults},
+		{"mem.zero_fills", s.zero_fill_count},
+		{"mem.cow_faults", s.cow_faults},
+		{"mem.pageins", s.pageins},
+		{"mem.pageouts", s.pageouts},
+		{"mem.reclaims", s.reclaims},
+		{"mem.pageout_failures", s.pageout_failures},
+		{"mem.lookups", s.lookups},
+		{"mem.hits", s.hits},
+		{"mem.pager_requests", s.pager_requests},
+		{"mem.cluster_pages", s.cluster_pages},
+		{"mem.protection_failures", s.protection_failures},
+		{"mem.memory_errors", s.memory_errors},
+		{"mem.object_shadows", s.object_shadows},
+		{"mem.object_collapses", s.object_collapses},
+		{"mem.object_bypasses", s.object_bypasses},
+		{"mem.objects", s.objects_live},
+		{"mem.uffd_copies", m->pmap.stats.copies},
+		{"mem.uffd_pages_copied", m->pmap.stats.pages_copied},
+		{"mem.uffd_zero_pages", m->pmap.stats.zero_pages},
+		{"mem.uffd_protects", m->pmap.stats.protects},
+		{"mem.uffd_removes", m->pmap.stats.removes},
+		{"dedup.inserts", s.dedup_inserts},
+		{"dedup.hits", s.dedup_hits},
+		{"dedup.collisions", s.dedup_collisions},
+		{"dedup.zero_pages", s.dedup_zero_pages},
+		{"dedup.unique_pages", s.dedup_unique_pages},
+	};
+	for (size_t i = 0; i < sizeof(flat) / sizeof(flat[0]); i++)
+		emit(arg, flat[i].key, flat[i].value);
+	char key[64];
+	for (unsigned b = 0; b < GUEST_MEMORY_LATENCY_BUCKETS; b++) {
+		if (!m->latency[b])
+			continue;
+		snprintf(key, sizeof(key), "mem.fault_latency_ns.lt_%llu", 1ull << (b + 1));
+		emit(arg, key, m->latency[b]);
+	}
+	for (const struct vm_object *o = m->dom->objects; o; o = o->all_next) {
+		struct vm_object_info oi;
+		vm_object_info(o, &oi);
+		const struct {
+			const char *name;
+			uint64_t value;
+		} per[] = {
+			{"resident", oi.resident_count}, {"paged", oi.paged_count},     {"faults", oi.stats.faults},
+			{"pageins", oi.stats.pageins},   {"pageouts", oi.stats.pageouts}, {"cow_pages", oi.stats.cow_pages},
+			{"zero_fills", oi.stats.zero_fills},
+		};
+		for (size_t i = 0; i < sizeof(per) / sizeof(per[0]); i++) {
+			snprintf(key, sizeof(key), "object.%llu.%s", (unsigned long long)oi.id, per[i].name);
+			emit(arg, key, per[i].value);
+		}
+	}
+	vm_domain_unlock(m->dom);
 }

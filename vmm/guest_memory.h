@@ -1,45 +1,132 @@
 /*
- * Guest RAM as the VMM sees it: guest-physical regions and the host memory behind them.
- * Every access the VMM makes on the guest's behalf goes through guest_memory_ptr, which
- * refuses any range not wholly inside the guest's RAM.
+ * Guest memory: the guest-physical address space as a Mach vm_map (mmu/), made real for
+ * KVM. One host mapping covers guest-physical [0, span); every region of the layout (RAM,
+ * mapped files) is a map entry backed by a memory object, a KVM memory slot, and a range
+ * registered with userfaultfd. A guest touch of a missing page becomes a userfaultfd
+ * event, then vm_fault on the map, whose pmap backend (pmap_uffd) copies the answer in.
+ *
+ * Every access the VMM makes on the guest's behalf goes through guest_memory_ptr (bounds:
+ * wholly inside one region) or guest_memory_write (through the map).
  */
 #ifndef VMM_GUEST_MEMORY_H
 #define VMM_GUEST_MEMORY_H
 
+#include <stdbool.h>
 #include <stdint.h>
+
+#include "vmm/fault_thread.h"
+#include "vmm/pmap_uffd.h"
+#include "vmm/uffd.h"
 
 /* RAM above this address moves above 4 GiB, leaving the usual PC hole for MMIO. */
 #define GUEST_MEMORY_LOW_LIMIT 0xc0000000ull
 #define GUEST_MEMORY_HIGH_BASE 0x100000000ull
-#define GUEST_MEMORY_MAX_REGIONS 2
+#define GUEST_MEMORY_MAX_FILES 8
+#define GUEST_MEMORY_MAX_REGIONS (2 + GUEST_MEMORY_MAX_FILES)
+#define GUEST_MEMORY_MAX_GPA (1ull << 46)       /* beyond any guest's physical address width here */
+#define GUEST_MEMORY_DEFAULT_CLUSTER 64u        /* pages per fault, see README (measured) */
+#define GUEST_MEMORY_LATENCY_BUCKETS 32         /* log2 of nanoseconds */
 
-struct guest_region {
-	uint64_t gpa;  /* guest-physical start, page aligned */
-	uint64_t size; /* bytes, page aligned */
-	uint8_t *hva;  /* host mapping of [gpa, gpa + size) */
+enum guest_region_kind { GUEST_REGION_RAM, GUEST_REGION_FILE };
+enum guest_map_mode {
+	GUEST_MAP_PRIVATE, /* the guest may write; writes stay in the VM (copy-on-write) */
+	GUEST_MAP_RO,      /* the guest may only read */
+	GUEST_MAP_SHARED,  /* guest writes reach the file (written back at a clean shutdown) */
 };
 
+struct guest_file_map {
+	const char *path;
+	uint64_t gpa;
+	enum guest_map_mode mode;
+};
+
+struct guest_memory_config {
+	uint64_t ram_size;       /* bytes, page multiple */
+	uint64_t mem_limit;      /* resident guest pages at most this many bytes; 0 = no limit */
+	const char *swap_path;   /* swap file for page-out; NULL: an unnamed file in /var/tmp */
+	unsigned cluster;        /* pages one fault resolves; 0 = GUEST_MEMORY_DEFAULT_CLUSTER */
+	unsigned nfiles;
+	struct guest_file_map files[GUEST_MEMORY_MAX_FILES];
+};
+
+struct guest_region {
+	uint64_t gpa;                /* guest-physical start, page aligned */
+	uint64_t size;               /* bytes, page aligned */
+	enum guest_region_kind kind;
+	enum guest_map_mode mode;    /* files */
+	const char *path;            /* files */
+	uint64_t file_size;          /* files: bytes in the file */
+	uint8_t *hva;                /* host mapping of [gpa, gpa + size) */
+};
+
+struct vm_domain;
+struct vm_map;
+struct pager;
+
+/* Called once, from the fault thread, when a fault cannot be served: the VM must stop. */
+typedef void guest_memory_error_fn(void *arg, const char *message);
+
+/* Locking legend: (c) constant after create; (d) domain lock; (f) fault thread. */
 struct guest_memory {
-	struct guest_region region[GUEST_MEMORY_MAX_REGIONS];
-	unsigned nregions;
-	uint64_t ram_size; /* sum of region sizes */
+	struct guest_region region[GUEST_MEMORY_MAX_REGIONS]; /* (c) sorted by gpa */
+	unsigned nregions;                                     /* (c) */
+	uint64_t ram_size;                                     /* (c) */
+	uint8_t *base;                                         /* (c) host address of gpa 0 */
+	uint64_t span;                                         /* (c) bytes mapped at base */
+	struct vm_domain *dom;                                 /* (c) NULL: plain memory (tests) */
+	struct vm_map *map;                                    /* (d) */
+	struct pager *file_pagers[GUEST_MEMORY_MAX_FILES];     /* (c) one reference each */
+	struct pager *swap;                                    /* (c) default pager, or NULL */
+	int swap_fd;                                           /* (c) -1 when none */
+	struct uffd uffd;                                      /* (c) */
+	struct pmap_uffd pmap;                                 /* (d) */
+	struct fault_thread faults;                            /* (c) */
+	guest_memory_error_fn *on_error;                       /* (c) */
+	void *on_error_arg;                                    /* (c) */
+	bool failed;                                           /* (f) a fault could not be served */
+	uint64_t latency[GUEST_MEMORY_LATENCY_BUCKETS];        /* (d) faults by service time */
+	uint64_t wp_faults;                                    /* (d) write-protect faults */
 };
 
 /*
- * Lay out @ram_size bytes of RAM (page multiple) into regions and map host memory for
- * them (anonymous, not reserved, so untouched RAM costs nothing). This is the one place
- * where guest RAM is created. Returns 0 or -errno (message in error_message()).
+ * Lay out @cfg: RAM regions (below 3 GiB, the rest above 4 GiB) and the file regions,
+ * checked for alignment, overlap and existence. No memory is mapped (hva NULL).
+ * 0 or -errno with a one-line message.
  */
-int guest_memory_create(struct guest_memory *m, uint64_t ram_size);
+int guest_memory_layout(struct guest_memory *m, const struct guest_memory_config *cfg);
 
-/* Unmap what guest_memory_create mapped. */
+/*
+ * Build guest memory for @cfg: the host mapping, the Mach domain and map with one entry per
+ * region (files through the file pager, page-out to swap under a limit), userfaultfd with
+ * the pmap over it. Guest memory reads as zero until written. 0 or -errno with a message.
+ */
+int guest_memory_create(struct guest_memory *m, const struct guest_memory_config *cfg);
+
+/* Start serving faults; @on_error is called if one cannot be served. 0 or -errno. */
+int guest_memory_start(struct guest_memory *m, guest_memory_error_fn *on_error, void *arg);
+
+/* Stop serving faults (every vCPU must be stopped first). */
+void guest_memory_stop(struct guest_memory *m);
+
+/* Write modified pages of shared file regions back to their files. 0 or -errno. */
+int guest_memory_sync(struct guest_memory *m);
+
+/* Release everything guest_memory_create made. */
 void guest_memory_destroy(struct guest_memory *m);
 
-/* Compute the regions for @ram_size without mapping anything (hva left NULL). */
-void guest_memory_layout(struct guest_memory *m, uint64_t ram_size);
-
 /* Host pointer for guest-physical [gpa, gpa + len), or NULL unless the whole range lies in
- * one RAM region (len 0 is refused too). */
+ * one region (len 0 is refused too). Touching it may fault pages in (not from the fault
+ * thread itself). */
 void *guest_memory_ptr(const struct guest_memory *m, uint64_t gpa, uint64_t len);
+
+/* Write @len bytes at @gpa through the map (plain memory: memcpy). 0 or -errno. */
+int guest_memory_write(struct guest_memory *m, uint64_t gpa, const void *src, uint64_t len);
+
+/* The region containing @gpa, or NULL. */
+const struct guest_region *guest_memory_region(const struct guest_memory *m, uint64_t gpa);
+
+/* Report every statistic as a flat dotted key and a number (mem.*, object.<id>.*, dedup.*). */
+void guest_memory_stats(struct guest_memory *m, void (*emit)(void *arg, const char *key, uint64_t value),
+			void *arg);
 
 #endif

@@ -89,10 +89,11 @@ void kvm_close(struct kvm *k)
 	k->vm_fd = -1;
 }
 
-int kvm_set_memory(struct kvm *k, unsigned slot, uint64_t gpa, uint64_t size, void *hva)
+int kvm_set_memory(struct kvm *k, unsigned slot, uint64_t gpa, uint64_t size, void *hva, bool readonly)
 {
 	struct kvm_userspace_memory_region region = {
 		.slot = slot,
+		.flags = readonly ? KVM_MEM_READONLY : 0,
 		.guest_phys_addr = gpa,
 		.memory_size = size,
 		.userspace_addr = (uint64_t)(uintptr_t)hva,

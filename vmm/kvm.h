@@ -6,6 +6,7 @@
 #define VMM_KVM_H
 
 #include <linux/kvm.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -24,8 +25,9 @@ int kvm_open(struct kvm *k, const char *path);
 /* Close the VM and the device. Safe on a zeroed or partly opened struct. */
 void kvm_close(struct kvm *k);
 
-/* Map [gpa, gpa + size) of guest-physical memory to host memory @hva in memory slot @slot. */
-int kvm_set_memory(struct kvm *k, unsigned slot, uint64_t gpa, uint64_t size, void *hva);
+/* Map [gpa, gpa + size) of guest-physical memory to host memory @hva in memory slot @slot;
+ * @readonly: guest writes exit to the VMM (KVM_EXIT_MMIO) instead. */
+int kvm_set_memory(struct kvm *k, unsigned slot, uint64_t gpa, uint64_t size, void *hva, bool readonly);
 
 /* Create vCPU @index with the host-supported CPUID; returns its fd and maps its kvm_run. */
 int kvm_vcpu_create(struct kvm *k, unsigned index, int *fd, struct kvm_run **run);

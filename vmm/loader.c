@@ -94,8 +94,15 @@ static int find_pvh_note(const uint8_t *p, uint64_t len, const char *name, uint6
 	return 0;
 }
 
-int loader_load_pvh(const void *image, size_t size, const char *name, const struct guest_memory *mem,
-		    uint64_t reserved_gpa, uint64_t reserved_len, struct loader_result *out)
+/* True when [gpa, gpa + len) lies wholly in one RAM region of @mem. */
+static bool loader_in_ram(const struct guest_memory *mem, uint64_t gpa, uint64_t len)
+{
+	const struct guest_region *r = guest_memory_region(mem, gpa);
+	return r && r->kind == GUEST_REGION_RAM && len <= r->size - (gpa - r->gpa);
+}
+
+int loader_check_pvh(const void *image, size_t size, const char *name, const struct guest_memory *mem,
+		     uint64_t reserved_gpa, uint64_t reserved_len, struct loader_result *out)
 {
 	const uint8_t *bytes = image;
 	Elf64_Ehdr eh;
@@ -139,7 +146,7 @@ int loader_load_pvh(const void *image, size_t size, const char *name, const stru
 		if (p->p_filesz > p->p_memsz || !in_file(p->p_offset, p->p_filesz, size))
 			return error_set(ENOEXEC, "%s: segment %u has %llu file bytes at offset %llu: outside the file or over its memory size",
 					 name, i, (unsigned long long)p->p_filesz, (unsigned long long)p->p_offset);
-		if (p->p_paddr + p->p_memsz < p->p_paddr || !guest_memory_ptr(mem, p->p_paddr, p->p_memsz))
+		if (p->p_paddr + p->p_memsz < p->p_paddr || !loader_in_ram(mem, p->p_paddr, p->p_memsz))
 			return error_set(ENOEXEC, "%s: segment %u [0x%llx, 0x%llx) lies outside guest RAM (%llu MiB)", name,
 					 i, (unsigned long long)p->p_paddr,
 					 (unsigned long long)(p->p_paddr + p->p_memsz),
@@ -164,13 +171,29 @@ int loader_load_pvh(const void *image, size_t size, const char *name, const stru
 		return error_set(ENOEXEC, "%s: PVH entry 0x%llx is not inside a loaded segment below 4 GiB", name,
 				 (unsigned long long)entry);
 
-	for (unsigned i = 0; i < eh.e_phnum; i++) {
-		const Elf64_Phdr *p = &ph[i];
-		if (p->p_type == PT_LOAD && p->p_filesz)
-			memcpy(guest_memory_ptr(mem, p->p_paddr, p->p_filesz), bytes + p->p_offset, p->p_filesz);
-	}
 	out->entry = entry;
 	out->image_start = lo;
 	out->image_end = hi;
+	return 0;
+}
+
+int loader_load_pvh(const void *image, size_t size, const char *name, struct guest_memory *mem,
+		    uint64_t reserved_gpa, uint64_t reserved_len, struct loader_result *out)
+{
+	int r = loader_check_pvh(image, size, name, mem, reserved_gpa, reserved_len, out);
+	if (r)
+		return r;
+	const uint8_t *bytes = image;
+	Elf64_Ehdr eh;
+	memcpy(&eh, bytes, sizeof(eh));
+	for (unsigned i = 0; i < eh.e_phnum; i++) {
+		Elf64_Phdr p;
+		memcpy(&p, bytes + eh.e_phoff + (size_t)i * sizeof(p), sizeof(p));
+		if (p.p_type != PT_LOAD || !p.p_filesz || !p.p_memsz)
+			continue;
+		r = guest_memory_write(mem, p.p_paddr, bytes + p.p_offset, p.p_filesz);
+		if (r)
+			return error_set(-r, "%s: cannot write segment %u into guest memory: %s", name, i, strerror(-r));
+	}
 	return 0;
 }

@@ -28,13 +28,21 @@ struct loader_result {
 int loader_read_file(const char *path, void **data, size_t *size);
 
 /*
- * Check the ELF image in [image, image + size) and copy its loadable segments into @mem.
- * @name names the image in error messages. @reserved_gpa/@reserved_len: a range of guest
- * memory that belongs to the VMM (boot information) and no segment may overlap.
- * Guest RAM must be freshly zeroed: bss is not written.
- * Returns 0 and fills @out, or -EINVAL / -ENOEXEC with a one-line message.
+ * Check the ELF image in [image, image + size) against the layout of @mem (its regions; no
+ * memory needs to exist yet): every field, segments wholly inside guest RAM regions and
+ * clear of [reserved_gpa, reserved_gpa + reserved_len) (the VMM's boot information), the
+ * PVH entry inside a loaded segment. @name names the image in error messages.
+ * Returns 0 and fills @out, or -ENOEXEC with a one-line message.
  */
-int loader_load_pvh(const void *image, size_t size, const char *name, const struct guest_memory *mem,
+int loader_check_pvh(const void *image, size_t size, const char *name, const struct guest_memory *mem,
+		     uint64_t reserved_gpa, uint64_t reserved_len, struct loader_result *out);
+
+/*
+ * loader_check_pvh, then write the loadable segments into @mem (guest_memory_write).
+ * Guest RAM must be freshly zeroed: bss is not written. 0 or -errno with a message; a
+ * failed check leaves guest memory untouched.
+ */
+int loader_load_pvh(const void *image, size_t size, const char *name, struct guest_memory *mem,
 		    uint64_t reserved_gpa, uint64_t reserved_len, struct loader_result *out);
 
 #endif

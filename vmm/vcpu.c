@@ -114,11 +114,15 @@ static void vcpu_exit(struct vcpu *c)
 	case KVM_EXIT_IO:
 		vcpu_exit_io(c);
 		break;
-	case KVM_EXIT_MMIO:
-		vcpu_verdict(c, VM_EXIT_BAD_ACCESS, "guest %s guest-physical 0x%llx (%u bytes): outside guest RAM",
+	case KVM_EXIT_MMIO: {
+		/* No MMIO devices: an access to a region is a write to read-only memory. */
+		const struct guest_region *g = guest_memory_region(&c->vm->mem, run->mmio.phys_addr);
+		vcpu_verdict(c, VM_EXIT_BAD_ACCESS, "guest %s guest-physical 0x%llx (%u bytes): %s%s",
 			     run->mmio.is_write ? "wrote" : "read", (unsigned long long)run->mmio.phys_addr,
-			     run->mmio.len);
+			     run->mmio.len, g ? "read-only mapping of " : "outside guest memory",
+			     g ? (g->path ? g->path : "RAM") : "");
 		break;
+	}
 	case KVM_EXIT_HLT:
 		vcpu_verdict(c, VM_EXIT_NO_PROGRESS, "guest stopped making progress: halted with nothing to wake it");
 		break;

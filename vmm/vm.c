@@ -12,21 +12,28 @@
 #include "vmm/loader.h"
 #include "vmm/vcpu.h"
 
-/* Load the guest image into fresh RAM and write its boot information. */
-static int vm_load_guest(struct vm *vm, uint64_t *entry, uint64_t *start_info)
+/* Read and check the guest image against the memory layout, before any device is opened. */
+static int vm_check_guest(const struct vm_config *cfg, void **image, size_t *size, struct loader_result *lr)
 {
-	void *image;
-	size_t size;
-	int r = loader_read_file(vm->cfg.guest, &image, &size);
+	int r = loader_read_file(cfg->guest, image, size);
 	if (r)
 		return r;
-	struct loader_result lr;
-	r = loader_load_pvh(image, size, vm->cfg.guest, &vm->mem, BOOT_INFO_GPA, BOOT_INFO_LEN, &lr);
-	free(image);
-	if (r)
-		return r;
-	*entry = lr.entry;
-	return boot_write_start_info(&vm->mem, vm->cfg.cmdline, start_info);
+	struct guest_memory layout;
+	r = guest_memory_layout(&layout, &cfg->mem);
+	if (!r)
+		r = loader_check_pvh(*image, *size, cfg->guest, &layout, BOOT_INFO_GPA, BOOT_INFO_LEN, lr);
+	if (r) {
+		free(*image);
+		*image = NULL;
+	}
+	return r;
+}
+
+static void vm_memory_error(void *arg, const char *message)
+{
+	struct vm *vm = arg;
+	if (vm_stop(vm, VM_EXIT_VMM_ERROR))
+		fprintf(stderr, "vmm: %s\n", message);
 }
 
 int vm_create(struct vm *vm, const struct vm_config *cfg)
@@ -34,6 +41,8 @@ int vm_create(struct vm *vm, const struct vm_config *cfg)
 	memset(vm, 0, sizeof(*vm));
 	vm->cfg = *cfg;
 	vm->kvm.vm_fd = -1;
+	vm->mem.uffd.fd = -1;
+	vm->mem.swap_fd = -1;
 	atomic_init(&vm->stopping_flag, false);
 	pthread_mutex_init(&vm->lock, NULL);
 	pthread_condattr_t ca;
@@ -44,15 +53,26 @@ int vm_create(struct vm *vm, const struct vm_config *cfg)
 	pthread_cond_init(&vm->park_cond, NULL);
 	atomic_init(&vm->pause_count, 0);
 
-	/* The image is checked before KVM is opened: a bad image is reported on any host. */
-	uint64_t entry, start_info;
-	int r = guest_memory_create(&vm->mem, cfg->ram_size);
+	/* The image is checked before any device is opened: a bad image is reported on any host. */
+	void *image = NULL;
+	size_t size = 0;
+	struct loader_result lr;
+	uint64_t start_info = 0;
+	int r = vm_check_guest(cfg, &image, &size, &lr);
 	if (!r)
-		r = vm_load_guest(vm, &entry, &start_info);
+		r = guest_memory_create(&vm->mem, &cfg->mem);
+	if (!r)
+		r = loader_load_pvh(image, size, cfg->guest, &vm->mem, BOOT_INFO_GPA, BOOT_INFO_LEN, &lr);
+	free(image);
+	if (!r)
+		r = boot_write_start_info(&vm->mem, cfg->cmdline, &start_info);
 	if (!r)
 		r = kvm_open(&vm->kvm, cfg->kvm_path);
-	for (unsigned i = 0; !r && i < vm->mem.nregions; i++)
-		r = kvm_set_memory(&vm->kvm, i, vm->mem.region[i].gpa, vm->mem.region[i].size, vm->mem.region[i].hva);
+	for (unsigned i = 0; !r && i < vm->mem.nregions; i++) {
+		const struct guest_region *g = &vm->mem.region[i];
+		r = kvm_set_memory(&vm->kvm, i, g->gpa, g->size, g->hva,
+				   g->kind == GUEST_REGION_FILE && g->mode == GUEST_MAP_RO);
+	}
 	if (!r)
 		r = serial_attach(vm, cfg->console_fd);
 	if (!r)
@@ -74,10 +94,13 @@ int vm_create(struct vm *vm, const struct vm_config *cfg)
 		goto err;
 	}
 	for (unsigned i = 0; i < cfg->ncpus; i++) {
-		r = vcpu_create(&vm->vcpus[i], vm, i, entry, start_info);
+		r = vcpu_create(&vm->vcpus[i], vm, i, lr.entry, start_info);
 		if (r)
 			goto err;
 	}
+	r = guest_memory_start(&vm->mem, vm_memory_error, vm);
+	if (r)
+		goto err;
 	return 0;
 
 err:
@@ -191,6 +214,19 @@ int vm_run(struct vm *vm)
 	for (unsigned i = 0; i < vm->cfg.ncpus; i++)
 		vcpu_destroy(&vm->vcpus[i]);
 	return status;
+}
+
+void vm_stats(struct vm *vm, void (*emit)(void *arg, const char *key, uint64_t value), void *arg)
+{
+	char key[64];
+	emit(arg, "vm.vcpus", vm->cfg.ncpus);
+	emit(arg, "vm.ram_bytes", vm->mem.ram_size);
+	emit(arg, "vm.test_port_messages", atomic_load(&vm->test_port.messages));
+	for (unsigned i = 0; vm->vcpus && i < vm->cfg.ncpus; i++) {
+		snprintf(key, sizeof(key), "vcpu.%u.exits", i);
+		emit(arg, key, vm->vcpus[i].exits);
+	}
+	guest_memory_stats(&vm->mem, emit, arg);
 }
 
 void vm_destroy(struct vm *vm)

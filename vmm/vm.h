@@ -28,13 +28,14 @@ enum vm_exit_status {
 };
 
 struct vm_config {
-	uint64_t ram_size;     /* bytes, page multiple */
+	struct guest_memory_config mem; /* RAM, limit, swap, mapped files, clustering */
 	unsigned ncpus;        /* 1..ABI_MAX_CPUS */
 	const char *guest;     /* path of the PVH ELF image */
 	const char *cmdline;   /* guest command line */
 	uint64_t timeout_ms;   /* stop the guest after this long; 0 = never */
 	const char *kvm_path;  /* normally "/dev/kvm" */
 	int verbose;           /* -v count */
+	bool stats;            /* print statistics at exit */
 	int console_fd;        /* where the serial console goes (stdout) */
 };
 
@@ -81,6 +82,9 @@ void vm_resume(struct vm *vm);
 
 /* Park the calling vCPU thread while the VM is paused (the vCPU loop calls this). */
 void vm_park(struct vm *vm);
+
+/* Report the VM's statistics as flat dotted keys (vm.*, vcpu.N.*, and guest_memory_stats). */
+void vm_stats(struct vm *vm, void (*emit)(void *arg, const char *key, uint64_t value), void *arg);
 
 /* Release everything vm_create made. */
 void vm_destroy(struct vm *vm);
