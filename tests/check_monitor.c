@@ -408,6 +408,25 @@ START_TEST(line_of_exactly_the_limit_is_served)
 }
 END_TEST
 
+START_TEST(reply_over_the_limit_becomes_an_error)
+{
+	struct fake_vm_conn c;
+	fake_vm_connect_ready(&c, vm.path);
+	char line[128];
+	snprintf(line, sizeof(line), "{\"execute\":\"big\",\"arguments\":{\"bytes\":%u},\"id\":3}", MONITOR_REPLY_MAX);
+	json_t *r = fake_vm_cmd(&c, line);
+	const char *desc = fake_vm_error_desc(r, "GenericError");
+	ck_assert_msg(strstr(desc, "over the monitor's limit of 524288"), "%s", desc);
+	ck_assert_int_eq(json_integer_value(json_object_get(r, "id")), 3);
+	json_decref(r);
+	snprintf(line, sizeof(line), "{\"execute\":\"big\",\"arguments\":{\"bytes\":%u}}", MONITOR_REPLY_MAX - 100);
+	r = fake_vm_cmd(&c, line);
+	ck_assert_uint_eq(strlen(json_string_value(json_object_get(fake_vm_return(r), "data"))), MONITOR_REPLY_MAX - 100);
+	json_decref(r);
+	fake_vm_close(&c);
+}
+END_TEST
+
 START_TEST(client_that_never_reads_is_dropped_and_others_go_on)
 {
 	enum { EVENTS = 400, FILL = 8192 }; /* 3.2 MiB: past the 1 MiB queue and the socket buffers */
@@ -443,7 +462,7 @@ START_TEST(client_that_vanishes_mid_reply_is_dropped)
 	for (int variant = 0; variant < 2; variant++) {
 		struct fake_vm_conn c;
 		fake_vm_connect_ready(&c, vm.path);
-		fake_vm_send(&c, "{\"execute\":\"big\",\"arguments\":{\"bytes\":900000}}\n");
+		fake_vm_send(&c, "{\"execute\":\"big\",\"arguments\":{\"bytes\":500000}}\n");
 		if (variant == 1) {
 			char part[1000];
 			ck_assert_int_eq(recv(c.fd, part, sizeof(part), MSG_WAITALL), (ssize_t)sizeof(part));
@@ -574,6 +593,12 @@ START_TEST(bad_events_are_refused)
 	ck_assert_int_eq(monitor_emit_event(vm.mon, NULL, NULL), -EINVAL);
 	ck_assert_int_eq(monitor_emit_event(vm.mon, "", NULL), -EINVAL);
 	ck_assert_int_eq(monitor_emit_event(vm.mon, "X", json_pack("[i]", 1)), -EINVAL);
+	char *fill = calloc(1, MONITOR_EVENT_MAX + 1);
+	memset(fill, 'f', MONITOR_EVENT_MAX);
+	ck_assert_int_eq(monitor_emit_event(vm.mon, "HUGE", json_pack("{s:s}", "fill", fill)), -EMSGSIZE);
+	fill[MONITOR_EVENT_MAX - 100] = '\0';
+	ck_assert_int_eq(monitor_emit_event(vm.mon, "LARGE", json_pack("{s:s}", "fill", fill)), 0);
+	free(fill);
 }
 END_TEST
 
@@ -968,8 +993,9 @@ START_TEST(session_is_dropped_past_the_output_cap)
 	fake_vm_start(&idle, "idle", false);
 	struct monitor_session *s = monitor_session_open(idle.mon);
 	static const char input[] = "{\"execute\":\"qmp_capabilities\"}\n"
-				    "{\"execute\":\"big\",\"arguments\":{\"bytes\":600000}}\n"
-				    "{\"execute\":\"big\",\"arguments\":{\"bytes\":600000}}\n";
+				    "{\"execute\":\"big\",\"arguments\":{\"bytes\":400000}}\n"
+				    "{\"execute\":\"big\",\"arguments\":{\"bytes\":400000}}\n"
+				    "{\"execute\":\"big\",\"arguments\":{\"bytes\":400000}}\n";
 	monitor_session_feed(s, input, sizeof(input) - 1);
 	size_t len;
 	ck_assert_ptr_null(monitor_session_output(s, &len));
@@ -1050,6 +1076,7 @@ Suite *monitor_suite(void)
 	HARNESS_ADD_TEST(hostile, host_errors_carry_their_desc_and_class);
 	HARNESS_ADD_TEST(hostile, huge_line_gets_one_error_and_is_dropped_to_its_end);
 	HARNESS_ADD_TEST(hostile, line_of_exactly_the_limit_is_served);
+	HARNESS_ADD_TEST(hostile, reply_over_the_limit_becomes_an_error);
 	HARNESS_ADD_TEST(hostile, client_that_never_reads_is_dropped_and_others_go_on);
 	HARNESS_ADD_TEST(hostile, client_that_vanishes_mid_reply_is_dropped);
 	HARNESS_ADD_TEST(hostile, half_closed_client_gets_every_reply_then_eof);

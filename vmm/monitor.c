@@ -212,16 +212,37 @@ static void client_append(struct monitor_client *c, const char *line, size_t len
 	c->out[c->out_len] = '\0';
 }
 
-/* Queue @msg (stolen) for @c. */
-static void client_send(struct monitor_client *c, json_t *msg)
+/*
+ * Encode the reply @msg (stolen) to the request @id as one line. A reply that cannot be
+ * encoded, or is longer than MONITOR_REPLY_MAX, becomes an error saying so.
+ */
+static char *monitor_encode_reply(json_t *msg, json_t *id, size_t *len)
+{
+	char *line = monitor_encode(msg, len);
+	if (line && *len <= MONITOR_REPLY_MAX)
+		return line;
+	char desc[128];
+	if (line)
+		snprintf(desc, sizeof(desc), "the reply is %zu bytes long, over the monitor's limit of %u", *len,
+			 MONITOR_REPLY_MAX);
+	else
+		snprintf(desc, sizeof(desc), "the reply could not be encoded");
+	free(line);
+	line = monitor_encode(monitor_error_reply("GenericError", desc, id), len);
+	if (!line && (line = strdup(monitor_encode_failed)))
+		*len = strlen(line);
+	return line;
+}
+
+/* Queue the reply @msg (stolen) to the request @id for @c. */
+static void client_send(struct monitor_client *c, json_t *msg, json_t *id)
 {
 	size_t len;
-	char *line = monitor_encode(msg, &len);
-	if (!line) {
-		client_append(c, monitor_encode_failed, sizeof(monitor_encode_failed) - 1);
-		return;
-	}
-	client_append(c, line, len);
+	char *line = monitor_encode_reply(msg, id, &len);
+	if (line)
+		client_append(c, line, len);
+	else
+		c->dead = c->dropped = true; /* out of memory: a client without its reply would hang */
 	free(line);
 }
 
@@ -236,7 +257,7 @@ static void client_send_error(struct monitor *mon, struct monitor_client *c, con
 	vsnprintf(desc, sizeof(desc), fmt, ap);
 	va_end(ap);
 	atomic_fetch_add(&mon->command_errors, 1);
-	client_send(c, monitor_error_reply(klass, desc, id));
+	client_send(c, monitor_error_reply(klass, desc, id), id);
 }
 
 /* Send what the socket takes now; never blocks. */
@@ -343,7 +364,7 @@ static void monitor_run(struct monitor *mon, struct monitor_client *c, const str
 		client_send_error(mon, c, call.error_class, id, "%s", *msg ? msg : strerror(-r));
 		return;
 	}
-	client_send(c, monitor_return_reply(ret, id));
+	client_send(c, monitor_return_reply(ret, id), id);
 }
 
 /* Check a request's members; 0, or -1 with the reason in @desc (QEMU's words). */
@@ -676,6 +697,8 @@ static void monitor_drain_done(struct monitor *mon)
 			c->waiting = NULL;
 			if (p->line)
 				client_append(c, p->line, p->len);
+			else
+				c->dead = c->dropped = true; /* out of memory: it would wait for ever */
 			client_process(mon, c);
 			break;
 		}
@@ -1049,6 +1072,11 @@ int monitor_emit_event(struct monitor *mon, const char *name, json_t *data)
 				(json_int_t)(now.tv_nsec / 1000));
 	size_t len;
 	char *line = monitor_encode(msg, &len);
+	if (line && len > MONITOR_EVENT_MAX) {
+		free(line);
+		atomic_fetch_add(&mon->events_dropped, 1);
+		return -EMSGSIZE;
+	}
 	struct monitor_event *e = line ? malloc(sizeof(*e) + len + 1) : NULL;
 	if (!e) {
 		free(line);
@@ -1155,11 +1183,7 @@ void monitor_reply_later(struct monitor_pending *p, int status, json_t *ret)
 	} else {
 		reply = monitor_return_reply(ret, p->id);
 	}
-	p->line = monitor_encode(reply, &p->len);
-	if (!p->line) {
-		p->line = strdup(monitor_encode_failed);
-		p->len = p->line ? strlen(p->line) : 0;
-	}
+	p->line = monitor_encode_reply(reply, p->id, &p->len);
 	struct monitor *mon = p->mon;
 	pthread_mutex_lock(&mon->lock);
 	if (p->prev)

@@ -17,6 +17,8 @@
  *     up to the next newline, is dropped; the connection stays;
  *   - output waiting for a client is capped at MONITOR_OUTPUT_MAX bytes; a client over
  *     it (one that never reads) is disconnected; the server never blocks on a write;
+ *   - a reply longer than MONITOR_REPLY_MAX is replaced by an error saying so (same id);
+ *     hosts page large results (vm-read of a range, not of the whole guest);
  *   - a client that vanishes (EPIPE, ECONNRESET) is dropped; SIGPIPE is never raised;
  *   - at most MONITOR_MAX_CLIENTS connections; further ones get an error line and are closed;
  *   - a peer whose uid (SO_PEERCRED) is neither the server's euid nor root gets an error
@@ -41,6 +43,8 @@
 
 #define MONITOR_LINE_MAX (64u << 10)    /* longest request line, newline excluded */
 #define MONITOR_OUTPUT_MAX (1u << 20)   /* bytes queued for one client before it is dropped */
+#define MONITOR_REPLY_MAX (512u << 10)  /* longest reply line; a longer one becomes an error */
+#define MONITOR_EVENT_MAX (64u << 10)   /* longest event line; monitor_emit_event refuses more */
 #define MONITOR_MAX_CLIENTS 64          /* simultaneous connections */
 #define MONITOR_EVENT_QUEUE_MAX 4096    /* events emitted but not yet sent; more are dropped */
 #define MONITOR_NAME_MAX 64             /* longest VM name */
@@ -167,7 +171,9 @@ void monitor_destroy(struct monitor *mon);
 /*
  * Broadcast an event to every client that has negotiated capabilities. Steals @data
  * (a JSON object, or NULL for none). The timestamp is taken now. Any thread.
- * Returns 0, -ENOMEM, or -ENOBUFS when the queue of unsent events is full (dropped, counted).
+ * Returns 0, -EINVAL (no name, data not an object), -EMSGSIZE (longer than
+ * MONITOR_EVENT_MAX encoded), -ENOMEM, or -ENOBUFS when the queue of unsent events is
+ * full (the event is dropped and counted).
  */
 int monitor_emit_event(struct monitor *mon, const char *name, json_t *data);
 
