@@ -56,8 +56,8 @@ START_TEST(files_are_placed_in_order_with_rounded_size)
 {
 	struct guest_memory m;
 	struct guest_memory_config cfg = {.ram_size = 64ull << 20, .nfiles = 2};
-	cfg.files[0] = (struct guest_file_map){path, 2ull << 30, GUEST_MAP_RO};
-	cfg.files[1] = (struct guest_file_map){path, 1ull << 30, GUEST_MAP_SHARED};
+	cfg.files[0] = (struct guest_file_map){.path = path, .gpa = 2ull << 30, .mode = GUEST_MAP_RO};
+	cfg.files[1] = (struct guest_file_map){.path = path, .gpa = 1ull << 30, .mode = GUEST_MAP_SHARED};
 	ck_assert_int_eq(guest_memory_layout(&m, &cfg), 0);
 	ck_assert_uint_eq(m.nregions, 3);
 	ck_assert_uint_eq(m.region[1].gpa, 1ull << 30);
@@ -73,8 +73,8 @@ START_TEST(overlapping_files_are_refused)
 {
 	struct guest_memory m;
 	struct guest_memory_config cfg = {.ram_size = 64ull << 20, .nfiles = 2};
-	cfg.files[0] = (struct guest_file_map){path, 1ull << 30, GUEST_MAP_RO};
-	cfg.files[1] = (struct guest_file_map){path, (1ull << 30) + 8192, GUEST_MAP_RO};
+	cfg.files[0] = (struct guest_file_map){.path = path, .gpa = 1ull << 30, .mode = GUEST_MAP_RO};
+	cfg.files[1] = (struct guest_file_map){.path = path, .gpa = (1ull << 30) + 8192, .mode = GUEST_MAP_RO};
 	ck_assert_int_eq(guest_memory_layout(&m, &cfg), -EINVAL);
 	ck_assert_ptr_nonnull(strstr(error_message(), "overlaps /tmp/vmm-layout-"));
 }
@@ -84,7 +84,7 @@ START_TEST(file_beyond_guest_physical_space_is_refused)
 {
 	struct guest_memory m;
 	struct guest_memory_config cfg = {.ram_size = 64ull << 20, .nfiles = 1};
-	cfg.files[0] = (struct guest_file_map){path, UINT64_MAX - 4095, GUEST_MAP_RO};
+	cfg.files[0] = (struct guest_file_map){.path = path, .gpa = UINT64_MAX - 4095, .mode = GUEST_MAP_RO};
 	ck_assert_int_eq(guest_memory_layout(&m, &cfg), -EINVAL);
 	ck_assert_ptr_nonnull(strstr(error_message(), "beyond guest-physical addresses"));
 }
@@ -94,7 +94,7 @@ START_TEST(empty_or_special_files_are_refused)
 {
 	struct guest_memory m;
 	struct guest_memory_config cfg = {.ram_size = 64ull << 20, .nfiles = 1};
-	cfg.files[0] = (struct guest_file_map){"/dev/null", 1ull << 30, GUEST_MAP_RO};
+	cfg.files[0] = (struct guest_file_map){.path = "/dev/null", .gpa = 1ull << 30, .mode = GUEST_MAP_RO};
 	ck_assert_int_eq(guest_memory_layout(&m, &cfg), -EINVAL);
 	ck_assert_str_eq(error_message(), "cannot map /dev/null: not a regular file with data");
 }

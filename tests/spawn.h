@@ -22,4 +22,10 @@ int spawn_vmm(struct spawn_result *r, unsigned timeout_s, ...);
 
 void spawn_free(struct spawn_result *r);
 
+/* Start argv[0] in the background with its output discarded; returns its pid or -1. */
+int spawn_background(char *const argv[]);
+
+/* Wait (up to @timeout_s) until a unix socket at @path accepts connections. 0 or -1. */
+int spawn_wait_socket(const char *path, unsigned timeout_s);
+
 #endif

@@ -25,6 +25,7 @@ enum {
 	OPT_MEM_LIMIT,
 	OPT_SWAP,
 	OPT_MAP,
+	OPT_PAGER,
 	OPT_CLUSTER,
 	OPT_STATS,
 	OPT_VERBOSE,
@@ -42,6 +43,8 @@ static const struct cli_option run_options[] = {
 	{"map", 0, "FILE@GPA[,ro|,shared]", OPT_MAP,
 	 "map FILE at guest-physical GPA (0x.. or a size like 1G); private copy-on-write by default, "
 	 "ro: read-only, shared: guest writes reach the file at a clean shutdown (up to 8)"},
+	{"pager", 0, "SOCKET@GPA,SIZE[,ro|,shared]", OPT_PAGER,
+	 "map SIZE bytes served by the external pager listening on SOCKET at GPA (see tools/pager_server.c)"},
 	{"cluster", 0, "PAGES", OPT_CLUSTER, "pages one fault brings in, 1-256 (default 64)"},
 	{"stats", 0, NULL, OPT_STATS, "print memory and vCPU statistics on standard error at exit"},
 	{"verbose", 'v', NULL, OPT_VERBOSE, "say what the VMM does; twice: also each test-port message"},
@@ -68,40 +71,58 @@ void cmd_run_help(FILE *f)
 		   "Verdicts 121-124 print the vCPU's registers on standard error.\n");
 }
 
-/* FILE@GPA[,ro|,shared] */
-static int run_parse_map(const char *v, struct guest_file_map *f)
+/* An address or a length: 0x-hex or the SIZE syntax. */
+static int run_parse_number(const char *opt, const char *whole, const char *text, size_t len, uint64_t *v)
+{
+	char buf[64];
+	if (len == 0 || len >= sizeof(buf))
+		return error_set(0, "vmm run: %s '%s': a number is missing or too long", opt, whole), CLI_ERROR;
+	memcpy(buf, text, len);
+	buf[len] = '\0';
+	if (buf[0] == '0' && (buf[1] == 'x' || buf[1] == 'X')) {
+		char *end;
+		errno = 0;
+		*v = strtoull(buf + 2, &end, 16);
+		if (*end || end == buf + 2 || errno)
+			return error_set(0, "vmm run: %s '%s': '%s' is not a number", opt, whole, buf), CLI_ERROR;
+		return 0;
+	}
+	return cli_parse_size(opt, buf, v) ? CLI_ERROR : 0;
+}
+
+/* FILE@GPA[,ro|,shared] (--map) or SOCKET@GPA,SIZE[,ro|,shared] (--pager). */
+static int run_parse_map(const char *opt, const char *v, bool external, struct guest_file_map *f)
 {
 	static char paths[GUEST_MEMORY_MAX_FILES][4096];
 	static unsigned next;
 	const char *at = strrchr(v, '@');
 	if (!at || at == v)
-		return error_set(0, "vmm run: --map '%s': use FILE@GPA[,ro|,shared]", v), CLI_ERROR;
-	const char *comma = strchr(at, ',');
-	char gpa[64];
-	size_t glen = comma ? (size_t)(comma - at - 1) : strlen(at + 1);
-	if (glen == 0 || glen >= sizeof(gpa))
-		return error_set(0, "vmm run: --map '%s': no guest-physical address after '@'", v), CLI_ERROR;
-	memcpy(gpa, at + 1, glen);
-	gpa[glen] = '\0';
-	char *end;
-	if (gpa[0] == '0' && (gpa[1] == 'x' || gpa[1] == 'X')) {
-		errno = 0;
-		f->gpa = strtoull(gpa + 2, &end, 16);
-		if (*end || end == gpa + 2 || errno)
-			return error_set(0, "vmm run: --map '%s': '%s' is not an address", v, gpa), CLI_ERROR;
-	} else if (cli_parse_size("vmm run: --map", gpa, &f->gpa)) {
+		return error_set(0, "vmm run: %s '%s': use %s", opt, v,
+				 external ? "SOCKET@GPA,SIZE[,ro|,shared]" : "FILE@GPA[,ro|,shared]"), CLI_ERROR;
+	const char *p = at + 1, *comma = strchr(p, ',');
+	if (run_parse_number(opt, v, p, comma ? (size_t)(comma - p) : strlen(p), &f->gpa))
 		return CLI_ERROR;
+	f->size = 0;
+	if (external) {
+		if (!comma)
+			return error_set(0, "vmm run: %s '%s': the size is missing (SOCKET@GPA,SIZE)", opt, v), CLI_ERROR;
+		p = comma + 1;
+		comma = strchr(p, ',');
+		if (run_parse_number(opt, v, p, comma ? (size_t)(comma - p) : strlen(p), &f->size))
+			return CLI_ERROR;
 	}
+	f->external = external;
 	f->mode = GUEST_MAP_PRIVATE;
 	if (comma && strcmp(comma + 1, "ro") == 0)
 		f->mode = GUEST_MAP_RO;
 	else if (comma && strcmp(comma + 1, "shared") == 0)
 		f->mode = GUEST_MAP_SHARED;
 	else if (comma && strcmp(comma + 1, "private") != 0)
-		return error_set(0, "vmm run: --map '%s': unknown mode '%s' (ro, shared or private)", v, comma + 1), CLI_ERROR;
+		return error_set(0, "vmm run: %s '%s': unknown mode '%s' (ro, shared or private)", opt, v, comma + 1),
+		       CLI_ERROR;
 	size_t plen = (size_t)(at - v);
 	if (plen >= sizeof(paths[0]))
-		return error_set(0, "vmm run: --map: file name too long"), CLI_ERROR;
+		return error_set(0, "vmm run: %s: path too long", opt), CLI_ERROR;
 	char *path = paths[next++ % GUEST_MEMORY_MAX_FILES];
 	memcpy(path, v, plen);
 	path[plen] = '\0';
@@ -168,9 +189,12 @@ int cmd_run_parse(int argc, char **argv, struct vm_config *cfg)
 			cfg->mem.swap_path = v;
 			break;
 		case OPT_MAP:
+		case OPT_PAGER:
 			if (cfg->mem.nfiles == GUEST_MEMORY_MAX_FILES)
-				return error_set(0, "vmm run: at most %d --map options", GUEST_MEMORY_MAX_FILES), CLI_ERROR;
-			if (run_parse_map(v, &cfg->mem.files[cfg->mem.nfiles]))
+				return error_set(0, "vmm run: at most %d --map and --pager options", GUEST_MEMORY_MAX_FILES),
+				       CLI_ERROR;
+			if (run_parse_map(id == OPT_MAP ? "--map" : "--pager", v, id == OPT_PAGER,
+					  &cfg->mem.files[cfg->mem.nfiles]))
 				return CLI_ERROR;
 			cfg->mem.nfiles++;
 			break;

@@ -6,7 +6,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -15,6 +17,7 @@
 #include "mmu/vm_fault.h"
 #include "mmu/vm_map.h"
 #include "mmu/vm_object.h"
+#include "pagers/external_pager.h"
 #include "vmm/error.h"
 
 static const char *const map_mode_names[] = {"private", "ro", "shared"};
@@ -42,11 +45,18 @@ int guest_memory_layout(struct guest_memory *m, const struct guest_memory_config
 	for (unsigned i = 0; i < cfg->nfiles; i++) {
 		const struct guest_file_map *f = &cfg->files[i];
 		struct stat st;
-		if (stat(f->path, &st) != 0)
-			return error_set_errno(errno, "cannot map %s", f->path);
-		if (!S_ISREG(st.st_mode) || st.st_size == 0)
-			return error_set(EINVAL, "cannot map %s: not a regular file with data", f->path);
-		uint64_t size = ((uint64_t)st.st_size + VM_PAGE_SIZE - 1) & ~(VM_PAGE_SIZE - 1);
+		uint64_t size = f->size;
+		if (f->external) {
+			if (size == 0 || (size & (VM_PAGE_SIZE - 1)))
+				return error_set(EINVAL, "cannot map pager %s: size 0x%llx is not a positive multiple of 4K",
+						 f->path, (unsigned long long)size);
+		} else {
+			if (stat(f->path, &st) != 0)
+				return error_set_errno(errno, "cannot map %s", f->path);
+			if (!S_ISREG(st.st_mode) || st.st_size == 0)
+				return error_set(EINVAL, "cannot map %s: not a regular file with data", f->path);
+			size = ((uint64_t)st.st_size + VM_PAGE_SIZE - 1) & ~(VM_PAGE_SIZE - 1);
+		}
 		if (f->gpa & (VM_PAGE_SIZE - 1))
 			return error_set(EINVAL, "cannot map %s at 0x%llx: the address is not 4K aligned", f->path,
 					 (unsigned long long)f->gpa);
@@ -62,8 +72,8 @@ int guest_memory_layout(struct guest_memory *m, const struct guest_memory_config
 						 (unsigned long long)r->gpa, (unsigned long long)(r->gpa + r->size));
 		}
 		m->region[m->nregions++] = (struct guest_region){
-			.gpa = f->gpa, .size = size, .kind = GUEST_REGION_FILE, .mode = f->mode, .path = f->path,
-			.file_size = (uint64_t)st.st_size};
+			.gpa = f->gpa, .size = size, .kind = f->external ? GUEST_REGION_EXTERNAL : GUEST_REGION_FILE,
+			.mode = f->mode, .path = f->path, .file_size = f->external ? 0 : (uint64_t)st.st_size};
 	}
 	qsort(m->region, m->nregions, sizeof(m->region[0]), region_cmp);
 	const struct guest_region *last = &m->region[m->nregions - 1];
@@ -84,18 +94,38 @@ static int kern_errno(kern_return_t kr)
 	}
 }
 
-/* Map region @r's file through the file pager. */
+/* A connected socket to the external pager at @path. */
+static int guest_memory_connect(const char *path)
+{
+	struct sockaddr_un addr = {.sun_family = AF_UNIX};
+	if (strlen(path) >= sizeof(addr.sun_path))
+		return error_set(ENAMETOOLONG, "pager socket path %s is too long", path);
+	strcpy(addr.sun_path, path);
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0 || connect(fd, (struct sockaddr *)&addr, sizeof(addr)) != 0) {
+		int err = errno;
+		if (fd >= 0)
+			close(fd);
+		return error_set_errno(err, "cannot reach the external pager at %s", path);
+	}
+	return fd;
+}
+
+/* Map region @r through its pager: the file pager, or an external pager process. */
 static int guest_memory_map_file(struct guest_memory *m, struct guest_region *r, unsigned index)
 {
-	bool shared = r->mode == GUEST_MAP_SHARED;
-	int fd = open(r->path, (shared ? O_RDWR : O_RDONLY) | O_CLOEXEC);
+	bool shared = r->mode == GUEST_MAP_SHARED, external = r->kind == GUEST_REGION_EXTERNAL;
+	int fd = external ? guest_memory_connect(r->path) : open(r->path, (shared ? O_RDWR : O_RDONLY) | O_CLOEXEC);
 	if (fd < 0)
-		return error_set_errno(errno, "cannot open %s", r->path);
+		return external ? fd : error_set_errno(errno, "cannot open %s", r->path);
 	struct pager_args args = {.fd = fd, .offset = 0, .size = 0, .writable = shared};
-	int err = pager_open(&file_pager_ops, &args, &m->file_pagers[index]);
+	int err = pager_open(external ? &external_pager_ops : &file_pager_ops, &args, &m->file_pagers[index]);
 	close(fd);
 	if (err)
-		return error_set(-err, "file pager cannot serve %s: %s", r->path, strerror(-err));
+		return error_set(-err, "%s pager cannot serve %s: %s", external ? "external" : "file", r->path,
+				 strerror(-err));
+	if (shared && !(m->file_pagers[index]->max_prot & VM_PROT_WRITE))
+		return error_set(EROFS, "cannot map %s shared: its pager takes no writes", r->path);
 	struct vm_object *obj;
 	kern_return_t kr = vm_object_create(m->dom, m->file_pagers[index], r->size, &obj);
 	if (kr != KERN_SUCCESS)
@@ -168,7 +198,7 @@ int guest_memory_create(struct guest_memory *m, const struct guest_memory_config
 	unsigned nfile = 0;
 	for (unsigned i = 0; !r && i < m->nregions; i++) {
 		struct guest_region *g = &m->region[i];
-		if (g->kind == GUEST_REGION_FILE) {
+		if (g->kind != GUEST_REGION_RAM) {
 			r = guest_memory_map_file(m, g, nfile++);
 			continue;
 		}
@@ -202,6 +232,15 @@ static uint64_t now_ns(void)
 	return (uint64_t)t.tv_sec * 1000000000ull + (uint64_t)t.tv_nsec;
 }
 
+/* The index in file_pagers of non-RAM region @g (they are numbered in address order). */
+static unsigned guest_memory_pager_index(const struct guest_memory *m, const struct guest_region *g)
+{
+	unsigned n = 0;
+	for (const struct guest_region *r = m->region; r < g; r++)
+		n += r->kind != GUEST_REGION_RAM;
+	return n;
+}
+
 /* Serve one userfaultfd event (fault thread). */
 static int guest_memory_fault(void *arg, const struct fault_event *ev)
 {
@@ -220,12 +259,15 @@ static int guest_memory_fault(void *arg, const struct fault_event *ev)
 		vm_addr_t at = gpa;
 		struct vm_region_info ri;
 		const struct guest_region *g = guest_memory_region(m, gpa);
+		const char *why = "";
+		if (g && g->kind == GUEST_REGION_EXTERNAL)
+			why = external_pager_failure(m->file_pagers[guest_memory_pager_index(m, g)]);
 		if (vm_map_region(m->map, &at, &ri) == KERN_SUCCESS && ri.start <= gpa)
-			r = error_set(EFAULT, "guest %s of guest-physical 0x%llx (%s) failed: %s in object %llu at offset 0x%llx",
+			r = error_set(EFAULT, "guest %s of guest-physical 0x%llx (%s) failed: %s in object %llu at offset 0x%llx%s%s",
 				      ev->write ? "write" : "read", (unsigned long long)gpa,
-				      g && g->kind == GUEST_REGION_FILE ? g->path : "RAM", kern_return_name(kr),
+				      g && g->path ? g->path : "RAM", kern_return_name(kr),
 				      (unsigned long long)ri.object_id,
-				      (unsigned long long)(ri.offset + vm_trunc_page(gpa) - ri.start));
+				      (unsigned long long)(ri.offset + vm_trunc_page(gpa) - ri.start), why[0] ? ": " : "", why);
 		else
 			r = error_set(EFAULT, "guest %s of guest-physical 0x%llx failed: %s", ev->write ? "write" : "read",
 				      (unsigned long long)gpa, kern_return_name(kr));
@@ -277,7 +319,7 @@ int guest_memory_sync(struct guest_memory *m)
 	vm_domain_lock(m->dom);
 	for (unsigned i = 0; i < m->nregions && !r; i++) {
 		const struct guest_region *g = &m->region[i];
-		if (g->kind != GUEST_REGION_FILE || g->mode != GUEST_MAP_SHARED)
+		if (g->kind == GUEST_REGION_RAM || g->mode != GUEST_MAP_SHARED)
 			continue;
 		kern_return_t kr = vm_map_msync(m->map, g->gpa, g->size);
 		if (kr != KERN_SUCCESS)

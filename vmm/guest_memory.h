@@ -27,7 +27,11 @@
 #define GUEST_MEMORY_DEFAULT_CLUSTER 64u        /* pages per fault, see README (measured) */
 #define GUEST_MEMORY_LATENCY_BUCKETS 32         /* log2 of nanoseconds */
 
-enum guest_region_kind { GUEST_REGION_RAM, GUEST_REGION_FILE };
+enum guest_region_kind {
+	GUEST_REGION_RAM,      /* anonymous: zero fill, page-out to swap */
+	GUEST_REGION_FILE,     /* a host file through the file pager */
+	GUEST_REGION_EXTERNAL, /* an external pager process (path: its unix socket) */
+};
 enum guest_map_mode {
 	GUEST_MAP_PRIVATE, /* the guest may write; writes stay in the VM (copy-on-write) */
 	GUEST_MAP_RO,      /* the guest may only read */
@@ -35,9 +39,11 @@ enum guest_map_mode {
 };
 
 struct guest_file_map {
-	const char *path;
+	const char *path;         /* the file, or the external pager's socket */
 	uint64_t gpa;
 	enum guest_map_mode mode;
+	bool external;            /* served by an external pager at @path */
+	uint64_t size;            /* external: bytes mapped (page multiple) */
 };
 
 struct guest_memory_config {
@@ -53,8 +59,8 @@ struct guest_region {
 	uint64_t gpa;                /* guest-physical start, page aligned */
 	uint64_t size;               /* bytes, page aligned */
 	enum guest_region_kind kind;
-	enum guest_map_mode mode;    /* files */
-	const char *path;            /* files */
+	enum guest_map_mode mode;    /* files, external */
+	const char *path;            /* files, external: the socket */
 	uint64_t file_size;          /* files: bytes in the file */
 	uint8_t *hva;                /* host mapping of [gpa, gpa + size) */
 };

@@ -71,7 +71,7 @@ int vm_create(struct vm *vm, const struct vm_config *cfg)
 	for (unsigned i = 0; !r && i < vm->mem.nregions; i++) {
 		const struct guest_region *g = &vm->mem.region[i];
 		r = kvm_set_memory(&vm->kvm, i, g->gpa, g->size, g->hva,
-				   g->kind == GUEST_REGION_FILE && g->mode == GUEST_MAP_RO);
+				   g->kind != GUEST_REGION_RAM && g->mode == GUEST_MAP_RO);
 	}
 	if (!r)
 		r = serial_attach(vm, cfg->console_fd);

@@ -1,0 +1,185 @@
+/*
+ * pager_server: an external pager that serves a file over a unix socket, speaking the
+ * protocol of pagers/external_pager.h. vmm maps it with --pager SOCKET@GPA,SIZE.
+ *
+ * usage: pager_server [--read-only] [--fail-after N] [--garbage-after N] [--hang-after N]
+ *                     SOCKET FILE
+ *   --read-only      refuse DATA_RETURN (the object is read-only)
+ *   --fail-after N   exit (as if killed) when request N+1 arrives   } fault injection,
+ *   --garbage-after N answer request N+1 with garbage               } for tests
+ *   --hang-after N   stop answering at request N+1
+ * Clients are served one at a time, each until it disconnects.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "pagers/external_pager.h"
+
+static int file_fd;
+static uint64_t file_size;
+static int read_only;
+static long fail_after = -1, garbage_after = -1, hang_after = -1;
+static long requests;
+static uint8_t buf[EXTPAGER_MAX_DATA];
+
+static int io_all(int fd, void *p, size_t n, int write_it)
+{
+	uint8_t *b = p;
+	while (n) {
+		ssize_t r = write_it ? send(fd, b, n, MSG_NOSIGNAL) : recv(fd, b, n, 0);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			return -1;
+		b += r;
+		n -= (size_t)r;
+	}
+	return 0;
+}
+
+static int reply(int fd, uint32_t type, uint64_t offset, uint64_t length, int32_t error, uint32_t flags)
+{
+	struct extpager_msg m = {EXTPAGER_MAGIC, type, offset, length, error, flags};
+	return io_all(fd, &m, sizeof(m), 1);
+}
+
+/* Answer one data request: file bytes, zero past the end of the file. */
+static int serve_request(int fd, const struct extpager_msg *m)
+{
+	requests++;
+	if (fail_after >= 0 && requests > fail_after)
+		_exit(9);
+	if (hang_after >= 0 && requests > hang_after)
+		for (;;)
+			pause();
+	if (garbage_after >= 0 && requests > garbage_after) {
+		memset(buf, 0xa5, 64);
+		return io_all(fd, buf, 64, 1);
+	}
+	if (!vm_page_aligned(m->offset) || !vm_page_aligned(m->length) || m->length == 0 ||
+	    m->length > EXTPAGER_MAX_DATA)
+		return reply(fd, EXTPAGER_DATA_ERROR, m->offset, VM_PAGE_SIZE, EINVAL, 0) ||
+		       reply(fd, EXTPAGER_REPLY_END, 0, 0, 0, 0);
+	uint64_t n = m->offset >= file_size ? 0 : file_size - m->offset;
+	if (n > m->length)
+		n = m->length;
+	uint64_t data = (n + VM_PAGE_SIZE - 1) & ~(VM_PAGE_SIZE - 1);
+	if (data) {
+		memset(buf + n, 0, data - n);
+		ssize_t got = pread(file_fd, buf, n, (off_t)m->offset);
+		if (got != (ssize_t)n)
+			return reply(fd, EXTPAGER_DATA_ERROR, m->offset, m->length, EIO, 0) ||
+			       reply(fd, EXTPAGER_REPLY_END, 0, 0, 0, 0);
+		if (reply(fd, EXTPAGER_DATA_PROVIDED, m->offset, data, 0, 0) || io_all(fd, buf, data, 1))
+			return -1;
+	}
+	if (data < m->length && reply(fd, EXTPAGER_DATA_UNAVAILABLE, m->offset + data, m->length - data, 0, 0))
+		return -1;
+	return reply(fd, EXTPAGER_REPLY_END, 0, 0, 0, 0);
+}
+
+static int serve_return(int fd, const struct extpager_msg *m)
+{
+	if (m->length > EXTPAGER_MAX_DATA || io_all(fd, buf, (size_t)m->length, 0))
+		return -1;
+	int32_t err = 0;
+	if (read_only) {
+		err = EROFS;
+	} else if (m->offset < file_size) {
+		uint64_t n = file_size - m->offset < m->length ? file_size - m->offset : m->length;
+		if (pwrite(file_fd, buf, n, (off_t)m->offset) != (ssize_t)n)
+			err = errno ? errno : EIO;
+	}
+	return reply(fd, EXTPAGER_RETURN_REPLY, m->offset, 0, err, 0);
+}
+
+static void serve_client(int fd)
+{
+	struct extpager_msg m;
+	while (io_all(fd, &m, sizeof(m), 0) == 0 && m.magic == EXTPAGER_MAGIC) {
+		int r = 0;
+		switch (m.type) {
+		case EXTPAGER_HELLO:
+			r = reply(fd, EXTPAGER_HELLO_REPLY, 0, file_size, 0, read_only ? 0 : EXTPAGER_WRITABLE);
+			break;
+		case EXTPAGER_DATA_REQUEST:
+			r = serve_request(fd, &m);
+			break;
+		case EXTPAGER_DATA_RETURN:
+			r = serve_return(fd, &m);
+			break;
+		case EXTPAGER_TERMINATE:
+			fsync(file_fd);
+			return;
+		default:
+			return;
+		}
+		if (r)
+			return;
+	}
+}
+
+static void usage(void)
+{
+	fprintf(stderr, "usage: pager_server [--read-only] [--fail-after N] [--garbage-after N] [--hang-after N] SOCKET FILE\n");
+	exit(2);
+}
+
+int main(int argc, char **argv)
+{
+	int i = 1;
+	for (; i < argc && argv[i][0] == '-'; i++) {
+		if (strcmp(argv[i], "--read-only") == 0)
+			read_only = 1;
+		else if (i + 1 < argc && strcmp(argv[i], "--fail-after") == 0)
+			fail_after = atol(argv[++i]);
+		else if (i + 1 < argc && strcmp(argv[i], "--garbage-after") == 0)
+			garbage_after = atol(argv[++i]);
+		else if (i + 1 < argc && strcmp(argv[i], "--hang-after") == 0)
+			hang_after = atol(argv[++i]);
+		else
+			usage();
+	}
+	if (argc - i != 2)
+		usage();
+	const char *sock_path = argv[i], *file = argv[i + 1];
+	file_fd = open(file, read_only ? O_RDONLY : O_RDWR);
+	struct stat st;
+	if (file_fd < 0 || fstat(file_fd, &st) != 0 || st.st_size == 0) {
+		fprintf(stderr, "pager_server: cannot serve %s: %s\n", file, file_fd < 0 ? strerror(errno) : "empty");
+		return 1;
+	}
+	file_size = (uint64_t)st.st_size;
+	struct sockaddr_un addr = {.sun_family = AF_UNIX};
+	if (strlen(sock_path) >= sizeof(addr.sun_path)) {
+		fprintf(stderr, "pager_server: socket path too long\n");
+		return 1;
+	}
+	strcpy(addr.sun_path, sock_path);
+	int lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	unlink(sock_path);
+	if (lfd < 0 || bind(lfd, (struct sockaddr *)&addr, sizeof(addr)) != 0 || listen(lfd, 4) != 0) {
+		fprintf(stderr, "pager_server: cannot listen on %s: %s\n", sock_path, strerror(errno));
+		return 1;
+	}
+	signal(SIGPIPE, SIG_IGN);
+	fprintf(stderr, "pager_server: serving %s (%llu bytes) on %s\n", file, (unsigned long long)file_size, sock_path);
+	for (;;) {
+		int fd = accept(lfd, NULL, NULL);
+		if (fd < 0) {
+			if (errno == EINTR)
+				continue;
+			return 1;
+		}
+		serve_client(fd);
+		close(fd);
+	}
+}
