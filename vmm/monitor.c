@@ -955,7 +955,10 @@ static int monitor_bind(struct monitor *mon, const char *path)
 		r = error_set_errno(errno, "cannot set up the monitor socket %s", tmp);
 		goto err_unlink;
 	}
-	if (link(tmp, path) != 0) {
+	int linked = link(tmp, path);
+	if (linked != 0 && (errno == EPERM || errno == EOPNOTSUPP))
+		linked = rename(tmp, path); /* a file system without hard links: no race guard */
+	if (linked != 0) {
 		if (errno == EEXIST)
 			r = error_set(EADDRINUSE, "monitor socket %s was taken by another VM while starting", path);
 		else
