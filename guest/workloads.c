@@ -14,6 +14,9 @@
  *   fill=GPA,LEN   write the (address, seed) pattern over [GPA, GPA+LEN) (whole pages)
  *   check=GPA,LEN  verify that pattern there ("check: N pages ok" or the first bad address)
  *   poke=GPA       write one byte at GPA (e.g. into read-only memory)
+ *   scan=GPA,LEN   read one word of every page of [GPA, GPA+LEN) in order
+ *   rscan=GPA,LEN  read 2048 random pages of the range, timing each read with rdtsc;
+ *                  print "rscan: 2048 reads p50 X p99 Y max Z cycles"
  * GPA and LEN: 0x-hex or a SIZE. sum, fill, check and poke run on cpu 0.
  * SIZE: digits with K, M or G; a bare number means MiB (abi_parse_size).
  */
@@ -219,6 +222,57 @@ static int range_check(uint64_t gpa, uint64_t len, uint64_t seed)
 	return ABI_STATUS_OK;
 }
 
+static uint64_t rdtsc(void)
+{
+	uint32_t lo, hi;
+	__asm__ volatile("lfence; rdtsc" : "=a"(lo), "=d"(hi)::"memory");
+	return (uint64_t)hi << 32 | lo;
+}
+
+static void range_scan(uint64_t gpa, uint64_t len)
+{
+	uint64_t acc = 0;
+	for (uint64_t a = gpa & ~(PAGE_SIZE - 1); a < gpa + len; a += PAGE_SIZE)
+		acc += *(const volatile uint64_t *)a;
+	say("scan: ", len / PAGE_SIZE, acc == 1 ? " pages read.\n" : " pages read\n");
+}
+
+#define RSCAN_READS 2048
+static uint64_t rscan_cycles[RSCAN_READS];
+
+static void range_rscan(uint64_t gpa, uint64_t len)
+{
+	uint64_t pages = len / PAGE_SIZE, x = 0x9e3779b97f4a7c15ull;
+	if (pages == 0)
+		return;
+	for (unsigned i = 0; i < RSCAN_READS; i++) {
+		x ^= x << 13;
+		x ^= x >> 7;
+		x ^= x << 17;
+		uint64_t a = (gpa & ~(PAGE_SIZE - 1)) + (x % pages) * PAGE_SIZE;
+		uint64_t t0 = rdtsc();
+		(void)*(const volatile uint64_t *)a;
+		rscan_cycles[i] = rdtsc() - t0;
+	}
+	/* Insertion sort: 2048 entries, run once. */
+	for (unsigned i = 1; i < RSCAN_READS; i++) {
+		uint64_t v = rscan_cycles[i];
+		unsigned j = i;
+		for (; j > 0 && rscan_cycles[j - 1] > v; j--)
+			rscan_cycles[j] = rscan_cycles[j - 1];
+		rscan_cycles[j] = v;
+	}
+	struct line l = {.len = 0};
+	line_str(&l, "rscan: 2048 reads p50 ");
+	line_u64(&l, rscan_cycles[RSCAN_READS / 2]);
+	line_str(&l, " p99 ");
+	line_u64(&l, rscan_cycles[RSCAN_READS * 99 / 100]);
+	line_str(&l, " max ");
+	line_u64(&l, rscan_cycles[RSCAN_READS - 1]);
+	line_str(&l, " cycles\n");
+	line_flush(&l);
+}
+
 /* Size of the RAM that contains ABI_FREE_BASE, from the PVH memory map. */
 static uint64_t free_bytes(const struct abi_pvh_start_info *si)
 {
@@ -287,12 +341,17 @@ void user_main(const struct abi_pvh_start_info *si, uint64_t cpu64, uint64_t ncp
 			if (cpu == 0)
 				__asm__ volatile("ud2");
 		} else if ((str_eq(tok, name_len, "sum") || str_eq(tok, name_len, "fill") ||
-			    str_eq(tok, name_len, "check")) && has_arg) {
+			    str_eq(tok, name_len, "check") || str_eq(tok, name_len, "scan") ||
+			    str_eq(tok, name_len, "rscan")) && has_arg) {
 			uint64_t gpa, rlen;
 			if (!parse_range(arg, arg_len, &gpa, &rlen))
 				bad_cmdline(cpu, "bad range (use GPA,LEN)", tok, len);
 			if (cpu == 0) {
-				if (tok[0] == 's')
+				if (str_eq(tok, name_len, "scan"))
+					range_scan(gpa, rlen);
+				else if (tok[0] == 'r')
+					range_rscan(gpa, rlen);
+				else if (tok[0] == 's')
 					range_sum(gpa, rlen);
 				else if (tok[0] == 'f')
 					for (uint64_t a = gpa & ~(PAGE_SIZE - 1); a < gpa + rlen; a += PAGE_SIZE)

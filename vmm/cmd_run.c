@@ -28,6 +28,7 @@ enum {
 	OPT_PAGER,
 	OPT_CLUSTER,
 	OPT_STATS,
+	OPT_KERNEL_ZERO_FILL,
 	OPT_VERBOSE,
 	OPT_KVM,
 	OPT_HELP,
@@ -47,6 +48,9 @@ static const struct cli_option run_options[] = {
 	 "map SIZE bytes served by the external pager listening on SOCKET at GPA (see tools/pager_server.c)"},
 	{"cluster", 0, "PAGES", OPT_CLUSTER, "pages one fault brings in, 1-256 (default 64)"},
 	{"stats", 0, NULL, OPT_STATS, "print memory and vCPU statistics on standard error at exit"},
+	{"kernel-zero-fill", 0, NULL, OPT_KERNEL_ZERO_FILL,
+	 "leave RAM to the kernel's zero fill instead of the default pager (a baseline: no RAM statistics, "
+	 "no --mem-limit)"},
 	{"verbose", 'v', NULL, OPT_VERBOSE, "say what the VMM does; twice: also each test-port message"},
 	{"kvm", 0, "PATH", OPT_KVM, "KVM device (default /dev/kvm)"},
 	{"help", 'h', NULL, OPT_HELP, "show this help"},
@@ -204,6 +208,9 @@ int cmd_run_parse(int argc, char **argv, struct vm_config *cfg)
 			break;
 		case OPT_STATS:
 			cfg->stats = true;
+			break;
+		case OPT_KERNEL_ZERO_FILL:
+			cfg->mem.kernel_zero_fill = true;
 			break;
 		case OPT_VERBOSE:
 			cfg->verbose++;

@@ -34,6 +34,9 @@ int guest_memory_layout(struct guest_memory *m, const struct guest_memory_config
 	m->swap_fd = -1;
 	m->uffd.fd = -1;
 	m->ram_size = cfg->ram_size;
+	m->kernel_ram = cfg->kernel_zero_fill;
+	if (cfg->kernel_zero_fill && cfg->mem_limit)
+		return error_set(EINVAL, "a memory limit needs RAM served by the default pager, not the kernel's zero fill");
 	uint64_t low = cfg->ram_size < GUEST_MEMORY_LOW_LIMIT ? cfg->ram_size : GUEST_MEMORY_LOW_LIMIT;
 	m->region[m->nregions++] = (struct guest_region){.gpa = 0, .size = low, .kind = GUEST_REGION_RAM};
 	if (cfg->ram_size > low)
@@ -176,13 +179,17 @@ int guest_memory_create(struct guest_memory *m, const struct guest_memory_config
 	if (r)
 		goto err;
 	for (unsigned i = 0; !r && i < m->nregions; i++)
-		r = uffd_register(&m->uffd, m->region[i].hva, m->region[i].size, true);
+		if (m->region[i].kind != GUEST_REGION_RAM || !m->kernel_ram)
+			r = uffd_register(&m->uffd, m->region[i].hva, m->region[i].size, true);
 	if (r)
 		goto err;
 	if ((r = pmap_uffd_init(&m->pmap, &m->uffd, m->base, m->span)) != 0) {
 		r = error_set(ENOMEM, "no memory for the pmap");
 		goto err;
 	}
+	for (unsigned i = 0; i < m->nregions; i++)
+		if (m->region[i].kind != GUEST_REGION_RAM && m->region[i].mode == GUEST_MAP_RO)
+			(void)pmap_uffd_add_readonly(&m->pmap, m->region[i].gpa, m->region[i].gpa + m->region[i].size);
 	if ((r = vm_domain_create(&m->dom)) != 0) {
 		r = error_set(-r, "no memory for the VM domain");
 		goto err;
@@ -202,6 +209,8 @@ int guest_memory_create(struct guest_memory *m, const struct guest_memory_config
 			r = guest_memory_map_file(m, g, nfile++);
 			continue;
 		}
+		if (m->kernel_ram)
+			continue;
 		vm_addr_t gpa = g->gpa;
 		kr = vm_map_allocate(m->map, &gpa, g->size, false);
 		if (kr != KERN_SUCCESS)
@@ -373,7 +382,8 @@ void *guest_memory_ptr(const struct guest_memory *m, uint64_t gpa, uint64_t len)
 
 int guest_memory_write(struct guest_memory *m, uint64_t gpa, const void *src, uint64_t len)
 {
-	if (!m->map) {
+	const struct guest_region *g = guest_memory_region(m, gpa);
+	if (!m->map || (g && g->kind == GUEST_REGION_RAM && m->kernel_ram)) {
 		uint8_t *p = guest_memory_ptr(m, gpa, len);
 		if (!p)
 			return -EFAULT;

@@ -51,6 +51,8 @@ struct guest_memory_config {
 	uint64_t mem_limit;      /* resident guest pages at most this many bytes; 0 = no limit */
 	const char *swap_path;   /* swap file for page-out; NULL: an unnamed file in /var/tmp */
 	unsigned cluster;        /* pages one fault resolves; 0 = GUEST_MEMORY_DEFAULT_CLUSTER */
+	bool kernel_zero_fill;   /* RAM is left to the kernel's own zero fill: not in the map, no
+				    pager, no statistics for it, no limit (a benchmark baseline) */
 	unsigned nfiles;
 	struct guest_file_map files[GUEST_MEMORY_MAX_FILES];
 };
@@ -90,6 +92,7 @@ struct guest_memory {
 	guest_memory_error_fn *on_error;                       /* (c) */
 	void *on_error_arg;                                    /* (c) */
 	bool failed;                                           /* (f) a fault could not be served */
+	bool kernel_ram;                                       /* (c) cfg.kernel_zero_fill */
 	uint64_t latency[GUEST_MEMORY_LATENCY_BUCKETS];        /* (d) faults by service time */
 	uint64_t wp_faults;                                    /* (d) write-protect faults */
 };

@@ -25,6 +25,24 @@ void pmap_uffd_fini(struct pmap_uffd *p)
 	p->stage = NULL;
 }
 
+int pmap_uffd_add_readonly(struct pmap_uffd *p, vm_addr_t start, vm_addr_t end)
+{
+	if (p->nreadonly == sizeof(p->readonly) / sizeof(p->readonly[0]))
+		return -ENOSPC;
+	p->readonly[p->nreadonly].start = start;
+	p->readonly[p->nreadonly++].end = end;
+	return 0;
+}
+
+/* True when the guest can only read [start, end) (it lies in one read-only slot). */
+static bool pmap_uffd_guest_readonly(const struct pmap_uffd *p, vm_addr_t start, vm_addr_t end)
+{
+	for (unsigned i = 0; i < p->nreadonly; i++)
+		if (start >= p->readonly[i].start && end <= p->readonly[i].end)
+			return true;
+	return false;
+}
+
 static void pmap_uffd_drop(struct pmap_uffd *p, vm_addr_t start, vm_addr_t end)
 {
 	if (madvise(p->base + start, end - start, MADV_DONTNEED) != 0 && !p->error)
@@ -63,7 +81,7 @@ static void pmap_uffd_flush_run(struct pmap_uffd *p)
 	if (!p->run_pages)
 		return;
 	size_t len = (size_t)p->run_pages * VM_PAGE_SIZE;
-	bool wp = !(p->run_prot & VM_PROT_WRITE);
+	bool wp = !(p->run_prot & VM_PROT_WRITE) && !pmap_uffd_guest_readonly(p, p->run_start, p->run_start + len);
 	pmap_uffd_copy(p, p->run_start, p->run_zero ? pmap_uffd_zero : p->stage, len, wp);
 	if (p->run_zero)
 		p->stats.zero_pages += p->run_pages;
@@ -113,6 +131,8 @@ static void pmap_uffd_protect(void *arg, vm_addr_t start, vm_addr_t end, vm_prot
 		pmap_uffd_drop(p, start, end);
 		return;
 	}
+	if (pmap_uffd_guest_readonly(p, start, end))
+		return; /* KVM keeps the guest from writing; the host mapping stays writable */
 	int r = uffd_writeprotect(p->uffd, p->base + start, end - start, !(prot & VM_PROT_WRITE));
 	p->stats.protects++;
 	if (r && !p->error)

@@ -35,6 +35,10 @@ struct pmap_uffd {
 	vm_prot_t run_prot;     /* (d) */
 	bool run_zero;          /* (d) the run is all zero pages (not staged in @stage) */
 	int error;              /* (d) first failure of a staged copy, reported at update */
+	struct {
+		vm_addr_t start, end;
+	} readonly[8];          /* (c) ranges KVM maps read-only to the guest */
+	unsigned nreadonly;     /* (c) */
 	struct pmap_uffd_stats stats; /* (d) */
 };
 
@@ -43,6 +47,15 @@ extern const struct pmap_ops pmap_uffd_ops;
 /* Set up a backend over [base, base + size) registered with @uffd. 0 or -ENOMEM. */
 int pmap_uffd_init(struct pmap_uffd *p, struct uffd *uffd, uint8_t *base, uint64_t size);
 void pmap_uffd_fini(struct pmap_uffd *p);
+
+/*
+ * Declare [start, end) read-only to the guest at the KVM level (a read-only memory slot):
+ * the guest cannot write there whatever the host mapping allows, so its pages are entered
+ * host-writable. Host read-only mappings send every guest access through KVM's slow path
+ * (measured 6-8 us a page here); write-protection is kept for pages where it means
+ * copy-on-write. At most 8 ranges. 0 or -ENOSPC.
+ */
+int pmap_uffd_add_readonly(struct pmap_uffd *p, vm_addr_t start, vm_addr_t end);
 
 /* Copy the staged run in now; 0 or the first error since the last call. */
 int pmap_uffd_flush(struct pmap_uffd *p);
