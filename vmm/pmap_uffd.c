@@ -7,7 +7,7 @@
 
 #include "vmm/error.h"
 
-static const uint8_t pmap_uffd_zero[VM_CLUSTER_MAX * VM_PAGE_SIZE] __attribute__((aligned(4096)));
+#define PMAP_UFFD_RUN_BYTES (VM_CLUSTER_MAX * VM_PAGE_SIZE)
 
 int pmap_uffd_init(struct pmap_uffd *p, struct uffd *uffd, uint8_t *base, uint64_t size)
 {
@@ -15,14 +15,26 @@ int pmap_uffd_init(struct pmap_uffd *p, struct uffd *uffd, uint8_t *base, uint64
 	p->uffd = uffd;
 	p->base = base;
 	p->size = size;
-	p->stage = aligned_alloc(VM_PAGE_SIZE, VM_CLUSTER_MAX * VM_PAGE_SIZE);
-	return p->stage ? 0 : -ENOMEM;
+	p->stage = aligned_alloc(VM_PAGE_SIZE, PMAP_UFFD_RUN_BYTES);
+	/* The source of zero fills, mapped to the shared zero page up front: read by the kernel
+	 * page by page it would cost a page fault each. */
+	p->zero = mmap(NULL, PMAP_UFFD_RUN_BYTES, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+	if (p->zero == MAP_FAILED)
+		p->zero = NULL;
+	if (!p->stage || !p->zero) {
+		pmap_uffd_fini(p);
+		return -ENOMEM;
+	}
+	return 0;
 }
 
 void pmap_uffd_fini(struct pmap_uffd *p)
 {
 	free(p->stage);
+	if (p->zero)
+		munmap((void *)p->zero, PMAP_UFFD_RUN_BYTES);
 	p->stage = NULL;
+	p->zero = NULL;
 }
 
 int pmap_uffd_add_readonly(struct pmap_uffd *p, vm_addr_t start, vm_addr_t end)
@@ -82,7 +94,7 @@ static void pmap_uffd_flush_run(struct pmap_uffd *p)
 		return;
 	size_t len = (size_t)p->run_pages * VM_PAGE_SIZE;
 	bool wp = !(p->run_prot & VM_PROT_WRITE) && !pmap_uffd_guest_readonly(p, p->run_start, p->run_start + len);
-	pmap_uffd_copy(p, p->run_start, p->run_zero ? pmap_uffd_zero : p->stage, len, wp);
+	pmap_uffd_copy(p, p->run_start, p->run_zero ? p->zero : p->stage, len, wp);
 	if (p->run_zero)
 		p->stats.zero_pages += p->run_pages;
 	p->run_pages = 0;

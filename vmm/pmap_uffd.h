@@ -30,6 +30,7 @@ struct pmap_uffd {
 	uint8_t *base;          /* (c) host address of guest-physical 0 */
 	uint64_t size;          /* (c) bytes of guest-physical space behind base */
 	uint8_t *stage;         /* (d) bytes of the staged run, VM_CLUSTER_MAX pages */
+	const uint8_t *zero;    /* (c) VM_CLUSTER_MAX zero pages, the source of zero fills */
 	vm_addr_t run_start;    /* (d) first page of the staged run */
 	unsigned run_pages;     /* (d) 0: nothing staged */
 	vm_prot_t run_prot;     /* (d) */

@@ -36,12 +36,16 @@ struct vm_config {
 	const char *kvm_path;  /* normally "/dev/kvm" */
 	int verbose;           /* -v count */
 	bool stats;            /* print statistics at exit */
+	const char *name;      /* the VM's name (monitor socket) */
+	const char *monitor_path; /* monitor socket, NULL: the default for the name */
 	int console_fd;        /* where the serial console goes (stdout) */
 };
 
 struct vcpu;
+struct monitor;
 
-/* Locking legend: (c) set before vCPUs start, then constant; (l) vm->lock. */
+/* Locking legend: (c) set before vCPUs start, then constant; (l) vm->lock;
+ * (m) the monitor thread. */
 struct vm {
 	struct vm_config cfg;          /* (c) */
 	struct kvm kvm;                /* (c) */
@@ -58,6 +62,9 @@ struct vm {
 	atomic_uint pause_count;       /* (l) written, read lock-free: vCPUs run only at 0 */
 	unsigned parked;               /* (l) vCPU threads waiting in vcpu_park */
 	unsigned running_threads;      /* (l) vCPU threads still in their run loop */
+	struct monitor *monitor;       /* (c) NULL when the VM has none */
+	bool user_paused;              /* (m) paused by the monitor's stop; monitor thread only */
+	bool quit_requested;           /* (m) the monitor's quit ended the VM */
 };
 
 /* Build the VM described by @cfg: KVM, RAM, devices, the loaded guest and its vCPUs.
