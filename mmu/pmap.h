@@ -76,6 +76,8 @@ struct pmap {
 #define PMAP_ENTER_SAME_BYTES 0x1u /* va holds these very bytes already (copy-on-write of the
 				      page entered there): only retag and change protection */
 
+/* Set up the core side of a pmap over backend @ops/@arg (NULL ops: nothing is ever entered).
+ * vm_map_create does this for every map. */
 void pmap_init(struct pmap *pmap, struct vm_domain *dom, const struct pmap_ops *ops, void *arg);
 
 /* Remove every mapping (pages keep their bytes) and free the table. */

@@ -28,7 +28,8 @@ struct pmap_flat {
 extern const struct pmap_ops pmap_flat_ops;
 extern const struct pmap_ops pmap_flat_ops_nomod;
 
-/* A flat pmap of [base, base+size) (page-aligned). 0 and *out, or -ENOMEM / -EINVAL. */
+/* A flat pmap of [base, base+size) (page-aligned). 0 and *out, or -ENOMEM / -EINVAL.
+ * pmap_flat_destroy frees it (NULL is fine); its map must be gone first. */
 int pmap_flat_create(vm_addr_t base, vm_size_t size, struct pmap_flat **out);
 void pmap_flat_destroy(struct pmap_flat *flat);
 

@@ -80,6 +80,7 @@ int vm_domain_create(struct vm_domain **out);
 /* Free the domain. Every map, object and copy of it must be gone (asserted). */
 void vm_domain_destroy(struct vm_domain *dom);
 
+/* Take / release the domain lock (see the contract above). Not recursive. */
 void vm_domain_lock(struct vm_domain *dom);
 void vm_domain_unlock(struct vm_domain *dom);
 

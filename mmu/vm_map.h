@@ -126,8 +126,10 @@ kern_return_t vm_map_protect(struct vm_map *map, vm_addr_t addr, vm_size_t size,
 kern_return_t vm_map_inherit(struct vm_map *map, vm_addr_t addr, vm_size_t size, vm_inherit_t inheritance);
 
 /* vm_map: map [offset, offset+size) of @obj (NULL: anonymous zero memory) at *addr (or
- * anywhere). @copy: the entry gets a copy-on-write copy; else it shares @obj (a reference
- * is taken either way; the caller keeps its own). */
+ * anywhere). @copy: the entry gets a copy of @obj as it is now: lazy (copy on write) when
+ * the caller's is the only other reference or nobody can write @obj (the object is then
+ * frozen and refuses shared writable mappings while the copy lives), else eager. Without
+ * @copy the entry shares @obj. A reference is taken either way; the caller keeps its own. */
 kern_return_t vm_map_enter(struct vm_map *map, vm_addr_t *addr, vm_size_t size, bool anywhere,
 			   struct vm_object *obj, vm_offset_t offset, bool copy, vm_prot_t cur, vm_prot_t max,
 			   vm_inherit_t inheritance);
