@@ -86,6 +86,18 @@ struct abi_console_msg {
 #endif
 
 /*
+ * Identity port (vmm only): a 32-bit read gives ABI_ID(generation, index): @index is 0 in
+ * the VM that was booted or restored and k in the k-th child of a fork; @generation counts
+ * the forks this VM has gone through (parent and children alike), so a guest sees a fork
+ * happen, like fork(2)'s return value. Under QEMU the read gives all ones.
+ */
+#define ABI_PORT_ID 0xfc
+#define ABI_PORT_ID_LEN 4
+#define ABI_ID(generation, index) (((unsigned)(generation) << 16) | ((unsigned)(index) & 0xffffu))
+#define ABI_ID_GENERATION(v) ((unsigned)(v) >> 16)
+#define ABI_ID_INDEX(v) ((unsigned)(v) & 0xffffu)
+
+/*
  * vmm extension of PVH entry: besides ebx = start_info, the VMM starts every vCPU at
  * the PVH entry with edi = ABI_BOOT_MAGIC, esi = this vCPU's index, ecx = number of
  * vCPUs. Without the magic (QEMU) the guest runs on one CPU.

@@ -1,5 +1,7 @@
 /* vmm run: boot a PVH guest and wait for it to end. */
 #include <errno.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -243,6 +245,24 @@ int cmd_run_parse(int argc, char **argv, struct vm_config *cfg)
 	return 0;
 }
 
+/* SIGINT, SIGTERM and SIGHUP end the VM cleanly: shared files are written back, the
+ * monitor says SHUTDOWN and removes its socket. They are blocked in every thread and
+ * taken here; the exit status is 128 + the signal, as a shell reports a killed command. */
+static void *run_signal_thread(void *arg)
+{
+	struct vm *vm = arg;
+	sigset_t set;
+	sigemptyset(&set);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGHUP);
+	int sig;
+	while (sigwait(&set, &sig) == 0 && !atomic_load(&vm->stopping_flag))
+		if (vm_stop(vm, 128 + sig))
+			fprintf(stderr, "vmm: stopped by %s\n", strsignal(sig));
+	return NULL;
+}
+
 static void run_print_stat(void *arg, const char *key, uint64_t value)
 {
 	(void)arg;
@@ -266,7 +286,13 @@ int cmd_run(int argc, char **argv)
 		snprintf(name, sizeof(name), "vm-%d", (int)getpid());
 		cfg.name = name;
 	}
-	struct vm vm;
+	sigset_t stop_signals;
+	sigemptyset(&stop_signals);
+	sigaddset(&stop_signals, SIGINT);
+	sigaddset(&stop_signals, SIGTERM);
+	sigaddset(&stop_signals, SIGHUP);
+	pthread_sigmask(SIG_BLOCK, &stop_signals, NULL);
+	static struct vm vm;
 	if (vm_create(&vm, &cfg) != 0) {
 		fprintf(stderr, "vmm: %s\n", error_message());
 		return VM_EXIT_VMM_ERROR;
@@ -276,7 +302,13 @@ int cmd_run(int argc, char **argv)
 		vm_destroy(&vm);
 		return VM_EXIT_VMM_ERROR;
 	}
+	pthread_t sig_thread;
+	bool sig_thread_started = pthread_create(&sig_thread, NULL, run_signal_thread, &vm) == 0;
 	int status = vm_run(&vm);
+	if (sig_thread_started) {
+		pthread_kill(sig_thread, SIGHUP); /* wakes it; it sees the VM stopped and ends */
+		pthread_join(sig_thread, NULL);
+	}
 	if (guest_memory_sync(&vm.mem) != 0) {
 		fprintf(stderr, "vmm: %s\n", error_message());
 		status = VM_EXIT_VMM_ERROR;

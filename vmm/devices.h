@@ -1,7 +1,8 @@
 /*
  * The VM's emulated devices, one file each: the serial console (serial.c), vmm's
- * console port (console_port.c), the isa-debug-exit port (debug_exit.c) and the
- * test/sync port (test_port.c). Each attaches itself to the VM's port table.
+ * console port (console_port.c), the isa-debug-exit port (debug_exit.c), the test/sync
+ * port (test_port.c) and the identity port (id_port.c). Each attaches itself to the VM's
+ * port table.
  */
 #ifndef VMM_DEVICES_H
 #define VMM_DEVICES_H
@@ -33,7 +34,14 @@ struct test_port {
 	atomic_uint_fast64_t messages; /* total writes */
 	atomic_uint_fast32_t last;     /* last value written */
 	int verbose;                   /* print each message on stderr */
+	struct vm *vm;                 /* for events on its monitor */
 };
 int test_port_attach(struct vm *vm, int verbose);
+
+/* Identity port at ABI_PORT_ID: which VM of a fork this is (id_port.c). */
+struct id_port {
+	atomic_uint_fast32_t value; /* ABI_ID(generation, index) */
+};
+int id_port_attach(struct vm *vm);
 
 #endif

@@ -4,6 +4,7 @@
 
 #include "guest/abi.h"
 #include "vmm/devices.h"
+#include "vmm/monitor.h"
 #include "vmm/vm.h"
 
 static const char *test_port_code_name(unsigned code)
@@ -33,6 +34,11 @@ static int test_port_io(void *opaque, uint16_t port, bool is_write, uint8_t *dat
 		atomic_store(&t->last, v);
 		if (t->verbose)
 			fprintf(stderr, "vmm: guest %s %u\n", test_port_code_name(ABI_SYNC_CODE(v)), ABI_SYNC_ARG(v));
+		/* Rounds are too frequent for events; sync points, passes and failures are not. */
+		if (t->vm->monitor && ABI_SYNC_CODE(v) != ABI_SYNC_ROUND)
+			monitor_emit_event(t->vm->monitor, "GUEST_SYNC",
+					   json_pack("{s:s,s:i}", "code", test_port_code_name(ABI_SYNC_CODE(v)), "arg",
+						     (int)ABI_SYNC_ARG(v)));
 	}
 	return 0;
 }
@@ -42,6 +48,7 @@ int test_port_attach(struct vm *vm, int verbose)
 	atomic_init(&vm->test_port.messages, 0);
 	atomic_init(&vm->test_port.last, 0);
 	vm->test_port.verbose = verbose;
+	vm->test_port.vm = vm;
 	return ioport_register(&vm->ports, ABI_PORT_TEST, ABI_PORT_TEST_LEN, test_port_io, &vm->test_port,
 			       "test port");
 }

@@ -81,6 +81,8 @@ int vm_create(struct vm *vm, const struct vm_config *cfg)
 		r = debug_exit_attach(vm);
 	if (!r)
 		r = test_port_attach(vm, cfg->verbose > 1);
+	if (!r)
+		r = id_port_attach(vm);
 	if (r)
 		goto err;
 

@@ -53,6 +53,7 @@ struct vm {
 	struct ioport_table ports;     /* (c) */
 	struct serial serial;          /* (c) device state is its own */
 	struct test_port test_port;    /* (c) device state is its own */
+	struct id_port id_port;        /* (c) device state is its own */
 	struct vcpu *vcpus;            /* (c) cfg.ncpus of them */
 	pthread_mutex_t lock;
 	pthread_cond_t stopped_cond;   /* signalled when stop_status is set */
