@@ -105,11 +105,11 @@ static struct ps_entry *page_store_entry(const struct page_store *s, page_ref_t 
 	return &s->entries[ref];
 }
 
-/* The stored page with @page's bytes under @hash, or 0; with @count, counts a collision when
- * a page with other bytes had the same hash. */
-static page_ref_t page_store_match(struct page_store *s, uint64_t hash, const void *page, bool count)
+/* The stored page with @page's bytes among the chain starting at @head, or 0; with @count,
+ * counts a collision when a page with the same hash but other bytes was met. */
+static page_ref_t page_store_match(struct page_store *s, page_ref_t head, const void *page, bool count)
 {
-	page_ref_t ref = (page_ref_t)(uintptr_t)hmap_get(&s->index, hash);
+	page_ref_t ref = head;
 	bool collided = false;
 	for (; ref; ref = s->entries[ref].next) {
 		if (memcmp(s->entries[ref].data, page, VM_PAGE_SIZE) == 0)
@@ -119,6 +119,11 @@ static page_ref_t page_store_match(struct page_store *s, uint64_t hash, const vo
 	if (collided && count)
 		s->stats.collisions++;
 	return ref;
+}
+
+static page_ref_t page_store_head(const struct page_store *s, uint64_t hash)
+{
+	return (page_ref_t)(uintptr_t)hmap_get(&s->index, hash);
 }
 
 static page_ref_t page_store_slot(struct page_store *s)
@@ -149,7 +154,8 @@ int page_store_insert(struct page_store *s, const void *page, page_ref_t *ref)
 		return 0;
 	}
 	uint64_t hash = s->hash(page, VM_PAGE_SIZE);
-	page_ref_t hit = page_store_match(s, hash, page, true);
+	page_ref_t head = page_store_head(s, hash);
+	page_ref_t hit = page_store_match(s, head, page, true);
 	if (hit) {
 		s->entries[hit].refs++;
 		s->stats.hits++;
@@ -166,7 +172,6 @@ int page_store_insert(struct page_store *s, const void *page, page_ref_t *ref)
 		}
 		return -ENOMEM;
 	}
-	page_ref_t head = (page_ref_t)(uintptr_t)hmap_get(&s->index, hash);
 	if (hmap_put(&s->index, hash, (void *)(uintptr_t)r) < 0) {
 		pool_free(&s->pages, data);
 		s->entries[r].next = s->free;
@@ -189,7 +194,7 @@ int page_store_find(struct page_store *s, const void *page, page_ref_t *ref)
 		*ref = PAGE_STORE_ZERO;
 		return 0;
 	}
-	page_ref_t hit = page_store_match(s, s->hash(page, VM_PAGE_SIZE), page, false);
+	page_ref_t hit = page_store_match(s, page_store_head(s, s->hash(page, VM_PAGE_SIZE)), page, false);
 	if (!hit)
 		return -ENOENT;
 	s->stats.lookup_hits++;
@@ -229,7 +234,7 @@ int page_store_release(struct page_store *s, page_ref_t ref)
 	if (--e->refs)
 		return 0;
 	/* Unlink from the hash chain; the head moves in the index when it is the one going. */
-	page_ref_t head = (page_ref_t)(uintptr_t)hmap_get(&s->index, e->hash);
+	page_ref_t head = page_store_head(s, e->hash);
 	if (head == ref) {
 		if (e->next)
 			hmap_put(&s->index, e->hash, (void *)(uintptr_t)e->next); /* replaces: no allocation */

@@ -3,6 +3,7 @@
 
 #include <assert.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <sys/mman.h>
 
 #include "mmu/vm_param.h"
@@ -38,6 +39,7 @@ void pool_init(struct pool *pool, size_t item_size, size_t chunk_bytes)
 	chunk_bytes = (chunk_bytes + VM_PAGE_MASK) & ~(size_t)VM_PAGE_MASK;
 	pool->chunk_items = (chunk_bytes - sizeof(struct pool_chunk)) / pool->item_size;
 	pool->free = NULL;
+	pool->nfree = pool->free_cap = 0;
 	pool->chunks = NULL;
 	pool->in_use = 0;
 	pool->capacity = 0;
@@ -54,18 +56,51 @@ void pool_fini(struct pool *pool)
 		munmap(base, bytes);
 		c = next;
 	}
+	free(pool->free);
 	pool->chunks = NULL;
 	pool->free = NULL;
+	pool->nfree = pool->free_cap = 0;
 	pool->in_use = 0;
 	pool->capacity = 0;
 }
 
+#define POOL_HUGE ((size_t)2 << 20)
+
+/* Chunks of whole huge pages are aligned to them and offered to transparent huge pages:
+ * one TLB entry then covers 512 page buffers. */
+static char *pool_map(size_t bytes)
+{
+	if (bytes % POOL_HUGE) {
+		char *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		return p == MAP_FAILED ? NULL : p;
+	}
+	char *raw = mmap(NULL, bytes + POOL_HUGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (raw == MAP_FAILED)
+		return NULL;
+	char *base = (char *)(((uintptr_t)raw + POOL_HUGE - 1) & ~(uintptr_t)(POOL_HUGE - 1));
+	if (base > raw)
+		munmap(raw, (size_t)(base - raw));
+	if (base + bytes < raw + bytes + POOL_HUGE)
+		munmap(base + bytes, (size_t)(raw + bytes + POOL_HUGE - (base + bytes)));
+	madvise(base, bytes, MADV_HUGEPAGE);
+	return base;
+}
+
 static int pool_grow(struct pool *pool)
 {
+	/* Room on the stack for every item there will be, so that pool_free never fails. */
+	size_t cap = pool->capacity + pool->chunk_items;
+	if (cap > pool->free_cap) {
+		void **v = realloc(pool->free, cap * sizeof(*v));
+		if (!v)
+			return -1;
+		pool->free = v;
+		pool->free_cap = cap;
+	}
 	size_t bytes = ((pool->chunk_items * pool->item_size + sizeof(struct pool_chunk)) + VM_PAGE_MASK) &
 		       ~(size_t)VM_PAGE_MASK;
-	char *base = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	if (base == MAP_FAILED)
+	char *base = pool_map(bytes);
+	if (!base)
 		return -1;
 	struct pool_chunk *c = (struct pool_chunk *)(base + bytes - sizeof(*c));
 	c->next = pool->chunks;
@@ -73,38 +108,27 @@ static int pool_grow(struct pool *pool)
 	pool->chunks = c;
 	/* Push in reverse so that items are handed out in address order. */
 	for (size_t i = pool->chunk_items; i-- > 0;) {
-		void **item = (void **)(base + i * pool->item_size);
-		*item = pool->free;
-		pool->free = item;
-	}
-	for (size_t i = 0; i < pool->chunk_items; i++)
 		POOL_POISON(base + i * pool->item_size, pool->item_size);
+		pool->free[pool->nfree++] = base + i * pool->item_size;
+	}
 	pool->capacity += pool->chunk_items;
 	return 0;
 }
 
 void *pool_alloc(struct pool *pool)
 {
-	if (!pool->free && pool_grow(pool) < 0)
+	if (!pool->nfree && pool_grow(pool) < 0)
 		return NULL;
-	void **item = pool->free;
+	void *item = pool->free[--pool->nfree];
 	POOL_UNPOISON(item, pool->item_size);
-	pool->free = *item;
 	pool->in_use++;
-#ifndef POOL_ASAN
-	/* The next item's link is read on the next allocation: fetch its line now. */
-	if (pool->free)
-		__builtin_prefetch(pool->free, 1);
-#endif
 	return item;
 }
 
 void pool_free(struct pool *pool, void *item)
 {
-	assert(item && pool->in_use > 0);
-	void **p = item;
-	*p = pool->free;
-	pool->free = p;
+	assert(item && pool->in_use > 0 && pool->nfree < pool->free_cap);
+	POOL_POISON(item, pool->item_size);
+	pool->free[pool->nfree++] = item;
 	pool->in_use--;
-	POOL_POISON((char *)item + sizeof(void *), pool->item_size - sizeof(void *));
 }

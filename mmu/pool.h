@@ -2,7 +2,10 @@
  * Fixed-size item pools carved out of page-aligned chunks (mmap), so that page buffers and
  * small bookkeeping structs never cost one malloc each. Items of VM_PAGE_SIZE bytes are
  * page-aligned. Freed items go on a free list and are reused first; chunks go back to the
- * system only when the pool is destroyed. Under AddressSanitizer free items are poisoned.
+ * system only when the pool is destroyed. The free list is a stack of pointers beside the
+ * items, so allocating and freeing never touch an item's (possibly cold) memory. Chunks of
+ * whole 2 MiB are aligned and offered to transparent huge pages (fewer TLB misses over page
+ * buffers). Under AddressSanitizer free items are poisoned.
  *
  * Locking: none; a pool belongs to one vm_domain (or page store) and shares its lock.
  */
@@ -16,7 +19,8 @@ struct pool_chunk;
 struct pool {
 	size_t item_size;          /* (c) bytes per item, a multiple of 16 */
 	size_t chunk_items;        /* (c) items per chunk */
-	void *free;                /* (p) free list, linked through the items */
+	void **free;               /* (p) stack of free items */
+	size_t nfree, free_cap;    /* (p) */
 	struct pool_chunk *chunks; /* (p) every chunk, newest first */
 	size_t in_use;             /* (p) items handed out */
 	size_t capacity;           /* (p) items in all chunks */
