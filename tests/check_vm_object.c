@@ -205,6 +205,56 @@ START_TEST(test_collapse_brings_back_pages_the_backing_object_paged_out)
 }
 END_TEST
 
+/*
+ * Every combination of: B held elsewhere or not, A covering B's pages or not, B's page
+ * paged out or resident. The chain starts as A -> B -> C:
+ *   B held by A alone             A -> B -> C  =>  A -> C      (collapse)
+ *   B held elsewhere, A covers B   A -> B -> C  =>  A -> C      (bypass; B -> C stays)
+ *   B held elsewhere, A does not   A -> B -> C                 (nothing)
+ * and A reads the same bytes before and after in every case.
+ */
+START_TEST(test_collapse_and_bypass_over_every_combination)
+{
+	bool held = _i & 1, covers = _i & 2, paged = _i & 4;
+	struct vm_sandbox *sb;
+	ck_assert_int_eq(vm_sandbox_create(0, PS, VM_SANDBOX_SWAP, &sb), 0);
+	struct vm_domain *saved = dom;
+	dom = sb->dom;
+	struct vm_object *a, *b, *c;
+	build_abc(&a, &b, &c);
+	if (covers)
+		put(a, 1, 'A');
+	if (paged) {
+		vm_domain_begin(dom);
+		ck_assert_int_eq(vm_pageout_page(vm_page_lookup(b, 1)), 0);
+	}
+	char before[4];
+	for (unsigned p = 0; p < 4; p++)
+		before[p] = get(a, p);
+	if (!held)
+		vm_object_deallocate(b); /* collapses on the spot */
+	else
+		vm_object_collapse(a);
+	struct vm_statistics st;
+	vm_domain_statistics(dom, &st);
+	bool shortened = !held || covers;
+	ck_assert_ptr_eq(a->shadow, shortened ? c : b);
+	ck_assert_uint_eq(st.object_collapses, !held);
+	ck_assert_uint_eq(st.object_bypasses, held && covers);
+	for (unsigned p = 0; p < 4; p++)
+		ck_assert_int_eq(get(a, p), before[p]);
+	vm_object_check(a);
+	if (held) {
+		ck_assert_int_eq(get(b, 1), 'b');
+		vm_object_deallocate(b);
+	}
+	vm_object_deallocate(a);
+	vm_object_deallocate(c);
+	dom = saved;
+	vm_sandbox_destroy(sb);
+}
+END_TEST
+
 START_TEST(test_repeated_snapshots_keep_the_chain_short)
 {
 	/* top -> frozen, 64 times, each frozen object released after one write */
@@ -288,6 +338,7 @@ Suite *vm_object_suite(void)
 	HARNESS_ADD_TEST(tc, test_a_shadow_that_covers_its_backing_object_bypasses_it);
 	HARNESS_ADD_TEST(tc, test_no_bypass_while_the_backing_object_has_a_page_the_shadow_lacks);
 	HARNESS_ADD_TEST(tc, test_collapse_brings_back_pages_the_backing_object_paged_out);
+	HARNESS_ADD_LOOP_TEST(tc, test_collapse_and_bypass_over_every_combination, 0, 8);
 	HARNESS_ADD_TEST(tc, test_repeated_snapshots_keep_the_chain_short);
 	HARNESS_ADD_TEST(tc, test_an_eager_copy_does_not_see_later_writes);
 	HARNESS_ADD_TEST(tc, test_chain_introspection_lists_each_object_top_first);
