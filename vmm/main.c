@@ -5,7 +5,12 @@
 #include "vmm/cmd_client.h"
 #include "vmm/commands.h"
 
-#define VMM_VERSION "0.1.0"
+#include "vmm/monitor.h"
+
+/* One version for the CLI and the monitor's greeting. */
+#define VMM_STR(x) #x
+#define VMM_XSTR(x) VMM_STR(x)
+#define VMM_VERSION VMM_XSTR(MONITOR_VERSION_MAJOR) "." VMM_XSTR(MONITOR_VERSION_MINOR) "." VMM_XSTR(MONITOR_VERSION_MICRO)
 
 struct verb {
 	const char *name;
