@@ -9,6 +9,8 @@
  *                  memory, split over all CPUs, then verify every page (each CPU checks
  *                  another CPU's share)
  *   spin[=SIZE]    rewrite and re-verify SIZE bytes (default 16M) forever, one round at a time
+ *   rounds=SIZE,N  the same for N (decimal) rounds, a sync point after each, then go on
+ *   forktest=SIZE  fill SIZE, sync point 1, wait for a fork, then check parent and own pages
  *   crash          execute an invalid instruction in user mode (tests the exception report)
  *   sum=GPA,LEN    print "sum GPA LEN: 0x<FNV-1a 64>" of guest-physical [GPA, GPA+LEN)
  *   fill=GPA,LEN   write the (address, seed) pattern over [GPA, GPA+LEN) (whole pages)
@@ -130,13 +132,15 @@ static int touch(uint64_t bytes, uint64_t seed, unsigned cpu)
 	return ABI_STATUS_OK;
 }
 
-static void __attribute__((noreturn)) spin(uint64_t bytes, uint64_t seed, unsigned cpu)
+/* Rewrite and re-verify SIZE bytes @nrounds times (0: until stopped). Each CPU works on its
+ * own share; cpu 0 reports each round on the test port (a sync point when counted). */
+static void spin(uint64_t bytes, uint64_t seed, unsigned cpu, uint64_t nrounds)
 {
 	uint64_t npages = (bytes + PAGE_SIZE - 1) / PAGE_SIZE, first, last;
 	share(npages, cpu, &first, &last);
-	if (cpu == 0)
+	if (cpu == 0 && !nrounds)
 		say("spin: rewriting ", npages, " pages until stopped\n");
-	for (uint64_t round = 0;; round++) {
+	for (uint64_t round = 0; !nrounds || round < nrounds; round++) {
 		for (uint64_t p = first; p < last; p++)
 			page_fill(ABI_FREE_BASE + p * PAGE_SIZE, seed + round);
 		for (uint64_t p = first; p < last; p++) {
@@ -150,8 +154,66 @@ static void __attribute__((noreturn)) spin(uint64_t bytes, uint64_t seed, unsign
 			}
 		}
 		if (cpu == 0)
-			outl(ABI_PORT_TEST, ABI_SYNC(ABI_SYNC_ROUND, round));
+			outl(ABI_PORT_TEST, ABI_SYNC(nrounds ? ABI_SYNC_POINT : ABI_SYNC_ROUND, round));
 	}
+	barrier_wait();
+	if (cpu == 0)
+		say("rounds: ", nrounds, " rounds ok\n");
+}
+
+/*
+ * forktest: fill @bytes with the pattern, report sync point 1 (ready), and wait until a
+ * fork changes the identity port's generation. Then VM k (0 = the parent) rewrites MiB k
+ * of the range with its own pattern and checks the whole range: its MiB holds its own
+ * pattern, every other page the parent's: a child sees the parent's pages plus only its
+ * own writes. cpu 0 does the work; the others wait.
+ */
+#define FORK_CHUNK (1ull << 20)
+static int forktest(uint64_t bytes, uint64_t seed, unsigned cpu)
+{
+	uint64_t first = ABI_FREE_BASE, end = ABI_FREE_BASE + bytes;
+	int status = ABI_STATUS_OK;
+	if (cpu == 0) {
+		for (uint64_t a = first; a < end; a += PAGE_SIZE)
+			page_fill(a, seed);
+		unsigned gen0 = ABI_ID_GENERATION(inl(ABI_PORT_ID));
+		outl(ABI_PORT_TEST, ABI_SYNC(ABI_SYNC_POINT, 1));
+		unsigned id;
+		while (ABI_ID_GENERATION(id = inl(ABI_PORT_ID)) == gen0)
+			cpu_relax();
+		unsigned k = ABI_ID_INDEX(id);
+		uint64_t mine = first + k * FORK_CHUNK;
+		for (uint64_t a = mine; a < mine + FORK_CHUNK && a < end; a += PAGE_SIZE)
+			page_fill(a, seed + 1000 + k);
+		uint64_t n = 0;
+		for (uint64_t a = first; a < end; a += PAGE_SIZE, n++) {
+			bool own = a >= mine && a < mine + FORK_CHUNK;
+			if (!page_check(a, own ? seed + 1000 + k : seed)) {
+				struct line l = {.len = 0};
+				line_str(&l, "fork: vm ");
+				line_u64(&l, k);
+				line_str(&l, ": mismatch at ");
+				line_hex(&l, first_bad_addr);
+				line_str(&l, "\n");
+				line_flush(&l);
+				status = ABI_STATUS_VERIFY_FAILED;
+				break;
+			}
+		}
+		if (status == ABI_STATUS_OK) {
+			struct line l = {.len = 0};
+			line_str(&l, "fork: vm ");
+			line_u64(&l, k);
+			line_str(&l, " generation ");
+			line_u64(&l, ABI_ID_GENERATION(id));
+			line_str(&l, ": ");
+			line_u64(&l, n);
+			line_str(&l, " pages ok\n");
+			line_flush(&l);
+		}
+	}
+	barrier_wait();
+	return status;
 }
 
 /* An address or length: 0x-hex, or the SIZE syntax. */
@@ -370,7 +432,8 @@ void user_main(const struct abi_pvh_start_info *si, uint64_t cpu64, uint64_t ncp
 		} else if (str_eq(tok, name_len, "seed") && has_arg) {
 			if (!str_u64(arg, arg_len, &seed))
 				bad_cmdline(cpu, "bad seed", tok, len);
-		} else if (str_eq(tok, name_len, "touch") || str_eq(tok, name_len, "spin")) {
+		} else if (str_eq(tok, name_len, "touch") || str_eq(tok, name_len, "spin") ||
+			   str_eq(tok, name_len, "forktest")) {
 			bool is_spin = tok[0] == 's';
 			if ((has_arg || !is_spin) && abi_parse_size(arg, arg_len, &size) != 0)
 				bad_cmdline(cpu, "bad size", tok, len);
@@ -378,8 +441,20 @@ void user_main(const struct abi_pvh_start_info *si, uint64_t cpu64, uint64_t ncp
 				bad_cmdline(cpu, "size exceeds free guest memory", tok, len);
 			barrier_wait();
 			if (is_spin)
-				spin(size, seed, cpu);
-			status = touch(size, seed, cpu);
+				spin(size, seed, cpu, 0);
+			status = tok[0] == 'f' ? forktest(size, seed, cpu) : touch(size, seed, cpu);
+		} else if (str_eq(tok, name_len, "rounds") && has_arg) {
+			uint64_t nrounds;
+			size_t comma = 0;
+			while (comma < arg_len && arg[comma] != ',')
+				comma++;
+			if (comma == arg_len || abi_parse_size(arg, comma, &size) != 0 ||
+			    !str_u64(arg + comma + 1, arg_len - comma - 1, &nrounds) || nrounds == 0)
+				bad_cmdline(cpu, "bad rounds (use SIZE,N)", tok, len);
+			if (size > avail)
+				bad_cmdline(cpu, "size exceeds free guest memory", tok, len);
+			barrier_wait();
+			spin(size, seed, cpu, nrounds);
 		} else {
 			bad_cmdline(cpu, "unknown workload", tok, len);
 		}

@@ -529,8 +529,10 @@ void store_close(struct store *s)
 	free(s);
 }
 
-static bool store_has_snapshot(struct store *s, const char *name)
+bool store_has_snapshot(struct store *s, const char *name)
 {
+	if (!store_name_valid(name))
+		return false;
 	char file[STORE_NAME_MAX + 8];
 	snprintf(file, sizeof(file), "%s.snap", name);
 	return faccessat(s->snaps_fd, file, F_OK, 0) == 0;

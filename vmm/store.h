@@ -46,6 +46,9 @@ typedef uint64_t store_hash_fn(const void *data, size_t len);
 int store_open_hashed(const char *dir, bool create, store_hash_fn *hash, struct store **out);
 void store_close(struct store *s);
 
+/* True when the store has a snapshot named @name. */
+bool store_has_snapshot(struct store *s, const char *name);
+
 /* True when @name may name a snapshot: 1-63 of [A-Za-z0-9._-], not starting with '.'. */
 bool store_name_valid(const char *name);
 

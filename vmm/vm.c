@@ -52,6 +52,7 @@ int vm_create(struct vm *vm, const struct vm_config *cfg)
 	pthread_condattr_destroy(&ca);
 	pthread_cond_init(&vm->park_cond, NULL);
 	atomic_init(&vm->pause_count, 0);
+	atomic_init(&vm->snapshot_busy, false);
 
 	/* The image is checked before any device is opened: a bad image is reported on any host. */
 	void *image = NULL;

@@ -66,6 +66,11 @@ struct vm {
 	struct monitor *monitor;       /* (c) NULL when the VM has none */
 	bool user_paused;              /* (m) paused by the monitor's stop; monitor thread only */
 	bool quit_requested;           /* (m) the monitor's quit ended the VM */
+	atomic_bool snapshot_busy;     /* a snapshot is being taken */
+	pthread_t snapshot_thread;     /* (m) the monitor's snapshot-save worker */
+	bool snapshot_thread_started;  /* (m) */
+	char origin_store[4096];       /* (c) realpath of the store the VM was restored from, or "" */
+	char origin_name[64];          /* (c) the snapshot it was restored from, or "" */
 };
 
 /* Build the VM described by @cfg: KVM, RAM, devices, the loaded guest and its vCPUs.

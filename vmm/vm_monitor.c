@@ -2,10 +2,15 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "vmm/error.h"
 #include "vmm/monitor.h"
+#include "vmm/snapshot.h"
 #include "vmm/vm.h"
 
 static int vm_monitor_query_status(void *ctx, enum monitor_run_state *state)
@@ -63,6 +68,98 @@ static int vm_monitor_query_stats(void *ctx, json_t *stats)
 	return 0;
 }
 
+/* ---- snapshot-save: runs in its own thread, the reply deferred until durable ---- */
+
+struct snapshot_job {
+	struct vm *vm;
+	struct monitor *mon;
+	struct monitor_pending *pending;
+	char name[64];
+	char store[4096];
+	uint64_t last_event_ns;
+};
+
+static uint64_t monotonic_ns(void)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (uint64_t)t.tv_sec * 1000000000ull + (uint64_t)t.tv_nsec;
+}
+
+static void snapshot_job_progress(void *arg, uint64_t done, uint64_t total)
+{
+	struct snapshot_job *job = arg;
+	uint64_t now = monotonic_ns();
+	if (done != total && now - job->last_event_ns < 100000000ull)
+		return; /* at most ten progress events a second */
+	job->last_event_ns = now;
+	monitor_emit_event(job->mon, "SNAPSHOT_PROGRESS",
+			   json_pack("{s:s,s:I,s:I}", "name", job->name, "done", (json_int_t)done, "total", (json_int_t)total));
+}
+
+static void *snapshot_job_main(void *arg)
+{
+	struct snapshot_job *job = arg;
+	struct snapshot_result res;
+	int r = snapshot_save(job->vm, job->store, job->name, snapshot_job_progress, job, &res);
+	json_t *ret = NULL;
+	if (!r) {
+		ret = json_pack("{s:s,s:s,s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "name", job->name, "store", job->store,
+				"parent", res.parent, "pages", (json_int_t)res.pages, "listed", (json_int_t)res.listed,
+				"stored", (json_int_t)res.stored, "shared", (json_int_t)res.shared, "zero",
+				(json_int_t)res.zero, "pause-ns", (json_int_t)res.pause_ns, "total-ns",
+				(json_int_t)res.total_ns);
+		monitor_emit_event(job->mon, "SNAPSHOT_DONE", json_deep_copy(ret));
+	}
+	monitor_reply_later(job->pending, r, ret);
+	free(job);
+	return NULL;
+}
+
+static const struct monitor_arg snapshot_save_args[] = {
+	{"name", MONITOR_ARG_STRING, true, "the snapshot's name in the store"},
+	{"store", MONITOR_ARG_STRING, true, "the store directory (created if missing)"},
+	{NULL, 0, false, NULL},
+};
+
+static int vm_monitor_snapshot_save(struct monitor_call *call, void *ctx, json_t *args, json_t **ret)
+{
+	(void)ret;
+	struct vm *vm = ctx;
+	if (atomic_load(&vm->snapshot_busy))
+		return error_set(EBUSY, "a snapshot of this VM is already being taken");
+	if (vm->snapshot_thread_started) {
+		pthread_join(vm->snapshot_thread, NULL);
+		vm->snapshot_thread_started = false;
+	}
+	struct snapshot_job *job = calloc(1, sizeof(*job));
+	if (!job)
+		return error_set(ENOMEM, "no memory for a snapshot");
+	job->vm = vm;
+	job->mon = monitor_call_monitor(call);
+	snprintf(job->name, sizeof(job->name), "%s", json_string_value(json_object_get(args, "name")));
+	snprintf(job->store, sizeof(job->store), "%s", json_string_value(json_object_get(args, "store")));
+	job->pending = monitor_call_defer(call);
+	if (!job->pending) {
+		free(job);
+		return error_set(ENOMEM, "no memory for a snapshot");
+	}
+	int r = pthread_create(&vm->snapshot_thread, NULL, snapshot_job_main, job);
+	if (r) {
+		monitor_reply_later(job->pending, -r, NULL);
+		free(job);
+		return MONITOR_PENDING;
+	}
+	vm->snapshot_thread_started = true;
+	return MONITOR_PENDING;
+}
+
+static const struct monitor_command vm_monitor_commands[] = {
+	{"snapshot-save", vm_monitor_snapshot_save, snapshot_save_args,
+	 "snapshot the running VM into a store; answers when the snapshot is durable"},
+	{NULL, NULL, NULL, NULL},
+};
+
 static const struct monitor_ops vm_monitor_ops = {
 	.query_status = vm_monitor_query_status,
 	.stop = vm_monitor_stop_cmd,
@@ -83,6 +180,8 @@ int vm_monitor_start(struct vm *vm, const char *name, const char *path)
 	struct monitor_config cfg = {.name = name, .ops = &vm_monitor_ops, .ctx = vm};
 	int r = monitor_create(&vm->monitor, &cfg);
 	if (!r)
+		r = monitor_add_commands(vm->monitor, vm_monitor_commands, vm);
+	if (!r)
 		r = monitor_listen(vm->monitor, path);
 	if (r && vm->monitor) {
 		monitor_destroy(vm->monitor);
@@ -95,6 +194,11 @@ void vm_monitor_stop(struct vm *vm, int status)
 {
 	if (!vm->monitor)
 		return;
+	/* A snapshot being written finishes (and is answered) before the monitor goes. */
+	if (vm->snapshot_thread_started) {
+		pthread_join(vm->snapshot_thread, NULL);
+		vm->snapshot_thread_started = false;
+	}
 	json_t *data = json_pack("{s:b,s:s,s:i}", "guest", !vm->quit_requested, "reason",
 				 vm->quit_requested ? "host-qmp-quit" : status < 120 ? "guest-shutdown" : "vmm-verdict",
 				 "status", status);

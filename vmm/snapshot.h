@@ -1,0 +1,43 @@
+/*
+ * Live snapshots of a running VM into a store (vmm/store.h).
+ *
+ * The vCPUs are paused only while the VM's state is captured and its RAM is frozen: each
+ * RAM entry's object is frozen and shadowed by a new one (vm_map_copyin), its pages
+ * write-protected in guest RAM. The guest then runs on while the frozen pages are written
+ * to the store; a guest write to a frozen page is a copy-on-write fault, so the snapshot
+ * sees memory exactly as it was at the pause. When the snapshot is durable the frozen
+ * copy is let go and the chain collapses back.
+ *
+ * A VM restored from snapshot S of the same store makes snapshots whose parent is S and
+ * which list only the pages that differ from S.
+ */
+#ifndef VMM_SNAPSHOT_H
+#define VMM_SNAPSHOT_H
+
+#include <stdint.h>
+
+struct vm;
+
+struct snapshot_result {
+	char parent[64];       /* "" for a snapshot without parent */
+	uint64_t pages;        /* pages of guest RAM examined */
+	uint64_t listed;       /* pages the manifest lists (differing from the parent) */
+	uint64_t stored;       /* of which new to the store (bytes appended) */
+	uint64_t shared;       /* of which already stored (dedup) */
+	uint64_t zero;         /* of which zero */
+	uint64_t pause_ns;     /* how long the vCPUs were paused */
+	uint64_t total_ns;     /* from the request to durability */
+};
+
+/* Called from the writing thread with pages written so far and in all. */
+typedef void snapshot_progress_fn(void *arg, uint64_t done, uint64_t total);
+
+/*
+ * Snapshot @vm into the store at @dir (created if missing) as @name. Returns once the
+ * snapshot is durable, or -errno with a message (nothing is left visible in the store).
+ * One snapshot at a time per VM (-EBUSY). Not from a vCPU or the fault thread.
+ */
+int snapshot_save(struct vm *vm, const char *dir, const char *name, snapshot_progress_fn *progress, void *arg,
+		  struct snapshot_result *res);
+
+#endif

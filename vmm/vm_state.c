@@ -1,0 +1,141 @@
+#include "vmm/vm_state.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "guest/abi.h"
+#include "vmm/error.h"
+#include "vmm/vcpu.h"
+#include "vmm/vm.h"
+
+#define VM_STATE_MAGIC 0x3154535453564d56ull /* "VMVSTST1" */
+
+struct vm_state_header {
+	uint64_t magic;
+	uint64_t ram_size;
+	uint32_t ncpus;
+	uint32_t id_value;
+	uint64_t test_messages;
+	uint32_t test_last;
+	uint8_t serial_lcr, serial_scratch;
+	uint8_t reserved[2];
+};
+
+int vm_state_capture(struct vm *vm, struct vm_state *s)
+{
+	memset(s, 0, sizeof(*s));
+	s->ram_size = vm->mem.ram_size;
+	s->ncpus = vm->cfg.ncpus;
+	s->id_value = (uint32_t)atomic_load(&vm->id_port.value);
+	s->serial_lcr = vm->serial.lcr;
+	s->serial_scratch = vm->serial.scratch;
+	s->test_messages = atomic_load(&vm->test_port.messages);
+	s->test_last = (uint32_t)atomic_load(&vm->test_port.last);
+	s->vcpus = calloc(s->ncpus, sizeof(*s->vcpus));
+	if (!s->vcpus)
+		return error_set(ENOMEM, "no memory for the vCPU states");
+	unsigned xsave = vcpu_state_xsave_size(vm->kvm.dev_fd);
+	for (unsigned i = 0; i < s->ncpus; i++) {
+		int r = vcpu_state_save(vm->vcpus[i].fd, xsave, &s->vcpus[i]);
+		if (r) {
+			vm_state_free(s);
+			return r;
+		}
+	}
+	return 0;
+}
+
+int vm_state_serialize(const struct vm_state *s, uint8_t **blob, size_t *len)
+{
+	size_t n = sizeof(struct vm_state_header);
+	for (unsigned i = 0; i < s->ncpus; i++)
+		n += vcpu_state_size(&s->vcpus[i]);
+	uint8_t *b = malloc(n), *p = b;
+	if (!b)
+		return error_set(ENOMEM, "no memory for the VM state");
+	struct vm_state_header h = {
+		.magic = VM_STATE_MAGIC,
+		.ram_size = s->ram_size,
+		.ncpus = s->ncpus,
+		.id_value = s->id_value,
+		.test_messages = s->test_messages,
+		.test_last = s->test_last,
+		.serial_lcr = s->serial_lcr,
+		.serial_scratch = s->serial_scratch,
+	};
+	memcpy(p, &h, sizeof(h));
+	p += sizeof(h);
+	for (unsigned i = 0; i < s->ncpus; i++) {
+		vcpu_state_write(&s->vcpus[i], p);
+		p += vcpu_state_size(&s->vcpus[i]);
+	}
+	*blob = b;
+	*len = n;
+	return 0;
+}
+
+int vm_state_parse(const uint8_t *blob, size_t len, struct vm_state *s)
+{
+	memset(s, 0, sizeof(*s));
+	struct vm_state_header h;
+	if (len < sizeof(h))
+		return error_set(EINVAL, "VM state is truncated (%zu bytes)", len);
+	memcpy(&h, blob, sizeof(h));
+	if (h.magic != VM_STATE_MAGIC)
+		return error_set(EINVAL, "VM state has an unknown format");
+	if (h.ncpus < 1 || h.ncpus > ABI_MAX_CPUS)
+		return error_set(EINVAL, "VM state has %u vCPUs (1 to %d allowed)", h.ncpus, ABI_MAX_CPUS);
+	if (h.ram_size < ABI_MIN_RAM || h.ram_size > (1ull << 40) || (h.ram_size & 4095))
+		return error_set(EINVAL, "VM state has an impossible RAM size (%llu bytes)", (unsigned long long)h.ram_size);
+	s->ram_size = h.ram_size;
+	s->ncpus = h.ncpus;
+	s->id_value = h.id_value;
+	s->serial_lcr = h.serial_lcr;
+	s->serial_scratch = h.serial_scratch;
+	s->test_messages = h.test_messages;
+	s->test_last = h.test_last;
+	s->vcpus = calloc(s->ncpus, sizeof(*s->vcpus));
+	if (!s->vcpus)
+		return error_set(ENOMEM, "no memory for the vCPU states");
+	size_t off = sizeof(h);
+	for (unsigned i = 0; i < s->ncpus; i++) {
+		size_t used;
+		int r = vcpu_state_read(blob + off, len - off, &s->vcpus[i], &used);
+		if (r) {
+			vm_state_free(s);
+			return error_set(EINVAL, "VM state of vCPU %u: %s", i, error_message());
+		}
+		off += used;
+	}
+	if (off != len) {
+		vm_state_free(s);
+		return error_set(EINVAL, "VM state has %zu bytes of trailing garbage", len - off);
+	}
+	return 0;
+}
+
+int vm_state_apply(struct vm *vm, const struct vm_state *s)
+{
+	if (s->ncpus != vm->cfg.ncpus || s->ram_size != vm->mem.ram_size)
+		return error_set(EINVAL, "VM state is for %u vCPUs and %llu MiB, not %u and %llu", s->ncpus,
+				 (unsigned long long)(s->ram_size >> 20), vm->cfg.ncpus,
+				 (unsigned long long)(vm->mem.ram_size >> 20));
+	for (unsigned i = 0; i < s->ncpus; i++) {
+		int r = vcpu_state_load(vm->vcpus[i].fd, &s->vcpus[i]);
+		if (r)
+			return error_set(-r, "vCPU %u: %s", i, error_message());
+	}
+	atomic_store(&vm->id_port.value, s->id_value);
+	vm->serial.lcr = s->serial_lcr;
+	vm->serial.scratch = s->serial_scratch;
+	atomic_store(&vm->test_port.messages, s->test_messages);
+	atomic_store(&vm->test_port.last, s->test_last);
+	return 0;
+}
+
+void vm_state_free(struct vm_state *s)
+{
+	free(s->vcpus);
+	s->vcpus = NULL;
+}

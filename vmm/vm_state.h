@@ -1,0 +1,41 @@
+/*
+ * Everything of a VM that is not guest memory, as one blob: its shape (RAM size, vCPUs),
+ * the state of each vCPU and of each device. Taken while the vCPUs are paused; stored in
+ * a snapshot's manifest (opaque to the store); loaded into a new VM by restore and fork.
+ * A blob read from disk is untrusted: vm_state_parse checks every field.
+ */
+#ifndef VMM_VM_STATE_H
+#define VMM_VM_STATE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "vmm/vcpu_state.h"
+
+struct vm;
+
+struct vm_state {
+	uint64_t ram_size;          /* bytes of RAM (the layout follows from it) */
+	unsigned ncpus;
+	uint32_t id_value;          /* identity port */
+	uint8_t serial_lcr, serial_scratch;
+	uint64_t test_messages;     /* test port counters */
+	uint32_t test_last;
+	struct vcpu_state *vcpus;   /* ncpus of them (vm_state_free frees them) */
+};
+
+/* Capture @vm's state; its vCPUs must be paused. 0 or -errno with a message. */
+int vm_state_capture(struct vm *vm, struct vm_state *s);
+
+/* Serialize @s into a new buffer (*blob, free() it). 0 or -ENOMEM. */
+int vm_state_serialize(const struct vm_state *s, uint8_t **blob, size_t *len);
+
+/* Parse a blob (untrusted). 0, or -EINVAL with a message saying what is wrong. */
+int vm_state_parse(const uint8_t *blob, size_t len, struct vm_state *s);
+
+/* Load @s into @vm (created with the same RAM size and vCPU count, not running yet). */
+int vm_state_apply(struct vm *vm, const struct vm_state *s);
+
+void vm_state_free(struct vm_state *s);
+
+#endif
