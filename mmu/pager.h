@@ -43,6 +43,8 @@ struct pager_args {
 	uint64_t offset;    /* where its data starts in the file (file pager) */
 	uint64_t size;      /* bytes of data, 0 = the file's size (file pager) */
 	bool writable;      /* data may be changed through data_return (file pager) */
+	const void *source; /* what a pager not served from a file reads (the snapshot pager:
+			       struct snapshot_source); NULL otherwise */
 };
 
 typedef int pager_open_t(struct pager *pager, const struct pager_args *args);
