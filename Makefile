@@ -13,7 +13,8 @@ PKGS     := check libxxhash jansson
 WARN     := -Wall -Wextra -Werror
 CSTD     := -std=c11 -D_GNU_SOURCE
 OPT      ?= -O2
-CFLAGS   := $(CSTD) $(OPT) -g $(WARN) -I. -MMD -MP -pthread
+INCLUDES ?= -I.
+CFLAGS   := $(CSTD) $(OPT) -g $(WARN) $(INCLUDES) -MMD -MP -pthread
 SANFLAGS := -O1 -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 LIBS      = -pthread -lxxhash -ljansson
 TESTLIBS  = $(shell pkg-config --libs check 2>/dev/null) $(LIBS)

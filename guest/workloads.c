@@ -10,6 +10,9 @@
  *                  another CPU's share)
  *   spin[=SIZE]    rewrite and re-verify SIZE bytes (default 16M) forever, one round at a time
  *   rounds=SIZE,N  the same for N (decimal) rounds, a sync point after each, then go on
+ *   dup=GPA,LEN    write the same non-zero page over every page of the range
+ *   sync=N         report sync point N on the test port (the host may act on it)
+ *   idle           wait for ever without touching memory (until stopped from outside)
  *   forktest=SIZE  fill SIZE, sync point 1, wait for a fork, then check parent and own pages
  *   crash          execute an invalid instruction in user mode (tests the exception report)
  *   sum=GPA,LEN    print "sum GPA LEN: 0x<FNV-1a 64>" of guest-physical [GPA, GPA+LEN)
@@ -422,6 +425,25 @@ void user_main(const struct abi_pvh_start_info *si, uint64_t cpu64, uint64_t ncp
 					status = range_check(gpa, rlen, seed);
 			}
 			barrier_wait();
+		} else if (str_eq(tok, name_len, "dup") && has_arg) {
+			uint64_t gpa, rlen;
+			if (!parse_range(arg, arg_len, &gpa, &rlen))
+				bad_cmdline(cpu, "bad range (use GPA,LEN)", tok, len);
+			if (cpu == 0)
+				for (uint64_t a = gpa & ~(PAGE_SIZE - 1); a < gpa + rlen; a += PAGE_SIZE)
+					for (uint64_t i = 0; i < WORDS_PER_PAGE; i++)
+						((volatile uint64_t *)a)[i] = 0x6475706475706475ull + i;
+			barrier_wait();
+		} else if (str_eq(tok, name_len, "sync") && has_arg) {
+			uint64_t n;
+			if (!str_u64(arg, arg_len, &n))
+				bad_cmdline(cpu, "bad sync point", tok, len);
+			barrier_wait();
+			if (cpu == 0)
+				outl(ABI_PORT_TEST, ABI_SYNC(ABI_SYNC_POINT, n));
+		} else if (str_eq(tok, len, "idle")) {
+			for (;;)
+				cpu_relax();
 		} else if (str_eq(tok, name_len, "poke") && has_arg) {
 			uint64_t gpa;
 			if (!parse_range(arg, arg_len, &gpa, NULL))

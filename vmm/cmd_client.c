@@ -43,6 +43,12 @@ static int cmd_client_parse_args(const char *verb, const char *usage, const stru
 			if (cli_parse_uint(what, v, 1, 1000000000, &a->count))
 				return CLI_ERROR;
 			break;
+		case CMD_CLIENT_OPT_STORE:
+			a->store = v;
+			break;
+		case CMD_CLIENT_OPT_AS:
+			a->as = v;
+			break;
 		case CMD_CLIENT_OPT_HELP:
 			return 1;
 		}

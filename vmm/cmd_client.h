@@ -21,6 +21,12 @@ int cmd_ps(int argc, char **argv);
 int cmd_stats(int argc, char **argv);
 /* vmm stop|cont|quit NAME [--monitor PATH]: argv[0] names the command. */
 int cmd_control(int argc, char **argv);
+/* vmm snapshot NAME [--store DIR] [--as SNAPSHOT] [--json] [--monitor PATH] */
+int cmd_snapshot(int argc, char **argv);
+/* vmm fork NAME [-N COUNT] [--json] [--monitor PATH] */
+int cmd_fork(int argc, char **argv);
+/* vmm store ls|verify|gc|rm [DIR] [SNAPSHOT] */
+int cmd_store(int argc, char **argv);
 
 /* Option ids shared by these verbs; each verb's table lists the ones it takes. */
 enum {
@@ -29,6 +35,8 @@ enum {
 	CMD_CLIENT_OPT_WATCH,
 	CMD_CLIENT_OPT_COUNT,
 	CMD_CLIENT_OPT_HELP,
+	CMD_CLIENT_OPT_STORE,
+	CMD_CLIENT_OPT_AS,
 };
 #define CMD_CLIENT_OPTION_MONITOR \
 	{"monitor", 0, "PATH", CMD_CLIENT_OPT_MONITOR, "the VM's monitor socket (default: the socket of NAME)"}
@@ -41,6 +49,8 @@ struct cmd_client_args {
 	bool json;
 	uint64_t watch_ms;   /* --watch TIME, 0 when not given */
 	unsigned count;      /* --count N, 0 = until interrupted */
+	const char *store;   /* --store DIR, or NULL */
+	const char *as;      /* --as SNAPSHOT, or NULL */
 };
 
 /* cmd_client_parse: the verb goes on. */

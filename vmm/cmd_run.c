@@ -14,6 +14,7 @@
 #include "vmm/commands.h"
 #include "vmm/error.h"
 #include "vmm/monitor.h"
+#include "vmm/restore.h"
 #include "vmm/vm_monitor.h"
 
 #define RUN_DEFAULT_RAM (256ull << 20)
@@ -38,31 +39,61 @@ enum {
 	OPT_VERBOSE,
 	OPT_KVM,
 	OPT_HELP,
+	OPT_STORE,
 };
+
+/* Options of a running VM, shared by run and restore. */
+#define OPTION_TIMEOUT {"timeout", 't', "TIME", OPT_TIMEOUT, "stop the guest after TIME: 30, 500ms, 2m (default: never)"}
+#define OPTION_MEM_LIMIT \
+	{"mem-limit", 0, "SIZE", OPT_MEM_LIMIT, "keep resident guest memory under SIZE; the rest is paged out to swap"}
+#define OPTION_SWAP {"swap", 0, "PATH", OPT_SWAP, "swap file for --mem-limit (default: an unnamed file in /var/tmp)"}
+#define OPTION_CLUSTER {"cluster", 0, "PAGES", OPT_CLUSTER, "pages one fault brings in, 1-256 (default 64)"}
+#define OPTION_STATS {"stats", 0, NULL, OPT_STATS, "print memory and vCPU statistics on standard error at exit"}
+#define OPTION_NAME {"name", 'n', "NAME", OPT_NAME, "name of the VM, for its monitor socket (default vm-PID)"}
+#define OPTION_MONITOR                                       \
+	{"monitor", 0, "PATH", OPT_MONITOR,                  \
+	 "monitor socket (default $XDG_RUNTIME_DIR/vmm/NAME.sock, else /run/vmm/NAME.sock)"}
+#define OPTION_VERBOSE {"verbose", 'v', NULL, OPT_VERBOSE, "say what the VMM does; twice: also each test-port message"}
+#define OPTION_KVM {"kvm", 0, "PATH", OPT_KVM, "KVM device (default /dev/kvm)"}
+#define OPTION_HELP {"help", 'h', NULL, OPT_HELP, "show this help"}
 
 static const struct cli_option run_options[] = {
 	{"memory", 'm', "SIZE", OPT_MEMORY, "guest RAM (default 256M; K, M, G suffixes, a bare number is MiB)"},
 	{"cpus", 'c', "N", OPT_CPUS, "vCPUs, each its own thread (default 1, at most 64)"},
 	{"cmdline", 'p', "TEXT", OPT_CMDLINE, "guest command line (default empty)"},
-	{"timeout", 't', "TIME", OPT_TIMEOUT, "stop the guest after TIME: 30, 500ms, 2m (default: never)"},
-	{"mem-limit", 0, "SIZE", OPT_MEM_LIMIT, "keep resident guest memory under SIZE; the rest is paged out to swap"},
-	{"swap", 0, "PATH", OPT_SWAP, "swap file for --mem-limit (default: an unnamed file in /var/tmp)"},
+	OPTION_TIMEOUT,
+	OPTION_MEM_LIMIT,
+	OPTION_SWAP,
 	{"map", 0, "FILE@GPA[,ro|,shared]", OPT_MAP,
 	 "map FILE at guest-physical GPA (0x.. or a size like 1G); private copy-on-write by default, "
 	 "ro: read-only, shared: guest writes reach the file at a clean shutdown (up to 8)"},
 	{"pager", 0, "SOCKET@GPA,SIZE[,ro|,shared]", OPT_PAGER,
 	 "map SIZE bytes served by the external pager listening on SOCKET at GPA (see tools/pager_server.c)"},
-	{"cluster", 0, "PAGES", OPT_CLUSTER, "pages one fault brings in, 1-256 (default 64)"},
-	{"stats", 0, NULL, OPT_STATS, "print memory and vCPU statistics on standard error at exit"},
+	OPTION_CLUSTER,
+	OPTION_STATS,
 	{"kernel-zero-fill", 0, NULL, OPT_KERNEL_ZERO_FILL,
 	 "leave RAM to the kernel's zero fill instead of the default pager (a baseline: no RAM statistics, "
 	 "no --mem-limit)"},
-	{"name", 'n', "NAME", OPT_NAME, "name of the VM, for its monitor socket (default vm-PID)"},
-	{"monitor", 0, "PATH", OPT_MONITOR,
-	 "monitor socket (default $XDG_RUNTIME_DIR/vmm/NAME.sock, else /run/vmm/NAME.sock)"},
-	{"verbose", 'v', NULL, OPT_VERBOSE, "say what the VMM does; twice: also each test-port message"},
-	{"kvm", 0, "PATH", OPT_KVM, "KVM device (default /dev/kvm)"},
-	{"help", 'h', NULL, OPT_HELP, "show this help"},
+	OPTION_NAME,
+	OPTION_MONITOR,
+	OPTION_VERBOSE,
+	OPTION_KVM,
+	OPTION_HELP,
+	{0},
+};
+
+static const struct cli_option restore_options[] = {
+	{"store", 's', "DIR", OPT_STORE, "the store holding SNAPSHOT (default $VMM_STORE)"},
+	OPTION_TIMEOUT,
+	OPTION_MEM_LIMIT,
+	OPTION_SWAP,
+	OPTION_CLUSTER,
+	OPTION_STATS,
+	OPTION_NAME,
+	OPTION_MONITOR,
+	OPTION_VERBOSE,
+	OPTION_KVM,
+	OPTION_HELP,
 	{0},
 };
 
@@ -143,7 +174,7 @@ static int run_parse_map(const char *opt, const char *v, bool external, struct g
 	return 0;
 }
 
-int cmd_run_parse(int argc, char **argv, struct vm_config *cfg)
+static void run_defaults(struct vm_config *cfg)
 {
 	*cfg = (struct vm_config){
 		.mem.ram_size = RUN_DEFAULT_RAM,
@@ -152,92 +183,107 @@ int cmd_run_parse(int argc, char **argv, struct vm_config *cfg)
 		.kvm_path = "/dev/kvm",
 		.console_fd = STDOUT_FILENO,
 	};
+}
+
+/* Apply option @id (value @v) of verb @verb to @cfg: 0, 1 for --help, or CLI_ERROR. */
+static int run_option(struct vm_config *cfg, const char *verb, int id, const char *v)
+{
+	char what[64];
+	switch (id) {
+	case OPT_MEMORY:
+		snprintf(what, sizeof(what), "vmm %s: -m", verb);
+		if (cli_parse_size(what, v, &cfg->mem.ram_size))
+			return CLI_ERROR;
+		if (cfg->mem.ram_size < ABI_MIN_RAM)
+			return error_set(0, "vmm %s: -m %s is too small: at least %u MiB is needed", verb, v, ABI_MIN_RAM >> 20),
+			       CLI_ERROR;
+		if (cfg->mem.ram_size > RUN_MAX_RAM)
+			return error_set(0, "vmm %s: -m %s is too large: at most %llu GiB", verb, v, RUN_MAX_RAM >> 30),
+			       CLI_ERROR;
+		if (cfg->mem.ram_size % RUN_PAGE)
+			return error_set(0, "vmm %s: -m %s is not a multiple of 4K", verb, v), CLI_ERROR;
+		return 0;
+	case OPT_CPUS:
+		snprintf(what, sizeof(what), "vmm %s: -c", verb);
+		return cli_parse_uint(what, v, 1, ABI_MAX_CPUS, &cfg->ncpus) ? CLI_ERROR : 0;
+	case OPT_CMDLINE:
+		if (strlen(v) >= ABI_CMDLINE_MAX)
+			return error_set(0, "vmm %s: -p: the command line is %zu bytes; at most %u fit", verb, strlen(v),
+					 ABI_CMDLINE_MAX - 1), CLI_ERROR;
+		cfg->cmdline = v;
+		return 0;
+	case OPT_TIMEOUT:
+		snprintf(what, sizeof(what), "vmm %s: --timeout", verb);
+		return cli_parse_duration_ms(what, v, &cfg->timeout_ms) ? CLI_ERROR : 0;
+	case OPT_MEM_LIMIT:
+		snprintf(what, sizeof(what), "vmm %s: --mem-limit", verb);
+		if (cli_parse_size(what, v, &cfg->mem.mem_limit))
+			return CLI_ERROR;
+		if (cfg->mem.mem_limit < RUN_MIN_LIMIT)
+			return error_set(0, "vmm %s: --mem-limit %s is too small: at least %u MiB", verb, v,
+					 (unsigned)(RUN_MIN_LIMIT >> 20)), CLI_ERROR;
+		return 0;
+	case OPT_SWAP:
+		cfg->mem.swap_path = v;
+		return 0;
+	case OPT_MAP:
+	case OPT_PAGER:
+		if (cfg->mem.nfiles == GUEST_MEMORY_MAX_FILES)
+			return error_set(0, "vmm %s: at most %d --map and --pager options", verb, GUEST_MEMORY_MAX_FILES),
+			       CLI_ERROR;
+		if (run_parse_map(id == OPT_MAP ? "--map" : "--pager", v, id == OPT_PAGER, &cfg->mem.files[cfg->mem.nfiles]))
+			return CLI_ERROR;
+		cfg->mem.nfiles++;
+		return 0;
+	case OPT_CLUSTER:
+		snprintf(what, sizeof(what), "vmm %s: --cluster", verb);
+		return cli_parse_uint(what, v, 1, VM_CLUSTER_MAX, &cfg->mem.cluster) ? CLI_ERROR : 0;
+	case OPT_STATS:
+		cfg->stats = true;
+		return 0;
+	case OPT_KERNEL_ZERO_FILL:
+		cfg->mem.kernel_zero_fill = true;
+		return 0;
+	case OPT_NAME:
+		if (monitor_name_check(v) != 0)
+			return error_set(0, "vmm %s: -n: %s", verb, error_message()), CLI_ERROR;
+		cfg->name = v;
+		return 0;
+	case OPT_MONITOR:
+		cfg->monitor_path = v;
+		return 0;
+	case OPT_VERBOSE:
+		cfg->verbose++;
+		return 0;
+	case OPT_KVM:
+		cfg->kvm_path = v;
+		return 0;
+	case OPT_HELP:
+		return 1;
+	default:
+		return CLI_ERROR;
+	}
+}
+
+int cmd_run_parse(int argc, char **argv, struct vm_config *cfg)
+{
+	run_defaults(cfg);
 	struct cli_parser p;
 	cli_init(&p, "run", run_options, argc, argv, 1);
 	const char *v;
 	int id;
 	while ((id = cli_next(&p, &v)) != CLI_END) {
-		switch (id) {
-		case CLI_ERROR:
+		if (id == CLI_ERROR)
 			return CLI_ERROR;
-		case CLI_POSITIONAL:
+		if (id == CLI_POSITIONAL) {
 			if (cfg->guest)
 				return error_set(0, "vmm run: one GUEST only ('%s' and '%s' given)", cfg->guest, v), CLI_ERROR;
 			cfg->guest = v;
-			break;
-		case OPT_MEMORY:
-			if (cli_parse_size("vmm run: -m", v, &cfg->mem.ram_size))
-				return CLI_ERROR;
-			if (cfg->mem.ram_size < ABI_MIN_RAM)
-				return error_set(0, "vmm run: -m %s is too small: at least %u MiB is needed", v,
-						 ABI_MIN_RAM >> 20), CLI_ERROR;
-			if (cfg->mem.ram_size > RUN_MAX_RAM)
-				return error_set(0, "vmm run: -m %s is too large: at most %llu GiB", v, RUN_MAX_RAM >> 30),
-				       CLI_ERROR;
-			if (cfg->mem.ram_size % RUN_PAGE)
-				return error_set(0, "vmm run: -m %s is not a multiple of 4K", v), CLI_ERROR;
-			break;
-		case OPT_CPUS:
-			if (cli_parse_uint("vmm run: -c", v, 1, ABI_MAX_CPUS, &cfg->ncpus))
-				return CLI_ERROR;
-			break;
-		case OPT_CMDLINE:
-			if (strlen(v) >= ABI_CMDLINE_MAX)
-				return error_set(0, "vmm run: -p: the command line is %zu bytes; at most %u fit", strlen(v),
-						 ABI_CMDLINE_MAX - 1), CLI_ERROR;
-			cfg->cmdline = v;
-			break;
-		case OPT_TIMEOUT:
-			if (cli_parse_duration_ms("vmm run: --timeout", v, &cfg->timeout_ms))
-				return CLI_ERROR;
-			break;
-		case OPT_MEM_LIMIT:
-			if (cli_parse_size("vmm run: --mem-limit", v, &cfg->mem.mem_limit))
-				return CLI_ERROR;
-			if (cfg->mem.mem_limit < RUN_MIN_LIMIT)
-				return error_set(0, "vmm run: --mem-limit %s is too small: at least %u MiB", v,
-						 (unsigned)(RUN_MIN_LIMIT >> 20)), CLI_ERROR;
-			break;
-		case OPT_SWAP:
-			cfg->mem.swap_path = v;
-			break;
-		case OPT_MAP:
-		case OPT_PAGER:
-			if (cfg->mem.nfiles == GUEST_MEMORY_MAX_FILES)
-				return error_set(0, "vmm run: at most %d --map and --pager options", GUEST_MEMORY_MAX_FILES),
-				       CLI_ERROR;
-			if (run_parse_map(id == OPT_MAP ? "--map" : "--pager", v, id == OPT_PAGER,
-					  &cfg->mem.files[cfg->mem.nfiles]))
-				return CLI_ERROR;
-			cfg->mem.nfiles++;
-			break;
-		case OPT_CLUSTER:
-			if (cli_parse_uint("vmm run: --cluster", v, 1, VM_CLUSTER_MAX, &cfg->mem.cluster))
-				return CLI_ERROR;
-			break;
-		case OPT_STATS:
-			cfg->stats = true;
-			break;
-		case OPT_KERNEL_ZERO_FILL:
-			cfg->mem.kernel_zero_fill = true;
-			break;
-		case OPT_NAME:
-			if (monitor_name_check(v) != 0)
-				return error_set(0, "vmm run: -n: %s", error_message()), CLI_ERROR;
-			cfg->name = v;
-			break;
-		case OPT_MONITOR:
-			cfg->monitor_path = v;
-			break;
-		case OPT_VERBOSE:
-			cfg->verbose++;
-			break;
-		case OPT_KVM:
-			cfg->kvm_path = v;
-			break;
-		case OPT_HELP:
-			return 1;
+			continue;
 		}
+		int r = run_option(cfg, "run", id, v);
+		if (r)
+			return r;
 	}
 	if (!cfg->guest)
 		return error_set(0, "vmm run: no GUEST given (usage: vmm run [OPTIONS] GUEST; see vmm run --help)"),
@@ -269,6 +315,58 @@ static void run_print_stat(void *arg, const char *key, uint64_t value)
 	fprintf(stderr, "%-40s %llu\n", key, (unsigned long long)value);
 }
 
+void cmd_run_serve(struct vm *vm)
+{
+	if (vm_monitor_start(vm, vm->cfg.name, vm->cfg.monitor_path) != 0) {
+		fprintf(stderr, "vmm: %s\n", error_message());
+		fflush(NULL);
+		_exit(VM_EXIT_VMM_ERROR);
+	}
+	pthread_t sig_thread;
+	bool sig_thread_started = pthread_create(&sig_thread, NULL, run_signal_thread, vm) == 0;
+	int status = vm_run(vm);
+	if (sig_thread_started) {
+		pthread_kill(sig_thread, SIGHUP); /* wakes it; it sees the VM stopped and ends */
+		pthread_join(sig_thread, NULL);
+	}
+	if (guest_memory_sync(&vm->mem) != 0) {
+		fprintf(stderr, "vmm: %s\n", error_message());
+		status = VM_EXIT_VMM_ERROR;
+	}
+	if (vm->cfg.stats)
+		vm_stats(vm, run_print_stat, NULL);
+	vm_monitor_stop(vm, status);
+	if (vm->cfg.verbose || atomic_load(&vm->id_port.value) & 0xffffu)
+		fprintf(stderr, "vmm: %s: guest ended with status %d\n", vm->cfg.name, status);
+	/* Everything that must outlive the VM is done: shared files are written back, the
+	 * monitor is closed. Unwinding the VM piece by piece would only slow the exit; the
+	 * process exit frees it all at once. (vm_destroy is exercised by the in-process tests.) */
+	fflush(NULL);
+	_exit(status);
+}
+
+int cmd_run_vm(struct vm_config *cfg)
+{
+	char name[32];
+	if (!cfg->name) {
+		snprintf(name, sizeof(name), "vm-%d", (int)getpid());
+		cfg->name = name;
+	}
+	sigset_t stop_signals;
+	sigemptyset(&stop_signals);
+	sigaddset(&stop_signals, SIGINT);
+	sigaddset(&stop_signals, SIGTERM);
+	sigaddset(&stop_signals, SIGHUP);
+	pthread_sigmask(SIG_BLOCK, &stop_signals, NULL);
+	static struct vm vm;
+	if (vm_create(&vm, cfg) != 0) {
+		fprintf(stderr, "vmm: %s\n", error_message());
+		return VM_EXIT_VMM_ERROR;
+	}
+	cmd_run_serve(&vm);
+	return VM_EXIT_VMM_ERROR; /* not reached */
+}
+
 int cmd_run(int argc, char **argv)
 {
 	struct vm_config cfg;
@@ -281,46 +379,80 @@ int cmd_run(int argc, char **argv)
 		fprintf(stderr, "%s\n", error_message());
 		return VM_EXIT_VMM_ERROR;
 	}
-	char name[32];
-	if (!cfg.name) {
-		snprintf(name, sizeof(name), "vm-%d", (int)getpid());
-		cfg.name = name;
+	return cmd_run_vm(&cfg);
+}
+
+/* ---- vmm restore ------------------------------------------------------------------------ */
+
+void cmd_restore_help(FILE *f)
+{
+	fprintf(f, "usage: vmm restore [OPTIONS] SNAPSHOT\n"
+		   "Run the guest saved as SNAPSHOT in a store, from the instruction where it was\n"
+		   "snapshotted. Its vCPUs and RAM size come from the snapshot; memory is brought in\n"
+		   "on demand from the store (each page checked against its hash). Snapshots taken of\n"
+		   "the restored guest into the same store name SNAPSHOT as their parent and store only\n"
+		   "the pages that differ from it.\n\n");
+	cli_print_options(f, restore_options);
+	fprintf(f, "\nExit status: as vmm run (see vmm run --help).\n");
+}
+
+int cmd_restore_parse(int argc, char **argv, struct vm_config *cfg, const char **store, const char **snapshot)
+{
+	run_defaults(cfg);
+	*store = getenv("VMM_STORE");
+	*snapshot = NULL;
+	struct cli_parser p;
+	cli_init(&p, "restore", restore_options, argc, argv, 1);
+	const char *v;
+	int id;
+	while ((id = cli_next(&p, &v)) != CLI_END) {
+		if (id == CLI_ERROR)
+			return CLI_ERROR;
+		if (id == CLI_POSITIONAL) {
+			if (*snapshot)
+				return error_set(0, "vmm restore: one SNAPSHOT only ('%s' and '%s' given)", *snapshot, v),
+				       CLI_ERROR;
+			*snapshot = v;
+			continue;
+		}
+		if (id == OPT_STORE) {
+			*store = v;
+			continue;
+		}
+		int r = run_option(cfg, "restore", id, v);
+		if (r)
+			return r;
 	}
-	sigset_t stop_signals;
-	sigemptyset(&stop_signals);
-	sigaddset(&stop_signals, SIGINT);
-	sigaddset(&stop_signals, SIGTERM);
-	sigaddset(&stop_signals, SIGHUP);
-	pthread_sigmask(SIG_BLOCK, &stop_signals, NULL);
-	static struct vm vm;
-	if (vm_create(&vm, &cfg) != 0) {
+	if (!*snapshot)
+		return error_set(0, "vmm restore: no SNAPSHOT given (usage: vmm restore [OPTIONS] SNAPSHOT)"), CLI_ERROR;
+	if (!*store || !**store)
+		return error_set(0, "vmm restore: no store given (use --store DIR or set VMM_STORE)"), CLI_ERROR;
+	return 0;
+}
+
+int cmd_restore(int argc, char **argv)
+{
+	struct vm_config cfg;
+	const char *store, *snapshot;
+	int r = cmd_restore_parse(argc, argv, &cfg, &store, &snapshot);
+	if (r == 1) {
+		cmd_restore_help(stdout);
+		return 0;
+	}
+	if (r) {
+		fprintf(stderr, "%s\n", error_message());
+		return VM_EXIT_VMM_ERROR;
+	}
+	static struct restore rs;
+	if (restore_open(&rs, store, snapshot) != 0) {
 		fprintf(stderr, "vmm: %s\n", error_message());
 		return VM_EXIT_VMM_ERROR;
 	}
-	if (vm_monitor_start(&vm, cfg.name, cfg.monitor_path) != 0) {
-		fprintf(stderr, "vmm: %s\n", error_message());
-		vm_destroy(&vm);
-		return VM_EXIT_VMM_ERROR;
-	}
-	pthread_t sig_thread;
-	bool sig_thread_started = pthread_create(&sig_thread, NULL, run_signal_thread, &vm) == 0;
-	int status = vm_run(&vm);
-	if (sig_thread_started) {
-		pthread_kill(sig_thread, SIGHUP); /* wakes it; it sees the VM stopped and ends */
-		pthread_join(sig_thread, NULL);
-	}
-	if (guest_memory_sync(&vm.mem) != 0) {
-		fprintf(stderr, "vmm: %s\n", error_message());
-		status = VM_EXIT_VMM_ERROR;
-	}
-	if (cfg.stats)
-		vm_stats(&vm, run_print_stat, NULL);
-	vm_monitor_stop(&vm, status);
-	if (cfg.verbose)
-		fprintf(stderr, "vmm: guest ended with status %d\n", status);
-	/* Everything that must outlive the VM is done: shared files are written back, the
-	 * monitor is closed. Unwinding the VM piece by piece would only slow the exit; the
-	 * process exit frees it all at once. (vm_destroy is exercised by the in-process tests.) */
-	fflush(NULL);
-	_exit(status);
+	cfg.restore = &rs.state;
+	cfg.ncpus = rs.state.ncpus;
+	cfg.mem.ram_size = rs.state.ram_size;
+	cfg.mem.ram_pager = rs.pager;
+	cfg.origin_store = rs.store_real;
+	cfg.origin_name = rs.name;
+	return cmd_run_vm(&cfg);
 }

@@ -1,6 +1,7 @@
 #include "vmm/guest_memory.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,6 +14,7 @@
 #include <unistd.h>
 
 #include "mmu/pager.h"
+#include "mmu/pmap.h"
 #include "mmu/vm_domain.h"
 #include "mmu/vm_fault.h"
 #include "mmu/vm_map.h"
@@ -202,6 +204,14 @@ int guest_memory_create(struct guest_memory *m, const struct guest_memory_config
 		r = error_set(-kern_errno(kr), "cannot create the guest-physical map: %s", kern_return_name(kr));
 		goto err;
 	}
+	struct vm_object *ram_obj = NULL;
+	if (cfg->ram_pager) {
+		kr = vm_object_create(m->dom, cfg->ram_pager, m->span, &ram_obj);
+		if (kr != KERN_SUCCESS) {
+			r = error_set(-kern_errno(kr), "cannot make a memory object of the snapshot: %s", kern_return_name(kr));
+			goto err;
+		}
+	}
 	unsigned nfile = 0;
 	for (unsigned i = 0; !r && i < m->nregions; i++) {
 		struct guest_region *g = &m->region[i];
@@ -212,11 +222,15 @@ int guest_memory_create(struct guest_memory *m, const struct guest_memory_config
 		if (m->kernel_ram)
 			continue;
 		vm_addr_t gpa = g->gpa;
-		kr = vm_map_allocate(m->map, &gpa, g->size, false);
+		kr = ram_obj ? vm_map_enter(m->map, &gpa, g->size, false, ram_obj, g->gpa, true, VM_PROT_ALL, VM_PROT_ALL,
+					    VM_INHERIT_COPY)
+			     : vm_map_allocate(m->map, &gpa, g->size, false);
 		if (kr != KERN_SUCCESS)
 			r = error_set(-kern_errno(kr), "cannot allocate guest RAM at 0x%llx: %s", (unsigned long long)g->gpa,
 				      kern_return_name(kr));
 	}
+	if (ram_obj)
+		vm_object_deallocate(ram_obj); /* the map entries hold their own references */
 	if (!r && cfg->mem_limit) {
 		/* The core trims to its limit after each fault, which may bring a whole cluster in:
 		 * keep one cluster of room so residency never exceeds what the user asked for. */
@@ -258,6 +272,7 @@ static int guest_memory_fault(void *arg, const struct fault_event *ev)
 	vm_addr_t gpa = ev->address - (uint64_t)(uintptr_t)m->base;
 	vm_prot_t access = VM_PROT_READ | (ev->write ? VM_PROT_WRITE : 0);
 	struct vm_fault_info info = {0};
+	error_clear(); /* a pager's source (vmm side) may say why it failed */
 	vm_domain_lock(m->dom);
 	kern_return_t kr = vm_fault(m->map, gpa, access, &info);
 	int r = pmap_uffd_flush(&m->pmap);
@@ -268,9 +283,10 @@ static int guest_memory_fault(void *arg, const struct fault_event *ev)
 		vm_addr_t at = gpa;
 		struct vm_region_info ri;
 		const struct guest_region *g = guest_memory_region(m, gpa);
-		const char *why = "";
+		char why[512];
+		snprintf(why, sizeof(why), "%s", error_message());
 		if (g && g->kind == GUEST_REGION_EXTERNAL)
-			why = external_pager_failure(m->file_pagers[guest_memory_pager_index(m, g)]);
+			snprintf(why, sizeof(why), "%s", external_pager_failure(m->file_pagers[guest_memory_pager_index(m, g)]));
 		if (vm_map_region(m->map, &at, &ri) == KERN_SUCCESS && ri.start <= gpa)
 			r = error_set(EFAULT, "guest %s of guest-physical 0x%llx (%s) failed: %s in object %llu at offset 0x%llx%s%s",
 				      ev->write ? "write" : "read", (unsigned long long)gpa,
@@ -313,6 +329,35 @@ int guest_memory_start(struct guest_memory *m, guest_memory_error_fn *on_error, 
 	m->on_error = on_error;
 	m->on_error_arg = arg;
 	return fault_thread_start(&m->faults, m->uffd.fd, guest_memory_fault, guest_memory_fault_error, m);
+}
+
+int guest_memory_reattach(struct guest_memory *m)
+{
+	/* The parent's fault thread does not exist here and its userfaultfd is not ours: the
+	 * child's copy of guest RAM lost its registration at fork. */
+	memset(&m->faults, 0, sizeof(m->faults));
+	uffd_close(&m->uffd);
+	m->failed = false;
+	pthread_mutex_init(&m->dom->lock, NULL);
+	int r = uffd_open(&m->uffd, 0);
+	for (unsigned i = 0; !r && i < m->nregions; i++)
+		if (m->region[i].kind != GUEST_REGION_RAM || !m->kernel_ram)
+			r = uffd_register(&m->uffd, m->region[i].hva, m->region[i].size, true);
+	if (r)
+		return r;
+	/* Fork dropped the write-protection of pages the core maps read-only (copy-on-write
+	 * pending): put it back, or the child's writes to them would go unseen. */
+	for (unsigned i = 0; i < m->nregions; i++) {
+		const struct guest_region *g = &m->region[i];
+		for (uint64_t va = g->gpa; va < g->gpa + g->size; va += VM_PAGE_SIZE) {
+			struct pv_entry *pv = pmap_lookup(&m->map->pmap, va);
+			if (pv && !(pv->prot & VM_PROT_WRITE) &&
+			    (r = uffd_writeprotect(&m->uffd, m->base + va, VM_PAGE_SIZE, true)) != 0)
+				return error_set(-r, "cannot write-protect guest page 0x%llx in the forked VM",
+						 (unsigned long long)va);
+		}
+	}
+	return 0;
 }
 
 void guest_memory_stop(struct guest_memory *m)

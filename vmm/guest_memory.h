@@ -51,6 +51,8 @@ struct guest_memory_config {
 	uint64_t mem_limit;      /* resident guest pages at most this many bytes; 0 = no limit */
 	const char *swap_path;   /* swap file for page-out; NULL: an unnamed file in /var/tmp */
 	unsigned cluster;        /* pages one fault resolves; 0 = GUEST_MEMORY_DEFAULT_CLUSTER */
+	struct pager *ram_pager; /* RAM's contents (restore): copy-on-write of an object of this
+				    pager, offsets = guest-physical addresses; NULL: zero fill */
 	bool kernel_zero_fill;   /* RAM is left to the kernel's own zero fill: not in the map, no
 				    pager, no statistics for it, no limit (a benchmark baseline) */
 	unsigned nfiles;
@@ -113,6 +115,14 @@ int guest_memory_create(struct guest_memory *m, const struct guest_memory_config
 
 /* Start serving faults; @on_error is called if one cannot be served. 0 or -errno. */
 int guest_memory_start(struct guest_memory *m, guest_memory_error_fn *on_error, void *arg);
+
+/*
+ * In a child made by fork(2) while the domain lock was held by the forking thread: a new
+ * userfaultfd over the inherited RAM (pages present at fork are shared copy-on-write with
+ * the parent by the kernel), the write-protection of copy-on-write pages put back, the
+ * domain lock fresh. Then guest_memory_start. 0 or -errno with a message.
+ */
+int guest_memory_reattach(struct guest_memory *m);
 
 /* Stop serving faults (every vCPU must be stopped first). */
 void guest_memory_stop(struct guest_memory *m);

@@ -20,11 +20,15 @@ struct verb {
 
 static const struct verb verbs[] = {
 	{"run", cmd_run, "boot a PVH guest on KVM"},
+	{"restore", cmd_restore, "run a guest from a stored snapshot"},
 	{"ps", cmd_ps, "list the running VMs (their monitor sockets) and their state"},
 	{"stats", cmd_stats, "print a running VM's statistics, once or every few seconds"},
 	{"stop", cmd_control, "pause a running VM"},
 	{"cont", cmd_control, "resume a paused VM"},
 	{"quit", cmd_control, "end a running VM"},
+	{"snapshot", cmd_snapshot, "snapshot a running VM into a store"},
+	{"fork", cmd_fork, "fork a running VM into child VMs sharing its memory"},
+	{"store", cmd_store, "list, verify, clean or prune a snapshot store"},
 };
 
 static void usage(FILE *f)

@@ -1060,6 +1060,18 @@ void monitor_destroy(struct monitor *mon)
 	free(mon);
 }
 
+void monitor_abandon(struct monitor *mon)
+{
+	if (!mon)
+		return;
+	/* Only the forking thread exists now: no server thread to stop, no lock holder to
+	 * wait for, and the socket is the parent's to remove. */
+	mon->listening = false;
+	monitor_self = NULL;
+	pthread_mutex_init(&mon->lock, NULL);
+	monitor_destroy(mon);
+}
+
 /* ---- events, deferred replies, statistics ----------------------------------------------- */
 
 int monitor_emit_event(struct monitor *mon, const char *name, json_t *data)

@@ -169,6 +169,14 @@ int monitor_listen(struct monitor *mon, const char *path);
 void monitor_destroy(struct monitor *mon);
 
 /*
+ * In a child made by fork(2): let go of a monitor that belongs to the parent — close its
+ * descriptors and free it without touching its server thread (which does not exist in
+ * the child) or its socket (the parent's). Callable from the thread that forked, even in
+ * a handler.
+ */
+void monitor_abandon(struct monitor *mon);
+
+/*
  * Broadcast an event to every client that has negotiated capabilities. Steals @data
  * (a JSON object, or NULL for none). The timestamp is taken now. Any thread.
  * Returns 0, -EINVAL (no name, data not an object), -EMSGSIZE (longer than

@@ -4,6 +4,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 #include <time.h>
 
 #include "guest/abi.h"
@@ -11,6 +13,7 @@
 #include "vmm/error.h"
 #include "vmm/loader.h"
 #include "vmm/vcpu.h"
+#include "vmm/vm_state.h"
 
 /* Read and check the guest image against the memory layout, before any device is opened. */
 static int vm_check_guest(const struct vm_config *cfg, void **image, size_t *size, struct loader_result *lr)
@@ -36,6 +39,43 @@ static void vm_memory_error(void *arg, const char *message)
 		fprintf(stderr, "vmm: %s\n", message);
 }
 
+/* The VM's locks and conditions, fresh (at creation, and in a forked child whose copies
+ * may have been held by threads that do not exist there). */
+static void vm_init_sync(struct vm *vm)
+{
+	pthread_mutex_init(&vm->lock, NULL);
+	pthread_condattr_t ca;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC); /* the --timeout deadline is monotonic */
+	pthread_cond_init(&vm->stopped_cond, &ca);
+	pthread_condattr_destroy(&ca);
+	pthread_cond_init(&vm->park_cond, NULL);
+}
+
+/* KVM for @vm's memory: a new VM, a memory slot per region, and vCPUs in their PVH boot
+ * state (@entry, @start_info) or, with @state, in that state. */
+static int vm_kvm_setup(struct vm *vm, uint64_t entry, uint64_t start_info, const struct vm_state *state)
+{
+	int r = kvm_open(&vm->kvm, vm->cfg.kvm_path);
+	for (unsigned i = 0; !r && i < vm->mem.nregions; i++) {
+		const struct guest_region *g = &vm->mem.region[i];
+		r = kvm_set_memory(&vm->kvm, i, g->gpa, g->size, g->hva,
+				   g->kind != GUEST_REGION_RAM && g->mode == GUEST_MAP_RO);
+	}
+	if (r)
+		return r;
+	if (vm->cfg.ncpus > vm->kvm.max_vcpus)
+		return error_set(EINVAL, "KVM allows at most %u vCPUs per VM here", vm->kvm.max_vcpus);
+	if (!vm->vcpus && !(vm->vcpus = calloc(vm->cfg.ncpus, sizeof(*vm->vcpus))))
+		return error_set(ENOMEM, "no memory for %u vCPUs", vm->cfg.ncpus);
+	for (unsigned i = 0; i < vm->cfg.ncpus; i++) {
+		r = vcpu_create(&vm->vcpus[i], vm, i, entry, start_info);
+		if (r)
+			return r;
+	}
+	return state ? vm_state_apply(vm, state) : 0;
+}
+
 int vm_create(struct vm *vm, const struct vm_config *cfg)
 {
 	memset(vm, 0, sizeof(*vm));
@@ -44,36 +84,24 @@ int vm_create(struct vm *vm, const struct vm_config *cfg)
 	vm->mem.uffd.fd = -1;
 	vm->mem.swap_fd = -1;
 	atomic_init(&vm->stopping_flag, false);
-	pthread_mutex_init(&vm->lock, NULL);
-	pthread_condattr_t ca;
-	pthread_condattr_init(&ca);
-	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC); /* the --timeout deadline is monotonic */
-	pthread_cond_init(&vm->stopped_cond, &ca);
-	pthread_condattr_destroy(&ca);
-	pthread_cond_init(&vm->park_cond, NULL);
+	vm_init_sync(vm);
 	atomic_init(&vm->pause_count, 0);
 	atomic_init(&vm->snapshot_busy, false);
 
 	/* The image is checked before any device is opened: a bad image is reported on any host. */
 	void *image = NULL;
 	size_t size = 0;
-	struct loader_result lr;
+	struct loader_result lr = {0};
 	uint64_t start_info = 0;
-	int r = vm_check_guest(cfg, &image, &size, &lr);
+	/* A restored VM has its memory and registers already: nothing to load. */
+	int r = cfg->restore ? 0 : vm_check_guest(cfg, &image, &size, &lr);
 	if (!r)
 		r = guest_memory_create(&vm->mem, &cfg->mem);
-	if (!r)
+	if (!r && !cfg->restore)
 		r = loader_load_pvh(image, size, cfg->guest, &vm->mem, BOOT_INFO_GPA, BOOT_INFO_LEN, &lr);
 	free(image);
-	if (!r)
+	if (!r && !cfg->restore)
 		r = boot_write_start_info(&vm->mem, cfg->cmdline, &start_info);
-	if (!r)
-		r = kvm_open(&vm->kvm, cfg->kvm_path);
-	for (unsigned i = 0; !r && i < vm->mem.nregions; i++) {
-		const struct guest_region *g = &vm->mem.region[i];
-		r = kvm_set_memory(&vm->kvm, i, g->gpa, g->size, g->hva,
-				   g->kind != GUEST_REGION_RAM && g->mode == GUEST_MAP_RO);
-	}
 	if (!r)
 		r = serial_attach(vm, cfg->console_fd);
 	if (!r)
@@ -84,23 +112,14 @@ int vm_create(struct vm *vm, const struct vm_config *cfg)
 		r = test_port_attach(vm, cfg->verbose > 1);
 	if (!r)
 		r = id_port_attach(vm);
+	if (!r)
+		r = vm_kvm_setup(vm, lr.entry, start_info, cfg->restore);
 	if (r)
 		goto err;
-
-	if (cfg->ncpus > vm->kvm.max_vcpus) {
-		r = error_set(EINVAL, "KVM allows at most %u vCPUs per VM here", vm->kvm.max_vcpus);
-		goto err;
-	}
-	vm->vcpus = calloc(cfg->ncpus, sizeof(*vm->vcpus));
-	if (!vm->vcpus) {
-		r = error_set(ENOMEM, "no memory for %u vCPUs", cfg->ncpus);
-		goto err;
-	}
-	for (unsigned i = 0; i < cfg->ncpus; i++) {
-		r = vcpu_create(&vm->vcpus[i], vm, i, lr.entry, start_info);
-		if (r)
-			goto err;
-	}
+	if (cfg->origin_store)
+		snprintf(vm->origin_store, sizeof(vm->origin_store), "%s", cfg->origin_store);
+	if (cfg->origin_name)
+		snprintf(vm->origin_name, sizeof(vm->origin_name), "%s", cfg->origin_name);
 	r = guest_memory_start(&vm->mem, vm_memory_error, vm);
 	if (r)
 		goto err;
@@ -108,6 +127,37 @@ int vm_create(struct vm *vm, const struct vm_config *cfg)
 
 err:
 	vm_destroy(vm);
+	return r;
+}
+
+int vm_fork_child_setup(struct vm *vm, const struct vm_state *state)
+{
+	/* What the child holds of the parent's: its KVM descriptors and mappings (the KVM VM
+	 * cannot be used from another process), its vCPU threads, its locks' states. */
+	for (unsigned i = 0; i < vm->cfg.ncpus; i++) {
+		struct vcpu *c = &vm->vcpus[i];
+		if (c->run)
+			munmap(c->run, vm->kvm.run_size);
+		if (c->fd >= 0)
+			close(c->fd);
+	}
+	memset(vm->vcpus, 0, vm->cfg.ncpus * sizeof(*vm->vcpus));
+	kvm_close(&vm->kvm);
+	vm_init_sync(vm);
+	atomic_store(&vm->stopping_flag, false);
+	atomic_store(&vm->pause_count, 0);
+	atomic_store(&vm->snapshot_busy, false);
+	vm->parked = vm->running_threads = 0;
+	vm->stop_status = 0;
+	vm->monitor = NULL;
+	vm->user_paused = vm->quit_requested = false;
+	vm->snapshot_thread_started = false;
+	vm->children_reaper_started = false;
+	int r = guest_memory_reattach(&vm->mem);
+	if (!r)
+		r = vm_kvm_setup(vm, 0, 0, state);
+	if (!r)
+		r = guest_memory_start(&vm->mem, vm_memory_error, vm);
 	return r;
 }
 

@@ -38,11 +38,15 @@ struct vm_config {
 	bool stats;            /* print statistics at exit */
 	const char *name;      /* the VM's name (monitor socket) */
 	const char *monitor_path; /* monitor socket, NULL: the default for the name */
+	const struct vm_state *restore; /* restore: registers and devices (guest and cmdline unused) */
+	const char *origin_store;  /* restore: realpath of the store, for later snapshots' parent */
+	const char *origin_name;   /* restore: the snapshot restored */
 	int console_fd;        /* where the serial console goes (stdout) */
 };
 
 struct vcpu;
 struct monitor;
+struct vm_state;
 
 /* Locking legend: (c) set before vCPUs start, then constant; (l) vm->lock;
  * (m) the monitor thread. */
@@ -69,6 +73,8 @@ struct vm {
 	atomic_bool snapshot_busy;     /* a snapshot is being taken */
 	pthread_t snapshot_thread;     /* (m) the monitor's snapshot-save worker */
 	bool snapshot_thread_started;  /* (m) */
+	pthread_t children_reaper;     /* (m) waits for forked children */
+	bool children_reaper_started;  /* (m) */
 	char origin_store[4096];       /* (c) realpath of the store the VM was restored from, or "" */
 	char origin_name[64];          /* (c) the snapshot it was restored from, or "" */
 };
@@ -95,6 +101,14 @@ void vm_resume(struct vm *vm);
 
 /* Park the calling vCPU thread while the VM is paused (the vCPU loop calls this). */
 void vm_park(struct vm *vm);
+
+/*
+ * In a child process made by fork(2) from a VM paused with its domain lock held by the
+ * forking thread: make the copy a VM of its own — fresh locks, a new KVM VM with vCPUs in
+ * @state, a new userfaultfd over the same (now copy-on-write shared) guest RAM, a fault
+ * thread. The caller then starts its monitor and runs it. 0 or -errno with a message.
+ */
+int vm_fork_child_setup(struct vm *vm, const struct vm_state *state);
 
 /* Report the VM's statistics as flat dotted keys (vm.*, vcpu.N.*, and guest_memory_stats). */
 void vm_stats(struct vm *vm, void (*emit)(void *arg, const char *key, uint64_t value), void *arg);

@@ -10,6 +10,7 @@
 
 #include "vmm/error.h"
 #include "vmm/monitor.h"
+#include "vmm/fork.h"
 #include "vmm/snapshot.h"
 #include "vmm/vm.h"
 
@@ -154,7 +155,35 @@ static int vm_monitor_snapshot_save(struct monitor_call *call, void *ctx, json_t
 	return MONITOR_PENDING;
 }
 
+static const struct monitor_arg fork_args[] = {
+	{"count", MONITOR_ARG_INT, false, "how many children (default 1, at most 64)"},
+	{NULL, 0, false, NULL},
+};
+
+static int vm_monitor_fork(struct monitor_call *call, void *ctx, json_t *args, json_t **ret)
+{
+	struct vm *vm = ctx;
+	json_t *jc = json_object_get(args, "count");
+	json_int_t count = jc ? json_integer_value(jc) : 1;
+	if (count < 1 || count > FORK_MAX_CHILDREN)
+		return error_set(EINVAL, "count must be 1 to %d, not %lld", FORK_MAX_CHILDREN, (long long)count);
+	struct fork_result res;
+	int r = vm_fork(vm, vm->cfg.name, (unsigned)count, &res);
+	if (r)
+		return r;
+	json_t *children = json_array();
+	for (unsigned i = 0; i < res.count; i++)
+		json_array_append_new(children, json_pack("{s:s,s:i,s:i,s:I}", "name", res.child[i].name, "pid",
+							  (int)res.child[i].pid, "index", (int)res.child[i].index, "fork-ns",
+							  (json_int_t)res.child[i].fork_ns));
+	*ret = json_pack("{s:o,s:i,s:I}", "children", children, "generation", (int)res.generation, "pause-ns",
+			 (json_int_t)res.pause_ns);
+	monitor_emit_event(monitor_call_monitor(call), "FORK", json_deep_copy(*ret));
+	return 0;
+}
+
 static const struct monitor_command vm_monitor_commands[] = {
+	{"fork", vm_monitor_fork, fork_args, "fork the running VM into child VMs sharing its memory copy-on-write"},
 	{"snapshot-save", vm_monitor_snapshot_save, snapshot_save_args,
 	 "snapshot the running VM into a store; answers when the snapshot is durable"},
 	{NULL, NULL, NULL, NULL},

@@ -1,0 +1,132 @@
+#include "vmm/fork.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "guest/abi.h"
+#include "mmu/vm_domain.h"
+#include "vmm/commands.h"
+#include "vmm/error.h"
+#include "vmm/monitor.h"
+#include "vmm/vm.h"
+#include "vmm/vm_state.h"
+
+static uint64_t now_ns(void)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (uint64_t)t.tv_sec * 1000000000ull + (uint64_t)t.tv_nsec;
+}
+
+/* The child's life: become a VM of its own and run until its guest ends. */
+static void __attribute__((noreturn)) fork_child_main(struct vm *vm, struct vm_state *state, const char *name,
+						     unsigned index, unsigned generation)
+{
+	monitor_abandon(vm->monitor); /* the parent's */
+	vm->monitor = NULL;
+	state->id_value = ABI_ID(generation, index);
+	static char child_name[80];
+	snprintf(child_name, sizeof(child_name), "%s.%u", name, index);
+	vm->cfg.name = child_name;
+	vm->cfg.monitor_path = NULL;
+	if (vm_fork_child_setup(vm, state) != 0) {
+		fprintf(stderr, "vmm: fork child %s: %s\n", child_name, error_message());
+		_exit(VM_EXIT_VMM_ERROR);
+	}
+	vm_state_free(state);
+	cmd_run_serve(vm); /* does not return */
+	_exit(VM_EXIT_VMM_ERROR);
+}
+
+static const char *fork_refusal(const struct vm *vm)
+{
+	for (unsigned i = 0; i < vm->mem.nregions; i++)
+		if (vm->mem.region[i].kind != GUEST_REGION_RAM)
+			return "VMs with mapped files or external pagers cannot be forked (the pagers would be shared)";
+	if (vm->mem.swap)
+		return "VMs with a memory limit cannot be forked (their swap file would be shared)";
+	if (atomic_load(&vm->snapshot_busy))
+		return "a snapshot of this VM is being taken; fork it afterwards";
+	return NULL;
+}
+
+int vm_fork(struct vm *vm, const char *name, unsigned count, struct fork_result *res)
+{
+	memset(res, 0, sizeof(*res));
+	if (count < 1 || count > FORK_MAX_CHILDREN)
+		return error_set(EINVAL, "a fork makes 1 to %d children, not %u", FORK_MAX_CHILDREN, count);
+	const char *why = fork_refusal(vm);
+	if (why)
+		return error_set(ENOTSUP, "%s", why);
+	uint64_t t0 = now_ns();
+	if (!vm_pause(vm))
+		return error_set(ESHUTDOWN, "the VM is shutting down");
+	struct vm_state state;
+	int r = vm_state_capture(vm, &state);
+	if (r) {
+		vm_resume(vm);
+		return r;
+	}
+	unsigned generation = ABI_ID_GENERATION(atomic_load(&vm->id_port.value)) + 1;
+	fflush(NULL); /* buffered output must not be written twice */
+	/* The fault thread must be between faults: hold the domain lock across the forks. */
+	vm_domain_lock(vm->mem.dom);
+	for (unsigned k = 1; k <= count; k++) {
+		uint64_t f0 = now_ns();
+		pid_t pid = fork();
+		if (pid == 0)
+			fork_child_main(vm, &state, name, k, generation);
+		if (pid < 0) {
+			r = error_set_errno(errno, "fork of child %u failed", k);
+			break;
+		}
+		struct fork_child *c = &res->child[res->count++];
+		c->pid = pid;
+		c->index = k;
+		c->fork_ns = now_ns() - f0;
+		snprintf(c->name, sizeof(c->name), "%s.%u", name, k);
+	}
+	vm_domain_unlock(vm->mem.dom);
+	vm_state_free(&state);
+	if (res->count) {
+		atomic_store(&vm->id_port.value, ABI_ID(generation, 0));
+		res->generation = generation;
+	}
+	vm_resume(vm);
+	res->pause_ns = now_ns() - t0;
+	if (res->count)
+		vm_fork_reap(vm);
+	/* Children made before a failure run on: report what exists. */
+	return res->count ? 0 : r;
+}
+
+static void *fork_reaper_main(void *arg)
+{
+	struct vm *vm = arg;
+	int st;
+	pid_t pid;
+	while ((pid = waitpid(-1, &st, 0)) > 0 || (pid < 0 && errno == EINTR)) {
+		if (pid < 0)
+			continue;
+		int status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+		if (vm->monitor)
+			monitor_emit_event(vm->monitor, "FORK_EXIT", json_pack("{s:i,s:i}", "pid", (int)pid, "status", status));
+	}
+	return NULL; /* ECHILD: no child left; the next fork starts another reaper */
+}
+
+void vm_fork_reap(struct vm *vm)
+{
+	if (vm->children_reaper_started) {
+		/* Done when it found no child left; a running one waits on the new children too. */
+		if (pthread_tryjoin_np(vm->children_reaper, NULL) != 0)
+			return;
+		vm->children_reaper_started = false;
+	}
+	vm->children_reaper_started = pthread_create(&vm->children_reaper, NULL, fork_reaper_main, vm) == 0;
+}

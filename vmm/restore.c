@@ -1,0 +1,69 @@
+#include "vmm/restore.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <xxhash.h>
+
+#include "pagers/snapshot_pager.h"
+#include "vmm/error.h"
+#include "vmm/store.h"
+
+/* The snapshot pager's source: a stored page, its bytes checked against its hash. */
+static int restore_page(void *arg, uint64_t pindex, const void **data)
+{
+	struct restore *r = arg;
+	uint64_t hash;
+	int err = store_snapshot_page(r->snap, pindex, data, &hash);
+	if (err)
+		return err;
+	if (*data && XXH3_64bits(*data, 4096) != hash)
+		return error_set(EIO, "snapshot '%s': stored page 0x%llx does not match its hash (damaged; see vmm store verify)",
+				 r->name, (unsigned long long)pindex);
+	return 0;
+}
+
+int restore_open(struct restore *r, const char *dir, const char *name)
+{
+	memset(r, 0, sizeof(*r));
+	snprintf(r->name, sizeof(r->name), "%s", name);
+	if (!realpath(dir, r->store_real))
+		return error_set_errno(errno, "no store at %s", dir);
+	int err = store_open(dir, false, &r->store);
+	if (!err)
+		err = store_snapshot_open(r->store, name, &r->snap);
+	if (!err) {
+		size_t len;
+		const void *blob = store_snapshot_state(r->snap, &len);
+		err = vm_state_parse(blob, len, &r->state);
+		if (err)
+			err = error_set(-err, "snapshot '%s' in %s: %s", name, dir, error_message());
+	}
+	if (!err) {
+		struct snapshot_source src = {
+			.page = restore_page,
+			.arg = r,
+			.size = store_snapshot_page_count(r->snap) * 4096,
+		};
+		struct pager_args args = {.fd = -1, .source = &src};
+		err = pager_open(&snapshot_pager_ops, &args, &r->pager);
+		if (err)
+			err = error_set(-err, "cannot serve snapshot '%s': %s", name, strerror(-err));
+	}
+	if (err)
+		restore_close(r);
+	return err;
+}
+
+void restore_close(struct restore *r)
+{
+	if (r->pager)
+		pager_release(r->pager);
+	vm_state_free(&r->state);
+	store_snapshot_close(r->snap);
+	store_close(r->store);
+	r->pager = NULL;
+	r->snap = NULL;
+	r->store = NULL;
+}
