@@ -26,21 +26,133 @@ void pmap_init(struct pmap *pmap, struct vm_domain *dom, const struct pmap_ops *
 	pmap->arg = arg;
 	pmap->dom = dom;
 	hmap_init(&pmap->pv);
+	pmap->bound = NULL;
+	pmap->nbound = pmap->bound_cap = 0;
 }
 
-struct pv_entry *pmap_lookup(const struct pmap *pmap, vm_addr_t va)
+/* ---- bindings: where packed pages are mapped ------------------------------------------ */
+
+static int pmap_bind(struct pmap *pmap, struct vm_object *obj, vm_addr_t va)
+{
+	assert(!obj->bind_pmap && obj->packed_count == 0);
+	if (pmap->nbound == pmap->bound_cap) {
+		size_t cap = pmap->bound_cap ? pmap->bound_cap * 2 : 4;
+		struct vm_object **v = realloc(pmap->bound, cap * sizeof(*v));
+		if (!v)
+			return -ENOMEM;
+		pmap->bound = v;
+		pmap->bound_cap = cap;
+	}
+	pmap->bound[pmap->nbound++] = obj;
+	obj->bind_pmap = pmap;
+	obj->bind_va = va;
+	return 0;
+}
+
+void pmap_unbind(struct vm_object *obj)
+{
+	struct pmap *pmap = obj->bind_pmap;
+	assert(pmap && obj->packed_count == 0);
+	size_t i = 0;
+	while (pmap->bound[i] != obj)
+		i++;
+	pmap->bound[i] = pmap->bound[--pmap->nbound];
+	obj->bind_pmap = NULL;
+}
+
+/* The page number in bound object @obj of @va, or false when its binding does not cover @va. */
+static bool pmap_bound_index(const struct vm_object *obj, vm_addr_t va, uint64_t *pindex)
+{
+	if (va < obj->bind_va || va - obj->bind_va >= obj->size)
+		return false;
+	*pindex = vm_atop(va - obj->bind_va);
+	return true;
+}
+
+/* The packed page entered at @va: its object and page number, or false. */
+static bool pmap_packed_at(const struct pmap *pmap, vm_addr_t va, struct vm_object **objp, uint64_t *pindex)
+{
+	for (size_t i = 0; i < pmap->nbound; i++)
+		if (pmap_bound_index(pmap->bound[i], va, pindex) && (vm_page_state(pmap->bound[i], *pindex) & VM_PS_PROT)) {
+			*objp = pmap->bound[i];
+			return true;
+		}
+	return false;
+}
+
+int pmap_pack(struct vm_page *page)
+{
+	struct pv_entry *pv = page->pv;
+	struct pmap *pmap = pv->pmap;
+	struct vm_object *obj = page->object;
+	vm_addr_t off = vm_ptoa(page->pindex);
+	assert(!pv->next);
+	if (obj->bind_pmap) {
+		if (obj->bind_pmap != pmap || obj->bind_va + off != pv->va)
+			return -1;
+	} else if (pv->va < off || pv->va - off > UINT64_MAX - obj->size || pmap_bind(pmap, obj, pv->va - off) < 0) {
+		return -1;
+	}
+	struct pv_entry *was = hmap_del(&pmap->pv, pmap_key(pv->va));
+	assert(was == pv);
+	(void)was;
+	page->pv = NULL;
+	pool_free(&pmap->dom->pv_pool, pv);
+	return 0;
+}
+
+int pmap_unpack(struct vm_page *page, vm_prot_t prot)
+{
+	struct vm_object *obj = page->object;
+	struct pmap *pmap = obj->bind_pmap;
+	assert(pmap && !page->pv && prot);
+	struct pv_entry *pv = pool_alloc(&pmap->dom->pv_pool);
+	if (!pv)
+		return -ENOMEM;
+	*pv = (struct pv_entry){.page = page, .pmap = pmap, .va = obj->bind_va + vm_ptoa(page->pindex), .prot = prot};
+	if (hmap_put(&pmap->pv, pmap_key(pv->va), pv) < 0) {
+		pool_free(&pmap->dom->pv_pool, pv);
+		return -ENOMEM;
+	}
+	page->pv = pv;
+	return 0;
+}
+
+struct pv_entry *pmap_pv(const struct pmap *pmap, vm_addr_t va)
 {
 	return hmap_get(&pmap->pv, pmap_key(va));
+}
+
+struct pv_entry *pmap_lookup(struct pmap *pmap, vm_addr_t va)
+{
+	struct pv_entry *pv = pmap_pv(pmap, va);
+	struct vm_object *obj;
+	uint64_t pindex;
+	if (pv || !pmap_packed_at(pmap, va, &obj, &pindex))
+		return pv;
+	return vm_page_lookup(obj, pindex)->pv;
+}
+
+vm_prot_t pmap_entered(const struct pmap *pmap, vm_addr_t va)
+{
+	struct pv_entry *pv = pmap_pv(pmap, va);
+	struct vm_object *obj;
+	uint64_t pindex;
+	if (pv)
+		return pv->prot;
+	return pmap_packed_at(pmap, va, &obj, &pindex) ? vm_page_state(obj, pindex) & VM_PS_PROT : VM_PROT_NONE;
+}
+
+/* Test and clear the modified bit of the writable mapping at @va. */
+static bool pmap_modified(struct pmap *pmap, vm_addr_t va)
+{
+	return pmap->ops->clear_modify ? pmap->ops->clear_modify(pmap->arg, va) : true;
 }
 
 /* Fold a writable mapping's modified bit into the page's VM_PAGE_DIRTY. */
 static void pv_collect_modify(struct pv_entry *pv)
 {
-	if (!(pv->prot & VM_PROT_WRITE))
-		return;
-	const struct pmap_ops *ops = pv->pmap->ops;
-	bool modified = ops->clear_modify ? ops->clear_modify(pv->pmap->arg, pv->va) : true;
-	if (modified)
+	if ((pv->prot & VM_PROT_WRITE) && pmap_modified(pv->pmap, pv->va))
 		pv->page->flags |= VM_PAGE_DIRTY;
 }
 
@@ -65,6 +177,7 @@ static void pv_detach(struct pv_entry *pv)
 	(void)was;
 	if (!page->pv)
 		pv->pmap->dom->stats.mapped_count--;
+	vm_page_enqueue(page);
 }
 
 static void pv_unlink(struct pv_entry *pv)
@@ -164,27 +277,95 @@ static int pmap_collect(const struct pmap *pmap, vm_addr_t start, vm_addr_t end,
 	return 0;
 }
 
-/* One backend call per run of adjacent pages of @v[0..n) that get protection @prot (or are
- * removed, @prot VM_PROT_NONE). @newprot[i] is the protection of v[i] (NULL: all @prot). */
+/* Backend calls for a sequence of pages in address order: one call per run of adjacent
+ * pages that get the same protection (VM_PROT_NONE: removed). */
+struct pmap_batch {
+	struct pmap *pmap;
+	vm_addr_t start, end; /* the run so far, empty when equal */
+	vm_prot_t prot;
+};
+
+static void pmap_batch_flush(struct pmap_batch *b)
+{
+	if (b->start == b->end)
+		return;
+	if (b->prot == VM_PROT_NONE)
+		b->pmap->ops->remove(b->pmap->arg, b->start, b->end);
+	else
+		b->pmap->ops->protect(b->pmap->arg, b->start, b->end, b->prot);
+	b->start = b->end;
+}
+
+static void pmap_batch_add(struct pmap_batch *b, vm_addr_t va, vm_prot_t prot)
+{
+	if (b->start != b->end && b->end == va && b->prot == prot) {
+		b->end += VM_PAGE_SIZE;
+		return;
+	}
+	pmap_batch_flush(b);
+	b->start = va;
+	b->end = va + VM_PAGE_SIZE;
+	b->prot = prot;
+}
+
+/* One backend call per run of adjacent pages of @v[0..n) that get protection @newprot[i]
+ * (NULL: all removed). */
 static void pmap_backend_runs(struct pmap *pmap, struct pv_entry **v, const vm_prot_t *newprot, size_t n)
 {
-	for (size_t i = 0; i < n;) {
-		vm_prot_t p = newprot ? newprot[i] : VM_PROT_NONE;
-		size_t j = i;
-		while (j + 1 < n && v[j + 1]->va == v[j]->va + VM_PAGE_SIZE && (!newprot || newprot[j + 1] == p))
-			j++;
-		if (p == VM_PROT_NONE)
-			pmap->ops->remove(pmap->arg, v[i]->va, v[j]->va + VM_PAGE_SIZE);
-		else
-			pmap->ops->protect(pmap->arg, v[i]->va, v[j]->va + VM_PAGE_SIZE, p);
-		i = j + 1;
+	struct pmap_batch b = {.pmap = pmap};
+	for (size_t i = 0; i < n; i++)
+		pmap_batch_add(&b, v[i]->va, newprot ? newprot[i] : VM_PROT_NONE);
+	pmap_batch_flush(&b);
+}
+
+/*
+ * The packed pages in [start, end) get at most @prot (VM_PROT_NONE: removed) where they can
+ * stay packed: lowered in place, or removed with their bytes when they belong to @discard.
+ * The others (left without access, bytes to keep) are unpacked for the caller's pass over
+ * full pages.
+ */
+static void pmap_packed_change(struct pmap *pmap, vm_addr_t start, vm_addr_t end, const struct vm_object *discard,
+			       vm_prot_t prot)
+{
+	struct pmap_batch b = {.pmap = pmap};
+	/* Backwards: unbinding object i moves the last one, already done, into its place. */
+	for (size_t i = pmap->nbound; i-- > 0;) {
+		struct vm_object *obj = pmap->bound[i];
+		vm_addr_t bend = obj->bind_va + obj->size;
+		if (end <= obj->bind_va || start >= bend)
+			continue;
+		vm_addr_t lo = start > obj->bind_va ? start : obj->bind_va, hi = end < bend ? end : bend;
+		uint64_t idx = vm_atop(lo - obj->bind_va), last = vm_atop(hi - obj->bind_va);
+		while (obj->packed_count && vm_page_next(obj, &idx, last)) {
+			uint64_t at = idx++;
+			uint8_t *slot = vm_page_state_slot(obj, at, false);
+			vm_prot_t old = *slot & VM_PS_PROT, p = old & prot;
+			vm_addr_t va = obj->bind_va + vm_ptoa(at);
+			if (p == old)
+				continue;
+			if (p == VM_PROT_NONE) {
+				if (obj != discard) {
+					vm_page_lookup(obj, at);
+					continue;
+				}
+				pmap_batch_add(&b, va, VM_PROT_NONE);
+				vm_page_free_packed(obj, at);
+				continue;
+			}
+			if ((old & VM_PROT_WRITE) && !(p & VM_PROT_WRITE) && pmap_modified(pmap, va))
+				*slot |= VM_PS_DIRTY;
+			*slot = (uint8_t)((*slot & ~VM_PS_PROT) | p);
+			pmap_batch_add(&b, va, p);
+		}
 	}
+	pmap_batch_flush(&b);
 }
 
 int pmap_remove(struct pmap *pmap, vm_addr_t start, vm_addr_t end, const struct vm_object *discard)
 {
 	if (!pmap->ops)
 		return 0;
+	pmap_packed_change(pmap, start, end, discard, VM_PROT_NONE);
 	size_t n, done = 0;
 	struct pv_entry **v;
 	int err = pmap_collect(pmap, start, end, &v, &n);
@@ -212,6 +393,7 @@ int pmap_protect(struct pmap *pmap, vm_addr_t start, vm_addr_t end, vm_prot_t pr
 		return 0;
 	if (prot == VM_PROT_NONE)
 		return pmap_remove(pmap, start, end, NULL);
+	pmap_packed_change(pmap, start, end, NULL, prot);
 	size_t n, m = 0;
 	struct pv_entry **v;
 	int err = pmap_collect(pmap, start, end, &v, &n);
@@ -345,6 +527,7 @@ int pmap_enter(struct pmap *pmap, vm_addr_t va, struct vm_page *page, vm_prot_t 
 	page->pv = pv;
 	vm_page_drop_buffer(page);
 	page->flags &= ~VM_PAGE_ZERO;
+	vm_page_enqueue(page);
 	return 0;
 }
 
@@ -413,7 +596,10 @@ void pmap_update(struct pmap *pmap)
 void pmap_fini(struct pmap *pmap)
 {
 	int err = pmap_remove(pmap, 0, ~VM_PAGE_MASK, NULL);
-	assert(err == 0 && hmap_count(&pmap->pv) == 0);
+	assert(err == 0 && hmap_count(&pmap->pv) == 0 && pmap->nbound == 0);
 	(void)err;
 	hmap_fini(&pmap->pv);
+	free(pmap->bound);
+	pmap->bound = NULL;
+	pmap->bound_cap = 0;
 }

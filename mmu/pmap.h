@@ -25,8 +25,14 @@
  *                          stages must flush before acting on an overlapping address.
  * Each call runs with the domain lock held and must not call into mmu/.
  *
- * Core side: struct pmap wraps a backend and keeps the mappings (pv entries: page, va,
- * protection) so that it can find every mapping of a page and every page of a range.
+ * Core side: struct pmap wraps a backend and keeps the mappings so that it can find every
+ * mapping of a page and every page of a range. A full page's mappings are pv entries (page,
+ * va, protection) in the pmap's table. A packed page (vm_page.h) has one mapping and no pv
+ * entry: its object is bound to the pmap (at most one pmap per object), and page i of the
+ * object is at bind_va + i pages there, with the protection in its state byte. Bindings of
+ * several objects may cover the same addresses (a shadow and its backing object through one
+ * entry); at most one page is entered at an address. An object is bound while it has packed
+ * pages. pmap_lookup unpacks what it finds; pmap_entered only looks.
  */
 #ifndef MMU_PMAP_H
 #define MMU_PMAP_H
@@ -70,6 +76,8 @@ struct pmap {
 	void *arg;                  /* (c) backend state */
 	struct vm_domain *dom;      /* (c) */
 	struct hmap pv;             /* (d) page number of va -> struct pv_entry */
+	struct vm_object **bound;   /* (d) objects bound here (they have packed pages mapped here) */
+	size_t nbound, bound_cap;   /* (d) */
 };
 
 /* pmap_enter flags */
@@ -83,8 +91,23 @@ void pmap_init(struct pmap *pmap, struct vm_domain *dom, const struct pmap_ops *
 /* Remove every mapping (pages keep their bytes) and free the table. */
 void pmap_fini(struct pmap *pmap);
 
-/* The mapping at @va, or NULL. */
-struct pv_entry *pmap_lookup(const struct pmap *pmap, vm_addr_t va);
+/* The mapping at @va (a packed page there is unpacked), or NULL. */
+struct pv_entry *pmap_lookup(struct pmap *pmap, vm_addr_t va);
+
+/* The full page's mapping at @va, or NULL (nothing, or a packed page). Changes nothing. */
+struct pv_entry *pmap_pv(const struct pmap *pmap, vm_addr_t va);
+
+/* The protection of whatever is entered at @va (full or packed page), 0 = nothing. */
+vm_prot_t pmap_entered(const struct pmap *pmap, vm_addr_t va);
+
+/* For vm_page.c. Pack: full page @page's one mapping becomes its object's binding (the
+ * object is bound to that pmap if it was not bound yet) and its pv entry is freed. 0, or -1
+ * when the mapping is not where the object's binding has (or could have) it.
+ * Unpack: give @page (just made full from packed, protection @prot) its pv entry back.
+ * 0 or -ENOMEM. Unbind: @obj has no packed pages left. */
+int pmap_pack(struct vm_page *page);
+int pmap_unpack(struct vm_page *page, vm_prot_t prot);
+void pmap_unbind(struct vm_object *obj);
 
 /* Enter @page at @va with @prot, replacing what is there; keeps one writer or many readers
  * (entering writable removes the page's other mappings; entering read-only downgrades a

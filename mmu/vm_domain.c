@@ -36,7 +36,7 @@ void vm_domain_destroy(struct vm_domain *dom)
 	if (!dom)
 		return;
 	assert(dom->objects == NULL && dom->stats.objects_live == 0);
-	assert(dom->stats.resident_count == 0);
+	assert(dom->stats.resident_count == 0 && !dom->pack_queue);
 	if (dom->default_pager)
 		pager_release(dom->default_pager);
 	page_store_destroy(dom->store);
@@ -100,4 +100,5 @@ void vm_domain_end(struct vm_domain *dom)
 {
 	if (dom->resident_limit && dom->stats.resident_count > dom->resident_limit)
 		vm_pageout_scan(dom, dom->stats.resident_count - dom->resident_limit);
+	vm_page_pack_queued(dom);
 }

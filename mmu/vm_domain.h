@@ -63,8 +63,9 @@ struct vm_domain {
 	struct pool data_pool;          /* (d) page buffers */
 	struct pool page_pool;          /* (d) struct vm_page */
 	struct pool pv_pool;            /* (d) struct pv_entry */
-	struct vm_page *lru_head;       /* (d) resident queue, least recently used first */
-	struct vm_page *lru_tail;       /* (d) most recently used */
+	struct vm_page *pack_queue;     /* (d) full pages to try to pack at the end of the operation */
+	struct vm_object *hand_object;  /* (d) page-out clock hand: object (NULL: the first) */
+	uint64_t hand_pindex;           /* (d) and page number in it */
 	uint64_t resident_limit;        /* (d) 0 = no limit */
 	uint64_t epoch;                 /* (d) number of the operation in progress */
 	struct pager *default_pager;    /* (d) takes anonymous pages at page-out, or NULL */
@@ -102,7 +103,8 @@ struct page_store *vm_domain_page_store(struct vm_domain *dom);
  * out until the next operation begins. Called by the mmu entry points. */
 void vm_domain_begin(struct vm_domain *dom);
 
-/* End a top-level operation: page out down to the limit. */
+/* End a top-level operation: page out down to the limit, then pack the full pages it
+ * touched that fit the packed form (vm_page.h). */
 void vm_domain_end(struct vm_domain *dom);
 
 #endif

@@ -196,13 +196,13 @@ static kern_return_t vm_fault_locked(struct vm_map *map, vm_addr_t addr, vm_prot
 				       .entered = 1, .zero_fills = fp.zero_fill, .cow = fp.cow};
 	if (map->pmap.ops)
 		for (vm_addr_t v = cstart; v < cend; v += VM_PAGE_SIZE)
-			if (v != va && !pmap_lookup(&map->pmap, v))
+			if (v != va && !pmap_entered(&map->pmap, v))
 				vm_fault_neighbor(map, e, v, lo, hi, info);
 	/* The faulting page is the most recently used, so page-out keeps it longest. */
 	vm_page_activate(fp.page);
 	info->pageins = (unsigned)(dom->stats.pageins - pageins);
 	if (fp.cow && e->object->shadow &&
-	    hmap_count(&e->object->pages) + hmap_count(&e->object->paged) >= e->object->bypass_mark)
+	    e->object->resident_count + hmap_count(&e->object->paged) >= e->object->bypass_mark)
 		vm_object_collapse(e->object);
 	return KERN_SUCCESS;
 }

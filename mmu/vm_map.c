@@ -998,16 +998,9 @@ kern_return_t vm_map_region(struct vm_map *map, vm_addr_t *addr, struct vm_regio
 		info->shared = obj->ref_count > 1;
 		info->object_id = obj->id;
 		info->depth = vm_object_depth(obj);
-		uint64_t first = vm_atop(e->offset), count = vm_atop(e->end - e->start);
-		if (count <= hmap_count(&obj->pages)) {
-			for (uint64_t k = 0; k < count; k++)
-				info->resident_count += vm_page_lookup(obj, first + k) != NULL;
-		} else {
-			size_t cursor = 0;
-			uint64_t idx;
-			while (hmap_next(&obj->pages, &cursor, &idx, NULL))
-				info->resident_count += idx >= first && idx < first + count;
-		}
+		uint64_t first = vm_atop(e->offset), end = first + vm_atop(e->end - e->start);
+		for (uint64_t idx = first; vm_page_next(obj, &idx, end); idx++)
+			info->resident_count++;
 	}
 	*addr = e->start;
 	return KERN_SUCCESS;
@@ -1046,19 +1039,20 @@ kern_return_t vm_map_collapse(struct vm_map *map, vm_addr_t addr, vm_size_t size
 	return KERN_SUCCESS;
 }
 
-/* The mapping at @pv must show the page the entry's chain resolves to, no more writable than
- * the entry and the page's place allow. */
-static void vm_map_check_pv(struct vm_map *map, const struct pv_entry *pv)
+/* The mapping at @va with @prot must show page @pindex of @page_obj, the page the entry's
+ * chain resolves to, no more writable than the entry and the page's place allow. */
+static void vm_map_check_mapping(struct vm_map *map, vm_addr_t va, vm_prot_t prot, const struct vm_object *page_obj,
+				 uint64_t pindex)
 {
 	const struct vm_map_entry *e = NULL;
-	size_t i = vm_map_search(map, pv->va);
-	assert(i < map->nentries && map->entries[i].start <= pv->va);
+	size_t i = vm_map_search(map, va);
+	assert(i < map->nentries && map->entries[i].start <= va);
 	e = &map->entries[i];
-	assert(e->object && (pv->prot & ~e->protection) == 0);
+	assert(e->object && (prot & ~e->protection) == 0);
 	const struct vm_object *obj = e->object;
-	uint64_t idx = vm_atop(e->offset + (pv->va - e->start));
+	uint64_t idx = vm_atop(e->offset + (va - e->start));
 	unsigned depth = 0;
-	while (!vm_page_lookup(obj, idx)) {
+	while (!vm_page_resident(obj, idx)) {
 		/* A page its object's pager holds is not resident, so it cannot be mapped. */
 		assert(!hmap_get(&obj->paged, idx) && (obj->internal || !obj->pager));
 		idx += vm_atop(obj->shadow_offset);
@@ -1066,9 +1060,11 @@ static void vm_map_check_pv(struct vm_map *map, const struct pv_entry *pv)
 		assert(obj);
 		depth++;
 	}
-	assert(vm_page_lookup(obj, idx) == pv->page);
-	assert(!(pv->prot & VM_PROT_WRITE) || (depth == 0 && !e->needs_copy));
+	assert(obj == page_obj && idx == pindex);
+	assert(!(prot & VM_PROT_WRITE) || (depth == 0 && !e->needs_copy));
 	(void)depth;
+	(void)page_obj;
+	(void)pindex;
 }
 
 void vm_map_check(struct vm_map *map)
@@ -1093,6 +1089,17 @@ void vm_map_check(struct vm_map *map)
 	(void)size;
 	size_t cursor = 0;
 	void *val;
-	while (hmap_next(&map->pmap.pv, &cursor, NULL, &val))
-		vm_map_check_pv(map, val);
+	while (hmap_next(&map->pmap.pv, &cursor, NULL, &val)) {
+		const struct pv_entry *pv = val;
+		vm_map_check_mapping(map, pv->va, pv->prot, pv->page->object, pv->page->pindex);
+	}
+	for (size_t b = 0; b < map->pmap.nbound; b++) {
+		const struct vm_object *obj = map->pmap.bound[b];
+		assert(obj->bind_pmap == &map->pmap && obj->packed_count > 0);
+		for (uint64_t idx = 0; vm_page_next(obj, &idx, vm_atop(obj->size)); idx++) {
+			uint8_t state = vm_page_state(obj, idx);
+			if (state & VM_PS_PROT)
+				vm_map_check_mapping(map, obj->bind_va + vm_ptoa(idx), state & VM_PS_PROT, obj, idx);
+		}
+	}
 }

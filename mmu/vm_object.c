@@ -42,8 +42,14 @@ static struct vm_object *vm_object_new(struct vm_domain *dom, vm_size_t size, bo
 static void vm_object_free(struct vm_object *obj)
 {
 	struct vm_domain *dom = obj->dom;
-	assert(hmap_count(&obj->pages) == 0 && !obj->shadow && !obj->shadowers);
+	assert(obj->resident_count == 0 && !obj->shadow && !obj->shadowers);
+	assert(!obj->bind_pmap);
+	vm_page_states_free(obj);
 	hmap_fini(&obj->pages);
+	if (dom->hand_object == obj) {
+		dom->hand_object = obj->all_next;
+		dom->hand_pindex = 0;
+	}
 	hmap_fini(&obj->paged);
 	if (obj->all_prev)
 		obj->all_prev->all_next = obj->all_next;
@@ -129,17 +135,16 @@ static struct vm_object *vm_object_unlink_shadow(struct vm_object *obj)
 	return backing;
 }
 
-/* The resident pages of @obj, collected so that the table may change while they are used. */
-static struct vm_page **vm_object_page_list(const struct vm_object *obj, size_t *n)
+/* The resident pages of @obj as full pages (packed ones are unpacked), collected so that
+ * the object may change while they are used. */
+static struct vm_page **vm_object_page_list(struct vm_object *obj, size_t *n)
 {
 	*n = 0;
-	struct vm_page **v = malloc((hmap_count(&obj->pages) + 1) * sizeof(*v));
+	struct vm_page **v = malloc((obj->resident_count + 1) * sizeof(*v));
 	if (!v)
 		return NULL;
-	size_t cursor = 0;
-	void *val;
-	while (hmap_next(&obj->pages, &cursor, NULL, &val))
-		v[(*n)++] = val;
+	for (uint64_t idx = 0; vm_page_next(obj, &idx, vm_atop(obj->size)); idx++)
+		v[(*n)++] = vm_page_lookup(obj, idx);
 	return v;
 }
 
@@ -171,7 +176,7 @@ static bool vm_object_pager_has(const struct vm_object *obj, uint64_t pindex)
 /* Whether @obj itself has page @pindex (resident or with its pager). */
 static bool vm_object_has(const struct vm_object *obj, uint64_t pindex)
 {
-	return vm_page_lookup(obj, pindex) || vm_object_pager_has(obj, pindex);
+	return vm_page_resident(obj, pindex) || vm_object_pager_has(obj, pindex);
 }
 
 /* Write back modified pages to an external pager that takes data; free every page. */
@@ -181,23 +186,13 @@ static void vm_object_terminate(struct vm_object *obj)
 	assert(obj->ref_count == 0 && obj->direct_refs == 0 && obj->frozen_refs == 0 && obj->shadow_count == 0);
 	if (!obj->internal && obj->pager && obj->pager->ops->data_return)
 		vm_object_clean(obj, 0, obj->size);
-	size_t n;
-	struct vm_page **v = vm_object_page_list(obj, &n);
-	/* Without memory for the list, free pages one table slot at a time. */
-	if (!v) {
-		size_t cursor = 0;
-		void *val;
-		while (hmap_next(&obj->pages, &cursor, NULL, &val)) {
-			vm_page_free(val);
-			cursor = 0;
-		}
+	/* Mappings exist only through entries whose chains hold a reference: none are packed. */
+	assert(obj->packed_count == 0);
+	for (uint64_t idx = 0; vm_page_next(obj, &idx, vm_atop(obj->size)); idx++) {
+		struct vm_page *p = vm_page_lookup(obj, idx);
+		assert(!p->pv);
+		vm_page_free(p);
 	}
-	for (size_t i = 0; i < n; i++) {
-		/* Mappings exist only through entries whose chains hold a reference. */
-		assert(!v[i]->pv);
-		vm_page_free(v[i]);
-	}
-	free(v);
 	if (obj->pager) {
 		if (obj->mo)
 			pager_terminate(obj->pager, obj->mo);
@@ -252,7 +247,7 @@ unsigned vm_object_depth(const struct vm_object *obj)
 /* Pages @obj has or its pager holds: an upper bound of what it can cover. */
 static uint64_t vm_object_page_count(const struct vm_object *obj)
 {
-	return hmap_count(&obj->pages) + hmap_count(&obj->paged);
+	return obj->resident_count + hmap_count(&obj->paged);
 }
 
 /*
@@ -264,9 +259,9 @@ static kern_return_t vm_object_pagein(struct vm_object *obj, uint64_t pindex, ui
 {
 	struct vm_domain *dom = obj->dom;
 	uint64_t a = pindex, b = pindex + 1;
-	while (a > lo && !vm_page_lookup(obj, a - 1) && vm_object_pager_has(obj, a - 1))
+	while (a > lo && !vm_page_resident(obj, a - 1) && vm_object_pager_has(obj, a - 1))
 		a--;
-	while (b < hi && !vm_page_lookup(obj, b) && vm_object_pager_has(obj, b))
+	while (b < hi && !vm_page_resident(obj, b) && vm_object_pager_has(obj, b))
 		b++;
 	struct pager_reply r = {.object = obj, .first = a, .end = b, .want = pindex};
 	dom->stats.pager_requests++;
@@ -277,7 +272,7 @@ static kern_return_t vm_object_pagein(struct vm_object *obj, uint64_t pindex, ui
 	if (err || r.error)
 		return KERN_MEMORY_ERROR;
 	if (!r.want_answered)
-		return vm_page_lookup(obj, pindex) ? KERN_SUCCESS : KERN_MEMORY_FAILURE;
+		return vm_page_resident(obj, pindex) ? KERN_SUCCESS : KERN_MEMORY_FAILURE;
 	if (r.want_unavailable) {
 		*unavailable = true;
 		hmap_del(&obj->paged, pindex);
@@ -289,16 +284,15 @@ int vm_object_page_provided(struct vm_object *obj, uint64_t pindex, const void *
 {
 	if (pindex >= vm_atop(obj->size))
 		return -EINVAL;
-	if (vm_page_lookup(obj, pindex))
+	if (vm_page_resident(obj, pindex))
 		return 0;
 	struct vm_page *p = vm_page_alloc(obj, pindex);
 	if (!p)
 		return -ENOMEM;
-	if (vm_page_buffer(p) < 0) {
+	if (vm_page_fill(p, data) < 0) {
 		vm_page_free(p);
 		return -ENOMEM;
 	}
-	memcpy(p->data, data, VM_PAGE_SIZE);
 	obj->dom->stats.pageins++;
 	obj->stats.pageins++;
 	return 0;
@@ -363,7 +357,7 @@ static bool vm_object_collapse_one(struct vm_object *obj)
 		return false;
 	for (size_t i = 0; i < np; i++) {
 		uint64_t idx = paged[i];
-		if (idx < off || idx >= off + n || vm_object_has(obj, idx - off) || vm_page_lookup(b, idx))
+		if (idx < off || idx >= off + n || vm_object_has(obj, idx - off) || vm_page_resident(b, idx))
 			continue;
 		bool unavailable;
 		if (vm_object_pagein(b, idx, idx, idx + 1, VM_PROT_READ, &unavailable) != KERN_SUCCESS) {
@@ -417,14 +411,13 @@ static bool vm_object_bypass_one(struct vm_object *obj)
 	if (!b->internal || vm_object_page_count(obj) < obj->bypass_mark)
 		return false;
 	uint64_t uncovered = 0;
+	for (uint64_t idx = off; vm_page_next(b, &idx, off + n); idx++)
+		if (!vm_object_has(obj, idx - off))
+			uncovered++;
 	size_t cursor = 0;
 	uint64_t idx;
-	while (hmap_next(&b->pages, &cursor, &idx, NULL))
-		if (idx >= off && idx < off + n && !vm_object_has(obj, idx - off))
-			uncovered++;
-	cursor = 0;
 	while (hmap_next(&b->paged, &cursor, &idx, NULL))
-		if (idx >= off && idx < off + n && !vm_page_lookup(b, idx) && !vm_object_has(obj, idx - off))
+		if (idx >= off && idx < off + n && !vm_page_resident(b, idx) && !vm_object_has(obj, idx - off))
 			uncovered++;
 	if (uncovered) {
 		/* Each new page of obj covers at most one: retry after it grew by a quarter. */
@@ -521,14 +514,14 @@ static int vm_object_copy_candidates(struct vm_object *src, vm_offset_t offset, 
 				if (vm_object_candidate(&v, n, &cap, i - first) < 0)
 					goto nomem;
 		}
-		for (int table = 0; table < 2; table++) {
-			const struct hmap *h = table ? &obj->paged : &obj->pages;
-			size_t cursor = 0;
-			uint64_t idx;
-			while (hmap_next(h, &cursor, &idx, NULL))
-				if (idx >= first && idx < first + count && vm_object_candidate(&v, n, &cap, idx - first) < 0)
-					goto nomem;
-		}
+		for (uint64_t idx = first; vm_page_next(obj, &idx, first + count); idx++)
+			if (vm_object_candidate(&v, n, &cap, idx - first) < 0)
+				goto nomem;
+		size_t cursor = 0;
+		uint64_t idx;
+		while (hmap_next(&obj->paged, &cursor, &idx, NULL))
+			if (idx >= first && idx < first + count && vm_object_candidate(&v, n, &cap, idx - first) < 0)
+				goto nomem;
 		first += vm_atop(obj->shadow_offset);
 	}
 	*out = v;
@@ -556,7 +549,7 @@ kern_return_t vm_object_copy_slowly(struct vm_object *src, vm_offset_t offset, v
 	uint64_t base = vm_atop(offset);
 	for (size_t i = 0; i < n; i++) {
 		uint64_t idx = cand[i];
-		if (vm_page_lookup(copy, idx))
+		if (vm_page_resident(copy, idx))
 			continue;
 		struct vm_lookup l;
 		kr = vm_object_lookup(src, base + idx, base + idx, base + idx + 1, VM_PROT_READ, false, &l);
@@ -621,12 +614,10 @@ struct vm_page *vm_object_cow_page(struct vm_object *obj, uint64_t pindex, struc
 		return NULL;
 	if (copy && src && !(src->flags & VM_PAGE_ZERO)) {
 		uint8_t scratch[VM_PAGE_SIZE] __attribute__((aligned(64)));
-		const void *bytes = pmap_page_bytes(src, scratch);
-		if (vm_page_buffer(p) < 0) {
+		if (vm_page_fill(p, pmap_page_bytes(src, scratch)) < 0) {
 			vm_page_free(p);
 			return NULL;
 		}
-		memcpy(p->data, bytes, VM_PAGE_SIZE);
 	}
 	p->flags |= VM_PAGE_DIRTY;
 	obj->stats.cow_pages++;
@@ -656,7 +647,7 @@ void vm_object_info(const struct vm_object *obj, struct vm_object_info *info)
 		.shadow_count = obj->shadow_count,
 		.shadow_id = obj->shadow ? obj->shadow->id : 0,
 		.shadow_offset = obj->shadow_offset,
-		.resident_count = hmap_count(&obj->pages),
+		.resident_count = obj->resident_count,
 		.paged_count = hmap_count(&obj->paged),
 		.pager_name = obj->pager ? obj->pager->ops->name : NULL,
 		.stats = obj->stats,
@@ -676,14 +667,14 @@ unsigned vm_object_chain(const struct vm_object *obj, struct vm_object_info *out
 
 static void vm_object_check_page(const struct vm_object *obj, uint64_t idx, const struct vm_page *p)
 {
-	assert(p->object == obj && p->pindex == idx && idx < vm_atop(obj->size));
+	assert(p && p->object == obj && p->pindex == idx && idx < vm_atop(obj->size));
 	/* Bytes live in exactly one place: a buffer, the mappings, or nowhere (zero). */
 	assert(!(p->data && p->pv));
 	assert(!(p->flags & VM_PAGE_ZERO) || (!p->data && !p->pv));
 	assert(p->data || p->pv || (p->flags & VM_PAGE_ZERO));
 	unsigned mappings = 0, writers = 0;
 	for (const struct pv_entry *pv = p->pv; pv; pv = pv->next) {
-		assert(pv->page == p && pmap_lookup(pv->pmap, pv->va) == pv && pv->prot);
+		assert(pv->page == p && pmap_pv(pv->pmap, pv->va) == pv && pv->prot);
 		mappings++;
 		writers += (pv->prot & VM_PROT_WRITE) != 0;
 	}
@@ -713,10 +704,23 @@ void vm_object_check(const struct vm_object *obj)
 		}
 		assert(shadowers == obj->shadow_count);
 		assert(obj->internal || hmap_count(&obj->paged) == 0);
-		size_t cursor = 0;
-		uint64_t idx;
-		void *val;
-		while (hmap_next(&obj->pages, &cursor, &idx, &val))
-			vm_object_check_page(obj, idx, val);
+		uint64_t resident = 0, packed = 0;
+		for (uint64_t idx = 0; vm_page_next(obj, &idx, vm_atop(obj->size)); idx++, resident++) {
+			uint8_t state = vm_page_state(obj, idx);
+			if (state & VM_PS_FULL) {
+				assert(!(state & (VM_PS_PROT | VM_PS_DIRTY)));
+				vm_object_check_page(obj, idx, hmap_get(&obj->pages, idx));
+				continue;
+			}
+			/* Packed: mapped where the binding says, and nothing else is mapped there. */
+			assert((state & VM_PS_PROT) && obj->bind_pmap);
+			assert(!pmap_pv(obj->bind_pmap, obj->bind_va + vm_ptoa(idx)));
+			packed++;
+		}
+		assert(resident == obj->resident_count && packed == obj->packed_count);
+		assert(hmap_count(&obj->pages) == resident - packed);
+		assert(!obj->bind_pmap == !packed);
+		(void)resident;
+		(void)packed;
 	}
 }

@@ -55,7 +55,12 @@ struct vm_object {
 	struct vm_object *shadowers;  /* (d) first of those objects */
 	struct vm_object *sib_prev;   /* (d) list of the objects sharing our shadow */
 	struct vm_object *sib_next;   /* (d) */
-	struct hmap pages;            /* (d) page number -> struct vm_page */
+	uint8_t **states;             /* (d) page state table (vm_page.h), leaves made on first use */
+	uint64_t resident_count;      /* (d) resident pages, full and packed */
+	uint64_t packed_count;        /* (d) of which packed */
+	struct pmap *bind_pmap;       /* (d) where its packed pages are mapped (pmap.h), or NULL */
+	vm_addr_t bind_va;            /* (d) address of its page 0 there */
+	struct hmap pages;            /* (d) page number -> struct vm_page, full pages */
 	struct hmap paged;            /* (d) internal: page numbers its pager holds */
 	struct pager *pager;          /* (d) memory manager (one reference), or NULL */
 	void *mo;                     /* (d) the pager's memory object */

@@ -55,20 +55,38 @@ int vm_pageout_page(struct vm_page *page)
 
 uint64_t vm_pageout_scan(struct vm_domain *dom, uint64_t target)
 {
+	/* Each page once, plus one visit per reference taken away. */
 	uint64_t freed = 0, budget = dom->stats.resident_count;
-	struct vm_page *p = dom->lru_head;
-	for (uint64_t seen = 0; p && freed < target && seen < budget; seen++) {
-		struct vm_page *next = p->lru_next;
-		if (p->epoch != dom->epoch) {
-			if (vm_pageout_page(p) == 0) {
-				freed++;
-			} else {
-				/* Keep it, out of this scan's way. */
-				dom->stats.pageout_failures++;
-				vm_page_activate(p);
-			}
+	struct vm_object *obj = dom->hand_object;
+	uint64_t idx = obj ? dom->hand_pindex : 0;
+	if (!obj)
+		obj = dom->objects;
+	for (uint64_t seen = 0; obj && freed < target && seen < budget && dom->stats.resident_count;) {
+		if (!vm_page_next(obj, &idx, vm_atop(obj->size))) {
+			obj = obj->all_next ? obj->all_next : dom->objects;
+			idx = 0;
+			continue;
 		}
-		p = next;
+		uint64_t at = idx++;
+		seen++;
+		uint8_t *slot = vm_page_state_slot(obj, at, false);
+		struct vm_page *p = (*slot & VM_PS_FULL) ? hmap_get(&obj->pages, at) : NULL;
+		if (p && p->epoch == dom->epoch)
+			continue; /* used by the operation in progress */
+		if (*slot & VM_PS_REF) {
+			*slot &= (uint8_t)~VM_PS_REF;
+			budget++;
+			continue;
+		}
+		if (vm_pageout_page(p ? p : vm_page_lookup(obj, at)) == 0) {
+			freed++;
+		} else {
+			/* Keep it, out of this turn's way. */
+			dom->stats.pageout_failures++;
+			vm_page_reference(obj, at);
+		}
 	}
+	dom->hand_object = obj;
+	dom->hand_pindex = idx;
 	return freed;
 }
