@@ -113,6 +113,10 @@ void *hmap_del(struct hmap *h, uint64_t key)
 	}
 	h->vals[hole] = NULL;
 	h->count--;
+	/* Give memory back after a burst (a range of pages unpacked and packed again); a table
+	 * that cannot shrink just stays as it is. */
+	if (h->cap > 16 && h->count * 8 < h->cap)
+		(void)hmap_resize(h, h->cap / 2);
 	return val;
 }
 

@@ -2,6 +2,7 @@
 #include "mmu/pool.h"
 
 #include <assert.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <sys/mman.h>
@@ -40,6 +41,7 @@ void pool_init(struct pool *pool, size_t item_size, size_t chunk_bytes)
 	pool->chunk_items = (chunk_bytes - sizeof(struct pool_chunk)) / pool->item_size;
 	pool->free = NULL;
 	pool->nfree = pool->free_cap = 0;
+	pool->bump = pool->bump_end = NULL;
 	pool->chunks = NULL;
 	pool->in_use = 0;
 	pool->capacity = 0;
@@ -60,15 +62,16 @@ void pool_fini(struct pool *pool)
 	pool->chunks = NULL;
 	pool->free = NULL;
 	pool->nfree = pool->free_cap = 0;
+	pool->bump = pool->bump_end = NULL;
 	pool->in_use = 0;
 	pool->capacity = 0;
 }
 
 #define POOL_HUGE ((size_t)2 << 20)
 
-/* Chunks of whole huge pages are aligned to them and offered to transparent huge pages:
- * one TLB entry then covers 512 page buffers. */
-static char *pool_map(size_t bytes)
+/* Chunks of whole huge pages are aligned to them and, with @huge, offered to transparent
+ * huge pages: one TLB entry then covers 512 page buffers. */
+static char *pool_map(size_t bytes, bool huge)
 {
 	if (bytes % POOL_HUGE) {
 		char *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -82,7 +85,8 @@ static char *pool_map(size_t bytes)
 		munmap(raw, (size_t)(base - raw));
 	if (base + bytes < raw + bytes + POOL_HUGE)
 		munmap(base + bytes, (size_t)(raw + bytes + POOL_HUGE - (base + bytes)));
-	madvise(base, bytes, MADV_HUGEPAGE);
+	if (huge)
+		madvise(base, bytes, MADV_HUGEPAGE);
 	return base;
 }
 
@@ -99,27 +103,31 @@ static int pool_grow(struct pool *pool)
 	}
 	size_t bytes = ((pool->chunk_items * pool->item_size + sizeof(struct pool_chunk)) + VM_PAGE_MASK) &
 		       ~(size_t)VM_PAGE_MASK;
-	char *base = pool_map(bytes);
+	char *base = pool_map(bytes, pool->chunks != NULL);
 	if (!base)
 		return -1;
 	struct pool_chunk *c = (struct pool_chunk *)(base + bytes - sizeof(*c));
 	c->next = pool->chunks;
 	c->bytes = bytes;
 	pool->chunks = c;
-	/* Push in reverse so that items are handed out in address order. */
-	for (size_t i = pool->chunk_items; i-- > 0;) {
-		POOL_POISON(base + i * pool->item_size, pool->item_size);
-		pool->free[pool->nfree++] = base + i * pool->item_size;
-	}
+	pool->bump = base;
+	pool->bump_end = base + pool->chunk_items * pool->item_size;
+	POOL_POISON(base, pool->chunk_items * pool->item_size);
 	pool->capacity += pool->chunk_items;
 	return 0;
 }
 
 void *pool_alloc(struct pool *pool)
 {
-	if (!pool->nfree && pool_grow(pool) < 0)
-		return NULL;
-	void *item = pool->free[--pool->nfree];
+	void *item;
+	if (pool->nfree) {
+		item = pool->free[--pool->nfree];
+	} else {
+		if (pool->bump == pool->bump_end && pool_grow(pool) < 0)
+			return NULL;
+		item = pool->bump;
+		pool->bump += pool->item_size;
+	}
 	POOL_UNPOISON(item, pool->item_size);
 	pool->in_use++;
 	return item;

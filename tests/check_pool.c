@@ -1,6 +1,7 @@
 /* Pooled items and the hash table under every O(1) lookup of the core. */
 #include <stdint.h>
 #include <stdlib.h>
+#include <sys/mman.h>
 
 #include "harness.h"
 #include "mmu/hmap.h"
@@ -36,6 +37,73 @@ START_TEST(test_freed_items_are_reused_before_the_pool_grows)
 	ck_assert_uint_eq(p.capacity, cap);
 	ck_assert_uint_eq(p.in_use, 1);
 	pool_fini(&p);
+}
+END_TEST
+
+/* Pages of @p's newest chunk [base, base + bytes) the kernel has made resident. */
+static size_t resident_pages(void *base, size_t bytes)
+{
+	unsigned char vec[512];
+	ck_assert_uint_le(bytes / VM_PAGE_SIZE, sizeof(vec));
+	ck_assert_int_eq(mincore(base, bytes, vec), 0);
+	size_t n = 0;
+	for (size_t i = 0; i < bytes / VM_PAGE_SIZE; i++)
+		n += vec[i] & 1;
+	return n;
+}
+
+START_TEST(test_a_new_chunk_is_touched_only_as_far_as_items_are_handed_out)
+{
+	struct pool p;
+	pool_init(&p, VM_PAGE_SIZE, 2u << 20);
+	char *a = pool_alloc(&p), *b = pool_alloc(&p), *c = pool_alloc(&p);
+	ck_assert_ptr_nonnull(a);
+	/* Handed out in address order from the start of the chunk. */
+	ck_assert_ptr_eq(b, a + VM_PAGE_SIZE);
+	ck_assert_ptr_eq(c, b + VM_PAGE_SIZE);
+	a[0] = b[0] = c[0] = 1;
+	/* The three items and the chunk's last page (its header): not 512 pages. */
+	ck_assert_uint_le(resident_pages(a, 2u << 20), 4);
+	ck_assert_uint_eq(p.capacity, p.chunk_items);
+	ck_assert_uint_eq(p.nfree, 0);
+	pool_fini(&p);
+}
+END_TEST
+
+START_TEST(test_items_freed_then_new_come_from_the_free_list_then_the_chunk)
+{
+	struct pool p;
+	pool_init(&p, 64, 4096);
+	char *a = pool_alloc(&p), *b = pool_alloc(&p);
+	pool_free(&p, a);
+	ck_assert_ptr_eq(pool_alloc(&p), a);
+	ck_assert_ptr_eq(pool_alloc(&p), b + 64);
+	/* Every item of the chunk, then a second chunk. */
+	for (size_t i = 3; i < p.chunk_items; i++)
+		ck_assert_ptr_nonnull(pool_alloc(&p));
+	ck_assert_uint_eq(p.capacity, p.chunk_items);
+	ck_assert_ptr_nonnull(pool_alloc(&p));
+	ck_assert_uint_eq(p.capacity, 2 * p.chunk_items);
+	ck_assert_uint_eq(p.in_use, p.chunk_items + 1);
+	pool_fini(&p);
+}
+END_TEST
+
+START_TEST(test_hmap_shrinks_when_mostly_empty_and_keeps_the_rest)
+{
+	struct hmap h;
+	hmap_init(&h);
+	enum { N = 4096 };
+	for (uintptr_t k = 0; k < N; k++)
+		ck_assert_int_eq(hmap_put(&h, k, (void *)(k + 1)), 0);
+	size_t big = h.cap;
+	for (uintptr_t k = 0; k < N - 10; k++)
+		ck_assert_ptr_eq(hmap_del(&h, k), (void *)(k + 1));
+	ck_assert_uint_lt(h.cap, big / 64);
+	for (uintptr_t k = N - 10; k < N; k++)
+		ck_assert_ptr_eq(hmap_get(&h, k), (void *)(k + 1));
+	ck_assert_uint_eq(hmap_count(&h), 10);
+	hmap_fini(&h);
 }
 END_TEST
 
@@ -83,6 +151,9 @@ Suite *pool_suite(void)
 	TCase *tc = tcase_create("pool and hmap");
 	HARNESS_ADD_TEST(tc, test_page_items_are_page_aligned_and_distinct);
 	HARNESS_ADD_TEST(tc, test_freed_items_are_reused_before_the_pool_grows);
+	HARNESS_ADD_TEST(tc, test_a_new_chunk_is_touched_only_as_far_as_items_are_handed_out);
+	HARNESS_ADD_TEST(tc, test_items_freed_then_new_come_from_the_free_list_then_the_chunk);
+	HARNESS_ADD_TEST(tc, test_hmap_shrinks_when_mostly_empty_and_keeps_the_rest);
 	HARNESS_ADD_TEST(tc, test_hmap_keeps_every_key_through_deletes);
 	HARNESS_ADD_TEST(tc, test_hmap_put_replaces_the_value_of_a_present_key);
 	suite_add_tcase(s, tc);
