@@ -33,7 +33,7 @@ GUEST_SRC  := $(wildcard guest/*.c) $(wildcard guest/*.S)
 
 obj = $(patsubst %.c,$(B)/$(1)/%.o,$(patsubst %.S,$(B)/$(1)/%.o,$(2)))
 
-.PHONY: all run test unit-asan bench fuzz deps clean
+.PHONY: all run test unit-asan bench fuzz deps clean FORCE
 all: $(B)/vmm $(B)/guest.elf $(patsubst tools/%.c,$(B)/%,$(TOOL_SRC))
 
 # Set-up: the stamp is refreshed whenever the package list in tools/deps.sh changes.
@@ -82,9 +82,12 @@ $(B)/guest.elf: $(GUEST_OBJ) guest/guest.ld
 		-o $@ $(GUEST_OBJ) -lgcc
 
 # ---- tests ---------------------------------------------------------------------------
-$(B)/tests/suites.inc: $(TEST_SRC) Makefile
+# Rewritten only when the list of suites changes (a removed suite must leave it too).
+$(B)/tests/suites.inc: FORCE
 	@mkdir -p $(dir $@)
-	@printf '$(foreach s,$(SUITES),SUITE($(s))\n)' | sed 's/^ //' > $@.tmp && mv $@.tmp $@
+	@printf '$(foreach s,$(SUITES),SUITE($(s))\n)' | sed 's/^ //' > $@.tmp
+	@if cmp -s $@.tmp $@; then rm $@.tmp; else mv $@.tmp $@; fi
+FORCE:
 
 RUNNER_SRC := tests/runner.c $(filter-out tests/runner.c tests/check_%.c,$(wildcard tests/*.c)) $(TEST_SRC)
 $(B)/plain/tests/runner.o $(B)/asan/tests/runner.o: $(B)/tests/suites.inc

@@ -275,6 +275,7 @@ void vm_stats(struct vm *vm, void (*emit)(void *arg, const char *key, uint64_t v
 	emit(arg, "vm.vcpus", vm->cfg.ncpus);
 	emit(arg, "vm.ram_bytes", vm->mem.ram_size);
 	emit(arg, "vm.test_port_messages", atomic_load(&vm->test_port.messages));
+	emit(arg, "vm.test_port_last", atomic_load(&vm->test_port.last));
 	for (unsigned i = 0; vm->vcpus && i < vm->cfg.ncpus; i++) {
 		snprintf(key, sizeof(key), "vcpu.%u.exits", i);
 		emit(arg, key, vm->vcpus[i].exits);

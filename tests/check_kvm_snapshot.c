@@ -1,0 +1,371 @@
+/*
+ * Snapshots, restore and fork of running guests, proven from inside: the guests write
+ * patterns and verify them after restore and fork; the store is checked from outside
+ * (exact size with dedup, verify after kill -9, damage found at restore).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+#include <xxhash.h>
+
+#include "harness.h"
+#include "spawn.h"
+#include "vm_proc.h"
+#include "vmm/error.h"
+#include "vmm/qmp_client.h"
+#include "vmm/store.h"
+
+static struct vm_proc vm, vm2;
+static char store[64];
+
+static void setup(void)
+{
+	strcpy(store, "/tmp/vmm-store-XXXXXX");
+	ck_assert_ptr_nonnull(mkdtemp(store));
+	struct store *s; /* an empty store: a kill before the first snapshot leaves it so */
+	ck_assert_int_eq(store_open(store, true, &s), 0);
+	store_close(s);
+}
+
+static void teardown(void)
+{
+	vm_proc_cleanup(&vm, false);
+	vm_proc_cleanup(&vm2, false);
+	char cmd[128];
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", store);
+	ck_assert_int_eq(system(cmd), 0);
+}
+
+static const char *guest(void)
+{
+	static char g[4096];
+	snprintf(g, sizeof(g), "%s", harness_build_path("guest.elf"));
+	return g;
+}
+
+/* snapshot-save @name into the store; returns the result (decref it). */
+static json_t *snapshot(struct vm_proc *v, const char *name)
+{
+	json_t *args = json_pack("{s:s,s:s}", "name", name, "store", store);
+	json_t *ret = vm_proc_execute(v, "snapshot-save", args);
+	json_decref(args);
+	return ret;
+}
+
+static long long jint(json_t *o, const char *key)
+{
+	return json_integer_value(json_object_get(o, key));
+}
+
+/* vmm store verify's exit status; its report is printed when it is not @expected. */
+static int store_verify_status(int expected)
+{
+	struct spawn_result r;
+	ck_assert_int_eq(spawn_vmm(&r, 120, "store", "verify", store, NULL), 0);
+	int status = r.status;
+	if (status != expected)
+		fprintf(stderr, "store verify: %s%s\n", r.out, r.err);
+	spawn_free(&r);
+	return status;
+}
+
+START_TEST(snapshot_mid_run_then_restore_finishes_every_round)
+{
+	/* The guest rewrites and verifies 32 MiB 200 times; snapshot it at round 5, let it
+	 * finish, then restore: the restored guest resumes mid-run and must verify every
+	 * remaining round against the memory it got back. */
+	vm_proc_start(&vm, NULL, "run", "-c", "2", "-m", "128M", "-p", "rounds=32M,200", guest(), NULL);
+	vm_proc_wait_sync(&vm, 5);
+	json_t *s = snapshot(&vm, "s1");
+	ck_assert_str_eq(json_string_value(json_object_get(s, "parent")), "");
+	ck_assert_int_ge(jint(s, "stored"), 8192); /* the 32 MiB the guest writes */
+	ck_assert_int_gt(jint(s, "pause-ns"), 0);
+	json_decref(s);
+	ck_assert_int_eq(vm_proc_wait(&vm), 0);
+	char *out = vm_proc_output(&vm, false);
+	ck_assert_ptr_nonnull(strstr(out, "rounds: 200 rounds ok"));
+	free(out);
+
+	vm_proc_start(&vm2, NULL, "restore", "--store", store, "s1", NULL);
+	int st = vm_proc_wait(&vm2);
+	out = vm_proc_output(&vm2, false);
+	ck_assert_msg(st == 0 && strstr(out, "rounds: 200 rounds ok"), "status %d: %s", st, out);
+	free(out);
+	ck_assert_int_eq(store_verify_status(0), 0);
+}
+END_TEST
+
+START_TEST(snapshot_of_restored_guest_stores_only_what_changed)
+{
+	vm_proc_start(&vm, NULL, "run", "-m", "128M", "-p", "rounds=16M,1000000", guest(), NULL);
+	vm_proc_wait_sync(&vm, 2);
+	json_t *s1 = snapshot(&vm, "base");
+	long long base_pages = jint(s1, "listed");
+	json_decref(s1);
+	json_decref(vm_proc_execute(&vm, "quit", NULL));
+	vm_proc_wait(&vm);
+
+	/* Restored, the guest goes on rewriting its 16 MiB: that (and its stacks) is all that
+	 * changes, so the child snapshot lists about 4096 pages, against base's whole RAM. */
+	vm_proc_start(&vm2, NULL, "restore", "--store", store, "base", NULL);
+	vm_proc_wait_sync(&vm2, 0);
+	json_t *s2 = snapshot(&vm2, "child");
+	ck_assert_str_eq(json_string_value(json_object_get(s2, "parent")), "base");
+	ck_assert_int_le(jint(s2, "listed"), 4096 + 64);
+	ck_assert_int_lt(jint(s2, "listed"), base_pages);
+	json_decref(s2);
+	json_decref(vm_proc_execute(&vm2, "quit", NULL));
+	vm_proc_wait(&vm2);
+
+	/* The child restores and runs on (its rounds verify), until stopped by its timeout. */
+	vm_proc_start(&vm, NULL, "restore", "--store", store, "-t", "500ms", "child", NULL);
+	int st = vm_proc_wait(&vm);
+	char *err = vm_proc_output(&vm, true);
+	ck_assert_msg(st == 124 && strstr(err, "still running after the 500 ms timeout"), "status %d: %s", st, err);
+	free(err);
+	ck_assert_int_eq(store_verify_status(0), 0);
+}
+END_TEST
+
+START_TEST(store_holds_exactly_the_unique_nonzero_pages)
+{
+	/* 1024 pages of distinct patterns, 1024 copies of one page, the rest zero or the
+	 * guest's own few pages. */
+	vm_proc_start(&vm, NULL, "run", "-m", "64M", "-p", "fill=16M,4M dup=24M,4M sync=1 idle", guest(), NULL);
+	vm_proc_wait_sync(&vm, 1);
+	json_decref(snapshot(&vm, "d"));
+	struct store *s;
+	struct store_snapshot *snap;
+	ck_assert_int_eq(store_open(store, false, &s), 0);
+	ck_assert_int_eq(store_snapshot_open(s, "d", &snap), 0);
+	/* Count the distinct non-zero page contents of the snapshot, independently of the store's own index. */
+	uint64_t npages = store_snapshot_page_count(snap), distinct = 0;
+	uint64_t *hashes = calloc(npages, sizeof(uint64_t));
+	const void **seen = calloc(npages, sizeof(void *));
+	const void *dup_first = NULL;
+	for (uint64_t p = 0; p < npages; p++) {
+		const void *data;
+		uint64_t h;
+		ck_assert_int_eq(store_snapshot_page(snap, p, &data, &h), 0);
+		if (!data)
+			continue;
+		static const uint8_t zero[4096];
+		ck_assert_msg(memcmp(data, zero, 4096) != 0, "a zero page is stored (page %llu)", (unsigned long long)p);
+		ck_assert_uint_eq(XXH3_64bits(data, 4096), h);
+		bool known = false;
+		for (uint64_t k = 0; k < distinct && !known; k++)
+			known = hashes[k] == h && memcmp(seen[k], data, 4096) == 0;
+		if (!known) {
+			hashes[distinct] = h;
+			seen[distinct++] = data;
+		}
+		if (p >= (24u << 20) / 4096 && p < (28u << 20) / 4096) {
+			if (!dup_first)
+				dup_first = data;
+			ck_assert_ptr_eq(data, dup_first); /* one stored copy for 1024 equal pages */
+		}
+	}
+	uint64_t pack, manifests;
+	ck_assert_int_eq(store_disk_usage(s, &pack, &manifests), 0);
+	ck_assert_uint_ge(distinct, 1025);
+	ck_assert_uint_eq(pack, distinct * 4096);
+	free(hashes);
+	free(seen);
+	store_snapshot_close(snap);
+	store_close(s);
+}
+END_TEST
+
+START_TEST(kill_9_during_snapshots_leaves_the_store_valid)
+{
+	unsigned seed = (unsigned)time(NULL);
+	srand(seed);
+	for (int round = 0; round < 6; round++) {
+		vm_proc_start(&vm, NULL, "run", "-m", "128M", "-p", "rounds=48M,1000000", guest(), NULL);
+		vm_proc_wait_sync(&vm, 0);
+		char name[32];
+		snprintf(name, sizeof(name), "k%d", round);
+		/* Ask for a snapshot without waiting for it, then kill -9 at a random moment. */
+		char line[256];
+		snprintf(line, sizeof(line), "{\"execute\":\"snapshot-save\",\"arguments\":{\"name\":\"%s\",\"store\":\"%s\"}}\n",
+			 name, store);
+		ck_assert_int_eq(write(qmp_client_fd(vm.c), line, strlen(line)), (ssize_t)strlen(line));
+		struct timespec t = {0, (long)(rand() % 120) * 1000000L};
+		nanosleep(&t, NULL);
+		kill(vm.pid, SIGKILL);
+		ck_assert_int_eq(vm_proc_wait(&vm), 128 + SIGKILL);
+		vm_proc_cleanup(&vm, false);
+		ck_assert_msg(store_verify_status(0) == 0, "seed %u round %d", seed, round);
+	}
+	/* Whatever completed restores and verifies its rounds. */
+	struct store *s;
+	ck_assert_int_eq(store_open(store, false, &s), 0);
+	for (int round = 0; round < 6; round++) {
+		char name[32];
+		snprintf(name, sizeof(name), "k%d", round);
+		if (!store_has_snapshot(s, name))
+			continue;
+		vm_proc_start(&vm2, NULL, "restore", "--store", store, "-t", "300ms", name, NULL);
+		int st = vm_proc_wait(&vm2);
+		char *err = vm_proc_output(&vm2, true);
+		ck_assert_msg(st == 124, "restore of %s: status %d: %s", name, st, err);
+		free(err);
+		vm_proc_cleanup(&vm2, false);
+	}
+	store_close(s);
+}
+END_TEST
+
+START_TEST(damaged_pack_stops_the_restored_guest_with_a_clear_error)
+{
+	vm_proc_start(&vm, NULL, "run", "-m", "64M", "-p", "fill=16M,4M sync=1 idle", guest(), NULL);
+	vm_proc_wait_sync(&vm, 1);
+	json_decref(snapshot(&vm, "x"));
+	json_decref(vm_proc_execute(&vm, "quit", NULL));
+	vm_proc_wait(&vm);
+	/* Flip one byte of every stored page: whatever the guest touches first is damaged. */
+	char path[128];
+	snprintf(path, sizeof(path), "%s/packs/00000001.pack", store);
+	int fd = open(path, O_RDWR);
+	ck_assert_int_ge(fd, 0);
+	struct stat st;
+	fstat(fd, &st);
+	for (off_t off = 100; off < st.st_size; off += 4096) {
+		uint8_t b;
+		ck_assert_int_eq(pread(fd, &b, 1, off), 1);
+		b ^= 0x40;
+		ck_assert_int_eq(pwrite(fd, &b, 1, off), 1);
+	}
+	close(fd);
+	struct spawn_result r;
+	ck_assert_int_eq(spawn_vmm(&r, 120, "restore", "--store", store, "x", NULL), 0);
+	ck_assert_msg(r.status == 125, "status %d: %s", r.status, r.err);
+	ck_assert_msg(strstr(r.err, "does not match its hash (damaged; see vmm store verify)"), "%s", r.err);
+	spawn_free(&r);
+	ck_assert_int_eq(store_verify_status(1), 1);
+}
+END_TEST
+
+START_TEST(broken_manifests_are_refused_at_restore)
+{
+	vm_proc_start(&vm, NULL, "run", "-m", "64M", "-p", "sync=1 idle", guest(), NULL);
+	vm_proc_wait_sync(&vm, 1);
+	json_decref(snapshot(&vm, "y"));
+	json_decref(vm_proc_execute(&vm, "quit", NULL));
+	vm_proc_wait(&vm);
+	char path[128];
+	snprintf(path, sizeof(path), "%s/snapshots/y.snap", store);
+	ck_assert_int_eq(truncate(path, 300), 0);
+	struct spawn_result r;
+	ck_assert_int_eq(spawn_vmm(&r, 120, "restore", "--store", store, "y", NULL), 0);
+	ck_assert_int_eq(r.status, 125);
+	ck_assert_msg(strstr(r.err, "snapshots/y.snap: manifest is 300 bytes"), "%s", r.err);
+	ck_assert_msg(strchr(r.err, '\n') == r.err + strlen(r.err) - 1, "one line: %s", r.err);
+	spawn_free(&r);
+	ck_assert_int_eq(spawn_vmm(&r, 120, "restore", "--store", store, "nope", NULL), 0);
+	ck_assert_int_eq(r.status, 125);
+	ck_assert_msg(strstr(r.err, "no snapshot 'nope' in"), "%s", r.err);
+	spawn_free(&r);
+	ck_assert_int_eq(spawn_vmm(&r, 120, "restore", "y", NULL), 0); /* no store */
+	ck_assert_int_eq(r.status, 125);
+	ck_assert_msg(strstr(r.err, "no store given"), "%s", r.err);
+	spawn_free(&r);
+}
+END_TEST
+
+START_TEST(repeated_snapshots_keep_the_chain_short)
+{
+	vm_proc_start(&vm, NULL, "run", "-m", "64M", "-p", "spin=8M", guest(), NULL);
+	for (int i = 0; i < 8; i++) {
+		char name[16];
+		snprintf(name, sizeof(name), "c%d", i);
+		json_decref(snapshot(&vm, name));
+		json_t *st = vm_proc_execute(&vm, "query-stats", NULL);
+		/* Each snapshot freezes RAM behind a new object; once durable, the two collapse. */
+		ck_assert_int_le(jint(st, "mem.objects"), 2);
+		ck_assert_int_ge(jint(st, "mem.object_collapses") + jint(st, "mem.object_bypasses"), i + 1);
+		json_decref(st);
+	}
+	ck_assert_int_eq(store_verify_status(0), 0);
+}
+END_TEST
+
+START_TEST(fork_children_see_parent_pages_and_only_their_own_writes)
+{
+	vm_proc_start(&vm, NULL, "run", "-n", "forked", "-c", "2", "-m", "64M", "-p", "forktest=16M", guest(), NULL);
+	vm_proc_wait_sync(&vm, 1);
+	json_t *args = json_pack("{s:i}", "count", 3);
+	json_t *res = vm_proc_execute(&vm, "fork", args);
+	json_decref(args);
+	ck_assert_int_eq(json_array_size(json_object_get(res, "children")), 3);
+	ck_assert_int_eq(jint(res, "generation"), 1);
+	json_decref(res);
+	ck_assert_int_eq(vm_proc_wait(&vm), 0);
+	/* Children share the parent's output files; each says how its guest ended. */
+	vm_proc_wait_output(&vm, true, "guest ended with status 0", 3);
+	char *out = vm_proc_output(&vm, false), *err = vm_proc_output(&vm, true);
+	for (int k = 0; k <= 3; k++) {
+		char want[64];
+		snprintf(want, sizeof(want), "fork: vm %d generation 1: 4096 pages ok", k);
+		ck_assert_msg(strstr(out, want), "missing '%s' in: %s", want, out);
+	}
+	for (int k = 1; k <= 3; k++) {
+		char want[64];
+		snprintf(want, sizeof(want), "vmm: forked.%d: guest ended with status 0", k);
+		ck_assert_msg(strstr(err, want), "missing '%s' in: %s", want, err);
+	}
+	free(out);
+	free(err);
+}
+END_TEST
+
+START_TEST(vms_with_mapped_files_are_neither_forked_nor_snapshotted)
+{
+	char file[64];
+	strcpy(file, "/tmp/vmm-fmap-XXXXXX");
+	int fd = mkstemp(file);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(ftruncate(fd, 8192), 0);
+	close(fd);
+	char map[128];
+	snprintf(map, sizeof(map), "%s@1G,ro", file);
+	vm_proc_start(&vm, NULL, "run", "-m", "64M", "--map", map, "-p", "spin=4M", guest(), NULL);
+	json_t *ret = NULL;
+	json_t *args = json_pack("{s:i}", "count", 1);
+	ck_assert_int_eq(qmp_client_execute(vm.c, "fork", args, &ret, VM_PROC_TIMEOUT_MS), -EREMOTEIO);
+	ck_assert_ptr_nonnull(strstr(error_message(), "cannot be forked"));
+	json_decref(args);
+	args = json_pack("{s:s,s:s}", "name", "f", "store", store);
+	ck_assert_int_eq(qmp_client_execute(vm.c, "snapshot-save", args, &ret, VM_PROC_TIMEOUT_MS), -EREMOTEIO);
+	ck_assert_ptr_nonnull(strstr(error_message(), "not supported"));
+	json_decref(args);
+	unlink(file);
+}
+END_TEST
+
+Suite *kvm_snapshot_suite(void)
+{
+	Suite *s = suite_create("kvm_snapshot");
+	harness_requires(HARNESS_KVM | HARNESS_UFFD);
+	TCase *tc = tcase_create("snapshot");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_set_timeout(tc, 240);
+	HARNESS_ADD_TEST(tc, snapshot_mid_run_then_restore_finishes_every_round);
+	HARNESS_ADD_TEST(tc, snapshot_of_restored_guest_stores_only_what_changed);
+	HARNESS_ADD_TEST(tc, store_holds_exactly_the_unique_nonzero_pages);
+	HARNESS_ADD_TEST(tc, kill_9_during_snapshots_leaves_the_store_valid);
+	HARNESS_ADD_TEST(tc, damaged_pack_stops_the_restored_guest_with_a_clear_error);
+	HARNESS_ADD_TEST(tc, broken_manifests_are_refused_at_restore);
+	HARNESS_ADD_TEST(tc, repeated_snapshots_keep_the_chain_short);
+	HARNESS_ADD_TEST(tc, fork_children_see_parent_pages_and_only_their_own_writes);
+	HARNESS_ADD_TEST(tc, vms_with_mapped_files_are_neither_forked_nor_snapshotted);
+	suite_add_tcase(s, tc);
+	return s;
+}
