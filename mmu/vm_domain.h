@@ -36,6 +36,7 @@ struct vm_statistics {
 	uint64_t resident_limit;    /* now: 0 = none */
 	uint64_t buffer_count;      /* now: pages holding a buffer from the pool */
 	uint64_t mapped_count;      /* now: pages whose bytes live in pmaps only */
+	uint64_t packed_count;      /* now: of which packed (a state byte, no struct; vm_page.h) */
 	uint64_t faults;            /* vm_fault calls */
 	uint64_t zero_fill_count;   /* pages zero-filled */
 	uint64_t cow_faults;        /* pages copied on write into a top object */

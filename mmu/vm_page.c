@@ -189,6 +189,7 @@ void vm_page_free_packed(struct vm_object *obj, uint64_t pindex)
 	assert(slot && (*slot & VM_PS_PROT) && !(*slot & VM_PS_FULL));
 	*slot = 0;
 	obj->dom->stats.mapped_count--;
+	obj->dom->stats.packed_count--;
 	vm_page_count(obj, -1);
 	if (--obj->packed_count == 0)
 		pmap_unbind(obj);
@@ -206,6 +207,7 @@ static struct vm_page *vm_page_unpack(struct vm_object *obj, uint64_t pindex, ui
 		abort();
 	p->flags = (state & VM_PS_DIRTY ? VM_PAGE_DIRTY : 0) | (p->flags & VM_PAGE_QUEUED);
 	p->epoch = obj->dom->epoch - 1;
+	obj->dom->stats.packed_count--;
 	if (--obj->packed_count == 0)
 		pmap_unbind(obj);
 	return p;
@@ -300,6 +302,7 @@ static void vm_page_pack(struct vm_page *p)
 	uint8_t *slot = vm_page_state_slot(obj, p->pindex, false);
 	*slot = (uint8_t)((*slot & VM_PS_REF) | prot | (p->flags & VM_PAGE_DIRTY ? VM_PS_DIRTY : 0));
 	obj->packed_count++;
+	obj->dom->stats.packed_count++;
 	vm_page_release_full(p);
 }
 

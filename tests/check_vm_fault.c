@@ -10,6 +10,7 @@
 #include "mmu/vm_fault.h"
 #include "mmu/vm_map.h"
 #include "mmu/vm_object.h"
+#include "mmu/vm_page.h"
 #include "mmu/vm_sandbox.h"
 
 #define PS VM_PAGE_SIZE
@@ -344,6 +345,112 @@ START_TEST(test_cluster_pages_written_elsewhere_are_left_alone)
 }
 END_TEST
 
+START_TEST(test_a_faulted_page_is_packed_and_comes_back_whole_when_looked_at)
+{
+	alloc(0, 4);
+	ck_assert_int_eq(vm_sandbox_write(sb, at(1), "hello", 5), KERN_SUCCESS);
+	struct vm_statistics st;
+	vm_domain_statistics(sb->dom, &st);
+	/* Its mapping is all there is: no struct, no pv entry, no buffer. */
+	ck_assert_uint_eq(st.packed_count, 1);
+	ck_assert_uint_eq(st.mapped_count, 1);
+	ck_assert_uint_eq(st.buffer_count, 0);
+	ck_assert_uint_eq(hmap_count(&sb->map->pmap.pv), 0);
+	ck_assert_uint_eq(sb->map->pmap.nbound, 1);
+	ck_assert_uint_eq(pmap_entered(&sb->map->pmap, at(1)), VM_PROT_DEFAULT);
+	ck_assert_uint_eq(pmap_entered(&sb->map->pmap, at(2)), VM_PROT_NONE);
+	char buf[5];
+	ck_assert_int_eq(vm_map_read(sb->map, at(1), buf, 5), KERN_SUCCESS);
+	ck_assert_mem_eq(buf, "hello", 5);
+	vm_map_check(sb->map);
+	/* Unpacked to be read, packed again when the read was over. */
+	vm_domain_statistics(sb->dom, &st);
+	ck_assert_uint_eq(st.packed_count, 1);
+	ck_assert_uint_eq(st.resident_count, 1);
+	ck_assert_uint_eq(hmap_count(&sb->map->pmap.pv), 0);
+	/* A lookup from outside gets a full page with its mapping. */
+	struct pv_entry *pv = pmap_lookup(&sb->map->pmap, at(1));
+	ck_assert_ptr_nonnull(pv);
+	ck_assert_uint_eq(pv->page->pindex, 1);
+	ck_assert_ptr_eq(pv->page->pv, pv);
+	vm_domain_statistics(sb->dom, &st);
+	ck_assert_uint_eq(st.packed_count, 0);
+	vm_map_check(sb->map);
+}
+END_TEST
+
+START_TEST(test_protecting_packed_pages_changes_them_in_place_in_one_backend_call)
+{
+	alloc(0, 4);
+	for (unsigned p = 0; p < 4; p++)
+		ck_assert_int_eq(vm_sandbox_write(sb, at(p), "w", 1), KERN_SUCCESS);
+	uint64_t protects = sb->flat->protects;
+	ck_assert_int_eq(vm_map_protect(sb->map, at(0), 4 * PS, false, VM_PROT_READ), KERN_SUCCESS);
+	ck_assert_uint_eq(sb->flat->protects, protects + 1);
+	struct vm_statistics st;
+	vm_domain_statistics(sb->dom, &st);
+	ck_assert_uint_eq(st.packed_count, 4);
+	for (unsigned p = 0; p < 4; p++)
+		ck_assert_uint_eq(pmap_flat_prot(sb->flat, at(p)), VM_PROT_READ);
+	ck_assert_int_eq(vm_sandbox_write(sb, at(2), "x", 1), KERN_PROTECTION_FAILURE);
+	ck_assert_int_eq(vm_map_protect(sb->map, at(0), 4 * PS, false, VM_PROT_DEFAULT), KERN_SUCCESS);
+	ck_assert_int_eq(vm_sandbox_write(sb, at(2), "x", 1), KERN_SUCCESS);
+	char c;
+	ck_assert_int_eq(vm_map_read(sb->map, at(3), &c, 1), KERN_SUCCESS);
+	ck_assert_int_eq(c, 'w');
+	ck_assert_int_eq(vm_map_read(sb->map, at(2), &c, 1), KERN_SUCCESS);
+	ck_assert_int_eq(c, 'x');
+	vm_map_check(sb->map);
+}
+END_TEST
+
+START_TEST(test_deallocating_packed_pages_frees_them_in_one_backend_call)
+{
+	alloc(0, 8);
+	for (unsigned p = 0; p < 8; p++)
+		ck_assert_int_eq(vm_sandbox_write(sb, at(p), "w", 1), KERN_SUCCESS);
+	uint64_t removes = sb->flat->removes, reads = sb->flat->reads;
+	ck_assert_int_eq(vm_map_deallocate(sb->map, at(0), 8 * PS), KERN_SUCCESS);
+	ck_assert_uint_eq(sb->flat->removes, removes + 1);
+	ck_assert_uint_eq(sb->flat->reads, reads); /* bytes nobody will see are not read back */
+	struct vm_statistics st;
+	vm_domain_statistics(sb->dom, &st);
+	ck_assert_uint_eq(st.resident_count, 0);
+	ck_assert_uint_eq(st.packed_count, 0);
+	ck_assert_uint_eq(st.mapped_count, 0);
+	ck_assert_uint_eq(sb->map->pmap.nbound, 0);
+}
+END_TEST
+
+START_TEST(test_a_page_two_maps_share_stays_full_until_one_lets_go)
+{
+	alloc(0, 1);
+	ck_assert_int_eq(vm_sandbox_write(sb, at(0), "both", 4), KERN_SUCCESS);
+	ck_assert_int_eq(vm_map_inherit(sb->map, at(0), PS, VM_INHERIT_SHARE), KERN_SUCCESS);
+	struct pmap_flat *cflat;
+	ck_assert_int_eq(pmap_flat_create(BASE, PAGES * PS, &cflat), 0);
+	struct vm_map *child;
+	ck_assert_int_eq(vm_map_fork(sb->map, &pmap_flat_ops, cflat, &child), KERN_SUCCESS);
+	char buf[4];
+	ck_assert_int_eq(pmap_flat_access(cflat, at(0), buf, 4, VM_PROT_READ, vm_fault_handler, child), KERN_SUCCESS);
+	ck_assert_mem_eq(buf, "both", 4);
+	struct vm_statistics st;
+	vm_domain_statistics(sb->dom, &st);
+	ck_assert_uint_eq(st.packed_count, 0); /* two mappings: a full page with two pv entries */
+	ck_assert_uint_eq(st.mapped_count, 1);
+	vm_map_check(sb->map);
+	vm_map_check(child);
+	vm_map_destroy(child);
+	pmap_flat_destroy(cflat);
+	ck_assert_int_eq(vm_sandbox_read(sb, at(0), buf, 4), KERN_SUCCESS);
+	ck_assert_int_eq(vm_map_read(sb->map, at(0), buf, 4), KERN_SUCCESS);
+	ck_assert_mem_eq(buf, "both", 4);
+	vm_domain_statistics(sb->dom, &st);
+	ck_assert_uint_eq(st.packed_count, 1);
+	vm_map_check(sb->map);
+}
+END_TEST
+
 Suite *vm_fault_suite(void)
 {
 	Suite *s = suite_create("vm_fault");
@@ -358,6 +465,10 @@ Suite *vm_fault_suite(void)
 	HARNESS_ADD_TEST(tc, test_reading_a_backing_page_maps_it_read_only_and_a_write_copies_it_up);
 	HARNESS_ADD_TEST(tc, test_forked_maps_copy_on_write_independently);
 	HARNESS_ADD_TEST(tc, test_cluster_pages_written_elsewhere_are_left_alone);
+	HARNESS_ADD_TEST(tc, test_a_faulted_page_is_packed_and_comes_back_whole_when_looked_at);
+	HARNESS_ADD_TEST(tc, test_protecting_packed_pages_changes_them_in_place_in_one_backend_call);
+	HARNESS_ADD_TEST(tc, test_deallocating_packed_pages_frees_them_in_one_backend_call);
+	HARNESS_ADD_TEST(tc, test_a_page_two_maps_share_stays_full_until_one_lets_go);
 	suite_add_tcase(s, tc);
 	return s;
 }
