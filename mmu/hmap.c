@@ -5,6 +5,9 @@
 #include <errno.h>
 #include <stdlib.h>
 
+/* Tables this small never shrink: a fault's cluster passes through an object's table. */
+#define HMAP_SHRINK_MIN 512u
+
 static inline size_t hmap_slot(const struct hmap *h, uint64_t key)
 {
 	/* Fibonacci hashing: page numbers are dense, so mix them before masking. */
@@ -115,7 +118,7 @@ void *hmap_del(struct hmap *h, uint64_t key)
 	h->count--;
 	/* Give memory back after a burst (a range of pages unpacked and packed again); a table
 	 * that cannot shrink just stays as it is. */
-	if (h->cap > 16 && h->count * 8 < h->cap)
+	if (h->cap > HMAP_SHRINK_MIN && h->count * 8 < h->cap)
 		(void)hmap_resize(h, h->cap / 2);
 	return val;
 }

@@ -32,7 +32,8 @@ void *hmap_get(const struct hmap *h, uint64_t key);
 /* Store @val (non-NULL) under @key, replacing any value. 0, or -ENOMEM (table unchanged). */
 int hmap_put(struct hmap *h, uint64_t key, void *val);
 
-/* Remove @key; returns the value it had, or NULL. A table left less than 1/8 full shrinks.
+/* Remove @key; returns the value it had, or NULL. A table of more than 512 slots left less than 1/8 full
+ * shrinks.
  * Invalidates iteration cursors. */
 void *hmap_del(struct hmap *h, uint64_t key);
 

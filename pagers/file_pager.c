@@ -5,6 +5,9 @@
  * writable, it takes modified pages back with pwrite (write-back through data_return),
  * never growing the file; read-only, it refuses them (-EROFS) and its objects can only be
  * mapped read-only or copy-on-write. The pager keeps its own descriptor (dup of args->fd).
+ * A request is read with one pread per FP_CHUNK_PAGES pages into the pager's buffer and
+ * provided in one reply: a fault's cluster costs one system call, not one per page. The
+ * buffer is the pager's alone: pagers are called under their domain's lock.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -15,11 +18,14 @@
 
 #include "mmu/pager.h"
 
+#define FP_CHUNK_PAGES 64u
+
 struct fp_file {
 	int fd;          /* owned */
 	uint64_t offset; /* data starts here in the file */
 	uint64_t size;   /* bytes of data */
 	bool writable;
+	uint8_t *buf;    /* FP_CHUNK_PAGES pages, made at the first request */
 };
 
 static int fp_open(struct pager *pager, const struct pager_args *args)
@@ -57,6 +63,7 @@ static void fp_close(struct pager *pager)
 {
 	struct fp_file *f = pager->priv;
 	close(f->fd);
+	free(f->buf);
 	free(f);
 }
 
@@ -67,27 +74,51 @@ static int fp_create(struct pager *pager, uint64_t size, void **mo)
 	return 0;
 }
 
+/* Read the @n bytes of data at @at into @buf (fewer from a file that shrank: the rest is
+ * zero, as past the end). 0 or -errno. */
+static int fp_read(const struct fp_file *f, uint8_t *buf, size_t n, vm_offset_t at)
+{
+	size_t got = 0;
+	while (got < n) {
+		ssize_t r = pread(f->fd, buf + got, n - got, (off_t)(f->offset + at + got));
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0)
+			return -errno;
+		if (r == 0)
+			break;
+		got += (size_t)r;
+	}
+	memset(buf + got, 0, n - got);
+	return 0;
+}
+
 static int fp_data_request(struct pager *pager, void *mo, vm_offset_t offset, vm_size_t length, vm_prot_t access,
 			   struct pager_reply *reply)
 {
 	(void)pager;
 	(void)access;
 	struct fp_file *f = mo;
-	uint8_t buf[VM_PAGE_SIZE];
-	for (vm_offset_t at = offset; at < offset + length; at += VM_PAGE_SIZE) {
+	if (!f->buf && !(f->buf = aligned_alloc(VM_PAGE_SIZE, FP_CHUNK_PAGES * VM_PAGE_SIZE)))
+		return -ENOMEM;
+	for (vm_offset_t at = offset; at < offset + length;) {
 		if (at >= f->size) {
 			pager_data_unavailable(reply, at, offset + length - at);
 			break;
 		}
-		size_t want = f->size - at < VM_PAGE_SIZE ? (size_t)(f->size - at) : VM_PAGE_SIZE;
-		ssize_t n = pread(f->fd, buf, want, (off_t)(f->offset + at));
-		if (n < 0) {
-			pager_data_error(reply, at, VM_PAGE_SIZE, -errno);
-			continue;
-		}
-		/* A file that shrank reads short: the rest is zero, as past the end. */
-		memset(buf + n, 0, VM_PAGE_SIZE - (size_t)n);
-		pager_data_provided(reply, at, buf, VM_PAGE_SIZE);
+		vm_size_t chunk = offset + length - at;
+		if (chunk > FP_CHUNK_PAGES * VM_PAGE_SIZE)
+			chunk = FP_CHUNK_PAGES * VM_PAGE_SIZE;
+		size_t data = f->size - at < chunk ? (size_t)(f->size - at) : (size_t)chunk;
+		/* Whole pages: the part of the last one past the end reads as zero. */
+		vm_size_t pages = (data + VM_PAGE_MASK) & ~VM_PAGE_MASK;
+		int err = fp_read(f, f->buf, data, at);
+		memset(f->buf + data, 0, pages - data);
+		if (err)
+			pager_data_error(reply, at, pages, err);
+		else
+			pager_data_provided(reply, at, f->buf, pages);
+		at += pages;
 	}
 	return 0;
 }
