@@ -13,6 +13,7 @@ const char *kern_return_name(kern_return_t kr)
 	case KERN_RESOURCE_SHORTAGE: return "KERN_RESOURCE_SHORTAGE";
 	case KERN_MEMORY_FAILURE: return "KERN_MEMORY_FAILURE";
 	case KERN_MEMORY_ERROR: return "KERN_MEMORY_ERROR";
+	case KERN_ABORTED: return "KERN_ABORTED";
 	default: return "KERN_?";
 	}
 }

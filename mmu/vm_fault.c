@@ -69,6 +69,10 @@ static kern_return_t vm_fault_page(struct vm_map *map, struct vm_map_entry *e, v
 			out->page = vm_object_cow_page(top, idx, src, !same);
 			if (!out->page)
 				return KERN_RESOURCE_SHORTAGE;
+			/* Copied up on read: a clean page its pager can give again need not stay. */
+			if (e->attr.copy_on_read && !same && !src->pv && !(src->flags & VM_PAGE_DIRTY) &&
+			    !l.object->internal && l.object->pager)
+				vm_page_free(src);
 			out->flags = same ? PMAP_ENTER_SAME_BYTES : 0;
 			out->cow = out->fresh = true;
 			map->dom->stats.cow_faults++;
@@ -129,12 +133,13 @@ static kern_return_t vm_fault_enter(struct vm_map *map, vm_addr_t va, struct vm_
 }
 
 /* Best effort for a page of the cluster that is not entered yet: resident pages and zero
- * fills only, read access (writable where the top object has it and nobody else maps it). */
-static void vm_fault_neighbor(struct vm_map *map, struct vm_map_entry *e, vm_addr_t va, uint64_t lo, uint64_t hi,
-			      struct vm_fault_info *info)
+ * fills only, read access (writable where the top object has it and nobody else maps it),
+ * or copied up as by a write on a copy-on-read entry (@access). */
+static void vm_fault_neighbor(struct vm_map *map, struct vm_map_entry *e, vm_addr_t va, vm_prot_t access, uint64_t lo,
+			      uint64_t hi, struct vm_fault_info *info)
 {
 	struct vm_fault_page fp;
-	if (vm_fault_page(map, e, va, VM_PROT_READ, lo, hi, true, true, &fp) != KERN_SUCCESS)
+	if (vm_fault_page(map, e, va, access, lo, hi, true, true, &fp) != KERN_SUCCESS)
 		return;
 	if (fp.page->pv) {
 		for (struct pv_entry *pv = fp.page->pv; pv; pv = pv->next)
@@ -149,6 +154,7 @@ static void vm_fault_neighbor(struct vm_map *map, struct vm_map_entry *e, vm_add
 	map->dom->stats.cluster_pages++;
 	info->entered++;
 	info->zero_fills += fp.zero_fill;
+	info->cow += fp.cow;
 }
 
 static kern_return_t vm_fault_locked(struct vm_map *map, vm_addr_t addr, vm_prot_t access, struct vm_fault_info *info)
@@ -165,6 +171,12 @@ static kern_return_t vm_fault_locked(struct vm_map *map, vm_addr_t addr, vm_prot
 		return KERN_PROTECTION_FAILURE;
 	}
 	dom->stats.faults++;
+	/* Copy on read (vm_map.h): the read resolves as a write would, its cluster likewise. */
+	vm_prot_t neighbor_access = VM_PROT_READ;
+	if (e->attr.copy_on_read && (e->protection & VM_PROT_WRITE)) {
+		access |= VM_PROT_WRITE;
+		neighbor_access |= VM_PROT_WRITE;
+	}
 	kern_return_t kr = vm_fault_prepare(map, e, access);
 	if (kr != KERN_SUCCESS)
 		return kr;
@@ -197,7 +209,7 @@ static kern_return_t vm_fault_locked(struct vm_map *map, vm_addr_t addr, vm_prot
 	if (map->pmap.ops)
 		for (vm_addr_t v = cstart; v < cend; v += VM_PAGE_SIZE)
 			if (v != va && !pmap_entered(&map->pmap, v))
-				vm_fault_neighbor(map, e, v, lo, hi, info);
+				vm_fault_neighbor(map, e, v, neighbor_access, lo, hi, info);
 	/* The faulting page is the most recently used, so page-out keeps it longest. */
 	vm_page_activate(fp.page);
 	info->pageins = (unsigned)(dom->stats.pageins - pageins);

@@ -137,7 +137,8 @@ static int vm_map_clip(struct vm_map *map, vm_addr_t addr)
 
 static bool vm_attr_equal(const struct vm_attr *a, const struct vm_attr *b)
 {
-	return a->copy_strategy == b->copy_strategy && a->cluster == b->cluster && a->cache == b->cache;
+	return a->copy_strategy == b->copy_strategy && a->cluster == b->cluster && a->cache == b->cache &&
+	       a->copy_on_read == b->copy_on_read;
 }
 
 static bool vm_map_mergeable(const struct vm_map_entry *a, const struct vm_map_entry *b)
@@ -441,6 +442,7 @@ static bool vm_attr_valid(enum vm_attr_kind kind, unsigned value)
 	case VM_ATTR_COPY_STRATEGY: return value == VM_COPY_DELAY || value == VM_COPY_NONE;
 	case VM_ATTR_CLUSTER: return value >= 1 && value <= VM_CLUSTER_MAX;
 	case VM_ATTR_CACHE: return value <= VM_CACHE_UNCACHED;
+	case VM_ATTR_COPY_ON_READ: return value <= 1;
 	}
 	return false;
 }
@@ -451,6 +453,7 @@ static void vm_attr_set(struct vm_attr *a, enum vm_attr_kind kind, unsigned valu
 	case VM_ATTR_COPY_STRATEGY: a->copy_strategy = value; break;
 	case VM_ATTR_CLUSTER: a->cluster = value; break;
 	case VM_ATTR_CACHE: a->cache = value; break;
+	case VM_ATTR_COPY_ON_READ: a->copy_on_read = value; break;
 	}
 }
 
@@ -469,6 +472,11 @@ static void set_cache(struct vm_map_entry *e, unsigned v)
 	vm_attr_set(&e->attr, VM_ATTR_CACHE, v);
 }
 
+static void set_copy_on_read(struct vm_map_entry *e, unsigned v)
+{
+	vm_attr_set(&e->attr, VM_ATTR_COPY_ON_READ, v);
+}
+
 kern_return_t vm_map_set_attr(struct vm_map *map, vm_addr_t addr, vm_size_t size, enum vm_attr_kind kind,
 			      unsigned value)
 {
@@ -476,15 +484,16 @@ kern_return_t vm_map_set_attr(struct vm_map *map, vm_addr_t addr, vm_size_t size
 		[VM_ATTR_COPY_STRATEGY] = set_copy_strategy,
 		[VM_ATTR_CLUSTER] = set_cluster,
 		[VM_ATTR_CACHE] = set_cache,
+		[VM_ATTR_COPY_ON_READ] = set_copy_on_read,
 	};
-	if ((unsigned)kind > VM_ATTR_CACHE || !vm_attr_valid(kind, value))
+	if ((unsigned)kind > VM_ATTR_COPY_ON_READ || !vm_attr_valid(kind, value))
 		return KERN_INVALID_ARGUMENT;
 	return vm_map_set_field(map, addr, size, setters[kind], value);
 }
 
 kern_return_t vm_map_set_default_attr(struct vm_map *map, enum vm_attr_kind kind, unsigned value)
 {
-	if ((unsigned)kind > VM_ATTR_CACHE || !vm_attr_valid(kind, value))
+	if ((unsigned)kind > VM_ATTR_COPY_ON_READ || !vm_attr_valid(kind, value))
 		return KERN_INVALID_ARGUMENT;
 	vm_attr_set(&map->default_attr, kind, value);
 	return KERN_SUCCESS;

@@ -42,13 +42,28 @@ struct vm_attr {
 	enum vm_copy_strategy copy_strategy; /* how copies of the entry are made */
 	unsigned cluster;                    /* pages one fault resolves, 1..VM_CLUSTER_MAX */
 	enum vm_cache_mode cache;            /* caching (carried, reported) */
+	bool copy_on_read;                   /* a read through a copy-on-write chain copies up */
 };
 
 enum vm_attr_kind {
 	VM_ATTR_COPY_STRATEGY, /* value: enum vm_copy_strategy */
 	VM_ATTR_CLUSTER,       /* value: 1..VM_CLUSTER_MAX pages */
 	VM_ATTR_CACHE,         /* value: enum vm_cache_mode */
+	VM_ATTR_COPY_ON_READ,  /* value: 0 or 1, see below */
 };
+
+/*
+ * Copy on read (VM_ATTR_COPY_ON_READ = 1): for entries whose pmap makes a private copy of
+ * every page it enters anyway (the VMM's UFFDIO_COPY), entering a backing object's page
+ * read-only to defer copy-on-write buys nothing and costs a second fault at the first write
+ * (and, in KVM, the slow path of host read-only pages). A read fault of such a writable
+ * entry resolves as a write would: a pending copy is settled (the object is shadowed), the
+ * page found below the top object is copied into it and entered writable, counted as a
+ * copy-on-write fault (cow_faults), and the pages of its cluster likewise; the backing
+ * object keeps its bytes (a clean page of an object whose pager can give it again, e.g. a
+ * snapshot pager's, is freed once copied: its pager keeps the bytes). Pagers are asked
+ * with write access. Entries that cannot be written fault as usual.
+ */
 
 struct vm_map_entry {
 	vm_addr_t start, end;        /* (d) */

@@ -60,6 +60,7 @@ typedef int kern_return_t;
 #define KERN_RESOURCE_SHORTAGE 6  /* out of memory */
 #define KERN_MEMORY_FAILURE 9     /* a pager failed to give data */
 #define KERN_MEMORY_ERROR 10      /* a pager reported an error for the data */
+#define KERN_ABORTED 14           /* a caller's callback asked to stop */
 
 static inline bool vm_page_aligned(uint64_t x)
 {

@@ -409,10 +409,13 @@ static void op_attr(struct diff *d)
 	unsigned first, n;
 	random_range(d, &first, &n);
 	kern_return_t kr;
-	if (rn(d, 2))
+	unsigned which = rn(d, 3);
+	if (which == 0)
 		kr = vm_map_set_attr(v->map, pa(first), n * PS, VM_ATTR_CLUSTER, 1u << rn(d, 5));
-	else
+	else if (which == 1)
 		kr = vm_map_set_attr(v->map, pa(first), n * PS, VM_ATTR_COPY_STRATEGY, rn(d, 2));
+	else
+		kr = vm_map_set_attr(v->map, pa(first), n * PS, VM_ATTR_COPY_ON_READ, rn(d, 2));
 	DKR(kr, mv_check(v, first, n, VM_PROT_NONE));
 }
 

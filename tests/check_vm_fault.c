@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "harness.h"
 #include "mmu/pager.h"
@@ -451,6 +452,112 @@ START_TEST(test_a_page_two_maps_share_stays_full_until_one_lets_go)
 }
 END_TEST
 
+START_TEST(test_copy_on_read_copies_a_backing_page_up_and_maps_it_writable)
+{
+	alloc(0, 2);
+	ck_assert_int_eq(vm_sandbox_write(sb, at(0), "parent", 6), KERN_SUCCESS);
+	ck_assert_int_eq(vm_sandbox_write(sb, at(1), "second", 6), KERN_SUCCESS);
+	struct vm_map_copy *snap;
+	ck_assert_int_eq(vm_map_copyin(sb->map, at(0), 2 * PS, &snap), KERN_SUCCESS);
+	/* A restored guest: new entries over the frozen copy, copying up on read. */
+	vm_addr_t a = at(4);
+	ck_assert_int_eq(vm_map_copyout(sb->map, &a, false, snap), KERN_SUCCESS);
+	ck_assert_int_eq(vm_map_set_attr(sb->map, at(4), 2 * PS, VM_ATTR_COPY_ON_READ, 1), KERN_SUCCESS);
+	ck_assert_int_eq(vm_map_set_attr(sb->map, at(4), 2 * PS, VM_ATTR_CLUSTER, 2), KERN_SUCCESS);
+	struct vm_statistics st0, st;
+	vm_domain_statistics(sb->dom, &st0);
+	char buf[6];
+	ck_assert_int_eq(vm_sandbox_read(sb, at(4), buf, 6), KERN_SUCCESS);
+	ck_assert_mem_eq(buf, "parent", 6);
+	/* Both pages of the cluster were copied up and entered writable. */
+	vm_domain_statistics(sb->dom, &st);
+	ck_assert_uint_eq(st.faults, st0.faults + 1);
+	ck_assert_uint_eq(st.cow_faults, st0.cow_faults + 2);
+	ck_assert_uint_eq(pmap_flat_prot(sb->flat, at(4)), VM_PROT_DEFAULT);
+	ck_assert_uint_eq(pmap_flat_prot(sb->flat, at(5)), VM_PROT_DEFAULT);
+	/* So a write takes no second fault, and the frozen object keeps its bytes. */
+	ck_assert_int_eq(vm_sandbox_write(sb, at(4), "child!", 6), KERN_SUCCESS);
+	vm_domain_statistics(sb->dom, &st);
+	ck_assert_uint_eq(st.faults, st0.faults + 1);
+	ck_assert_int_eq(vm_map_copy_read(snap, 0, buf, 6), KERN_SUCCESS);
+	ck_assert_mem_eq(buf, "parent", 6);
+	ck_assert_int_eq(vm_map_read(sb->map, at(5), buf, 6), KERN_SUCCESS);
+	ck_assert_mem_eq(buf, "second", 6);
+	a = at(4);
+	struct vm_region_info r;
+	ck_assert_int_eq(vm_map_region(sb->map, &a, &r), KERN_SUCCESS);
+	ck_assert(r.attr.copy_on_read);
+	ck_assert_uint_eq(r.resident_count, 2);
+	vm_map_copy_discard(snap);
+	vm_map_check(sb->map);
+}
+END_TEST
+
+START_TEST(test_copy_on_read_leaves_entries_that_cannot_be_written_alone)
+{
+	alloc(0, 1);
+	ck_assert_int_eq(vm_sandbox_write(sb, at(0), "parent", 6), KERN_SUCCESS);
+	struct vm_map_copy *snap;
+	ck_assert_int_eq(vm_map_copyin(sb->map, at(0), PS, &snap), KERN_SUCCESS);
+	vm_addr_t a = at(4);
+	ck_assert_int_eq(vm_map_copyout(sb->map, &a, false, snap), KERN_SUCCESS);
+	ck_assert_int_eq(vm_map_protect(sb->map, at(4), PS, false, VM_PROT_READ), KERN_SUCCESS);
+	ck_assert_int_eq(vm_map_set_attr(sb->map, at(4), PS, VM_ATTR_COPY_ON_READ, 1), KERN_SUCCESS);
+	struct vm_fault_info info;
+	ck_assert_int_eq(vm_fault(sb->map, at(4), VM_PROT_READ, &info), KERN_SUCCESS);
+	ck_assert_uint_eq(info.cow, 0);
+	ck_assert_uint_eq(info.prot, VM_PROT_READ);
+	ck_assert_int_eq(vm_map_set_attr(sb->map, at(4), PS, VM_ATTR_COPY_ON_READ, 2), KERN_INVALID_ARGUMENT);
+	vm_map_copy_discard(snap);
+	vm_map_check(sb->map);
+}
+END_TEST
+
+START_TEST(test_copy_on_read_frees_clean_pages_their_pager_can_give_again)
+{
+	char path[] = "/tmp/check_vm_fault_XXXXXX";
+	int fd = mkstemp(path);
+	ck_assert_int_ge(fd, 0);
+	unlink(path);
+	uint8_t page[PS];
+	for (unsigned p = 0; p < 4; p++) {
+		memset(page, 'a' + p, PS);
+		ck_assert_int_eq(pwrite(fd, page, PS, (off_t)(p * PS)), (ssize_t)PS);
+	}
+	struct pager *fp;
+	struct pager_args args = {.fd = fd};
+	ck_assert_int_eq(pager_open(&file_pager_ops, &args, &fp), 0);
+	close(fd);
+	struct vm_object *file;
+	ck_assert_int_eq(vm_object_create(sb->dom, fp, 0, &file), KERN_SUCCESS);
+	pager_release(fp);
+	vm_addr_t a = at(8);
+	ck_assert_int_eq(vm_map_enter(sb->map, &a, 4 * PS, false, file, 0, true, VM_PROT_DEFAULT, VM_PROT_ALL,
+				      VM_INHERIT_COPY),
+			 KERN_SUCCESS);
+	ck_assert_int_eq(vm_map_set_attr(sb->map, at(8), 4 * PS, VM_ATTR_COPY_ON_READ, 1), KERN_SUCCESS);
+	ck_assert_int_eq(vm_map_set_attr(sb->map, at(8), 4 * PS, VM_ATTR_CLUSTER, 4), KERN_SUCCESS);
+	char c;
+	ck_assert_int_eq(vm_sandbox_read(sb, at(9), &c, 1), KERN_SUCCESS);
+	ck_assert_int_eq(c, 'b');
+	struct vm_object_info fi;
+	vm_object_info(file, &fi);
+	ck_assert_uint_eq(fi.stats.pageins, 4);
+	ck_assert_uint_eq(fi.resident_count, 0); /* copied up, then given back to the pager */
+	for (unsigned p = 0; p < 4; p++) {
+		ck_assert_uint_eq(pmap_flat_prot(sb->flat, at(8 + p)), VM_PROT_DEFAULT);
+		ck_assert_int_eq(vm_sandbox_read(sb, at(8 + p), &c, 1), KERN_SUCCESS);
+		ck_assert_int_eq(c, 'a' + (int)p);
+	}
+	struct vm_statistics st;
+	vm_domain_statistics(sb->dom, &st);
+	ck_assert_uint_eq(st.cow_faults, 4);
+	ck_assert_uint_eq(st.faults, 1);
+	vm_object_deallocate(file);
+	vm_map_check(sb->map);
+}
+END_TEST
+
 Suite *vm_fault_suite(void)
 {
 	Suite *s = suite_create("vm_fault");
@@ -469,6 +576,9 @@ Suite *vm_fault_suite(void)
 	HARNESS_ADD_TEST(tc, test_protecting_packed_pages_changes_them_in_place_in_one_backend_call);
 	HARNESS_ADD_TEST(tc, test_deallocating_packed_pages_frees_them_in_one_backend_call);
 	HARNESS_ADD_TEST(tc, test_a_page_two_maps_share_stays_full_until_one_lets_go);
+	HARNESS_ADD_TEST(tc, test_copy_on_read_copies_a_backing_page_up_and_maps_it_writable);
+	HARNESS_ADD_TEST(tc, test_copy_on_read_leaves_entries_that_cannot_be_written_alone);
+	HARNESS_ADD_TEST(tc, test_copy_on_read_frees_clean_pages_their_pager_can_give_again);
 	suite_add_tcase(s, tc);
 	return s;
 }
