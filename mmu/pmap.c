@@ -149,6 +149,17 @@ static bool pmap_modified(struct pmap *pmap, vm_addr_t va)
 	return pmap->ops->clear_modify ? pmap->ops->clear_modify(pmap->arg, va) : true;
 }
 
+void pmap_packed_read(struct vm_object *obj, uint64_t pindex, void *dst)
+{
+	struct pmap *pmap = obj->bind_pmap;
+	uint8_t *slot = vm_page_state_slot(obj, pindex, false);
+	vm_addr_t va = obj->bind_va + vm_ptoa(pindex);
+	assert(pmap && slot && (*slot & VM_PS_PROT));
+	if ((*slot & VM_PROT_WRITE) && pmap_modified(pmap, va))
+		*slot |= VM_PS_DIRTY;
+	pmap->ops->read(pmap->arg, va, dst);
+}
+
 /* Fold a writable mapping's modified bit into the page's VM_PAGE_DIRTY. */
 static void pv_collect_modify(struct pv_entry *pv)
 {

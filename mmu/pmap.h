@@ -100,12 +100,14 @@ struct pv_entry *pmap_pv(const struct pmap *pmap, vm_addr_t va);
 /* The protection of whatever is entered at @va (full or packed page), 0 = nothing. */
 vm_prot_t pmap_entered(const struct pmap *pmap, vm_addr_t va);
 
-/* For vm_page.c. Pack: full page @page's one mapping becomes its object's binding (the
+/* For vm_page.c and vm_object.c. Pack: full page @page's one mapping becomes its object's binding (the
  * object is bound to that pmap if it was not bound yet) and its pv entry is freed. 0, or -1
  * when the mapping is not where the object's binding has (or could have) it.
  * Unpack: give @page (just made full from packed, protection @prot) its pv entry back.
- * 0 or -ENOMEM. Unbind: @obj has no packed pages left. */
+ * 0 or -ENOMEM. Unbind: @obj has no packed pages left. Packed read: copy the bytes of packed
+ * page @pindex of @obj to @dst (4 KiB), noting a modification (VM_PS_DIRTY); unpacks nothing. */
 int pmap_pack(struct vm_page *page);
+void pmap_packed_read(struct vm_object *obj, uint64_t pindex, void *dst);
 int pmap_unpack(struct vm_page *page, vm_prot_t prot);
 void pmap_unbind(struct vm_object *obj);
 

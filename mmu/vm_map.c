@@ -891,6 +891,19 @@ kern_return_t vm_map_copy_read(const struct vm_map_copy *copy, vm_offset_t offse
 	return KERN_SUCCESS;
 }
 
+kern_return_t vm_map_copy_pages(const struct vm_map_copy *copy, const struct vm_object *stop,
+				vm_map_copy_page_fn *fn, void *arg)
+{
+	kern_return_t kr = KERN_SUCCESS;
+	vm_domain_begin(copy->dom);
+	for (size_t k = 0; k < copy->npieces && kr == KERN_SUCCESS; k++) {
+		const struct vm_map_copy_piece *p = &copy->pieces[k];
+		kr = vm_object_enumerate(p->object, p->obj_offset, p->size, stop, fn, arg, p->offset);
+	}
+	vm_domain_end(copy->dom);
+	return kr;
+}
+
 static kern_return_t vm_map_copy_locked(struct vm_map *map, vm_addr_t src, vm_size_t size, vm_addr_t dst)
 {
 	kern_return_t kr = vm_map_check_range(map, src, size);

@@ -191,6 +191,26 @@ kern_return_t vm_map_copy_overwrite(struct vm_map *map, vm_addr_t dst, const str
 /* Copy @len bytes at @offset of @copy into @buf. */
 kern_return_t vm_map_copy_read(const struct vm_map_copy *copy, vm_offset_t offset, void *buf, vm_size_t len);
 
+/* Called by vm_map_copy_pages for each page: its offset in the copy and its 4 KiB (valid
+ * during the call only). Non-zero stops the enumeration. */
+typedef int vm_map_copy_page_fn(void *arg, vm_offset_t offset, const void *bytes);
+
+/*
+ * Enumerate the pages of frozen copy @copy whose data lives in an object of its chains above
+ * object @stop (NULL: down to the bottom), each piece in ascending offset order: resident
+ * pages (read in place, in a buffer or from their one mapping), pages paged out to swap
+ * (paged back in) and pages of external objects; pages that read as zero because no object
+ * has them, zero pages over nothing (zero fills, written or not) and pages that fall through
+ * to @stop are skipped (vm_object_enumerate). This is what a snapshot stores: a first snapshot of a
+ * 1 GiB guest reads the pages it has, not 1 GiB; a snapshot of a guest restored from S (whose
+ * top object shadows S's object) passes S's object as @stop and gets what changed since.
+ * The caller holds the domain lock; a page-out may run at the end (vm_domain_end).
+ * KERN_SUCCESS, KERN_ABORTED (@fn said stop), KERN_MEMORY_ERROR / KERN_MEMORY_FAILURE,
+ * KERN_RESOURCE_SHORTAGE.
+ */
+kern_return_t vm_map_copy_pages(const struct vm_map_copy *copy, const struct vm_object *stop,
+				vm_map_copy_page_fn *fn, void *arg);
+
 /* Release @copy's references and free it (NULL is fine). */
 void vm_map_copy_discard(struct vm_map_copy *copy);
 

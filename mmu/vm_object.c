@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "mmu/page_store.h"
 #include "mmu/pager.h"
 #include "mmu/pmap.h"
 #include "mmu/vm_domain.h"
@@ -500,14 +501,14 @@ static int vm_object_candidate(uint64_t **v, size_t *n, size_t *cap, uint64_t id
 /* Page numbers of the copy [offset, offset+size) of @src that some object of the chain may
  * have: resident pages and pager pages in each object's window; every page of an external
  * object's window. */
-static int vm_object_copy_candidates(struct vm_object *src, vm_offset_t offset, vm_size_t size, uint64_t **out,
-				     size_t *n)
+static int vm_object_copy_candidates(struct vm_object *src, vm_offset_t offset, vm_size_t size,
+				     const struct vm_object *stop, uint64_t **out, size_t *n)
 {
 	uint64_t *v = NULL;
 	size_t cap = 0;
 	*n = 0;
 	uint64_t first = vm_atop(offset), count = vm_atop(size);
-	for (struct vm_object *obj = src; obj; obj = obj->shadow) {
+	for (struct vm_object *obj = src; obj && obj != stop; obj = obj->shadow) {
 		if (!obj->internal && obj->pager) {
 			uint64_t end = vm_atop(obj->size);
 			for (uint64_t i = first; i < end && i < first + count; i++)
@@ -542,7 +543,7 @@ kern_return_t vm_object_copy_slowly(struct vm_object *src, vm_offset_t offset, v
 		return kr;
 	uint64_t *cand;
 	size_t n;
-	if (vm_object_copy_candidates(src, offset, size, &cand, &n) < 0) {
+	if (vm_object_copy_candidates(src, offset, size, NULL, &cand, &n) < 0) {
 		vm_object_deallocate(copy);
 		return KERN_RESOURCE_SHORTAGE;
 	}
@@ -570,6 +571,89 @@ kern_return_t vm_object_copy_slowly(struct vm_object *src, vm_offset_t offset, v
 	src->dom->stats.object_copies++;
 	*out = copy;
 	return KERN_SUCCESS;
+}
+
+static int vm_object_index_compare(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+/* Whether some object of the chain from @obj down has page @idx (resident or with its pager). */
+static bool vm_object_chain_has(const struct vm_object *obj, uint64_t idx)
+{
+	for (; obj; obj = obj->shadow) {
+		if (vm_object_has(obj, idx))
+			return true;
+		idx += vm_atop(obj->shadow_offset);
+	}
+	return false;
+}
+
+/* The bytes of page @idx of the chain from @obj down to @stop (excluded), from the first
+ * object that has it (paged back in if its pager holds it), or NULL: no object above
+ * @stop has data for it, or it is a zero fill never written. *below, *below_idx: the rest of
+ * the chain under that object. *err: a pager failure. */
+static const void *vm_object_data_above(struct vm_object *obj, uint64_t idx, uint64_t hi, const struct vm_object *stop,
+					void *scratch, const struct vm_object **below, uint64_t *below_idx,
+					kern_return_t *err)
+{
+	*err = KERN_SUCCESS;
+	for (; obj && obj != stop; obj = obj->shadow) {
+		*below = obj->shadow;
+		*below_idx = idx + vm_atop(obj->shadow_offset);
+		uint8_t state = vm_page_state(obj, idx);
+		if (state & VM_PS_PROT) {
+			pmap_packed_read(obj, idx, scratch);
+			return scratch;
+		}
+		if (!state && vm_object_pager_has(obj, idx)) {
+			bool unavailable;
+			uint64_t size = vm_atop(obj->size);
+			*err = vm_object_pagein(obj, idx, idx, hi < size ? hi : size, VM_PROT_READ, &unavailable);
+			if (*err != KERN_SUCCESS)
+				return NULL;
+			state = unavailable ? 0 : vm_page_state(obj, idx);
+		}
+		if (state) {
+			struct vm_page *p = hmap_get(&obj->pages, idx);
+			return (p->flags & VM_PAGE_ZERO) ? NULL : pmap_page_bytes(p, scratch);
+		}
+		idx += vm_atop(obj->shadow_offset);
+		hi += vm_atop(obj->shadow_offset);
+	}
+	return NULL;
+}
+
+kern_return_t vm_object_enumerate(struct vm_object *obj, vm_offset_t offset, vm_size_t size,
+				  const struct vm_object *stop, vm_object_page_fn *fn, void *arg, vm_offset_t base)
+{
+	if (!obj)
+		return KERN_SUCCESS;
+	if (offset + size < offset || offset + size > obj->size || !vm_page_aligned(offset) || !vm_page_aligned(size))
+		return KERN_INVALID_ARGUMENT;
+	uint64_t *cand;
+	size_t n;
+	if (vm_object_copy_candidates(obj, offset, size, stop, &cand, &n) < 0)
+		return KERN_RESOURCE_SHORTAGE;
+	qsort(cand, n, sizeof(*cand), vm_object_index_compare);
+	uint64_t first = vm_atop(offset), end = first + vm_atop(size);
+	uint8_t scratch[VM_PAGE_SIZE] __attribute__((aligned(64)));
+	kern_return_t kr = KERN_SUCCESS;
+	for (size_t i = 0; i < n && kr == KERN_SUCCESS; i++) {
+		if (i > 0 && cand[i] == cand[i - 1])
+			continue;
+		const struct vm_object *below = NULL;
+		uint64_t below_idx = 0;
+		const void *bytes = vm_object_data_above(obj, first + cand[i], end, stop, scratch, &below, &below_idx, &kr);
+		/* Zero over nothing reads as it would without the page (one the guest only read). */
+		if (!bytes || (page_store_is_zero(bytes) && !vm_object_chain_has(below, below_idx)))
+			continue;
+		if (fn(arg, base + vm_ptoa(cand[i]), bytes) != 0)
+			kr = KERN_ABORTED;
+	}
+	free(cand);
+	return kr;
 }
 
 kern_return_t vm_object_clean(struct vm_object *obj, vm_offset_t offset, vm_size_t size)

@@ -146,6 +146,27 @@ kern_return_t vm_object_copy_slowly(struct vm_object *src, vm_offset_t offset, v
  * KERN_SUCCESS or KERN_MEMORY_ERROR (a page the pager refused stays modified). */
 kern_return_t vm_object_clean(struct vm_object *obj, vm_offset_t offset, vm_size_t size);
 
+/* Called for each page by vm_object_enumerate: its offset and its 4 KiB (valid during the
+ * call). Non-zero stops the enumeration. */
+typedef int vm_object_page_fn(void *arg, vm_offset_t offset, const void *bytes);
+
+/*
+ * Call @fn for every page of [offset, offset+size) of @obj (NULL: none) whose data lives in
+ * an object of its chain above @stop (NULL: down to the bottom), in ascending order, with
+ * offsets @base + (page offset - @offset): resident pages (in a buffer or mapped; read in
+ * place, nothing is unpacked), pages paged out to a pager (paged back in, clustered up to the
+ * end of the range) and every page an external pager serves. Pages that read as zero (no
+ * object has them, or zero-filled and never written) and pages that fall through to @stop
+ * are skipped. For a snapshot: stop = the object the previous snapshot stored (what a
+ * restored guest shadows) gives only what changed since. Cost: the pages the chain holds,
+ * not the size. A page whose bytes are all zero where nothing below its object has the page
+ * (a zero fill the guest only read) is skipped too: it reads the same without it.
+ * KERN_SUCCESS, KERN_ABORTED (@fn said stop), KERN_INVALID_ARGUMENT,
+ * KERN_MEMORY_ERROR / KERN_MEMORY_FAILURE (a pager failed), KERN_RESOURCE_SHORTAGE.
+ */
+kern_return_t vm_object_enumerate(struct vm_object *obj, vm_offset_t offset, vm_size_t size,
+				  const struct vm_object *stop, vm_object_page_fn *fn, void *arg, vm_offset_t base);
+
 /* Copy on write: a new page @pindex of @obj holding @src's bytes (@src NULL: zero), counted.
  * Without @copy the page gets no bytes yet: the caller enters it over the very mapping of
  * @src it copies (PMAP_ENTER_SAME_BYTES) or frees it. NULL: out of memory. */

@@ -523,6 +523,39 @@ static void op_snap_verify(struct diff *d)
 		snap_verify(s);
 }
 
+struct snap_pages {
+	const struct msnap *s;
+	uint8_t *seen;
+	long last;
+};
+
+static int snap_page_seen(void *arg, vm_offset_t offset, const void *bytes)
+{
+	struct snap_pages *sp = arg;
+	unsigned i = (unsigned)(offset / PS);
+	DCHECK(offset % PS == 0 && i < sp->s->pages, "page at offset %llu outside the snapshot", (unsigned long long)offset);
+	DCHECK((long)i > sp->last, "page %u given out of order or twice", i);
+	DCHECK(memcmp(bytes, sp->s->bytes + (size_t)i * PS, PS) == 0, "enumerated page %u differs", i);
+	sp->last = i;
+	sp->seen[i] = 1;
+	return 0;
+}
+
+/* Every page of a snapshot that is not zero is enumerated, once, in order, with its bytes. */
+static void op_snap_pages(struct diff *d)
+{
+	diff_what = "snapshot pages (vm_map_copy_pages)";
+	struct msnap *s = pick_snap(d, false);
+	if (!s)
+		return;
+	static const uint8_t zero[PS];
+	struct snap_pages sp = {.s = s, .seen = calloc(s->pages, 1), .last = -1};
+	DKR(vm_map_copy_pages(s->copy, NULL, snap_page_seen, &sp), KERN_SUCCESS);
+	for (unsigned i = 0; i < s->pages; i++)
+		DCHECK(sp.seen[i] || memcmp(s->bytes + (size_t)i * PS, zero, PS) == 0, "page %u with data not enumerated", i);
+	free(sp.seen);
+}
+
 static void snap_release(struct msnap *s)
 {
 	vm_map_copy_discard(s->copy);
@@ -780,6 +813,7 @@ static const struct diff_weighted diff_ops[] = {
 	{op_inherit, 4},    {op_attr, 2},          {op_fork, 3},          {op_destroy, 2},
 	{op_snapshot, 4},   {op_snap_verify, 2},   {op_snap_release, 3},  {op_snap_restore, 3},
 	{op_collapse, 2},   {op_pageout, 4},       {op_map_object, 3},    {op_file_sync, 1},
+	{op_snap_pages, 2},
 };
 
 static uint64_t diff_base_seed(void)

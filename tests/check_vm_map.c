@@ -405,6 +405,98 @@ START_TEST(test_a_snapshot_needs_a_mapped_readable_range)
 }
 END_TEST
 
+/* What vm_map_copy_pages gave: page numbers (offset / PS) and their first bytes. */
+struct seen {
+	unsigned n;
+	unsigned page[PAGES];
+	char first[PAGES];
+	unsigned stop_after; /* 0 = never */
+};
+
+static int collect(void *arg, vm_offset_t offset, const void *bytes)
+{
+	struct seen *s = arg;
+	ck_assert_uint_lt(s->n, PAGES);
+	ck_assert_uint_eq(offset % PS, 0);
+	s->page[s->n] = (unsigned)(offset / PS);
+	s->first[s->n++] = *(const char *)bytes;
+	return s->stop_after && s->n == s->stop_after;
+}
+
+START_TEST(test_copy_pages_gives_the_pages_with_data_in_order_paged_out_ones_too)
+{
+	struct vm_sandbox *box;
+	ck_assert_int_eq(vm_sandbox_create(BASE, PAGES * PS, VM_SANDBOX_SWAP, &box), 0);
+	vm_addr_t a = at(0);
+	ck_assert_int_eq(vm_map_allocate(box->map, &a, 16 * PS, false), KERN_SUCCESS);
+	ck_assert_int_eq(vm_sandbox_write(box, at(6), "6", 1), KERN_SUCCESS);
+	ck_assert_int_eq(vm_sandbox_write(box, at(1), "1", 1), KERN_SUCCESS);
+	ck_assert_int_eq(vm_sandbox_write(box, at(5), "5", 1), KERN_SUCCESS);
+	/* Page 5 goes to swap: the hand passes 1 (oldest by position) and 5, keeps 6 (in use). */
+	vm_domain_set_limit(box->dom, 2);
+	vm_domain_set_limit(box->dom, 0);
+	struct vm_statistics st;
+	vm_domain_statistics(box->dom, &st);
+	ck_assert_uint_ge(st.pageouts, 1);
+	struct vm_map_copy *snap;
+	ck_assert_int_eq(vm_map_copyin(box->map, at(0), 16 * PS, &snap), KERN_SUCCESS);
+	uint64_t packed = st.packed_count;
+	struct seen s = {0};
+	ck_assert_int_eq(vm_map_copy_pages(snap, NULL, collect, &s), KERN_SUCCESS);
+	ck_assert_uint_eq(s.n, 3); /* the 13 untouched pages are not read one by one */
+	ck_assert_uint_eq(s.page[0], 1);
+	ck_assert_uint_eq(s.page[1], 5);
+	ck_assert_uint_eq(s.page[2], 6);
+	ck_assert_int_eq(s.first[0], '1');
+	ck_assert_int_eq(s.first[1], '5');
+	ck_assert_int_eq(s.first[2], '6');
+	vm_domain_statistics(box->dom, &st);
+	ck_assert_uint_ge(st.pageins, 1);
+	ck_assert_uint_ge(st.packed_count, packed - 1); /* read in place, not unpacked */
+	vm_map_copy_discard(snap);
+	vm_map_check(box->map);
+	vm_sandbox_destroy(box);
+}
+END_TEST
+
+START_TEST(test_copy_pages_above_a_parent_gives_only_what_changed_since)
+{
+	alloc_fixed(0, 16);
+	for (unsigned p = 0; p < 4; p++)
+		poke(map, at(p), (char)('a' + p));
+	struct vm_map_copy *parent, *child;
+	ck_assert_int_eq(vm_map_copyin(map, at(0), 16 * PS, &parent), KERN_SUCCESS);
+	/*   child's top T -> parent's frozen F: T gets 2 (copied on write) and 10 (new). */
+	poke(map, at(2), 'C');
+	poke(map, at(10), 'N');
+	char zero;
+	ck_assert_int_eq(vm_sandbox_read(sb, at(12), &zero, 1), KERN_SUCCESS); /* zero fill, never written */
+	ck_assert_int_eq(vm_map_copyin(map, at(0), 16 * PS, &child), KERN_SUCCESS);
+	struct seen s = {0};
+	ck_assert_int_eq(vm_map_copy_pages(child, parent->pieces[0].object, collect, &s), KERN_SUCCESS);
+	ck_assert_uint_eq(s.n, 2);
+	ck_assert_uint_eq(s.page[0], 2);
+	ck_assert_int_eq(s.first[0], 'C');
+	ck_assert_uint_eq(s.page[1], 10);
+	ck_assert_int_eq(s.first[1], 'N');
+	/* Down to the bottom: the parent's pages too, the child's version where it has one. */
+	memset(&s, 0, sizeof(s));
+	ck_assert_int_eq(vm_map_copy_pages(child, NULL, collect, &s), KERN_SUCCESS);
+	ck_assert_uint_eq(s.n, 5);
+	const char want[] = {'a', 'b', 'C', 'd', 'N'};
+	for (unsigned i = 0; i < 5; i++)
+		ck_assert_int_eq(s.first[i], want[i]);
+	/* A callback that says stop ends it. */
+	memset(&s, 0, sizeof(s));
+	s.stop_after = 1;
+	ck_assert_int_eq(vm_map_copy_pages(child, NULL, collect, &s), KERN_ABORTED);
+	ck_assert_uint_eq(s.n, 1);
+	vm_map_copy_discard(child);
+	vm_map_copy_discard(parent);
+	vm_map_check(map);
+}
+END_TEST
+
 Suite *vm_map_suite(void)
 {
 	Suite *s = suite_create("vm_map");
@@ -429,6 +521,8 @@ Suite *vm_map_suite(void)
 	HARNESS_ADD_TEST(tc, test_attributes_are_validated_split_entries_and_are_reported);
 	HARNESS_ADD_TEST(tc, test_a_snapshot_keeps_its_bytes_and_can_be_mapped_back);
 	HARNESS_ADD_TEST(tc, test_a_snapshot_needs_a_mapped_readable_range);
+	HARNESS_ADD_TEST(tc, test_copy_pages_gives_the_pages_with_data_in_order_paged_out_ones_too);
+	HARNESS_ADD_TEST(tc, test_copy_pages_above_a_parent_gives_only_what_changed_since);
 	suite_add_tcase(s, tc);
 	return s;
 }
