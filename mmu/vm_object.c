@@ -636,7 +636,8 @@ kern_return_t vm_object_enumerate(struct vm_object *obj, vm_offset_t offset, vm_
 	size_t n;
 	if (vm_object_copy_candidates(obj, offset, size, stop, &cand, &n) < 0)
 		return KERN_RESOURCE_SHORTAGE;
-	qsort(cand, n, sizeof(*cand), vm_object_index_compare);
+	if (n)
+		qsort(cand, n, sizeof(*cand), vm_object_index_compare);
 	uint64_t first = vm_atop(offset), end = first + vm_atop(size);
 	uint8_t scratch[VM_PAGE_SIZE] __attribute__((aligned(64)));
 	kern_return_t kr = KERN_SUCCESS;
