@@ -13,6 +13,8 @@
  *   dup=GPA,LEN    write the same non-zero page over every page of the range
  *   sync=N         report sync point N on the test port (the host may act on it)
  *   idle           wait for ever without touching memory (until stopped from outside)
+ *   await=GPA      wait until the 8 bytes at GPA become non-zero (the host writes them, e.g.
+ *                  with vm-write, once it has changed the guest's memory), then go on
  *   forktest=SIZE  fill SIZE, sync point 1, wait for a fork, then check parent and own pages
  *   crash          execute an invalid instruction in user mode (tests the exception report)
  *   sum=GPA,LEN    print "sum GPA LEN: 0x<FNV-1a 64>" of guest-physical [GPA, GPA+LEN)
@@ -441,6 +443,14 @@ void user_main(const struct abi_pvh_start_info *si, uint64_t cpu64, uint64_t ncp
 			barrier_wait();
 			if (cpu == 0)
 				outl(ABI_PORT_TEST, ABI_SYNC(ABI_SYNC_POINT, n));
+		} else if (str_eq(tok, name_len, "await") && has_arg) {
+			uint64_t gpa;
+			if (!parse_range(arg, arg_len, &gpa, NULL))
+				bad_cmdline(cpu, "bad address", tok, len);
+			if (cpu == 0)
+				while (!*(volatile uint64_t *)gpa)
+					cpu_relax();
+			barrier_wait();
 		} else if (str_eq(tok, len, "idle")) {
 			for (;;)
 				cpu_relax();

@@ -23,6 +23,8 @@ int cmd_stats(int argc, char **argv);
 int cmd_control(int argc, char **argv);
 /* vmm snapshot NAME [--store DIR] [--as SNAPSHOT] [--json] [--monitor PATH] */
 int cmd_snapshot(int argc, char **argv);
+/* vmm memory NAME [--json] [--monitor PATH] */
+int cmd_memory(int argc, char **argv);
 /* vmm fork NAME [-N COUNT] [--json] [--monitor PATH] */
 int cmd_fork(int argc, char **argv);
 /* vmm store ls|verify|gc|rm [DIR] [SNAPSHOT] */

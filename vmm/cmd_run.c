@@ -451,6 +451,8 @@ int cmd_restore(int argc, char **argv)
 	cfg.restore = &rs.state;
 	cfg.ncpus = rs.state.ncpus;
 	cfg.mem.ram_size = rs.state.ram_size;
+	cfg.mem.nram = rs.state.nram;
+	memcpy(cfg.mem.ram, rs.state.ram, rs.state.nram * sizeof(rs.state.ram[0]));
 	cfg.mem.ram_pager = rs.pager;
 	cfg.origin_store = rs.store_real;
 	cfg.origin_name = rs.name;

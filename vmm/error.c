@@ -8,9 +8,12 @@ static _Thread_local char error_buf[512];
 
 static int error_vset(int errnum, int with_strerror, const char *fmt, va_list ap)
 {
-	int n = vsnprintf(error_buf, sizeof(error_buf), fmt, ap);
-	if (with_strerror && n >= 0 && (size_t)n < sizeof(error_buf))
-		snprintf(error_buf + n, sizeof(error_buf) - (size_t)n, ": %s", strerror(errnum));
+	/* Formatted aside first: a message may quote the one it replaces (error_message()). */
+	char buf[sizeof(error_buf)];
+	int n = vsnprintf(buf, sizeof(buf), fmt, ap);
+	if (with_strerror && n >= 0 && (size_t)n < sizeof(buf))
+		snprintf(buf + n, sizeof(buf) - (size_t)n, ": %s", strerror(errnum));
+	memcpy(error_buf, buf, sizeof(buf));
 	return errnum > 0 ? -errnum : -EINVAL;
 }
 

@@ -10,6 +10,7 @@
 
 #include "guest/abi.h"
 #include "mmu/vm_domain.h"
+#include "mmu/vm_map.h"
 #include "vmm/commands.h"
 #include "vmm/error.h"
 #include "vmm/monitor.h"
@@ -23,6 +24,30 @@ static uint64_t now_ns(void)
 	return (uint64_t)t.tv_sec * 1000000000ull + (uint64_t)t.tv_nsec;
 }
 
+/* Mach's fork: entries inherited "none" are not in the child (its guest finds nothing
+ * there); "copy" ones are what the kernel's copy-on-write of the process gives. */
+static int fork_apply_inheritance(struct vm *vm)
+{
+	for (;;) {
+		vm_addr_t addr = 0, start = 0, end = 0;
+		struct vm_region_info ri;
+		vm_domain_lock(vm->mem.dom);
+		while (vm_map_region(vm->mem.map, &addr, &ri) == KERN_SUCCESS && !end) {
+			if (ri.inheritance == VM_INHERIT_NONE) {
+				start = ri.start;
+				end = ri.end;
+			}
+			addr = ri.end;
+		}
+		vm_domain_unlock(vm->mem.dom);
+		if (!end)
+			return vm_sync_memslots(vm);
+		int r = guest_memory_deallocate(&vm->mem, start, end - start);
+		if (r)
+			return r;
+	}
+}
+
 /* The child's life: become a VM of its own and run until its guest ends. */
 static void __attribute__((noreturn)) fork_child_main(struct vm *vm, struct vm_state *state, const char *name,
 						     unsigned index, unsigned generation)
@@ -34,7 +59,7 @@ static void __attribute__((noreturn)) fork_child_main(struct vm *vm, struct vm_s
 	snprintf(child_name, sizeof(child_name), "%s.%u", name, index);
 	vm->cfg.name = child_name;
 	vm->cfg.monitor_path = NULL;
-	if (vm_fork_child_setup(vm, state) != 0) {
+	if (vm_fork_child_setup(vm, state) != 0 || fork_apply_inheritance(vm) != 0) {
 		fprintf(stderr, "vmm: fork child %s: %s\n", child_name, error_message());
 		_exit(VM_EXIT_VMM_ERROR);
 	}
@@ -45,6 +70,17 @@ static void __attribute__((noreturn)) fork_child_main(struct vm *vm, struct vm_s
 
 static const char *fork_refusal(const struct vm *vm)
 {
+	bool shared = false;
+	vm_addr_t addr = 0;
+	struct vm_region_info ri;
+	vm_domain_lock(vm->mem.dom);
+	while (!shared && vm->mem.map && vm_map_region(vm->mem.map, &addr, &ri) == KERN_SUCCESS) {
+		shared = ri.inheritance == VM_INHERIT_SHARE;
+		addr = ri.end;
+	}
+	vm_domain_unlock(vm->mem.dom);
+	if (shared)
+		return "memory inherited \"share\" cannot be shared between forked VMs (each is its own process)";
 	for (unsigned i = 0; i < vm->mem.nregions; i++)
 		if (vm->mem.region[i].kind != GUEST_REGION_RAM)
 			return "VMs with mapped files or external pagers cannot be forked (the pagers would be shared)";

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -39,11 +40,25 @@ int guest_memory_layout(struct guest_memory *m, const struct guest_memory_config
 	m->kernel_ram = cfg->kernel_zero_fill;
 	if (cfg->kernel_zero_fill && cfg->mem_limit)
 		return error_set(EINVAL, "a memory limit needs RAM served by the default pager, not the kernel's zero fill");
-	uint64_t low = cfg->ram_size < GUEST_MEMORY_LOW_LIMIT ? cfg->ram_size : GUEST_MEMORY_LOW_LIMIT;
-	m->region[m->nregions++] = (struct guest_region){.gpa = 0, .size = low, .kind = GUEST_REGION_RAM};
-	if (cfg->ram_size > low)
-		m->region[m->nregions++] = (struct guest_region){
-			.gpa = GUEST_MEMORY_HIGH_BASE, .size = cfg->ram_size - low, .kind = GUEST_REGION_RAM};
+	if (cfg->nram) {
+		/* An explicit layout (a restored VM's): checked like any input. */
+		if (cfg->nram > GUEST_MEMORY_MAX_REGIONS - cfg->nfiles)
+			return error_set(EINVAL, "too many RAM ranges (%u)", cfg->nram);
+		for (unsigned i = 0; i < cfg->nram; i++) {
+			const struct guest_ram_range *g = &cfg->ram[i];
+			if ((g->gpa | g->size) & (VM_PAGE_SIZE - 1) || !g->size || g->gpa >= GUEST_MEMORY_WINDOW ||
+			    g->size > GUEST_MEMORY_WINDOW - g->gpa || (i && g->gpa < cfg->ram[i - 1].gpa + cfg->ram[i - 1].size))
+				return error_set(EINVAL, "RAM range %u [0x%llx, +0x%llx) is malformed", i,
+						 (unsigned long long)g->gpa, (unsigned long long)g->size);
+			m->region[m->nregions++] = (struct guest_region){.gpa = g->gpa, .size = g->size, .kind = GUEST_REGION_RAM};
+		}
+	} else {
+		uint64_t low = cfg->ram_size < GUEST_MEMORY_LOW_LIMIT ? cfg->ram_size : GUEST_MEMORY_LOW_LIMIT;
+		m->region[m->nregions++] = (struct guest_region){.gpa = 0, .size = low, .kind = GUEST_REGION_RAM};
+		if (cfg->ram_size > low)
+			m->region[m->nregions++] = (struct guest_region){
+				.gpa = GUEST_MEMORY_HIGH_BASE, .size = cfg->ram_size - low, .kind = GUEST_REGION_RAM};
+	}
 
 	if (cfg->nfiles > GUEST_MEMORY_MAX_FILES)
 		return error_set(EINVAL, "at most %d files can be mapped", GUEST_MEMORY_MAX_FILES);
@@ -81,9 +96,36 @@ int guest_memory_layout(struct guest_memory *m, const struct guest_memory_config
 			.mode = f->mode, .path = f->path, .file_size = f->external ? 0 : (uint64_t)st.st_size};
 	}
 	qsort(m->region, m->nregions, sizeof(m->region[0]), region_cmp);
+	for (unsigned i = 0; i < m->nregions; i++)
+		m->region[i].slot = i;
 	const struct guest_region *last = &m->region[m->nregions - 1];
 	m->span = last->gpa + last->size;
 	return 0;
+}
+
+/* The lowest KVM slot no region uses. */
+static unsigned guest_memory_free_slot(const struct guest_memory *m)
+{
+	for (unsigned slot = 0;; slot++) {
+		bool used = false;
+		for (unsigned i = 0; i < m->nregions && !used; i++)
+			used = m->region[i].slot == slot;
+		if (!used)
+			return slot;
+	}
+}
+
+/* Insert @g keeping the array sorted; the caller checked there is room and no overlap. */
+static void guest_memory_insert_region(struct guest_memory *m, const struct guest_region *g)
+{
+	unsigned i = m->nregions++;
+	while (i > 0 && m->region[i - 1].gpa > g->gpa) {
+		m->region[i] = m->region[i - 1];
+		i--;
+	}
+	m->region[i] = *g;
+	const struct guest_region *last = &m->region[m->nregions - 1];
+	m->span = last->gpa + last->size;
 }
 
 static int kern_errno(kern_return_t kr)
@@ -167,15 +209,22 @@ int guest_memory_create(struct guest_memory *m, const struct guest_memory_config
 	int r = guest_memory_layout(m, cfg);
 	if (r)
 		return r;
-	m->base = mmap(NULL, m->span, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	/* The whole guest-physical window is reserved once (no memory behind it); regions are
+	 * opened in it, so memory allocated at run time finds its place at base + gpa. */
+	m->base = mmap(NULL, GUEST_MEMORY_WINDOW, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	if (m->base == MAP_FAILED) {
 		m->base = NULL;
-		r = error_set_errno(errno, "cannot reserve %llu MiB of address space for guest memory",
-				    (unsigned long long)(m->span >> 20));
+		r = error_set_errno(errno, "cannot reserve %llu GiB of address space for guest memory",
+				    (unsigned long long)(GUEST_MEMORY_WINDOW >> 30));
 		goto err;
 	}
-	for (unsigned i = 0; i < m->nregions; i++)
+	for (unsigned i = 0; i < m->nregions; i++) {
 		m->region[i].hva = m->base + m->region[i].gpa;
+		if (mprotect(m->region[i].hva, m->region[i].size, PROT_READ | PROT_WRITE) != 0) {
+			r = error_set_errno(errno, "cannot open guest memory at 0x%llx", (unsigned long long)m->region[i].gpa);
+			goto err;
+		}
+	}
 
 	r = uffd_open(&m->uffd, 0);
 	if (r)
@@ -185,7 +234,7 @@ int guest_memory_create(struct guest_memory *m, const struct guest_memory_config
 			r = uffd_register(&m->uffd, m->region[i].hva, m->region[i].size, true);
 	if (r)
 		goto err;
-	if ((r = pmap_uffd_init(&m->pmap, &m->uffd, m->base, m->span)) != 0) {
+	if ((r = pmap_uffd_init(&m->pmap, &m->uffd, m->base, GUEST_MEMORY_WINDOW)) != 0) {
 		r = error_set(ENOMEM, "no memory for the pmap");
 		goto err;
 	}
@@ -196,7 +245,7 @@ int guest_memory_create(struct guest_memory *m, const struct guest_memory_config
 		r = error_set(-r, "no memory for the VM domain");
 		goto err;
 	}
-	kern_return_t kr = vm_map_create(m->dom, 0, m->span, &pmap_uffd_ops, &m->pmap, &m->map);
+	kern_return_t kr = vm_map_create(m->dom, 0, GUEST_MEMORY_WINDOW, &pmap_uffd_ops, &m->pmap, &m->map);
 	if (kr == KERN_SUCCESS)
 		kr = vm_map_set_default_attr(m->map, VM_ATTR_CLUSTER,
 					     cfg->cluster ? cfg->cluster : GUEST_MEMORY_DEFAULT_CLUSTER);
@@ -222,8 +271,8 @@ int guest_memory_create(struct guest_memory *m, const struct guest_memory_config
 		if (m->kernel_ram)
 			continue;
 		vm_addr_t gpa = g->gpa;
-		kr = ram_obj ? vm_map_enter(m->map, &gpa, g->size, false, ram_obj, g->gpa, true, VM_PROT_ALL, VM_PROT_ALL,
-					    VM_INHERIT_COPY)
+		kr = ram_obj ? vm_map_enter(m->map, &gpa, g->size, false, ram_obj, g->gpa, true, VM_PROT_DEFAULT,
+					    VM_PROT_ALL, VM_INHERIT_COPY)
 			     : vm_map_allocate(m->map, &gpa, g->size, false);
 		if (kr != KERN_SUCCESS)
 			r = error_set(-kern_errno(kr), "cannot allocate guest RAM at 0x%llx: %s", (unsigned long long)g->gpa,
@@ -287,14 +336,15 @@ static int guest_memory_fault(void *arg, const struct fault_event *ev)
 		snprintf(why, sizeof(why), "%s", error_message());
 		if (g && g->kind == GUEST_REGION_EXTERNAL)
 			snprintf(why, sizeof(why), "%s", external_pager_failure(m->file_pagers[guest_memory_pager_index(m, g)]));
+		int code = kr == KERN_PROTECTION_FAILURE || kr == KERN_INVALID_ADDRESS ? EACCES : EFAULT;
 		if (vm_map_region(m->map, &at, &ri) == KERN_SUCCESS && ri.start <= gpa)
-			r = error_set(EFAULT, "guest %s of guest-physical 0x%llx (%s) failed: %s in object %llu at offset 0x%llx%s%s",
+			r = error_set(code, "guest %s of guest-physical 0x%llx (%s) failed: %s in object %llu at offset 0x%llx%s%s",
 				      ev->write ? "write" : "read", (unsigned long long)gpa,
 				      g && g->path ? g->path : "RAM", kern_return_name(kr),
 				      (unsigned long long)ri.object_id,
 				      (unsigned long long)(ri.offset + vm_trunc_page(gpa) - ri.start), why[0] ? ": " : "", why);
 		else
-			r = error_set(EFAULT, "guest %s of guest-physical 0x%llx failed: %s", ev->write ? "write" : "read",
+			r = error_set(code, "guest %s of guest-physical 0x%llx failed: %s", ev->write ? "write" : "read",
 				      (unsigned long long)gpa, kern_return_name(kr));
 	}
 	uint64_t dt = now_ns() - t0;
@@ -315,10 +365,9 @@ static int guest_memory_fault(void *arg, const struct fault_event *ev)
 static void guest_memory_fault_error(void *arg, int err, const char *message)
 {
 	struct guest_memory *m = arg;
-	(void)err;
 	m->failed = true;
 	if (m->on_error)
-		m->on_error(m->on_error_arg, message);
+		m->on_error(m->on_error_arg, err, message);
 	/* Nobody will serve faults any more: closing the userfaultfd wakes every thread that
 	 * waits on one (the VM is stopping; no thread may be left blocked). */
 	uffd_close(&m->uffd);
@@ -402,7 +451,7 @@ void guest_memory_destroy(struct guest_memory *m)
 	pmap_uffd_fini(&m->pmap);
 	uffd_close(&m->uffd);
 	if (m->base)
-		munmap(m->base, m->span);
+		munmap(m->base, GUEST_MEMORY_WINDOW);
 	m->base = NULL;
 	if (m->swap_fd >= 0)
 		close(m->swap_fd);
@@ -440,6 +489,97 @@ int guest_memory_write(struct guest_memory *m, uint64_t gpa, const void *src, ui
 	int r = pmap_uffd_flush(&m->pmap);
 	vm_domain_unlock(m->dom);
 	return kr != KERN_SUCCESS ? kern_errno(kr) : r;
+}
+
+int guest_memory_allocate(struct guest_memory *m, uint64_t *gpa, uint64_t size, bool anywhere)
+{
+	if (m->nregions == GUEST_MEMORY_MAX_REGIONS)
+		return error_set(ENOSPC, "guest memory has its maximum of %d regions", GUEST_MEMORY_MAX_REGIONS);
+	vm_addr_t at = anywhere ? 0 : *gpa;
+	vm_domain_lock(m->dom);
+	kern_return_t kr = vm_map_allocate(m->map, &at, size, anywhere);
+	vm_domain_unlock(m->dom);
+	if (kr != KERN_SUCCESS)
+		return error_set(-kern_errno(kr), "vm_allocate of %llu bytes at 0x%llx: %s", (unsigned long long)size,
+				 (unsigned long long)at, kern_return_name(kr));
+	struct guest_region g = {.gpa = at, .size = size, .kind = GUEST_REGION_RAM, .hva = m->base + at,
+				 .slot = guest_memory_free_slot(m)};
+	int r = mprotect(g.hva, size, PROT_READ | PROT_WRITE) != 0 ? -errno : 0;
+	if (!r)
+		r = uffd_register(&m->uffd, g.hva, size, true);
+	if (r) {
+		vm_domain_lock(m->dom);
+		vm_map_deallocate(m->map, at, size);
+		vm_domain_unlock(m->dom);
+		mprotect(g.hva, size, PROT_NONE);
+		return error_set(-r, "cannot open guest memory at 0x%llx: %s", (unsigned long long)at, strerror(-r));
+	}
+	guest_memory_insert_region(m, &g);
+	*gpa = at;
+	return 0;
+}
+
+int guest_memory_deallocate(struct guest_memory *m, uint64_t gpa, uint64_t size)
+{
+	if ((gpa | size) & (VM_PAGE_SIZE - 1) || gpa + size < gpa)
+		return error_set(EINVAL, "vm_deallocate of [0x%llx, +0x%llx): KERN_INVALID_ARGUMENT",
+				 (unsigned long long)gpa, (unsigned long long)size);
+	uint64_t end = gpa + size;
+	unsigned pieces = 0;
+	for (unsigned i = 0; i < m->nregions; i++) {
+		const struct guest_region *g = &m->region[i];
+		if (gpa < g->gpa + g->size && g->gpa < end) {
+			if (g->kind != GUEST_REGION_RAM)
+				return error_set(EBUSY, "vm_deallocate: [0x%llx, 0x%llx) holds the mapping of %s", (unsigned long long)gpa,
+						 (unsigned long long)end, g->path);
+			pieces += gpa > g->gpa && end < g->gpa + g->size; /* a split adds a region */
+		}
+	}
+	if (m->nregions + pieces > GUEST_MEMORY_MAX_REGIONS)
+		return error_set(ENOSPC, "guest memory has its maximum of %d regions", GUEST_MEMORY_MAX_REGIONS);
+	vm_domain_lock(m->dom);
+	kern_return_t kr = vm_map_deallocate(m->map, gpa, size);
+	int fr = pmap_uffd_flush(&m->pmap);
+	vm_domain_unlock(m->dom);
+	if (kr != KERN_SUCCESS)
+		return error_set(-kern_errno(kr), "vm_deallocate of [0x%llx, 0x%llx): %s", (unsigned long long)gpa,
+				 (unsigned long long)end, kern_return_name(kr));
+	/* Cut the regions: what remains on each side keeps or gets a slot. */
+	for (unsigned i = 0; i < m->nregions; i++) {
+		struct guest_region *g = &m->region[i];
+		uint64_t gend = g->gpa + g->size;
+		if (!(gpa < gend && g->gpa < end))
+			continue;
+		uint64_t cut = gpa > g->gpa ? gpa : g->gpa, cut_end = end < gend ? end : gend;
+		struct uffdio_range ur = {.start = (uint64_t)(uintptr_t)(m->base + cut), .len = cut_end - cut};
+		(void)ioctl(m->uffd.fd, UFFDIO_UNREGISTER, &ur);
+		madvise(m->base + cut, cut_end - cut, MADV_DONTNEED);
+		mprotect(m->base + cut, cut_end - cut, PROT_NONE);
+		struct guest_region right = *g;
+		bool has_right = cut_end < gend, has_left = cut > g->gpa;
+		if (has_left) {
+			g->size = cut - g->gpa;
+		} else if (has_right) {
+			g->gpa = cut_end;
+			g->size = gend - cut_end;
+			g->hva = m->base + g->gpa;
+			has_right = false;
+		} else {
+			memmove(g, g + 1, (m->nregions - i - 1) * sizeof(*g));
+			m->nregions--;
+			i--;
+		}
+		if (has_left && has_right) {
+			right.gpa = cut_end;
+			right.size = gend - cut_end;
+			right.hva = m->base + right.gpa;
+			right.slot = guest_memory_free_slot(m);
+			guest_memory_insert_region(m, &right);
+		}
+	}
+	const struct guest_region *last = m->nregions ? &m->region[m->nregions - 1] : NULL;
+	m->span = last ? last->gpa + last->size : 0;
+	return fr;
 }
 
 void guest_memory_stats(struct guest_memory *m, void (*emit)(void *arg, const char *key, uint64_t value), void *arg)

@@ -22,8 +22,9 @@
 #define GUEST_MEMORY_LOW_LIMIT 0xc0000000ull
 #define GUEST_MEMORY_HIGH_BASE 0x100000000ull
 #define GUEST_MEMORY_MAX_FILES 8
-#define GUEST_MEMORY_MAX_REGIONS (2 + GUEST_MEMORY_MAX_FILES)
-#define GUEST_MEMORY_MAX_GPA (1ull << 46)       /* beyond any guest's physical address width here */
+#define GUEST_MEMORY_MAX_REGIONS 32             /* RAM pieces (vm-allocate, splits) and files */
+#define GUEST_MEMORY_WINDOW (1ull << 40)        /* guest-physical space the map covers (host VA reserved) */
+#define GUEST_MEMORY_MAX_GPA GUEST_MEMORY_WINDOW
 #define GUEST_MEMORY_DEFAULT_CLUSTER 64u        /* pages per fault, see README (measured) */
 #define GUEST_MEMORY_LATENCY_BUCKETS 32         /* log2 of nanoseconds */
 
@@ -46,8 +47,14 @@ struct guest_file_map {
 	uint64_t size;            /* external: bytes mapped (page multiple) */
 };
 
+struct guest_ram_range {
+	uint64_t gpa, size;
+};
+
 struct guest_memory_config {
 	uint64_t ram_size;       /* bytes, page multiple */
+	unsigned nram;           /* explicit RAM layout (restore) instead of the one from ram_size */
+	struct guest_ram_range ram[GUEST_MEMORY_MAX_REGIONS];
 	uint64_t mem_limit;      /* resident guest pages at most this many bytes; 0 = no limit */
 	const char *swap_path;   /* swap file for page-out; NULL: an unnamed file in /var/tmp */
 	unsigned cluster;        /* pages one fault resolves; 0 = GUEST_MEMORY_DEFAULT_CLUSTER */
@@ -67,22 +74,26 @@ struct guest_region {
 	const char *path;            /* files, external: the socket */
 	uint64_t file_size;          /* files: bytes in the file */
 	uint8_t *hva;                /* host mapping of [gpa, gpa + size) */
+	unsigned slot;               /* KVM memory slot */
 };
 
 struct vm_domain;
 struct vm_map;
 struct pager;
 
-/* Called once, from the fault thread, when a fault cannot be served: the VM must stop. */
-typedef void guest_memory_error_fn(void *arg, const char *message);
+/* Called once, from the fault thread, when a fault cannot be served: the VM must stop.
+ * @err: EACCES when the guest broke the map's rules (a write to memory it may only read),
+ * else the host's failure (a pager, the userfaultfd). */
+typedef void guest_memory_error_fn(void *arg, int err, const char *message);
 
-/* Locking legend: (c) constant after create; (d) domain lock; (f) fault thread. */
+/* Locking legend: (c) constant after create; (d) domain lock; (f) fault thread;
+ * (p) changed only with the VM paused and the domain lock held (regions). */
 struct guest_memory {
-	struct guest_region region[GUEST_MEMORY_MAX_REGIONS]; /* (c) sorted by gpa */
-	unsigned nregions;                                     /* (c) */
+	struct guest_region region[GUEST_MEMORY_MAX_REGIONS]; /* (p) sorted by gpa */
+	unsigned nregions;                                     /* (p) */
 	uint64_t ram_size;                                     /* (c) */
 	uint8_t *base;                                         /* (c) host address of gpa 0 */
-	uint64_t span;                                         /* (c) bytes mapped at base */
+	uint64_t span;                                         /* (p) end of the highest region */
 	struct vm_domain *dom;                                 /* (c) NULL: plain memory (tests) */
 	struct vm_map *map;                                    /* (d) */
 	struct pager *file_pagers[GUEST_MEMORY_MAX_FILES];     /* (c) one reference each */
@@ -143,6 +154,22 @@ int guest_memory_write(struct guest_memory *m, uint64_t gpa, const void *src, ui
 
 /* The region containing @gpa, or NULL. */
 const struct guest_region *guest_memory_region(const struct guest_memory *m, uint64_t gpa);
+
+/*
+ * vm_allocate on the guest-physical space at run time: new zero-filled RAM at *gpa (or
+ * anywhere, *gpa set), mapped read/write, served like the rest. The caller has the VM
+ * paused and gives the new region a KVM memory slot (its slot field is set here).
+ * 0 or -errno with a message (the Mach code named).
+ */
+int guest_memory_allocate(struct guest_memory *m, uint64_t *gpa, uint64_t size, bool anywhere);
+
+/*
+ * vm_deallocate at run time: [gpa, gpa + size) of RAM stops existing for the guest (its
+ * pages are dropped; a later access is an access outside guest memory). Regions shrink or
+ * split; the caller has the VM paused and brings the KVM slots in line with the regions.
+ * Mapped files cannot be deallocated (-EBUSY). 0 or -errno with a message.
+ */
+int guest_memory_deallocate(struct guest_memory *m, uint64_t gpa, uint64_t size);
 
 /* Report every statistic as a flat dotted key and a number (mem.*, object.<id>.*, dedup.*). */
 void guest_memory_stats(struct guest_memory *m, void (*emit)(void *arg, const char *key, uint64_t value),

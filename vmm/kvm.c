@@ -99,8 +99,8 @@ int kvm_set_memory(struct kvm *k, unsigned slot, uint64_t gpa, uint64_t size, vo
 		.userspace_addr = (uint64_t)(uintptr_t)hva,
 	};
 	if (ioctl(k->vm_fd, KVM_SET_USER_MEMORY_REGION, &region) != 0)
-		return error_set_errno(errno, "cannot give KVM guest memory [0x%llx, 0x%llx)", (unsigned long long)gpa,
-				       (unsigned long long)(gpa + size));
+		return error_set_errno(errno, "cannot %s KVM memory slot %u [0x%llx, 0x%llx)", size ? "set" : "delete", slot,
+				       (unsigned long long)gpa, (unsigned long long)(gpa + size));
 	return 0;
 }
 

@@ -27,7 +27,7 @@ static uint64_t now_ns(void)
 /* The frozen RAM of a VM: one copy per RAM region. */
 struct snapshot_copies {
 	struct vm_map_copy *copy[GUEST_MEMORY_MAX_REGIONS];
-	const struct guest_region *region[GUEST_MEMORY_MAX_REGIONS];
+	struct guest_region region[GUEST_MEMORY_MAX_REGIONS]; /* as they were at the freeze */
 	unsigned n;
 };
 
@@ -56,7 +56,7 @@ static int snapshot_freeze(struct vm *vm, struct vm_state *state, struct snapsho
 				r = error_set(ENOMEM, "cannot freeze guest RAM at 0x%llx: %s", (unsigned long long)g->gpa,
 					      kern_return_name(kr));
 			else
-				c->region[c->n++] = g;
+				c->region[c->n++] = *g;
 		}
 		int pr = pmap_uffd_flush(&vm->mem.pmap);
 		if (!r && pr)
@@ -82,7 +82,7 @@ static int snapshot_write_pages(struct vm *vm, struct snapshot_copies *c, struct
 	static _Thread_local uint8_t batch[SNAPSHOT_BATCH][VM_PAGE_SIZE];
 	uint64_t done = 0, last_report = 0;
 	for (unsigned i = 0; i < c->n; i++) {
-		const struct guest_region *g = c->region[i];
+		const struct guest_region *g = &c->region[i];
 		for (uint64_t off = 0; off < g->size; off += SNAPSHOT_BATCH * VM_PAGE_SIZE) {
 			unsigned n = (g->size - off) / VM_PAGE_SIZE < SNAPSHOT_BATCH ? (unsigned)((g->size - off) / VM_PAGE_SIZE)
 										: SNAPSHOT_BATCH;
@@ -177,7 +177,7 @@ int snapshot_save(struct vm *vm, const char *dir, const char *name, snapshot_pro
 	if (r)
 		goto out;
 	for (unsigned i = 0; i < copies.n; i++)
-		res->pages += copies.region[i]->size / VM_PAGE_SIZE;
+		res->pages += copies.region[i].size / VM_PAGE_SIZE;
 	r = snapshot_write_pages(vm, &copies, parent, w, progress, arg, res->pages);
 	struct store_write_stats ws;
 	store_writer_stats(w, &ws);

@@ -32,10 +32,12 @@ static int vm_check_guest(const struct vm_config *cfg, void **image, size_t *siz
 	return r;
 }
 
-static void vm_memory_error(void *arg, const char *message)
+static void vm_memory_error(void *arg, int err, const char *message)
 {
 	struct vm *vm = arg;
-	if (vm_stop(vm, VM_EXIT_VMM_ERROR))
+	/* A guest breaking the map's protections is the guest's error, as an access outside
+	 * guest memory is; anything else is the host's (a pager failed). */
+	if (vm_stop(vm, err == EACCES ? VM_EXIT_BAD_ACCESS : VM_EXIT_VMM_ERROR))
 		fprintf(stderr, "vmm: %s\n", message);
 }
 
@@ -54,14 +56,41 @@ static void vm_init_sync(struct vm *vm)
 
 /* KVM for @vm's memory: a new VM, a memory slot per region, and vCPUs in their PVH boot
  * state (@entry, @start_info) or, with @state, in that state. */
+int vm_sync_memslots(struct vm *vm)
+{
+	struct vm_memslot want[GUEST_MEMORY_MAX_REGIONS] = {0};
+	for (unsigned i = 0; i < vm->mem.nregions; i++) {
+		const struct guest_region *g = &vm->mem.region[i];
+		want[g->slot] = (struct vm_memslot){true, g->gpa, g->size, g->hva,
+						    g->kind != GUEST_REGION_RAM && g->mode == GUEST_MAP_RO};
+	}
+	/* Slots that change go first (KVM moves no slot: delete, then set), so no two overlap. */
+	for (unsigned s = 0; s < GUEST_MEMORY_MAX_REGIONS; s++) {
+		struct vm_memslot *have = &vm->memslots[s];
+		if (have->used && memcmp(have, &want[s], sizeof(*have)) != 0) {
+			int r = kvm_set_memory(&vm->kvm, s, have->gpa, 0, have->hva, false);
+			if (r)
+				return r;
+			have->used = false;
+		}
+	}
+	for (unsigned s = 0; s < GUEST_MEMORY_MAX_REGIONS; s++) {
+		if (!want[s].used || vm->memslots[s].used)
+			continue;
+		int r = kvm_set_memory(&vm->kvm, s, want[s].gpa, want[s].size, want[s].hva, want[s].readonly);
+		if (r)
+			return r;
+		vm->memslots[s] = want[s];
+	}
+	return 0;
+}
+
 static int vm_kvm_setup(struct vm *vm, uint64_t entry, uint64_t start_info, const struct vm_state *state)
 {
+	memset(vm->memslots, 0, sizeof(vm->memslots));
 	int r = kvm_open(&vm->kvm, vm->cfg.kvm_path);
-	for (unsigned i = 0; !r && i < vm->mem.nregions; i++) {
-		const struct guest_region *g = &vm->mem.region[i];
-		r = kvm_set_memory(&vm->kvm, i, g->gpa, g->size, g->hva,
-				   g->kind != GUEST_REGION_RAM && g->mode == GUEST_MAP_RO);
-	}
+	if (!r)
+		r = vm_sync_memslots(vm);
 	if (r)
 		return r;
 	if (vm->cfg.ncpus > vm->kvm.max_vcpus)
@@ -97,6 +126,8 @@ int vm_create(struct vm *vm, const struct vm_config *cfg)
 	int r = cfg->restore ? 0 : vm_check_guest(cfg, &image, &size, &lr);
 	if (!r)
 		r = guest_memory_create(&vm->mem, &cfg->mem);
+	if (!r && cfg->restore)
+		r = vm_state_apply_map(vm, cfg->restore);
 	if (!r && !cfg->restore)
 		r = loader_load_pvh(image, size, cfg->guest, &vm->mem, BOOT_INFO_GPA, BOOT_INFO_LEN, &lr);
 	free(image);

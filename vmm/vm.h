@@ -46,6 +46,14 @@ struct vm_config {
 
 struct vcpu;
 struct monitor;
+
+/* A KVM memory slot as KVM has it now. */
+struct vm_memslot {
+	bool used;
+	uint64_t gpa, size;
+	void *hva;
+	bool readonly;
+};
 struct vm_state;
 
 /* Locking legend: (c) set before vCPUs start, then constant; (l) vm->lock;
@@ -59,6 +67,7 @@ struct vm {
 	struct test_port test_port;    /* (c) device state is its own */
 	struct id_port id_port;        /* (c) device state is its own */
 	struct vcpu *vcpus;            /* (c) cfg.ncpus of them */
+	struct vm_memslot memslots[GUEST_MEMORY_MAX_REGIONS]; /* (p) by slot number */
 	pthread_mutex_t lock;
 	pthread_cond_t stopped_cond;   /* signalled when stop_status is set */
 	pthread_cond_t park_cond;      /* signalled when pause_count or parked changes */
@@ -109,6 +118,10 @@ void vm_park(struct vm *vm);
  * thread. The caller then starts its monitor and runs it. 0 or -errno with a message.
  */
 int vm_fork_child_setup(struct vm *vm, const struct vm_state *state);
+
+/* Bring KVM's memory slots in line with the guest memory regions (after a region change,
+ * with the VM paused). 0 or -errno with a message. */
+int vm_sync_memslots(struct vm *vm);
 
 /* Report the VM's statistics as flat dotted keys (vm.*, vcpu.N.*, and guest_memory_stats). */
 void vm_stats(struct vm *vm, void (*emit)(void *arg, const char *key, uint64_t value), void *arg);

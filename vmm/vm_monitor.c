@@ -12,6 +12,7 @@
 #include "vmm/monitor.h"
 #include "vmm/fork.h"
 #include "vmm/snapshot.h"
+#include "vmm/vm_memory_commands.h"
 #include "vmm/vm.h"
 
 static int vm_monitor_query_status(void *ctx, enum monitor_run_state *state)
@@ -210,6 +211,8 @@ int vm_monitor_start(struct vm *vm, const char *name, const char *path)
 	int r = monitor_create(&vm->monitor, &cfg);
 	if (!r)
 		r = monitor_add_commands(vm->monitor, vm_monitor_commands, vm);
+	if (!r)
+		r = monitor_add_commands(vm->monitor, vm_memory_commands, vm);
 	if (!r)
 		r = monitor_listen(vm->monitor, path);
 	if (r && vm->monitor) {

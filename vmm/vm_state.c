@@ -5,6 +5,8 @@
 #include <string.h>
 
 #include "guest/abi.h"
+#include "mmu/vm_domain.h"
+#include "mmu/vm_map.h"
 #include "vmm/error.h"
 #include "vmm/vcpu.h"
 #include "vmm/vm.h"
@@ -14,6 +16,8 @@
 struct vm_state_header {
 	uint64_t magic;
 	uint64_t ram_size;
+	uint32_t nram;              /* followed by nram (gpa, size) pairs, nentries map entries, then the vCPUs */
+	uint32_t nentries;
 	uint32_t ncpus;
 	uint32_t id_value;
 	uint64_t test_messages;
@@ -25,7 +29,25 @@ struct vm_state_header {
 int vm_state_capture(struct vm *vm, struct vm_state *s)
 {
 	memset(s, 0, sizeof(*s));
-	s->ram_size = vm->mem.ram_size;
+	for (unsigned i = 0; i < vm->mem.nregions; i++) {
+		if (vm->mem.region[i].kind != GUEST_REGION_RAM)
+			continue;
+		s->ram[s->nram++] = (struct guest_ram_range){vm->mem.region[i].gpa, vm->mem.region[i].size};
+		s->ram_size += vm->mem.region[i].size; /* vm-allocate and vm-deallocate change it */
+	}
+	vm_domain_lock(vm->mem.dom);
+	vm_addr_t addr = 0;
+	struct vm_region_info ri;
+	while (s->nentries < VM_STATE_MAX_ENTRIES && vm_map_region(vm->mem.map, &addr, &ri) == KERN_SUCCESS) {
+		s->entry[s->nentries++] = (struct vm_state_entry){ri.start, ri.end, ri.protection, ri.max_protection,
+								  ri.inheritance, 0};
+		addr = ri.end;
+	}
+	bool more = vm_map_region(vm->mem.map, &addr, &ri) == KERN_SUCCESS;
+	vm_domain_unlock(vm->mem.dom);
+	if (more)
+		return error_set(E2BIG, "the map has more than %d entries; a snapshot keeps at most that many",
+				 VM_STATE_MAX_ENTRIES);
 	s->ncpus = vm->cfg.ncpus;
 	s->id_value = (uint32_t)atomic_load(&vm->id_port.value);
 	s->serial_lcr = vm->serial.lcr;
@@ -48,7 +70,7 @@ int vm_state_capture(struct vm *vm, struct vm_state *s)
 
 int vm_state_serialize(const struct vm_state *s, uint8_t **blob, size_t *len)
 {
-	size_t n = sizeof(struct vm_state_header);
+	size_t n = sizeof(struct vm_state_header) + s->nram * sizeof(s->ram[0]) + s->nentries * sizeof(s->entry[0]);
 	for (unsigned i = 0; i < s->ncpus; i++)
 		n += vcpu_state_size(&s->vcpus[i]);
 	uint8_t *b = malloc(n), *p = b;
@@ -57,6 +79,8 @@ int vm_state_serialize(const struct vm_state *s, uint8_t **blob, size_t *len)
 	struct vm_state_header h = {
 		.magic = VM_STATE_MAGIC,
 		.ram_size = s->ram_size,
+		.nram = s->nram,
+		.nentries = s->nentries,
 		.ncpus = s->ncpus,
 		.id_value = s->id_value,
 		.test_messages = s->test_messages,
@@ -66,6 +90,10 @@ int vm_state_serialize(const struct vm_state *s, uint8_t **blob, size_t *len)
 	};
 	memcpy(p, &h, sizeof(h));
 	p += sizeof(h);
+	memcpy(p, s->ram, s->nram * sizeof(s->ram[0]));
+	p += s->nram * sizeof(s->ram[0]);
+	memcpy(p, s->entry, s->nentries * sizeof(s->entry[0]));
+	p += s->nentries * sizeof(s->entry[0]);
 	for (unsigned i = 0; i < s->ncpus; i++) {
 		vcpu_state_write(&s->vcpus[i], p);
 		p += vcpu_state_size(&s->vcpus[i]);
@@ -88,6 +116,21 @@ int vm_state_parse(const uint8_t *blob, size_t len, struct vm_state *s)
 		return error_set(EINVAL, "VM state has %u vCPUs (1 to %d allowed)", h.ncpus, ABI_MAX_CPUS);
 	if (h.ram_size < ABI_MIN_RAM || h.ram_size > (1ull << 40) || (h.ram_size & 4095))
 		return error_set(EINVAL, "VM state has an impossible RAM size (%llu bytes)", (unsigned long long)h.ram_size);
+	if (h.nram < 1 || h.nram > GUEST_MEMORY_MAX_REGIONS || len - sizeof(h) < h.nram * sizeof(s->ram[0]))
+		return error_set(EINVAL, "VM state has %u RAM ranges (1 to %d allowed)", h.nram, GUEST_MEMORY_MAX_REGIONS);
+	s->nram = h.nram;
+	memcpy(s->ram, blob + sizeof(h), h.nram * sizeof(s->ram[0]));
+	size_t entries_off = sizeof(h) + h.nram * sizeof(s->ram[0]);
+	if (h.nentries > VM_STATE_MAX_ENTRIES || len - entries_off < h.nentries * sizeof(s->entry[0]))
+		return error_set(EINVAL, "VM state has %u map entries (at most %d)", h.nentries, VM_STATE_MAX_ENTRIES);
+	s->nentries = h.nentries;
+	memcpy(s->entry, blob + entries_off, h.nentries * sizeof(s->entry[0]));
+	uint64_t total = 0;
+	for (unsigned i = 0; i < s->nram; i++)
+		total += s->ram[i].size;
+	if (total != h.ram_size)
+		return error_set(EINVAL, "VM state's RAM ranges add up to %llu bytes, not %llu", (unsigned long long)total,
+				 (unsigned long long)h.ram_size);
 	s->ram_size = h.ram_size;
 	s->ncpus = h.ncpus;
 	s->id_value = h.id_value;
@@ -98,7 +141,7 @@ int vm_state_parse(const uint8_t *blob, size_t len, struct vm_state *s)
 	s->vcpus = calloc(s->ncpus, sizeof(*s->vcpus));
 	if (!s->vcpus)
 		return error_set(ENOMEM, "no memory for the vCPU states");
-	size_t off = sizeof(h);
+	size_t off = entries_off + s->nentries * sizeof(s->entry[0]);
 	for (unsigned i = 0; i < s->ncpus; i++) {
 		size_t used;
 		int r = vcpu_state_read(blob + off, len - off, &s->vcpus[i], &used);
@@ -115,12 +158,34 @@ int vm_state_parse(const uint8_t *blob, size_t len, struct vm_state *s)
 	return 0;
 }
 
+int vm_state_apply_map(struct vm *vm, const struct vm_state *s)
+{
+	kern_return_t kr = KERN_SUCCESS;
+	unsigned i = 0;
+	vm_domain_lock(vm->mem.dom);
+	for (; i < s->nentries && kr == KERN_SUCCESS; i++) {
+		const struct vm_state_entry *e = &s->entry[i];
+		if (e->end <= e->start || e->inheritance > VM_INHERIT_NONE)
+			kr = KERN_INVALID_ARGUMENT;
+		if (kr == KERN_SUCCESS)
+			kr = vm_map_protect(vm->mem.map, e->start, e->end - e->start, true, e->max_protection);
+		if (kr == KERN_SUCCESS)
+			kr = vm_map_protect(vm->mem.map, e->start, e->end - e->start, false, e->protection);
+		if (kr == KERN_SUCCESS)
+			kr = vm_map_inherit(vm->mem.map, e->start, e->end - e->start, e->inheritance);
+	}
+	int r = pmap_uffd_flush(&vm->mem.pmap);
+	vm_domain_unlock(vm->mem.dom);
+	if (kr != KERN_SUCCESS)
+		return error_set(EINVAL, "VM state's map entry %u does not fit the restored memory: %s", i - 1,
+				 kern_return_name(kr));
+	return r;
+}
+
 int vm_state_apply(struct vm *vm, const struct vm_state *s)
 {
-	if (s->ncpus != vm->cfg.ncpus || s->ram_size != vm->mem.ram_size)
-		return error_set(EINVAL, "VM state is for %u vCPUs and %llu MiB, not %u and %llu", s->ncpus,
-				 (unsigned long long)(s->ram_size >> 20), vm->cfg.ncpus,
-				 (unsigned long long)(vm->mem.ram_size >> 20));
+	if (s->ncpus != vm->cfg.ncpus)
+		return error_set(EINVAL, "VM state is for %u vCPUs, not %u", s->ncpus, vm->cfg.ncpus);
 	for (unsigned i = 0; i < s->ncpus; i++) {
 		int r = vcpu_state_load(vm->vcpus[i].fd, &s->vcpus[i]);
 		if (r)

@@ -10,12 +10,22 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "vmm/guest_memory.h"
 #include "vmm/vcpu_state.h"
 
 struct vm;
 
+#define VM_STATE_MAX_ENTRIES 256
+
 struct vm_state {
-	uint64_t ram_size;          /* bytes of RAM (the layout follows from it) */
+	uint64_t ram_size;          /* bytes of RAM */
+	unsigned nram;              /* the RAM regions, in address order */
+	struct guest_ram_range ram[GUEST_MEMORY_MAX_REGIONS];
+	unsigned nentries;          /* the map's entries: protections and inheritance to restore */
+	struct vm_state_entry {
+		uint64_t start, end;
+		uint32_t protection, max_protection, inheritance, reserved;
+	} entry[VM_STATE_MAX_ENTRIES];
 	unsigned ncpus;
 	uint32_t id_value;          /* identity port */
 	uint8_t serial_lcr, serial_scratch;
@@ -32,6 +42,10 @@ int vm_state_serialize(const struct vm_state *s, uint8_t **blob, size_t *len);
 
 /* Parse a blob (untrusted). 0, or -EINVAL with a message saying what is wrong. */
 int vm_state_parse(const uint8_t *blob, size_t len, struct vm_state *s);
+
+/* Give @vm's map the protections and inheritance of @s's entries (after its memory is
+ * created with @s's RAM ranges). 0 or -errno with a message. */
+int vm_state_apply_map(struct vm *vm, const struct vm_state *s);
 
 /* Load @s into @vm (created with the same RAM size and vCPU count, not running yet). */
 int vm_state_apply(struct vm *vm, const struct vm_state *s);

@@ -1,0 +1,266 @@
+/*
+ * The guest-physical address space over the monitor: query-memory against a map the test
+ * builds itself (allocate, protect, inherit, deallocate, snapshot and restore, fork), and
+ * the Mach calls seen from inside the guest.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "guest/abi.h"
+#include "harness.h"
+#include "spawn.h"
+#include "vm_proc.h"
+#include "vmm/base64.h"
+#include "vmm/error.h"
+#include "vmm/monitor.h"
+#include "vmm/qmp_client.h"
+
+#define G1 0x40000000ll /* 1 GiB: where the test allocates */
+#define MAILBOX "0x7ff000"
+
+static struct vm_proc vm, child;
+static char store[64];
+
+static void setup(void)
+{
+	strcpy(store, "/tmp/vmm-mem-store-XXXXXX");
+	ck_assert_ptr_nonnull(mkdtemp(store));
+}
+
+static void teardown(void)
+{
+	vm_proc_cleanup(&vm, false);
+	vm_proc_cleanup(&child, false);
+	char cmd[128];
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", store);
+	ck_assert_int_eq(system(cmd), 0);
+}
+
+static const char *guest(void)
+{
+	static char g[4096];
+	snprintf(g, sizeof(g), "%s", harness_build_path("guest.elf"));
+	return g;
+}
+
+static void call(struct vm_proc *v, const char *cmd, json_t *args)
+{
+	json_decref(vm_proc_execute(v, cmd, args));
+	json_decref(args);
+}
+
+/* The command must fail with a desc containing @needle. */
+static void call_fails(struct vm_proc *v, const char *cmd, json_t *args, const char *needle)
+{
+	json_t *ret = NULL;
+	ck_assert_int_eq(qmp_client_execute(v->c, cmd, args, &ret, VM_PROC_TIMEOUT_MS), -EREMOTEIO);
+	ck_assert_msg(strstr(error_message(), needle), "%s: '%s' lacks '%s'", cmd, error_message(), needle);
+	json_decref(args);
+}
+
+/* Write 1 into the guest's mailbox: its await workload goes on. */
+static void release_guest(struct vm_proc *v)
+{
+	call(v, "vm-write", json_pack("{s:I,s:s}", "addr", (json_int_t)0x7ff000, "data", "AQ=="));
+}
+
+/* One expected entry of query-memory. */
+struct entry {
+	long long start, end;
+	const char *prot, *inherit;
+};
+
+/* query-memory must list exactly @want; with @depth, no chain deeper than that. */
+static void expect_map(struct vm_proc *v, const struct entry *want, size_t n, unsigned depth)
+{
+	json_t *m = vm_proc_execute(v, "query-memory", NULL);
+	json_t *entries = json_object_get(m, "entries");
+	char *dump = json_dumps(entries, JSON_COMPACT);
+	ck_assert_msg(json_array_size(entries) == n, "%zu entries: %s", json_array_size(entries), dump);
+	for (size_t i = 0; i < n; i++) {
+		json_t *e = json_array_get(entries, i);
+		ck_assert_msg(json_integer_value(json_object_get(e, "start")) == want[i].start &&
+				      json_integer_value(json_object_get(e, "end")) == want[i].end &&
+				      strcmp(json_string_value(json_object_get(e, "protection")), want[i].prot) == 0 &&
+				      strcmp(json_string_value(json_object_get(e, "inheritance")), want[i].inherit) == 0,
+			      "entry %zu differs: %s", i, dump);
+		/* Untouched entries have no object yet (depth 0). */
+		if (depth)
+			ck_assert_msg(json_integer_value(json_object_get(e, "depth")) <= depth &&
+					      json_array_size(json_object_get(e, "chain")) ==
+						      (size_t)json_integer_value(json_object_get(e, "depth")),
+				      "entry %zu depth: %s", i, dump);
+	}
+	free(dump);
+	json_decref(m);
+}
+
+START_TEST(query_memory_shows_the_map_the_test_built)
+{
+	vm_proc_start(&vm, NULL, "run", "-n", "mapped", "-m", "64M", "-p", "sync=1 idle", guest(), NULL);
+	vm_proc_wait_sync(&vm, 1);
+	call(&vm, "vm-allocate", json_pack("{s:I,s:I}", "addr", G1, "size", (json_int_t)(1 << 20)));
+	call(&vm, "vm-protect", json_pack("{s:I,s:I,s:s}", "addr", G1, "size", 4096ll, "protection", "r"));
+	call(&vm, "vm-inherit", json_pack("{s:I,s:I,s:s}", "addr", G1 + 4096, "size", 4096ll, "inheritance", "none"));
+	call(&vm, "vm-deallocate", json_pack("{s:I,s:I}", "addr", G1 + 0x40000, "size", 0x10000ll));
+	const struct entry built[] = {
+		{0, 64 << 20, "rw-", "copy"},
+		{G1, G1 + 4096, "r--", "copy"},
+		{G1 + 4096, G1 + 8192, "rw-", "none"},
+		{G1 + 8192, G1 + 0x40000, "rw-", "copy"},
+		{G1 + 0x50000, G1 + 0x100000, "rw-", "copy"},
+	};
+	expect_map(&vm, built, 5, 1);
+
+	/* A snapshot freezes each entry behind a new object, then collapses back. */
+	json_t *s = vm_proc_execute(&vm, "snapshot-save", json_pack("{s:s,s:s}", "name", "m", "store", store));
+	json_decref(s);
+	expect_map(&vm, built, 5, 1);
+
+	/* A fork: the child has the parent's map but for the entry inherited "none". */
+	json_t *f = vm_proc_execute(&vm, "fork", json_pack("{s:i}", "count", 1));
+	json_decref(f);
+	char sock[160];
+	ck_assert_int_eq(monitor_socket_path("mapped.1", sock, sizeof(sock), false), 0);
+	struct vm_proc *c = &child;
+	memset(c, 0, sizeof(*c));
+	ck_assert_int_eq(spawn_wait_socket(sock, VM_PROC_TIMEOUT_MS / 1000), 0); /* the child comes up on its own */
+	ck_assert_int_eq(qmp_client_connect(&c->c, sock, VM_PROC_TIMEOUT_MS), 0);
+	const struct entry forked[] = {
+		{0, 64 << 20, "rw-", "copy"},
+		{G1, G1 + 4096, "r--", "copy"},
+		{G1 + 8192, G1 + 0x40000, "rw-", "copy"},
+		{G1 + 0x50000, G1 + 0x100000, "rw-", "copy"},
+	};
+	expect_map(c, forked, 4, 0);
+	call(c, "quit", NULL);
+	qmp_client_close(c->c);
+	c->c = NULL;
+	call(&vm, "quit", NULL);
+	vm_proc_wait(&vm);
+
+	/* Restored: the same map, each entry copy-on-write over the snapshot's object. */
+	vm_proc_start(&vm, NULL, "restore", "--store", store, "m", NULL);
+	expect_map(&vm, built, 5, 0);
+	json_t *m = vm_proc_execute(&vm, "query-memory", NULL);
+	json_t *chain = json_object_get(json_array_get(json_object_get(m, "entries"), 0), "chain");
+	json_t *bottom = json_array_get(chain, json_array_size(chain) - 1);
+	ck_assert_str_eq(json_string_value(json_object_get(bottom, "pager")), "snapshot");
+	json_decref(m);
+}
+END_TEST
+
+START_TEST(guest_uses_memory_allocated_at_run_time)
+{
+	vm_proc_start(&vm, NULL, "run", "-m", "64M", "-p", "sync=1 await=" MAILBOX " seed=3 fill=1G,1M check=1G,1M", guest(),
+		      NULL);
+	vm_proc_wait_sync(&vm, 1);
+	call(&vm, "vm-allocate", json_pack("{s:I,s:I}", "addr", G1, "size", (json_int_t)(1 << 20)));
+	release_guest(&vm);
+	ck_assert_int_eq(vm_proc_wait(&vm), 0);
+	char *out = vm_proc_output(&vm, false);
+	ck_assert_msg(strstr(out, "check: 256 pages ok"), "%s", out);
+	free(out);
+}
+END_TEST
+
+START_TEST(vm_read_sees_what_the_guest_wrote_and_vm_write_what_it_reads)
+{
+	vm_proc_start(&vm, NULL, "run", "-m", "64M", "-p", "seed=5 fill=16M,64K sync=1 await=" MAILBOX " check=16M,4K",
+		      guest(), NULL);
+	vm_proc_wait_sync(&vm, 1);
+	json_t *r = vm_proc_execute(&vm, "vm-read", json_pack("{s:I,s:I}", "addr", 16ll << 20, "size", 4096ll));
+	uint8_t page[4096];
+	ck_assert_int_eq(base64_decode(json_string_value(json_object_get(r, "data")), page, sizeof(page)), 4096);
+	json_decref(r);
+	uint64_t key = abi_page_key(16u << 20, 5);
+	for (unsigned i = 0; i < 512; i++) {
+		uint64_t w;
+		memcpy(&w, page + 8 * i, 8);
+		ck_assert_uint_eq(w, key + i);
+	}
+	/* Break one word of the page the guest will check: it must see it. */
+	uint64_t bad = 0x0123456789abcdefull;
+	char text[16];
+	base64_encode((uint8_t *)&bad, 8, text);
+	call(&vm, "vm-write", json_pack("{s:I,s:s}", "addr", (16ll << 20) + 8, "data", text));
+	release_guest(&vm);
+	ck_assert_int_eq(vm_proc_wait(&vm), 1);
+	char *out = vm_proc_output(&vm, false);
+	ck_assert_msg(strstr(out, "check: mismatch at 0x0000000001000008"), "%s", out);
+	free(out);
+}
+END_TEST
+
+START_TEST(write_to_protected_memory_stops_the_guest)
+{
+	vm_proc_start(&vm, NULL, "run", "-m", "64M", "-p", "sync=1 await=" MAILBOX " poke=0x1000000", guest(), NULL);
+	vm_proc_wait_sync(&vm, 1);
+	call(&vm, "vm-protect", json_pack("{s:I,s:I,s:s}", "addr", 16ll << 20, "size", 4096ll, "protection", "r"));
+	release_guest(&vm);
+	ck_assert_int_eq(vm_proc_wait(&vm), 122);
+	char *err = vm_proc_output(&vm, true);
+	ck_assert_msg(strstr(err, "guest write of guest-physical 0x1000000 (RAM) failed: KERN_PROTECTION_FAILURE"), "%s",
+		      err);
+	free(err);
+}
+END_TEST
+
+START_TEST(deallocated_memory_is_outside_guest_memory)
+{
+	vm_proc_start(&vm, NULL, "run", "-m", "64M", "-p", "sync=1 await=" MAILBOX " poke=0x1000000", guest(), NULL);
+	vm_proc_wait_sync(&vm, 1);
+	call(&vm, "vm-deallocate", json_pack("{s:I,s:I}", "addr", 16ll << 20, "size", 2ll << 20));
+	release_guest(&vm);
+	ck_assert_int_eq(vm_proc_wait(&vm), 122);
+	char *err = vm_proc_output(&vm, true);
+	ck_assert_msg(strstr(err, "guest wrote guest-physical 0x1000000 (1 bytes): outside guest memory"), "%s", err);
+	free(err);
+}
+END_TEST
+
+START_TEST(mach_errors_come_back_by_name)
+{
+	vm_proc_start(&vm, NULL, "run", "-m", "64M", "-p", "sync=1 idle", guest(), NULL);
+	call_fails(&vm, "vm-protect", json_pack("{s:I,s:I,s:s}", "addr", 100ll, "size", 4096ll, "protection", "r"),
+		   "KERN_INVALID_ARGUMENT");
+	call_fails(&vm, "vm-protect", json_pack("{s:I,s:I,s:s}", "addr", G1, "size", 4096ll, "protection", "r"),
+		   "KERN_INVALID_ADDRESS");
+	call_fails(&vm, "vm-allocate", json_pack("{s:I,s:I}", "addr", 0ll, "size", 4096ll), "KERN_NO_SPACE");
+	call(&vm, "vm-protect", json_pack("{s:I,s:I,s:s,s:b}", "addr", 0ll, "size", 4096ll, "protection", "r",
+					  "set-maximum", 1));
+	call_fails(&vm, "vm-protect", json_pack("{s:I,s:I,s:s}", "addr", 0ll, "size", 4096ll, "protection", "rw"),
+		   "KERN_PROTECTION_FAILURE");
+	call_fails(&vm, "vm-protect", json_pack("{s:I,s:I,s:s}", "addr", 0ll, "size", 4096ll, "protection", "rq"),
+		   "use letters r, w, x");
+	call_fails(&vm, "vm-inherit", json_pack("{s:I,s:I,s:s}", "addr", 0ll, "size", 4096ll, "inheritance", "all"),
+		   "use share, copy or none");
+	call_fails(&vm, "vm-read", json_pack("{s:I,s:I}", "addr", 0ll, "size", 1ll << 20), "at most 65536 bytes");
+	call_fails(&vm, "vm-read", json_pack("{s:I,s:I}", "addr", -5ll, "size", 4ll), "must not be negative");
+	call_fails(&vm, "vm-write", json_pack("{s:I,s:s}", "addr", 0ll, "data", "not base64!"), "not base64");
+	call_fails(&vm, "vm-write", json_pack("{s:I,s:s}", "addr", G1, "data", "AAAA"), "KERN_INVALID_ADDRESS");
+	call_fails(&vm, "vm-deallocate", json_pack("{s:I,s:I}", "addr", 1ll, "size", 4096ll), "KERN_INVALID_ARGUMENT");
+	/* The VM is unharmed. */
+	json_decref(vm_proc_execute(&vm, "query-status", NULL));
+}
+END_TEST
+
+Suite *kvm_memory_suite(void)
+{
+	Suite *s = suite_create("kvm_memory");
+	harness_requires(HARNESS_KVM | HARNESS_UFFD);
+	TCase *tc = tcase_create("memory");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_set_timeout(tc, 180);
+	HARNESS_ADD_TEST(tc, query_memory_shows_the_map_the_test_built);
+	HARNESS_ADD_TEST(tc, guest_uses_memory_allocated_at_run_time);
+	HARNESS_ADD_TEST(tc, vm_read_sees_what_the_guest_wrote_and_vm_write_what_it_reads);
+	HARNESS_ADD_TEST(tc, write_to_protected_memory_stops_the_guest);
+	HARNESS_ADD_TEST(tc, deallocated_memory_is_outside_guest_memory);
+	HARNESS_ADD_TEST(tc, mach_errors_come_back_by_name);
+	suite_add_tcase(s, tc);
+	return s;
+}
