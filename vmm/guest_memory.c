@@ -278,8 +278,7 @@ int guest_memory_create(struct guest_memory *m, const struct guest_memory_config
 			r = error_set(-kern_errno(kr), "cannot allocate guest RAM at 0x%llx: %s", (unsigned long long)g->gpa,
 				      kern_return_name(kr));
 	}
-	if (ram_obj)
-		vm_object_deallocate(ram_obj); /* the map entries hold their own references */
+	m->ram_object = ram_obj; /* kept: snapshots of the restored guest stop at it */
 	if (!r && cfg->mem_limit) {
 		/* The core trims to its limit after each fault, which may bring a whole cluster in:
 		 * keep one cluster of room so residency never exceeds what the user asked for. */
@@ -438,6 +437,9 @@ void guest_memory_destroy(struct guest_memory *m)
 	if (m->map)
 		vm_map_destroy(m->map);
 	m->map = NULL;
+	if (m->ram_object)
+		vm_object_deallocate(m->ram_object);
+	m->ram_object = NULL;
 	for (unsigned i = 0; i < GUEST_MEMORY_MAX_FILES; i++)
 		if (m->file_pagers[i])
 			pager_release(m->file_pagers[i]);

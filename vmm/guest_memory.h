@@ -79,6 +79,7 @@ struct guest_region {
 
 struct vm_domain;
 struct vm_map;
+struct vm_object;
 struct pager;
 
 /* Called once, from the fault thread, when a fault cannot be served: the VM must stop.
@@ -98,6 +99,7 @@ struct guest_memory {
 	struct vm_map *map;                                    /* (d) */
 	struct pager *file_pagers[GUEST_MEMORY_MAX_FILES];     /* (c) one reference each */
 	struct pager *swap;                                    /* (c) default pager, or NULL */
+	struct vm_object *ram_object;                          /* (c) restore: the snapshot's object, one reference */
 	int swap_fd;                                           /* (c) -1 when none */
 	struct uffd uffd;                                      /* (c) */
 	struct pmap_uffd pmap;                                 /* (d) */

@@ -10,12 +10,13 @@
 #include "mmu/page_store.h"
 #include "mmu/vm_domain.h"
 #include "mmu/vm_map.h"
+#include "mmu/vm_object.h"
 #include "vmm/error.h"
 #include "vmm/store.h"
 #include "vmm/vm.h"
 #include "vmm/vm_state.h"
 
-#define SNAPSHOT_BATCH 64 /* pages read per hold of the domain lock */
+#define SNAPSHOT_CHUNK 1024u /* pages gathered per hold of the domain lock (4 MiB) */
 
 static uint64_t now_ns(void)
 {
@@ -72,53 +73,67 @@ static int snapshot_freeze(struct vm *vm, struct vm_state *state, struct snapsho
 	return r;
 }
 
+/* Pages gathered under the domain lock, written to the store without it. */
+struct snapshot_batch {
+	uint8_t (*bytes)[VM_PAGE_SIZE];
+	uint64_t *pindex;
+	unsigned n;
+	uint64_t first_pindex; /* page number of the chunk's offset 0 */
+};
+
+static int snapshot_collect(void *arg, vm_offset_t offset, const void *bytes)
+{
+	struct snapshot_batch *b = arg;
+	memcpy(b->bytes[b->n], bytes, VM_PAGE_SIZE);
+	b->pindex[b->n++] = b->first_pindex + offset / VM_PAGE_SIZE;
+	return 0;
+}
+
 /*
- * Write every page of the frozen RAM that differs from the parent (all non-zero pages
- * when there is none) to @w, in page order.
+ * Write the pages of the frozen RAM whose data lives above @stop (every page the guest has,
+ * when @stop is NULL) to @w, in page order, a chunk at a time: the domain lock is held only
+ * while a chunk is gathered, so the guest's faults (its copy-on-writes of frozen pages
+ * above all) are served while the store is written.
  */
-static int snapshot_write_pages(struct vm *vm, struct snapshot_copies *c, struct store_snapshot *parent,
+static int snapshot_write_pages(struct vm *vm, struct snapshot_copies *c, const struct vm_object *stop,
 				struct store_writer *w, snapshot_progress_fn *progress, void *arg, uint64_t total)
 {
-	static _Thread_local uint8_t batch[SNAPSHOT_BATCH][VM_PAGE_SIZE];
-	uint64_t done = 0, last_report = 0;
-	for (unsigned i = 0; i < c->n; i++) {
-		const struct guest_region *g = &c->region[i];
-		for (uint64_t off = 0; off < g->size; off += SNAPSHOT_BATCH * VM_PAGE_SIZE) {
-			unsigned n = (g->size - off) / VM_PAGE_SIZE < SNAPSHOT_BATCH ? (unsigned)((g->size - off) / VM_PAGE_SIZE)
-										: SNAPSHOT_BATCH;
-			kern_return_t kr = KERN_SUCCESS;
-			vm_domain_lock(vm->mem.dom);
-			for (unsigned k = 0; k < n && kr == KERN_SUCCESS; k++)
-				kr = vm_map_copy_read(c->copy[i], off + k * VM_PAGE_SIZE, batch[k], VM_PAGE_SIZE);
-			vm_domain_unlock(vm->mem.dom);
-			if (kr != KERN_SUCCESS)
-				return error_set(EIO, "cannot read frozen guest RAM at 0x%llx: %s",
-						 (unsigned long long)(g->gpa + off), kern_return_name(kr));
-			for (unsigned k = 0; k < n; k++) {
-				uint64_t pindex = (g->gpa + off) / VM_PAGE_SIZE + k;
-				const void *theirs = NULL;
-				uint64_t hash;
-				if (parent) {
-					int r = store_snapshot_page(parent, pindex, &theirs, &hash);
-					if (r)
-						return r;
-				}
-				bool zero = page_store_is_zero(batch[k]);
-				bool same = theirs ? memcmp(theirs, batch[k], VM_PAGE_SIZE) == 0 : zero;
-				if (!same) {
-					int r = store_writer_add(w, pindex, batch[k]);
-					if (r)
-						return r;
-				}
-			}
-			done += n;
-			if (progress && (done - last_report >= 4096 || done == total)) {
-				progress(arg, done, total);
-				last_report = done;
+	struct snapshot_batch b = {.bytes = malloc(SNAPSHOT_CHUNK * VM_PAGE_SIZE),
+				   .pindex = malloc(SNAPSHOT_CHUNK * sizeof(uint64_t))};
+	int r = b.bytes && b.pindex ? 0 : error_set(ENOMEM, "no memory for the snapshot writer");
+	uint64_t done = 0;
+	for (unsigned i = 0; i < c->n && !r; i++) {
+		const struct vm_map_copy *copy = c->copy[i];
+		for (size_t k = 0; k < copy->npieces && !r; k++) {
+			const struct vm_map_copy_piece *p = &copy->pieces[k];
+			for (vm_size_t off = 0; off < p->size && !r; off += SNAPSHOT_CHUNK * VM_PAGE_SIZE) {
+				vm_size_t len = p->size - off < SNAPSHOT_CHUNK * VM_PAGE_SIZE ? p->size - off
+											 : SNAPSHOT_CHUNK * VM_PAGE_SIZE;
+				b.n = 0;
+				b.first_pindex = (c->region[i].gpa + p->offset + off) / VM_PAGE_SIZE;
+				vm_domain_lock(vm->mem.dom);
+				vm_domain_begin(vm->mem.dom);
+				kern_return_t kr = vm_object_enumerate(p->object, p->obj_offset + off, len, stop,
+								       snapshot_collect, &b, 0);
+				vm_domain_end(vm->mem.dom);
+				int fr = pmap_uffd_flush(&vm->mem.pmap);
+				vm_domain_unlock(vm->mem.dom);
+				if (kr != KERN_SUCCESS)
+					r = error_set(EIO, "cannot read frozen guest RAM at 0x%llx: %s",
+						      (unsigned long long)(c->region[i].gpa + p->offset + off), kern_return_name(kr));
+				else
+					r = fr;
+				for (unsigned n = 0; n < b.n && !r; n++)
+					r = store_writer_add(w, b.pindex[n], b.bytes[n]);
+				done += len / VM_PAGE_SIZE;
+				if (progress)
+					progress(arg, done, total);
 			}
 		}
 	}
-	return 0;
+	free(b.bytes);
+	free(b.pindex);
+	return r;
 }
 
 /* The parent of a snapshot of @vm in store @dir: the snapshot @vm was restored from, when
@@ -178,7 +193,7 @@ int snapshot_save(struct vm *vm, const char *dir, const char *name, snapshot_pro
 		goto out;
 	for (unsigned i = 0; i < copies.n; i++)
 		res->pages += copies.region[i].size / VM_PAGE_SIZE;
-	r = snapshot_write_pages(vm, &copies, parent, w, progress, arg, res->pages);
+	r = snapshot_write_pages(vm, &copies, parent ? vm->mem.ram_object : NULL, w, progress, arg, res->pages);
 	struct store_write_stats ws;
 	store_writer_stats(w, &ws);
 	res->listed = ws.pages;
