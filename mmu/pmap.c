@@ -32,9 +32,14 @@ void pmap_init(struct pmap *pmap, struct vm_domain *dom, const struct pmap_ops *
 
 /* ---- bindings: where packed pages are mapped ------------------------------------------ */
 
-static int pmap_bind(struct pmap *pmap, struct vm_object *obj, vm_addr_t va)
+int pmap_bind(struct pmap *pmap, struct vm_object *obj, vm_addr_t va, uint64_t pindex)
 {
 	assert(!obj->bind_pmap && obj->packed_count == 0);
+	vm_addr_t off = vm_ptoa(pindex);
+	/* The binding's range [va - off, + size) must not wrap. */
+	if (va < off || va - off > UINT64_MAX - obj->size)
+		return -1;
+	va -= off;
 	if (pmap->nbound == pmap->bound_cap) {
 		size_t cap = pmap->bound_cap ? pmap->bound_cap * 2 : 4;
 		struct vm_object **v = realloc(pmap->bound, cap * sizeof(*v));
@@ -85,12 +90,11 @@ int pmap_pack(struct vm_page *page)
 	struct pv_entry *pv = page->pv;
 	struct pmap *pmap = pv->pmap;
 	struct vm_object *obj = page->object;
-	vm_addr_t off = vm_ptoa(page->pindex);
 	assert(!pv->next);
 	if (obj->bind_pmap) {
-		if (obj->bind_pmap != pmap || obj->bind_va + off != pv->va)
+		if (obj->bind_pmap != pmap || obj->bind_va + vm_ptoa(page->pindex) != pv->va)
 			return -1;
-	} else if (pv->va < off || pv->va - off > UINT64_MAX - obj->size || pmap_bind(pmap, obj, pv->va - off) < 0) {
+	} else if (pmap_bind(pmap, obj, pv->va, page->pindex) < 0) {
 		return -1;
 	}
 	struct pv_entry *was = hmap_del(&pmap->pv, pmap_key(pv->va));

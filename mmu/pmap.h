@@ -111,6 +111,10 @@ void pmap_packed_read(struct vm_object *obj, uint64_t pindex, void *dst);
 int pmap_unpack(struct vm_page *page, vm_prot_t prot);
 void pmap_unbind(struct vm_object *obj);
 
+/* Bind @obj (unbound) to @pmap so that its page @pindex is at @va. 0, or -1 when that
+ * binding's range would wrap, or -ENOMEM. */
+int pmap_bind(struct pmap *pmap, struct vm_object *obj, vm_addr_t va, uint64_t pindex);
+
 /* Enter @page at @va with @prot, replacing what is there; keeps one writer or many readers
  * (entering writable removes the page's other mappings; entering read-only downgrades a
  * writable one). 0 or -errno (-ENOMEM, or the backend's). A pmap without ops: 0, nothing. */

@@ -368,6 +368,11 @@ static bool vm_object_collapse_one(struct vm_object *obj)
 	}
 	free(paged);
 
+	/* Packed pages move up as they are, where obj's binding maps them at the same address;
+	 * the others are unpacked by the list below. */
+	for (uint64_t idx = off; b->packed_count && vm_page_next(b, &idx, off + n); idx++)
+		if ((vm_page_state(b, idx) & VM_PS_PROT) && !vm_object_has(obj, idx - off))
+			(void)vm_page_move_packed(b, idx, obj, idx - off);
 	size_t npages;
 	struct vm_page **pages = vm_object_page_list(b, &npages);
 	if (!pages)

@@ -195,6 +195,29 @@ void vm_page_free_packed(struct vm_object *obj, uint64_t pindex)
 		pmap_unbind(obj);
 }
 
+int vm_page_move_packed(struct vm_object *from, uint64_t idx, struct vm_object *to, uint64_t pindex)
+{
+	uint8_t *src = vm_page_state_slot(from, idx, false);
+	assert(src && (*src & VM_PS_PROT) && from->bind_pmap);
+	vm_addr_t va = from->bind_va + vm_ptoa(idx);
+	if (to->bind_pmap && (to->bind_pmap != from->bind_pmap || to->bind_va + vm_ptoa(pindex) != va))
+		return -1;
+	uint8_t *dst = vm_page_state_slot(to, pindex, true);
+	if (!dst)
+		return -ENOMEM;
+	assert(*dst == 0);
+	if (!to->bind_pmap && pmap_bind(from->bind_pmap, to, va, pindex) != 0)
+		return -1;
+	*dst = *src | VM_PS_DIRTY;
+	*src = 0;
+	from->resident_count--;
+	to->resident_count++;
+	to->packed_count++;
+	if (--from->packed_count == 0)
+		pmap_unbind(from);
+	return 0;
+}
+
 /* Unpack packed page @pindex of @obj: a full page mapped where the binding says. */
 static struct vm_page *vm_page_unpack(struct vm_object *obj, uint64_t pindex, uint8_t *slot)
 {

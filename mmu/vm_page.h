@@ -81,6 +81,12 @@ void vm_page_free(struct vm_page *page);
  * backend and whose bytes are not wanted (its object is about to terminate). */
 void vm_page_free_packed(struct vm_object *obj, uint64_t pindex);
 
+/* Move packed page @idx of @from to @to as page @pindex (collapse), still packed: @to's
+ * binding must put it at the same address (@to is bound so if it was not). The page is
+ * marked modified (its old object's pager goes away). 0, or -1 (not possible: the caller
+ * unpacks it instead), or -ENOMEM. */
+int vm_page_move_packed(struct vm_object *from, uint64_t idx, struct vm_object *to, uint64_t pindex);
+
 /* The resident page @pindex of @obj as a full page (unpacked if it was packed), or NULL.
  * O(1). Unpacking takes a little memory; the host refusing it aborts. */
 struct vm_page *vm_page_lookup(struct vm_object *obj, uint64_t pindex);

@@ -558,6 +558,38 @@ START_TEST(test_copy_on_read_frees_clean_pages_their_pager_can_give_again)
 }
 END_TEST
 
+START_TEST(test_a_collapse_moves_packed_pages_up_without_unpacking_them)
+{
+	alloc(0, 4);
+	for (unsigned p = 0; p < 4; p++)
+		ck_assert_int_eq(vm_sandbox_write(sb, at(p), "abcd" + p, 1), KERN_SUCCESS);
+	/*   T -> F (frozen by the snapshot; its pages packed, mapped read-only here) */
+	struct vm_map_copy *snap;
+	ck_assert_int_eq(vm_map_copyin(sb->map, at(0), 4 * PS, &snap), KERN_SUCCESS);
+	ck_assert_int_eq(vm_sandbox_write(sb, at(0), "A", 1), KERN_SUCCESS);
+	struct vm_statistics st0, st;
+	vm_domain_statistics(sb->dom, &st0);
+	ck_assert_uint_eq(st0.packed_count, 4);
+	/*   the snapshot goes: T -> F  =>  T, F's pages move up into T still packed */
+	vm_map_copy_discard(snap);
+	vm_domain_statistics(sb->dom, &st);
+	ck_assert_uint_eq(st.object_collapses, st0.object_collapses + 1);
+	ck_assert_uint_eq(st.packed_count, 4);
+	ck_assert_uint_eq(hmap_count(&sb->map->pmap.pv), 0);
+	ck_assert_uint_eq(sb->map->pmap.nbound, 1);
+	vm_map_check(sb->map);
+	char buf[4];
+	for (unsigned p = 0; p < 4; p++)
+		ck_assert_int_eq(vm_map_read(sb->map, at(p), buf + p, 1), KERN_SUCCESS);
+	ck_assert_mem_eq(buf, "Abcd", 4);
+	/* Still read-only where F had them: a write copies nothing now, it just takes the page. */
+	ck_assert_int_eq(vm_sandbox_write(sb, at(3), "D", 1), KERN_SUCCESS);
+	vm_domain_statistics(sb->dom, &st);
+	ck_assert_uint_eq(st.cow_faults, st0.cow_faults);
+	vm_map_check(sb->map);
+}
+END_TEST
+
 Suite *vm_fault_suite(void)
 {
 	Suite *s = suite_create("vm_fault");
@@ -579,6 +611,7 @@ Suite *vm_fault_suite(void)
 	HARNESS_ADD_TEST(tc, test_copy_on_read_copies_a_backing_page_up_and_maps_it_writable);
 	HARNESS_ADD_TEST(tc, test_copy_on_read_leaves_entries_that_cannot_be_written_alone);
 	HARNESS_ADD_TEST(tc, test_copy_on_read_frees_clean_pages_their_pager_can_give_again);
+	HARNESS_ADD_TEST(tc, test_a_collapse_moves_packed_pages_up_without_unpacking_them);
 	suite_add_tcase(s, tc);
 	return s;
 }
