@@ -19,8 +19,9 @@ static void fork_help(FILE *f, const char *verb)
 		   "it. Child K is a VM named NAME.K with its own monitor socket; the guest of each learns\n"
 		   "which one it is from the identity port (index 0 in the parent, K in child K).\n"
 		   "Children print 'vmm: NAME.K: guest ended with status S' on the parent's standard\n"
-		   "error when they end. VMs with mapped files, external pagers or a memory limit cannot\n"
-		   "be forked.\n\n");
+		   "error when they end. Ranges inherited 'none' (QMP vm-inherit) are left out of the\n"
+		   "children. VMs with mapped files, external pagers, a memory limit or memory inherited\n"
+		   "'share' cannot be forked.\n\n");
 	cli_print_options(f, fork_options);
 	fprintf(f, "\nExit status: 0 forked, 1 the VM refused (its error is printed), 125 no such VM or\n"
 		   "bad arguments.\n");

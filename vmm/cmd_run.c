@@ -66,7 +66,7 @@ static const struct cli_option run_options[] = {
 	OPTION_SWAP,
 	{"map", 0, "FILE@GPA[,ro|,shared]", OPT_MAP,
 	 "map FILE at guest-physical GPA (0x.. or a size like 1G); private copy-on-write by default, "
-	 "ro: read-only, shared: guest writes reach the file at a clean shutdown (up to 8)"},
+	 "ro: read-only, shared: guest writes reach the file at a clean shutdown (up to 8 --map and --pager)"},
 	{"pager", 0, "SOCKET@GPA,SIZE[,ro|,shared]", OPT_PAGER,
 	 "map SIZE bytes served by the external pager listening on SOCKET at GPA (see tools/pager_server.c)"},
 	OPTION_CLUSTER,
@@ -103,8 +103,10 @@ void cmd_run_help(FILE *f)
 		   "Boot GUEST, a PVH ELF kernel, on KVM. The guest's serial console (COM1) goes to\n"
 		   "standard output; the VMM's own messages go to standard error.\n\n");
 	cli_print_options(f, run_options);
-	fprintf(f, "\nThe demo guest (build/guest.elf) runs the workloads named on its command line:\n"
-		   "  hello, touch=SIZE, spin[=SIZE], seed=N (see guest/workloads.c).\n\n"
+	fprintf(f, "\nThe demo guest (build/guest.elf) runs the workloads named on its command line, in\n"
+		   "order: hello, seed=N, touch=SIZE, spin[=SIZE], rounds=SIZE,N, forktest=SIZE, crash,\n"
+		   "sum=, fill=, check=, scan=, rscan=, dup=GPA,LEN, poke=GPA, sync=N, idle, await=GPA\n"
+		   "(see vmm(1) or guest/workloads.c).\n\n"
 		   "Exit status: the guest's own status (0-119, the value it writes to port 0xf4,\n"
 		   "as QEMU's isa-debug-exit), or the VMM's verdict:\n"
 		   "  121  KVM could not run or emulate the guest\n"
@@ -112,6 +114,7 @@ void cmd_run_help(FILE *f)
 		   "  123  the guest triple-faulted\n"
 		   "  124  the guest stopped making progress (halted for good, or over --timeout)\n"
 		   "  125  the VMM failed: bad arguments, unusable guest image, no KVM\n"
+		   "  128+N  ended by signal N: SIGHUP, SIGINT or SIGTERM (129, 130, 143)\n"
 		   "Verdicts 121-124 print the vCPU's registers on standard error.\n");
 }
 
@@ -388,10 +391,11 @@ void cmd_restore_help(FILE *f)
 {
 	fprintf(f, "usage: vmm restore [OPTIONS] SNAPSHOT\n"
 		   "Run the guest saved as SNAPSHOT in a store, from the instruction where it was\n"
-		   "snapshotted. Its vCPUs and RAM size come from the snapshot; memory is brought in\n"
-		   "on demand from the store (each page checked against its hash). Snapshots taken of\n"
-		   "the restored guest into the same store name SNAPSHOT as their parent and store only\n"
-		   "the pages that differ from it.\n\n");
+		   "snapshotted. Its vCPUs, its RAM layout, the protections and inheritances of its\n"
+		   "guest-physical map come from the snapshot; memory is brought in on demand from the\n"
+		   "store (each page checked against its hash). Snapshots taken of the restored guest\n"
+		   "into the same store name SNAPSHOT as their parent and store only the pages that\n"
+		   "differ from it.\n\n");
 	cli_print_options(f, restore_options);
 	fprintf(f, "\nExit status: as vmm run (see vmm run --help).\n");
 }

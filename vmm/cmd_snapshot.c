@@ -29,7 +29,9 @@ static void snapshot_help(FILE *f, const char *verb)
 		   "paused while its state is saved and its memory frozen copy-on-write, then it runs on\n"
 		   "while the frozen pages are written. Pages already in the store are not written again;\n"
 		   "a VM restored from a snapshot of the same store stores only what changed since.\n"
-		   "Returns when the snapshot is durable. On a terminal, progress is shown on stderr.\n\n");
+		   "Returns when the snapshot is durable. On a terminal, progress is shown on stderr.\n"
+		   "VMs with mapped files or external pagers, or run with --kernel-zero-fill, cannot be\n"
+		   "snapshotted.\n\n");
 	cli_print_options(f, snapshot_options);
 	fprintf(f, "\nExit status: 0 the snapshot is durable, 1 the VM refused (its error is printed),\n"
 		   "125 no such VM or bad arguments.\n");

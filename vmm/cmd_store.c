@@ -22,7 +22,7 @@ static void store_help(FILE *f, const char *verb)
 		   "       vmm store verify [DIR]\n"
 		   "       vmm store gc     [DIR]\n"
 		   "       vmm store rm     [DIR] SNAPSHOT\n"
-		   "Look after a snapshot store (DIR, default $VMM_STORE): a pack of unique pages and one\n"
+		   "Look after a snapshot store (DIR, default $VMM_STORE): packs of unique pages and one\n"
 		   "manifest per snapshot.\n"
 		   "  ls      list the snapshots: parent, memory size, pages listed, bytes only this\n"
 		   "          snapshot uses (unique) and bytes it shares with others\n"
