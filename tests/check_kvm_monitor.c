@@ -147,11 +147,12 @@ START_TEST(stats_carry_vcpu_memory_and_monitor_figures)
 	messages_above(1);
 	json_t *s = execute("query-stats", NULL);
 	const char *keys[] = {"vm.vcpus", "vcpu.0.exits", "vcpu.1.exits", "mem.faults", "mem.zero_fills",
-			      "mem.resident_pages", "dedup.inserts", "monitor.clients"};
+			      "mem.resident_pages", "dedup.hits", "kvm.pages_4k", "vcpu.0.kvm.exits",
+			      "monitor.clients"};
 	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
 		ck_assert_msg(json_is_integer(json_object_get(s, keys[i])), "no %s", keys[i]);
 	ck_assert_int_eq(json_integer_value(json_object_get(s, "vm.vcpus")), 2);
-	ck_assert_int_ge(json_integer_value(json_object_get(s, "mem.resident_pages")), 1024);
+	ck_assert_int_ge(json_integer_value(json_object_get(s, "mem.resident_pages")), 512); /* cpu 0's half at least */
 	json_decref(s);
 }
 END_TEST

@@ -242,13 +242,32 @@ START_TEST(test_pager_errors_become_memory_errors)
 }
 END_TEST
 
+/* Pages 0 ("parent") and, with @pages 2, 1 ("second") written, then frozen into a snapshot:
+ * the entry copies on its next write. */
+static struct vm_map_copy *freeze_written(unsigned pages)
+{
+	static const char *const words[] = {"parent", "second"};
+	alloc(0, pages);
+	for (unsigned p = 0; p < pages; p++)
+		ck_assert_int_eq(vm_sandbox_write(sb, at(p), words[p], 6), KERN_SUCCESS);
+	struct vm_map_copy *snap;
+	ck_assert_int_eq(vm_map_copyin(sb->map, at(0), pages * PS, &snap), KERN_SUCCESS);
+	return snap;
+}
+
+/* A restored guest: freeze_written(@pages), mapped back at page 4, copying up on read. */
+static struct vm_map_copy *restore_copying_on_read(unsigned pages)
+{
+	struct vm_map_copy *snap = freeze_written(pages);
+	vm_addr_t a = at(4);
+	ck_assert_int_eq(vm_map_copyout(sb->map, &a, false, snap), KERN_SUCCESS);
+	ck_assert_int_eq(vm_map_set_attr(sb->map, at(4), pages * PS, VM_ATTR_COPY_ON_READ, 1), KERN_SUCCESS);
+	return snap;
+}
+
 START_TEST(test_reading_a_backing_page_maps_it_read_only_and_a_write_copies_it_up)
 {
-	alloc(0, 2);
-	ck_assert_int_eq(vm_sandbox_write(sb, at(0), "parent", 6), KERN_SUCCESS);
-	ck_assert_int_eq(vm_sandbox_write(sb, at(1), "second", 6), KERN_SUCCESS);
-	struct vm_map_copy *snap; /* freezes the object: the entry copies on its next write */
-	ck_assert_int_eq(vm_map_copyin(sb->map, at(0), 2 * PS, &snap), KERN_SUCCESS);
+	struct vm_map_copy *snap = freeze_written(2);
 	ck_assert_uint_eq(pmap_flat_prot(sb->flat, at(0)), VM_PROT_READ);
 	struct vm_fault_info info;
 	uint64_t enters = sb->flat->enters, protects = sb->flat->protects;
@@ -346,6 +365,14 @@ START_TEST(test_cluster_pages_written_elsewhere_are_left_alone)
 }
 END_TEST
 
+/* Pages 0..@n-1 allocated and each written ("w") by the guest: packed, one fault each. */
+static void written_pages(unsigned n)
+{
+	alloc(0, n);
+	for (unsigned p = 0; p < n; p++)
+		ck_assert_int_eq(vm_sandbox_write(sb, at(p), "w", 1), KERN_SUCCESS);
+}
+
 START_TEST(test_a_faulted_page_is_packed_and_comes_back_whole_when_looked_at)
 {
 	alloc(0, 4);
@@ -382,9 +409,7 @@ END_TEST
 
 START_TEST(test_protecting_packed_pages_changes_them_in_place_in_one_backend_call)
 {
-	alloc(0, 4);
-	for (unsigned p = 0; p < 4; p++)
-		ck_assert_int_eq(vm_sandbox_write(sb, at(p), "w", 1), KERN_SUCCESS);
+	written_pages(4);
 	uint64_t protects = sb->flat->protects;
 	ck_assert_int_eq(vm_map_protect(sb->map, at(0), 4 * PS, false, VM_PROT_READ), KERN_SUCCESS);
 	ck_assert_uint_eq(sb->flat->protects, protects + 1);
@@ -407,9 +432,7 @@ END_TEST
 
 START_TEST(test_deallocating_packed_pages_frees_them_in_one_backend_call)
 {
-	alloc(0, 8);
-	for (unsigned p = 0; p < 8; p++)
-		ck_assert_int_eq(vm_sandbox_write(sb, at(p), "w", 1), KERN_SUCCESS);
+	written_pages(8);
 	uint64_t removes = sb->flat->removes, reads = sb->flat->reads;
 	ck_assert_int_eq(vm_map_deallocate(sb->map, at(0), 8 * PS), KERN_SUCCESS);
 	ck_assert_uint_eq(sb->flat->removes, removes + 1);
@@ -454,15 +477,7 @@ END_TEST
 
 START_TEST(test_copy_on_read_copies_a_backing_page_up_and_maps_it_writable)
 {
-	alloc(0, 2);
-	ck_assert_int_eq(vm_sandbox_write(sb, at(0), "parent", 6), KERN_SUCCESS);
-	ck_assert_int_eq(vm_sandbox_write(sb, at(1), "second", 6), KERN_SUCCESS);
-	struct vm_map_copy *snap;
-	ck_assert_int_eq(vm_map_copyin(sb->map, at(0), 2 * PS, &snap), KERN_SUCCESS);
-	/* A restored guest: new entries over the frozen copy, copying up on read. */
-	vm_addr_t a = at(4);
-	ck_assert_int_eq(vm_map_copyout(sb->map, &a, false, snap), KERN_SUCCESS);
-	ck_assert_int_eq(vm_map_set_attr(sb->map, at(4), 2 * PS, VM_ATTR_COPY_ON_READ, 1), KERN_SUCCESS);
+	struct vm_map_copy *snap = restore_copying_on_read(2);
 	ck_assert_int_eq(vm_map_set_attr(sb->map, at(4), 2 * PS, VM_ATTR_CLUSTER, 2), KERN_SUCCESS);
 	struct vm_statistics st0, st;
 	vm_domain_statistics(sb->dom, &st0);
@@ -483,7 +498,7 @@ START_TEST(test_copy_on_read_copies_a_backing_page_up_and_maps_it_writable)
 	ck_assert_mem_eq(buf, "parent", 6);
 	ck_assert_int_eq(vm_map_read(sb->map, at(5), buf, 6), KERN_SUCCESS);
 	ck_assert_mem_eq(buf, "second", 6);
-	a = at(4);
+	vm_addr_t a = at(4);
 	struct vm_region_info r;
 	ck_assert_int_eq(vm_map_region(sb->map, &a, &r), KERN_SUCCESS);
 	ck_assert(r.attr.copy_on_read);
@@ -495,14 +510,8 @@ END_TEST
 
 START_TEST(test_copy_on_read_leaves_entries_that_cannot_be_written_alone)
 {
-	alloc(0, 1);
-	ck_assert_int_eq(vm_sandbox_write(sb, at(0), "parent", 6), KERN_SUCCESS);
-	struct vm_map_copy *snap;
-	ck_assert_int_eq(vm_map_copyin(sb->map, at(0), PS, &snap), KERN_SUCCESS);
-	vm_addr_t a = at(4);
-	ck_assert_int_eq(vm_map_copyout(sb->map, &a, false, snap), KERN_SUCCESS);
+	struct vm_map_copy *snap = restore_copying_on_read(1);
 	ck_assert_int_eq(vm_map_protect(sb->map, at(4), PS, false, VM_PROT_READ), KERN_SUCCESS);
-	ck_assert_int_eq(vm_map_set_attr(sb->map, at(4), PS, VM_ATTR_COPY_ON_READ, 1), KERN_SUCCESS);
 	struct vm_fault_info info;
 	ck_assert_int_eq(vm_fault(sb->map, at(4), VM_PROT_READ, &info), KERN_SUCCESS);
 	ck_assert_uint_eq(info.cow, 0);

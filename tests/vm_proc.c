@@ -12,7 +12,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "guest/abi.h"
 #include "harness.h"
 #include "spawn.h"
 #include "vmm/error.h"
@@ -89,17 +88,10 @@ json_t *vm_proc_wait_event(struct vm_proc *v, const char *name, const char *key,
 
 void vm_proc_wait_sync(struct vm_proc *v, unsigned n)
 {
-	for (int i = 0; i < VM_PROC_TIMEOUT_MS / 10; i++) {
-		json_t *st = vm_proc_execute(v, "query-stats", NULL);
-		unsigned last = (unsigned)json_integer_value(json_object_get(st, "vm.test_port_last"));
-		json_decref(st);
-		if (ABI_SYNC_CODE(last) == ABI_SYNC_POINT && ABI_SYNC_ARG(last) >= n)
-			return;
-		struct timespec t = {0, 10000000L};
-		nanosleep(&t, NULL);
+	if (qmp_client_wait_sync(v->c, n, VM_PROC_TIMEOUT_MS) != 0) {
+		char *err = vm_proc_output(v, true);
+		ck_abort_msg("the guest never reached sync point %u (%s): %s", n, error_message(), err);
 	}
-	char *err = vm_proc_output(v, true);
-	ck_abort_msg("the guest never reached sync point %u: %s", n, err);
 }
 
 int vm_proc_wait(struct vm_proc *v)

@@ -50,9 +50,10 @@ int cmd_fork(int argc, char **argv)
 		json_t *children = json_object_get(ret, "children"), *child;
 		size_t i;
 		json_array_foreach(children, i, child)
-			printf("%s\tpid %lld\tforked in %.2f ms\n", json_string_value(json_object_get(child, "name")),
+			printf("%s\tpid %lld\tforked in %.2f ms\t%s\n", json_string_value(json_object_get(child, "name")),
 			       (long long)json_integer_value(json_object_get(child, "pid")),
-			       (double)json_integer_value(json_object_get(child, "fork-ns")) / 1e6);
+			       (double)json_integer_value(json_object_get(child, "fork-ns")) / 1e6,
+			       json_string_value(json_object_get(child, "status")));
 		printf("parent paused %.2f ms\n", (double)json_integer_value(json_object_get(ret, "pause-ns")) / 1e6);
 	}
 	json_decref(ret);

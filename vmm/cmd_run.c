@@ -13,6 +13,7 @@
 #include "vmm/cli.h"
 #include "vmm/commands.h"
 #include "vmm/error.h"
+#include "vmm/fork.h"
 #include "vmm/monitor.h"
 #include "vmm/restore.h"
 #include "vmm/vm_monitor.h"
@@ -322,9 +323,11 @@ void cmd_run_serve(struct vm *vm)
 {
 	if (vm_monitor_start(vm, vm->cfg.name, vm->cfg.monitor_path) != 0) {
 		fprintf(stderr, "vmm: %s\n", error_message());
+		vm_fork_ready(vm, VM_EXIT_VMM_ERROR, error_message());
 		fflush(NULL);
 		_exit(VM_EXIT_VMM_ERROR);
 	}
+	vm_fork_ready(vm, 0, NULL);
 	pthread_t sig_thread;
 	bool sig_thread_started = pthread_create(&sig_thread, NULL, run_signal_thread, vm) == 0;
 	int status = vm_run(vm);

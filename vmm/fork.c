@@ -1,6 +1,8 @@
 #include "vmm/fork.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +18,8 @@
 #include "vmm/monitor.h"
 #include "vmm/vm.h"
 #include "vmm/vm_state.h"
+
+#define FORK_READY_TIMEOUT_MS 30000
 
 static uint64_t now_ns(void)
 {
@@ -48,10 +52,24 @@ static int fork_apply_inheritance(struct vm *vm)
 	}
 }
 
+void vm_fork_ready(struct vm *vm, int status, const char *error)
+{
+	if (vm->ready_fd < 0)
+		return;
+	struct fork_ready msg = {.index = vm->fork_index, .status = status};
+	snprintf(msg.error, sizeof(msg.error), "%s", error ? error : "");
+	if (write(vm->ready_fd, &msg, sizeof(msg)) != (ssize_t)sizeof(msg))
+		(void)0; /* the parent gave up waiting: nothing more to do */
+	close(vm->ready_fd);
+	vm->ready_fd = -1;
+}
+
 /* The child's life: become a VM of its own and run until its guest ends. */
 static void __attribute__((noreturn)) fork_child_main(struct vm *vm, struct vm_state *state, const char *name,
-						     unsigned index, unsigned generation)
+						     unsigned index, unsigned generation, int ready_fd)
 {
+	vm->ready_fd = ready_fd;
+	vm->fork_index = index;
 	monitor_abandon(vm->monitor); /* the parent's */
 	vm->monitor = NULL;
 	state->id_value = ABI_ID(generation, index);
@@ -61,6 +79,7 @@ static void __attribute__((noreturn)) fork_child_main(struct vm *vm, struct vm_s
 	vm->cfg.monitor_path = NULL;
 	if (vm_fork_child_setup(vm, state) != 0 || fork_apply_inheritance(vm) != 0) {
 		fprintf(stderr, "vmm: fork child %s: %s\n", child_name, error_message());
+		vm_fork_ready(vm, VM_EXIT_VMM_ERROR, error_message());
 		_exit(VM_EXIT_VMM_ERROR);
 	}
 	vm_state_free(state);
@@ -91,6 +110,33 @@ static const char *fork_refusal(const struct vm *vm)
 	return NULL;
 }
 
+/* Hear from each child that it runs, or why not. A child that dies before saying
+ * anything is reported as not running. */
+static void fork_collect_ready(struct fork_result *res, int fd)
+{
+	bool heard[FORK_MAX_CHILDREN] = {false};
+	for (unsigned n = 0; n < res->count; n++) {
+		struct pollfd p = {fd, POLLIN, 0};
+		struct fork_ready msg;
+		if (poll(&p, 1, FORK_READY_TIMEOUT_MS) <= 0 || read(fd, &msg, sizeof(msg)) != (ssize_t)sizeof(msg))
+			break;
+		for (unsigned i = 0; i < res->count; i++) {
+			struct fork_child *c = &res->child[i];
+			if (c->index != msg.index || heard[i])
+				continue;
+			heard[i] = true;
+			c->status = msg.status;
+			snprintf(c->error, sizeof(c->error), "%s", msg.error);
+		}
+	}
+	for (unsigned i = 0; i < res->count; i++) {
+		if (heard[i])
+			continue;
+		res->child[i].status = VM_EXIT_VMM_ERROR;
+		snprintf(res->child[i].error, sizeof(res->child[i].error), "the child ended before it ran");
+	}
+}
+
 int vm_fork(struct vm *vm, const char *name, unsigned count, struct fork_result *res)
 {
 	memset(res, 0, sizeof(*res));
@@ -109,14 +155,24 @@ int vm_fork(struct vm *vm, const char *name, unsigned count, struct fork_result 
 		return r;
 	}
 	unsigned generation = ABI_ID_GENERATION(atomic_load(&vm->id_port.value)) + 1;
+	int ready[2];
+	if (pipe2(ready, O_CLOEXEC) != 0) {
+		r = error_set_errno(errno, "cannot make the fork's pipe");
+		vm_state_free(&state);
+		vm_resume(vm);
+		return r;
+	}
 	fflush(NULL); /* buffered output must not be written twice */
 	/* The fault thread must be between faults: hold the domain lock across the forks. */
 	vm_domain_lock(vm->mem.dom);
-	for (unsigned k = 1; k <= count; k++) {
+	for (unsigned n = 1; n <= count; n++) {
+		unsigned k = vm->children_made + n;
 		uint64_t f0 = now_ns();
 		pid_t pid = fork();
-		if (pid == 0)
-			fork_child_main(vm, &state, name, k, generation);
+		if (pid == 0) {
+			close(ready[0]);
+			fork_child_main(vm, &state, name, k, generation, ready[1]);
+		}
 		if (pid < 0) {
 			r = error_set_errno(errno, "fork of child %u failed", k);
 			break;
@@ -129,12 +185,16 @@ int vm_fork(struct vm *vm, const char *name, unsigned count, struct fork_result 
 	}
 	vm_domain_unlock(vm->mem.dom);
 	vm_state_free(&state);
+	vm->children_made += res->count;
 	if (res->count) {
 		atomic_store(&vm->id_port.value, ABI_ID(generation, 0));
 		res->generation = generation;
 	}
 	vm_resume(vm);
 	res->pause_ns = now_ns() - t0;
+	close(ready[1]);
+	fork_collect_ready(res, ready[0]);
+	close(ready[0]);
 	if (res->count)
 		vm_fork_reap(vm);
 	/* Children made before a failure run on: report what exists. */

@@ -19,10 +19,23 @@ struct vm;
 
 struct fork_child {
 	pid_t pid;
-	unsigned index;       /* 1..count */
+	unsigned index;       /* K: children of a VM are numbered 1, 2, ... over all its forks */
 	char name[80];        /* NAME.K: its monitor's name */
 	uint64_t fork_ns;     /* the fork(2) call that made it */
+	int status;           /* 0: running; else it failed to start (exit status) */
+	char error[200];      /* why it failed */
 };
+
+/* What a forked child tells its parent once it runs (or why it could not). */
+struct fork_ready {
+	unsigned index;       /* which child */
+	int status;
+	char error[200];
+};
+_Static_assert(sizeof(struct fork_ready) <= 512, "one atomic pipe write (PIPE_BUF)");
+
+/* A forked child: tell the parent it runs (status 0) or why it failed; closes the pipe. */
+void vm_fork_ready(struct vm *vm, int status, const char *error);
 
 struct fork_result {
 	unsigned count;

@@ -173,6 +173,11 @@ static int guest_memory_map_file(struct guest_memory *m, struct guest_region *r,
 				 strerror(-err));
 	if (shared && !(m->file_pagers[index]->max_prot & VM_PROT_WRITE))
 		return error_set(EROFS, "cannot map %s shared: its pager takes no writes", r->path);
+	/* Mapped private or read-only, nothing goes back to the pager: say so, or the core must
+	 * copy an object others could write at once, reading all of it (Mach's copy of a
+	 * shared object). */
+	if (!shared)
+		m->file_pagers[index]->max_prot &= ~VM_PROT_WRITE;
 	struct vm_object *obj;
 	kern_return_t kr = vm_object_create(m->dom, m->file_pagers[index], r->size, &obj);
 	if (kr != KERN_SUCCESS)
@@ -397,12 +402,24 @@ int guest_memory_reattach(struct guest_memory *m)
 	 * pending): put it back, or the child's writes to them would go unseen. */
 	for (unsigned i = 0; i < m->nregions; i++) {
 		const struct guest_region *g = &m->region[i];
-		for (uint64_t va = g->gpa; va < g->gpa + g->size; va += VM_PAGE_SIZE) {
-			struct pv_entry *pv = pmap_lookup(&m->map->pmap, va);
-			if (pv && !(pv->prot & VM_PROT_WRITE) &&
-			    (r = uffd_writeprotect(&m->uffd, m->base + va, VM_PAGE_SIZE, true)) != 0)
-				return error_set(-r, "cannot write-protect guest page 0x%llx in the forked VM",
-						 (unsigned long long)va);
+		uint64_t run = 0, va = g->gpa; /* with in_run: pages from run on need protecting */
+		bool in_run = false;
+		for (; va <= g->gpa + g->size; va += VM_PAGE_SIZE) {
+			/* pmap_entered looks without changing anything: the child shares the
+			 * parent's memory and must not dirty it page by page. */
+			vm_prot_t p = va < g->gpa + g->size ? pmap_entered(&m->map->pmap, va) : VM_PROT_NONE;
+			bool ro = p && !(p & VM_PROT_WRITE);
+			if (ro && !in_run) {
+				run = va;
+				in_run = true;
+			}
+			if (!ro && in_run) {
+				r = uffd_writeprotect(&m->uffd, m->base + run, va - run, true);
+				if (r)
+					return error_set(-r, "cannot write-protect guest memory at 0x%llx in the forked VM",
+							 (unsigned long long)run);
+				in_run = false;
+			}
 		}
 	}
 	return 0;
@@ -622,11 +639,6 @@ void guest_memory_stats(struct guest_memory *m, void (*emit)(void *arg, const ch
 		{"mem.uffd_zero_pages", m->pmap.stats.zero_pages},
 		{"mem.uffd_protects", m->pmap.stats.protects},
 		{"mem.uffd_removes", m->pmap.stats.removes},
-		{"dedup.inserts", s.dedup_inserts},
-		{"dedup.hits", s.dedup_hits},
-		{"dedup.collisions", s.dedup_collisions},
-		{"dedup.zero_pages", s.dedup_zero_pages},
-		{"dedup.unique_pages", s.dedup_unique_pages},
 	};
 	for (size_t i = 0; i < sizeof(flat) / sizeof(flat[0]); i++)
 		emit(arg, flat[i].key, flat[i].value);

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "vmm/error.h"
+#include "vmm/kvm_stats.h"
 
 #define KVM_CPUID_MAX_ENTRIES 256
 
@@ -71,6 +72,7 @@ int kvm_open(struct kvm *k, const char *path)
 	}
 	/* Intel needs three pages for its real-mode TSS; they sit in the hole below 4 GiB. */
 	(void)ioctl(k->vm_fd, KVM_SET_TSS_ADDR, 0xfffbd000ul);
+	k->stats = kvm_stats_open(k->vm_fd);
 	return 0;
 
 err_close:
@@ -80,6 +82,7 @@ err_close:
 
 void kvm_close(struct kvm *k)
 {
+	kvm_stats_close(k->stats);
 	if (k->vm_fd >= 0)
 		close(k->vm_fd);
 	if (k->dev_fd > 0)

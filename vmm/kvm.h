@@ -16,6 +16,7 @@ struct kvm {
 	size_t run_size;           /* mmap size of each vCPU's struct kvm_run */
 	unsigned max_vcpus;        /* KVM_CAP_MAX_VCPUS */
 	struct kvm_cpuid2 *cpuid;  /* KVM_GET_SUPPORTED_CPUID, given to every vCPU */
+	struct kvm_stats *stats;   /* the VM's binary statistics, or NULL */
 };
 
 /* Open /dev/kvm (@path, normally "/dev/kvm") and create an empty VM.

@@ -1,5 +1,7 @@
 #include "vmm/qmp_client.h"
 
+#include "guest/abi.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -304,4 +306,23 @@ void qmp_client_close(struct qmp_client *c)
 	json_decref(c->events);
 	free(c->buf);
 	free(c);
+}
+
+int qmp_client_wait_sync(struct qmp_client *c, unsigned n, int timeout_ms)
+{
+	long long deadline = qmp_client_deadline(timeout_ms);
+	for (;;) {
+		json_t *st = NULL;
+		int r = qmp_client_execute(c, "query-stats", NULL, &st, timeout_ms);
+		if (r)
+			return r;
+		unsigned last = (unsigned)json_integer_value(json_object_get(st, "vm.test_port_last"));
+		json_decref(st);
+		if (ABI_SYNC_CODE(last) == ABI_SYNC_POINT && ABI_SYNC_ARG(last) >= n)
+			return 0;
+		if (deadline >= 0 && qmp_client_left(deadline) == 0)
+			return error_set(ETIMEDOUT, "the guest did not reach sync point %u", n);
+		struct timespec t = {0, 10000000L};
+		nanosleep(&t, NULL);
+	}
 }

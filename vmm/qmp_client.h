@@ -53,6 +53,14 @@ const json_t *qmp_client_greeting(const struct qmp_client *c);
  * buffered are not signalled by it; call qmp_client_next_event with timeout 0 first. */
 int qmp_client_fd(const struct qmp_client *c);
 
+/*
+ * Wait until the guest of the VM @c talks to reports sync point @n or a later one on its
+ * test port (guest/abi.h), polling query-stats every 10 ms: unlike the GUEST_SYNC event this
+ * cannot be missed by a client that connected late. 0, -ETIMEDOUT, or the error of
+ * query-stats.
+ */
+int qmp_client_wait_sync(struct qmp_client *c, unsigned n, int timeout_ms);
+
 /* Close the connection and free @c (NULL is fine). */
 void qmp_client_close(struct qmp_client *c);
 

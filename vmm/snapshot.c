@@ -205,6 +205,16 @@ int snapshot_save(struct vm *vm, const char *dir, const char *name, snapshot_pro
 		goto out;
 	}
 	r = store_writer_commit(w);
+	if (!r) {
+		atomic_fetch_add(&vm->snapshots.count, 1);
+		atomic_fetch_add(&vm->snapshots.pages_listed, ws.pages);
+		atomic_fetch_add(&vm->snapshots.pages_stored, ws.stored);
+		atomic_fetch_add(&vm->snapshots.pages_shared, ws.shared);
+		atomic_fetch_add(&vm->snapshots.pages_zero, ws.zero);
+		atomic_fetch_add(&vm->snapshots.collisions, ws.collisions);
+		atomic_store(&vm->snapshots.last_pause_ns, res->pause_ns);
+		atomic_store(&vm->snapshots.last_total_ns, now_ns() - t0);
+	}
 out:
 	if (copies.n)
 		snapshot_discard(vm, &copies);

@@ -7,10 +7,12 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "vmm/boot.h"
 #include "vmm/error.h"
+#include "vmm/kvm_stats.h"
 #include "vmm/vm.h"
 
 #define VCPU_KICK_SIGNAL SIGUSR1
@@ -48,6 +50,7 @@ int vcpu_create(struct vcpu *c, struct vm *vm, unsigned index, uint64_t entry, u
 	boot_vcpu_state(&regs, &sregs, entry, start_info, index, vm->cfg.ncpus);
 	if (ioctl(c->fd, KVM_SET_SREGS, &sregs) != 0 || ioctl(c->fd, KVM_SET_REGS, &regs) != 0)
 		return error_set_errno(errno, "cannot set the boot registers of vCPU %u", index);
+	c->stats = kvm_stats_open(c->fd);
 	return 0;
 }
 
@@ -159,6 +162,13 @@ static void *vcpu_thread(void *arg)
 			__atomic_store_n(&c->run->immediate_exit, 0, __ATOMIC_SEQ_CST);
 			continue;
 		}
+		if (!atomic_load(&c->vm->first_run_ns)) {
+			struct timespec t;
+			clock_gettime(CLOCK_MONOTONIC, &t);
+			unsigned long long zero = 0;
+			atomic_compare_exchange_strong(&c->vm->first_run_ns, &zero,
+						       (unsigned long long)t.tv_sec * 1000000000ull + (unsigned long long)t.tv_nsec);
+		}
 		if (ioctl(c->fd, KVM_RUN, 0) != 0) {
 			if (errno == EINTR || errno == EAGAIN)
 				continue;
@@ -204,6 +214,8 @@ void vcpu_destroy(struct vcpu *c)
 		munmap(c->run, c->vm->kvm.run_size);
 	if (c->fd >= 0)
 		close(c->fd);
+	kvm_stats_close(c->stats);
+	c->stats = NULL;
 	c->run = NULL;
 	c->fd = -1;
 }

@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 struct vm;
+struct kvm_stats;
 
 struct vcpu {
 	struct vm *vm;            /* (c) */
@@ -22,6 +23,8 @@ struct vcpu {
 	bool started;             /* (c) */
 	atomic_bool report_regs;  /* print registers when leaving the run loop (timeout) */
 	uint64_t exits;           /* (v) exits seen, owned by the vCPU thread */
+	struct kvm_stats *stats;  /* (c) KVM's statistics of this vCPU, or NULL: opened before it runs
+				     (a vCPU ioctl waits while the vCPU is in the guest) */
 };
 
 /* Create vCPU @index of @vm in its PVH boot state (entry @entry, start info @start_info). */

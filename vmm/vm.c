@@ -11,6 +11,7 @@
 #include "guest/abi.h"
 #include "vmm/boot.h"
 #include "vmm/error.h"
+#include "vmm/kvm_stats.h"
 #include "vmm/loader.h"
 #include "vmm/vcpu.h"
 #include "vmm/vm_state.h"
@@ -116,6 +117,8 @@ int vm_create(struct vm *vm, const struct vm_config *cfg)
 	vm_init_sync(vm);
 	atomic_init(&vm->pause_count, 0);
 	atomic_init(&vm->snapshot_busy, false);
+	atomic_init(&vm->first_run_ns, 0);
+	vm->ready_fd = -1;
 
 	/* The image is checked before any device is opened: a bad image is reported on any host. */
 	void *image = NULL;
@@ -171,6 +174,7 @@ int vm_fork_child_setup(struct vm *vm, const struct vm_state *state)
 			munmap(c->run, vm->kvm.run_size);
 		if (c->fd >= 0)
 			close(c->fd);
+		kvm_stats_close(c->stats);
 	}
 	memset(vm->vcpus, 0, vm->cfg.ncpus * sizeof(*vm->vcpus));
 	kvm_close(&vm->kvm);
@@ -307,9 +311,28 @@ void vm_stats(struct vm *vm, void (*emit)(void *arg, const char *key, uint64_t v
 	emit(arg, "vm.ram_bytes", vm->mem.ram_size);
 	emit(arg, "vm.test_port_messages", atomic_load(&vm->test_port.messages));
 	emit(arg, "vm.test_port_last", atomic_load(&vm->test_port.last));
+	emit(arg, "vm.first_run_monotonic_ns", atomic_load(&vm->first_run_ns));
+	/* Deduplication happens where pages are stored: in the snapshot store. */
+	emit(arg, "snapshot.count", atomic_load(&vm->snapshots.count));
+	emit(arg, "snapshot.last_pause_ns", atomic_load(&vm->snapshots.last_pause_ns));
+	emit(arg, "snapshot.last_total_ns", atomic_load(&vm->snapshots.last_total_ns));
+	emit(arg, "dedup.pages", atomic_load(&vm->snapshots.pages_listed));
+	emit(arg, "dedup.stored", atomic_load(&vm->snapshots.pages_stored));
+	emit(arg, "dedup.hits", atomic_load(&vm->snapshots.pages_shared));
+	emit(arg, "dedup.zero_pages", atomic_load(&vm->snapshots.pages_zero));
+	emit(arg, "dedup.collisions", atomic_load(&vm->snapshots.collisions));
 	for (unsigned i = 0; vm->vcpus && i < vm->cfg.ncpus; i++) {
 		snprintf(key, sizeof(key), "vcpu.%u.exits", i);
 		emit(arg, key, vm->vcpus[i].exits);
+	}
+	/* KVM's own figures, by the kernel's names: kvm.NAME for the VM, vcpu.N.kvm.NAME. */
+	if (vm->kvm.stats)
+		kvm_stats_read(vm->kvm.stats, "kvm.", emit, arg);
+	for (unsigned i = 0; vm->vcpus && i < vm->cfg.ncpus; i++) {
+		if (!vm->vcpus[i].stats)
+			continue;
+		snprintf(key, sizeof(key), "vcpu.%u.kvm.", i);
+		kvm_stats_read(vm->vcpus[i].stats, key, emit, arg);
 	}
 	guest_memory_stats(&vm->mem, emit, arg);
 }

@@ -80,8 +80,16 @@ struct vm {
 	bool user_paused;              /* (m) paused by the monitor's stop; monitor thread only */
 	bool quit_requested;           /* (m) the monitor's quit ended the VM */
 	atomic_bool snapshot_busy;     /* a snapshot is being taken */
+	struct {                       /* totals over this VM's snapshots (the store's dedup) */
+		atomic_ullong count, pages_listed, pages_stored, pages_shared, pages_zero, collisions;
+		atomic_ullong last_pause_ns, last_total_ns;
+	} snapshots;
+	atomic_ullong first_run_ns;    /* CLOCK_MONOTONIC when a vCPU first entered the guest, 0 before */
 	pthread_t snapshot_thread;     /* (m) the monitor's snapshot-save worker */
 	bool snapshot_thread_started;  /* (m) */
+	unsigned children_made;        /* (m) forked children so far: the next is children_made + 1 */
+	int ready_fd;                  /* a forked child's pipe to its parent, -1 otherwise */
+	unsigned fork_index;           /* a forked child's number (NAME.K), 0 otherwise */
 	pthread_t children_reaper;     /* (m) waits for forked children */
 	bool children_reaper_started;  /* (m) */
 	char origin_store[4096];       /* (c) realpath of the store the VM was restored from, or "" */

@@ -28,15 +28,15 @@ static void prot_string(vm_prot_t p, char out[4])
 }
 
 /* "rwx", "r-x", "rw", "" ...: any of r, w, x, each at most once, and dashes. */
-static int prot_parse(const char *s, vm_prot_t *p)
+static int prot_parse(const char *text, vm_prot_t *p)
 {
 	*p = VM_PROT_NONE;
-	for (; *s; s++) {
+	for (const char *s = text; *s; s++) {
 		vm_prot_t bit = *s == 'r' ? VM_PROT_READ : *s == 'w' ? VM_PROT_WRITE : *s == 'x' ? VM_PROT_EXECUTE : 0;
 		if (*s == '-')
 			continue;
 		if (!bit || (*p & bit))
-			return error_set(EINVAL, "protection '%s': use letters r, w, x (and -)", s);
+			return error_set(EINVAL, "protection '%s': use letters r, w, x (and -), each once", text);
 		*p |= bit;
 	}
 	return 0;
@@ -270,6 +270,11 @@ static const struct monitor_arg range_args[] = {
 	{"size", MONITOR_ARG_INT, true, "bytes, page aligned"},
 	{NULL, 0, false, NULL},
 };
+static const struct monitor_arg read_args[] = {
+	{"addr", MONITOR_ARG_INT, true, "guest-physical address (any alignment)"},
+	{"size", MONITOR_ARG_INT, true, "bytes (at most 64 KiB)"},
+	{NULL, 0, false, NULL},
+};
 static const struct monitor_arg allocate_args[] = {
 	{"size", MONITOR_ARG_INT, true, "bytes, page aligned"},
 	{"addr", MONITOR_ARG_INT, false, "where (default: the lowest free range)"},
@@ -301,7 +306,7 @@ const struct monitor_command vm_memory_commands[] = {
 	{"vm-deallocate", vm_deallocate_cmd, range_args, "vm_deallocate: remove guest RAM"},
 	{"vm-protect", vm_protect_cmd, protect_args, "vm_protect: set the (maximum) protection of a range"},
 	{"vm-inherit", vm_inherit_cmd, inherit_args, "vm_inherit: what a fork gives child VMs of a range"},
-	{"vm-read", vm_read_cmd, range_args, "vm_read: bytes of guest memory (base64, at most 64 KiB)"},
+	{"vm-read", vm_read_cmd, read_args, "vm_read: bytes of guest memory (base64, at most 64 KiB)"},
 	{"vm-write", vm_write_cmd, write_args, "vm_write: put bytes into guest memory"},
 	{NULL, NULL, NULL, NULL},
 };

@@ -174,9 +174,10 @@ static int vm_monitor_fork(struct monitor_call *call, void *ctx, json_t *args, j
 		return r;
 	json_t *children = json_array();
 	for (unsigned i = 0; i < res.count; i++)
-		json_array_append_new(children, json_pack("{s:s,s:i,s:i,s:I}", "name", res.child[i].name, "pid",
+		json_array_append_new(children, json_pack("{s:s,s:i,s:i,s:I,s:s}", "name", res.child[i].name, "pid",
 							  (int)res.child[i].pid, "index", (int)res.child[i].index, "fork-ns",
-							  (json_int_t)res.child[i].fork_ns));
+							  (json_int_t)res.child[i].fork_ns, "status",
+							  res.child[i].status ? res.child[i].error : "running"));
 	*ret = json_pack("{s:o,s:i,s:I}", "children", children, "generation", (int)res.generation, "pause-ns",
 			 (json_int_t)res.pause_ns);
 	monitor_emit_event(monitor_call_monitor(call), "FORK", json_deep_copy(*ret));
@@ -231,9 +232,15 @@ void vm_monitor_stop(struct vm *vm, int status)
 		pthread_join(vm->snapshot_thread, NULL);
 		vm->snapshot_thread_started = false;
 	}
-	json_t *data = json_pack("{s:b,s:s,s:i}", "guest", !vm->quit_requested, "reason",
-				 vm->quit_requested ? "host-qmp-quit" : status < 120 ? "guest-shutdown" : "vmm-verdict",
-				 "status", status);
+	/* Who ended it: the guest (its exit port, or a verdict on what it did), a quit, a
+	 * signal to the VMM, or the VMM's own failure. */
+	bool guest = !vm->quit_requested && status < VM_EXIT_VMM_ERROR;
+	const char *reason = vm->quit_requested ? "host-qmp-quit"
+			     : status > 128 ? "host-signal"
+			     : status == VM_EXIT_VMM_ERROR ? "host-error"
+			     : status >= VM_EXIT_GUEST_INTERNAL ? "guest-verdict"
+								  : "guest-shutdown";
+	json_t *data = json_pack("{s:b,s:s,s:i}", "guest", guest, "reason", reason, "status", status);
 	monitor_emit_event(vm->monitor, "SHUTDOWN", data);
 	monitor_destroy(vm->monitor);
 	vm->monitor = NULL;

@@ -1,0 +1,371 @@
+/*
+ * Snapshot, restore and fork benchmark (issue 5), each figure beside its peer or limit
+ * measured in this run:
+ *   1. live snapshot of a 1 GiB guest that touched 1000 MiB: the guest's pause, and the
+ *      time until the snapshot is durable beside plain sequential writes (and fsync) of the
+ *      same number of bytes;
+ *   2. restore to the first guest instruction (exec of `vmm restore` to the first KVM_RUN,
+ *      as the VMM stamps it) of that snapshot with 1 GiB and with 4 GiB of RAM, beside QEMU
+ *      microvm's -incoming of a migration file of the same guest (exec to "running");
+ *   3. fork of a running 1 GiB guest into 1, 10 and 50 children: the parent's pause and
+ *      the fork(2) time per child; with 50 children that each write 1 MiB, the growth of
+ *      the summed PSS of all the VMs' processes.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "vmm/error.h"
+#include "vmm/qmp_client.h"
+
+#define TIMEOUT_MS 600000
+#define RUNS 5
+
+static char vmm[4096], guest[4096], dir[64] = "/var/tmp/vmm-bench-snap-XXXXXX";
+
+static double now_ms(void)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (double)t.tv_sec * 1e3 + (double)t.tv_nsec / 1e6;
+}
+
+static void die(const char *what)
+{
+	fprintf(stderr, "bench_snapshot: %s: %s\n", what, error_message());
+	exit(1);
+}
+
+/* Start `vmm VERB --monitor SOCK ARGS...` with output to @out (NULL: /dev/null). */
+static pid_t start(const char *sock, const char *out, const char *verb, ...)
+{
+	char *argv[32];
+	int n = 0;
+	argv[n++] = vmm;
+	argv[n++] = (char *)verb;
+	argv[n++] = "--monitor";
+	argv[n++] = (char *)sock;
+	va_list ap;
+	va_start(ap, verb);
+	char *a;
+	while ((a = va_arg(ap, char *)) && n < 30)
+		argv[n++] = a;
+	va_end(ap);
+	argv[n] = NULL;
+	unlink(sock);
+	pid_t pid = fork();
+	if (pid == 0) {
+		int fd = open(out ? out : "/dev/null", O_WRONLY | O_CREAT | O_TRUNC, 0644);
+		dup2(fd, 1);
+		dup2(fd, 2);
+		execv(vmm, argv);
+		_exit(127);
+	}
+	return pid;
+}
+
+static struct qmp_client *connect_vm(const char *sock)
+{
+	struct qmp_client *c = NULL;
+	for (int i = 0; i < 60000 && qmp_client_connect(&c, sock, TIMEOUT_MS) != 0; i++) {
+		struct timespec t = {0, 1000000L};
+		nanosleep(&t, NULL);
+	}
+	if (!c)
+		die(sock);
+	return c;
+}
+
+static json_t *execute(struct qmp_client *c, const char *cmd, json_t *args)
+{
+	json_t *ret = NULL;
+	if (qmp_client_execute(c, cmd, args, &ret, TIMEOUT_MS) != 0)
+		die(cmd);
+	json_decref(args);
+	return ret;
+}
+
+static long long jint(const json_t *o, const char *key)
+{
+	return json_integer_value(json_object_get(o, key));
+}
+
+static void quit_vm(struct qmp_client *c, pid_t pid)
+{
+	json_decref(execute(c, "quit", NULL));
+	qmp_client_close(c);
+	waitpid(pid, NULL, 0);
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+	return x < y ? -1 : x > y;
+}
+
+static double median(double *v, int n)
+{
+	qsort(v, (size_t)n, sizeof(*v), cmp_double);
+	return v[n / 2];
+}
+
+/* A 1000 MiB-touched guest with @ram of RAM snapshotted into the store as @name. */
+static json_t *make_snapshot(const char *ram, const char *name)
+{
+	char sock[128], store[128];
+	snprintf(sock, sizeof(sock), "%s/src.sock", dir);
+	snprintf(store, sizeof(store), "%s/store", dir);
+	pid_t pid = start(sock, NULL, "run", "-m", ram, "-p", "touch=1000M sync=1 idle", guest, NULL);
+	struct qmp_client *c = connect_vm(sock);
+	if (qmp_client_wait_sync(c, 1, TIMEOUT_MS) != 0)
+		die("the guest did not finish touching its memory");
+	json_t *res = execute(c, "snapshot-save", json_pack("{s:s,s:s}", "name", name, "store", store));
+	quit_vm(c, pid);
+	return res;
+}
+
+/* Seconds to write @bytes sequentially to a new file and fsync it: the disk's own pace. */
+static double plain_write_ms(uint64_t bytes)
+{
+	char path[128];
+	snprintf(path, sizeof(path), "%s/plain", dir);
+	static char buf[1 << 20];
+	memset(buf, 0x5a, sizeof(buf));
+	double t0 = now_ms();
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	for (uint64_t done = 0; done < bytes; done += sizeof(buf))
+		if (write(fd, buf, sizeof(buf)) != (ssize_t)sizeof(buf))
+			die("plain write");
+	fsync(fd);
+	close(fd);
+	double t = now_ms() - t0;
+	unlink(path);
+	return t;
+}
+
+static void bench_live_snapshot(void)
+{
+	json_t *res = make_snapshot("1G", "one");
+	double pause = (double)jint(res, "pause-ns") / 1e6, total = (double)jint(res, "total-ns") / 1e6;
+	uint64_t stored = (uint64_t)jint(res, "stored") * 4096;
+	double plain = plain_write_ms(stored);
+	printf("snapshot: live snapshot of a 1 GiB guest (1000 MiB touched): guest paused %.2f ms (target <= 5 ms)\n",
+	       pause);
+	printf("snapshot: durable after %.0f ms; plain sequential write+fsync of the same %.0f MiB %.0f ms: %.2fx "
+	       "(target <= 3x)\n",
+	       total, (double)stored / 1048576.0, plain, total / plain);
+	json_decref(res);
+}
+
+/* exec of `vmm restore` to its first KVM_RUN, median of RUNS. */
+static double restore_ms(const char *name)
+{
+	char sock[128], store[128];
+	snprintf(sock, sizeof(sock), "%s/restore.sock", dir);
+	snprintf(store, sizeof(store), "%s/store", dir);
+	double t[RUNS];
+	for (int i = 0; i < RUNS; i++) {
+		double t0 = now_ms();
+		pid_t pid = start(sock, NULL, "restore", "--store", store, (char *)name, NULL);
+		struct qmp_client *c = connect_vm(sock);
+		json_t *st = NULL;
+		long long first = 0;
+		while (!first) {
+			st = execute(c, "query-stats", NULL);
+			first = jint(st, "vm.first_run_monotonic_ns");
+			json_decref(st);
+		}
+		t[i] = (double)first / 1e6 - t0;
+		quit_vm(c, pid);
+	}
+	return median(t, RUNS);
+}
+
+/* QEMU microvm with our guest: migrate a 1000 MiB-touched guest to a file, then time
+ * -incoming of it (exec to "running"). Returns -1 when QEMU is not there. */
+static double qemu_incoming_ms(void)
+{
+	if (system("command -v qemu-system-x86_64 >/dev/null 2>&1") != 0)
+		return -1;
+	char sock[128], out[128], mig[128], migrate[160], incoming[160];
+	snprintf(sock, sizeof(sock), "%s/qemu.sock", dir);
+	snprintf(out, sizeof(out), "%s/qemu.out", dir);
+	snprintf(mig, sizeof(mig), "%s/qemu.mig", dir);
+	snprintf(migrate, sizeof(migrate), "exec:cat > %s", mig);
+	snprintf(incoming, sizeof(incoming), "exec:cat %s", mig);
+	char qmp[160], serial[160];
+	snprintf(qmp, sizeof(qmp), "unix:%s,server=on,wait=off", sock);
+	snprintf(serial, sizeof(serial), "file:%s", out);
+	char *base[] = {"qemu-system-x86_64", "-M", "microvm", "-accel", "kvm", "-m", "1G", "-nodefaults",
+			"-no-user-config", "-display", "none", "-serial", serial, "-qmp", qmp, "-kernel", guest,
+			"-append", "touch=1000M sync=1 idle", NULL, NULL, NULL};
+	unlink(sock);
+	pid_t pid = fork();
+	if (pid == 0) {
+		execvp(base[0], base);
+		_exit(127);
+	}
+	struct qmp_client *c = connect_vm(sock);
+	/* Under QEMU the guest reports on COM1: wait for the touch to be done. */
+	for (int i = 0; i < 600000; i++) {
+		FILE *f = fopen(out, "r");
+		char line[256];
+		bool done = false;
+		while (f && fgets(line, sizeof(line), f))
+			done |= strstr(line, "touch: ") != NULL;
+		if (f)
+			fclose(f);
+		if (done)
+			break;
+		struct timespec t = {0, 1000000L};
+		nanosleep(&t, NULL);
+	}
+	json_decref(execute(c, "migrate", json_pack("{s:s}", "uri", migrate)));
+	for (;;) {
+		json_t *m = execute(c, "query-migrate", NULL);
+		const char *st = json_string_value(json_object_get(m, "status"));
+		bool finished = st && (!strcmp(st, "completed") || !strcmp(st, "failed"));
+		json_decref(m);
+		if (finished)
+			break;
+		struct timespec t = {0, 10000000L};
+		nanosleep(&t, NULL);
+	}
+	quit_vm(c, pid);
+
+	double t[3];
+	for (int i = 0; i < 3; i++) {
+		char *argv[] = {"qemu-system-x86_64", "-M", "microvm", "-accel", "kvm", "-m", "1G", "-nodefaults",
+				"-no-user-config", "-display", "none", "-serial", "null", "-qmp", qmp, "-kernel", guest,
+				"-incoming", incoming, NULL};
+		unlink(sock);
+		double t0 = now_ms();
+		pid = fork();
+		if (pid == 0) {
+			execvp(argv[0], argv);
+			_exit(127);
+		}
+		c = connect_vm(sock);
+		for (;;) {
+			json_t *s = execute(c, "query-status", NULL);
+			bool running = json_is_true(json_object_get(s, "running"));
+			json_decref(s);
+			if (running)
+				break;
+		}
+		t[i] = now_ms() - t0;
+		quit_vm(c, pid);
+	}
+	unlink(mig);
+	return median(t, 3);
+}
+
+static void bench_restore(void)
+{
+	json_decref(make_snapshot("4G", "four"));
+	double one = restore_ms("one"), four = restore_ms("four");
+	printf("restore: exec to first guest instruction, 1000 MiB stored: 1 GiB guest %.2f ms, 4 GiB guest %.2f ms "
+	       "(target <= 2 ms)\n",
+	       one, four);
+	double q = qemu_incoming_ms();
+	if (q < 0)
+		printf("restore: QEMU not installed: no -incoming figure\n");
+	else
+		printf("restore: QEMU microvm -incoming of the same 1 GiB guest %.1f ms: vmm %.1fx faster (target >= 20x)\n",
+		       q, q / one);
+}
+
+/* Proportional set size of @pid in KiB (0 when gone). */
+static long pss_kib(pid_t pid)
+{
+	char path[64], line[256];
+	snprintf(path, sizeof(path), "/proc/%d/smaps_rollup", (int)pid);
+	FILE *f = fopen(path, "r");
+	long kib = 0;
+	while (f && fgets(line, sizeof(line), f))
+		if (sscanf(line, "Pss: %ld kB", &kib) == 1)
+			break;
+	if (f)
+		fclose(f);
+	return kib;
+}
+
+static unsigned count_lines(const char *path, const char *needle)
+{
+	FILE *f = fopen(path, "r");
+	char line[512];
+	unsigned n = 0;
+	while (f && fgets(line, sizeof(line), f))
+		n += strstr(line, needle) != NULL;
+	if (f)
+		fclose(f);
+	return n;
+}
+
+static void bench_fork(unsigned count)
+{
+	char sock[128], out[128];
+	snprintf(sock, sizeof(sock), "%s/fork.sock", dir);
+	snprintf(out, sizeof(out), "%s/fork.out", dir);
+	pid_t pid = start(sock, out, "run", "-n", "bench-fork", "-m", "1G", "-p", "forktest=1000M idle", guest, NULL);
+	struct qmp_client *c = connect_vm(sock);
+	if (qmp_client_wait_sync(c, 1, TIMEOUT_MS) != 0)
+		die("the guest did not fill its memory");
+	long before = pss_kib(pid);
+	json_t *res = execute(c, "fork", json_pack("{s:i}", "count", (int)count));
+	json_t *children = json_object_get(res, "children"), *child;
+	size_t i;
+	double fork_ms = 0;
+	pid_t pids[64];
+	json_array_foreach(children, i, child) {
+		fork_ms += (double)jint(child, "fork-ns") / 1e6;
+		pids[i] = (pid_t)jint(child, "pid");
+	}
+	printf("fork: 1 GiB guest (1000 MiB touched) into %u: parent paused %.2f ms, fork(2) %.2f ms per child\n", count,
+	       (double)jint(res, "pause-ns") / 1e6, fork_ms / count);
+	if (count == 50) {
+		/* Every VM (parent and children) checks its memory and writes its own 1 MiB. */
+		while (count_lines(out, "pages ok") < count + 1) {
+			struct timespec t = {0, 50000000L};
+			nanosleep(&t, NULL);
+		}
+		long after = pss_kib(pid);
+		for (unsigned k = 0; k < count; k++)
+			after += pss_kib(pids[k]);
+		double grow = (double)(after - before) / 1024.0;
+		printf("fork: 50 children that each wrote 1 MiB: summed PSS grew %.1f MiB (%.2f MiB per child; target <= "
+		       "75 MiB, 1.5 per child) from %.1f MiB\n",
+		       grow, grow / 50.0, (double)before / 1024.0);
+	}
+	for (unsigned k = 0; k < count; k++)
+		kill(pids[k], SIGTERM);
+	json_decref(res);
+	quit_vm(c, pid);
+}
+
+int main(void)
+{
+	const char *build = getenv("VMM_BUILD") ? getenv("VMM_BUILD") : "build";
+	snprintf(vmm, sizeof(vmm), "%s/vmm", build);
+	snprintf(guest, sizeof(guest), "%s/guest.elf", build);
+	if (!mkdtemp(dir))
+		die("mkdtemp");
+	bench_live_snapshot();
+	bench_restore();
+	bench_fork(1);
+	bench_fork(10);
+	bench_fork(50);
+	char cmd[128];
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	return system(cmd) == 0 ? 0 : 1;
+}
