@@ -79,10 +79,9 @@ entry64:
 	mov %esi, %esi           /* rsi = cpu */
 	mov %edi, %edx           /* rdx = ncpus */
 	mov %ebp, %edi           /* rdi = start_info */
-	/* kernel stack of this cpu: kstacks + (cpu + 1) * KSTACK_SIZE */
-	lea 1(%rsi), %rax
-	imul $KSTACK_SIZE, %rax, %rax
-	lea kstacks(%rax), %rsp
+	/* kernel stack of this cpu: the top of its area's first KSTACK_SIZE bytes */
+	imul $CPU_AREA_SIZE, %rsi, %rax
+	lea (cpu_areas + KSTACK_SIZE)(%rax), %rsp
 	call kernel_main
 1:	hlt
 	jmp 1b

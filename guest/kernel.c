@@ -34,18 +34,25 @@ struct idt_gate {
 extern uint64_t gdt_tss[];
 extern const char exception_stubs[];
 
-char kstacks[ABI_MAX_CPUS][KSTACK_SIZE] __attribute__((aligned(16)));
-static char ustacks[ABI_MAX_CPUS][USTACK_SIZE] __attribute__((aligned(16)));
-static char dfstacks[ABI_MAX_CPUS][1024] __attribute__((aligned(16)));
-static struct tss tss[ABI_MAX_CPUS];
+struct cpu_area {
+	char kstack[KSTACK_SIZE]; /* first: entry.S finds its top at cpu_areas + cpu * CPU_AREA_SIZE + KSTACK_SIZE */
+	char ustack[USTACK_SIZE];
+	char dfstack[1024];
+	struct tss tss;
+} __attribute__((aligned(4096)));
+_Static_assert(sizeof(struct cpu_area) == CPU_AREA_SIZE, "CPU_AREA_SIZE is entry.S's stride");
+
+/* Placed after every other bss object by guest.ld (".bss.zcpu"). */
+struct cpu_area cpu_areas[ABI_MAX_CPUS] __attribute__((section(".bss.zcpu")));
 static struct idt_gate idt[IDT_VECTORS];
 
 static void tss_load(uint64_t cpu)
 {
-	struct tss *t = &tss[cpu];
+	struct cpu_area *a = &cpu_areas[cpu];
+	struct tss *t = &a->tss;
 	uint64_t base = (uint64_t)t, limit = sizeof(*t) - 1;
-	t->rsp[0] = (uint64_t)kstacks[cpu] + KSTACK_SIZE;
-	t->ist[IST_DOUBLE_FAULT - 1] = (uint64_t)dfstacks[cpu] + sizeof(dfstacks[cpu]);
+	t->rsp[0] = (uint64_t)a->kstack + KSTACK_SIZE;
+	t->ist[IST_DOUBLE_FAULT - 1] = (uint64_t)a->dfstack + sizeof(a->dfstack);
 	t->iomap_base = offsetof(struct tss, iomap);
 	t->iomap[8192] = 0xff;
 	gdt_tss[2 * cpu] = (limit & 0xffff) | ((base & 0xffffff) << 16) | (TSS_AVAILABLE_64 << 40) |
@@ -76,7 +83,7 @@ void kernel_main(const struct abi_pvh_start_info *si, uint64_t cpu, uint64_t ncp
 {
 	tss_load(cpu);
 	idt_load();
-	user_enter((void *)user_main, ustacks[cpu] + USTACK_SIZE, (uint64_t)si, cpu, ncpus);
+	user_enter((void *)user_main, cpu_areas[cpu].ustack + USTACK_SIZE, (uint64_t)si, cpu, ncpus);
 }
 
 static const char *const exception_names[] = {

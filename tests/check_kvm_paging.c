@@ -88,6 +88,23 @@ START_TEST(default_pager_serves_every_page_the_guest_touches)
 }
 END_TEST
 
+START_TEST(boot_image_is_in_place_before_the_guest_runs)
+{
+	/* The loader brings in the image and the start info, and CPU 0's stacks and TSS lie
+	 * in the image's cluster: hello runs without a single userfaultfd fault. With a cluster
+	 * of one page, each page the guest touches beyond what was written is a fault. */
+	VMM("-m", "64M", "--stats", "-p", "hello", harness_build_path("guest.elf"));
+	expect_status(0);
+	ck_assert_int_gt(stat_of(r.err, "mem.prefaulted_pages"), 0);
+	ck_assert_int_eq(stat_of(r.err, "mem.uffd_faults"), 0);
+	spawn_free(&r);
+	VMM("-m", "64M", "--cluster", "1", "--stats", "-p", "hello", harness_build_path("guest.elf"));
+	expect_status(0);
+	ck_assert_int_gt(stat_of(r.err, "mem.uffd_faults"), 0);
+	spawn_free(&r);
+}
+END_TEST
+
 START_TEST(cluster_of_one_page_faults_once_per_page)
 {
 	VMM("-m", "64M", "--cluster", "1", "--stats", "-p", "touch=8M", harness_build_path("guest.elf"));
@@ -265,6 +282,7 @@ Suite *kvm_paging_suite(void)
 	TCase *tc = tcase_create("paging");
 	tcase_set_timeout(tc, TIMEOUT_S + 10);
 	HARNESS_ADD_TEST(tc, default_pager_serves_every_page_the_guest_touches);
+	HARNESS_ADD_TEST(tc, boot_image_is_in_place_before_the_guest_runs);
 	HARNESS_ADD_TEST(tc, cluster_of_one_page_faults_once_per_page);
 	HARNESS_ADD_TEST(tc, touch_of_four_times_the_limit_verifies_every_page);
 	HARNESS_ADD_TEST(tc, named_swap_file_takes_the_pages);

@@ -37,6 +37,8 @@ int boot_write_start_info(struct guest_memory *mem, const char *cmdline, uint64_
 	};
 	memcpy(page, &si, sizeof(si));
 	int r = guest_memory_write(mem, BOOT_INFO_GPA, page, BOOT_INFO_LEN);
+	if (!r) /* read by the guest's first instructions */
+		r = guest_memory_prefault(mem, BOOT_INFO_GPA, BOOT_INFO_LEN);
 	if (r)
 		return error_set(-r, "cannot write the boot information into guest memory: %s", strerror(-r));
 	*start_info = BOOT_INFO_GPA;

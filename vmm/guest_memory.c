@@ -329,6 +329,7 @@ static int guest_memory_fault(void *arg, const struct fault_event *ev)
 	vm_domain_lock(m->dom);
 	kern_return_t kr = vm_fault(m->map, gpa, access, &info);
 	int r = pmap_uffd_flush(&m->pmap);
+	m->uffd_faults++;
 	if (ev->wp)
 		m->wp_faults++;
 	if (kr != KERN_SUCCESS) {
@@ -510,6 +511,28 @@ int guest_memory_write(struct guest_memory *m, uint64_t gpa, const void *src, ui
 	return kr != KERN_SUCCESS ? kern_errno(kr) : r;
 }
 
+int guest_memory_prefault(struct guest_memory *m, uint64_t gpa, uint64_t len)
+{
+	const struct guest_region *g = guest_memory_region(m, gpa);
+	if (!m->map || !g || g->kind != GUEST_REGION_RAM || m->kernel_ram)
+		return 0;
+	int r = 0;
+	vm_domain_lock(m->dom);
+	for (vm_addr_t va = vm_trunc_page(gpa); !r && va < gpa + len; va += VM_PAGE_SIZE) {
+		if (pmap_entered(&m->map->pmap, va) & VM_PROT_WRITE)
+			continue; /* brought in with an earlier page's cluster */
+		struct vm_fault_info info = {0};
+		kern_return_t kr = vm_fault(m->map, va, VM_PROT_READ | VM_PROT_WRITE, &info);
+		r = pmap_uffd_flush(&m->pmap);
+		m->prefaults += info.entered;
+		if (kr != KERN_SUCCESS)
+			r = error_set(-kern_errno(kr), "cannot bring in guest memory at 0x%llx: %s", (unsigned long long)va,
+				      kern_return_name(kr));
+	}
+	vm_domain_unlock(m->dom);
+	return r;
+}
+
 int guest_memory_allocate(struct guest_memory *m, uint64_t *gpa, uint64_t size, bool anywhere)
 {
 	if (m->nregions == GUEST_MEMORY_MAX_REGIONS)
@@ -617,7 +640,9 @@ void guest_memory_stats(struct guest_memory *m, void (*emit)(void *arg, const ch
 		{"mem.resident_peak", s.resident_peak},
 		{"mem.resident_limit", s.resident_limit},
 		{"mem.faults", s.faults},
+		{"mem.uffd_faults", m->uffd_faults},
 		{"mem.wp_faults", m->wp_faults},
+		{"mem.prefaulted_pages", m->prefaults},
 		{"mem.zero_fills", s.zero_fill_count},
 		{"mem.cow_faults", s.cow_faults},
 		{"mem.pageins", s.pageins},

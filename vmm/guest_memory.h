@@ -110,6 +110,8 @@ struct guest_memory {
 	bool kernel_ram;                                       /* (c) cfg.kernel_zero_fill */
 	uint64_t latency[GUEST_MEMORY_LATENCY_BUCKETS];        /* (d) faults by service time */
 	uint64_t wp_faults;                                    /* (d) write-protect faults */
+	uint64_t uffd_faults;                                  /* (d) userfaultfd faults served */
+	uint64_t prefaults;                                    /* (d) pages brought in before the guest ran */
 };
 
 /*
@@ -153,6 +155,14 @@ void *guest_memory_ptr(const struct guest_memory *m, uint64_t gpa, uint64_t len)
 
 /* Write @len bytes at @gpa through the map (plain memory: memcpy). 0 or -errno. */
 int guest_memory_write(struct guest_memory *m, uint64_t gpa, const void *src, uint64_t len);
+
+/*
+ * Bring [gpa, gpa + len) of RAM into the guest's host memory now, as a guest write would
+ * (with its cluster), so that the guest takes no fault for pages it is sure to touch first
+ * (the image the loader wrote). Before the vCPUs run; a no-op where the kernel fills RAM.
+ * 0 or -errno with a message.
+ */
+int guest_memory_prefault(struct guest_memory *m, uint64_t gpa, uint64_t len);
 
 /* The region containing @gpa, or NULL. */
 const struct guest_region *guest_memory_region(const struct guest_memory *m, uint64_t gpa);

@@ -192,6 +192,8 @@ int loader_load_pvh(const void *image, size_t size, const char *name, struct gue
 		if (p.p_type != PT_LOAD || !p.p_filesz || !p.p_memsz)
 			continue;
 		r = guest_memory_write(mem, p.p_paddr, bytes + p.p_offset, p.p_filesz);
+		if (!r) /* the guest's first instructions and data: no fault for them */
+			r = guest_memory_prefault(mem, p.p_paddr, p.p_filesz);
 		if (r)
 			return error_set(-r, "%s: cannot write segment %u into guest memory: %s", name, i, strerror(-r));
 	}

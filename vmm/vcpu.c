@@ -33,7 +33,7 @@ int vcpu_signals_init(void)
 	return 0;
 }
 
-int vcpu_create(struct vcpu *c, struct vm *vm, unsigned index, uint64_t entry, uint64_t start_info)
+int vcpu_create(struct vcpu *c, struct vm *vm, unsigned index)
 {
 	memset(c, 0, sizeof(*c));
 	c->vm = vm;
@@ -43,14 +43,19 @@ int vcpu_create(struct vcpu *c, struct vm *vm, unsigned index, uint64_t entry, u
 	int r = kvm_vcpu_create(&vm->kvm, index, &c->fd, &c->run);
 	if (r)
 		return r;
+	c->stats = kvm_stats_open(c->fd);
+	return 0;
+}
+
+int vcpu_set_boot_state(struct vcpu *c, uint64_t entry, uint64_t start_info)
+{
 	struct kvm_regs regs;
 	struct kvm_sregs sregs;
 	if (ioctl(c->fd, KVM_GET_SREGS, &sregs) != 0)
-		return error_set_errno(errno, "cannot read the registers of vCPU %u", index);
-	boot_vcpu_state(&regs, &sregs, entry, start_info, index, vm->cfg.ncpus);
+		return error_set_errno(errno, "cannot read the registers of vCPU %u", c->index);
+	boot_vcpu_state(&regs, &sregs, entry, start_info, c->index, c->vm->cfg.ncpus);
 	if (ioctl(c->fd, KVM_SET_SREGS, &sregs) != 0 || ioctl(c->fd, KVM_SET_REGS, &regs) != 0)
-		return error_set_errno(errno, "cannot set the boot registers of vCPU %u", index);
-	c->stats = kvm_stats_open(c->fd);
+		return error_set_errno(errno, "cannot set the boot registers of vCPU %u", c->index);
 	return 0;
 }
 

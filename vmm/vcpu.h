@@ -27,8 +27,12 @@ struct vcpu {
 				     (a vCPU ioctl waits while the vCPU is in the guest) */
 };
 
-/* Create vCPU @index of @vm in its PVH boot state (entry @entry, start info @start_info). */
-int vcpu_create(struct vcpu *c, struct vm *vm, unsigned index, uint64_t entry, uint64_t start_info);
+/* Create vCPU @index of @vm: its KVM descriptor, run area and statistics; its registers as
+ * KVM makes them (vcpu_set_boot_state or vm_state_apply set them). */
+int vcpu_create(struct vcpu *c, struct vm *vm, unsigned index);
+
+/* Put @c in its PVH boot state: entry @entry, start info @start_info. */
+int vcpu_set_boot_state(struct vcpu *c, uint64_t entry, uint64_t start_info);
 
 /* Start the vCPU's thread. */
 int vcpu_start(struct vcpu *c);

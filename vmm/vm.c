@@ -86,24 +86,71 @@ int vm_sync_memslots(struct vm *vm)
 	return 0;
 }
 
-static int vm_kvm_setup(struct vm *vm, uint64_t entry, uint64_t start_info, const struct vm_state *state)
+/* KVM's half of start-up, which needs nothing of guest memory: the VM and its vCPUs. */
+static int vm_kvm_open(struct vm *vm)
 {
 	memset(vm->memslots, 0, sizeof(vm->memslots));
 	int r = kvm_open(&vm->kvm, vm->cfg.kvm_path);
-	if (!r)
-		r = vm_sync_memslots(vm);
 	if (r)
 		return r;
 	if (vm->cfg.ncpus > vm->kvm.max_vcpus)
 		return error_set(EINVAL, "KVM allows at most %u vCPUs per VM here", vm->kvm.max_vcpus);
 	if (!vm->vcpus && !(vm->vcpus = calloc(vm->cfg.ncpus, sizeof(*vm->vcpus))))
 		return error_set(ENOMEM, "no memory for %u vCPUs", vm->cfg.ncpus);
-	for (unsigned i = 0; i < vm->cfg.ncpus; i++) {
-		r = vcpu_create(&vm->vcpus[i], vm, i, entry, start_info);
-		if (r)
-			return r;
-	}
-	return state ? vm_state_apply(vm, state) : 0;
+	for (unsigned i = 0; !r && i < vm->cfg.ncpus; i++)
+		r = vcpu_create(&vm->vcpus[i], vm, i);
+	return r;
+}
+
+/* vm_kvm_open on a thread of its own: it takes about as long as setting up guest memory
+ * and loading the image, which go on meanwhile. Nothing else touches vm->kvm or vm->vcpus
+ * until vm_kvm_open_join. */
+struct vm_kvm_opening {
+	pthread_t thread;
+	bool started;
+	struct vm *vm;
+	int r;
+	char message[512]; /* error messages are per thread: the opener's, carried over */
+};
+
+static void *vm_kvm_open_main(void *arg)
+{
+	struct vm_kvm_opening *o = arg;
+	o->r = vm_kvm_open(o->vm);
+	if (o->r)
+		snprintf(o->message, sizeof(o->message), "%s", error_message());
+	return NULL;
+}
+
+static void vm_kvm_open_start(struct vm_kvm_opening *o, struct vm *vm)
+{
+	o->vm = vm;
+	o->started = pthread_create(&o->thread, NULL, vm_kvm_open_main, o) == 0;
+	if (!o->started) /* no thread to spare: open in line */
+		vm_kvm_open_main(o);
+}
+
+/* Wait for the opener; its result, its message made this thread's. */
+static int vm_kvm_open_join(struct vm_kvm_opening *o)
+{
+	if (o->started)
+		pthread_join(o->thread, NULL);
+	o->started = false;
+	if (o->r)
+		error_set(-o->r, "%s", o->message);
+	return o->r;
+}
+
+/* With KVM open: memory slots for the regions, then the vCPUs in their PVH boot state
+ * (@entry, @start_info) or, with @state, in that state. */
+static int vm_kvm_setup(struct vm *vm, uint64_t entry, uint64_t start_info, const struct vm_state *state)
+{
+	int r = vm_sync_memslots(vm);
+	if (r || state)
+		return r ? r : vm_state_apply(vm, state);
+	for (unsigned i = 0; !r && i < vm->cfg.ncpus; i++)
+		r = vcpu_set_boot_state(&vm->vcpus[i], entry, start_info);
+	return r;
 }
 
 int vm_create(struct vm *vm, const struct vm_config *cfg)
@@ -120,13 +167,16 @@ int vm_create(struct vm *vm, const struct vm_config *cfg)
 	atomic_init(&vm->first_run_ns, 0);
 	vm->ready_fd = -1;
 
-	/* The image is checked before any device is opened: a bad image is reported on any host. */
 	void *image = NULL;
 	size_t size = 0;
 	struct loader_result lr = {0};
 	uint64_t start_info = 0;
 	/* A restored VM has its memory and registers already: nothing to load. */
 	int r = cfg->restore ? 0 : vm_check_guest(cfg, &image, &size, &lr);
+	/* Only once the image passed: a bad image is reported as such on any host. */
+	struct vm_kvm_opening kvm_opening = {0};
+	if (!r)
+		vm_kvm_open_start(&kvm_opening, vm);
 	if (!r)
 		r = guest_memory_create(&vm->mem, &cfg->mem);
 	if (!r && cfg->restore)
@@ -146,6 +196,10 @@ int vm_create(struct vm *vm, const struct vm_config *cfg)
 		r = test_port_attach(vm, cfg->verbose > 1);
 	if (!r)
 		r = id_port_attach(vm);
+	/* Joined whatever happened: the opener writes into vm. Guest memory's errors come first. */
+	int kr = kvm_opening.vm ? vm_kvm_open_join(&kvm_opening) : 0;
+	if (!r)
+		r = kr;
 	if (!r)
 		r = vm_kvm_setup(vm, lr.entry, start_info, cfg->restore);
 	if (r)
@@ -189,6 +243,8 @@ int vm_fork_child_setup(struct vm *vm, const struct vm_state *state)
 	vm->snapshot_thread_started = false;
 	vm->children_reaper_started = false;
 	int r = guest_memory_reattach(&vm->mem);
+	if (!r)
+		r = vm_kvm_open(vm);
 	if (!r)
 		r = vm_kvm_setup(vm, 0, 0, state);
 	if (!r)
