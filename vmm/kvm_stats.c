@@ -55,18 +55,37 @@ void kvm_stats_close(struct kvm_stats *s)
 {
 	if (!s)
 		return;
-	close(s->fd);
+	if (s->fd >= 0)
+		close(s->fd);
 	free(s->desc);
 	free(s->data);
 	free(s);
 }
 
+/* The data block as it is now (a frozen one keeps its last figures). */
+static int kvm_stats_refresh(struct kvm_stats *s)
+{
+	ssize_t want = (ssize_t)(s->data_words * sizeof(uint64_t));
+	if (s->fd >= 0 && pread(s->fd, s->data, (size_t)want, s->hdr.data_offset) != want)
+		return -errno;
+	return 0;
+}
+
+void kvm_stats_freeze(struct kvm_stats *s)
+{
+	if (!s || s->fd < 0)
+		return;
+	kvm_stats_refresh(s);
+	close(s->fd);
+	s->fd = -1;
+}
+
 int kvm_stats_read(struct kvm_stats *s, const char *prefix,
 		   void (*emit)(void *arg, const char *key, uint64_t value), void *arg)
 {
-	ssize_t want = (ssize_t)(s->data_words * sizeof(uint64_t));
-	if (pread(s->fd, s->data, (size_t)want, s->hdr.data_offset) != want)
-		return -errno;
+	int r = kvm_stats_refresh(s);
+	if (r)
+		return r;
 	char key[256];
 	for (uint32_t i = 0; i < s->hdr.num_desc; i++) {
 		const struct kvm_stats_desc *d = (const void *)(s->desc + i * s->desc_size);

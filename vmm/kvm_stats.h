@@ -13,6 +13,10 @@ struct kvm_stats;
 struct kvm_stats *kvm_stats_open(int fd);
 void kvm_stats_close(struct kvm_stats *s);
 
+/* Read the figures one last time and close the descriptor: later reads report those
+ * (a vCPU's statistics outlive its descriptor, for the figures printed at exit). */
+void kvm_stats_freeze(struct kvm_stats *s);
+
 /* Report each statistic as "@prefix<name>" through @emit. 0 or -errno. */
 int kvm_stats_read(struct kvm_stats *s, const char *prefix,
 		   void (*emit)(void *arg, const char *key, uint64_t value), void *arg);

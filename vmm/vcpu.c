@@ -217,10 +217,9 @@ void vcpu_destroy(struct vcpu *c)
 	c->started = false;
 	if (c->run)
 		munmap(c->run, c->vm->kvm.run_size);
+	kvm_stats_freeze(c->stats); /* its figures stay readable; vm_destroy frees them */
 	if (c->fd >= 0)
 		close(c->fd);
-	kvm_stats_close(c->stats);
-	c->stats = NULL;
 	c->run = NULL;
 	c->fd = -1;
 }

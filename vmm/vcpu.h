@@ -40,7 +40,8 @@ int vcpu_start(struct vcpu *c);
 /* Make the vCPU leave KVM_RUN promptly (it then sees the VM stopping). Any thread. */
 void vcpu_kick(struct vcpu *c);
 
-/* Wait for the vCPU's thread, then free the vCPU. */
+/* Wait for the vCPU's thread, then close the vCPU; its statistics stay readable (frozen)
+ * until vm_destroy frees them. */
 void vcpu_destroy(struct vcpu *c);
 
 /* Install the no-op signal handler that kicks use. Call once before vcpu_start. */

@@ -396,9 +396,11 @@ void vm_stats(struct vm *vm, void (*emit)(void *arg, const char *key, uint64_t v
 void vm_destroy(struct vm *vm)
 {
 	if (vm->vcpus) {
-		for (unsigned i = 0; i < vm->cfg.ncpus; i++)
+		for (unsigned i = 0; i < vm->cfg.ncpus; i++) {
 			if (vm->vcpus[i].vm)
 				vcpu_destroy(&vm->vcpus[i]);
+			kvm_stats_close(vm->vcpus[i].stats);
+		}
 		free(vm->vcpus);
 		vm->vcpus = NULL;
 	}
