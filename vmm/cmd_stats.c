@@ -26,9 +26,12 @@ static void stats_help(FILE *f, const char *verb)
 	fprintf(f, "usage: " STATS_USAGE "\n"
 		   "Print the statistics of the running VM NAME: one 'key value' line per figure,\n"
 		   "sorted by key, values aligned. Keys are flat and dotted: vm.* (the VM as a\n"
-		   "whole), vcpu.N.exits (per vCPU), mem.* (faults, page-ins and page-outs, residency,\n"
-		   "userfaultfd work, fault latency), object.ID.* (per memory object), dedup.* (the\n"
-		   "page store), monitor.* (the monitor's clients, commands and events).\n\n");
+		   "whole), vcpu.N.exits (exits the VMM handled, per vCPU), kvm.NAME and\n"
+		   "vcpu.N.kvm.NAME (KVM's own binary statistics under the kernel's names), mem.*\n"
+		   "(faults, page-ins and page-outs, residency, userfaultfd work, fault latency),\n"
+		   "object.ID.* (per memory object), snapshot.* and dedup.* (snapshots taken and\n"
+		   "their pages: zero, shared with the store, stored), monitor.* (the monitor's\n"
+		   "clients, commands and events).\n\n");
 	cli_print_options(f, stats_options);
 	fprintf(f, "\nWith --json the object is printed as the VM sent it, one line per sample.\n"
 		   "With --watch on a terminal the screen is redrawn for each sample; otherwise the\n"
