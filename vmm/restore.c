@@ -17,7 +17,7 @@ static int restore_page(void *arg, uint64_t pindex, const void **data)
 	uint64_t hash;
 	int err = store_snapshot_page(r->snap, pindex, data, &hash);
 	if (err)
-		return err;
+		return error_set(-err, "snapshot '%s': %s (see vmm store verify)", r->name, error_message());
 	if (*data && XXH3_64bits(*data, 4096) != hash)
 		return error_set(EIO, "snapshot '%s': stored page 0x%llx does not match its hash (damaged; see vmm store verify)",
 				 r->name, (unsigned long long)pindex);
@@ -30,7 +30,9 @@ int restore_open(struct restore *r, const char *dir, const char *name)
 	snprintf(r->name, sizeof(r->name), "%s", name);
 	if (!realpath(dir, r->store_real))
 		return error_set_errno(errno, "no store at %s", dir);
-	int err = store_open(dir, false, &r->store);
+	/* Nothing here may grow with the snapshot's memory: the store is not indexed, the
+	 * manifests are checked up to their entries, and pages come later, on demand. */
+	int err = store_open_read(dir, &r->store);
 	if (!err)
 		err = store_snapshot_open(r->store, name, &r->snap);
 	if (!err) {

@@ -19,54 +19,108 @@
 
 /* ---- on-disk format (little-endian, x86-64 only) ----------------------------------- */
 
-#define MANIFEST_MAGIC "VMMSNAP1"
-#define TRAILER_MAGIC "VMMSEND1"
-#define MANIFEST_VERSION 1u
+/*
+ * A manifest, version 2:
+ *
+ *   header       struct manifest_header
+ *   state        state_len bytes of the VMM's opaque state, zero-padded to 8
+ *   pack table   pack_count uint32 ids of the packs the entries use, increasing, zero-padded to 8
+ *   entries      entry_count struct manifest_entry, page numbers strictly increasing
+ *   chunk table  one struct manifest_chunk per chunk_entries entries (the last chunk may be short)
+ *   trailer      struct manifest_trailer
+ *
+ * Opening a manifest checks the head (header, state, pack table) and the chunk table
+ * against the trailer's checksums: no work in proportion to the pages listed but for the
+ * chunk table (16 bytes per 512 entries). A chunk of entries is checked against its
+ * checksum, and entry by entry, the first time a reader looks a page up in it (restore),
+ * or all at once where every entry is used (verify, gc, list, a writer's index).
+ * Magic and version keep their place in every version: an older or newer file is refused
+ * by its version number.
+ */
+#define MANIFEST_MAGIC "VMMSNAP1" /* the file's kind, the same in every version */
+#define TRAILER_MAGIC "VMMSEND2"
+#define MANIFEST_VERSION 2u
+#define MANIFEST_CHUNK 512u          /* entries per chunk in the manifests written here */
+#define MANIFEST_CHUNK_MAX (1u << 20) /* most entries per chunk a reader accepts */
 #define STORE_MAX_DEPTH 1024u
 #define WRITE_BATCH_PAGES 256u
 
 struct manifest_header {
-	char magic[8];        /* MANIFEST_MAGIC */
-	uint32_t version;     /* MANIFEST_VERSION */
-	uint32_t header_size; /* sizeof(struct manifest_header) */
-	uint64_t created_ns;  /* CLOCK_REALTIME at commit */
-	uint64_t page_count;  /* pages of guest memory described */
-	uint64_t entry_count; /* struct manifest_entry that follow the state */
-	uint32_t state_len;   /* bytes of opaque VMM state after the header */
-	uint32_t reserved;    /* 0 */
-	char name[64];        /* this snapshot, NUL-terminated */
-	char parent[64];      /* its parent, or "" */
+	char magic[8];          /* MANIFEST_MAGIC */
+	uint32_t version;       /* MANIFEST_VERSION */
+	uint32_t header_size;   /* sizeof(struct manifest_header) */
+	uint64_t created_ns;    /* CLOCK_REALTIME at commit */
+	uint64_t page_count;    /* pages of guest memory described */
+	uint64_t entry_count;   /* struct manifest_entry in the entries */
+	uint32_t state_len;     /* bytes of opaque VMM state after the header */
+	uint32_t pack_count;    /* pack ids in the pack table */
+	uint32_t chunk_entries; /* entries per chunk: a power of two */
+	uint32_t reserved;      /* 0 */
+	char name[64];          /* this snapshot, NUL-terminated */
+	char parent[64];        /* its parent, or "" */
 };
 
 struct manifest_entry {
 	uint64_t pindex; /* page number, strictly increasing */
 	uint64_t hash;   /* XXH3-64 of the bytes; 0 for zero pages */
-	uint32_t pack;   /* pack id, or STORE_ZERO_PACK */
+	uint32_t pack;   /* pack id (one of the pack table's), or STORE_ZERO_PACK */
 	uint32_t slot;   /* page number in the pack; 0 for zero pages */
 };
 
-struct manifest_trailer {
-	uint64_t checksum; /* XXH3-64 of every byte before the trailer */
-	char magic[8];     /* TRAILER_MAGIC */
+struct manifest_chunk {
+	uint64_t first_pindex; /* page number of the chunk's first entry; strictly increasing */
+	uint64_t checksum;     /* XXH3-64 of the chunk's entries */
 };
 
-_Static_assert(sizeof(struct manifest_header) == 176, "manifest header layout");
+struct manifest_trailer {
+	uint64_t head_checksum;   /* XXH3-64 of header, state and pack table, padding included */
+	uint64_t chunks_checksum; /* XXH3-64 of the chunk table */
+	char magic[8];            /* TRAILER_MAGIC */
+};
+
+_Static_assert(sizeof(struct manifest_header) == 184, "manifest header layout");
 _Static_assert(sizeof(struct manifest_entry) == 24, "manifest entry layout");
-_Static_assert(sizeof(struct manifest_trailer) == 16, "manifest trailer layout");
+_Static_assert(sizeof(struct manifest_chunk) == 16, "manifest chunk layout");
+_Static_assert(sizeof(struct manifest_trailer) == 24, "manifest trailer layout");
 
 static uint64_t pad8(uint64_t n)
 {
 	return (n + 7) & ~7ull;
 }
 
-/* A manifest mapped from disk, every field checked. */
+/* Where the parts of a manifest lie, from its header's counts (checked: in range). */
+struct manifest_layout {
+	uint64_t packs_off, entries_off, chunks_off, trailer_off, size;
+	uint64_t nchunks;
+};
+
+static void manifest_layout(const struct manifest_header *h, struct manifest_layout *l)
+{
+	l->packs_off = sizeof(*h) + pad8(h->state_len);
+	l->entries_off = l->packs_off + pad8((uint64_t)h->pack_count * sizeof(uint32_t));
+	l->nchunks = (h->entry_count + h->chunk_entries - 1) / h->chunk_entries;
+	l->chunks_off = l->entries_off + h->entry_count * sizeof(struct manifest_entry);
+	l->trailer_off = l->chunks_off + l->nchunks * sizeof(struct manifest_chunk);
+	l->size = l->trailer_off + sizeof(struct manifest_trailer);
+}
+
+/*
+ * A manifest mapped from disk. Everything but the entries is checked when it is opened;
+ * chunks of entries are checked on first use (checked[k] then becomes 1, atomically: the
+ * snapshot pager looks pages up from several threads).
+ */
 struct manifest {
 	void *map;
 	size_t size;
+	const char *dir;                    /* the store's folder, for messages */
 	const struct manifest_header *hdr;
 	const uint8_t *state;
+	const uint32_t *packs;              /* the pack table: pack_count ids */
 	const struct manifest_entry *entries;
 	uint64_t nentries;
+	const struct manifest_chunk *chunks;
+	uint64_t nchunks;
+	uint8_t *checked;                   /* per chunk: 1 once its entries are known good */
 };
 
 /* ---- the page index: hash -> where the bytes are --------------------------------------- */
@@ -138,18 +192,36 @@ static struct index_entry *index_next(const struct index *ix, uint64_t hash, siz
 	return NULL;
 }
 
+static void index_free(struct index *ix)
+{
+	free(ix->e);
+	memset(ix, 0, sizeof(*ix));
+}
+
 /* ---- the store ------------------------------------------------------------------------- */
 
+/*
+ * Locking: STORE/lock is held shared while pages are being referred to or looked for
+ * (a writer, a snapshot being opened, verify, list, rm) and alone by gc, which moves
+ * pages and removes packs. A handle counts its holds and takes the flock on the first
+ * only (a second flock on the same file would convert gc's exclusive lock).
+ * The index of stored pages is built while the lock is held and dropped with it: after
+ * that, another process's gc may have moved what it points to.
+ */
 struct store {
 	char *dir;
 	store_hash_fn *hash;      /* XXH3_64bits, or a test's */
-	int dir_fd, packs_fd, snaps_fd, lock_fd;
-	struct index index;       /* every page any manifest refers to */
+	int dir_fd, packs_fd, snaps_fd;
+	int lock_fd;              /* -1: opened read-only and the store has no lock file */
+	bool read_only;           /* store_open_read: no writer, gc or rm */
+	unsigned holds;           /* nested holds of the lock by this handle */
+	bool indexed;             /* index is built (only while held) */
+	struct index index;       /* every page any readable manifest refers to */
 	uint32_t nmanifests;      /* manifests indexed */
+	uint32_t damaged;         /* manifests that could not be indexed (verify names them) */
 	int *pack_fds;            /* open packs by id (-1: not open), for reading back */
 	uint32_t pack_fds_cap;
 	bool writer_active;
-	uint32_t damaged;         /* manifests that could not be indexed (verify names them) */
 };
 
 bool store_name_valid(const char *name)
@@ -226,6 +298,15 @@ static int store_pack_fd(struct store *s, uint32_t id)
 	return s->pack_fds[id];
 }
 
+static void store_close_packs(struct store *s)
+{
+	for (uint32_t i = 0; i < s->pack_fds_cap; i++) {
+		if (s->pack_fds[i] >= 0)
+			close(s->pack_fds[i]);
+		s->pack_fds[i] = -1;
+	}
+}
+
 /* Read stored page (pack, slot) into @buf. */
 static int store_read_page(struct store *s, uint32_t pack, uint32_t slot, void *buf)
 {
@@ -238,27 +319,86 @@ static int store_read_page(struct store *s, uint32_t pack, uint32_t slot, void *
 	return 0;
 }
 
+/* Hold the store lock (shared; see the locking comment). 0 or -errno. */
+static int store_hold(struct store *s)
+{
+	if (s->holds++ || s->lock_fd < 0)
+		return 0;
+	int r;
+	while ((r = flock(s->lock_fd, LOCK_SH)) != 0 && errno == EINTR)
+		;
+	if (r != 0) {
+		s->holds = 0;
+		return error_set_errno(errno, "cannot lock %s/lock", s->dir);
+	}
+	return 0;
+}
+
+/* Drop what the index and the open packs say about the store: they may go stale. */
+static void store_forget(struct store *s)
+{
+	index_free(&s->index);
+	s->indexed = false;
+	s->nmanifests = 0;
+	s->damaged = 0;
+	store_close_packs(s);
+}
+
+/* Undo one store_hold (or gc's exclusive hold); the last one unlocks and forgets. */
+static void store_release(struct store *s)
+{
+	if (--s->holds)
+		return;
+	if (s->lock_fd >= 0)
+		flock(s->lock_fd, LOCK_UN);
+	store_forget(s);
+}
+
 /* ---- manifests ---------------------------------------------------------------------------- */
 
 static void manifest_unload(struct manifest *m)
 {
 	if (m->map)
 		munmap(m->map, m->size);
+	free(m->checked);
 	memset(m, 0, sizeof(*m));
 }
 
+/* Where @id is, or would go, among the @n increasing @ids. */
+static uint32_t pack_table_place(const uint32_t *ids, uint32_t n, uint32_t id)
+{
+	uint32_t lo = 0, hi = n;
+	while (lo < hi) {
+		uint32_t mid = lo + (hi - lo) / 2;
+		if (ids[mid] < id)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+static bool pack_table_has(const uint32_t *ids, uint32_t n, uint32_t id)
+{
+	uint32_t at = pack_table_place(ids, n, id);
+	return at < n && ids[at] == id;
+}
+
 /*
- * Map and check the manifest at @path (shown in errors); @expect_name: the name its file
- * gives it. Checks are complete: sizes, magic numbers, names, order of entries, checksum.
+ * Map @fd, the manifest at @path (shown in errors), and check everything but the entries:
+ * sizes, magic numbers, version, names (@expect_name: the name its file gives it), the
+ * head's and the chunk table's checksums, the pack table and the chunk table. Work in
+ * proportion to the state, the packs and the chunks, never to the pages.
  */
-static int manifest_load_fd(int fd, const char *path, const char *expect_name, struct manifest *m)
+static int manifest_open_fd(int fd, const char *path, const char *expect_name, const char *dir, struct manifest *m)
 {
 	memset(m, 0, sizeof(*m));
+	m->dir = dir;
 	struct stat st;
 	if (fstat(fd, &st) != 0)
 		return error_set_errno(errno, "%s", path);
 	uint64_t size = (uint64_t)st.st_size;
-	if (size < sizeof(struct manifest_header) + sizeof(struct manifest_trailer))
+	if (size < 12)
 		return error_set(EIO, "%s: truncated manifest (%llu bytes)", path, (unsigned long long)size);
 	void *map = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
 	if (map == MAP_FAILED)
@@ -266,14 +406,37 @@ static int manifest_load_fd(int fd, const char *path, const char *expect_name, s
 	m->map = map;
 	m->size = size;
 	const struct manifest_header *h = map;
+	struct manifest_layout l;
 	int r = 0;
 	if (memcmp(h->magic, MANIFEST_MAGIC, 8) != 0)
 		r = error_set(EIO, "%s: not a vmm snapshot manifest (bad magic)", path);
 	else if (h->version != MANIFEST_VERSION)
 		r = error_set(EIO, "%s: manifest version %u; this vmm reads version %u", path, h->version,
 			      MANIFEST_VERSION);
-	else if (h->header_size != sizeof(*h) || h->reserved != 0)
+	else if (size < sizeof(*h) + sizeof(struct manifest_trailer))
+		r = error_set(EIO, "%s: truncated manifest (%llu bytes)", path, (unsigned long long)size);
+	else if (h->header_size != sizeof(*h) || h->reserved != 0 || h->chunk_entries == 0 ||
+		 h->chunk_entries > MANIFEST_CHUNK_MAX || (h->chunk_entries & (h->chunk_entries - 1)))
 		r = error_set(EIO, "%s: malformed manifest header", path);
+	else if (h->state_len > STORE_STATE_MAX || h->page_count > (1ull << 40) || h->entry_count > h->page_count ||
+		 h->pack_count > h->entry_count)
+		r = error_set(EIO, "%s: manifest sizes out of range", path);
+	if (r)
+		goto err;
+	manifest_layout(h, &l);
+	if (l.size != size) {
+		r = error_set(EIO, "%s: manifest is %llu bytes, its header says %llu (truncated or damaged)", path,
+			      (unsigned long long)size, (unsigned long long)l.size);
+		goto err;
+	}
+	const uint8_t *base = map;
+	const struct manifest_trailer *t = (const void *)(base + l.trailer_off);
+	if (memcmp(t->magic, TRAILER_MAGIC, 8) != 0)
+		r = error_set(EIO, "%s: manifest trailer is damaged", path);
+	else if (t->head_checksum != XXH3_64bits(base, l.entries_off))
+		r = error_set(EIO, "%s: manifest header and state do not match their checksum (damaged)", path);
+	else if (t->chunks_checksum != XXH3_64bits(base + l.chunks_off, l.trailer_off - l.chunks_off))
+		r = error_set(EIO, "%s: manifest chunk table does not match its checksum (damaged)", path);
 	else if (memchr(h->name, 0, sizeof(h->name)) == NULL || memchr(h->parent, 0, sizeof(h->parent)) == NULL ||
 		 !store_name_valid(h->name) || (h->parent[0] && !store_name_valid(h->parent)))
 		r = error_set(EIO, "%s: malformed snapshot or parent name", path);
@@ -281,34 +444,33 @@ static int manifest_load_fd(int fd, const char *path, const char *expect_name, s
 		r = error_set(EIO, "%s: manifest names snapshot '%s', not '%s'", path, h->name, expect_name);
 	else if (strcmp(h->name, h->parent) == 0)
 		r = error_set(EIO, "%s: snapshot is its own parent", path);
-	else if (h->state_len > STORE_STATE_MAX || h->page_count > (1ull << 40) || h->entry_count > h->page_count)
-		r = error_set(EIO, "%s: manifest sizes out of range", path);
 	if (r)
 		goto err;
-	uint64_t entries_off = sizeof(*h) + pad8(h->state_len);
-	uint64_t want = entries_off + h->entry_count * sizeof(struct manifest_entry) + sizeof(struct manifest_trailer);
-	if (want != size) {
-		r = error_set(EIO, "%s: manifest is %llu bytes, its header says %llu (truncated or damaged)", path,
-			      (unsigned long long)size, (unsigned long long)want);
-		goto err;
-	}
-	const struct manifest_trailer *t = (const void *)((const uint8_t *)map + size - sizeof(*t));
-	if (memcmp(t->magic, TRAILER_MAGIC, 8) != 0 || t->checksum != XXH3_64bits(map, size - sizeof(*t))) {
-		r = error_set(EIO, "%s: manifest checksum does not match (damaged)", path);
-		goto err;
-	}
 	m->hdr = h;
-	m->state = (const uint8_t *)map + sizeof(*h);
-	m->entries = (const void *)((const uint8_t *)map + entries_off);
+	m->state = base + sizeof(*h);
+	m->packs = (const void *)(base + l.packs_off);
+	m->entries = (const void *)(base + l.entries_off);
 	m->nentries = h->entry_count;
-	for (uint64_t i = 0; i < m->nentries; i++) {
-		const struct manifest_entry *e = &m->entries[i];
-		if (e->pindex >= h->page_count || (i && e->pindex <= m->entries[i - 1].pindex) ||
-		    (e->pack == STORE_ZERO_PACK && (e->slot || e->hash)) || e->pack == INDEX_EMPTY) {
-			r = error_set(EIO, "%s: entry %llu (page 0x%llx) is malformed", path, (unsigned long long)i,
-				      (unsigned long long)e->pindex);
+	m->chunks = (const void *)(base + l.chunks_off);
+	m->nchunks = l.nchunks;
+	for (uint32_t i = 0; i < h->pack_count; i++) {
+		uint32_t id = m->packs[i];
+		if ((i && id <= m->packs[i - 1]) || id == STORE_ZERO_PACK || id == INDEX_EMPTY) {
+			r = error_set(EIO, "%s: pack table entry %u (%08x) is malformed", path, i, id);
 			goto err;
 		}
+	}
+	for (uint64_t k = 0; k < m->nchunks; k++) {
+		uint64_t first = m->chunks[k].first_pindex;
+		if (first >= h->page_count || (k && first <= m->chunks[k - 1].first_pindex)) {
+			r = error_set(EIO, "%s: chunk %llu of the chunk table is malformed", path, (unsigned long long)k);
+			goto err;
+		}
+	}
+	m->checked = calloc(m->nchunks ? m->nchunks : 1, 1);
+	if (!m->checked) {
+		r = error_set(ENOMEM, "no memory for %s", path);
+		goto err;
 	}
 	return 0;
 err:
@@ -316,19 +478,133 @@ err:
 	return r;
 }
 
-static int manifest_load(struct store *s, const char *name, struct manifest *m)
+static void manifest_path(const struct manifest *m, char *path, size_t len)
 {
-	char file[STORE_NAME_MAX + 8], path[4096];
+	snprintf(path, len, "%s/snapshots/%s.snap", m->dir, m->hdr->name);
+}
+
+/* Entries of chunk @k: the first, and how many. */
+static const struct manifest_entry *manifest_chunk_entries(const struct manifest *m, uint64_t k, uint64_t *n)
+{
+	uint64_t first = k * m->hdr->chunk_entries;
+	uint64_t left = m->nentries - first;
+	*n = left < m->hdr->chunk_entries ? left : m->hdr->chunk_entries;
+	return m->entries + first;
+}
+
+/*
+ * Check chunk @k of @m once: its checksum, then each entry (page in range, strictly after
+ * the one before and before the next chunk's first, a pack of the pack table or a proper
+ * zero entry). Safe from several threads at once (the check is idempotent). 0 or -EIO
+ * with a message naming the manifest and the entries.
+ */
+static int manifest_check_chunk(const struct manifest *m, uint64_t k)
+{
+	if (__atomic_load_n(&m->checked[k], __ATOMIC_ACQUIRE))
+		return 0;
+	uint64_t n;
+	const struct manifest_entry *e = manifest_chunk_entries(m, k, &n);
+	uint64_t first = k * m->hdr->chunk_entries;
+	uint64_t limit = k + 1 < m->nchunks ? m->chunks[k + 1].first_pindex : m->hdr->page_count;
+	char path[4200];
+	if (XXH3_64bits(e, n * sizeof(*e)) != m->chunks[k].checksum) {
+		manifest_path(m, path, sizeof(path));
+		return error_set(EIO, "%s: manifest entries %llu-%llu do not match their checksum (damaged)", path,
+				 (unsigned long long)first, (unsigned long long)(first + n - 1));
+	}
+	for (uint64_t i = 0; i < n; i++) {
+		bool ok = e[i].pindex < limit && (i ? e[i].pindex > e[i - 1].pindex : e[i].pindex == m->chunks[k].first_pindex);
+		if (e[i].pack == STORE_ZERO_PACK)
+			ok = ok && e[i].slot == 0 && e[i].hash == 0;
+		else
+			ok = ok && pack_table_has(m->packs, m->hdr->pack_count, e[i].pack);
+		if (!ok) {
+			manifest_path(m, path, sizeof(path));
+			return error_set(EIO, "%s: entry %llu (page 0x%llx) is malformed", path,
+					 (unsigned long long)(first + i), (unsigned long long)e[i].pindex);
+		}
+	}
+	__atomic_store_n(&m->checked[k], 1, __ATOMIC_RELEASE);
+	return 0;
+}
+
+/* Check every chunk of @m; the first damage found is the error. */
+static int manifest_check_all(const struct manifest *m)
+{
+	for (uint64_t k = 0; k < m->nchunks; k++) {
+		int r = manifest_check_chunk(m, k);
+		if (r)
+			return r;
+	}
+	return 0;
+}
+
+/*
+ * The entry of @m for page @pindex (*e NULL when @m lists none): a binary search of the
+ * chunk table, a check of that chunk the first time, then a direct index when the chunk
+ * is dense or a binary search in it. 0 or -EIO with a message.
+ */
+static int manifest_find(const struct manifest *m, uint64_t pindex, const struct manifest_entry **out)
+{
+	*out = NULL;
+	uint64_t lo = 0, hi = m->nchunks;
+	while (lo < hi) {
+		uint64_t mid = lo + (hi - lo) / 2;
+		if (m->chunks[mid].first_pindex <= pindex)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	if (lo == 0)
+		return 0; /* before the first entry (or no entries) */
+	uint64_t k = lo - 1, n;
+	int r = manifest_check_chunk(m, k);
+	if (r)
+		return r;
+	const struct manifest_entry *e = manifest_chunk_entries(m, k, &n);
+	uint64_t guess = pindex - e[0].pindex;
+	if (guess < n && e[guess].pindex == pindex) {
+		*out = &e[guess];
+		return 0;
+	}
+	lo = 0;
+	hi = n;
+	while (lo < hi) {
+		uint64_t mid = lo + (hi - lo) / 2;
+		if (e[mid].pindex < pindex)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	if (lo < n && e[lo].pindex == pindex)
+		*out = &e[lo];
+	return 0;
+}
+
+/* Open manifest @name of @s (see manifest_open_fd): entries are checked later. */
+static int manifest_open(struct store *s, const char *name, struct manifest *m)
+{
+	char file[STORE_NAME_MAX + 8], path[4200];
 	snprintf(file, sizeof(file), "%s.snap", name);
-	snprintf(path, sizeof(path), "%s/snapshots/%s", s->dir, file);
 	int fd = openat(s->snaps_fd, file, O_RDONLY | O_CLOEXEC);
 	if (fd < 0) {
 		if (errno == ENOENT)
 			return error_set(ENOENT, "no snapshot '%s' in %s", name, s->dir);
+		snprintf(path, sizeof(path), "%s/snapshots/%s", s->dir, file);
 		return error_set_errno(errno, "%s", path);
 	}
-	int r = manifest_load_fd(fd, path, name, m);
+	snprintf(path, sizeof(path), "%s/snapshots/%s", s->dir, file);
+	int r = manifest_open_fd(fd, path, name, s->dir, m);
 	close(fd);
+	return r;
+}
+
+/* Open manifest @name and check all its entries. */
+static int manifest_load(struct store *s, const char *name, struct manifest *m)
+{
+	int r = manifest_open(s, name, m);
+	if (!r && (r = manifest_check_all(m)) != 0)
+		manifest_unload(m);
 	return r;
 }
 
@@ -347,37 +623,100 @@ static int write_all(int fd, const void *p, size_t n)
 	return 0;
 }
 
-/* Write a manifest atomically: temporary file, fsync, rename, fsync of the folder. */
-static int manifest_write(struct store *s, const struct manifest_header *h, const void *state,
+/* The distinct packs @e uses, increasing, in *ids (free it). 0 or -ENOMEM. */
+static int manifest_pack_table(const struct manifest_entry *e, uint64_t n, uint32_t **ids, uint32_t *count)
+{
+	uint32_t *t = NULL, cnt = 0, cap = 0, last = STORE_ZERO_PACK;
+	for (uint64_t i = 0; i < n; i++) {
+		uint32_t id = e[i].pack;
+		if (id == STORE_ZERO_PACK || id == last)
+			continue; /* pages of one pack come in runs */
+		last = id;
+		uint32_t lo = pack_table_place(t, cnt, id);
+		if (lo < cnt && t[lo] == id)
+			continue;
+		if (cnt == cap) {
+			cap = cap ? cap * 2 : 16;
+			uint32_t *p = realloc(t, cap * sizeof(*p));
+			if (!p) {
+				free(t);
+				return -ENOMEM;
+			}
+			t = p;
+		}
+		memmove(t + lo + 1, t + lo, (cnt - lo) * sizeof(*t));
+		t[lo] = id;
+		cnt++;
+	}
+	*ids = t;
+	*count = cnt;
+	return 0;
+}
+
+/*
+ * Write manifest @h (magic, version, counts and chunking are filled in here) with @state
+ * and @entries atomically: temporary file, fsync, rename, fsync of the folder.
+ */
+static int manifest_write(struct store *s, struct manifest_header *h, const void *state,
 			  const struct manifest_entry *entries)
 {
 	char tmp[STORE_NAME_MAX + 16], file[STORE_NAME_MAX + 8];
 	snprintf(tmp, sizeof(tmp), ".%s.tmp", h->name);
 	snprintf(file, sizeof(file), "%s.snap", h->name);
-	int fd = openat(s->snaps_fd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-	if (fd < 0)
-		return error_set_errno(errno, "cannot create %s/snapshots/%s", s->dir, tmp);
-	static const uint8_t zeros[8];
-	XXH3_state_t *xs = XXH3_createState();
-	int r = xs ? 0 : -ENOMEM;
-	if (!r)
-		XXH3_64bits_reset(xs);
-	const void *parts[4] = {h, state, zeros, entries};
-	size_t lens[4] = {sizeof(*h), h->state_len, pad8(h->state_len) - h->state_len,
-			  h->entry_count * sizeof(struct manifest_entry)};
-	for (int i = 0; i < 4 && !r; i++) {
-		if (!lens[i])
-			continue;
-		XXH3_64bits_update(xs, parts[i], lens[i]);
-		r = write_all(fd, parts[i], lens[i]);
-	}
-	struct manifest_trailer t;
+	memcpy(h->magic, MANIFEST_MAGIC, 8);
+	h->version = MANIFEST_VERSION;
+	h->header_size = sizeof(*h);
+	h->chunk_entries = MANIFEST_CHUNK;
+	h->reserved = 0;
+	uint32_t *packs = NULL;
+	struct manifest_chunk *chunks = NULL;
+	XXH3_state_t *xs = NULL;
+	struct manifest_layout l;
+	int fd = -1;
+	int r = manifest_pack_table(entries, h->entry_count, &packs, &h->pack_count);
 	if (!r) {
-		t.checksum = XXH3_64bits_digest(xs);
-		memcpy(t.magic, TRAILER_MAGIC, 8);
-		r = write_all(fd, &t, sizeof(t));
+		manifest_layout(h, &l);
+		chunks = malloc(l.nchunks ? l.nchunks * sizeof(*chunks) : 1);
+		xs = XXH3_createState();
+		r = chunks && xs ? 0 : -ENOMEM;
 	}
-	XXH3_freeState(xs);
+	if (r) {
+		r = error_set(-r, "no memory to write %s/snapshots/%s", s->dir, file);
+		goto out;
+	}
+	for (uint64_t k = 0; k < l.nchunks; k++) {
+		uint64_t first = k * MANIFEST_CHUNK, n = h->entry_count - first;
+		n = n < MANIFEST_CHUNK ? n : MANIFEST_CHUNK;
+		chunks[k].first_pindex = entries[first].pindex;
+		chunks[k].checksum = XXH3_64bits(&entries[first], n * sizeof(*entries));
+	}
+	static const uint8_t zeros[8];
+	const void *parts[7] = {h, state, zeros, packs, zeros, entries, chunks};
+	size_t lens[7] = {sizeof(*h),
+			  h->state_len,
+			  pad8(h->state_len) - h->state_len,
+			  h->pack_count * sizeof(uint32_t),
+			  l.entries_off - l.packs_off - h->pack_count * sizeof(uint32_t),
+			  h->entry_count * sizeof(*entries),
+			  l.nchunks * sizeof(*chunks)};
+	struct manifest_trailer t = {.chunks_checksum = XXH3_64bits(chunks, lens[6])};
+	memcpy(t.magic, TRAILER_MAGIC, 8);
+	XXH3_64bits_reset(xs);
+	for (int i = 0; i < 5; i++)
+		if (lens[i])
+			XXH3_64bits_update(xs, parts[i], lens[i]);
+	t.head_checksum = XXH3_64bits_digest(xs);
+
+	fd = openat(s->snaps_fd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0) {
+		r = error_set_errno(errno, "cannot create %s/snapshots/%s", s->dir, tmp);
+		goto out;
+	}
+	for (int i = 0; i < 7 && !r; i++)
+		if (lens[i])
+			r = write_all(fd, parts[i], lens[i]);
+	if (!r)
+		r = write_all(fd, &t, sizeof(t));
 	if (!r && fsync(fd) != 0)
 		r = -errno;
 	close(fd);
@@ -385,9 +724,39 @@ static int manifest_write(struct store *s, const struct manifest_header *h, cons
 		r = -errno;
 	if (r) {
 		unlinkat(s->snaps_fd, tmp, 0);
-		return error_set(-r, "cannot write %s/snapshots/%s: %s", s->dir, file, strerror(-r));
+		r = error_set(-r, "cannot write %s/snapshots/%s: %s", s->dir, file, strerror(-r));
+		goto out;
 	}
-	return fsync_dir(s->snaps_fd, "the snapshots folder");
+	r = fsync_dir(s->snaps_fd, "the snapshots folder");
+out:
+	XXH3_freeState(xs);
+	free(chunks);
+	free(packs);
+	return r;
+}
+
+int store_manifest_seal(void *image, size_t len)
+{
+	struct manifest_header *h = image;
+	if (len < sizeof(*h) + sizeof(struct manifest_trailer) || h->chunk_entries == 0 ||
+	    h->state_len > STORE_STATE_MAX || h->entry_count > (1ull << 40) || h->pack_count > (1u << 30))
+		return -EINVAL;
+	struct manifest_layout l;
+	manifest_layout(h, &l);
+	if (l.size != len)
+		return -EINVAL;
+	uint8_t *base = image;
+	struct manifest_chunk *chunks = (void *)(base + l.chunks_off);
+	const struct manifest_entry *entries = (const void *)(base + l.entries_off);
+	for (uint64_t k = 0; k < l.nchunks; k++) {
+		uint64_t first = k * h->chunk_entries, n = h->entry_count - first;
+		n = n < h->chunk_entries ? n : h->chunk_entries;
+		chunks[k].checksum = XXH3_64bits(&entries[first], n * sizeof(*entries));
+	}
+	struct manifest_trailer *t = (void *)(base + l.trailer_off);
+	t->chunks_checksum = XXH3_64bits(chunks, l.nchunks * sizeof(*chunks));
+	t->head_checksum = XXH3_64bits(base, l.entries_off);
+	return 0;
 }
 
 /* Count @m's references in the index (each manifest counts once per stored page). */
@@ -439,10 +808,28 @@ static int store_index_one(struct store *s, const char *name, void *arg)
 		s->damaged++;
 		return 0;
 	}
-	int r;
-	r = store_index_manifest(s, &m);
+	int r = store_index_manifest(s, &m);
 	manifest_unload(&m);
 	return r;
+}
+
+/* (Re)build the index from every manifest; the lock must be held. */
+static int store_reindex(struct store *s)
+{
+	store_forget(s);
+	int r = store_each_name(s, store_index_one, NULL);
+	if (r) {
+		store_forget(s);
+		return r;
+	}
+	s->indexed = true;
+	return 0;
+}
+
+/* The index, built if this hold of the lock has none yet. */
+static int store_need_index(struct store *s)
+{
+	return s->indexed ? 0 : store_reindex(s);
 }
 
 static int open_dir_at(int at, const char *name, bool create, const char *what, const char *top)
@@ -460,17 +847,14 @@ static uint64_t store_xxh3(const void *data, size_t len)
 	return XXH3_64bits(data, len);
 }
 
-int store_open(const char *dir, bool create, struct store **out)
-{
-	return store_open_hashed(dir, create, store_xxh3, out);
-}
-
-int store_open_hashed(const char *dir, bool create, store_hash_fn *hash, struct store **out)
+/* Open (@create: make) the store at @dir; @read_only: create nothing, write nothing. */
+static int store_open_at(const char *dir, bool create, bool read_only, store_hash_fn *hash, struct store **out)
 {
 	struct store *s = calloc(1, sizeof(*s));
 	if (!s)
 		return error_set(ENOMEM, "no memory for the store");
 	s->hash = hash;
+	s->read_only = read_only;
 	s->dir_fd = s->packs_fd = s->snaps_fd = s->lock_fd = -1;
 	s->dir = strdup(dir);
 	int r = 0;
@@ -492,19 +876,24 @@ int store_open_hashed(const char *dir, bool create, store_hash_fn *hash, struct 
 		r = -EINVAL;
 		goto err;
 	}
-	s->lock_fd = openat(s->dir_fd, "lock", O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-	if (s->lock_fd < 0) {
-		r = error_set_errno(errno, "cannot open %s/lock", dir);
-		goto err;
+	if (read_only) {
+		s->lock_fd = openat(s->dir_fd, "lock", O_RDONLY | O_CLOEXEC);
+		if (s->lock_fd < 0 && errno != ENOENT) {
+			r = error_set_errno(errno, "cannot open %s/lock", dir);
+			goto err;
+		}
+	} else {
+		s->lock_fd = openat(s->dir_fd, "lock", O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+		if (s->lock_fd < 0) {
+			r = error_set_errno(errno, "cannot open %s/lock", dir);
+			goto err;
+		}
 	}
 	if (create) {
 		r = fsync_dir(s->dir_fd, "the store folder");
 		if (r)
 			goto err;
 	}
-	r = store_each_name(s, store_index_one, NULL);
-	if (r)
-		goto err;
 	*out = s;
 	return 0;
 err:
@@ -512,19 +901,32 @@ err:
 	return r;
 }
 
+int store_open(const char *dir, bool create, struct store **out)
+{
+	return store_open_at(dir, create, false, store_xxh3, out);
+}
+
+int store_open_hashed(const char *dir, bool create, store_hash_fn *hash, struct store **out)
+{
+	return store_open_at(dir, create, false, hash, out);
+}
+
+int store_open_read(const char *dir, struct store **out)
+{
+	return store_open_at(dir, false, true, store_xxh3, out);
+}
+
 void store_close(struct store *s)
 {
 	if (!s)
 		return;
-	for (uint32_t i = 0; i < s->pack_fds_cap; i++)
-		if (s->pack_fds[i] >= 0)
-			close(s->pack_fds[i]);
+	store_close_packs(s);
 	free(s->pack_fds);
 	int fds[4] = {s->dir_fd, s->packs_fd, s->snaps_fd, s->lock_fd};
 	for (int i = 0; i < 4; i++)
 		if (fds[i] >= 0)
 			close(fds[i]);
-	free(s->index.e);
+	index_free(&s->index);
 	free(s->dir);
 	free(s);
 }
@@ -536,6 +938,11 @@ bool store_has_snapshot(struct store *s, const char *name)
 	char file[STORE_NAME_MAX + 8];
 	snprintf(file, sizeof(file), "%s.snap", name);
 	return faccessat(s->snaps_fd, file, F_OK, 0) == 0;
+}
+
+static int store_writable(struct store *s)
+{
+	return s->read_only ? error_set(EROFS, "store %s is open for reading only", s->dir) : 0;
 }
 
 /* ---- writing ------------------------------------------------------------------------------ */
@@ -677,32 +1084,34 @@ int store_writer_begin(struct store *s, const char *name, const char *parent, ui
 		return error_set(EINVAL, "'%s' cannot name a parent snapshot", parent);
 	if (state_len > STORE_STATE_MAX)
 		return error_set(EINVAL, "snapshot state of %zu bytes is over the limit", state_len);
+	int r = store_writable(s);
+	if (r)
+		return r;
 	if (s->writer_active)
 		return error_set(EBUSY, "store %s already has a snapshot being written by this process", s->dir);
-	if (flock(s->lock_fd, LOCK_SH) != 0)
-		return error_set_errno(errno, "cannot lock %s/lock", s->dir);
-	int r = 0;
+	r = store_hold(s);
+	if (r)
+		return r;
 	struct store_writer *w = NULL;
 	if (store_has_snapshot(s, name))
 		r = error_set(EEXIST, "snapshot '%s' already exists in %s", name, s->dir);
 	else if (parent && parent[0] && !store_has_snapshot(s, parent))
 		r = error_set(ENOENT, "parent snapshot '%s' is not in %s", parent, s->dir);
-	else if (!(w = calloc(1, sizeof(*w))))
+	else
+		r = store_need_index(s); /* what is stored already, for dedup */
+	if (!r && !(w = calloc(1, sizeof(*w))))
 		r = error_set(ENOMEM, "no memory for a snapshot writer");
-	else if ((r = pack_out_init(&w->pack, s)) == 0 && state_len && !(w->state = malloc(state_len)))
+	if (!r && (r = pack_out_init(&w->pack, s)) == 0 && state_len && !(w->state = malloc(state_len)))
 		r = error_set(ENOMEM, "no memory for the snapshot state");
 	if (r) {
 		if (w) {
 			pack_out_close(&w->pack, false);
 			free(w);
 		}
-		flock(s->lock_fd, LOCK_UN);
+		store_release(s);
 		return r;
 	}
 	w->s = s;
-	memcpy(w->hdr.magic, MANIFEST_MAGIC, 8);
-	w->hdr.version = MANIFEST_VERSION;
-	w->hdr.header_size = sizeof(w->hdr);
 	w->hdr.page_count = page_count;
 	w->hdr.state_len = (uint32_t)state_len;
 	snprintf(w->hdr.name, sizeof(w->hdr.name), "%s", name);
@@ -789,11 +1198,11 @@ void store_writer_stats(const struct store_writer *w, struct store_write_stats *
 static void writer_free(struct store_writer *w, bool discard_pack)
 {
 	w->s->writer_active = false;
-	flock(w->s->lock_fd, LOCK_UN);
 	pack_out_close(&w->pack, discard_pack);
 	free(w->local.e);
 	free(w->entries);
 	free(w->state);
+	store_release(w->s);
 	free(w);
 }
 
@@ -811,14 +1220,7 @@ int store_writer_commit(struct store_writer *w)
 		w->hdr.created_ns = (uint64_t)now.tv_sec * 1000000000ull + (uint64_t)now.tv_nsec;
 		r = manifest_write(w->s, &w->hdr, w->state, w->entries);
 	}
-	if (r) {
-		writer_free(w, true);
-		return r;
-	}
-	/* The snapshot is durable: index it so later writers share its pages. */
-	struct manifest m = {.hdr = &w->hdr, .entries = w->entries, .nentries = w->hdr.entry_count};
-	r = store_index_manifest(w->s, &m);
-	writer_free(w, false);
+	writer_free(w, r != 0);
 	return r;
 }
 
@@ -831,10 +1233,10 @@ struct mapped_pack {
 };
 
 struct store_snapshot {
-	char dir[4096];
+	char *dir;
 	unsigned depth;
-	struct manifest chain[STORE_MAX_DEPTH]; /* [0] is the snapshot, then its parents */
-	struct mapped_pack *packs;              /* sorted by id */
+	struct manifest *chain;  /* [0] is the snapshot, then its parents */
+	struct mapped_pack *packs; /* those the chain's pack tables name, sorted by id */
 	size_t npacks;
 };
 
@@ -844,58 +1246,71 @@ static int cmp_pack(const void *a, const void *b)
 	return x->id < y->id ? -1 : x->id > y->id;
 }
 
-/* Map every pack of the store read-only (mappings are cheap; pages load on first use). */
+/* A pack id and the first manifest of the chain naming it. */
+struct pack_need {
+	uint32_t id;
+	unsigned depth;
+};
+
+static int cmp_need(const void *a, const void *b)
+{
+	const struct pack_need *x = a, *y = b;
+	if (x->id != y->id)
+		return x->id < y->id ? -1 : 1;
+	return x->depth < y->depth ? -1 : x->depth > y->depth;
+}
+
+/*
+ * Map read-only the packs the chain's pack tables name (pages load on first use). Mapped
+ * while the lock is held, they stay readable for the snapshot's life even if a gc moves
+ * their pages and removes them afterwards.
+ */
 static int snapshot_map_packs(struct store *s, struct store_snapshot *snap)
 {
-	int fd = dup(s->packs_fd);
-	DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
-	if (!d) {
-		if (fd >= 0)
-			close(fd);
-		return error_set_errno(errno, "cannot read %s/packs", s->dir);
+	size_t n = 0;
+	for (unsigned i = 0; i < snap->depth; i++)
+		n += snap->chain[i].hdr->pack_count;
+	if (!n)
+		return 0;
+	struct pack_need *need = malloc(n * sizeof(*need));
+	snap->packs = malloc(n * sizeof(*snap->packs));
+	if (!need || !snap->packs) {
+		free(need);
+		return error_set(ENOMEM, "no memory for the pack table");
 	}
-	rewinddir(d);
-	struct dirent *de;
+	n = 0;
+	for (unsigned i = 0; i < snap->depth; i++)
+		for (uint32_t k = 0; k < snap->chain[i].hdr->pack_count; k++)
+			need[n++] = (struct pack_need){snap->chain[i].packs[k], i};
+	qsort(need, n, sizeof(*need), cmp_need);
 	int r = 0;
-	size_t cap = 0;
-	uint32_t id;
-	while (!r && (de = readdir(d))) {
-		if (!pack_name_id(de->d_name, &id))
+	for (size_t k = 0; k < n && !r; k++) {
+		if (k && need[k].id == need[k - 1].id)
 			continue;
-		int pfd = openat(s->packs_fd, de->d_name, O_RDONLY | O_CLOEXEC);
+		char name[16];
+		snprintf(name, sizeof(name), "%08x.pack", need[k].id);
+		int fd = openat(s->packs_fd, name, O_RDONLY | O_CLOEXEC);
 		struct stat st;
-		if (pfd < 0 || fstat(pfd, &st) != 0) {
-			r = error_set_errno(errno, "%s/packs/%s", s->dir, de->d_name);
-			if (pfd >= 0)
-				close(pfd);
+		if (fd < 0 || fstat(fd, &st) != 0) {
+			int e = errno;
+			r = error_set(e, "%s/packs/%s: %s (snapshot '%s' needs it)", s->dir, name, strerror(e),
+				      snap->chain[need[k].depth].hdr->name);
+			if (fd >= 0)
+				close(fd);
 			break;
 		}
 		uint64_t pages = (uint64_t)st.st_size / STORE_PAGE;
 		void *map = NULL;
 		if (pages) {
-			map = mmap(NULL, pages * STORE_PAGE, PROT_READ, MAP_SHARED, pfd, 0);
+			map = mmap(NULL, pages * STORE_PAGE, PROT_READ, MAP_SHARED, fd, 0);
 			if (map == MAP_FAILED)
-				r = error_set_errno(errno, "%s/packs/%s: cannot map", s->dir, de->d_name);
+				r = error_set_errno(errno, "%s/packs/%s: cannot map", s->dir, name);
 		}
-		close(pfd);
-		if (r)
-			break;
-		if (snap->npacks == cap) {
-			cap = cap ? cap * 2 : 16;
-			struct mapped_pack *p = realloc(snap->packs, cap * sizeof(*p));
-			if (!p) {
-				if (map)
-					munmap(map, pages * STORE_PAGE);
-				r = error_set(ENOMEM, "no memory for the pack table");
-				break;
-			}
-			snap->packs = p;
-		}
-		snap->packs[snap->npacks++] = (struct mapped_pack){id, map, pages};
+		close(fd);
+		if (!r)
+			snap->packs[snap->npacks++] = (struct mapped_pack){need[k].id, map, pages};
 	}
-	closedir(d);
-	if (snap->npacks)
-		qsort(snap->packs, snap->npacks, sizeof(snap->packs[0]), cmp_pack);
+	free(need);
 	return r;
 }
 
@@ -904,10 +1319,17 @@ int store_snapshot_open(struct store *s, const char *name, struct store_snapshot
 	if (!store_name_valid(name))
 		return error_set(EINVAL, "'%s' cannot name a snapshot", name);
 	struct store_snapshot *snap = calloc(1, sizeof(*snap));
-	if (!snap)
+	if (!snap || !(snap->dir = strdup(s->dir))) {
+		free(snap);
 		return error_set(ENOMEM, "no memory to open a snapshot");
-	snprintf(snap->dir, sizeof(snap->dir), "%s", s->dir);
-	int r = 0;
+	}
+	/* Held until the packs are mapped: gc cannot move pages between. */
+	int r = store_hold(s);
+	if (r) {
+		store_snapshot_close(snap);
+		return r;
+	}
+	unsigned cap = 0;
 	const char *next = name;
 	while (next && next[0]) {
 		if (snap->depth == STORE_MAX_DEPTH) {
@@ -915,14 +1337,24 @@ int store_snapshot_open(struct store *s, const char *name, struct store_snapshot
 				      STORE_MAX_DEPTH);
 			break;
 		}
+		if (snap->depth == cap) {
+			cap = cap ? cap * 2 : 4;
+			struct manifest *c = realloc(snap->chain, cap * sizeof(*c));
+			if (!c) {
+				r = error_set(ENOMEM, "no memory to open a snapshot");
+				break;
+			}
+			snap->chain = c;
+		}
 		struct manifest *m = &snap->chain[snap->depth];
-		r = manifest_load(s, next, m);
+		r = manifest_open(s, next, m);
 		if (r) {
 			if (r == -ENOENT && snap->depth)
 				r = error_set(ENOENT, "snapshot '%s' names parent '%s', which is not in %s",
 					      snap->chain[snap->depth - 1].hdr->name, next, s->dir);
 			break;
 		}
+		m->dir = snap->dir;
 		snap->depth++;
 		if (m->hdr->page_count != snap->chain[0].hdr->page_count) {
 			r = error_set(EIO, "snapshot '%s' describes %llu pages but its parent '%s' %llu", name,
@@ -934,6 +1366,7 @@ int store_snapshot_open(struct store *s, const char *name, struct store_snapshot
 	}
 	if (!r)
 		r = snapshot_map_packs(s, snap);
+	store_release(s);
 	if (r) {
 		store_snapshot_close(snap);
 		return r;
@@ -952,20 +1385,9 @@ void store_snapshot_close(struct store_snapshot *snap)
 		if (snap->packs[i].map)
 			munmap((void *)snap->packs[i].map, snap->packs[i].pages * STORE_PAGE);
 	free(snap->packs);
+	free(snap->chain);
+	free(snap->dir);
 	free(snap);
-}
-
-static const struct manifest_entry *manifest_find(const struct manifest *m, uint64_t pindex)
-{
-	size_t lo = 0, hi = m->nentries;
-	while (lo < hi) {
-		size_t mid = lo + (hi - lo) / 2;
-		if (m->entries[mid].pindex < pindex)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	return lo < m->nentries && m->entries[lo].pindex == pindex ? &m->entries[lo] : NULL;
 }
 
 int store_snapshot_page(const struct store_snapshot *snap, uint64_t pindex, const void **data, uint64_t *hash)
@@ -973,7 +1395,10 @@ int store_snapshot_page(const struct store_snapshot *snap, uint64_t pindex, cons
 	*data = NULL;
 	*hash = 0;
 	for (unsigned i = 0; i < snap->depth; i++) {
-		const struct manifest_entry *e = manifest_find(&snap->chain[i], pindex);
+		const struct manifest_entry *e;
+		int r = manifest_find(&snap->chain[i], pindex, &e);
+		if (r)
+			return r;
 		if (!e)
 			continue;
 		if (e->pack == STORE_ZERO_PACK)
@@ -1011,20 +1436,6 @@ const char *store_snapshot_parent(const struct store_snapshot *snap)
 unsigned store_snapshot_depth(const struct store_snapshot *snap)
 {
 	return snap->depth;
-}
-
-static int store_reindex(struct store *s)
-{
-	free(s->index.e);
-	memset(&s->index, 0, sizeof(s->index));
-	s->nmanifests = 0;
-	s->damaged = 0;
-	for (uint32_t i = 0; i < s->pack_fds_cap; i++) {
-		if (s->pack_fds[i] >= 0)
-			close(s->pack_fds[i]);
-		s->pack_fds[i] = -1;
-	}
-	return store_each_name(s, store_index_one, NULL);
 }
 
 /* ---- list, verify, gc ------------------------------------------------------------------------ */
@@ -1067,51 +1478,66 @@ static int store_names(struct store *s, struct name_list *l)
 	return 0;
 }
 
+/* Tell @fn about manifest @m: its sizes, and its pack bytes shared or not (index built). */
+static int store_list_one(struct store *s, const struct manifest *m, void (*fn)(void *arg, const struct store_info *info),
+			  void *arg)
+{
+	struct store_info info = {
+		.created_ns = m->hdr->created_ns,
+		.size = m->hdr->page_count * STORE_PAGE,
+		.entries = m->nentries,
+		.manifest_bytes = m->size,
+	};
+	snprintf(info.name, sizeof(info.name), "%s", m->hdr->name);
+	snprintf(info.parent, sizeof(info.parent), "%s", m->hdr->parent);
+	/* A page listed twice in one manifest is counted once. */
+	for (uint64_t k = 0; k < m->nentries; k++) {
+		const struct manifest_entry *e = &m->entries[k];
+		if (e->pack == STORE_ZERO_PACK)
+			continue;
+		struct index_entry *ie = index_add(&s->index, e->hash, e->pack, e->slot);
+		if (!ie)
+			return error_set(ENOMEM, "no memory to list %s", s->dir);
+		if (ie->last_manifest == UINT32_MAX)
+			continue;
+		ie->last_manifest = UINT32_MAX;
+		if (ie->refs > 1)
+			info.shared_bytes += STORE_PAGE;
+		else
+			info.unique_bytes += STORE_PAGE;
+	}
+	for (uint64_t k = 0; k < m->nentries; k++) {
+		const struct manifest_entry *e = &m->entries[k];
+		if (e->pack != STORE_ZERO_PACK)
+			index_add(&s->index, e->hash, e->pack, e->slot)->last_manifest = 0;
+	}
+	fn(arg, &info);
+	return 0;
+}
+
 int store_list(struct store *s, void (*fn)(void *arg, const struct store_info *info), void *arg)
 {
 	struct name_list l;
-	int r = store_names(s, &l);
+	int r = store_hold(s);
+	if (r)
+		return r;
+	r = store_need_index(s);
+	if (!r)
+		r = store_names(s, &l);
+	if (r) {
+		store_release(s);
+		return r;
+	}
 	for (size_t i = 0; !r && i < l.n; i++) {
 		struct manifest m;
 		r = manifest_load(s, l.names[i], &m);
-		if (r)
-			break;
-		struct store_info info = {
-			.created_ns = m.hdr->created_ns,
-			.size = m.hdr->page_count * STORE_PAGE,
-			.entries = m.nentries,
-			.manifest_bytes = m.size,
-		};
-		snprintf(info.name, sizeof(info.name), "%s", m.hdr->name);
-		snprintf(info.parent, sizeof(info.parent), "%s", m.hdr->parent);
-		/* A page listed twice in one manifest is counted once. */
-		for (uint64_t k = 0; k < m.nentries; k++) {
-			const struct manifest_entry *e = &m.entries[k];
-			if (e->pack == STORE_ZERO_PACK)
-				continue;
-			struct index_entry *ie = index_add(&s->index, e->hash, e->pack, e->slot);
-			if (!ie) {
-				r = error_set(ENOMEM, "no memory to list %s", s->dir);
-				break;
-			}
-			if (ie->last_manifest == UINT32_MAX)
-				continue;
-			ie->last_manifest = UINT32_MAX;
-			if (ie->refs > 1)
-				info.shared_bytes += STORE_PAGE;
-			else
-				info.unique_bytes += STORE_PAGE;
+		if (!r) {
+			r = store_list_one(s, &m, fn, arg);
+			manifest_unload(&m);
 		}
-		for (uint64_t k = 0; k < m.nentries; k++) {
-			const struct manifest_entry *e = &m.entries[k];
-			if (e->pack != STORE_ZERO_PACK)
-				index_add(&s->index, e->hash, e->pack, e->slot)->last_manifest = 0;
-		}
-		manifest_unload(&m);
-		if (!r)
-			fn(arg, &info);
 	}
 	free(l.names);
+	store_release(s);
 	return r;
 }
 
@@ -1127,56 +1553,58 @@ static void report(void (*fn)(void *, bool, const char *), void *arg, bool probl
 	fn(arg, problem, line);
 }
 
-long store_verify(struct store *s, void (*fn)(void *arg, bool problem, const char *line), void *arg,
-		  struct store_verify_stats *stats)
+/* Check manifest @name and every page it lists; returns the problems found. */
+static long verify_manifest(struct store *s, const char *name, void (*fn)(void *, bool, const char *), void *arg,
+			    struct store_verify_stats *stats)
 {
-	memset(stats, 0, sizeof(*stats));
-	struct name_list l;
-	int r = store_reindex(s); /* other processes may have written since the store was opened */
-	if (!r)
-		r = store_names(s, &l);
-	if (r)
-		return r;
+	struct manifest m;
+	if (manifest_open(s, name, &m) != 0) {
+		report(fn, arg, true, "%s", error_message());
+		return 1;
+	}
 	long problems = 0;
+	if (m.hdr->parent[0]) {
+		struct store_snapshot *snap;
+		if (store_snapshot_open(s, m.hdr->name, &snap) != 0) {
+			report(fn, arg, true, "%s", error_message());
+			problems++;
+		} else {
+			store_snapshot_close(snap);
+		}
+	}
 	uint8_t buf[STORE_PAGE];
-	for (size_t i = 0; i < l.n; i++) {
-		struct manifest m;
-		stats->snapshots++;
-		if (manifest_load(s, l.names[i], &m) != 0) {
+	for (uint64_t k = 0; k < m.nchunks; k++) {
+		if (manifest_check_chunk(&m, k) != 0) {
 			report(fn, arg, true, "%s", error_message());
 			problems++;
 			continue;
 		}
-		if (m.hdr->parent[0]) {
-			struct store_snapshot *snap;
-			if (store_snapshot_open(s, m.hdr->name, &snap) != 0) {
-				report(fn, arg, true, "%s", error_message());
-				problems++;
-			} else {
-				store_snapshot_close(snap);
-			}
-		}
-		for (uint64_t k = 0; k < m.nentries; k++) {
-			const struct manifest_entry *e = &m.entries[k];
-			if (e->pack == STORE_ZERO_PACK)
+		uint64_t n;
+		const struct manifest_entry *e = manifest_chunk_entries(&m, k, &n);
+		for (uint64_t i = 0; i < n; i++) {
+			if (e[i].pack == STORE_ZERO_PACK)
 				continue;
 			stats->pages_checked++;
-			if (store_read_page(s, e->pack, e->slot, buf) != 0) {
+			if (store_read_page(s, e[i].pack, e[i].slot, buf) != 0) {
 				report(fn, arg, true, "%s/snapshots/%s.snap: page 0x%llx: %s", s->dir, m.hdr->name,
-				       (unsigned long long)e->pindex, error_message());
+				       (unsigned long long)e[i].pindex, error_message());
 				problems++;
-			} else if (s->hash(buf, STORE_PAGE) != e->hash) {
+			} else if (s->hash(buf, STORE_PAGE) != e[i].hash) {
 				report(fn, arg, true,
 				       "%s/snapshots/%s.snap: page 0x%llx: bytes in pack %08x slot %u do not match their hash (damaged)",
-				       s->dir, m.hdr->name, (unsigned long long)e->pindex, e->pack, e->slot);
+				       s->dir, m.hdr->name, (unsigned long long)e[i].pindex, e[i].pack, e[i].slot);
 				problems++;
 			}
 		}
-		manifest_unload(&m);
 	}
-	free(l.names);
+	manifest_unload(&m);
+	return problems;
+}
 
-	/* Leftovers of interrupted writers: notes, not damage. */
+/* Report the leftovers of interrupted writers and foreign files: notes, not damage. */
+static void verify_leftovers(struct store *s, void (*fn)(void *, bool, const char *), void *arg,
+			     struct store_verify_stats *stats)
+{
 	int fd = dup(s->packs_fd);
 	DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
 	if (d) {
@@ -1197,6 +1625,8 @@ long store_verify(struct store *s, void (*fn)(void *arg, bool problem, const cha
 			}
 		}
 		closedir(d);
+	} else if (fd >= 0) {
+		close(fd);
 	}
 	fd = dup(s->snaps_fd);
 	d = fd >= 0 ? fdopendir(fd) : NULL;
@@ -1214,7 +1644,34 @@ long store_verify(struct store *s, void (*fn)(void *arg, bool problem, const cha
 			}
 		}
 		closedir(d);
+	} else if (fd >= 0) {
+		close(fd);
 	}
+}
+
+long store_verify(struct store *s, void (*fn)(void *arg, bool problem, const char *line), void *arg,
+		  struct store_verify_stats *stats)
+{
+	memset(stats, 0, sizeof(*stats));
+	struct name_list l;
+	int r = store_hold(s);
+	if (r)
+		return r;
+	r = store_reindex(s); /* other processes may have written since this hold began */
+	if (!r)
+		r = store_names(s, &l);
+	if (r) {
+		store_release(s);
+		return r;
+	}
+	long problems = 0;
+	for (size_t i = 0; i < l.n; i++) {
+		stats->snapshots++;
+		problems += verify_manifest(s, l.names[i], fn, arg, stats);
+	}
+	free(l.names);
+	verify_leftovers(s, fn, arg, stats);
+	store_release(s);
 	return problems;
 }
 
@@ -1313,18 +1770,23 @@ static uint64_t index_live_pages(const struct index *ix, uint32_t id)
 int store_gc(struct store *s, uint64_t *freed)
 {
 	*freed = 0;
-	if (s->writer_active || flock(s->lock_fd, LOCK_EX | LOCK_NB) != 0)
+	int r = store_writable(s);
+	if (r)
+		return r;
+	if (s->holds || flock(s->lock_fd, LOCK_EX | LOCK_NB) != 0)
 		return error_set(EBUSY, "store %s is in use by a snapshot writer; try again later", s->dir);
+	s->holds = 1; /* exclusive: store_release unlocks */
 	/* Other processes may have committed snapshots since this store was opened. */
-	int r = store_reindex(s);
+	r = store_reindex(s);
 	if (r) {
-		flock(s->lock_fd, LOCK_UN);
+		store_release(s);
 		return r;
 	}
 	if (s->damaged) {
-		flock(s->lock_fd, LOCK_UN);
+		uint32_t damaged = s->damaged;
+		store_release(s);
 		return error_set(EIO, "store %s has %u damaged manifests; gc would lose their pages (see vmm store verify)",
-				 s->dir, s->damaged);
+				 s->dir, damaged);
 	}
 	struct relocation *rel = NULL;
 	size_t nrel = 0, cap = 0;
@@ -1421,12 +1883,10 @@ int store_gc(struct store *s, uint64_t *freed)
 		r = fsync_dir(s->packs_fd, "the packs folder");
 	if (!r && remove_matching(s->snaps_fd, is_temporary_manifest) != 0)
 		r = error_set_errno(errno, "cannot remove unfinished manifests in %s/snapshots", s->dir);
-	if (!r)
-		r = store_reindex(s);
 out:
 	/* A failed gc leaves its new pack unreferenced (or referenced: then the old ones stay). */
 	pack_out_close(&out, r != 0 && nrel == 0);
-	flock(s->lock_fd, LOCK_UN);
+	store_release(s);
 	free(rel);
 	free(old);
 	return r;
@@ -1441,7 +1901,7 @@ static int find_child(struct store *s, const char *name, void *arg)
 {
 	struct delete_check *dc = arg;
 	struct manifest m;
-	if (manifest_load(s, name, &m) != 0)
+	if (manifest_open(s, name, &m) != 0)
 		return 0;
 	if (strcmp(m.hdr->parent, dc->name) == 0 && !dc->child[0])
 		snprintf(dc->child, sizeof(dc->child), "%s", name);
@@ -1451,20 +1911,26 @@ static int find_child(struct store *s, const char *name, void *arg)
 
 int store_delete(struct store *s, const char *name)
 {
-	if (!store_name_valid(name) || !store_has_snapshot(s, name))
-		return error_set(ENOENT, "no snapshot '%s' in %s", name, s->dir);
-	struct delete_check dc = {.name = name};
-	int r = store_each_name(s, find_child, &dc);
+	int r = store_writable(s);
 	if (r)
 		return r;
-	if (dc.child[0])
-		return error_set(EBUSY, "snapshot '%s' is the parent of '%s'; delete that first", name, dc.child);
+	if (!store_name_valid(name) || !store_has_snapshot(s, name))
+		return error_set(ENOENT, "no snapshot '%s' in %s", name, s->dir);
+	r = store_hold(s); /* a gc must not rewrite the manifest back into place */
+	if (r)
+		return r;
+	struct delete_check dc = {.name = name};
+	r = store_each_name(s, find_child, &dc);
+	if (!r && dc.child[0])
+		r = error_set(EBUSY, "snapshot '%s' is the parent of '%s'; delete that first", name, dc.child);
 	char file[STORE_NAME_MAX + 8];
 	snprintf(file, sizeof(file), "%s.snap", name);
-	if (unlinkat(s->snaps_fd, file, 0) != 0)
-		return error_set_errno(errno, "cannot remove %s/snapshots/%s", s->dir, file);
-	r = fsync_dir(s->snaps_fd, "the snapshots folder");
-	return r ? r : store_reindex(s);
+	if (!r && unlinkat(s->snaps_fd, file, 0) != 0)
+		r = error_set_errno(errno, "cannot remove %s/snapshots/%s", s->dir, file);
+	if (!r)
+		r = fsync_dir(s->snaps_fd, "the snapshots folder");
+	store_release(s);
+	return r;
 }
 
 int store_disk_usage(struct store *s, uint64_t *pack_bytes, uint64_t *manifest_bytes)

@@ -2,14 +2,24 @@
  * The snapshot store: a directory holding a content-addressed pack of unique pages and
  * one manifest per snapshot naming its parent.
  *
- *   STORE/lock                 flock: writers share it, gc takes it alone
+ *   STORE/lock                 flock: shared while pages are referred to or looked for
+ *                              (writers, opening a snapshot, verify, ls, rm), alone by gc
  *   STORE/packs/NNNNNNNN.pack  raw 4 KiB pages, nothing else (append-only; one per write)
- *   STORE/snapshots/NAME.snap  manifest: header, the VMM's opaque state, page entries, trailer
+ *   STORE/snapshots/NAME.snap  manifest (version 2): header, the VMM's opaque state, the
+ *                              table of packs it uses, page entries in chunks of 512, the
+ *                              chunk table (first page and XXH3-64 of each chunk), trailer
+ *                              (XXH3-64 of header+state+pack table and of the chunk table)
  *
  * A manifest lists, sorted by page number, the pages that differ from its parent (every
  * non-zero page for a snapshot without parent): page number, XXH3-64 of the bytes, and
  * where the bytes are (pack, slot) or "zero". Pages are deduplicated across the whole
  * store by hash, every hit confirmed byte for byte; zero pages are never stored.
+ *
+ * Reading is lazy, for restore: opening a snapshot checks each manifest of its chain up to
+ * its entries (header, state, pack and chunk tables: work that does not grow with the
+ * pages) and maps the packs they name; a chunk of entries is checked against its checksum
+ * the first time a page in it is looked up. verify, gc, ls and writers (whose dedup needs
+ * an index of every stored page, built while they hold the lock) check every entry.
  *
  * Crash safety (kill -9 at any moment): a writer fills a new pack, fsyncs it, writes the
  * manifest under a temporary name, fsyncs, renames it into place and fsyncs the directory.
@@ -36,10 +46,13 @@ struct store;
 struct store_writer;
 struct store_snapshot;
 
-/* Open the store at @dir; with @create, make it (and its folders) if missing.
- * Reads every manifest to index the stored pages (damaged ones are skipped: verify names
- * them). 0 and *out, or -errno with a message. */
+/* Open the store at @dir; with @create, make it (and its folders) if missing. Reads no
+ * manifest. 0 and *out, or -errno with a message. */
 int store_open(const char *dir, bool create, struct store **out);
+
+/* Open the store at @dir for reading snapshots (restore): creates and writes nothing, so
+ * needs no write permission; writers, gc and delete refuse it (-EROFS). */
+int store_open_read(const char *dir, struct store **out);
 
 /* store_open with another page hash than XXH3-64 (tests force collisions with it). */
 typedef uint64_t store_hash_fn(const void *data, size_t len);
@@ -80,16 +93,20 @@ struct store_write_stats {
 void store_writer_stats(const struct store_writer *w, struct store_write_stats *out);
 
 /*
- * Open snapshot @name for reading: its manifest and its parents', and the packs they use
- * (mapped read-only). 0 and *out, or -errno with a message naming the damaged file.
+ * Open snapshot @name for reading: its manifest and its parents' (checked up to their
+ * entries, which are checked chunk by chunk as pages are looked up), and the packs they
+ * use (mapped read-only: they stay readable after a gc removes them). Takes the store's
+ * lock shared while it opens. Work in proportion to the chain and its packs, not to the
+ * pages. 0 and *out, or -errno with a message naming the damaged or missing file.
  */
 int store_snapshot_open(struct store *s, const char *name, struct store_snapshot **out);
 void store_snapshot_close(struct store_snapshot *snap);
 
 /* The bytes of page @pindex: *data points into a mapped pack, or is NULL for a zero page
  * (also for pages beyond the snapshot); *hash receives the recorded XXH3-64 (0 for zero
- * pages). 0, or -EIO with a message when the manifest points outside its pack. Read-only:
- * callable from several threads at once. */
+ * pages). O(depth * log entries); the first lookup in a chunk of entries checks it.
+ * 0, or -EIO with a message naming the manifest when a chunk it needs is damaged or it
+ * points outside its packs. Callable from several threads at once. */
 int store_snapshot_page(const struct store_snapshot *snap, uint64_t pindex, const void **data, uint64_t *hash);
 
 uint64_t store_snapshot_page_count(const struct store_snapshot *snap);
@@ -136,5 +153,10 @@ int store_delete(struct store *s, const char *name);
 
 /* Total bytes of packs and manifests (what the store costs on disk). */
 int store_disk_usage(struct store *s, uint64_t *pack_bytes, uint64_t *manifest_bytes);
+
+/* For tests and the fuzzer: recompute, in the manifest image @image of @len bytes, every
+ * checksum its header's counts locate, so that damage made on purpose reaches the checks
+ * behind them. 0, or -EINVAL when the counts do not fit @len. */
+int store_manifest_seal(void *image, size_t len);
 
 #endif
