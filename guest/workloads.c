@@ -353,6 +353,19 @@ static uint64_t free_bytes(const struct abi_pvh_start_info *si)
 	return 0;
 }
 
+/* All RAM the memory map lists, below and above the hole under 4 GiB. */
+static uint64_t ram_bytes(const struct abi_pvh_start_info *si)
+{
+	if (si->version < 1)
+		return 0;
+	const struct abi_pvh_memmap_entry *e = (const void *)si->memmap_paddr;
+	uint64_t sum = 0;
+	for (uint32_t i = 0; i < si->memmap_entries; i++)
+		if (e[i].type == ABI_PVH_MEMMAP_RAM)
+			sum += e[i].size;
+	return sum;
+}
+
 static void __attribute__((noreturn)) bad_cmdline(unsigned cpu, const char *why, const char *tok, size_t len)
 {
 	if (cpu == 0) {
@@ -400,7 +413,7 @@ void user_main(const struct abi_pvh_start_info *si, uint64_t cpu64, uint64_t ncp
 				line_str(&l, "hello from the vmm guest: ");
 				line_u64(&l, ncpus);
 				line_str(&l, ncpus == 1 ? " cpu, " : " cpus, ");
-				line_u64(&l, (avail + ABI_FREE_BASE) >> 20);
+				line_u64(&l, (ram_bytes(si) + (1u << 20) - 1) >> 20); /* QEMU leaves out a few KiB */
 				line_str(&l, " MiB RAM\n");
 				line_flush(&l);
 			}

@@ -55,16 +55,20 @@ static void vm_init_sync(struct vm *vm)
 	pthread_cond_init(&vm->park_cond, NULL);
 }
 
-/* KVM for @vm's memory: a new VM, a memory slot per region, and vCPUs in their PVH boot
- * state (@entry, @start_info) or, with @state, in that state. */
-int vm_sync_memslots(struct vm *vm)
+/* The KVM memory slots guest memory's regions want, by slot number. */
+static void vm_memslots_wanted(const struct vm *vm, struct vm_memslot want[GUEST_MEMORY_MAX_REGIONS])
 {
-	struct vm_memslot want[GUEST_MEMORY_MAX_REGIONS] = {0};
+	memset(want, 0, GUEST_MEMORY_MAX_REGIONS * sizeof(want[0]));
 	for (unsigned i = 0; i < vm->mem.nregions; i++) {
 		const struct guest_region *g = &vm->mem.region[i];
 		want[g->slot] = (struct vm_memslot){true, g->gpa, g->size, g->hva,
 						    g->kind != GUEST_REGION_RAM && g->mode == GUEST_MAP_RO};
 	}
+}
+
+/* Make KVM's slots those of @want, touching only the slots that differ. */
+static int vm_memslots_apply(struct vm *vm, const struct vm_memslot want[GUEST_MEMORY_MAX_REGIONS])
+{
 	/* Slots that change go first (KVM moves no slot: delete, then set), so no two overlap. */
 	for (unsigned s = 0; s < GUEST_MEMORY_MAX_REGIONS; s++) {
 		struct vm_memslot *have = &vm->memslots[s];
@@ -86,6 +90,13 @@ int vm_sync_memslots(struct vm *vm)
 	return 0;
 }
 
+int vm_sync_memslots(struct vm *vm)
+{
+	struct vm_memslot want[GUEST_MEMORY_MAX_REGIONS];
+	vm_memslots_wanted(vm, want);
+	return vm_memslots_apply(vm, want);
+}
+
 /* KVM's half of start-up, which needs nothing of guest memory: the VM and its vCPUs. */
 static int vm_kvm_open(struct vm *vm)
 {
@@ -102,13 +113,22 @@ static int vm_kvm_open(struct vm *vm)
 	return r;
 }
 
-/* vm_kvm_open on a thread of its own: it takes about as long as setting up guest memory
- * and loading the image, which go on meanwhile. Nothing else touches vm->kvm or vm->vcpus
- * until vm_kvm_open_join. */
+/*
+ * vm_kvm_open on a thread of its own, then the memory slots of guest memory's first
+ * regions, which the creating thread hands over once it has placed them
+ * (vm_kvm_open_give_slots). Creating a slot costs KVM time in proportion to its size
+ * here (shadow paging allocates its reverse maps), and the VM and vCPUs about as long
+ * as setting up guest memory and loading the image: all of it goes on meanwhile.
+ * Nothing else touches vm->kvm, vm->vcpus or vm->memslots until vm_kvm_open_join.
+ */
 struct vm_kvm_opening {
 	pthread_t thread;
 	bool started;
 	struct vm *vm;
+	pthread_mutex_t lock;
+	pthread_cond_t given_cond;
+	bool given;        /* (lock) want holds the slots to make, or none when abandoned */
+	struct vm_memslot want[GUEST_MEMORY_MAX_REGIONS];
 	int r;
 	char message[512]; /* error messages are per thread: the opener's, carried over */
 };
@@ -117,6 +137,12 @@ static void *vm_kvm_open_main(void *arg)
 {
 	struct vm_kvm_opening *o = arg;
 	o->r = vm_kvm_open(o->vm);
+	pthread_mutex_lock(&o->lock);
+	while (!o->given)
+		pthread_cond_wait(&o->given_cond, &o->lock);
+	pthread_mutex_unlock(&o->lock);
+	if (!o->r)
+		o->r = vm_memslots_apply(o->vm, o->want);
 	if (o->r)
 		snprintf(o->message, sizeof(o->message), "%s", error_message());
 	return NULL;
@@ -125,17 +151,39 @@ static void *vm_kvm_open_main(void *arg)
 static void vm_kvm_open_start(struct vm_kvm_opening *o, struct vm *vm)
 {
 	o->vm = vm;
+	pthread_mutex_init(&o->lock, NULL);
+	pthread_cond_init(&o->given_cond, NULL);
 	o->started = pthread_create(&o->thread, NULL, vm_kvm_open_main, o) == 0;
-	if (!o->started) /* no thread to spare: open in line */
-		vm_kvm_open_main(o);
+	if (!o->started) { /* no thread to spare: open in line; the slots come with the rest */
+		o->r = vm_kvm_open(vm);
+		if (o->r)
+			snprintf(o->message, sizeof(o->message), "%s", error_message());
+	}
+}
+
+/* Hand the opener the slots of guest memory as it is now (NULL @vm: none, it failed). */
+static void vm_kvm_open_give_slots(struct vm_kvm_opening *o, const struct vm *vm)
+{
+	pthread_mutex_lock(&o->lock);
+	if (!o->given) {
+		if (vm)
+			vm_memslots_wanted(vm, o->want);
+		o->given = true;
+		pthread_cond_signal(&o->given_cond);
+	}
+	pthread_mutex_unlock(&o->lock);
 }
 
 /* Wait for the opener; its result, its message made this thread's. */
 static int vm_kvm_open_join(struct vm_kvm_opening *o)
 {
-	if (o->started)
+	if (o->started) {
+		vm_kvm_open_give_slots(o, NULL); /* if not given yet: nothing to wait for */
 		pthread_join(o->thread, NULL);
+	}
 	o->started = false;
+	pthread_cond_destroy(&o->given_cond);
+	pthread_mutex_destroy(&o->lock);
 	if (o->r)
 		error_set(-o->r, "%s", o->message);
 	return o->r;
@@ -179,6 +227,8 @@ int vm_create(struct vm *vm, const struct vm_config *cfg)
 		vm_kvm_open_start(&kvm_opening, vm);
 	if (!r)
 		r = guest_memory_create(&vm->mem, &cfg->mem);
+	if (!r && kvm_opening.started)
+		vm_kvm_open_give_slots(&kvm_opening, vm);
 	if (!r && cfg->restore)
 		r = vm_state_apply_map(vm, cfg->restore);
 	if (!r && !cfg->restore)
