@@ -321,6 +321,8 @@ static void run_print_stat(void *arg, const char *key, uint64_t value)
 
 void cmd_run_serve(struct vm *vm)
 {
+	/* The guest first: the monitor and the signal thread come up while it runs. */
+	vm_start(vm);
 	if (vm_monitor_start(vm, vm->cfg.name, vm->cfg.monitor_path) != 0) {
 		fprintf(stderr, "vmm: %s\n", error_message());
 		vm_fork_ready(vm, VM_EXIT_VMM_ERROR, error_message());
@@ -330,7 +332,7 @@ void cmd_run_serve(struct vm *vm)
 	vm_fork_ready(vm, 0, NULL);
 	pthread_t sig_thread;
 	bool sig_thread_started = pthread_create(&sig_thread, NULL, run_signal_thread, vm) == 0;
-	int status = vm_run(vm);
+	int status = vm_wait(vm);
 	if (sig_thread_started) {
 		pthread_kill(sig_thread, SIGHUP); /* wakes it; it sees the VM stopped and ends */
 		pthread_join(sig_thread, NULL);

@@ -353,7 +353,7 @@ void vm_park(struct vm *vm)
 	pthread_mutex_unlock(&vm->lock);
 }
 
-int vm_run(struct vm *vm)
+void vm_start(struct vm *vm)
 {
 	int r = vcpu_signals_init();
 	for (unsigned i = 0; !r && i < vm->cfg.ncpus; i++) {
@@ -371,7 +371,10 @@ int vm_run(struct vm *vm)
 		fprintf(stderr, "vmm: %s\n", error_message());
 		vm_stop(vm, VM_EXIT_VMM_ERROR);
 	}
+}
 
+int vm_wait(struct vm *vm)
+{
 	struct timespec deadline;
 	clock_gettime(CLOCK_MONOTONIC, &deadline);
 	deadline.tv_sec += (time_t)(vm->cfg.timeout_ms / 1000);
@@ -408,6 +411,12 @@ int vm_run(struct vm *vm)
 	for (unsigned i = 0; i < vm->cfg.ncpus; i++)
 		vcpu_destroy(&vm->vcpus[i]);
 	return status;
+}
+
+int vm_run(struct vm *vm)
+{
+	vm_start(vm);
+	return vm_wait(vm);
 }
 
 void vm_stats(struct vm *vm, void (*emit)(void *arg, const char *key, uint64_t value), void *arg)

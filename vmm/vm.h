@@ -100,7 +100,14 @@ struct vm {
  * Returns 0 or -errno with a one-line message (error_message()). */
 int vm_create(struct vm *vm, const struct vm_config *cfg);
 
-/* Run the vCPUs until the guest exits or a verdict is reached; returns the exit status. */
+/* Start the vCPUs' threads (a failure is reported and stops the VM: vm_wait says so). */
+void vm_start(struct vm *vm);
+
+/* Wait until the guest exits or a verdict is reached (or --timeout passes), then end the
+ * vCPUs' threads; returns the exit status. */
+int vm_wait(struct vm *vm);
+
+/* vm_start, then vm_wait. */
 int vm_run(struct vm *vm);
 
 /* Reach a verdict: the first call sets the VM's exit status and returns true; later calls
