@@ -1,5 +1,6 @@
 /* vmm fork: fork a running VM into child VMs, through its monitor. */
 #include "vmm/cmd_client.h"
+#include "vmm/fork.h"
 #include "vmm/vm.h"
 
 static const struct cli_option fork_options[] = {
@@ -18,13 +19,16 @@ static void fork_help(FILE *f, const char *verb)
 		   "children share the parent's memory physically and copy a page only when they write\n"
 		   "it. Child K is a VM named NAME.K with its own monitor socket; the guest of each learns\n"
 		   "which one it is from the identity port (index 0 in the parent, K in child K).\n"
+		   "Children are numbered on over all the forks of a VM. The parent is paused for one\n"
+		   "fork(2) whatever COUNT is; the command returns once every child runs or failed.\n"
 		   "Children print 'vmm: NAME.K: guest ended with status S' on the parent's standard\n"
 		   "error when they end. Ranges inherited 'none' (QMP vm-inherit) are left out of the\n"
 		   "children. VMs with mapped files, external pagers, a memory limit or memory inherited\n"
 		   "'share' cannot be forked.\n\n");
 	cli_print_options(f, fork_options);
-	fprintf(f, "\nExit status: 0 forked, 1 the VM refused (its error is printed), 125 no such VM or\n"
-		   "bad arguments.\n");
+	fprintf(f, "\nExit status: 0 forked (at least one child made; each line says whether it runs),\n"
+		   "1 the VM refused or made no child (its error is printed), 125 no such VM or bad\n"
+		   "arguments.\n");
 }
 
 int cmd_fork(int argc, char **argv)
@@ -39,7 +43,8 @@ int cmd_fork(int argc, char **argv)
 	if (status)
 		return status;
 	json_t *args = json_pack("{s:i}", "count", a.count ? (int)a.count : 1), *ret = NULL;
-	int r = qmp_client_execute(c, "fork", args, &ret, CMD_CLIENT_TIMEOUT_MS);
+	/* The VM answers once every child runs, or after FORK_READY_TIMEOUT_MS. */
+	int r = qmp_client_execute(c, "fork", args, &ret, FORK_READY_TIMEOUT_MS + CMD_CLIENT_TIMEOUT_MS);
 	json_decref(args);
 	qmp_client_close(c);
 	if (r)
@@ -54,7 +59,9 @@ int cmd_fork(int argc, char **argv)
 			       (long long)json_integer_value(json_object_get(child, "pid")),
 			       (double)json_integer_value(json_object_get(child, "fork-ns")) / 1e6,
 			       json_string_value(json_object_get(child, "status")));
-		printf("parent paused %.2f ms\n", (double)json_integer_value(json_object_get(ret, "pause-ns")) / 1e6);
+		printf("parent paused %.2f ms; every child running or failed after %.2f ms\n",
+		       (double)json_integer_value(json_object_get(ret, "pause-ns")) / 1e6,
+		       (double)json_integer_value(json_object_get(ret, "ready-ns")) / 1e6);
 	}
 	json_decref(ret);
 	return 0;

@@ -172,14 +172,15 @@ static int vm_monitor_fork(struct monitor_call *call, void *ctx, json_t *args, j
 	int r = vm_fork(vm, vm->cfg.name, (unsigned)count, &res);
 	if (r)
 		return r;
+	/* Every child asked for: those not running (or never made, pid 0) say why. */
 	json_t *children = json_array();
 	for (unsigned i = 0; i < res.count; i++)
 		json_array_append_new(children, json_pack("{s:s,s:i,s:i,s:I,s:s}", "name", res.child[i].name, "pid",
 							  (int)res.child[i].pid, "index", (int)res.child[i].index, "fork-ns",
 							  (json_int_t)res.child[i].fork_ns, "status",
 							  res.child[i].status ? res.child[i].error : "running"));
-	*ret = json_pack("{s:o,s:i,s:I}", "children", children, "generation", (int)res.generation, "pause-ns",
-			 (json_int_t)res.pause_ns);
+	*ret = json_pack("{s:o,s:i,s:I,s:I}", "children", children, "generation", (int)res.generation, "pause-ns",
+			 (json_int_t)res.pause_ns, "ready-ns", (json_int_t)res.ready_ns);
 	monitor_emit_event(monitor_call_monitor(call), "FORK", json_deep_copy(*ret));
 	return 0;
 }
