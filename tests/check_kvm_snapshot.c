@@ -339,35 +339,6 @@ START_TEST(repeated_snapshots_keep_the_chain_short)
 }
 END_TEST
 
-START_TEST(fork_children_see_parent_pages_and_only_their_own_writes)
-{
-	vm_proc_start(&vm, NULL, "run", "-n", "forked", "-c", "2", "-m", "64M", "-p", "forktest=16M", guest(), NULL);
-	vm_proc_wait_sync(&vm, 1);
-	json_t *args = json_pack("{s:i}", "count", 3);
-	json_t *res = vm_proc_execute(&vm, "fork", args);
-	json_decref(args);
-	ck_assert_int_eq(json_array_size(json_object_get(res, "children")), 3);
-	ck_assert_int_eq(jint(res, "generation"), 1);
-	json_decref(res);
-	ck_assert_int_eq(vm_proc_wait(&vm), 0);
-	/* Children share the parent's output files; each says how its guest ended. */
-	vm_proc_wait_output(&vm, true, "guest ended with status 0", 3);
-	char *out = vm_proc_output(&vm, false), *err = vm_proc_output(&vm, true);
-	for (int k = 0; k <= 3; k++) {
-		char want[64];
-		snprintf(want, sizeof(want), "fork: vm %d generation 1: 4096 pages ok", k);
-		ck_assert_msg(strstr(out, want), "missing '%s' in: %s", want, out);
-	}
-	for (int k = 1; k <= 3; k++) {
-		char want[64];
-		snprintf(want, sizeof(want), "vmm: forked.%d: guest ended with status 0", k);
-		ck_assert_msg(strstr(err, want), "missing '%s' in: %s", want, err);
-	}
-	free(out);
-	free(err);
-}
-END_TEST
-
 START_TEST(vms_with_mapped_files_are_neither_forked_nor_snapshotted)
 {
 	char file[64];
@@ -407,7 +378,6 @@ Suite *kvm_snapshot_suite(void)
 	HARNESS_ADD_TEST(tc, damaged_manifest_entries_stop_the_restored_guest_with_a_clear_error);
 	HARNESS_ADD_TEST(tc, broken_manifests_are_refused_at_restore);
 	HARNESS_ADD_TEST(tc, repeated_snapshots_keep_the_chain_short);
-	HARNESS_ADD_TEST(tc, fork_children_see_parent_pages_and_only_their_own_writes);
 	HARNESS_ADD_TEST(tc, vms_with_mapped_files_are_neither_forked_nor_snapshotted);
 	suite_add_tcase(s, tc);
 	return s;
