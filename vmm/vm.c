@@ -291,7 +291,6 @@ int vm_fork_child_setup(struct vm *vm, const struct vm_state *state)
 	vm->monitor = NULL;
 	vm->user_paused = vm->quit_requested = false;
 	vm->snapshot_thread_started = false;
-	vm->children_reaper_started = false;
 	int r = guest_memory_reattach(&vm->mem);
 	if (!r)
 		r = vm_kvm_open(vm);

@@ -90,8 +90,6 @@ struct vm {
 	unsigned children_made;        /* (m) forked children so far: the next is children_made + 1 */
 	int ready_fd;                  /* a forked child's pipe to its parent, -1 otherwise */
 	unsigned fork_index;           /* a forked child's number (NAME.K), 0 otherwise */
-	pthread_t children_reaper;     /* (m) waits for forked children */
-	bool children_reaper_started;  /* (m) */
 	char origin_store[4096];       /* (c) realpath of the store the VM was restored from, or "" */
 	char origin_name[64];          /* (c) the snapshot it was restored from, or "" */
 };
