@@ -8,6 +8,7 @@
 #include <assert.h>
 #include <errno.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "mmu/vm_domain.h"
 #include "mmu/vm_object.h"
@@ -311,16 +312,22 @@ static void pmap_batch_flush(struct pmap_batch *b)
 	b->start = b->end;
 }
 
-static void pmap_batch_add(struct pmap_batch *b, vm_addr_t va, vm_prot_t prot)
+/* Add the @n pages from @va, all to get @prot. */
+static void pmap_batch_add_pages(struct pmap_batch *b, vm_addr_t va, unsigned n, vm_prot_t prot)
 {
 	if (b->start != b->end && b->end == va && b->prot == prot) {
-		b->end += VM_PAGE_SIZE;
+		b->end += n * VM_PAGE_SIZE;
 		return;
 	}
 	pmap_batch_flush(b);
 	b->start = va;
-	b->end = va + VM_PAGE_SIZE;
+	b->end = va + n * VM_PAGE_SIZE;
 	b->prot = prot;
+}
+
+static void pmap_batch_add(struct pmap_batch *b, vm_addr_t va, vm_prot_t prot)
+{
+	pmap_batch_add_pages(b, va, 1, prot);
 }
 
 /* One backend call per run of adjacent pages of @v[0..n) that get protection @newprot[i]
@@ -333,6 +340,49 @@ static void pmap_backend_runs(struct pmap *pmap, struct pv_entry **v, const vm_p
 	pmap_batch_flush(&b);
 }
 
+/* Eight state bytes at a time (pmap_packed_lower8). */
+#define PMAP_BYTES(x) ((uint64_t)(x) * 0x0101010101010101ull)
+#define PMAP_HIGH_BITS PMAP_BYTES(0x80)
+_Static_assert(VM_PS_DIRTY == VM_PROT_WRITE << 2, "a lowered writer's DIRTY bit is its WRITE bit shifted");
+
+/* The high bit of each byte of @x that is not zero. */
+static inline uint64_t pmap_bytes_nonzero(uint64_t x)
+{
+	return (((x & ~PMAP_HIGH_BITS) + ~PMAP_HIGH_BITS) | x) & PMAP_HIGH_BITS;
+}
+
+/*
+ * The common case of pmap_packed_change, eight pages at once: lower the packed pages among
+ * the 8 state bytes at @slot (pages from @va) to at most @prot (not VM_PROT_NONE), marking
+ * those that lose write access modified (for a backend without modified bits). Bytes of
+ * pages not resident, full or already within @prot do not change. False (nothing done) when
+ * one of them would be left without access: the caller goes page by page.
+ */
+static bool pmap_packed_lower8(struct pmap_batch *b, uint8_t *slot, vm_addr_t va, vm_prot_t prot)
+{
+	uint64_t w;
+	memcpy(&w, slot, sizeof(w));
+	uint64_t lower = w & PMAP_BYTES(VM_PS_PROT & ~prot);
+	if (!lower)
+		return true;
+	uint64_t packed = pmap_bytes_nonzero(w & PMAP_BYTES(VM_PS_PROT));
+	if (packed & ~pmap_bytes_nonzero(w & PMAP_BYTES(VM_PS_PROT & prot)))
+		return false;
+	uint64_t nw = w & ~lower;
+	if (!(prot & VM_PROT_WRITE))
+		nw |= (w & PMAP_BYTES(VM_PROT_WRITE)) << 2;
+	memcpy(slot, &nw, sizeof(nw));
+	uint64_t changed = pmap_bytes_nonzero(lower), newprot = nw & PMAP_BYTES(VM_PS_PROT);
+	if (changed == PMAP_HIGH_BITS && newprot == PMAP_BYTES(newprot & VM_PS_PROT)) {
+		pmap_batch_add_pages(b, va, 8, (vm_prot_t)(newprot & VM_PS_PROT));
+		return true;
+	}
+	for (unsigned k = 0; k < 8; k++)
+		if (changed & (0x80ull << (8 * k)))
+			pmap_batch_add(b, va + k * VM_PAGE_SIZE, (vm_prot_t)((newprot >> (8 * k)) & VM_PS_PROT));
+	return true;
+}
+
 /*
  * The packed pages in [start, end) get at most @prot (VM_PROT_NONE: removed) where they can
  * stay packed: lowered in place, or removed with their bytes when they belong to @discard.
@@ -342,6 +392,8 @@ static void pmap_backend_runs(struct pmap *pmap, struct pv_entry **v, const vm_p
 static void pmap_packed_change(struct pmap *pmap, vm_addr_t start, vm_addr_t end, const struct vm_object *discard,
 			       vm_prot_t prot)
 {
+	const uint64_t leaf_pages = (uint64_t)1 << VM_PS_LEAF_SHIFT;
+	bool modify_bits = pmap->ops->clear_modify != NULL;
 	struct pmap_batch b = {.pmap = pmap};
 	/* Backwards: unbinding object i moves the last one, already done, into its place. */
 	for (size_t i = pmap->nbound; i-- > 0;) {
@@ -351,26 +403,44 @@ static void pmap_packed_change(struct pmap *pmap, vm_addr_t start, vm_addr_t end
 			continue;
 		vm_addr_t lo = start > obj->bind_va ? start : obj->bind_va, hi = end < bend ? end : bend;
 		uint64_t idx = vm_atop(lo - obj->bind_va), last = vm_atop(hi - obj->bind_va);
-		while (obj->packed_count && vm_page_next(obj, &idx, last)) {
-			uint64_t at = idx++;
-			uint8_t *slot = vm_page_state_slot(obj, at, false);
-			vm_prot_t old = *slot & VM_PS_PROT, p = old & prot;
-			vm_addr_t va = obj->bind_va + vm_ptoa(at);
-			if (p == old)
-				continue;
-			if (p == VM_PROT_NONE) {
-				if (obj != discard) {
-					vm_page_lookup(obj, at);
-					continue;
-				}
-				pmap_batch_add(&b, va, VM_PROT_NONE);
-				vm_page_free_packed(obj, at);
+		/* Straight over the state table's leaves: a freeze lowers every page of a whole
+		 * guest, a byte each. Leaves never move, whatever is unpacked or freed below. */
+		while (idx < last && obj->packed_count) {
+			uint64_t leaf_end;
+			uint8_t *leaf = vm_page_state_leaf(obj, idx, last, &leaf_end);
+			if (!leaf) {
+				idx = leaf_end;
 				continue;
 			}
-			if ((old & VM_PROT_WRITE) && !(p & VM_PROT_WRITE) && pmap_modified(pmap, va))
-				*slot |= VM_PS_DIRTY;
-			*slot = (uint8_t)((*slot & ~VM_PS_PROT) | p);
-			pmap_batch_add(&b, va, p);
+			for (; idx < leaf_end && obj->packed_count; idx++) {
+				uint8_t *slot = &leaf[idx & (leaf_pages - 1)];
+				/* Lowering without modified bits to collect: eight pages at a time. */
+				while (prot != VM_PROT_NONE && !modify_bits && !(idx & 7) && idx + 8 <= leaf_end &&
+				       pmap_packed_lower8(&b, slot, obj->bind_va + vm_ptoa(idx), prot)) {
+					idx += 8;
+					slot += 8;
+				}
+				if (idx >= leaf_end)
+					break;
+				vm_prot_t old = *slot & VM_PS_PROT, p = old & prot;
+				if (p == old) /* not packed (0, or a full page's byte), or nothing to lower */
+					continue;
+				vm_addr_t va = obj->bind_va + vm_ptoa(idx);
+				if (p == VM_PROT_NONE) {
+					if (obj != discard) {
+						vm_page_lookup(obj, idx);
+						continue;
+					}
+					pmap_batch_add(&b, va, VM_PROT_NONE);
+					vm_page_free_packed(obj, idx);
+					continue;
+				}
+				uint8_t st = *slot;
+				if ((old & VM_PROT_WRITE) && !(p & VM_PROT_WRITE) && (!modify_bits || pmap_modified(pmap, va)))
+					st |= VM_PS_DIRTY;
+				*slot = (uint8_t)((st & ~VM_PS_PROT) | p);
+				pmap_batch_add(&b, va, p);
+			}
 		}
 	}
 	pmap_batch_flush(&b);

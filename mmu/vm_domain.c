@@ -49,7 +49,22 @@ void vm_domain_destroy(struct vm_domain *dom)
 
 void vm_domain_lock(struct vm_domain *dom)
 {
+	if (pthread_mutex_trylock(&dom->lock) == 0)
+		return;
+	atomic_fetch_add(&dom->lock_waiters, 1);
 	pthread_mutex_lock(&dom->lock);
+	atomic_fetch_sub(&dom->lock_waiters, 1);
+}
+
+bool vm_domain_lock_wanted(struct vm_domain *dom)
+{
+	return atomic_load(&dom->lock_waiters) != 0;
+}
+
+void vm_domain_lock_reset(struct vm_domain *dom)
+{
+	pthread_mutex_init(&dom->lock, NULL);
+	atomic_store(&dom->lock_waiters, 0);
 }
 
 void vm_domain_unlock(struct vm_domain *dom)

@@ -17,6 +17,8 @@
 #define MMU_VM_DOMAIN_H
 
 #include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "mmu/pool.h"
@@ -61,6 +63,7 @@ struct vm_statistics {
 
 struct vm_domain {
 	pthread_mutex_t lock;           /* the domain lock (see the contract above) */
+	atomic_uint lock_waiters;       /* threads blocked in vm_domain_lock */
 	struct pool data_pool;          /* (d) page buffers */
 	struct pool page_pool;          /* (d) struct vm_page */
 	struct pool pv_pool;            /* (d) struct pv_entry */
@@ -85,6 +88,15 @@ void vm_domain_destroy(struct vm_domain *dom);
 /* Take / release the domain lock (see the contract above). Not recursive. */
 void vm_domain_lock(struct vm_domain *dom);
 void vm_domain_unlock(struct vm_domain *dom);
+
+/* Whether a thread waits for the domain lock. A thread that takes it for a long job in
+ * steps lets such waiters have it between steps: a mutex released and taken again at once
+ * mostly goes to the thread that released it. */
+bool vm_domain_lock_wanted(struct vm_domain *dom);
+
+/* A fresh domain lock, nobody holding or waiting for it (in a child made by fork(2) while
+ * another thread held it). */
+void vm_domain_lock_reset(struct vm_domain *dom);
 
 /* Limit resident pages to @pages (0 = none); least recently used pages are paged out at
  * the end of the operation that went over. Applies at once. */

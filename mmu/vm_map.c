@@ -1020,9 +1020,8 @@ kern_return_t vm_map_region(struct vm_map *map, vm_addr_t *addr, struct vm_regio
 		info->shared = obj->ref_count > 1;
 		info->object_id = obj->id;
 		info->depth = vm_object_depth(obj);
-		uint64_t first = vm_atop(e->offset), end = first + vm_atop(e->end - e->start);
-		for (uint64_t idx = first; vm_page_next(obj, &idx, end); idx++)
-			info->resident_count++;
+		uint64_t first = vm_atop(e->offset);
+		info->resident_count = vm_page_count_resident(obj, first, first + vm_atop(e->end - e->start));
 	}
 	*addr = e->start;
 	return KERN_SUCCESS;

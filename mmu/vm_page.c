@@ -40,6 +40,14 @@ uint8_t *vm_page_state_slot(struct vm_object *obj, uint64_t pindex, bool grow)
 	return &obj->states[leaf][pindex & (VM_PS_LEAF - 1)];
 }
 
+uint8_t *vm_page_state_leaf(const struct vm_object *obj, uint64_t pindex, uint64_t end, uint64_t *leaf_end)
+{
+	*leaf_end = (pindex | (VM_PS_LEAF - 1)) + 1;
+	if (*leaf_end > end)
+		*leaf_end = end;
+	return obj->states ? obj->states[pindex >> VM_PS_LEAF_SHIFT] : NULL;
+}
+
 bool vm_page_next(const struct vm_object *obj, uint64_t *pindex, uint64_t end)
 {
 	if (!obj->states)
@@ -48,10 +56,8 @@ bool vm_page_next(const struct vm_object *obj, uint64_t *pindex, uint64_t end)
 	if (end > size)
 		end = size;
 	for (uint64_t i = *pindex; i < end;) {
-		const uint8_t *leaf = obj->states[i >> VM_PS_LEAF_SHIFT];
-		uint64_t leaf_end = (i | (VM_PS_LEAF - 1)) + 1;
-		if (leaf_end > end)
-			leaf_end = end;
+		uint64_t leaf_end;
+		const uint8_t *leaf = vm_page_state_leaf(obj, i, end, &leaf_end);
 		if (!leaf) {
 			i = leaf_end;
 			continue;
@@ -77,6 +83,38 @@ found:
 		return true;
 	}
 	return false;
+}
+
+uint64_t vm_page_count_resident(const struct vm_object *obj, uint64_t first, uint64_t end)
+{
+	uint64_t size = vm_atop(obj->size), n = 0;
+	if (end > size)
+		end = size;
+	if (!obj->states || first >= end)
+		return 0;
+	if (first == 0 && end == size)
+		return obj->resident_count;
+	const uint64_t low7 = 0x7f7f7f7f7f7f7f7full;
+	for (uint64_t i = first; i < end;) {
+		uint64_t leaf_end;
+		const uint8_t *leaf = vm_page_state_leaf(obj, i, end, &leaf_end);
+		if (!leaf) {
+			i = leaf_end;
+			continue;
+		}
+		for (; i < leaf_end && (i & 7); i++)
+			n += leaf[i & (VM_PS_LEAF - 1)] != 0;
+		for (; i + 8 <= leaf_end; i += 8) {
+			uint64_t w;
+			memcpy(&w, leaf + (i & (VM_PS_LEAF - 1)), sizeof(w));
+			/* High bit of each byte: set when the byte is not zero. */
+			uint64_t nonzero = (((w & low7) + low7) | w) & ~low7;
+			n += (uint64_t)__builtin_popcountll(nonzero);
+		}
+		for (; i < leaf_end; i++)
+			n += leaf[i & (VM_PS_LEAF - 1)] != 0;
+	}
+	return n;
 }
 
 void vm_page_states_free(struct vm_object *obj)

@@ -64,8 +64,16 @@ static inline bool vm_page_resident(const struct vm_object *obj, uint64_t pindex
  * leaf (not @grow) or no memory for one. Leaves never move while the object lives. */
 uint8_t *vm_page_state_slot(struct vm_object *obj, uint64_t pindex, bool grow);
 
+/* The leaf of @obj's state table holding page @pindex (NULL when it has none), and in
+ * *leaf_end the end of the pages it holds from @pindex on, at most @end (> @pindex, within
+ * the object). For walks over many states; leaves never move while the object lives. */
+uint8_t *vm_page_state_leaf(const struct vm_object *obj, uint64_t pindex, uint64_t end, uint64_t *leaf_end);
+
 /* The first resident page of @obj in [*pindex, end) into *pindex; false when none. */
 bool vm_page_next(const struct vm_object *obj, uint64_t *pindex, uint64_t end);
+
+/* How many pages of @obj in [first, end) are resident. Eight states at a time. */
+uint64_t vm_page_count_resident(const struct vm_object *obj, uint64_t first, uint64_t end);
 
 /* Free @obj's state table (every page must be gone). */
 void vm_page_states_free(struct vm_object *obj);

@@ -430,6 +430,42 @@ START_TEST(test_protecting_packed_pages_changes_them_in_place_in_one_backend_cal
 }
 END_TEST
 
+START_TEST(test_lowering_packed_pages_without_modified_bits_marks_each_writer_modified)
+{
+	/* A pmap without modified bits (the VMM's): lowering a writable mapping must take its
+	 * page for modified. Pages 0-39 written, 40-47 only read (clean zero pages, mapped
+	 * writable), 48-63 not resident; 8-15 read-only already; page 20 full for the call. */
+	vm_sandbox_destroy(sb);
+	ck_assert_int_eq(vm_sandbox_create(BASE, PAGES * PS, VM_SANDBOX_NOMOD, &sb), 0);
+	alloc(0, PAGES);
+	for (unsigned p = 0; p < 40; p++)
+		ck_assert_int_eq(vm_sandbox_write(sb, at(p), "w", 1), KERN_SUCCESS);
+	char c;
+	for (unsigned p = 40; p < 48; p++)
+		ck_assert_int_eq(vm_sandbox_read(sb, at(p), &c, 1), KERN_SUCCESS);
+	ck_assert_int_eq(vm_map_protect(sb->map, at(8), 8 * PS, false, VM_PROT_READ), KERN_SUCCESS);
+	const struct vm_object *obj = vm_map_lookup_entry(sb->map, at(0))->object;
+	ck_assert_ptr_eq(vm_map_lookup_entry(sb->map, at(47))->object, obj);
+	uint64_t first = vm_map_lookup_entry(sb->map, at(0))->offset / PS;
+	for (unsigned p = 40; p < 48; p++)
+		ck_assert_uint_eq(vm_page_state(obj, first + p) & (VM_PS_DIRTY | VM_PS_PROT), VM_PROT_DEFAULT);
+	ck_assert_ptr_nonnull(pmap_lookup(&sb->map->pmap, at(20)));
+
+	uint64_t protects = sb->flat->protects;
+	vm_domain_begin(sb->dom);
+	ck_assert_int_eq(pmap_protect(&sb->map->pmap, at(0), at(PAGES), VM_PROT_READ), 0);
+	vm_domain_end(sb->dom);
+	/* One call per run of pages that changed: 0-7, 16-19, 21-47, and page 20 apart. */
+	ck_assert_uint_eq(sb->flat->protects - protects, 4);
+	for (unsigned p = 0; p < PAGES; p++) {
+		ck_assert_uint_eq(pmap_flat_prot(sb->flat, at(p)), p < 48 ? VM_PROT_READ : VM_PROT_NONE);
+		if (p < 48)
+			ck_assert_msg(vm_page_state(obj, first + p) & VM_PS_DIRTY, "page %u", p);
+	}
+	vm_map_check(sb->map);
+}
+END_TEST
+
 START_TEST(test_deallocating_packed_pages_frees_them_in_one_backend_call)
 {
 	written_pages(8);
@@ -615,6 +651,7 @@ Suite *vm_fault_suite(void)
 	HARNESS_ADD_TEST(tc, test_cluster_pages_written_elsewhere_are_left_alone);
 	HARNESS_ADD_TEST(tc, test_a_faulted_page_is_packed_and_comes_back_whole_when_looked_at);
 	HARNESS_ADD_TEST(tc, test_protecting_packed_pages_changes_them_in_place_in_one_backend_call);
+	HARNESS_ADD_TEST(tc, test_lowering_packed_pages_without_modified_bits_marks_each_writer_modified);
 	HARNESS_ADD_TEST(tc, test_deallocating_packed_pages_frees_them_in_one_backend_call);
 	HARNESS_ADD_TEST(tc, test_a_page_two_maps_share_stays_full_until_one_lets_go);
 	HARNESS_ADD_TEST(tc, test_copy_on_read_copies_a_backing_page_up_and_maps_it_writable);

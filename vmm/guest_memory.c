@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <sched.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -327,8 +328,17 @@ static int guest_memory_fault(void *arg, const struct fault_event *ev)
 	struct vm_fault_info info = {0};
 	error_clear(); /* a pager's source (vmm side) may say why it failed */
 	vm_domain_lock(m->dom);
-	kern_return_t kr = vm_fault(m->map, gpa, access, &info);
-	int r = pmap_uffd_flush(&m->pmap);
+	kern_return_t kr = KERN_SUCCESS;
+	int r;
+	if (ev->wp && (pmap_entered(&m->map->pmap, gpa) & VM_PROT_WRITE)) {
+		/* Write-protected ahead of a snapshot (guest_memory_prearm) while the core lets the
+		 * guest write: nothing to resolve, lift the protection (which wakes the guest). */
+		r = pmap_uffd_unguard(&m->pmap, gpa);
+		info.entered = 1;
+	} else {
+		kr = vm_fault(m->map, gpa, access, &info);
+		r = pmap_uffd_flush(&m->pmap);
+	}
 	m->uffd_faults++;
 	if (ev->wp)
 		m->wp_faults++;
@@ -392,7 +402,7 @@ int guest_memory_reattach(struct guest_memory *m)
 	memset(&m->faults, 0, sizeof(m->faults));
 	uffd_close(&m->uffd);
 	m->failed = false;
-	pthread_mutex_init(&m->dom->lock, NULL);
+	vm_domain_lock_reset(m->dom);
 	int r = uffd_open(&m->uffd, 0);
 	for (unsigned i = 0; !r && i < m->nregions; i++)
 		if (m->region[i].kind != GUEST_REGION_RAM || !m->kernel_ram)
@@ -400,7 +410,9 @@ int guest_memory_reattach(struct guest_memory *m)
 	if (r)
 		return r;
 	/* Fork dropped the write-protection of pages the core maps read-only (copy-on-write
-	 * pending): put it back, or the child's writes to them would go unseen. */
+	 * pending): put it back, or the child's writes to them would go unseen. The pmap must
+	 * not take any page for protected meanwhile. */
+	pmap_uffd_forget(&m->pmap);
 	for (unsigned i = 0; i < m->nregions; i++) {
 		const struct guest_region *g = &m->region[i];
 		uint64_t run = 0, va = g->gpa; /* with in_run: pages from run on need protecting */
@@ -424,6 +436,48 @@ int guest_memory_reattach(struct guest_memory *m)
 		}
 	}
 	return 0;
+}
+
+void guest_memory_prearm(struct guest_memory *m, unsigned passes, uint64_t enough, struct guest_memory_prearm *out)
+{
+	memset(out, 0, sizeof(*out));
+	if (!m->map || m->kernel_ram)
+		return;
+	for (unsigned pass = 0; pass < passes; pass++) {
+		uint64_t left = 0, armed = 0;
+		int r = 0;
+		/* Regions change only with the domain lock held: read one under it each step. */
+		for (unsigned i = 0; !r; i++) {
+			vm_domain_lock(m->dom);
+			struct guest_region g = i < m->nregions ? m->region[i] : (struct guest_region){.size = 0};
+			vm_domain_unlock(m->dom);
+			if (!g.size)
+				break;
+			if (g.kind != GUEST_REGION_RAM)
+				continue;
+			for (vm_addr_t at = g.gpa; at < g.gpa + g.size && !r;) {
+				uint64_t n = 0;
+				vm_domain_lock(m->dom);
+				r = pmap_uffd_prearm(&m->pmap, at, g.gpa + g.size, GUEST_MEMORY_PREARM_STEP, &at, &n);
+				if (at >= g.gpa + g.size || r)
+					left += pmap_uffd_unguarded(&m->pmap, g.gpa, g.gpa + g.size);
+				vm_domain_unlock(m->dom);
+				armed += n;
+				/* The guest's faults first (those on pages just protected above all). */
+				while (vm_domain_lock_wanted(m->dom))
+					sched_yield();
+			}
+		}
+		out->passes++;
+		out->armed += armed;
+		out->left = left;
+		if (r) {
+			out->error = r;
+			return; /* the freeze protects what is left */
+		}
+		if (left <= enough)
+			return;
+	}
 }
 
 void guest_memory_stop(struct guest_memory *m)
@@ -663,6 +717,10 @@ void guest_memory_stats(struct guest_memory *m, void (*emit)(void *arg, const ch
 		{"mem.uffd_pages_copied", m->pmap.stats.pages_copied},
 		{"mem.uffd_zero_pages", m->pmap.stats.zero_pages},
 		{"mem.uffd_protects", m->pmap.stats.protects},
+		{"mem.uffd_protected_pages", m->pmap.stats.protected_pages},
+		{"mem.uffd_guarded_skips", m->pmap.stats.guarded_skips},
+		{"mem.uffd_prearmed_pages", m->pmap.stats.prearmed_pages},
+		{"mem.uffd_unguards", m->pmap.stats.unguards},
 		{"mem.uffd_removes", m->pmap.stats.removes},
 	};
 	for (size_t i = 0; i < sizeof(flat) / sizeof(flat[0]); i++)

@@ -139,6 +139,27 @@ int guest_memory_start(struct guest_memory *m, guest_memory_error_fn *on_error, 
  */
 int guest_memory_reattach(struct guest_memory *m);
 
+/* What guest_memory_prearm did. */
+struct guest_memory_prearm {
+	unsigned passes;  /* passes over guest RAM */
+	uint64_t armed;   /* pages write-protected, over all passes */
+	uint64_t left;    /* pages not protected after the last pass (written meanwhile) */
+	int error;        /* 0, or the -errno that ended it (with a message) */
+};
+
+#define GUEST_MEMORY_PREARM_STEP 4096u /* pages protected per hold of the domain lock (16 MiB) */
+
+/*
+ * Ahead of a freeze of guest RAM (a snapshot), with the guest running: write-protect its
+ * RAM (pmap_uffd_prearm), GUEST_MEMORY_PREARM_STEP pages per hold of the domain lock so its
+ * faults are served in between. A guest write to a page so protected faults and is let
+ * through at once; the core's protections do not change. Another pass protects what was
+ * written during the last one, while that was more than @enough pages, @passes at most.
+ * The freeze that follows then protects only what was written since. Best effort: a
+ * failure ends it (out->error), the freeze protects what is left. Not from the fault thread.
+ */
+void guest_memory_prearm(struct guest_memory *m, unsigned passes, uint64_t enough, struct guest_memory_prearm *out);
+
 /* Stop serving faults (every vCPU must be stopped first). */
 void guest_memory_stop(struct guest_memory *m);
 

@@ -21,7 +21,15 @@ int pmap_uffd_init(struct pmap_uffd *p, struct uffd *uffd, uint8_t *base, uint64
 	p->zero = mmap(NULL, PMAP_UFFD_RUN_BYTES, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
 	if (p->zero == MAP_FAILED)
 		p->zero = NULL;
-	if (!p->stage || !p->zero) {
+	/* 32 MiB of address space for a 1 TiB window; only the words of pages ever marked get
+	 * memory (all zero: nothing is taken for guarded at first). */
+	size_t words = (size_t)((size >> VM_PAGE_SHIFT) + 63) / 64;
+	p->guarded_bytes = (words * sizeof(uint64_t) + VM_PAGE_SIZE - 1) & ~(size_t)VM_PAGE_MASK;
+	p->guarded = mmap(NULL, p->guarded_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+			  -1, 0);
+	if (p->guarded == MAP_FAILED)
+		p->guarded = NULL;
+	if (!p->stage || !p->zero || !p->guarded) {
 		pmap_uffd_fini(p);
 		return -ENOMEM;
 	}
@@ -33,8 +41,63 @@ void pmap_uffd_fini(struct pmap_uffd *p)
 	free(p->stage);
 	if (p->zero)
 		munmap((void *)p->zero, PMAP_UFFD_RUN_BYTES);
+	if (p->guarded)
+		munmap(p->guarded, p->guarded_bytes);
 	p->stage = NULL;
 	p->zero = NULL;
+	p->guarded = NULL;
+}
+
+/* ---- guarded pages (see pmap_uffd.h) --------------------------------------------------- */
+
+/* Mark the pages of [start, end) guarded or not. Words that do not change are not written
+ * (a write would give an untouched part of the bitmap memory). */
+static void pmap_uffd_mark(struct pmap_uffd *p, vm_addr_t start, vm_addr_t end, bool guarded)
+{
+	if (end > p->size)
+		end = p->size;
+	uint64_t pn = start >> VM_PAGE_SHIFT, last = end >> VM_PAGE_SHIFT;
+	while (pn < last) {
+		uint64_t bit = pn % 64, n = last - pn < 64 - bit ? last - pn : 64 - bit;
+		uint64_t mask = (n == 64 ? ~0ull : (1ull << n) - 1) << bit;
+		uint64_t *w = &p->guarded[pn / 64];
+		uint64_t v = guarded ? *w | mask : *w & ~mask;
+		if (v != *w)
+			*w = v;
+		pn += n;
+	}
+}
+
+/* The first page of [pn, last) whose bit is @guarded, or @last. */
+static uint64_t pmap_uffd_scan(const struct pmap_uffd *p, uint64_t pn, uint64_t last, bool guarded)
+{
+	while (pn < last) {
+		uint64_t w = p->guarded[pn / 64];
+		w = (guarded ? w : ~w) & (~0ull << (pn % 64));
+		if (w) {
+			uint64_t at = (pn & ~63ull) + (uint64_t)__builtin_ctzll(w);
+			return at < last ? at : last;
+		}
+		pn = (pn | 63) + 1;
+	}
+	return last;
+}
+
+/* Write-protect [start, end) and mark it guarded; a failure is kept in p->error and leaves
+ * the bits alone. */
+static int pmap_uffd_wp(struct pmap_uffd *p, vm_addr_t start, vm_addr_t end)
+{
+	int r = uffd_writeprotect(p->uffd, p->base + start, end - start, true);
+	p->stats.protects++;
+	if (r) {
+		if (!p->error)
+			p->error = error_set(-r, "cannot write-protect guest pages [0x%llx, 0x%llx): %s",
+					     (unsigned long long)start, (unsigned long long)end, strerror(-r));
+		return r;
+	}
+	p->stats.protected_pages += (end - start) >> VM_PAGE_SHIFT;
+	pmap_uffd_mark(p, start, end, true);
+	return 0;
 }
 
 int pmap_uffd_add_readonly(struct pmap_uffd *p, vm_addr_t start, vm_addr_t end)
@@ -57,9 +120,12 @@ static bool pmap_uffd_guest_readonly(const struct pmap_uffd *p, vm_addr_t start,
 
 static void pmap_uffd_drop(struct pmap_uffd *p, vm_addr_t start, vm_addr_t end)
 {
-	if (madvise(p->base + start, end - start, MADV_DONTNEED) != 0 && !p->error)
+	bool gone = madvise(p->base + start, end - start, MADV_DONTNEED) == 0;
+	if (!gone && !p->error)
 		p->error = error_set_errno(errno, "cannot drop guest pages [0x%llx, 0x%llx)",
 					   (unsigned long long)start, (unsigned long long)end);
+	/* Not present, the pages fault whatever the access until entered again. */
+	pmap_uffd_mark(p, start, end, gone);
 	p->stats.removes++;
 }
 
@@ -72,6 +138,7 @@ static void pmap_uffd_copy(struct pmap_uffd *p, vm_addr_t va, const uint8_t *src
 		int r = uffd_copy(p->uffd, p->base + va + off, src + off, len - off, wp, &done);
 		p->stats.copies++;
 		p->stats.pages_copied += done / VM_PAGE_SIZE;
+		pmap_uffd_mark(p, va + off, va + off + done, wp);
 		off += done;
 		if (r == -EEXIST) {
 			/* Something is there (the core replaces it, or bytes the VMM wrote before the
@@ -145,11 +212,27 @@ static void pmap_uffd_protect(void *arg, vm_addr_t start, vm_addr_t end, vm_prot
 	}
 	if (pmap_uffd_guest_readonly(p, start, end))
 		return; /* KVM keeps the guest from writing; the host mapping stays writable */
-	int r = uffd_writeprotect(p->uffd, p->base + start, end - start, !(prot & VM_PROT_WRITE));
-	p->stats.protects++;
-	if (r && !p->error)
-		p->error = error_set(-r, "cannot change protection of guest pages [0x%llx, 0x%llx): %s",
-				     (unsigned long long)start, (unsigned long long)end, strerror(-r));
+	if (prot & VM_PROT_WRITE) {
+		/* Unprotecting also wakes the threads waiting on a write-protect fault there. */
+		int r = uffd_writeprotect(p->uffd, p->base + start, end - start, false);
+		p->stats.protects++;
+		pmap_uffd_mark(p, start, end, false);
+		if (r && !p->error)
+			p->error = error_set(-r, "cannot unprotect guest pages [0x%llx, 0x%llx): %s",
+					     (unsigned long long)start, (unsigned long long)end, strerror(-r));
+		return;
+	}
+	/* Only the runs not guarded yet: a freeze after a pre-arm protects what the guest wrote
+	 * since, not the whole of its memory again. */
+	uint64_t pn = start >> VM_PAGE_SHIFT, last = end >> VM_PAGE_SHIFT;
+	while (pn < last) {
+		uint64_t a = pmap_uffd_scan(p, pn, last, false);
+		p->stats.guarded_skips += a - pn;
+		if (a == last)
+			break;
+		pn = pmap_uffd_scan(p, a, last, true);
+		pmap_uffd_wp(p, a << VM_PAGE_SHIFT, pn << VM_PAGE_SHIFT);
+	}
 }
 
 static void pmap_uffd_read(void *arg, vm_addr_t va, void *dst)
@@ -164,6 +247,67 @@ static void pmap_uffd_update(void *arg)
 {
 	struct pmap_uffd *p = arg;
 	pmap_uffd_flush_run(p);
+}
+
+int pmap_uffd_prearm(struct pmap_uffd *p, vm_addr_t start, vm_addr_t end, uint64_t max_pages, vm_addr_t *next,
+		     uint64_t *armed)
+{
+	pmap_uffd_flush_run(p); /* staged pages are not in yet: their bits say so only once they are */
+	uint64_t pn = start >> VM_PAGE_SHIFT, last = (end < p->size ? end : p->size) >> VM_PAGE_SHIFT, n = 0;
+	int r = 0;
+	while (pn < last && n < max_pages) {
+		uint64_t a = pmap_uffd_scan(p, pn, last, false);
+		if (a == last) {
+			pn = last;
+			break;
+		}
+		uint64_t b = pmap_uffd_scan(p, a, last, true);
+		if (b - a > max_pages - n)
+			b = a + (max_pages - n);
+		r = pmap_uffd_wp(p, a << VM_PAGE_SHIFT, b << VM_PAGE_SHIFT);
+		if (r) {
+			r = p->error;
+			p->error = 0;
+			pn = a;
+			break;
+		}
+		n += b - a;
+		pn = b;
+	}
+	p->stats.prearmed_pages += n;
+	*next = pn << VM_PAGE_SHIFT;
+	*armed = n;
+	return r;
+}
+
+uint64_t pmap_uffd_unguarded(const struct pmap_uffd *p, vm_addr_t start, vm_addr_t end)
+{
+	uint64_t pn = start >> VM_PAGE_SHIFT, last = (end < p->size ? end : p->size) >> VM_PAGE_SHIFT, n = 0;
+	while (pn < last) {
+		uint64_t a = pmap_uffd_scan(p, pn, last, false);
+		pn = pmap_uffd_scan(p, a, last, true);
+		n += pn - a;
+	}
+	return n;
+}
+
+int pmap_uffd_unguard(struct pmap_uffd *p, vm_addr_t va)
+{
+	pmap_uffd_flush_run(p);
+	int r = uffd_writeprotect(p->uffd, p->base + va, VM_PAGE_SIZE, false);
+	p->stats.protects++;
+	p->stats.unguards++;
+	pmap_uffd_mark(p, va, va + VM_PAGE_SIZE, false);
+	if (r)
+		return error_set(-r, "cannot unprotect guest page 0x%llx: %s", (unsigned long long)va, strerror(-r));
+	return 0;
+}
+
+void pmap_uffd_forget(struct pmap_uffd *p)
+{
+	/* A private anonymous mapping reads zero again after MADV_DONTNEED. */
+	if (madvise(p->guarded, p->guarded_bytes, MADV_DONTNEED) != 0)
+		memset(p->guarded, 0, p->guarded_bytes);
 }
 
 const struct pmap_ops pmap_uffd_ops = {

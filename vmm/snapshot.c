@@ -17,6 +17,8 @@
 #include "vmm/vm_state.h"
 
 #define SNAPSHOT_CHUNK 1024u /* pages gathered per hold of the domain lock (4 MiB) */
+#define SNAPSHOT_PREARM_PASSES 3    /* passes of the pre-arm at most */
+#define SNAPSHOT_PREARM_ENOUGH 256u /* pages written during a pre-arm pass that the pause may protect */
 
 static uint64_t now_ns(void)
 {
@@ -41,8 +43,11 @@ static void snapshot_discard(struct vm *vm, struct snapshot_copies *c)
 	c->n = 0;
 }
 
-/* Pause, capture the state, freeze RAM, resume: the only part the guest waits for. */
-static int snapshot_freeze(struct vm *vm, struct vm_state *state, struct snapshot_copies *c, uint64_t *pause_ns)
+/* Pause, capture the state, freeze RAM, resume: the only part the guest waits for. The
+ * freeze write-protects only the pages not protected already (written since the pre-arm);
+ * *protected counts them. */
+static int snapshot_freeze(struct vm *vm, struct vm_state *state, struct snapshot_copies *c, uint64_t *pause_ns,
+			   uint64_t *protected)
 {
 	uint64_t t0 = now_ns();
 	if (!vm_pause(vm))
@@ -50,6 +55,7 @@ static int snapshot_freeze(struct vm *vm, struct vm_state *state, struct snapsho
 	int r = vm_state_capture(vm, state);
 	if (!r) {
 		vm_domain_lock(vm->mem.dom);
+		uint64_t protected_before = vm->mem.pmap.stats.protected_pages;
 		for (unsigned i = 0; i < vm->mem.nregions && !r; i++) {
 			const struct guest_region *g = &vm->mem.region[i];
 			kern_return_t kr = vm_map_copyin(vm->mem.map, g->gpa, g->size, &c->copy[c->n]);
@@ -62,6 +68,7 @@ static int snapshot_freeze(struct vm *vm, struct vm_state *state, struct snapsho
 		int pr = pmap_uffd_flush(&vm->mem.pmap);
 		if (!r && pr)
 			r = pr;
+		*protected = vm->mem.pmap.stats.protected_pages - protected_before;
 		vm_domain_unlock(vm->mem.dom);
 	}
 	vm_resume(vm);
@@ -182,7 +189,14 @@ int snapshot_save(struct vm *vm, const char *dir, const char *name, snapshot_pro
 		goto out;
 	snprintf(res->parent, sizeof(res->parent), "%s", parent_name ? parent_name : "");
 
-	r = snapshot_freeze(vm, &state, &copies, &res->pause_ns);
+	/* Most of the write protection, before the pause: the guest runs meanwhile. */
+	uint64_t t_arm = now_ns();
+	struct guest_memory_prearm arm;
+	guest_memory_prearm(&vm->mem, SNAPSHOT_PREARM_PASSES, SNAPSHOT_PREARM_ENOUGH, &arm);
+	res->prearm_ns = now_ns() - t_arm;
+	res->prearm_passes = arm.passes;
+	res->prearm_pages = arm.armed;
+	r = snapshot_freeze(vm, &state, &copies, &res->pause_ns, &res->pause_protected);
 	if (r)
 		goto out;
 	r = vm_state_serialize(&state, &blob, &blob_len);

@@ -3,10 +3,12 @@
  *
  * The vCPUs are paused only while the VM's state is captured and its RAM is frozen: each
  * RAM entry's object is frozen and shadowed by a new one (vm_map_copyin), its pages
- * write-protected in guest RAM. The guest then runs on while the frozen pages are written
- * to the store; a guest write to a frozen page is a copy-on-write fault, so the snapshot
- * sees memory exactly as it was at the pause. When the snapshot is durable the frozen
- * copy is let go and the chain collapses back.
+ * write-protected in guest RAM. Most of that write protection is done before the pause,
+ * with the guest running (guest_memory_prearm): the pause protects only what the guest
+ * wrote since. The guest then runs on while the frozen pages are written to the store; a
+ * guest write to a frozen page is a copy-on-write fault, so the snapshot sees memory
+ * exactly as it was at the pause. When the snapshot is durable the frozen copy is let go
+ * and the chain collapses back.
  *
  * A VM restored from snapshot S of the same store makes snapshots whose parent is S and
  * which list only the pages that differ from S.
@@ -25,7 +27,11 @@ struct snapshot_result {
 	uint64_t stored;       /* of which new to the store (bytes appended) */
 	uint64_t shared;       /* of which already stored (dedup) */
 	uint64_t zero;         /* of which zero */
+	uint64_t prearm_ns;    /* write-protecting guest RAM ahead of the pause (guest running) */
+	unsigned prearm_passes; /* passes of it over guest RAM */
+	uint64_t prearm_pages; /* pages it write-protected */
 	uint64_t pause_ns;     /* how long the vCPUs were paused */
+	uint64_t pause_protected; /* pages write-protected during the pause (written since the pre-arm) */
 	uint64_t total_ns;     /* from the request to durability */
 };
 

@@ -106,5 +106,10 @@ int uffd_writeprotect(struct uffd *u, void *addr, size_t len, bool protect)
 		.range = {.start = (uint64_t)(uintptr_t)addr, .len = len},
 		.mode = protect ? UFFDIO_WRITEPROTECT_MODE_WP : 0,
 	};
-	return ioctl(u->fd, UFFDIO_WRITEPROTECT, &w) == 0 ? 0 : -errno;
+	/* EAGAIN: the mappings were changing (the whole range is tried again: protecting twice
+	 * is harmless). */
+	while (ioctl(u->fd, UFFDIO_WRITEPROTECT, &w) != 0)
+		if (errno != EAGAIN && errno != EINTR)
+			return -errno;
+	return 0;
 }

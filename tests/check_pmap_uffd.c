@@ -1,0 +1,251 @@
+/*
+ * The userfaultfd pmap's write-protection tracking, on real guest memory without KVM: host
+ * threads touch guest RAM through its host mapping, so their faults take the very path a
+ * vCPU's take (userfaultfd, the fault thread, vm_fault, pmap_uffd). A pre-arm protects RAM
+ * while a writer runs; the freeze that follows (vm_map_copyin) protects only what was
+ * written since, and nothing written after the freeze reaches the frozen copy.
+ */
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "harness.h"
+#include "mmu/vm_domain.h"
+#include "mmu/vm_map.h"
+#include "vmm/error.h"
+#include "vmm/guest_memory.h"
+
+#define RAM_SIZE (8ull << 20)
+#define RAM_PAGES (RAM_SIZE / VM_PAGE_SIZE)
+
+static struct guest_memory mem;
+static atomic_int fault_errors;
+
+static void on_error(void *arg, int err, const char *message)
+{
+	(void)arg;
+	(void)err;
+	fprintf(stderr, "fault thread: %s\n", message);
+	atomic_fetch_add(&fault_errors, 1);
+}
+
+static void setup(void)
+{
+	struct guest_memory_config cfg = {.ram_size = RAM_SIZE};
+	atomic_store(&fault_errors, 0);
+	ck_assert_msg(guest_memory_create(&mem, &cfg) == 0, "%s", error_message());
+	ck_assert_int_eq(guest_memory_start(&mem, on_error, NULL), 0);
+}
+
+static void teardown(void)
+{
+	guest_memory_destroy(&mem);
+}
+
+/* The first word of guest page @page, as the guest sees it. */
+static volatile uint64_t *word(uint64_t page)
+{
+	return (volatile uint64_t *)(mem.base + page * VM_PAGE_SIZE);
+}
+
+static uint64_t unguarded(void)
+{
+	vm_domain_lock(mem.dom);
+	uint64_t n = pmap_uffd_unguarded(&mem.pmap, 0, RAM_SIZE);
+	vm_domain_unlock(mem.dom);
+	return n;
+}
+
+/* Freeze all of RAM as a snapshot does with the vCPUs paused; *protected: pages it had to
+ * write-protect. */
+static struct vm_map_copy *freeze(uint64_t *protected)
+{
+	struct vm_map_copy *copy = NULL;
+	vm_domain_lock(mem.dom);
+	uint64_t before = mem.pmap.stats.protected_pages;
+	ck_assert_int_eq(vm_map_copyin(mem.map, 0, RAM_SIZE, &copy), KERN_SUCCESS);
+	ck_assert_int_eq(pmap_uffd_flush(&mem.pmap), 0);
+	*protected = mem.pmap.stats.protected_pages - before;
+	vm_domain_unlock(mem.dom);
+	return copy;
+}
+
+static uint64_t frozen_word(const struct vm_map_copy *copy, uint64_t page)
+{
+	uint64_t v;
+	vm_domain_lock(mem.dom);
+	ck_assert_int_eq(vm_map_copy_read(copy, page * VM_PAGE_SIZE, &v, sizeof(v)), KERN_SUCCESS);
+	vm_domain_unlock(mem.dom);
+	return v;
+}
+
+static void discard(struct vm_map_copy *copy)
+{
+	vm_domain_lock(mem.dom);
+	vm_map_copy_discard(copy);
+	vm_domain_unlock(mem.dom);
+}
+
+START_TEST(prearmed_pages_take_writes_and_the_freeze_protects_only_those)
+{
+	for (uint64_t p = 0; p < RAM_PAGES; p++)
+		*word(p) = p + 1;
+	struct guest_memory_prearm arm;
+	guest_memory_prearm(&mem, 1, 0, &arm);
+	ck_assert_int_eq(arm.error, 0);
+	ck_assert_uint_eq(arm.passes, 1);
+	ck_assert_uint_eq(arm.armed, RAM_PAGES);
+	ck_assert_uint_eq(arm.left, 0);
+	ck_assert_uint_eq(unguarded(), 0);
+
+	/* Writes to pre-armed pages go through at once, without a fault of the core. */
+	struct vm_statistics before, after;
+	vm_domain_lock(mem.dom);
+	vm_domain_statistics(mem.dom, &before);
+	vm_domain_unlock(mem.dom);
+	uint64_t unguards = mem.pmap.stats.unguards;
+	*word(5) = 500;
+	*word(6) = 600;
+	*word(6) = 601;
+	vm_domain_lock(mem.dom);
+	vm_domain_statistics(mem.dom, &after);
+	ck_assert_uint_eq(mem.pmap.stats.unguards - unguards, 2);
+	vm_domain_unlock(mem.dom);
+	ck_assert_uint_eq(after.faults, before.faults);
+	ck_assert_uint_eq(unguarded(), 2);
+
+	uint64_t protected;
+	struct vm_map_copy *copy = freeze(&protected);
+	ck_assert_uint_eq(protected, 2);
+	ck_assert_uint_eq(unguarded(), 0);
+
+	/* After the freeze, writes are copies on write: the copy keeps the bytes of the freeze. */
+	*word(5) = 501;
+	*word(7) = 701;
+	ck_assert_uint_eq(*word(5), 501);
+	ck_assert_uint_eq(*word(7), 701);
+	ck_assert_uint_eq(frozen_word(copy, 5), 500);
+	ck_assert_uint_eq(frozen_word(copy, 6), 601);
+	ck_assert_uint_eq(frozen_word(copy, 7), 8);
+	ck_assert_uint_eq(frozen_word(copy, 8), 9);
+	discard(copy);
+	ck_assert_int_eq(atomic_load(&fault_errors), 0);
+}
+END_TEST
+
+START_TEST(untouched_and_removed_pages_count_as_protected)
+{
+	/* Nothing entered: a pre-arm marks everything (the kernel has nothing to protect). */
+	struct guest_memory_prearm arm;
+	guest_memory_prearm(&mem, 2, 0, &arm);
+	ck_assert_uint_eq(arm.passes, 1);
+	ck_assert_uint_eq(unguarded(), 0);
+	/* Entered writable by a fault: no longer protected; removed: protected again. */
+	*word(3) = 1;
+	ck_assert_uint_eq(unguarded(), GUEST_MEMORY_DEFAULT_CLUSTER);
+	vm_domain_lock(mem.dom);
+	ck_assert_int_eq(vm_map_deallocate(mem.map, 0, GUEST_MEMORY_DEFAULT_CLUSTER * VM_PAGE_SIZE), KERN_SUCCESS);
+	ck_assert_int_eq(pmap_uffd_flush(&mem.pmap), 0);
+	vm_domain_unlock(mem.dom);
+	ck_assert_uint_eq(unguarded(), 0);
+}
+END_TEST
+
+START_TEST(forgetting_takes_no_page_for_protected)
+{
+	struct guest_memory_prearm arm;
+	guest_memory_prearm(&mem, 1, 0, &arm);
+	ck_assert_uint_eq(unguarded(), 0);
+	vm_domain_lock(mem.dom);
+	pmap_uffd_forget(&mem.pmap);
+	vm_domain_unlock(mem.dom);
+	ck_assert_uint_eq(unguarded(), RAM_PAGES);
+}
+END_TEST
+
+/* A stand-in for a vCPU: writes a generation number into every page, round after round,
+ * and stops between two writes when asked (the snapshot's pause). */
+struct writer {
+	pthread_t thread;
+	atomic_bool stop, pause_req, paused;
+	atomic_uint_fast64_t rounds; /* rounds done */
+};
+
+static void *writer_main(void *arg)
+{
+	struct writer *w = arg;
+	for (uint64_t g = 1; !atomic_load(&w->stop); g++) {
+		for (uint64_t p = 0; p < RAM_PAGES; p++) {
+			if (atomic_load(&w->pause_req)) {
+				atomic_store(&w->paused, true);
+				while (atomic_load(&w->pause_req))
+					sched_yield();
+				atomic_store(&w->paused, false);
+			}
+			*word(p) = g << 32 | p;
+		}
+		atomic_store(&w->rounds, g);
+	}
+	return NULL;
+}
+
+/* Wait until @w has done @n more whole rounds. */
+static void wait_rounds(struct writer *w, uint64_t n)
+{
+	uint64_t until = atomic_load(&w->rounds) + n;
+	while (atomic_load(&w->rounds) < until) {
+		struct timespec t = {0, 1000000L};
+		nanosleep(&t, NULL);
+	}
+}
+
+START_TEST(writes_racing_the_prearm_never_reach_the_frozen_copy)
+{
+	static uint64_t expected[RAM_PAGES];
+	struct writer w = {.rounds = 0};
+	ck_assert_int_eq(pthread_create(&w.thread, NULL, writer_main, &w), 0);
+	wait_rounds(&w, 1);
+	for (int snap = 0; snap < 4; snap++) {
+		struct guest_memory_prearm arm;
+		guest_memory_prearm(&mem, 3, 16, &arm);
+		ck_assert_int_eq(arm.error, 0);
+		/* Pause, look at what the "guest" has, freeze, resume. */
+		atomic_store(&w.pause_req, true);
+		while (!atomic_load(&w.paused))
+			sched_yield();
+		for (uint64_t p = 0; p < RAM_PAGES; p++)
+			expected[p] = *word(p);
+		uint64_t protected;
+		struct vm_map_copy *copy = freeze(&protected);
+		ck_assert_uint_le(protected, RAM_PAGES);
+		atomic_store(&w.pause_req, false);
+		wait_rounds(&w, 2); /* every frozen page written over at least once */
+		for (uint64_t p = 0; p < RAM_PAGES; p++)
+			ck_assert_msg(frozen_word(copy, p) == expected[p], "snapshot %d page %llu: frozen 0x%llx, expected 0x%llx", snap,
+				      (unsigned long long)p, (unsigned long long)frozen_word(copy, p),
+				      (unsigned long long)expected[p]);
+		discard(copy);
+	}
+	atomic_store(&w.stop, true);
+	pthread_join(w.thread, NULL);
+	ck_assert_int_eq(atomic_load(&fault_errors), 0);
+}
+END_TEST
+
+Suite *pmap_uffd_suite(void)
+{
+	Suite *s = suite_create("pmap_uffd");
+	harness_requires(HARNESS_UFFD);
+	TCase *tc = tcase_create("guest_ram");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_set_timeout(tc, 60);
+	HARNESS_ADD_TEST(tc, prearmed_pages_take_writes_and_the_freeze_protects_only_those);
+	HARNESS_ADD_TEST(tc, untouched_and_removed_pages_count_as_protected);
+	HARNESS_ADD_TEST(tc, forgetting_takes_no_page_for_protected);
+	HARNESS_ADD_TEST(tc, writes_racing_the_prearm_never_reach_the_frozen_copy);
+	suite_add_tcase(s, tc);
+	return s;
+}
