@@ -54,17 +54,6 @@ int kvm_open(struct kvm *k, const char *path)
 	}
 	k->run_size = (size_t)run_size;
 
-	k->cpuid = calloc(1, sizeof(*k->cpuid) + KVM_CPUID_MAX_ENTRIES * sizeof(k->cpuid->entries[0]));
-	if (!k->cpuid) {
-		r = error_set(ENOMEM, "no memory for the CPUID table");
-		goto err_close;
-	}
-	k->cpuid->nent = KVM_CPUID_MAX_ENTRIES;
-	if (ioctl(k->dev_fd, KVM_GET_SUPPORTED_CPUID, k->cpuid) != 0) {
-		r = error_set_errno(errno, "KVM_GET_SUPPORTED_CPUID failed");
-		goto err_close;
-	}
-
 	k->vm_fd = ioctl(k->dev_fd, KVM_CREATE_VM, 0);
 	if (k->vm_fd < 0) {
 		r = error_set_errno(errno, "cannot create a KVM virtual machine");
@@ -119,8 +108,30 @@ static void kvm_cpuid_for_vcpu(struct kvm_cpuid2 *c, unsigned index)
 	}
 }
 
+/* The host-supported CPUID table, fetched for the first vCPU (it takes a while here: the
+ * VM's creation and memory slots need not wait for it). */
+static int kvm_supported_cpuid(struct kvm *k)
+{
+	if (k->cpuid)
+		return 0;
+	struct kvm_cpuid2 *c = calloc(1, sizeof(*c) + KVM_CPUID_MAX_ENTRIES * sizeof(c->entries[0]));
+	if (!c)
+		return error_set(ENOMEM, "no memory for the CPUID table");
+	c->nent = KVM_CPUID_MAX_ENTRIES;
+	if (ioctl(k->dev_fd, KVM_GET_SUPPORTED_CPUID, c) != 0) {
+		int err = errno;
+		free(c);
+		return error_set_errno(err, "KVM_GET_SUPPORTED_CPUID failed");
+	}
+	k->cpuid = c;
+	return 0;
+}
+
 int kvm_vcpu_create(struct kvm *k, unsigned index, int *fd, struct kvm_run **run)
 {
+	int r = kvm_supported_cpuid(k);
+	if (r)
+		return r;
 	int vfd = ioctl(k->vm_fd, KVM_CREATE_VCPU, (unsigned long)index);
 	if (vfd < 0)
 		return error_set_errno(errno, "cannot create vCPU %u", index);

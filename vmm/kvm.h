@@ -15,7 +15,7 @@ struct kvm {
 	int vm_fd;                 /* KVM_CREATE_VM */
 	size_t run_size;           /* mmap size of each vCPU's struct kvm_run */
 	unsigned max_vcpus;        /* KVM_CAP_MAX_VCPUS */
-	struct kvm_cpuid2 *cpuid;  /* KVM_GET_SUPPORTED_CPUID, given to every vCPU */
+	struct kvm_cpuid2 *cpuid;  /* KVM_GET_SUPPORTED_CPUID, given to every vCPU (fetched for the first) */
 	struct kvm_stats *stats;   /* the VM's binary statistics, or NULL */
 };
 
@@ -30,7 +30,8 @@ void kvm_close(struct kvm *k);
  * @readonly: guest writes exit to the VMM (KVM_EXIT_MMIO) instead. */
 int kvm_set_memory(struct kvm *k, unsigned slot, uint64_t gpa, uint64_t size, void *hva, bool readonly);
 
-/* Create vCPU @index with the host-supported CPUID; returns its fd and maps its kvm_run. */
+/* Create vCPU @index with the host-supported CPUID; returns its fd and maps its kvm_run.
+ * Not concurrently with another kvm_vcpu_create on @k. */
 int kvm_vcpu_create(struct kvm *k, unsigned index, int *fd, struct kvm_run **run);
 
 #endif

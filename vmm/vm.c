@@ -38,8 +38,7 @@ static void vm_memory_error(void *arg, int err, const char *message)
 	struct vm *vm = arg;
 	/* A guest breaking the map's protections is the guest's error, as an access outside
 	 * guest memory is; anything else is the host's (a pager failed). */
-	if (vm_stop(vm, err == EACCES ? VM_EXIT_BAD_ACCESS : VM_EXIT_VMM_ERROR))
-		fprintf(stderr, "vmm: %s\n", message);
+	vm_stop_saying(vm, err == EACCES ? VM_EXIT_BAD_ACCESS : VM_EXIT_VMM_ERROR, message);
 }
 
 /* The VM's locks and conditions, fresh (at creation, and in a forked child whose copies
@@ -97,53 +96,65 @@ int vm_sync_memslots(struct vm *vm)
 	return vm_memslots_apply(vm, want);
 }
 
-/* KVM's half of start-up, which needs nothing of guest memory: the VM and its vCPUs. */
-static int vm_kvm_open(struct vm *vm)
+/* @vm's vCPUs, in KVM's VM (registers as KVM makes them). */
+static int vm_kvm_vcpus(struct vm *vm)
 {
-	memset(vm->memslots, 0, sizeof(vm->memslots));
-	int r = kvm_open(&vm->kvm, vm->cfg.kvm_path);
-	if (r)
-		return r;
 	if (vm->cfg.ncpus > vm->kvm.max_vcpus)
 		return error_set(EINVAL, "KVM allows at most %u vCPUs per VM here", vm->kvm.max_vcpus);
 	if (!vm->vcpus && !(vm->vcpus = calloc(vm->cfg.ncpus, sizeof(*vm->vcpus))))
 		return error_set(ENOMEM, "no memory for %u vCPUs", vm->cfg.ncpus);
+	int r = 0;
 	for (unsigned i = 0; !r && i < vm->cfg.ncpus; i++)
 		r = vcpu_create(&vm->vcpus[i], vm, i);
 	return r;
 }
 
+/* KVM's VM and its vCPUs, no memory slots yet. */
+static int vm_kvm_open(struct vm *vm)
+{
+	memset(vm->memslots, 0, sizeof(vm->memslots));
+	int r = kvm_open(&vm->kvm, vm->cfg.kvm_path);
+	return r ? r : vm_kvm_vcpus(vm);
+}
+
 /*
- * vm_kvm_open on a thread of its own, then the memory slots of guest memory's first
- * regions, which the creating thread hands over once it has placed them
- * (vm_kvm_open_give_slots). Creating a slot costs KVM time in proportion to its size
- * here (shadow paging allocates its reverse maps), and the VM and vCPUs about as long
- * as setting up guest memory and loading the image: all of it goes on meanwhile.
- * Nothing else touches vm->kvm, vm->vcpus or vm->memslots until vm_kvm_open_join.
+ * KVM's part of start-up, beside guest memory's. A thread of its own opens KVM's VM, then
+ * makes the memory slots of guest memory's first regions, which the creating thread hands
+ * over once it has placed them (vm_kvm_open_give_slots); the creating thread makes the
+ * vCPUs once the VM exists (vm_kvm_open_vcpus), while the slots are being made. Here a
+ * slot costs KVM time in proportion to its size (shadow paging allocates its reverse
+ * maps), the VM and the vCPUs each about as long as setting up guest memory and loading
+ * the image: all of it goes on at once. Until vm_kvm_open_join, only the opener touches
+ * vm->memslots, and vm->kvm is the opener's until the VM exists (then read-only to it).
  */
 struct vm_kvm_opening {
 	pthread_t thread;
 	bool started;
 	struct vm *vm;
 	pthread_mutex_t lock;
-	pthread_cond_t given_cond;
+	pthread_cond_t cond;
+	bool opened;       /* (lock) the VM exists, or open_r says why not */
 	bool given;        /* (lock) want holds the slots to make, or none when abandoned */
 	struct vm_memslot want[GUEST_MEMORY_MAX_REGIONS];
-	int r;
+	int open_r, slots_r;
 	char message[512]; /* error messages are per thread: the opener's, carried over */
 };
 
 static void *vm_kvm_open_main(void *arg)
 {
 	struct vm_kvm_opening *o = arg;
-	o->r = vm_kvm_open(o->vm);
+	memset(o->vm->memslots, 0, sizeof(o->vm->memslots));
+	int r = kvm_open(&o->vm->kvm, o->vm->cfg.kvm_path);
+	if (r)
+		snprintf(o->message, sizeof(o->message), "%s", error_message());
 	pthread_mutex_lock(&o->lock);
+	o->open_r = r;
+	o->opened = true;
+	pthread_cond_broadcast(&o->cond);
 	while (!o->given)
-		pthread_cond_wait(&o->given_cond, &o->lock);
+		pthread_cond_wait(&o->cond, &o->lock);
 	pthread_mutex_unlock(&o->lock);
-	if (!o->r)
-		o->r = vm_memslots_apply(o->vm, o->want);
-	if (o->r)
+	if (!r && (o->slots_r = vm_memslots_apply(o->vm, o->want)) != 0)
 		snprintf(o->message, sizeof(o->message), "%s", error_message());
 	return NULL;
 }
@@ -152,12 +163,14 @@ static void vm_kvm_open_start(struct vm_kvm_opening *o, struct vm *vm)
 {
 	o->vm = vm;
 	pthread_mutex_init(&o->lock, NULL);
-	pthread_cond_init(&o->given_cond, NULL);
+	pthread_cond_init(&o->cond, NULL);
 	o->started = pthread_create(&o->thread, NULL, vm_kvm_open_main, o) == 0;
 	if (!o->started) { /* no thread to spare: open in line; the slots come with the rest */
-		o->r = vm_kvm_open(vm);
-		if (o->r)
+		memset(vm->memslots, 0, sizeof(vm->memslots));
+		o->open_r = kvm_open(&vm->kvm, vm->cfg.kvm_path);
+		if (o->open_r)
 			snprintf(o->message, sizeof(o->message), "%s", error_message());
+		o->opened = o->given = true;
 	}
 }
 
@@ -169,9 +182,21 @@ static void vm_kvm_open_give_slots(struct vm_kvm_opening *o, const struct vm *vm
 		if (vm)
 			vm_memslots_wanted(vm, o->want);
 		o->given = true;
-		pthread_cond_signal(&o->given_cond);
+		pthread_cond_broadcast(&o->cond);
 	}
 	pthread_mutex_unlock(&o->lock);
+}
+
+/* Once KVM's VM exists: the vCPUs, on the calling thread. */
+static int vm_kvm_open_vcpus(struct vm_kvm_opening *o)
+{
+	pthread_mutex_lock(&o->lock);
+	while (!o->opened)
+		pthread_cond_wait(&o->cond, &o->lock);
+	pthread_mutex_unlock(&o->lock);
+	if (o->open_r)
+		return error_set(-o->open_r, "%s", o->message);
+	return vm_kvm_vcpus(o->vm);
 }
 
 /* Wait for the opener; its result, its message made this thread's. */
@@ -182,11 +207,12 @@ static int vm_kvm_open_join(struct vm_kvm_opening *o)
 		pthread_join(o->thread, NULL);
 	}
 	o->started = false;
-	pthread_cond_destroy(&o->given_cond);
+	pthread_cond_destroy(&o->cond);
 	pthread_mutex_destroy(&o->lock);
-	if (o->r)
-		error_set(-o->r, "%s", o->message);
-	return o->r;
+	int r = o->open_r ? o->open_r : o->slots_r;
+	if (r)
+		error_set(-r, "%s", o->message);
+	return r;
 }
 
 /* With KVM open: memory slots for the regions, then the vCPUs in their PVH boot state
@@ -246,6 +272,8 @@ int vm_create(struct vm *vm, const struct vm_config *cfg)
 		r = test_port_attach(vm, cfg->verbose > 1);
 	if (!r)
 		r = id_port_attach(vm);
+	if (!r)
+		r = vm_kvm_open_vcpus(&kvm_opening);
 	/* Joined whatever happened: the opener writes into vm. Guest memory's errors come first. */
 	int kr = kvm_opening.vm ? vm_kvm_open_join(&kvm_opening) : 0;
 	if (!r)
@@ -303,9 +331,16 @@ int vm_fork_child_setup(struct vm *vm, const struct vm_state *state)
 
 bool vm_stop(struct vm *vm, int status)
 {
+	return vm_stop_saying(vm, status, NULL);
+}
+
+bool vm_stop_saying(struct vm *vm, int status, const char *message)
+{
 	bool first = false;
 	pthread_mutex_lock(&vm->lock);
 	if (!atomic_load(&vm->stopping_flag)) {
+		if (message) /* under the lock: vm_wait cannot return before the line is out */
+			fprintf(stderr, "vmm: %s\n", message);
 		vm->stop_status = status;
 		atomic_store(&vm->stopping_flag, true);
 		pthread_cond_broadcast(&vm->stopped_cond);

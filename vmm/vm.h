@@ -112,6 +112,11 @@ int vm_run(struct vm *vm);
  * change nothing and return false. Callable from any thread. */
 bool vm_stop(struct vm *vm, int status);
 
+/* vm_stop that, when it is the first, prints "vmm: @message" on standard error before the
+ * verdict can be seen: for threads the exiting thread does not wait for (the fault thread),
+ * whose line would otherwise race the process's exit. */
+bool vm_stop_saying(struct vm *vm, int status, const char *message);
+
 /*
  * Pause the guest: returns once no vCPU is inside KVM_RUN (each waits, parked, until the
  * matching vm_resume). Pauses nest; the guest runs again when every pause is resumed.
