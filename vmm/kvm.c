@@ -11,7 +11,6 @@
 #include "vmm/error.h"
 #include "vmm/kvm_stats.h"
 
-#define KVM_CPUID_MAX_ENTRIES 256
 
 static int kvm_open_error(int err, const char *path)
 {
@@ -123,6 +122,20 @@ static int kvm_supported_cpuid(struct kvm *k)
 		free(c);
 		return error_set_errno(err, "KVM_GET_SUPPORTED_CPUID failed");
 	}
+	k->cpuid = c;
+	return 0;
+}
+
+int kvm_use_cpuid(struct kvm *k, const struct kvm_cpuid_entry2 *entries, unsigned n)
+{
+	if (n > KVM_CPUID_MAX_ENTRIES)
+		return error_set(EINVAL, "a CPUID table of %u entries (at most %d)", n, KVM_CPUID_MAX_ENTRIES);
+	struct kvm_cpuid2 *c = calloc(1, sizeof(*c) + n * sizeof(c->entries[0]));
+	if (!c)
+		return error_set(ENOMEM, "no memory for the CPUID table");
+	c->nent = n;
+	memcpy(c->entries, entries, n * sizeof(c->entries[0]));
+	free(k->cpuid);
 	k->cpuid = c;
 	return 0;
 }

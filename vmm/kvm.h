@@ -10,6 +10,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#define KVM_CPUID_MAX_ENTRIES 256
+
 struct kvm {
 	int dev_fd;                /* /dev/kvm */
 	int vm_fd;                 /* KVM_CREATE_VM */
@@ -30,7 +32,12 @@ void kvm_close(struct kvm *k);
  * @readonly: guest writes exit to the VMM (KVM_EXIT_MMIO) instead. */
 int kvm_set_memory(struct kvm *k, unsigned slot, uint64_t gpa, uint64_t size, void *hva, bool readonly);
 
-/* Create vCPU @index with the host-supported CPUID; returns its fd and maps its kvm_run.
+/* Give the vCPUs created from now on @n entries of CPUID (a restored VM's, as it ran
+ * before) instead of the host-supported table. 0 or -errno with a message. */
+int kvm_use_cpuid(struct kvm *k, const struct kvm_cpuid_entry2 *entries, unsigned n);
+
+/* Create vCPU @index with the host-supported CPUID (or kvm_use_cpuid's), with the vCPU's
+ * own APIC id; returns its fd and maps its kvm_run.
  * Not concurrently with another kvm_vcpu_create on @k. */
 int kvm_vcpu_create(struct kvm *k, unsigned index, int *fd, struct kvm_run **run);
 

@@ -33,6 +33,15 @@ unsigned vcpu_state_xsave_size(int kvm_fd)
 	return (unsigned)n > VCPU_STATE_XSAVE_MAX ? 0 : (unsigned)n;
 }
 
+_Static_assert(sizeof(vcpu_state_msr_list) / sizeof(vcpu_state_msr_list[0]) <= VCPU_STATE_MAX_MSRS,
+	       "a state holds every MSR saved");
+
+/* A KVM_GET_MSRS / KVM_SET_MSRS argument with room for every MSR a state holds. */
+union vcpu_state_msrs {
+	struct kvm_msrs hdr;
+	uint8_t bytes[sizeof(struct kvm_msrs) + VCPU_STATE_MAX_MSRS * sizeof(struct kvm_msr_entry)];
+};
+
 int vcpu_state_save(int fd, unsigned xsave_size, struct vcpu_state *s)
 {
 	memset(s, 0, sizeof(*s));
@@ -49,16 +58,21 @@ int vcpu_state_save(int fd, unsigned xsave_size, struct vcpu_state *s)
 		if (ioctl(fd, req, s->xsave) == 0)
 			s->xsave_size = xsave_size;
 	}
-	struct {
-		struct kvm_msrs hdr;
-		struct kvm_msr_entry e[1];
-	} one;
-	for (size_t i = 0; i < sizeof(vcpu_state_msr_list) / sizeof(vcpu_state_msr_list[0]); i++) {
-		memset(&one, 0, sizeof(one));
-		one.hdr.nmsrs = 1;
-		one.e[0].index = vcpu_state_msr_list[i];
-		if (ioctl(fd, KVM_GET_MSRS, &one) == 1)
-			s->msrs[s->nmsrs++] = one.e[0];
+	/* All MSRs in one call; KVM stops at one it does not know: keep what came, skip that
+	 * one, ask again for the rest. */
+	const size_t count = sizeof(vcpu_state_msr_list) / sizeof(vcpu_state_msr_list[0]);
+	union vcpu_state_msrs m;
+	for (size_t i = 0; i < count;) {
+		memset(&m, 0, sizeof(m));
+		m.hdr.nmsrs = (uint32_t)(count - i);
+		for (size_t k = i; k < count; k++)
+			m.hdr.entries[k - i].index = vcpu_state_msr_list[k];
+		int n = ioctl(fd, KVM_GET_MSRS, &m);
+		if (n < 0)
+			n = 0;
+		for (int k = 0; k < n && s->nmsrs < VCPU_STATE_MAX_MSRS; k++)
+			s->msrs[s->nmsrs++] = m.hdr.entries[k];
+		i += (size_t)n + 1;
 	}
 	return 0;
 }
@@ -72,13 +86,10 @@ int vcpu_state_load(int fd, const struct vcpu_state *s)
 	if ((s->xcrs.nr_xcrs && ioctl(fd, KVM_SET_XCRS, &s->xcrs) != 0))
 		return error_set_errno(errno, "cannot load the vCPU's XCR registers");
 	(void)ioctl(fd, KVM_SET_DEBUGREGS, &s->debugregs);
-	struct {
-		struct kvm_msrs hdr;
-		struct kvm_msr_entry e[VCPU_STATE_MAX_MSRS];
-	} msrs;
+	union vcpu_state_msrs msrs;
 	memset(&msrs, 0, sizeof(msrs));
 	msrs.hdr.nmsrs = s->nmsrs;
-	memcpy(msrs.e, s->msrs, s->nmsrs * sizeof(s->msrs[0]));
+	memcpy(msrs.hdr.entries, s->msrs, s->nmsrs * sizeof(s->msrs[0]));
 	int n = ioctl(fd, KVM_SET_MSRS, &msrs);
 	if (n != (int)s->nmsrs)
 		return error_set(EINVAL, "cannot load MSR 0x%x of the vCPU", n >= 0 && (unsigned)n < s->nmsrs ? s->msrs[n].index : 0);

@@ -1,6 +1,8 @@
 #include "vmm/vm.h"
 
 #include <errno.h>
+#include <sched.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -103,7 +105,9 @@ static int vm_kvm_vcpus(struct vm *vm)
 		return error_set(EINVAL, "KVM allows at most %u vCPUs per VM here", vm->kvm.max_vcpus);
 	if (!vm->vcpus && !(vm->vcpus = calloc(vm->cfg.ncpus, sizeof(*vm->vcpus))))
 		return error_set(ENOMEM, "no memory for %u vCPUs", vm->cfg.ncpus);
-	int r = 0;
+	/* A restored VM's vCPUs get the CPU they had (and the host's table is not fetched). */
+	const struct vm_state *state = vm->cfg.restore;
+	int r = state ? kvm_use_cpuid(&vm->kvm, state->cpuid, state->ncpuid) : 0;
 	for (unsigned i = 0; !r && i < vm->cfg.ncpus; i++)
 		r = vcpu_create(&vm->vcpus[i], vm, i);
 	return r;
@@ -131,69 +135,71 @@ struct vm_kvm_opening {
 	pthread_t thread;
 	bool started;
 	struct vm *vm;
-	pthread_mutex_t lock;
-	pthread_cond_t cond;
-	bool opened;       /* (lock) the VM exists, or open_r says why not */
-	bool given;        /* (lock) want holds the slots to make, or none when abandoned */
+	atomic_bool opened; /* the VM exists, or open_r says why not */
+	atomic_bool given;  /* want holds the slots to make (none when guest memory failed) */
+	atomic_bool done;   /* the opener's work is over: slots_r and message are final */
 	struct vm_memslot want[GUEST_MEMORY_MAX_REGIONS];
 	int open_r, slots_r;
-	char message[512]; /* error messages are per thread: the opener's, carried over */
+	char message[512];  /* error messages are per thread: the opener's, carried over */
 };
+
+/* Wait for @flag, set by the other thread. Start-up waits are short (a KVM call going on
+ * there), and a thread sleeping here would be woken late: onto its waker's CPU, busy in
+ * its next KVM call, while the other CPU idles. So spin, yielding the CPU. */
+static void vm_kvm_open_await(atomic_bool *flag)
+{
+	while (!atomic_load_explicit(flag, memory_order_acquire))
+		sched_yield();
+}
 
 static void *vm_kvm_open_main(void *arg)
 {
 	struct vm_kvm_opening *o = arg;
 	memset(o->vm->memslots, 0, sizeof(o->vm->memslots));
-	int r = kvm_open(&o->vm->kvm, o->vm->cfg.kvm_path);
-	if (r)
+	o->open_r = kvm_open(&o->vm->kvm, o->vm->cfg.kvm_path);
+	if (o->open_r)
 		snprintf(o->message, sizeof(o->message), "%s", error_message());
-	pthread_mutex_lock(&o->lock);
-	o->open_r = r;
-	o->opened = true;
-	pthread_cond_broadcast(&o->cond);
-	while (!o->given)
-		pthread_cond_wait(&o->cond, &o->lock);
-	pthread_mutex_unlock(&o->lock);
-	if (!r && (o->slots_r = vm_memslots_apply(o->vm, o->want)) != 0)
+	atomic_store_explicit(&o->opened, true, memory_order_release);
+	vm_kvm_open_await(&o->given);
+	if (!o->open_r && (o->slots_r = vm_memslots_apply(o->vm, o->want)) != 0)
 		snprintf(o->message, sizeof(o->message), "%s", error_message());
+	atomic_store_explicit(&o->done, true, memory_order_release);
 	return NULL;
 }
 
 static void vm_kvm_open_start(struct vm_kvm_opening *o, struct vm *vm)
 {
 	o->vm = vm;
-	pthread_mutex_init(&o->lock, NULL);
-	pthread_cond_init(&o->cond, NULL);
+	atomic_init(&o->opened, false);
+	atomic_init(&o->given, false);
+	atomic_init(&o->done, false);
 	o->started = pthread_create(&o->thread, NULL, vm_kvm_open_main, o) == 0;
 	if (!o->started) { /* no thread to spare: open in line; the slots come with the rest */
 		memset(vm->memslots, 0, sizeof(vm->memslots));
 		o->open_r = kvm_open(&vm->kvm, vm->cfg.kvm_path);
 		if (o->open_r)
 			snprintf(o->message, sizeof(o->message), "%s", error_message());
-		o->opened = o->given = true;
+		atomic_store(&o->opened, true);
+		atomic_store(&o->given, true);
+		atomic_store(&o->done, true);
 	}
 }
 
-/* Hand the opener the slots of guest memory as it is now (NULL @vm: none, it failed). */
+/* Hand the opener the slots of guest memory as it is now (NULL @vm: none, it failed).
+ * Only the creating thread calls this. */
 static void vm_kvm_open_give_slots(struct vm_kvm_opening *o, const struct vm *vm)
 {
-	pthread_mutex_lock(&o->lock);
-	if (!o->given) {
-		if (vm)
-			vm_memslots_wanted(vm, o->want);
-		o->given = true;
-		pthread_cond_broadcast(&o->cond);
-	}
-	pthread_mutex_unlock(&o->lock);
+	if (atomic_load(&o->given))
+		return;
+	if (vm)
+		vm_memslots_wanted(vm, o->want);
+	atomic_store_explicit(&o->given, true, memory_order_release);
 }
 
 /* Once KVM's VM exists: the vCPUs, on the calling thread. */
 static int vm_kvm_open_vcpus(struct vm_kvm_opening *o)
 {
-	pthread_mutex_lock(&o->lock);
-	while (!o->opened)
-		pthread_cond_wait(&o->cond, &o->lock);
-	pthread_mutex_unlock(&o->lock);
+	vm_kvm_open_await(&o->opened);
 	if (o->open_r)
 		return error_set(-o->open_r, "%s", o->message);
 	return vm_kvm_vcpus(o->vm);
@@ -204,11 +210,10 @@ static int vm_kvm_open_join(struct vm_kvm_opening *o)
 {
 	if (o->started) {
 		vm_kvm_open_give_slots(o, NULL); /* if not given yet: nothing to wait for */
+		vm_kvm_open_await(&o->done);
 		pthread_join(o->thread, NULL);
 	}
 	o->started = false;
-	pthread_cond_destroy(&o->cond);
-	pthread_mutex_destroy(&o->lock);
 	int r = o->open_r ? o->open_r : o->slots_r;
 	if (r)
 		error_set(-r, "%s", o->message);

@@ -11,20 +11,23 @@
 #include "vmm/vcpu.h"
 #include "vmm/vm.h"
 
-#define VM_STATE_MAGIC 0x3154535453564d56ull /* "VMVSTST1" */
+#define VM_STATE_MAGIC 0x3254535453564d56ull /* "VMVSTST2" */
 
 struct vm_state_header {
 	uint64_t magic;
 	uint64_t ram_size;
-	uint32_t nram;              /* followed by nram (gpa, size) pairs, nentries map entries, then the vCPUs */
-	uint32_t nentries;
+	uint32_t nram;              /* followed by nram (gpa, size) pairs, nentries map entries, ncpuid */
+	uint32_t nentries;          /* CPUID entries, then the vCPUs */
 	uint32_t ncpus;
+	uint32_t ncpuid;
 	uint32_t id_value;
-	uint64_t test_messages;
 	uint32_t test_last;
+	uint64_t test_messages;
 	uint8_t serial_lcr, serial_scratch;
-	uint8_t reserved[2];
+	uint8_t reserved[6];        /* zero */
 };
+/* No padding: every byte written is a field's (none is left to whatever the stack held). */
+_Static_assert(sizeof(struct vm_state_header) == 56, "vm_state_header has padding");
 
 int vm_state_capture(struct vm *vm, struct vm_state *s)
 {
@@ -49,6 +52,11 @@ int vm_state_capture(struct vm *vm, struct vm_state *s)
 		return error_set(E2BIG, "the map has more than %d entries; a snapshot keeps at most that many",
 				 VM_STATE_MAX_ENTRIES);
 	s->ncpus = vm->cfg.ncpus;
+	/* The table the vCPUs were made from: a restored VM runs with the CPU it had. */
+	if (vm->kvm.cpuid) {
+		s->ncpuid = vm->kvm.cpuid->nent;
+		memcpy(s->cpuid, vm->kvm.cpuid->entries, s->ncpuid * sizeof(s->cpuid[0]));
+	}
 	s->id_value = (uint32_t)atomic_load(&vm->id_port.value);
 	s->serial_lcr = vm->serial.lcr;
 	s->serial_scratch = vm->serial.scratch;
@@ -70,7 +78,8 @@ int vm_state_capture(struct vm *vm, struct vm_state *s)
 
 int vm_state_serialize(const struct vm_state *s, uint8_t **blob, size_t *len)
 {
-	size_t n = sizeof(struct vm_state_header) + s->nram * sizeof(s->ram[0]) + s->nentries * sizeof(s->entry[0]);
+	size_t n = sizeof(struct vm_state_header) + s->nram * sizeof(s->ram[0]) + s->nentries * sizeof(s->entry[0]) +
+		   s->ncpuid * sizeof(s->cpuid[0]);
 	for (unsigned i = 0; i < s->ncpus; i++)
 		n += vcpu_state_size(&s->vcpus[i]);
 	uint8_t *b = malloc(n), *p = b;
@@ -82,6 +91,7 @@ int vm_state_serialize(const struct vm_state *s, uint8_t **blob, size_t *len)
 		.nram = s->nram,
 		.nentries = s->nentries,
 		.ncpus = s->ncpus,
+		.ncpuid = s->ncpuid,
 		.id_value = s->id_value,
 		.test_messages = s->test_messages,
 		.test_last = s->test_last,
@@ -94,6 +104,8 @@ int vm_state_serialize(const struct vm_state *s, uint8_t **blob, size_t *len)
 	p += s->nram * sizeof(s->ram[0]);
 	memcpy(p, s->entry, s->nentries * sizeof(s->entry[0]));
 	p += s->nentries * sizeof(s->entry[0]);
+	memcpy(p, s->cpuid, s->ncpuid * sizeof(s->cpuid[0]));
+	p += s->ncpuid * sizeof(s->cpuid[0]);
 	for (unsigned i = 0; i < s->ncpus; i++) {
 		vcpu_state_write(&s->vcpus[i], p);
 		p += vcpu_state_size(&s->vcpus[i]);
@@ -112,6 +124,9 @@ int vm_state_parse(const uint8_t *blob, size_t len, struct vm_state *s)
 	memcpy(&h, blob, sizeof(h));
 	if (h.magic != VM_STATE_MAGIC)
 		return error_set(EINVAL, "VM state has an unknown format");
+	static const uint8_t zero[sizeof(h.reserved)];
+	if (memcmp(h.reserved, zero, sizeof(zero)) != 0)
+		return error_set(EINVAL, "VM state uses fields this vmm does not know");
 	if (h.ncpus < 1 || h.ncpus > ABI_MAX_CPUS)
 		return error_set(EINVAL, "VM state has %u vCPUs (1 to %d allowed)", h.ncpus, ABI_MAX_CPUS);
 	if (h.ram_size < ABI_MIN_RAM || h.ram_size > (1ull << 40) || (h.ram_size & 4095))
@@ -125,6 +140,11 @@ int vm_state_parse(const uint8_t *blob, size_t len, struct vm_state *s)
 		return error_set(EINVAL, "VM state has %u map entries (at most %d)", h.nentries, VM_STATE_MAX_ENTRIES);
 	s->nentries = h.nentries;
 	memcpy(s->entry, blob + entries_off, h.nentries * sizeof(s->entry[0]));
+	size_t cpuid_off = entries_off + h.nentries * sizeof(s->entry[0]);
+	if (h.ncpuid < 1 || h.ncpuid > KVM_CPUID_MAX_ENTRIES || len - cpuid_off < h.ncpuid * sizeof(s->cpuid[0]))
+		return error_set(EINVAL, "VM state has %u CPUID entries (1 to %d allowed)", h.ncpuid, KVM_CPUID_MAX_ENTRIES);
+	s->ncpuid = h.ncpuid;
+	memcpy(s->cpuid, blob + cpuid_off, h.ncpuid * sizeof(s->cpuid[0]));
 	uint64_t total = 0;
 	for (unsigned i = 0; i < s->nram; i++)
 		total += s->ram[i].size;
@@ -141,7 +161,7 @@ int vm_state_parse(const uint8_t *blob, size_t len, struct vm_state *s)
 	s->vcpus = calloc(s->ncpus, sizeof(*s->vcpus));
 	if (!s->vcpus)
 		return error_set(ENOMEM, "no memory for the vCPU states");
-	size_t off = entries_off + s->nentries * sizeof(s->entry[0]);
+	size_t off = cpuid_off + s->ncpuid * sizeof(s->cpuid[0]);
 	for (unsigned i = 0; i < s->ncpus; i++) {
 		size_t used;
 		int r = vcpu_state_read(blob + off, len - off, &s->vcpus[i], &used);

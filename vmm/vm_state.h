@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #include "vmm/guest_memory.h"
+#include "vmm/kvm.h"
 #include "vmm/vcpu_state.h"
 
 struct vm;
@@ -27,6 +28,8 @@ struct vm_state {
 		uint32_t protection, max_protection, inheritance, reserved;
 	} entry[VM_STATE_MAX_ENTRIES];
 	unsigned ncpus;
+	unsigned ncpuid;            /* the CPUID the vCPUs were given (before their APIC ids) */
+	struct kvm_cpuid_entry2 cpuid[KVM_CPUID_MAX_ENTRIES];
 	uint32_t id_value;          /* identity port */
 	uint8_t serial_lcr, serial_scratch;
 	uint64_t test_messages;     /* test port counters */
