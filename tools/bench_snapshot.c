@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -41,10 +42,39 @@ static double now_ms(void)
 	return (double)t.tv_sec * 1e3 + (double)t.tv_nsec / 1e6;
 }
 
+
 static void die(const char *what)
 {
 	fprintf(stderr, "bench_snapshot: %s: %s\n", what, error_message());
 	exit(1);
+}
+
+/* When the last child started by bench_exec called execv (CLOCK_MONOTONIC ms), written
+ * by the child into memory shared with this process: "exec" is the child's exec, not
+ * this process's fork. */
+static volatile double *exec_stamp;
+
+/* fork, stdout and stderr to @out (NULL: /dev/null, "-": left alone), stamp, exec @argv. */
+static pid_t bench_exec(char *const argv[], const char *out)
+{
+	if (!exec_stamp) {
+		void *p = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+		if (p == MAP_FAILED)
+			die("mmap");
+		exec_stamp = p;
+	}
+	pid_t pid = fork();
+	if (pid == 0) {
+		if (!out || strcmp(out, "-")) {
+			int fd = open(out ? out : "/dev/null", O_WRONLY | O_CREAT | O_TRUNC, 0644);
+			dup2(fd, 1);
+			dup2(fd, 2);
+		}
+		*exec_stamp = now_ms();
+		execvp(argv[0], argv);
+		_exit(127);
+	}
+	return pid;
 }
 
 /* Start `vmm VERB --monitor SOCK ARGS...` with output to @out (NULL: /dev/null). */
@@ -64,15 +94,7 @@ static pid_t start(const char *sock, const char *out, const char *verb, ...)
 	va_end(ap);
 	argv[n] = NULL;
 	unlink(sock);
-	pid_t pid = fork();
-	if (pid == 0) {
-		int fd = open(out ? out : "/dev/null", O_WRONLY | O_CREAT | O_TRUNC, 0644);
-		dup2(fd, 1);
-		dup2(fd, 2);
-		execv(vmm, argv);
-		_exit(127);
-	}
-	return pid;
+	return bench_exec(argv, out);
 }
 
 static struct qmp_client *connect_vm(const char *sock)
@@ -197,7 +219,6 @@ static double restore_ms(const char *name)
 	snprintf(store, sizeof(store), "%s/store", dir);
 	double t[RUNS];
 	for (int i = 0; i < RUNS; i++) {
-		double t0 = now_ms();
 		pid_t pid = start(sock, NULL, "restore", "--store", store, (char *)name, NULL);
 		struct qmp_client *c = connect_vm(sock);
 		json_t *st = NULL;
@@ -207,7 +228,7 @@ static double restore_ms(const char *name)
 			first = jint(st, "vm.first_run_monotonic_ns");
 			json_decref(st);
 		}
-		t[i] = (double)first / 1e6 - t0;
+		t[i] = (double)first / 1e6 - *exec_stamp;
 		quit_vm(c, pid);
 	}
 	return median(t, RUNS);
@@ -232,11 +253,7 @@ static double qemu_incoming_ms(void)
 			"-no-user-config", "-display", "none", "-serial", serial, "-qmp", qmp, "-kernel", guest,
 			"-append", "touch=1000M sync=1 idle", NULL, NULL, NULL};
 	unlink(sock);
-	pid_t pid = fork();
-	if (pid == 0) {
-		execvp(base[0], base);
-		_exit(127);
-	}
+	pid_t pid = bench_exec(base, "-");
 	struct qmp_client *c = connect_vm(sock);
 	/* Under QEMU the guest reports on COM1: wait for the touch to be done. */
 	for (int i = 0; i < 600000; i++) {
@@ -271,12 +288,7 @@ static double qemu_incoming_ms(void)
 				"-no-user-config", "-display", "none", "-serial", "null", "-qmp", qmp, "-kernel", guest,
 				"-incoming", incoming, NULL};
 		unlink(sock);
-		double t0 = now_ms();
-		pid = fork();
-		if (pid == 0) {
-			execvp(argv[0], argv);
-			_exit(127);
-		}
+		pid = bench_exec(argv, "-");
 		c = connect_vm(sock);
 		for (;;) {
 			json_t *s = execute(c, "query-status", NULL);
@@ -285,15 +297,17 @@ static double qemu_incoming_ms(void)
 			if (running)
 				break;
 		}
-		t[i] = now_ms() - t0;
+		t[i] = now_ms() - *exec_stamp;
 		quit_vm(c, pid);
 	}
 	unlink(mig);
 	return median(t, 3);
 }
 
-static void bench_restore(void)
+static void bench_restore(bool have_one)
 {
+	if (!have_one) /* the snapshot part made it otherwise */
+		json_decref(make_snapshot("1G", "one"));
 	json_decref(make_snapshot("4G", "four"));
 	double one = restore_ms("one"), four = restore_ms("four");
 	printf("restore: exec to first guest instruction, 1000 MiB stored: 1 GiB guest %.2f ms, 4 GiB guest %.2f ms "
@@ -397,10 +411,13 @@ static void bench_fork(unsigned count)
 /* No argument: every part once. "snapshot [N]": only the live snapshot, N fresh guests (medians). */
 int main(int argc, char **argv)
 {
+	/* bench_snapshot [PART [N]]: all parts, or only snapshot (N fresh guests), restore or fork. */
+	const char *part = argc > 1 ? argv[1] : "all";
 	int snapshot_runs = argc > 2 ? atoi(argv[2]) : 1;
-	bool only_snapshot = argc > 1 && strcmp(argv[1], "snapshot") == 0;
-	if (argc > 1 && (!only_snapshot || snapshot_runs < 1 || snapshot_runs > RUNS_MAX)) {
-		fprintf(stderr, "usage: bench_snapshot [snapshot [1-%d]]\n", RUNS_MAX);
+	bool all = strcmp(part, "all") == 0;
+	if ((!all && strcmp(part, "snapshot") && strcmp(part, "restore") && strcmp(part, "fork")) || snapshot_runs < 1 ||
+	    snapshot_runs > RUNS_MAX) {
+		fprintf(stderr, "usage: bench_snapshot [all|snapshot [1-%d]|restore|fork]\n", RUNS_MAX);
 		return 2;
 	}
 	const char *build = getenv("VMM_BUILD") ? getenv("VMM_BUILD") : "build";
@@ -408,9 +425,11 @@ int main(int argc, char **argv)
 	snprintf(guest, sizeof(guest), "%s/guest.elf", build);
 	if (!mkdtemp(dir))
 		die("mkdtemp");
-	bench_live_snapshot(snapshot_runs);
-	if (!only_snapshot) {
-		bench_restore();
+	if (all || !strcmp(part, "snapshot"))
+		bench_live_snapshot(snapshot_runs);
+	if (all || !strcmp(part, "restore"))
+		bench_restore(all);
+	if (all || !strcmp(part, "fork")) {
 		bench_fork(1);
 		bench_fork(10);
 		bench_fork(50);
