@@ -167,6 +167,32 @@ START_TEST(mapped_file_reads_as_the_host_file)
 }
 END_TEST
 
+START_TEST(sequential_walks_are_read_ahead)
+{
+	/* 16 MiB summed in order: 64 clusters of 64 pages, brought in ahead of the guest's
+	 * faults, and the sum still the file's. With one-page clusters, no read-ahead. */
+	uint64_t sum;
+	make_file(16 << 20, &sum);
+	char map[128], want[64];
+	snprintf(map, sizeof(map), "%s@0x40000000,ro", file_path);
+	snprintf(want, sizeof(want), ": 0x%016" PRIx64 "\n", sum);
+	VMM("-m", "64M", "--map", map, "--stats", "-p", "sum=0x40000000,16M", harness_build_path("guest.elf"));
+	expect_status(0);
+	ck_assert_msg(strstr(r.out, want), "wanted %s in %s", want, r.out);
+	/* At least one cluster ahead for each fault after the first two, however the two
+	 * threads are scheduled: at most about half the clusters fault. */
+	ck_assert_int_ge(stat_of(r.err, "mem.readahead_pages"), 30 * 64);
+	ck_assert_int_le(stat_of(r.err, "mem.uffd_faults"), 40);
+	spawn_free(&r);
+	VMM("-m", "64M", "--cluster", "1", "--map", map, "--stats", "-p", "sum=0x40000000,1M", harness_build_path("guest.elf"));
+	expect_status(0);
+	ck_assert_int_eq(stat_of(r.err, "mem.readahead_pages"), 0);
+	ck_assert_int_ge(stat_of(r.err, "mem.uffd_faults"), 256);
+	spawn_free(&r);
+	unlink(file_path);
+}
+END_TEST
+
 START_TEST(read_only_mapping_refuses_guest_writes)
 {
 	make_file(8192, NULL);
@@ -290,6 +316,7 @@ Suite *kvm_paging_suite(void)
 	HARNESS_ADD_TEST(tc, touch_of_four_times_the_limit_verifies_every_page);
 	HARNESS_ADD_TEST(tc, named_swap_file_takes_the_pages);
 	HARNESS_ADD_TEST(tc, mapped_file_reads_as_the_host_file);
+	HARNESS_ADD_TEST(tc, sequential_walks_are_read_ahead);
 	HARNESS_ADD_TEST(tc, read_only_mapping_refuses_guest_writes);
 	HARNESS_ADD_TEST(tc, shared_mapping_writes_reach_the_file);
 	HARNESS_ADD_TEST(tc, shared_mapping_write_back_survives_page_out);

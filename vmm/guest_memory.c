@@ -1,6 +1,7 @@
 #include "vmm/guest_memory.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <pthread.h>
 #include <sched.h>
 #include <fcntl.h>
@@ -37,6 +38,7 @@ int guest_memory_layout(struct guest_memory *m, const struct guest_memory_config
 	memset(m, 0, sizeof(*m));
 	m->swap_fd = -1;
 	m->uffd.fd = -1;
+	m->readahead_at = (vm_addr_t)-1; /* no walk yet: a first fault is not sequential */
 	m->ram_size = cfg->ram_size;
 	m->kernel_ram = cfg->kernel_zero_fill;
 	if (cfg->kernel_zero_fill && cfg->mem_limit)
@@ -318,6 +320,38 @@ static unsigned guest_memory_pager_index(const struct guest_memory *m, const str
 	return n;
 }
 
+/*
+ * Sequential read-ahead (fault thread, after the guest was woken): a fault whose cluster
+ * starts where the last one's (or the last read-ahead's) ended is a guest walking through
+ * memory; bring in the next clusters now, while the guest works through this one, instead
+ * of when it faults there, up to GUEST_MEMORY_READAHEAD clusters ahead and only while no
+ * other fault waits. Nothing is lost if that fails: the guest's own fault there says why.
+ */
+static void guest_memory_readahead(struct guest_memory *m, vm_addr_t gpa, vm_prot_t access,
+				   const struct vm_fault_info *info)
+{
+	bool sequential = info->start == m->readahead_at;
+	m->readahead_at = info->end;
+	if (!sequential || info->end - info->start < 2 * VM_PAGE_SIZE)
+		return; /* random access, or no clustering asked for */
+	const struct guest_region *g = guest_memory_region(m, gpa);
+	for (unsigned n = 0; n < GUEST_MEMORY_READAHEAD; n++) {
+		vm_addr_t at = m->readahead_at;
+		struct pollfd p = {m->uffd.fd, POLLIN, 0};
+		if (at - g->gpa >= g->size || poll(&p, 1, 0) != 0)
+			return; /* the region's end, or a fault to serve first */
+		vm_domain_lock(m->dom);
+		struct vm_fault_info ahead = {0};
+		bool ok = !pmap_entered(&m->map->pmap, at) && vm_fault(m->map, at, access, &ahead) == KERN_SUCCESS &&
+			  pmap_uffd_flush(&m->pmap) == 0;
+		vm_domain_unlock(m->dom);
+		if (!ok)
+			return;
+		m->readahead_pages += ahead.entered;
+		m->readahead_at = ahead.end; /* the guest's fault there continues the walk */
+	}
+}
+
 /* Serve one userfaultfd event (fault thread). */
 static int guest_memory_fault(void *arg, const struct fault_event *ev)
 {
@@ -374,6 +408,8 @@ static int guest_memory_fault(void *arg, const struct fault_event *ev)
 	 * wake its thread; copies and unprotects wake by themselves. */
 	if (info.entered == 0)
 		uffd_wake(&m->uffd, (void *)(uintptr_t)ev->address, VM_PAGE_SIZE);
+	if (!ev->wp && info.entered)
+		guest_memory_readahead(m, gpa, access, &info);
 	return 0;
 }
 
@@ -697,6 +733,7 @@ void guest_memory_stats(struct guest_memory *m, void (*emit)(void *arg, const ch
 		{"mem.uffd_faults", m->uffd_faults},
 		{"mem.wp_faults", m->wp_faults},
 		{"mem.prefaulted_pages", m->prefaults},
+		{"mem.readahead_pages", m->readahead_pages},
 		{"mem.zero_fills", s.zero_fill_count},
 		{"mem.cow_faults", s.cow_faults},
 		{"mem.pageins", s.pageins},

@@ -25,6 +25,7 @@
 #define GUEST_MEMORY_MAX_REGIONS 32             /* RAM pieces (vm-allocate, splits) and files */
 #define GUEST_MEMORY_WINDOW (1ull << 40)        /* guest-physical space the map covers (host VA reserved) */
 #define GUEST_MEMORY_MAX_GPA GUEST_MEMORY_WINDOW
+#define GUEST_MEMORY_READAHEAD 8 /* clusters brought in ahead of a guest walking through memory */
 #define GUEST_MEMORY_DEFAULT_CLUSTER 64u        /* pages per fault, see README (measured) */
 #define GUEST_MEMORY_LATENCY_BUCKETS 32         /* log2 of nanoseconds */
 
@@ -112,6 +113,8 @@ struct guest_memory {
 	uint64_t wp_faults;                                    /* (d) write-protect faults */
 	uint64_t uffd_faults;                                  /* (d) userfaultfd faults served */
 	uint64_t prefaults;                                    /* (d) pages brought in before the guest ran */
+	vm_addr_t readahead_at;                                /* (t) where a fault continues the last one's cluster */
+	uint64_t readahead_pages;                              /* (d) pages brought in ahead of sequential faults */
 };
 
 /*
