@@ -89,6 +89,10 @@ START_TEST(snapshot_mid_run_then_restore_finishes_every_round)
 	ck_assert_msg(jint(s, "listed") >= 8192, "%s", dump); /* the 32 MiB the guest writes */
 	free(dump);
 	ck_assert_int_gt(jint(s, "pause-ns"), 0);
+	/* RAM was write-protected ahead of the pause, the guest's 32 MiB at least. */
+	ck_assert_int_ge(jint(s, "prearm-passes"), 1);
+	ck_assert_int_ge(jint(s, "prearm-pages"), 8192);
+	ck_assert(json_is_integer(json_object_get(s, "pause-protected")));
 	json_decref(s);
 	ck_assert_int_eq(vm_proc_wait(&vm), 0);
 	char *out = vm_proc_output(&vm, false);

@@ -227,6 +227,8 @@ int snapshot_save(struct vm *vm, const char *dir, const char *name, snapshot_pro
 		atomic_fetch_add(&vm->snapshots.pages_zero, ws.zero);
 		atomic_fetch_add(&vm->snapshots.collisions, ws.collisions);
 		atomic_store(&vm->snapshots.last_pause_ns, res->pause_ns);
+		atomic_store(&vm->snapshots.last_prearm_ns, res->prearm_ns);
+		atomic_store(&vm->snapshots.last_pause_protected, res->pause_protected);
 		atomic_store(&vm->snapshots.last_total_ns, now_ns() - t0);
 	}
 out:

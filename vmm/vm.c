@@ -470,6 +470,8 @@ void vm_stats(struct vm *vm, void (*emit)(void *arg, const char *key, uint64_t v
 	emit(arg, "snapshot.count", atomic_load(&vm->snapshots.count));
 	emit(arg, "snapshot.last_pause_ns", atomic_load(&vm->snapshots.last_pause_ns));
 	emit(arg, "snapshot.last_total_ns", atomic_load(&vm->snapshots.last_total_ns));
+	emit(arg, "snapshot.last_prearm_ns", atomic_load(&vm->snapshots.last_prearm_ns));
+	emit(arg, "snapshot.last_pause_protected_pages", atomic_load(&vm->snapshots.last_pause_protected));
 	emit(arg, "dedup.pages", atomic_load(&vm->snapshots.pages_listed));
 	emit(arg, "dedup.stored", atomic_load(&vm->snapshots.pages_stored));
 	emit(arg, "dedup.hits", atomic_load(&vm->snapshots.pages_shared));

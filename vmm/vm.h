@@ -83,6 +83,7 @@ struct vm {
 	struct {                       /* totals over this VM's snapshots (the store's dedup) */
 		atomic_ullong count, pages_listed, pages_stored, pages_shared, pages_zero, collisions;
 		atomic_ullong last_pause_ns, last_total_ns;
+		atomic_ullong last_prearm_ns, last_pause_protected; /* the write protection before and in the pause */
 	} snapshots;
 	atomic_ullong first_run_ns;    /* CLOCK_MONOTONIC when a vCPU first entered the guest, 0 before */
 	pthread_t snapshot_thread;     /* (m) the monitor's snapshot-save worker */
