@@ -11,6 +11,7 @@
  *      the fork(2) time per child; with 50 children that each write 1 MiB, the growth of
  *      the summed PSS of all the VMs' processes.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -21,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -43,9 +45,45 @@ static double now_ms(void)
 }
 
 
+/* Kill every process left under this one (VMs, their forked children: the bench is their
+ * subreaper, see main), so that a failed bench leaves nothing running. */
+static void kill_descendants(void)
+{
+	for (int round = 0; round < 50; round++) {
+		DIR *d = opendir("/proc");
+		struct dirent *e;
+		int found = 0;
+		while (d && (e = readdir(d))) {
+			char path[300], buf[512];
+			snprintf(path, sizeof(path), "/proc/%s/stat", e->d_name);
+			FILE *f = fopen(path, "r");
+			if (!f)
+				continue;
+			size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+			fclose(f);
+			buf[n] = 0;
+			char *close_paren = strrchr(buf, ')');
+			int pid = atoi(e->d_name), ppid = 0;
+			if (close_paren && sscanf(close_paren + 1, " %*c %d", &ppid) == 1 && ppid == getpid() && pid > 0) {
+				kill(pid, SIGKILL);
+				found++;
+			}
+		}
+		if (d)
+			closedir(d);
+		while (waitpid(-1, NULL, WNOHANG) > 0)
+			;
+		if (!found)
+			return;
+		struct timespec t = {0, 20000000L};
+		nanosleep(&t, NULL);
+	}
+}
+
 static void die(const char *what)
 {
 	fprintf(stderr, "bench_snapshot: %s: %s\n", what, error_message());
+	kill_descendants();
 	exit(1);
 }
 
@@ -408,10 +446,10 @@ static void bench_fork(unsigned count)
 	quit_vm(c, pid);
 }
 
-/* No argument: every part once. "snapshot [N]": only the live snapshot, N fresh guests (medians). */
+/* bench_snapshot [PART [N]]: every part once, or only the live snapshot (N fresh guests,
+ * medians), restore or fork. */
 int main(int argc, char **argv)
 {
-	/* bench_snapshot [PART [N]]: all parts, or only snapshot (N fresh guests), restore or fork. */
 	const char *part = argc > 1 ? argv[1] : "all";
 	int snapshot_runs = argc > 2 ? atoi(argv[2]) : 1;
 	bool all = strcmp(part, "all") == 0;
@@ -423,6 +461,7 @@ int main(int argc, char **argv)
 	const char *build = getenv("VMM_BUILD") ? getenv("VMM_BUILD") : "build";
 	snprintf(vmm, sizeof(vmm), "%s/vmm", build);
 	snprintf(guest, sizeof(guest), "%s/guest.elf", build);
+	prctl(PR_SET_CHILD_SUBREAPER, 1); /* forked VMs come back to us if their parent dies */
 	if (!mkdtemp(dir))
 		die("mkdtemp");
 	if (all || !strcmp(part, "snapshot"))
