@@ -19,12 +19,15 @@
 
 void vm_proc_start(struct vm_proc *v, const char *dir, ...)
 {
+	if (v->pid > 0 || v->c || v->own_dir)
+		vm_proc_cleanup(v, !v->own_dir); /* a caller's directory stays */
 	memset(v, 0, sizeof(*v));
 	if (dir) {
 		snprintf(v->dir, sizeof(v->dir), "%s", dir);
 	} else {
 		strcpy(v->dir, "/tmp/vmm-proc-XXXXXX");
 		ck_assert_ptr_nonnull(mkdtemp(v->dir));
+		v->own_dir = true;
 	}
 	snprintf(v->sock, sizeof(v->sock), "%s/vm.sock", v->dir);
 	snprintf(v->out, sizeof(v->out), "%s/out", v->dir);
@@ -148,4 +151,5 @@ void vm_proc_cleanup(struct vm_proc *v, bool keep_dir)
 		if (system(cmd) != 0)
 			fprintf(stderr, "cannot remove %s\n", v->dir);
 	}
+	v->own_dir = false;
 }

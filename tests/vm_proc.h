@@ -22,11 +22,12 @@ struct vm_proc {
 	char err[128];    /* DIR/err: its standard error */
 	pid_t pid;
 	struct qmp_client *c;
+	bool own_dir;     /* dir was made by vm_proc_start (removed by cleanup or the next start) */
 };
 
 /* Start `vmm ARGS...` (NULL-terminated, e.g. "run", "-p", "spin", guest) with
  * --monitor DIR/vm.sock added after the verb, in directory @dir (NULL: a new temporary
- * one), and connect to its monitor. */
+ * one), and connect to its monitor. A VM @v held before is cleaned up first. */
 void vm_proc_start(struct vm_proc *v, const char *dir, ...);
 
 /* Execute @command (args borrowed, may be NULL); returns its result (decref it). */
