@@ -251,6 +251,42 @@ START_TEST(snapshot_of_restored_guest_stores_only_what_changed)
 }
 END_TEST
 
+START_TEST(restored_pages_the_guest_only_reads_are_held_once_and_not_listed_again)
+{
+	/* The guest fills 32 MiB, then waits; snapshotted there and restored, it is let go and
+	 * checks the 32 MiB (reading only). Each page it read is held once: copied into the
+	 * guest's own object, none left with the snapshot pager. A snapshot of it then lists
+	 * none of those pages: they equal the parent's. */
+	vm_proc_start(&vm, NULL, "run", "-m", "128M", "-p",
+		      "seed=7 fill=0x4000000,32M sync=1 await=0x7ff000 check=0x4000000,32M sync=2 idle", guest(), NULL);
+	vm_proc_wait_sync(&vm, 1);
+	json_decref(snapshot(&vm, "filled"));
+	json_decref(vm_proc_execute(&vm, "quit", NULL));
+	vm_proc_wait(&vm);
+
+	vm_proc_start(&vm2, NULL, "restore", "--store", store, "filled", NULL);
+	json_t *args = json_pack("{s:I,s:s}", "addr", (json_int_t)0x7ff000, "data", "AQ==");
+	json_decref(vm_proc_execute(&vm2, "vm-write", args));
+	json_decref(args);
+	vm_proc_wait_sync(&vm2, 2);
+	json_t *st = vm_proc_execute(&vm2, "query-stats", NULL);
+	ck_assert_int_ge(jint(st, "object.2.resident"), 8192);
+	ck_assert_int_eq(jint(st, "object.1.resident"), 0); /* the snapshot pager's object */
+	ck_assert_int_eq(jint(st, "mem.resident_pages"), jint(st, "object.2.resident"));
+	json_decref(st);
+	json_t *s2 = snapshot(&vm2, "checked");
+	ck_assert_int_ge(jint(s2, "unchanged"), 8192);
+	ck_assert_int_le(jint(s2, "listed"), 64); /* the stacks and the mailbox */
+	json_decref(s2);
+	json_decref(vm_proc_execute(&vm2, "quit", NULL));
+	vm_proc_wait(&vm2);
+	char *out = vm_proc_output(&vm2, false);
+	ck_assert_msg(strstr(out, "check: 8192 pages ok"), "%s", out);
+	free(out);
+	ck_assert_int_eq(store_verify_status(0), 0);
+}
+END_TEST
+
 START_TEST(store_holds_exactly_the_unique_nonzero_pages)
 {
 	/* 1024 pages of distinct patterns, 1024 copies of one page, the rest zero or the
@@ -490,6 +526,7 @@ Suite *kvm_snapshot_suite(void)
 	HARNESS_ADD_TEST(tc, snapshots_of_a_guest_rewriting_a_few_pages_restore_to_verified_rounds);
 	HARNESS_ADD_TEST(tc, fork_after_a_snapshot_keeps_each_vms_writes_its_own);
 	HARNESS_ADD_TEST(tc, snapshot_of_restored_guest_stores_only_what_changed);
+	HARNESS_ADD_TEST(tc, restored_pages_the_guest_only_reads_are_held_once_and_not_listed_again);
 	HARNESS_ADD_TEST(tc, store_holds_exactly_the_unique_nonzero_pages);
 	HARNESS_ADD_TEST(tc, kill_9_during_snapshots_leaves_the_store_valid);
 	HARNESS_ADD_TEST(tc, damaged_pack_stops_the_restored_guest_with_a_clear_error);

@@ -282,6 +282,11 @@ int guest_memory_create(struct guest_memory *m, const struct guest_memory_config
 		kr = ram_obj ? vm_map_enter(m->map, &gpa, g->size, false, ram_obj, g->gpa, true, VM_PROT_DEFAULT,
 					    VM_PROT_ALL, VM_INHERIT_COPY)
 			     : vm_map_allocate(m->map, &gpa, g->size, false);
+		/* A restored guest's pages are copied up on first touch, read or write: each is
+		 * then held once, in the guest's own object (the snapshot pager's copy is freed,
+		 * the store keeps the bytes), and a later write takes no second fault. */
+		if (kr == KERN_SUCCESS && ram_obj)
+			kr = vm_map_set_attr(m->map, g->gpa, g->size, VM_ATTR_COPY_ON_READ, 1);
 		if (kr != KERN_SUCCESS)
 			r = error_set(-kern_errno(kr), "cannot allocate guest RAM at 0x%llx: %s", (unsigned long long)g->gpa,
 				      kern_return_name(kr));

@@ -211,6 +211,7 @@ int snapshot_save(struct vm *vm, const char *dir, const char *name, snapshot_pro
 	struct store_write_stats ws;
 	store_writer_stats(w, &ws);
 	res->listed = ws.pages;
+	res->unchanged = ws.unchanged;
 	res->stored = ws.stored;
 	res->shared = ws.shared;
 	res->zero = ws.zero;

@@ -24,6 +24,7 @@ struct snapshot_result {
 	char parent[64];       /* "" for a snapshot without parent */
 	uint64_t pages;        /* pages of guest RAM examined */
 	uint64_t listed;       /* pages the manifest lists (differing from the parent) */
+	uint64_t unchanged;    /* pages the guest had copied up that still equal the parent's */
 	uint64_t stored;       /* of which new to the store (bytes appended) */
 	uint64_t shared;       /* of which already stored (dedup) */
 	uint64_t zero;         /* of which zero */

@@ -1071,6 +1071,7 @@ struct store_writer {
 	size_t cap;
 	struct pack_out pack;   /* the new pages */
 	struct index local;     /* the pages appended by this writer */
+	struct store_snapshot *parent; /* open for reading, or NULL: pages equal to its are not listed */
 	struct store_write_stats stats;
 };
 
@@ -1103,9 +1104,12 @@ int store_writer_begin(struct store *s, const char *name, const char *parent, ui
 		r = error_set(ENOMEM, "no memory for a snapshot writer");
 	if (!r && (r = pack_out_init(&w->pack, s)) == 0 && state_len && !(w->state = malloc(state_len)))
 		r = error_set(ENOMEM, "no memory for the snapshot state");
+	if (!r && parent && parent[0])
+		r = store_snapshot_open(s, parent, &w->parent);
 	if (r) {
 		if (w) {
 			pack_out_close(&w->pack, false);
+			free(w->state);
 			free(w);
 		}
 		store_release(s);
@@ -1159,10 +1163,23 @@ int store_writer_add(struct store_writer *w, uint64_t pindex, const void *data)
 		w->entries = e;
 		w->cap = cap;
 	}
+	bool zero = page_store_is_zero(data);
+	if (w->parent) {
+		/* The same bytes as the parent's: unlisted, the page falls through to it. */
+		const void *was;
+		uint64_t was_hash;
+		int r = store_snapshot_page(w->parent, pindex, &was, &was_hash);
+		if (r)
+			return r;
+		if (was ? memcmp(was, data, STORE_PAGE) == 0 : zero) {
+			w->stats.unchanged++;
+			return 0;
+		}
+	}
 	struct manifest_entry *e = &w->entries[w->hdr.entry_count];
 	*e = (struct manifest_entry){.pindex = pindex};
 	w->stats.pages++;
-	if (page_store_is_zero(data)) {
+	if (zero) {
 		e->pack = STORE_ZERO_PACK;
 		w->stats.zero++;
 		w->hdr.entry_count++;
@@ -1198,6 +1215,8 @@ void store_writer_stats(const struct store_writer *w, struct store_write_stats *
 static void writer_free(struct store_writer *w, bool discard_pack)
 {
 	w->s->writer_active = false;
+	if (w->parent)
+		store_snapshot_close(w->parent);
 	pack_out_close(&w->pack, discard_pack);
 	free(w->local.e);
 	free(w->entries);

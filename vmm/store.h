@@ -73,8 +73,9 @@ bool store_name_valid(const char *name);
 int store_writer_begin(struct store *s, const char *name, const char *parent, uint64_t page_count,
 		       const void *state, size_t state_len, struct store_writer **out);
 
-/* Record page @pindex (in increasing order) with the 4 KiB at @data: zero pages become
- * zero entries, known bytes are shared, new bytes are appended to the pack. */
+/* Record page @pindex (in increasing order) with the 4 KiB at @data: a page equal to the
+ * parent's is left out (readers find it in the parent), zero pages become zero entries,
+ * known bytes are shared, new bytes are appended to the pack. */
 int store_writer_add(struct store_writer *w, uint64_t pindex, const void *data);
 
 /* Make the snapshot durable and visible (see crash safety). Frees @w either way. */
@@ -84,7 +85,8 @@ int store_writer_commit(struct store_writer *w);
 void store_writer_abort(struct store_writer *w);
 
 struct store_write_stats {
-	uint64_t pages;      /* pages given */
+	uint64_t unchanged;  /* pages given with the parent's bytes: not listed (fall through to it) */
+	uint64_t pages;      /* pages listed: the others given */
 	uint64_t zero;       /* of which all zero */
 	uint64_t shared;     /* of which already stored (dedup hits) */
 	uint64_t stored;     /* of which appended to the pack */

@@ -106,9 +106,9 @@ static void *snapshot_job_main(void *arg)
 	int r = snapshot_save(job->vm, job->store, job->name, snapshot_job_progress, job, &res);
 	json_t *ret = NULL;
 	if (!r) {
-		ret = json_pack("{s:s,s:s,s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:i,s:I,s:I}", "name", job->name, "store",
-				job->store, "parent", res.parent, "pages", (json_int_t)res.pages, "listed",
-				(json_int_t)res.listed, "stored", (json_int_t)res.stored, "shared", (json_int_t)res.shared,
+		ret = json_pack("{s:s,s:s,s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:i,s:I,s:I}", "name", job->name,
+				"store", job->store, "parent", res.parent, "pages", (json_int_t)res.pages, "listed",
+				(json_int_t)res.listed, "unchanged", (json_int_t)res.unchanged, "stored", (json_int_t)res.stored, "shared", (json_int_t)res.shared,
 				"zero", (json_int_t)res.zero, "pause-ns", (json_int_t)res.pause_ns, "total-ns",
 				(json_int_t)res.total_ns, "prearm-ns", (json_int_t)res.prearm_ns, "prearm-passes",
 				(int)res.prearm_passes, "prearm-pages", (json_int_t)res.prearm_pages, "pause-protected",
