@@ -163,6 +163,44 @@ START_TEST(child_stores_only_what_changed_and_reads_through_its_parent)
 }
 END_TEST
 
+START_TEST(child_leaves_out_pages_equal_to_its_parents)
+{
+	/* base <- child, given all 300 pages again with every 10th unique one rewritten and
+	 * one zero page made non-zero: only those are listed; the rest read through base. */
+	struct store *s;
+	ck_assert_int_eq(store_open(dir, true, &s), 0);
+	write_snapshot(s, "base", NULL, 300, 1, 0, 1, NULL);
+	struct store_writer *w;
+	ck_assert_int_eq(store_writer_begin(s, "child", "base", 300, NULL, 0, &w), 0);
+	unsigned changed = 0;
+	for (uint64_t p = 0; p < 300; p++) {
+		bool rewrite = p % 30 == 2, unzero = p == 3;
+		changed += rewrite || unzero;
+		const uint8_t *bytes = rewrite ? make_page(p, 2, 2) : unzero ? make_page(p, 1, 1) : make_page(p, 1, kind_of(p));
+		ck_assert_int_eq(store_writer_add(w, p, bytes), 0);
+	}
+	struct store_write_stats st;
+	store_writer_stats(w, &st);
+	ck_assert_int_eq(store_writer_commit(w), 0);
+	ck_assert_uint_eq(st.pages, changed);
+	ck_assert_uint_eq(st.unchanged, 300 - changed);
+	struct store_snapshot *snap;
+	ck_assert_int_eq(store_snapshot_open(s, "child", &snap), 0);
+	for (uint64_t p = 0; p < 300; p++) {
+		if (p == 3) {
+			const void *data;
+			uint64_t hash;
+			ck_assert_int_eq(store_snapshot_page(snap, p, &data, &hash), 0);
+			ck_assert_mem_eq(data, make_page(p, 1, 1), STORE_PAGE);
+			continue;
+		}
+		expect_page(snap, p, (p % 30 == 2) ? 2 : 1);
+	}
+	store_snapshot_close(snap);
+	store_close(s);
+}
+END_TEST
+
 START_TEST(second_snapshot_of_same_memory_stores_nothing_new)
 {
 	struct store *s;
@@ -796,6 +834,7 @@ Suite *store_suite(void)
 	HARNESS_ADD_TEST(tc, store_size_is_exactly_the_unique_nonzero_pages);
 	HARNESS_ADD_TEST(tc, snapshot_reads_back_every_page_and_its_state);
 	HARNESS_ADD_TEST(tc, child_stores_only_what_changed_and_reads_through_its_parent);
+	HARNESS_ADD_TEST(tc, child_leaves_out_pages_equal_to_its_parents);
 	HARNESS_ADD_TEST(tc, second_snapshot_of_same_memory_stores_nothing_new);
 	HARNESS_ADD_TEST(tc, hash_collisions_keep_both_pages);
 	HARNESS_ADD_TEST(tc, names_parents_and_order_are_checked);
