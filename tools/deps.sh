@@ -5,7 +5,7 @@
 set -eu
 
 case "${1:-build}" in
-build) pkgs="gcc make pkg-config check libxxhash-dev libjansson-dev" ;;
+build) pkgs="gcc make libc6-dev pkg-config check libxxhash-dev libjansson-dev" ;;  # static libc, jansson and xxhash: build/vmm is static-pie
 test)  pkgs="qemu-system-x86 socat" ;;  # QEMU boots the same guest.elf; socat drives the monitor socket
 fuzz)  pkgs="clang libclang-rt-14-dev" ;;
 bench) pkgs="qemu-system-x86 time" ;;
