@@ -353,6 +353,21 @@ void cmd_run_serve(struct vm *vm)
 	_exit(status);
 }
 
+/* The VM of this process (vmm run and vmm restore make one). */
+static struct vm run_vm;
+
+/* SIGINT, SIGTERM and SIGHUP blocked in this thread and every thread it makes from now
+ * on: the signal thread takes them (run_signal_thread). */
+static void run_block_stop_signals(void)
+{
+	sigset_t stop_signals;
+	sigemptyset(&stop_signals);
+	sigaddset(&stop_signals, SIGINT);
+	sigaddset(&stop_signals, SIGTERM);
+	sigaddset(&stop_signals, SIGHUP);
+	pthread_sigmask(SIG_BLOCK, &stop_signals, NULL);
+}
+
 int cmd_run_vm(struct vm_config *cfg)
 {
 	char name[32];
@@ -360,18 +375,12 @@ int cmd_run_vm(struct vm_config *cfg)
 		snprintf(name, sizeof(name), "vm-%d", (int)getpid());
 		cfg->name = name;
 	}
-	sigset_t stop_signals;
-	sigemptyset(&stop_signals);
-	sigaddset(&stop_signals, SIGINT);
-	sigaddset(&stop_signals, SIGTERM);
-	sigaddset(&stop_signals, SIGHUP);
-	pthread_sigmask(SIG_BLOCK, &stop_signals, NULL);
-	static struct vm vm;
-	if (vm_create(&vm, cfg) != 0) {
+	run_block_stop_signals();
+	if (vm_create(&run_vm, cfg) != 0) {
 		fprintf(stderr, "vmm: %s\n", error_message());
 		return VM_EXIT_VMM_ERROR;
 	}
-	cmd_run_serve(&vm);
+	cmd_run_serve(&run_vm);
 	return VM_EXIT_VMM_ERROR; /* not reached */
 }
 
@@ -452,6 +461,9 @@ int cmd_restore(int argc, char **argv)
 		fprintf(stderr, "%s\n", error_message());
 		return VM_EXIT_VMM_ERROR;
 	}
+	/* KVM's VM is opened while the snapshot is: neither needs the other. */
+	run_block_stop_signals();
+	vm_prepare(&run_vm, cfg.kvm_path);
 	static struct restore rs;
 	if (restore_open(&rs, store, snapshot) != 0) {
 		fprintf(stderr, "vmm: %s\n", error_message());

@@ -135,6 +135,7 @@ struct vm_kvm_opening {
 	pthread_t thread;
 	bool started;
 	struct vm *vm;
+	const char *kvm_path;      /* its own: vm->cfg may be written meanwhile */
 	atomic_bool opened; /* the VM exists, or open_r says why not */
 	atomic_bool given;  /* want holds the slots to make (none when guest memory failed) */
 	atomic_bool done;   /* the opener's work is over: slots_r and message are final */
@@ -156,7 +157,7 @@ static void *vm_kvm_open_main(void *arg)
 {
 	struct vm_kvm_opening *o = arg;
 	memset(o->vm->memslots, 0, sizeof(o->vm->memslots));
-	o->open_r = kvm_open(&o->vm->kvm, o->vm->cfg.kvm_path);
+	o->open_r = kvm_open(&o->vm->kvm, o->kvm_path);
 	if (o->open_r)
 		snprintf(o->message, sizeof(o->message), "%s", error_message());
 	atomic_store_explicit(&o->opened, true, memory_order_release);
@@ -167,16 +168,17 @@ static void *vm_kvm_open_main(void *arg)
 	return NULL;
 }
 
-static void vm_kvm_open_start(struct vm_kvm_opening *o, struct vm *vm)
+static void vm_kvm_open_start(struct vm_kvm_opening *o, struct vm *vm, const char *kvm_path)
 {
 	o->vm = vm;
+	o->kvm_path = kvm_path;
 	atomic_init(&o->opened, false);
 	atomic_init(&o->given, false);
 	atomic_init(&o->done, false);
 	o->started = pthread_create(&o->thread, NULL, vm_kvm_open_main, o) == 0;
 	if (!o->started) { /* no thread to spare: open in line; the slots come with the rest */
 		memset(vm->memslots, 0, sizeof(vm->memslots));
-		o->open_r = kvm_open(&vm->kvm, vm->cfg.kvm_path);
+		o->open_r = kvm_open(&vm->kvm, kvm_path);
 		if (o->open_r)
 			snprintf(o->message, sizeof(o->message), "%s", error_message());
 		atomic_store(&o->opened, true);
@@ -232,10 +234,10 @@ static int vm_kvm_setup(struct vm *vm, uint64_t entry, uint64_t start_info, cons
 	return r;
 }
 
-int vm_create(struct vm *vm, const struct vm_config *cfg)
+/* A VM with nothing in it yet. */
+static void vm_init(struct vm *vm)
 {
 	memset(vm, 0, sizeof(*vm));
-	vm->cfg = *cfg;
 	vm->kvm.vm_fd = -1;
 	vm->mem.uffd.fd = -1;
 	vm->mem.swap_fd = -1;
@@ -245,6 +247,25 @@ int vm_create(struct vm *vm, const struct vm_config *cfg)
 	atomic_init(&vm->snapshot_busy, false);
 	atomic_init(&vm->first_run_ns, 0);
 	vm->ready_fd = -1;
+}
+
+void vm_prepare(struct vm *vm, const char *kvm_path)
+{
+	static struct vm_kvm_opening opening; /* one VM per process is made this way */
+	vm_init(vm);
+	memset(&opening, 0, sizeof(opening));
+	vm->kvm_opening = &opening;
+	vm_kvm_open_start(&opening, vm, kvm_path);
+}
+
+int vm_create(struct vm *vm, const struct vm_config *cfg)
+{
+	struct vm_kvm_opening local = {0}, *kvm_opening = NULL;
+	if (vm->kvm_opening) /* prepared: KVM is being opened already */
+		kvm_opening = vm->kvm_opening;
+	else
+		vm_init(vm);
+	vm->cfg = *cfg;
 
 	void *image = NULL;
 	size_t size = 0;
@@ -253,13 +274,12 @@ int vm_create(struct vm *vm, const struct vm_config *cfg)
 	/* A restored VM has its memory and registers already: nothing to load. */
 	int r = cfg->restore ? 0 : vm_check_guest(cfg, &image, &size, &lr);
 	/* Only once the image passed: a bad image is reported as such on any host. */
-	struct vm_kvm_opening kvm_opening = {0};
-	if (!r)
-		vm_kvm_open_start(&kvm_opening, vm);
+	if (!r && !kvm_opening)
+		vm_kvm_open_start(kvm_opening = &local, vm, cfg->kvm_path);
 	if (!r)
 		r = guest_memory_create(&vm->mem, &cfg->mem);
-	if (!r && kvm_opening.started)
-		vm_kvm_open_give_slots(&kvm_opening, vm);
+	if (!r && kvm_opening->started)
+		vm_kvm_open_give_slots(kvm_opening, vm);
 	if (!r && cfg->restore)
 		r = vm_state_apply_map(vm, cfg->restore);
 	if (!r && !cfg->restore)
@@ -278,9 +298,10 @@ int vm_create(struct vm *vm, const struct vm_config *cfg)
 	if (!r)
 		r = id_port_attach(vm);
 	if (!r)
-		r = vm_kvm_open_vcpus(&kvm_opening);
+		r = vm_kvm_open_vcpus(kvm_opening);
 	/* Joined whatever happened: the opener writes into vm. Guest memory's errors come first. */
-	int kr = kvm_opening.vm ? vm_kvm_open_join(&kvm_opening) : 0;
+	int kr = kvm_opening ? vm_kvm_open_join(kvm_opening) : 0;
+	vm->kvm_opening = NULL;
 	if (!r)
 		r = kr;
 	if (!r)

@@ -90,13 +90,19 @@ struct vm {
 	bool snapshot_thread_started;  /* (m) */
 	unsigned children_made;        /* (m) forked children so far: the next is children_made + 1 */
 	int ready_fd;                  /* a forked child's pipe to its parent, -1 otherwise */
+	struct vm_kvm_opening *kvm_opening; /* KVM being opened beside the rest of vm_create, or NULL */
 	unsigned fork_index;           /* a forked child's number (NAME.K), 0 otherwise */
 	char origin_store[4096];       /* (c) realpath of the store the VM was restored from, or "" */
 	char origin_name[64];          /* (c) the snapshot it was restored from, or "" */
 };
 
-/* Build the VM described by @cfg: KVM, RAM, devices, the loaded guest and its vCPUs.
- * Returns 0 or -errno with a one-line message (error_message()). */
+/* Start building a VM before its configuration is known in full (restore reads it from
+ * the store meanwhile): KVM's VM is opened, with @kvm_path (NULL: /dev/kvm), on a thread of
+ * its own. vm_create finishes; errors of the opening come out there. */
+void vm_prepare(struct vm *vm, const char *kvm_path);
+
+/* Build the VM described by @cfg: KVM, RAM, devices, the loaded guest and its vCPUs (after
+ * vm_prepare, or from nothing). Returns 0 or -errno with a one-line message (error_message()). */
 int vm_create(struct vm *vm, const struct vm_config *cfg);
 
 /* Start the vCPUs' threads (a failure is reported and stops the VM: vm_wait says so). */
