@@ -197,6 +197,15 @@ START_TEST(cli_not_an_elf)
 }
 END_TEST
 
+START_TEST(cli_bad_image_is_named_even_without_kvm)
+{
+	/* KVM is opened while the image is read: the image's error is the one reported. */
+	struct spawn_result r;
+	ck_assert_int_eq(spawn_vmm(&r, 20, "run", "--kvm", "/nonexistent/kvm", "Makefile", NULL), 0);
+	expect_vmm_error(&r, "vmm: Makefile: not an ELF file");
+}
+END_TEST
+
 START_TEST(cli_elf_without_pvh_note)
 {
 	struct elf_image img;
@@ -296,6 +305,7 @@ Suite *cli_suite(void)
 	HARNESS_ADD_TEST(bin, cli_not_an_elf);
 	HARNESS_ADD_TEST(bin, cli_elf_without_pvh_note);
 	HARNESS_ADD_TEST(bin, cli_segments_outside_ram);
+	HARNESS_ADD_TEST(bin, cli_bad_image_is_named_even_without_kvm);
 	HARNESS_ADD_TEST(bin, cli_kvm_device_missing);
 	HARNESS_ADD_TEST(bin, cli_kvm_device_not_kvm);
 	HARNESS_ADD_TEST(bin, cli_bad_options);

@@ -396,6 +396,10 @@ int cmd_run(int argc, char **argv)
 		fprintf(stderr, "%s\n", error_message());
 		return VM_EXIT_VMM_ERROR;
 	}
+	/* KVM's VM is opened while the image is read and checked (a bad image is still what
+	 * vm_create reports first). */
+	run_block_stop_signals();
+	vm_prepare(&run_vm, cfg.kvm_path);
 	return cmd_run_vm(&cfg);
 }
 

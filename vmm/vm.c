@@ -207,8 +207,8 @@ static int vm_kvm_open_vcpus(struct vm_kvm_opening *o)
 	return vm_kvm_vcpus(o->vm);
 }
 
-/* Wait for the opener; its result, its message made this thread's. */
-static int vm_kvm_open_join(struct vm_kvm_opening *o)
+/* Wait for the opener; its result, and with @say its message made this thread's. */
+static int vm_kvm_open_join(struct vm_kvm_opening *o, bool say)
 {
 	if (o->started) {
 		vm_kvm_open_give_slots(o, NULL); /* if not given yet: nothing to wait for */
@@ -217,7 +217,7 @@ static int vm_kvm_open_join(struct vm_kvm_opening *o)
 	}
 	o->started = false;
 	int r = o->open_r ? o->open_r : o->slots_r;
-	if (r)
+	if (r && say)
 		error_set(-r, "%s", o->message);
 	return r;
 }
@@ -273,7 +273,7 @@ int vm_create(struct vm *vm, const struct vm_config *cfg)
 	uint64_t start_info = 0;
 	/* A restored VM has its memory and registers already: nothing to load. */
 	int r = cfg->restore ? 0 : vm_check_guest(cfg, &image, &size, &lr);
-	/* Only once the image passed: a bad image is reported as such on any host. */
+	/* A bad image is reported as such on any host: KVM's errors come out at the join. */
 	if (!r && !kvm_opening)
 		vm_kvm_open_start(kvm_opening = &local, vm, cfg->kvm_path);
 	if (!r)
@@ -300,7 +300,7 @@ int vm_create(struct vm *vm, const struct vm_config *cfg)
 	if (!r)
 		r = vm_kvm_open_vcpus(kvm_opening);
 	/* Joined whatever happened: the opener writes into vm. Guest memory's errors come first. */
-	int kr = kvm_opening ? vm_kvm_open_join(kvm_opening) : 0;
+	int kr = kvm_opening ? vm_kvm_open_join(kvm_opening, !r) : 0;
 	vm->kvm_opening = NULL;
 	if (!r)
 		r = kr;
