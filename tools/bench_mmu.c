@@ -147,7 +147,7 @@ static void bench_faults(void)
 }
 
 #define STORE_PAGES 4096u /* 16 MiB */
-#define STORE_ROUNDS 9
+#define STORE_ROUNDS 41
 
 /* Index of the median of @n values (n odd). */
 static int median_index(const double *v, int n)
