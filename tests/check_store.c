@@ -311,6 +311,64 @@ static void corrupt(const char *rel, off_t off, uint8_t x)
 	close(fd);
 }
 
+START_TEST(long_chains_of_deltas_are_cut_by_complete_manifests)
+{
+	/* base <- c1 <- ... <- c12, each rewriting one page (or zeroing one): no snapshot is read
+	 * through more than 8 manifests, every page of each reads back, the one past the cut
+	 * needs none of its ancestors (its parent can go), and verify and gc agree. */
+	struct store *s;
+	ck_assert_int_eq(store_open(dir, true, &s), 0);
+	write_snapshot(s, "base", NULL, 300, 1, 0, 1, NULL);
+	uint8_t want[13][300]; /* generation of each page in each snapshot (0: zero) */
+	for (uint64_t p = 0; p < 300; p++)
+		want[0][p] = kind_of(p) ? 1 : 0;
+	char name[16], parent[16] = "base";
+	for (int i = 1; i <= 12; i++) {
+		memcpy(want[i], want[i - 1], sizeof(want[i]));
+		snprintf(name, sizeof(name), "c%d", i);
+		struct store_writer *w;
+		ck_assert_int_eq(store_writer_begin(s, name, parent, 300, NULL, 0, &w), 0);
+		uint64_t p = 2 + 3 * (uint64_t)i; /* a unique page: rewritten, or (every 4th) zeroed */
+		want[i][p] = i % 4 ? (uint8_t)(10 + i) : 0;
+		static uint8_t zero[STORE_PAGE];
+		ck_assert_int_eq(store_writer_add(w, p, want[i][p] ? make_page(p, want[i][p], 2) : zero), 0);
+		ck_assert_int_eq(store_writer_commit(w), 0);
+		snprintf(parent, sizeof(parent), "%s", name);
+	}
+	for (int i = 1; i <= 12; i++) {
+		snprintf(name, sizeof(name), "c%d", i);
+		struct store_snapshot *snap;
+		ck_assert_msg(store_snapshot_open(s, name, &snap) == 0, "%s", error_message());
+		ck_assert_uint_le(store_snapshot_depth(snap), 8);
+		for (uint64_t p = 0; p < 300; p++) {
+			const void *data;
+			uint64_t hash;
+			ck_assert_int_eq(store_snapshot_page(snap, p, &data, &hash), 0);
+			if (!want[i][p]) {
+				ck_assert_msg(!data, "%s page %llu should be zero", name, (unsigned long long)p);
+				continue;
+			}
+			int kind = want[i][p] == 1 ? kind_of(p) : 2;
+			ck_assert_msg(data && memcmp(data, make_page(p, want[i][p], kind), STORE_PAGE) == 0, "%s page %llu",
+				      name, (unsigned long long)p);
+		}
+		store_snapshot_close(snap);
+	}
+	/* c8 was written complete (its parent was 8 deep): its parent c7 may go; c7's may not. */
+	ck_assert_int_ne(store_delete(s, "c6"), 0);
+	ck_assert_msg(store_delete(s, "c7") == 0, "%s", error_message());
+	uint64_t freed;
+	ck_assert_int_eq(store_gc(s, &freed), 0);
+	struct store_snapshot *snap;
+	ck_assert_int_eq(store_snapshot_open(s, "c12", &snap), 0);
+	ck_assert_str_eq(store_snapshot_parent(snap), "c11");
+	store_snapshot_close(snap);
+	struct lines l = {0};
+	ck_assert_int_eq(verify(&l), 0);
+	store_close(s);
+}
+END_TEST
+
 START_TEST(verify_passes_a_healthy_store)
 {
 	struct store *s;
@@ -835,6 +893,7 @@ Suite *store_suite(void)
 	HARNESS_ADD_TEST(tc, snapshot_reads_back_every_page_and_its_state);
 	HARNESS_ADD_TEST(tc, child_stores_only_what_changed_and_reads_through_its_parent);
 	HARNESS_ADD_TEST(tc, child_leaves_out_pages_equal_to_its_parents);
+	HARNESS_ADD_TEST(tc, long_chains_of_deltas_are_cut_by_complete_manifests);
 	HARNESS_ADD_TEST(tc, second_snapshot_of_same_memory_stores_nothing_new);
 	HARNESS_ADD_TEST(tc, hash_collisions_keep_both_pages);
 	HARNESS_ADD_TEST(tc, names_parents_and_order_are_checked);

@@ -43,6 +43,12 @@
 #define MANIFEST_CHUNK 512u          /* entries per chunk in the manifests written here */
 #define MANIFEST_CHUNK_MAX (1u << 20) /* most entries per chunk a reader accepts */
 #define STORE_MAX_DEPTH 1024u
+/* A snapshot whose parent is read through this many manifests is written complete (see
+ * MANIFEST_COMPLETE): no page is ever looked up through more. */
+#define STORE_FLATTEN_DEPTH 8u
+/* Manifest flag: it lists every non-zero page itself (its parent's entries merged in, no
+ * bytes copied); readers stop at it, and the parent it names is lineage only. */
+#define MANIFEST_COMPLETE 1u
 #define WRITE_BATCH_PAGES 256u
 
 struct manifest_header {
@@ -55,7 +61,7 @@ struct manifest_header {
 	uint32_t state_len;     /* bytes of opaque VMM state after the header */
 	uint32_t pack_count;    /* pack ids in the pack table */
 	uint32_t chunk_entries; /* entries per chunk: a power of two */
-	uint32_t reserved;      /* 0 */
+	uint32_t flags;         /* MANIFEST_COMPLETE, or 0 */
 	char name[64];          /* this snapshot, NUL-terminated */
 	char parent[64];        /* its parent, or "" */
 };
@@ -415,7 +421,7 @@ static int manifest_open_fd(int fd, const char *path, const char *expect_name, c
 			      MANIFEST_VERSION);
 	else if (size < sizeof(*h) + sizeof(struct manifest_trailer))
 		r = error_set(EIO, "%s: truncated manifest (%llu bytes)", path, (unsigned long long)size);
-	else if (h->header_size != sizeof(*h) || h->reserved != 0 || h->chunk_entries == 0 ||
+	else if (h->header_size != sizeof(*h) || (h->flags & ~MANIFEST_COMPLETE) || h->chunk_entries == 0 ||
 		 h->chunk_entries > MANIFEST_CHUNK_MAX || (h->chunk_entries & (h->chunk_entries - 1)))
 		r = error_set(EIO, "%s: malformed manifest header", path);
 	else if (h->state_len > STORE_STATE_MAX || h->page_count > (1ull << 40) || h->entry_count > h->page_count ||
@@ -667,7 +673,6 @@ static int manifest_write(struct store *s, struct manifest_header *h, const void
 	h->version = MANIFEST_VERSION;
 	h->header_size = sizeof(*h);
 	h->chunk_entries = MANIFEST_CHUNK;
-	h->reserved = 0;
 	uint32_t *packs = NULL;
 	struct manifest_chunk *chunks = NULL;
 	XXH3_state_t *xs = NULL;
@@ -1063,6 +1068,20 @@ static void pack_out_close(struct pack_out *p, bool discard)
 	p->batch = NULL;
 }
 
+struct mapped_pack {
+	uint32_t id;
+	const uint8_t *map;
+	uint64_t pages;
+};
+
+struct store_snapshot {
+	char *dir;
+	unsigned depth;
+	struct manifest *chain;  /* [0] is the snapshot, then its parents */
+	struct mapped_pack *packs; /* those the chain's pack tables name, sorted by id */
+	size_t npacks;
+};
+
 struct store_writer {
 	struct store *s;
 	struct manifest_header hdr;
@@ -1230,8 +1249,71 @@ void store_writer_abort(struct store_writer *w)
 	writer_free(w, true);
 }
 
+/*
+ * The entries a complete manifest of @w lists: its own over those its parent chain reads
+ * to, each page once, in order, zero pages left out (in a complete manifest no entry means
+ * zero). *out (free it) and *n. 0, or -errno (a damaged parent chunk: the delta is kept).
+ */
+static int writer_flatten(const struct store_writer *w, struct manifest_entry **out, uint64_t *n)
+{
+	const struct store_snapshot *p = w->parent;
+	uint64_t total = w->hdr.entry_count;
+	for (unsigned d = 0; d < p->depth; d++) {
+		int r = manifest_check_all(&p->chain[d]);
+		if (r)
+			return r;
+		total += p->chain[d].nentries;
+	}
+	uint64_t *at = calloc(p->depth + 1, sizeof(*at)); /* a cursor per list: [0] ours, then the chain's */
+	struct manifest_entry *merged = malloc((total ? total : 1) * sizeof(*merged));
+	if (!at || !merged) {
+		free(at);
+		free(merged);
+		return error_set(ENOMEM, "no memory to merge snapshot entries");
+	}
+	uint64_t count = 0;
+	for (;;) {
+		/* The lowest page any list has next; the first list having it (ours, then the
+		 * nearest parent) says what it is, the others' entries for it are older. */
+		const struct manifest_entry *best = NULL;
+		for (unsigned k = 0; k <= p->depth; k++) {
+			const struct manifest_entry *e = k ? p->chain[k - 1].entries : w->entries;
+			uint64_t len = k ? p->chain[k - 1].nentries : w->hdr.entry_count;
+			if (at[k] < len && (!best || e[at[k]].pindex < best->pindex))
+				best = &e[at[k]];
+		}
+		if (!best)
+			break;
+		uint64_t pindex = best->pindex;
+		for (unsigned k = 0; k <= p->depth; k++) {
+			const struct manifest_entry *e = k ? p->chain[k - 1].entries : w->entries;
+			uint64_t len = k ? p->chain[k - 1].nentries : w->hdr.entry_count;
+			if (at[k] < len && e[at[k]].pindex == pindex)
+				at[k]++;
+		}
+		if (best->pack != STORE_ZERO_PACK)
+			merged[count++] = *best;
+	}
+	free(at);
+	*out = merged;
+	*n = count;
+	return 0;
+}
+
 int store_writer_commit(struct store_writer *w)
 {
+	/* A long chain of deltas (restore, snapshot, restore, ...) is cut: this one complete. */
+	if (w->parent && store_snapshot_depth(w->parent) >= STORE_FLATTEN_DEPTH) {
+		struct manifest_entry *merged = NULL;
+		uint64_t n = 0;
+		if (writer_flatten(w, &merged, &n) == 0) {
+			free(w->entries);
+			w->entries = merged;
+			w->cap = n;
+			w->hdr.entry_count = n;
+			w->hdr.flags |= MANIFEST_COMPLETE;
+		}
+	}
 	int r = pack_out_finish(&w->pack);
 	if (!r) {
 		struct timespec now;
@@ -1245,19 +1327,6 @@ int store_writer_commit(struct store_writer *w)
 
 /* ---- reading -------------------------------------------------------------------------------- */
 
-struct mapped_pack {
-	uint32_t id;
-	const uint8_t *map;
-	uint64_t pages;
-};
-
-struct store_snapshot {
-	char *dir;
-	unsigned depth;
-	struct manifest *chain;  /* [0] is the snapshot, then its parents */
-	struct mapped_pack *packs; /* those the chain's pack tables name, sorted by id */
-	size_t npacks;
-};
 
 static int cmp_pack(const void *a, const void *b)
 {
@@ -1381,7 +1450,7 @@ int store_snapshot_open(struct store *s, const char *name, struct store_snapshot
 				      (unsigned long long)m->hdr->page_count);
 			break;
 		}
-		next = m->hdr->parent;
+		next = m->hdr->flags & MANIFEST_COMPLETE ? NULL : m->hdr->parent;
 	}
 	if (!r)
 		r = snapshot_map_packs(s, snap);
@@ -1922,7 +1991,8 @@ static int find_child(struct store *s, const char *name, void *arg)
 	struct manifest m;
 	if (manifest_open(s, name, &m) != 0)
 		return 0;
-	if (strcmp(m.hdr->parent, dc->name) == 0 && !dc->child[0])
+	/* A complete child names its parent for the record only: it needs none of its pages. */
+	if (!(m.hdr->flags & MANIFEST_COMPLETE) && strcmp(m.hdr->parent, dc->name) == 0 && !dc->child[0])
 		snprintf(dc->child, sizeof(dc->child), "%s", name);
 	manifest_unload(&m);
 	return 0;

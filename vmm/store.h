@@ -12,7 +12,11 @@
  *
  * A manifest lists, sorted by page number, the pages that differ from its parent (every
  * non-zero page for a snapshot without parent): page number, XXH3-64 of the bytes, and
- * where the bytes are (pack, slot) or "zero". Pages are deduplicated across the whole
+ * where the bytes are (pack, slot) or "zero". A snapshot whose parent is read through 8
+ * manifests already is written complete instead: its parent's entries merged into its own
+ * (no bytes copied), so that no page is looked up through more than 8 manifests however
+ * many restore-and-snapshot cycles a lineage goes through; its parent is then named for
+ * the record only (and may be deleted). Pages are deduplicated across the whole
  * store by hash, every hit confirmed byte for byte; zero pages are never stored.
  *
  * Reading is lazy, for restore: opening a snapshot checks each manifest of its chain up to
