@@ -58,27 +58,26 @@ static const char *probe_kvm(void)
 	return NULL;
 }
 
+/* As vmm/uffd.c opens one: the device, else the syscall. */
 static const char *probe_uffd(void)
 {
+	int dev_err, fd = -1;
 	int dev = open("/dev/userfaultfd", O_RDWR | O_CLOEXEC);
 	if (dev >= 0) {
-		int fd = ioctl(dev, HARNESS_USERFAULTFD_IOC_NEW, O_CLOEXEC);
-		int err = errno;
+		fd = ioctl(dev, HARNESS_USERFAULTFD_IOC_NEW, O_CLOEXEC);
+		dev_err = errno;
 		close(dev);
-		if (fd >= 0) {
-			close(fd);
-			return NULL;
-		}
-		snprintf(skip_buf, sizeof(skip_buf), "USERFAULTFD_IOC_NEW failed: %s", strerror(err));
-		return skip_buf;
+	} else {
+		dev_err = errno;
 	}
-	int fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC);
+	if (fd < 0)
+		fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC);
 	if (fd >= 0) {
 		close(fd);
 		return NULL;
 	}
-	snprintf(skip_buf, sizeof(skip_buf), "/dev/userfaultfd and the userfaultfd syscall are unavailable: %s",
-		 strerror(errno));
+	snprintf(skip_buf, sizeof(skip_buf), "no userfaultfd: /dev/userfaultfd: %s; userfaultfd(2): %s",
+		 strerror(dev_err), strerror(errno));
 	return skip_buf;
 }
 
