@@ -212,7 +212,7 @@ static int guest_memory_open_swap(struct guest_memory *m, const char *path)
 	return 0;
 }
 
-int guest_memory_create(struct guest_memory *m, const struct guest_memory_config *cfg)
+int guest_memory_place(struct guest_memory *m, const struct guest_memory_config *cfg)
 {
 	int r = guest_memory_layout(m, cfg);
 	if (r)
@@ -222,18 +222,26 @@ int guest_memory_create(struct guest_memory *m, const struct guest_memory_config
 	m->base = mmap(NULL, GUEST_MEMORY_WINDOW, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	if (m->base == MAP_FAILED) {
 		m->base = NULL;
-		r = error_set_errno(errno, "cannot reserve %llu GiB of address space for guest memory",
-				    (unsigned long long)(GUEST_MEMORY_WINDOW >> 30));
-		goto err;
+		return error_set_errno(errno, "cannot reserve %llu GiB of address space for guest memory",
+				       (unsigned long long)(GUEST_MEMORY_WINDOW >> 30));
 	}
 	for (unsigned i = 0; i < m->nregions; i++) {
 		m->region[i].hva = m->base + m->region[i].gpa;
 		if (mprotect(m->region[i].hva, m->region[i].size, PROT_READ | PROT_WRITE) != 0) {
 			r = error_set_errno(errno, "cannot open guest memory at 0x%llx", (unsigned long long)m->region[i].gpa);
-			goto err;
+			munmap(m->base, GUEST_MEMORY_WINDOW);
+			m->base = NULL;
+			return r;
 		}
 	}
+	return 0;
+}
 
+int guest_memory_create(struct guest_memory *m, const struct guest_memory_config *cfg)
+{
+	int r = m->base ? 0 : guest_memory_place(m, cfg);
+	if (r)
+		return r;
 	r = uffd_open(&m->uffd, 0);
 	if (r)
 		goto err;

@@ -125,9 +125,17 @@ struct guest_memory {
 int guest_memory_layout(struct guest_memory *m, const struct guest_memory_config *cfg);
 
 /*
- * Build guest memory for @cfg: the host mapping, the Mach domain and map with one entry per
- * region (files through the file pager, page-out to swap under a limit), userfaultfd with
- * the pmap over it. Guest memory reads as zero until written. 0 or -errno with a message.
+ * guest_memory_layout, then the host addresses: the guest-physical window reserved and each
+ * region opened in it (hva set), which is all KVM's memory slots need. guest_memory_create
+ * goes on from there. 0 or -errno with a message (nothing left mapped).
+ */
+int guest_memory_place(struct guest_memory *m, const struct guest_memory_config *cfg);
+
+/*
+ * Build guest memory for @cfg (placed first, unless guest_memory_place did it): the host
+ * mapping, the Mach domain and map with one entry per region (files through the file
+ * pager, page-out to swap under a limit), userfaultfd with the pmap over it. Guest memory
+ * reads as zero until written. 0 or -errno with a message.
  */
 int guest_memory_create(struct guest_memory *m, const struct guest_memory_config *cfg);
 

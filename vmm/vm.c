@@ -276,10 +276,14 @@ int vm_create(struct vm *vm, const struct vm_config *cfg)
 	/* A bad image is reported as such on any host: KVM's errors come out at the join. */
 	if (!r && !kvm_opening)
 		vm_kvm_open_start(kvm_opening = &local, vm, cfg->kvm_path);
+	/* The memory slots need only the regions' places: the opener makes them while the
+	 * rest of guest memory is built. */
 	if (!r)
-		r = guest_memory_create(&vm->mem, &cfg->mem);
+		r = guest_memory_place(&vm->mem, &cfg->mem);
 	if (!r && kvm_opening->started)
 		vm_kvm_open_give_slots(kvm_opening, vm);
+	if (!r)
+		r = guest_memory_create(&vm->mem, &cfg->mem);
 	if (!r && cfg->restore)
 		r = vm_state_apply_map(vm, cfg->restore);
 	if (!r && !cfg->restore)
