@@ -139,6 +139,7 @@ struct vm_kvm_opening {
 	atomic_bool opened; /* the VM exists, or open_r says why not */
 	atomic_bool given;  /* want holds the slots to make (none when guest memory failed) */
 	atomic_bool done;   /* the opener's work is over: slots_r and message are final */
+	cpu_set_t cpus;     /* where the process may run: the opener's own once it started */
 	struct vm_memslot want[GUEST_MEMORY_MAX_REGIONS];
 	int open_r, slots_r;
 	char message[512];  /* error messages are per thread: the opener's, carried over */
@@ -156,6 +157,7 @@ static void vm_kvm_open_await(atomic_bool *flag)
 static void *vm_kvm_open_main(void *arg)
 {
 	struct vm_kvm_opening *o = arg;
+	pthread_setaffinity_np(pthread_self(), sizeof(o->cpus), &o->cpus); /* started: anywhere now */
 	memset(o->vm->memslots, 0, sizeof(o->vm->memslots));
 	o->open_r = kvm_open(&o->vm->kvm, o->kvm_path);
 	if (o->open_r)
@@ -175,7 +177,25 @@ static void vm_kvm_open_start(struct vm_kvm_opening *o, struct vm *vm, const cha
 	atomic_init(&o->opened, false);
 	atomic_init(&o->given, false);
 	atomic_init(&o->done, false);
-	o->started = pthread_create(&o->thread, NULL, vm_kvm_open_main, o) == 0;
+	/* Started on another CPU than this thread's: left to itself, the scheduler often
+	 * queues a new thread behind its busy creator (here until the next tick, 4 ms) while
+	 * the other CPU idles. */
+	pthread_attr_t attr;
+	pthread_attr_init(&attr);
+	int here = sched_getcpu();
+	cpu_set_t elsewhere = {0};
+	if (sched_getaffinity(0, sizeof(o->cpus), &o->cpus) == 0 && here >= 0) {
+		elsewhere = o->cpus;
+		CPU_CLR(here, &elsewhere);
+		if (CPU_COUNT(&elsewhere) > 0)
+			pthread_attr_setaffinity_np(&attr, sizeof(elsewhere), &elsewhere);
+	} else {
+		CPU_ZERO(&o->cpus);
+		for (int c = 0; c < CPU_SETSIZE; c++)
+			CPU_SET(c, &o->cpus);
+	}
+	o->started = pthread_create(&o->thread, &attr, vm_kvm_open_main, o) == 0;
+	pthread_attr_destroy(&attr);
 	if (!o->started) { /* no thread to spare: open in line; the slots come with the rest */
 		memset(vm->memslots, 0, sizeof(vm->memslots));
 		o->open_r = kvm_open(&vm->kvm, kvm_path);
