@@ -79,8 +79,12 @@ $(B)/guest/%.o: %.c
 $(B)/guest/%.o: %.S
 	@mkdir -p $(dir $@)
 	$(CC) $(GUEST_CFLAGS) -c $< -o $@
-$(B)/guest.elf: $(GUEST_OBJ) guest/guest.ld
-	$(CC) -nostdlib -static -no-pie -Wl,-T,guest/guest.ld -Wl,--build-id=none -Wl,-z,noexecstack \
+# The linker script goes through cpp: it builds the IDT at link time.
+$(B)/guest/guest.ld: guest/guest.ld.in
+	@mkdir -p $(dir $@)
+	$(CC) -E -P -undef -x c $< -o $@
+$(B)/guest.elf: $(GUEST_OBJ) $(B)/guest/guest.ld
+	$(CC) -nostdlib -static -no-pie -Wl,-T,$(B)/guest/guest.ld -Wl,--build-id=none -Wl,-z,noexecstack \
 		-o $@ $(GUEST_OBJ) -lgcc
 
 # ---- tests ---------------------------------------------------------------------------

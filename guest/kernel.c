@@ -26,13 +26,10 @@ struct idt_gate {
 };
 
 #define IDT_VECTORS 32
-#define IDT_STUB_SIZE 16 /* each stub in entry.S is 16-byte aligned */
-#define GATE_INTERRUPT_DPL0 0x8eull
 #define TSS_AVAILABLE_64 0x89ull
-#define IST_DOUBLE_FAULT 1
+#define IST_DOUBLE_FAULT 1 /* the IST slot guest.ld.in gives vector 8 */
 
 extern uint64_t gdt_tss[];
-extern const char exception_stubs[];
 
 struct cpu_area {
 	char kstack[KSTACK_SIZE]; /* first: entry.S finds its top at cpu_areas + cpu * CPU_AREA_SIZE + KSTACK_SIZE */
@@ -42,9 +39,9 @@ struct cpu_area {
 } __attribute__((aligned(4096)));
 _Static_assert(sizeof(struct cpu_area) == CPU_AREA_SIZE, "CPU_AREA_SIZE is entry.S's stride");
 
-/* Placed after every other bss object by guest.ld (".bss.zcpu"). */
+/* Placed after every other bss object by guest.ld.in (".bss.zcpu"). */
 struct cpu_area cpu_areas[ABI_MAX_CPUS] __attribute__((section(".bss.zcpu")));
-static struct idt_gate idt[IDT_VECTORS];
+extern const struct idt_gate idt[IDT_VECTORS]; /* guest.ld.in */
 
 static void tss_load(uint64_t cpu)
 {
@@ -64,18 +61,11 @@ static void tss_load(uint64_t cpu)
 
 static void idt_load(void)
 {
-	/* Every CPU writes the same gates: no ordering between CPUs is needed. */
-	for (int v = 0; v < IDT_VECTORS; v++) {
-		uint64_t off = (uint64_t)exception_stubs + (uint64_t)v * IDT_STUB_SIZE;
-		uint64_t ist = v == 8 ? IST_DOUBLE_FAULT : 0;
-		idt[v].lo = (off & 0xffff) | ((uint64_t)0x08 << 16) | (ist << 32) | (GATE_INTERRUPT_DPL0 << 40) |
-			    ((off >> 16 & 0xffff) << 48);
-		idt[v].hi = off >> 32;
-	}
+	/* The gates are built at link time (guest.ld.in): nothing to fill at CPL0. */
 	struct {
 		uint16_t limit;
 		uint64_t base;
-	} __attribute__((packed)) desc = {sizeof(idt) - 1, (uint64_t)idt};
+	} __attribute__((packed)) desc = {(uint16_t)(IDT_VECTORS * sizeof(struct idt_gate) - 1), (uint64_t)idt};
 	__asm__ volatile("lidt %0" : : "m"(desc));
 }
 
