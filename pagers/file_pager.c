@@ -50,6 +50,10 @@ static int fp_open(struct pager *pager, const struct pager_args *args)
 		free(f);
 		return err;
 	}
+	/* The guest keeps what it reads: each page is read from the file once per page-in,
+	 * and the page cache need not promote it for that (LRU moves were a fifth of the
+	 * fault thread's time). Advice only: a kernel without it reads the same. */
+	(void)posix_fadvise(f->fd, 0, 0, POSIX_FADV_NOREUSE);
 	f->offset = args->offset;
 	f->size = size;
 	f->writable = args->writable;
