@@ -617,8 +617,11 @@ static void *fork_reaper_main(void *arg)
 		}
 		pthread_mutex_unlock(&fork_reap.lock);
 		int status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+		/* Under the VM's lock: vm_monitor_stop takes the monitor away holding it. */
+		pthread_mutex_lock(&vm->lock);
 		if (!template && vm->monitor)
 			monitor_emit_event(vm->monitor, "FORK_EXIT", json_pack("{s:i,s:i}", "pid", (int)pid, "status", status));
+		pthread_mutex_unlock(&vm->lock);
 	}
 }
 

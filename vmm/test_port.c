@@ -35,8 +35,10 @@ static int test_port_io(void *opaque, uint16_t port, bool is_write, uint8_t *dat
 		if (t->verbose)
 			fprintf(stderr, "vmm: guest %s %u\n", test_port_code_name(ABI_SYNC_CODE(v)), ABI_SYNC_ARG(v));
 		/* Rounds are too frequent for events; sync points, passes and failures are not. */
-		if (t->vm->monitor && ABI_SYNC_CODE(v) != ABI_SYNC_ROUND)
-			monitor_emit_event(t->vm->monitor, "GUEST_SYNC",
+		/* The monitor may come up while the guest runs (vm_monitor_start publishes it). */
+		struct monitor *m = __atomic_load_n(&t->vm->monitor, __ATOMIC_ACQUIRE);
+		if (m && ABI_SYNC_CODE(v) != ABI_SYNC_ROUND)
+			monitor_emit_event(m, "GUEST_SYNC",
 					   json_pack("{s:s,s:i}", "code", test_port_code_name(ABI_SYNC_CODE(v)), "arg",
 						     (int)ABI_SYNC_ARG(v)));
 	}

@@ -212,18 +212,22 @@ int vm_monitor_start(struct vm *vm, const char *name, const char *path)
 		path = def;
 	}
 	struct monitor_config cfg = {.name = name, .ops = &vm_monitor_ops, .ctx = vm};
-	int r = monitor_create(&vm->monitor, &cfg);
+	struct monitor *m = NULL;
+	int r = monitor_create(&m, &cfg);
 	if (!r)
-		r = monitor_add_commands(vm->monitor, vm_monitor_commands, vm);
+		r = monitor_add_commands(m, vm_monitor_commands, vm);
 	if (!r)
-		r = monitor_add_commands(vm->monitor, vm_memory_commands, vm);
+		r = monitor_add_commands(m, vm_memory_commands, vm);
 	if (!r)
-		r = monitor_listen(vm->monitor, path);
-	if (r && vm->monitor) {
-		monitor_destroy(vm->monitor);
-		vm->monitor = NULL;
+		r = monitor_listen(m, path);
+	if (r) {
+		if (m)
+			monitor_destroy(m);
+		return r;
 	}
-	return r;
+	/* Published whole: the vCPUs (running already) and the fork reaper look at it. */
+	__atomic_store_n(&vm->monitor, m, __ATOMIC_RELEASE);
+	return 0;
 }
 
 void vm_monitor_stop(struct vm *vm, int status)
@@ -244,7 +248,11 @@ void vm_monitor_stop(struct vm *vm, int status)
 			     : status >= VM_EXIT_GUEST_INTERNAL ? "guest-verdict"
 								  : "guest-shutdown";
 	json_t *data = json_pack("{s:b,s:s,s:i}", "guest", guest, "reason", reason, "status", status);
-	monitor_emit_event(vm->monitor, "SHUTDOWN", data);
-	monitor_destroy(vm->monitor);
-	vm->monitor = NULL;
+	/* Taken away under the VM's lock: the fork reaper emits its events holding it. */
+	pthread_mutex_lock(&vm->lock);
+	struct monitor *m = vm->monitor;
+	__atomic_store_n(&vm->monitor, NULL, __ATOMIC_RELEASE);
+	pthread_mutex_unlock(&vm->lock);
+	monitor_emit_event(m, "SHUTDOWN", data);
+	monitor_destroy(m);
 }
