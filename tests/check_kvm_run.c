@@ -3,6 +3,7 @@
  * report through the console and the exit status; tiny hand-made guests check the
  * verdicts on misbehaving guests.
  */
+#include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -67,6 +68,22 @@ START_TEST(guest_memory_above_the_pc_hole)
 	/* 3.5 GiB: RAM is split at 3 GiB; the guest's free region is the low part. */
 	run_guest("hello touch=64M", "2", "3584M");
 	expect(0, "touch: 16384 pages ok", NULL);
+}
+END_TEST
+
+START_TEST(memory_used_before_its_slots_exist)
+{
+	/* A 4 GiB guest starts with only its first 8 MiB in KVM's memory slots; the top of its
+	 * low RAM, made last of them, is written and verified at once: through the VMM while
+	 * its slot is being made (vm.memslot_wait_accesses), by the guest itself after. */
+	ck_assert_int_eq(spawn_vmm(&r, TIMEOUT_S, "run", "--stats", "-c", "2", "-m", "4G", "-p",
+				   "seed=11 fill=0xbff00000,1M check=0xbff00000,1M", harness_build_path("guest.elf"),
+				   NULL),
+			 0);
+	const char *waits = strstr(r.err, "vm.memslot_wait_accesses");
+	ck_assert_msg(waits, "no vm.memslot_wait_accesses in the statistics: %s", r.err);
+	printf("memory used before its slots exist: %.*s\n", (int)strcspn(waits, "\n"), waits);
+	expect(0, "check: 256 pages ok", NULL);
 }
 END_TEST
 
@@ -205,6 +222,7 @@ Suite *kvm_run_suite(void)
 	HARNESS_ADD_TEST(tc, touch_splits_over_two_cpus);
 	HARNESS_ADD_TEST(tc, touch_again_with_new_seed_rewrites_pages);
 	HARNESS_ADD_TEST(tc, guest_memory_above_the_pc_hole);
+	HARNESS_ADD_TEST(tc, memory_used_before_its_slots_exist);
 	HARNESS_ADD_TEST(tc, unknown_workload_is_a_guest_error);
 	HARNESS_ADD_TEST(tc, touch_larger_than_ram_is_refused_by_the_guest);
 	HARNESS_ADD_TEST(tc, guest_exception_is_reported_with_registers);

@@ -78,6 +78,12 @@ struct guest_region {
 	unsigned slot;               /* KVM memory slot */
 };
 
+/* The guest may only read @g: KVM's slot for it is read-only (RAM never is). */
+static inline bool guest_region_read_only(const struct guest_region *g)
+{
+	return g->kind != GUEST_REGION_RAM && g->mode == GUEST_MAP_RO;
+}
+
 struct vm_domain;
 struct vm_map;
 struct vm_object;

@@ -115,6 +115,53 @@ static void vcpu_exit_io(struct vcpu *c)
 			     is_write ? "wrote" : "read", run->io.port, run->io.size);
 }
 
+/* Copy @len bytes (an access KVM decoded: 1, 2, 4 or 8, or less at a page's end) between
+ * @to and @from; an aligned access is one move, as the guest's own would be. */
+static void vcpu_copy_access(void *to, const void *from, unsigned len)
+{
+	switch (len) {
+	case 1: *(volatile uint8_t *)to = *(const volatile uint8_t *)from; break;
+	case 2: *(volatile uint16_t *)to = *(const volatile uint16_t *)from; break;
+	case 4: *(volatile uint32_t *)to = *(const volatile uint32_t *)from; break;
+	case 8: *(volatile uint64_t *)to = *(const volatile uint64_t *)from; break;
+	default: memcpy(to, from, len); break;
+	}
+}
+
+/*
+ * There are no MMIO devices: KVM exits so for a guest-physical address it could not map.
+ * In guest memory whose KVM slot is still being made (a VM starts before all of its are,
+ * see vm_memslots_settle), the access waits for the slots and is done here, on the host's
+ * mapping of the guest's memory (a missing page faults in to the fault thread as the
+ * guest's own access would). Anything else is the guest's error: a write to a read-only
+ * mapping, or an address outside guest memory.
+ */
+static void vcpu_exit_mmio(struct vcpu *c)
+{
+	struct kvm_run *run = c->run;
+	uint64_t gpa = run->mmio.phys_addr;
+	unsigned len = run->mmio.len;
+	bool write = run->mmio.is_write;
+	const struct guest_region *g = guest_memory_region(&c->vm->mem, gpa);
+	if (g && !(write && guest_region_read_only(g)) && len <= sizeof(run->mmio.data) &&
+	    gpa + len <= g->gpa + g->size) {
+		if (vm_memslots_settle(c->vm) != 0) { /* the VM is stopped already, and said why */
+			vcpu_verdict(c, VM_EXIT_VMM_ERROR, "%s", error_message());
+			return;
+		}
+		uint8_t *host = g->hva + (gpa - g->gpa);
+		if (write)
+			vcpu_copy_access(host, run->mmio.data, len);
+		else
+			vcpu_copy_access(run->mmio.data, host, len);
+		atomic_fetch_add(&c->vm->memslot_wait_accesses, 1);
+		return;
+	}
+	vcpu_verdict(c, VM_EXIT_BAD_ACCESS, "guest %s guest-physical 0x%llx (%u bytes): %s%s",
+		     write ? "wrote" : "read", (unsigned long long)gpa, len,
+		     g ? "read-only mapping of " : "outside guest memory", g ? (g->path ? g->path : "RAM") : "");
+}
+
 static void vcpu_exit(struct vcpu *c)
 {
 	struct kvm_run *run = c->run;
@@ -122,15 +169,9 @@ static void vcpu_exit(struct vcpu *c)
 	case KVM_EXIT_IO:
 		vcpu_exit_io(c);
 		break;
-	case KVM_EXIT_MMIO: {
-		/* No MMIO devices: an access to a region is a write to read-only memory. */
-		const struct guest_region *g = guest_memory_region(&c->vm->mem, run->mmio.phys_addr);
-		vcpu_verdict(c, VM_EXIT_BAD_ACCESS, "guest %s guest-physical 0x%llx (%u bytes): %s%s",
-			     run->mmio.is_write ? "wrote" : "read", (unsigned long long)run->mmio.phys_addr,
-			     run->mmio.len, g ? "read-only mapping of " : "outside guest memory",
-			     g ? (g->path ? g->path : "RAM") : "");
+	case KVM_EXIT_MMIO:
+		vcpu_exit_mmio(c);
 		break;
-	}
 	case KVM_EXIT_HLT:
 		vcpu_verdict(c, VM_EXIT_NO_PROGRESS, "guest stopped making progress: halted with nothing to wake it");
 		break;

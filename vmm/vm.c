@@ -18,6 +18,8 @@
 #include "vmm/vcpu.h"
 #include "vmm/vm_state.h"
 
+_Static_assert(VM_MEMSLOT_EARLY_END == ABI_FREE_BASE, "the early slot is the guest kernel's memory");
+
 /* Read and check the guest image against the memory layout, before any device is opened. */
 static int vm_check_guest(const struct vm_config *cfg, void **image, size_t *size, struct loader_result *lr)
 {
@@ -56,22 +58,42 @@ static void vm_init_sync(struct vm *vm)
 	pthread_cond_init(&vm->park_cond, NULL);
 }
 
-/* The KVM memory slots guest memory's regions want, by slot number. */
-static void vm_memslots_wanted(const struct vm *vm, struct vm_memslot want[GUEST_MEMORY_MAX_REGIONS])
+/* The KVM memory slots guest memory's regions want, by slot number (see VM_MEMSLOTS). */
+static void vm_memslots_wanted(const struct vm *vm, struct vm_memslot want[VM_MEMSLOTS])
 {
-	memset(want, 0, GUEST_MEMORY_MAX_REGIONS * sizeof(want[0]));
+	memset(want, 0, VM_MEMSLOTS * sizeof(want[0]));
 	for (unsigned i = 0; i < vm->mem.nregions; i++) {
 		const struct guest_region *g = &vm->mem.region[i];
-		want[g->slot] = (struct vm_memslot){true, g->gpa, g->size, g->hva,
-						    g->kind != GUEST_REGION_RAM && g->mode == GUEST_MAP_RO};
+		bool ro = guest_region_read_only(g);
+		uint64_t gpa = g->gpa, size = g->size;
+		uint8_t *hva = g->hva;
+		if (gpa < VM_MEMSLOT_EARLY_END && gpa + size > VM_MEMSLOT_EARLY_END) {
+			uint64_t head = VM_MEMSLOT_EARLY_END - gpa;
+			want[VM_MEMSLOT_EARLY] = (struct vm_memslot){true, gpa, head, hva, ro};
+			gpa += head;
+			size -= head;
+			hva += head;
+		}
+		uint64_t chunk = (size + VM_MEMSLOT_CHUNKS - 1) / VM_MEMSLOT_CHUNKS;
+		chunk = (chunk + VM_MEMSLOT_ALIGN - 1) & ~(VM_MEMSLOT_ALIGN - 1);
+		if (chunk < VM_MEMSLOT_CHUNK_MIN)
+			chunk = VM_MEMSLOT_CHUNK_MIN;
+		for (unsigned k = 0; size; k++) {
+			uint64_t n = size < chunk ? size : chunk;
+			want[g->slot * VM_MEMSLOT_CHUNKS + k] = (struct vm_memslot){true, gpa, n, hva, ro};
+			gpa += n;
+			size -= n;
+			hva += n;
+		}
 	}
 }
 
-/* Make KVM's slots those of @want, touching only the slots that differ. */
-static int vm_memslots_apply(struct vm *vm, const struct vm_memslot want[GUEST_MEMORY_MAX_REGIONS])
+/* Make KVM's slots those of @want, touching only the slots that differ; with @early_only,
+ * only the slots that end by VM_MEMSLOT_EARLY_END are made. */
+static int vm_memslots_apply(struct vm *vm, const struct vm_memslot want[VM_MEMSLOTS], bool early_only)
 {
 	/* Slots that change go first (KVM moves no slot: delete, then set), so no two overlap. */
-	for (unsigned s = 0; s < GUEST_MEMORY_MAX_REGIONS; s++) {
+	for (unsigned s = 0; s < VM_MEMSLOTS; s++) {
 		struct vm_memslot *have = &vm->memslots[s];
 		if (have->used && memcmp(have, &want[s], sizeof(*have)) != 0) {
 			int r = kvm_set_memory(&vm->kvm, s, have->gpa, 0, have->hva, false);
@@ -80,8 +102,9 @@ static int vm_memslots_apply(struct vm *vm, const struct vm_memslot want[GUEST_M
 			have->used = false;
 		}
 	}
-	for (unsigned s = 0; s < GUEST_MEMORY_MAX_REGIONS; s++) {
-		if (!want[s].used || vm->memslots[s].used)
+	for (unsigned s = 0; s < VM_MEMSLOTS; s++) {
+		if (!want[s].used || vm->memslots[s].used ||
+		    (early_only && want[s].gpa + want[s].size > VM_MEMSLOT_EARLY_END))
 			continue;
 		int r = kvm_set_memory(&vm->kvm, s, want[s].gpa, want[s].size, want[s].hva, want[s].readonly);
 		if (r)
@@ -93,9 +116,12 @@ static int vm_memslots_apply(struct vm *vm, const struct vm_memslot want[GUEST_M
 
 int vm_sync_memslots(struct vm *vm)
 {
-	struct vm_memslot want[GUEST_MEMORY_MAX_REGIONS];
+	int r = vm_memslots_settle(vm);
+	if (r)
+		return r;
+	struct vm_memslot want[VM_MEMSLOTS];
 	vm_memslots_wanted(vm, want);
-	return vm_memslots_apply(vm, want);
+	return vm_memslots_apply(vm, want, false);
 }
 
 /* @vm's vCPUs, in KVM's VM (registers as KVM makes them). */
@@ -122,27 +148,44 @@ static int vm_kvm_open(struct vm *vm)
 }
 
 /*
- * KVM's part of start-up, beside guest memory's. A thread of its own opens KVM's VM, then
- * makes the memory slots of guest memory's first regions, which the creating thread hands
- * over once it has placed them (vm_kvm_open_give_slots); the creating thread makes the
- * vCPUs once the VM exists (vm_kvm_open_vcpus), while the slots are being made. Here a
- * slot costs KVM time in proportion to its size (shadow paging allocates its reverse
- * maps), the VM and the vCPUs each about as long as setting up guest memory and loading
- * the image: all of it goes on at once. Until vm_kvm_open_join, only the opener touches
- * vm->memslots, and vm->kvm is the opener's until the VM exists (then read-only to it).
+ * KVM's part of start-up, beside guest memory's. A thread of its own (the opener) opens
+ * KVM's VM, then makes the memory slots of guest memory's regions, which the creating
+ * thread hands over once it has placed them (vm_kvm_open_give_slots); the creating thread
+ * makes the vCPUs once the VM exists (vm_kvm_open_vcpus), while the slots are being made.
+ * Here a slot costs KVM time in proportion to its size (shadow paging allocates its reverse
+ * maps: 0.6 ms per GiB), the VM and the vCPUs each about as long as setting up guest memory
+ * and loading the image: all of it goes on at once. The opening of the VM and the early
+ * slots are done by whichever thread comes to them first (vm_kvm_open_claim): the opener
+ * may start late.
+ *
+ * The slots come in two parts. The early one, guest-physical memory below
+ * VM_MEMSLOT_EARLY_END (the guest kernel: its code, page tables, descriptor tables and
+ * stacks), costs nothing and is all vm_create waits for. The rest is made while the guest
+ * already runs: until it is, a guest access there exits to the vCPU's thread as MMIO,
+ * which waits for the slots (vm_memslots_settle) and performs the access on the host's
+ * mapping. So a guest starts in the same time whatever its size.
+ *
+ * The opener owns vm->memslots until it is done; vm_memslots_settle waits for that and
+ * joins it. The creating thread frees it (vm_destroy).
  */
 struct vm_kvm_opening {
 	pthread_t thread;
-	bool started;
+	bool started;       /* the opener is a thread (else the creating thread does its work) */
 	struct vm *vm;
 	const char *kvm_path;      /* its own: vm->cfg may be written meanwhile */
 	atomic_bool opened; /* the VM exists, or open_r says why not */
 	atomic_bool given;  /* want holds the slots to make (none when guest memory failed) */
-	atomic_bool done;   /* the opener's work is over: slots_r and message are final */
+	atomic_bool early;  /* the early slots exist, or early_r says why not */
+	atomic_bool open_claimed, early_claimed; /* a thread does (or did) that step */
 	cpu_set_t cpus;     /* where the process may run: the opener's own once it started */
-	struct vm_memslot want[GUEST_MEMORY_MAX_REGIONS];
-	int open_r, slots_r;
+	struct vm_memslot want[VM_MEMSLOTS];
+	int open_r, early_r, slots_r;
 	char message[512];  /* error messages are per thread: the opener's, carried over */
+	pthread_mutex_t lock;
+	pthread_cond_t done_cond; /* signalled when done is set */
+	bool done;          /* (lock) all slots exist, or one of the results says why not */
+	bool joined;        /* (lock) the opener thread is joined */
+	uint64_t done_ns;   /* (lock) CLOCK_MONOTONIC when done */
 };
 
 /* Wait for @flag, set by the other thread. Start-up waits are short (a KVM call going on
@@ -154,29 +197,89 @@ static void vm_kvm_open_await(atomic_bool *flag)
 		sched_yield();
 }
 
-static void *vm_kvm_open_main(void *arg)
+static uint64_t vm_now_ns(void)
 {
-	struct vm_kvm_opening *o = arg;
-	pthread_setaffinity_np(pthread_self(), sizeof(o->cpus), &o->cpus); /* started: anywhere now */
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (uint64_t)t.tv_sec * 1000000000ull + (uint64_t)t.tv_nsec;
+}
+
+/* The opener's first two steps, each done by whichever thread claims it first: the
+ * opener, or the creating thread when it needs the step done and the opener has not
+ * started it (a new thread can be late here: a CPU that idles takes up to 1.5 ms to wake
+ * in this nested VM). */
+static bool vm_kvm_open_claim(atomic_bool *claimed)
+{
+	return !atomic_exchange_explicit(claimed, true, memory_order_acq_rel);
+}
+
+static void vm_kvm_open_do_open(struct vm_kvm_opening *o)
+{
 	memset(o->vm->memslots, 0, sizeof(o->vm->memslots));
 	o->open_r = kvm_open(&o->vm->kvm, o->kvm_path);
 	if (o->open_r)
 		snprintf(o->message, sizeof(o->message), "%s", error_message());
 	atomic_store_explicit(&o->opened, true, memory_order_release);
-	vm_kvm_open_await(&o->given);
-	if (!o->open_r && (o->slots_r = vm_memslots_apply(o->vm, o->want)) != 0)
+}
+
+/* Once opened and given the slots. */
+static void vm_kvm_open_do_early(struct vm_kvm_opening *o)
+{
+	if (!o->open_r && (o->early_r = vm_memslots_apply(o->vm, o->want, true)) != 0)
 		snprintf(o->message, sizeof(o->message), "%s", error_message());
-	atomic_store_explicit(&o->done, true, memory_order_release);
+	atomic_store_explicit(&o->early, true, memory_order_release);
+}
+
+static void vm_kvm_open_done(struct vm_kvm_opening *o)
+{
+	pthread_mutex_lock(&o->lock);
+	o->done = true;
+	o->done_ns = vm_now_ns();
+	pthread_cond_broadcast(&o->done_cond);
+	pthread_mutex_unlock(&o->lock);
+}
+
+/* The rest of the slots, once the early ones exist; then done. A failure here is the VM's
+ * end: the guest may already run. */
+static void vm_kvm_open_do_rest(struct vm_kvm_opening *o)
+{
+	if (!o->open_r && !o->early_r && (o->slots_r = vm_memslots_apply(o->vm, o->want, false)) != 0) {
+		snprintf(o->message, sizeof(o->message), "%s", error_message());
+		vm_stop_saying(o->vm, VM_EXIT_VMM_ERROR, o->message);
+	}
+	vm_kvm_open_done(o);
+}
+
+static void *vm_kvm_open_main(void *arg)
+{
+	struct vm_kvm_opening *o = arg;
+	pthread_setaffinity_np(pthread_self(), sizeof(o->cpus), &o->cpus); /* started: anywhere now */
+	if (vm_kvm_open_claim(&o->open_claimed))
+		vm_kvm_open_do_open(o);
+	vm_kvm_open_await(&o->opened);
+	vm_kvm_open_await(&o->given);
+	if (vm_kvm_open_claim(&o->early_claimed))
+		vm_kvm_open_do_early(o);
+	vm_kvm_open_await(&o->early);
+	vm_kvm_open_do_rest(o);
 	return NULL;
 }
 
-static void vm_kvm_open_start(struct vm_kvm_opening *o, struct vm *vm, const char *kvm_path)
+/* A new opening for @vm, started; NULL when there is no memory for one. */
+static struct vm_kvm_opening *vm_kvm_open_start(struct vm *vm, const char *kvm_path)
 {
+	struct vm_kvm_opening *o = calloc(1, sizeof(*o));
+	if (!o)
+		return NULL;
 	o->vm = vm;
 	o->kvm_path = kvm_path;
 	atomic_init(&o->opened, false);
 	atomic_init(&o->given, false);
-	atomic_init(&o->done, false);
+	atomic_init(&o->early, false);
+	atomic_init(&o->open_claimed, false);
+	atomic_init(&o->early_claimed, false);
+	pthread_mutex_init(&o->lock, NULL);
+	pthread_cond_init(&o->done_cond, NULL);
 	/* Started on another CPU than this thread's: left to itself, the scheduler often
 	 * queues a new thread behind its busy creator (here until the next tick, 4 ms) while
 	 * the other CPU idles. */
@@ -196,15 +299,7 @@ static void vm_kvm_open_start(struct vm_kvm_opening *o, struct vm *vm, const cha
 	}
 	o->started = pthread_create(&o->thread, &attr, vm_kvm_open_main, o) == 0;
 	pthread_attr_destroy(&attr);
-	if (!o->started) { /* no thread to spare: open in line; the slots come with the rest */
-		memset(vm->memslots, 0, sizeof(vm->memslots));
-		o->open_r = kvm_open(&vm->kvm, kvm_path);
-		if (o->open_r)
-			snprintf(o->message, sizeof(o->message), "%s", error_message());
-		atomic_store(&o->opened, true);
-		atomic_store(&o->given, true);
-		atomic_store(&o->done, true);
-	}
+	return o;
 }
 
 /* Hand the opener the slots of guest memory as it is now (NULL @vm: none, it failed).
@@ -221,34 +316,80 @@ static void vm_kvm_open_give_slots(struct vm_kvm_opening *o, const struct vm *vm
 /* Once KVM's VM exists: the vCPUs, on the calling thread. */
 static int vm_kvm_open_vcpus(struct vm_kvm_opening *o)
 {
+	if (vm_kvm_open_claim(&o->open_claimed))
+		vm_kvm_open_do_open(o);
 	vm_kvm_open_await(&o->opened);
 	if (o->open_r)
 		return error_set(-o->open_r, "%s", o->message);
 	return vm_kvm_vcpus(o->vm);
 }
 
-/* Wait for the opener; its result, and with @say its message made this thread's. */
-static int vm_kvm_open_join(struct vm_kvm_opening *o, bool say)
+/* The early slots, made here if the opener has not started them (and without an opener
+ * thread, all of them); the opening's result so far, and with @say its message made this
+ * thread's. Without @say vm_create has failed already: nothing more is done here (and
+ * this thread's message stays its own). */
+static int vm_kvm_open_await_early(struct vm_kvm_opening *o, bool say)
 {
-	if (o->started) {
-		vm_kvm_open_give_slots(o, NULL); /* if not given yet: nothing to wait for */
-		vm_kvm_open_await(&o->done);
-		pthread_join(o->thread, NULL);
+	vm_kvm_open_give_slots(o, NULL); /* if not given yet: nothing to wait for */
+	if (!say) {
+		if (!o->started)
+			vm_kvm_open_done(o);
+		return 0;
 	}
-	o->started = false;
-	int r = o->open_r ? o->open_r : o->slots_r;
+	if (vm_kvm_open_claim(&o->open_claimed))
+		vm_kvm_open_do_open(o);
+	vm_kvm_open_await(&o->opened);
+	if (vm_kvm_open_claim(&o->early_claimed))
+		vm_kvm_open_do_early(o);
+	vm_kvm_open_await(&o->early);
+	if (!o->started)
+		vm_kvm_open_do_rest(o);
+	int r = o->open_r ? o->open_r : o->early_r;
 	if (r && say)
 		error_set(-r, "%s", o->message);
 	return r;
 }
 
-/* With KVM open: memory slots for the regions, then the vCPUs in their PVH boot state
- * (@entry, @start_info) or, with @state, in that state. */
+/* When the opener was done (0: not yet, or no opener). */
+static uint64_t vm_memslots_done_ns(struct vm *vm)
+{
+	struct vm_kvm_opening *o = vm->kvm_opening;
+	if (!o)
+		return 0;
+	pthread_mutex_lock(&o->lock);
+	uint64_t t = o->done ? o->done_ns : 0;
+	pthread_mutex_unlock(&o->lock);
+	return t;
+}
+
+/* Wait until the opener is done and joined; its result (its message in o->message). */
+static int vm_kvm_open_finish(struct vm_kvm_opening *o)
+{
+	pthread_mutex_lock(&o->lock);
+	while (!o->done)
+		pthread_cond_wait(&o->done_cond, &o->lock);
+	if (o->started && !o->joined) {
+		pthread_join(o->thread, NULL);
+		o->joined = true;
+	}
+	int r = o->open_r ? o->open_r : o->early_r ? o->early_r : o->slots_r;
+	pthread_mutex_unlock(&o->lock);
+	return r;
+}
+
+int vm_memslots_settle(struct vm *vm)
+{
+	int r = vm->kvm_opening ? vm_kvm_open_finish(vm->kvm_opening) : 0;
+	return r ? error_set(-r, "%s", vm->kvm_opening->message) : 0;
+}
+
+/* With KVM open and the early slots made: the vCPUs in their PVH boot state (@entry,
+ * @start_info) or, with @state, in that state. */
 static int vm_kvm_setup(struct vm *vm, uint64_t entry, uint64_t start_info, const struct vm_state *state)
 {
-	int r = vm_sync_memslots(vm);
-	if (r || state)
-		return r ? r : vm_state_apply(vm, state);
+	if (state)
+		return vm_state_apply(vm, state);
+	int r = 0;
 	for (unsigned i = 0; !r && i < vm->cfg.ncpus; i++)
 		r = vcpu_set_boot_state(&vm->vcpus[i], entry, start_info);
 	return r;
@@ -266,24 +407,19 @@ static void vm_init(struct vm *vm)
 	atomic_init(&vm->pause_count, 0);
 	atomic_init(&vm->snapshot_busy, false);
 	atomic_init(&vm->first_run_ns, 0);
+	atomic_init(&vm->memslot_wait_accesses, 0);
 	vm->ready_fd = -1;
 }
 
 void vm_prepare(struct vm *vm, const char *kvm_path)
 {
-	static struct vm_kvm_opening opening; /* one VM per process is made this way */
 	vm_init(vm);
-	memset(&opening, 0, sizeof(opening));
-	vm->kvm_opening = &opening;
-	vm_kvm_open_start(&opening, vm, kvm_path);
+	vm->kvm_opening = vm_kvm_open_start(vm, kvm_path); /* NULL: vm_create tries again */
 }
 
 int vm_create(struct vm *vm, const struct vm_config *cfg)
 {
-	struct vm_kvm_opening local = {0}, *kvm_opening = NULL;
-	if (vm->kvm_opening) /* prepared: KVM is being opened already */
-		kvm_opening = vm->kvm_opening;
-	else
+	if (!vm->kvm_opening) /* else prepared: KVM is being opened already */
 		vm_init(vm);
 	vm->cfg = *cfg;
 
@@ -293,14 +429,15 @@ int vm_create(struct vm *vm, const struct vm_config *cfg)
 	uint64_t start_info = 0;
 	/* A restored VM has its memory and registers already: nothing to load. */
 	int r = cfg->restore ? 0 : vm_check_guest(cfg, &image, &size, &lr);
-	/* A bad image is reported as such on any host: KVM's errors come out at the join. */
-	if (!r && !kvm_opening)
-		vm_kvm_open_start(kvm_opening = &local, vm, cfg->kvm_path);
+	/* A bad image is reported as such on any host: KVM's errors come out later. */
+	if (!r && !vm->kvm_opening && !(vm->kvm_opening = vm_kvm_open_start(vm, cfg->kvm_path)))
+		r = error_set(ENOMEM, "no memory to open KVM");
+	struct vm_kvm_opening *kvm_opening = vm->kvm_opening;
 	/* The memory slots need only the regions' places: the opener makes them while the
 	 * rest of guest memory is built. */
 	if (!r)
 		r = guest_memory_place(&vm->mem, &cfg->mem);
-	if (!r && kvm_opening->started)
+	if (!r)
 		vm_kvm_open_give_slots(kvm_opening, vm);
 	if (!r)
 		r = guest_memory_create(&vm->mem, &cfg->mem);
@@ -311,6 +448,10 @@ int vm_create(struct vm *vm, const struct vm_config *cfg)
 	free(image);
 	if (!r && !cfg->restore)
 		r = boot_write_start_info(&vm->mem, cfg->cmdline, &start_info);
+	/* The fault thread is needed only once the guest runs, but costs a thread's start:
+	 * here it is made while KVM is still being opened. */
+	if (!r)
+		r = guest_memory_start(&vm->mem, vm_memory_error, vm);
 	if (!r)
 		r = serial_attach(vm, cfg->console_fd);
 	if (!r)
@@ -323,9 +464,8 @@ int vm_create(struct vm *vm, const struct vm_config *cfg)
 		r = id_port_attach(vm);
 	if (!r)
 		r = vm_kvm_open_vcpus(kvm_opening);
-	/* Joined whatever happened: the opener writes into vm. Guest memory's errors come first. */
-	int kr = kvm_opening ? vm_kvm_open_join(kvm_opening, !r) : 0;
-	vm->kvm_opening = NULL;
+	/* Guest memory's errors come first; the rest of the slots are made meanwhile. */
+	int kr = kvm_opening ? vm_kvm_open_await_early(kvm_opening, !r) : 0;
 	if (!r)
 		r = kr;
 	if (!r)
@@ -336,9 +476,6 @@ int vm_create(struct vm *vm, const struct vm_config *cfg)
 		snprintf(vm->origin_store, sizeof(vm->origin_store), "%s", cfg->origin_store);
 	if (cfg->origin_name)
 		snprintf(vm->origin_name, sizeof(vm->origin_name), "%s", cfg->origin_name);
-	r = guest_memory_start(&vm->mem, vm_memory_error, vm);
-	if (r)
-		goto err;
 	return 0;
 
 err:
@@ -369,9 +506,14 @@ int vm_fork_child_setup(struct vm *vm, const struct vm_state *state)
 	vm->monitor = NULL;
 	vm->user_paused = vm->quit_requested = false;
 	vm->snapshot_thread_started = false;
+	/* The parent's opening was settled (it forks paused): its copy is only memory here. */
+	free(vm->kvm_opening);
+	vm->kvm_opening = NULL;
 	int r = guest_memory_reattach(&vm->mem);
 	if (!r)
 		r = vm_kvm_open(vm);
+	if (!r)
+		r = vm_sync_memslots(vm);
 	if (!r)
 		r = vm_kvm_setup(vm, 0, 0, state);
 	if (!r)
@@ -403,6 +545,10 @@ bool vm_stop_saying(struct vm *vm, int status, const char *message)
 
 bool vm_pause(struct vm *vm)
 {
+	/* What pauses the guest may change its memory or copy the process: the opener has
+	 * finished first (its failure stops the VM, which the pause then sees). */
+	if (vm->kvm_opening)
+		vm_kvm_open_finish(vm->kvm_opening);
 	pthread_mutex_lock(&vm->lock);
 	atomic_fetch_add(&vm->pause_count, 1);
 	pthread_mutex_unlock(&vm->lock);
@@ -511,6 +657,8 @@ void vm_stats(struct vm *vm, void (*emit)(void *arg, const char *key, uint64_t v
 	emit(arg, "vm.test_port_messages", atomic_load(&vm->test_port.messages));
 	emit(arg, "vm.test_port_last", atomic_load(&vm->test_port.last));
 	emit(arg, "vm.first_run_monotonic_ns", atomic_load(&vm->first_run_ns));
+	emit(arg, "vm.memslots_done_monotonic_ns", vm_memslots_done_ns(vm));
+	emit(arg, "vm.memslot_wait_accesses", atomic_load(&vm->memslot_wait_accesses));
 	/* Deduplication happens where pages are stored: in the snapshot store. */
 	emit(arg, "snapshot.count", atomic_load(&vm->snapshots.count));
 	emit(arg, "snapshot.last_pause_ns", atomic_load(&vm->snapshots.last_pause_ns));
@@ -548,6 +696,13 @@ void vm_destroy(struct vm *vm)
 		}
 		free(vm->vcpus);
 		vm->vcpus = NULL;
+	}
+	if (vm->kvm_opening) { /* the opener writes into vm->kvm until it is done */
+		vm_kvm_open_finish(vm->kvm_opening);
+		pthread_mutex_destroy(&vm->kvm_opening->lock);
+		pthread_cond_destroy(&vm->kvm_opening->done_cond);
+		free(vm->kvm_opening);
+		vm->kvm_opening = NULL;
 	}
 	kvm_close(&vm->kvm);
 	guest_memory_destroy(&vm->mem);

@@ -47,6 +47,22 @@ struct vm_config {
 struct vcpu;
 struct monitor;
 
+/*
+ * KVM memory slots. A guest starts with only the early slot: the head of the region that
+ * holds the guest kernel, below VM_MEMSLOT_EARLY_END (ABI_FREE_BASE: the guest's workloads
+ * use only memory above); the rest are made while it runs. Each region has up to
+ * VM_MEMSLOT_CHUNKS slots, numbered from its slot number times that: KVM allocates the
+ * first shadow-paging root of a VM (in its first KVM_RUN) under the lock it holds while
+ * it makes a slot, 0.6 ms per GiB here, so the slots made while the guest starts are
+ * small enough (VM_MEMSLOT_CHUNK_MIN) not to hold it up for long.
+ */
+#define VM_MEMSLOT_EARLY_END 0x800000ull     /* ABI_FREE_BASE */
+#define VM_MEMSLOT_CHUNKS 16u
+#define VM_MEMSLOT_CHUNK_MIN (256ull << 20)
+#define VM_MEMSLOT_ALIGN (2ull << 20)        /* slots never split a huge page */
+#define VM_MEMSLOT_EARLY (GUEST_MEMORY_MAX_REGIONS * VM_MEMSLOT_CHUNKS)
+#define VM_MEMSLOTS (VM_MEMSLOT_EARLY + 1)
+
 /* A KVM memory slot as KVM has it now. */
 struct vm_memslot {
 	bool used;
@@ -67,7 +83,7 @@ struct vm {
 	struct test_port test_port;    /* (c) device state is its own */
 	struct id_port id_port;        /* (c) device state is its own */
 	struct vcpu *vcpus;            /* (c) cfg.ncpus of them */
-	struct vm_memslot memslots[GUEST_MEMORY_MAX_REGIONS]; /* (p) by slot number */
+	struct vm_memslot memslots[VM_MEMSLOTS]; /* (p) by slot number; the opener's until settled */
 	pthread_mutex_t lock;
 	pthread_cond_t stopped_cond;   /* signalled when stop_status is set */
 	pthread_cond_t park_cond;      /* signalled when pause_count or parked changes */
@@ -86,11 +102,12 @@ struct vm {
 		atomic_ullong last_prearm_ns, last_pause_protected; /* the write protection before and in the pause */
 	} snapshots;
 	atomic_ullong first_run_ns;    /* CLOCK_MONOTONIC when a vCPU first entered the guest, 0 before */
+	atomic_ullong memslot_wait_accesses; /* guest accesses done by a vCPU thread while slots were made */
 	pthread_t snapshot_thread;     /* (m) the monitor's snapshot-save worker */
 	bool snapshot_thread_started;  /* (m) */
 	unsigned children_made;        /* (m) forked children so far: the next is children_made + 1 */
 	int ready_fd;                  /* a forked child's pipe to its parent, -1 otherwise */
-	struct vm_kvm_opening *kvm_opening; /* KVM being opened beside the rest of vm_create, or NULL */
+	struct vm_kvm_opening *kvm_opening; /* (c) KVM's opener: see vm_memslots_settle; NULL before vm_create */
 	unsigned fork_index;           /* a forked child's number (NAME.K), 0 otherwise */
 	char origin_store[4096];       /* (c) realpath of the store the VM was restored from, or "" */
 	char origin_name[64];          /* (c) the snapshot it was restored from, or "" */
@@ -147,6 +164,11 @@ int vm_fork_child_setup(struct vm *vm, const struct vm_state *state);
 /* Bring KVM's memory slots in line with the guest memory regions (after a region change,
  * with the VM paused). 0 or -errno with a message. */
 int vm_sync_memslots(struct vm *vm);
+
+/* Wait until the memory slots of vm_create exist (it returns before all of them do: the
+ * guest starts meanwhile, see vm_kvm_opening in vm.c). 0, or -errno with a message when
+ * they could not be made (the VM is stopped then). Any thread; cheap once settled. */
+int vm_memslots_settle(struct vm *vm);
 
 /* Report the VM's statistics as flat dotted keys (vm.*, vcpu.N.*, and guest_memory_stats). */
 void vm_stats(struct vm *vm, void (*emit)(void *arg, const char *key, uint64_t value), void *arg);
