@@ -406,6 +406,32 @@ START_TEST(damaged_pack_stops_the_restored_guest_with_a_clear_error)
 }
 END_TEST
 
+START_TEST(pack_truncated_under_a_restored_guest_stops_it_with_a_clear_error)
+{
+	/* The store's files are mapped: a pack cut short by another process while a restored
+	 * guest runs must cost that VM a clear error, not the VMM a SIGBUS. */
+	vm_proc_start(&vm, NULL, "run", "-m", "64M", "-p", "seed=3 fill=16M,4M sync=1 await=0x7ff000 check=16M,4M",
+		      guest(), NULL);
+	vm_proc_wait_sync(&vm, 1);
+	json_decref(snapshot(&vm, "cut"));
+	json_decref(vm_proc_execute(&vm, "quit", NULL));
+	vm_proc_wait(&vm);
+
+	vm_proc_start(&vm2, NULL, "restore", "--store", store, "cut", NULL);
+	char path[128];
+	snprintf(path, sizeof(path), "%s/packs/00000001.pack", store);
+	ck_assert_int_eq(truncate(path, 0), 0);
+	json_t *args = json_pack("{s:I,s:s}", "addr", (json_int_t)0x7ff000, "data", "AQ==");
+	json_decref(vm_proc_execute(&vm2, "vm-write", args)); /* the guest goes on to read its pages */
+	json_decref(args);
+	int status = vm_proc_wait(&vm2);
+	char *err = vm_proc_output(&vm2, true);
+	ck_assert_msg(status == 125, "status %d: %s", status, err);
+	ck_assert_msg(strstr(err, "a file of the store was truncated under the running VM"), "%s", err);
+	free(err);
+}
+END_TEST
+
 /* Damage in a manifest's page entries is found when the restored guest first needs a page
  * they describe (the entries are checked lazily, chunk by chunk): the VM stops with one
  * line naming the manifest. */
@@ -530,6 +556,7 @@ Suite *kvm_snapshot_suite(void)
 	HARNESS_ADD_TEST(tc, store_holds_exactly_the_unique_nonzero_pages);
 	HARNESS_ADD_TEST(tc, kill_9_during_snapshots_leaves_the_store_valid);
 	HARNESS_ADD_TEST(tc, damaged_pack_stops_the_restored_guest_with_a_clear_error);
+	HARNESS_ADD_TEST(tc, pack_truncated_under_a_restored_guest_stops_it_with_a_clear_error);
 	HARNESS_ADD_TEST(tc, damaged_manifest_entries_stop_the_restored_guest_with_a_clear_error);
 	HARNESS_ADD_TEST(tc, broken_manifests_are_refused_at_restore);
 	HARNESS_ADD_TEST(tc, repeated_snapshots_keep_the_chain_short);
