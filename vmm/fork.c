@@ -18,6 +18,7 @@
 #include "guest/abi.h"
 #include "mmu/vm_domain.h"
 #include "mmu/vm_map.h"
+#include "vmm/clock.h"
 #include "vmm/commands.h"
 #include "vmm/error.h"
 #include "vmm/monitor.h"
@@ -84,13 +85,6 @@ static struct {
 	bool template_reaped;         /* (r) and its wait status: */
 	int template_status;          /* (r) */
 } fork_reap = {.lock = PTHREAD_MUTEX_INITIALIZER, .template_cond = PTHREAD_COND_INITIALIZER};
-
-static uint64_t now_ns(void)
-{
-	struct timespec t;
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (uint64_t)t.tv_sec * 1000000000ull + (uint64_t)t.tv_nsec;
-}
 
 static void fork_close(int *fd)
 {
@@ -251,11 +245,11 @@ static unsigned fork_make_children(struct fork_job *job, struct fork_result *res
 	*err = 0;
 	for (unsigned i = 0; i < job->count; i++) {
 		unsigned k = job->first + i;
-		uint64_t f0 = now_ns();
+		uint64_t f0 = clock_monotonic_ns();
 		pid_t pid = fork();
 		if (pid == 0)
 			fork_child_main(job, k);
-		uint64_t fork_ns = now_ns() - f0;
+		uint64_t fork_ns = clock_monotonic_ns() - f0;
 		if (pid < 0) {
 			*err = errno;
 			if (!res) {
@@ -397,7 +391,7 @@ static void fork_wait_template(struct fork_collect *fc)
 static void fork_collect(struct vm *vm, struct fork_result *res, struct fork_collect *fc, int report_rd,
 			 int ready_rd, unsigned generation)
 {
-	uint64_t deadline = now_ns() + FORK_READY_TIMEOUT_MS * 1000000ull;
+	uint64_t deadline = clock_monotonic_ns() + FORK_READY_TIMEOUT_MS * 1000000ull;
 	struct fork_msg m;
 	for (;;) {
 		int got;
@@ -422,7 +416,7 @@ static void fork_collect(struct vm *vm, struct fork_result *res, struct fork_col
 			if (all || !fc->ready_open)
 				return;
 		}
-		uint64_t now = now_ns();
+		uint64_t now = clock_monotonic_ns();
 		if (now >= deadline)
 			return;
 		struct pollfd p[2];
@@ -489,7 +483,7 @@ int vm_fork(struct vm *vm, const char *name, unsigned count, struct fork_result 
 	const char *why = fork_refusal(vm);
 	if (why)
 		return error_set(ENOTSUP, "%s", why);
-	uint64_t t0 = now_ns();
+	uint64_t t0 = clock_monotonic_ns();
 	/* More than one child: the parent pauses for the template's fork(2) only. Without
 	 * subreaping (it cannot fail on Linux >= 3.4) it makes them itself, paused meanwhile. */
 	bool template = count > 1 && fork_become_subreaper();
@@ -560,7 +554,7 @@ int vm_fork(struct vm *vm, const char *name, unsigned count, struct fork_result 
 	vm_domain_unlock(vm->mem.dom);
 	vm_state_free(&state);
 	vm_resume(vm);
-	res->pause_ns = now_ns() - t0;
+	res->pause_ns = clock_monotonic_ns() - t0;
 
 	fork_close(&job.ready_wr);
 	fork_close(&job.report_wr);
@@ -579,7 +573,7 @@ int vm_fork(struct vm *vm, const char *name, unsigned count, struct fork_result 
 			last = res->child[i].index;
 	if (last > vm->children_made)
 		vm->children_made = last;
-	res->ready_ns = now_ns() - t0;
+	res->ready_ns = clock_monotonic_ns() - t0;
 	if (!res->made)
 		return error_set(fc.fail_errno ? fc.fail_errno : ECHILD, "no child made: %s", res->child[0].error);
 	return 0;

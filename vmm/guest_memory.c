@@ -23,6 +23,7 @@
 #include "mmu/vm_map.h"
 #include "mmu/vm_object.h"
 #include "pagers/external_pager.h"
+#include "vmm/clock.h"
 #include "vmm/error.h"
 
 static const char *const map_mode_names[] = {"private", "ro", "shared"};
@@ -323,13 +324,6 @@ err:
 	return r;
 }
 
-static uint64_t now_ns(void)
-{
-	struct timespec t;
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (uint64_t)t.tv_sec * 1000000000ull + (uint64_t)t.tv_nsec;
-}
-
 /* The index in file_pagers of non-RAM region @g (they are numbered in address order). */
 static unsigned guest_memory_pager_index(const struct guest_memory *m, const struct guest_region *g)
 {
@@ -375,7 +369,7 @@ static void guest_memory_readahead(struct guest_memory *m, vm_addr_t gpa, vm_pro
 static int guest_memory_fault(void *arg, const struct fault_event *ev)
 {
 	struct guest_memory *m = arg;
-	uint64_t t0 = now_ns();
+	uint64_t t0 = clock_monotonic_ns();
 	vm_addr_t gpa = ev->address - (uint64_t)(uintptr_t)m->base;
 	vm_prot_t access = VM_PROT_READ | (ev->write ? VM_PROT_WRITE : 0);
 	struct vm_fault_info info = {0};
@@ -415,7 +409,7 @@ static int guest_memory_fault(void *arg, const struct fault_event *ev)
 			r = error_set(code, "guest %s of guest-physical 0x%llx failed: %s", ev->write ? "write" : "read",
 				      (unsigned long long)gpa, kern_return_name(kr));
 	}
-	uint64_t dt = now_ns() - t0;
+	uint64_t dt = clock_monotonic_ns() - t0;
 	unsigned bucket = 0;
 	while (bucket + 1 < GUEST_MEMORY_LATENCY_BUCKETS && (dt >> (bucket + 1)))
 		bucket++;

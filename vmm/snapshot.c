@@ -11,6 +11,7 @@
 #include "mmu/vm_domain.h"
 #include "mmu/vm_map.h"
 #include "mmu/vm_object.h"
+#include "vmm/clock.h"
 #include "vmm/error.h"
 #include "vmm/store.h"
 #include "vmm/vm.h"
@@ -19,13 +20,6 @@
 #define SNAPSHOT_CHUNK 1024u /* pages gathered per hold of the domain lock (4 MiB) */
 #define SNAPSHOT_PREARM_PASSES 3    /* passes of the pre-arm at most */
 #define SNAPSHOT_PREARM_ENOUGH 256u /* pages written during a pre-arm pass that the pause may protect */
-
-static uint64_t now_ns(void)
-{
-	struct timespec t;
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (uint64_t)t.tv_sec * 1000000000ull + (uint64_t)t.tv_nsec;
-}
 
 /* The frozen RAM of a VM: one copy per RAM region. */
 struct snapshot_copies {
@@ -49,7 +43,7 @@ static void snapshot_discard(struct vm *vm, struct snapshot_copies *c)
 static int snapshot_freeze(struct vm *vm, struct vm_state *state, struct snapshot_copies *c, uint64_t *pause_ns,
 			   uint64_t *protected)
 {
-	uint64_t t0 = now_ns();
+	uint64_t t0 = clock_monotonic_ns();
 	if (!vm_pause(vm))
 		return error_set(ESHUTDOWN, "the VM is shutting down");
 	int r = vm_state_capture(vm, state);
@@ -72,7 +66,7 @@ static int snapshot_freeze(struct vm *vm, struct vm_state *state, struct snapsho
 		vm_domain_unlock(vm->mem.dom);
 	}
 	vm_resume(vm);
-	*pause_ns = now_ns() - t0;
+	*pause_ns = clock_monotonic_ns() - t0;
 	if (r) {
 		vm_state_free(state);
 		snapshot_discard(vm, c);
@@ -156,7 +150,7 @@ static const char *snapshot_parent(const struct vm *vm, const char *dir)
 int snapshot_save(struct vm *vm, const char *dir, const char *name, snapshot_progress_fn *progress, void *arg,
 		  struct snapshot_result *res)
 {
-	uint64_t t0 = now_ns();
+	uint64_t t0 = clock_monotonic_ns();
 	memset(res, 0, sizeof(*res));
 	for (unsigned i = 0; i < vm->mem.nregions; i++)
 		if (vm->mem.region[i].kind != GUEST_REGION_RAM)
@@ -190,10 +184,10 @@ int snapshot_save(struct vm *vm, const char *dir, const char *name, snapshot_pro
 	snprintf(res->parent, sizeof(res->parent), "%s", parent_name ? parent_name : "");
 
 	/* Most of the write protection, before the pause: the guest runs meanwhile. */
-	uint64_t t_arm = now_ns();
+	uint64_t t_arm = clock_monotonic_ns();
 	struct guest_memory_prearm arm;
 	guest_memory_prearm(&vm->mem, SNAPSHOT_PREARM_PASSES, SNAPSHOT_PREARM_ENOUGH, &arm);
-	res->prearm_ns = now_ns() - t_arm;
+	res->prearm_ns = clock_monotonic_ns() - t_arm;
 	res->prearm_passes = arm.passes;
 	res->prearm_pages = arm.armed;
 	r = snapshot_freeze(vm, &state, &copies, &res->pause_ns, &res->pause_protected);
@@ -230,7 +224,7 @@ int snapshot_save(struct vm *vm, const char *dir, const char *name, snapshot_pro
 		atomic_store(&vm->snapshots.last_pause_ns, res->pause_ns);
 		atomic_store(&vm->snapshots.last_prearm_ns, res->prearm_ns);
 		atomic_store(&vm->snapshots.last_pause_protected, res->pause_protected);
-		atomic_store(&vm->snapshots.last_total_ns, now_ns() - t0);
+		atomic_store(&vm->snapshots.last_total_ns, clock_monotonic_ns() - t0);
 	}
 out:
 	if (copies.n)
@@ -240,6 +234,6 @@ out:
 	store_snapshot_close(parent);
 	store_close(store);
 	atomic_store(&vm->snapshot_busy, false);
-	res->total_ns = now_ns() - t0;
+	res->total_ns = clock_monotonic_ns() - t0;
 	return r;
 }

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "vmm/boot.h"
+#include "vmm/clock.h"
 #include "vmm/error.h"
 #include "vmm/kvm_stats.h"
 #include "vmm/vm.h"
@@ -209,11 +210,8 @@ static void *vcpu_thread(void *arg)
 			continue;
 		}
 		if (!atomic_load(&c->vm->first_run_ns)) {
-			struct timespec t;
-			clock_gettime(CLOCK_MONOTONIC, &t);
 			unsigned long long zero = 0;
-			atomic_compare_exchange_strong(&c->vm->first_run_ns, &zero,
-						       (unsigned long long)t.tv_sec * 1000000000ull + (unsigned long long)t.tv_nsec);
+			atomic_compare_exchange_strong(&c->vm->first_run_ns, &zero, clock_monotonic_ns());
 		}
 		if (ioctl(c->fd, KVM_RUN, 0) != 0) {
 			if (errno == EINTR || errno == EAGAIN)

@@ -12,6 +12,7 @@
 
 #include "guest/abi.h"
 #include "vmm/boot.h"
+#include "vmm/clock.h"
 #include "vmm/error.h"
 #include "vmm/kvm_stats.h"
 #include "vmm/loader.h"
@@ -197,13 +198,6 @@ static void vm_kvm_open_await(atomic_bool *flag)
 		sched_yield();
 }
 
-static uint64_t vm_now_ns(void)
-{
-	struct timespec t;
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (uint64_t)t.tv_sec * 1000000000ull + (uint64_t)t.tv_nsec;
-}
-
 /* The opener's first two steps, each done by whichever thread claims it first: the
  * opener, or the creating thread when it needs the step done and the opener has not
  * started it (a new thread can be late here: a CPU that idles takes up to 1.5 ms to wake
@@ -234,7 +228,7 @@ static void vm_kvm_open_done(struct vm_kvm_opening *o)
 {
 	pthread_mutex_lock(&o->lock);
 	o->done = true;
-	o->done_ns = vm_now_ns();
+	o->done_ns = clock_monotonic_ns();
 	pthread_cond_broadcast(&o->done_cond);
 	pthread_mutex_unlock(&o->lock);
 }

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "vmm/clock.h"
 #include "vmm/error.h"
 #include "vmm/monitor.h"
 #include "vmm/fork.h"
@@ -81,17 +82,10 @@ struct snapshot_job {
 	uint64_t last_event_ns;
 };
 
-static uint64_t monotonic_ns(void)
-{
-	struct timespec t;
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (uint64_t)t.tv_sec * 1000000000ull + (uint64_t)t.tv_nsec;
-}
-
 static void snapshot_job_progress(void *arg, uint64_t done, uint64_t total)
 {
 	struct snapshot_job *job = arg;
-	uint64_t now = monotonic_ns();
+	uint64_t now = clock_monotonic_ns();
 	if (done != total && now - job->last_event_ns < 100000000ull)
 		return; /* at most ten progress events a second */
 	job->last_event_ns = now;
