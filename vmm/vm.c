@@ -244,17 +244,29 @@ static void vm_kvm_open_do_rest(struct vm_kvm_opening *o)
 	vm_kvm_open_done(o);
 }
 
-static void *vm_kvm_open_main(void *arg)
+/* The VM opened, by this thread unless another claimed it first. */
+static void vm_kvm_open_opened(struct vm_kvm_opening *o)
 {
-	struct vm_kvm_opening *o = arg;
-	pthread_setaffinity_np(pthread_self(), sizeof(o->cpus), &o->cpus); /* started: anywhere now */
 	if (vm_kvm_open_claim(&o->open_claimed))
 		vm_kvm_open_do_open(o);
 	vm_kvm_open_await(&o->opened);
+}
+
+/* The early slots made, likewise (once the slots are given). */
+static void vm_kvm_open_early_made(struct vm_kvm_opening *o)
+{
+	vm_kvm_open_opened(o);
 	vm_kvm_open_await(&o->given);
 	if (vm_kvm_open_claim(&o->early_claimed))
 		vm_kvm_open_do_early(o);
 	vm_kvm_open_await(&o->early);
+}
+
+static void *vm_kvm_open_main(void *arg)
+{
+	struct vm_kvm_opening *o = arg;
+	pthread_setaffinity_np(pthread_self(), sizeof(o->cpus), &o->cpus); /* started: anywhere now */
+	vm_kvm_open_early_made(o);
 	vm_kvm_open_do_rest(o);
 	return NULL;
 }
@@ -310,9 +322,7 @@ static void vm_kvm_open_give_slots(struct vm_kvm_opening *o, const struct vm *vm
 /* Once KVM's VM exists: the vCPUs, on the calling thread. */
 static int vm_kvm_open_vcpus(struct vm_kvm_opening *o)
 {
-	if (vm_kvm_open_claim(&o->open_claimed))
-		vm_kvm_open_do_open(o);
-	vm_kvm_open_await(&o->opened);
+	vm_kvm_open_opened(o);
 	if (o->open_r)
 		return error_set(-o->open_r, "%s", o->message);
 	return vm_kvm_vcpus(o->vm);
@@ -330,18 +340,11 @@ static int vm_kvm_open_await_early(struct vm_kvm_opening *o, bool say)
 			vm_kvm_open_done(o);
 		return 0;
 	}
-	if (vm_kvm_open_claim(&o->open_claimed))
-		vm_kvm_open_do_open(o);
-	vm_kvm_open_await(&o->opened);
-	if (vm_kvm_open_claim(&o->early_claimed))
-		vm_kvm_open_do_early(o);
-	vm_kvm_open_await(&o->early);
+	vm_kvm_open_early_made(o);
 	if (!o->started)
 		vm_kvm_open_do_rest(o);
 	int r = o->open_r ? o->open_r : o->early_r;
-	if (r && say)
-		error_set(-r, "%s", o->message);
-	return r;
+	return r ? error_set(-r, "%s", o->message) : 0;
 }
 
 /* When the opener was done (0: not yet, or no opener). */
