@@ -72,13 +72,6 @@ static void teardown(void)
 			kill(children[i], SIGKILL);
 }
 
-static const char *guest(void)
-{
-	static char g[4096];
-	snprintf(g, sizeof(g), "%s", harness_build_path("guest.elf"));
-	return g;
-}
-
 static long long jint(json_t *o, const char *key)
 {
 	return json_integer_value(json_object_get(o, key));
@@ -93,7 +86,7 @@ static void sleep_ms(long ms)
 /* Start the parent VM running SCRIPT and wait until it waits for its first fork. */
 static void start_parent(const char *cpus)
 {
-	vm_proc_start(&vm, NULL, "run", "-n", name, "-c", cpus, "-m", "64M", "-p", SCRIPT, guest(), NULL);
+	vm_proc_start(&vm, NULL, "run", "-n", name, "-c", cpus, "-m", "64M", "-p", SCRIPT, harness_guest(), NULL);
 	vm_proc_wait_sync(&vm, 1);
 }
 
@@ -377,7 +370,7 @@ END_TEST
 
 START_TEST(fork_children_see_parent_pages_and_only_their_own_writes)
 {
-	vm_proc_start(&vm, NULL, "run", "-n", name, "-c", "2", "-m", "64M", "-p", "forktest=16M", guest(), NULL);
+	vm_proc_start(&vm, NULL, "run", "-n", name, "-c", "2", "-m", "64M", "-p", "forktest=16M", harness_guest(), NULL);
 	vm_proc_wait_sync(&vm, 1);
 	json_t *args = json_pack("{s:i}", "count", 3);
 	json_t *res = vm_proc_execute(&vm, "fork", args);

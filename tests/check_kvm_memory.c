@@ -39,13 +39,6 @@ static void teardown(void)
 	ck_assert_int_eq(system(cmd), 0);
 }
 
-static const char *guest(void)
-{
-	static char g[4096];
-	snprintf(g, sizeof(g), "%s", harness_build_path("guest.elf"));
-	return g;
-}
-
 static void call(struct vm_proc *v, const char *cmd, json_t *args)
 {
 	json_decref(vm_proc_execute(v, cmd, args));
@@ -100,7 +93,7 @@ static void expect_map(struct vm_proc *v, const struct entry *want, size_t n, un
 
 START_TEST(query_memory_shows_the_map_the_test_built)
 {
-	vm_proc_start(&vm, NULL, "run", "-n", "mapped", "-m", "64M", "-p", "sync=1 idle", guest(), NULL);
+	vm_proc_start(&vm, NULL, "run", "-n", "mapped", "-m", "64M", "-p", "sync=1 idle", harness_guest(), NULL);
 	vm_proc_wait_sync(&vm, 1);
 	call(&vm, "vm-allocate", json_pack("{s:I,s:I}", "addr", G1, "size", (json_int_t)(1 << 20)));
 	call(&vm, "vm-protect", json_pack("{s:I,s:I,s:s}", "addr", G1, "size", 4096ll, "protection", "r"));
@@ -155,7 +148,7 @@ END_TEST
 
 START_TEST(guest_uses_memory_allocated_at_run_time)
 {
-	vm_proc_start(&vm, NULL, "run", "-m", "64M", "-p", "sync=1 await=" MAILBOX " seed=3 fill=1G,1M check=1G,1M", guest(),
+	vm_proc_start(&vm, NULL, "run", "-m", "64M", "-p", "sync=1 await=" MAILBOX " seed=3 fill=1G,1M check=1G,1M", harness_guest(),
 		      NULL);
 	vm_proc_wait_sync(&vm, 1);
 	call(&vm, "vm-allocate", json_pack("{s:I,s:I}", "addr", G1, "size", (json_int_t)(1 << 20)));
@@ -170,7 +163,7 @@ END_TEST
 START_TEST(vm_read_sees_what_the_guest_wrote_and_vm_write_what_it_reads)
 {
 	vm_proc_start(&vm, NULL, "run", "-m", "64M", "-p", "seed=5 fill=16M,64K sync=1 await=" MAILBOX " check=16M,4K",
-		      guest(), NULL);
+		      harness_guest(), NULL);
 	vm_proc_wait_sync(&vm, 1);
 	json_t *r = vm_proc_execute(&vm, "vm-read", json_pack("{s:I,s:I}", "addr", 16ll << 20, "size", 4096ll));
 	uint8_t page[4096];
@@ -197,7 +190,7 @@ END_TEST
 
 START_TEST(write_to_protected_memory_stops_the_guest)
 {
-	vm_proc_start(&vm, NULL, "run", "-m", "64M", "-p", "sync=1 await=" MAILBOX " poke=0x1000000", guest(), NULL);
+	vm_proc_start(&vm, NULL, "run", "-m", "64M", "-p", "sync=1 await=" MAILBOX " poke=0x1000000", harness_guest(), NULL);
 	vm_proc_wait_sync(&vm, 1);
 	call(&vm, "vm-protect", json_pack("{s:I,s:I,s:s}", "addr", 16ll << 20, "size", 4096ll, "protection", "r"));
 	release_guest(&vm);
@@ -211,7 +204,7 @@ END_TEST
 
 START_TEST(deallocated_memory_is_outside_guest_memory)
 {
-	vm_proc_start(&vm, NULL, "run", "-m", "64M", "-p", "sync=1 await=" MAILBOX " poke=0x1000000", guest(), NULL);
+	vm_proc_start(&vm, NULL, "run", "-m", "64M", "-p", "sync=1 await=" MAILBOX " poke=0x1000000", harness_guest(), NULL);
 	vm_proc_wait_sync(&vm, 1);
 	call(&vm, "vm-deallocate", json_pack("{s:I,s:I}", "addr", 16ll << 20, "size", 2ll << 20));
 	release_guest(&vm);
@@ -224,7 +217,7 @@ END_TEST
 
 START_TEST(mach_errors_come_back_by_name)
 {
-	vm_proc_start(&vm, NULL, "run", "-m", "64M", "-p", "sync=1 idle", guest(), NULL);
+	vm_proc_start(&vm, NULL, "run", "-m", "64M", "-p", "sync=1 idle", harness_guest(), NULL);
 	call_fails(&vm, "vm-protect", json_pack("{s:I,s:I,s:s}", "addr", 100ll, "size", 4096ll, "protection", "r"),
 		   "KERN_INVALID_ARGUMENT");
 	call_fails(&vm, "vm-protect", json_pack("{s:I,s:I,s:s}", "addr", G1, "size", 4096ll, "protection", "r"),

@@ -43,13 +43,6 @@ static void teardown(void)
 	ck_assert_int_eq(system(cmd), 0);
 }
 
-static const char *guest(void)
-{
-	static char g[4096];
-	snprintf(g, sizeof(g), "%s", harness_build_path("guest.elf"));
-	return g;
-}
-
 /* snapshot-save @name into the store; returns the result (decref it). */
 static json_t *snapshot(struct vm_proc *v, const char *name)
 {
@@ -81,7 +74,7 @@ START_TEST(snapshot_mid_run_then_restore_finishes_every_round)
 	/* The guest rewrites and verifies 32 MiB 200 times; snapshot it at round 5, let it
 	 * finish, then restore: the restored guest resumes mid-run and must verify every
 	 * remaining round against the memory it got back. */
-	vm_proc_start(&vm, NULL, "run", "-c", "2", "-m", "128M", "-p", "rounds=32M,200", guest(), NULL);
+	vm_proc_start(&vm, NULL, "run", "-c", "2", "-m", "128M", "-p", "rounds=32M,200", harness_guest(), NULL);
 	vm_proc_wait_sync(&vm, 5);
 	json_t *s = snapshot(&vm, "s1");
 	ck_assert_str_eq(json_string_value(json_object_get(s, "parent")), "");
@@ -114,7 +107,7 @@ START_TEST(snapshots_of_a_guest_writing_on_every_cpu_restore_to_verified_rounds)
 	 * RAM write-protected ahead of each pause while they write (pre-arm) and copied on
 	 * write after it. Every restored guest finishes the rounds, each checked against the
 	 * memory it got back. */
-	vm_proc_start(&vm, NULL, "run", "-c", "2", "-m", "128M", "-p", "rounds=24M,30", guest(), NULL);
+	vm_proc_start(&vm, NULL, "run", "-c", "2", "-m", "128M", "-p", "rounds=24M,30", harness_guest(), NULL);
 	const char *names[] = {"w1", "w2", "w3"};
 	for (unsigned i = 0; i < 3; i++) {
 		vm_proc_wait_sync(&vm, 2 + 3 * i);
@@ -165,7 +158,7 @@ START_TEST(snapshots_of_a_guest_rewriting_a_few_pages_restore_to_verified_rounds
 	 * writer reads them. Had one of them been left writable at the pause, the snapshot
 	 * would hold a later round than the vCPUs' state, and the restored guest, re-checking
 	 * the round it was in, would stop at once with a mismatch. */
-	vm_proc_start(&vm, NULL, "run", "-c", "2", "-m", "320M", "-p", "touch=256M spin=64K", guest(), NULL);
+	vm_proc_start(&vm, NULL, "run", "-c", "2", "-m", "320M", "-p", "touch=256M spin=64K", harness_guest(), NULL);
 	const char *names[] = {"h1", "h2", "h3"};
 	long long before[3];
 	for (unsigned i = 0; i < 3; i++) {
@@ -199,7 +192,7 @@ START_TEST(fork_after_a_snapshot_keeps_each_vms_writes_its_own)
 	 * children start with a new userfaultfd and must not trust that memory. */
 	char name[32]; /* children are NAME.K, with sockets in the runtime directory: a name of this run's own */
 	snprintf(name, sizeof(name), "sf%d", (int)getpid());
-	vm_proc_start(&vm, NULL, "run", "-n", name, "-m", "64M", "-p", "forktest=8M", guest(), NULL);
+	vm_proc_start(&vm, NULL, "run", "-n", name, "-m", "64M", "-p", "forktest=8M", harness_guest(), NULL);
 	vm_proc_wait_sync(&vm, 1);
 	json_decref(snapshot(&vm, "before-fork"));
 	json_t *args = json_pack("{s:i}", "count", 2);
@@ -221,7 +214,7 @@ END_TEST
 
 START_TEST(snapshot_of_restored_guest_stores_only_what_changed)
 {
-	vm_proc_start(&vm, NULL, "run", "-m", "128M", "-p", "rounds=16M,1000000", guest(), NULL);
+	vm_proc_start(&vm, NULL, "run", "-m", "128M", "-p", "rounds=16M,1000000", harness_guest(), NULL);
 	vm_proc_wait_sync(&vm, 2);
 	json_t *s1 = snapshot(&vm, "base");
 	long long base_pages = jint(s1, "listed");
@@ -258,7 +251,7 @@ START_TEST(restored_pages_the_guest_only_reads_are_held_once_and_not_listed_agai
 	 * guest's own object, none left with the snapshot pager. A snapshot of it then lists
 	 * none of those pages: they equal the parent's. */
 	vm_proc_start(&vm, NULL, "run", "-m", "128M", "-p",
-		      "seed=7 fill=0x4000000,32M sync=1 await=0x7ff000 check=0x4000000,32M sync=2 idle", guest(), NULL);
+		      "seed=7 fill=0x4000000,32M sync=1 await=0x7ff000 check=0x4000000,32M sync=2 idle", harness_guest(), NULL);
 	vm_proc_wait_sync(&vm, 1);
 	json_decref(snapshot(&vm, "filled"));
 	json_decref(vm_proc_execute(&vm, "quit", NULL));
@@ -291,7 +284,7 @@ START_TEST(store_holds_exactly_the_unique_nonzero_pages)
 {
 	/* 1024 pages of distinct patterns, 1024 copies of one page, the rest zero or the
 	 * guest's own few pages. */
-	vm_proc_start(&vm, NULL, "run", "-m", "64M", "-p", "fill=16M,4M dup=24M,4M sync=1 idle", guest(), NULL);
+	vm_proc_start(&vm, NULL, "run", "-m", "64M", "-p", "fill=16M,4M dup=24M,4M sync=1 idle", harness_guest(), NULL);
 	vm_proc_wait_sync(&vm, 1);
 	json_decref(snapshot(&vm, "d"));
 	struct store *s;
@@ -341,7 +334,7 @@ START_TEST(kill_9_during_snapshots_leaves_the_store_valid)
 	unsigned seed = (unsigned)time(NULL);
 	srand(seed);
 	for (int round = 0; round < 6; round++) {
-		vm_proc_start(&vm, NULL, "run", "-m", "128M", "-p", "rounds=48M,1000000", guest(), NULL);
+		vm_proc_start(&vm, NULL, "run", "-m", "128M", "-p", "rounds=48M,1000000", harness_guest(), NULL);
 		vm_proc_wait_sync(&vm, 0);
 		char name[32];
 		snprintf(name, sizeof(name), "k%d", round);
@@ -378,7 +371,7 @@ END_TEST
 
 START_TEST(damaged_pack_stops_the_restored_guest_with_a_clear_error)
 {
-	vm_proc_start(&vm, NULL, "run", "-m", "64M", "-p", "fill=16M,4M sync=1 idle", guest(), NULL);
+	vm_proc_start(&vm, NULL, "run", "-m", "64M", "-p", "fill=16M,4M sync=1 idle", harness_guest(), NULL);
 	vm_proc_wait_sync(&vm, 1);
 	json_decref(snapshot(&vm, "x"));
 	json_decref(vm_proc_execute(&vm, "quit", NULL));
@@ -411,7 +404,7 @@ START_TEST(pack_truncated_under_a_restored_guest_stops_it_with_a_clear_error)
 	/* The store's files are mapped: a pack cut short by another process while a restored
 	 * guest runs must cost that VM a clear error, not the VMM a SIGBUS. */
 	vm_proc_start(&vm, NULL, "run", "-m", "64M", "-p", "seed=3 fill=16M,4M sync=1 await=0x7ff000 check=16M,4M",
-		      guest(), NULL);
+		      harness_guest(), NULL);
 	vm_proc_wait_sync(&vm, 1);
 	json_decref(snapshot(&vm, "cut"));
 	json_decref(vm_proc_execute(&vm, "quit", NULL));
@@ -437,7 +430,7 @@ END_TEST
  * line naming the manifest. */
 START_TEST(damaged_manifest_entries_stop_the_restored_guest_with_a_clear_error)
 {
-	vm_proc_start(&vm, NULL, "run", "-m", "64M", "-p", "fill=16M,4M sync=1 idle", guest(), NULL);
+	vm_proc_start(&vm, NULL, "run", "-m", "64M", "-p", "fill=16M,4M sync=1 idle", harness_guest(), NULL);
 	vm_proc_wait_sync(&vm, 1);
 	json_decref(snapshot(&vm, "z"));
 	json_decref(vm_proc_execute(&vm, "quit", NULL));
@@ -474,7 +467,7 @@ END_TEST
 
 START_TEST(broken_manifests_are_refused_at_restore)
 {
-	vm_proc_start(&vm, NULL, "run", "-m", "64M", "-p", "sync=1 idle", guest(), NULL);
+	vm_proc_start(&vm, NULL, "run", "-m", "64M", "-p", "sync=1 idle", harness_guest(), NULL);
 	vm_proc_wait_sync(&vm, 1);
 	json_decref(snapshot(&vm, "y"));
 	json_decref(vm_proc_execute(&vm, "quit", NULL));
@@ -501,7 +494,7 @@ END_TEST
 
 START_TEST(repeated_snapshots_keep_the_chain_short)
 {
-	vm_proc_start(&vm, NULL, "run", "-m", "64M", "-p", "spin=8M", guest(), NULL);
+	vm_proc_start(&vm, NULL, "run", "-m", "64M", "-p", "spin=8M", harness_guest(), NULL);
 	for (int i = 0; i < 8; i++) {
 		char name[16];
 		snprintf(name, sizeof(name), "c%d", i);
@@ -526,7 +519,7 @@ START_TEST(vms_with_mapped_files_are_neither_forked_nor_snapshotted)
 	close(fd);
 	char map[128];
 	snprintf(map, sizeof(map), "%s@1G,ro", file);
-	vm_proc_start(&vm, NULL, "run", "-m", "64M", "--map", map, "-p", "spin=4M", guest(), NULL);
+	vm_proc_start(&vm, NULL, "run", "-m", "64M", "--map", map, "-p", "spin=4M", harness_guest(), NULL);
 	json_t *ret = NULL;
 	json_t *args = json_pack("{s:i}", "count", 1);
 	ck_assert_int_eq(qmp_client_execute(vm.c, "fork", args, &ret, VM_PROC_TIMEOUT_MS), -EREMOTEIO);

@@ -37,4 +37,7 @@ bool harness_requires(unsigned needs);
  * Returns one of 8 static buffers used in turn: valid for the next 7 calls. */
 const char *harness_build_path(const char *name);
 
+/* harness_build_path("guest.elf") in a buffer of its own: valid for the whole run. */
+const char *harness_guest(void);
+
 #endif

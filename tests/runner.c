@@ -115,6 +115,13 @@ const char *harness_build_path(const char *name)
 	return path;
 }
 
+const char *harness_guest(void)
+{
+	static char g[4096];
+	snprintf(g, sizeof(g), "%s", harness_build_path("guest.elf"));
+	return g;
+}
+
 static bool selected(const char *name, int argc, char **argv, int first)
 {
 	if (first >= argc)
