@@ -188,6 +188,41 @@ START_TEST(test_thousands_of_pages_with_repeats_dedup_exactly)
 }
 END_TEST
 
+/* Insert keys a page by hashing it in the pass that copies it; find hashes with the library.
+ * Every inserted page must be found again: pages one byte apart at each stripe and block
+ * border of XXH3's loop, and random pages read from an address that is not 16-byte aligned. */
+START_TEST(test_insert_and_find_agree_on_every_page)
+{
+	struct page_store *s = store_new(NULL);
+	static const size_t flips[] = {0, 15, 16, 63, 64, 1023, 1024, 2047, 3071, 3072, 4031, 4032, 4095};
+	enum { NFLIPS = sizeof(flips) / sizeof(flips[0]), NRANDOM = 500 };
+	static uint8_t buf[VM_PAGE_SIZE + 1];
+	uint8_t *unaligned = buf + 1, copy[VM_PAGE_SIZE];
+	uint64_t x = 0x9e3779b97f4a7c15ull;
+	for (int i = 0; i < NFLIPS + NRANDOM; i++) {
+		if (i < NFLIPS) {
+			fill(unaligned, 3);
+			unaligned[flips[i]] ^= 0x80;
+		} else {
+			for (size_t b = 0; b < VM_PAGE_SIZE; b++) {
+				x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+				unaligned[b] = (uint8_t)x;
+			}
+		}
+		page_ref_t inserted, found;
+		ck_assert_int_eq(page_store_insert(s, unaligned, &inserted), 0);
+		memcpy(copy, unaligned, VM_PAGE_SIZE);
+		ck_assert_int_eq(page_store_find(s, copy, &found), 0);
+		ck_assert_uint_eq(found, inserted);
+		ck_assert_mem_eq(page_store_lookup(s, inserted), copy, VM_PAGE_SIZE);
+	}
+	struct page_store_stats st = stats_of(s);
+	ck_assert_uint_eq(st.unique_pages, NFLIPS + NRANDOM);
+	ck_assert_uint_eq(st.collisions, 0);
+	page_store_destroy(s);
+}
+END_TEST
+
 Suite *page_store_suite(void)
 {
 	Suite *s = suite_create("page_store");
@@ -200,6 +235,7 @@ Suite *page_store_suite(void)
 	HARNESS_ADD_TEST(tc, test_the_last_release_frees_the_page_and_its_slot_is_reused);
 	HARNESS_ADD_TEST(tc, test_find_adds_no_reference);
 	HARNESS_ADD_TEST(tc, test_thousands_of_pages_with_repeats_dedup_exactly);
+	HARNESS_ADD_TEST(tc, test_insert_and_find_agree_on_every_page);
 	suite_add_tcase(s, tc);
 	return s;
 }
