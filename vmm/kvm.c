@@ -60,12 +60,17 @@ int kvm_open(struct kvm *k, const char *path)
 	}
 	/* Intel needs three pages for its real-mode TSS; they sit in the hole below 4 GiB. */
 	(void)ioctl(k->vm_fd, KVM_SET_TSS_ADDR, 0xfffbd000ul);
-	k->stats = kvm_stats_open(k->vm_fd);
 	return 0;
 
 err_close:
 	kvm_close(k);
 	return r;
+}
+
+void kvm_open_stats(struct kvm *k)
+{
+	if (!k->stats)
+		k->stats = kvm_stats_open(k->vm_fd);
 }
 
 void kvm_close(struct kvm *k)

@@ -47,6 +47,7 @@ struct pmap_uffd {
 	uint64_t size;          /* (c) bytes of guest-physical space behind base */
 	uint8_t *stage;         /* (d) bytes of the staged run, VM_CLUSTER_MAX pages */
 	const uint8_t *zero;    /* (c) VM_CLUSTER_MAX zero pages, the source of zero fills */
+	bool zero_mapped;       /* (d) zero is in the page tables */
 	vm_addr_t run_start;    /* (d) first page of the staged run */
 	unsigned run_pages;     /* (d) 0: nothing staged */
 	vm_prot_t run_prot;     /* (d) */

@@ -145,19 +145,24 @@ static int vm_kvm_open(struct vm *vm)
 {
 	memset(vm->memslots, 0, sizeof(vm->memslots));
 	int r = kvm_open(&vm->kvm, vm->cfg.kvm_path);
+	if (!r)
+		kvm_open_stats(&vm->kvm);
 	return r ? r : vm_kvm_vcpus(vm);
 }
 
 /*
  * KVM's part of start-up, beside guest memory's. A thread of its own (the opener) opens
- * KVM's VM, then makes the memory slots of guest memory's regions, which the creating
- * thread hands over once it has placed them (vm_kvm_open_give_slots); the creating thread
- * makes the vCPUs once the VM exists (vm_kvm_open_vcpus), while the slots are being made.
- * Here a slot costs KVM time in proportion to its size (shadow paging allocates its reverse
- * maps: 0.6 ms per GiB), the VM and the vCPUs each about as long as setting up guest memory
- * and loading the image: all of it goes on at once. The opening of the VM and the early
- * slots are done by whichever thread comes to them first (vm_kvm_open_claim): the opener
- * may start late.
+ * KVM's VM, makes the vCPUs and then the memory slots of guest memory's regions; the
+ * creating thread hands over what those need once it knows it (vm_kvm_open_give: the vCPU
+ * count and CPU of vm->cfg, and the slots, once guest memory is placed) and goes on
+ * building guest memory meanwhile. Here a slot costs KVM time in proportion to its size
+ * (shadow paging allocates its reverse maps: 0.6 ms per GiB), the VM and the vCPUs each
+ * about as long as setting up guest memory: all of it goes on at once.
+ *
+ * The opening of the VM, the vCPUs and the early slots are steps done by whichever thread
+ * comes to them first (vm_kvm_step): the opener may start late (a CPU that idles takes up
+ * to 1.5 ms to wake in this nested VM), and when the creating thread finds the opener
+ * busy with the vCPUs it makes the early slots itself.
  *
  * The slots come in two parts. The early one, guest-physical memory below
  * VM_MEMSLOT_EARLY_END (the guest kernel: its code, page tables, descriptor tables and
@@ -169,19 +174,25 @@ static int vm_kvm_open(struct vm *vm)
  * The opener owns vm->memslots until it is done; vm_memslots_settle waits for that and
  * joins it. The creating thread frees it (vm_destroy).
  */
+struct vm_kvm_step {
+	atomic_bool claimed; /* a thread does (or did) it */
+	atomic_bool done;    /* it is over: r says how */
+	int r;               /* 0, or -errno and message says why */
+	char message[256];   /* error messages are per thread: the doer's, carried over */
+};
+
 struct vm_kvm_opening {
 	pthread_t thread;
 	bool started;       /* the opener is a thread (else the creating thread does its work) */
 	struct vm *vm;
-	const char *kvm_path;      /* its own: vm->cfg may be written meanwhile */
-	atomic_bool opened; /* the VM exists, or open_r says why not */
-	atomic_bool given;  /* want holds the slots to make (none when guest memory failed) */
-	atomic_bool early;  /* the early slots exist, or early_r says why not */
-	atomic_bool open_claimed, early_claimed; /* a thread does (or did) that step */
+	const char *kvm_path;   /* its own: vm->cfg is written after the opener starts */
+	atomic_bool given;      /* vm->cfg and want are set (both unused when abandoned) */
+	bool abandoned;         /* vm_create failed before it could give them */
+	struct vm_kvm_step open, vcpus, early; /* a failed step leaves the later ones undone */
 	cpu_set_t cpus;     /* where the process may run: the opener's own once it started */
 	struct vm_memslot want[VM_MEMSLOTS];
-	int open_r, early_r, slots_r;
-	char message[512];  /* error messages are per thread: the opener's, carried over */
+	int slots_r;        /* the rest of the slots: 0, or -errno and slots_message says why */
+	char slots_message[256];
 	pthread_mutex_t lock;
 	pthread_cond_t done_cond; /* signalled when done is set */
 	bool done;          /* (lock) all slots exist, or one of the results says why not */
@@ -198,30 +209,46 @@ static void vm_kvm_open_await(atomic_bool *flag)
 		sched_yield();
 }
 
-/* The opener's first two steps, each done by whichever thread claims it first: the
- * opener, or the creating thread when it needs the step done and the opener has not
- * started it (a new thread can be late here: a CPU that idles takes up to 1.5 ms to wake
- * in this nested VM). */
-static bool vm_kvm_open_claim(atomic_bool *claimed)
+typedef int vm_kvm_step_fn(struct vm_kvm_opening *o);
+
+/* @step done by this thread with @fn, unless another thread claimed it first; then over.
+ * Its result (0 also when it was not done because an earlier step failed). */
+static int vm_kvm_step(struct vm_kvm_opening *o, struct vm_kvm_step *step, vm_kvm_step_fn *fn)
 {
-	return !atomic_exchange_explicit(claimed, true, memory_order_acq_rel);
+	if (!atomic_exchange_explicit(&step->claimed, true, memory_order_acq_rel)) {
+		step->r = fn(o);
+		if (step->r)
+			snprintf(step->message, sizeof(step->message), "%s", error_message());
+		atomic_store_explicit(&step->done, true, memory_order_release);
+	}
+	vm_kvm_open_await(&step->done);
+	return step->r;
 }
 
-static void vm_kvm_open_do_open(struct vm_kvm_opening *o)
+static int vm_kvm_open_do_open(struct vm_kvm_opening *o)
 {
 	memset(o->vm->memslots, 0, sizeof(o->vm->memslots));
-	o->open_r = kvm_open(&o->vm->kvm, o->kvm_path);
-	if (o->open_r)
-		snprintf(o->message, sizeof(o->message), "%s", error_message());
-	atomic_store_explicit(&o->opened, true, memory_order_release);
+	return kvm_open(&o->vm->kvm, o->kvm_path);
 }
 
-/* Once opened and given the slots. */
-static void vm_kvm_open_do_early(struct vm_kvm_opening *o)
+/* The VM opened and what vm_create gives handed over: false when a step before failed
+ * (its result tells) or vm_create did. */
+static bool vm_kvm_open_ready(struct vm_kvm_opening *o)
 {
-	if (!o->open_r && (o->early_r = vm_memslots_apply(o->vm, o->want, true)) != 0)
-		snprintf(o->message, sizeof(o->message), "%s", error_message());
-	atomic_store_explicit(&o->early, true, memory_order_release);
+	if (vm_kvm_step(o, &o->open, vm_kvm_open_do_open))
+		return false;
+	vm_kvm_open_await(&o->given);
+	return !o->abandoned;
+}
+
+static int vm_kvm_open_do_vcpus(struct vm_kvm_opening *o)
+{
+	return vm_kvm_open_ready(o) ? vm_kvm_vcpus(o->vm) : 0;
+}
+
+static int vm_kvm_open_do_early(struct vm_kvm_opening *o)
+{
+	return vm_kvm_open_ready(o) ? vm_memslots_apply(o->vm, o->want, true) : 0;
 }
 
 static void vm_kvm_open_done(struct vm_kvm_opening *o)
@@ -233,40 +260,25 @@ static void vm_kvm_open_done(struct vm_kvm_opening *o)
 	pthread_mutex_unlock(&o->lock);
 }
 
-/* The rest of the slots, once the early ones exist; then done. A failure here is the VM's
- * end: the guest may already run. */
+/* The rest of the slots, once the early ones exist, and the VM's statistics; then done. A
+ * failure here is the VM's end: the guest may already run. */
 static void vm_kvm_open_do_rest(struct vm_kvm_opening *o)
 {
-	if (!o->open_r && !o->early_r && (o->slots_r = vm_memslots_apply(o->vm, o->want, false)) != 0) {
-		snprintf(o->message, sizeof(o->message), "%s", error_message());
-		vm_stop_saying(o->vm, VM_EXIT_VMM_ERROR, o->message);
+	if (!vm_kvm_step(o, &o->early, vm_kvm_open_do_early) && !o->open.r && !o->abandoned &&
+	    (o->slots_r = vm_memslots_apply(o->vm, o->want, false)) != 0) {
+		snprintf(o->slots_message, sizeof(o->slots_message), "%s", error_message());
+		vm_stop_saying(o->vm, VM_EXIT_VMM_ERROR, o->slots_message);
 	}
+	if (!o->open.r)
+		kvm_open_stats(&o->vm->kvm);
 	vm_kvm_open_done(o);
-}
-
-/* The VM opened, by this thread unless another claimed it first. */
-static void vm_kvm_open_opened(struct vm_kvm_opening *o)
-{
-	if (vm_kvm_open_claim(&o->open_claimed))
-		vm_kvm_open_do_open(o);
-	vm_kvm_open_await(&o->opened);
-}
-
-/* The early slots made, likewise (once the slots are given). */
-static void vm_kvm_open_early_made(struct vm_kvm_opening *o)
-{
-	vm_kvm_open_opened(o);
-	vm_kvm_open_await(&o->given);
-	if (vm_kvm_open_claim(&o->early_claimed))
-		vm_kvm_open_do_early(o);
-	vm_kvm_open_await(&o->early);
 }
 
 static void *vm_kvm_open_main(void *arg)
 {
 	struct vm_kvm_opening *o = arg;
 	pthread_setaffinity_np(pthread_self(), sizeof(o->cpus), &o->cpus); /* started: anywhere now */
-	vm_kvm_open_early_made(o);
+	vm_kvm_step(o, &o->vcpus, vm_kvm_open_do_vcpus);
 	vm_kvm_open_do_rest(o);
 	return NULL;
 }
@@ -279,11 +291,12 @@ static struct vm_kvm_opening *vm_kvm_open_start(struct vm *vm, const char *kvm_p
 		return NULL;
 	o->vm = vm;
 	o->kvm_path = kvm_path;
-	atomic_init(&o->opened, false);
 	atomic_init(&o->given, false);
-	atomic_init(&o->early, false);
-	atomic_init(&o->open_claimed, false);
-	atomic_init(&o->early_claimed, false);
+	struct vm_kvm_step *steps[] = {&o->open, &o->vcpus, &o->early};
+	for (size_t i = 0; i < sizeof(steps) / sizeof(steps[0]); i++) {
+		atomic_init(&steps[i]->claimed, false);
+		atomic_init(&steps[i]->done, false);
+	}
 	pthread_mutex_init(&o->lock, NULL);
 	pthread_cond_init(&o->done_cond, NULL);
 	/* Started on another CPU than this thread's: left to itself, the scheduler often
@@ -308,43 +321,52 @@ static struct vm_kvm_opening *vm_kvm_open_start(struct vm *vm, const char *kvm_p
 	return o;
 }
 
-/* Hand the opener the slots of guest memory as it is now (NULL @vm: none, it failed).
- * Only the creating thread calls this. */
-static void vm_kvm_open_give_slots(struct vm_kvm_opening *o, const struct vm *vm)
+/* Hand the opener vm->cfg and the slots of guest memory as it is now (NULL @vm: nothing,
+ * vm_create failed). Only the creating thread calls this; the first call counts. */
+static void vm_kvm_open_give(struct vm_kvm_opening *o, const struct vm *vm)
 {
 	if (atomic_load(&o->given))
 		return;
 	if (vm)
 		vm_memslots_wanted(vm, o->want);
+	o->abandoned = !vm;
 	atomic_store_explicit(&o->given, true, memory_order_release);
 }
 
-/* Once KVM's VM exists: the vCPUs, on the calling thread. */
-static int vm_kvm_open_vcpus(struct vm_kvm_opening *o)
+/* The first failure of the steps (and with @slots, of the rest of the slots): its result
+ * (0 when none failed) and, in *message, why. */
+static int vm_kvm_open_failure(const struct vm_kvm_opening *o, bool slots, const char **message)
 {
-	vm_kvm_open_opened(o);
-	if (o->open_r)
-		return error_set(-o->open_r, "%s", o->message);
-	return vm_kvm_vcpus(o->vm);
+	const struct vm_kvm_step *steps[] = {&o->open, &o->vcpus, &o->early};
+	for (size_t i = 0; i < sizeof(steps) / sizeof(steps[0]); i++)
+		if (steps[i]->r) {
+			*message = steps[i]->message;
+			return steps[i]->r;
+		}
+	*message = o->slots_message;
+	return slots ? o->slots_r : 0;
 }
 
-/* The early slots, made here if the opener has not started them (and without an opener
- * thread, all of them); the opening's result so far, and with @say its message made this
- * thread's. Without @say vm_create has failed already: nothing more is done here (and
- * this thread's message stays its own). */
-static int vm_kvm_open_await_early(struct vm_kvm_opening *o, bool say)
+/* The VM, its vCPUs and the early slots, each made here unless the opener started it
+ * (without an opener thread, all of the slots); the opening's result, its message made this
+ * thread's. Without @say vm_create has failed already: nothing more is done here (and this
+ * thread's message stays its own). The early slots first: when the opener is busy making
+ * the vCPUs they are made here meanwhile. */
+static int vm_kvm_open_await_ready(struct vm_kvm_opening *o, bool say)
 {
-	vm_kvm_open_give_slots(o, NULL); /* if not given yet: nothing to wait for */
+	vm_kvm_open_give(o, NULL); /* if not given yet: nothing to wait for */
 	if (!say) {
 		if (!o->started)
 			vm_kvm_open_done(o);
 		return 0;
 	}
-	vm_kvm_open_early_made(o);
+	vm_kvm_step(o, &o->early, vm_kvm_open_do_early);
+	vm_kvm_step(o, &o->vcpus, vm_kvm_open_do_vcpus);
 	if (!o->started)
 		vm_kvm_open_do_rest(o);
-	int r = o->open_r ? o->open_r : o->early_r;
-	return r ? error_set(-r, "%s", o->message) : 0;
+	const char *message;
+	int r = vm_kvm_open_failure(o, false, &message);
+	return r ? error_set(-r, "%s", message) : 0;
 }
 
 /* When the opener was done (0: not yet, or no opener). */
@@ -359,7 +381,7 @@ static uint64_t vm_memslots_done_ns(struct vm *vm)
 	return t;
 }
 
-/* Wait until the opener is done and joined; its result (its message in o->message). */
+/* Wait until the opener is done and joined; its first failure's result (0: none). */
 static int vm_kvm_open_finish(struct vm_kvm_opening *o)
 {
 	pthread_mutex_lock(&o->lock);
@@ -369,15 +391,19 @@ static int vm_kvm_open_finish(struct vm_kvm_opening *o)
 		pthread_join(o->thread, NULL);
 		o->joined = true;
 	}
-	int r = o->open_r ? o->open_r : o->early_r ? o->early_r : o->slots_r;
 	pthread_mutex_unlock(&o->lock);
-	return r;
+	const char *message;
+	return vm_kvm_open_failure(o, true, &message);
 }
 
 int vm_memslots_settle(struct vm *vm)
 {
-	int r = vm->kvm_opening ? vm_kvm_open_finish(vm->kvm_opening) : 0;
-	return r ? error_set(-r, "%s", vm->kvm_opening->message) : 0;
+	struct vm_kvm_opening *o = vm->kvm_opening;
+	if (!o || !vm_kvm_open_finish(o))
+		return 0;
+	const char *message;
+	int r = vm_kvm_open_failure(o, true, &message);
+	return error_set(-r, "%s", message);
 }
 
 /* With KVM open and the early slots made: the vCPUs in their PVH boot state (@entry,
@@ -435,7 +461,7 @@ int vm_create(struct vm *vm, const struct vm_config *cfg)
 	if (!r)
 		r = guest_memory_place(&vm->mem, &cfg->mem);
 	if (!r)
-		vm_kvm_open_give_slots(kvm_opening, vm);
+		vm_kvm_open_give(kvm_opening, vm);
 	if (!r)
 		r = guest_memory_create(&vm->mem, &cfg->mem);
 	if (!r && cfg->restore)
@@ -459,10 +485,8 @@ int vm_create(struct vm *vm, const struct vm_config *cfg)
 		r = test_port_attach(vm, cfg->verbose > 1);
 	if (!r)
 		r = id_port_attach(vm);
-	if (!r)
-		r = vm_kvm_open_vcpus(kvm_opening);
 	/* Guest memory's errors come first; the rest of the slots are made meanwhile. */
-	int kr = kvm_opening ? vm_kvm_open_await_early(kvm_opening, !r) : 0;
+	int kr = kvm_opening ? vm_kvm_open_await_ready(kvm_opening, !r) : 0;
 	if (!r)
 		r = kr;
 	if (!r)
@@ -649,6 +673,7 @@ int vm_run(struct vm *vm)
 void vm_stats(struct vm *vm, void (*emit)(void *arg, const char *key, uint64_t value), void *arg)
 {
 	char key[64];
+	(void)vm_memslots_settle(vm); /* the opener makes the VM's statistics last */
 	emit(arg, "vm.vcpus", vm->cfg.ncpus);
 	emit(arg, "vm.ram_bytes", vm->mem.ram_size);
 	emit(arg, "vm.test_port_messages", atomic_load(&vm->test_port.messages));
@@ -685,6 +710,14 @@ void vm_stats(struct vm *vm, void (*emit)(void *arg, const char *key, uint64_t v
 
 void vm_destroy(struct vm *vm)
 {
+	/* The opener writes into vm->kvm and makes the vCPUs until it is done. */
+	if (vm->kvm_opening) {
+		vm_kvm_open_finish(vm->kvm_opening);
+		pthread_mutex_destroy(&vm->kvm_opening->lock);
+		pthread_cond_destroy(&vm->kvm_opening->done_cond);
+		free(vm->kvm_opening);
+		vm->kvm_opening = NULL;
+	}
 	if (vm->vcpus) {
 		for (unsigned i = 0; i < vm->cfg.ncpus; i++) {
 			if (vm->vcpus[i].vm)
@@ -693,13 +726,6 @@ void vm_destroy(struct vm *vm)
 		}
 		free(vm->vcpus);
 		vm->vcpus = NULL;
-	}
-	if (vm->kvm_opening) { /* the opener writes into vm->kvm until it is done */
-		vm_kvm_open_finish(vm->kvm_opening);
-		pthread_mutex_destroy(&vm->kvm_opening->lock);
-		pthread_cond_destroy(&vm->kvm_opening->done_cond);
-		free(vm->kvm_opening);
-		vm->kvm_opening = NULL;
 	}
 	kvm_close(&vm->kvm);
 	guest_memory_destroy(&vm->mem);
