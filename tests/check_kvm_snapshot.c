@@ -329,6 +329,25 @@ START_TEST(store_holds_exactly_the_unique_nonzero_pages)
 }
 END_TEST
 
+/* ls and verify only read: a store they cannot write (here: one without its lock file,
+ * which opening for writing would create) is listed and verified, and left as it was. */
+START_TEST(store_ls_and_verify_write_nothing)
+{
+	vm_proc_start(&vm, NULL, "run", "-m", "64M", "-p", "fill=4M,4M sync=1 idle", harness_guest(), NULL);
+	vm_proc_wait_sync(&vm, 1);
+	json_decref(snapshot(&vm, "only-read"));
+	char lock[256];
+	snprintf(lock, sizeof(lock), "%s/lock", store);
+	ck_assert_int_eq(unlink(lock), 0);
+	struct spawn_result r;
+	ck_assert_int_eq(spawn_vmm(&r, 60, "store", "ls", store, NULL), 0);
+	ck_assert_msg(r.status == 0 && strstr(r.out, "only-read"), "status %d: %s%s", r.status, r.out, r.err);
+	spawn_free(&r);
+	ck_assert_int_eq(store_verify_status(0), 0);
+	ck_assert_int_eq(access(lock, F_OK), -1);
+}
+END_TEST
+
 START_TEST(kill_9_during_snapshots_leaves_the_store_valid)
 {
 	unsigned seed = (unsigned)time(NULL);
@@ -547,6 +566,7 @@ Suite *kvm_snapshot_suite(void)
 	HARNESS_ADD_TEST(tc, snapshot_of_restored_guest_stores_only_what_changed);
 	HARNESS_ADD_TEST(tc, restored_pages_the_guest_only_reads_are_held_once_and_not_listed_again);
 	HARNESS_ADD_TEST(tc, store_holds_exactly_the_unique_nonzero_pages);
+	HARNESS_ADD_TEST(tc, store_ls_and_verify_write_nothing);
 	HARNESS_ADD_TEST(tc, kill_9_during_snapshots_leaves_the_store_valid);
 	HARNESS_ADD_TEST(tc, damaged_pack_stops_the_restored_guest_with_a_clear_error);
 	HARNESS_ADD_TEST(tc, pack_truncated_under_a_restored_guest_stops_it_with_a_clear_error);

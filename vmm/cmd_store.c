@@ -116,8 +116,10 @@ int cmd_store(int argc, char **argv)
 			npos > want ? "too many arguments" : "no store given (DIR or $VMM_STORE)", sub, rm ? " SNAPSHOT" : "");
 		return VM_EXIT_VMM_ERROR;
 	}
+	/* ls and verify only read: they work on a store this user cannot write. */
+	bool reads_only = strcmp(sub, "ls") == 0 || strcmp(sub, "verify") == 0;
 	struct store *s;
-	if (store_open(dir, false, &s) != 0) {
+	if ((reads_only ? store_open_read(dir, &s) : store_open(dir, false, &s)) != 0) {
 		fprintf(stderr, "vmm %s: %s\n", verb, error_message());
 		return VM_EXIT_VMM_ERROR;
 	}
