@@ -323,6 +323,7 @@ void cmd_run_serve(struct vm *vm)
 {
 	/* The guest first: the monitor and the signal thread come up while it runs. */
 	vm_start(vm);
+	vm_await_first_run(vm);
 	if (vm_monitor_start(vm, vm->cfg.name, vm->cfg.monitor_path) != 0) {
 		fprintf(stderr, "vmm: %s\n", error_message());
 		vm_fork_ready(vm, VM_EXIT_VMM_ERROR, error_message());

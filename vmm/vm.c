@@ -624,6 +624,15 @@ void vm_start(struct vm *vm)
 	}
 }
 
+void vm_await_first_run(struct vm *vm)
+{
+	const struct timespec nap = {0, 20000};
+	for (int i = 0; i < 1000 && !atomic_load(&vm->first_run_ns) && !atomic_load(&vm->stopping_flag) &&
+			!atomic_load(&vm->pause_count);
+	     i++)
+		nanosleep(&nap, NULL);
+}
+
 int vm_wait(struct vm *vm)
 {
 	struct timespec deadline;

@@ -125,6 +125,11 @@ int vm_create(struct vm *vm, const struct vm_config *cfg);
 /* Start the vCPUs' threads (a failure is reported and stops the VM: vm_wait says so). */
 void vm_start(struct vm *vm);
 
+/* Sleep until a vCPU has entered the guest, the VM stops or is paused (at most ~20 ms).
+ * For the thread that started the VM, before work of its own: a vCPU thread just made
+ * waits for a CPU, and on a host of two this thread's would otherwise be taken. */
+void vm_await_first_run(struct vm *vm);
+
 /* Wait until the guest exits or a verdict is reached (or --timeout passes), then end the
  * vCPUs' threads; returns the exit status. */
 int vm_wait(struct vm *vm);
