@@ -152,10 +152,10 @@ static int vm_kvm_open(struct vm *vm)
 
 /*
  * KVM's part of start-up, beside guest memory's. A thread of its own (the opener) opens
- * KVM's VM, makes the vCPUs and then the memory slots of guest memory's regions; the
- * creating thread hands over what those need once it knows it (vm_kvm_open_give: the vCPU
- * count and CPU of vm->cfg, and the slots, once guest memory is placed) and goes on
- * building guest memory meanwhile. Here a slot costs KVM time in proportion to its size
+ * KVM's VM, makes the vCPUs (a restored VM's in their saved state) and then the memory
+ * slots of guest memory's regions; the creating thread hands over what those need once it
+ * knows it (vm_kvm_open_give: vm->cfg, and the slots once guest memory is placed) and goes
+ * on building guest memory meanwhile. Here a slot costs KVM time in proportion to its size
  * (shadow paging allocates its reverse maps: 0.6 ms per GiB), the VM and the vCPUs each
  * about as long as setting up guest memory: all of it goes on at once.
  *
@@ -241,9 +241,14 @@ static bool vm_kvm_open_ready(struct vm_kvm_opening *o)
 	return !o->abandoned;
 }
 
+/* The vCPUs, and a restored VM's vCPUs in their saved state: nothing but them needed. */
 static int vm_kvm_open_do_vcpus(struct vm_kvm_opening *o)
 {
-	return vm_kvm_open_ready(o) ? vm_kvm_vcpus(o->vm) : 0;
+	if (!vm_kvm_open_ready(o))
+		return 0;
+	const struct vm_state *state = o->vm->cfg.restore;
+	int r = vm_kvm_vcpus(o->vm);
+	return r || !state ? r : vm_state_apply_vcpus(o->vm, state);
 }
 
 static int vm_kvm_open_do_early(struct vm_kvm_opening *o)
@@ -489,8 +494,10 @@ int vm_create(struct vm *vm, const struct vm_config *cfg)
 	int kr = kvm_opening ? vm_kvm_open_await_ready(kvm_opening, !r) : 0;
 	if (!r)
 		r = kr;
-	if (!r)
-		r = vm_kvm_setup(vm, lr.entry, start_info, cfg->restore);
+	if (!r && cfg->restore) /* its vCPUs' state is loaded with them */
+		vm_state_apply_devices(vm, cfg->restore);
+	if (!r && !cfg->restore)
+		r = vm_kvm_setup(vm, lr.entry, start_info, NULL);
 	if (r)
 		goto err;
 	if (cfg->origin_store)

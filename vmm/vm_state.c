@@ -202,7 +202,7 @@ int vm_state_apply_map(struct vm *vm, const struct vm_state *s)
 	return r;
 }
 
-int vm_state_apply(struct vm *vm, const struct vm_state *s)
+int vm_state_apply_vcpus(struct vm *vm, const struct vm_state *s)
 {
 	if (s->ncpus != vm->cfg.ncpus)
 		return error_set(EINVAL, "VM state is for %u vCPUs, not %u", s->ncpus, vm->cfg.ncpus);
@@ -211,12 +211,24 @@ int vm_state_apply(struct vm *vm, const struct vm_state *s)
 		if (r)
 			return error_set(-r, "vCPU %u: %s", i, error_message());
 	}
+	return 0;
+}
+
+int vm_state_apply(struct vm *vm, const struct vm_state *s)
+{
+	int r = vm_state_apply_vcpus(vm, s);
+	if (!r)
+		vm_state_apply_devices(vm, s);
+	return r;
+}
+
+void vm_state_apply_devices(struct vm *vm, const struct vm_state *s)
+{
 	atomic_store(&vm->id_port.value, s->id_value);
 	vm->serial.lcr = s->serial_lcr;
 	vm->serial.scratch = s->serial_scratch;
 	atomic_store(&vm->test_port.messages, s->test_messages);
 	atomic_store(&vm->test_port.last, s->test_last);
-	return 0;
 }
 
 void vm_state_free(struct vm_state *s)

@@ -50,8 +50,15 @@ int vm_state_parse(const uint8_t *blob, size_t len, struct vm_state *s);
  * created with @s's RAM ranges). 0 or -errno with a message. */
 int vm_state_apply_map(struct vm *vm, const struct vm_state *s);
 
-/* Load @s into @vm (created with the same RAM size and vCPU count, not running yet). */
+/* Load @s into @vm (created with the same RAM size and vCPU count, not running yet):
+ * vm_state_apply_vcpus then vm_state_apply_devices. 0 or -errno with a message. */
 int vm_state_apply(struct vm *vm, const struct vm_state *s);
+
+/* Only the vCPUs' part of vm_state_apply (needs nothing but the vCPUs). */
+int vm_state_apply_vcpus(struct vm *vm, const struct vm_state *s);
+
+/* Only the devices' part of vm_state_apply (after the devices are attached). */
+void vm_state_apply_devices(struct vm *vm, const struct vm_state *s);
 
 void vm_state_free(struct vm_state *s);
 
