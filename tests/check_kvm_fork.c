@@ -219,12 +219,6 @@ static void quit_children_and_reap(struct vm_proc *v, json_t *res, unsigned n)
 	ck_assert_int_eq(children_of(v->pid), 0);
 }
 
-/* Set @v's mailbox at @gpa: its guest goes on. */
-static void release(struct vm_proc *v, long long gpa)
-{
-	json_decref(vm_proc_execute(v, "vm-write", json_pack("{s:I,s:s}", "addr", gpa, "data", "AQ==")));
-}
-
 /* Wait until @v's guest has written @n test-port messages. */
 static void wait_messages(struct vm_proc *v, long long n)
 {
@@ -257,7 +251,7 @@ static void first_fork_checked(json_t *res, const unsigned *ks, unsigned n)
  * VM checks its pages; children quit and reaped; the parent ends with status 0. */
 static void second_fork(unsigned count, unsigned first)
 {
-	release(&vm, 0x7ff000);
+	vm_proc_release(&vm, 0x7ff000);
 	wait_messages(&vm, 3); /* the second forktest filled its memory */
 	json_t *res = fork_vm(&vm, name, count, first);
 	ck_assert_int_eq(jint(res, "generation"), 2);
@@ -270,7 +264,7 @@ static void second_fork(unsigned count, unsigned first)
 	quit_children_and_reap(&vm, res, 4);
 	json_decref(res);
 	vm_proc_wait_sync(&vm, 4);
-	release(&vm, 0x7fe000);
+	vm_proc_release(&vm, 0x7fe000);
 	ck_assert_int_eq(vm_proc_wait(&vm), 0);
 }
 
@@ -339,7 +333,7 @@ START_TEST(a_child_forks_in_turn_and_numbers_its_own_children_from_one)
 	snprintf(cname, sizeof(cname), "%s.2", name);
 	ck_assert_msg(qmp_client_open(&child.c, cname, NULL, VM_PROC_TIMEOUT_MS) == 0, "%s", error_message());
 	vm_proc_wait_sync(&child, 2);
-	release(&child, 0x7ff000);
+	vm_proc_release(&child, 0x7ff000);
 	wait_messages(&child, 3);
 	json_t *grand = fork_vm(&child, cname, 2, 1);
 	ck_assert_int_eq(jint(grand, "generation"), 2);

@@ -55,11 +55,6 @@ static void call_fails(struct vm_proc *v, const char *cmd, json_t *args, const c
 }
 
 /* Write 1 into the guest's mailbox: its await workload goes on. */
-static void release_guest(struct vm_proc *v)
-{
-	call(v, "vm-write", json_pack("{s:I,s:s}", "addr", (json_int_t)0x7ff000, "data", "AQ=="));
-}
-
 /* One expected entry of query-memory. */
 struct entry {
 	long long start, end;
@@ -152,7 +147,7 @@ START_TEST(guest_uses_memory_allocated_at_run_time)
 		      NULL);
 	vm_proc_wait_sync(&vm, 1);
 	call(&vm, "vm-allocate", json_pack("{s:I,s:I}", "addr", G1, "size", (json_int_t)(1 << 20)));
-	release_guest(&vm);
+	vm_proc_release(&vm, 0x7ff000);
 	ck_assert_int_eq(vm_proc_wait(&vm), 0);
 	char *out = vm_proc_output(&vm, false);
 	ck_assert_msg(strstr(out, "check: 256 pages ok"), "%s", out);
@@ -180,7 +175,7 @@ START_TEST(vm_read_sees_what_the_guest_wrote_and_vm_write_what_it_reads)
 	char text[16];
 	base64_encode((uint8_t *)&bad, 8, text);
 	call(&vm, "vm-write", json_pack("{s:I,s:s}", "addr", (16ll << 20) + 8, "data", text));
-	release_guest(&vm);
+	vm_proc_release(&vm, 0x7ff000);
 	ck_assert_int_eq(vm_proc_wait(&vm), 1);
 	char *out = vm_proc_output(&vm, false);
 	ck_assert_msg(strstr(out, "check: mismatch at 0x0000000001000008"), "%s", out);
@@ -193,7 +188,7 @@ START_TEST(write_to_protected_memory_stops_the_guest)
 	vm_proc_start(&vm, NULL, "run", "-m", "64M", "-p", "sync=1 await=" MAILBOX " poke=0x1000000", harness_guest(), NULL);
 	vm_proc_wait_sync(&vm, 1);
 	call(&vm, "vm-protect", json_pack("{s:I,s:I,s:s}", "addr", 16ll << 20, "size", 4096ll, "protection", "r"));
-	release_guest(&vm);
+	vm_proc_release(&vm, 0x7ff000);
 	ck_assert_int_eq(vm_proc_wait(&vm), 122);
 	char *err = vm_proc_output(&vm, true);
 	ck_assert_msg(strstr(err, "guest write of guest-physical 0x1000000 (RAM) failed: KERN_PROTECTION_FAILURE"), "%s",
@@ -207,7 +202,7 @@ START_TEST(deallocated_memory_is_outside_guest_memory)
 	vm_proc_start(&vm, NULL, "run", "-m", "64M", "-p", "sync=1 await=" MAILBOX " poke=0x1000000", harness_guest(), NULL);
 	vm_proc_wait_sync(&vm, 1);
 	call(&vm, "vm-deallocate", json_pack("{s:I,s:I}", "addr", 16ll << 20, "size", 2ll << 20));
-	release_guest(&vm);
+	vm_proc_release(&vm, 0x7ff000);
 	ck_assert_int_eq(vm_proc_wait(&vm), 122);
 	char *err = vm_proc_output(&vm, true);
 	ck_assert_msg(strstr(err, "guest wrote guest-physical 0x1000000 (1 bytes): outside guest memory"), "%s", err);

@@ -21,6 +21,7 @@
 #include "vmm/error.h"
 #include "vmm/qmp_client.h"
 #include "vmm/store.h"
+#include "vmm/working_set.h"
 
 static struct vm_proc vm, vm2;
 static char store[64];
@@ -258,9 +259,7 @@ START_TEST(restored_pages_the_guest_only_reads_are_held_once_and_not_listed_agai
 	vm_proc_wait(&vm);
 
 	vm_proc_start(&vm2, NULL, "restore", "--store", store, "filled", NULL);
-	json_t *args = json_pack("{s:I,s:s}", "addr", (json_int_t)0x7ff000, "data", "AQ==");
-	json_decref(vm_proc_execute(&vm2, "vm-write", args));
-	json_decref(args);
+	vm_proc_release(&vm2, 0x7ff000);
 	vm_proc_wait_sync(&vm2, 2);
 	json_t *st = vm_proc_execute(&vm2, "query-stats", NULL);
 	ck_assert_int_ge(jint(st, "object.2.resident"), 8192);
@@ -277,6 +276,95 @@ START_TEST(restored_pages_the_guest_only_reads_are_held_once_and_not_listed_agai
 	ck_assert_msg(strstr(out, "check: 8192 pages ok"), "%s", out);
 	free(out);
 	ck_assert_int_eq(store_verify_status(0), 0);
+}
+END_TEST
+
+START_TEST(a_recorded_working_set_is_prefetched_and_checks_out)
+{
+	/* Snapshotted while it waits, the guest is restored and let go to check 32 MiB: that
+	 * run records its working set. A second restore prefetches it while the guest still
+	 * waits, then lets it check: it takes no faults there, and the pages are right. */
+	vm_proc_start(&vm, NULL, "run", "-m", "128M", "-p",
+		      "seed=7 fill=0x4000000,32M sync=1 await=0x7ff000 check=0x4000000,32M sync=2 idle", harness_guest(), NULL);
+	vm_proc_wait_sync(&vm, 1);
+	json_decref(snapshot(&vm, "waiting"));
+	json_decref(vm_proc_execute(&vm, "quit", NULL));
+	vm_proc_wait(&vm);
+	char ws_path[128];
+	snprintf(ws_path, sizeof(ws_path), "%s/working-set", store);
+
+	vm_proc_start(&vm2, NULL, "restore", "--store", store, "--record-working-set", ws_path, "waiting", NULL);
+	vm_proc_release(&vm2, 0x7ff000);
+	vm_proc_wait_sync(&vm2, 2);
+	json_t *st = vm_proc_execute(&vm2, "query-stats", NULL);
+	long long recorded = jint(st, "mem.working_set_pages");
+	json_decref(st);
+	ck_assert_int_ge(recorded, 8192 / 64); /* a fault per cluster of 64 pages at least */
+	json_decref(vm_proc_execute(&vm2, "quit", NULL));
+	ck_assert_int_eq(vm_proc_wait(&vm2), 0);
+	struct working_set ws;
+	ck_assert_int_eq(working_set_read(ws_path, &ws), 0);
+	ck_assert_uint_eq(ws.ram_size, 128u << 20);
+	ck_assert_uint_ge(ws.count, (uint64_t)recorded);
+	working_set_free(&ws);
+
+	vm_proc_start(&vm2, NULL, "restore", "--store", store, "--prefetch", ws_path, "waiting", NULL);
+	long long prefetched = 0, faults_before = 0;
+	for (int i = 0; i < VM_PROC_TIMEOUT_MS / 10 && prefetched < 8192; i++) {
+		st = vm_proc_execute(&vm2, "query-stats", NULL);
+		prefetched = jint(st, "mem.prefetched_pages");
+		faults_before = jint(st, "mem.uffd_faults");
+		json_decref(st);
+		struct timespec t = {0, 10000000L};
+		nanosleep(&t, NULL);
+	}
+	ck_assert_int_ge(prefetched, 8192);
+	vm_proc_release(&vm2, 0x7ff000);
+	vm_proc_wait_sync(&vm2, 2);
+	st = vm_proc_execute(&vm2, "query-stats", NULL);
+	ck_assert_int_le(jint(st, "mem.uffd_faults") - faults_before, 8); /* the mailbox and stacks, if any */
+	json_decref(st);
+	json_decref(vm_proc_execute(&vm2, "quit", NULL));
+	vm_proc_wait(&vm2);
+	char *out = vm_proc_output(&vm2, false);
+	ck_assert_msg(strstr(out, "check: 8192 pages ok"), "%s", out);
+	free(out);
+}
+END_TEST
+
+/* A working set that is not one, or not this guest's, is refused before the guest runs. */
+START_TEST(a_bad_working_set_is_refused_with_its_name)
+{
+	vm_proc_start(&vm, NULL, "run", "-m", "64M", "-p", "sync=1 idle", harness_guest(), NULL);
+	vm_proc_wait_sync(&vm, 1);
+	json_decref(snapshot(&vm, "small"));
+	json_decref(vm_proc_execute(&vm, "quit", NULL));
+	vm_proc_wait(&vm);
+	char path[128];
+	snprintf(path, sizeof(path), "%s/ws", store);
+	uint64_t other_guest[4] = {0, 128u << 20, 1, 0x4000};
+	memcpy(other_guest, WORKING_SET_MAGIC, 8);
+	const struct {
+		const void *bytes;
+		size_t len;
+		const char *says;
+	} cases[] = {
+		{"garbage, not a working set", 26, "not a working set file"},
+		{other_guest, sizeof(other_guest), "recorded in a guest of 128 MiB of RAM, not 64"},
+		{other_guest, sizeof(other_guest) - 4, "bytes of pages where 1 pages take 8"},
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		FILE *f = fopen(path, "w");
+		ck_assert_ptr_nonnull(f);
+		ck_assert_uint_eq(fwrite(cases[i].bytes, 1, cases[i].len, f), cases[i].len);
+		fclose(f);
+		struct spawn_result r;
+		ck_assert_int_eq(spawn_vmm(&r, 60, "restore", "--store", store, "--prefetch", path, "small", NULL), 0);
+		ck_assert_msg(r.status == 125 && strstr(r.err, path) && strstr(r.err, cases[i].says) &&
+				      strchr(r.err, '\n') == r.err + strlen(r.err) - 1,
+			      "case %zu: status %d: %s", i, r.status, r.err);
+		spawn_free(&r);
+	}
 }
 END_TEST
 
@@ -565,6 +653,8 @@ Suite *kvm_snapshot_suite(void)
 	HARNESS_ADD_TEST(tc, fork_after_a_snapshot_keeps_each_vms_writes_its_own);
 	HARNESS_ADD_TEST(tc, snapshot_of_restored_guest_stores_only_what_changed);
 	HARNESS_ADD_TEST(tc, restored_pages_the_guest_only_reads_are_held_once_and_not_listed_again);
+	HARNESS_ADD_TEST(tc, a_recorded_working_set_is_prefetched_and_checks_out);
+	HARNESS_ADD_TEST(tc, a_bad_working_set_is_refused_with_its_name);
 	HARNESS_ADD_TEST(tc, store_holds_exactly_the_unique_nonzero_pages);
 	HARNESS_ADD_TEST(tc, store_ls_and_verify_write_nothing);
 	HARNESS_ADD_TEST(tc, kill_9_during_snapshots_leaves_the_store_valid);

@@ -72,6 +72,13 @@ json_t *vm_proc_execute(struct vm_proc *v, const char *command, json_t *args)
 	return ret ? ret : json_object();
 }
 
+void vm_proc_release(struct vm_proc *v, long long gpa)
+{
+	json_t *args = json_pack("{s:I,s:s}", "addr", (json_int_t)gpa, "data", "AQ==");
+	json_decref(vm_proc_execute(v, "vm-write", args));
+	json_decref(args);
+}
+
 json_t *vm_proc_wait_event(struct vm_proc *v, const char *name, const char *key, long long min)
 {
 	for (;;) {

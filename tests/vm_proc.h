@@ -33,6 +33,10 @@ void vm_proc_start(struct vm_proc *v, const char *dir, ...);
 /* Execute @command (args borrowed, may be NULL); returns its result (decref it). */
 json_t *vm_proc_execute(struct vm_proc *v, const char *command, json_t *args);
 
+/* Write 1 into the guest's mailbox at @gpa (vm-write): a guest waiting there (await=)
+ * goes on. */
+void vm_proc_release(struct vm_proc *v, long long gpa);
+
 /* Wait for event @name whose data has integer @key >= @min (@key NULL: any such event). */
 json_t *vm_proc_wait_event(struct vm_proc *v, const char *name, const char *key, long long min);
 

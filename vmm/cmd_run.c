@@ -41,6 +41,8 @@ enum {
 	OPT_KVM,
 	OPT_HELP,
 	OPT_STORE,
+	OPT_RECORD_WORKING_SET,
+	OPT_PREFETCH,
 };
 
 /* Options of a running VM, shared by run and restore. */
@@ -85,6 +87,10 @@ static const struct cli_option run_options[] = {
 
 static const struct cli_option restore_options[] = {
 	{"store", 's', "DIR", OPT_STORE, "the store holding SNAPSHOT (default $VMM_STORE)"},
+	{"record-working-set", 0, "FILE", OPT_RECORD_WORKING_SET,
+	 "at the end, write the pages the guest brought in to FILE"},
+	{"prefetch", 0, "FILE", OPT_PREFETCH,
+	 "bring in the pages of working set FILE while the guest runs"},
 	OPTION_TIMEOUT,
 	OPTION_MEM_LIMIT,
 	OPTION_SWAP,
@@ -324,6 +330,7 @@ void cmd_run_serve(struct vm *vm)
 	/* The guest first: the monitor and the signal thread come up while it runs. */
 	vm_start(vm);
 	vm_await_first_run(vm);
+	guest_memory_prefetch_start(&vm->mem);
 	if (vm_monitor_start(vm, vm->cfg.name, vm->cfg.monitor_path) != 0) {
 		fprintf(stderr, "vmm: %s\n", error_message());
 		vm_fork_ready(vm, VM_EXIT_VMM_ERROR, error_message());
@@ -339,6 +346,10 @@ void cmd_run_serve(struct vm *vm)
 		pthread_join(sig_thread, NULL);
 	}
 	if (guest_memory_sync(&vm->mem) != 0) {
+		fprintf(stderr, "vmm: %s\n", error_message());
+		status = VM_EXIT_VMM_ERROR;
+	}
+	if (vm->cfg.record_working_set && guest_memory_save_working_set(&vm->mem, vm->cfg.record_working_set) != 0) {
 		fprintf(stderr, "vmm: %s\n", error_message());
 		status = VM_EXIT_VMM_ERROR;
 	}
@@ -442,6 +453,10 @@ int cmd_restore_parse(int argc, char **argv, struct vm_config *cfg, const char *
 			*store = v;
 			continue;
 		}
+		if (id == OPT_RECORD_WORKING_SET || id == OPT_PREFETCH) {
+			*(id == OPT_PREFETCH ? &cfg->prefetch_path : &cfg->record_working_set) = v;
+			continue;
+		}
 		int r = run_option(cfg, "restore", id, v);
 		if (r)
 			return r;
@@ -482,5 +497,13 @@ int cmd_restore(int argc, char **argv)
 	cfg.mem.ram_pager = rs.pager;
 	cfg.origin_store = rs.store_real;
 	cfg.origin_name = rs.name;
+	static struct working_set prefetch;
+	if (cfg.prefetch_path) {
+		if (working_set_read(cfg.prefetch_path, &prefetch) != 0) {
+			fprintf(stderr, "vmm: %s\n", error_message());
+			return VM_EXIT_VMM_ERROR;
+		}
+		cfg.prefetch = &prefetch;
+	}
 	return cmd_run_vm(&cfg);
 }

@@ -333,6 +333,26 @@ static unsigned guest_memory_pager_index(const struct guest_memory *m, const str
 	return n;
 }
 
+/* Keep @gpa, a RAM page brought in by the guest's fault or read-ahead (domain lock held).
+ * At most one entry per page of RAM (a page brought in again after a page-out is listed
+ * again while there is room). */
+static void guest_memory_record(struct guest_memory *m, vm_addr_t gpa)
+{
+	struct working_set *w = &m->recorded;
+	const struct guest_region *g = guest_memory_region(m, gpa);
+	if (!g || g->kind != GUEST_REGION_RAM || w->count >= m->ram_size / VM_PAGE_SIZE)
+		return;
+	if (w->count == m->recorded_cap) {
+		uint64_t cap = m->recorded_cap ? 2 * m->recorded_cap : 4096;
+		uint64_t *pages = realloc(w->pages, cap * sizeof(*pages));
+		if (!pages)
+			return; /* a shorter list: prefetching it does less, nothing worse */
+		w->pages = pages;
+		m->recorded_cap = cap;
+	}
+	w->pages[w->count++] = gpa / VM_PAGE_SIZE;
+}
+
 /*
  * Sequential read-ahead (fault thread, after the guest was woken): a fault whose cluster
  * starts where the last one's (or the last read-ahead's) ended is a guest walking through
@@ -357,6 +377,8 @@ static void guest_memory_readahead(struct guest_memory *m, vm_addr_t gpa, vm_pro
 		struct vm_fault_info ahead = {0};
 		bool ok = !pmap_entered(&m->map->pmap, at) && vm_fault(m->map, at, access, &ahead) == KERN_SUCCESS &&
 			  pmap_uffd_flush(&m->pmap) == 0;
+		if (ok && m->recording && ahead.entered)
+			guest_memory_record(m, at);
 		vm_domain_unlock(m->dom);
 		if (!ok)
 			return;
@@ -389,6 +411,8 @@ static int guest_memory_fault(void *arg, const struct fault_event *ev)
 	m->uffd_faults++;
 	if (ev->wp)
 		m->wp_faults++;
+	else if (m->recording && kr == KERN_SUCCESS && info.entered)
+		guest_memory_record(m, gpa);
 	if (kr != KERN_SUCCESS) {
 		/* Name what failed: the entry's object and the offset in it. */
 		vm_addr_t at = gpa;
@@ -444,11 +468,86 @@ int guest_memory_start(struct guest_memory *m, guest_memory_error_fn *on_error, 
 	return fault_thread_start(&m->faults, m->uffd.fd, guest_memory_fault, guest_memory_fault_error, m);
 }
 
+void guest_memory_record_working_set(struct guest_memory *m)
+{
+	m->recording = true;
+}
+
+int guest_memory_save_working_set(struct guest_memory *m, const char *path)
+{
+	vm_domain_lock(m->dom);
+	struct working_set w = m->recorded;
+	w.ram_size = m->ram_size;
+	int r = working_set_write(path, &w);
+	vm_domain_unlock(m->dom);
+	return r;
+}
+
+int guest_memory_set_prefetch(struct guest_memory *m, struct working_set *ws, const char *name)
+{
+	if (ws->ram_size != m->ram_size)
+		return error_set(EINVAL, "working set %s was recorded in a guest of %llu MiB of RAM, not %llu", name,
+				 (unsigned long long)(ws->ram_size >> 20), (unsigned long long)(m->ram_size >> 20));
+	for (uint64_t i = 0; i < ws->count; i++) {
+		const struct guest_region *g = guest_memory_region(m, ws->pages[i] * VM_PAGE_SIZE);
+		if (!g || g->kind != GUEST_REGION_RAM)
+			return error_set(EINVAL, "working set %s: page %llu of the list (guest-physical 0x%llx) is not in guest RAM",
+					 name, (unsigned long long)i, (unsigned long long)(ws->pages[i] * VM_PAGE_SIZE));
+	}
+	working_set_free(&m->prefetch);
+	m->prefetch = *ws;
+	memset(ws, 0, sizeof(*ws));
+	return 0;
+}
+
+static void *guest_memory_prefetch_main(void *arg)
+{
+	struct guest_memory *m = arg;
+	const struct timespec nap = {0, 20000};
+	for (uint64_t i = 0; i < m->prefetch.count && !atomic_load(&m->prefetch_stop); i++) {
+		vm_addr_t gpa = m->prefetch.pages[i] * VM_PAGE_SIZE;
+		/* The guest's own faults first: wait while one is queued for the fault thread. */
+		struct pollfd p = {m->uffd.fd, POLLIN, 0};
+		while (poll(&p, 1, 0) > 0 && !atomic_load(&m->prefetch_stop))
+			nanosleep(&nap, NULL);
+		vm_domain_lock(m->dom);
+		bool ok = !m->failed;
+		if (ok && !pmap_entered(&m->map->pmap, gpa)) {
+			struct vm_fault_info info = {0};
+			ok = vm_fault(m->map, gpa, VM_PROT_READ, &info) == KERN_SUCCESS && pmap_uffd_flush(&m->pmap) == 0;
+			m->prefetched_pages += info.entered;
+		}
+		vm_domain_unlock(m->dom);
+		if (!ok)
+			break;
+	}
+	return NULL;
+}
+
+void guest_memory_prefetch_start(struct guest_memory *m)
+{
+	if (!m->prefetch.count || m->prefetch_started || !m->map)
+		return;
+	atomic_store(&m->prefetch_stop, false);
+	/* Without the thread the guest only takes its faults: nothing to report. */
+	m->prefetch_started = pthread_create(&m->prefetch_thread, NULL, guest_memory_prefetch_main, m) == 0;
+}
+
+static void guest_memory_prefetch_stop(struct guest_memory *m)
+{
+	if (!m->prefetch_started)
+		return;
+	atomic_store(&m->prefetch_stop, true);
+	pthread_join(m->prefetch_thread, NULL);
+	m->prefetch_started = false;
+}
+
 int guest_memory_reattach(struct guest_memory *m)
 {
-	/* The parent's fault thread does not exist here and its userfaultfd is not ours: the
-	 * child's copy of guest RAM lost its registration at fork. */
+	/* The parent's fault and prefetch threads do not exist here and its userfaultfd is not
+	 * ours: the child's copy of guest RAM lost its registration at fork. */
 	memset(&m->faults, 0, sizeof(m->faults));
+	m->prefetch_started = false;
 	uffd_close(&m->uffd);
 	m->failed = false;
 	vm_domain_lock_reset(m->dom);
@@ -531,6 +630,7 @@ void guest_memory_prearm(struct guest_memory *m, unsigned passes, uint64_t enoug
 
 void guest_memory_stop(struct guest_memory *m)
 {
+	guest_memory_prefetch_stop(m);
 	fault_thread_stop(&m->faults);
 }
 
@@ -554,7 +654,10 @@ int guest_memory_sync(struct guest_memory *m)
 
 void guest_memory_destroy(struct guest_memory *m)
 {
+	guest_memory_prefetch_stop(m);
 	fault_thread_stop(&m->faults);
+	working_set_free(&m->recorded);
+	working_set_free(&m->prefetch);
 	if (m->map)
 		vm_map_destroy(m->map);
 	m->map = NULL;
@@ -747,6 +850,8 @@ void guest_memory_stats(struct guest_memory *m, void (*emit)(void *arg, const ch
 		{"mem.wp_faults", m->wp_faults},
 		{"mem.prefaulted_pages", m->prefaults},
 		{"mem.readahead_pages", m->readahead_pages},
+		{"mem.prefetched_pages", m->prefetched_pages},
+		{"mem.working_set_pages", m->recorded.count},
 		{"mem.zero_fills", s.zero_fill_count},
 		{"mem.cow_faults", s.cow_faults},
 		{"mem.pageins", s.pageins},

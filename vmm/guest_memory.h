@@ -11,12 +11,14 @@
 #ifndef VMM_GUEST_MEMORY_H
 #define VMM_GUEST_MEMORY_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
 #include "vmm/fault_thread.h"
 #include "vmm/pmap_uffd.h"
 #include "vmm/uffd.h"
+#include "vmm/working_set.h"
 
 /* RAM above this address moves above 4 GiB, leaving the usual PC hole for MMIO. */
 #define GUEST_MEMORY_LOW_LIMIT 0xc0000000ull
@@ -121,6 +123,14 @@ struct guest_memory {
 	uint64_t prefaults;                                    /* (d) pages brought in before the guest ran */
 	vm_addr_t readahead_at;                                /* (t) where a fault continues the last one's cluster */
 	uint64_t readahead_pages;                              /* (d) pages brought in ahead of sequential faults */
+	struct working_set recorded;                           /* (d) with recording: pages faulted in, in order */
+	uint64_t recorded_cap;                                 /* (d) room in recorded.pages */
+	bool recording;                                        /* (c) guest_memory_record_working_set */
+	struct working_set prefetch;                           /* (c) guest_memory_set_prefetch's list */
+	pthread_t prefetch_thread;                             /* (c) */
+	bool prefetch_started;                                 /* (c) */
+	atomic_bool prefetch_stop;                             /* asks the prefetch thread to end */
+	uint64_t prefetched_pages;                             /* (d) pages the prefetch thread brought in */
 };
 
 /*
@@ -147,6 +157,23 @@ int guest_memory_create(struct guest_memory *m, const struct guest_memory_config
 
 /* Start serving faults; @on_error is called if one cannot be served. 0 or -errno. */
 int guest_memory_start(struct guest_memory *m, guest_memory_error_fn *on_error, void *arg);
+
+/* From now on (before guest_memory_start), keep the RAM pages the guest's faults bring in,
+ * in the order it touched them, for guest_memory_save_working_set. */
+void guest_memory_record_working_set(struct guest_memory *m);
+
+/* Write what was recorded to @path (working_set_write). 0 or -errno with a message. */
+int guest_memory_save_working_set(struct guest_memory *m, const char *path);
+
+/* Take @ws (recorded by a guest of this RAM size) as the pages guest_memory_prefetch_start
+ * brings in; @name names it in errors. 0, or -EINVAL with a message when its RAM size is
+ * not this guest's or a page is not in its RAM (@ws is then left to the caller). */
+int guest_memory_set_prefetch(struct guest_memory *m, struct working_set *ws, const char *name);
+
+/* Start a thread that brings the prefetch list's pages in, in order, as guest reads would,
+ * giving way to the guest's own faults; pages already in are skipped, and a page it cannot
+ * bring in ends it (the guest's own fault there reports why). No-op without a list. */
+void guest_memory_prefetch_start(struct guest_memory *m);
 
 /*
  * In a child made by fork(2) while the domain lock was held by the forking thread: a new

@@ -471,6 +471,10 @@ int vm_create(struct vm *vm, const struct vm_config *cfg)
 		r = guest_memory_create(&vm->mem, &cfg->mem);
 	if (!r && cfg->restore)
 		r = vm_state_apply_map(vm, cfg->restore);
+	if (!r && cfg->record_working_set)
+		guest_memory_record_working_set(&vm->mem);
+	if (!r && cfg->prefetch)
+		r = guest_memory_set_prefetch(&vm->mem, cfg->prefetch, cfg->prefetch_path);
 	if (!r && !cfg->restore)
 		r = loader_load_pvh(image, size, cfg->guest, &vm->mem, BOOT_INFO_GPA, BOOT_INFO_LEN, &lr);
 	free(image);

@@ -41,6 +41,9 @@ struct vm_config {
 	const struct vm_state *restore; /* restore: registers and devices (guest and cmdline unused) */
 	const char *origin_store;  /* restore: realpath of the store, for later snapshots' parent */
 	const char *origin_name;   /* restore: the snapshot restored */
+	const char *record_working_set; /* restore: write the guest's working set here at the end */
+	const char *prefetch_path;      /* restore: the working set file to prefetch, or NULL */
+	struct working_set *prefetch;   /* restore: its contents (vm_create takes them) */
 	int console_fd;        /* where the serial console goes (stdout) */
 };
 
