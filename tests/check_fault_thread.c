@@ -67,7 +67,7 @@ START_TEST(faults_reach_the_handler_in_order_with_their_access)
 	ck_assert_int_eq(pipe(p), 0);
 	struct recorder r = {.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
 	struct fault_thread ft;
-	ck_assert_int_eq(fault_thread_start(&ft, p[0], record, on_error, &r), 0);
+	ck_assert_int_eq(fault_thread_start(&ft, p[0], record, NULL, on_error, &r), 0);
 	struct uffd_msg m[3] = {fault_msg(0x7f0000001234, 0), fault_msg(0x7f0000002000, UFFD_PAGEFAULT_FLAG_WRITE),
 				fault_msg(0x7f0000003000, UFFD_PAGEFAULT_FLAG_WRITE | UFFD_PAGEFAULT_FLAG_WP)};
 	ck_assert_int_eq(write(p[1], m, sizeof(m)), sizeof(m));
@@ -90,7 +90,7 @@ START_TEST(other_events_are_counted_not_handled)
 	ck_assert_int_eq(pipe(p), 0);
 	struct recorder r = {.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
 	struct fault_thread ft;
-	ck_assert_int_eq(fault_thread_start(&ft, p[0], record, on_error, &r), 0);
+	ck_assert_int_eq(fault_thread_start(&ft, p[0], record, NULL, on_error, &r), 0);
 	struct uffd_msg m[2] = {fault_msg(0x1000, 0), fault_msg(0x2000, 0)};
 	m[0].event = UFFD_EVENT_REMOVE;
 	ck_assert_int_eq(write(p[1], m, sizeof(m)), sizeof(m));
@@ -111,7 +111,7 @@ START_TEST(handler_failure_stops_the_thread_and_reports)
 	struct recorder r = {.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
 	r.fail_at = 2;
 	struct fault_thread ft;
-	ck_assert_int_eq(fault_thread_start(&ft, p[0], record, on_error, &r), 0);
+	ck_assert_int_eq(fault_thread_start(&ft, p[0], record, NULL, on_error, &r), 0);
 	struct uffd_msg m[3] = {fault_msg(0x1000, 0), fault_msg(0x5000, 0), fault_msg(0x9000, 0)};
 	ck_assert_int_eq(write(p[1], m, sizeof(m)), sizeof(m));
 	wait_for(&r, 2, 1);
@@ -130,7 +130,7 @@ START_TEST(stop_returns_promptly_with_no_events)
 	ck_assert_int_eq(pipe(p), 0);
 	struct recorder r = {.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
 	struct fault_thread ft;
-	ck_assert_int_eq(fault_thread_start(&ft, p[0], record, on_error, &r), 0);
+	ck_assert_int_eq(fault_thread_start(&ft, p[0], record, NULL, on_error, &r), 0);
 	fault_thread_stop(&ft);
 	fault_thread_stop(&ft); /* idempotent */
 	ck_assert_uint_eq(r.n, 0);

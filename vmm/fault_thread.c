@@ -9,6 +9,18 @@
 #include "vmm/error.h"
 
 #define FAULT_BATCH 64
+#define FAULT_THREAD_STOP 's' /* bytes on the stop pipe */
+#define FAULT_THREAD_WAKE 'w'
+
+/* Read what the stop pipe holds: true when it asks the thread to stop. */
+static bool fault_thread_stop_asked(struct fault_thread *ft)
+{
+	char b[16];
+	ssize_t n = read(ft->stop_pipe[0], b, sizeof(b));
+	if (n < 0)
+		return errno != EINTR && errno != EAGAIN;
+	return n == 0 || memchr(b, FAULT_THREAD_STOP, (size_t)n) != NULL;
+}
 
 bool fault_event_from_msg(const struct uffd_msg *m, struct fault_event *ev)
 {
@@ -25,15 +37,26 @@ static void *fault_thread_main(void *arg)
 	struct fault_thread *ft = arg;
 	struct pollfd fds[2] = {{ft->fd, POLLIN, 0}, {ft->stop_pipe[0], POLLIN, 0}};
 	struct uffd_msg msgs[FAULT_BATCH];
+	bool idle_work = ft->idle != NULL;
 	for (;;) {
-		if (poll(fds, 2, -1) < 0) {
+		int ready = poll(fds, 2, idle_work ? 0 : -1);
+		if (ready < 0) {
 			if (errno == EINTR)
 				continue;
 			ft->on_error(ft->arg, errno, "fault thread: poll failed");
 			return NULL;
 		}
-		if (fds[1].revents)
-			return NULL;
+		if (ready == 0) {
+			idle_work = ft->idle(ft->arg);
+			continue;
+		}
+		if (fds[1].revents) {
+			if (fault_thread_stop_asked(ft))
+				return NULL;
+			idle_work = ft->idle != NULL;
+			if (!fds[0].revents)
+				continue;
+		}
 		if (fds[0].revents & (POLLERR | POLLNVAL)) {
 			ft->on_error(ft->arg, EIO, "fault thread: the userfaultfd failed");
 			return NULL;
@@ -65,12 +88,13 @@ static void *fault_thread_main(void *arg)
 	}
 }
 
-int fault_thread_start(struct fault_thread *ft, int fd, fault_handler_fn *handle, fault_error_fn *on_error,
-		       void *arg)
+int fault_thread_start(struct fault_thread *ft, int fd, fault_handler_fn *handle, fault_idle_fn *idle,
+		       fault_error_fn *on_error, void *arg)
 {
 	memset(ft, 0, sizeof(*ft));
 	ft->fd = fd;
 	ft->handle = handle;
+	ft->idle = idle;
 	ft->on_error = on_error;
 	ft->arg = arg;
 	if (pipe2(ft->stop_pipe, O_CLOEXEC) != 0)
@@ -85,11 +109,19 @@ int fault_thread_start(struct fault_thread *ft, int fd, fault_handler_fn *handle
 	return 0;
 }
 
+void fault_thread_wake(struct fault_thread *ft)
+{
+	char c = FAULT_THREAD_WAKE;
+	if (ft->started)
+		while (write(ft->stop_pipe[1], &c, 1) < 0 && errno == EINTR)
+			;
+}
+
 void fault_thread_stop(struct fault_thread *ft)
 {
 	if (!ft->started)
 		return;
-	char c = 0;
+	char c = FAULT_THREAD_STOP;
 	while (write(ft->stop_pipe[1], &c, 1) < 0 && errno == EINTR)
 		;
 	pthread_join(ft->thread, NULL);

@@ -2,7 +2,9 @@
  * The fault thread: waits on a userfaultfd (or, in tests, any fd that yields struct
  * uffd_msg records) and a stop pipe, and hands every page fault to a handler.
  * The handler resolves the fault (copy data in, zero-fill, wake) or fails it; a failure
- * stops the thread and is reported through on_error so the VM can reach a verdict.
+ * stops the thread and is reported through on_error so the VM can reach a verdict. When
+ * no fault waits, the thread does background work in small steps (an idle function) while
+ * there is some: a fault waits for one step at most.
  */
 #ifndef VMM_FAULT_THREAD_H
 #define VMM_FAULT_THREAD_H
@@ -25,10 +27,15 @@ struct fault_event {
 typedef int fault_handler_fn(void *arg, const struct fault_event *ev);
 typedef void fault_error_fn(void *arg, int err, const char *message);
 
+/* One small step of background work; true while more remains (false: called again only
+ * after fault_thread_wake). */
+typedef bool fault_idle_fn(void *arg);
+
 struct fault_thread {
 	int fd;                   /* (c) event source */
 	int stop_pipe[2];         /* (c) write end: stop request */
 	fault_handler_fn *handle; /* (c) */
+	fault_idle_fn *idle;      /* (c) NULL: none */
 	fault_error_fn *on_error; /* (c) */
 	void *arg;                /* (c) */
 	pthread_t thread;
@@ -37,9 +44,13 @@ struct fault_thread {
 	uint64_t other_events;    /* (t) non-fault events seen and ignored */
 };
 
-/* Start a thread reading @fd. Returns 0 or -errno with a message. */
-int fault_thread_start(struct fault_thread *ft, int fd, fault_handler_fn *handle, fault_error_fn *on_error,
-		       void *arg);
+/* Start a thread reading @fd (@idle: NULL, or called first once no fault waits). Returns 0
+ * or -errno with a message. */
+int fault_thread_start(struct fault_thread *ft, int fd, fault_handler_fn *handle, fault_idle_fn *idle,
+		       fault_error_fn *on_error, void *arg);
+
+/* There may be background work again: the idle function is called once no fault waits. */
+void fault_thread_wake(struct fault_thread *ft);
 
 /* Ask the thread to stop, wait for it, close the stop pipe. Safe if never started. */
 void fault_thread_stop(struct fault_thread *ft);

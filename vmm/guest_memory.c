@@ -387,6 +387,30 @@ static void guest_memory_readahead(struct guest_memory *m, vm_addr_t gpa, vm_pro
 	}
 }
 
+/* Fault thread, when no fault waits: the next cluster of the prefetch list, once started.
+ * True while more of the list remains. */
+static bool guest_memory_idle(void *arg)
+{
+	struct guest_memory *m = arg;
+	if (!atomic_load(&m->prefetch_go))
+		return false;
+	vm_domain_lock(m->dom);
+	while (m->prefetch_next < m->prefetch.count) {
+		vm_addr_t gpa = m->prefetch.pages[m->prefetch_next++] * VM_PAGE_SIZE;
+		if (pmap_entered(&m->map->pmap, gpa))
+			continue; /* brought in by the guest, or with an earlier entry's cluster */
+		struct vm_fault_info info = {0};
+		if (m->failed || vm_fault(m->map, gpa, VM_PROT_READ, &info) != KERN_SUCCESS ||
+		    pmap_uffd_flush(&m->pmap) != 0)
+			m->prefetch_next = m->prefetch.count;
+		m->prefetched_pages += info.entered;
+		break;
+	}
+	bool more = m->prefetch_next < m->prefetch.count;
+	vm_domain_unlock(m->dom);
+	return more;
+}
+
 /* Serve one userfaultfd event (fault thread). */
 static int guest_memory_fault(void *arg, const struct fault_event *ev)
 {
@@ -465,7 +489,8 @@ int guest_memory_start(struct guest_memory *m, guest_memory_error_fn *on_error, 
 {
 	m->on_error = on_error;
 	m->on_error_arg = arg;
-	return fault_thread_start(&m->faults, m->uffd.fd, guest_memory_fault, guest_memory_fault_error, m);
+	return fault_thread_start(&m->faults, m->uffd.fd, guest_memory_fault, guest_memory_idle, guest_memory_fault_error,
+				  m);
 }
 
 void guest_memory_record_working_set(struct guest_memory *m)
@@ -500,54 +525,19 @@ int guest_memory_set_prefetch(struct guest_memory *m, struct working_set *ws, co
 	return 0;
 }
 
-static void *guest_memory_prefetch_main(void *arg)
-{
-	struct guest_memory *m = arg;
-	const struct timespec nap = {0, 20000};
-	for (uint64_t i = 0; i < m->prefetch.count && !atomic_load(&m->prefetch_stop); i++) {
-		vm_addr_t gpa = m->prefetch.pages[i] * VM_PAGE_SIZE;
-		/* The guest's own faults first: wait while one is queued for the fault thread. */
-		struct pollfd p = {m->uffd.fd, POLLIN, 0};
-		while (poll(&p, 1, 0) > 0 && !atomic_load(&m->prefetch_stop))
-			nanosleep(&nap, NULL);
-		vm_domain_lock(m->dom);
-		bool ok = !m->failed;
-		if (ok && !pmap_entered(&m->map->pmap, gpa)) {
-			struct vm_fault_info info = {0};
-			ok = vm_fault(m->map, gpa, VM_PROT_READ, &info) == KERN_SUCCESS && pmap_uffd_flush(&m->pmap) == 0;
-			m->prefetched_pages += info.entered;
-		}
-		vm_domain_unlock(m->dom);
-		if (!ok)
-			break;
-	}
-	return NULL;
-}
-
 void guest_memory_prefetch_start(struct guest_memory *m)
 {
-	if (!m->prefetch.count || m->prefetch_started || !m->map)
+	if (!m->prefetch.count)
 		return;
-	atomic_store(&m->prefetch_stop, false);
-	/* Without the thread the guest only takes its faults: nothing to report. */
-	m->prefetch_started = pthread_create(&m->prefetch_thread, NULL, guest_memory_prefetch_main, m) == 0;
-}
-
-static void guest_memory_prefetch_stop(struct guest_memory *m)
-{
-	if (!m->prefetch_started)
-		return;
-	atomic_store(&m->prefetch_stop, true);
-	pthread_join(m->prefetch_thread, NULL);
-	m->prefetch_started = false;
+	atomic_store(&m->prefetch_go, true);
+	fault_thread_wake(&m->faults);
 }
 
 int guest_memory_reattach(struct guest_memory *m)
 {
-	/* The parent's fault and prefetch threads do not exist here and its userfaultfd is not
-	 * ours: the child's copy of guest RAM lost its registration at fork. */
+	/* The parent's fault thread does not exist here and its userfaultfd is not ours: the
+	 * child's copy of guest RAM lost its registration at fork. */
 	memset(&m->faults, 0, sizeof(m->faults));
-	m->prefetch_started = false;
 	uffd_close(&m->uffd);
 	m->failed = false;
 	vm_domain_lock_reset(m->dom);
@@ -630,7 +620,6 @@ void guest_memory_prearm(struct guest_memory *m, unsigned passes, uint64_t enoug
 
 void guest_memory_stop(struct guest_memory *m)
 {
-	guest_memory_prefetch_stop(m);
 	fault_thread_stop(&m->faults);
 }
 
@@ -654,7 +643,6 @@ int guest_memory_sync(struct guest_memory *m)
 
 void guest_memory_destroy(struct guest_memory *m)
 {
-	guest_memory_prefetch_stop(m);
 	fault_thread_stop(&m->faults);
 	working_set_free(&m->recorded);
 	working_set_free(&m->prefetch);

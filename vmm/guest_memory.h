@@ -127,10 +127,9 @@ struct guest_memory {
 	uint64_t recorded_cap;                                 /* (d) room in recorded.pages */
 	bool recording;                                        /* (c) guest_memory_record_working_set */
 	struct working_set prefetch;                           /* (c) guest_memory_set_prefetch's list */
-	pthread_t prefetch_thread;                             /* (c) */
-	bool prefetch_started;                                 /* (c) */
-	atomic_bool prefetch_stop;                             /* asks the prefetch thread to end */
-	uint64_t prefetched_pages;                             /* (d) pages the prefetch thread brought in */
+	uint64_t prefetch_next;                                /* (d) its next entry to bring in */
+	atomic_bool prefetch_go;                               /* guest_memory_prefetch_start was called */
+	uint64_t prefetched_pages;                             /* (d) pages brought in from the list */
 };
 
 /*
@@ -170,9 +169,10 @@ int guest_memory_save_working_set(struct guest_memory *m, const char *path);
  * not this guest's or a page is not in its RAM (@ws is then left to the caller). */
 int guest_memory_set_prefetch(struct guest_memory *m, struct working_set *ws, const char *name);
 
-/* Start a thread that brings the prefetch list's pages in, in order, as guest reads would,
- * giving way to the guest's own faults; pages already in are skipped, and a page it cannot
- * bring in ends it (the guest's own fault there reports why). No-op without a list. */
+/* From now on, the fault thread brings the prefetch list's pages in, in order, as guest
+ * reads would, a cluster at a time whenever no fault of the guest waits; pages already in
+ * are skipped, and a page it cannot bring in ends the list (the guest's own fault there
+ * reports why). No-op without a list. */
 void guest_memory_prefetch_start(struct guest_memory *m);
 
 /*
