@@ -8,6 +8,13 @@
 #include "vmm/error.h"
 #include "vmm/fault_thread.h"
 
+/* Background work: each call is one step, until the budget is spent. */
+struct idle_work {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	unsigned budget, calls;
+};
+
 struct recorder {
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
@@ -17,6 +24,7 @@ struct recorder {
 	int error;        /* errno given to on_error */
 	char message[256];
 	unsigned errors;
+	struct idle_work *work; /* for the idle function, which gets the same argument */
 };
 
 static int record(void *arg, const struct fault_event *ev)
@@ -140,12 +148,63 @@ START_TEST(stop_returns_promptly_with_no_events)
 }
 END_TEST
 
+static bool idle_step(void *arg)
+{
+	struct idle_work *w = arg;
+	pthread_mutex_lock(&w->lock);
+	w->calls++;
+	bool more = w->budget > 0 && --w->budget > 0;
+	pthread_cond_broadcast(&w->cond);
+	pthread_mutex_unlock(&w->lock);
+	return more;
+}
+
+static void wait_calls(struct idle_work *w, unsigned calls)
+{
+	pthread_mutex_lock(&w->lock);
+	while (w->calls < calls)
+		pthread_cond_wait(&w->cond, &w->lock);
+	pthread_mutex_unlock(&w->lock);
+}
+
+static bool idle_through(void *arg)
+{
+	return idle_step(((struct recorder *)arg)->work);
+}
+
+START_TEST(idle_work_runs_until_done_and_again_after_a_wake)
+{
+	int p[2];
+	ck_assert_int_eq(pipe(p), 0);
+	struct recorder r = {.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
+	struct idle_work w = {.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER, .budget = 3};
+	r.work = &w;
+	struct fault_thread ft;
+	ck_assert_int_eq(fault_thread_start(&ft, p[0], record, idle_through, on_error, &r), 0);
+	wait_calls(&w, 3); /* three steps, the last saying it is done */
+	struct uffd_msg m = fault_msg(0x5000, 0);
+	ck_assert_int_eq(write(p[1], &m, sizeof(m)), sizeof(m));
+	wait_for(&r, 1, 0); /* faults are still served */
+	pthread_mutex_lock(&w.lock);
+	w.budget = 2;
+	pthread_mutex_unlock(&w.lock);
+	fault_thread_wake(&ft);
+	wait_calls(&w, 5);
+	fault_thread_stop(&ft);
+	ck_assert_uint_eq(w.calls, 5); /* done means not called again until woken */
+	ck_assert_uint_eq(r.errors, 0);
+	close(p[0]);
+	close(p[1]);
+}
+END_TEST
+
 Suite *fault_thread_suite(void)
 {
 	Suite *s = suite_create("fault_thread");
 	TCase *tc = tcase_create("fake_source");
 	tcase_set_timeout(tc, 30);
 	HARNESS_ADD_TEST(tc, faults_reach_the_handler_in_order_with_their_access);
+	HARNESS_ADD_TEST(tc, idle_work_runs_until_done_and_again_after_a_wake);
 	HARNESS_ADD_TEST(tc, other_events_are_counted_not_handled);
 	HARNESS_ADD_TEST(tc, handler_failure_stops_the_thread_and_reports);
 	HARNESS_ADD_TEST(tc, stop_returns_promptly_with_no_events);
