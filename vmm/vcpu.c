@@ -211,7 +211,11 @@ static void *vcpu_thread(void *arg)
 		}
 		if (!atomic_load(&c->vm->first_run_ns)) {
 			unsigned long long zero = 0;
-			atomic_compare_exchange_strong(&c->vm->first_run_ns, &zero, clock_monotonic_ns());
+			if (atomic_compare_exchange_strong(&c->vm->first_run_ns, &zero, clock_monotonic_ns())) {
+				pthread_mutex_lock(&c->vm->lock); /* vm_await_first_run waits for it */
+				pthread_cond_broadcast(&c->vm->stopped_cond);
+				pthread_mutex_unlock(&c->vm->lock);
+			}
 		}
 		if (ioctl(c->fd, KVM_RUN, 0) != 0) {
 			if (errno == EINTR || errno == EAGAIN)

@@ -637,11 +637,18 @@ void vm_start(struct vm *vm)
 
 void vm_await_first_run(struct vm *vm)
 {
-	const struct timespec nap = {0, 20000};
-	for (int i = 0; i < 1000 && !atomic_load(&vm->first_run_ns) && !atomic_load(&vm->stopping_flag) &&
-			!atomic_load(&vm->pause_count);
-	     i++)
-		nanosleep(&nap, NULL);
+	struct timespec deadline;
+	clock_gettime(CLOCK_MONOTONIC, &deadline);
+	deadline.tv_nsec += 20000000L;
+	if (deadline.tv_nsec >= 1000000000L) {
+		deadline.tv_sec++;
+		deadline.tv_nsec -= 1000000000L;
+	}
+	pthread_mutex_lock(&vm->lock);
+	while (!atomic_load(&vm->first_run_ns) && !atomic_load(&vm->stopping_flag) && !atomic_load(&vm->pause_count) &&
+	       pthread_cond_timedwait(&vm->stopped_cond, &vm->lock, &deadline) != ETIMEDOUT)
+		;
+	pthread_mutex_unlock(&vm->lock);
 }
 
 int vm_wait(struct vm *vm)
