@@ -88,7 +88,7 @@ struct vm {
 	struct vcpu *vcpus;            /* (c) cfg.ncpus of them */
 	struct vm_memslot memslots[VM_MEMSLOTS]; /* (p) by slot number; the opener's until settled */
 	pthread_mutex_t lock;
-	pthread_cond_t stopped_cond;   /* signalled when stop_status is set */
+	pthread_cond_t stopped_cond;   /* signalled when stop_status is set, and at the first run */
 	pthread_cond_t park_cond;      /* signalled when pause_count or parked changes */
 	atomic_bool stopping_flag;     /* (l) written, read lock-free: a verdict was reached */
 	int stop_status;               /* (l) exit status of the VM, see vm_exit_status */
