@@ -538,6 +538,9 @@ int vm_fork_child_setup(struct vm *vm, const struct vm_state *state)
 	vm->monitor = NULL;
 	vm->user_paused = vm->quit_requested = false;
 	vm->snapshot_thread_started = false;
+	/* The parent records its own working set (into the file it was given): not a child. */
+	vm->cfg.record_working_set = NULL;
+	vm->mem.recording = false;
 	/* The parent's opening was settled (it forks paused): its copy is only memory here. */
 	free(vm->kvm_opening);
 	vm->kvm_opening = NULL;
