@@ -54,7 +54,6 @@ static void call_fails(struct vm_proc *v, const char *cmd, json_t *args, const c
 	json_decref(args);
 }
 
-/* Write 1 into the guest's mailbox: its await workload goes on. */
 /* One expected entry of query-memory. */
 struct entry {
 	long long start, end;

@@ -1,8 +1,6 @@
 #include "vmm/restore.h"
 
 #include <errno.h>
-#include <setjmp.h>
-#include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,48 +11,20 @@
 #include "vmm/error.h"
 #include "vmm/store.h"
 
-/*
- * The store's manifests and packs are mapped: a file truncated under a running VM (by
- * another process) makes reading the lost part SIGBUS. Reads of the mapping happen only
- * here, with restore_bus_jump set: the handler jumps back and the read fails with an
- * error. A SIGBUS anywhere else is not ours: the default action, when the access is
- * retried.
- */
-static _Thread_local sigjmp_buf *restore_bus_jump;
-
-static void restore_on_sigbus(int sig, siginfo_t *info, void *context)
-{
-	(void)info;
-	(void)context;
-	if (restore_bus_jump)
-		siglongjmp(*restore_bus_jump, 1);
-	signal(sig, SIG_DFL);
-}
-
-/* The snapshot pager's source: a stored page, its bytes checked against its hash, copied
- * out of the mapping (the pager copies it again at once: a buffer per thread is enough). */
+/* The snapshot pager's source: a stored page, copied out of the store and checked against
+ * its hash (the pager copies it again at once: a buffer per thread is enough). */
 static int restore_page(void *arg, uint64_t pindex, const void **data)
 {
 	static _Thread_local uint8_t page[4096];
 	struct restore *r = arg;
 	uint64_t hash;
-	const void *stored = NULL;
-	sigjmp_buf jump;
+	bool stored;
 	*data = NULL;
-	if (sigsetjmp(jump, 0)) {
-		restore_bus_jump = NULL;
-		return error_set(EIO, "snapshot '%s': page 0x%llx cannot be read: a file of the store was truncated "
-				 "under the running VM (see vmm store verify)", r->name, (unsigned long long)pindex);
-	}
-	restore_bus_jump = &jump;
-	int err = store_snapshot_page(r->snap, pindex, &stored, &hash);
-	bool damaged = !err && stored && XXH3_64bits(stored, sizeof(page)) != hash;
-	if (!err && stored && !damaged)
-		memcpy(page, stored, sizeof(page));
-	restore_bus_jump = NULL;
+	int err = store_snapshot_copy(r->snap, pindex, page, &stored, &hash);
 	if (err)
-		return error_set(-err, "snapshot '%s': %s (see vmm store verify)", r->name, error_message());
-	if (damaged)
+		return error_set(-err, "snapshot '%s': %s%s", r->name, error_message(),
+				 strstr(error_message(), "vmm store verify") ? "" : " (see vmm store verify)");
+	if (stored && XXH3_64bits(page, sizeof(page)) != hash)
 		return error_set(EIO, "snapshot '%s': stored page 0x%llx does not match its hash (damaged; see vmm store verify)",
 				 r->name, (unsigned long long)pindex);
 	*data = stored ? page : NULL;
@@ -65,10 +35,6 @@ int restore_open(struct restore *r, const char *dir, const char *name)
 {
 	memset(r, 0, sizeof(*r));
 	snprintf(r->name, sizeof(r->name), "%s", name);
-	/* SA_NODEFER: the handler leaves by siglongjmp, which restores no signal mask. */
-	struct sigaction sa = {.sa_sigaction = restore_on_sigbus, .sa_flags = SA_SIGINFO | SA_NODEFER};
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGBUS, &sa, NULL);
 	if (!realpath(dir, r->store_real))
 		return error_set_errno(errno, "no store at %s", dir);
 	/* Nothing here may grow with the snapshot's memory: the store is not indexed, the

@@ -3,6 +3,9 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1185,12 +1188,13 @@ int store_writer_add(struct store_writer *w, uint64_t pindex, const void *data)
 	bool zero = page_store_is_zero(data);
 	if (w->parent) {
 		/* The same bytes as the parent's: unlisted, the page falls through to it. */
-		const void *was;
+		uint8_t was[STORE_PAGE];
+		bool was_stored;
 		uint64_t was_hash;
-		int r = store_snapshot_page(w->parent, pindex, &was, &was_hash);
+		int r = store_snapshot_copy(w->parent, pindex, was, &was_stored, &was_hash);
 		if (r)
 			return r;
-		if (was ? memcmp(was, data, STORE_PAGE) == 0 : zero) {
+		if (was_stored ? memcmp(was, data, STORE_PAGE) == 0 : zero) {
 			w->stats.unchanged++;
 			return 0;
 		}
@@ -1503,6 +1507,49 @@ int store_snapshot_page(const struct store_snapshot *snap, uint64_t pindex, cons
 		return 0;
 	}
 	return 0;
+}
+
+/* The read of a mapped store file in progress on this thread, if any: where SIGBUS goes. */
+static _Thread_local sigjmp_buf *store_bus_jump;
+static pthread_once_t store_bus_once = PTHREAD_ONCE_INIT;
+
+static void store_on_sigbus(int sig, siginfo_t *info, void *context)
+{
+	(void)info;
+	(void)context;
+	if (store_bus_jump)
+		siglongjmp(*store_bus_jump, 1);
+	signal(sig, SIG_DFL); /* not ours: the access, retried, takes the default action */
+}
+
+static void store_bus_install(void)
+{
+	/* SA_NODEFER: the handler leaves by siglongjmp, which restores no signal mask. */
+	struct sigaction sa = {.sa_sigaction = store_on_sigbus, .sa_flags = SA_SIGINFO | SA_NODEFER};
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGBUS, &sa, NULL);
+}
+
+int store_snapshot_copy(const struct store_snapshot *snap, uint64_t pindex, void *buf, bool *stored, uint64_t *hash)
+{
+	pthread_once(&store_bus_once, store_bus_install);
+	sigjmp_buf jump;
+	if (sigsetjmp(jump, 0)) {
+		store_bus_jump = NULL;
+		/* Nothing mapped is read here: that may be what faulted. */
+		return error_set(EIO, "store %s: page 0x%llx cannot be read: a file of the store was truncated under the "
+				 "running VM (see vmm store verify)", snap->dir, (unsigned long long)pindex);
+	}
+	store_bus_jump = &jump;
+	const void *data = NULL;
+	int r = store_snapshot_page(snap, pindex, &data, hash);
+	if (!r && data)
+		memcpy(buf, data, STORE_PAGE);
+	store_bus_jump = NULL;
+	if (!r && !data)
+		memset(buf, 0, STORE_PAGE);
+	*stored = !r && data;
+	return r;
 }
 
 uint64_t store_snapshot_page_count(const struct store_snapshot *snap)

@@ -115,6 +115,13 @@ void store_snapshot_close(struct store_snapshot *snap);
  * points outside its packs. Callable from several threads at once. */
 int store_snapshot_page(const struct store_snapshot *snap, uint64_t pindex, const void **data, uint64_t *hash);
 
+/* store_snapshot_page, the page copied into @buf (4096 bytes; zeroed for a zero page,
+ * *stored then false). The store's files are mapped: one truncated while in use (damage
+ * from outside) makes reading the lost part raise SIGBUS; here that is caught and the read
+ * fails: -EIO with a message naming the store. Installs a SIGBUS handler for the
+ * process at the first call (a SIGBUS outside such a read keeps its default action). */
+int store_snapshot_copy(const struct store_snapshot *snap, uint64_t pindex, void *buf, bool *stored, uint64_t *hash);
+
 uint64_t store_snapshot_page_count(const struct store_snapshot *snap);
 const void *store_snapshot_state(const struct store_snapshot *snap, size_t *len);
 const char *store_snapshot_parent(const struct store_snapshot *snap);
