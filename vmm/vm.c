@@ -188,7 +188,7 @@ struct vm_kvm_opening {
 	const char *kvm_path;   /* its own: vm->cfg is written after the opener starts */
 	atomic_bool given;      /* vm->cfg and want are set (both unused when abandoned) */
 	bool abandoned;         /* vm_create failed before it could give them */
-	struct vm_kvm_step open, vcpus, early; /* a failed step leaves the later ones undone */
+	struct vm_kvm_step open, vcpus, early; /* a failed open leaves the other two undone */
 	cpu_set_t cpus;     /* where the process may run: the opener's own once it started */
 	struct vm_memslot want[VM_MEMSLOTS];
 	int slots_r;        /* the rest of the slots: 0, or -errno and slots_message says why */
