@@ -365,6 +365,14 @@ START_TEST(a_bad_working_set_is_refused_with_its_name)
 			      "case %zu: status %d: %s", i, r.status, r.err);
 		spawn_free(&r);
 	}
+	/* Nowhere to record one: refused before the guest runs, not when the VM ends. */
+	struct spawn_result r;
+	ck_assert_int_eq(spawn_vmm(&r, 60, "restore", "--store", store, "--record-working-set", "/nonexistent/ws", "small",
+				   NULL),
+			 0);
+	ck_assert_msg(r.status == 125 && strstr(r.err, "cannot write working set /nonexistent/ws"), "status %d: %s",
+		      r.status, r.err);
+	spawn_free(&r);
 }
 END_TEST
 

@@ -497,6 +497,10 @@ int cmd_restore(int argc, char **argv)
 	cfg.mem.ram_pager = rs.pager;
 	cfg.origin_store = rs.store_real;
 	cfg.origin_name = rs.name;
+	if (cfg.record_working_set && working_set_check_writable(cfg.record_working_set) != 0) {
+		fprintf(stderr, "vmm: %s\n", error_message());
+		return VM_EXIT_VMM_ERROR;
+	}
 	static struct working_set prefetch;
 	if (cfg.prefetch_path) {
 		if (working_set_read(cfg.prefetch_path, &prefetch) != 0) {

@@ -95,11 +95,34 @@ int working_set_read(const char *path, struct working_set *ws)
 	return r;
 }
 
+/* The temporary file working_set_write writes @path through, in @tmp. 0 or -ENAMETOOLONG. */
+static int working_set_tmp_name(const char *path, char tmp[4096])
+{
+	if ((size_t)snprintf(tmp, 4096, "%s.tmp-%d", path, (int)getpid()) >= 4096)
+		return error_set(ENAMETOOLONG, "working set path %s is too long", path);
+	return 0;
+}
+
+int working_set_check_writable(const char *path)
+{
+	char tmp[4096];
+	int r = working_set_tmp_name(path, tmp);
+	if (r)
+		return r;
+	int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+	if (fd < 0)
+		return error_set_errno(errno, "cannot write working set %s", path);
+	close(fd);
+	unlink(tmp);
+	return 0;
+}
+
 int working_set_write(const char *path, const struct working_set *ws)
 {
 	char tmp[4096];
-	if ((size_t)snprintf(tmp, sizeof(tmp), "%s.tmp-%d", path, (int)getpid()) >= sizeof(tmp))
-		return error_set(ENAMETOOLONG, "working set path %s is too long", path);
+	int r = working_set_tmp_name(path, tmp);
+	if (r)
+		return r;
 	size_t len = WORKING_SET_HEADER + 8 * ws->count;
 	uint8_t *buf = malloc(len);
 	if (!buf)
@@ -109,7 +132,6 @@ int working_set_write(const char *path, const struct working_set *ws)
 	working_set_put_le64(buf + 16, ws->count);
 	for (uint64_t i = 0; i < ws->count; i++)
 		working_set_put_le64(buf + WORKING_SET_HEADER + 8 * i, ws->pages[i]);
-	int r = 0;
 	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 	if (fd < 0) {
 		r = error_set_errno(errno, "cannot create working set %s", tmp);

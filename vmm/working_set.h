@@ -36,6 +36,11 @@ int working_set_read(const char *path, struct working_set *ws);
  * with a message naming it. */
 int working_set_write(const char *path, const struct working_set *ws);
 
+/* Whether working_set_write can write @path (a temporary file beside it is made and
+ * removed), so that a run recording one can fail before it starts. 0 or -errno with a
+ * message naming it. */
+int working_set_check_writable(const char *path);
+
 void working_set_free(struct working_set *ws);
 
 #endif
