@@ -500,11 +500,17 @@ void guest_memory_record_working_set(struct guest_memory *m)
 
 int guest_memory_save_working_set(struct guest_memory *m, const char *path)
 {
+	/* A copy, written without the lock: the write ends with an fsync. */
 	vm_domain_lock(m->dom);
-	struct working_set w = m->recorded;
-	w.ram_size = m->ram_size;
-	int r = working_set_write(path, &w);
+	struct working_set w = {.ram_size = m->ram_size, .count = m->recorded.count};
+	w.pages = malloc((w.count ? w.count : 1) * sizeof(*w.pages));
+	if (w.pages && w.count)
+		memcpy(w.pages, m->recorded.pages, w.count * sizeof(*w.pages));
 	vm_domain_unlock(m->dom);
+	if (!w.pages)
+		return error_set(ENOMEM, "no memory to write working set %s", path);
+	int r = working_set_write(path, &w);
+	working_set_free(&w);
 	return r;
 }
 
