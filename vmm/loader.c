@@ -10,50 +10,19 @@
 #include <unistd.h>
 
 #include "vmm/error.h"
+#include "vmm/file_io.h"
 
 #define XEN_ELFNOTE_PHYS32_ENTRY 18
 #define LOADER_MAX_PHDRS 64
 
 int loader_read_file(const char *path, void **data, size_t *size)
 {
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return error_set_errno(errno, "cannot open guest image %s", path);
-	struct stat st;
-	int r = 0;
-	void *buf = NULL;
-	if (fstat(fd, &st) != 0) {
-		r = error_set_errno(errno, "cannot stat guest image %s", path);
-	} else if (!S_ISREG(st.st_mode)) {
-		r = error_set(EINVAL, "guest image %s is not a regular file", path);
-	} else if (st.st_size == 0) {
+	int r = file_read_all(path, "guest image", LOADER_MAX_IMAGE, data, size);
+	if (!r && *size == 0) {
+		free(*data);
 		r = error_set(ENOEXEC, "guest image %s is empty", path);
-	} else if ((unsigned long long)st.st_size > LOADER_MAX_IMAGE) {
-		r = error_set(EFBIG, "guest image %s is larger than %llu MiB", path, LOADER_MAX_IMAGE >> 20);
-	} else if (!(buf = malloc((size_t)st.st_size))) {
-		r = error_set(ENOMEM, "no memory to read guest image %s", path);
-	} else {
-		size_t done = 0;
-		while (done < (size_t)st.st_size) {
-			ssize_t n = read(fd, (char *)buf + done, (size_t)st.st_size - done);
-			if (n < 0 && errno == EINTR)
-				continue;
-			if (n <= 0) {
-				r = n < 0 ? error_set_errno(errno, "cannot read guest image %s", path)
-					  : error_set(EIO, "guest image %s shrank while being read", path);
-				break;
-			}
-			done += (size_t)n;
-		}
 	}
-	close(fd);
-	if (r) {
-		free(buf);
-		return r;
-	}
-	*data = buf;
-	*size = (size_t)st.st_size;
-	return 0;
+	return r;
 }
 
 /* True when [off, off + len) lies within [0, size) without overflow. */

@@ -22,8 +22,7 @@ static int restore_page(void *arg, uint64_t pindex, const void **data)
 	*data = NULL;
 	int err = store_snapshot_copy(r->snap, pindex, page, &stored, &hash);
 	if (err)
-		return error_set(-err, "snapshot '%s': %s%s", r->name, error_message(),
-				 strstr(error_message(), "vmm store verify") ? "" : " (see vmm store verify)");
+		return error_set(-err, "snapshot '%s': %s (see vmm store verify)", r->name, error_message());
 	if (stored && XXH3_64bits(page, sizeof(page)) != hash)
 		return error_set(EIO, "snapshot '%s': stored page 0x%llx does not match its hash (damaged; see vmm store verify)",
 				 r->name, (unsigned long long)pindex);

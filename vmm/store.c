@@ -19,6 +19,7 @@
 
 #include "mmu/page_store.h"
 #include "vmm/error.h"
+#include "vmm/file_io.h"
 
 /* ---- on-disk format (little-endian, x86-64 only) ----------------------------------- */
 
@@ -617,21 +618,6 @@ static int manifest_load(struct store *s, const char *name, struct manifest *m)
 	return r;
 }
 
-static int write_all(int fd, const void *p, size_t n)
-{
-	const uint8_t *b = p;
-	while (n) {
-		ssize_t w = write(fd, b, n);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0)
-			return -(w < 0 ? errno : EIO);
-		b += w;
-		n -= (size_t)w;
-	}
-	return 0;
-}
-
 /* The distinct packs @e uses, increasing, in *ids (free it). 0 or -ENOMEM. */
 static int manifest_pack_table(const struct manifest_entry *e, uint64_t n, uint32_t **ids, uint32_t *count)
 {
@@ -722,9 +708,9 @@ static int manifest_write(struct store *s, struct manifest_header *h, const void
 	}
 	for (int i = 0; i < 7 && !r; i++)
 		if (lens[i])
-			r = write_all(fd, parts[i], lens[i]);
+			r = file_write_all(fd, parts[i], lens[i]);
 	if (!r)
-		r = write_all(fd, &t, sizeof(t));
+		r = file_write_all(fd, &t, sizeof(t));
 	if (!r && fsync(fd) != 0)
 		r = -errno;
 	close(fd);
@@ -977,7 +963,7 @@ static int pack_out_flush(struct pack_out *p)
 	uint32_t n = p->pages - p->flushed;
 	if (!n)
 		return 0;
-	int r = write_all(p->fd, p->batch, (size_t)n * STORE_PAGE);
+	int r = file_write_all(p->fd, p->batch, (size_t)n * STORE_PAGE);
 	if (r)
 		return error_set(-r, "cannot write pack %08x.pack in %s: %s", p->id, p->s->dir, strerror(-r));
 	p->flushed = p->pages;
@@ -1538,7 +1524,7 @@ int store_snapshot_copy(const struct store_snapshot *snap, uint64_t pindex, void
 		store_bus_jump = NULL;
 		/* Nothing mapped is read here: that may be what faulted. */
 		return error_set(EIO, "store %s: page 0x%llx cannot be read: a file of the store was truncated under the "
-				 "running VM (see vmm store verify)", snap->dir, (unsigned long long)pindex);
+				 "running VM", snap->dir, (unsigned long long)pindex);
 	}
 	store_bus_jump = &jump;
 	const void *data = NULL;

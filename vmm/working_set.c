@@ -6,10 +6,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "vmm/error.h"
+#include "vmm/file_io.h"
 
 #define WORKING_SET_PAGE_LIMIT (1ull << 40) /* page numbers: below 2^52 bytes */
 
@@ -61,35 +61,14 @@ int working_set_parse(const void *buf, size_t len, struct working_set *ws)
 int working_set_read(const char *path, struct working_set *ws)
 {
 	memset(ws, 0, sizeof(*ws));
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return error_set_errno(errno, "cannot open working set %s", path);
-	struct stat st;
-	uint8_t *buf = NULL;
-	size_t done = 0;
-	int r = 0;
-	if (fstat(fd, &st) != 0)
-		r = error_set_errno(errno, "cannot stat working set %s", path);
-	else if (!S_ISREG(st.st_mode))
-		r = error_set(EINVAL, "working set %s is not a regular file", path);
-	/* The largest a parse accepts lists every page of 2^52 bytes: far more than any
-	 * guest here; the RAM size it names bounds it first (checked in the parse). */
-	else if ((uint64_t)st.st_size > WORKING_SET_HEADER + 8 * (WORKING_SET_PAGE_LIMIT / 4096))
-		r = error_set(EFBIG, "working set %s is too large to be one", path);
-	else if (!(buf = malloc((size_t)st.st_size + 1)))
-		r = error_set(ENOMEM, "no memory to read working set %s", path);
-	while (!r && done < (size_t)st.st_size) {
-		ssize_t n = read(fd, buf + done, (size_t)st.st_size - done);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			r = n < 0 ? error_set_errno(errno, "cannot read working set %s", path)
-				  : error_set(EIO, "working set %s shrank while being read", path);
-		else
-			done += (size_t)n;
-	}
-	close(fd);
-	if (!r && (r = working_set_parse(buf, done, ws)) != 0)
+	/* The largest a parse accepts lists every page of 2^52 bytes, far more than any guest
+	 * here; the RAM size it names bounds it first (checked in the parse). */
+	void *buf;
+	size_t len;
+	int r = file_read_all(path, "working set", WORKING_SET_HEADER + 8 * (WORKING_SET_PAGE_LIMIT / 4096), &buf, &len);
+	if (r)
+		return r;
+	if ((r = working_set_parse(buf, len, ws)) != 0)
 		r = error_set(-r, "working set %s: %s", path, error_message());
 	free(buf);
 	return r;
@@ -136,15 +115,8 @@ int working_set_write(const char *path, const struct working_set *ws)
 	if (fd < 0) {
 		r = error_set_errno(errno, "cannot create working set %s", tmp);
 	} else {
-		for (size_t done = 0; !r && done < len;) {
-			ssize_t n = write(fd, buf + done, len - done);
-			if (n < 0 && errno == EINTR)
-				continue;
-			if (n <= 0)
-				r = error_set_errno(n < 0 ? errno : EIO, "cannot write working set %s", tmp);
-			else
-				done += (size_t)n;
-		}
+		if ((r = file_write_all(fd, buf, len)) != 0)
+			r = error_set_errno(-r, "cannot write working set %s", tmp);
 		if (!r && fsync(fd) != 0)
 			r = error_set_errno(errno, "cannot write working set %s", tmp);
 		if (close(fd) != 0 && !r)
