@@ -638,15 +638,23 @@ void vm_start(struct vm *vm)
 	}
 }
 
+/* CLOCK_MONOTONIC @ms from now: a deadline for stopped_cond. */
+static struct timespec vm_deadline_in(uint64_t ms)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	t.tv_sec += (time_t)(ms / 1000);
+	t.tv_nsec += (long)(ms % 1000) * 1000000L;
+	if (t.tv_nsec >= 1000000000L) {
+		t.tv_sec++;
+		t.tv_nsec -= 1000000000L;
+	}
+	return t;
+}
+
 void vm_await_first_run(struct vm *vm)
 {
-	struct timespec deadline;
-	clock_gettime(CLOCK_MONOTONIC, &deadline);
-	deadline.tv_nsec += 20000000L;
-	if (deadline.tv_nsec >= 1000000000L) {
-		deadline.tv_sec++;
-		deadline.tv_nsec -= 1000000000L;
-	}
+	struct timespec deadline = vm_deadline_in(20);
 	pthread_mutex_lock(&vm->lock);
 	while (!atomic_load(&vm->first_run_ns) && !atomic_load(&vm->stopping_flag) && !atomic_load(&vm->pause_count) &&
 	       pthread_cond_timedwait(&vm->stopped_cond, &vm->lock, &deadline) != ETIMEDOUT)
@@ -656,14 +664,7 @@ void vm_await_first_run(struct vm *vm)
 
 int vm_wait(struct vm *vm)
 {
-	struct timespec deadline;
-	clock_gettime(CLOCK_MONOTONIC, &deadline);
-	deadline.tv_sec += (time_t)(vm->cfg.timeout_ms / 1000);
-	deadline.tv_nsec += (long)(vm->cfg.timeout_ms % 1000) * 1000000L;
-	if (deadline.tv_nsec >= 1000000000L) {
-		deadline.tv_sec++;
-		deadline.tv_nsec -= 1000000000L;
-	}
+	struct timespec deadline = vm_deadline_in(vm->cfg.timeout_ms);
 	pthread_mutex_lock(&vm->lock);
 	while (!atomic_load(&vm->stopping_flag)) {
 		if (!vm->cfg.timeout_ms) {
