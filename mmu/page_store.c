@@ -3,6 +3,7 @@
 
 #include <assert.h>
 #include <errno.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,7 +29,6 @@ struct ps_entry {
 struct page_store {
 	page_store_hash_t *hash;  /* (c) */
 	bool fused;               /* (c) the key is XXH3 and page_store_xxh3_copy computes it */
-	_Alignas(16) uint8_t secret[PAGE_STORE_SECRET_SIZE]; /* (c) XXH3's default secret */
 	struct pool pages;        /* (s) page bytes */
 	struct hmap index;        /* (s) hash -> first entry reference (as a pointer) */
 	struct ps_entry *entries; /* (s) indexed by reference; [0] is the zero page's */
@@ -54,8 +54,9 @@ static uint64_t page_store_xxh3(const void *data, size_t len)
  *
  * This is XXH3's long-input loop specialised to 4096 bytes: 64 stripes of 64 bytes in blocks
  * of 16, the accumulators scrambled after each full block; the last block is one stripe
- * short and ends with the page's last stripe under its own secret offset. page_store_create
- * compares it with the library once and hashes with the library if they ever differ. */
+ * short and ends with the page's last stripe under its own secret offset. The first
+ * page_store_create compares it with the library, and stores hash with the library if they
+ * ever differ. */
 #if defined(__SSE2__)
 #define PS_XXH_PRIME32_1 0x9E3779B1u
 #define PS_XXH_PRIME32_2 0x85EBCA77u
@@ -146,11 +147,19 @@ static uint64_t page_store_xxh3_copy(void *dst, const void *src, const uint8_t *
 }
 #endif
 
+/* XXH3's default secret, and whether page_store_xxh3_copy agrees with the library: the
+ * same for every store, worked out at the first page_store_create. */
+static struct {
+	_Alignas(16) uint8_t secret[PAGE_STORE_SECRET_SIZE];
+	bool fused;
+} page_store_xxh3_state;
+static pthread_once_t page_store_xxh3_once = PTHREAD_ONCE_INIT;
+
 /* Copy @src to @dst and return the store's key of it. */
 static uint64_t page_store_hash_copy(const struct page_store *s, void *dst, const void *src)
 {
 #if defined(__SSE2__)
-	uint64_t hash = page_store_xxh3_copy(dst, src, s->secret);
+	uint64_t hash = page_store_xxh3_copy(dst, src, page_store_xxh3_state.secret);
 	return s->fused ? hash : s->hash(src, VM_PAGE_SIZE);
 #else
 	memcpy(dst, src, VM_PAGE_SIZE);
@@ -174,6 +183,12 @@ static bool page_store_fused_agrees(const uint8_t *secret)
 #endif
 }
 
+static void page_store_xxh3_init(void)
+{
+	XXH3_generateSecret_fromSeed(page_store_xxh3_state.secret, 0); /* seed 0: the default secret itself */
+	page_store_xxh3_state.fused = page_store_fused_agrees(page_store_xxh3_state.secret);
+}
+
 int page_store_is_zero(const void *page)
 {
 	/* Or 64-byte blocks together and stop at the first non-zero one: most pages differ early.
@@ -194,8 +209,8 @@ int page_store_create(page_store_hash_t *hash, struct page_store **out)
 	if (!s)
 		return -ENOMEM;
 	s->hash = hash ? hash : page_store_xxh3;
-	XXH3_generateSecret_fromSeed(s->secret, 0); /* seed 0: the default secret itself */
-	s->fused = !hash && page_store_fused_agrees(s->secret);
+	pthread_once(&page_store_xxh3_once, page_store_xxh3_init);
+	s->fused = !hash && page_store_xxh3_state.fused;
 	pool_init(&s->pages, VM_PAGE_SIZE, 2u << 20);
 	hmap_init(&s->index);
 	s->nentries = 1; /* slot 0 is PAGE_STORE_ZERO */
