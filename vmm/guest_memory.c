@@ -333,6 +333,13 @@ static unsigned guest_memory_pager_index(const struct guest_memory *m, const str
 	return n;
 }
 
+/* Bring in the cluster around @gpa as a guest @access would (domain lock held): true when
+ * done, *info saying what it entered. */
+static bool guest_memory_fault_in(struct guest_memory *m, vm_addr_t gpa, vm_prot_t access, struct vm_fault_info *info)
+{
+	return vm_fault(m->map, gpa, access, info) == KERN_SUCCESS && pmap_uffd_flush(&m->pmap) == 0;
+}
+
 /* Keep @gpa, a RAM page brought in by the guest's fault or read-ahead (domain lock held).
  * At most one entry per page of RAM (a page brought in again after a page-out is listed
  * again while there is room). */
@@ -375,8 +382,7 @@ static void guest_memory_readahead(struct guest_memory *m, vm_addr_t gpa, vm_pro
 			return; /* the region's end, or a fault to serve first */
 		vm_domain_lock(m->dom);
 		struct vm_fault_info ahead = {0};
-		bool ok = !pmap_entered(&m->map->pmap, at) && vm_fault(m->map, at, access, &ahead) == KERN_SUCCESS &&
-			  pmap_uffd_flush(&m->pmap) == 0;
+		bool ok = !pmap_entered(&m->map->pmap, at) && guest_memory_fault_in(m, at, access, &ahead);
 		if (ok && m->recording && ahead.entered)
 			guest_memory_record(m, at);
 		vm_domain_unlock(m->dom);
@@ -400,8 +406,7 @@ static bool guest_memory_idle(void *arg)
 		if (pmap_entered(&m->map->pmap, gpa))
 			continue; /* brought in by the guest, or with an earlier entry's cluster */
 		struct vm_fault_info info = {0};
-		if (m->failed || vm_fault(m->map, gpa, VM_PROT_READ, &info) != KERN_SUCCESS ||
-		    pmap_uffd_flush(&m->pmap) != 0)
+		if (m->failed || !guest_memory_fault_in(m, gpa, VM_PROT_READ, &info))
 			m->prefetch_next = m->prefetch.count;
 		m->prefetched_pages += info.entered;
 		break;
