@@ -1,4 +1,6 @@
 /* The vmm command line: option parsing, value syntax, and what users see on bad input. */
+#include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -189,6 +191,36 @@ START_TEST(cli_unreadable_guest_file)
 }
 END_TEST
 
+/* Files users hand over by accident: each refused with one line, none read, none waited on
+ * (a FIFO with no writer would block a plain open for ever). */
+START_TEST(cli_guest_image_that_is_no_file)
+{
+	char dir[] = "/tmp/vmm-images-XXXXXX", empty[64], fifo[64];
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+	snprintf(empty, sizeof(empty), "%s/empty", dir);
+	snprintf(fifo, sizeof(fifo), "%s/fifo", dir);
+	int fd = open(empty, O_WRONLY | O_CREAT, 0644);
+	ck_assert_int_ge(fd, 0);
+	close(fd);
+	ck_assert_int_eq(mkfifo(fifo, 0600), 0);
+	const char *cases[][2] = {
+		{empty, "is empty"},
+		{fifo, "is not a regular file"},
+		{"/dev/null", "guest image /dev/null is not a regular file"},
+		{dir, "is not a regular file"},
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct spawn_result r;
+		ck_assert_int_eq(spawn_vmm(&r, 20, "run", "-m", "64M", "-p", "hello", cases[i][0], NULL), 0);
+		ck_assert_msg(!r.timed_out, "vmm run %s hung", cases[i][0]);
+		expect_vmm_error(&r, cases[i][1]);
+	}
+	unlink(empty);
+	unlink(fifo);
+	rmdir(dir);
+}
+END_TEST
+
 START_TEST(cli_not_an_elf)
 {
 	struct spawn_result r;
@@ -302,6 +334,7 @@ Suite *cli_suite(void)
 	tcase_set_timeout(bin, 60);
 	HARNESS_ADD_TEST(bin, cli_missing_guest_file);
 	HARNESS_ADD_TEST(bin, cli_unreadable_guest_file);
+	HARNESS_ADD_TEST(bin, cli_guest_image_that_is_no_file);
 	HARNESS_ADD_TEST(bin, cli_not_an_elf);
 	HARNESS_ADD_TEST(bin, cli_elf_without_pvh_note);
 	HARNESS_ADD_TEST(bin, cli_segments_outside_ram);

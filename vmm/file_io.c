@@ -24,22 +24,43 @@ int file_write_all(int fd, const void *p, size_t n)
 	return 0;
 }
 
+int file_open_regular(int dir, const char *name, int flags, mode_t mode, unsigned opts, const char *what,
+		      const char *shown)
+{
+	int fd = openat(dir, name, flags | O_NONBLOCK | O_NOCTTY | O_CLOEXEC, mode);
+	if (fd < 0)
+		return error_set_errno(errno, "cannot open %s %s", what, shown);
+	struct stat st;
+	int r = 0;
+	if (fstat(fd, &st) != 0)
+		r = error_set_errno(errno, "cannot stat %s %s", what, shown);
+	else if (!S_ISREG(st.st_mode))
+		r = error_set(EINVAL, "%s %s is not a regular file", what, shown);
+	else if ((opts & FILE_NONEMPTY) && st.st_size == 0)
+		r = error_set(EINVAL, "%s %s is empty", what, shown);
+	else if (!(flags & O_NONBLOCK) && fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK) != 0)
+		r = error_set_errno(errno, "cannot open %s %s", what, shown);
+	if (r) {
+		close(fd);
+		return r;
+	}
+	return fd;
+}
+
 int file_read_all(const char *path, const char *what, uint64_t max, void **data, size_t *size)
 {
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	int fd = file_open_regular(AT_FDCWD, path, O_RDONLY, 0, FILE_NONEMPTY, what, path);
 	if (fd < 0)
-		return error_set_errno(errno, "cannot open %s %s", what, path);
+		return fd;
 	struct stat st;
 	int r = 0;
 	uint8_t *buf = NULL;
 	size_t done = 0;
 	if (fstat(fd, &st) != 0)
 		r = error_set_errno(errno, "cannot stat %s %s", what, path);
-	else if (!S_ISREG(st.st_mode))
-		r = error_set(EINVAL, "%s %s is not a regular file", what, path);
 	else if ((uint64_t)st.st_size > max)
 		r = error_set(EFBIG, "%s %s is larger than %llu MiB", what, path, (unsigned long long)(max >> 20));
-	else if (!(buf = malloc((size_t)st.st_size + 1))) /* + 1: an empty file has a buffer too */
+	else if (!(buf = malloc((size_t)st.st_size)))
 		r = error_set(ENOMEM, "no memory to read %s %s", what, path);
 	while (!r && done < (size_t)st.st_size) {
 		ssize_t n = read(fd, buf + done, (size_t)st.st_size - done);

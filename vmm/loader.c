@@ -17,12 +17,7 @@
 
 int loader_read_file(const char *path, void **data, size_t *size)
 {
-	int r = file_read_all(path, "guest image", LOADER_MAX_IMAGE, data, size);
-	if (!r && *size == 0) {
-		free(*data);
-		r = error_set(ENOEXEC, "guest image %s is empty", path);
-	}
-	return r;
+	return file_read_all(path, "guest image", LOADER_MAX_IMAGE, data, size);
 }
 
 /* True when [off, off + len) lies within [0, size) without overflow. */
