@@ -245,6 +245,43 @@ START_TEST(snapshot_of_restored_guest_stores_only_what_changed)
 }
 END_TEST
 
+/* The snapshot a running VM was restored from cannot be deleted from under it: rm says
+ * which VM holds it, gc keeps it, and the VM's next snapshot (naming it as parent) is whole. */
+START_TEST(the_snapshot_a_live_vm_runs_from_is_kept_until_it_ends)
+{
+	vm_proc_start(&vm, NULL, "run", "-m", "64M", "-p", "rounds=4M,1000000", harness_guest(), NULL);
+	vm_proc_wait_sync(&vm, 2);
+	json_decref(snapshot(&vm, "s1"));
+	json_decref(vm_proc_execute(&vm, "quit", NULL));
+	vm_proc_wait(&vm);
+
+	vm_proc_start(&vm2, NULL, "restore", "-n", "r", "--store", store, "s1", NULL);
+	vm_proc_wait_sync(&vm2, 0);
+	struct spawn_result r;
+	ck_assert_int_eq(spawn_vmm(&r, 60, "store", "rm", store, "s1", NULL), 0);
+	ck_assert_msg(r.status == 125 && strstr(r.err, "snapshot 's1' is in use by VM 'r' (pid "), "status %d: %s",
+		      r.status, r.err);
+	spawn_free(&r);
+	ck_assert_int_eq(spawn_vmm(&r, 60, "store", "gc", store, NULL), 0);
+	ck_assert_msg(r.status == 0, "gc: %s", r.err);
+	spawn_free(&r);
+	json_t *s2 = snapshot(&vm2, "s2");
+	ck_assert_str_eq(json_string_value(json_object_get(s2, "parent")), "s1");
+	json_decref(s2);
+	json_decref(vm_proc_execute(&vm2, "quit", NULL));
+	vm_proc_wait(&vm2);
+
+	/* The VM is gone: s1 is free to go once s2 no longer needs it... which it does. */
+	ck_assert_int_eq(spawn_vmm(&r, 60, "store", "rm", store, "s1", NULL), 0);
+	ck_assert_msg(r.status == 125 && strstr(r.err, "is the parent of 's2'"), "status %d: %s", r.status, r.err);
+	spawn_free(&r);
+	vm_proc_start(&vm, NULL, "restore", "--store", store, "-t", "500ms", "s2", NULL);
+	int st = vm_proc_wait(&vm);
+	ck_assert_int_eq(st, 124);
+	ck_assert_int_eq(store_verify_status(0), 0);
+}
+END_TEST
+
 START_TEST(restored_pages_the_guest_only_reads_are_held_once_and_not_listed_again)
 {
 	/* The guest fills 32 MiB, then waits; snapshotted there and restored, it is let go and
@@ -690,6 +727,7 @@ Suite *kvm_snapshot_suite(void)
 	HARNESS_ADD_TEST(tc, snapshots_of_a_guest_rewriting_a_few_pages_restore_to_verified_rounds);
 	HARNESS_ADD_TEST(tc, fork_after_a_snapshot_keeps_each_vms_writes_its_own);
 	HARNESS_ADD_TEST(tc, snapshot_of_restored_guest_stores_only_what_changed);
+	HARNESS_ADD_TEST(tc, the_snapshot_a_live_vm_runs_from_is_kept_until_it_ends);
 	HARNESS_ADD_TEST(tc, restored_pages_the_guest_only_reads_are_held_once_and_not_listed_again);
 	HARNESS_ADD_TEST(tc, a_recorded_working_set_is_prefetched_and_checks_out);
 	HARNESS_ADD_TEST(tc, a_bad_working_set_is_refused_with_its_name);

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "harness.h"
+#include "spawn.h"
 #include "vmm/error.h"
 #include "vmm/store.h"
 
@@ -826,6 +827,166 @@ START_TEST(list_names_parents_sizes)
 }
 END_TEST
 
+/* Replace (or add) @rel in the store by a FIFO nobody writes to. */
+static void make_fifo(const char *rel)
+{
+	char path[256];
+	snprintf(path, sizeof(path), "%s/%s", dir, rel);
+	unlink(path);
+	ck_assert_int_eq(mkfifo(path, 0644), 0);
+}
+
+/* A FIFO where a store file belongs (left by accident, or planted): every reader refuses
+ * it with a line naming it and none waits on it (a plain open of a FIFO blocks for ever). */
+START_TEST(fifos_in_a_store_are_refused_not_waited_on)
+{
+	const char *places[] = {"lock", "packs/00000001.pack", "snapshots/base.snap", "snapshots/zz.snap"};
+	alarm(60); /* a hang fails the test instead of stalling the run */
+	for (size_t i = 0; i < sizeof(places) / sizeof(places[0]); i++) {
+		char cmd[128];
+		snprintf(cmd, sizeof(cmd), "rm -rf %s/*", dir);
+		ck_assert_int_eq(system(cmd), 0);
+		struct store *s;
+		ck_assert_int_eq(store_open(dir, true, &s), 0);
+		write_snapshot(s, "base", NULL, 30, 1, 0, 1, NULL);
+		store_close(s);
+		make_fifo(places[i]);
+		char needle[128];
+		snprintf(needle, sizeof(needle), "%s is not a regular file", places[i]);
+		error_clear();
+		if (i == 0) {
+			ck_assert_int_eq(store_open(dir, false, &s), -EINVAL);
+			ck_assert_msg(strstr(error_message(), needle), "%s", error_message());
+			ck_assert_int_eq(store_open_read(dir, &s), -EINVAL);
+			ck_assert_msg(strstr(error_message(), needle), "%s", error_message());
+			continue;
+		}
+		struct lines l;
+		ck_assert_int_ge(verify(&l), 1);
+		ck_assert_msg(strstr(l.text, needle), "%s", l.text);
+		ck_assert_int_eq(store_open_read(dir, &s), 0);
+		struct store_snapshot *snap;
+		int r = store_snapshot_open(s, "base", &snap);
+		if (i == 3) { /* a stray one harms no other snapshot, but a listing names it */
+			ck_assert_msg(r == 0, "%s", error_message());
+			store_snapshot_close(snap);
+			struct store_info info[4];
+			memset(info, 0, sizeof(info));
+			ck_assert_int_eq(store_list(s, list_fn, info), -EINVAL);
+		} else {
+			ck_assert_int_eq(r, -EINVAL);
+		}
+		ck_assert_msg(strstr(error_message(), needle), "%s", error_message());
+		ck_assert_msg(!strchr(error_message(), '\n'), "%s", error_message());
+		store_close(s);
+	}
+	alarm(0);
+}
+END_TEST
+
+/* The same through the command line, as users meet it: one line, status 125, no hang. */
+START_TEST(store_commands_refuse_a_fifo_lock)
+{
+	struct store *s;
+	ck_assert_int_eq(store_open(dir, true, &s), 0);
+	store_close(s);
+	make_fifo("lock");
+	const char *verbs[] = {"ls", "verify", "gc"};
+	for (size_t i = 0; i < 3; i++) {
+		struct spawn_result r;
+		ck_assert_int_eq(spawn_vmm(&r, 20, "store", verbs[i], dir, NULL), 0);
+		ck_assert_msg(!r.timed_out && r.status == 125, "store %s: status %d: %s", verbs[i], r.status, r.err);
+		ck_assert_msg(strstr(r.err, "lock is not a regular file\n") && strchr(r.err, '\n') == r.err + strlen(r.err) - 1,
+			      "%s", r.err);
+		spawn_free(&r);
+	}
+}
+END_TEST
+
+/* Pins in the store's pins folder, stale or live. */
+static unsigned count_pins(void)
+{
+	char cmd[160];
+	snprintf(cmd, sizeof(cmd), "exit $(ls %s/pins | wc -l)", dir);
+	int st = system(cmd);
+	return WIFEXITED(st) ? (unsigned)WEXITSTATUS(st) : 999;
+}
+
+START_TEST(a_snapshot_a_live_vm_was_restored_from_is_not_deleted)
+{
+	struct store *s, *r;
+	ck_assert_int_eq(store_open(dir, true, &s), 0);
+	write_snapshot(s, "base", NULL, 30, 1, 0, 1, NULL);
+	write_snapshot(s, "other", NULL, 30, 2, 0, 1, NULL);
+	ck_assert_int_eq(store_open_read(dir, &r), 0);
+	struct store_snapshot *snap;
+	ck_assert_int_eq(store_snapshot_open_pinned(r, "base", "VM 'r' (pid 1)", &snap), 0);
+	ck_assert_int_eq(store_delete(s, "base"), -EBUSY);
+	ck_assert_str_eq(error_message(), "snapshot 'base' is in use by VM 'r' (pid 1), restored from it; stop that VM "
+					  "(and its forks) first");
+	ck_assert_int_eq(store_delete(s, "other"), 0); /* a pin holds one snapshot only */
+	uint64_t freed;
+	ck_assert_int_eq(store_gc(s, &freed), 0); /* gc keeps a live pin */
+	ck_assert_uint_eq(count_pins(), 1);
+	ck_assert_int_eq(store_delete(s, "base"), -EBUSY);
+	expect_page(snap, 7, 1);
+	store_snapshot_close(snap);
+	/* The VM is gone: its pin is stale, and the delete sweeps it. */
+	ck_assert_msg(store_delete(s, "base") == 0, "%s", error_message());
+	ck_assert_uint_eq(count_pins(), 0);
+	store_close(r);
+	store_close(s);
+}
+END_TEST
+
+/* A pin goes with the last process holding it: a forked child VM keeps its parent's pin,
+ * and kill -9 of them all releases it. */
+START_TEST(pins_live_as_long_as_the_vm_and_its_forks)
+{
+	struct store *s;
+	ck_assert_int_eq(store_open(dir, true, &s), 0);
+	write_snapshot(s, "base", NULL, 30, 1, 0, 1, NULL);
+	int fds[2];
+	ck_assert_int_eq(pipe(fds), 0);
+	pid_t vm = fork();
+	ck_assert_int_ge(vm, 0);
+	if (vm == 0) {
+		struct store *r;
+		struct store_snapshot *snap;
+		if (store_open_read(dir, &r) != 0 || store_snapshot_open_pinned(r, "base", "VM 'v'", &snap) != 0)
+			_exit(1);
+		pid_t child = fork(); /* the fork child shares the pin's descriptor */
+		if (child == 0) {
+			pause();
+			_exit(0);
+		}
+		if (write(fds[1], &child, sizeof(child)) != sizeof(child))
+			_exit(1);
+		int st;
+		waitpid(child, &st, 0);
+		_exit(0);
+	}
+	pid_t child;
+	ck_assert_int_eq(read(fds[0], &child, sizeof(child)), sizeof(child));
+	kill(vm, SIGKILL);
+	/* The VM's process is gone; its fork child still holds the pin. */
+	ck_assert_int_eq(store_delete(s, "base"), -EBUSY);
+	ck_assert_msg(strstr(error_message(), "in use by VM 'v'"), "%s", error_message());
+	kill(child, SIGKILL);
+	int st;
+	ck_assert_int_eq(waitpid(vm, &st, 0), vm);
+	/* The child was re-parented to init: wait until its descriptors are gone. */
+	char proc[64];
+	snprintf(proc, sizeof(proc), "/proc/%d/fd", (int)child);
+	while (access(proc, F_OK) == 0)
+		usleep(1000);
+	ck_assert_msg(store_delete(s, "base") == 0, "%s", error_message());
+	store_close(s);
+	close(fds[0]);
+	close(fds[1]);
+}
+END_TEST
+
 /*
  * kill -9 a writer at random moments: every snapshot that was committed stays readable
  * with the right bytes, and verify finds no damage.
@@ -924,6 +1085,10 @@ Suite *store_suite(void)
 	HARNESS_ADD_TEST(tc, open_snapshots_read_the_same_bytes_across_a_gc);
 	HARNESS_ADD_TEST(tc, writers_never_share_pages_a_gc_removed_meanwhile);
 	HARNESS_ADD_TEST(tc, kill_9_at_any_moment_leaves_the_store_valid);
+	HARNESS_ADD_TEST(tc, fifos_in_a_store_are_refused_not_waited_on);
+	HARNESS_ADD_TEST(tc, store_commands_refuse_a_fifo_lock);
+	HARNESS_ADD_TEST(tc, a_snapshot_a_live_vm_was_restored_from_is_not_deleted);
+	HARNESS_ADD_TEST(tc, pins_live_as_long_as_the_vm_and_its_forks);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -485,7 +485,12 @@ int cmd_restore(int argc, char **argv)
 	run_block_stop_signals();
 	vm_prepare(&run_vm, cfg.kvm_path);
 	static struct restore rs;
-	if (restore_open(&rs, store, snapshot) != 0) {
+	char holder[128];
+	if (cfg.name)
+		snprintf(holder, sizeof(holder), "VM '%s' (pid %d)", cfg.name, (int)getpid());
+	else
+		snprintf(holder, sizeof(holder), "a VM (pid %d)", (int)getpid());
+	if (restore_open(&rs, store, snapshot, holder) != 0) {
 		fprintf(stderr, "vmm: %s\n", error_message());
 		return VM_EXIT_VMM_ERROR;
 	}

@@ -29,7 +29,8 @@ static void store_help(FILE *f, const char *verb)
 		   "  verify  re-hash every stored page and check every manifest; each problem is one\n"
 		   "          line naming the file and page; leftovers of interrupted writes are notes\n"
 		   "  gc      remove pages no snapshot refers to, and leftovers\n"
-		   "  rm      delete a snapshot (not one another snapshot names as parent); gc frees its pages\n\n");
+		   "  rm      delete a snapshot (not one another snapshot names as parent, nor one a running VM\n"
+		   "          was restored from: rm names that VM); gc frees its pages\n\n");
 	cli_print_options(f, store_options);
 	fprintf(f, "\nExit status: 0 done (verify: the store is valid), 1 verify found damage,\n"
 		   "125 bad arguments or the store cannot be used.\n");

@@ -30,7 +30,7 @@ static int restore_page(void *arg, uint64_t pindex, const void **data)
 	return 0;
 }
 
-int restore_open(struct restore *r, const char *dir, const char *name)
+int restore_open(struct restore *r, const char *dir, const char *name, const char *holder)
 {
 	memset(r, 0, sizeof(*r));
 	snprintf(r->name, sizeof(r->name), "%s", name);
@@ -40,7 +40,7 @@ int restore_open(struct restore *r, const char *dir, const char *name)
 	 * manifests are checked up to their entries, and pages come later, on demand. */
 	int err = store_open_read(dir, &r->store);
 	if (!err)
-		err = store_snapshot_open(r->store, name, &r->snap);
+		err = store_snapshot_open_pinned(r->store, name, holder, &r->snap);
 	if (!err) {
 		size_t len;
 		const void *blob = store_snapshot_state(r->snap, &len);

@@ -25,9 +25,11 @@ struct restore {
 	char name[64];
 };
 
-/* Open snapshot @name of the store at @dir for restoring. 0 or -errno with a message
- * naming the damaged file or what is missing. */
-int restore_open(struct restore *r, const char *dir, const char *name);
+/* Open snapshot @name of the store at @dir for restoring, pinned for @holder (the VM, in
+ * words: "VM 'web' (pid 42)") until restore_close or the end of the process: the store
+ * refuses to delete it meanwhile. 0 or -errno with a message naming the damaged file or
+ * what is missing. */
+int restore_open(struct restore *r, const char *dir, const char *name, const char *holder);
 
 /* Release what restore_open made (the pager's objects keep their own references). */
 void restore_close(struct restore *r);

@@ -6,6 +6,7 @@
 #include <pthread.h>
 #include <setjmp.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,6 +19,7 @@
 #include <xxhash.h>
 
 #include "mmu/page_store.h"
+#include "vmm/clock.h"
 #include "vmm/error.h"
 #include "vmm/file_io.h"
 
@@ -255,6 +257,15 @@ static int fsync_dir(int fd, const char *what)
 	return 0;
 }
 
+/* Open @name in the store's folder @at (@sub names it in messages: "packs") through
+ * file_open_regular: a FIFO or device left in a store is refused, never waited on. */
+static int store_open_file(struct store *s, int at, const char *sub, const char *name, int flags, mode_t mode)
+{
+	char shown[4200];
+	snprintf(shown, sizeof(shown), "%s/%s%s%s", s->dir, sub, *sub ? "/" : "", name);
+	return file_open_regular(at, name, flags, mode, 0, "store file", shown);
+}
+
 /* Pack id from a file name "%08x.pack"; false for anything else. */
 static bool pack_name_id(const char *name, uint32_t *id)
 {
@@ -300,9 +311,9 @@ static int store_pack_fd(struct store *s, uint32_t id)
 	if (s->pack_fds[id] < 0) {
 		char name[16];
 		snprintf(name, sizeof(name), "%08x.pack", id);
-		int fd = openat(s->packs_fd, name, O_RDONLY | O_CLOEXEC);
+		int fd = store_open_file(s, s->packs_fd, "packs", name, O_RDONLY, 0);
 		if (fd < 0)
-			return error_set_errno(errno, "%s/packs/%s", s->dir, name);
+			return fd;
 		s->pack_fds[id] = fd;
 	}
 	return s->pack_fds[id];
@@ -329,19 +340,36 @@ static int store_read_page(struct store *s, uint32_t pack, uint32_t slot, void *
 	return 0;
 }
 
+/* Take the store lock (@op: LOCK_SH or LOCK_EX), waiting at most STORE_LOCK_WAIT_S for
+ * the process holding it: a gc or a writer ends, a stuck one must not hang its callers.
+ * 0, -EBUSY when the time ran out, or -errno; with a message. */
+static int store_lock(struct store *s, int op)
+{
+	struct timespec nap = {0, 1000000};
+	uint64_t deadline = clock_monotonic_ns() + STORE_LOCK_WAIT_S * 1000000000ull;
+	for (;;) {
+		if (flock(s->lock_fd, op | LOCK_NB) == 0)
+			return 0;
+		if (errno != EWOULDBLOCK && errno != EINTR)
+			return error_set_errno(errno, "cannot lock %s/lock", s->dir);
+		if (clock_monotonic_ns() >= deadline)
+			return error_set(EBUSY, "store %s is locked by another process (a gc or a snapshot being written) for over %d s; try again later",
+					 s->dir, STORE_LOCK_WAIT_S);
+		nanosleep(&nap, NULL);
+		if (nap.tv_nsec < 50000000)
+			nap.tv_nsec *= 2;
+	}
+}
+
 /* Hold the store lock (shared; see the locking comment). 0 or -errno. */
 static int store_hold(struct store *s)
 {
 	if (s->holds++ || s->lock_fd < 0)
 		return 0;
-	int r;
-	while ((r = flock(s->lock_fd, LOCK_SH)) != 0 && errno == EINTR)
-		;
-	if (r != 0) {
+	int r = store_lock(s, LOCK_SH);
+	if (r)
 		s->holds = 0;
-		return error_set_errno(errno, "cannot lock %s/lock", s->dir);
-	}
-	return 0;
+	return r;
 }
 
 /* Drop what the index and the open packs say about the store: they may go stale. */
@@ -596,13 +624,9 @@ static int manifest_open(struct store *s, const char *name, struct manifest *m)
 {
 	char file[STORE_NAME_MAX + 8], path[4200];
 	snprintf(file, sizeof(file), "%s.snap", name);
-	int fd = openat(s->snaps_fd, file, O_RDONLY | O_CLOEXEC);
-	if (fd < 0) {
-		if (errno == ENOENT)
-			return error_set(ENOENT, "no snapshot '%s' in %s", name, s->dir);
-		snprintf(path, sizeof(path), "%s/snapshots/%s", s->dir, file);
-		return error_set_errno(errno, "%s", path);
-	}
+	int fd = store_open_file(s, s->snaps_fd, "snapshots", file, O_RDONLY, 0);
+	if (fd < 0)
+		return fd == -ENOENT ? error_set(ENOENT, "no snapshot '%s' in %s", name, s->dir) : fd;
 	snprintf(path, sizeof(path), "%s/snapshots/%s", s->dir, file);
 	int r = manifest_open_fd(fd, path, name, s->dir, m);
 	close(fd);
@@ -701,9 +725,9 @@ static int manifest_write(struct store *s, struct manifest_header *h, const void
 			XXH3_64bits_update(xs, parts[i], lens[i]);
 	t.head_checksum = XXH3_64bits_digest(xs);
 
-	fd = openat(s->snaps_fd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	fd = store_open_file(s, s->snaps_fd, "snapshots", tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
 	if (fd < 0) {
-		r = error_set_errno(errno, "cannot create %s/snapshots/%s", s->dir, tmp);
+		r = fd;
 		goto out;
 	}
 	for (int i = 0; i < 7 && !r; i++)
@@ -772,25 +796,44 @@ static int store_index_manifest(struct store *s, const struct manifest *m)
 	return 0;
 }
 
-/* Call @fn for each snapshot name in the store, in directory order. Stops at an error. */
-static int store_each_name(struct store *s, int (*fn)(struct store *s, const char *name, void *arg), void *arg)
+/* Call @fn for each entry of the store's folder @dirfd (@sub names it in messages), in
+ * directory order. Stops at the first error @fn returns. */
+static int store_each_entry(struct store *s, int dirfd, const char *sub,
+			    int (*fn)(struct store *s, const char *entry, void *arg), void *arg)
 {
-	int fd = dup(s->snaps_fd);
+	int fd = dup(dirfd);
 	DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
 	if (!d) {
 		if (fd >= 0)
 			close(fd);
-		return error_set_errno(errno, "cannot read %s/snapshots", s->dir);
+		return error_set_errno(errno, "cannot read %s/%s", s->dir, sub);
 	}
 	rewinddir(d);
 	int r = 0;
 	struct dirent *de;
-	char name[STORE_NAME_MAX + 1];
 	while (!r && (de = readdir(d)))
-		if (snap_file_name(de->d_name, name))
-			r = fn(s, name, arg);
+		r = fn(s, de->d_name, arg);
 	closedir(d);
 	return r;
+}
+
+struct each_name {
+	int (*fn)(struct store *s, const char *name, void *arg);
+	void *arg;
+};
+
+static int each_name_entry(struct store *s, const char *entry, void *arg)
+{
+	struct each_name *en = arg;
+	char name[STORE_NAME_MAX + 1];
+	return snap_file_name(entry, name) ? en->fn(s, name, en->arg) : 0;
+}
+
+/* Call @fn for each snapshot name in the store, in directory order. Stops at an error. */
+static int store_each_name(struct store *s, int (*fn)(struct store *s, const char *name, void *arg), void *arg)
+{
+	struct each_name en = {fn, arg};
+	return store_each_entry(s, s->snaps_fd, "snapshots", each_name_entry, &en);
 }
 
 /* Index one manifest; a damaged one is skipped (and counted), so the rest stay usable. */
@@ -871,15 +914,18 @@ static int store_open_at(const char *dir, bool create, bool read_only, store_has
 		goto err;
 	}
 	if (read_only) {
-		s->lock_fd = openat(s->dir_fd, "lock", O_RDONLY | O_CLOEXEC);
-		if (s->lock_fd < 0 && errno != ENOENT) {
-			r = error_set_errno(errno, "cannot open %s/lock", dir);
+		s->lock_fd = store_open_file(s, s->dir_fd, "", "lock", O_RDONLY, 0);
+		if (s->lock_fd == -ENOENT) {
+			s->lock_fd = -1;
+			error_clear();
+		} else if (s->lock_fd < 0) {
+			r = s->lock_fd;
 			goto err;
 		}
 	} else {
-		s->lock_fd = openat(s->dir_fd, "lock", O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+		s->lock_fd = store_open_file(s, s->dir_fd, "", "lock", O_RDWR | O_CREAT, 0644);
 		if (s->lock_fd < 0) {
-			r = error_set_errno(errno, "cannot open %s/lock", dir);
+			r = s->lock_fd;
 			goto err;
 		}
 	}
@@ -1065,6 +1111,7 @@ struct mapped_pack {
 
 struct store_snapshot {
 	char *dir;
+	int pin_fd;              /* the pin held while open (store_snapshot_open_pinned), or -1 */
 	unsigned depth;
 	struct manifest *chain;  /* [0] is the snapshot, then its parents */
 	struct mapped_pack *packs; /* those the chain's pack tables name, sorted by id */
@@ -1315,6 +1362,122 @@ int store_writer_commit(struct store_writer *w)
 	return r;
 }
 
+/* ---- pins --------------------------------------------------------------------------------------- */
+
+/*
+ * A running VM restored from a snapshot reads that snapshot's pages for as long as it
+ * lives, and names it as the parent of its own snapshots: it pins it. A pin is a file
+ * pins/NAME@PID-SEQ holding the holder's description ("VM 'web' (pid 42)"), locked shared
+ * (flock) by the holder for as long as it holds the snapshot open. The lock, not the file,
+ * is the pin: it goes with the holder's last descriptor (a forked child VM inherits it),
+ * also under kill -9. A pin file whose lock can be taken alone is stale and is removed by
+ * the next delete or gc. Files are renamed into place already locked, so a pin is never
+ * seen unlocked while its holder lives.
+ */
+
+#define PINS_DIR "pins"
+
+/* Open (@create: make) the store's pins folder. The fd, -ENOENT when there is none and
+ * @create is false, or -errno with a message. */
+static int pins_dir(struct store *s, bool create)
+{
+	if (create && mkdirat(s->dir_fd, PINS_DIR, 0755) != 0 && errno != EEXIST)
+		return error_set_errno(errno, "cannot create %s/" PINS_DIR, s->dir);
+	int fd = openat(s->dir_fd, PINS_DIR, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return errno == ENOENT && !create ? -ENOENT : error_set_errno(errno, "cannot open %s/" PINS_DIR, s->dir);
+	return fd;
+}
+
+/* Pin snapshot @name for @holder; *fd is the pin's descriptor to close when done, or -1
+ * when the store cannot be written by this user (who then cannot delete from it either).
+ * 0 or -errno with a message. */
+static int store_pin(struct store *s, const char *name, const char *holder, int *fd)
+{
+	static atomic_uint seq;
+	*fd = -1;
+	int dir = pins_dir(s, true);
+	if (dir == -EACCES || dir == -EROFS || dir == -EPERM) {
+		error_clear();
+		return 0;
+	}
+	if (dir < 0)
+		return dir;
+	char file[STORE_NAME_MAX + 64], tmp[sizeof(file) + 8];
+	unsigned n = atomic_fetch_add(&seq, 1);
+	snprintf(file, sizeof(file), "%s@%d-%u", name, (int)getpid(), n);
+	snprintf(tmp, sizeof(tmp), ".%s.tmp", file);
+	int r = store_open_file(s, dir, PINS_DIR, tmp, O_RDWR | O_CREAT | O_TRUNC, 0644);
+	if (r >= 0) {
+		int pin = r;
+		r = flock(pin, LOCK_SH | LOCK_NB) != 0 ? -errno : file_write_all(pin, holder, strlen(holder));
+		if (!r && renameat(dir, tmp, dir, file) != 0)
+			r = -errno;
+		if (r) {
+			unlinkat(dir, tmp, 0);
+			close(pin);
+			r = error_set(-r, "cannot pin snapshot '%s' in %s/" PINS_DIR ": %s", name, s->dir, strerror(-r));
+		} else {
+			*fd = pin;
+		}
+	}
+	close(dir);
+	return r < 0 ? r : 0;
+}
+
+struct pin_scan {
+	int dir;
+	const char *name;       /* the snapshot whose pins are looked for, NULL: sweep all */
+	char holder[256];       /* a live pin's holder, "" when none was found */
+};
+
+/* One entry of the pins folder: a stale pin is removed, a live one of scan->name is told. */
+static int pin_scan_entry(struct store *s, const char *entry, void *arg)
+{
+	struct pin_scan *ps = arg;
+	const char *at = strrchr(entry, '@');
+	bool temporary = entry[0] == '.';
+	if (!at || (ps->name && (temporary || (size_t)(at - entry) != strlen(ps->name) ||
+				 strncmp(entry, ps->name, (size_t)(at - entry)) != 0)))
+		return 0;
+	int fd = store_open_file(s, ps->dir, PINS_DIR, entry, O_RDONLY, 0);
+	if (fd < 0) {
+		error_clear(); /* gone meanwhile, or no pin: not ours to judge */
+		return 0;
+	}
+	if (flock(fd, LOCK_EX | LOCK_NB) == 0) {
+		unlinkat(ps->dir, entry, 0);
+	} else if (ps->name && !temporary) {
+		ssize_t n = pread(fd, ps->holder, sizeof(ps->holder) - 1, 0);
+		ps->holder[n > 0 ? n : 0] = '\0';
+		for (char *c = ps->holder; *c; c++)
+			if (*c < ' ' || *c > '~')
+				*c = '?'; /* the holder's words are quoted in one line of text */
+		if (!ps->holder[0])
+			snprintf(ps->holder, sizeof(ps->holder), "process %.*s", (int)strcspn(at + 1, "-"), at + 1);
+	}
+	close(fd);
+	return ps->holder[0] ? 1 : 0;
+}
+
+/* Look for a live pin of snapshot @name (NULL: none, only sweep), removing the stale pins
+ * met on the way. 1 with its holder in @holder, 0 when none, or -errno with a message. The
+ * caller holds the store lock alone, so no pin is being made meanwhile. */
+static int store_pinned(struct store *s, const char *name, char *holder, size_t len)
+{
+	struct pin_scan ps = {.name = name};
+	ps.dir = pins_dir(s, false);
+	if (ps.dir == -ENOENT)
+		return 0;
+	if (ps.dir < 0)
+		return ps.dir;
+	int r = store_each_entry(s, ps.dir, PINS_DIR, pin_scan_entry, &ps);
+	close(ps.dir);
+	if (r > 0 && holder)
+		snprintf(holder, len, "%s", ps.holder);
+	return r;
+}
+
 /* ---- reading -------------------------------------------------------------------------------- */
 
 
@@ -1367,11 +1530,11 @@ static int snapshot_map_packs(struct store *s, struct store_snapshot *snap)
 			continue;
 		char name[16];
 		snprintf(name, sizeof(name), "%08x.pack", need[k].id);
-		int fd = openat(s->packs_fd, name, O_RDONLY | O_CLOEXEC);
+		int fd = store_open_file(s, s->packs_fd, "packs", name, O_RDONLY, 0);
 		struct stat st;
 		if (fd < 0 || fstat(fd, &st) != 0) {
-			int e = errno;
-			r = error_set(e, "%s/packs/%s: %s (snapshot '%s' needs it)", s->dir, name, strerror(e),
+			r = fd < 0 ? fd : -errno;
+			r = error_set(-r, "%s (snapshot '%s' needs it)", fd < 0 ? error_message() : strerror(-r),
 				      snap->chain[need[k].depth].hdr->name);
 			if (fd >= 0)
 				close(fd);
@@ -1392,7 +1555,7 @@ static int snapshot_map_packs(struct store *s, struct store_snapshot *snap)
 	return r;
 }
 
-int store_snapshot_open(struct store *s, const char *name, struct store_snapshot **out)
+int store_snapshot_open_pinned(struct store *s, const char *name, const char *holder, struct store_snapshot **out)
 {
 	if (!store_name_valid(name))
 		return error_set(EINVAL, "'%s' cannot name a snapshot", name);
@@ -1401,9 +1564,16 @@ int store_snapshot_open(struct store *s, const char *name, struct store_snapshot
 		free(snap);
 		return error_set(ENOMEM, "no memory to open a snapshot");
 	}
-	/* Held until the packs are mapped: gc cannot move pages between. */
+	snap->pin_fd = -1;
+	/* Held until the packs are mapped: gc cannot move pages between. A delete holds the
+	 * lock alone, so it runs wholly before this open or sees the pin made here. */
 	int r = store_hold(s);
 	if (r) {
+		store_snapshot_close(snap);
+		return r;
+	}
+	if (holder && (r = store_pin(s, name, holder, &snap->pin_fd)) != 0) {
+		store_release(s);
 		store_snapshot_close(snap);
 		return r;
 	}
@@ -1453,10 +1623,19 @@ int store_snapshot_open(struct store *s, const char *name, struct store_snapshot
 	return 0;
 }
 
+int store_snapshot_open(struct store *s, const char *name, struct store_snapshot **out)
+{
+	return store_snapshot_open_pinned(s, name, NULL, out);
+}
+
 void store_snapshot_close(struct store_snapshot *snap)
 {
 	if (!snap)
 		return;
+	/* Closing releases the pin's lock; the file is left for the next delete or gc to sweep,
+	 * since a forked child may share the lock through this very descriptor. */
+	if (snap->pin_fd >= 0)
+		close(snap->pin_fd);
 	for (unsigned i = 0; i < snap->depth; i++)
 		manifest_unload(&snap->chain[i]);
 	for (size_t i = 0; i < snap->npacks; i++)
@@ -1897,8 +2076,10 @@ int store_gc(struct store *s, uint64_t *freed)
 	if (s->holds || flock(s->lock_fd, LOCK_EX | LOCK_NB) != 0)
 		return error_set(EBUSY, "store %s is in use by a snapshot writer; try again later", s->dir);
 	s->holds = 1; /* exclusive: store_release unlocks */
+	r = store_pinned(s, NULL, NULL, 0); /* sweeps the pins of VMs that are gone */
 	/* Other processes may have committed snapshots since this store was opened. */
-	r = store_reindex(s);
+	if (!r)
+		r = store_reindex(s);
 	if (r) {
 		store_release(s);
 		return r;
@@ -2038,13 +2219,22 @@ int store_delete(struct store *s, const char *name)
 		return r;
 	if (!store_name_valid(name) || !store_has_snapshot(s, name))
 		return error_set(ENOENT, "no snapshot '%s' in %s", name, s->dir);
-	r = store_hold(s); /* a gc must not rewrite the manifest back into place */
+	/* Alone: no gc rewrites the manifest back into place, no writer is making a child of
+	 * it, and no restore pins it meanwhile. */
+	if (s->holds)
+		return error_set(EBUSY, "store %s is in use by this process; cannot delete from it now", s->dir);
+	r = store_lock(s, LOCK_EX);
 	if (r)
 		return r;
+	s->holds = 1; /* store_release unlocks */
 	struct delete_check dc = {.name = name};
+	char holder[256];
 	r = store_each_name(s, find_child, &dc);
 	if (!r && dc.child[0])
 		r = error_set(EBUSY, "snapshot '%s' is the parent of '%s'; delete that first", name, dc.child);
+	if (!r && (r = store_pinned(s, name, holder, sizeof(holder))) > 0)
+		r = error_set(EBUSY, "snapshot '%s' is in use by %s, restored from it; stop that VM (and its forks) first",
+			      name, holder);
 	char file[STORE_NAME_MAX + 8];
 	snprintf(file, sizeof(file), "%s.snap", name);
 	if (!r && unlinkat(s->snaps_fd, file, 0) != 0)

@@ -45,6 +45,7 @@
 #define STORE_NAME_MAX 63
 #define STORE_STATE_MAX (16u << 20)  /* opaque VMM state in a manifest */
 #define STORE_ZERO_PACK 0xffffffffu  /* pack id of an entry meaning "all zero" */
+#define STORE_LOCK_WAIT_S 20         /* longest wait for another process's gc or writer (-EBUSY) */
 
 struct store;
 struct store_writer;
@@ -106,6 +107,13 @@ void store_writer_stats(const struct store_writer *w, struct store_write_stats *
  * pages. 0 and *out, or -errno with a message naming the damaged or missing file.
  */
 int store_snapshot_open(struct store *s, const char *name, struct store_snapshot **out);
+
+/* store_snapshot_open that also pins the snapshot for @holder ("VM 'web' (pid 42)") while it
+ * is open: store_delete refuses to delete it, naming @holder, until store_snapshot_close
+ * (or the end of this process and of any child it forked). A store this user cannot write
+ * is opened without a pin. Same results as store_snapshot_open, and -errno when the pin
+ * cannot be made. */
+int store_snapshot_open_pinned(struct store *s, const char *name, const char *holder, struct store_snapshot **out);
 void store_snapshot_close(struct store_snapshot *snap);
 
 /* The bytes of page @pindex: *data points into a mapped pack, or is NULL for a zero page
@@ -154,14 +162,15 @@ long store_verify(struct store *s, void (*fn)(void *arg, bool problem, const cha
 		  struct store_verify_stats *stats);
 
 /*
- * Remove pages no snapshot refers to: delete unreferenced packs and leftovers, rewrite
- * packs that are partly referenced. Needs the store to itself (fails with -EBUSY while a
+ * Remove pages no snapshot refers to: delete unreferenced packs and leftovers (and the
+ * pins of VMs that are gone), rewrite packs that are partly referenced. Needs the store to itself (fails with -EBUSY while a
  * writer is active). @freed receives the bytes given back. 0 or -errno.
  */
 int store_gc(struct store *s, uint64_t *freed);
 
-/* Remove snapshot @name (not while another snapshot names it as parent). Its pages stay
- * until gc. 0 or -errno. */
+/* Remove snapshot @name: not while another snapshot names it as parent, nor while a live
+ * VM pins it (store_snapshot_open_pinned; -EBUSY naming the VM). Takes the store lock alone
+ * (waits out writers, at most STORE_LOCK_WAIT_S). Its pages stay until gc. 0 or -errno. */
 int store_delete(struct store *s, const char *name);
 
 /* Total bytes of packs and manifests (what the store costs on disk). */
