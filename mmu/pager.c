@@ -73,6 +73,9 @@ void pager_data_unavailable(struct pager_reply *r, vm_offset_t offset, vm_size_t
 	if (r->want >= a && r->want < b) {
 		r->want_answered = true;
 		r->want_unavailable = true;
+		r->unavailable_end = b;
+	} else if (r->want_unavailable && a <= r->unavailable_end && b > r->unavailable_end) {
+		r->unavailable_end = b; /* the run after @want goes on */
 	}
 }
 

@@ -84,6 +84,8 @@ struct pager_reply {
 	int error;                /* (d) first error reported for @want, 0 = none */
 	bool want_answered;       /* (d) @want got an answer */
 	bool want_unavailable;    /* (d) the answer for @want was data_unavailable */
+	uint64_t unavailable_end; /* (d) with want_unavailable: [want, unavailable_end) were all
+				     answered data_unavailable (at least want + 1) */
 };
 
 /* The pagers in pagers/. */

@@ -253,10 +253,12 @@ static uint64_t vm_object_page_count(const struct vm_object *obj)
 
 /*
  * Ask @obj's pager for the run of missing pages around @pindex within [lo, hi) (obj's page
- * numbers). *unavailable: the pager has no data for @pindex (look further down the chain).
+ * numbers). *unavailable: the pager has no data for @pindex (look further down the chain);
+ * then *unavailable_end (when not NULL) is where the run of pages from @pindex that the
+ * pager said it has no data for ends (at least @pindex + 1).
  */
-static kern_return_t vm_object_pagein(struct vm_object *obj, uint64_t pindex, uint64_t lo, uint64_t hi,
-				      vm_prot_t access, bool *unavailable)
+static kern_return_t vm_object_pagein_run(struct vm_object *obj, uint64_t pindex, uint64_t lo, uint64_t hi,
+					  vm_prot_t access, bool *unavailable, uint64_t *unavailable_end)
 {
 	struct vm_domain *dom = obj->dom;
 	uint64_t a = pindex, b = pindex + 1;
@@ -277,8 +279,16 @@ static kern_return_t vm_object_pagein(struct vm_object *obj, uint64_t pindex, ui
 	if (r.want_unavailable) {
 		*unavailable = true;
 		hmap_del(&obj->paged, pindex);
+		if (unavailable_end)
+			*unavailable_end = r.unavailable_end;
 	}
 	return KERN_SUCCESS;
+}
+
+static kern_return_t vm_object_pagein(struct vm_object *obj, uint64_t pindex, uint64_t lo, uint64_t hi,
+				      vm_prot_t access, bool *unavailable)
+{
+	return vm_object_pagein_run(obj, pindex, lo, hi, access, unavailable, NULL);
 }
 
 int vm_object_page_provided(struct vm_object *obj, uint64_t pindex, const void *data)
@@ -599,9 +609,17 @@ static bool vm_object_chain_has(const struct vm_object *obj, uint64_t idx)
  * object that has it (paged back in if its pager holds it), or NULL: no object above
  * @stop has data for it, or it is a zero fill never written. *below, *below_idx: the rest of
  * the chain under that object. *err: a pager failure. */
+/* Pages of one object its pager said it has no data for, [lo, hi): an enumeration asks
+ * again for none of them (a sparse snapshot would otherwise be asked for the rest of the
+ * range once per zero page). */
+struct vm_object_unavailable {
+	const struct vm_object *obj;
+	uint64_t lo, hi;
+};
+
 static const void *vm_object_data_above(struct vm_object *obj, uint64_t idx, uint64_t hi, const struct vm_object *stop,
 					void *scratch, const struct vm_object **below, uint64_t *below_idx,
-					kern_return_t *err)
+					struct vm_object_unavailable *known, kern_return_t *err)
 {
 	*err = KERN_SUCCESS;
 	for (; obj && obj != stop; obj = obj->shadow) {
@@ -612,12 +630,16 @@ static const void *vm_object_data_above(struct vm_object *obj, uint64_t idx, uin
 			pmap_packed_read(obj, idx, scratch);
 			return scratch;
 		}
-		if (!state && vm_object_pager_has(obj, idx)) {
+		bool known_unavailable = known->obj == obj && idx >= known->lo && idx < known->hi;
+		if (!state && !known_unavailable && vm_object_pager_has(obj, idx)) {
 			bool unavailable;
-			uint64_t size = vm_atop(obj->size);
-			*err = vm_object_pagein(obj, idx, idx, hi < size ? hi : size, VM_PROT_READ, &unavailable);
+			uint64_t size = vm_atop(obj->size), run_end = idx + 1;
+			*err = vm_object_pagein_run(obj, idx, idx, hi < size ? hi : size, VM_PROT_READ, &unavailable,
+						    &run_end);
 			if (*err != KERN_SUCCESS)
 				return NULL;
+			if (unavailable)
+				*known = (struct vm_object_unavailable){obj, idx, run_end};
 			state = unavailable ? 0 : vm_page_state(obj, idx);
 		}
 		if (state) {
@@ -646,12 +668,14 @@ kern_return_t vm_object_enumerate(struct vm_object *obj, vm_offset_t offset, vm_
 	uint64_t first = vm_atop(offset), end = first + vm_atop(size);
 	uint8_t scratch[VM_PAGE_SIZE] __attribute__((aligned(64)));
 	kern_return_t kr = KERN_SUCCESS;
+	struct vm_object_unavailable known = {.obj = NULL};
 	for (size_t i = 0; i < n && kr == KERN_SUCCESS; i++) {
 		if (i > 0 && cand[i] == cand[i - 1])
 			continue;
 		const struct vm_object *below = NULL;
 		uint64_t below_idx = 0;
-		const void *bytes = vm_object_data_above(obj, first + cand[i], end, stop, scratch, &below, &below_idx, &kr);
+		const void *bytes =
+			vm_object_data_above(obj, first + cand[i], end, stop, scratch, &below, &below_idx, &known, &kr);
 		/* Zero over nothing reads as it would without the page (one the guest only read). */
 		if (!bytes || (page_store_is_zero(bytes) && !vm_object_chain_has(below, below_idx)))
 			continue;
