@@ -46,6 +46,7 @@ struct vm_statistics {
 	uint64_t pageouts;          /* modified pages returned to pagers */
 	uint64_t reclaims;          /* clean pages dropped by page-out */
 	uint64_t pageout_failures;  /* pages page-out could not get rid of (no swap, I/O error) */
+	uint64_t pageout_errors;    /* of which refused by their pager (a write error of swap) */
 	uint64_t lookups;           /* object page lookups while resolving */
 	uint64_t hits;              /* lookups that found the page resident */
 	uint64_t pager_requests;    /* data_request calls */
@@ -73,6 +74,7 @@ struct vm_domain {
 	uint64_t resident_limit;        /* (d) 0 = no limit */
 	uint64_t epoch;                 /* (d) number of the operation in progress */
 	struct pager *default_pager;    /* (d) takes anonymous pages at page-out, or NULL */
+	int pageout_error;              /* (d) the last -errno a pager refused a page-out with, 0 = none */
 	struct page_store *store;       /* (d) dedup store */
 	uint64_t next_object_id;        /* (d) */
 	struct vm_object *objects;      /* (d) every live object (introspection, leak checks) */

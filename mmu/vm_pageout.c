@@ -39,8 +39,13 @@ int vm_pageout_page(struct vm_page *page)
 		uint8_t scratch[VM_PAGE_SIZE] __attribute__((aligned(64)));
 		const void *bytes = pmap_page_bytes(page, scratch);
 		err = pager_data_return(obj->pager, obj->mo, vm_ptoa(page->pindex), bytes, VM_PAGE_SIZE);
-		if (err)
+		if (err) {
+			/* Kept for the domain's user: page-outs refused one by one must not go on
+			 * unseen while resident memory grows past its limit. */
+			dom->stats.pageout_errors++;
+			dom->pageout_error = err;
 			return err;
+		}
 		if (obj->internal && hmap_put(&obj->paged, page->pindex, (void *)1) < 0)
 			return -ENOMEM; /* the pager has a copy, but we could not note it: keep ours */
 		dom->stats.pageouts++;

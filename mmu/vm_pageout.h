@@ -18,7 +18,9 @@ struct vm_domain;
 struct vm_page;
 
 /* Page out one page: write-protect it, return it to its pager if modified, unmap and free
- * it. 0, or -errno and the page stays (-ENOSPC: no default pager, or it is full). */
+ * it. 0, or -errno and the page stays (-ENOSPC: no default pager, or it is full). A pager
+ * refusing the page (its data_return failed: a full or failing swap file) is counted in
+ * the domain's stats.pageout_errors, and its -errno kept in dom->pageout_error. */
 int vm_pageout_page(struct vm_page *page);
 
 /* Page out up to @target pages, least recently used first: the hand visits each resident

@@ -4,11 +4,20 @@
  * With a swap file (pager_args.fd) it stores returned pages in slots of that file and
  * serves them back; a memory object remembers its slots in a two-level table indexed by
  * page number; freed slots are reused.
+ *
+ * The swap file is not trusted to keep what was written: others can cut it short or write
+ * to it. Each slot's XXH3-64 is kept from its write, and a page read back short or with
+ * another hash is a data_error (-EIO), never data: a lost page must stop its reader, not
+ * reach it as zeros (a file cut short and grown again reads as a hole).
  */
+#include "pagers/default_pager.h"
+
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <xxhash.h>
 
 #include "mmu/pager.h"
 
@@ -20,6 +29,9 @@ struct dp_swap {
 	uint64_t next_slot; /* first never-used slot */
 	uint64_t *free;     /* freed slots */
 	size_t nfree, free_cap;
+	uint64_t *sums;     /* [slot]: XXH3-64 of what was last written there */
+	uint64_t sums_cap;
+	char failure[160];  /* why the last data_request failed, "" when it did not */
 };
 
 /* A memory object: page number -> slot + 1 (0 = not stored). */
@@ -44,6 +56,7 @@ static void dp_close(struct pager *pager)
 {
 	struct dp_swap *sw = pager->priv;
 	free(sw->free);
+	free(sw->sums);
 	free(sw);
 }
 
@@ -85,24 +98,66 @@ static uint64_t *dp_cell(struct dp_object *o, uint64_t page, int grow)
 	return &o->leaves[leaf][page & (DP_LEAF_SIZE - 1)];
 }
 
+/* Read the page of @slot into @buf: 0, or -errno with sw->failure saying why. */
+static int dp_read_slot(struct dp_swap *sw, uint64_t slot, uint8_t *buf)
+{
+	off_t at = (off_t)vm_ptoa(slot);
+	ssize_t n = pread(sw->fd, buf, VM_PAGE_SIZE, at);
+	if (n < 0) {
+		int err = errno;
+		snprintf(sw->failure, sizeof(sw->failure), "page at byte 0x%llx cannot be read: %s", (unsigned long long)at,
+			 strerror(err));
+		return -err;
+	}
+	if (n != (ssize_t)VM_PAGE_SIZE) {
+		snprintf(sw->failure, sizeof(sw->failure), "page at byte 0x%llx is missing: the file was cut short",
+			 (unsigned long long)at);
+		return -EIO;
+	}
+	if (XXH3_64bits(buf, VM_PAGE_SIZE) != sw->sums[slot]) {
+		snprintf(sw->failure, sizeof(sw->failure),
+			 "page at byte 0x%llx is not what was written there: the file was changed or cut short",
+			 (unsigned long long)at);
+		return -EIO;
+	}
+	return 0;
+}
+
 static int dp_data_request(struct pager *pager, void *mo, vm_offset_t offset, vm_size_t length, vm_prot_t access,
 			   struct pager_reply *reply)
 {
 	(void)access;
 	struct dp_swap *sw = pager->priv;
 	uint8_t buf[VM_PAGE_SIZE];
+	sw->failure[0] = '\0';
 	for (vm_offset_t at = offset; at < offset + length; at += VM_PAGE_SIZE) {
 		uint64_t *cell = dp_cell(mo, vm_atop(at), 0);
 		if (!cell || !*cell || sw->fd < 0) {
 			pager_data_unavailable(reply, at, VM_PAGE_SIZE);
 			continue;
 		}
-		ssize_t n = pread(sw->fd, buf, VM_PAGE_SIZE, (off_t)vm_ptoa(*cell - 1));
-		if (n != (ssize_t)VM_PAGE_SIZE)
-			pager_data_error(reply, at, VM_PAGE_SIZE, n < 0 ? -errno : -EIO);
+		int err = dp_read_slot(sw, *cell - 1, buf);
+		if (err)
+			pager_data_error(reply, at, VM_PAGE_SIZE, err);
 		else
 			pager_data_provided(reply, at, buf, VM_PAGE_SIZE);
 	}
+	return 0;
+}
+
+/* Room in sw->sums for @slot. */
+static int dp_sums_reserve(struct dp_swap *sw, uint64_t slot)
+{
+	if (slot < sw->sums_cap)
+		return 0;
+	uint64_t cap = sw->sums_cap ? sw->sums_cap : 1024;
+	while (cap <= slot)
+		cap *= 2;
+	uint64_t *v = realloc(sw->sums, cap * sizeof(*v));
+	if (!v)
+		return -ENOMEM;
+	sw->sums = v;
+	sw->sums_cap = cap;
 	return 0;
 }
 
@@ -117,6 +172,8 @@ static int dp_data_return(struct pager *pager, void *mo, vm_offset_t offset, con
 		if (!cell)
 			return -ENOMEM;
 		bool fresh = !*cell, reused = !*cell && sw->nfree;
+		if (fresh && !reused && dp_sums_reserve(sw, sw->next_slot) < 0)
+			return -ENOMEM;
 		uint64_t slot = !fresh ? *cell - 1 : reused ? sw->free[--sw->nfree] : sw->next_slot++;
 		ssize_t n = pwrite(sw->fd, bytes, VM_PAGE_SIZE, (off_t)vm_ptoa(slot));
 		if (n != (ssize_t)VM_PAGE_SIZE) {
@@ -127,6 +184,7 @@ static int dp_data_return(struct pager *pager, void *mo, vm_offset_t offset, con
 				sw->next_slot--;
 			return err;
 		}
+		sw->sums[slot] = XXH3_64bits(bytes, VM_PAGE_SIZE);
 		*cell = slot + 1;
 	}
 	return 0;
@@ -167,3 +225,9 @@ const struct pager_ops default_pager_ops = {
 	.data_return = dp_data_return,
 	.terminate = dp_terminate,
 };
+
+const char *default_pager_failure(const struct pager *p)
+{
+	const struct dp_swap *sw = p->priv;
+	return sw->failure;
+}

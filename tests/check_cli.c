@@ -284,6 +284,23 @@ START_TEST(cli_kvm_device_not_kvm)
 }
 END_TEST
 
+START_TEST(cli_swap_that_cannot_hold_pages_is_refused)
+{
+	/* Before the guest runs, with or without KVM: a swap that swallows or refuses pages
+	 * would otherwise lose them, or leave the limit silently not kept. */
+	const char *bad[] = {"/dev/null", "/dev/full", "/tmp"};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		struct spawn_result r;
+		ck_assert_int_eq(spawn_vmm(&r, 20, "run", "-m", "64M", "--mem-limit", "4M", "--swap", bad[i], "-p", "hello",
+					   harness_build_path("guest.elf"), NULL),
+				 0);
+		char want[96];
+		snprintf(want, sizeof(want), "vmm: cannot use %s as the swap file: not a regular file", bad[i]);
+		expect_vmm_error(&r, want);
+	}
+}
+END_TEST
+
 START_TEST(cli_bad_options)
 {
 	struct spawn_result r;
@@ -341,6 +358,7 @@ Suite *cli_suite(void)
 	HARNESS_ADD_TEST(bin, cli_bad_image_is_named_even_without_kvm);
 	HARNESS_ADD_TEST(bin, cli_kvm_device_missing);
 	HARNESS_ADD_TEST(bin, cli_kvm_device_not_kvm);
+	HARNESS_ADD_TEST(bin, cli_swap_that_cannot_hold_pages_is_refused);
 	HARNESS_ADD_TEST(bin, cli_bad_options);
 	HARNESS_ADD_TEST(bin, cli_help_tells_the_exit_statuses);
 	suite_add_tcase(s, bin);

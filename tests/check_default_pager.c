@@ -1,5 +1,6 @@
 /* The default pager: zero fill without swap; with a swap file, page-outs served back. */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -10,6 +11,7 @@
 #include "mmu/vm_domain.h"
 #include "mmu/vm_object.h"
 #include "mmu/vm_page.h"
+#include "pagers/default_pager.h"
 
 #define PS VM_PAGE_SIZE
 
@@ -137,6 +139,73 @@ START_TEST(test_slots_of_rewritten_pages_and_terminated_objects_are_reused)
 }
 END_TEST
 
+/*
+ * The swap file cut short behind the pager's back, then grown again by a later page-out:
+ * the slots cut off read back as a hole (zeros of full length) or not at all (beyond the
+ * end). Either way the page is lost, and that is an error, never a zero page.
+ *   slots: 0 'a' | 1 'b' | 2 'c' | 3 'd'  --cut-->  0 hole | 1 hole | 2 'z'  (3 beyond the end)
+ */
+START_TEST(test_a_swap_file_cut_short_is_an_error_not_zeros)
+{
+	struct pager *p = open_default(swapfd);
+	void *mo;
+	ck_assert_int_eq(pager_create(p, 64 * PS, &mo), 0);
+	for (uint64_t i = 0; i < 4; i++)
+		put_page(p, mo, i, (char)('a' + i));
+	ck_assert_int_eq(ftruncate(swapfd, 0), 0);
+	put_page(p, mo, 2, 'z');
+	ck_assert_int_eq(request(p, mo, 0).error, -EIO); /* a hole */
+	struct pager_reply lost = request(p, mo, 3);     /* beyond the end */
+	ck_assert_int_eq(lost.error, -EIO);
+	ck_assert_uint_eq(lost.provided, 0);
+	ck_assert(!lost.want_unavailable);
+	ck_assert_ptr_null(vm_page_lookup(target, 0));
+	ck_assert_str_eq(default_pager_failure(p), "page at byte 0x3000 is missing: the file was cut short");
+	struct pager_reply r = request(p, mo, 2);
+	ck_assert_int_eq(r.error, 0);
+	ck_assert_uint_eq(vm_page_lookup(target, 2)->data[0], 'z');
+	ck_assert_str_eq(default_pager_failure(p), "");
+	pager_terminate(p, mo);
+	pager_release(p);
+}
+END_TEST
+
+START_TEST(test_a_slot_changed_behind_the_pagers_back_is_an_error)
+{
+	struct pager *p = open_default(swapfd);
+	void *mo;
+	ck_assert_int_eq(pager_create(p, 64 * PS, &mo), 0);
+	put_page(p, mo, 7, 'q');
+	put_page(p, mo, 8, 'r');
+	ck_assert_int_eq(pwrite(swapfd, "x", 1, PS + 100), 1); /* page 8's slot */
+	ck_assert_int_eq(request(p, mo, 8).error, -EIO);
+	ck_assert_str_eq(default_pager_failure(p),
+			 "page at byte 0x1000 is not what was written there: the file was changed or cut short");
+	ck_assert_int_eq(request(p, mo, 7).error, 0);
+	pager_terminate(p, mo);
+	pager_release(p);
+}
+END_TEST
+
+/* A page-out the file refuses (a full disk) leaves nothing behind: the page is not taken,
+ * its slot is not kept, and a later request knows it holds nothing for the page. */
+START_TEST(test_a_refused_page_out_is_passed_on_and_keeps_nothing)
+{
+	int full = open("/dev/full", O_RDWR | O_CLOEXEC);
+	ck_assert_int_ge(full, 0);
+	struct pager *p = open_default(full);
+	void *mo;
+	ck_assert_int_eq(pager_create(p, 64 * PS, &mo), 0);
+	uint8_t buf[PS];
+	page_of(buf, 'f');
+	ck_assert_int_eq(pager_data_return(p, mo, 4 * PS, buf, PS), -ENOSPC);
+	ck_assert(request(p, mo, 4).want_unavailable);
+	pager_terminate(p, mo);
+	pager_release(p);
+	close(full);
+}
+END_TEST
+
 Suite *default_pager_suite(void)
 {
 	Suite *s = suite_create("default_pager");
@@ -146,6 +215,9 @@ Suite *default_pager_suite(void)
 	HARNESS_ADD_TEST(tc, test_a_returned_page_is_served_back);
 	HARNESS_ADD_TEST(tc, test_memory_objects_are_independent);
 	HARNESS_ADD_TEST(tc, test_slots_of_rewritten_pages_and_terminated_objects_are_reused);
+	HARNESS_ADD_TEST(tc, test_a_swap_file_cut_short_is_an_error_not_zeros);
+	HARNESS_ADD_TEST(tc, test_a_slot_changed_behind_the_pagers_back_is_an_error);
+	HARNESS_ADD_TEST(tc, test_a_refused_page_out_is_passed_on_and_keeps_nothing);
 	suite_add_tcase(s, tc);
 	return s;
 }

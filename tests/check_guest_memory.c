@@ -1,7 +1,9 @@
 /* Guest-physical layout: RAM split around the PC hole, mapped files placed and checked. */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "harness.h"
@@ -115,6 +117,31 @@ START_TEST(pointers_stay_inside_one_region)
 }
 END_TEST
 
+/* What cannot hold pages is refused before anything is built: a device that swallows
+ * (/dev/null) or refuses (/dev/full) every page, a FIFO (opened without blocking, as
+ * nobody writes to it), a directory. */
+START_TEST(what_cannot_be_a_swap_file_is_refused)
+{
+	char dir[] = "/tmp/vmm-swap-XXXXXX";
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+	char fifo[64];
+	snprintf(fifo, sizeof(fifo), "%s/fifo", dir);
+	ck_assert_int_eq(mkfifo(fifo, 0600), 0);
+	const char *bad[] = {"/dev/null", "/dev/full", fifo, dir};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		struct guest_memory m = {0}; /* not placed yet */
+		struct guest_memory_config cfg = {.ram_size = 16ull << 20, .mem_limit = 4ull << 20, .swap_path = bad[i]};
+		error_clear();
+		ck_assert_int_eq(guest_memory_create(&m, &cfg), -EINVAL);
+		char want[128];
+		snprintf(want, sizeof(want), "cannot use %s as the swap file: not a regular file", bad[i]);
+		ck_assert_str_eq(error_message(), want);
+	}
+	ck_assert_int_eq(unlink(fifo), 0);
+	ck_assert_int_eq(rmdir(dir), 0);
+}
+END_TEST
+
 Suite *guest_memory_suite(void)
 {
 	Suite *s = suite_create("guest_memory");
@@ -127,6 +154,7 @@ Suite *guest_memory_suite(void)
 	HARNESS_ADD_TEST(tc, file_beyond_guest_physical_space_is_refused);
 	HARNESS_ADD_TEST(tc, empty_or_special_files_are_refused);
 	HARNESS_ADD_TEST(tc, pointers_stay_inside_one_region);
+	HARNESS_ADD_TEST(tc, what_cannot_be_a_swap_file_is_refused);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -14,6 +14,7 @@
 #include "guest/abi.h"
 #include "harness.h"
 #include "spawn.h"
+#include "vm_proc.h"
 
 #define TIMEOUT_S 180
 
@@ -308,6 +309,35 @@ START_TEST(bad_mappings_are_refused_with_one_line)
 }
 END_TEST
 
+START_TEST(swap_file_cut_under_a_running_vm_stops_it_with_one_line)
+{
+	/* Issue #11: the swap file cut short under a VM paging twelve times its limit, then
+	 * grown again as later page-outs grow it, so the lost pages read as a hole. The guest
+	 * must not get them as zeros (nor spin on its own zeroed state): the VM stops, status
+	 * 125, one line naming the object, the offset and the swap file. */
+	char swap[] = "/tmp/vmm-swap-XXXXXX";
+	int fd = mkstemp(swap);
+	ck_assert_int_ge(fd, 0);
+	close(fd);
+	struct vm_proc vm = {0};
+	vm_proc_start(&vm, NULL, "run", "-m", "128M", "--mem-limit", "4M", "--swap", swap, "-p",
+		      "touch=48M sync=1 await=0x7000000 touch=48M", harness_guest(), NULL);
+	vm_proc_wait_sync(&vm, 1);
+	ck_assert_int_eq(truncate(swap, 0), 0);
+	ck_assert_int_eq(truncate(swap, 48 << 20), 0);
+	vm_proc_release(&vm, 0x7000000);
+	ck_assert_int_eq(vm_proc_wait(&vm), 125);
+	char *err = vm_proc_output(&vm, true);
+	ck_assert_msg(strstr(err, "KERN_MEMORY_ERROR in object ") && strstr(err, swap) &&
+			      strstr(err, "is not what was written there: the file was changed or cut short"),
+		      "%s", err);
+	ck_assert_msg(strchr(err, '\n') == err + strlen(err) - 1, "not one line: '%s'", err);
+	free(err);
+	vm_proc_cleanup(&vm, false);
+	unlink(swap);
+}
+END_TEST
+
 Suite *kvm_paging_suite(void)
 {
 	Suite *s = suite_create("kvm_paging");
@@ -319,6 +349,7 @@ Suite *kvm_paging_suite(void)
 	HARNESS_ADD_TEST(tc, cluster_of_one_page_faults_once_per_page);
 	HARNESS_ADD_TEST(tc, touch_of_four_times_the_limit_verifies_every_page);
 	HARNESS_ADD_TEST(tc, named_swap_file_takes_the_pages);
+	HARNESS_ADD_TEST(tc, swap_file_cut_under_a_running_vm_stops_it_with_one_line);
 	HARNESS_ADD_TEST(tc, mapped_file_reads_as_the_host_file);
 	HARNESS_ADD_TEST(tc, sequential_walks_are_read_ahead);
 	HARNESS_ADD_TEST(tc, read_only_mapping_refuses_guest_writes);

@@ -1,6 +1,9 @@
 /* Page-out under a resident limit: least recently used first, clean pages dropped, dirty
  * ones returned to their pager, all of them back intact on the next fault. */
+#include <errno.h>
+#include <fcntl.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "harness.h"
 #include "mmu/vm_domain.h"
@@ -157,6 +160,50 @@ START_TEST(test_a_paged_out_page_written_again_is_paged_out_again)
 }
 END_TEST
 
+/* Pages paged out, then the swap file cut and grown again under them (as a later page-out
+ * grows it): a fault on a lost page is a memory error, not a zero page. */
+START_TEST(test_a_page_lost_from_a_cut_swap_file_is_a_memory_error)
+{
+	start(VM_SANDBOX_SWAP, 8);
+	for (unsigned p = 0; p < 8; p++)
+		scribble(p);
+	vm_domain_set_limit(sb->dom, 2);
+	ck_assert_int_eq(ftruncate(sb->swapfd, 0), 0);
+	ck_assert_int_eq(ftruncate(sb->swapfd, 8 * PS), 0);
+	uint8_t c;
+	ck_assert_int_eq(vm_sandbox_read(sb, at(0), &c, 1), KERN_MEMORY_ERROR);
+	struct vm_statistics st;
+	stats(&st);
+	ck_assert_uint_eq(st.memory_errors, 1);
+	check_scribble(7); /* resident, untouched by the cut */
+	vm_sandbox_destroy(sb);
+}
+END_TEST
+
+/* A swap file that refuses writes (a full disk): the pages stay, and the refusals are
+ * counted with their cause for the VMM to report. */
+START_TEST(test_page_outs_the_pager_refuses_are_counted_with_their_error)
+{
+	start(VM_SANDBOX_SWAP, 8);
+	int full = open("/dev/full", O_RDWR | O_CLOEXEC);
+	ck_assert_int_ge(full, 0);
+	ck_assert_int_eq(dup2(full, sb->swapfd), sb->swapfd);
+	close(full);
+	for (unsigned p = 0; p < 8; p++)
+		scribble(p);
+	vm_domain_set_limit(sb->dom, 2);
+	struct vm_statistics st;
+	stats(&st);
+	ck_assert_uint_ge(st.pageout_errors, 6); /* pages given one more turn may be tried again */
+	ck_assert_uint_eq(st.pageout_failures, st.pageout_errors);
+	ck_assert_uint_eq(st.resident_count, 8);
+	ck_assert_int_eq(sb->dom->pageout_error, -ENOSPC);
+	for (unsigned p = 0; p < 8; p++)
+		check_scribble(p);
+	vm_sandbox_destroy(sb);
+}
+END_TEST
+
 Suite *vm_pageout_suite(void)
 {
 	Suite *s = suite_create("vm_pageout");
@@ -167,6 +214,8 @@ Suite *vm_pageout_suite(void)
 	HARNESS_ADD_TEST(tc, test_recently_used_pages_outlive_older_ones);
 	HARNESS_ADD_TEST(tc, test_the_faulting_page_survives_a_limit_smaller_than_its_cluster);
 	HARNESS_ADD_TEST(tc, test_a_paged_out_page_written_again_is_paged_out_again);
+	HARNESS_ADD_TEST(tc, test_a_page_lost_from_a_cut_swap_file_is_a_memory_error);
+	HARNESS_ADD_TEST(tc, test_page_outs_the_pager_refuses_are_counted_with_their_error);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -22,6 +22,7 @@
 #include "mmu/vm_fault.h"
 #include "mmu/vm_map.h"
 #include "mmu/vm_object.h"
+#include "pagers/default_pager.h"
 #include "pagers/external_pager.h"
 #include "vmm/clock.h"
 #include "vmm/error.h"
@@ -204,13 +205,38 @@ static int guest_memory_map_file(struct guest_memory *m, struct guest_region *r,
 	return 0;
 }
 
-/* A swap file for page-out: the named one, or an unnamed one in /var/tmp. */
-static int guest_memory_open_swap(struct guest_memory *m, const char *path)
+/* The swap file as messages name it. */
+static const char *guest_memory_swap_name(const struct guest_memory *m)
 {
-	m->swap_fd = path ? open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600)
+	return m->swap_path ? m->swap_path : "(unnamed, in /var/tmp)";
+}
+
+/*
+ * The swap file for page-out, opened before anything is built: the named one, emptied, or
+ * an unnamed one in /var/tmp. Only a regular file keeps pages: a device swallows them
+ * (/dev/null) or refuses them (/dev/full), a FIFO gives back other bytes; a FIFO is opened
+ * without waiting for a reader, and then refused.
+ */
+static int guest_memory_open_swap_file(struct guest_memory *m, const char *path)
+{
+	m->swap_path = path;
+	m->swap_fd = path ? open(path, O_RDWR | O_CREAT | O_NONBLOCK | O_CLOEXEC, 0600)
 			  : open("/var/tmp", O_RDWR | O_TMPFILE | O_CLOEXEC, 0600);
+	struct stat st;
+	bool regular = m->swap_fd >= 0 && fstat(m->swap_fd, &st) == 0 && S_ISREG(st.st_mode);
+	if ((m->swap_fd < 0 && errno == EISDIR) || (m->swap_fd >= 0 && !regular))
+		return error_set(EINVAL, "cannot use %s as the swap file: not a regular file", guest_memory_swap_name(m));
 	if (m->swap_fd < 0)
-		return error_set_errno(errno, "cannot create the swap file %s", path ? path : "in /var/tmp");
+		return error_set_errno(errno, "cannot create the swap file %s", guest_memory_swap_name(m));
+	int flags = fcntl(m->swap_fd, F_GETFL);
+	if (flags < 0 || fcntl(m->swap_fd, F_SETFL, flags & ~O_NONBLOCK) != 0 || ftruncate(m->swap_fd, 0) != 0)
+		return error_set_errno(errno, "cannot use %s as the swap file", guest_memory_swap_name(m));
+	return 0;
+}
+
+/* The default pager on the swap file, for the domain's anonymous memory. */
+static int guest_memory_open_swap(struct guest_memory *m)
+{
 	struct pager_args args = {.fd = m->swap_fd};
 	int err = pager_open(&default_pager_ops, &args, &m->swap);
 	if (err)
@@ -249,6 +275,8 @@ int guest_memory_create(struct guest_memory *m, const struct guest_memory_config
 	int r = m->base ? 0 : guest_memory_place(m, cfg);
 	if (r)
 		return r;
+	if (cfg->mem_limit && (r = guest_memory_open_swap_file(m, cfg->swap_path)) != 0)
+		goto err;
 	r = uffd_open(&m->uffd, 0);
 	if (r)
 		goto err;
@@ -312,9 +340,11 @@ int guest_memory_create(struct guest_memory *m, const struct guest_memory_config
 		 * keep one cluster of room so residency never exceeds what the user asked for. */
 		uint64_t cluster = cfg->cluster ? cfg->cluster : GUEST_MEMORY_DEFAULT_CLUSTER;
 		uint64_t pages = cfg->mem_limit / VM_PAGE_SIZE;
-		r = guest_memory_open_swap(m, cfg->swap_path);
+		uint64_t keep = pages > 2 * cluster ? pages - cluster : cluster;
+		r = guest_memory_open_swap(m);
 		if (!r)
-			vm_domain_set_limit(m->dom, pages > 2 * cluster ? pages - cluster : cluster);
+			vm_domain_set_limit(m->dom, keep);
+		m->limit_pages = keep + cluster;
 	}
 	if (r)
 		goto err;
@@ -382,7 +412,10 @@ static void guest_memory_readahead(struct guest_memory *m, vm_addr_t gpa, vm_pro
 			return; /* the region's end, or a fault to serve first */
 		vm_domain_lock(m->dom);
 		struct vm_fault_info ahead = {0};
-		bool ok = !pmap_entered(&m->map->pmap, at) && guest_memory_fault_in(m, at, access, &ahead);
+		/* Nothing the guest did not ask for while swap refuses pages: it could not be
+		 * made room for. */
+		bool ok = m->dom->stats.pageout_errors == m->pageout_errors_seen && !pmap_entered(&m->map->pmap, at) &&
+			  guest_memory_fault_in(m, at, access, &ahead);
 		if (ok && m->recording && ahead.entered)
 			guest_memory_record(m, at);
 		vm_domain_unlock(m->dom);
@@ -414,6 +447,33 @@ static bool guest_memory_idle(void *arg)
 	bool more = m->prefetch_next < m->prefetch.count;
 	vm_domain_unlock(m->dom);
 	return more;
+}
+
+/*
+ * After a fault and its read-ahead (fault thread): page-outs the swap refused since the
+ * last look (a full disk, an I/O error). Their pages stay resident. Within the limit the
+ * VM goes on, said once on stderr; beyond it the limit the user asked for cannot be kept
+ * and the VM must stop: -EIO with a message. Never a limit silently not kept.
+ */
+static int guest_memory_check_pageouts(struct guest_memory *m)
+{
+	struct vm_domain *dom = m->dom;
+	vm_domain_lock(dom);
+	uint64_t errors = dom->stats.pageout_errors, resident = dom->stats.resident_count;
+	int err = -dom->pageout_error;
+	bool news = errors != m->pageout_errors_seen, say = news && !m->pageout_error_said;
+	m->pageout_errors_seen = errors;
+	vm_domain_unlock(dom);
+	if (news && resident > m->limit_pages)
+		return error_set(EIO, "guest memory cannot be kept under its limit of %llu pages: %llu resident, page-out failed: %s (swap file %s)",
+				 (unsigned long long)m->limit_pages, (unsigned long long)resident, strerror(err),
+				 guest_memory_swap_name(m));
+	if (say) {
+		m->pageout_error_said = true;
+		fprintf(stderr, "vmm: page-out failed: %s (swap file %s); the pages stay resident, counted in mem.pageout_errors, and the VM stops if they go over its memory limit\n",
+			strerror(err), guest_memory_swap_name(m));
+	}
+	return 0;
 }
 
 /* Serve one userfaultfd event (fault thread). */
@@ -451,6 +511,8 @@ static int guest_memory_fault(void *arg, const struct fault_event *ev)
 		snprintf(why, sizeof(why), "%s", error_message());
 		if (g && g->kind == GUEST_REGION_EXTERNAL)
 			snprintf(why, sizeof(why), "%s", external_pager_failure(m->file_pagers[guest_memory_pager_index(m, g)]));
+		else if (!why[0] && kr == KERN_MEMORY_ERROR && m->swap && default_pager_failure(m->swap)[0])
+			snprintf(why, sizeof(why), "swap file %s: %s", guest_memory_swap_name(m), default_pager_failure(m->swap));
 		int code = kr == KERN_PROTECTION_FAILURE || kr == KERN_INVALID_ADDRESS ? EACCES : EFAULT;
 		if (vm_map_region(m->map, &at, &ri) == KERN_SUCCESS && ri.start <= gpa)
 			r = error_set(code, "guest %s of guest-physical 0x%llx (%s) failed: %s in object %llu at offset 0x%llx%s%s",
@@ -476,7 +538,7 @@ static int guest_memory_fault(void *arg, const struct fault_event *ev)
 		uffd_wake(&m->uffd, (void *)(uintptr_t)ev->address, VM_PAGE_SIZE);
 	if (!ev->wp && info.entered)
 		guest_memory_readahead(m, gpa, access, &info);
-	return 0;
+	return m->limit_pages ? guest_memory_check_pageouts(m) : 0;
 }
 
 static void guest_memory_fault_error(void *arg, int err, const char *message)
@@ -857,6 +919,7 @@ void guest_memory_stats(struct guest_memory *m, void (*emit)(void *arg, const ch
 		{"mem.pageouts", s.pageouts},
 		{"mem.reclaims", s.reclaims},
 		{"mem.pageout_failures", s.pageout_failures},
+		{"mem.pageout_errors", s.pageout_errors},
 		{"mem.lookups", s.lookups},
 		{"mem.hits", s.hits},
 		{"mem.pager_requests", s.pager_requests},

@@ -110,6 +110,10 @@ struct guest_memory {
 	struct pager *swap;                                    /* (c) default pager, or NULL */
 	struct vm_object *ram_object;                          /* (c) restore: the snapshot's object, one reference */
 	int swap_fd;                                           /* (c) -1 when none */
+	const char *swap_path;                                 /* (c) cfg.swap_path (the caller's), NULL: unnamed */
+	uint64_t limit_pages;                                  /* (c) most pages resident while page-out works, 0 = no limit */
+	uint64_t pageout_errors_seen;                          /* (d) the domain's pageout_errors at the last look */
+	bool pageout_error_said;                               /* (d) a refused page-out was reported on stderr */
 	struct uffd uffd;                                      /* (c) */
 	struct pmap_uffd pmap;                                 /* (d) */
 	struct fault_thread faults;                            /* (c) */
@@ -151,6 +155,19 @@ int guest_memory_place(struct guest_memory *m, const struct guest_memory_config 
  * mapping, the Mach domain and map with one entry per region (files through the file
  * pager, page-out to swap under a limit), userfaultfd with the pmap over it. Guest memory
  * reads as zero until written. 0 or -errno with a message.
+ *
+ * Under a limit, the swap file is opened first (without waiting, so a FIFO cannot block)
+ * and must be a regular file: anything else (a FIFO, /dev/null, /dev/full, a directory) is
+ * refused with -EINVAL, "cannot use PATH as the swap file: not a regular file". A named
+ * file is emptied. While the guest runs (guest_memory_start):
+ *  - a page read back from swap short or other than written (the file cut short or
+ *    changed) fails its fault: the VM stops, the line naming the object, the offset and
+ *    the swap file; it never reads as zeros;
+ *  - a page-out swap refuses (ENOSPC, EIO, EFBIG...) leaves the page resident and is
+ *    counted (mem.pageout_errors); the first is said once on stderr and the VM goes on
+ *    while resident memory stays within the limit (the core keeps one cluster of room
+ *    under it); a fault whose page-outs were refused with more resident than the limit
+ *    stops the VM, "guest memory cannot be kept under its limit of N pages: ...".
  */
 int guest_memory_create(struct guest_memory *m, const struct guest_memory_config *cfg);
 
