@@ -7,6 +7,7 @@
 #include <assert.h>
 #include <errno.h>
 
+#include "mmu/pager.h"
 #include "mmu/pmap.h"
 #include "mmu/vm_domain.h"
 #include "mmu/vm_map.h"
@@ -83,6 +84,13 @@ static kern_return_t vm_fault_page(struct vm_map *map, struct vm_map_entry *e, v
 	/* A read of a page others map stays a read: readers share, writers would steal it. */
 	if (!(access & VM_PROT_WRITE) && out->page->pv && !(out->page->pv->va == va && out->page->pv->pmap == &map->pmap &&
 							     !out->page->pv->next))
+		out->prot &= ~VM_PROT_WRITE;
+	/* A pmap without modified bits takes every page entered writable for written: a read
+	 * of a page whose pager takes data back (a shared file) stays a read, so that only a
+	 * write, which faults again, makes it dirty and sends it back. */
+	const struct vm_object *owner = out->page->object;
+	if (!(access & VM_PROT_WRITE) && map->pmap.ops && !map->pmap.ops->clear_modify && !owner->internal &&
+	    owner->pager && owner->pager->ops->data_return)
 		out->prot &= ~VM_PROT_WRITE;
 	return KERN_SUCCESS;
 }

@@ -10,29 +10,57 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stdio.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 struct ep_conn {
-	int fd;          /* owned */
-	uint64_t size;   /* object size the server announced */
+	int fd;             /* owned */
+	int cancel_fd;      /* owned dup of the config's, or -1 */
+	unsigned timeout_ms;
+	uint64_t size;      /* object size the server announced */
+	uint64_t deadline;  /* CLOCK_MONOTONIC ns by which the exchange in progress must end */
 	bool writable;
-	bool broken;     /* a failure left the stream out of step: every later call fails */
-	int failure;     /* the -errno that broke it */
-	uint8_t *buf;    /* EXTPAGER_MAX_DATA bytes for incoming data */
+	bool broken;        /* a failure left the stream out of step: every later call fails */
+	char why[96];       /* external_pager_failure's words */
+	uint8_t *buf;       /* EXTPAGER_MAX_DATA bytes for incoming data */
 };
 
-/* Wait until @fd is readable (or writable), at most EXTPAGER_TIMEOUT_MS. */
-static int ep_wait(int fd, short events)
+static uint64_t ep_now_ns(void)
 {
-	struct pollfd p = {fd, events, 0};
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
+}
+
+/* Start an exchange with the server: its deadline runs from now. -ECANCELED (nothing sent,
+ * the stream still in step) when the cancel fd is already readable. */
+static int ep_begin(struct ep_conn *c)
+{
+	c->deadline = ep_now_ns() + (uint64_t)c->timeout_ms * 1000000u;
+	struct pollfd p = {c->cancel_fd, POLLIN, 0};
+	return c->cancel_fd >= 0 && poll(&p, 1, 0) > 0 ? -ECANCELED : 0;
+}
+
+/* Wait until the socket is readable (or writable) or the exchange's deadline passes; a
+ * readable cancel fd ends the wait at once. A server that drips its answer resets nothing:
+ * the deadline is the exchange's, not the wait's. */
+static int ep_wait(struct ep_conn *c, short events)
+{
+	struct pollfd p[2] = {{c->fd, events, 0}, {c->cancel_fd, POLLIN, 0}};
 	for (;;) {
-		int n = poll(&p, 1, EXTPAGER_TIMEOUT_MS);
+		uint64_t now = ep_now_ns();
+		if (now >= c->deadline)
+			return -ETIMEDOUT;
+		/* Rounded up: a wait never ends before the deadline it is for. */
+		int ms = (int)((c->deadline - now + 999999u) / 1000000u);
+		int n = poll(p, c->cancel_fd >= 0 ? 2 : 1, ms);
+		if (n > 0 && p[1].revents)
+			return -ECANCELED;
 		if (n > 0)
 			return 0;
-		if (n == 0)
-			return -ETIMEDOUT;
-		if (errno != EINTR)
+		if (n < 0 && errno != EINTR)
 			return -errno;
 	}
 }
@@ -41,7 +69,7 @@ static int ep_send(struct ep_conn *c, const void *p, size_t n)
 {
 	const uint8_t *b = p;
 	while (n) {
-		int r = ep_wait(c->fd, POLLOUT);
+		int r = ep_wait(c, POLLOUT);
 		if (r)
 			return r;
 		ssize_t w = send(c->fd, b, n, MSG_NOSIGNAL | MSG_DONTWAIT);
@@ -59,7 +87,7 @@ static int ep_recv(struct ep_conn *c, void *p, size_t n)
 {
 	uint8_t *b = p;
 	while (n) {
-		int r = ep_wait(c->fd, POLLIN);
+		int r = ep_wait(c, POLLIN);
 		if (r)
 			return r;
 		ssize_t got = recv(c->fd, b, n, MSG_DONTWAIT);
@@ -93,26 +121,29 @@ static int ep_recv_msg(struct ep_conn *c, struct extpager_msg *m)
 	return 0;
 }
 
+const char *external_pager_failure(const struct pager *p)
+{
+	const struct ep_conn *c = p->priv;
+	return c->broken ? c->why : "";
+}
+
 /* Any failure leaves the stream out of step with the server: the connection is done. */
 static int ep_fail(struct ep_conn *c, int err)
 {
 	c->broken = true;
-	c->failure = err;
-	return err;
-}
-
-const char *external_pager_failure(const struct pager *p)
-{
-	const struct ep_conn *c = p->priv;
-	if (!c->broken)
-		return "";
-	switch (c->failure) {
+	switch (err) {
 	case -EPIPE:
-	case -ECONNRESET: return "the external pager closed the connection";
-	case -ETIMEDOUT: return "the external pager did not answer within 10 s";
-	case -EIO: return "the external pager answered with a malformed or unexpected message";
-	default: return "the connection to the external pager failed";
+	case -ECONNRESET: snprintf(c->why, sizeof(c->why), "the external pager closed the connection"); break;
+	case -ETIMEDOUT:
+		snprintf(c->why, sizeof(c->why), "the external pager did not finish its answer within %u ms", c->timeout_ms);
+		break;
+	case -ECANCELED:
+		snprintf(c->why, sizeof(c->why), "the VM stopped while it waited for the external pager");
+		break;
+	case -EIO: snprintf(c->why, sizeof(c->why), "the external pager answered with a malformed or unexpected message"); break;
+	default: snprintf(c->why, sizeof(c->why), "the connection to the external pager failed: %s", strerror(-err));
 	}
+	return err;
 }
 
 static int ep_open(struct pager *pager, const struct pager_args *args)
@@ -122,10 +153,17 @@ static int ep_open(struct pager *pager, const struct pager_args *args)
 	struct ep_conn *c = calloc(1, sizeof(*c));
 	if (!c)
 		return -ENOMEM;
+	const struct external_pager_config *cfg = args->source;
+	c->timeout_ms = cfg && cfg->timeout_ms ? cfg->timeout_ms : EXTPAGER_TIMEOUT_MS;
 	c->buf = malloc(EXTPAGER_MAX_DATA);
 	c->fd = fcntl(args->fd, F_DUPFD_CLOEXEC, 0);
 	int r = !c->buf ? -ENOMEM : c->fd < 0 ? -errno : 0;
+	c->cancel_fd = cfg && cfg->cancel_fd >= 0 ? fcntl(cfg->cancel_fd, F_DUPFD_CLOEXEC, 0) : -1;
+	if (!r && cfg && cfg->cancel_fd >= 0 && c->cancel_fd < 0)
+		r = -errno;
 	struct extpager_msg m;
+	if (!r)
+		r = ep_begin(c);
 	if (!r)
 		r = ep_send_msg(c, EXTPAGER_HELLO, 0, 0, EXTPAGER_VERSION, NULL);
 	if (!r)
@@ -136,6 +174,8 @@ static int ep_open(struct pager *pager, const struct pager_args *args)
 	if (r) {
 		if (c->fd >= 0)
 			close(c->fd);
+		if (c->cancel_fd >= 0)
+			close(c->cancel_fd);
 		free(c->buf);
 		free(c);
 		return r;
@@ -152,14 +192,27 @@ static void ep_close(struct pager *pager)
 {
 	struct ep_conn *c = pager->priv;
 	close(c->fd);
+	if (c->cancel_fd >= 0)
+		close(c->cancel_fd);
 	free(c->buf);
 	free(c);
 }
 
+/* The object's end: whole pages, the last one's tail past the announced size reading as
+ * the server gives it (zero, by the protocol). */
+static uint64_t ep_end(const struct ep_conn *c)
+{
+	return (c->size + VM_PAGE_MASK) & ~(uint64_t)VM_PAGE_MASK;
+}
+
 static int ep_create(struct pager *pager, uint64_t size, void **mo)
 {
-	(void)size;
-	*mo = pager->priv;
+	struct ep_conn *c = pager->priv;
+	/* Pages past the announced size have no data: a larger object would ask for them and
+	 * get errors (or, believed, zeros) at run time instead of a refusal now. */
+	if (size > ep_end(c))
+		return -EINVAL;
+	*mo = c;
 	return 0;
 }
 
@@ -170,7 +223,19 @@ static int ep_data_request(struct pager *pager, void *mo, vm_offset_t offset, vm
 	struct ep_conn *c = mo;
 	if (c->broken)
 		return -EIO;
-	int r = ep_send_msg(c, EXTPAGER_DATA_REQUEST, offset, length, access, NULL);
+	/* Past the announced end nothing is asked, nor believed: those pages fail. */
+	uint64_t end = ep_end(c);
+	if (offset + length > end) {
+		vm_size_t past = offset >= end ? length : (vm_size_t)(offset + length - end);
+		pager_data_error(reply, offset + length - past, past, -EIO);
+		length -= past;
+		if (!length)
+			return 0;
+	}
+	int r = ep_begin(c);
+	if (r)
+		return r;
+	r = ep_send_msg(c, EXTPAGER_DATA_REQUEST, offset, length, access, NULL);
 	if (r)
 		return ep_fail(c, r);
 	for (;;) {
@@ -212,9 +277,14 @@ static int ep_data_return(struct pager *pager, void *mo, vm_offset_t offset, con
 		return -EROFS;
 	if (c->broken)
 		return -EIO;
+	if (offset >= ep_end(c) || length > ep_end(c) - offset)
+		return -EINVAL; /* the core never holds such pages: create refused a larger object */
 	for (vm_size_t done = 0; done < length;) {
 		vm_size_t n = length - done < EXTPAGER_MAX_DATA ? length - done : EXTPAGER_MAX_DATA;
-		int r = ep_send_msg(c, EXTPAGER_DATA_RETURN, offset + done, n, 0, (const uint8_t *)data + done);
+		int r = ep_begin(c);
+		if (r)
+			return r;
+		r = ep_send_msg(c, EXTPAGER_DATA_RETURN, offset + done, n, 0, (const uint8_t *)data + done);
 		struct extpager_msg m;
 		if (!r)
 			r = ep_recv_msg(c, &m);
@@ -233,7 +303,7 @@ static void ep_terminate(struct pager *pager, void *mo)
 {
 	(void)pager;
 	struct ep_conn *c = mo;
-	if (!c->broken)
+	if (!c->broken && ep_begin(c) == 0)
 		(void)ep_send_msg(c, EXTPAGER_TERMINATE, 0, 0, 0, NULL);
 }
 

@@ -17,8 +17,11 @@
  *
  * Offsets and lengths are bytes, page aligned; one message carries at most
  * EXTPAGER_MAX_DATA bytes. The client trusts nothing: a message of the wrong type, outside
- * the request, malformed, or late (EXTPAGER_TIMEOUT_MS) fails the request with -EIO /
- * -ETIMEDOUT, and the fault that needed it fails with KERN_MEMORY_ERROR.
+ * the request, malformed, or late fails the request with -EIO / -ETIMEDOUT, and the fault
+ * that needed it fails with KERN_MEMORY_ERROR. "Late" is per exchange: the whole answer to
+ * a DATA_REQUEST (or HELLO, or one DATA_RETURN) must be in within the timeout, however the
+ * server paces its bytes. The client never asks for, nor believes, data past the size the
+ * server announced.
  */
 #ifndef PAGERS_EXTERNAL_PAGER_H
 #define PAGERS_EXTERNAL_PAGER_H
@@ -57,14 +60,29 @@ struct extpager_msg {
 };
 _Static_assert(sizeof(struct extpager_msg) == 32, "wire layout");
 
+/* What the client is opened with besides its socket: pager_args.source points to one
+ * (NULL: no cancel fd, EXTPAGER_TIMEOUT_MS). */
+struct external_pager_config {
+	unsigned timeout_ms; /* the deadline of one exchange; 0 = EXTPAGER_TIMEOUT_MS */
+	int cancel_fd;       /* -1, or an fd that turns readable when waiting must stop (the VM is
+				stopping): a wait in progress or begun while it is readable fails
+				with -ECANCELED. Open dups it; the caller keeps its own. */
+};
+
 /*
  * The client side, a pager (pager.h) opened on a connected socket (pager_args.fd, which
- * it dups; the caller keeps its own). open says HELLO and learns the object's size and
- * whether it takes data back (max_prot). One memory object per pager.
+ * it dups; the caller keeps its own) and an optional struct external_pager_config
+ * (pager_args.source). open says HELLO and learns the object's size (pager->size; create
+ * refuses a larger object, -EINVAL) and whether it takes data back (max_prot). One memory
+ * object per pager. Besides the codes of pager.h, data_request and data_return return
+ * -ETIMEDOUT (the exchange overran its deadline) and -ECANCELED (the cancel fd turned
+ * readable); both leave the connection broken, except a cancel seen before anything was
+ * sent, which leaves it as it was.
  */
 extern const struct pager_ops external_pager_ops;
 
-/* Why the connection of external pager @p failed, in words ("" while it works). */
+/* Why the connection of external pager @p failed, in words ("" while it works). The text
+ * is @p's and stays valid until it closes. */
 const char *external_pager_failure(const struct pager *p);
 
 #endif

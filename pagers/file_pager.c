@@ -3,8 +3,10 @@
  * Pages are read with pread from [offset, offset+size) of the file; the part of a page past
  * the end reads as zero, a page wholly past it is data_unavailable (zero fill). Opened
  * writable, it takes modified pages back with pwrite (write-back through data_return),
- * never growing the file; read-only, it refuses them (-EROFS) and its objects can only be
- * mapped read-only or copy-on-write. The pager keeps its own descriptor (dup of args->fd).
+ * never growing the file, not even back to its size at open when another process cut it
+ * short meanwhile (the part of a page past the file's end then is not written: -ENXIO);
+ * read-only, it refuses them (-EROFS) and its objects can only be mapped read-only or
+ * copy-on-write. The pager keeps its own descriptor (dup of args->fd).
  * A request is read with one pread per FP_CHUNK_PAGES pages into the pager's buffer and
  * provided in one reply: a fault's cluster costs one system call, not one per page. The
  * buffer is the pager's alone: pagers are called under their domain's lock.
@@ -136,6 +138,15 @@ static int fp_data_return(struct pager *pager, void *mo, vm_offset_t offset, con
 	if (offset >= f->size)
 		return 0; /* past the end: nothing of the file to change */
 	size_t n = f->size - offset < length ? (size_t)(f->size - offset) : (size_t)length;
+	/* The file as it is now, not as it was at open: writing past its end would undo
+	 * another process's truncation with bytes it never saw. */
+	struct stat st;
+	if (fstat(f->fd, &st) < 0)
+		return -errno;
+	uint64_t now = (uint64_t)st.st_size > f->offset ? (uint64_t)st.st_size - f->offset : 0;
+	size_t kept = now <= offset ? 0 : now - offset < n ? (size_t)(now - offset) : n;
+	int err = kept < n ? -ENXIO : 0;
+	n = kept;
 	const uint8_t *bytes = data;
 	while (n > 0) {
 		ssize_t w = pwrite(f->fd, bytes, n, (off_t)(f->offset + offset));
@@ -145,7 +156,7 @@ static int fp_data_return(struct pager *pager, void *mo, vm_offset_t offset, con
 		offset += (vm_offset_t)w;
 		n -= (size_t)w;
 	}
-	return 0;
+	return err;
 }
 
 const struct pager_ops file_pager_ops = {

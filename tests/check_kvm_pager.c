@@ -180,7 +180,7 @@ START_TEST(pager_that_stops_answering_times_out)
 	make_file(4 << 20, NULL);
 	start_server("--hang-after", "2");
 	run_vmm("4M,ro", "sum=1G,4M", NULL);
-	expect_pager_failure("the external pager did not answer within 10 s");
+	expect_pager_failure("the external pager did not finish its answer within 10000 ms");
 	stop_server();
 }
 END_TEST

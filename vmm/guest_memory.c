@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
@@ -39,6 +40,7 @@ int guest_memory_layout(struct guest_memory *m, const struct guest_memory_config
 {
 	memset(m, 0, sizeof(*m));
 	m->swap_fd = -1;
+	m->cancel_fd = -1;
 	m->uffd.fd = -1;
 	m->readahead_at = (vm_addr_t)-1; /* no walk yet: a first fault is not sequential */
 	m->ram_size = cfg->ram_size;
@@ -170,12 +172,18 @@ static int guest_memory_map_file(struct guest_memory *m, struct guest_region *r,
 	int fd = external ? guest_memory_connect(r->path) : open(r->path, (shared ? O_RDWR : O_RDONLY) | O_CLOEXEC);
 	if (fd < 0)
 		return external ? fd : error_set_errno(errno, "cannot open %s", r->path);
-	struct pager_args args = {.fd = fd, .offset = 0, .size = 0, .writable = shared};
+	struct external_pager_config ext = {.cancel_fd = m->cancel_fd};
+	struct pager_args args = {.fd = fd, .offset = 0, .size = 0, .writable = shared, .source = external ? &ext : NULL};
 	int err = pager_open(external ? &external_pager_ops : &file_pager_ops, &args, &m->file_pagers[index]);
 	close(fd);
 	if (err)
 		return error_set(-err, "%s pager cannot serve %s: %s", external ? "external" : "file", r->path,
 				 strerror(-err));
+	/* A mapping past the data would give the guest errors, or zeros, where it has none. */
+	uint64_t has = m->file_pagers[index]->size;
+	if (((has + VM_PAGE_MASK) & ~(uint64_t)VM_PAGE_MASK) < r->size)
+		return error_set(EINVAL, "cannot map %s: its %s pager has %llu bytes, fewer than the %llu mapped", r->path,
+				 external ? "external" : "file", (unsigned long long)has, (unsigned long long)r->size);
 	if (shared && !(m->file_pagers[index]->max_prot & VM_PROT_WRITE))
 		return error_set(EROFS, "cannot map %s shared: its pager takes no writes", r->path);
 	/* Mapped private or read-only, nothing goes back to the pager: say so, or the core must
@@ -292,6 +300,11 @@ int guest_memory_create(struct guest_memory *m, const struct guest_memory_config
 	for (unsigned i = 0; i < m->nregions; i++)
 		if (m->region[i].kind != GUEST_REGION_RAM && m->region[i].mode == GUEST_MAP_RO)
 			(void)pmap_uffd_add_readonly(&m->pmap, m->region[i].gpa, m->region[i].gpa + m->region[i].size);
+	m->cancel_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (m->cancel_fd < 0) {
+		r = error_set_errno(errno, "cannot create the guest memory's cancel eventfd");
+		goto err;
+	}
 	if ((r = vm_domain_create(&m->dom)) != 0) {
 		r = error_set(-r, "no memory for the VM domain");
 		goto err;
@@ -476,6 +489,13 @@ static int guest_memory_check_pageouts(struct guest_memory *m)
 	return 0;
 }
 
+/* guest_memory_cancel was called (and not yet undone by guest_memory_sync). */
+static bool guest_memory_cancelled(const struct guest_memory *m)
+{
+	struct pollfd p = {m->cancel_fd, POLLIN, 0};
+	return m->cancel_fd >= 0 && poll(&p, 1, 0) > 0;
+}
+
 /* Serve one userfaultfd event (fault thread). */
 static int guest_memory_fault(void *arg, const struct fault_event *ev)
 {
@@ -514,6 +534,8 @@ static int guest_memory_fault(void *arg, const struct fault_event *ev)
 		else if (!why[0] && kr == KERN_MEMORY_ERROR && m->swap && default_pager_failure(m->swap)[0])
 			snprintf(why, sizeof(why), "swap file %s: %s", guest_memory_swap_name(m), default_pager_failure(m->swap));
 		int code = kr == KERN_PROTECTION_FAILURE || kr == KERN_INVALID_ADDRESS ? EACCES : EFAULT;
+		if (guest_memory_cancelled(m))
+			code = ECANCELED; /* the VM stops: the pager was not waited for, nothing failed */
 		if (vm_map_region(m->map, &at, &ri) == KERN_SUCCESS && ri.start <= gpa)
 			r = error_set(code, "guest %s of guest-physical 0x%llx (%s) failed: %s in object %llu at offset 0x%llx%s%s",
 				      ev->write ? "write" : "read", (unsigned long long)gpa,
@@ -544,7 +566,7 @@ static int guest_memory_fault(void *arg, const struct fault_event *ev)
 static void guest_memory_fault_error(void *arg, int err, const char *message)
 {
 	struct guest_memory *m = arg;
-	m->failed = true;
+	m->failed = err != ECANCELED;
 	if (m->on_error)
 		m->on_error(m->on_error_arg, err, message);
 	/* Nobody will serve faults any more: closing the userfaultfd wakes every thread that
@@ -696,8 +718,39 @@ void guest_memory_stop(struct guest_memory *m)
 	fault_thread_stop(&m->faults);
 }
 
+/* Say why shared region @g could not be written back (domain lock held): the external
+ * pager's failure, a file that shrank while mapped (the file pager never grows it back, so
+ * changes past its new end are not written), or the core's code. */
+static int guest_memory_sync_failed(struct guest_memory *m, const struct guest_region *g, kern_return_t kr)
+{
+	struct stat st;
+	if (g->kind == GUEST_REGION_EXTERNAL) {
+		const char *why = external_pager_failure(m->file_pagers[guest_memory_pager_index(m, g)]);
+		if (why[0])
+			return error_set(EIO, "cannot write guest changes back to %s: %s", g->path, why);
+	} else if (stat(g->path, &st) == 0 && (uint64_t)st.st_size < g->file_size) {
+		return error_set(EIO, "cannot write all guest changes back to %s: it shrank from %llu to %llu bytes while mapped",
+				 g->path, (unsigned long long)g->file_size, (unsigned long long)st.st_size);
+	}
+	return error_set(EIO, "cannot write guest changes back to %s: %s", g->path, kern_return_name(kr));
+}
+
+void guest_memory_cancel(struct guest_memory *m)
+{
+	uint64_t one = 1;
+	/* m->dom is set after the eventfd is made: before that, no pager exists to wait for. */
+	if (m->dom && m->cancel_fd >= 0)
+		while (write(m->cancel_fd, &one, sizeof(one)) < 0 && errno == EINTR)
+			;
+}
+
 int guest_memory_sync(struct guest_memory *m)
 {
+	/* No fault waits on a pager once the thread is gone: the write-back may wait again. */
+	fault_thread_stop(&m->faults);
+	uint64_t count;
+	if (m->cancel_fd >= 0)
+		(void)read(m->cancel_fd, &count, sizeof(count));
 	if (!m->map || m->failed)
 		return 0;
 	int r = 0;
@@ -708,7 +761,7 @@ int guest_memory_sync(struct guest_memory *m)
 			continue;
 		kern_return_t kr = vm_map_msync(m->map, g->gpa, g->size);
 		if (kr != KERN_SUCCESS)
-			r = error_set(EIO, "cannot write guest changes back to %s: %s", g->path, kern_return_name(kr));
+			r = guest_memory_sync_failed(m, g, kr);
 	}
 	vm_domain_unlock(m->dom);
 	return r;
@@ -743,6 +796,9 @@ void guest_memory_destroy(struct guest_memory *m)
 	if (m->swap_fd >= 0)
 		close(m->swap_fd);
 	m->swap_fd = -1;
+	if (m->cancel_fd >= 0)
+		close(m->cancel_fd);
+	m->cancel_fd = -1;
 }
 
 const struct guest_region *guest_memory_region(const struct guest_memory *m, uint64_t gpa)

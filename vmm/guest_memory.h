@@ -120,6 +120,8 @@ struct guest_memory {
 	guest_memory_error_fn *on_error;                       /* (c) */
 	void *on_error_arg;                                    /* (c) */
 	bool failed;                                           /* (f) a fault could not be served */
+	int cancel_fd;                                         /* (c) eventfd: readable once the VM stops, so
+								  pager waits give way (guest_memory_cancel) */
 	bool kernel_ram;                                       /* (c) cfg.kernel_zero_fill */
 	uint64_t latency[GUEST_MEMORY_LATENCY_BUCKETS];        /* (d) faults by service time */
 	uint64_t wp_faults;                                    /* (d) write-protect faults */
@@ -224,7 +226,20 @@ void guest_memory_prearm(struct guest_memory *m, unsigned passes, uint64_t enoug
 /* Stop serving faults (every vCPU must be stopped first). */
 void guest_memory_stop(struct guest_memory *m);
 
-/* Write modified pages of shared file regions back to their files. 0 or -errno. */
+/*
+ * The VM is stopping: a pager request that waits now (the fault thread's, holding the
+ * domain lock) or starts later fails at once with -ECANCELED instead of waiting for its
+ * deadline, and a fault failed so ends the fault thread without counting as the guest's
+ * or the host's failure. Any thread, any time (also before create: nothing to do).
+ */
+void guest_memory_cancel(struct guest_memory *m);
+
+/*
+ * At the end, every vCPU stopped: stop serving faults, let pagers be waited for again (each
+ * exchange within its deadline; see guest_memory_cancel), and write modified pages of
+ * shared file regions back to their files and pagers. 0 or -errno with one line naming
+ * the file (and, when it shrank meanwhile, by how much).
+ */
 int guest_memory_sync(struct guest_memory *m);
 
 /* Release everything guest_memory_create made. */

@@ -575,6 +575,10 @@ bool vm_stop_saying(struct vm *vm, int status, const char *message)
 		first = true;
 	}
 	pthread_mutex_unlock(&vm->lock);
+	/* A fault waiting on a pager holds the domain lock the stop path needs (write-back,
+	 * statistics): it gives way now instead of at its pager's deadline. */
+	if (first)
+		guest_memory_cancel(&vm->mem);
 	return first;
 }
 
