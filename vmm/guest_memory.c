@@ -27,6 +27,7 @@
 #include "pagers/external_pager.h"
 #include "vmm/clock.h"
 #include "vmm/error.h"
+#include "vmm/file_io.h"
 
 static const char *const map_mode_names[] = {"private", "ro", "shared"};
 
@@ -169,9 +170,12 @@ static int guest_memory_connect(const char *path)
 static int guest_memory_map_file(struct guest_memory *m, struct guest_region *r, unsigned index)
 {
 	bool shared = r->mode == GUEST_MAP_SHARED, external = r->kind == GUEST_REGION_EXTERNAL;
-	int fd = external ? guest_memory_connect(r->path) : open(r->path, (shared ? O_RDWR : O_RDONLY) | O_CLOEXEC);
+	/* Checked at layout too, but the path may have become a FIFO since: never wait on it. */
+	int fd = external ? guest_memory_connect(r->path)
+			  : file_open_regular(AT_FDCWD, r->path, shared ? O_RDWR : O_RDONLY, 0, FILE_NONEMPTY, "mapped file",
+					      r->path);
 	if (fd < 0)
-		return external ? fd : error_set_errno(errno, "cannot open %s", r->path);
+		return fd;
 	struct external_pager_config ext = {.cancel_fd = m->cancel_fd};
 	struct pager_args args = {.fd = fd, .offset = 0, .size = 0, .writable = shared, .source = external ? &ext : NULL};
 	int err = pager_open(external ? &external_pager_ops : &file_pager_ops, &args, &m->file_pagers[index]);
