@@ -5,6 +5,7 @@
 #   make test     the same set-up, then every test (most also under ASan+UBSan), fuzzing briefly
 #   make bench    benchmarks, each figure beside its peer or physical limit
 #   make fuzz     run the fuzz targets (FUZZ_SECONDS each, default 20)
+#   make soak     10^8 differential operations, then the KVM fork/snapshot suites in a loop
 #   make clean
 
 B        := build
@@ -147,6 +148,23 @@ fuzz: $(patsubst tools/%.c,$(B)/fuzz/%,$(FUZZ_SRC))
 		mkdir -p $(B)/fuzz/corpus-$$(basename $$f); \
 		$$f -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 $(B)/fuzz/corpus-$$(basename $$f) \
 		2>&1 | grep -E 'stat::number_of_executed_units|ERROR|SUMMARY' || exit 1; done
+
+# ---- the soak: long runs of what the tests run briefly ---------------------------------
+# The differential test of the Mach core for SOAK_OPS operations in all (its four runs
+# share them), from a fresh seed each time (printed, and on a failure with the command
+# that replays it); then the guest's fork and snapshot/restore suites in a loop for
+# SOAK_KVM_SECONDS. Those need /dev/kvm: without it they print SKIP once and the loop ends.
+SOAK_OPS         ?= 100000000
+SOAK_SEED        ?= $(shell date +%s)
+SOAK_KVM_SECONDS ?= 600
+soak: all $(B)/run_tests
+	VMM_DIFF_OPS=$$(( ($(SOAK_OPS) + 3) / 4 )) VMM_DIFF_SEED=$(SOAK_SEED) $(B)/run_tests vm_differential
+	@end=$$(( $$(date +%s) + $(SOAK_KVM_SECONDS) )); round=0; \
+	while [ $$(date +%s) -lt $$end ]; do round=$$((round + 1)); \
+		out=$$($(B)/run_tests kvm_fork kvm_snapshot) || { echo "$$out"; echo "soak: KVM round $$round failed"; exit 1; }; \
+		case "$$out" in *SKIP:*) echo "$$out"; echo "soak: SKIP: the KVM loop needs /dev/kvm"; exit 0 ;; esac; \
+		echo "soak: KVM round $$round: $$(echo "$$out" | tail -n 1)"; \
+	done
 
 clean:
 	rm -rf $(B)
