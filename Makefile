@@ -2,9 +2,10 @@
 #
 #   make          build build/vmm and build/guest.elf
 #   make run      install missing build dependencies, build, boot the demo guest
-#   make test     the same set-up, then every test (unit suites also under ASan+UBSan)
+#   make test     the same set-up, then every test (most also under ASan+UBSan), fuzzing briefly
 #   make bench    benchmarks, each figure beside its peer or physical limit
-#   make fuzz     run the fuzz targets (FUZZ_SECONDS each, default 20)
+#   make fuzz     run the fuzz targets (FUZZ_SECONDS each, default 20) from tools/corpus
+#   make soak     10^8 differential operations, then the KVM fork/snapshot suites in a loop
 #   make clean
 
 B        := build
@@ -33,7 +34,7 @@ GUEST_SRC  := $(wildcard guest/*.c) $(wildcard guest/*.S)
 
 obj = $(patsubst %.c,$(B)/$(1)/%.o,$(patsubst %.S,$(B)/$(1)/%.o,$(2)))
 
-.PHONY: all run test unit-asan bench fuzz deps clean FORCE
+.PHONY: all run test test-asan bench fuzz fuzz-brief soak deps clean FORCE
 all: $(B)/vmm $(B)/guest.elf $(patsubst tools/%.c,$(B)/%,$(TOOL_SRC))
 
 # Set-up: the stamp is refreshed whenever the package list in tools/deps.sh changes.
@@ -106,12 +107,25 @@ $(B)/asan/run_tests: $(call obj,asan,$(RUNNER_SRC)) $(call HOSTLIBS,asan)
 run: all
 	$(B)/vmm run $(DEMO_ARGS) $(B)/guest.elf -p "$(DEMO_CMDLINE)"
 
-# The sanitizer pass covers the unit suites; the plain pass runs everything and prints
-# the closing summary line.
-unit-asan: $(B)/asan/run_tests
-	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 $(B)/asan/run_tests --unit-only
+# The sanitizer pass: every suite but the KVM ones, and of those a subset covering run,
+# paging, snapshot/restore, fork and the monitor, whose VMM is built with the same
+# sanitizers. It is dynamically linked (the sanitizer runtimes cannot be static-pie) and
+# sits in a directory of its own beside the guest, because the suites find both through
+# $$VMM_BUILD. Without /dev/kvm those suites print SKIP here as in the plain pass, which
+# runs everything and prints the closing summary line.
+ASAN_KVM_SUITES := kvm_run kvm_paging kvm_snapshot kvm_fork kvm_monitor
+ASAN_SUITES     := $(filter-out kvm_%,$(SUITES)) $(ASAN_KVM_SUITES)
+$(B)/asan/bin/vmm: $(B)/asan/vmm/main.o $(call HOSTLIBS,asan)
+	@mkdir -p $(dir $@)
+	$(CC) $(SANFLAGS) -o $@ $^ $(LIBS)
+$(B)/asan/bin/guest.elf: $(B)/guest.elf
+	@mkdir -p $(dir $@)
+	ln -sf ../../guest.elf $@
+test-asan: $(B)/asan/run_tests $(B)/asan/bin/vmm $(B)/asan/bin/guest.elf
+	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 VMM_BUILD=$(B)/asan/bin \
+		$(B)/asan/run_tests $(ASAN_SUITES)
 
-test: all $(B)/run_tests unit-asan
+test: all $(B)/run_tests test-asan fuzz-brief
 	@tools/deps.sh test
 	$(B)/run_tests
 
@@ -123,17 +137,65 @@ bench: all $(patsubst tools/%.c,$(B)/bench/%,$(BENCH_SRC))
 	@tools/deps.sh bench || echo "bench: QEMU could not be installed; its columns will be empty"
 	tools/bench.sh $(B)
 
-FUZZ_SECONDS ?= 20
-FUZZ_CFLAGS := $(CSTD) -g -O1 -I. -fsanitize=fuzzer,address,undefined
-$(B)/fuzz/%: tools/%.c $(MMU_SRC) $(VMM_SRC)
+# Fuzzing: the host sources are built once with the fuzzer's coverage and the sanitizers
+# (not once per target: five times sixty clang compiles is minutes on two cores), and each
+# target links what it uses. tools/corpus/NAME holds a few dozen small inputs per target
+# (a minimized set from earlier runs; an input that found a bug belongs there too); they
+# seed every run and are never written: what a run finds new goes to a scratch directory
+# in $(B)/fuzz/. A crash, leak or sanitizer report
+# fails the run with its log, the input kept as $(B)/fuzz/NAME-crash-*.
+FUZZ_SECONDS       ?= 20
+FUZZ_BRIEF_SECONDS ?= 3
+FUZZ_CFLAGS  := $(CSTD) -g -O1 -I. -MMD -MP -fsanitize=address,undefined
+FUZZ_TARGETS := $(patsubst tools/%.c,$(B)/fuzz/%,$(FUZZ_SRC))
+$(B)/.deps-fuzz: tools/deps.sh
+	@mkdir -p $(B)
 	@tools/deps.sh fuzz
+	@touch $@
+$(B)/fuzz/obj/%.o: %.c | $(B)/.deps $(B)/.deps-fuzz
 	@mkdir -p $(dir $@)
-	clang $(FUZZ_CFLAGS) -o $@ $^ $(LIBS)
-fuzz: $(patsubst tools/%.c,$(B)/fuzz/%,$(FUZZ_SRC))
-	@for f in $^; do echo "fuzz: $$f for $(FUZZ_SECONDS)s"; \
-		mkdir -p $(B)/fuzz/corpus-$$(basename $$f); \
-		$$f -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 $(B)/fuzz/corpus-$$(basename $$f) \
-		2>&1 | grep -E 'stat::number_of_executed_units|ERROR|SUMMARY' || exit 1; done
+	clang $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c $< -o $@
+$(B)/fuzz/libhost.a: $(call obj,fuzz/obj,$(MMU_SRC) $(VMM_SRC))
+$(FUZZ_TARGETS): $(B)/fuzz/%: $(B)/fuzz/obj/tools/%.o $(B)/fuzz/libhost.a
+	clang $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $^ $(LIBS)
+
+# $(call fuzz_run,SECONDS,SEED,SCRATCH): every target for SECONDS from the seed SEED (0:
+# libFuzzer picks one and logs it) on tools/corpus/NAME (if there is one yet), new finds
+# going to SCRATCH-NAME.
+fuzz_run = for f in $(FUZZ_TARGETS); do n=$$(basename $$f); mkdir -p $(3)-$$n; \
+	seeds=tools/corpus/$$n; [ -d $$seeds ] || seeds=; \
+	if ! $$f -seed=$(2) -max_total_time=$(1) -print_final_stats=1 -artifact_prefix=$(B)/fuzz/$$n- \
+		$(3)-$$n $$seeds >$(B)/fuzz/$$n.log 2>&1; then \
+		tail -n 40 $(B)/fuzz/$$n.log; \
+		echo "fuzz: $$n failed ($$(grep -m1 -o 'Seed: [0-9]*' $(B)/fuzz/$$n.log); log $(B)/fuzz/$$n.log)"; exit 1; fi; \
+	echo "fuzz: $$n: $$(grep -o 'number_of_executed_units: *[0-9]*' $(B)/fuzz/$$n.log | grep -o '[0-9]*$$') inputs in $(1)s, no finding"; \
+	done
+
+fuzz: $(FUZZ_TARGETS)
+	@$(call fuzz_run,$(FUZZ_SECONDS),0,$(B)/fuzz/corpus)
+
+# The brief run inside make test: a fixed seed and a fresh scratch directory, so each run
+# starts from the committed corpus alone.
+fuzz-brief: $(FUZZ_TARGETS)
+	@rm -rf $(B)/fuzz/brief-*
+	@$(call fuzz_run,$(FUZZ_BRIEF_SECONDS),1,$(B)/fuzz/brief)
+
+# ---- the soak: long runs of what the tests run briefly ---------------------------------
+# The differential test of the Mach core for SOAK_OPS operations in all (its four runs
+# share them), from a fresh seed each time (printed, and on a failure with the command
+# that replays it); then the guest's fork and snapshot/restore suites in a loop for
+# SOAK_KVM_SECONDS. Those need /dev/kvm: without it they print SKIP once and the loop ends.
+SOAK_OPS         ?= 100000000
+SOAK_SEED        ?= $(shell date +%s)
+SOAK_KVM_SECONDS ?= 600
+soak: all $(B)/run_tests
+	VMM_DIFF_OPS=$$(( ($(SOAK_OPS) + 3) / 4 )) VMM_DIFF_SEED=$(SOAK_SEED) $(B)/run_tests vm_differential
+	@end=$$(( $$(date +%s) + $(SOAK_KVM_SECONDS) )); round=0; \
+	while [ $$(date +%s) -lt $$end ]; do round=$$((round + 1)); \
+		out=$$($(B)/run_tests kvm_fork kvm_snapshot) || { echo "$$out"; echo "soak: KVM round $$round failed"; exit 1; }; \
+		case "$$out" in *SKIP:*) echo "$$out"; echo "soak: SKIP: the KVM loop needs /dev/kvm"; exit 0 ;; esac; \
+		echo "soak: KVM round $$round: $$(echo "$$out" | tail -n 1)"; \
+	done
 
 clean:
 	rm -rf $(B)

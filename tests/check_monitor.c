@@ -19,6 +19,7 @@
 #include "fake_vm.h"
 #include "harness.h"
 #include "spawn.h"
+#include "vmm/base64.h"
 #include "vmm/error.h"
 #include "vmm/monitor.h"
 
@@ -366,7 +367,9 @@ START_TEST(huge_line_gets_one_error_and_is_dropped_to_its_end)
 	fake_vm_send(&c, "\n{\"execute\":\"query-version\",\"id\":9}\n");
 	json_t *r = fake_vm_read(&c);
 	const char *desc = fake_vm_error_desc(r, "GenericError");
-	ck_assert_msg(strstr(desc, "longer than 65536 bytes"), "%s", desc);
+	char want[64];
+	snprintf(want, sizeof(want), "longer than %u bytes", MONITOR_LINE_MAX);
+	ck_assert_msg(strstr(desc, want), "%s", desc);
 	json_decref(r);
 	r = fake_vm_read(&c); /* exactly one error: the next message answers the next line */
 	fake_vm_return(r);
@@ -403,6 +406,110 @@ START_TEST(line_of_exactly_the_limit_is_served)
 	free(line);
 	line = echo_line_of(MONITOR_LINE_MAX + 1, &fill);
 	expect_error(&c, line, "GenericError", "longer than");
+	free(line);
+	fake_vm_close(&c);
+}
+END_TEST
+
+/* Base64 of MONITOR_DATA_MAX bytes: the data of the largest vm-write. */
+static char *largest_vm_write_data(void)
+{
+	static uint8_t bytes[MONITOR_DATA_MAX];
+	for (size_t i = 0; i < sizeof(bytes); i++)
+		bytes[i] = (uint8_t)(i * 131 + 7);
+	char *text = malloc(base64_encoded_len(sizeof(bytes)) + 1);
+	ck_assert_ptr_nonnull(text);
+	base64_encode(bytes, sizeof(bytes), text);
+	return text;
+}
+
+/*
+ * The documented maximum of vm-write (MONITOR_DATA_MAX bytes, base64) fits a request line:
+ * the real request at the widest address and a long id is within MONITOR_LINE_MAX, and a
+ * line as long, through the fake VM's echo, is served.
+ */
+START_TEST(vm_write_of_the_documented_maximum_fits_a_line)
+{
+	char *data = largest_vm_write_data();
+	json_t *req = json_pack("{s:s,s:s,s:{s:I,s:s}}", "id", "a-client-id-of-some-length-0123456789", "execute",
+				"vm-write", "arguments", "addr", (json_int_t)INT64_MAX, "data", data);
+	char *text = json_dumps(req, JSON_COMPACT);
+	ck_assert_msg(strlen(text) <= MONITOR_LINE_MAX, "a vm-write of %u bytes is %zu bytes long, over %u",
+		      MONITOR_DATA_MAX, strlen(text), MONITOR_LINE_MAX);
+	free(text);
+	json_decref(req);
+
+	req = json_pack("{s:s,s:s,s:{s:I,s:s}}", "id", "a-client-id-of-some-length-0123456789", "execute", "echo",
+			"arguments", "i", (json_int_t)INT64_MAX, "s", data);
+	text = json_dumps(req, JSON_COMPACT);
+	struct fake_vm_conn c;
+	fake_vm_connect_ready(&c, vm.path);
+	json_t *r = fake_vm_cmd(&c, text);
+	ck_assert_str_eq(json_string_value(json_object_get(fake_vm_return(r), "s")), data);
+	ck_assert_str_eq(json_string_value(json_object_get(r, "id")), "a-client-id-of-some-length-0123456789");
+	json_decref(r);
+	fake_vm_close(&c);
+	free(text);
+	json_decref(req);
+	free(data);
+}
+END_TEST
+
+/* A line over the limit that begins with its id: the whole of it, then the id's start. */
+static char *overlong_line_with_id(const char *id_member)
+{
+	size_t len = MONITOR_LINE_MAX + 1000;
+	char *line = malloc(len + 1);
+	ck_assert_ptr_nonnull(line);
+	int n = snprintf(line, len + 1, "%s\"execute\":\"echo\",\"arguments\":{\"s\":\"", id_member);
+	memset(line + n, 'x', len - (size_t)n);
+	line[len] = '\0';
+	return line;
+}
+
+/* Lines that cannot be parsed still get their id back when they begin with it; others
+ * get an error without one (a client can tell "not mine" from "mine"). */
+START_TEST(errors_to_unreadable_lines_carry_the_id_they_begin_with)
+{
+	static const struct {
+		const char *line;
+		const char *id; /* JSON of the expected id; NULL: none */
+	} cases[] = {
+		{"{\"id\":7,\"execute\":\"query-version\"", "7"},
+		{" { \"id\" : \"abc\" , \"execute\":}", "\"abc\""},
+		{"{\"id\":{\"n\":[1,2]},\"execute\":\"x\",\"execute\":\"y\"}", "{\"n\":[1,2]}"},
+		{"{\"id\":-1.5}}", "-1.5"},
+		{"{\"id\":12x,\"execute\":\"query-version\"}", NULL},
+		{"{\"id\":1 2,\"execute\":\"query-version\"}", NULL},
+		{"{\"id\":[1,\"execute\":\"query-version\"}", NULL},
+		{"{\"execute\":\"query-version\",\"id\":5", NULL},
+		{"{\"idx\":5,", NULL},
+		{"{\"id\":5", NULL},
+	};
+	struct fake_vm_conn c;
+	fake_vm_connect_ready(&c, vm.path);
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		json_t *r = fake_vm_cmd(&c, cases[i].line);
+		const char *desc = fake_vm_error_desc(r, "GenericError");
+		ck_assert_msg(strncmp(desc, "JSON parse error: ", 18) == 0, "for %s: %s", cases[i].line, desc);
+		json_t *id = json_object_get(r, "id");
+		if (cases[i].id)
+			expect_json(json_incref(id), cases[i].id);
+		else
+			ck_assert_msg(!id, "for %s: an id it did not begin with", cases[i].line);
+		json_decref(r);
+	}
+	char *line = overlong_line_with_id("{\"id\":8,");
+	json_t *r = fake_vm_cmd(&c, line);
+	ck_assert_msg(strstr(fake_vm_error_desc(r, "GenericError"), "longer than"), "over-long line");
+	ck_assert_int_eq(json_integer_value(json_object_get(r, "id")), 8);
+	json_decref(r);
+	free(line);
+	line = overlong_line_with_id("{");
+	r = fake_vm_cmd(&c, line);
+	ck_assert_msg(strstr(fake_vm_error_desc(r, "GenericError"), "longer than"), "over-long line");
+	ck_assert_ptr_null(json_object_get(r, "id"));
+	json_decref(r);
 	free(line);
 	fake_vm_close(&c);
 }
@@ -1076,6 +1183,8 @@ Suite *monitor_suite(void)
 	HARNESS_ADD_TEST(hostile, host_errors_carry_their_desc_and_class);
 	HARNESS_ADD_TEST(hostile, huge_line_gets_one_error_and_is_dropped_to_its_end);
 	HARNESS_ADD_TEST(hostile, line_of_exactly_the_limit_is_served);
+	HARNESS_ADD_TEST(hostile, vm_write_of_the_documented_maximum_fits_a_line);
+	HARNESS_ADD_TEST(hostile, errors_to_unreadable_lines_carry_the_id_they_begin_with);
 	HARNESS_ADD_TEST(hostile, reply_over_the_limit_becomes_an_error);
 	HARNESS_ADD_TEST(hostile, client_that_never_reads_is_dropped_and_others_go_on);
 	HARNESS_ADD_TEST(hostile, client_that_vanishes_mid_reply_is_dropped);

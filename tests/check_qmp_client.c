@@ -5,6 +5,8 @@
  * path there, so names resolve as they do for users.
  */
 #include <errno.h>
+#include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -214,7 +216,8 @@ START_TEST(a_refusing_server_is_eperm_with_its_reason)
 }
 END_TEST
 
-/* Serve one connection at @path with @text, in a child process; returns its pid. */
+/* Serve one connection at @path with @text, in a child process, then read until the
+ * client hangs up (so the client's requests find a peer); returns its pid. */
 static pid_t serve_once(const char *path, const char *text)
 {
 	struct sockaddr_un sa = {.sun_family = AF_UNIX};
@@ -226,7 +229,11 @@ static pid_t serve_once(const char *path, const char *text)
 	ck_assert_int_ge(pid, 0);
 	if (pid == 0) {
 		int c = accept(fd, NULL, NULL);
-		_exit(c >= 0 && write(c, text, strlen(text)) == (ssize_t)strlen(text) ? 0 : 1);
+		bool ok = c >= 0 && write(c, text, strlen(text)) == (ssize_t)strlen(text);
+		char sink[4096];
+		while (ok && read(c, sink, sizeof(sink)) > 0)
+			;
+		_exit(ok ? 0 : 1);
 	}
 	close(fd);
 	return pid;
@@ -246,6 +253,61 @@ START_TEST(a_server_that_is_not_qmp_is_eproto)
 		waitpid(pid, &status, 0);
 		unlink(path);
 	}
+}
+END_TEST
+
+/* A server that answers a line it could not read with an error without id (what the
+ * monitor does when the line does not begin with its id): the request in flight fails
+ * with that error instead of waiting for an answer that will never come. */
+START_TEST(an_error_without_id_answers_the_request_in_flight)
+{
+	char path[200];
+	snprintf(path, sizeof(path), "%s/noid.sock", rundir);
+	pid_t pid = serve_once(path, "{\"QMP\":{\"version\":{},\"capabilities\":[]}}\n{\"return\":{},\"id\":1}\n"
+				     "{\"error\":{\"class\":\"GenericError\",\"desc\":\"request line too long\"}}\n");
+	struct qmp_client *c;
+	ck_assert_msg(qmp_client_connect(&c, path, TIMEOUT_MS) == 0, "%s", error_message());
+	ck_assert_int_eq(qmp_client_execute(c, "query-version", NULL, NULL, TIMEOUT_MS), -EREMOTEIO);
+	ck_assert_str_eq(error_message(), "request line too long");
+	ck_assert_str_eq(qmp_client_error_class(c), "GenericError");
+	qmp_client_close(c);
+	int status;
+	waitpid(pid, &status, 0);
+	unlink(path);
+}
+END_TEST
+
+/* A JSON string of @len x's. */
+static json_t *filler(size_t len)
+{
+	char *text = malloc(len + 1);
+	ck_assert_ptr_nonnull(text);
+	memset(text, 'x', len);
+	text[len] = '\0';
+	json_t *j = json_string(text);
+	free(text);
+	return j;
+}
+
+/* A request longer than the monitor's line limit is refused before sending (the
+ * connection stays usable); one of the documented vm-write size goes through. */
+START_TEST(requests_over_the_line_limit_are_emsgsize_and_the_maximum_goes_through)
+{
+	struct qmp_client *c = connect_vm1();
+	json_t *args = json_object();
+	json_object_set_new(args, "s", filler(MONITOR_LINE_MAX));
+	ck_assert_int_eq(qmp_client_execute(c, "echo", args, NULL, TIMEOUT_MS), -EMSGSIZE);
+	ck_assert_msg(strstr(error_message(), "the request 'echo' is"), "%s", error_message());
+
+	size_t base64_len = (MONITOR_DATA_MAX + 2) / 3 * 4;
+	json_object_set_new(args, "s", filler(base64_len));
+	json_object_set_new(args, "i", json_integer(INT64_MAX));
+	json_t *ret = NULL;
+	ck_assert_msg(qmp_client_execute(c, "echo", args, &ret, TIMEOUT_MS) == 0, "%s", error_message());
+	ck_assert_uint_eq(strlen(json_string_value(json_object_get(ret, "s"))), base64_len);
+	json_decref(ret);
+	json_decref(args);
+	qmp_client_close(c);
 }
 END_TEST
 
@@ -482,6 +544,8 @@ Suite *qmp_client_suite(void)
 	HARNESS_ADD_TEST(tc, open_says_which_vm_is_missing_or_stale);
 	HARNESS_ADD_TEST(tc, a_refusing_server_is_eperm_with_its_reason);
 	HARNESS_ADD_TEST(tc, a_server_that_is_not_qmp_is_eproto);
+	HARNESS_ADD_TEST(tc, an_error_without_id_answers_the_request_in_flight);
+	HARNESS_ADD_TEST(tc, requests_over_the_line_limit_are_emsgsize_and_the_maximum_goes_through);
 
 	TCase *cli = fake_vm_tcase(s, "verbs", 90, setup, teardown);
 	HARNESS_ADD_TEST(cli, stats_prints_sorted_aligned_lines);

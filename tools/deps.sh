@@ -6,7 +6,7 @@ set -eu
 
 case "${1:-build}" in
 build) pkgs="gcc make libc6-dev pkg-config check libxxhash-dev libjansson-dev" ;;  # static libc, jansson and xxhash: build/vmm is static-pie
-test)  pkgs="qemu-system-x86 socat" ;;  # QEMU boots the same guest.elf; socat drives the monitor socket
+test)  pkgs="qemu-system-x86 socat clang libclang-rt-14-dev" ;;  # QEMU boots the same guest.elf; socat drives the monitor socket; clang: the brief fuzzing
 fuzz)  pkgs="clang libclang-rt-14-dev" ;;
 bench) pkgs="qemu-system-x86 time" ;;
 *) echo "deps.sh: unknown package set '$1' (build, test, fuzz, bench)" >&2; exit 2 ;;

@@ -418,24 +418,72 @@ static void monitor_execute(struct monitor *mon, struct monitor_client *c, json_
 	json_decref(empty);
 }
 
+static size_t monitor_skip_space(const char *s, size_t i, size_t len)
+{
+	while (i < len && (s[i] == ' ' || s[i] == '\t' || s[i] == '\r' || s[i] == '\n'))
+		i++;
+	return i;
+}
+
+/*
+ * The id of a request line that cannot be parsed as a whole (bad JSON, or only the start
+ * of a line over MONITOR_LINE_MAX), when the line begins {"id":VALUE followed by ',' or
+ * '}': its sender can still match the error to its request. A new reference, or NULL.
+ */
+static json_t *monitor_recover_id(const char *line, size_t len)
+{
+	static const char key[] = "\"id\"";
+	size_t i = monitor_skip_space(line, 0, len);
+	if (i == len || line[i] != '{')
+		return NULL;
+	i = monitor_skip_space(line, i + 1, len);
+	if (len - i < sizeof(key) - 1 || memcmp(line + i, key, sizeof(key) - 1) != 0)
+		return NULL;
+	i = monitor_skip_space(line, i + sizeof(key) - 1, len);
+	if (i == len || line[i] != ':')
+		return NULL;
+	i = monitor_skip_space(line, i + 1, len);
+	json_error_t jerr;
+	/* Only the value: with the end check off, jansson stops right after it and says where. */
+	json_t *id = json_loadb(line + i, len - i, JSON_DECODE_ANY | JSON_DISABLE_EOF_CHECK, &jerr);
+	if (!id)
+		return NULL;
+	size_t end = monitor_skip_space(line, i + (size_t)jerr.position, len);
+	if (end == len || (line[end] != ',' && line[end] != '}')) {
+		json_decref(id); /* "12x", "1 2": not a value of its own */
+		return NULL;
+	}
+	return id;
+}
+
 /* One request line (without its newline). */
 static void monitor_handle_line(struct monitor *mon, struct monitor_client *c, const char *line, size_t len)
 {
-	size_t i = 0;
-	while (i < len && (line[i] == ' ' || line[i] == '\t' || line[i] == '\r'))
-		i++;
-	if (i == len)
+	if (monitor_skip_space(line, 0, len) == len)
 		return; /* blank lines are allowed between requests */
 	atomic_fetch_add(&mon->commands, 1);
 	json_error_t jerr;
 	json_t *req = json_loadb(line, len, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, &jerr);
-	if (!req)
-		client_send_error(mon, c, "GenericError", NULL, "JSON parse error: %s (column %d)", jerr.text, jerr.column);
-	else if (!json_is_object(req))
+	if (!req) {
+		json_t *id = monitor_recover_id(line, len);
+		client_send_error(mon, c, "GenericError", id, "JSON parse error: %s (column %d)", jerr.text, jerr.column);
+		json_decref(id);
+	} else if (!json_is_object(req))
 		client_send_error(mon, c, "GenericError", NULL, "QMP input must be a JSON object");
 	else
 		monitor_execute(mon, c, req);
 	json_decref(req);
+}
+
+/* The error for a line over MONITOR_LINE_MAX, of which @start holds the first @len bytes. */
+static void monitor_refuse_line(struct monitor *mon, struct monitor_client *c, const char *start, size_t len)
+{
+	json_t *id = monitor_recover_id(start, len);
+	atomic_fetch_add(&mon->commands, 1);
+	client_send_error(mon, c, "GenericError", id,
+			  "request line longer than %u bytes (a vm-write carries at most %u bytes): dropped up to its end",
+			  MONITOR_LINE_MAX, MONITOR_DATA_MAX);
+	json_decref(id);
 }
 
 /*
@@ -450,8 +498,7 @@ static void client_process(struct monitor *mon, struct monitor_client *c)
 		if (!nl) {
 			c->in_scanned = c->in_len;
 			if (c->in_len > MONITOR_LINE_MAX && !c->discarding) {
-				client_send_error(mon, c, "GenericError", NULL,
-						  "request line longer than %u bytes: dropped up to its end", MONITOR_LINE_MAX);
+				monitor_refuse_line(mon, c, start, c->in_len);
 				c->discarding = true;
 			}
 			if (c->discarding)

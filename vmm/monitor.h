@@ -8,13 +8,17 @@
  *   client: {"execute":NAME,"arguments":{...},"id":ANY}
  *   server: {"return":VALUE,"id":ANY}  or  {"error":{"class":CLASS,"desc":TEXT},"id":ANY}
  *   server: {"event":NAME,"data":{...},"timestamp":{"seconds":S,"microseconds":US}}
- * "id" is echoed exactly when the request had one. Error classes used: GenericError
+ * "id" is echoed exactly when the request had one. A line that cannot be parsed (bad JSON,
+ * or longer than MONITOR_LINE_MAX) still gets its id back when the line begins with
+ * {"id":VALUE, — qmp_client puts the id first for this; other such lines are answered
+ * with an error without id. Error classes used: GenericError
  * (bad input, bad arguments, host failures) and CommandNotFound (unknown command,
  * capabilities not negotiated yet, negotiated twice); host handlers may choose others.
  *
  * Limits that keep a hostile or stuck client from hurting the VM:
- *   - a line longer than MONITOR_LINE_MAX bytes gets one error reply; the rest of it,
- *     up to the next newline, is dropped; the connection stays;
+ *   - a line longer than MONITOR_LINE_MAX bytes (room for a vm-write of MONITOR_DATA_MAX
+ *     bytes) gets one error reply, with the id when the line begins with it (above); the
+ *     rest of it, up to the next newline, is dropped; the connection stays;
  *   - output waiting for a client is capped at MONITOR_OUTPUT_MAX bytes; a client over
  *     it (one that never reads) is disconnected; the server never blocks on a write;
  *   - a reply longer than MONITOR_REPLY_MAX is replaced by an error saying so (same id);
@@ -41,7 +45,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define MONITOR_LINE_MAX (64u << 10)    /* longest request line, newline excluded */
+/* The most bytes one command moves as base64 in a request or reply (vm-read, vm-write). */
+#define MONITOR_DATA_MAX (64u << 10)
+/* Longest request line, newline excluded: MONITOR_DATA_MAX bytes in base64 (4 characters
+ * per 3 bytes) and 4 KiB for the rest of the request (command, other arguments, id). */
+#define MONITOR_LINE_MAX ((MONITOR_DATA_MAX + 2) / 3 * 4 + 4096u)
 #define MONITOR_OUTPUT_MAX (1u << 20)   /* bytes queued for one client before it is dropped */
 #define MONITOR_REPLY_MAX (512u << 10)  /* longest reply line; a longer one becomes an error */
 #define MONITOR_EVENT_MAX (64u << 10)   /* longest event line; monitor_emit_event refuses more */

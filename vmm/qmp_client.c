@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -70,6 +71,12 @@ static int qmp_client_send(struct qmp_client *c, json_t *msg, long long deadline
 	if (!s)
 		return error_set(ENOMEM, "cannot encode a request to the monitor");
 	size_t len = strlen(s);
+	if (len > MONITOR_LINE_MAX) {
+		/* The server would drop it with an error; saying so here is clearer and sends nothing. */
+		free(s);
+		return error_set(EMSGSIZE, "the request '%s' is %zu bytes long; the monitor takes lines of at most %u",
+				 json_string_value(json_object_get(msg, "execute")), len, MONITOR_LINE_MAX);
+	}
 	s[len] = '\n'; /* json_dumps' terminating NUL becomes the line's end */
 	size_t off = 0;
 	int r = 0;
@@ -142,8 +149,9 @@ int qmp_client_execute(struct qmp_client *c, const char *command, json_t *args, 
 {
 	long long deadline = qmp_client_deadline(timeout_ms);
 	json_int_t id = ++c->next_id;
-	json_t *req = args ? json_pack("{s:s,s:O,s:I}", "execute", command, "arguments", args, "id", id)
-			   : json_pack("{s:s,s:I}", "execute", command, "id", id);
+	/* The id first: a server that cannot parse the line can still answer with it. */
+	json_t *req = args ? json_pack("{s:I,s:s,s:O}", "id", id, "execute", command, "arguments", args)
+			   : json_pack("{s:I,s:s}", "id", id, "execute", command);
 	if (!req)
 		return error_set(ENOMEM, "cannot build the request '%s'", command);
 	int r = qmp_client_send(c, req, deadline);
@@ -159,7 +167,10 @@ int qmp_client_execute(struct qmp_client *c, const char *command, json_t *args, 
 			continue;
 		}
 		json_t *mid = json_object_get(msg, "id");
-		if (!json_is_integer(mid) || json_integer_value(mid) != id) {
+		/* The server answers every line once, in order, and each of ours has an id: an
+		 * error without one answers a line it could not read, the one we wait for. */
+		bool ours = mid ? json_is_integer(mid) && json_integer_value(mid) == id : json_object_get(msg, "error") != NULL;
+		if (!ours) {
 			json_decref(msg); /* an answer to nothing we are waiting for */
 			continue;
 		}

@@ -35,7 +35,9 @@ int qmp_client_open(struct qmp_client **out, const char *name, const char *path,
  * Execute @command with @args (borrowed; NULL for none). On success returns 0 and sets
  * *ret to the "return" value (a new reference; may be NULL when @ret is NULL).
  * -EREMOTEIO: the VM answered with an error (message: its desc; class:
- * qmp_client_error_class). Events that arrive meanwhile are kept for qmp_client_next_event.
+ * qmp_client_error_class), an error without id included (the server's answer to a line it
+ * could not read). -EMSGSIZE: the request is longer than MONITOR_LINE_MAX; nothing was
+ * sent. Events that arrive meanwhile are kept for qmp_client_next_event.
  */
 int qmp_client_execute(struct qmp_client *c, const char *command, json_t *args, json_t **ret, int timeout_ms);
 

@@ -17,7 +17,8 @@
 #include "vmm/error.h"
 #include "vmm/vm.h"
 
-#define VM_RW_MAX (64u << 10) /* bytes one vm-read or vm-write moves (a reply stays small) */
+/* The help texts below state the bound in words; MONITOR_DATA_MAX is the one that counts. */
+_Static_assert(MONITOR_DATA_MAX == 64u << 10, "the vm-read and vm-write help says 64 KiB");
 
 static void prot_string(vm_prot_t p, char out[4])
 {
@@ -224,13 +225,13 @@ static int vm_read_cmd(struct monitor_call *call, void *ctx, json_t *args, json_
 	uint64_t addr, size;
 	if (arg_range(args, &addr, &size))
 		return -EINVAL;
-	if (size > VM_RW_MAX)
-		return error_set(EINVAL, "vm-read moves at most %u bytes at a time, not %llu", VM_RW_MAX,
+	if (size > MONITOR_DATA_MAX)
+		return error_set(EINVAL, "vm-read moves at most %u bytes at a time, not %llu", MONITOR_DATA_MAX,
 				 (unsigned long long)size);
 	if (!vm->mem.map)
 		return error_set(ENOTSUP, "this VM's RAM is not in a map (--kernel-zero-fill)");
-	static uint8_t buf[VM_RW_MAX];
-	static char text[(VM_RW_MAX + 2) / 3 * 4 + 1];
+	static uint8_t buf[MONITOR_DATA_MAX];
+	static char text[(MONITOR_DATA_MAX + 2) / 3 * 4 + 1];
 	vm_domain_lock(vm->mem.dom);
 	kern_return_t kr = vm_map_read(vm->mem.map, addr, buf, size);
 	int r = pmap_uffd_flush(&vm->mem.pmap);
@@ -252,10 +253,10 @@ static int vm_write_cmd(struct monitor_call *call, void *ctx, json_t *args, json
 	json_int_t a = json_integer_value(json_object_get(args, "addr"));
 	if (a < 0)
 		return error_set(EINVAL, "addr must not be negative");
-	static uint8_t buf[VM_RW_MAX];
+	static uint8_t buf[MONITOR_DATA_MAX];
 	long n = base64_decode(json_string_value(json_object_get(args, "data")), buf, sizeof(buf));
 	if (n < 0)
-		return error_set(EINVAL, "data is not base64 of at most %u bytes", VM_RW_MAX);
+		return error_set(EINVAL, "data is not base64 of at most %u bytes", MONITOR_DATA_MAX);
 	if (!vm->mem.map)
 		return error_set(ENOTSUP, "this VM's RAM is not in a map (--kernel-zero-fill)");
 	vm_domain_lock(vm->mem.dom);
