@@ -121,12 +121,16 @@ $(B)/asan/bin/vmm: $(B)/asan/vmm/main.o $(call HOSTLIBS,asan)
 $(B)/asan/bin/guest.elf: $(B)/guest.elf
 	@mkdir -p $(dir $@)
 	ln -sf ../../guest.elf $@
-test-asan: $(B)/asan/run_tests $(B)/asan/bin/vmm $(B)/asan/bin/guest.elf
+# What the tests need besides the build (QEMU, socat), before either pass.
+$(B)/.deps-test: tools/deps.sh
+	@mkdir -p $(B)
+	@tools/deps.sh test
+	@touch $@
+test-asan: $(B)/asan/run_tests $(B)/asan/bin/vmm $(B)/asan/bin/guest.elf | $(B)/.deps-test
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 VMM_BUILD=$(B)/asan/bin \
 		$(B)/asan/run_tests $(ASAN_SUITES)
 
-test: all $(B)/run_tests test-asan fuzz-brief
-	@tools/deps.sh test
+test: all $(B)/run_tests test-asan fuzz-brief | $(B)/.deps-test
 	$(B)/run_tests
 
 # ---- benchmarks and fuzzing ------------------------------------------------------------
