@@ -759,6 +759,8 @@ static void monitor_drain_done(struct monitor *mon)
 /* Send one error line to a peer we will not serve, and close it. */
 static void monitor_refuse(struct monitor *mon, int fd, const char *desc)
 {
+	/* Counted first: once the peer has read its refusal, the statistics show it. */
+	atomic_fetch_add(&mon->clients_refused, 1);
 	size_t len;
 	char *line = monitor_encode(monitor_error_reply("GenericError", desc, NULL), &len);
 	if (line && send(fd, line, len, MSG_NOSIGNAL | MSG_DONTWAIT) < 0) {
@@ -766,7 +768,6 @@ static void monitor_refuse(struct monitor *mon, int fd, const char *desc)
 	}
 	free(line);
 	close(fd);
-	atomic_fetch_add(&mon->clients_refused, 1);
 }
 
 static void monitor_accept(struct monitor *mon)
