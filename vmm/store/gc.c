@@ -93,15 +93,6 @@ static bool is_temporary_manifest(const char *name)
 	return name[0] == '.' && strstr(name, ".tmp") != NULL;
 }
 
-/* Pages of pack @id that some manifest refers to. */
-static uint64_t index_live_pages(const struct index *ix, uint32_t id)
-{
-	uint64_t live = 0;
-	for (size_t k = 0; k < ix->cap; k++)
-		live += ix->e[k].pack == id && ix->e[k].refs;
-	return live;
-}
-
 int store_gc(struct store *s, uint64_t *freed)
 {
 	*freed = 0;
@@ -129,8 +120,12 @@ int store_gc(struct store *s, uint64_t *freed)
 	size_t nrel = 0, cap = 0;
 	uint32_t *old = NULL; /* packs to delete: unused, or partly used and copied */
 	size_t nold = 0;
+	struct hmap live; /* pack id -> its pages some manifest refers to */
+	hmap_init(&live);
 	struct pack_out out;
 	r = pack_out_init(&out, s);
+	if (!r && index_live_pages(&s->index, &live) != 0)
+		r = error_set(ENOMEM, "no memory for gc");
 	if (r)
 		goto out;
 
@@ -150,8 +145,8 @@ int store_gc(struct store *s, uint64_t *freed)
 		struct stat st;
 		if (!pack_name_id(de->d_name, &id) || fstatat(s->packs_fd, de->d_name, &st, 0) != 0)
 			continue;
-		uint64_t live = index_live_pages(&s->index, id);
-		if (live && live * STORE_PAGE == (uint64_t)st.st_size)
+		uint64_t used = (uintptr_t)hmap_get(&live, id);
+		if (used && used * STORE_PAGE == (uint64_t)st.st_size)
 			continue; /* wholly used: stays */
 		uint32_t *p = realloc(old, (nold + 1) * sizeof(*p));
 		if (!p) {
@@ -160,7 +155,7 @@ int store_gc(struct store *s, uint64_t *freed)
 		}
 		old = p;
 		old[nold++] = id;
-		*freed += (uint64_t)st.st_size - live * STORE_PAGE;
+		*freed += (uint64_t)st.st_size - used * STORE_PAGE;
 	}
 	closedir(d);
 	if (r)
@@ -168,9 +163,11 @@ int store_gc(struct store *s, uint64_t *freed)
 
 	/* Copy the live pages of the packs that go into one new pack. */
 	uint8_t buf[STORE_PAGE];
-	for (size_t k = 0; !r && k < s->index.cap; k++) {
-		struct index_entry *ie = &s->index.e[k];
-		if (ie->pack == PACK_ID_RESERVED || !ie->refs)
+	size_t nentries;
+	struct index_entry *entries = index_entries(&s->index, &nentries);
+	for (size_t k = 0; !r && k < nentries; k++) {
+		struct index_entry *ie = &entries[k];
+		if (!ie->refs)
 			continue;
 		bool moving = false;
 		for (size_t j = 0; j < nold && !moving; j++)
@@ -224,6 +221,7 @@ out:
 	/* A failed gc leaves its new pack unreferenced (or referenced: then the old ones stay). */
 	pack_out_close(&out, r != 0 && nrel == 0);
 	store_release(s);
+	hmap_fini(&live);
 	free(rel);
 	free(old);
 	return r;

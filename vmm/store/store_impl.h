@@ -26,6 +26,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "mmu/hmap.h"
 #include "vmm/store/format.h"
 #include "vmm/store/store.h"
 
@@ -90,27 +91,40 @@ bool manifest_file_name(const char *file, char name[STORE_NAME_MAX + 1]);
 /* ---- the page index (index.c) ------------------------------------------------------------ */
 
 struct index_entry {
-	uint64_t hash;
-	uint32_t pack;          /* PACK_ID_RESERVED: free slot */
-	uint32_t slot;
+	uint64_t hash;          /* the bytes' hash */
+	uint32_t pack, slot;    /* where they are */
 	uint32_t refs;          /* manifests referring to it */
 	uint32_t last_manifest; /* the manifest that counted last (1-based) */
+	uint32_t next;          /* the next entry with the same hash (its number), 0: none */
 };
 
 /* A multimap from page hash to where such bytes are stored: several entries may share a
- * hash (collisions), each (hash, pack, slot) is there once. Belongs to its holder. */
+ * hash (collisions), each (hash, pack, slot) is there once. Belongs to its holder; zeroed
+ * memory is an empty index. */
 struct index {
-	struct index_entry *e;
-	size_t cap; /* power of two, or 0 */
-	size_t n;
+	struct hmap heads;      /* hash -> number of its first entry (as a pointer) */
+	struct index_entry *e;  /* entries by number, from 1 ([0] unused: 0 ends a chain) */
+	uint32_t n;             /* entries, numbered 1..n in the order they were added */
+	uint32_t cap;           /* entries allocated, [0] included */
 };
 
-/* The entry for exactly (hash, pack, slot), added (refs 0) if missing. NULL when out of
- * memory. The pointer is good until the next index_add. */
+/* The entry for exactly (hash, pack, slot), added (refs 0) if missing. O(1) expected
+ * (the entries with that hash are walked). NULL when out of memory. The pointer is good
+ * until the next index_add. */
 struct index_entry *index_add(struct index *ix, uint64_t hash, uint32_t pack, uint32_t slot);
 
-/* Iterate over the entries with @hash: start with *pos = SIZE_MAX; NULL at the end. */
-struct index_entry *index_next(const struct index *ix, uint64_t hash, size_t *pos);
+/* The entries with @hash, in the order they were added: the first (NULL: none), and the
+ * one after @e. */
+struct index_entry *index_first(const struct index *ix, uint64_t hash);
+struct index_entry *index_next(const struct index *ix, const struct index_entry *e);
+
+/* All the entries, in the order they were added: the first (NULL when empty) and *n. */
+struct index_entry *index_entries(const struct index *ix, size_t *n);
+
+/* How many entries of each pack some manifest refers to (refs > 0): @live (initialised
+ * here; hmap_fini it) maps a pack id to that count, as a pointer; a pack not there has
+ * none. 0, or -ENOMEM (@live then empty). */
+int index_live_pages(const struct index *ix, struct hmap *live);
 
 /* Free the entries; @ix is then empty and usable again. */
 void index_free(struct index *ix);

@@ -1,7 +1,6 @@
 /* store_list and store_verify. See store.h. */
 #include "vmm/store/store_impl.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -172,52 +171,58 @@ static long verify_manifest(struct store *s, const char *name, void (*fn)(void *
 	return problems;
 }
 
-/* Report the leftovers of interrupted writers and foreign files: notes, not damage. */
-static void verify_leftovers(struct store *s, void (*fn)(void *, bool, const char *), void *arg,
-			     struct store_verify_stats *stats)
+/* What verify_leftovers reports through, and the index's pack use. */
+struct leftovers {
+	void (*fn)(void *, bool, const char *);
+	void *arg;
+	struct store_verify_stats *stats;
+	struct hmap live; /* pack id -> its pages some manifest refers to */
+};
+
+static int leftover_pack(struct store *s, const char *entry, void *arg)
 {
-	int fd = dup(s->packs_fd);
-	DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
-	if (d) {
-		rewinddir(d);
-		struct dirent *de;
-		uint32_t id;
-		while ((de = readdir(d))) {
-			if (!pack_name_id(de->d_name, &id))
-				continue;
-			stats->packs++;
-			bool used = false;
-			for (size_t k = 0; k < s->index.cap && !used; k++)
-				used = s->index.e[k].pack == id && s->index.e[k].refs;
-			if (!used) {
-				stats->leftovers++;
-				report(fn, arg, false, "%s/packs/%s: no snapshot refers to it (vmm store gc removes it)", s->dir,
-				       de->d_name);
-			}
-		}
-		closedir(d);
-	} else if (fd >= 0) {
-		close(fd);
+	struct leftovers *lo = arg;
+	uint32_t id;
+	if (!pack_name_id(entry, &id))
+		return 0;
+	lo->stats->packs++;
+	if (!hmap_get(&lo->live, id)) {
+		lo->stats->leftovers++;
+		report(lo->fn, lo->arg, false, "%s/packs/%s: no snapshot refers to it (vmm store gc removes it)", s->dir,
+		       entry);
 	}
-	fd = dup(s->snaps_fd);
-	d = fd >= 0 ? fdopendir(fd) : NULL;
-	if (d) {
-		rewinddir(d);
-		struct dirent *de;
-		char name[STORE_NAME_MAX + 1];
-		while ((de = readdir(d))) {
-			if (de->d_name[0] == '.' && strstr(de->d_name, ".tmp")) {
-				stats->leftovers++;
-				report(fn, arg, false, "%s/snapshots/%s: unfinished manifest of an interrupted write (gc removes it)",
-				       s->dir, de->d_name);
-			} else if (strcmp(de->d_name, ".") && strcmp(de->d_name, "..") && !manifest_file_name(de->d_name, name)) {
-				report(fn, arg, false, "%s/snapshots/%s: not a manifest (ignored)", s->dir, de->d_name);
-			}
-		}
-		closedir(d);
-	} else if (fd >= 0) {
-		close(fd);
+	return 0;
+}
+
+static int leftover_manifest(struct store *s, const char *entry, void *arg)
+{
+	struct leftovers *lo = arg;
+	char name[STORE_NAME_MAX + 1];
+	if (entry[0] == '.' && strstr(entry, ".tmp")) {
+		lo->stats->leftovers++;
+		report(lo->fn, lo->arg, false, "%s/snapshots/%s: unfinished manifest of an interrupted write (gc removes it)",
+		       s->dir, entry);
+	} else if (strcmp(entry, ".") && strcmp(entry, "..") && !manifest_file_name(entry, name)) {
+		report(lo->fn, lo->arg, false, "%s/snapshots/%s: not a manifest (ignored)", s->dir, entry);
 	}
+	return 0;
+}
+
+/* Report the leftovers of interrupted writers and foreign files: notes, not damage. A
+ * folder that cannot be read has none to report (its manifests were reported already).
+ * 0, or -ENOMEM with a message. */
+static int verify_leftovers(struct store *s, void (*fn)(void *, bool, const char *), void *arg,
+			    struct store_verify_stats *stats)
+{
+	struct leftovers lo = {.fn = fn, .arg = arg, .stats = stats};
+	if (index_live_pages(&s->index, &lo.live) != 0)
+		return error_set(ENOMEM, "no memory to verify %s", s->dir);
+	if (store_each_entry(s, s->packs_fd, "packs", leftover_pack, &lo) != 0)
+		error_clear();
+	if (store_each_entry(s, s->snaps_fd, "snapshots", leftover_manifest, &lo) != 0)
+		error_clear();
+	hmap_fini(&lo.live);
+	return 0;
 }
 
 long store_verify(struct store *s, void (*fn)(void *arg, bool problem, const char *line), void *arg,
@@ -241,7 +246,7 @@ long store_verify(struct store *s, void (*fn)(void *arg, bool problem, const cha
 		problems += verify_manifest(s, l.names[i], fn, arg, stats);
 	}
 	free(l.names);
-	verify_leftovers(s, fn, arg, stats);
+	r = verify_leftovers(s, fn, arg, stats);
 	store_release(s);
-	return problems;
+	return r ? r : problems;
 }

@@ -79,9 +79,7 @@ static int writer_match(struct store_writer *w, const struct index *ix, uint64_t
 			struct manifest_entry *e)
 {
 	uint8_t buf[STORE_PAGE];
-	size_t pos = SIZE_MAX;
-	struct index_entry *ie;
-	while ((ie = index_next(ix, hash, &pos))) {
+	for (const struct index_entry *ie = index_first(ix, hash); ie; ie = index_next(ix, ie)) {
 		const void *bytes = buf;
 		int r = ie->pack == w->pack.id ? pack_out_page(&w->pack, ie->slot, buf, &bytes)
 					       : store_read_page(w->s, ie->pack, ie->slot, buf);
@@ -166,7 +164,7 @@ static void writer_free(struct store_writer *w, bool discard_pack)
 	if (w->parent)
 		store_snapshot_close(w->parent);
 	pack_out_close(&w->pack, discard_pack);
-	free(w->local.e);
+	index_free(&w->local);
 	free(w->entries);
 	free(w->state);
 	store_release(w->s);
