@@ -1,7 +1,6 @@
 /* store_gc and store_delete. See store.h. */
 #include "vmm/store/store_impl.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -68,162 +67,177 @@ static int gc_rewrite(struct store *s, const char *name, void *arg)
 	return r;
 }
 
-/* Remove every entry of @fd's folder matching @pred; returns -errno on the first failure. */
-static int remove_matching(int dirfd, bool (*pred)(const char *name))
-{
-	int fd = dup(dirfd);
-	DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
-	if (!d) {
-		if (fd >= 0)
-			close(fd);
-		return -errno;
-	}
-	rewinddir(d);
-	struct dirent *de;
-	int r = 0;
-	while ((de = readdir(d)))
-		if (pred(de->d_name) && unlinkat(dirfd, de->d_name, 0) != 0 && errno != ENOENT)
-			r = -errno;
-	closedir(d);
-	return r;
-}
+/* One gc, step by step: which packs go, where their live pages went. */
+struct gc {
+	struct store *s;
+	uint64_t *freed;          /* bytes given back (the caller's) */
+	struct hmap live;         /* pack id -> its pages some manifest refers to (as a pointer) */
+	uint32_t *old;            /* packs to delete: unused, or partly used and copied; sorted */
+	size_t nold;
+	struct relocation *rel;   /* the live pages of those packs and their slots in @out */
+	size_t nrel, cap;
+	struct pack_out out;      /* the new pack they are copied to */
+};
 
-static bool is_temporary_manifest(const char *name)
+/* Take the store alone (it fails at once while a writer holds it), sweep the pins of VMs
+ * that are gone and index every manifest: a damaged one stops gc, which would lose its
+ * pages. 0 with the store held (store_release), or -errno with a message. */
+static int gc_begin(struct store *s)
 {
-	return name[0] == '.' && strstr(name, ".tmp") != NULL;
-}
-
-int store_gc(struct store *s, uint64_t *freed)
-{
-	*freed = 0;
 	int r = store_writable(s);
 	if (r)
 		return r;
 	if (s->holds || flock(s->lock_fd, LOCK_EX | LOCK_NB) != 0)
 		return error_set(EBUSY, "store %s is in use by a snapshot writer; try again later", s->dir);
 	s->holds = 1; /* exclusive: store_release unlocks */
-	r = store_pinned(s, NULL, NULL, 0); /* sweeps the pins of VMs that are gone */
+	r = store_pinned(s, NULL, NULL, 0);
 	/* Other processes may have committed snapshots since this store was opened. */
 	if (!r)
 		r = store_reindex(s);
-	if (r) {
-		store_release(s);
-		return r;
-	}
-	if (s->damaged) {
-		uint32_t damaged = s->damaged;
-		store_release(s);
-		return error_set(EIO, "store %s has %u damaged manifests; gc would lose their pages (see vmm store verify)",
-				 s->dir, damaged);
-	}
-	struct relocation *rel = NULL;
-	size_t nrel = 0, cap = 0;
-	uint32_t *old = NULL; /* packs to delete: unused, or partly used and copied */
-	size_t nold = 0;
-	struct hmap live; /* pack id -> its pages some manifest refers to */
-	hmap_init(&live);
-	struct pack_out out;
-	r = pack_out_init(&out, s);
-	if (!r && index_live_pages(&s->index, &live) != 0)
-		r = error_set(ENOMEM, "no memory for gc");
+	if (!r && s->damaged)
+		r = error_set(EIO, "store %s has %u damaged manifests; gc would lose their pages (see vmm store verify)",
+			      s->dir, s->damaged);
 	if (r)
-		goto out;
+		store_release(s);
+	return r;
+}
 
-	/* Which packs go: those no manifest uses, and those partly used (their live pages move). */
-	int fd = dup(s->packs_fd);
-	DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
-	if (!d) {
-		if (fd >= 0)
-			close(fd);
-		r = error_set_errno(errno, "cannot read %s/packs", s->dir);
-		goto out;
-	}
-	rewinddir(d);
-	struct dirent *de;
+/* One entry of the packs folder: a pack not wholly used goes. */
+static int gc_choose_pack(struct store *s, const char *entry, void *arg)
+{
+	struct gc *g = arg;
 	uint32_t id;
-	while ((de = readdir(d))) {
-		struct stat st;
-		if (!pack_name_id(de->d_name, &id) || fstatat(s->packs_fd, de->d_name, &st, 0) != 0)
-			continue;
-		uint64_t used = (uintptr_t)hmap_get(&live, id);
-		if (used && used * STORE_PAGE == (uint64_t)st.st_size)
-			continue; /* wholly used: stays */
-		uint32_t *p = realloc(old, (nold + 1) * sizeof(*p));
-		if (!p) {
-			r = error_set(ENOMEM, "no memory for gc");
-			break;
-		}
-		old = p;
-		old[nold++] = id;
-		*freed += (uint64_t)st.st_size - used * STORE_PAGE;
-	}
-	closedir(d);
-	if (r)
-		goto out;
+	struct stat st;
+	if (!pack_name_id(entry, &id) || fstatat(s->packs_fd, entry, &st, 0) != 0)
+		return 0;
+	uint64_t used = (uintptr_t)hmap_get(&g->live, id);
+	if (used && used * STORE_PAGE == (uint64_t)st.st_size)
+		return 0; /* wholly used: stays */
+	uint32_t *p = realloc(g->old, (g->nold + 1) * sizeof(*p));
+	if (!p)
+		return error_set(ENOMEM, "no memory for gc");
+	g->old = p;
+	g->old[g->nold++] = id;
+	*g->freed += (uint64_t)st.st_size - used * STORE_PAGE;
+	return 0;
+}
 
-	/* Copy the live pages of the packs that go into one new pack. */
+static int cmp_id(const void *a, const void *b)
+{
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+/* Step 1: which packs go: those no manifest uses, and those partly used (their live
+ * pages move). */
+static int gc_choose_packs(struct gc *g)
+{
+	if (index_live_pages(&g->s->index, &g->live) != 0)
+		return error_set(ENOMEM, "no memory for gc");
+	int r = store_each_entry(g->s, g->s->packs_fd, "packs", gc_choose_pack, g);
+	if (!r && g->nold)
+		qsort(g->old, g->nold, sizeof(*g->old), cmp_id);
+	return r;
+}
+
+/* Step 2: copy the live pages of the packs that go into one new pack, durable. */
+static int gc_move_pages(struct gc *g)
+{
 	uint8_t buf[STORE_PAGE];
-	size_t nentries;
-	struct index_entry *entries = index_entries(&s->index, &nentries);
-	for (size_t k = 0; !r && k < nentries; k++) {
-		struct index_entry *ie = &entries[k];
-		if (!ie->refs)
+	size_t n;
+	const struct index_entry *e = index_entries(&g->s->index, &n);
+	int r = 0;
+	for (size_t k = 0; !r && k < n; k++) {
+		if (!e[k].refs || !g->nold || !bsearch(&e[k].pack, g->old, g->nold, sizeof(*g->old), cmp_id))
 			continue;
-		bool moving = false;
-		for (size_t j = 0; j < nold && !moving; j++)
-			moving = ie->pack == old[j];
-		if (!moving)
-			continue;
-		if (nrel == cap) {
-			cap = cap ? cap * 2 : 1024;
-			struct relocation *p = realloc(rel, cap * sizeof(*p));
-			if (!p) {
-				r = error_set(ENOMEM, "no memory for gc");
-				break;
-			}
-			rel = p;
+		if (g->nrel == g->cap) {
+			size_t cap = g->cap ? g->cap * 2 : 1024;
+			struct relocation *p = realloc(g->rel, cap * sizeof(*p));
+			if (!p)
+				return error_set(ENOMEM, "no memory for gc");
+			g->rel = p;
+			g->cap = cap;
 		}
-		r = store_read_page(s, ie->pack, ie->slot, buf);
+		struct relocation *rl = &g->rel[g->nrel];
+		r = store_read_page(g->s, e[k].pack, e[k].slot, buf);
 		if (!r)
-			r = pack_out_append(&out, buf, &rel[nrel].new_slot);
+			r = pack_out_append(&g->out, buf, &rl->new_slot);
 		if (!r) {
-			rel[nrel].old_pack = ie->pack;
-			rel[nrel++].old_slot = ie->slot;
+			rl->old_pack = e[k].pack;
+			rl->old_slot = e[k].slot;
+			g->nrel++;
 		}
 	}
-	if (!r)
-		r = pack_out_finish(&out);
-	if (r)
-		goto out;
+	return r ? r : pack_out_finish(&g->out);
+}
 
-	/* Point every manifest at the new pack (each rewrite is atomic), ... */
-	if (nrel) {
-		qsort(rel, nrel, sizeof(*rel), cmp_reloc);
-		struct gc_moves mv = {rel, nrel, out.id};
-		r = store_each_name(s, gc_rewrite, &mv);
-		if (r)
-			goto out;
-	}
-	/* ... and only then may the old packs go. */
-	for (size_t k = 0; k < nold; k++) {
+/* Step 3: point every manifest at the new pack (each rewrite is atomic). */
+static int gc_rewrite_manifests(struct gc *g)
+{
+	if (!g->nrel)
+		return 0;
+	qsort(g->rel, g->nrel, sizeof(*g->rel), cmp_reloc);
+	struct gc_moves mv = {g->rel, g->nrel, g->out.id};
+	return store_each_name(g->s, gc_rewrite, &mv);
+}
+
+/* One entry of the snapshots folder: an unfinished manifest goes; *arg keeps the last
+ * failure's errno. */
+static int gc_remove_temporary(struct store *s, const char *entry, void *arg)
+{
+	int *err = arg;
+	if (manifest_is_temporary(entry) && unlinkat(s->snaps_fd, entry, 0) != 0 && errno != ENOENT)
+		*err = errno;
+	return 0;
+}
+
+/* Step 4, once nothing refers to them: remove the packs that go and the unfinished
+ * manifests of interrupted writers. */
+static int gc_remove_packs(struct gc *g)
+{
+	struct store *s = g->s;
+	int r = 0;
+	for (size_t k = 0; k < g->nold; k++) {
 		char name[16];
-		pack_file_name(old[k], name);
-		if (unlinkat(s->packs_fd, name, 0) != 0 && errno != ENOENT) {
-			r = error_set_errno(errno, "cannot remove %s/packs/%s", s->dir, name);
-			goto out;
-		}
+		pack_file_name(g->old[k], name);
+		if (unlinkat(s->packs_fd, name, 0) != 0 && errno != ENOENT)
+			return error_set_errno(errno, "cannot remove %s/packs/%s", s->dir, name);
 	}
-	if (nold)
+	if (g->nold)
 		r = store_fsync_dir(s->packs_fd, "the packs folder");
-	if (!r && remove_matching(s->snaps_fd, is_temporary_manifest) != 0)
-		r = error_set_errno(errno, "cannot remove unfinished manifests in %s/snapshots", s->dir);
-out:
+	if (r)
+		return r;
+	int err = 0;
+	r = store_each_entry(s, s->snaps_fd, "snapshots", gc_remove_temporary, &err);
+	if (r || err)
+		r = error_set_errno(r ? -r : err, "cannot remove unfinished manifests in %s/snapshots", s->dir);
+	return r;
+}
+
+int store_gc(struct store *s, uint64_t *freed)
+{
+	*freed = 0;
+	int r = gc_begin(s);
+	if (r)
+		return r;
+	struct gc g = {.s = s, .freed = freed};
+	hmap_init(&g.live);
+	r = pack_out_init(&g.out, s);
+	if (!r)
+		r = gc_choose_packs(&g);
+	if (!r)
+		r = gc_move_pages(&g);
+	if (!r)
+		r = gc_rewrite_manifests(&g);
+	/* Only then may the old packs go. */
+	if (!r)
+		r = gc_remove_packs(&g);
 	/* A failed gc leaves its new pack unreferenced (or referenced: then the old ones stay). */
-	pack_out_close(&out, r != 0 && nrel == 0);
+	pack_out_close(&g.out, r != 0 && g.nrel == 0);
 	store_release(s);
-	hmap_fini(&live);
-	free(rel);
-	free(old);
+	hmap_fini(&g.live);
+	free(g.rel);
+	free(g.old);
 	return r;
 }
 

@@ -408,3 +408,8 @@ bool manifest_file_name(const char *file, char name[STORE_NAME_MAX + 1])
 	name[n - 5] = '\0';
 	return store_name_valid(name);
 }
+
+bool manifest_is_temporary(const char *file)
+{
+	return file[0] == '.' && strstr(file, ".tmp") != NULL;
+}

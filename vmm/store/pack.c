@@ -1,7 +1,6 @@
 /* Pack names, and a pack being appended to. See store_impl.h. */
 #include "vmm/store/store_impl.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -58,24 +57,24 @@ static int pack_out_flush(struct pack_out *p)
 	return 0;
 }
 
+/* One entry of the packs folder: the highest pack id so far in *arg. */
+static int pack_max_id(struct store *s, const char *entry, void *arg)
+{
+	(void)s;
+	uint32_t *max = arg, id;
+	if (pack_name_id(entry, &id) && id > *max)
+		*max = id;
+	return 0;
+}
+
 /* Create the next pack file (ids only grow; O_EXCL settles races between writers). */
 static int pack_out_create(struct pack_out *p)
 {
 	struct store *s = p->s;
 	uint32_t max = 0, id;
-	int fd = dup(s->packs_fd);
-	DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
-	if (!d) {
-		if (fd >= 0)
-			close(fd);
-		return error_set_errno(errno, "cannot read %s/packs", s->dir);
-	}
-	rewinddir(d);
-	struct dirent *de;
-	while ((de = readdir(d)))
-		if (pack_name_id(de->d_name, &id) && id > max)
-			max = id;
-	closedir(d);
+	int r = store_each_entry(s, s->packs_fd, "packs", pack_max_id, &max);
+	if (r)
+		return r;
 	for (id = max + 1; id < PACK_ID_RESERVED; id++) {
 		char name[16];
 		pack_file_name(id, name);

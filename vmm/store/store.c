@@ -351,27 +351,29 @@ int store_writable(struct store *s)
 	return s->read_only ? error_set(EROFS, "store %s is open for reading only", s->dir) : 0;
 }
 
+struct disk_usage {
+	int dirfd;
+	uint64_t *sum;
+};
+
+/* One entry of a store folder: a regular file's bytes added to *arg. */
+static int disk_usage_add(struct store *s, const char *entry, void *arg)
+{
+	struct disk_usage *u = arg;
+	struct stat st;
+	(void)s;
+	if (entry[0] != '.' && fstatat(u->dirfd, entry, &st, 0) == 0 && S_ISREG(st.st_mode))
+		*u->sum += (uint64_t)st.st_size;
+	return 0;
+}
+
 int store_disk_usage(struct store *s, uint64_t *pack_bytes, uint64_t *manifest_bytes)
 {
 	*pack_bytes = *manifest_bytes = 0;
-	int fds[2] = {s->packs_fd, s->snaps_fd};
-	uint64_t *sums[2] = {pack_bytes, manifest_bytes};
-	for (int i = 0; i < 2; i++) {
-		int fd = dup(fds[i]);
-		DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
-		if (!d) {
-			if (fd >= 0)
-				close(fd);
-			return error_set_errno(errno, "cannot read %s", s->dir);
-		}
-		rewinddir(d);
-		struct dirent *de;
-		while ((de = readdir(d))) {
-			struct stat st;
-			if (de->d_name[0] != '.' && fstatat(fds[i], de->d_name, &st, 0) == 0 && S_ISREG(st.st_mode))
-				*sums[i] += (uint64_t)st.st_size;
-		}
-		closedir(d);
-	}
-	return 0;
+	struct disk_usage packs = {s->packs_fd, pack_bytes}, snaps = {s->snaps_fd, manifest_bytes};
+	int r = store_each_entry(s, s->packs_fd, "packs", disk_usage_add, &packs);
+	if (!r)
+		r = store_each_entry(s, s->snaps_fd, "snapshots", disk_usage_add, &snaps);
+	/* The message names the store rather than the folder, as it always has. */
+	return r ? error_set_errno(-r, "cannot read %s", s->dir) : 0;
 }

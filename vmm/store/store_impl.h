@@ -88,6 +88,10 @@ int manifest_write(struct store *s, struct manifest_header *h, const void *state
  * else (temporaries too). */
 bool manifest_file_name(const char *file, char name[STORE_NAME_MAX + 1]);
 
+/* True for the file name of a manifest being written (".NAME.tmp"), or left by a killed
+ * writer. */
+bool manifest_is_temporary(const char *file);
+
 /* ---- the page index (index.c) ------------------------------------------------------------ */
 
 struct index_entry {

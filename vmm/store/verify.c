@@ -198,7 +198,7 @@ static int leftover_manifest(struct store *s, const char *entry, void *arg)
 {
 	struct leftovers *lo = arg;
 	char name[STORE_NAME_MAX + 1];
-	if (entry[0] == '.' && strstr(entry, ".tmp")) {
+	if (manifest_is_temporary(entry)) {
 		lo->stats->leftovers++;
 		report(lo->fn, lo->arg, false, "%s/snapshots/%s: unfinished manifest of an interrupted write (gc removes it)",
 		       s->dir, entry);
