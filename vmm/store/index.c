@@ -10,12 +10,27 @@ static inline struct index_entry *index_entry(const struct index *ix, uint32_t i
 	return i ? &ix->e[i] : NULL;
 }
 
+static inline bool index_is(const struct index_entry *e, uint64_t hash, uint32_t pack, uint32_t slot)
+{
+	return e->hash == hash && e->pack == pack && e->slot == slot;
+}
+
 struct index_entry *index_add(struct index *ix, uint64_t hash, uint32_t pack, uint32_t slot)
 {
+	/* Manifests list their pages in order, mostly the pages of manifests indexed before
+	 * them in the same order: the entry after the one met last is tried first, which
+	 * spares the hash table's look-up (two cache misses in a large index). */
+	uint32_t guess = ix->met + 1;
+	if (guess <= ix->n && index_is(&ix->e[guess], hash, pack, slot)) {
+		ix->met = guess;
+		return &ix->e[guess];
+	}
 	uint32_t last = 0;
 	for (uint32_t i = (uint32_t)(uintptr_t)hmap_get(&ix->heads, hash); i; i = ix->e[i].next) {
-		if (ix->e[i].pack == pack && ix->e[i].slot == slot)
+		if (ix->e[i].pack == pack && ix->e[i].slot == slot) {
+			ix->met = i;
 			return &ix->e[i];
+		}
 		last = i;
 	}
 	if (ix->n + 1 >= ix->cap) {
@@ -35,7 +50,7 @@ struct index_entry *index_add(struct index *ix, uint64_t hash, uint32_t pack, ui
 		ix->e[last].next = i;
 	else if (hmap_put(&ix->heads, hash, (void *)(uintptr_t)i) != 0)
 		return NULL;
-	ix->n = i;
+	ix->n = ix->met = i;
 	return &ix->e[i];
 }
 

@@ -110,6 +110,7 @@ struct index {
 	struct index_entry *e;  /* entries by number, from 1 ([0] unused: 0 ends a chain) */
 	uint32_t n;             /* entries, numbered 1..n in the order they were added */
 	uint32_t cap;           /* entries allocated, [0] included */
+	uint32_t met;           /* the entry index_add returned last, 0: none */
 };
 
 /* The entry for exactly (hash, pack, slot), added (refs 0) if missing. O(1) expected
