@@ -24,7 +24,7 @@ DEMO_CMDLINE ?= hello touch=128M
 DEMO_ARGS    ?= -m 256M -c 2
 
 MMU_SRC    := $(wildcard mmu/*.c) $(wildcard pagers/*.c)
-VMM_SRC    := $(filter-out vmm/main.c,$(wildcard vmm/*.c))
+VMM_SRC    := $(filter-out vmm/main.c,$(wildcard vmm/*.c vmm/*/*.c))
 TEST_SRC   := $(wildcard tests/check_*.c)
 SUITES     := $(patsubst tests/check_%.c,%,$(TEST_SRC))
 BENCH_SRC  := $(wildcard tools/bench_*.c)

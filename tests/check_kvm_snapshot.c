@@ -20,7 +20,7 @@
 #include "vm_proc.h"
 #include "vmm/error.h"
 #include "vmm/qmp_client.h"
-#include "vmm/store.h"
+#include "vmm/store/store.h"
 #include "vmm/working_set.h"
 
 static struct vm_proc vm, vm2;

@@ -16,7 +16,7 @@
 #include "harness.h"
 #include "spawn.h"
 #include "vmm/error.h"
-#include "vmm/store.h"
+#include "vmm/store/store.h"
 
 static char dir[64];
 static uint8_t page[STORE_PAGE];

@@ -19,7 +19,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "vmm/store.h"
+#include "vmm/store/store.h"
 
 #define BASE_PAGES 1500
 

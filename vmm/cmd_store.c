@@ -6,7 +6,7 @@
 
 #include "vmm/cmd_client.h"
 #include "vmm/error.h"
-#include "vmm/store.h"
+#include "vmm/store/store.h"
 #include "vmm/vm.h"
 
 static const struct cli_option store_options[] = {

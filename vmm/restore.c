@@ -9,7 +9,7 @@
 
 #include "pagers/snapshot_pager.h"
 #include "vmm/error.h"
-#include "vmm/store.h"
+#include "vmm/store/store.h"
 
 /* The snapshot pager's source: a stored page, copied out of the store and checked against
  * its hash (the pager copies it again at once: a buffer per thread is enough). */

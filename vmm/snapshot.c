@@ -13,7 +13,7 @@
 #include "mmu/vm_object.h"
 #include "vmm/clock.h"
 #include "vmm/error.h"
-#include "vmm/store.h"
+#include "vmm/store/store.h"
 #include "vmm/vm.h"
 #include "vmm/vm_state.h"
 

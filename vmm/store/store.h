@@ -34,8 +34,8 @@
  * Every file is untrusted input: readers check every field and fail with one line naming
  * the file and what is wrong.
  */
-#ifndef VMM_STORE_H
-#define VMM_STORE_H
+#ifndef VMM_STORE_STORE_H
+#define VMM_STORE_STORE_H
 
 #include <stdbool.h>
 #include <stddef.h>

@@ -1,0 +1,293 @@
+/* store_gc and store_delete. See store.h. */
+#include "vmm/store/store_impl.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "vmm/error.h"
+
+struct relocation {
+	uint32_t old_pack, old_slot, new_slot;
+};
+
+static int cmp_reloc(const void *a, const void *b)
+{
+	const struct relocation *x = a, *y = b;
+	if (x->old_pack != y->old_pack)
+		return x->old_pack < y->old_pack ? -1 : 1;
+	return x->old_slot < y->old_slot ? -1 : x->old_slot > y->old_slot;
+}
+
+struct gc_moves {
+	const struct relocation *rel; /* sorted */
+	size_t nrel;
+	uint32_t new_pack;
+};
+
+/* Rewrite manifest @name if it refers to pages that moved. */
+static int gc_rewrite(struct store *s, const char *name, void *arg)
+{
+	const struct gc_moves *mv = arg;
+	const struct relocation *rel = mv->rel;
+	size_t nrel = mv->nrel;
+	uint32_t new_pack = mv->new_pack;
+	struct manifest m;
+	int r = manifest_load(s, name, &m);
+	if (r)
+		return r;
+	size_t bytes = m.nentries * sizeof(struct manifest_entry);
+	struct manifest_entry *e = bytes ? malloc(bytes) : NULL;
+	if (bytes && !e) {
+		manifest_unload(&m);
+		return error_set(ENOMEM, "no memory to rewrite %s", name);
+	}
+	if (bytes)
+		memcpy(e, m.entries, bytes);
+	bool changed = false;
+	for (uint64_t k = 0; k < m.nentries; k++) {
+		struct relocation key = {e[k].pack, e[k].slot, 0};
+		const struct relocation *hit = nrel ? bsearch(&key, rel, nrel, sizeof(key), cmp_reloc) : NULL;
+		if (hit) {
+			e[k].pack = new_pack;
+			e[k].slot = hit->new_slot;
+			changed = true;
+		}
+	}
+	if (changed) {
+		struct manifest_header h = *m.hdr;
+		r = manifest_write(s, &h, m.state, e);
+	}
+	free(e);
+	manifest_unload(&m);
+	return r;
+}
+
+/* One gc, step by step: which packs go, where their live pages went. */
+struct gc {
+	struct store *s;
+	uint64_t *freed;          /* bytes given back (the caller's) */
+	struct hmap live;         /* pack id -> its pages some manifest refers to (as a pointer) */
+	uint32_t *old;            /* packs to delete: unused, or partly used and copied; sorted */
+	size_t nold;
+	struct relocation *rel;   /* the live pages of those packs and their slots in @out */
+	size_t nrel, cap;
+	struct pack_out out;      /* the new pack they are copied to */
+};
+
+/* Take the store alone (it fails at once while a writer holds it), sweep the pins of VMs
+ * that are gone and index every manifest: a damaged one stops gc, which would lose its
+ * pages. 0 with the store held (store_release), or -errno with a message. */
+static int gc_begin(struct store *s)
+{
+	int r = store_writable(s);
+	if (r)
+		return r;
+	if (s->holds || flock(s->lock_fd, LOCK_EX | LOCK_NB) != 0)
+		return error_set(EBUSY, "store %s is in use by a snapshot writer; try again later", s->dir);
+	s->holds = 1; /* exclusive: store_release unlocks */
+	r = store_pinned(s, NULL, NULL, 0);
+	/* Other processes may have committed snapshots since this store was opened. */
+	if (!r)
+		r = store_reindex(s);
+	if (!r && s->damaged)
+		r = error_set(EIO, "store %s has %u damaged manifests; gc would lose their pages (see vmm store verify)",
+			      s->dir, s->damaged);
+	if (r)
+		store_release(s);
+	return r;
+}
+
+/* One entry of the packs folder: a pack not wholly used goes. */
+static int gc_choose_pack(struct store *s, const char *entry, void *arg)
+{
+	struct gc *g = arg;
+	uint32_t id;
+	struct stat st;
+	if (!pack_name_id(entry, &id) || fstatat(s->packs_fd, entry, &st, 0) != 0)
+		return 0;
+	uint64_t used = (uintptr_t)hmap_get(&g->live, id);
+	if (used && used * STORE_PAGE == (uint64_t)st.st_size)
+		return 0; /* wholly used: stays */
+	uint32_t *p = realloc(g->old, (g->nold + 1) * sizeof(*p));
+	if (!p)
+		return error_set(ENOMEM, "no memory for gc");
+	g->old = p;
+	g->old[g->nold++] = id;
+	*g->freed += (uint64_t)st.st_size - used * STORE_PAGE;
+	return 0;
+}
+
+static int cmp_id(const void *a, const void *b)
+{
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+/* Step 1: which packs go: those no manifest uses, and those partly used (their live
+ * pages move). */
+static int gc_choose_packs(struct gc *g)
+{
+	if (index_live_pages(&g->s->index, &g->live) != 0)
+		return error_set(ENOMEM, "no memory for gc");
+	int r = store_each_entry(g->s, g->s->packs_fd, "packs", gc_choose_pack, g);
+	if (!r && g->nold)
+		qsort(g->old, g->nold, sizeof(*g->old), cmp_id);
+	return r;
+}
+
+/* Step 2: copy the live pages of the packs that go into one new pack, durable. */
+static int gc_move_pages(struct gc *g)
+{
+	uint8_t buf[STORE_PAGE];
+	size_t n;
+	const struct index_entry *e = index_entries(&g->s->index, &n);
+	int r = 0;
+	for (size_t k = 0; !r && k < n; k++) {
+		if (!e[k].refs || !g->nold || !bsearch(&e[k].pack, g->old, g->nold, sizeof(*g->old), cmp_id))
+			continue;
+		if (g->nrel == g->cap) {
+			size_t cap = g->cap ? g->cap * 2 : 1024;
+			struct relocation *p = realloc(g->rel, cap * sizeof(*p));
+			if (!p)
+				return error_set(ENOMEM, "no memory for gc");
+			g->rel = p;
+			g->cap = cap;
+		}
+		struct relocation *rl = &g->rel[g->nrel];
+		r = store_read_page(g->s, e[k].pack, e[k].slot, buf);
+		if (!r)
+			r = pack_out_append(&g->out, buf, &rl->new_slot);
+		if (!r) {
+			rl->old_pack = e[k].pack;
+			rl->old_slot = e[k].slot;
+			g->nrel++;
+		}
+	}
+	return r ? r : pack_out_finish(&g->out);
+}
+
+/* Step 3: point every manifest at the new pack (each rewrite is atomic). */
+static int gc_rewrite_manifests(struct gc *g)
+{
+	if (!g->nrel)
+		return 0;
+	qsort(g->rel, g->nrel, sizeof(*g->rel), cmp_reloc);
+	struct gc_moves mv = {g->rel, g->nrel, g->out.id};
+	return store_each_name(g->s, gc_rewrite, &mv);
+}
+
+/* One entry of the snapshots folder: an unfinished manifest goes; *arg keeps the last
+ * failure's errno. */
+static int gc_remove_temporary(struct store *s, const char *entry, void *arg)
+{
+	int *err = arg;
+	if (manifest_is_temporary(entry) && unlinkat(s->snaps_fd, entry, 0) != 0 && errno != ENOENT)
+		*err = errno;
+	return 0;
+}
+
+/* Step 4, once nothing refers to them: remove the packs that go and the unfinished
+ * manifests of interrupted writers. */
+static int gc_remove_packs(struct gc *g)
+{
+	struct store *s = g->s;
+	int r = 0;
+	for (size_t k = 0; k < g->nold; k++) {
+		char name[16];
+		pack_file_name(g->old[k], name);
+		if (unlinkat(s->packs_fd, name, 0) != 0 && errno != ENOENT)
+			return error_set_errno(errno, "cannot remove %s/packs/%s", s->dir, name);
+	}
+	if (g->nold)
+		r = store_fsync_dir(s->packs_fd, "the packs folder");
+	if (r)
+		return r;
+	int err = 0;
+	r = store_each_entry(s, s->snaps_fd, "snapshots", gc_remove_temporary, &err);
+	if (r || err)
+		r = error_set_errno(r ? -r : err, "cannot remove unfinished manifests in %s/snapshots", s->dir);
+	return r;
+}
+
+int store_gc(struct store *s, uint64_t *freed)
+{
+	*freed = 0;
+	int r = gc_begin(s);
+	if (r)
+		return r;
+	struct gc g = {.s = s, .freed = freed};
+	hmap_init(&g.live);
+	r = pack_out_init(&g.out, s);
+	if (!r)
+		r = gc_choose_packs(&g);
+	if (!r)
+		r = gc_move_pages(&g);
+	if (!r)
+		r = gc_rewrite_manifests(&g);
+	/* Only then may the old packs go. */
+	if (!r)
+		r = gc_remove_packs(&g);
+	/* A failed gc leaves its new pack unreferenced (or referenced: then the old ones stay). */
+	pack_out_close(&g.out, r != 0 && g.nrel == 0);
+	store_release(s);
+	hmap_fini(&g.live);
+	free(g.rel);
+	free(g.old);
+	return r;
+}
+
+struct delete_check {
+	const char *name;
+	char child[STORE_NAME_MAX + 1];
+};
+
+static int find_child(struct store *s, const char *name, void *arg)
+{
+	struct delete_check *dc = arg;
+	struct manifest m;
+	if (manifest_open(s, name, &m) != 0)
+		return 0;
+	/* A complete child names its parent for the record only: it needs none of its pages. */
+	if (!(m.hdr->flags & MANIFEST_COMPLETE) && strcmp(m.hdr->parent, dc->name) == 0 && !dc->child[0])
+		snprintf(dc->child, sizeof(dc->child), "%s", name);
+	manifest_unload(&m);
+	return 0;
+}
+
+int store_delete(struct store *s, const char *name)
+{
+	int r = store_writable(s);
+	if (r)
+		return r;
+	if (!store_name_valid(name) || !store_has_snapshot(s, name))
+		return error_set(ENOENT, "no snapshot '%s' in %s", name, s->dir);
+	/* Alone: no gc rewrites the manifest back into place, no writer is making a child of
+	 * it, and no restore pins it meanwhile. */
+	if (s->holds)
+		return error_set(EBUSY, "store %s is in use by this process; cannot delete from it now", s->dir);
+	r = store_lock(s, LOCK_EX);
+	if (r)
+		return r;
+	s->holds = 1; /* store_release unlocks */
+	struct delete_check dc = {.name = name};
+	char holder[256];
+	r = store_each_name(s, find_child, &dc);
+	if (!r && dc.child[0])
+		r = error_set(EBUSY, "snapshot '%s' is the parent of '%s'; delete that first", name, dc.child);
+	if (!r && (r = store_pinned(s, name, holder, sizeof(holder))) > 0)
+		r = error_set(EBUSY, "snapshot '%s' is in use by %s, restored from it; stop that VM (and its forks) first",
+			      name, holder);
+	char file[STORE_NAME_MAX + 8];
+	snprintf(file, sizeof(file), "%s.snap", name);
+	if (!r && unlinkat(s->snaps_fd, file, 0) != 0)
+		r = error_set_errno(errno, "cannot remove %s/snapshots/%s", s->dir, file);
+	if (!r)
+		r = store_fsync_dir(s->snaps_fd, "the snapshots folder");
+	store_release(s);
+	return r;
+}

@@ -1,0 +1,145 @@
+/* Pack names, and a pack being appended to. See store_impl.h. */
+#include "vmm/store/store_impl.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "vmm/error.h"
+#include "vmm/file_io.h"
+
+#define WRITE_BATCH_PAGES 256u /* pages appended before they are written */
+
+void pack_file_name(uint32_t id, char name[16])
+{
+	snprintf(name, 16, "%08x.pack", id);
+}
+
+/* Pack id from a file name "%08x.pack"; false for anything else. */
+bool pack_name_id(const char *name, uint32_t *id)
+{
+	if (strlen(name) != 13 || strcmp(name + 8, ".pack") != 0)
+		return false;
+	uint32_t v = 0;
+	for (int i = 0; i < 8; i++) {
+		char c = name[i];
+		unsigned d = c >= '0' && c <= '9' ? (unsigned)(c - '0') : c >= 'a' && c <= 'f' ? (unsigned)(c - 'a' + 10) : 16;
+		if (d > 15)
+			return false;
+		v = v << 4 | d;
+	}
+	if (v == STORE_ZERO_PACK || v == PACK_ID_RESERVED)
+		return false;
+	*id = v;
+	return true;
+}
+
+
+int pack_out_init(struct pack_out *p, struct store *s)
+{
+	*p = (struct pack_out){.s = s, .fd = -1};
+	p->batch = malloc((size_t)WRITE_BATCH_PAGES * STORE_PAGE);
+	return p->batch ? 0 : error_set(ENOMEM, "no memory for a pack writer");
+}
+
+static int pack_out_flush(struct pack_out *p)
+{
+	uint32_t n = p->pages - p->flushed;
+	if (!n)
+		return 0;
+	int r = file_write_all(p->fd, p->batch, (size_t)n * STORE_PAGE);
+	if (r)
+		return error_set(-r, "cannot write pack %08x.pack in %s: %s", p->id, p->s->dir, strerror(-r));
+	p->flushed = p->pages;
+	return 0;
+}
+
+/* One entry of the packs folder: the highest pack id so far in *arg. */
+static int pack_max_id(struct store *s, const char *entry, void *arg)
+{
+	(void)s;
+	uint32_t *max = arg, id;
+	if (pack_name_id(entry, &id) && id > *max)
+		*max = id;
+	return 0;
+}
+
+/* Create the next pack file (ids only grow; O_EXCL settles races between writers). */
+static int pack_out_create(struct pack_out *p)
+{
+	struct store *s = p->s;
+	uint32_t max = 0, id;
+	int r = store_each_entry(s, s->packs_fd, "packs", pack_max_id, &max);
+	if (r)
+		return r;
+	for (id = max + 1; id < PACK_ID_RESERVED; id++) {
+		char name[16];
+		pack_file_name(id, name);
+		p->fd = openat(s->packs_fd, name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+		if (p->fd >= 0) {
+			p->id = id;
+			return 0;
+		}
+		if (errno != EEXIST)
+			return error_set_errno(errno, "cannot create %s/packs/%s", s->dir, name);
+	}
+	return error_set(ENOSPC, "no pack id left in %s", s->dir);
+}
+
+int pack_out_append(struct pack_out *p, const void *data, uint32_t *slot)
+{
+	int r;
+	if (!p->id && (r = pack_out_create(p)) != 0)
+		return r;
+	if (p->pages == PACK_ID_RESERVED - 1)
+		return error_set(EFBIG, "pack %08x.pack in %s is full", p->id, p->s->dir);
+	if (p->pages - p->flushed == WRITE_BATCH_PAGES && (r = pack_out_flush(p)) != 0)
+		return r;
+	memcpy(p->batch + (size_t)(p->pages - p->flushed) * STORE_PAGE, data, STORE_PAGE);
+	*slot = p->pages++;
+	return 0;
+}
+
+/* The bytes of page @slot of this pack, for comparison: from the batch or the file. */
+int pack_out_page(struct pack_out *p, uint32_t slot, uint8_t *buf, const void **bytes)
+{
+	if (slot >= p->flushed) {
+		*bytes = p->batch + (size_t)(slot - p->flushed) * STORE_PAGE;
+		return 0;
+	}
+	if (pread(p->fd, buf, STORE_PAGE, (off_t)slot * STORE_PAGE) != STORE_PAGE)
+		return error_set(EIO, "cannot read back pack %08x.pack in %s", p->id, p->s->dir);
+	*bytes = buf;
+	return 0;
+}
+
+/* Make the pack durable: written, synced, and its name synced in the folder. */
+int pack_out_finish(struct pack_out *p)
+{
+	if (!p->id)
+		return 0;
+	int r = pack_out_flush(p);
+	if (!r && fsync(p->fd) != 0)
+		r = error_set_errno(errno, "cannot sync pack %08x.pack in %s", p->id, p->s->dir);
+	if (!r)
+		r = store_fsync_dir(p->s->packs_fd, "the packs folder");
+	return r;
+}
+
+/* Free the writer's resources; with @discard also remove the pack file. */
+void pack_out_close(struct pack_out *p, bool discard)
+{
+	if (p->fd >= 0)
+		close(p->fd);
+	if (discard && p->id) {
+		char name[16];
+		pack_file_name(p->id, name);
+		unlinkat(p->s->packs_fd, name, 0);
+	}
+	free(p->batch);
+	p->fd = -1;
+	p->batch = NULL;
+}

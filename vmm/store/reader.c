@@ -1,0 +1,273 @@
+/* store_snapshot_*: a snapshot and its parents open for reading (restore). See store.h. */
+#include "vmm/store/store_impl.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "vmm/error.h"
+
+static int cmp_pack(const void *a, const void *b)
+{
+	const struct mapped_pack *x = a, *y = b;
+	return x->id < y->id ? -1 : x->id > y->id;
+}
+
+/* A pack id and the first manifest of the chain naming it. */
+struct pack_need {
+	uint32_t id;
+	unsigned depth;
+};
+
+static int cmp_need(const void *a, const void *b)
+{
+	const struct pack_need *x = a, *y = b;
+	if (x->id != y->id)
+		return x->id < y->id ? -1 : 1;
+	return x->depth < y->depth ? -1 : x->depth > y->depth;
+}
+
+/*
+ * Map read-only the packs the chain's pack tables name (pages load on first use). Mapped
+ * while the lock is held, they stay readable for the snapshot's life even if a gc moves
+ * their pages and removes them afterwards.
+ */
+static int snapshot_map_packs(struct store *s, struct store_snapshot *snap)
+{
+	size_t n = 0;
+	for (unsigned i = 0; i < snap->depth; i++)
+		n += snap->chain[i].hdr->pack_count;
+	if (!n)
+		return 0;
+	struct pack_need *need = malloc(n * sizeof(*need));
+	snap->packs = malloc(n * sizeof(*snap->packs));
+	if (!need || !snap->packs) {
+		free(need);
+		return error_set(ENOMEM, "no memory for the pack table");
+	}
+	n = 0;
+	for (unsigned i = 0; i < snap->depth; i++)
+		for (uint32_t k = 0; k < snap->chain[i].hdr->pack_count; k++)
+			need[n++] = (struct pack_need){snap->chain[i].packs[k], i};
+	qsort(need, n, sizeof(*need), cmp_need);
+	int r = 0;
+	for (size_t k = 0; k < n && !r; k++) {
+		if (k && need[k].id == need[k - 1].id)
+			continue;
+		char name[16];
+		pack_file_name(need[k].id, name);
+		int fd = store_open_file(s, s->packs_fd, "packs", name, O_RDONLY, 0);
+		struct stat st;
+		if (fd < 0 || fstat(fd, &st) != 0) {
+			r = fd < 0 ? fd : -errno;
+			r = error_set(-r, "%s (snapshot '%s' needs it)", fd < 0 ? error_message() : strerror(-r),
+				      snap->chain[need[k].depth].hdr->name);
+			if (fd >= 0)
+				close(fd);
+			break;
+		}
+		uint64_t pages = (uint64_t)st.st_size / STORE_PAGE;
+		void *map = NULL;
+		if (pages) {
+			map = mmap(NULL, pages * STORE_PAGE, PROT_READ, MAP_SHARED, fd, 0);
+			if (map == MAP_FAILED)
+				r = error_set_errno(errno, "%s/packs/%s: cannot map", s->dir, name);
+		}
+		close(fd);
+		if (!r)
+			snap->packs[snap->npacks++] = (struct mapped_pack){need[k].id, map, pages};
+	}
+	free(need);
+	return r;
+}
+
+int store_snapshot_open_pinned(struct store *s, const char *name, const char *holder, struct store_snapshot **out)
+{
+	if (!store_name_valid(name))
+		return error_set(EINVAL, "'%s' cannot name a snapshot", name);
+	struct store_snapshot *snap = calloc(1, sizeof(*snap));
+	if (!snap || !(snap->dir = strdup(s->dir))) {
+		free(snap);
+		return error_set(ENOMEM, "no memory to open a snapshot");
+	}
+	snap->pin_fd = -1;
+	/* Held until the packs are mapped: gc cannot move pages between. A delete holds the
+	 * lock alone, so it runs wholly before this open or sees the pin made here. */
+	int r = store_hold(s);
+	if (r) {
+		store_snapshot_close(snap);
+		return r;
+	}
+	if (holder && (r = store_pin(s, name, holder, &snap->pin_fd)) != 0) {
+		store_release(s);
+		store_snapshot_close(snap);
+		return r;
+	}
+	unsigned cap = 0;
+	const char *next = name;
+	while (next && next[0]) {
+		if (snap->depth == STORE_MAX_DEPTH) {
+			r = error_set(ELOOP, "snapshot '%s' has more than %u ancestors (or a parent loop)", name,
+				      STORE_MAX_DEPTH);
+			break;
+		}
+		if (snap->depth == cap) {
+			cap = cap ? cap * 2 : 4;
+			struct manifest *c = realloc(snap->chain, cap * sizeof(*c));
+			if (!c) {
+				r = error_set(ENOMEM, "no memory to open a snapshot");
+				break;
+			}
+			snap->chain = c;
+		}
+		struct manifest *m = &snap->chain[snap->depth];
+		r = manifest_open(s, next, m);
+		if (r) {
+			if (r == -ENOENT && snap->depth)
+				r = error_set(ENOENT, "snapshot '%s' names parent '%s', which is not in %s",
+					      snap->chain[snap->depth - 1].hdr->name, next, s->dir);
+			break;
+		}
+		m->dir = snap->dir;
+		snap->depth++;
+		if (m->hdr->page_count != snap->chain[0].hdr->page_count) {
+			r = error_set(EIO, "snapshot '%s' describes %llu pages but its parent '%s' %llu", name,
+				      (unsigned long long)snap->chain[0].hdr->page_count, m->hdr->name,
+				      (unsigned long long)m->hdr->page_count);
+			break;
+		}
+		next = m->hdr->flags & MANIFEST_COMPLETE ? NULL : m->hdr->parent;
+	}
+	if (!r)
+		r = snapshot_map_packs(s, snap);
+	store_release(s);
+	if (r) {
+		store_snapshot_close(snap);
+		return r;
+	}
+	*out = snap;
+	return 0;
+}
+
+int store_snapshot_open(struct store *s, const char *name, struct store_snapshot **out)
+{
+	return store_snapshot_open_pinned(s, name, NULL, out);
+}
+
+void store_snapshot_close(struct store_snapshot *snap)
+{
+	if (!snap)
+		return;
+	/* Closing releases the pin's lock; the file is left for the next delete or gc to sweep,
+	 * since a forked child may share the lock through this very descriptor. */
+	if (snap->pin_fd >= 0)
+		close(snap->pin_fd);
+	for (unsigned i = 0; i < snap->depth; i++)
+		manifest_unload(&snap->chain[i]);
+	for (size_t i = 0; i < snap->npacks; i++)
+		if (snap->packs[i].map)
+			munmap((void *)snap->packs[i].map, snap->packs[i].pages * STORE_PAGE);
+	free(snap->packs);
+	free(snap->chain);
+	free(snap->dir);
+	free(snap);
+}
+
+int store_snapshot_page(const struct store_snapshot *snap, uint64_t pindex, const void **data, uint64_t *hash)
+{
+	*data = NULL;
+	*hash = 0;
+	for (unsigned i = 0; i < snap->depth; i++) {
+		const struct manifest_entry *e;
+		int r = manifest_find(&snap->chain[i], pindex, &e);
+		if (r)
+			return r;
+		if (!e)
+			continue;
+		if (e->pack == STORE_ZERO_PACK)
+			return 0;
+		struct mapped_pack key = {.id = e->pack};
+		const struct mapped_pack *p =
+			snap->npacks ? bsearch(&key, snap->packs, snap->npacks, sizeof(key), cmp_pack) : NULL;
+		if (!p || e->slot >= p->pages)
+			return error_set(EIO, "%s/snapshots/%s.snap: page 0x%llx is in pack %08x slot %u, which is missing",
+					 snap->dir, snap->chain[i].hdr->name, (unsigned long long)pindex, e->pack,
+					 e->slot);
+		*data = p->map + (size_t)e->slot * STORE_PAGE;
+		*hash = e->hash;
+		return 0;
+	}
+	return 0;
+}
+
+/* The read of a mapped store file in progress on this thread, if any: where SIGBUS goes. */
+static _Thread_local sigjmp_buf *store_bus_jump;
+static pthread_once_t store_bus_once = PTHREAD_ONCE_INIT;
+
+static void store_on_sigbus(int sig, siginfo_t *info, void *context)
+{
+	(void)info;
+	(void)context;
+	if (store_bus_jump)
+		siglongjmp(*store_bus_jump, 1);
+	signal(sig, SIG_DFL); /* not ours: the access, retried, takes the default action */
+}
+
+static void store_bus_install(void)
+{
+	/* SA_NODEFER: the handler leaves by siglongjmp, which restores no signal mask. */
+	struct sigaction sa = {.sa_sigaction = store_on_sigbus, .sa_flags = SA_SIGINFO | SA_NODEFER};
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGBUS, &sa, NULL);
+}
+
+int store_snapshot_copy(const struct store_snapshot *snap, uint64_t pindex, void *buf, bool *stored, uint64_t *hash)
+{
+	pthread_once(&store_bus_once, store_bus_install);
+	sigjmp_buf jump;
+	if (sigsetjmp(jump, 0)) {
+		store_bus_jump = NULL;
+		/* Nothing mapped is read here: that may be what faulted. */
+		return error_set(EIO, "store %s: page 0x%llx cannot be read: a file of the store was truncated under the "
+				 "running VM", snap->dir, (unsigned long long)pindex);
+	}
+	store_bus_jump = &jump;
+	const void *data = NULL;
+	int r = store_snapshot_page(snap, pindex, &data, hash);
+	if (!r && data)
+		memcpy(buf, data, STORE_PAGE);
+	store_bus_jump = NULL;
+	if (!r && !data)
+		memset(buf, 0, STORE_PAGE);
+	*stored = !r && data;
+	return r;
+}
+
+uint64_t store_snapshot_page_count(const struct store_snapshot *snap)
+{
+	return snap->chain[0].hdr->page_count;
+}
+
+const void *store_snapshot_state(const struct store_snapshot *snap, size_t *len)
+{
+	*len = snap->chain[0].hdr->state_len;
+	return snap->chain[0].state;
+}
+
+const char *store_snapshot_parent(const struct store_snapshot *snap)
+{
+	return snap->chain[0].hdr->parent;
+}
+
+unsigned store_snapshot_depth(const struct store_snapshot *snap)
+{
+	return snap->depth;
+}

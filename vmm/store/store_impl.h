@@ -1,0 +1,272 @@
+/*
+ * The store's insides, shared by the files of vmm/store/ and by nothing else (the public
+ * API is vmm/store/store.h). One file per part:
+ *
+ *   format.h    the on-disk format of manifests
+ *   store.c     open and close, the lock and its holds, folder walks, reading packs back,
+ *               the index of stored pages built from every manifest
+ *   index.c     that index: page hash -> (pack, slot), with reference counts
+ *   manifest.c  reading (checked) and writing (atomically) one manifest
+ *   pack.c      pack names, and a pack being appended to
+ *   writer.c    store_writer_*: a new snapshot, its pages deduplicated
+ *   reader.c    store_snapshot_*: a snapshot and its parents open for restore
+ *   pins.c      pins: snapshots a running VM reads from, which rm refuses
+ *   verify.c    store_list and store_verify
+ *   gc.c        store_gc and store_delete
+ *
+ * Field tags: (c) constant once opened; (o) the owner's: a handle (store, writer) is used
+ * by one thread at a time; (l) meaningful only while the handle holds STORE/lock (see
+ * struct store), forgotten when the last hold is released; (a) read and written atomically.
+ */
+#ifndef VMM_STORE_STORE_IMPL_H
+#define VMM_STORE_STORE_IMPL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "mmu/hmap.h"
+#include "vmm/store/format.h"
+#include "vmm/store/store.h"
+
+/* ---- manifests (manifest.c) ------------------------------------------------------------ */
+
+/*
+ * A manifest mapped from disk. Everything but the entries is checked when it is opened;
+ * chunks of entries are checked on first use (checked[k] then becomes 1, atomically: the
+ * snapshot pager looks pages up from several threads).
+ */
+struct manifest {
+	void *map;                          /* (c) */
+	size_t size;                        /* (c) */
+	const char *dir;                    /* (c) the store's folder, for messages */
+	const struct manifest_header *hdr;  /* (c) */
+	const uint8_t *state;               /* (c) */
+	const uint32_t *packs;              /* (c) the pack table: pack_count ids */
+	const struct manifest_entry *entries; /* (c) */
+	uint64_t nentries;                  /* (c) */
+	const struct manifest_chunk *chunks; /* (c) */
+	uint64_t nchunks;                   /* (c) */
+	uint8_t *checked;                   /* (a) per chunk: 1 once its entries are known good */
+};
+
+struct store;
+
+/* Open manifest @name of @s: map it and check everything but its entries, which are
+ * checked chunk by chunk later (manifest_check_chunk). Work in proportion to the state,
+ * packs and chunks, never to the pages. 0, -ENOENT ("no snapshot"), or -errno; with a message. */
+int manifest_open(struct store *s, const char *name, struct manifest *m);
+
+/* manifest_open, then every chunk checked (for those that use every entry). */
+int manifest_load(struct store *s, const char *name, struct manifest *m);
+
+/* Unmap and forget @m (opened or zeroed). */
+void manifest_unload(struct manifest *m);
+
+/* Check chunk @k of @m once (checksum, then each entry); safe from several threads at
+ * once. 0 or -EIO with a message naming the manifest and the entries. */
+int manifest_check_chunk(const struct manifest *m, uint64_t k);
+
+/* Check every chunk of @m; the first damage found is the error. */
+int manifest_check_all(const struct manifest *m);
+
+/* Entries of chunk @k: the first, and how many in *n. */
+const struct manifest_entry *manifest_chunk_entries(const struct manifest *m, uint64_t k, uint64_t *n);
+
+/* The entry of @m for page @pindex in *out (NULL when @m lists none), its chunk checked
+ * the first time. 0 or -EIO with a message. */
+int manifest_find(const struct manifest *m, uint64_t pindex, const struct manifest_entry **out);
+
+/* Write manifest @h (magic, version, counts and chunking filled in here) with @state and
+ * @entries atomically: temporary file, fsync, rename, fsync of the folder. 0 or -errno
+ * with a message; a failed write leaves no file behind. */
+int manifest_write(struct store *s, struct manifest_header *h, const void *state,
+		   const struct manifest_entry *entries);
+
+/* Snapshot name from a manifest's file name "NAME.snap" into @name; false for anything
+ * else (temporaries too). */
+bool manifest_file_name(const char *file, char name[STORE_NAME_MAX + 1]);
+
+/* True for the file name of a manifest being written (".NAME.tmp"), or left by a killed
+ * writer. */
+bool manifest_is_temporary(const char *file);
+
+/* ---- the page index (index.c) ------------------------------------------------------------ */
+
+struct index_entry {
+	uint64_t hash;          /* the bytes' hash */
+	uint32_t pack, slot;    /* where they are */
+	uint32_t refs;          /* manifests referring to it */
+	uint32_t last_manifest; /* the manifest that counted last (1-based) */
+	uint32_t next;          /* the next entry with the same hash (its number), 0: none */
+};
+
+/* A multimap from page hash to where such bytes are stored: several entries may share a
+ * hash (collisions), each (hash, pack, slot) is there once. Belongs to its holder; zeroed
+ * memory is an empty index. */
+struct index {
+	struct hmap heads;      /* hash -> number of its first entry (as a pointer) */
+	struct index_entry *e;  /* entries by number, from 1 ([0] unused: 0 ends a chain) */
+	uint32_t n;             /* entries, numbered 1..n in the order they were added */
+	uint32_t cap;           /* entries allocated, [0] included */
+	uint32_t met;           /* the entry index_add returned last, 0: none */
+};
+
+/* The entry for exactly (hash, pack, slot), added (refs 0) if missing. O(1) expected
+ * (the entries with that hash are walked). NULL when out of memory. The pointer is good
+ * until the next index_add. */
+struct index_entry *index_add(struct index *ix, uint64_t hash, uint32_t pack, uint32_t slot);
+
+/* The entries with @hash, in the order they were added: the first (NULL: none), and the
+ * one after @e. */
+struct index_entry *index_first(const struct index *ix, uint64_t hash);
+struct index_entry *index_next(const struct index *ix, const struct index_entry *e);
+
+/* All the entries, in the order they were added: the first (NULL when empty) and *n. */
+struct index_entry *index_entries(const struct index *ix, size_t *n);
+
+/* How many entries of each pack some manifest refers to (refs > 0): @live (initialised
+ * here; hmap_fini it) maps a pack id to that count, as a pointer; a pack not there has
+ * none. 0, or -ENOMEM (@live then empty). */
+int index_live_pages(const struct index *ix, struct hmap *live);
+
+/* Free the entries; @ix is then empty and usable again. */
+void index_free(struct index *ix);
+
+/* ---- the store (store.c) ------------------------------------------------------------------ */
+
+/*
+ * Locking: STORE/lock is held shared while pages are being referred to or looked for
+ * (a writer, a snapshot being opened, verify, list, rm) and alone by gc, which moves
+ * pages and removes packs. A handle counts its holds and takes the flock on the first
+ * only (a second flock on the same file would convert gc's exclusive lock).
+ * The index of stored pages is built while the lock is held and dropped with it: after
+ * that, another process's gc may have moved what it points to.
+ */
+struct store {
+	char *dir;                /* (c) */
+	store_hash_fn *hash;      /* (c) XXH3_64bits, or a test's */
+	int dir_fd, packs_fd, snaps_fd; /* (c) */
+	int lock_fd;              /* (c) -1: opened read-only and the store has no lock file */
+	bool read_only;           /* (c) store_open_read: no writer, gc or rm */
+	unsigned holds;           /* (o) nested holds of the lock by this handle */
+	bool indexed;             /* (l) index is built (only while held) */
+	struct index index;       /* (l) every page any readable manifest refers to */
+	uint32_t nmanifests;      /* (l) manifests indexed */
+	uint32_t damaged;         /* (l) manifests that could not be indexed (verify names them) */
+	int *pack_fds;            /* (l) open packs by id (-1: not open), for reading back */
+	uint32_t pack_fds_cap;    /* (o) */
+	bool writer_active;       /* (o) */
+};
+
+/* Open @name in the store's folder @at (@sub names it in messages: "packs") through
+ * file_open_regular: a FIFO or device left in a store is refused, never waited on. The fd,
+ * or -errno with a message. */
+int store_open_file(struct store *s, int at, const char *sub, const char *name, int flags, mode_t mode);
+
+/* fsync folder @fd (@what names it in the message). 0 or -errno with a message. */
+int store_fsync_dir(int fd, const char *what);
+
+/* -EROFS with a message when @s was opened for reading only, else 0. */
+int store_writable(struct store *s);
+
+/* Read stored page (pack, slot) into @buf (STORE_PAGE bytes). 0 or -errno with a message. */
+int store_read_page(struct store *s, uint32_t pack, uint32_t slot, void *buf);
+
+/* Take the store lock (@op: LOCK_SH or LOCK_EX), waiting at most STORE_LOCK_WAIT_S.
+ * 0, -EBUSY when the time ran out, or -errno; with a message. */
+int store_lock(struct store *s, int op);
+
+/* Hold the store lock shared (nested holds count). 0 or -errno with a message. */
+int store_hold(struct store *s);
+
+/* Undo one store_hold (or gc's and rm's exclusive hold); the last one unlocks and forgets
+ * the index and the open packs. */
+void store_release(struct store *s);
+
+/* A function called per entry of a folder: 0 goes on, anything else stops the walk and is
+ * its result. */
+typedef int store_entry_fn(struct store *s, const char *entry, void *arg);
+
+/* Call @fn for each entry of the store's folder @dirfd ("." and ".." too; @sub names the
+ * folder in messages), in directory order. 0, what @fn stopped with, or -errno with a
+ * message when the folder cannot be read. */
+int store_each_entry(struct store *s, int dirfd, const char *sub, store_entry_fn *fn, void *arg);
+
+/* Call @fn for each snapshot name in the store, in directory order. Stops at an error. */
+int store_each_name(struct store *s, store_entry_fn *fn, void *arg);
+
+/* (Re)build the index from every manifest (a damaged one is skipped and counted in
+ * s->damaged); the lock must be held. 0 or -errno with a message. */
+int store_reindex(struct store *s);
+
+/* The index, built if this hold of the lock has none yet. 0 or -errno with a message. */
+int store_need_index(struct store *s);
+
+/* ---- packs (pack.c) ------------------------------------------------------------------------ */
+
+/* The file name of pack @id: "%08x.pack". */
+void pack_file_name(uint32_t id, char name[16]);
+
+/* Pack id from a file name "%08x.pack"; false for anything else. */
+bool pack_name_id(const char *name, uint32_t *id);
+
+/* A pack being appended to: created on the first page, written in batches. */
+struct pack_out {
+	struct store *s;
+	uint32_t id;       /* 0 until created */
+	int fd;
+	uint32_t pages;    /* pages appended (written or batched) */
+	uint32_t flushed;  /* pages written to the file */
+	uint8_t *batch;    /* pages appended but not yet written */
+};
+
+/* An empty pack writer for @s; no file until the first page. 0 or -ENOMEM with a message. */
+int pack_out_init(struct pack_out *p, struct store *s);
+
+/* Append the 4 KiB at @data (creating the pack first if needed); its slot in *slot. 0 or
+ * -errno with a message. */
+int pack_out_append(struct pack_out *p, const void *data, uint32_t *slot);
+
+/* The bytes of page @slot of this pack, for comparison: *bytes points into the batch, or
+ * to @buf (STORE_PAGE bytes) read back from the file. 0 or -EIO with a message. */
+int pack_out_page(struct pack_out *p, uint32_t slot, uint8_t *buf, const void **bytes);
+
+/* Make the pack durable: written, synced, and its name synced in the folder. 0 or -errno
+ * with a message. */
+int pack_out_finish(struct pack_out *p);
+
+/* Free the writer's resources; with @discard also remove the pack file. */
+void pack_out_close(struct pack_out *p, bool discard);
+
+/* ---- snapshots open for reading (reader.c) -------------------------------------------------- */
+
+struct mapped_pack {
+	uint32_t id;
+	const uint8_t *map;
+	uint64_t pages;
+};
+
+struct store_snapshot {
+	char *dir;                 /* (c) */
+	int pin_fd;                /* (c) the pin held while open (store_snapshot_open_pinned), or -1 */
+	unsigned depth;            /* (c) */
+	struct manifest *chain;    /* (c) [0] is the snapshot, then its parents */
+	struct mapped_pack *packs; /* (c) those the chain's pack tables name, sorted by id */
+	size_t npacks;             /* (c) */
+};
+
+/* ---- pins (pins.c) ------------------------------------------------------------------------- */
+
+/* Pin snapshot @name for @holder; *fd is the pin's descriptor to close when done, or -1
+ * when the store cannot be written by this user (who then cannot delete from it either).
+ * 0 or -errno with a message. */
+int store_pin(struct store *s, const char *name, const char *holder, int *fd);
+
+/* Look for a live pin of snapshot @name (NULL: none, only sweep), removing the stale pins
+ * met on the way. 1 with its holder in @holder, 0 when none, or -errno with a message. The
+ * caller holds the store lock alone, so no pin is being made meanwhile. */
+int store_pinned(struct store *s, const char *name, char *holder, size_t len);
+
+#endif
