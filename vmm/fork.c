@@ -174,6 +174,28 @@ static void fork_reap_reset(void)
 	fork_reap.template_reaped = false;
 }
 
+#define FORK_GO_WAIT_MS 30000 /* longest a child waits for its siblings before it starts anyway */
+
+/* A new child's wait until every sibling is made (end of file on @go_rd), at most
+ * FORK_GO_WAIT_MS: a stuck template must not hold it for ever. The stop signals are
+ * blocked here and no signal thread runs yet, so they are looked for while waiting: one
+ * ends the child as it would have ended its VM. */
+static void fork_await_go(int go_rd)
+{
+	uint64_t deadline = clock_monotonic_ns() + FORK_GO_WAIT_MS * 1000000ull;
+	while (clock_monotonic_ns() < deadline) {
+		struct pollfd p = {go_rd, POLLIN, 0};
+		if (poll(&p, 1, 100) > 0)
+			return;
+		sigset_t pending;
+		sigpending(&pending);
+		const int stops[] = {SIGTERM, SIGINT, SIGHUP};
+		for (unsigned i = 0; i < 3; i++)
+			if (sigismember(&pending, stops[i]))
+				_exit(128 + stops[i]);
+	}
+}
+
 /* Child @index's life: say it exists, wait until its siblings are made, become a VM of its
  * own and run until its guest ends. */
 static void __attribute__((noreturn)) fork_child_main(struct fork_job *job, unsigned index)
@@ -191,9 +213,7 @@ static void __attribute__((noreturn)) fork_child_main(struct fork_job *job, unsi
 	/* Start only once every sibling is made (or its maker died): running children would
 	 * take the CPU from the forks still to come. */
 	fork_close(&job->go_wr);
-	char c;
-	while (read(job->go_rd, &c, 1) < 0 && errno == EINTR)
-		;
+	fork_await_go(job->go_rd);
 	fork_close(&job->go_rd);
 	fork_reap_reset();
 
