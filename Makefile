@@ -24,7 +24,7 @@ DEMO_CMDLINE ?= hello touch=128M
 DEMO_ARGS    ?= -m 256M -c 2
 
 MMU_SRC    := $(wildcard mmu/*.c) $(wildcard pagers/*.c)
-VMM_SRC    := $(filter-out vmm/main.c,$(wildcard vmm/*.c vmm/*/*.c))
+VMM_SRC    := $(filter-out vmm/cli/main.c,$(wildcard vmm/*.c vmm/*/*.c))
 TEST_SRC   := $(wildcard tests/check_*.c)
 SUITES     := $(patsubst tests/check_%.c,%,$(TEST_SRC))
 BENCH_SRC  := $(wildcard tools/bench_*.c)
@@ -64,7 +64,7 @@ HOSTLIBS = $(B)/$(1)/libvmm.a $(B)/$(1)/libmmu.a
 
 # Static (PIE, so still randomized): no dynamic linking before main (about half a
 # millisecond of every start here) and no shared-library pages in the VMM's memory.
-$(B)/vmm: $(B)/plain/vmm/main.o $(call HOSTLIBS,plain)
+$(B)/vmm: $(B)/plain/vmm/cli/main.o $(call HOSTLIBS,plain)
 	$(CC) -static-pie -o $@ $^ $(LIBS)
 
 $(B)/%: $(B)/plain/tools/%.o $(call HOSTLIBS,plain)
@@ -115,7 +115,7 @@ run: all
 # runs everything and prints the closing summary line.
 ASAN_KVM_SUITES := kvm_run kvm_paging kvm_snapshot kvm_fork kvm_monitor
 ASAN_SUITES     := $(filter-out kvm_%,$(SUITES)) $(ASAN_KVM_SUITES)
-$(B)/asan/bin/vmm: $(B)/asan/vmm/main.o $(call HOSTLIBS,asan)
+$(B)/asan/bin/vmm: $(B)/asan/vmm/cli/main.o $(call HOSTLIBS,asan)
 	@mkdir -p $(dir $@)
 	$(CC) $(SANFLAGS) -o $@ $^ $(LIBS)
 $(B)/asan/bin/guest.elf: $(B)/guest.elf

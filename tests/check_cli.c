@@ -9,8 +9,8 @@
 #include "elf_image.h"
 #include "harness.h"
 #include "spawn.h"
-#include "vmm/cli.h"
-#include "vmm/commands.h"
+#include "vmm/cli/cli.h"
+#include "vmm/cli/commands.h"
 #include "vmm/error.h"
 
 static int parse(struct vm_config *cfg, const char *const *args)

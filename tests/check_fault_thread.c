@@ -6,7 +6,7 @@
 
 #include "harness.h"
 #include "vmm/error.h"
-#include "vmm/fault_thread.h"
+#include "vmm/memory/fault_thread.h"
 
 /* Background work: each call is one step, until the budget is spent. */
 struct idle_work {

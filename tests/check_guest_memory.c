@@ -8,7 +8,7 @@
 
 #include "harness.h"
 #include "vmm/error.h"
-#include "vmm/guest_memory.h"
+#include "vmm/memory/guest_memory.h"
 
 static char path[64];
 

@@ -18,7 +18,7 @@
 #include "harness.h"
 #include "pagers/external_pager.h"
 #include "vmm/error.h"
-#include "vmm/guest_memory.h"
+#include "vmm/memory/guest_memory.h"
 
 #define PS VM_PAGE_SIZE
 #define RAM_SIZE (2ull << 20)

@@ -16,7 +16,7 @@
 
 #include "harness.h"
 #include "vmm/error.h"
-#include "vmm/guest_memory.h"
+#include "vmm/memory/guest_memory.h"
 
 #define RAM_SIZE (8ull << 20)
 #define RAM_PAGES (RAM_SIZE / VM_PAGE_SIZE)

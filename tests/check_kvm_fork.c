@@ -27,8 +27,8 @@
 #include "harness.h"
 #include "vm_proc.h"
 #include "vmm/error.h"
-#include "vmm/fork.h"
-#include "vmm/qmp_client.h"
+#include "vmm/lifecycle/fork.h"
+#include "vmm/monitor/qmp_client.h"
 
 #define MB1 "0x7ff000"
 #define MB2 "0x7fe000"

@@ -13,10 +13,10 @@
 #include "harness.h"
 #include "spawn.h"
 #include "vm_proc.h"
-#include "vmm/base64.h"
+#include "vmm/monitor/base64.h"
 #include "vmm/error.h"
-#include "vmm/monitor.h"
-#include "vmm/qmp_client.h"
+#include "vmm/monitor/monitor.h"
+#include "vmm/monitor/qmp_client.h"
 
 #define G1 0x40000000ll /* 1 GiB: where the test allocates */
 #define MAILBOX "0x7ff000"

@@ -16,7 +16,7 @@
 #include "harness.h"
 #include "spawn.h"
 #include "vmm/error.h"
-#include "vmm/qmp_client.h"
+#include "vmm/monitor/qmp_client.h"
 
 #define TIMEOUT_MS 20000
 

@@ -19,9 +19,9 @@
 #include "spawn.h"
 #include "vm_proc.h"
 #include "vmm/error.h"
-#include "vmm/qmp_client.h"
+#include "vmm/monitor/qmp_client.h"
 #include "vmm/store/store.h"
-#include "vmm/working_set.h"
+#include "vmm/memory/working_set.h"
 
 static struct vm_proc vm, vm2;
 static char store[64];

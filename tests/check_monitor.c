@@ -19,9 +19,9 @@
 #include "fake_vm.h"
 #include "harness.h"
 #include "spawn.h"
-#include "vmm/base64.h"
+#include "vmm/monitor/base64.h"
 #include "vmm/error.h"
-#include "vmm/monitor.h"
+#include "vmm/monitor/monitor.h"
 
 static struct fake_vm vm;
 

@@ -19,8 +19,8 @@
 #include "harness.h"
 #include "spawn.h"
 #include "vmm/error.h"
-#include "vmm/monitor.h"
-#include "vmm/qmp_client.h"
+#include "vmm/monitor/monitor.h"
+#include "vmm/monitor/qmp_client.h"
 
 #define TIMEOUT_MS 20000
 

@@ -8,7 +8,7 @@
 
 #include "harness.h"
 #include "vmm/error.h"
-#include "vmm/working_set.h"
+#include "vmm/memory/working_set.h"
 
 static char dir[64];
 

@@ -25,7 +25,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#include "vmm/monitor.h"
+#include "vmm/monitor/monitor.h"
 
 #define FAKE_VM_READ_TIMEOUT_S 20
 

@@ -15,7 +15,7 @@
 #include "harness.h"
 #include "spawn.h"
 #include "vmm/error.h"
-#include "vmm/qmp_client.h"
+#include "vmm/monitor/qmp_client.h"
 
 void vm_proc_start(struct vm_proc *v, const char *dir, ...)
 {

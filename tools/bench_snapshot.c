@@ -29,7 +29,7 @@
 #include <unistd.h>
 
 #include "vmm/error.h"
-#include "vmm/qmp_client.h"
+#include "vmm/monitor/qmp_client.h"
 
 #define TIMEOUT_MS 600000
 #define RESTORE_RUNS 21 /* restores timed per size: the host's noise here is up to several ms in one run */

@@ -16,7 +16,7 @@
 #include <string.h>
 
 #include "vmm/error.h"
-#include "vmm/monitor.h"
+#include "vmm/monitor/monitor.h"
 
 static int fuzz_status(void *ctx, enum monitor_run_state *state)
 {

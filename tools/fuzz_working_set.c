@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "vmm/working_set.h"
+#include "vmm/memory/working_set.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

@@ -5,7 +5,7 @@
 #include <linux/kvm.h>
 #include <stdint.h>
 
-#include "vmm/guest_memory.h"
+#include "vmm/memory/guest_memory.h"
 
 /* Guest memory the boot information occupies (no image segment may overlap it). */
 #define BOOT_INFO_GPA 0x7000ull

@@ -9,7 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "vmm/guest_memory.h"
+#include "vmm/memory/guest_memory.h"
 
 /* Largest guest image accepted (the whole file is read into memory). */
 #define LOADER_MAX_IMAGE (256ull << 20)

@@ -17,7 +17,7 @@
 #include "vmm/kvm_stats.h"
 #include "vmm/loader.h"
 #include "vmm/vcpu.h"
-#include "vmm/vm_state.h"
+#include "vmm/lifecycle/vm_state.h"
 
 _Static_assert(VM_MEMSLOT_EARLY_END == ABI_FREE_BASE, "the early slot is the guest kernel's memory");
 

@@ -10,8 +10,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "vmm/devices.h"
-#include "vmm/guest_memory.h"
+#include "vmm/devices/devices.h"
+#include "vmm/memory/guest_memory.h"
 #include "vmm/ioport.h"
 #include "vmm/kvm.h"
 

@@ -1,0 +1,86 @@
+/* vmm memory: a running VM's guest-physical map, through its monitor (query-memory). */
+#include <stdlib.h>
+#include <string.h>
+
+#include "vmm/cli/cmd_client.h"
+#include "vmm/vm.h"
+
+static const struct cli_option memory_options[] = {
+	CMD_CLIENT_OPTION_JSON,
+	CMD_CLIENT_OPTION_MONITOR,
+	CMD_CLIENT_OPTION_HELP,
+	{0},
+};
+
+static void memory_help(FILE *f, const char *verb)
+{
+	(void)verb;
+	fprintf(f, "usage: vmm memory [OPTIONS] NAME\n"
+		   "Show where every page of the VM NAME's guest memory comes from: each entry of its\n"
+		   "guest-physical map (range, protection and maximum, inheritance, what backs it), and\n"
+		   "under it the chain of memory objects the entry reads through, top first: object id,\n"
+		   "pages resident, pages held by its pager, the pager, and its fault counters.\n\n");
+	cli_print_options(f, memory_options);
+	fprintf(f, "\nExit status: 0 shown, 1 the VM refused, 125 no such VM or bad arguments.\n");
+}
+
+static void memory_print(const json_t *m)
+{
+	json_t *entries = json_object_get(m, "entries"), *e;
+	size_t i;
+	printf("%-18s %-18s %9s %-4s %-4s %-5s %-8s %9s\n", "START", "END", "SIZE", "PROT", "MAX", "INHER", "REGION",
+	       "RESIDENT");
+	json_array_foreach(entries, i, e) {
+		uint64_t start = (uint64_t)json_integer_value(json_object_get(e, "start"));
+		uint64_t end = (uint64_t)json_integer_value(json_object_get(e, "end"));
+		printf("0x%016llx 0x%016llx %8.1fM %-4s %-4s %-5s %-8s %9lld%s\n", (unsigned long long)start,
+		       (unsigned long long)end, (double)(end - start) / 1048576.0,
+		       json_string_value(json_object_get(e, "protection")),
+		       json_string_value(json_object_get(e, "max-protection")),
+		       json_string_value(json_object_get(e, "inheritance")), json_string_value(json_object_get(e, "region")),
+		       (long long)json_integer_value(json_object_get(e, "resident")),
+		       json_is_true(json_object_get(e, "needs-copy")) ? "  (copy-on-write pending)" : "");
+		json_t *o;
+		size_t k;
+		json_array_foreach(json_object_get(e, "chain"), k, o) {
+			json_t *pager = json_object_get(o, "pager");
+			printf("  %*sobject %lld: %lld resident, %lld paged, pager %s, %lld faults, %lld page-ins, %lld "
+			       "page-outs, %lld copied on write, %lld zero-filled\n",
+			       (int)(2 * k), "", (long long)json_integer_value(json_object_get(o, "id")),
+			       (long long)json_integer_value(json_object_get(o, "resident")),
+			       (long long)json_integer_value(json_object_get(o, "paged")),
+			       json_is_string(pager) ? json_string_value(pager) : "none",
+			       (long long)json_integer_value(json_object_get(o, "faults")),
+			       (long long)json_integer_value(json_object_get(o, "pageins")),
+			       (long long)json_integer_value(json_object_get(o, "pageouts")),
+			       (long long)json_integer_value(json_object_get(o, "cow-pages")),
+			       (long long)json_integer_value(json_object_get(o, "zero-fills")));
+		}
+	}
+	printf("%lld pages resident in %lld objects\n", (long long)json_integer_value(json_object_get(m, "resident-pages")),
+	       (long long)json_integer_value(json_object_get(m, "objects")));
+}
+
+int cmd_memory(int argc, char **argv)
+{
+	const char *verb = "memory";
+	struct cmd_client_args a;
+	int status = cmd_client_parse(verb, "vmm memory [OPTIONS] NAME", memory_options, true, memory_help, argc, argv, &a);
+	if (status != CMD_CLIENT_GO_ON)
+		return status;
+	struct qmp_client *c;
+	status = cmd_client_open(verb, a.name, a.monitor, &c);
+	if (status)
+		return status;
+	json_t *ret = NULL;
+	int r = qmp_client_execute(c, "query-memory", NULL, &ret, CMD_CLIENT_TIMEOUT_MS);
+	qmp_client_close(c);
+	if (r)
+		return cmd_client_fail(verb, r);
+	if (a.json)
+		cmd_client_print_json(stdout, ret);
+	else
+		memory_print(ret);
+	json_decref(ret);
+	return 0;
+}

@@ -1,0 +1,518 @@
+/* vmm run: boot a PVH guest and wait for it to end. */
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "mmu/vm_param.h"
+
+#include "guest/abi.h"
+#include "vmm/cli/cli.h"
+#include "vmm/cli/commands.h"
+#include "vmm/error.h"
+#include "vmm/lifecycle/fork.h"
+#include "vmm/monitor/monitor.h"
+#include "vmm/lifecycle/restore.h"
+#include "vmm/monitor/vm_monitor.h"
+
+#define RUN_DEFAULT_RAM (256ull << 20)
+#define RUN_MAX_RAM (1ull << 40)
+#define RUN_PAGE 4096ull
+#define RUN_MIN_LIMIT (4ull << 20) /* room for a few fault clusters */
+
+enum {
+	OPT_MEMORY = 1,
+	OPT_CPUS,
+	OPT_CMDLINE,
+	OPT_TIMEOUT,
+	OPT_MEM_LIMIT,
+	OPT_SWAP,
+	OPT_MAP,
+	OPT_PAGER,
+	OPT_CLUSTER,
+	OPT_STATS,
+	OPT_KERNEL_ZERO_FILL,
+	OPT_NAME,
+	OPT_MONITOR,
+	OPT_VERBOSE,
+	OPT_KVM,
+	OPT_HELP,
+	OPT_STORE,
+	OPT_RECORD_WORKING_SET,
+	OPT_PREFETCH,
+};
+
+/* Options of a running VM, shared by run and restore. */
+#define OPTION_TIMEOUT {"timeout", 't', "TIME", OPT_TIMEOUT, "stop the guest after TIME: 30, 500ms, 2m (default: never)"}
+#define OPTION_MEM_LIMIT \
+	{"mem-limit", 0, "SIZE", OPT_MEM_LIMIT, "keep resident guest memory under SIZE; the rest is paged out to swap"}
+#define OPTION_SWAP {"swap", 0, "PATH", OPT_SWAP, "swap file for --mem-limit (default: an unnamed file in /var/tmp)"}
+#define OPTION_CLUSTER {"cluster", 0, "PAGES", OPT_CLUSTER, "pages one fault brings in, 1-256 (default 64; 1 also turns read-ahead off)"}
+#define OPTION_STATS {"stats", 0, NULL, OPT_STATS, "print memory and vCPU statistics on standard error at exit"}
+#define OPTION_NAME {"name", 'n', "NAME", OPT_NAME, "name of the VM, for its monitor socket (default vm-PID)"}
+#define OPTION_MONITOR                                       \
+	{"monitor", 0, "PATH", OPT_MONITOR,                  \
+	 "monitor socket (default $XDG_RUNTIME_DIR/vmm/NAME.sock, else /run/vmm/NAME.sock)"}
+#define OPTION_VERBOSE {"verbose", 'v', NULL, OPT_VERBOSE, "say what the VMM does; twice: also each test-port message"}
+#define OPTION_KVM {"kvm", 0, "PATH", OPT_KVM, "KVM device (default /dev/kvm)"}
+#define OPTION_HELP {"help", 'h', NULL, OPT_HELP, "show this help"}
+
+static const struct cli_option run_options[] = {
+	{"memory", 'm', "SIZE", OPT_MEMORY, "guest RAM (default 256M; K, M, G suffixes, a bare number is MiB)"},
+	{"cpus", 'c', "N", OPT_CPUS, "vCPUs, each its own thread (default 1, at most 64)"},
+	{"cmdline", 'p', "TEXT", OPT_CMDLINE, "guest command line (default empty)"},
+	OPTION_TIMEOUT,
+	OPTION_MEM_LIMIT,
+	OPTION_SWAP,
+	{"map", 0, "FILE@GPA[,ro|,shared]", OPT_MAP,
+	 "map FILE at guest-physical GPA (0x.. or a size like 1G); private copy-on-write by default, "
+	 "ro: read-only, shared: guest writes reach the file at a clean shutdown (up to 8 --map and --pager)"},
+	{"pager", 0, "SOCKET@GPA,SIZE[,ro|,shared]", OPT_PAGER,
+	 "map SIZE bytes served by the external pager listening on SOCKET at GPA (see tools/pager_server.c)"},
+	OPTION_CLUSTER,
+	OPTION_STATS,
+	{"kernel-zero-fill", 0, NULL, OPT_KERNEL_ZERO_FILL,
+	 "leave RAM to the kernel's zero fill instead of the default pager (a baseline: no RAM statistics, "
+	 "no --mem-limit)"},
+	OPTION_NAME,
+	OPTION_MONITOR,
+	OPTION_VERBOSE,
+	OPTION_KVM,
+	OPTION_HELP,
+	{0},
+};
+
+static const struct cli_option restore_options[] = {
+	{"store", 's', "DIR", OPT_STORE, "the store holding SNAPSHOT (default $VMM_STORE)"},
+	{"record-working-set", 0, "FILE", OPT_RECORD_WORKING_SET,
+	 "at the end, write the pages the guest brought in to FILE"},
+	{"prefetch", 0, "FILE", OPT_PREFETCH,
+	 "bring in the pages of working set FILE while the guest runs"},
+	OPTION_TIMEOUT,
+	OPTION_MEM_LIMIT,
+	OPTION_SWAP,
+	OPTION_CLUSTER,
+	OPTION_STATS,
+	OPTION_NAME,
+	OPTION_MONITOR,
+	OPTION_VERBOSE,
+	OPTION_KVM,
+	OPTION_HELP,
+	{0},
+};
+
+void cmd_run_help(FILE *f)
+{
+	fprintf(f, "usage: vmm run [OPTIONS] GUEST\n"
+		   "Boot GUEST, a PVH ELF kernel, on KVM. The guest's serial console (COM1) goes to\n"
+		   "standard output; the VMM's own messages go to standard error.\n\n");
+	cli_print_options(f, run_options);
+	fprintf(f, "\nThe demo guest (build/guest.elf) runs the workloads named on its command line, in\n"
+		   "order: hello, seed=N, touch=SIZE, spin[=SIZE], rounds=SIZE,N, forktest=SIZE, crash,\n"
+		   "sum=, fill=, check=, scan=, rscan=, dup=GPA,LEN, poke=GPA, sync=N, idle, await=GPA\n"
+		   "(see vmm(1) or guest/workloads.c).\n\n"
+		   "Exit status: the guest's own status (0-119, the value it writes to port 0xf4,\n"
+		   "as QEMU's isa-debug-exit), or the VMM's verdict:\n"
+		   "  121  KVM could not run or emulate the guest\n"
+		   "  122  the guest used a port or guest-physical address that nothing serves\n"
+		   "  123  the guest triple-faulted\n"
+		   "  124  the guest stopped making progress (halted for good, or over --timeout)\n"
+		   "  125  the VMM failed: bad arguments, unusable guest image, no KVM\n"
+		   "  128+N  ended by signal N: SIGHUP, SIGINT or SIGTERM (129, 130, 143)\n"
+		   "Verdicts 121-124 print the vCPU's registers on standard error.\n");
+}
+
+/* An address or a length: 0x-hex or the SIZE syntax. */
+static int run_parse_number(const char *opt, const char *whole, const char *text, size_t len, uint64_t *v)
+{
+	char buf[64];
+	if (len == 0 || len >= sizeof(buf))
+		return error_set(0, "vmm run: %s '%s': a number is missing or too long", opt, whole), CLI_ERROR;
+	memcpy(buf, text, len);
+	buf[len] = '\0';
+	if (buf[0] == '0' && (buf[1] == 'x' || buf[1] == 'X')) {
+		char *end;
+		errno = 0;
+		*v = strtoull(buf + 2, &end, 16);
+		if (*end || end == buf + 2 || errno)
+			return error_set(0, "vmm run: %s '%s': '%s' is not a number", opt, whole, buf), CLI_ERROR;
+		return 0;
+	}
+	return cli_parse_size(opt, buf, v) ? CLI_ERROR : 0;
+}
+
+/* FILE@GPA[,ro|,shared] (--map) or SOCKET@GPA,SIZE[,ro|,shared] (--pager). */
+static int run_parse_map(const char *opt, const char *v, bool external, struct guest_file_map *f)
+{
+	static char paths[GUEST_MEMORY_MAX_FILES][4096];
+	static unsigned next;
+	const char *at = strrchr(v, '@');
+	if (!at || at == v)
+		return error_set(0, "vmm run: %s '%s': use %s", opt, v,
+				 external ? "SOCKET@GPA,SIZE[,ro|,shared]" : "FILE@GPA[,ro|,shared]"), CLI_ERROR;
+	const char *p = at + 1, *comma = strchr(p, ',');
+	if (run_parse_number(opt, v, p, comma ? (size_t)(comma - p) : strlen(p), &f->gpa))
+		return CLI_ERROR;
+	f->size = 0;
+	if (external) {
+		if (!comma)
+			return error_set(0, "vmm run: %s '%s': the size is missing (SOCKET@GPA,SIZE)", opt, v), CLI_ERROR;
+		p = comma + 1;
+		comma = strchr(p, ',');
+		if (run_parse_number(opt, v, p, comma ? (size_t)(comma - p) : strlen(p), &f->size))
+			return CLI_ERROR;
+	}
+	f->external = external;
+	f->mode = GUEST_MAP_PRIVATE;
+	if (comma && strcmp(comma + 1, "ro") == 0)
+		f->mode = GUEST_MAP_RO;
+	else if (comma && strcmp(comma + 1, "shared") == 0)
+		f->mode = GUEST_MAP_SHARED;
+	else if (comma && strcmp(comma + 1, "private") != 0)
+		return error_set(0, "vmm run: %s '%s': unknown mode '%s' (ro, shared or private)", opt, v, comma + 1),
+		       CLI_ERROR;
+	size_t plen = (size_t)(at - v);
+	if (plen >= sizeof(paths[0]))
+		return error_set(0, "vmm run: %s: path too long", opt), CLI_ERROR;
+	char *path = paths[next++ % GUEST_MEMORY_MAX_FILES];
+	memcpy(path, v, plen);
+	path[plen] = '\0';
+	f->path = path;
+	return 0;
+}
+
+static void run_defaults(struct vm_config *cfg)
+{
+	*cfg = (struct vm_config){
+		.mem.ram_size = RUN_DEFAULT_RAM,
+		.ncpus = 1,
+		.cmdline = "",
+		.kvm_path = "/dev/kvm",
+		.console_fd = STDOUT_FILENO,
+	};
+}
+
+/* Apply option @id (value @v) of verb @verb to @cfg: 0, 1 for --help, or CLI_ERROR. */
+static int run_option(struct vm_config *cfg, const char *verb, int id, const char *v)
+{
+	char what[64];
+	switch (id) {
+	case OPT_MEMORY:
+		snprintf(what, sizeof(what), "vmm %s: -m", verb);
+		if (cli_parse_size(what, v, &cfg->mem.ram_size))
+			return CLI_ERROR;
+		if (cfg->mem.ram_size < ABI_MIN_RAM)
+			return error_set(0, "vmm %s: -m %s is too small: at least %u MiB is needed", verb, v, ABI_MIN_RAM >> 20),
+			       CLI_ERROR;
+		if (cfg->mem.ram_size > RUN_MAX_RAM)
+			return error_set(0, "vmm %s: -m %s is too large: at most %llu GiB", verb, v, RUN_MAX_RAM >> 30),
+			       CLI_ERROR;
+		if (cfg->mem.ram_size % RUN_PAGE)
+			return error_set(0, "vmm %s: -m %s is not a multiple of 4K", verb, v), CLI_ERROR;
+		return 0;
+	case OPT_CPUS:
+		snprintf(what, sizeof(what), "vmm %s: -c", verb);
+		return cli_parse_uint(what, v, 1, ABI_MAX_CPUS, &cfg->ncpus) ? CLI_ERROR : 0;
+	case OPT_CMDLINE:
+		if (strlen(v) >= ABI_CMDLINE_MAX)
+			return error_set(0, "vmm %s: -p: the command line is %zu bytes; at most %u fit", verb, strlen(v),
+					 ABI_CMDLINE_MAX - 1), CLI_ERROR;
+		cfg->cmdline = v;
+		return 0;
+	case OPT_TIMEOUT:
+		snprintf(what, sizeof(what), "vmm %s: --timeout", verb);
+		return cli_parse_duration_ms(what, v, &cfg->timeout_ms) ? CLI_ERROR : 0;
+	case OPT_MEM_LIMIT:
+		snprintf(what, sizeof(what), "vmm %s: --mem-limit", verb);
+		if (cli_parse_size(what, v, &cfg->mem.mem_limit))
+			return CLI_ERROR;
+		if (cfg->mem.mem_limit < RUN_MIN_LIMIT)
+			return error_set(0, "vmm %s: --mem-limit %s is too small: at least %u MiB", verb, v,
+					 (unsigned)(RUN_MIN_LIMIT >> 20)), CLI_ERROR;
+		return 0;
+	case OPT_SWAP:
+		cfg->mem.swap_path = v;
+		return 0;
+	case OPT_MAP:
+	case OPT_PAGER:
+		if (cfg->mem.nfiles == GUEST_MEMORY_MAX_FILES)
+			return error_set(0, "vmm %s: at most %d --map and --pager options", verb, GUEST_MEMORY_MAX_FILES),
+			       CLI_ERROR;
+		if (run_parse_map(id == OPT_MAP ? "--map" : "--pager", v, id == OPT_PAGER, &cfg->mem.files[cfg->mem.nfiles]))
+			return CLI_ERROR;
+		cfg->mem.nfiles++;
+		return 0;
+	case OPT_CLUSTER:
+		snprintf(what, sizeof(what), "vmm %s: --cluster", verb);
+		return cli_parse_uint(what, v, 1, VM_CLUSTER_MAX, &cfg->mem.cluster) ? CLI_ERROR : 0;
+	case OPT_STATS:
+		cfg->stats = true;
+		return 0;
+	case OPT_KERNEL_ZERO_FILL:
+		cfg->mem.kernel_zero_fill = true;
+		return 0;
+	case OPT_NAME:
+		if (monitor_name_check(v) != 0)
+			return error_set(0, "vmm %s: -n: %s", verb, error_message()), CLI_ERROR;
+		cfg->name = v;
+		return 0;
+	case OPT_MONITOR:
+		cfg->monitor_path = v;
+		return 0;
+	case OPT_VERBOSE:
+		cfg->verbose++;
+		return 0;
+	case OPT_KVM:
+		cfg->kvm_path = v;
+		return 0;
+	case OPT_HELP:
+		return 1;
+	default:
+		return CLI_ERROR;
+	}
+}
+
+int cmd_run_parse(int argc, char **argv, struct vm_config *cfg)
+{
+	run_defaults(cfg);
+	struct cli_parser p;
+	cli_init(&p, "run", run_options, argc, argv, 1);
+	const char *v;
+	int id;
+	while ((id = cli_next(&p, &v)) != CLI_END) {
+		if (id == CLI_ERROR)
+			return CLI_ERROR;
+		if (id == CLI_POSITIONAL) {
+			if (cfg->guest)
+				return error_set(0, "vmm run: one GUEST only ('%s' and '%s' given)", cfg->guest, v), CLI_ERROR;
+			cfg->guest = v;
+			continue;
+		}
+		int r = run_option(cfg, "run", id, v);
+		if (r)
+			return r;
+	}
+	if (!cfg->guest)
+		return error_set(0, "vmm run: no GUEST given (usage: vmm run [OPTIONS] GUEST; see vmm run --help)"),
+		       CLI_ERROR;
+	return 0;
+}
+
+/* SIGINT, SIGTERM and SIGHUP end the VM cleanly: shared files are written back, the
+ * monitor says SHUTDOWN and removes its socket. They are blocked in every thread and
+ * taken here; the exit status is 128 + the signal, as a shell reports a killed command. */
+static void *run_signal_thread(void *arg)
+{
+	struct vm *vm = arg;
+	sigset_t set;
+	sigemptyset(&set);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGHUP);
+	int sig;
+	while (sigwait(&set, &sig) == 0 && !atomic_load(&vm->stopping_flag))
+		if (vm_stop(vm, 128 + sig))
+			fprintf(stderr, "vmm: stopped by %s\n", strsignal(sig));
+	return NULL;
+}
+
+static void run_print_stat(void *arg, const char *key, uint64_t value)
+{
+	(void)arg;
+	fprintf(stderr, "%-40s %llu\n", key, (unsigned long long)value);
+}
+
+void cmd_run_serve(struct vm *vm)
+{
+	/* The guest first: the monitor and the signal thread come up while it runs. */
+	vm_start(vm);
+	vm_await_first_run(vm);
+	guest_memory_prefetch_start(&vm->mem);
+	if (vm_monitor_start(vm, vm->cfg.name, vm->cfg.monitor_path) != 0) {
+		fprintf(stderr, "vmm: %s\n", error_message());
+		vm_fork_ready(vm, VM_EXIT_VMM_ERROR, error_message());
+		fflush(NULL);
+		_exit(VM_EXIT_VMM_ERROR);
+	}
+	vm_fork_ready(vm, 0, NULL);
+	pthread_t sig_thread;
+	bool sig_thread_started = pthread_create(&sig_thread, NULL, run_signal_thread, vm) == 0;
+	int status = vm_wait(vm);
+	if (sig_thread_started) {
+		pthread_kill(sig_thread, SIGHUP); /* wakes it; it sees the VM stopped and ends */
+		pthread_join(sig_thread, NULL);
+	}
+	if (guest_memory_sync(&vm->mem) != 0) {
+		fprintf(stderr, "vmm: %s\n", error_message());
+		status = VM_EXIT_VMM_ERROR;
+	}
+	if (vm->cfg.record_working_set && guest_memory_save_working_set(&vm->mem, vm->cfg.record_working_set) != 0) {
+		fprintf(stderr, "vmm: %s\n", error_message());
+		status = VM_EXIT_VMM_ERROR;
+	}
+	if (vm->cfg.stats)
+		vm_stats(vm, run_print_stat, NULL);
+	vm_monitor_stop(vm, status);
+	if (vm->cfg.verbose || atomic_load(&vm->id_port.value) & 0xffffu)
+		fprintf(stderr, "vmm: %s: guest ended with status %d\n", vm->cfg.name, status);
+	/* Everything that must outlive the VM is done: shared files are written back, the
+	 * monitor is closed. Unwinding the VM piece by piece would only slow the exit; the
+	 * process exit frees it all at once. (vm_destroy is exercised by the in-process tests.) */
+	fflush(NULL);
+	_exit(status);
+}
+
+/* The VM of this process (vmm run and vmm restore make one). */
+static struct vm run_vm;
+
+/* SIGINT, SIGTERM and SIGHUP blocked in this thread and every thread it makes from now
+ * on: the signal thread takes them (run_signal_thread). */
+static void run_block_stop_signals(void)
+{
+	sigset_t stop_signals;
+	sigemptyset(&stop_signals);
+	sigaddset(&stop_signals, SIGINT);
+	sigaddset(&stop_signals, SIGTERM);
+	sigaddset(&stop_signals, SIGHUP);
+	pthread_sigmask(SIG_BLOCK, &stop_signals, NULL);
+}
+
+int cmd_run_vm(struct vm_config *cfg)
+{
+	char name[32];
+	if (!cfg->name) {
+		snprintf(name, sizeof(name), "vm-%d", (int)getpid());
+		cfg->name = name;
+	}
+	run_block_stop_signals();
+	if (vm_create(&run_vm, cfg) != 0) {
+		fprintf(stderr, "vmm: %s\n", error_message());
+		return VM_EXIT_VMM_ERROR;
+	}
+	cmd_run_serve(&run_vm);
+	return VM_EXIT_VMM_ERROR; /* not reached */
+}
+
+int cmd_run(int argc, char **argv)
+{
+	struct vm_config cfg;
+	int r = cmd_run_parse(argc, argv, &cfg);
+	if (r == 1) {
+		cmd_run_help(stdout);
+		return 0;
+	}
+	if (r) {
+		fprintf(stderr, "%s\n", error_message());
+		return VM_EXIT_VMM_ERROR;
+	}
+	/* KVM's VM is opened while the image is read and checked (a bad image is still what
+	 * vm_create reports first). */
+	run_block_stop_signals();
+	vm_prepare(&run_vm, cfg.kvm_path);
+	return cmd_run_vm(&cfg);
+}
+
+/* ---- vmm restore ------------------------------------------------------------------------ */
+
+void cmd_restore_help(FILE *f)
+{
+	fprintf(f, "usage: vmm restore [OPTIONS] SNAPSHOT\n"
+		   "Run the guest saved as SNAPSHOT in a store, from the instruction where it was\n"
+		   "snapshotted. Its vCPUs, its RAM layout, the protections and inheritances of its\n"
+		   "guest-physical map come from the snapshot; memory is brought in on demand from the\n"
+		   "store (each page checked against its hash). Snapshots taken of the restored guest\n"
+		   "into the same store name SNAPSHOT as their parent and store only the pages that\n"
+		   "differ from it.\n\n");
+	cli_print_options(f, restore_options);
+	fprintf(f, "\nExit status: as vmm run (see vmm run --help).\n");
+}
+
+int cmd_restore_parse(int argc, char **argv, struct vm_config *cfg, const char **store, const char **snapshot)
+{
+	run_defaults(cfg);
+	*store = getenv("VMM_STORE");
+	*snapshot = NULL;
+	struct cli_parser p;
+	cli_init(&p, "restore", restore_options, argc, argv, 1);
+	const char *v;
+	int id;
+	while ((id = cli_next(&p, &v)) != CLI_END) {
+		if (id == CLI_ERROR)
+			return CLI_ERROR;
+		if (id == CLI_POSITIONAL) {
+			if (*snapshot)
+				return error_set(0, "vmm restore: one SNAPSHOT only ('%s' and '%s' given)", *snapshot, v),
+				       CLI_ERROR;
+			*snapshot = v;
+			continue;
+		}
+		if (id == OPT_STORE) {
+			*store = v;
+			continue;
+		}
+		if (id == OPT_RECORD_WORKING_SET || id == OPT_PREFETCH) {
+			*(id == OPT_PREFETCH ? &cfg->prefetch_path : &cfg->record_working_set) = v;
+			continue;
+		}
+		int r = run_option(cfg, "restore", id, v);
+		if (r)
+			return r;
+	}
+	if (!*snapshot)
+		return error_set(0, "vmm restore: no SNAPSHOT given (usage: vmm restore [OPTIONS] SNAPSHOT)"), CLI_ERROR;
+	if (!*store || !**store)
+		return error_set(0, "vmm restore: no store given (use --store DIR or set VMM_STORE)"), CLI_ERROR;
+	return 0;
+}
+
+int cmd_restore(int argc, char **argv)
+{
+	struct vm_config cfg;
+	const char *store, *snapshot;
+	int r = cmd_restore_parse(argc, argv, &cfg, &store, &snapshot);
+	if (r == 1) {
+		cmd_restore_help(stdout);
+		return 0;
+	}
+	if (r) {
+		fprintf(stderr, "%s\n", error_message());
+		return VM_EXIT_VMM_ERROR;
+	}
+	/* KVM's VM is opened while the snapshot is: neither needs the other. */
+	run_block_stop_signals();
+	vm_prepare(&run_vm, cfg.kvm_path);
+	static struct restore rs;
+	char holder[128];
+	if (cfg.name)
+		snprintf(holder, sizeof(holder), "VM '%s' (pid %d)", cfg.name, (int)getpid());
+	else
+		snprintf(holder, sizeof(holder), "a VM (pid %d)", (int)getpid());
+	if (restore_open(&rs, store, snapshot, holder) != 0) {
+		fprintf(stderr, "vmm: %s\n", error_message());
+		return VM_EXIT_VMM_ERROR;
+	}
+	cfg.restore = &rs.state;
+	cfg.ncpus = rs.state.ncpus;
+	cfg.mem.ram_size = rs.state.ram_size;
+	cfg.mem.nram = rs.state.nram;
+	memcpy(cfg.mem.ram, rs.state.ram, rs.state.nram * sizeof(rs.state.ram[0]));
+	cfg.mem.ram_pager = rs.pager;
+	cfg.origin_store = rs.store_real;
+	cfg.origin_name = rs.name;
+	if (cfg.record_working_set && working_set_check_writable(cfg.record_working_set) != 0) {
+		fprintf(stderr, "vmm: %s\n", error_message());
+		return VM_EXIT_VMM_ERROR;
+	}
+	static struct working_set prefetch;
+	if (cfg.prefetch_path) {
+		if (working_set_read(cfg.prefetch_path, &prefetch) != 0) {
+			fprintf(stderr, "vmm: %s\n", error_message());
+			return VM_EXIT_VMM_ERROR;
+		}
+		cfg.prefetch = &prefetch;
+	}
+	return cmd_run_vm(&cfg);
+}

@@ -1,0 +1,164 @@
+/* vmm store ls|verify|gc|rm: look after a snapshot store (vmm/store.h) directly. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "vmm/cli/cmd_client.h"
+#include "vmm/error.h"
+#include "vmm/store/store.h"
+#include "vmm/vm.h"
+
+static const struct cli_option store_options[] = {
+	CMD_CLIENT_OPTION_JSON,
+	CMD_CLIENT_OPTION_HELP,
+	{0},
+};
+
+static void store_help(FILE *f, const char *verb)
+{
+	(void)verb;
+	fprintf(f, "usage: vmm store ls     [--json] [DIR]\n"
+		   "       vmm store verify [DIR]\n"
+		   "       vmm store gc     [DIR]\n"
+		   "       vmm store rm     [DIR] SNAPSHOT\n"
+		   "Look after a snapshot store (DIR, default $VMM_STORE): packs of unique pages and one\n"
+		   "manifest per snapshot.\n"
+		   "  ls      list the snapshots: parent, memory size, pages listed, bytes only this\n"
+		   "          snapshot uses (unique) and bytes it shares with others\n"
+		   "  verify  re-hash every stored page and check every manifest; each problem is one\n"
+		   "          line naming the file and page; leftovers of interrupted writes are notes\n"
+		   "  gc      remove pages no snapshot refers to, and leftovers\n"
+		   "  rm      delete a snapshot (not one another snapshot names as parent, nor one a running VM\n"
+		   "          was restored from: rm names that VM); gc frees its pages\n\n");
+	cli_print_options(f, store_options);
+	fprintf(f, "\nExit status: 0 done (verify: the store is valid), 1 verify found damage,\n"
+		   "125 bad arguments or the store cannot be used.\n");
+}
+
+struct store_ls {
+	bool json;
+	json_t *list;
+	unsigned n;
+};
+
+static void store_ls_one(void *arg, const struct store_info *info)
+{
+	struct store_ls *ls = arg;
+	if (ls->json) {
+		json_array_append_new(ls->list,
+				      json_pack("{s:s,s:s,s:I,s:I,s:I,s:I,s:I,s:I}", "name", info->name, "parent", info->parent,
+						"created-ns", (json_int_t)info->created_ns, "size", (json_int_t)info->size,
+						"entries", (json_int_t)info->entries, "unique", (json_int_t)info->unique_bytes,
+						"shared", (json_int_t)info->shared_bytes, "manifest",
+						(json_int_t)info->manifest_bytes));
+		return;
+	}
+	if (ls->n++ == 0)
+		printf("%-24s %-24s %10s %10s %10s %10s  %s\n", "NAME", "PARENT", "SIZE", "PAGES", "UNIQUE", "SHARED",
+		       "CREATED (UTC)");
+	time_t t = (time_t)(info->created_ns / 1000000000ull);
+	struct tm tm;
+	char when[32];
+	gmtime_r(&t, &tm);
+	strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S", &tm);
+	printf("%-24s %-24s %9lluM %10llu %9.1fM %9.1fM  %s\n", info->name, info->parent[0] ? info->parent : "-",
+	       (unsigned long long)(info->size >> 20), (unsigned long long)info->entries,
+	       (double)info->unique_bytes / 1048576.0, (double)info->shared_bytes / 1048576.0, when);
+}
+
+static void store_verify_line(void *arg, bool problem, const char *line)
+{
+	(void)arg;
+	printf("%s: %s\n", problem ? "damage" : "note", line);
+}
+
+int cmd_store(int argc, char **argv)
+{
+	if (argc < 2 || strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0) {
+		store_help(argc < 2 ? stderr : stdout, "store");
+		return argc < 2 ? VM_EXIT_VMM_ERROR : 0;
+	}
+	const char *sub = argv[1];
+	char verb[32];
+	snprintf(verb, sizeof(verb), "store %s", sub);
+	if (strcmp(sub, "ls") && strcmp(sub, "verify") && strcmp(sub, "gc") && strcmp(sub, "rm")) {
+		fprintf(stderr, "vmm store: unknown command '%s' (ls, verify, gc, rm; see vmm store --help)\n", sub);
+		return VM_EXIT_VMM_ERROR;
+	}
+	/* Positionals: [DIR] (and SNAPSHOT for rm), parsed as client NAMEs. */
+	const char *pos[3] = {NULL, NULL, NULL};
+	int npos = 0;
+	bool json = false;
+	struct cli_parser p;
+	cli_init(&p, verb, store_options, argc - 1, argv + 1, 1);
+	const char *v;
+	int id;
+	while ((id = cli_next(&p, &v)) != CLI_END) {
+		if (id == CLI_ERROR) {
+			fprintf(stderr, "%s\n", error_message());
+			return VM_EXIT_VMM_ERROR;
+		}
+		if (id == CMD_CLIENT_OPT_HELP) {
+			store_help(stdout, verb);
+			return 0;
+		}
+		if (id == CMD_CLIENT_OPT_JSON)
+			json = true;
+		else if (npos < 3)
+			pos[npos++] = v;
+	}
+	bool rm = strcmp(sub, "rm") == 0;
+	int want = rm ? 2 : 1;
+	const char *dir = npos == want ? pos[0] : npos == want - 1 ? getenv("VMM_STORE") : NULL;
+	const char *snap = rm ? pos[npos - 1] : NULL;
+	if (npos > want || (rm && npos == 0) || !dir || !*dir) {
+		fprintf(stderr, "vmm %s: %s (usage: vmm store %s [DIR]%s)\n", verb,
+			npos > want ? "too many arguments" : "no store given (DIR or $VMM_STORE)", sub, rm ? " SNAPSHOT" : "");
+		return VM_EXIT_VMM_ERROR;
+	}
+	/* ls and verify only read: they work on a store this user cannot write. */
+	bool reads_only = strcmp(sub, "ls") == 0 || strcmp(sub, "verify") == 0;
+	struct store *s;
+	if ((reads_only ? store_open_read(dir, &s) : store_open(dir, false, &s)) != 0) {
+		fprintf(stderr, "vmm %s: %s\n", verb, error_message());
+		return VM_EXIT_VMM_ERROR;
+	}
+	int status = 0;
+	if (strcmp(sub, "ls") == 0) {
+		struct store_ls ls = {.json = json, .list = json ? json_array() : NULL};
+		if (store_list(s, store_ls_one, &ls) != 0) {
+			fprintf(stderr, "vmm %s: %s\n", verb, error_message());
+			status = VM_EXIT_VMM_ERROR;
+		} else if (json) {
+			cmd_client_print_json(stdout, ls.list);
+		}
+		json_decref(ls.list);
+	} else if (strcmp(sub, "verify") == 0) {
+		struct store_verify_stats st;
+		long problems = store_verify(s, store_verify_line, NULL, &st);
+		if (problems < 0) {
+			fprintf(stderr, "vmm %s: %s\n", verb, error_message());
+			status = VM_EXIT_VMM_ERROR;
+		} else {
+			printf("%s: %llu snapshots, %llu pages checked, %llu packs, %llu leftovers: %s\n", dir,
+			       (unsigned long long)st.snapshots, (unsigned long long)st.pages_checked,
+			       (unsigned long long)st.packs, (unsigned long long)st.leftovers,
+			       problems ? "DAMAGED" : "valid");
+			status = problems ? 1 : 0;
+		}
+	} else if (strcmp(sub, "gc") == 0) {
+		uint64_t freed;
+		if (store_gc(s, &freed) != 0) {
+			fprintf(stderr, "vmm %s: %s\n", verb, error_message());
+			status = VM_EXIT_VMM_ERROR;
+		} else {
+			printf("%s: %.1f MiB freed\n", dir, (double)freed / 1048576.0);
+		}
+	} else if (store_delete(s, snap) != 0) {
+		fprintf(stderr, "vmm %s: %s\n", verb, error_message());
+		status = VM_EXIT_VMM_ERROR;
+	}
+	store_close(s);
+	return status;
+}

@@ -1,0 +1,70 @@
+/* vmm: the command-line entry; each verb lives in its own cmd_<verb>.c. */
+#include <stdio.h>
+#include <string.h>
+
+#include "vmm/cli/cmd_client.h"
+#include "vmm/cli/commands.h"
+
+#include "vmm/monitor/monitor.h"
+
+/* One version for the CLI and the monitor's greeting. */
+#define VMM_STR(x) #x
+#define VMM_XSTR(x) VMM_STR(x)
+#define VMM_VERSION VMM_XSTR(MONITOR_VERSION_MAJOR) "." VMM_XSTR(MONITOR_VERSION_MINOR) "." VMM_XSTR(MONITOR_VERSION_MICRO)
+
+struct verb {
+	const char *name;
+	int (*fn)(int argc, char **argv);
+	const char *summary;
+};
+
+static const struct verb verbs[] = {
+	{"run", cmd_run, "boot a PVH guest on KVM"},
+	{"restore", cmd_restore, "run a guest from a stored snapshot"},
+	{"ps", cmd_ps, "list the running VMs (their monitor sockets) and their state"},
+	{"stats", cmd_stats, "print a running VM's statistics, once or every few seconds"},
+	{"memory", cmd_memory, "show a running VM's guest-physical map and where each page comes from"},
+	{"stop", cmd_control, "pause a running VM"},
+	{"cont", cmd_control, "resume a paused VM"},
+	{"quit", cmd_control, "end a running VM"},
+	{"snapshot", cmd_snapshot, "snapshot a running VM into a store"},
+	{"fork", cmd_fork, "fork a running VM into child VMs sharing its memory"},
+	{"store", cmd_store, "list, verify, clean or prune a snapshot store"},
+};
+
+static void usage(FILE *f)
+{
+	fprintf(f, "usage: vmm COMMAND [ARGS...]\n"
+		   "A virtual machine monitor on KVM whose guest memory is managed the Mach way.\n\n"
+		   "Commands:\n");
+	for (size_t i = 0; i < sizeof(verbs) / sizeof(verbs[0]); i++)
+		fprintf(f, "  %-10s %s\n", verbs[i].name, verbs[i].summary);
+	fprintf(f, "\nA running VM is named by 'vmm run -n NAME' and answers on its monitor socket,\n"
+		   "$XDG_RUNTIME_DIR/vmm/NAME.sock (or /run/vmm/NAME.sock), in the QMP protocol;\n"
+		   "the commands after 'run' are clients of that socket (--monitor PATH picks another).\n"
+		   "\n'vmm COMMAND --help' describes a command; the manual page vmm(1)\n"
+		   "(vmm/cli/vmm.1 in the sources) describes them all.\n"
+		   "'vmm --version' prints the version.\n");
+}
+
+int main(int argc, char **argv)
+{
+	if (argc < 2) {
+		usage(stderr);
+		return VM_EXIT_VMM_ERROR;
+	}
+	const char *name = argv[1];
+	if (strcmp(name, "--help") == 0 || strcmp(name, "-h") == 0 || strcmp(name, "help") == 0) {
+		usage(stdout);
+		return 0;
+	}
+	if (strcmp(name, "--version") == 0) {
+		printf("vmm %s\n", VMM_VERSION);
+		return 0;
+	}
+	for (size_t i = 0; i < sizeof(verbs) / sizeof(verbs[0]); i++)
+		if (strcmp(name, verbs[i].name) == 0)
+			return verbs[i].fn(argc - 1, argv + 1);
+	fprintf(stderr, "vmm: unknown command '%s' (see vmm --help)\n", name);
+	return VM_EXIT_VMM_ERROR;
+}

@@ -1,0 +1,54 @@
+/* A transmit-only 16550 UART: enough for a guest (ours or any) that writes the console. */
+#include <errno.h>
+#include <unistd.h>
+
+#include "guest/abi.h"
+#include "vmm/devices/devices.h"
+#include "vmm/vm.h"
+
+#define UART_THR 0
+#define UART_LCR 3
+#define UART_LSR 5
+#define UART_SCR 7
+#define UART_LCR_DLAB 0x80
+#define UART_LSR_THRE_TEMT 0x60 /* transmitter empty: the guest may always write */
+
+void serial_output(struct serial *s, const uint8_t *data, size_t len)
+{
+	while (len) {
+		ssize_t n = write(s->out_fd, data, len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return; /* console gone: the guest keeps running, output is dropped */
+		data += n;
+		len -= (size_t)n;
+	}
+}
+
+static int serial_io(void *opaque, uint16_t port, bool is_write, uint8_t *data, unsigned size, unsigned count)
+{
+	struct serial *s = opaque;
+	unsigned off = port - ABI_PORT_SERIAL;
+	if (size != 1)
+		return -1;
+	if (is_write) {
+		if (off == UART_THR && !(s->lcr & UART_LCR_DLAB))
+			serial_output(s, data, count);
+		else if (off == UART_LCR)
+			s->lcr = data[count - 1];
+		else if (off == UART_SCR)
+			s->scratch = data[count - 1];
+		return 0;
+	}
+	for (unsigned i = 0; i < count; i++)
+		data[i] = off == UART_LSR ? UART_LSR_THRE_TEMT : off == UART_LCR ? s->lcr
+						      : off == UART_SCR ? s->scratch : 0;
+	return 0;
+}
+
+int serial_attach(struct vm *vm, int out_fd)
+{
+	vm->serial = (struct serial){.out_fd = out_fd};
+	return ioport_register(&vm->ports, ABI_PORT_SERIAL, ABI_PORT_SERIAL_LEN, serial_io, &vm->serial, "serial");
+}

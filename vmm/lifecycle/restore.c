@@ -1,0 +1,77 @@
+#include "vmm/lifecycle/restore.h"
+
+#include <errno.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <xxhash.h>
+
+#include "pagers/snapshot_pager.h"
+#include "vmm/error.h"
+#include "vmm/store/store.h"
+
+/* The snapshot pager's source: a stored page, copied out of the store and checked against
+ * its hash (the pager copies it again at once: a buffer per thread is enough). */
+static int restore_page(void *arg, uint64_t pindex, const void **data)
+{
+	static _Thread_local uint8_t page[4096];
+	struct restore *r = arg;
+	uint64_t hash;
+	bool stored;
+	*data = NULL;
+	int err = store_snapshot_copy(r->snap, pindex, page, &stored, &hash);
+	if (err)
+		return error_set(-err, "snapshot '%s': %s (see vmm store verify)", r->name, error_message());
+	if (stored && XXH3_64bits(page, sizeof(page)) != hash)
+		return error_set(EIO, "snapshot '%s': stored page 0x%llx does not match its hash (damaged; see vmm store verify)",
+				 r->name, (unsigned long long)pindex);
+	*data = stored ? page : NULL;
+	return 0;
+}
+
+int restore_open(struct restore *r, const char *dir, const char *name, const char *holder)
+{
+	memset(r, 0, sizeof(*r));
+	snprintf(r->name, sizeof(r->name), "%s", name);
+	if (!realpath(dir, r->store_real))
+		return error_set_errno(errno, "no store at %s", dir);
+	/* Nothing here may grow with the snapshot's memory: the store is not indexed, the
+	 * manifests are checked up to their entries, and pages come later, on demand. */
+	int err = store_open_read(dir, &r->store);
+	if (!err)
+		err = store_snapshot_open_pinned(r->store, name, holder, &r->snap);
+	if (!err) {
+		size_t len;
+		const void *blob = store_snapshot_state(r->snap, &len);
+		err = vm_state_parse(blob, len, &r->state);
+		if (err)
+			err = error_set(-err, "snapshot '%s' in %s: %s", name, dir, error_message());
+	}
+	if (!err) {
+		struct snapshot_source src = {
+			.page = restore_page,
+			.arg = r,
+			.size = store_snapshot_page_count(r->snap) * 4096,
+		};
+		struct pager_args args = {.fd = -1, .source = &src};
+		err = pager_open(&snapshot_pager_ops, &args, &r->pager);
+		if (err)
+			err = error_set(-err, "cannot serve snapshot '%s': %s", name, strerror(-err));
+	}
+	if (err)
+		restore_close(r);
+	return err;
+}
+
+void restore_close(struct restore *r)
+{
+	if (r->pager)
+		pager_release(r->pager);
+	vm_state_free(&r->state);
+	store_snapshot_close(r->snap);
+	store_close(r->store);
+	r->pager = NULL;
+	r->snap = NULL;
+	r->store = NULL;
+}

@@ -1,0 +1,131 @@
+#include "vmm/memory/fault_thread.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "vmm/error.h"
+
+#define FAULT_BATCH 64
+#define FAULT_THREAD_STOP 's' /* bytes on the stop pipe */
+#define FAULT_THREAD_WAKE 'w'
+
+/* Read what the stop pipe holds: true when it asks the thread to stop. */
+static bool fault_thread_stop_asked(struct fault_thread *ft)
+{
+	char b[16];
+	ssize_t n = read(ft->stop_pipe[0], b, sizeof(b));
+	if (n < 0)
+		return errno != EINTR && errno != EAGAIN;
+	return n == 0 || memchr(b, FAULT_THREAD_STOP, (size_t)n) != NULL;
+}
+
+bool fault_event_from_msg(const struct uffd_msg *m, struct fault_event *ev)
+{
+	if (m->event != UFFD_EVENT_PAGEFAULT)
+		return false;
+	ev->address = m->arg.pagefault.address & ~4095ull;
+	ev->write = (m->arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WRITE) != 0;
+	ev->wp = (m->arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WP) != 0;
+	return true;
+}
+
+static void *fault_thread_main(void *arg)
+{
+	struct fault_thread *ft = arg;
+	struct pollfd fds[2] = {{ft->fd, POLLIN, 0}, {ft->stop_pipe[0], POLLIN, 0}};
+	struct uffd_msg msgs[FAULT_BATCH];
+	bool idle_work = ft->idle != NULL;
+	for (;;) {
+		int ready = poll(fds, 2, idle_work ? 0 : -1);
+		if (ready < 0) {
+			if (errno == EINTR)
+				continue;
+			ft->on_error(ft->arg, errno, "fault thread: poll failed");
+			return NULL;
+		}
+		if (ready == 0) {
+			idle_work = ft->idle(ft->arg);
+			continue;
+		}
+		if (fds[1].revents) {
+			if (fault_thread_stop_asked(ft))
+				return NULL;
+			idle_work = ft->idle != NULL;
+			if (!fds[0].revents)
+				continue;
+		}
+		if (fds[0].revents & (POLLERR | POLLNVAL)) {
+			ft->on_error(ft->arg, EIO, "fault thread: the userfaultfd failed");
+			return NULL;
+		}
+		ssize_t n = read(ft->fd, msgs, sizeof(msgs));
+		if (n < 0) {
+			if (errno == EAGAIN || errno == EINTR)
+				continue;
+			ft->on_error(ft->arg, errno, "fault thread: cannot read the userfaultfd");
+			return NULL;
+		}
+		if (n == 0) {
+			/* End of a test's fake source. */
+			return NULL;
+		}
+		for (size_t i = 0; i < (size_t)n / sizeof(msgs[0]); i++) {
+			struct fault_event ev;
+			if (!fault_event_from_msg(&msgs[i], &ev)) {
+				ft->other_events++;
+				continue;
+			}
+			ft->events++;
+			int r = ft->handle(ft->arg, &ev);
+			if (r) {
+				ft->on_error(ft->arg, -r, error_message());
+				return NULL;
+			}
+		}
+	}
+}
+
+int fault_thread_start(struct fault_thread *ft, int fd, fault_handler_fn *handle, fault_idle_fn *idle,
+		       fault_error_fn *on_error, void *arg)
+{
+	memset(ft, 0, sizeof(*ft));
+	ft->fd = fd;
+	ft->handle = handle;
+	ft->idle = idle;
+	ft->on_error = on_error;
+	ft->arg = arg;
+	if (pipe2(ft->stop_pipe, O_CLOEXEC) != 0)
+		return error_set_errno(errno, "cannot create the fault thread's stop pipe");
+	int r = pthread_create(&ft->thread, NULL, fault_thread_main, ft);
+	if (r != 0) {
+		close(ft->stop_pipe[0]);
+		close(ft->stop_pipe[1]);
+		return error_set_errno(r, "cannot start the fault thread");
+	}
+	ft->started = true;
+	return 0;
+}
+
+void fault_thread_wake(struct fault_thread *ft)
+{
+	char c = FAULT_THREAD_WAKE;
+	if (ft->started)
+		while (write(ft->stop_pipe[1], &c, 1) < 0 && errno == EINTR)
+			;
+}
+
+void fault_thread_stop(struct fault_thread *ft)
+{
+	if (!ft->started)
+		return;
+	char c = FAULT_THREAD_STOP;
+	while (write(ft->stop_pipe[1], &c, 1) < 0 && errno == EINTR)
+		;
+	pthread_join(ft->thread, NULL);
+	close(ft->stop_pipe[0]);
+	close(ft->stop_pipe[1]);
+	ft->started = false;
+}

@@ -1,0 +1,1029 @@
+#include "vmm/memory/guest_memory.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <sched.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "mmu/pager.h"
+#include "mmu/pmap.h"
+#include "mmu/vm_domain.h"
+#include "mmu/vm_fault.h"
+#include "mmu/vm_map.h"
+#include "mmu/vm_object.h"
+#include "pagers/default_pager.h"
+#include "pagers/external_pager.h"
+#include "vmm/clock.h"
+#include "vmm/error.h"
+#include "vmm/file_io.h"
+
+static const char *const map_mode_names[] = {"private", "ro", "shared"};
+
+static int region_cmp(const void *a, const void *b)
+{
+	const struct guest_region *x = a, *y = b;
+	return x->gpa < y->gpa ? -1 : x->gpa > y->gpa;
+}
+
+int guest_memory_layout(struct guest_memory *m, const struct guest_memory_config *cfg)
+{
+	memset(m, 0, sizeof(*m));
+	m->swap_fd = -1;
+	m->cancel_fd = -1;
+	m->uffd.fd = -1;
+	m->readahead_at = (vm_addr_t)-1; /* no walk yet: a first fault is not sequential */
+	m->ram_size = cfg->ram_size;
+	m->kernel_ram = cfg->kernel_zero_fill;
+	if (cfg->kernel_zero_fill && cfg->mem_limit)
+		return error_set(EINVAL, "a memory limit needs RAM served by the default pager, not the kernel's zero fill");
+	if (cfg->nram) {
+		/* An explicit layout (a restored VM's): checked like any input. */
+		if (cfg->nram > GUEST_MEMORY_MAX_REGIONS - cfg->nfiles)
+			return error_set(EINVAL, "too many RAM ranges (%u)", cfg->nram);
+		for (unsigned i = 0; i < cfg->nram; i++) {
+			const struct guest_ram_range *g = &cfg->ram[i];
+			if ((g->gpa | g->size) & (VM_PAGE_SIZE - 1) || !g->size || g->gpa >= GUEST_MEMORY_WINDOW ||
+			    g->size > GUEST_MEMORY_WINDOW - g->gpa || (i && g->gpa < cfg->ram[i - 1].gpa + cfg->ram[i - 1].size))
+				return error_set(EINVAL, "RAM range %u [0x%llx, +0x%llx) is malformed", i,
+						 (unsigned long long)g->gpa, (unsigned long long)g->size);
+			m->region[m->nregions++] = (struct guest_region){.gpa = g->gpa, .size = g->size, .kind = GUEST_REGION_RAM};
+		}
+	} else {
+		uint64_t low = cfg->ram_size < GUEST_MEMORY_LOW_LIMIT ? cfg->ram_size : GUEST_MEMORY_LOW_LIMIT;
+		m->region[m->nregions++] = (struct guest_region){.gpa = 0, .size = low, .kind = GUEST_REGION_RAM};
+		if (cfg->ram_size > low)
+			m->region[m->nregions++] = (struct guest_region){
+				.gpa = GUEST_MEMORY_HIGH_BASE, .size = cfg->ram_size - low, .kind = GUEST_REGION_RAM};
+	}
+
+	if (cfg->nfiles > GUEST_MEMORY_MAX_FILES)
+		return error_set(EINVAL, "at most %d files can be mapped", GUEST_MEMORY_MAX_FILES);
+	for (unsigned i = 0; i < cfg->nfiles; i++) {
+		const struct guest_file_map *f = &cfg->files[i];
+		struct stat st;
+		uint64_t size = f->size;
+		if (f->external) {
+			if (size == 0 || (size & (VM_PAGE_SIZE - 1)))
+				return error_set(EINVAL, "cannot map pager %s: size 0x%llx is not a positive multiple of 4K",
+						 f->path, (unsigned long long)size);
+		} else {
+			if (stat(f->path, &st) != 0)
+				return error_set_errno(errno, "cannot map %s", f->path);
+			if (!S_ISREG(st.st_mode) || st.st_size == 0)
+				return error_set(EINVAL, "cannot map %s: not a regular file with data", f->path);
+			size = ((uint64_t)st.st_size + VM_PAGE_SIZE - 1) & ~(VM_PAGE_SIZE - 1);
+		}
+		if (f->gpa & (VM_PAGE_SIZE - 1))
+			return error_set(EINVAL, "cannot map %s at 0x%llx: the address is not 4K aligned", f->path,
+					 (unsigned long long)f->gpa);
+		if (f->gpa >= GUEST_MEMORY_MAX_GPA || size > GUEST_MEMORY_MAX_GPA - f->gpa)
+			return error_set(EINVAL, "cannot map %s at 0x%llx: beyond guest-physical addresses", f->path,
+					 (unsigned long long)f->gpa);
+		for (unsigned k = 0; k < m->nregions; k++) {
+			const struct guest_region *r = &m->region[k];
+			if (f->gpa < r->gpa + r->size && r->gpa < f->gpa + size)
+				return error_set(EINVAL, "cannot map %s at [0x%llx, 0x%llx): it overlaps %s [0x%llx, 0x%llx)",
+						 f->path, (unsigned long long)f->gpa, (unsigned long long)(f->gpa + size),
+						 r->kind == GUEST_REGION_RAM ? "guest RAM" : r->path,
+						 (unsigned long long)r->gpa, (unsigned long long)(r->gpa + r->size));
+		}
+		m->region[m->nregions++] = (struct guest_region){
+			.gpa = f->gpa, .size = size, .kind = f->external ? GUEST_REGION_EXTERNAL : GUEST_REGION_FILE,
+			.mode = f->mode, .path = f->path, .file_size = f->external ? 0 : (uint64_t)st.st_size};
+	}
+	qsort(m->region, m->nregions, sizeof(m->region[0]), region_cmp);
+	for (unsigned i = 0; i < m->nregions; i++)
+		m->region[i].slot = i;
+	const struct guest_region *last = &m->region[m->nregions - 1];
+	m->span = last->gpa + last->size;
+	return 0;
+}
+
+/* The lowest KVM slot no region uses. */
+static unsigned guest_memory_free_slot(const struct guest_memory *m)
+{
+	for (unsigned slot = 0;; slot++) {
+		bool used = false;
+		for (unsigned i = 0; i < m->nregions && !used; i++)
+			used = m->region[i].slot == slot;
+		if (!used)
+			return slot;
+	}
+}
+
+/* Insert @g keeping the array sorted; the caller checked there is room and no overlap. */
+static void guest_memory_insert_region(struct guest_memory *m, const struct guest_region *g)
+{
+	unsigned i = m->nregions++;
+	while (i > 0 && m->region[i - 1].gpa > g->gpa) {
+		m->region[i] = m->region[i - 1];
+		i--;
+	}
+	m->region[i] = *g;
+	const struct guest_region *last = &m->region[m->nregions - 1];
+	m->span = last->gpa + last->size;
+}
+
+static int kern_errno(kern_return_t kr)
+{
+	switch (kr) {
+	case KERN_SUCCESS: return 0;
+	case KERN_INVALID_ADDRESS: return -EFAULT;
+	case KERN_PROTECTION_FAILURE: return -EACCES;
+	case KERN_RESOURCE_SHORTAGE: return -ENOMEM;
+	case KERN_MEMORY_ERROR:
+	case KERN_MEMORY_FAILURE: return -EIO;
+	default: return -EINVAL;
+	}
+}
+
+/* A connected socket to the external pager at @path. */
+static int guest_memory_connect(const char *path)
+{
+	struct sockaddr_un addr = {.sun_family = AF_UNIX};
+	if (strlen(path) >= sizeof(addr.sun_path))
+		return error_set(ENAMETOOLONG, "pager socket path %s is too long", path);
+	strcpy(addr.sun_path, path);
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0 || connect(fd, (struct sockaddr *)&addr, sizeof(addr)) != 0) {
+		int err = errno;
+		if (fd >= 0)
+			close(fd);
+		return error_set_errno(err, "cannot reach the external pager at %s", path);
+	}
+	return fd;
+}
+
+/* Map region @r through its pager: the file pager, or an external pager process. */
+static int guest_memory_map_file(struct guest_memory *m, struct guest_region *r, unsigned index)
+{
+	bool shared = r->mode == GUEST_MAP_SHARED, external = r->kind == GUEST_REGION_EXTERNAL;
+	/* Checked at layout too, but the path may have become a FIFO since: never wait on it. */
+	int fd = external ? guest_memory_connect(r->path)
+			  : file_open_regular(AT_FDCWD, r->path, shared ? O_RDWR : O_RDONLY, 0, FILE_NONEMPTY, "mapped file",
+					      r->path);
+	if (fd < 0)
+		return fd;
+	struct external_pager_config ext = {.cancel_fd = m->cancel_fd};
+	struct pager_args args = {.fd = fd, .offset = 0, .size = 0, .writable = shared, .source = external ? &ext : NULL};
+	int err = pager_open(external ? &external_pager_ops : &file_pager_ops, &args, &m->file_pagers[index]);
+	close(fd);
+	if (err)
+		return error_set(-err, "%s pager cannot serve %s: %s", external ? "external" : "file", r->path,
+				 strerror(-err));
+	/* A mapping past the data would give the guest errors, or zeros, where it has none. */
+	uint64_t has = m->file_pagers[index]->size;
+	if (((has + VM_PAGE_MASK) & ~(uint64_t)VM_PAGE_MASK) < r->size)
+		return error_set(EINVAL, "cannot map %s: its %s pager has %llu bytes, fewer than the %llu mapped", r->path,
+				 external ? "external" : "file", (unsigned long long)has, (unsigned long long)r->size);
+	if (shared && !(m->file_pagers[index]->max_prot & VM_PROT_WRITE))
+		return error_set(EROFS, "cannot map %s shared: its pager takes no writes", r->path);
+	/* Mapped private or read-only, nothing goes back to the pager: say so, or the core must
+	 * copy an object others could write at once, reading all of it (Mach's copy of a
+	 * shared object). */
+	if (!shared)
+		m->file_pagers[index]->max_prot &= ~VM_PROT_WRITE;
+	struct vm_object *obj;
+	kern_return_t kr = vm_object_create(m->dom, m->file_pagers[index], r->size, &obj);
+	if (kr != KERN_SUCCESS)
+		return error_set(-kern_errno(kr), "cannot make a memory object of %s: %s", r->path, kern_return_name(kr));
+	vm_prot_t cur = r->mode == GUEST_MAP_RO ? VM_PROT_READ | VM_PROT_EXECUTE : VM_PROT_ALL;
+	vm_prot_t max = r->mode == GUEST_MAP_RO ? VM_PROT_READ | VM_PROT_EXECUTE : VM_PROT_ALL;
+	vm_addr_t gpa = r->gpa;
+	kr = vm_map_enter(m->map, &gpa, r->size, false, obj, 0, r->mode == GUEST_MAP_PRIVATE, cur, max,
+			  VM_INHERIT_COPY);
+	vm_object_deallocate(obj);
+	/* Mapped private, a page the guest reads is copied up at once (as restored RAM's are):
+	 * the pmap copies every page anyway, the file's copy is freed (its pager has the bytes),
+	 * and the guest's page is writable on the host, which KVM maps on its fast path and
+	 * with its neighbours (read-only host pages cost a slow fault each, 4 us here). */
+	if (kr == KERN_SUCCESS && r->mode == GUEST_MAP_PRIVATE)
+		kr = vm_map_set_attr(m->map, r->gpa, r->size, VM_ATTR_COPY_ON_READ, 1);
+	if (kr != KERN_SUCCESS)
+		return error_set(-kern_errno(kr), "cannot map %s at 0x%llx (%s): %s", r->path, (unsigned long long)r->gpa,
+				 map_mode_names[r->mode], kern_return_name(kr));
+	return 0;
+}
+
+/* The swap file as messages name it. */
+static const char *guest_memory_swap_name(const struct guest_memory *m)
+{
+	return m->swap_path ? m->swap_path : "(unnamed, in /var/tmp)";
+}
+
+/*
+ * The swap file for page-out, opened before anything is built: the named one, emptied, or
+ * an unnamed one in /var/tmp. Only a regular file keeps pages: a device swallows them
+ * (/dev/null) or refuses them (/dev/full), a FIFO gives back other bytes; a FIFO is opened
+ * without waiting for a reader, and then refused.
+ */
+static int guest_memory_open_swap_file(struct guest_memory *m, const char *path)
+{
+	m->swap_path = path;
+	m->swap_fd = path ? open(path, O_RDWR | O_CREAT | O_NONBLOCK | O_CLOEXEC, 0600)
+			  : open("/var/tmp", O_RDWR | O_TMPFILE | O_CLOEXEC, 0600);
+	struct stat st;
+	bool regular = m->swap_fd >= 0 && fstat(m->swap_fd, &st) == 0 && S_ISREG(st.st_mode);
+	if ((m->swap_fd < 0 && errno == EISDIR) || (m->swap_fd >= 0 && !regular))
+		return error_set(EINVAL, "cannot use %s as the swap file: not a regular file", guest_memory_swap_name(m));
+	if (m->swap_fd < 0)
+		return error_set_errno(errno, "cannot create the swap file %s", guest_memory_swap_name(m));
+	int flags = fcntl(m->swap_fd, F_GETFL);
+	if (flags < 0 || fcntl(m->swap_fd, F_SETFL, flags & ~O_NONBLOCK) != 0 || ftruncate(m->swap_fd, 0) != 0)
+		return error_set_errno(errno, "cannot use %s as the swap file", guest_memory_swap_name(m));
+	return 0;
+}
+
+/* The default pager on the swap file, for the domain's anonymous memory. */
+static int guest_memory_open_swap(struct guest_memory *m)
+{
+	struct pager_args args = {.fd = m->swap_fd};
+	int err = pager_open(&default_pager_ops, &args, &m->swap);
+	if (err)
+		return error_set(-err, "default pager cannot use the swap file: %s", strerror(-err));
+	vm_domain_set_default_pager(m->dom, m->swap);
+	return 0;
+}
+
+int guest_memory_place(struct guest_memory *m, const struct guest_memory_config *cfg)
+{
+	int r = guest_memory_layout(m, cfg);
+	if (r)
+		return r;
+	/* The whole guest-physical window is reserved once (no memory behind it); regions are
+	 * opened in it, so memory allocated at run time finds its place at base + gpa. */
+	m->base = mmap(NULL, GUEST_MEMORY_WINDOW, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (m->base == MAP_FAILED) {
+		m->base = NULL;
+		return error_set_errno(errno, "cannot reserve %llu GiB of address space for guest memory",
+				       (unsigned long long)(GUEST_MEMORY_WINDOW >> 30));
+	}
+	for (unsigned i = 0; i < m->nregions; i++) {
+		m->region[i].hva = m->base + m->region[i].gpa;
+		if (mprotect(m->region[i].hva, m->region[i].size, PROT_READ | PROT_WRITE) != 0) {
+			r = error_set_errno(errno, "cannot open guest memory at 0x%llx", (unsigned long long)m->region[i].gpa);
+			munmap(m->base, GUEST_MEMORY_WINDOW);
+			m->base = NULL;
+			return r;
+		}
+	}
+	return 0;
+}
+
+int guest_memory_create(struct guest_memory *m, const struct guest_memory_config *cfg)
+{
+	int r = m->base ? 0 : guest_memory_place(m, cfg);
+	if (r)
+		return r;
+	if (cfg->mem_limit && (r = guest_memory_open_swap_file(m, cfg->swap_path)) != 0)
+		goto err;
+	r = uffd_open(&m->uffd, 0);
+	if (r)
+		goto err;
+	for (unsigned i = 0; !r && i < m->nregions; i++)
+		if (m->region[i].kind != GUEST_REGION_RAM || !m->kernel_ram)
+			r = uffd_register(&m->uffd, m->region[i].hva, m->region[i].size, true);
+	if (r)
+		goto err;
+	if ((r = pmap_uffd_init(&m->pmap, &m->uffd, m->base, GUEST_MEMORY_WINDOW)) != 0) {
+		r = error_set(ENOMEM, "no memory for the pmap");
+		goto err;
+	}
+	for (unsigned i = 0; i < m->nregions; i++)
+		if (m->region[i].kind != GUEST_REGION_RAM && m->region[i].mode == GUEST_MAP_RO)
+			(void)pmap_uffd_add_readonly(&m->pmap, m->region[i].gpa, m->region[i].gpa + m->region[i].size);
+	m->cancel_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (m->cancel_fd < 0) {
+		r = error_set_errno(errno, "cannot create the guest memory's cancel eventfd");
+		goto err;
+	}
+	if ((r = vm_domain_create(&m->dom)) != 0) {
+		r = error_set(-r, "no memory for the VM domain");
+		goto err;
+	}
+	kern_return_t kr = vm_map_create(m->dom, 0, GUEST_MEMORY_WINDOW, &pmap_uffd_ops, &m->pmap, &m->map);
+	if (kr == KERN_SUCCESS)
+		kr = vm_map_set_default_attr(m->map, VM_ATTR_CLUSTER,
+					     cfg->cluster ? cfg->cluster : GUEST_MEMORY_DEFAULT_CLUSTER);
+	if (kr != KERN_SUCCESS) {
+		r = error_set(-kern_errno(kr), "cannot create the guest-physical map: %s", kern_return_name(kr));
+		goto err;
+	}
+	struct vm_object *ram_obj = NULL;
+	if (cfg->ram_pager) {
+		kr = vm_object_create(m->dom, cfg->ram_pager, m->span, &ram_obj);
+		if (kr != KERN_SUCCESS) {
+			r = error_set(-kern_errno(kr), "cannot make a memory object of the snapshot: %s", kern_return_name(kr));
+			goto err;
+		}
+	}
+	unsigned nfile = 0;
+	for (unsigned i = 0; !r && i < m->nregions; i++) {
+		struct guest_region *g = &m->region[i];
+		if (g->kind != GUEST_REGION_RAM) {
+			r = guest_memory_map_file(m, g, nfile++);
+			continue;
+		}
+		if (m->kernel_ram)
+			continue;
+		vm_addr_t gpa = g->gpa;
+		kr = ram_obj ? vm_map_enter(m->map, &gpa, g->size, false, ram_obj, g->gpa, true, VM_PROT_DEFAULT,
+					    VM_PROT_ALL, VM_INHERIT_COPY)
+			     : vm_map_allocate(m->map, &gpa, g->size, false);
+		/* A restored guest's pages are copied up on first touch, read or write: each is
+		 * then held once, in the guest's own object (the snapshot pager's copy is freed,
+		 * the store keeps the bytes), and a later write takes no second fault. */
+		if (kr == KERN_SUCCESS && ram_obj)
+			kr = vm_map_set_attr(m->map, g->gpa, g->size, VM_ATTR_COPY_ON_READ, 1);
+		if (kr != KERN_SUCCESS)
+			r = error_set(-kern_errno(kr), "cannot allocate guest RAM at 0x%llx: %s", (unsigned long long)g->gpa,
+				      kern_return_name(kr));
+	}
+	m->ram_object = ram_obj; /* kept: snapshots of the restored guest stop at it */
+	if (!r && cfg->mem_limit) {
+		/* The core trims to its limit after each fault, which may bring a whole cluster in:
+		 * keep one cluster of room so residency never exceeds what the user asked for. */
+		uint64_t cluster = cfg->cluster ? cfg->cluster : GUEST_MEMORY_DEFAULT_CLUSTER;
+		uint64_t pages = cfg->mem_limit / VM_PAGE_SIZE;
+		uint64_t keep = pages > 2 * cluster ? pages - cluster : cluster;
+		r = guest_memory_open_swap(m);
+		if (!r)
+			vm_domain_set_limit(m->dom, keep);
+		m->limit_pages = keep + cluster;
+	}
+	if (r)
+		goto err;
+	return 0;
+err:
+	guest_memory_destroy(m);
+	return r;
+}
+
+/* The index in file_pagers of non-RAM region @g (they are numbered in address order). */
+static unsigned guest_memory_pager_index(const struct guest_memory *m, const struct guest_region *g)
+{
+	unsigned n = 0;
+	for (const struct guest_region *r = m->region; r < g; r++)
+		n += r->kind != GUEST_REGION_RAM;
+	return n;
+}
+
+/* Bring in the cluster around @gpa as a guest @access would (domain lock held): true when
+ * done, *info saying what it entered. */
+static bool guest_memory_fault_in(struct guest_memory *m, vm_addr_t gpa, vm_prot_t access, struct vm_fault_info *info)
+{
+	return vm_fault(m->map, gpa, access, info) == KERN_SUCCESS && pmap_uffd_flush(&m->pmap) == 0;
+}
+
+/* Keep @gpa, a RAM page brought in by the guest's fault or read-ahead (domain lock held).
+ * At most one entry per page of RAM (a page brought in again after a page-out is listed
+ * again while there is room). */
+static void guest_memory_record(struct guest_memory *m, vm_addr_t gpa)
+{
+	struct working_set *w = &m->recorded;
+	const struct guest_region *g = guest_memory_region(m, gpa);
+	if (!g || g->kind != GUEST_REGION_RAM || w->count >= m->ram_size / VM_PAGE_SIZE)
+		return;
+	if (w->count == m->recorded_cap) {
+		uint64_t cap = m->recorded_cap ? 2 * m->recorded_cap : 4096;
+		uint64_t *pages = realloc(w->pages, cap * sizeof(*pages));
+		if (!pages)
+			return; /* a shorter list: prefetching it does less, nothing worse */
+		w->pages = pages;
+		m->recorded_cap = cap;
+	}
+	w->pages[w->count++] = gpa / VM_PAGE_SIZE;
+}
+
+/*
+ * Sequential read-ahead (fault thread, after the guest was woken): a fault whose cluster
+ * starts where the last one's (or the last read-ahead's) ended is a guest walking through
+ * memory; bring in the next clusters now, while the guest works through this one, instead
+ * of when it faults there, up to GUEST_MEMORY_READAHEAD clusters ahead and only while no
+ * other fault waits. Nothing is lost if that fails: the guest's own fault there says why.
+ */
+static void guest_memory_readahead(struct guest_memory *m, vm_addr_t gpa, vm_prot_t access,
+				   const struct vm_fault_info *info)
+{
+	bool sequential = info->start == m->readahead_at;
+	m->readahead_at = info->end;
+	if (!sequential || info->end - info->start < 2 * VM_PAGE_SIZE)
+		return; /* random access, or no clustering asked for */
+	const struct guest_region *g = guest_memory_region(m, gpa);
+	for (unsigned n = 0; n < GUEST_MEMORY_READAHEAD; n++) {
+		vm_addr_t at = m->readahead_at;
+		struct pollfd p = {m->uffd.fd, POLLIN, 0};
+		if (at - g->gpa >= g->size || poll(&p, 1, 0) != 0)
+			return; /* the region's end, or a fault to serve first */
+		vm_domain_lock(m->dom);
+		struct vm_fault_info ahead = {0};
+		/* Nothing the guest did not ask for while swap refuses pages: it could not be
+		 * made room for. */
+		bool ok = m->dom->stats.pageout_errors == m->pageout_errors_seen && !pmap_entered(&m->map->pmap, at) &&
+			  guest_memory_fault_in(m, at, access, &ahead);
+		if (ok && m->recording && ahead.entered)
+			guest_memory_record(m, at);
+		vm_domain_unlock(m->dom);
+		if (!ok)
+			return;
+		m->readahead_pages += ahead.entered;
+		m->readahead_at = ahead.end; /* the guest's fault there continues the walk */
+	}
+}
+
+/* Fault thread, when no fault waits: the next cluster of the prefetch list, once started.
+ * True while more of the list remains. */
+static bool guest_memory_idle(void *arg)
+{
+	struct guest_memory *m = arg;
+	if (!atomic_load(&m->prefetch_go))
+		return false;
+	vm_domain_lock(m->dom);
+	while (m->prefetch_next < m->prefetch.count) {
+		vm_addr_t gpa = m->prefetch.pages[m->prefetch_next++] * VM_PAGE_SIZE;
+		if (pmap_entered(&m->map->pmap, gpa))
+			continue; /* brought in by the guest, or with an earlier entry's cluster */
+		struct vm_fault_info info = {0};
+		if (m->failed || !guest_memory_fault_in(m, gpa, VM_PROT_READ, &info))
+			m->prefetch_next = m->prefetch.count;
+		m->prefetched_pages += info.entered;
+		break;
+	}
+	bool more = m->prefetch_next < m->prefetch.count;
+	vm_domain_unlock(m->dom);
+	return more;
+}
+
+/*
+ * After a fault and its read-ahead (fault thread): page-outs the swap refused since the
+ * last look (a full disk, an I/O error). Their pages stay resident. Within the limit the
+ * VM goes on, said once on stderr; beyond it the limit the user asked for cannot be kept
+ * and the VM must stop: -EIO with a message. Never a limit silently not kept.
+ */
+static int guest_memory_check_pageouts(struct guest_memory *m)
+{
+	struct vm_domain *dom = m->dom;
+	vm_domain_lock(dom);
+	uint64_t errors = dom->stats.pageout_errors, resident = dom->stats.resident_count;
+	int err = -dom->pageout_error;
+	bool news = errors != m->pageout_errors_seen, say = news && !m->pageout_error_said;
+	m->pageout_errors_seen = errors;
+	vm_domain_unlock(dom);
+	if (news && resident > m->limit_pages)
+		return error_set(EIO, "guest memory cannot be kept under its limit of %llu pages: %llu resident, page-out failed: %s (swap file %s)",
+				 (unsigned long long)m->limit_pages, (unsigned long long)resident, strerror(err),
+				 guest_memory_swap_name(m));
+	if (say) {
+		m->pageout_error_said = true;
+		fprintf(stderr, "vmm: page-out failed: %s (swap file %s); the pages stay resident, counted in mem.pageout_errors, and the VM stops if they go over its memory limit\n",
+			strerror(err), guest_memory_swap_name(m));
+	}
+	return 0;
+}
+
+/* guest_memory_cancel was called (and not yet undone by guest_memory_sync). */
+static bool guest_memory_cancelled(const struct guest_memory *m)
+{
+	struct pollfd p = {m->cancel_fd, POLLIN, 0};
+	return m->cancel_fd >= 0 && poll(&p, 1, 0) > 0;
+}
+
+/* Serve one userfaultfd event (fault thread). */
+static int guest_memory_fault(void *arg, const struct fault_event *ev)
+{
+	struct guest_memory *m = arg;
+	uint64_t t0 = clock_monotonic_ns();
+	vm_addr_t gpa = ev->address - (uint64_t)(uintptr_t)m->base;
+	vm_prot_t access = VM_PROT_READ | (ev->write ? VM_PROT_WRITE : 0);
+	struct vm_fault_info info = {0};
+	error_clear(); /* a pager's source (vmm side) may say why it failed */
+	vm_domain_lock(m->dom);
+	kern_return_t kr = KERN_SUCCESS;
+	int r;
+	if (ev->wp && (pmap_entered(&m->map->pmap, gpa) & VM_PROT_WRITE)) {
+		/* Write-protected ahead of a snapshot (guest_memory_prearm) while the core lets the
+		 * guest write: nothing to resolve, lift the protection (which wakes the guest). */
+		r = pmap_uffd_unguard(&m->pmap, gpa);
+		info.entered = 1;
+	} else {
+		kr = vm_fault(m->map, gpa, access, &info);
+		r = pmap_uffd_flush(&m->pmap);
+	}
+	m->uffd_faults++;
+	if (ev->wp)
+		m->wp_faults++;
+	else if (m->recording && kr == KERN_SUCCESS && info.entered)
+		guest_memory_record(m, gpa);
+	if (kr != KERN_SUCCESS) {
+		/* Name what failed: the entry's object and the offset in it. */
+		vm_addr_t at = gpa;
+		struct vm_region_info ri;
+		const struct guest_region *g = guest_memory_region(m, gpa);
+		char why[512];
+		snprintf(why, sizeof(why), "%s", error_message());
+		if (g && g->kind == GUEST_REGION_EXTERNAL)
+			snprintf(why, sizeof(why), "%s", external_pager_failure(m->file_pagers[guest_memory_pager_index(m, g)]));
+		else if (!why[0] && kr == KERN_MEMORY_ERROR && m->swap && default_pager_failure(m->swap)[0])
+			snprintf(why, sizeof(why), "swap file %s: %s", guest_memory_swap_name(m), default_pager_failure(m->swap));
+		int code = kr == KERN_PROTECTION_FAILURE || kr == KERN_INVALID_ADDRESS ? EACCES : EFAULT;
+		if (guest_memory_cancelled(m))
+			code = ECANCELED; /* the VM stops: the pager was not waited for, nothing failed */
+		if (vm_map_region(m->map, &at, &ri) == KERN_SUCCESS && ri.start <= gpa)
+			r = error_set(code, "guest %s of guest-physical 0x%llx (%s) failed: %s in object %llu at offset 0x%llx%s%s",
+				      ev->write ? "write" : "read", (unsigned long long)gpa,
+				      g && g->path ? g->path : "RAM", kern_return_name(kr),
+				      (unsigned long long)ri.object_id,
+				      (unsigned long long)(ri.offset + vm_trunc_page(gpa) - ri.start), why[0] ? ": " : "", why);
+		else
+			r = error_set(code, "guest %s of guest-physical 0x%llx failed: %s", ev->write ? "write" : "read",
+				      (unsigned long long)gpa, kern_return_name(kr));
+	}
+	uint64_t dt = clock_monotonic_ns() - t0;
+	unsigned bucket = 0;
+	while (bucket + 1 < GUEST_MEMORY_LATENCY_BUCKETS && (dt >> (bucket + 1)))
+		bucket++;
+	m->latency[bucket]++;
+	vm_domain_unlock(m->dom);
+	if (r)
+		return r;
+	/* A fault resolved without a copy (another vCPU's fault brought the page) must still
+	 * wake its thread; copies and unprotects wake by themselves. */
+	if (info.entered == 0)
+		uffd_wake(&m->uffd, (void *)(uintptr_t)ev->address, VM_PAGE_SIZE);
+	if (!ev->wp && info.entered)
+		guest_memory_readahead(m, gpa, access, &info);
+	return m->limit_pages ? guest_memory_check_pageouts(m) : 0;
+}
+
+static void guest_memory_fault_error(void *arg, int err, const char *message)
+{
+	struct guest_memory *m = arg;
+	m->failed = err != ECANCELED;
+	if (m->on_error)
+		m->on_error(m->on_error_arg, err, message);
+	/* Nobody will serve faults any more: closing the userfaultfd wakes every thread that
+	 * waits on one (the VM is stopping; no thread may be left blocked). */
+	uffd_close(&m->uffd);
+}
+
+int guest_memory_start(struct guest_memory *m, guest_memory_error_fn *on_error, void *arg)
+{
+	m->on_error = on_error;
+	m->on_error_arg = arg;
+	return fault_thread_start(&m->faults, m->uffd.fd, guest_memory_fault, guest_memory_idle, guest_memory_fault_error,
+				  m);
+}
+
+void guest_memory_record_working_set(struct guest_memory *m)
+{
+	m->recording = true;
+}
+
+int guest_memory_save_working_set(struct guest_memory *m, const char *path)
+{
+	/* A copy, written without the lock: the write ends with an fsync. */
+	vm_domain_lock(m->dom);
+	struct working_set w = {.ram_size = m->ram_size, .count = m->recorded.count};
+	w.pages = malloc((w.count ? w.count : 1) * sizeof(*w.pages));
+	if (w.pages && w.count)
+		memcpy(w.pages, m->recorded.pages, w.count * sizeof(*w.pages));
+	vm_domain_unlock(m->dom);
+	if (!w.pages)
+		return error_set(ENOMEM, "no memory to write working set %s", path);
+	int r = working_set_write(path, &w);
+	working_set_free(&w);
+	return r;
+}
+
+int guest_memory_set_prefetch(struct guest_memory *m, struct working_set *ws, const char *name)
+{
+	if (ws->ram_size != m->ram_size)
+		return error_set(EINVAL, "working set %s was recorded in a guest of %llu MiB of RAM, not %llu", name,
+				 (unsigned long long)(ws->ram_size >> 20), (unsigned long long)(m->ram_size >> 20));
+	for (uint64_t i = 0; i < ws->count; i++) {
+		const struct guest_region *g = guest_memory_region(m, ws->pages[i] * VM_PAGE_SIZE);
+		if (!g || g->kind != GUEST_REGION_RAM)
+			return error_set(EINVAL, "working set %s: page %llu of the list (guest-physical 0x%llx) is not in guest RAM",
+					 name, (unsigned long long)i, (unsigned long long)(ws->pages[i] * VM_PAGE_SIZE));
+	}
+	working_set_free(&m->prefetch);
+	m->prefetch = *ws;
+	memset(ws, 0, sizeof(*ws));
+	return 0;
+}
+
+void guest_memory_prefetch_start(struct guest_memory *m)
+{
+	if (!m->prefetch.count)
+		return;
+	atomic_store(&m->prefetch_go, true);
+	fault_thread_wake(&m->faults);
+}
+
+int guest_memory_reattach(struct guest_memory *m)
+{
+	/* The parent's fault thread does not exist here and its userfaultfd is not ours: the
+	 * child's copy of guest RAM lost its registration at fork. */
+	memset(&m->faults, 0, sizeof(m->faults));
+	uffd_close(&m->uffd);
+	m->failed = false;
+	vm_domain_lock_reset(m->dom);
+	int r = uffd_open(&m->uffd, 0);
+	for (unsigned i = 0; !r && i < m->nregions; i++)
+		if (m->region[i].kind != GUEST_REGION_RAM || !m->kernel_ram)
+			r = uffd_register(&m->uffd, m->region[i].hva, m->region[i].size, true);
+	if (r)
+		return r;
+	/* Fork dropped the write-protection of pages the core maps read-only (copy-on-write
+	 * pending): put it back, or the child's writes to them would go unseen. The pmap must
+	 * not take any page for protected meanwhile. */
+	pmap_uffd_forget(&m->pmap);
+	for (unsigned i = 0; i < m->nregions; i++) {
+		const struct guest_region *g = &m->region[i];
+		uint64_t run = 0, va = g->gpa; /* with in_run: pages from run on need protecting */
+		bool in_run = false;
+		for (; va <= g->gpa + g->size; va += VM_PAGE_SIZE) {
+			/* pmap_entered looks without changing anything: the child shares the
+			 * parent's memory and must not dirty it page by page. */
+			vm_prot_t p = va < g->gpa + g->size ? pmap_entered(&m->map->pmap, va) : VM_PROT_NONE;
+			bool ro = p && !(p & VM_PROT_WRITE);
+			if (ro && !in_run) {
+				run = va;
+				in_run = true;
+			}
+			if (!ro && in_run) {
+				r = uffd_writeprotect(&m->uffd, m->base + run, va - run, true);
+				if (r)
+					return error_set(-r, "cannot write-protect guest memory at 0x%llx in the forked VM",
+							 (unsigned long long)run);
+				in_run = false;
+			}
+		}
+	}
+	return 0;
+}
+
+void guest_memory_prearm(struct guest_memory *m, unsigned passes, uint64_t enough, struct guest_memory_prearm *out)
+{
+	memset(out, 0, sizeof(*out));
+	if (!m->map || m->kernel_ram)
+		return;
+	for (unsigned pass = 0; pass < passes; pass++) {
+		uint64_t left = 0, armed = 0;
+		int r = 0;
+		/* Regions change only with the domain lock held: read one under it each step. */
+		for (unsigned i = 0; !r; i++) {
+			vm_domain_lock(m->dom);
+			struct guest_region g = i < m->nregions ? m->region[i] : (struct guest_region){.size = 0};
+			vm_domain_unlock(m->dom);
+			if (!g.size)
+				break;
+			if (g.kind != GUEST_REGION_RAM)
+				continue;
+			for (vm_addr_t at = g.gpa; at < g.gpa + g.size && !r;) {
+				uint64_t n = 0;
+				vm_domain_lock(m->dom);
+				r = pmap_uffd_prearm(&m->pmap, at, g.gpa + g.size, GUEST_MEMORY_PREARM_STEP, &at, &n);
+				if (at >= g.gpa + g.size || r)
+					left += pmap_uffd_unguarded(&m->pmap, g.gpa, g.gpa + g.size);
+				vm_domain_unlock(m->dom);
+				armed += n;
+				/* The guest's faults first (those on pages just protected above all). */
+				while (vm_domain_lock_wanted(m->dom))
+					sched_yield();
+			}
+		}
+		out->passes++;
+		out->armed += armed;
+		out->left = left;
+		if (r) {
+			out->error = r;
+			return; /* the freeze protects what is left */
+		}
+		if (left <= enough)
+			return;
+	}
+}
+
+void guest_memory_stop(struct guest_memory *m)
+{
+	fault_thread_stop(&m->faults);
+}
+
+/* Say why shared region @g could not be written back (domain lock held): the external
+ * pager's failure, a file that shrank while mapped (the file pager never grows it back, so
+ * changes past its new end are not written), or the core's code. */
+static int guest_memory_sync_failed(struct guest_memory *m, const struct guest_region *g, kern_return_t kr)
+{
+	struct stat st;
+	if (g->kind == GUEST_REGION_EXTERNAL) {
+		const char *why = external_pager_failure(m->file_pagers[guest_memory_pager_index(m, g)]);
+		if (why[0])
+			return error_set(EIO, "cannot write guest changes back to %s: %s", g->path, why);
+	} else if (stat(g->path, &st) == 0 && (uint64_t)st.st_size < g->file_size) {
+		return error_set(EIO, "cannot write all guest changes back to %s: it shrank from %llu to %llu bytes while mapped",
+				 g->path, (unsigned long long)g->file_size, (unsigned long long)st.st_size);
+	}
+	return error_set(EIO, "cannot write guest changes back to %s: %s", g->path, kern_return_name(kr));
+}
+
+void guest_memory_cancel(struct guest_memory *m)
+{
+	uint64_t one = 1;
+	/* m->dom is set after the eventfd is made: before that, no pager exists to wait for. */
+	if (m->dom && m->cancel_fd >= 0)
+		while (write(m->cancel_fd, &one, sizeof(one)) < 0 && errno == EINTR)
+			;
+}
+
+int guest_memory_sync(struct guest_memory *m)
+{
+	/* No fault waits on a pager once the thread is gone: the write-back may wait again. */
+	fault_thread_stop(&m->faults);
+	uint64_t count;
+	if (m->cancel_fd >= 0)
+		(void)read(m->cancel_fd, &count, sizeof(count));
+	if (!m->map || m->failed)
+		return 0;
+	int r = 0;
+	vm_domain_lock(m->dom);
+	for (unsigned i = 0; i < m->nregions && !r; i++) {
+		const struct guest_region *g = &m->region[i];
+		if (g->kind == GUEST_REGION_RAM || g->mode != GUEST_MAP_SHARED)
+			continue;
+		kern_return_t kr = vm_map_msync(m->map, g->gpa, g->size);
+		if (kr != KERN_SUCCESS)
+			r = guest_memory_sync_failed(m, g, kr);
+	}
+	vm_domain_unlock(m->dom);
+	return r;
+}
+
+void guest_memory_destroy(struct guest_memory *m)
+{
+	fault_thread_stop(&m->faults);
+	working_set_free(&m->recorded);
+	working_set_free(&m->prefetch);
+	if (m->map)
+		vm_map_destroy(m->map);
+	m->map = NULL;
+	if (m->ram_object)
+		vm_object_deallocate(m->ram_object);
+	m->ram_object = NULL;
+	for (unsigned i = 0; i < GUEST_MEMORY_MAX_FILES; i++)
+		if (m->file_pagers[i])
+			pager_release(m->file_pagers[i]);
+	if (m->swap)
+		pager_release(m->swap);
+	m->swap = NULL;
+	memset(m->file_pagers, 0, sizeof(m->file_pagers));
+	if (m->dom)
+		vm_domain_destroy(m->dom);
+	m->dom = NULL;
+	pmap_uffd_fini(&m->pmap);
+	uffd_close(&m->uffd);
+	if (m->base)
+		munmap(m->base, GUEST_MEMORY_WINDOW);
+	m->base = NULL;
+	if (m->swap_fd >= 0)
+		close(m->swap_fd);
+	m->swap_fd = -1;
+	if (m->cancel_fd >= 0)
+		close(m->cancel_fd);
+	m->cancel_fd = -1;
+}
+
+const struct guest_region *guest_memory_region(const struct guest_memory *m, uint64_t gpa)
+{
+	for (unsigned i = 0; i < m->nregions; i++)
+		if (gpa >= m->region[i].gpa && gpa - m->region[i].gpa < m->region[i].size)
+			return &m->region[i];
+	return NULL;
+}
+
+void *guest_memory_ptr(const struct guest_memory *m, uint64_t gpa, uint64_t len)
+{
+	const struct guest_region *r = guest_memory_region(m, gpa);
+	if (!r || len == 0 || len > r->size - (gpa - r->gpa) || !m->base)
+		return NULL;
+	return m->base + gpa;
+}
+
+int guest_memory_write(struct guest_memory *m, uint64_t gpa, const void *src, uint64_t len)
+{
+	const struct guest_region *g = guest_memory_region(m, gpa);
+	if (!m->map || (g && g->kind == GUEST_REGION_RAM && m->kernel_ram)) {
+		uint8_t *p = guest_memory_ptr(m, gpa, len);
+		if (!p)
+			return -EFAULT;
+		memcpy(p, src, len);
+		return 0;
+	}
+	vm_domain_lock(m->dom);
+	kern_return_t kr = vm_map_write(m->map, gpa, src, len);
+	int r = pmap_uffd_flush(&m->pmap);
+	vm_domain_unlock(m->dom);
+	return kr != KERN_SUCCESS ? kern_errno(kr) : r;
+}
+
+int guest_memory_prefault(struct guest_memory *m, uint64_t gpa, uint64_t len)
+{
+	const struct guest_region *g = guest_memory_region(m, gpa);
+	if (!m->map || !g || g->kind != GUEST_REGION_RAM || m->kernel_ram)
+		return 0;
+	int r = 0;
+	vm_domain_lock(m->dom);
+	for (vm_addr_t va = vm_trunc_page(gpa); !r && va < gpa + len; va += VM_PAGE_SIZE) {
+		if (pmap_entered(&m->map->pmap, va) & VM_PROT_WRITE)
+			continue; /* brought in with an earlier page's cluster */
+		struct vm_fault_info info = {0};
+		kern_return_t kr = vm_fault(m->map, va, VM_PROT_READ | VM_PROT_WRITE, &info);
+		r = pmap_uffd_flush(&m->pmap);
+		m->prefaults += info.entered;
+		if (kr != KERN_SUCCESS)
+			r = error_set(-kern_errno(kr), "cannot bring in guest memory at 0x%llx: %s", (unsigned long long)va,
+				      kern_return_name(kr));
+	}
+	vm_domain_unlock(m->dom);
+	return r;
+}
+
+int guest_memory_allocate(struct guest_memory *m, uint64_t *gpa, uint64_t size, bool anywhere)
+{
+	if (m->nregions == GUEST_MEMORY_MAX_REGIONS)
+		return error_set(ENOSPC, "guest memory has its maximum of %d regions", GUEST_MEMORY_MAX_REGIONS);
+	vm_addr_t at = anywhere ? 0 : *gpa;
+	vm_domain_lock(m->dom);
+	kern_return_t kr = vm_map_allocate(m->map, &at, size, anywhere);
+	vm_domain_unlock(m->dom);
+	if (kr != KERN_SUCCESS)
+		return error_set(-kern_errno(kr), "vm_allocate of %llu bytes at 0x%llx: %s", (unsigned long long)size,
+				 (unsigned long long)at, kern_return_name(kr));
+	struct guest_region g = {.gpa = at, .size = size, .kind = GUEST_REGION_RAM, .hva = m->base + at,
+				 .slot = guest_memory_free_slot(m)};
+	int r = mprotect(g.hva, size, PROT_READ | PROT_WRITE) != 0 ? -errno : 0;
+	if (!r)
+		r = uffd_register(&m->uffd, g.hva, size, true);
+	if (r) {
+		vm_domain_lock(m->dom);
+		vm_map_deallocate(m->map, at, size);
+		vm_domain_unlock(m->dom);
+		mprotect(g.hva, size, PROT_NONE);
+		return error_set(-r, "cannot open guest memory at 0x%llx: %s", (unsigned long long)at, strerror(-r));
+	}
+	guest_memory_insert_region(m, &g);
+	*gpa = at;
+	return 0;
+}
+
+int guest_memory_deallocate(struct guest_memory *m, uint64_t gpa, uint64_t size)
+{
+	if ((gpa | size) & (VM_PAGE_SIZE - 1) || gpa + size < gpa)
+		return error_set(EINVAL, "vm_deallocate of [0x%llx, +0x%llx): KERN_INVALID_ARGUMENT",
+				 (unsigned long long)gpa, (unsigned long long)size);
+	uint64_t end = gpa + size;
+	unsigned pieces = 0;
+	for (unsigned i = 0; i < m->nregions; i++) {
+		const struct guest_region *g = &m->region[i];
+		if (gpa < g->gpa + g->size && g->gpa < end) {
+			if (g->kind != GUEST_REGION_RAM)
+				return error_set(EBUSY, "vm_deallocate: [0x%llx, 0x%llx) holds the mapping of %s", (unsigned long long)gpa,
+						 (unsigned long long)end, g->path);
+			pieces += gpa > g->gpa && end < g->gpa + g->size; /* a split adds a region */
+		}
+	}
+	if (m->nregions + pieces > GUEST_MEMORY_MAX_REGIONS)
+		return error_set(ENOSPC, "guest memory has its maximum of %d regions", GUEST_MEMORY_MAX_REGIONS);
+	vm_domain_lock(m->dom);
+	kern_return_t kr = vm_map_deallocate(m->map, gpa, size);
+	int fr = pmap_uffd_flush(&m->pmap);
+	vm_domain_unlock(m->dom);
+	if (kr != KERN_SUCCESS)
+		return error_set(-kern_errno(kr), "vm_deallocate of [0x%llx, 0x%llx): %s", (unsigned long long)gpa,
+				 (unsigned long long)end, kern_return_name(kr));
+	/* Cut the regions: what remains on each side keeps or gets a slot. */
+	for (unsigned i = 0; i < m->nregions; i++) {
+		struct guest_region *g = &m->region[i];
+		uint64_t gend = g->gpa + g->size;
+		if (!(gpa < gend && g->gpa < end))
+			continue;
+		uint64_t cut = gpa > g->gpa ? gpa : g->gpa, cut_end = end < gend ? end : gend;
+		struct uffdio_range ur = {.start = (uint64_t)(uintptr_t)(m->base + cut), .len = cut_end - cut};
+		(void)ioctl(m->uffd.fd, UFFDIO_UNREGISTER, &ur);
+		madvise(m->base + cut, cut_end - cut, MADV_DONTNEED);
+		mprotect(m->base + cut, cut_end - cut, PROT_NONE);
+		struct guest_region right = *g;
+		bool has_right = cut_end < gend, has_left = cut > g->gpa;
+		if (has_left) {
+			g->size = cut - g->gpa;
+		} else if (has_right) {
+			g->gpa = cut_end;
+			g->size = gend - cut_end;
+			g->hva = m->base + g->gpa;
+			has_right = false;
+		} else {
+			memmove(g, g + 1, (m->nregions - i - 1) * sizeof(*g));
+			m->nregions--;
+			i--;
+		}
+		if (has_left && has_right) {
+			right.gpa = cut_end;
+			right.size = gend - cut_end;
+			right.hva = m->base + right.gpa;
+			right.slot = guest_memory_free_slot(m);
+			guest_memory_insert_region(m, &right);
+		}
+	}
+	const struct guest_region *last = m->nregions ? &m->region[m->nregions - 1] : NULL;
+	m->span = last ? last->gpa + last->size : 0;
+	return fr;
+}
+
+void guest_memory_stats(struct guest_memory *m, void (*emit)(void *arg, const char *key, uint64_t value), void *arg)
+{
+	if (!m->dom)
+		return;
+	struct vm_statistics s;
+	vm_domain_lock(m->dom);
+	vm_domain_statistics(m->dom, &s);
+	const struct {
+		const char *key;
+		uint64_t value;
+	} flat[] = {
+		{"mem.page_size", s.pagesize},
+		{"mem.resident_pages", s.resident_count},
+		{"mem.resident_peak", s.resident_peak},
+		{"mem.resident_limit", s.resident_limit},
+		{"mem.faults", s.faults},
+		{"mem.uffd_faults", m->uffd_faults},
+		{"mem.wp_faults", m->wp_faults},
+		{"mem.prefaulted_pages", m->prefaults},
+		{"mem.readahead_pages", m->readahead_pages},
+		{"mem.prefetched_pages", m->prefetched_pages},
+		{"mem.working_set_pages", m->recorded.count},
+		{"mem.zero_fills", s.zero_fill_count},
+		{"mem.cow_faults", s.cow_faults},
+		{"mem.pageins", s.pageins},
+		{"mem.pageouts", s.pageouts},
+		{"mem.reclaims", s.reclaims},
+		{"mem.pageout_failures", s.pageout_failures},
+		{"mem.pageout_errors", s.pageout_errors},
+		{"mem.lookups", s.lookups},
+		{"mem.hits", s.hits},
+		{"mem.pager_requests", s.pager_requests},
+		{"mem.cluster_pages", s.cluster_pages},
+		{"mem.protection_failures", s.protection_failures},
+		{"mem.memory_errors", s.memory_errors},
+		{"mem.object_shadows", s.object_shadows},
+		{"mem.object_collapses", s.object_collapses},
+		{"mem.object_bypasses", s.object_bypasses},
+		{"mem.objects", s.objects_live},
+		{"mem.uffd_copies", m->pmap.stats.copies},
+		{"mem.uffd_pages_copied", m->pmap.stats.pages_copied},
+		{"mem.uffd_zero_pages", m->pmap.stats.zero_pages},
+		{"mem.uffd_protects", m->pmap.stats.protects},
+		{"mem.uffd_protected_pages", m->pmap.stats.protected_pages},
+		{"mem.uffd_guarded_skips", m->pmap.stats.guarded_skips},
+		{"mem.uffd_prearmed_pages", m->pmap.stats.prearmed_pages},
+		{"mem.uffd_unguards", m->pmap.stats.unguards},
+		{"mem.uffd_removes", m->pmap.stats.removes},
+	};
+	for (size_t i = 0; i < sizeof(flat) / sizeof(flat[0]); i++)
+		emit(arg, flat[i].key, flat[i].value);
+	char key[64];
+	for (unsigned b = 0; b < GUEST_MEMORY_LATENCY_BUCKETS; b++) {
+		if (!m->latency[b])
+			continue;
+		snprintf(key, sizeof(key), "mem.fault_latency_ns.lt_%llu", 1ull << (b + 1));
+		emit(arg, key, m->latency[b]);
+	}
+	for (const struct vm_object *o = m->dom->objects; o; o = o->all_next) {
+		struct vm_object_info oi;
+		vm_object_info(o, &oi);
+		const struct {
+			const char *name;
+			uint64_t value;
+		} per[] = {
+			{"resident", oi.resident_count}, {"paged", oi.paged_count},     {"faults", oi.stats.faults},
+			{"pageins", oi.stats.pageins},   {"pageouts", oi.stats.pageouts}, {"cow_pages", oi.stats.cow_pages},
+			{"zero_fills", oi.stats.zero_fills},
+		};
+		for (size_t i = 0; i < sizeof(per) / sizeof(per[0]); i++) {
+			snprintf(key, sizeof(key), "object.%llu.%s", (unsigned long long)oi.id, per[i].name);
+			emit(arg, key, per[i].value);
+		}
+	}
+	vm_domain_unlock(m->dom);
+}

@@ -1,0 +1,287 @@
+/*
+ * Guest memory: the guest-physical address space as a Mach vm_map (mmu/), made real for
+ * KVM. One host mapping covers guest-physical [0, span); every region of the layout (RAM,
+ * mapped files) is a map entry backed by a memory object, a KVM memory slot, and a range
+ * registered with userfaultfd. A guest touch of a missing page becomes a userfaultfd
+ * event, then vm_fault on the map, whose pmap backend (pmap_uffd) copies the answer in.
+ *
+ * Every access the VMM makes on the guest's behalf goes through guest_memory_ptr (bounds:
+ * wholly inside one region) or guest_memory_write (through the map).
+ */
+#ifndef VMM_GUEST_MEMORY_H
+#define VMM_GUEST_MEMORY_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "vmm/memory/fault_thread.h"
+#include "vmm/memory/pmap_uffd.h"
+#include "vmm/memory/uffd.h"
+#include "vmm/memory/working_set.h"
+
+/* RAM above this address moves above 4 GiB, leaving the usual PC hole for MMIO. */
+#define GUEST_MEMORY_LOW_LIMIT 0xc0000000ull
+#define GUEST_MEMORY_HIGH_BASE 0x100000000ull
+#define GUEST_MEMORY_MAX_FILES 8
+#define GUEST_MEMORY_MAX_REGIONS 32             /* RAM pieces (vm-allocate, splits) and files */
+#define GUEST_MEMORY_WINDOW (1ull << 40)        /* guest-physical space the map covers (host VA reserved) */
+#define GUEST_MEMORY_MAX_GPA GUEST_MEMORY_WINDOW
+#define GUEST_MEMORY_READAHEAD 8 /* clusters brought in ahead of a guest walking through memory */
+#define GUEST_MEMORY_DEFAULT_CLUSTER 64u        /* pages per fault, see README (measured) */
+#define GUEST_MEMORY_LATENCY_BUCKETS 32         /* log2 of nanoseconds */
+
+enum guest_region_kind {
+	GUEST_REGION_RAM,      /* anonymous: zero fill, page-out to swap */
+	GUEST_REGION_FILE,     /* a host file through the file pager */
+	GUEST_REGION_EXTERNAL, /* an external pager process (path: its unix socket) */
+};
+enum guest_map_mode {
+	GUEST_MAP_PRIVATE, /* the guest may write; writes stay in the VM (copy-on-write) */
+	GUEST_MAP_RO,      /* the guest may only read */
+	GUEST_MAP_SHARED,  /* guest writes reach the file (written back at a clean shutdown) */
+};
+
+struct guest_file_map {
+	const char *path;         /* the file, or the external pager's socket */
+	uint64_t gpa;
+	enum guest_map_mode mode;
+	bool external;            /* served by an external pager at @path */
+	uint64_t size;            /* external: bytes mapped (page multiple) */
+};
+
+struct guest_ram_range {
+	uint64_t gpa, size;
+};
+
+struct guest_memory_config {
+	uint64_t ram_size;       /* bytes, page multiple */
+	unsigned nram;           /* explicit RAM layout (restore) instead of the one from ram_size */
+	struct guest_ram_range ram[GUEST_MEMORY_MAX_REGIONS];
+	uint64_t mem_limit;      /* resident guest pages at most this many bytes; 0 = no limit */
+	const char *swap_path;   /* swap file for page-out; NULL: an unnamed file in /var/tmp */
+	unsigned cluster;        /* pages one fault resolves; 0 = GUEST_MEMORY_DEFAULT_CLUSTER */
+	struct pager *ram_pager; /* RAM's contents (restore): copy-on-write of an object of this
+				    pager, offsets = guest-physical addresses; NULL: zero fill */
+	bool kernel_zero_fill;   /* RAM is left to the kernel's own zero fill: not in the map, no
+				    pager, no statistics for it, no limit (a benchmark baseline) */
+	unsigned nfiles;
+	struct guest_file_map files[GUEST_MEMORY_MAX_FILES];
+};
+
+struct guest_region {
+	uint64_t gpa;                /* guest-physical start, page aligned */
+	uint64_t size;               /* bytes, page aligned */
+	enum guest_region_kind kind;
+	enum guest_map_mode mode;    /* files, external */
+	const char *path;            /* files, external: the socket */
+	uint64_t file_size;          /* files: bytes in the file */
+	uint8_t *hva;                /* host mapping of [gpa, gpa + size) */
+	unsigned slot;               /* KVM memory slot */
+};
+
+/* The guest may only read @g: KVM's slot for it is read-only (RAM never is). */
+static inline bool guest_region_read_only(const struct guest_region *g)
+{
+	return g->kind != GUEST_REGION_RAM && g->mode == GUEST_MAP_RO;
+}
+
+struct vm_domain;
+struct vm_map;
+struct vm_object;
+struct pager;
+
+/* Called once, from the fault thread, when a fault cannot be served: the VM must stop.
+ * @err: EACCES when the guest broke the map's rules (a write to memory it may only read),
+ * else the host's failure (a pager, the userfaultfd). */
+typedef void guest_memory_error_fn(void *arg, int err, const char *message);
+
+/* Locking legend: (c) constant after create; (d) domain lock; (f) fault thread;
+ * (p) changed only with the VM paused and the domain lock held (regions). */
+struct guest_memory {
+	struct guest_region region[GUEST_MEMORY_MAX_REGIONS]; /* (p) sorted by gpa */
+	unsigned nregions;                                     /* (p) */
+	uint64_t ram_size;                                     /* (c) */
+	uint8_t *base;                                         /* (c) host address of gpa 0 */
+	uint64_t span;                                         /* (p) end of the highest region */
+	struct vm_domain *dom;                                 /* (c) NULL: plain memory (tests) */
+	struct vm_map *map;                                    /* (d) */
+	struct pager *file_pagers[GUEST_MEMORY_MAX_FILES];     /* (c) one reference each */
+	struct pager *swap;                                    /* (c) default pager, or NULL */
+	struct vm_object *ram_object;                          /* (c) restore: the snapshot's object, one reference */
+	int swap_fd;                                           /* (c) -1 when none */
+	const char *swap_path;                                 /* (c) cfg.swap_path (the caller's), NULL: unnamed */
+	uint64_t limit_pages;                                  /* (c) most pages resident while page-out works, 0 = no limit */
+	uint64_t pageout_errors_seen;                          /* (d) the domain's pageout_errors at the last look */
+	bool pageout_error_said;                               /* (d) a refused page-out was reported on stderr */
+	struct uffd uffd;                                      /* (c) */
+	struct pmap_uffd pmap;                                 /* (d) */
+	struct fault_thread faults;                            /* (c) */
+	guest_memory_error_fn *on_error;                       /* (c) */
+	void *on_error_arg;                                    /* (c) */
+	bool failed;                                           /* (f) a fault could not be served */
+	int cancel_fd;                                         /* (c) eventfd: readable once the VM stops, so
+								  pager waits give way (guest_memory_cancel) */
+	bool kernel_ram;                                       /* (c) cfg.kernel_zero_fill */
+	uint64_t latency[GUEST_MEMORY_LATENCY_BUCKETS];        /* (d) faults by service time */
+	uint64_t wp_faults;                                    /* (d) write-protect faults */
+	uint64_t uffd_faults;                                  /* (d) userfaultfd faults served */
+	uint64_t prefaults;                                    /* (d) pages brought in before the guest ran */
+	vm_addr_t readahead_at;                                /* (t) where a fault continues the last one's cluster */
+	uint64_t readahead_pages;                              /* (d) pages brought in ahead of sequential faults */
+	struct working_set recorded;                           /* (d) with recording: pages faulted in, in order */
+	uint64_t recorded_cap;                                 /* (d) room in recorded.pages */
+	bool recording;                                        /* (c) guest_memory_record_working_set */
+	struct working_set prefetch;                           /* (c) guest_memory_set_prefetch's list */
+	uint64_t prefetch_next;                                /* (d) its next entry to bring in */
+	atomic_bool prefetch_go;                               /* guest_memory_prefetch_start was called */
+	uint64_t prefetched_pages;                             /* (d) pages brought in from the list */
+};
+
+/*
+ * Lay out @cfg: RAM regions (below 3 GiB, the rest above 4 GiB) and the file regions,
+ * checked for alignment, overlap and existence. No memory is mapped (hva NULL).
+ * 0 or -errno with a one-line message.
+ */
+int guest_memory_layout(struct guest_memory *m, const struct guest_memory_config *cfg);
+
+/*
+ * guest_memory_layout, then the host addresses: the guest-physical window reserved and each
+ * region opened in it (hva set), which is all KVM's memory slots need. guest_memory_create
+ * goes on from there. 0 or -errno with a message (nothing left mapped).
+ */
+int guest_memory_place(struct guest_memory *m, const struct guest_memory_config *cfg);
+
+/*
+ * Build guest memory for @cfg (placed first, unless guest_memory_place did it): the host
+ * mapping, the Mach domain and map with one entry per region (files through the file
+ * pager, page-out to swap under a limit), userfaultfd with the pmap over it. Guest memory
+ * reads as zero until written. 0 or -errno with a message.
+ *
+ * Under a limit, the swap file is opened first (without waiting, so a FIFO cannot block)
+ * and must be a regular file: anything else (a FIFO, /dev/null, /dev/full, a directory) is
+ * refused with -EINVAL, "cannot use PATH as the swap file: not a regular file". A named
+ * file is emptied. While the guest runs (guest_memory_start):
+ *  - a page read back from swap short or other than written (the file cut short or
+ *    changed) fails its fault: the VM stops, the line naming the object, the offset and
+ *    the swap file; it never reads as zeros;
+ *  - a page-out swap refuses (ENOSPC, EIO, EFBIG...) leaves the page resident and is
+ *    counted (mem.pageout_errors); the first is said once on stderr and the VM goes on
+ *    while resident memory stays within the limit (the core keeps one cluster of room
+ *    under it); a fault whose page-outs were refused with more resident than the limit
+ *    stops the VM, "guest memory cannot be kept under its limit of N pages: ...".
+ */
+int guest_memory_create(struct guest_memory *m, const struct guest_memory_config *cfg);
+
+/* Start serving faults; @on_error is called if one cannot be served. 0 or -errno. */
+int guest_memory_start(struct guest_memory *m, guest_memory_error_fn *on_error, void *arg);
+
+/* From now on (before guest_memory_start), keep the RAM pages the guest's faults bring in,
+ * in the order it touched them, for guest_memory_save_working_set. */
+void guest_memory_record_working_set(struct guest_memory *m);
+
+/* Write what was recorded to @path (working_set_write). 0 or -errno with a message. */
+int guest_memory_save_working_set(struct guest_memory *m, const char *path);
+
+/* Take @ws (recorded by a guest of this RAM size) as the pages guest_memory_prefetch_start
+ * brings in; @name names it in errors. 0, or -EINVAL with a message when its RAM size is
+ * not this guest's or a page is not in its RAM (@ws is then left to the caller). */
+int guest_memory_set_prefetch(struct guest_memory *m, struct working_set *ws, const char *name);
+
+/* From now on, the fault thread brings the prefetch list's pages in, in order, as guest
+ * reads would, a cluster at a time whenever no fault of the guest waits; pages already in
+ * are skipped, and a page it cannot bring in ends the list (the guest's own fault there
+ * reports why). No-op without a list. */
+void guest_memory_prefetch_start(struct guest_memory *m);
+
+/*
+ * In a child made by fork(2) while the domain lock was held by the forking thread: a new
+ * userfaultfd over the inherited RAM (pages present at fork are shared copy-on-write with
+ * the parent by the kernel), the write-protection of copy-on-write pages put back, the
+ * domain lock fresh. Then guest_memory_start. 0 or -errno with a message.
+ */
+int guest_memory_reattach(struct guest_memory *m);
+
+/* What guest_memory_prearm did. */
+struct guest_memory_prearm {
+	unsigned passes;  /* passes over guest RAM */
+	uint64_t armed;   /* pages write-protected, over all passes */
+	uint64_t left;    /* pages not protected after the last pass (written meanwhile) */
+	int error;        /* 0, or the -errno that ended it (with a message) */
+};
+
+#define GUEST_MEMORY_PREARM_STEP 4096u /* pages protected per hold of the domain lock (16 MiB) */
+
+/*
+ * Ahead of a freeze of guest RAM (a snapshot), with the guest running: write-protect its
+ * RAM (pmap_uffd_prearm), GUEST_MEMORY_PREARM_STEP pages per hold of the domain lock so its
+ * faults are served in between. A guest write to a page so protected faults and is let
+ * through at once; the core's protections do not change. Another pass protects what was
+ * written during the last one, while that was more than @enough pages, @passes at most.
+ * The freeze that follows then protects only what was written since. Best effort: a
+ * failure ends it (out->error), the freeze protects what is left. Not from the fault thread.
+ */
+void guest_memory_prearm(struct guest_memory *m, unsigned passes, uint64_t enough, struct guest_memory_prearm *out);
+
+/* Stop serving faults (every vCPU must be stopped first). */
+void guest_memory_stop(struct guest_memory *m);
+
+/*
+ * The VM is stopping: a pager request that waits now (the fault thread's, holding the
+ * domain lock) or starts later fails at once with -ECANCELED instead of waiting for its
+ * deadline, and a fault failed so ends the fault thread without counting as the guest's
+ * or the host's failure. Any thread, any time (also before create: nothing to do).
+ */
+void guest_memory_cancel(struct guest_memory *m);
+
+/*
+ * At the end, every vCPU stopped: stop serving faults, let pagers be waited for again (each
+ * exchange within its deadline; see guest_memory_cancel), and write modified pages of
+ * shared file regions back to their files and pagers. 0 or -errno with one line naming
+ * the file (and, when it shrank meanwhile, by how much).
+ */
+int guest_memory_sync(struct guest_memory *m);
+
+/* Release everything guest_memory_create made. */
+void guest_memory_destroy(struct guest_memory *m);
+
+/* Host pointer for guest-physical [gpa, gpa + len), or NULL unless the whole range lies in
+ * one region (len 0 is refused too). Touching it may fault pages in (not from the fault
+ * thread itself). */
+void *guest_memory_ptr(const struct guest_memory *m, uint64_t gpa, uint64_t len);
+
+/* Write @len bytes at @gpa through the map (plain memory: memcpy). 0 or -errno. */
+int guest_memory_write(struct guest_memory *m, uint64_t gpa, const void *src, uint64_t len);
+
+/*
+ * Bring [gpa, gpa + len) of RAM into the guest's host memory now, as a guest write would
+ * (with its cluster), so that the guest takes no fault for pages it is sure to touch first
+ * (the image the loader wrote). Before the vCPUs run; a no-op where the kernel fills RAM.
+ * 0 or -errno with a message.
+ */
+int guest_memory_prefault(struct guest_memory *m, uint64_t gpa, uint64_t len);
+
+/* The region containing @gpa, or NULL. */
+const struct guest_region *guest_memory_region(const struct guest_memory *m, uint64_t gpa);
+
+/*
+ * vm_allocate on the guest-physical space at run time: new zero-filled RAM at *gpa (or
+ * anywhere, *gpa set), mapped read/write, served like the rest. The caller has the VM
+ * paused and gives the new region a KVM memory slot (its slot field is set here).
+ * 0 or -errno with a message (the Mach code named).
+ */
+int guest_memory_allocate(struct guest_memory *m, uint64_t *gpa, uint64_t size, bool anywhere);
+
+/*
+ * vm_deallocate at run time: [gpa, gpa + size) of RAM stops existing for the guest (its
+ * pages are dropped; a later access is an access outside guest memory). Regions shrink or
+ * split; the caller has the VM paused and brings the KVM slots in line with the regions.
+ * Mapped files cannot be deallocated (-EBUSY). 0 or -errno with a message.
+ */
+int guest_memory_deallocate(struct guest_memory *m, uint64_t gpa, uint64_t size);
+
+/* Report every statistic as a flat dotted key and a number (mem.*, object.<id>.*, dedup.*). */
+void guest_memory_stats(struct guest_memory *m, void (*emit)(void *arg, const char *key, uint64_t value),
+			void *arg);
+
+#endif
