@@ -23,7 +23,8 @@ TESTLIBS  = $(shell pkg-config --libs check 2>/dev/null) $(LIBS)
 DEMO_CMDLINE ?= hello touch=128M
 DEMO_ARGS    ?= -m 256M -c 2
 
-MMU_SRC    := $(wildcard mmu/*.c) $(wildcard pagers/*.c)
+MMU_SRC    := $(wildcard mmu/*.c)
+PAGERS_SRC := $(wildcard pagers/*.c)
 VMM_SRC    := $(filter-out vmm/cli/main.c,$(wildcard vmm/*.c vmm/*/*.c))
 TEST_SRC   := $(wildcard tests/check_*.c)
 SUITES     := $(patsubst tests/check_%.c,%,$(TEST_SRC))
@@ -54,13 +55,17 @@ $(B)/asan/%.o: %.c | $(B)/.deps
 
 $(B)/plain/libmmu.a: $(call obj,plain,$(MMU_SRC))
 $(B)/asan/libmmu.a: $(call obj,asan,$(MMU_SRC))
+$(B)/plain/libpagers.a: $(call obj,plain,$(PAGERS_SRC))
+$(B)/asan/libpagers.a: $(call obj,asan,$(PAGERS_SRC))
 $(B)/plain/libvmm.a: $(call obj,plain,$(VMM_SRC))
 $(B)/asan/libvmm.a: $(call obj,asan,$(VMM_SRC))
 $(B)/%.a:
 	@mkdir -p $(dir $@)
 	rm -f $@ && ar rcs $@ $^
 
-HOSTLIBS = $(B)/$(1)/libvmm.a $(B)/$(1)/libmmu.a
+# One archive per layer, linked from the top down: a layer that reached up (mmu/ naming a
+# pager, a pager naming the VMM) would find its symbol unresolved.
+HOSTLIBS = $(B)/$(1)/libvmm.a $(B)/$(1)/libpagers.a $(B)/$(1)/libmmu.a
 
 # Static (PIE, so still randomized): no dynamic linking before main (about half a
 # millisecond of every start here) and no shared-library pages in the VMM's memory.
@@ -137,6 +142,10 @@ test: all $(B)/run_tests test-asan fuzz-brief | $(B)/.deps-test
 $(B)/bench/%: $(B)/plain/tools/%.o $(call HOSTLIBS,plain)
 	@mkdir -p $(dir $@)
 	$(CC) -o $@ $^ $(LIBS)
+# The sandbox machine of the tests (tests/vm_sandbox.c) drives the map benchmark too.
+$(B)/bench/bench_mmu: $(B)/plain/tools/bench_mmu.o $(B)/plain/tests/vm_sandbox.o $(call HOSTLIBS,plain)
+	@mkdir -p $(dir $@)
+	$(CC) -o $@ $^ $(LIBS)
 bench: all $(patsubst tools/%.c,$(B)/bench/%,$(BENCH_SRC))
 	@tools/deps.sh bench || echo "bench: QEMU could not be installed; its columns will be empty"
 	tools/bench.sh $(B)
@@ -159,9 +168,10 @@ $(B)/.deps-fuzz: tools/deps.sh
 $(B)/fuzz/obj/%.o: %.c | $(B)/.deps $(B)/.deps-fuzz
 	@mkdir -p $(dir $@)
 	clang $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c $< -o $@
-$(B)/fuzz/libhost.a: $(call obj,fuzz/obj,$(MMU_SRC) $(VMM_SRC))
+$(B)/fuzz/libhost.a: $(call obj,fuzz/obj,$(MMU_SRC) $(PAGERS_SRC) $(VMM_SRC))
 $(FUZZ_TARGETS): $(B)/fuzz/%: $(B)/fuzz/obj/tools/%.o $(B)/fuzz/libhost.a
-	clang $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $^ $(LIBS)
+	clang $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $(filter %.o,$^) $(filter %.a,$^) $(LIBS)
+$(B)/fuzz/fuzz_vm_map: $(B)/fuzz/obj/tests/vm_sandbox.o
 
 # $(call fuzz_run,SECONDS,SEED,SCRATCH): every target for SECONDS from the seed SEED (0:
 # libFuzzer picks one and logs it) on tools/corpus/NAME (if there is one yet), new finds

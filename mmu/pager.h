@@ -8,8 +8,8 @@
  * at least the first page; it may answer fewer pages than asked). Modified pages go back
  * with data_return (page-out, msync, termination). terminate ends a memory object.
  *
- * Each pager (pagers/<name>.c) exports one const struct pager_ops; generic code never
- * branches on the pager's kind. Optional slots may be NULL and are checked by the wrappers.
+ * Each pager (pagers/<name>.c) exports one const struct pager_ops from its own header
+ * (pagers/<name>.h); generic code never branches on the pager's kind, and mmu/ names none. Optional slots may be NULL and are checked by the wrappers.
  *
  * Result codes (every slot returning int):
  *   0         done: open/create succeeded; data_request answered; data_return took the data
@@ -87,10 +87,6 @@ struct pager_reply {
 	uint64_t unavailable_end; /* (d) with want_unavailable: [want, unavailable_end) were all
 				     answered data_unavailable (at least want + 1) */
 };
-
-/* The pagers in pagers/. */
-extern const struct pager_ops default_pager_ops;
-extern const struct pager_ops file_pager_ops;
 
 /* Open a pager of kind @ops on @args: 0 and *out (one reference, the caller's), or -errno. */
 int pager_open(const struct pager_ops *ops, const struct pager_args *args, struct pager **out);

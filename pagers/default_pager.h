@@ -1,12 +1,14 @@
 /*
- * The default pager (default_pager_ops, declared with the pager interface in mmu/pager.h):
- * anonymous memory, paged out to a swap file. What it adds for its user is why a request
+ * The default pager: anonymous memory, paged out to a swap file (pager_args.fd; -1: no
+ * swap, page-outs refused with -ENOSPC). What it adds for its user is why a request
  * failed, in words.
  */
 #ifndef PAGERS_DEFAULT_PAGER_H
 #define PAGERS_DEFAULT_PAGER_H
 
-struct pager;
+#include "mmu/pager.h"
+
+extern const struct pager_ops default_pager_ops;
 
 /* Why the last data_request of default pager @p answered a page with data_error, in words
  * naming the page's place in the swap file (a short read: the file was cut short; other

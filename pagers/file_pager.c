@@ -18,7 +18,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "mmu/pager.h"
+#include "pagers/file_pager.h"
 
 #define FP_CHUNK_PAGES 64u
 

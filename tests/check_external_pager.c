@@ -16,7 +16,7 @@
 #include "mmu/pager.h"
 #include "mmu/vm_domain.h"
 #include "mmu/vm_object.h"
-#include "mmu/vm_sandbox.h"
+#include "vm_sandbox.h"
 #include "pagers/external_pager.h"
 
 #define PS VM_PAGE_SIZE

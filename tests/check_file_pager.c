@@ -11,7 +11,8 @@
 #include "mmu/vm_domain.h"
 #include "mmu/vm_map.h"
 #include "mmu/vm_object.h"
-#include "mmu/vm_sandbox.h"
+#include "vm_sandbox.h"
+#include "pagers/file_pager.h"
 
 #define PS VM_PAGE_SIZE
 #define BASE 0x1000000u

@@ -30,6 +30,8 @@
 #include "mmu/vm_map.h"
 #include "mmu/vm_object.h"
 #include "mmu/vm_pageout.h"
+#include "pagers/file_pager.h"
+#include "pagers/default_pager.h"
 
 #define D_PAGES 40u
 #define D_BASE 0x100000u

@@ -12,7 +12,8 @@
 #include "mmu/vm_map.h"
 #include "mmu/vm_object.h"
 #include "mmu/vm_page.h"
-#include "mmu/vm_sandbox.h"
+#include "vm_sandbox.h"
+#include "pagers/file_pager.h"
 
 #define PS VM_PAGE_SIZE
 #define BASE 0x400000u

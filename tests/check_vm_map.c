@@ -6,7 +6,7 @@
 #include "mmu/vm_domain.h"
 #include "mmu/vm_map.h"
 #include "mmu/vm_object.h"
-#include "mmu/vm_sandbox.h"
+#include "vm_sandbox.h"
 
 #define PS VM_PAGE_SIZE
 #define BASE 0x200000u

@@ -8,7 +8,7 @@
 #include "mmu/vm_object.h"
 #include "mmu/vm_page.h"
 #include "mmu/vm_pageout.h"
-#include "mmu/vm_sandbox.h"
+#include "vm_sandbox.h"
 
 #define PS VM_PAGE_SIZE
 #define NPAGES 8

@@ -9,7 +9,7 @@
 #include "mmu/vm_domain.h"
 #include "mmu/vm_map.h"
 #include "mmu/vm_pageout.h"
-#include "mmu/vm_sandbox.h"
+#include "vm_sandbox.h"
 
 #define PS VM_PAGE_SIZE
 #define BASE 0x800000u

@@ -17,7 +17,7 @@
 #include "mmu/vm_domain.h"
 #include "mmu/vm_fault.h"
 #include "mmu/vm_map.h"
-#include "mmu/vm_sandbox.h"
+#include "tests/vm_sandbox.h"
 
 #define PS VM_PAGE_SIZE
 #define BASE 0x100000u

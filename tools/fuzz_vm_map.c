@@ -15,7 +15,7 @@
 #include "mmu/vm_map.h"
 #include "mmu/vm_object.h"
 #include "mmu/vm_pageout.h"
-#include "mmu/vm_sandbox.h"
+#include "tests/vm_sandbox.h"
 
 #define PS VM_PAGE_SIZE
 #define BASE 0x40000u

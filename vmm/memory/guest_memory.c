@@ -28,6 +28,7 @@
 #include "vmm/clock.h"
 #include "vmm/error.h"
 #include "vmm/file_io.h"
+#include "pagers/file_pager.h"
 
 static const char *const map_mode_names[] = {"private", "ro", "shared"};
 

@@ -1,5 +1,5 @@
 /* A KVM-less machine for tests, benchmarks and fuzzing. See vm_sandbox.h. */
-#include "mmu/vm_sandbox.h"
+#include "vm_sandbox.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -10,6 +10,7 @@
 #include "mmu/vm_domain.h"
 #include "mmu/vm_fault.h"
 #include "mmu/vm_map.h"
+#include "pagers/default_pager.h"
 
 int vm_sandbox_create(vm_addr_t base, vm_size_t size, unsigned flags, struct vm_sandbox **out)
 {

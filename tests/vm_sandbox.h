@@ -2,10 +2,11 @@
  * A sandbox machine without KVM: one domain and one map over a flat pmap (the "guest RAM"),
  * optionally with a swap file for the default pager. Guest reads and writes go through the
  * flat pmap and fault through vm_fault exactly as the VMM's vCPUs will. Used by the tests,
- * the benchmark and the fuzzer.
+ * the benchmark (tools/bench_mmu.c) and the fuzzer (tools/fuzz_vm_map.c): it lives with
+ * its users, not in mmu/, since it puts a pager (the default pager) under the core.
  */
-#ifndef MMU_VM_SANDBOX_H
-#define MMU_VM_SANDBOX_H
+#ifndef TESTS_VM_SANDBOX_H
+#define TESTS_VM_SANDBOX_H
 
 #include "mmu/pmap_flat.h"
 #include "mmu/vm_param.h"
