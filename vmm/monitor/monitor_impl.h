@@ -24,54 +24,55 @@
 #define MONITOR_SUN_PATH_MAX (sizeof(((struct sockaddr_un *)0)->sun_path))
 
 /*
- * One connection (or one socketless session). Owned by the server thread (or by the
- * session's caller); nothing here is touched by other threads.
+ * Locking legend of the structs below: (c) set before the server thread starts (or before
+ * the struct is shared), then constant; (t) server thread only (or the session's caller
+ * when not listening); (l) mon->lock; (a) atomic; (h) the handler's: a call lives on the
+ * server thread's stack for one handler; (r) the completer's (monitor_reply_later) until
+ * it puts the reply on mon->done under mon->lock, the server thread's once it takes it off.
  */
+
+/* One connection (or one socketless session); nothing here is touched by other threads. */
 struct monitor_client {
-	int fd;                          /* -1 for a session */
-	bool negotiated;                 /* qmp_capabilities done: commands and events allowed */
-	bool eof;                        /* the peer will send nothing more */
-	bool dead;                       /* to be closed */
-	bool dropped;                    /* closed for its own fault: output overflow, reset */
-	bool discarding;                 /* dropping the rest of an overlong line */
-	struct monitor_pending *waiting; /* the deferred command this client waits for */
-	char *in;                        /* MONITOR_IN_SIZE bytes */
-	size_t in_start, in_len;         /* unprocessed input: in[in_start .. in_start + in_len) */
-	size_t in_scanned;               /* leading bytes of that known to hold no newline */
-	char *out;                       /* queued output: out[out_off .. out_len) */
-	size_t out_off, out_len, out_cap;
+	int fd;                          /* (t) -1 for a session */
+	bool negotiated;                 /* (t) qmp_capabilities done: commands and events allowed */
+	bool eof;                        /* (t) the peer will send nothing more */
+	bool dead;                       /* (t) to be closed */
+	bool dropped;                    /* (t) closed for its own fault: output overflow, reset */
+	bool discarding;                 /* (t) dropping the rest of an overlong line */
+	struct monitor_pending *waiting; /* (t) the deferred command this client waits for */
+	char *in;                        /* (t) MONITOR_IN_SIZE bytes */
+	size_t in_start, in_len;         /* (t) unprocessed input: in[in_start .. in_start + in_len) */
+	size_t in_scanned;               /* (t) leading bytes of that known to hold no newline */
+	char *out;                       /* (t) queued output: out[out_off .. out_len) */
+	size_t out_off, out_len, out_cap; /* (t) */
 };
 
 /* An event line built by monitor_emit_event, waiting for the server thread. */
 struct monitor_event {
-	struct monitor_event *next;
-	size_t len;
-	char line[];
+	struct monitor_event *next;      /* (l) on mon->events; (t) once taken off */
+	size_t len;                      /* (c) */
+	char line[];                     /* (c) */
 };
 
-/*
- * Locking legend: (c) set before the server thread starts, then constant; (t) server
- * thread only (or the session's caller when not listening); (l) mon->lock; (a) atomic.
- */
 struct monitor_pending {
 	struct monitor *mon;                 /* (c) */
 	struct monitor_pending *prev, *next; /* (l) on mon->outstanding, then on mon->done */
-	json_t *id;                          /* request id or NULL; read-only once made */
-	char *line;                          /* the reply, once completed */
-	size_t len;
+	json_t *id;                          /* (c) request id or NULL */
+	char *line;                          /* (r) the reply, once completed */
+	size_t len;                          /* (r) */
 };
 
 struct monitor_call {
-	struct monitor *mon;
-	struct monitor_client *client;
-	json_t *id;
-	const char *error_class;
-	struct monitor_pending *pending;
+	struct monitor *mon;             /* (h) */
+	struct monitor_client *client;   /* (h) */
+	json_t *id;                      /* (h) */
+	const char *error_class;         /* (h) */
+	struct monitor_pending *pending; /* (h) */
 };
 
 struct monitor_table {
-	const struct monitor_command *cmds;
-	void *ctx;
+	const struct monitor_command *cmds; /* (c) */
+	void *ctx;                          /* (c) */
 };
 
 struct monitor {
@@ -92,7 +93,7 @@ struct monitor {
 	struct monitor_client *clients[MONITOR_MAX_CLIENTS]; /* (t) */
 	unsigned nclients;                                 /* (t) */
 	bool accept_paused;                                /* (t) out of fds: wait for a close */
-	pthread_mutex_t lock;
+	pthread_mutex_t lock;                              /* (c) */
 	struct monitor_event *events, **events_tail;       /* (l) emitted, not yet broadcast */
 	unsigned nevents;                                  /* (l) */
 	struct monitor_pending *outstanding;               /* (l) deferred, not completed */

@@ -15,6 +15,7 @@
 #include "vmm/lifecycle/snapshot.h"
 #include "vmm/vm.h"
 
+/* Filled by the handler before the worker starts; the worker's alone from then on. */
 struct qmp_snapshot_job {
 	struct vm *vm;
 	struct monitor *mon;
