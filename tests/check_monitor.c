@@ -1,5 +1,5 @@
 /*
- * The monitor server (vmm/monitor.c), driven through real unix sockets by raw clients:
+ * The monitor server (vmm/monitor/server.c, dispatch.c, builtin.c), driven through real unix sockets by raw clients:
  * the protocol, every error a hostile client can provoke, slow and vanishing clients,
  * events, deferred replies, the socket's life (mode, stale, live, uid), the path rules.
  */

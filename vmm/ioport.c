@@ -28,3 +28,20 @@ int ioport_dispatch(const struct ioport_table *t, uint16_t port, bool is_write, 
 	}
 	return -2;
 }
+
+int ioport_attach_devices(struct vm *vm)
+{
+	for (const struct ioport_device *const *d = ioport_devices; *d; d++) {
+		int r = (*d)->attach(vm);
+		if (r)
+			return r;
+	}
+	return 0;
+}
+
+void ioport_device_stats(struct vm *vm, void (*emit)(void *arg, const char *key, uint64_t value), void *arg)
+{
+	for (const struct ioport_device *const *d = ioport_devices; *d; d++)
+		if ((*d)->stats)
+			(*d)->stats(vm, emit, arg);
+}

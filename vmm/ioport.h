@@ -1,12 +1,16 @@
 /*
  * The port I/O space of a VM: devices register ranges, the vCPU loop dispatches exits.
  * Registration happens before vCPUs start; dispatch is then read-only and lock-free.
+ * The devices themselves are listed once, in ioport_devices (devices/devices.c): the VM
+ * attaches each through its descriptor and never names one, as kvmtool's core does not.
  */
 #ifndef VMM_IOPORT_H
 #define VMM_IOPORT_H
 
 #include <stdbool.h>
 #include <stdint.h>
+
+struct vm;
 
 /*
  * Handle @count accesses of @size bytes each at @port (an offset inside the range is
@@ -36,5 +40,25 @@ int ioport_register(struct ioport_table *t, uint16_t base, uint16_t len, ioport_
 /* Dispatch an access. Returns the handler's result, or -2 when no device owns @port. */
 int ioport_dispatch(const struct ioport_table *t, uint16_t port, bool is_write, uint8_t *data, unsigned size,
 		    unsigned count);
+
+/* A device: how it joins a VM and what it reports. */
+struct ioport_device {
+	const char *name;
+	/* Set up the device's state from vm->cfg and register its ranges in vm->ports. Before
+	 * the vCPUs start. 0 or -errno with a message. */
+	int (*attach)(struct vm *vm);
+	/* Report the device's statistics as flat dotted keys; NULL when it has none. */
+	void (*stats)(struct vm *vm, void (*emit)(void *arg, const char *key, uint64_t value), void *arg);
+};
+
+/* Every device of a VM, in the order they attach; NULL-terminated (devices/devices.c). */
+extern const struct ioport_device *const ioport_devices[];
+
+/* Attach every device of ioport_devices to @vm, in order, stopping at the first failure.
+ * 0 or that failure's -errno (message set). */
+int ioport_attach_devices(struct vm *vm);
+
+/* Every device's statistics (ioport_device.stats), in the order of ioport_devices. */
+void ioport_device_stats(struct vm *vm, void (*emit)(void *arg, const char *key, uint64_t value), void *arg);
 
 #endif

@@ -485,15 +485,7 @@ int vm_create(struct vm *vm, const struct vm_config *cfg)
 	if (!r)
 		r = guest_memory_start(&vm->mem, vm_memory_error, vm);
 	if (!r)
-		r = serial_attach(vm, cfg->console_fd);
-	if (!r)
-		r = console_port_attach(vm);
-	if (!r)
-		r = debug_exit_attach(vm);
-	if (!r)
-		r = test_port_attach(vm, cfg->verbose > 1);
-	if (!r)
-		r = id_port_attach(vm);
+		r = ioport_attach_devices(vm);
 	/* Guest memory's errors come first; the rest of the slots are made meanwhile. */
 	int kr = kvm_opening ? vm_kvm_open_await_ready(kvm_opening, !r) : 0;
 	if (!r)
@@ -711,8 +703,7 @@ void vm_stats(struct vm *vm, void (*emit)(void *arg, const char *key, uint64_t v
 	(void)vm_memslots_settle(vm); /* the opener makes the VM's statistics last */
 	emit(arg, "vm.vcpus", vm->cfg.ncpus);
 	emit(arg, "vm.ram_bytes", vm->mem.ram_size);
-	emit(arg, "vm.test_port_messages", atomic_load(&vm->test_port.messages));
-	emit(arg, "vm.test_port_last", atomic_load(&vm->test_port.last));
+	ioport_device_stats(vm, emit, arg);
 	emit(arg, "vm.first_run_monotonic_ns", atomic_load(&vm->first_run_ns));
 	emit(arg, "vm.memslots_done_monotonic_ns", vm_memslots_done_ns(vm));
 	emit(arg, "vm.memslot_wait_accesses", atomic_load(&vm->memslot_wait_accesses));

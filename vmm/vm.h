@@ -75,43 +75,51 @@ struct vm_memslot {
 };
 struct vm_state;
 
-/* Locking legend: (c) set before vCPUs start, then constant; (l) vm->lock;
- * (m) the monitor thread. */
+/*
+ * Locking legend: (c) set before vCPUs start, then constant; (l) vm->lock; (a) atomic,
+ * read and written lock-free; (m) the monitor thread only; (p) the KVM opener's
+ * (vm_kvm_opening) until vm_memslots_settle, then changed only with the VM paused
+ * (vm_pause) by the one thread that paused it; (f) a forked child's, set by fork before
+ * the child serves, then read by its threads.
+ */
 struct vm {
 	struct vm_config cfg;          /* (c) */
 	struct kvm kvm;                /* (c) */
 	struct guest_memory mem;       /* (c) */
-	struct ioport_table ports;     /* (c) */
-	struct serial serial;          /* (c) device state is its own */
-	struct test_port test_port;    /* (c) device state is its own */
-	struct id_port id_port;        /* (c) device state is its own */
+	struct ioport_table ports;     /* (c) the devices' ranges (ioport_devices) */
+	/* Device state, each the device's own (devices/devices.h has their legends): still
+	 * fields here because vm_state.c reads and writes them by name. */
+	struct serial serial;          /* (c) */
+	struct test_port test_port;    /* (c) */
+	struct id_port id_port;        /* (c) */
 	struct vcpu *vcpus;            /* (c) cfg.ncpus of them */
-	struct vm_memslot memslots[VM_MEMSLOTS]; /* (p) by slot number; the opener's until settled */
-	pthread_mutex_t lock;
-	pthread_cond_t stopped_cond;   /* signalled when stop_status is set, and at the first run */
-	pthread_cond_t park_cond;      /* signalled when pause_count or parked changes */
+	struct vm_memslot memslots[VM_MEMSLOTS]; /* (p) by slot number */
+	pthread_mutex_t lock;          /* (c) */
+	pthread_cond_t stopped_cond;   /* (l) signalled when stop_status is set, and at the first run */
+	pthread_cond_t park_cond;      /* (l) signalled when pause_count or parked changes */
 	atomic_bool stopping_flag;     /* (l) written, read lock-free: a verdict was reached */
 	int stop_status;               /* (l) exit status of the VM, see vm_exit_status */
 	atomic_uint pause_count;       /* (l) written, read lock-free: vCPUs run only at 0 */
 	unsigned parked;               /* (l) vCPU threads waiting in vcpu_park */
 	unsigned running_threads;      /* (l) vCPU threads still in their run loop */
-	struct monitor *monitor;       /* (c) NULL when the VM has none */
-	bool user_paused;              /* (m) paused by the monitor's stop; monitor thread only */
+	struct monitor *monitor;       /* (l) set (release) by vm_monitor_start, taken away under
+					* vm->lock by vm_monitor_stop; read with acquire; NULL: none */
+	bool user_paused;              /* (m) paused by the monitor's stop */
 	bool quit_requested;           /* (m) the monitor's quit ended the VM */
-	atomic_bool snapshot_busy;     /* a snapshot is being taken */
-	struct {                       /* totals over this VM's snapshots (the store's dedup) */
+	atomic_bool snapshot_busy;     /* (a) a snapshot is being taken */
+	struct {                       /* (a) totals over this VM's snapshots (the store's dedup) */
 		atomic_ullong count, pages_listed, pages_stored, pages_shared, pages_zero, collisions;
 		atomic_ullong last_pause_ns, last_total_ns;
 		atomic_ullong last_prearm_ns, last_pause_protected; /* the write protection before and in the pause */
 	} snapshots;
-	atomic_ullong first_run_ns;    /* CLOCK_MONOTONIC when a vCPU first entered the guest, 0 before */
-	atomic_ullong memslot_wait_accesses; /* guest accesses done by a vCPU thread while slots were made */
+	atomic_ullong first_run_ns;    /* (a) CLOCK_MONOTONIC when a vCPU first entered the guest, 0 before */
+	atomic_ullong memslot_wait_accesses; /* (a) guest accesses done by a vCPU thread while slots were made */
 	pthread_t snapshot_thread;     /* (m) the monitor's snapshot-save worker */
 	bool snapshot_thread_started;  /* (m) */
 	unsigned children_made;        /* (m) forked children so far: the next is children_made + 1 */
-	int ready_fd;                  /* a forked child's pipe to its parent, -1 otherwise */
+	int ready_fd;                  /* (f) a forked child's pipe to its parent, -1 otherwise */
 	struct vm_kvm_opening *kvm_opening; /* (c) KVM's opener: see vm_memslots_settle; NULL before vm_create */
-	unsigned fork_index;           /* a forked child's number (NAME.K), 0 otherwise */
+	unsigned fork_index;           /* (f) a forked child's number (NAME.K), 0 otherwise */
 	char origin_store[4096];       /* (c) realpath of the store the VM was restored from, or "" */
 	char origin_name[64];          /* (c) the snapshot it was restored from, or "" */
 };

@@ -1,7 +1,5 @@
 /* vmm run: boot a PVH guest and wait for it to end. */
 #include <errno.h>
-#include <pthread.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,54 +9,17 @@
 
 #include "guest/abi.h"
 #include "vmm/cli/cli.h"
+#include "vmm/cli/cmd_run.h"
 #include "vmm/cli/commands.h"
 #include "vmm/error.h"
-#include "vmm/lifecycle/fork.h"
+#include "vmm/lifecycle/vm_serve.h"
 #include "vmm/monitor/monitor.h"
-#include "vmm/lifecycle/restore.h"
 #include "vmm/monitor/vm_monitor.h"
 
 #define RUN_DEFAULT_RAM (256ull << 20)
 #define RUN_MAX_RAM (1ull << 40)
 #define RUN_PAGE 4096ull
 #define RUN_MIN_LIMIT (4ull << 20) /* room for a few fault clusters */
-
-enum {
-	OPT_MEMORY = 1,
-	OPT_CPUS,
-	OPT_CMDLINE,
-	OPT_TIMEOUT,
-	OPT_MEM_LIMIT,
-	OPT_SWAP,
-	OPT_MAP,
-	OPT_PAGER,
-	OPT_CLUSTER,
-	OPT_STATS,
-	OPT_KERNEL_ZERO_FILL,
-	OPT_NAME,
-	OPT_MONITOR,
-	OPT_VERBOSE,
-	OPT_KVM,
-	OPT_HELP,
-	OPT_STORE,
-	OPT_RECORD_WORKING_SET,
-	OPT_PREFETCH,
-};
-
-/* Options of a running VM, shared by run and restore. */
-#define OPTION_TIMEOUT {"timeout", 't', "TIME", OPT_TIMEOUT, "stop the guest after TIME: 30, 500ms, 2m (default: never)"}
-#define OPTION_MEM_LIMIT \
-	{"mem-limit", 0, "SIZE", OPT_MEM_LIMIT, "keep resident guest memory under SIZE; the rest is paged out to swap"}
-#define OPTION_SWAP {"swap", 0, "PATH", OPT_SWAP, "swap file for --mem-limit (default: an unnamed file in /var/tmp)"}
-#define OPTION_CLUSTER {"cluster", 0, "PAGES", OPT_CLUSTER, "pages one fault brings in, 1-256 (default 64; 1 also turns read-ahead off)"}
-#define OPTION_STATS {"stats", 0, NULL, OPT_STATS, "print memory and vCPU statistics on standard error at exit"}
-#define OPTION_NAME {"name", 'n', "NAME", OPT_NAME, "name of the VM, for its monitor socket (default vm-PID)"}
-#define OPTION_MONITOR                                       \
-	{"monitor", 0, "PATH", OPT_MONITOR,                  \
-	 "monitor socket (default $XDG_RUNTIME_DIR/vmm/NAME.sock, else /run/vmm/NAME.sock)"}
-#define OPTION_VERBOSE {"verbose", 'v', NULL, OPT_VERBOSE, "say what the VMM does; twice: also each test-port message"}
-#define OPTION_KVM {"kvm", 0, "PATH", OPT_KVM, "KVM device (default /dev/kvm)"}
-#define OPTION_HELP {"help", 'h', NULL, OPT_HELP, "show this help"}
 
 static const struct cli_option run_options[] = {
 	{"memory", 'm', "SIZE", OPT_MEMORY, "guest RAM (default 256M; K, M, G suffixes, a bare number is MiB)"},
@@ -85,24 +46,6 @@ static const struct cli_option run_options[] = {
 	{0},
 };
 
-static const struct cli_option restore_options[] = {
-	{"store", 's', "DIR", OPT_STORE, "the store holding SNAPSHOT (default $VMM_STORE)"},
-	{"record-working-set", 0, "FILE", OPT_RECORD_WORKING_SET,
-	 "at the end, write the pages the guest brought in to FILE"},
-	{"prefetch", 0, "FILE", OPT_PREFETCH,
-	 "bring in the pages of working set FILE while the guest runs"},
-	OPTION_TIMEOUT,
-	OPTION_MEM_LIMIT,
-	OPTION_SWAP,
-	OPTION_CLUSTER,
-	OPTION_STATS,
-	OPTION_NAME,
-	OPTION_MONITOR,
-	OPTION_VERBOSE,
-	OPTION_KVM,
-	OPTION_HELP,
-	{0},
-};
 
 void cmd_run_help(FILE *f)
 {
@@ -184,7 +127,7 @@ static int run_parse_map(const char *opt, const char *v, bool external, struct g
 	return 0;
 }
 
-static void run_defaults(struct vm_config *cfg)
+void cmd_run_defaults(struct vm_config *cfg)
 {
 	*cfg = (struct vm_config){
 		.mem.ram_size = RUN_DEFAULT_RAM,
@@ -195,8 +138,7 @@ static void run_defaults(struct vm_config *cfg)
 	};
 }
 
-/* Apply option @id (value @v) of verb @verb to @cfg: 0, 1 for --help, or CLI_ERROR. */
-static int run_option(struct vm_config *cfg, const char *verb, int id, const char *v)
+int cmd_run_option(struct vm_config *cfg, const char *verb, int id, const char *v)
 {
 	char what[64];
 	switch (id) {
@@ -277,7 +219,7 @@ static int run_option(struct vm_config *cfg, const char *verb, int id, const cha
 
 int cmd_run_parse(int argc, char **argv, struct vm_config *cfg)
 {
-	run_defaults(cfg);
+	cmd_run_defaults(cfg);
 	struct cli_parser p;
 	cli_init(&p, "run", run_options, argc, argv, 1);
 	const char *v;
@@ -291,7 +233,7 @@ int cmd_run_parse(int argc, char **argv, struct vm_config *cfg)
 			cfg->guest = v;
 			continue;
 		}
-		int r = run_option(cfg, "run", id, v);
+		int r = cmd_run_option(cfg, "run", id, v);
 		if (r)
 			return r;
 	}
@@ -301,84 +243,8 @@ int cmd_run_parse(int argc, char **argv, struct vm_config *cfg)
 	return 0;
 }
 
-/* SIGINT, SIGTERM and SIGHUP end the VM cleanly: shared files are written back, the
- * monitor says SHUTDOWN and removes its socket. They are blocked in every thread and
- * taken here; the exit status is 128 + the signal, as a shell reports a killed command. */
-static void *run_signal_thread(void *arg)
-{
-	struct vm *vm = arg;
-	sigset_t set;
-	sigemptyset(&set);
-	sigaddset(&set, SIGINT);
-	sigaddset(&set, SIGTERM);
-	sigaddset(&set, SIGHUP);
-	int sig;
-	while (sigwait(&set, &sig) == 0 && !atomic_load(&vm->stopping_flag))
-		if (vm_stop(vm, 128 + sig))
-			fprintf(stderr, "vmm: stopped by %s\n", strsignal(sig));
-	return NULL;
-}
-
-static void run_print_stat(void *arg, const char *key, uint64_t value)
-{
-	(void)arg;
-	fprintf(stderr, "%-40s %llu\n", key, (unsigned long long)value);
-}
-
-void cmd_run_serve(struct vm *vm)
-{
-	/* The guest first: the monitor and the signal thread come up while it runs. */
-	vm_start(vm);
-	vm_await_first_run(vm);
-	guest_memory_prefetch_start(&vm->mem);
-	if (vm_monitor_start(vm, vm->cfg.name, vm->cfg.monitor_path) != 0) {
-		fprintf(stderr, "vmm: %s\n", error_message());
-		vm_fork_ready(vm, VM_EXIT_VMM_ERROR, error_message());
-		fflush(NULL);
-		_exit(VM_EXIT_VMM_ERROR);
-	}
-	vm_fork_ready(vm, 0, NULL);
-	pthread_t sig_thread;
-	bool sig_thread_started = pthread_create(&sig_thread, NULL, run_signal_thread, vm) == 0;
-	int status = vm_wait(vm);
-	if (sig_thread_started) {
-		pthread_kill(sig_thread, SIGHUP); /* wakes it; it sees the VM stopped and ends */
-		pthread_join(sig_thread, NULL);
-	}
-	if (guest_memory_sync(&vm->mem) != 0) {
-		fprintf(stderr, "vmm: %s\n", error_message());
-		status = VM_EXIT_VMM_ERROR;
-	}
-	if (vm->cfg.record_working_set && guest_memory_save_working_set(&vm->mem, vm->cfg.record_working_set) != 0) {
-		fprintf(stderr, "vmm: %s\n", error_message());
-		status = VM_EXIT_VMM_ERROR;
-	}
-	if (vm->cfg.stats)
-		vm_stats(vm, run_print_stat, NULL);
-	vm_monitor_stop(vm, status);
-	if (vm->cfg.verbose || atomic_load(&vm->id_port.value) & 0xffffu)
-		fprintf(stderr, "vmm: %s: guest ended with status %d\n", vm->cfg.name, status);
-	/* Everything that must outlive the VM is done: shared files are written back, the
-	 * monitor is closed. Unwinding the VM piece by piece would only slow the exit; the
-	 * process exit frees it all at once. (vm_destroy is exercised by the in-process tests.) */
-	fflush(NULL);
-	_exit(status);
-}
-
 /* The VM of this process (vmm run and vmm restore make one). */
 static struct vm run_vm;
-
-/* SIGINT, SIGTERM and SIGHUP blocked in this thread and every thread it makes from now
- * on: the signal thread takes them (run_signal_thread). */
-static void run_block_stop_signals(void)
-{
-	sigset_t stop_signals;
-	sigemptyset(&stop_signals);
-	sigaddset(&stop_signals, SIGINT);
-	sigaddset(&stop_signals, SIGTERM);
-	sigaddset(&stop_signals, SIGHUP);
-	pthread_sigmask(SIG_BLOCK, &stop_signals, NULL);
-}
 
 int cmd_run_vm(struct vm_config *cfg)
 {
@@ -387,13 +253,19 @@ int cmd_run_vm(struct vm_config *cfg)
 		snprintf(name, sizeof(name), "vm-%d", (int)getpid());
 		cfg->name = name;
 	}
-	run_block_stop_signals();
+	vm_serve_block_signals();
 	if (vm_create(&run_vm, cfg) != 0) {
 		fprintf(stderr, "vmm: %s\n", error_message());
 		return VM_EXIT_VMM_ERROR;
 	}
-	cmd_run_serve(&run_vm);
+	vm_serve(&run_vm, &vm_monitor_serve_ops);
 	return VM_EXIT_VMM_ERROR; /* not reached */
+}
+
+void cmd_run_prepare(const char *kvm_path)
+{
+	vm_serve_block_signals();
+	vm_prepare(&run_vm, kvm_path);
 }
 
 int cmd_run(int argc, char **argv)
@@ -410,109 +282,7 @@ int cmd_run(int argc, char **argv)
 	}
 	/* KVM's VM is opened while the image is read and checked (a bad image is still what
 	 * vm_create reports first). */
-	run_block_stop_signals();
-	vm_prepare(&run_vm, cfg.kvm_path);
+	cmd_run_prepare(cfg.kvm_path);
 	return cmd_run_vm(&cfg);
 }
 
-/* ---- vmm restore ------------------------------------------------------------------------ */
-
-void cmd_restore_help(FILE *f)
-{
-	fprintf(f, "usage: vmm restore [OPTIONS] SNAPSHOT\n"
-		   "Run the guest saved as SNAPSHOT in a store, from the instruction where it was\n"
-		   "snapshotted. Its vCPUs, its RAM layout, the protections and inheritances of its\n"
-		   "guest-physical map come from the snapshot; memory is brought in on demand from the\n"
-		   "store (each page checked against its hash). Snapshots taken of the restored guest\n"
-		   "into the same store name SNAPSHOT as their parent and store only the pages that\n"
-		   "differ from it.\n\n");
-	cli_print_options(f, restore_options);
-	fprintf(f, "\nExit status: as vmm run (see vmm run --help).\n");
-}
-
-int cmd_restore_parse(int argc, char **argv, struct vm_config *cfg, const char **store, const char **snapshot)
-{
-	run_defaults(cfg);
-	*store = getenv("VMM_STORE");
-	*snapshot = NULL;
-	struct cli_parser p;
-	cli_init(&p, "restore", restore_options, argc, argv, 1);
-	const char *v;
-	int id;
-	while ((id = cli_next(&p, &v)) != CLI_END) {
-		if (id == CLI_ERROR)
-			return CLI_ERROR;
-		if (id == CLI_POSITIONAL) {
-			if (*snapshot)
-				return error_set(0, "vmm restore: one SNAPSHOT only ('%s' and '%s' given)", *snapshot, v),
-				       CLI_ERROR;
-			*snapshot = v;
-			continue;
-		}
-		if (id == OPT_STORE) {
-			*store = v;
-			continue;
-		}
-		if (id == OPT_RECORD_WORKING_SET || id == OPT_PREFETCH) {
-			*(id == OPT_PREFETCH ? &cfg->prefetch_path : &cfg->record_working_set) = v;
-			continue;
-		}
-		int r = run_option(cfg, "restore", id, v);
-		if (r)
-			return r;
-	}
-	if (!*snapshot)
-		return error_set(0, "vmm restore: no SNAPSHOT given (usage: vmm restore [OPTIONS] SNAPSHOT)"), CLI_ERROR;
-	if (!*store || !**store)
-		return error_set(0, "vmm restore: no store given (use --store DIR or set VMM_STORE)"), CLI_ERROR;
-	return 0;
-}
-
-int cmd_restore(int argc, char **argv)
-{
-	struct vm_config cfg;
-	const char *store, *snapshot;
-	int r = cmd_restore_parse(argc, argv, &cfg, &store, &snapshot);
-	if (r == 1) {
-		cmd_restore_help(stdout);
-		return 0;
-	}
-	if (r) {
-		fprintf(stderr, "%s\n", error_message());
-		return VM_EXIT_VMM_ERROR;
-	}
-	/* KVM's VM is opened while the snapshot is: neither needs the other. */
-	run_block_stop_signals();
-	vm_prepare(&run_vm, cfg.kvm_path);
-	static struct restore rs;
-	char holder[128];
-	if (cfg.name)
-		snprintf(holder, sizeof(holder), "VM '%s' (pid %d)", cfg.name, (int)getpid());
-	else
-		snprintf(holder, sizeof(holder), "a VM (pid %d)", (int)getpid());
-	if (restore_open(&rs, store, snapshot, holder) != 0) {
-		fprintf(stderr, "vmm: %s\n", error_message());
-		return VM_EXIT_VMM_ERROR;
-	}
-	cfg.restore = &rs.state;
-	cfg.ncpus = rs.state.ncpus;
-	cfg.mem.ram_size = rs.state.ram_size;
-	cfg.mem.nram = rs.state.nram;
-	memcpy(cfg.mem.ram, rs.state.ram, rs.state.nram * sizeof(rs.state.ram[0]));
-	cfg.mem.ram_pager = rs.pager;
-	cfg.origin_store = rs.store_real;
-	cfg.origin_name = rs.name;
-	if (cfg.record_working_set && working_set_check_writable(cfg.record_working_set) != 0) {
-		fprintf(stderr, "vmm: %s\n", error_message());
-		return VM_EXIT_VMM_ERROR;
-	}
-	static struct working_set prefetch;
-	if (cfg.prefetch_path) {
-		if (working_set_read(cfg.prefetch_path, &prefetch) != 0) {
-			fprintf(stderr, "vmm: %s\n", error_message());
-			return VM_EXIT_VMM_ERROR;
-		}
-		cfg.prefetch = &prefetch;
-	}
-	return cmd_run_vm(&cfg);
-}

@@ -40,7 +40,9 @@ static int console_port_io(void *opaque, uint16_t port, bool is_write, uint8_t *
 	return 0;
 }
 
-int console_port_attach(struct vm *vm)
+static int console_port_attach(struct vm *vm)
 {
 	return ioport_register(&vm->ports, ABI_PORT_CONSOLE, ABI_PORT_CONSOLE_LEN, console_port_io, vm, "console port");
 }
+
+const struct ioport_device console_port_device = {"console port", console_port_attach, NULL};

@@ -1,8 +1,12 @@
 /*
  * The VM's emulated devices, one file each: the serial console (serial.c), vmm's
  * console port (console_port.c), the isa-debug-exit port (debug_exit.c), the test/sync
- * port (test_port.c) and the identity port (id_port.c). Each attaches itself to the VM's
- * port table.
+ * port (test_port.c) and the identity port (id_port.c). Each exports one descriptor;
+ * devices.c lists them in ioport_devices, which the VM walks to attach them.
+ *
+ * Locking legend: (c) set by the device's attach, before vCPUs start, then constant;
+ * (a) atomic; (g) the guest's: written by whichever vCPU thread makes the access, with no
+ * lock, as on a real UART a guest racing itself gets what it races for.
  */
 #ifndef VMM_DEVICES_H
 #define VMM_DEVICES_H
@@ -11,37 +15,40 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "vmm/ioport.h"
+
 struct vm;
 
-/* 16550 at ABI_PORT_SERIAL: transmit only, output to a file descriptor. */
+/* 16550 at ABI_PORT_SERIAL: transmit only, output to vm->cfg.console_fd. */
 struct serial {
-	int out_fd;      /* console output */
-	uint8_t lcr;     /* line control; DLAB (bit 7) redirects offsets 0-1 to the divisor */
-	uint8_t scratch; /* scratch register, read back as written */
+	int out_fd;      /* (c) console output */
+	uint8_t lcr;     /* (g) line control; DLAB (bit 7) redirects offsets 0-1 to the divisor */
+	uint8_t scratch; /* (g) scratch register, read back as written */
 };
-int serial_attach(struct vm *vm, int out_fd);
+extern const struct ioport_device serial_device;
 /* Write console output (also used by the console port). */
 void serial_output(struct serial *s, const uint8_t *data, size_t len);
 
 /* vmm's console port at ABI_PORT_CONSOLE: one exit per message (console_port.c). */
-int console_port_attach(struct vm *vm);
+extern const struct ioport_device console_port_device;
 
 /* isa-debug-exit at ABI_PORT_EXIT: a write ends the VM with the value written. */
-int debug_exit_attach(struct vm *vm);
+extern const struct ioport_device debug_exit_device;
 
-/* Test/sync port at ABI_PORT_TEST: counts the guest's ABI_SYNC messages. */
+/* Test/sync port at ABI_PORT_TEST: counts the guest's ABI_SYNC messages; reports
+ * vm.test_port_messages and vm.test_port_last. */
 struct test_port {
-	atomic_uint_fast64_t messages; /* total writes */
-	atomic_uint_fast32_t last;     /* last value written */
-	int verbose;                   /* print each message on stderr */
-	struct vm *vm;                 /* for events on its monitor */
+	atomic_uint_fast64_t messages; /* (a) total writes */
+	atomic_uint_fast32_t last;     /* (a) last value written */
+	int verbose;                   /* (c) print each message on stderr (-v -v) */
+	struct vm *vm;                 /* (c) for events on its monitor */
 };
-int test_port_attach(struct vm *vm, int verbose);
+extern const struct ioport_device test_port_device;
 
 /* Identity port at ABI_PORT_ID: which VM of a fork this is (id_port.c). */
 struct id_port {
-	atomic_uint_fast32_t value; /* ABI_ID(generation, index) */
+	atomic_uint_fast32_t value; /* (a) ABI_ID(generation, index) */
 };
-int id_port_attach(struct vm *vm);
+extern const struct ioport_device id_port_device;
 
 #endif

@@ -17,8 +17,10 @@ static int id_port_io(void *opaque, uint16_t port, bool is_write, uint8_t *data,
 	return 0;
 }
 
-int id_port_attach(struct vm *vm)
+static int id_port_attach(struct vm *vm)
 {
 	atomic_init(&vm->id_port.value, 0);
 	return ioport_register(&vm->ports, ABI_PORT_ID, ABI_PORT_ID_LEN, id_port_io, &vm->id_port, "identity port");
 }
+
+const struct ioport_device id_port_device = {"identity port", id_port_attach, NULL};

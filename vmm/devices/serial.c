@@ -47,8 +47,10 @@ static int serial_io(void *opaque, uint16_t port, bool is_write, uint8_t *data, 
 	return 0;
 }
 
-int serial_attach(struct vm *vm, int out_fd)
+static int serial_attach(struct vm *vm)
 {
-	vm->serial = (struct serial){.out_fd = out_fd};
+	vm->serial = (struct serial){.out_fd = vm->cfg.console_fd};
 	return ioport_register(&vm->ports, ABI_PORT_SERIAL, ABI_PORT_SERIAL_LEN, serial_io, &vm->serial, "serial");
 }
+
+const struct ioport_device serial_device = {"serial", serial_attach, NULL};

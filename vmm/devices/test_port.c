@@ -45,12 +45,21 @@ static int test_port_io(void *opaque, uint16_t port, bool is_write, uint8_t *dat
 	return 0;
 }
 
-int test_port_attach(struct vm *vm, int verbose)
+static int test_port_attach(struct vm *vm)
 {
 	atomic_init(&vm->test_port.messages, 0);
 	atomic_init(&vm->test_port.last, 0);
-	vm->test_port.verbose = verbose;
+	vm->test_port.verbose = vm->cfg.verbose > 1;
 	vm->test_port.vm = vm;
 	return ioport_register(&vm->ports, ABI_PORT_TEST, ABI_PORT_TEST_LEN, test_port_io, &vm->test_port,
 			       "test port");
 }
+
+static void test_port_stats(struct vm *vm, void (*emit)(void *arg, const char *key, uint64_t value), void *arg)
+{
+	/* Named vm.* as before the devices reported their own. */
+	emit(arg, "vm.test_port_messages", atomic_load(&vm->test_port.messages));
+	emit(arg, "vm.test_port_last", atomic_load(&vm->test_port.last));
+}
+
+const struct ioport_device test_port_device = {"test port", test_port_attach, test_port_stats};

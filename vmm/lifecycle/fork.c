@@ -19,9 +19,7 @@
 #include "mmu/vm_domain.h"
 #include "mmu/vm_map.h"
 #include "vmm/clock.h"
-#include "vmm/cli/commands.h"
 #include "vmm/error.h"
-#include "vmm/monitor/monitor.h"
 #include "vmm/vm.h"
 #include "vmm/lifecycle/vm_state.h"
 
@@ -61,6 +59,7 @@ struct fork_msg {
  * Descriptors are -1 when absent. */
 struct fork_job {
 	struct vm *vm;
+	const struct fork_ops *ops; /* the caller's: what a child does */
 	struct vm_state *state;    /* captured while paused; each child loads it */
 	const char *name;
 	unsigned first, count;     /* the children's indexes: first .. first + count - 1 */
@@ -84,6 +83,7 @@ static struct {
 	pid_t template_pid;           /* (r) the template of the fork in progress, 0 none */
 	bool template_reaped;         /* (r) and its wait status: */
 	int template_status;          /* (r) */
+	const struct fork_ops *ops;   /* (r) who hears of a child's end */
 } fork_reap = {.lock = PTHREAD_MUTEX_INITIALIZER, .template_cond = PTHREAD_COND_INITIALIZER};
 
 static void fork_close(int *fd)
@@ -221,8 +221,7 @@ static void __attribute__((noreturn)) fork_child_main(struct fork_job *job, unsi
 	vm->ready_fd = job->ready_wr;
 	vm->fork_index = index;
 	vm->children_made = 0; /* its own children are NAME.K.1, NAME.K.2, ... */
-	monitor_abandon(vm->monitor); /* the parent's */
-	vm->monitor = NULL;
+	job->ops->child_leave_parent(vm); /* the parent's monitor */
 	state->id_value = ABI_ID(job->generation, index);
 	/* job->name may be this very buffer (a child forking in turn): format apart. */
 	static char child_name[80];
@@ -237,7 +236,7 @@ static void __attribute__((noreturn)) fork_child_main(struct fork_job *job, unsi
 		_exit(VM_EXIT_VMM_ERROR);
 	}
 	vm_state_free(state);
-	cmd_run_serve(vm); /* does not return */
+	job->ops->child_serve(vm); /* does not return */
 	_exit(VM_EXIT_VMM_ERROR);
 }
 
@@ -495,7 +494,7 @@ static bool fork_become_subreaper(void)
 	return prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0;
 }
 
-int vm_fork(struct vm *vm, const char *name, unsigned count, struct fork_result *res)
+int vm_fork(struct vm *vm, const char *name, unsigned count, const struct fork_ops *ops, struct fork_result *res)
 {
 	memset(res, 0, sizeof(*res));
 	if (count < 1 || count > FORK_MAX_CHILDREN)
@@ -510,6 +509,7 @@ int vm_fork(struct vm *vm, const char *name, unsigned count, struct fork_result 
 	const char *kill_env = getenv(FORK_TEST_KILL_ENV);
 	struct fork_job job = {
 		.vm = vm,
+		.ops = ops,
 		.name = name,
 		.first = vm->children_made + 1,
 		.count = count,
@@ -582,7 +582,7 @@ int vm_fork(struct vm *vm, const char *name, unsigned count, struct fork_result 
 		fork_job_close(&job); /* nothing made: the generation stays */
 		return r;
 	}
-	vm_fork_reap(vm);
+	vm_fork_reap(vm, ops);
 	fork_collect(vm, res, &fc, job.report_rd, job.ready_rd, job.generation);
 	fork_job_close(&job);
 	fork_settle(res, &fc, name);
@@ -623,6 +623,7 @@ static void *fork_reaper_main(void *arg)
 			}
 		}
 		bool template = pid == fork_reap.template_pid;
+		const struct fork_ops *ops = fork_reap.ops;
 		if (template) {
 			fork_reap.template_pid = 0;
 			fork_reap.template_status = st;
@@ -631,17 +632,15 @@ static void *fork_reaper_main(void *arg)
 		}
 		pthread_mutex_unlock(&fork_reap.lock);
 		int status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-		/* Under the VM's lock: vm_monitor_stop takes the monitor away holding it. */
-		pthread_mutex_lock(&vm->lock);
-		if (!template && vm->monitor)
-			monitor_emit_event(vm->monitor, "FORK_EXIT", json_pack("{s:i,s:i}", "pid", (int)pid, "status", status));
-		pthread_mutex_unlock(&vm->lock);
+		if (!template)
+			ops->child_exit(vm, pid, status);
 	}
 }
 
-void vm_fork_reap(struct vm *vm)
+void vm_fork_reap(struct vm *vm, const struct fork_ops *ops)
 {
 	pthread_mutex_lock(&fork_reap.lock);
+	fork_reap.ops = ops;
 	if (!fork_reap.running) {
 		pthread_attr_t a;
 		pthread_t t;

@@ -52,8 +52,23 @@ struct fork_result {
 };
 
 /*
- * Fork @vm (named @name) into @count children (1..FORK_MAX_CHILDREN). Called on the
- * monitor's thread; returns once every child made runs or failed (at most
+ * What the caller of vm_fork (the monitor) does with the processes fork makes: fork knows
+ * neither the monitor nor how a VM process is served, and calls these instead.
+ */
+struct fork_ops {
+	/* In a new child, before it becomes a VM of its own: let go of what is the parent's
+	 * (its monitor: vm->monitor). Only the forking thread exists in the child. */
+	void (*child_leave_parent)(struct vm *vm);
+	/* Run the child, a VM of its own now, until its guest ends; must not return. */
+	void (*child_serve)(struct vm *vm);
+	/* A child ended with exit status @status (reaper thread; never the template). */
+	void (*child_exit)(struct vm *vm, pid_t pid, int status);
+};
+
+/*
+ * Fork @vm (named @name) into @count children (1..FORK_MAX_CHILDREN), @ops (which must
+ * outlive the process's children) saying what the children do and who hears of their end.
+ * Called on the monitor's thread; returns once every child made runs or failed (at most
  * FORK_READY_TIMEOUT_MS after the fork). Refuses VMs whose memory the kernel cannot share
  * by itself (mapped files, external pagers, a swap file) and VMs with a snapshot in
  * progress. Children are numbered on from the VM's earlier forks (vm->children_made);
@@ -61,10 +76,10 @@ struct fork_result {
  * least one child was made, every child in @res (those not made with the reason); never
  * returns in a child. -errno with a message when no child was made.
  */
-int vm_fork(struct vm *vm, const char *name, unsigned count, struct fork_result *res);
+int vm_fork(struct vm *vm, const char *name, unsigned count, const struct fork_ops *ops, struct fork_result *res);
 
-/* Reap forked children as they end, announcing each (FORK_EXIT event), in a thread that
+/* Reap forked children as they end, announcing each (@ops->child_exit), in a thread that
  * lives while the process has children. Idempotent. */
-void vm_fork_reap(struct vm *vm);
+void vm_fork_reap(struct vm *vm, const struct fork_ops *ops);
 
 #endif

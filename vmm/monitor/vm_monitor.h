@@ -1,6 +1,8 @@
 /*
- * The VM behind its monitor: the standard commands (query-status, stop, cont, quit,
- * query-stats) and the VM's events (STOP, RESUME, SHUTDOWN), on top of vmm/monitor.c.
+ * A VM's monitor: the monitor of monitor.h with the VM's commands, by topic —
+ * qmp_control.c (query-status, stop, cont, quit, query-stats), qmp_fork.c (fork),
+ * qmp_snapshot.c (snapshot-save), vm_memory_commands.c (the guest-physical space) — and
+ * the VM's end said as a SHUTDOWN event.
  */
 #ifndef VMM_VM_MONITOR_H
 #define VMM_VM_MONITOR_H
@@ -8,12 +10,15 @@
 struct vm;
 
 /*
- * Serve @vm's monitor on @path (NULL: the default socket of @name). Returns 0 or -errno
- * with a message. The monitor runs until vm_monitor_stop.
+ * Serve @vm's monitor on vm->cfg.monitor_path (NULL: the default socket of vm->cfg.name).
+ * Returns 0 or -errno with a message. The monitor runs until vm_monitor_stop.
  */
-int vm_monitor_start(struct vm *vm, const char *name, const char *path);
+int vm_monitor_start(struct vm *vm);
 
 /* Say how the VM ended (SHUTDOWN event) and close the monitor. Safe if never started. */
 void vm_monitor_stop(struct vm *vm, int status);
+
+/* vm_monitor_start and vm_monitor_stop, for vm_serve. */
+extern const struct vm_serve_ops vm_monitor_serve_ops;
 
 #endif

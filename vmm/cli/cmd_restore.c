@@ -1,0 +1,129 @@
+/* vmm restore: run a guest from a stored snapshot. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "vmm/cli/cli.h"
+#include "vmm/cli/cmd_run.h"
+#include "vmm/cli/commands.h"
+#include "vmm/error.h"
+#include "vmm/lifecycle/restore.h"
+
+static const struct cli_option restore_options[] = {
+	{"store", 's', "DIR", OPT_STORE, "the store holding SNAPSHOT (default $VMM_STORE)"},
+	{"record-working-set", 0, "FILE", OPT_RECORD_WORKING_SET,
+	 "at the end, write the pages the guest brought in to FILE"},
+	{"prefetch", 0, "FILE", OPT_PREFETCH,
+	 "bring in the pages of working set FILE while the guest runs"},
+	OPTION_TIMEOUT,
+	OPTION_MEM_LIMIT,
+	OPTION_SWAP,
+	OPTION_CLUSTER,
+	OPTION_STATS,
+	OPTION_NAME,
+	OPTION_MONITOR,
+	OPTION_VERBOSE,
+	OPTION_KVM,
+	OPTION_HELP,
+	{0},
+};
+
+void cmd_restore_help(FILE *f)
+{
+	fprintf(f, "usage: vmm restore [OPTIONS] SNAPSHOT\n"
+		   "Run the guest saved as SNAPSHOT in a store, from the instruction where it was\n"
+		   "snapshotted. Its vCPUs, its RAM layout, the protections and inheritances of its\n"
+		   "guest-physical map come from the snapshot; memory is brought in on demand from the\n"
+		   "store (each page checked against its hash). Snapshots taken of the restored guest\n"
+		   "into the same store name SNAPSHOT as their parent and store only the pages that\n"
+		   "differ from it.\n\n");
+	cli_print_options(f, restore_options);
+	fprintf(f, "\nExit status: as vmm run (see vmm run --help).\n");
+}
+
+int cmd_restore_parse(int argc, char **argv, struct vm_config *cfg, const char **store, const char **snapshot)
+{
+	cmd_run_defaults(cfg);
+	*store = getenv("VMM_STORE");
+	*snapshot = NULL;
+	struct cli_parser p;
+	cli_init(&p, "restore", restore_options, argc, argv, 1);
+	const char *v;
+	int id;
+	while ((id = cli_next(&p, &v)) != CLI_END) {
+		if (id == CLI_ERROR)
+			return CLI_ERROR;
+		if (id == CLI_POSITIONAL) {
+			if (*snapshot)
+				return error_set(0, "vmm restore: one SNAPSHOT only ('%s' and '%s' given)", *snapshot, v),
+				       CLI_ERROR;
+			*snapshot = v;
+			continue;
+		}
+		if (id == OPT_STORE) {
+			*store = v;
+			continue;
+		}
+		if (id == OPT_RECORD_WORKING_SET || id == OPT_PREFETCH) {
+			*(id == OPT_PREFETCH ? &cfg->prefetch_path : &cfg->record_working_set) = v;
+			continue;
+		}
+		int r = cmd_run_option(cfg, "restore", id, v);
+		if (r)
+			return r;
+	}
+	if (!*snapshot)
+		return error_set(0, "vmm restore: no SNAPSHOT given (usage: vmm restore [OPTIONS] SNAPSHOT)"), CLI_ERROR;
+	if (!*store || !**store)
+		return error_set(0, "vmm restore: no store given (use --store DIR or set VMM_STORE)"), CLI_ERROR;
+	return 0;
+}
+
+int cmd_restore(int argc, char **argv)
+{
+	struct vm_config cfg;
+	const char *store, *snapshot;
+	int r = cmd_restore_parse(argc, argv, &cfg, &store, &snapshot);
+	if (r == 1) {
+		cmd_restore_help(stdout);
+		return 0;
+	}
+	if (r) {
+		fprintf(stderr, "%s\n", error_message());
+		return VM_EXIT_VMM_ERROR;
+	}
+	/* KVM's VM is opened while the snapshot is: neither needs the other. */
+	cmd_run_prepare(cfg.kvm_path);
+	static struct restore rs;
+	char holder[128];
+	if (cfg.name)
+		snprintf(holder, sizeof(holder), "VM '%s' (pid %d)", cfg.name, (int)getpid());
+	else
+		snprintf(holder, sizeof(holder), "a VM (pid %d)", (int)getpid());
+	if (restore_open(&rs, store, snapshot, holder) != 0) {
+		fprintf(stderr, "vmm: %s\n", error_message());
+		return VM_EXIT_VMM_ERROR;
+	}
+	cfg.restore = &rs.state;
+	cfg.ncpus = rs.state.ncpus;
+	cfg.mem.ram_size = rs.state.ram_size;
+	cfg.mem.nram = rs.state.nram;
+	memcpy(cfg.mem.ram, rs.state.ram, rs.state.nram * sizeof(rs.state.ram[0]));
+	cfg.mem.ram_pager = rs.pager;
+	cfg.origin_store = rs.store_real;
+	cfg.origin_name = rs.name;
+	if (cfg.record_working_set && working_set_check_writable(cfg.record_working_set) != 0) {
+		fprintf(stderr, "vmm: %s\n", error_message());
+		return VM_EXIT_VMM_ERROR;
+	}
+	static struct working_set prefetch;
+	if (cfg.prefetch_path) {
+		if (working_set_read(cfg.prefetch_path, &prefetch) != 0) {
+			fprintf(stderr, "vmm: %s\n", error_message());
+			return VM_EXIT_VMM_ERROR;
+		}
+		cfg.prefetch = &prefetch;
+	}
+	return cmd_run_vm(&cfg);
+}

@@ -1,0 +1,62 @@
+/*
+ * What `vmm run` shares with `vmm restore` (cmd_restore.c): the options of a running VM,
+ * their parsing, and the one VM of the process, made and served the same way.
+ */
+#ifndef VMM_CMD_RUN_H
+#define VMM_CMD_RUN_H
+
+#include "vmm/vm.h"
+
+enum {
+	OPT_MEMORY = 1,
+	OPT_CPUS,
+	OPT_CMDLINE,
+	OPT_TIMEOUT,
+	OPT_MEM_LIMIT,
+	OPT_SWAP,
+	OPT_MAP,
+	OPT_PAGER,
+	OPT_CLUSTER,
+	OPT_STATS,
+	OPT_KERNEL_ZERO_FILL,
+	OPT_NAME,
+	OPT_MONITOR,
+	OPT_VERBOSE,
+	OPT_KVM,
+	OPT_HELP,
+	OPT_STORE,
+	OPT_RECORD_WORKING_SET,
+	OPT_PREFETCH,
+};
+
+/* Options of a running VM, shared by run and restore. */
+#define OPTION_TIMEOUT {"timeout", 't', "TIME", OPT_TIMEOUT, "stop the guest after TIME: 30, 500ms, 2m (default: never)"}
+#define OPTION_MEM_LIMIT \
+	{"mem-limit", 0, "SIZE", OPT_MEM_LIMIT, "keep resident guest memory under SIZE; the rest is paged out to swap"}
+#define OPTION_SWAP {"swap", 0, "PATH", OPT_SWAP, "swap file for --mem-limit (default: an unnamed file in /var/tmp)"}
+#define OPTION_CLUSTER {"cluster", 0, "PAGES", OPT_CLUSTER, "pages one fault brings in, 1-256 (default 64; 1 also turns read-ahead off)"}
+#define OPTION_STATS {"stats", 0, NULL, OPT_STATS, "print memory and vCPU statistics on standard error at exit"}
+#define OPTION_NAME {"name", 'n', "NAME", OPT_NAME, "name of the VM, for its monitor socket (default vm-PID)"}
+#define OPTION_MONITOR                                       \
+	{"monitor", 0, "PATH", OPT_MONITOR,                  \
+	 "monitor socket (default $XDG_RUNTIME_DIR/vmm/NAME.sock, else /run/vmm/NAME.sock)"}
+#define OPTION_VERBOSE {"verbose", 'v', NULL, OPT_VERBOSE, "say what the VMM does; twice: also each test-port message"}
+#define OPTION_KVM {"kvm", 0, "PATH", OPT_KVM, "KVM device (default /dev/kvm)"}
+#define OPTION_HELP {"help", 'h', NULL, OPT_HELP, "show this help"}
+
+/* @cfg as `vmm run` has it before any option. */
+void cmd_run_defaults(struct vm_config *cfg);
+
+/* Apply option @id (value @v) of verb @verb ("run", "restore": its messages name it) to
+ * @cfg: 0, 1 for --help, or CLI_ERROR with the message set. */
+int cmd_run_option(struct vm_config *cfg, const char *verb, int id, const char *v);
+
+/* Before the VM's configuration is complete: block the stop signals (vm_serve takes them)
+ * and start opening KVM's VM with @kvm_path (vm_prepare), while the caller reads the rest. */
+void cmd_run_prepare(const char *kvm_path);
+
+/* Make the VM @cfg describes (after cmd_run_prepare, or alone) and serve it until it ends:
+ * exits the process with its status; returns VM_EXIT_VMM_ERROR when it cannot be made. */
+int cmd_run_vm(struct vm_config *cfg);
+
+#endif

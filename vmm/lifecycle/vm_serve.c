@@ -1,0 +1,86 @@
+/* A VM process's life once its VM is made (vm_serve.h); moved here from `vmm run`. */
+#include "vmm/lifecycle/vm_serve.h"
+
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "vmm/error.h"
+#include "vmm/lifecycle/fork.h"
+#include "vmm/vm.h"
+
+/* SIGINT, SIGTERM and SIGHUP end the VM cleanly: shared files are written back, the
+ * monitor says SHUTDOWN and removes its socket. They are blocked in every thread and
+ * taken here; the exit status is 128 + the signal, as a shell reports a killed command. */
+static void *vm_serve_signal_thread(void *arg)
+{
+	struct vm *vm = arg;
+	sigset_t set;
+	sigemptyset(&set);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGHUP);
+	int sig;
+	while (sigwait(&set, &sig) == 0 && !atomic_load(&vm->stopping_flag))
+		if (vm_stop(vm, 128 + sig))
+			fprintf(stderr, "vmm: stopped by %s\n", strsignal(sig));
+	return NULL;
+}
+
+static void vm_serve_print_stat(void *arg, const char *key, uint64_t value)
+{
+	(void)arg;
+	fprintf(stderr, "%-40s %llu\n", key, (unsigned long long)value);
+}
+
+void vm_serve(struct vm *vm, const struct vm_serve_ops *ops)
+{
+	/* The guest first: the monitor and the signal thread come up while it runs. */
+	vm_start(vm);
+	vm_await_first_run(vm);
+	guest_memory_prefetch_start(&vm->mem);
+	if (ops->monitor_start(vm) != 0) {
+		fprintf(stderr, "vmm: %s\n", error_message());
+		vm_fork_ready(vm, VM_EXIT_VMM_ERROR, error_message());
+		fflush(NULL);
+		_exit(VM_EXIT_VMM_ERROR);
+	}
+	vm_fork_ready(vm, 0, NULL);
+	pthread_t sig_thread;
+	bool sig_thread_started = pthread_create(&sig_thread, NULL, vm_serve_signal_thread, vm) == 0;
+	int status = vm_wait(vm);
+	if (sig_thread_started) {
+		pthread_kill(sig_thread, SIGHUP); /* wakes it; it sees the VM stopped and ends */
+		pthread_join(sig_thread, NULL);
+	}
+	if (guest_memory_sync(&vm->mem) != 0) {
+		fprintf(stderr, "vmm: %s\n", error_message());
+		status = VM_EXIT_VMM_ERROR;
+	}
+	if (vm->cfg.record_working_set && guest_memory_save_working_set(&vm->mem, vm->cfg.record_working_set) != 0) {
+		fprintf(stderr, "vmm: %s\n", error_message());
+		status = VM_EXIT_VMM_ERROR;
+	}
+	if (vm->cfg.stats)
+		vm_stats(vm, vm_serve_print_stat, NULL);
+	ops->monitor_stop(vm, status);
+	if (vm->cfg.verbose || atomic_load(&vm->id_port.value) & 0xffffu)
+		fprintf(stderr, "vmm: %s: guest ended with status %d\n", vm->cfg.name, status);
+	/* Everything that must outlive the VM is done: shared files are written back, the
+	 * monitor is closed. Unwinding the VM piece by piece would only slow the exit; the
+	 * process exit frees it all at once. (vm_destroy is exercised by the in-process tests.) */
+	fflush(NULL);
+	_exit(status);
+}
+
+void vm_serve_block_signals(void)
+{
+	sigset_t stop_signals;
+	sigemptyset(&stop_signals);
+	sigaddset(&stop_signals, SIGINT);
+	sigaddset(&stop_signals, SIGTERM);
+	sigaddset(&stop_signals, SIGHUP);
+	pthread_sigmask(SIG_BLOCK, &stop_signals, NULL);
+}
