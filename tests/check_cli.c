@@ -148,6 +148,31 @@ START_TEST(overlong_command_line_is_refused)
 }
 END_TEST
 
+/* vmm restore: run's options, plus its own (the store, working sets) and one SNAPSHOT. */
+START_TEST(restore_takes_runs_options_and_its_own)
+{
+	char *argv[] = {"restore", "-t", "2m", "--store", "/s", "-n", "r", "--prefetch", "ws", "snap", NULL};
+	struct vm_config cfg;
+	const char *store, *snapshot;
+	error_clear();
+	ck_assert_msg(cmd_restore_parse(10, argv, &cfg, &store, &snapshot) == 0, "%s", error_message());
+	ck_assert_str_eq(store, "/s");
+	ck_assert_str_eq(snapshot, "snap");
+	ck_assert_str_eq(cfg.name, "r");
+	ck_assert_str_eq(cfg.prefetch_path, "ws");
+	ck_assert_uint_eq(cfg.timeout_ms, 120000);
+	char *two[] = {"restore", "--store", "/s", "a", "b", NULL};
+	ck_assert_int_eq(cmd_restore_parse(5, two, &cfg, &store, &snapshot), CLI_ERROR);
+	ck_assert_str_eq(error_message(), "vmm restore: one SNAPSHOT only ('a' and 'b' given)");
+	char *none[] = {"restore", "--store", "/s", NULL};
+	ck_assert_int_eq(cmd_restore_parse(3, none, &cfg, &store, &snapshot), CLI_ERROR);
+	ck_assert_ptr_nonnull(strstr(error_message(), "no SNAPSHOT given"));
+	char *bad[] = {"restore", "-m", "1G", "snap", NULL}; /* the snapshot says how much RAM */
+	ck_assert_int_eq(cmd_restore_parse(4, bad, &cfg, &store, &snapshot), CLI_ERROR);
+	ck_assert_str_eq(error_message(), "vmm restore: unknown option -m (see vmm restore --help)");
+}
+END_TEST
+
 START_TEST(help_is_recognised)
 {
 	struct vm_config cfg;
@@ -345,6 +370,7 @@ Suite *cli_suite(void)
 	HARNESS_ADD_TEST(tc, double_dash_ends_options);
 	HARNESS_ADD_TEST(tc, overlong_command_line_is_refused);
 	HARNESS_ADD_TEST(tc, help_is_recognised);
+	HARNESS_ADD_TEST(tc, restore_takes_runs_options_and_its_own);
 	suite_add_tcase(s, tc);
 
 	TCase *bin = tcase_create("binary");

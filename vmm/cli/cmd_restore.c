@@ -42,37 +42,44 @@ void cmd_restore_help(FILE *f)
 	fprintf(f, "\nExit status: as vmm run (see vmm run --help).\n");
 }
 
+struct restore_args {
+	struct vm_config *cfg;
+	const char **store, **snapshot;
+};
+
+/* vmm restore's own arguments: the SNAPSHOT, its store, working sets. */
+static int restore_other(void *arg, int id, const char *v)
+{
+	struct restore_args *a = arg;
+	switch (id) {
+	case CLI_POSITIONAL:
+		if (*a->snapshot)
+			return error_set(0, "vmm restore: one SNAPSHOT only ('%s' and '%s' given)", *a->snapshot, v),
+			       CLI_ERROR;
+		*a->snapshot = v;
+		return 0;
+	case OPT_STORE:
+		*a->store = v;
+		return 0;
+	case OPT_RECORD_WORKING_SET:
+		a->cfg->record_working_set = v;
+		return 0;
+	case OPT_PREFETCH:
+		a->cfg->prefetch_path = v;
+		return 0;
+	default:
+		return CMD_RUN_NOT_MINE;
+	}
+}
+
 int cmd_restore_parse(int argc, char **argv, struct vm_config *cfg, const char **store, const char **snapshot)
 {
-	cmd_run_defaults(cfg);
 	*store = getenv("VMM_STORE");
 	*snapshot = NULL;
-	struct cli_parser p;
-	cli_init(&p, "restore", restore_options, argc, argv, 1);
-	const char *v;
-	int id;
-	while ((id = cli_next(&p, &v)) != CLI_END) {
-		if (id == CLI_ERROR)
-			return CLI_ERROR;
-		if (id == CLI_POSITIONAL) {
-			if (*snapshot)
-				return error_set(0, "vmm restore: one SNAPSHOT only ('%s' and '%s' given)", *snapshot, v),
-				       CLI_ERROR;
-			*snapshot = v;
-			continue;
-		}
-		if (id == OPT_STORE) {
-			*store = v;
-			continue;
-		}
-		if (id == OPT_RECORD_WORKING_SET || id == OPT_PREFETCH) {
-			*(id == OPT_PREFETCH ? &cfg->prefetch_path : &cfg->record_working_set) = v;
-			continue;
-		}
-		int r = cmd_run_option(cfg, "restore", id, v);
-		if (r)
-			return r;
-	}
+	struct restore_args a = {cfg, store, snapshot};
+	int r = cmd_run_parse_with("restore", restore_options, argc, argv, cfg, restore_other, &a);
+	if (r)
+		return r;
 	if (!*snapshot)
 		return error_set(0, "vmm restore: no SNAPSHOT given (usage: vmm restore [OPTIONS] SNAPSHOT)"), CLI_ERROR;
 	if (!*store || !**store)

@@ -217,26 +217,43 @@ int cmd_run_option(struct vm_config *cfg, const char *verb, int id, const char *
 	}
 }
 
-int cmd_run_parse(int argc, char **argv, struct vm_config *cfg)
+int cmd_run_parse_with(const char *verb, const struct cli_option *options, int argc, char **argv,
+		       struct vm_config *cfg, int (*other)(void *arg, int id, const char *v), void *arg)
 {
 	cmd_run_defaults(cfg);
 	struct cli_parser p;
-	cli_init(&p, "run", run_options, argc, argv, 1);
+	cli_init(&p, verb, options, argc, argv, 1);
 	const char *v;
 	int id;
 	while ((id = cli_next(&p, &v)) != CLI_END) {
 		if (id == CLI_ERROR)
 			return CLI_ERROR;
-		if (id == CLI_POSITIONAL) {
-			if (cfg->guest)
-				return error_set(0, "vmm run: one GUEST only ('%s' and '%s' given)", cfg->guest, v), CLI_ERROR;
-			cfg->guest = v;
-			continue;
-		}
-		int r = cmd_run_option(cfg, "run", id, v);
+		int r = other(arg, id, v);
+		if (r == CMD_RUN_NOT_MINE)
+			r = cmd_run_option(cfg, verb, id, v);
 		if (r)
 			return r;
 	}
+	return 0;
+}
+
+/* vmm run's own arguments: the GUEST. */
+static int run_other(void *arg, int id, const char *v)
+{
+	struct vm_config *cfg = arg;
+	if (id != CLI_POSITIONAL)
+		return CMD_RUN_NOT_MINE;
+	if (cfg->guest)
+		return error_set(0, "vmm run: one GUEST only ('%s' and '%s' given)", cfg->guest, v), CLI_ERROR;
+	cfg->guest = v;
+	return 0;
+}
+
+int cmd_run_parse(int argc, char **argv, struct vm_config *cfg)
+{
+	int r = cmd_run_parse_with("run", run_options, argc, argv, cfg, run_other, cfg);
+	if (r)
+		return r;
 	if (!cfg->guest)
 		return error_set(0, "vmm run: no GUEST given (usage: vmm run [OPTIONS] GUEST; see vmm run --help)"),
 		       CLI_ERROR;

@@ -51,6 +51,17 @@ void cmd_run_defaults(struct vm_config *cfg);
  * @cfg: 0, 1 for --help, or CLI_ERROR with the message set. */
 int cmd_run_option(struct vm_config *cfg, const char *verb, int id, const char *v);
 
+#define CMD_RUN_NOT_MINE 2 /* from cmd_run_parse_with's @other: cmd_run_option takes it */
+
+struct cli_option;
+
+/* Parse @argv (after the verb) for @verb with @options into @cfg, from cmd_run_defaults: each
+ * positional argument and option goes to @other(@arg, id, value) first, which returns 0,
+ * CLI_ERROR (message set), 1 (--help) or CMD_RUN_NOT_MINE for cmd_run_option to apply it.
+ * 0, 1 for --help, or CLI_ERROR. */
+int cmd_run_parse_with(const char *verb, const struct cli_option *options, int argc, char **argv,
+		       struct vm_config *cfg, int (*other)(void *arg, int id, const char *v), void *arg);
+
 /* Before the VM's configuration is complete: block the stop signals (vm_serve takes them)
  * and start opening KVM's VM with @kvm_path (vm_prepare), while the caller reads the rest. */
 void cmd_run_prepare(const char *kvm_path);
