@@ -13,7 +13,7 @@
 #include "vmm/monitor/monitor.h"
 #include "vmm/lifecycle/fork.h"
 #include "vmm/lifecycle/snapshot.h"
-#include "vmm/monitor/vm_memory_commands.h"
+#include "vmm/monitor/qmp_memory.h"
 #include "vmm/vm.h"
 
 static int vm_monitor_query_status(void *ctx, enum monitor_run_state *state)
@@ -211,7 +211,7 @@ int vm_monitor_start(struct vm *vm, const char *name, const char *path)
 	if (!r)
 		r = monitor_add_commands(m, vm_monitor_commands, vm);
 	if (!r)
-		r = monitor_add_commands(m, vm_memory_commands, vm);
+		r = monitor_add_commands(m, qmp_memory_commands, vm);
 	if (!r)
 		r = monitor_listen(m, path);
 	if (r) {
