@@ -672,10 +672,9 @@ bool pmap_page_dirty(struct vm_page *page)
 	return page->flags & VM_PAGE_DIRTY;
 }
 
-void pmap_update(struct pmap *pmap)
+int pmap_update(struct pmap *pmap)
 {
-	if (pmap->ops && pmap->ops->update)
-		pmap->ops->update(pmap->arg);
+	return pmap->ops && pmap->ops->update ? pmap->ops->update(pmap->arg) : 0;
 }
 
 void pmap_fini(struct pmap *pmap)

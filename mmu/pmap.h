@@ -23,6 +23,9 @@
  *                          pmap_update). A backend may stage enters until then (to copy a
  *                          cluster at once); the other slots act at once, so a backend that
  *                          stages must flush before acting on an overlapping address.
+ *                          0, or -errno: the first failure since the last update() of a
+ *                          staged enter or of a slot that cannot report one itself
+ *                          (protect, remove); the failure is then forgotten.
  * Each call runs with the domain lock held and must not call into mmu/.
  *
  * Core side: struct pmap wraps a backend and keeps the mappings so that it can find every
@@ -51,7 +54,7 @@ typedef void pmap_protect_t(void *arg, vm_addr_t start, vm_addr_t end, vm_prot_t
 typedef void pmap_remove_t(void *arg, vm_addr_t start, vm_addr_t end);
 typedef void pmap_read_t(void *arg, vm_addr_t va, void *dst);
 typedef bool pmap_clear_modify_t(void *arg, vm_addr_t va);
-typedef void pmap_update_t(void *arg);
+typedef int pmap_update_t(void *arg);
 
 struct pmap_ops {
 	pmap_enter_t *enter;               /* copy a page in with a protection */
@@ -129,8 +132,9 @@ int pmap_remove(struct pmap *pmap, vm_addr_t start, vm_addr_t end, const struct 
  * 0 or -ENOMEM (as pmap_remove). */
 int pmap_protect(struct pmap *pmap, vm_addr_t start, vm_addr_t end, vm_prot_t prot);
 
-/* Tell the backend the enters of a fault are complete. */
-void pmap_update(struct pmap *pmap);
+/* Tell the backend the enters of a fault are complete. 0, or the backend's -errno (see
+ * update() above: its pages may not all be in); 0 without an update slot. */
+int pmap_update(struct pmap *pmap);
 
 /* The current bytes of @page: its buffer, a shared zero page, or a copy read from a mapping
  * into @scratch (4 KiB). Notes modifications seen in a writable mapping (VM_PAGE_DIRTY). */

@@ -80,10 +80,11 @@ static bool flat_clear_modify(void *arg, vm_addr_t va)
 	return m;
 }
 
-static void flat_update(void *arg)
+static int flat_update(void *arg)
 {
 	struct pmap_flat *f = arg;
 	f->updates++;
+	return f->update_error;
 }
 
 const struct pmap_ops pmap_flat_ops = {

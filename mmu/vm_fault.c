@@ -232,7 +232,11 @@ kern_return_t vm_fault(struct vm_map *map, vm_addr_t addr, vm_prot_t access, str
 	struct vm_fault_info scratch;
 	vm_domain_begin(map->dom);
 	kern_return_t kr = vm_fault_locked(map, addr, access, info ? info : &scratch);
-	pmap_update(&map->pmap);
+	/* A backend may put the cluster in only now (pmap.h): if that fails, the fault has
+	 * failed, or the caller would take the page for present when it is not. The backend
+	 * said why in its own words; Mach's code for "the data could not be delivered". */
+	if (pmap_update(&map->pmap) != 0 && kr == KERN_SUCCESS)
+		kr = KERN_MEMORY_ERROR;
 	vm_domain_end(map->dom);
 	return kr;
 }

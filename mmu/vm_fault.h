@@ -7,11 +7,13 @@
  * page of the cluster, enter(va, src, prot) says "copy these 4096 bytes in" (src NULL:
  * zero-fill) and whether the page is writable or read-only (copy-on-write pending);
  * protect(va, va+4K, prot) says "the bytes already there stay, change the protection" (a
- * write to a page shared copy-on-write). update() closes the batch.
+ * write to a page shared copy-on-write). update() closes the batch; its failure (a page
+ * the backend could not put in) is the fault's: KERN_MEMORY_ERROR.
  *
  * Errors are results, never crashes: KERN_INVALID_ADDRESS (nothing mapped there),
  * KERN_PROTECTION_FAILURE (access not allowed), KERN_INVALID_ARGUMENT (bad access bits),
- * KERN_MEMORY_ERROR (a pager failed), KERN_RESOURCE_SHORTAGE.
+ * KERN_MEMORY_ERROR (a pager failed, or the pmap backend's update), KERN_RESOURCE_SHORTAGE.
+ * kern_return_errno (kern_return.h) turns them into -errno.
  * Locking: the domain lock is held.
  */
 #ifndef MMU_VM_FAULT_H

@@ -10,10 +10,12 @@
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <time.h>
 
 #include "harness.h"
 #include "mmu/vm_domain.h"
+#include "mmu/vm_fault.h"
 #include "mmu/vm_map.h"
 #include "vmm/error.h"
 #include "vmm/memory/guest_memory.h"
@@ -235,6 +237,38 @@ START_TEST(writes_racing_the_prearm_never_reach_the_frozen_copy)
 }
 END_TEST
 
+/* A cluster the kernel will not copy in (here: into a range never registered with the
+ * userfaultfd) fails the fault itself, with the pmap's reason as the thread's message: the
+ * caller need not ask the pmap afterwards, and the failure is reported once. */
+START_TEST(a_copy_the_kernel_refuses_fails_the_fault)
+{
+	const size_t size = 16 * VM_PAGE_SIZE;
+	struct uffd u;
+	ck_assert_int_eq(uffd_open(&u, 0), 0);
+	uint8_t *base = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	ck_assert_ptr_ne(base, MAP_FAILED);
+	struct pmap_uffd p;
+	ck_assert_int_eq(pmap_uffd_init(&p, &u, base, size), 0);
+	struct vm_domain *dom;
+	ck_assert_int_eq(vm_domain_create(&dom), 0);
+	struct vm_map *map;
+	ck_assert_int_eq(vm_map_create(dom, 0, size, &pmap_uffd_ops, &p, &map), KERN_SUCCESS);
+	vm_addr_t at = 0;
+	ck_assert_int_eq(vm_map_allocate(map, &at, size, false), KERN_SUCCESS);
+	error_clear();
+	vm_domain_lock(dom);
+	ck_assert_int_eq(vm_fault(map, 0, VM_PROT_READ | VM_PROT_WRITE, NULL), KERN_MEMORY_ERROR);
+	ck_assert_int_eq(pmap_uffd_flush(&p), 0);
+	vm_domain_unlock(dom);
+	ck_assert_msg(strstr(error_message(), "cannot fill guest pages at 0x0"), "message: %s", error_message());
+	vm_map_destroy(map);
+	vm_domain_destroy(dom);
+	pmap_uffd_fini(&p);
+	munmap(base, size);
+	uffd_close(&u);
+}
+END_TEST
+
 Suite *pmap_uffd_suite(void)
 {
 	Suite *s = suite_create("pmap_uffd");
@@ -246,6 +280,7 @@ Suite *pmap_uffd_suite(void)
 	HARNESS_ADD_TEST(tc, untouched_and_removed_pages_count_as_protected);
 	HARNESS_ADD_TEST(tc, forgetting_takes_no_page_for_protected);
 	HARNESS_ADD_TEST(tc, writes_racing_the_prearm_never_reach_the_frozen_copy);
+	HARNESS_ADD_TEST(tc, a_copy_the_kernel_refuses_fails_the_fault);
 	suite_add_tcase(s, tc);
 	return s;
 }

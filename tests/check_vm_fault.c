@@ -282,6 +282,23 @@ START_TEST(test_pager_errors_become_memory_errors)
 }
 END_TEST
 
+/* The backend copies a fault's cluster in at update(): when that fails, so does the fault
+ * (the caller must not take the page for present), and the next fault is unaffected. */
+START_TEST(test_a_failed_pmap_update_fails_the_fault)
+{
+	alloc(0, 4);
+	sb->flat->update_error = -ENOMEM;
+	struct vm_fault_info info;
+	ck_assert_int_eq(vm_fault(sb->map, at(0), VM_PROT_WRITE, &info), KERN_MEMORY_ERROR);
+	ck_assert_uint_eq(sb->flat->updates, 1);
+	/* An earlier failure stays the fault's own. */
+	ck_assert_int_eq(vm_fault(sb->map, at(8), VM_PROT_READ, NULL), KERN_INVALID_ADDRESS);
+	sb->flat->update_error = 0;
+	ck_assert_int_eq(vm_fault(sb->map, at(1), VM_PROT_WRITE, NULL), KERN_SUCCESS);
+	ck_assert_uint_eq(sb->flat->updates, 3);
+}
+END_TEST
+
 /* Pages 0 ("parent") and, with @pages 2, 1 ("second") written, then frozen into a snapshot:
  * the entry copies on its next write. */
 static struct vm_map_copy *freeze_written(unsigned pages)
@@ -687,6 +704,7 @@ Suite *vm_fault_suite(void)
 	HARNESS_ADD_TEST(tc, test_pager_requests_ask_for_the_run_of_missing_pages_in_the_cluster);
 	HARNESS_ADD_TEST(tc, test_enumerating_a_sparse_pager_object_asks_for_each_page_at_most_twice);
 	HARNESS_ADD_TEST(tc, test_pager_errors_become_memory_errors);
+	HARNESS_ADD_TEST(tc, test_a_failed_pmap_update_fails_the_fault);
 	HARNESS_ADD_TEST(tc, test_reading_a_backing_page_maps_it_read_only_and_a_write_copies_it_up);
 	HARNESS_ADD_TEST(tc, test_forked_maps_copy_on_write_independently);
 	HARNESS_ADD_TEST(tc, test_cluster_pages_written_elsewhere_are_left_alone);

@@ -63,8 +63,10 @@ static void vm_init_sync(struct vm *vm)
 static void vm_memslots_wanted(const struct vm *vm, struct vm_memslot want[VM_MEMSLOTS])
 {
 	memset(want, 0, VM_MEMSLOTS * sizeof(want[0]));
-	for (unsigned i = 0; i < vm->mem.nregions; i++) {
-		const struct guest_region *g = &vm->mem.region[i];
+	unsigned n;
+	const struct guest_region *regions = guest_memory_regions(&vm->mem, &n);
+	for (unsigned i = 0; i < n; i++) {
+		const struct guest_region *g = &regions[i];
 		bool ro = guest_region_read_only(g);
 		uint64_t gpa = g->gpa, size = g->size;
 		uint8_t *hva = g->hva;
@@ -428,8 +430,7 @@ static void vm_init(struct vm *vm)
 {
 	memset(vm, 0, sizeof(*vm));
 	vm->kvm.vm_fd = -1;
-	vm->mem.uffd.fd = -1;
-	vm->mem.swap_fd = -1;
+	guest_memory_init(&vm->mem);
 	atomic_init(&vm->stopping_flag, false);
 	vm_init_sync(vm);
 	atomic_init(&vm->pause_count, 0);
@@ -532,7 +533,7 @@ int vm_fork_child_setup(struct vm *vm, const struct vm_state *state)
 	vm->snapshot_thread_started = false;
 	/* The parent records its own working set (into the file it was given): not a child. */
 	vm->cfg.record_working_set = NULL;
-	vm->mem.recording = false;
+	guest_memory_stop_recording(&vm->mem);
 	/* The parent's opening was settled (it forks paused): its copy is only memory here. */
 	free(vm->kvm_opening);
 	vm->kvm_opening = NULL;
@@ -702,7 +703,7 @@ void vm_stats(struct vm *vm, void (*emit)(void *arg, const char *key, uint64_t v
 	char key[64];
 	(void)vm_memslots_settle(vm); /* the opener makes the VM's statistics last */
 	emit(arg, "vm.vcpus", vm->cfg.ncpus);
-	emit(arg, "vm.ram_bytes", vm->mem.ram_size);
+	emit(arg, "vm.ram_bytes", guest_memory_ram_size(&vm->mem));
 	ioport_device_stats(vm, emit, arg);
 	emit(arg, "vm.first_run_monotonic_ns", atomic_load(&vm->first_run_ns));
 	emit(arg, "vm.memslots_done_monotonic_ns", vm_memslots_done_ns(vm));

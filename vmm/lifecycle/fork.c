@@ -16,8 +16,6 @@
 #include <unistd.h>
 
 #include "guest/abi.h"
-#include "mmu/vm_domain.h"
-#include "mmu/vm_map.h"
 #include "vmm/clock.h"
 #include "vmm/error.h"
 #include "vmm/vm.h"
@@ -132,24 +130,8 @@ static int fork_recv(int fd, struct fork_msg *m)
  * there); "copy" ones are what the kernel's copy-on-write of the process gives. */
 static int fork_apply_inheritance(struct vm *vm)
 {
-	for (;;) {
-		vm_addr_t addr = 0, start = 0, end = 0;
-		struct vm_region_info ri;
-		vm_domain_lock(vm->mem.dom);
-		while (vm_map_region(vm->mem.map, &addr, &ri) == KERN_SUCCESS && !end) {
-			if (ri.inheritance == VM_INHERIT_NONE) {
-				start = ri.start;
-				end = ri.end;
-			}
-			addr = ri.end;
-		}
-		vm_domain_unlock(vm->mem.dom);
-		if (!end)
-			return vm_sync_memslots(vm);
-		int r = guest_memory_deallocate(&vm->mem, start, end - start);
-		if (r)
-			return r;
-	}
+	int r = guest_memory_drop_uninherited(&vm->mem);
+	return r ? r : vm_sync_memslots(vm);
 }
 
 void vm_fork_ready(struct vm *vm, int status, const char *error)
@@ -319,22 +301,9 @@ static void __attribute__((noreturn)) fork_template_main(struct fork_job *job)
 
 static const char *fork_refusal(const struct vm *vm)
 {
-	bool shared = false;
-	vm_addr_t addr = 0;
-	struct vm_region_info ri;
-	vm_domain_lock(vm->mem.dom);
-	while (!shared && vm->mem.map && vm_map_region(vm->mem.map, &addr, &ri) == KERN_SUCCESS) {
-		shared = ri.inheritance == VM_INHERIT_SHARE;
-		addr = ri.end;
-	}
-	vm_domain_unlock(vm->mem.dom);
-	if (shared)
-		return "memory inherited \"share\" cannot be shared between forked VMs (each is its own process)";
-	for (unsigned i = 0; i < vm->mem.nregions; i++)
-		if (vm->mem.region[i].kind != GUEST_REGION_RAM)
-			return "VMs with mapped files or external pagers cannot be forked (the pagers would be shared)";
-	if (vm->mem.swap)
-		return "VMs with a memory limit cannot be forked (their swap file would be shared)";
+	const char *why = guest_memory_fork_refusal(&vm->mem);
+	if (why)
+		return why;
 	if (atomic_load(&vm->snapshot_busy))
 		return "a snapshot of this VM is being taken; fork it afterwards";
 	return NULL;
@@ -552,7 +521,7 @@ int vm_fork(struct vm *vm, const char *name, unsigned count, const struct fork_o
 	pid_t template_pid = 0;
 	fflush(NULL); /* buffered output must not be written twice */
 	/* The fault thread must be between faults: hold the domain lock across the forks. */
-	vm_domain_lock(vm->mem.dom);
+	guest_memory_hold_faults(&vm->mem);
 	pthread_mutex_lock(&fork_reap.lock);
 	if (template) {
 		template_pid = fork();
@@ -571,7 +540,7 @@ int vm_fork(struct vm *vm, const char *name, unsigned count, const struct fork_o
 		}
 	}
 	pthread_mutex_unlock(&fork_reap.lock);
-	vm_domain_unlock(vm->mem.dom);
+	guest_memory_release_faults(&vm->mem);
 	vm_state_free(&state);
 	vm_resume(vm);
 	res->pause_ns = clock_monotonic_ns() - t0;

@@ -5,8 +5,6 @@
 #include <string.h>
 
 #include "guest/abi.h"
-#include "mmu/vm_domain.h"
-#include "mmu/vm_map.h"
 #include "vmm/error.h"
 #include "vmm/vcpu.h"
 #include "vmm/vm.h"
@@ -32,25 +30,14 @@ _Static_assert(sizeof(struct vm_state_header) == 56, "vm_state_header has paddin
 int vm_state_capture(struct vm *vm, struct vm_state *s)
 {
 	memset(s, 0, sizeof(*s));
-	for (unsigned i = 0; i < vm->mem.nregions; i++) {
-		if (vm->mem.region[i].kind != GUEST_REGION_RAM)
-			continue;
-		s->ram[s->nram++] = (struct guest_ram_range){vm->mem.region[i].gpa, vm->mem.region[i].size};
-		s->ram_size += vm->mem.region[i].size; /* vm-allocate and vm-deallocate change it */
-	}
-	vm_domain_lock(vm->mem.dom);
-	vm_addr_t addr = 0;
-	struct vm_region_info ri;
-	while (s->nentries < VM_STATE_MAX_ENTRIES && vm_map_region(vm->mem.map, &addr, &ri) == KERN_SUCCESS) {
-		s->entry[s->nentries++] = (struct vm_state_entry){ri.start, ri.end, ri.protection, ri.max_protection,
-								  ri.inheritance, 0};
-		addr = ri.end;
-	}
-	bool more = vm_map_region(vm->mem.map, &addr, &ri) == KERN_SUCCESS;
-	vm_domain_unlock(vm->mem.dom);
-	if (more)
-		return error_set(E2BIG, "the map has more than %d entries; a snapshot keeps at most that many",
-				 VM_STATE_MAX_ENTRIES);
+	s->ram_size = guest_memory_ram_ranges(&vm->mem, s->ram, &s->nram); /* vm-allocate and vm-deallocate change it */
+	struct guest_map_entry e[VM_STATE_MAX_ENTRIES];
+	int r = guest_memory_entries(&vm->mem, e, VM_STATE_MAX_ENTRIES, &s->nentries);
+	for (unsigned i = 0; i < s->nentries; i++)
+		s->entry[i] = (struct vm_state_entry){e[i].start, e[i].end, e[i].protection, e[i].max_protection,
+						      e[i].inheritance, 0};
+	if (r)
+		return r;
 	s->ncpus = vm->cfg.ncpus;
 	/* The table the vCPUs were made from: a restored VM runs with the CPU it had. */
 	if (vm->kvm.cpuid) {
@@ -67,7 +54,7 @@ int vm_state_capture(struct vm *vm, struct vm_state *s)
 		return error_set(ENOMEM, "no memory for the vCPU states");
 	unsigned xsave = vcpu_state_xsave_size(vm->kvm.dev_fd);
 	for (unsigned i = 0; i < s->ncpus; i++) {
-		int r = vcpu_state_save(vm->vcpus[i].fd, xsave, &s->vcpus[i]);
+		r = vcpu_state_save(vm->vcpus[i].fd, xsave, &s->vcpus[i]);
 		if (r) {
 			vm_state_free(s);
 			return r;
@@ -180,26 +167,11 @@ int vm_state_parse(const uint8_t *blob, size_t len, struct vm_state *s)
 
 int vm_state_apply_map(struct vm *vm, const struct vm_state *s)
 {
-	kern_return_t kr = KERN_SUCCESS;
-	unsigned i = 0;
-	vm_domain_lock(vm->mem.dom);
-	for (; i < s->nentries && kr == KERN_SUCCESS; i++) {
-		const struct vm_state_entry *e = &s->entry[i];
-		if (e->end <= e->start || e->inheritance > VM_INHERIT_NONE)
-			kr = KERN_INVALID_ARGUMENT;
-		if (kr == KERN_SUCCESS)
-			kr = vm_map_protect(vm->mem.map, e->start, e->end - e->start, true, e->max_protection);
-		if (kr == KERN_SUCCESS)
-			kr = vm_map_protect(vm->mem.map, e->start, e->end - e->start, false, e->protection);
-		if (kr == KERN_SUCCESS)
-			kr = vm_map_inherit(vm->mem.map, e->start, e->end - e->start, e->inheritance);
-	}
-	int r = pmap_uffd_flush(&vm->mem.pmap);
-	vm_domain_unlock(vm->mem.dom);
-	if (kr != KERN_SUCCESS)
-		return error_set(EINVAL, "VM state's map entry %u does not fit the restored memory: %s", i - 1,
-				 kern_return_name(kr));
-	return r;
+	struct guest_map_entry e[VM_STATE_MAX_ENTRIES];
+	for (unsigned i = 0; i < s->nentries; i++)
+		e[i] = (struct guest_map_entry){s->entry[i].start, s->entry[i].end, s->entry[i].protection,
+						s->entry[i].max_protection, s->entry[i].inheritance};
+	return guest_memory_apply_entries(&vm->mem, e, s->nentries);
 }
 
 int vm_state_apply_vcpus(struct vm *vm, const struct vm_state *s)

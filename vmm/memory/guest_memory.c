@@ -17,6 +17,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "mmu/kern_return.h"
 #include "mmu/pager.h"
 #include "mmu/pmap.h"
 #include "mmu/vm_domain.h"
@@ -36,6 +37,14 @@ static int region_cmp(const void *a, const void *b)
 {
 	const struct guest_region *x = a, *y = b;
 	return x->gpa < y->gpa ? -1 : x->gpa > y->gpa;
+}
+
+void guest_memory_init(struct guest_memory *m)
+{
+	memset(m, 0, sizeof(*m));
+	m->uffd.fd = -1;
+	m->swap_fd = -1;
+	m->cancel_fd = -1;
 }
 
 int guest_memory_layout(struct guest_memory *m, const struct guest_memory_config *cfg)
@@ -137,17 +146,17 @@ static void guest_memory_insert_region(struct guest_memory *m, const struct gues
 	m->span = last->gpa + last->size;
 }
 
-static int kern_errno(kern_return_t kr)
+/*
+ * The end of calls into the map made under the domain lock: what they staged in the pmap
+ * goes into guest RAM, then the lock is let go. 0, or the pmap's -errno (with its message)
+ * when a page could not be put in, protected or dropped. A fault needs no such end: vm_fault
+ * closes its batch itself and fails with it (KERN_MEMORY_ERROR).
+ */
+static int guest_memory_unlock_map(struct guest_memory *m)
 {
-	switch (kr) {
-	case KERN_SUCCESS: return 0;
-	case KERN_INVALID_ADDRESS: return -EFAULT;
-	case KERN_PROTECTION_FAILURE: return -EACCES;
-	case KERN_RESOURCE_SHORTAGE: return -ENOMEM;
-	case KERN_MEMORY_ERROR:
-	case KERN_MEMORY_FAILURE: return -EIO;
-	default: return -EINVAL;
-	}
+	int r = pmap_uffd_flush(&m->pmap);
+	vm_domain_unlock(m->dom);
+	return r;
 }
 
 /* A connected socket to the external pager at @path. */
@@ -199,7 +208,7 @@ static int guest_memory_map_file(struct guest_memory *m, struct guest_region *r,
 	struct vm_object *obj;
 	kern_return_t kr = vm_object_create(m->dom, m->file_pagers[index], r->size, &obj);
 	if (kr != KERN_SUCCESS)
-		return error_set(-kern_errno(kr), "cannot make a memory object of %s: %s", r->path, kern_return_name(kr));
+		return error_set(-kern_return_errno(kr), "cannot make a memory object of %s: %s", r->path, kern_return_name(kr));
 	vm_prot_t cur = r->mode == GUEST_MAP_RO ? VM_PROT_READ | VM_PROT_EXECUTE : VM_PROT_ALL;
 	vm_prot_t max = r->mode == GUEST_MAP_RO ? VM_PROT_READ | VM_PROT_EXECUTE : VM_PROT_ALL;
 	vm_addr_t gpa = r->gpa;
@@ -213,7 +222,7 @@ static int guest_memory_map_file(struct guest_memory *m, struct guest_region *r,
 	if (kr == KERN_SUCCESS && r->mode == GUEST_MAP_PRIVATE)
 		kr = vm_map_set_attr(m->map, r->gpa, r->size, VM_ATTR_COPY_ON_READ, 1);
 	if (kr != KERN_SUCCESS)
-		return error_set(-kern_errno(kr), "cannot map %s at 0x%llx (%s): %s", r->path, (unsigned long long)r->gpa,
+		return error_set(-kern_return_errno(kr), "cannot map %s at 0x%llx (%s): %s", r->path, (unsigned long long)r->gpa,
 				 map_mode_names[r->mode], kern_return_name(kr));
 	return 0;
 }
@@ -319,14 +328,14 @@ int guest_memory_create(struct guest_memory *m, const struct guest_memory_config
 		kr = vm_map_set_default_attr(m->map, VM_ATTR_CLUSTER,
 					     cfg->cluster ? cfg->cluster : GUEST_MEMORY_DEFAULT_CLUSTER);
 	if (kr != KERN_SUCCESS) {
-		r = error_set(-kern_errno(kr), "cannot create the guest-physical map: %s", kern_return_name(kr));
+		r = error_set(-kern_return_errno(kr), "cannot create the guest-physical map: %s", kern_return_name(kr));
 		goto err;
 	}
 	struct vm_object *ram_obj = NULL;
 	if (cfg->ram_pager) {
 		kr = vm_object_create(m->dom, cfg->ram_pager, m->span, &ram_obj);
 		if (kr != KERN_SUCCESS) {
-			r = error_set(-kern_errno(kr), "cannot make a memory object of the snapshot: %s", kern_return_name(kr));
+			r = error_set(-kern_return_errno(kr), "cannot make a memory object of the snapshot: %s", kern_return_name(kr));
 			goto err;
 		}
 	}
@@ -349,7 +358,7 @@ int guest_memory_create(struct guest_memory *m, const struct guest_memory_config
 		if (kr == KERN_SUCCESS && ram_obj)
 			kr = vm_map_set_attr(m->map, g->gpa, g->size, VM_ATTR_COPY_ON_READ, 1);
 		if (kr != KERN_SUCCESS)
-			r = error_set(-kern_errno(kr), "cannot allocate guest RAM at 0x%llx: %s", (unsigned long long)g->gpa,
+			r = error_set(-kern_return_errno(kr), "cannot allocate guest RAM at 0x%llx: %s", (unsigned long long)g->gpa,
 				      kern_return_name(kr));
 	}
 	m->ram_object = ram_obj; /* kept: snapshots of the restored guest stop at it */
@@ -382,10 +391,10 @@ static unsigned guest_memory_pager_index(const struct guest_memory *m, const str
 }
 
 /* Bring in the cluster around @gpa as a guest @access would (domain lock held): true when
- * done, *info saying what it entered. */
+ * done (the pages in guest RAM), *info saying what it entered. */
 static bool guest_memory_fault_in(struct guest_memory *m, vm_addr_t gpa, vm_prot_t access, struct vm_fault_info *info)
 {
-	return vm_fault(m->map, gpa, access, info) == KERN_SUCCESS && pmap_uffd_flush(&m->pmap) == 0;
+	return vm_fault(m->map, gpa, access, info) == KERN_SUCCESS;
 }
 
 /* Keep @gpa, a RAM page brought in by the guest's fault or read-ahead (domain lock held).
@@ -519,8 +528,8 @@ static int guest_memory_fault(void *arg, const struct fault_event *ev)
 		r = pmap_uffd_unguard(&m->pmap, gpa);
 		info.entered = 1;
 	} else {
-		kr = vm_fault(m->map, gpa, access, &info);
-		r = pmap_uffd_flush(&m->pmap);
+		kr = vm_fault(m->map, gpa, access, &info); /* a page the pmap could not put in fails it */
+		r = 0;
 	}
 	m->uffd_faults++;
 	if (ev->wp)
@@ -538,7 +547,8 @@ static int guest_memory_fault(void *arg, const struct fault_event *ev)
 			snprintf(why, sizeof(why), "%s", external_pager_failure(m->file_pagers[guest_memory_pager_index(m, g)]));
 		else if (!why[0] && kr == KERN_MEMORY_ERROR && m->swap && default_pager_failure(m->swap)[0])
 			snprintf(why, sizeof(why), "swap file %s: %s", guest_memory_swap_name(m), default_pager_failure(m->swap));
-		int code = kr == KERN_PROTECTION_FAILURE || kr == KERN_INVALID_ADDRESS ? EACCES : EFAULT;
+		/* An access outside the map is the guest's doing too (guest_memory_error_fn). */
+		int code = kr == KERN_INVALID_ADDRESS ? EACCES : -kern_return_errno(kr);
 		if (guest_memory_cancelled(m))
 			code = ECANCELED; /* the VM stops: the pager was not waited for, nothing failed */
 		if (vm_map_region(m->map, &at, &ri) == KERN_SUCCESS && ri.start <= gpa)
@@ -590,6 +600,11 @@ int guest_memory_start(struct guest_memory *m, guest_memory_error_fn *on_error, 
 void guest_memory_record_working_set(struct guest_memory *m)
 {
 	m->recording = true;
+}
+
+void guest_memory_stop_recording(struct guest_memory *m)
+{
+	m->recording = false;
 }
 
 int guest_memory_save_working_set(struct guest_memory *m, const char *path)
@@ -814,6 +829,41 @@ const struct guest_region *guest_memory_region(const struct guest_memory *m, uin
 	return NULL;
 }
 
+const struct guest_region *guest_memory_regions(const struct guest_memory *m, unsigned *n)
+{
+	*n = m->nregions;
+	return m->region;
+}
+
+uint64_t guest_memory_ram_size(const struct guest_memory *m)
+{
+	return m->ram_size;
+}
+
+uint64_t guest_memory_span(const struct guest_memory *m)
+{
+	return m->span;
+}
+
+bool guest_memory_mapped(const struct guest_memory *m)
+{
+	return m->map != NULL;
+}
+
+uint64_t guest_memory_ram_ranges(const struct guest_memory *m, struct guest_ram_range ram[GUEST_MEMORY_MAX_REGIONS],
+				 unsigned *n)
+{
+	uint64_t bytes = 0;
+	*n = 0;
+	for (unsigned i = 0; i < m->nregions; i++) {
+		if (m->region[i].kind != GUEST_REGION_RAM)
+			continue;
+		ram[(*n)++] = (struct guest_ram_range){m->region[i].gpa, m->region[i].size};
+		bytes += m->region[i].size;
+	}
+	return bytes;
+}
+
 void *guest_memory_ptr(const struct guest_memory *m, uint64_t gpa, uint64_t len)
 {
 	const struct guest_region *r = guest_memory_region(m, gpa);
@@ -834,9 +884,8 @@ int guest_memory_write(struct guest_memory *m, uint64_t gpa, const void *src, ui
 	}
 	vm_domain_lock(m->dom);
 	kern_return_t kr = vm_map_write(m->map, gpa, src, len);
-	int r = pmap_uffd_flush(&m->pmap);
-	vm_domain_unlock(m->dom);
-	return kr != KERN_SUCCESS ? kern_errno(kr) : r;
+	int r = guest_memory_unlock_map(m);
+	return kr != KERN_SUCCESS ? kern_return_errno(kr) : r;
 }
 
 int guest_memory_prefault(struct guest_memory *m, uint64_t gpa, uint64_t len)
@@ -850,12 +899,15 @@ int guest_memory_prefault(struct guest_memory *m, uint64_t gpa, uint64_t len)
 		if (pmap_entered(&m->map->pmap, va) & VM_PROT_WRITE)
 			continue; /* brought in with an earlier page's cluster */
 		struct vm_fault_info info = {0};
+		error_clear(); /* the pmap (or a pager's source) says why the fault failed */
 		kern_return_t kr = vm_fault(m->map, va, VM_PROT_READ | VM_PROT_WRITE, &info);
-		r = pmap_uffd_flush(&m->pmap);
 		m->prefaults += info.entered;
-		if (kr != KERN_SUCCESS)
-			r = error_set(-kern_errno(kr), "cannot bring in guest memory at 0x%llx: %s", (unsigned long long)va,
-				      kern_return_name(kr));
+		if (kr != KERN_SUCCESS) {
+			char why[512];
+			snprintf(why, sizeof(why), "%s", error_message());
+			r = error_set(-kern_return_errno(kr), "cannot bring in guest memory at 0x%llx: %s%s%s",
+				      (unsigned long long)va, kern_return_name(kr), why[0] ? ": " : "", why);
+		}
 	}
 	vm_domain_unlock(m->dom);
 	return r;
@@ -870,7 +922,7 @@ int guest_memory_allocate(struct guest_memory *m, uint64_t *gpa, uint64_t size, 
 	kern_return_t kr = vm_map_allocate(m->map, &at, size, anywhere);
 	vm_domain_unlock(m->dom);
 	if (kr != KERN_SUCCESS)
-		return error_set(-kern_errno(kr), "vm_allocate of %llu bytes at 0x%llx: %s", (unsigned long long)size,
+		return error_set(-kern_return_errno(kr), "vm_allocate of %llu bytes at 0x%llx: %s", (unsigned long long)size,
 				 (unsigned long long)at, kern_return_name(kr));
 	struct guest_region g = {.gpa = at, .size = size, .kind = GUEST_REGION_RAM, .hva = m->base + at,
 				 .slot = guest_memory_free_slot(m)};
@@ -909,10 +961,9 @@ int guest_memory_deallocate(struct guest_memory *m, uint64_t gpa, uint64_t size)
 		return error_set(ENOSPC, "guest memory has its maximum of %d regions", GUEST_MEMORY_MAX_REGIONS);
 	vm_domain_lock(m->dom);
 	kern_return_t kr = vm_map_deallocate(m->map, gpa, size);
-	int fr = pmap_uffd_flush(&m->pmap);
-	vm_domain_unlock(m->dom);
+	int fr = guest_memory_unlock_map(m);
 	if (kr != KERN_SUCCESS)
-		return error_set(-kern_errno(kr), "vm_deallocate of [0x%llx, 0x%llx): %s", (unsigned long long)gpa,
+		return error_set(-kern_return_errno(kr), "vm_deallocate of [0x%llx, 0x%llx): %s", (unsigned long long)gpa,
 				 (unsigned long long)end, kern_return_name(kr));
 	/* Cut the regions: what remains on each side keeps or gets a slot. */
 	for (unsigned i = 0; i < m->nregions; i++) {
@@ -950,6 +1001,274 @@ int guest_memory_deallocate(struct guest_memory *m, uint64_t gpa, uint64_t size)
 	const struct guest_region *last = m->nregions ? &m->region[m->nregions - 1] : NULL;
 	m->span = last ? last->gpa + last->size : 0;
 	return fr;
+}
+
+/* A Mach call of the monitor's that failed: the code named, as Mach would have said it. */
+static int guest_memory_vm_failed(const char *call, kern_return_t kr, uint64_t addr, uint64_t size)
+{
+	return error_set(-kern_return_errno(kr), "%s of [0x%llx, +0x%llx): %s", call, (unsigned long long)addr,
+			 (unsigned long long)size, kern_return_name(kr));
+}
+
+int guest_memory_vm_protect(struct guest_memory *m, uint64_t addr, uint64_t size, bool set_max, vm_prot_t prot)
+{
+	vm_domain_lock(m->dom);
+	kern_return_t kr = vm_map_protect(m->map, addr, size, set_max, prot);
+	int r = guest_memory_unlock_map(m);
+	return kr != KERN_SUCCESS ? guest_memory_vm_failed("vm_protect", kr, addr, size) : r;
+}
+
+int guest_memory_vm_inherit(struct guest_memory *m, uint64_t addr, uint64_t size, vm_inherit_t inheritance)
+{
+	/* Inheritance is the map's alone: nothing reaches the pmap. */
+	vm_domain_lock(m->dom);
+	kern_return_t kr = vm_map_inherit(m->map, addr, size, inheritance);
+	vm_domain_unlock(m->dom);
+	return kr != KERN_SUCCESS ? guest_memory_vm_failed("vm_inherit", kr, addr, size) : 0;
+}
+
+int guest_memory_vm_read(struct guest_memory *m, uint64_t addr, void *buf, uint64_t size)
+{
+	vm_domain_lock(m->dom);
+	kern_return_t kr = vm_map_read(m->map, addr, buf, size);
+	int r = guest_memory_unlock_map(m);
+	return kr != KERN_SUCCESS ? guest_memory_vm_failed("vm_read", kr, addr, size) : r;
+}
+
+int guest_memory_vm_write(struct guest_memory *m, uint64_t addr, const void *buf, uint64_t size)
+{
+	vm_domain_lock(m->dom);
+	kern_return_t kr = size ? vm_map_write(m->map, addr, buf, size) : KERN_SUCCESS;
+	int r = guest_memory_unlock_map(m);
+	return kr != KERN_SUCCESS ? guest_memory_vm_failed("vm_write", kr, addr, size) : r;
+}
+
+/* @e's description for the monitor, with its object's chain (domain lock held). */
+static void guest_memory_describe(const struct vm_region_info *ri, struct guest_memory_entry *e)
+{
+	*e = (struct guest_memory_entry){
+		.start = ri->start, .end = ri->end, .protection = ri->protection, .max_protection = ri->max_protection,
+		.inheritance = ri->inheritance, .needs_copy = ri->needs_copy, .shared = ri->shared,
+		.copy_strategy = ri->attr.copy_strategy, .cluster = ri->attr.cluster, .cache = ri->attr.cache,
+		.offset = ri->offset, .resident = ri->resident_count, .depth = ri->depth};
+	if (!ri->object)
+		return;
+	struct vm_object_info infos[GUEST_MEMORY_CHAIN_MAX];
+	unsigned depth = vm_object_chain(ri->object, infos, GUEST_MEMORY_CHAIN_MAX);
+	for (unsigned i = 0; i < depth && i < GUEST_MEMORY_CHAIN_MAX; i++) {
+		const struct vm_object_info *o = &infos[i];
+		e->chain[e->nchain++] = (struct guest_memory_object){
+			.id = o->id, .size = o->size, .internal = o->internal, .copy_strategy = o->copy_strategy,
+			.ref_count = o->ref_count, .shadow_count = o->shadow_count, .shadow_offset = o->shadow_offset,
+			.resident = o->resident_count, .paged = o->paged_count, .pager = o->pager_name,
+			.faults = o->stats.faults, .pageins = o->stats.pageins, .pageouts = o->stats.pageouts,
+			.cow_pages = o->stats.cow_pages, .zero_fills = o->stats.zero_fills};
+	}
+}
+
+void guest_memory_vm_region(struct guest_memory *m, guest_memory_entry_fn *fn, void *arg, uint64_t *objects)
+{
+	struct guest_memory_entry e;
+	vm_domain_lock(m->dom);
+	vm_addr_t addr = 0;
+	struct vm_region_info ri;
+	while (vm_map_region(m->map, &addr, &ri) == KERN_SUCCESS) {
+		guest_memory_describe(&ri, &e);
+		fn(arg, &e);
+		addr = ri.end;
+	}
+	struct vm_statistics st;
+	vm_domain_statistics(m->dom, &st);
+	vm_domain_unlock(m->dom);
+	*objects = st.objects_live;
+}
+
+int guest_memory_entries(struct guest_memory *m, struct guest_map_entry *e, unsigned max, unsigned *n)
+{
+	*n = 0;
+	vm_domain_lock(m->dom);
+	vm_addr_t addr = 0;
+	struct vm_region_info ri;
+	while (*n < max && vm_map_region(m->map, &addr, &ri) == KERN_SUCCESS) {
+		e[(*n)++] = (struct guest_map_entry){ri.start, ri.end, ri.protection, ri.max_protection, ri.inheritance};
+		addr = ri.end;
+	}
+	bool more = vm_map_region(m->map, &addr, &ri) == KERN_SUCCESS;
+	vm_domain_unlock(m->dom);
+	if (more)
+		return error_set(E2BIG, "the map has more than %u entries; a snapshot keeps at most that many", max);
+	return 0;
+}
+
+int guest_memory_apply_entries(struct guest_memory *m, const struct guest_map_entry *e, unsigned n)
+{
+	kern_return_t kr = KERN_SUCCESS;
+	unsigned i = 0;
+	vm_domain_lock(m->dom);
+	for (; i < n && kr == KERN_SUCCESS; i++) {
+		const struct guest_map_entry *x = &e[i];
+		if (x->end <= x->start || x->inheritance > VM_INHERIT_NONE)
+			kr = KERN_INVALID_ARGUMENT;
+		if (kr == KERN_SUCCESS)
+			kr = vm_map_protect(m->map, x->start, x->end - x->start, true, x->max_protection);
+		if (kr == KERN_SUCCESS)
+			kr = vm_map_protect(m->map, x->start, x->end - x->start, false, x->protection);
+		if (kr == KERN_SUCCESS)
+			kr = vm_map_inherit(m->map, x->start, x->end - x->start, x->inheritance);
+	}
+	int r = guest_memory_unlock_map(m);
+	/* Untrusted input that does not fit: the state's fault (EINVAL), whatever Mach's code. */
+	if (kr != KERN_SUCCESS)
+		return error_set(EINVAL, "VM state's map entry %u does not fit the restored memory: %s", i - 1,
+				 kern_return_name(kr));
+	return r;
+}
+
+int guest_memory_can_freeze(const struct guest_memory *m)
+{
+	for (unsigned i = 0; i < m->nregions; i++)
+		if (m->region[i].kind != GUEST_REGION_RAM)
+			return error_set(ENOTSUP, "snapshots of VMs with mapped files or external pagers are not supported");
+	if (m->kernel_ram)
+		return error_set(ENOTSUP, "snapshots need RAM served by the default pager (not --kernel-zero-fill)");
+	return 0;
+}
+
+int guest_memory_freeze(struct guest_memory *m, struct guest_memory_frozen *f, uint64_t *protected)
+{
+	int r = 0;
+	vm_domain_lock(m->dom);
+	uint64_t protected_before = m->pmap.stats.protected_pages;
+	for (unsigned i = 0; i < m->nregions && !r; i++) {
+		const struct guest_region *g = &m->region[i];
+		kern_return_t kr = vm_map_copyin(m->map, g->gpa, g->size, &f->copy[f->n]);
+		if (kr != KERN_SUCCESS)
+			r = error_set(-kern_return_errno(kr), "cannot freeze guest RAM at 0x%llx: %s", (unsigned long long)g->gpa,
+				      kern_return_name(kr));
+		else
+			f->region[f->n++] = *g;
+	}
+	/* The flush before the count: the write-protection of the freeze is in guest RAM. */
+	int pr = pmap_uffd_flush(&m->pmap);
+	if (!r && pr)
+		r = pr;
+	*protected = m->pmap.stats.protected_pages - protected_before;
+	vm_domain_unlock(m->dom);
+	return r;
+}
+
+void guest_memory_frozen_discard(struct guest_memory *m, struct guest_memory_frozen *f)
+{
+	vm_domain_lock(m->dom);
+	for (unsigned i = 0; i < f->n; i++)
+		vm_map_copy_discard(f->copy[i]);
+	vm_domain_unlock(m->dom);
+	f->n = 0;
+}
+
+/* Pages gathered under the domain lock, handed on without it. */
+struct guest_memory_batch {
+	uint8_t (*bytes)[VM_PAGE_SIZE];
+	uint64_t *pindex;
+	unsigned n;
+	uint64_t first_pindex; /* page number of the chunk's offset 0 */
+};
+
+static int guest_memory_collect(void *arg, vm_offset_t offset, const void *bytes)
+{
+	struct guest_memory_batch *b = arg;
+	memcpy(b->bytes[b->n], bytes, VM_PAGE_SIZE);
+	b->pindex[b->n++] = b->first_pindex + offset / VM_PAGE_SIZE;
+	return 0;
+}
+
+int guest_memory_frozen_pages(struct guest_memory *m, const struct guest_memory_frozen *f, bool since_restore,
+			      unsigned chunk, guest_memory_pages_fn *fn, void *arg)
+{
+	const struct vm_object *stop = since_restore ? m->ram_object : NULL;
+	struct guest_memory_batch b = {.bytes = malloc((size_t)chunk * VM_PAGE_SIZE),
+				       .pindex = malloc(chunk * sizeof(uint64_t))};
+	int r = b.bytes && b.pindex ? 0 : error_set(ENOMEM, "no memory for the snapshot writer");
+	for (unsigned i = 0; i < f->n && !r; i++) {
+		const struct vm_map_copy *copy = f->copy[i];
+		for (size_t k = 0; k < copy->npieces && !r; k++) {
+			const struct vm_map_copy_piece *p = &copy->pieces[k];
+			for (vm_size_t off = 0; off < p->size && !r; off += chunk * VM_PAGE_SIZE) {
+				vm_size_t len = p->size - off < chunk * VM_PAGE_SIZE ? p->size - off : chunk * VM_PAGE_SIZE;
+				b.n = 0;
+				b.first_pindex = (f->region[i].gpa + p->offset + off) / VM_PAGE_SIZE;
+				vm_domain_lock(m->dom);
+				vm_domain_begin(m->dom);
+				kern_return_t kr = vm_object_enumerate(p->object, p->obj_offset + off, len, stop,
+								       guest_memory_collect, &b, 0);
+				vm_domain_end(m->dom);
+				int fr = guest_memory_unlock_map(m);
+				if (kr != KERN_SUCCESS)
+					r = error_set(-kern_return_errno(kr), "cannot read frozen guest RAM at 0x%llx: %s",
+						      (unsigned long long)(f->region[i].gpa + p->offset + off), kern_return_name(kr));
+				else
+					r = fr;
+				if (!r)
+					r = fn(arg, b.pindex, (const uint8_t (*)[VM_PAGE_SIZE])b.bytes, b.n, len / VM_PAGE_SIZE);
+			}
+		}
+	}
+	free(b.bytes);
+	free(b.pindex);
+	return r;
+}
+
+const char *guest_memory_fork_refusal(const struct guest_memory *m)
+{
+	bool shared = false;
+	vm_addr_t addr = 0;
+	struct vm_region_info ri;
+	vm_domain_lock(m->dom);
+	while (!shared && m->map && vm_map_region(m->map, &addr, &ri) == KERN_SUCCESS) {
+		shared = ri.inheritance == VM_INHERIT_SHARE;
+		addr = ri.end;
+	}
+	vm_domain_unlock(m->dom);
+	if (shared)
+		return "memory inherited \"share\" cannot be shared between forked VMs (each is its own process)";
+	for (unsigned i = 0; i < m->nregions; i++)
+		if (m->region[i].kind != GUEST_REGION_RAM)
+			return "VMs with mapped files or external pagers cannot be forked (the pagers would be shared)";
+	if (m->swap)
+		return "VMs with a memory limit cannot be forked (their swap file would be shared)";
+	return NULL;
+}
+
+void guest_memory_hold_faults(struct guest_memory *m)
+{
+	vm_domain_lock(m->dom);
+}
+
+void guest_memory_release_faults(struct guest_memory *m)
+{
+	vm_domain_unlock(m->dom);
+}
+
+int guest_memory_drop_uninherited(struct guest_memory *m)
+{
+	for (;;) {
+		vm_addr_t addr = 0, start = 0, end = 0;
+		struct vm_region_info ri;
+		vm_domain_lock(m->dom);
+		while (vm_map_region(m->map, &addr, &ri) == KERN_SUCCESS && !end) {
+			if (ri.inheritance == VM_INHERIT_NONE) {
+				start = ri.start;
+				end = ri.end;
+			}
+			addr = ri.end;
+		}
+		vm_domain_unlock(m->dom);
+		if (!end)
+			return 0;
+		int r = guest_memory_deallocate(m, start, end - start);
+		if (r)
+			return r;
+	}
 }
 
 void guest_memory_stats(struct guest_memory *m, void (*emit)(void *arg, const char *key, uint64_t value), void *arg)

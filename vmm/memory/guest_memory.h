@@ -7,6 +7,14 @@
  *
  * Every access the VMM makes on the guest's behalf goes through guest_memory_ptr (bounds:
  * wholly inside one region) or guest_memory_write (through the map).
+ *
+ * This is the one door to mmu/ for the rest of vmm/: the snapshot, the fork, the VM's saved
+ * state and the monitor's Mach calls ask for named operations here (guest_memory_freeze,
+ * guest_memory_vm_protect, ...) and never name the map, its objects, the domain lock or the
+ * pmap. Each operation takes the domain lock, calls into mmu/, puts what the call staged
+ * into guest RAM (pmap_uffd_flush; a fault does that itself and fails with it) and lets the
+ * lock go, in this file only. Mach's codes become -errno by kern_return_errno, and each
+ * failure has a one-line message naming the code.
  */
 #ifndef VMM_GUEST_MEMORY_H
 #define VMM_GUEST_MEMORY_H
@@ -15,6 +23,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "mmu/vm_param.h"
 #include "vmm/memory/fault_thread.h"
 #include "vmm/memory/pmap_uffd.h"
 #include "vmm/memory/uffd.h"
@@ -96,8 +105,9 @@ struct pager;
  * else the host's failure (a pager, the userfaultfd). */
 typedef void guest_memory_error_fn(void *arg, int err, const char *message);
 
-/* Locking legend: (c) constant after create; (d) domain lock; (f) fault thread;
- * (p) changed only with the VM paused and the domain lock held (regions). */
+/* Locking legend: (c) constant after create; (d) domain lock; (f) the fault thread only
+ * (once it runs); (p) changed only with the VM paused and the domain lock held (regions);
+ * (a) atomic. */
 struct guest_memory {
 	struct guest_region region[GUEST_MEMORY_MAX_REGIONS]; /* (p) sorted by gpa */
 	unsigned nregions;                                     /* (p) */
@@ -127,16 +137,20 @@ struct guest_memory {
 	uint64_t wp_faults;                                    /* (d) write-protect faults */
 	uint64_t uffd_faults;                                  /* (d) userfaultfd faults served */
 	uint64_t prefaults;                                    /* (d) pages brought in before the guest ran */
-	vm_addr_t readahead_at;                                /* (t) where a fault continues the last one's cluster */
+	vm_addr_t readahead_at;                                /* (f) where a fault continues the last one's cluster */
 	uint64_t readahead_pages;                              /* (d) pages brought in ahead of sequential faults */
 	struct working_set recorded;                           /* (d) with recording: pages faulted in, in order */
 	uint64_t recorded_cap;                                 /* (d) room in recorded.pages */
 	bool recording;                                        /* (c) guest_memory_record_working_set */
 	struct working_set prefetch;                           /* (c) guest_memory_set_prefetch's list */
 	uint64_t prefetch_next;                                /* (d) its next entry to bring in */
-	atomic_bool prefetch_go;                               /* guest_memory_prefetch_start was called */
+	atomic_bool prefetch_go;                               /* (a) guest_memory_prefetch_start was called */
 	uint64_t prefetched_pages;                             /* (d) pages brought in from the list */
 };
+
+/* Guest memory with nothing in it yet (no file descriptor): guest_memory_destroy may be
+ * called on it, and guest_memory_place or guest_memory_create fills it. */
+void guest_memory_init(struct guest_memory *m);
 
 /*
  * Lay out @cfg: RAM regions (below 3 GiB, the rest above 4 GiB) and the file regions,
@@ -179,6 +193,9 @@ int guest_memory_start(struct guest_memory *m, guest_memory_error_fn *on_error, 
 /* From now on (before guest_memory_start), keep the RAM pages the guest's faults bring in,
  * in the order it touched them, for guest_memory_save_working_set. */
 void guest_memory_record_working_set(struct guest_memory *m);
+
+/* Record no more (a forked child: the parent records its own working set). */
+void guest_memory_stop_recording(struct guest_memory *m);
 
 /* Write what was recorded to @path (working_set_write). 0 or -errno with a message. */
 int guest_memory_save_working_set(struct guest_memory *m, const char *path);
@@ -264,6 +281,25 @@ int guest_memory_prefault(struct guest_memory *m, uint64_t gpa, uint64_t len);
 /* The region containing @gpa, or NULL. */
 const struct guest_region *guest_memory_region(const struct guest_memory *m, uint64_t gpa);
 
+/* Every region, in address order (*n of them): valid until the layout changes (which
+ * happens only with the VM paused: guest_memory_allocate, guest_memory_deallocate). */
+const struct guest_region *guest_memory_regions(const struct guest_memory *m, unsigned *n);
+
+/* Bytes of RAM the guest was made with (cfg.ram_size; vm-allocate does not change it). */
+uint64_t guest_memory_ram_size(const struct guest_memory *m);
+
+/* The end of the highest region: guest-physical addresses in use are below it. */
+uint64_t guest_memory_span(const struct guest_memory *m);
+
+/* Whether guest memory is a Mach map (false before guest_memory_create), so that the map's
+ * operations below (guest_memory_vm_*, guest_memory_freeze...) can be asked of it. */
+bool guest_memory_mapped(const struct guest_memory *m);
+
+/* The RAM regions, in address order, into @ram (*n of them); returns their bytes added up
+ * (vm-allocate and vm-deallocate change it). With the VM paused. */
+uint64_t guest_memory_ram_ranges(const struct guest_memory *m, struct guest_ram_range ram[GUEST_MEMORY_MAX_REGIONS],
+				 unsigned *n);
+
 /*
  * vm_allocate on the guest-physical space at run time: new zero-filled RAM at *gpa (or
  * anywhere, *gpa set), mapped read/write, served like the rest. The caller has the VM
@@ -279,6 +315,131 @@ int guest_memory_allocate(struct guest_memory *m, uint64_t *gpa, uint64_t size, 
  * Mapped files cannot be deallocated (-EBUSY). 0 or -errno with a message.
  */
 int guest_memory_deallocate(struct guest_memory *m, uint64_t gpa, uint64_t size);
+
+/*
+ * Mach's calls on the guest-physical space, for the monitor (vm-protect, vm-inherit,
+ * vm-read, vm-write): vm_map_protect (@set_max: the maximum protection), vm_map_inherit,
+ * vm_map_read into @buf, vm_map_write from @buf (@size 0: nothing to write). Guest memory
+ * must be mapped (guest_memory_mapped). 0, or -errno (kern_return_errno) with the message
+ * "vm_protect of [0xADDR, +0xSIZE): KERN_...", or the pmap's failure to put pages in.
+ */
+int guest_memory_vm_protect(struct guest_memory *m, uint64_t addr, uint64_t size, bool set_max, vm_prot_t prot);
+int guest_memory_vm_inherit(struct guest_memory *m, uint64_t addr, uint64_t size, vm_inherit_t inheritance);
+int guest_memory_vm_read(struct guest_memory *m, uint64_t addr, void *buf, uint64_t size);
+int guest_memory_vm_write(struct guest_memory *m, uint64_t addr, const void *buf, uint64_t size);
+
+#define GUEST_MEMORY_CHAIN_MAX 64 /* objects of a shadow chain guest_memory_vm_region describes */
+
+/* One object of a map entry's shadow chain, as guest_memory_vm_region describes it. */
+struct guest_memory_object {
+	uint64_t id, size;
+	bool internal;                       /* anonymous memory (no pager of its own) */
+	enum vm_copy_strategy copy_strategy;
+	unsigned ref_count, shadow_count;
+	uint64_t shadow_offset;
+	uint64_t resident, paged;            /* pages resident, pages its pager holds */
+	const char *pager;                   /* its pager's name, NULL: none */
+	uint64_t faults, pageins, pageouts, cow_pages, zero_fills;
+};
+
+/* One entry of the guest-physical map (Mach's vm_region), with its object's chain. */
+struct guest_memory_entry {
+	vm_addr_t start, end;
+	vm_prot_t protection, max_protection;
+	vm_inherit_t inheritance;
+	bool needs_copy, shared;
+	enum vm_copy_strategy copy_strategy; /* the entry's attributes */
+	unsigned cluster;
+	enum vm_cache_mode cache;
+	uint64_t offset;                     /* in its object */
+	uint64_t resident;                   /* pages resident in its top object within it */
+	unsigned depth;                      /* objects in its chain */
+	unsigned nchain;                     /* of which described in chain[], top first */
+	struct guest_memory_object chain[GUEST_MEMORY_CHAIN_MAX];
+};
+
+/* Called for each entry by guest_memory_vm_region, with the domain lock held: it may look
+ * at the regions (guest_memory_region) but ask for no operation that takes the lock. */
+typedef void guest_memory_entry_fn(void *arg, const struct guest_memory_entry *e);
+
+/* Describe every entry of the map to @fn, in address order, then set *objects to the
+ * objects alive in the domain (all at one hold of the lock). Guest memory must be mapped. */
+void guest_memory_vm_region(struct guest_memory *m, guest_memory_entry_fn *fn, void *arg, uint64_t *objects);
+
+/* A map entry's protections and inheritance: what a saved VM state keeps of the map. */
+struct guest_map_entry {
+	vm_addr_t start, end;
+	vm_prot_t protection, max_protection;
+	vm_inherit_t inheritance;
+};
+
+/* The map's entries in address order into @e (*n of them, at most @max). 0, or -E2BIG with
+ * the message "the map has more than MAX entries; a snapshot keeps at most that many". */
+int guest_memory_entries(struct guest_memory *m, struct guest_map_entry *e, unsigned max, unsigned *n);
+
+/* Give the map the protections (maximum, then current) and inheritance of entries @e of a
+ * saved VM state (untrusted), after guest_memory_create with its RAM ranges. 0, -EINVAL with
+ * "VM state's map entry I does not fit the restored memory: KERN_...", or the pmap's -errno. */
+int guest_memory_apply_entries(struct guest_memory *m, const struct guest_map_entry *e, unsigned n);
+
+struct vm_map_copy;
+
+/* Guest RAM frozen by guest_memory_freeze: one copy per RAM region. */
+struct guest_memory_frozen {
+	struct vm_map_copy *copy[GUEST_MEMORY_MAX_REGIONS];   /* the frozen objects (mmu's) */
+	struct guest_region region[GUEST_MEMORY_MAX_REGIONS]; /* as they were at the freeze */
+	unsigned n;
+};
+
+/* Whether guest_memory_freeze can take @m's RAM: 0, or -ENOTSUP with a message (mapped
+ * files or external pagers, RAM left to the kernel's zero fill). */
+int guest_memory_can_freeze(const struct guest_memory *m);
+
+/*
+ * Freeze every RAM region (vm_map_copyin: its object frozen and shadowed, its pages
+ * write-protected in guest RAM) into @f, at one hold of the domain lock; the vCPUs must be
+ * paused. *protected: pages it had to write-protect (not pre-armed: guest_memory_prearm).
+ * 0 or -errno with a message; on failure @f holds the regions frozen before it, for
+ * guest_memory_frozen_discard.
+ */
+int guest_memory_freeze(struct guest_memory *m, struct guest_memory_frozen *f, uint64_t *protected);
+
+/* Let the frozen copies go (the chains collapse back as the guest writes); f->n becomes 0. */
+void guest_memory_frozen_discard(struct guest_memory *m, struct guest_memory_frozen *f);
+
+/* Called by guest_memory_frozen_pages without the domain lock with @n pages gathered:
+ * page @pindex[i] of guest-physical space holds @bytes[i]; @examined pages of frozen RAM
+ * were looked at for them. Nonzero stops the walk and is returned. */
+typedef int guest_memory_pages_fn(void *arg, const uint64_t *pindex, const uint8_t (*bytes)[VM_PAGE_SIZE],
+				  unsigned n, uint64_t examined);
+
+/*
+ * Hand the pages of @f the guest has to @fn, in page order, @chunk pages of frozen RAM
+ * looked at per hold of the domain lock, so that the guest's faults (its copy-on-writes of
+ * frozen pages above all) are served in between. @since_restore: only the pages whose data
+ * lives above the object the VM was restored from (what changed since). 0, @fn's nonzero,
+ * or -errno with a message.
+ */
+int guest_memory_frozen_pages(struct guest_memory *m, const struct guest_memory_frozen *f, bool since_restore,
+			      unsigned chunk, guest_memory_pages_fn *fn, void *arg);
+
+/* Why @m cannot be forked (a sentence), or NULL: memory inherited "share", mapped files or
+ * external pagers, a memory limit (its swap file). */
+const char *guest_memory_fork_refusal(const struct guest_memory *m);
+
+/*
+ * Hold the fault thread between faults until guest_memory_release_faults (the domain lock
+ * held): what fork(2) of the VMM needs, so that the child's copy of the core is consistent
+ * (guest_memory_reattach starts the child's lock afresh). Nothing else of guest memory may
+ * be asked meanwhile by this thread.
+ */
+void guest_memory_hold_faults(struct guest_memory *m);
+void guest_memory_release_faults(struct guest_memory *m);
+
+/* Mach's fork in the child: the entries inherited "none" stop existing (as
+ * guest_memory_deallocate; the caller brings the KVM slots in line). 0 or -errno with a
+ * message. */
+int guest_memory_drop_uninherited(struct guest_memory *m);
 
 /* Report every statistic as a flat dotted key and a number (mem.*, object.<id>.*, dedup.*). */
 void guest_memory_stats(struct guest_memory *m, void (*emit)(void *arg, const char *key, uint64_t value),

@@ -155,7 +155,8 @@ static void pmap_uffd_copy(struct pmap_uffd *p, vm_addr_t va, const uint8_t *src
 	}
 }
 
-/* Copy the staged run in; a failure is kept in p->error for update() to report. */
+/* Copy the staged run in; a failure is kept in p->error for update() (or pmap_uffd_flush)
+ * to report. */
 static void pmap_uffd_flush_run(struct pmap_uffd *p)
 {
 	if (!p->run_pages)
@@ -250,10 +251,11 @@ static void pmap_uffd_read(void *arg, vm_addr_t va, void *dst)
 	memcpy(dst, p->base + va, VM_PAGE_SIZE);
 }
 
-static void pmap_uffd_update(void *arg)
+/* The end of a fault: what it staged goes in, and its failure (or that of a protect or
+ * remove since) becomes the fault's (pmap.h). */
+static int pmap_uffd_update(void *arg)
 {
-	struct pmap_uffd *p = arg;
-	pmap_uffd_flush_run(p);
+	return pmap_uffd_flush(arg);
 }
 
 int pmap_uffd_prearm(struct pmap_uffd *p, vm_addr_t start, vm_addr_t end, uint64_t max_pages, vm_addr_t *next,

@@ -7,6 +7,9 @@
  * Enters of one fault are staged and copied in runs of consecutive pages at update()
  * (one ioctl per run: the round trip, not the copy, is what a fault costs here).
  * Every call runs on the fault thread or with the domain lock held (pmap.h's contract).
+ * A failure of a staged copy, a write-protect or a drop is kept (error) until update()
+ * reports it through the fault (vm_fault: KERN_MEMORY_ERROR), or pmap_uffd_flush.
+ * Field legend: (c) constant after init, (d) domain lock.
  *
  * Write protection is tracked per page: a bit says the page is *guarded*, i.e. a guest
  * write to it cannot go through without a userfaultfd fault (it is write-protected, or not
@@ -78,7 +81,9 @@ void pmap_uffd_fini(struct pmap_uffd *p);
  */
 int pmap_uffd_add_readonly(struct pmap_uffd *p, vm_addr_t start, vm_addr_t end);
 
-/* Copy the staged run in now; 0 or the first error since the last call. */
+/* Copy the staged run in now; 0 or the first error since the last call (or update()).
+ * What update() does at the end of a fault, for the core's calls that end without one
+ * (vm_map_protect, vm_map_read, vm_map_copyin...): guest_memory makes it after each. */
 int pmap_uffd_flush(struct pmap_uffd *p);
 
 /*

@@ -7,8 +7,8 @@
 #include "vmm/monitor/monitor.h"
 #include "vmm/monitor/qmp_control.h"
 #include "vmm/monitor/qmp_fork.h"
+#include "vmm/monitor/qmp_memory.h"
 #include "vmm/monitor/qmp_snapshot.h"
-#include "vmm/monitor/vm_memory_commands.h"
 #include "vmm/vm.h"
 
 int vm_monitor_start(struct vm *vm)
@@ -29,7 +29,7 @@ int vm_monitor_start(struct vm *vm)
 	if (!r)
 		r = monitor_add_commands(m, qmp_snapshot_commands, vm);
 	if (!r)
-		r = monitor_add_commands(m, vm_memory_commands, vm);
+		r = monitor_add_commands(m, qmp_memory_commands, vm);
 	if (!r)
 		r = monitor_listen(m, path);
 	if (r) {

@@ -1,7 +1,7 @@
 /*
  * A VM's monitor: the monitor of monitor.h with the VM's commands, by topic —
  * qmp_control.c (query-status, stop, cont, quit, query-stats), qmp_fork.c (fork),
- * qmp_snapshot.c (snapshot-save), vm_memory_commands.c (the guest-physical space) — and
+ * qmp_snapshot.c (snapshot-save), qmp_memory.c (the guest-physical space) — and
  * the VM's end said as a SHUTDOWN event.
  */
 #ifndef VMM_VM_MONITOR_H

@@ -4,15 +4,12 @@
  * calls vm-allocate, vm-deallocate, vm-protect, vm-inherit, vm-read, vm-write. Errors name
  * the Mach code (KERN_*), so a client sees what Mach would have said.
  */
-#include "vmm/monitor/vm_memory_commands.h"
+#include "vmm/monitor/qmp_memory.h"
 
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "mmu/vm_domain.h"
-#include "mmu/vm_map.h"
-#include "mmu/vm_object.h"
 #include "vmm/monitor/base64.h"
 #include "vmm/error.h"
 #include "vmm/vm.h"
@@ -53,16 +50,43 @@ static const char *region_kind(const struct guest_memory *m, vm_addr_t gpa)
 	return !g ? "none" : g->kind == GUEST_REGION_RAM ? "ram" : g->kind == GUEST_REGION_FILE ? "file" : "external";
 }
 
-static json_t *object_json(const struct vm_object_info *o)
+static json_t *object_json(const struct guest_memory_object *o)
 {
 	return json_pack("{s:I,s:I,s:b,s:s,s:I,s:I,s:I,s:I,s:I,s:o,s:I,s:I,s:I,s:I,s:I}", "id", (json_int_t)o->id, "size",
 			 (json_int_t)o->size, "internal", o->internal, "copy-strategy", strategy_names[o->copy_strategy],
 			 "ref-count", (json_int_t)o->ref_count, "shadow-count", (json_int_t)o->shadow_count,
-			 "shadow-offset", (json_int_t)o->shadow_offset, "resident", (json_int_t)o->resident_count,
-			 "paged", (json_int_t)o->paged_count, "pager",
-			 o->pager_name ? json_string(o->pager_name) : json_null(), "faults", (json_int_t)o->stats.faults,
-			 "pageins", (json_int_t)o->stats.pageins, "pageouts", (json_int_t)o->stats.pageouts, "cow-pages",
-			 (json_int_t)o->stats.cow_pages, "zero-fills", (json_int_t)o->stats.zero_fills);
+			 "shadow-offset", (json_int_t)o->shadow_offset, "resident", (json_int_t)o->resident,
+			 "paged", (json_int_t)o->paged, "pager", o->pager ? json_string(o->pager) : json_null(), "faults",
+			 (json_int_t)o->faults, "pageins", (json_int_t)o->pageins, "pageouts", (json_int_t)o->pageouts,
+			 "cow-pages", (json_int_t)o->cow_pages, "zero-fills", (json_int_t)o->zero_fills);
+}
+
+/* query-memory's answer as guest_memory_vm_region describes the map. */
+struct query_memory {
+	const struct guest_memory *m;
+	json_t *entries;
+	uint64_t resident;
+};
+
+static void query_memory_entry(void *arg, const struct guest_memory_entry *e)
+{
+	struct query_memory *q = arg;
+	char prot[4], maxprot[4];
+	prot_string(e->protection, prot);
+	prot_string(e->max_protection, maxprot);
+	json_t *chain = json_array();
+	for (unsigned i = 0; i < e->nchain; i++)
+		json_array_append_new(chain, object_json(&e->chain[i]));
+	q->resident += e->resident;
+	json_array_append_new(
+		q->entries,
+		json_pack("{s:I,s:I,s:I,s:s,s:s,s:s,s:s,s:b,s:b,s:s,s:i,s:s,s:I,s:I,s:i,s:o}", "start", (json_int_t)e->start,
+			  "end", (json_int_t)e->end, "size", (json_int_t)(e->end - e->start), "region",
+			  region_kind(q->m, e->start), "protection", prot, "max-protection", maxprot, "inheritance",
+			  e->inheritance <= VM_INHERIT_NONE ? inherit_names[e->inheritance] : "?", "needs-copy",
+			  e->needs_copy, "shared", e->shared, "copy-strategy", strategy_names[e->copy_strategy], "cluster",
+			  (int)e->cluster, "cache", cache_names[e->cache], "offset", (json_int_t)e->offset, "resident",
+			  (json_int_t)e->resident, "depth", (int)e->depth, "chain", chain));
 }
 
 static int query_memory(struct monitor_call *call, void *ctx, json_t *args, json_t **ret)
@@ -70,52 +94,14 @@ static int query_memory(struct monitor_call *call, void *ctx, json_t *args, json
 	(void)call;
 	(void)args;
 	struct vm *vm = ctx;
-	struct guest_memory *m = &vm->mem;
-	if (!m->map)
+	if (!guest_memory_mapped(&vm->mem))
 		return error_set(ENOTSUP, "this VM's RAM is not in a map (--kernel-zero-fill)");
-	json_t *entries = json_array();
-	uint64_t resident = 0;
-	vm_domain_lock(m->dom);
-	vm_addr_t addr = 0;
-	struct vm_region_info ri;
-	while (vm_map_region(m->map, &addr, &ri) == KERN_SUCCESS) {
-		char prot[4], maxprot[4];
-		prot_string(ri.protection, prot);
-		prot_string(ri.max_protection, maxprot);
-		json_t *chain = json_array();
-		if (ri.object) {
-			struct vm_object_info infos[64];
-			unsigned depth = vm_object_chain(ri.object, infos, 64);
-			for (unsigned i = 0; i < depth && i < 64; i++)
-				json_array_append_new(chain, object_json(&infos[i]));
-		}
-		resident += ri.resident_count;
-		json_array_append_new(
-			entries,
-			json_pack("{s:I,s:I,s:I,s:s,s:s,s:s,s:s,s:b,s:b,s:s,s:i,s:s,s:I,s:I,s:i,s:o}", "start",
-				  (json_int_t)ri.start, "end", (json_int_t)ri.end, "size", (json_int_t)(ri.end - ri.start),
-				  "region", region_kind(m, ri.start), "protection", prot, "max-protection", maxprot,
-				  "inheritance", ri.inheritance <= VM_INHERIT_NONE ? inherit_names[ri.inheritance] : "?",
-				  "needs-copy", ri.needs_copy, "shared", ri.shared, "copy-strategy",
-				  strategy_names[ri.attr.copy_strategy], "cluster", (int)ri.attr.cluster, "cache",
-				  cache_names[ri.attr.cache], "offset", (json_int_t)ri.offset, "resident",
-				  (json_int_t)ri.resident_count, "depth", (int)ri.depth, "chain", chain));
-		addr = ri.end;
-	}
-	struct vm_statistics st;
-	vm_domain_statistics(m->dom, &st);
-	vm_domain_unlock(m->dom);
-	*ret = json_pack("{s:o,s:I,s:I,s:I}", "entries", entries, "resident-pages", (json_int_t)resident, "objects",
-			 (json_int_t)st.objects_live, "page-size", (json_int_t)VM_PAGE_SIZE);
+	struct query_memory q = {.m = &vm->mem, .entries = json_array()};
+	uint64_t objects;
+	guest_memory_vm_region(&vm->mem, query_memory_entry, &q, &objects);
+	*ret = json_pack("{s:o,s:I,s:I,s:I}", "entries", q.entries, "resident-pages", (json_int_t)q.resident, "objects",
+			 (json_int_t)objects, "page-size", (json_int_t)VM_PAGE_SIZE);
 	return 0;
-}
-
-/* A Mach call's failure as an error naming its code. */
-static int kern_error(const char *call, kern_return_t kr, uint64_t addr, uint64_t size)
-{
-	return error_set(kr == KERN_INVALID_ADDRESS ? EFAULT : kr == KERN_PROTECTION_FAILURE ? EACCES : EINVAL,
-			 "%s of [0x%llx, +0x%llx): %s", call, (unsigned long long)addr, (unsigned long long)size,
-			 kern_return_name(kr));
 }
 
 static uint64_t arg_u64(json_t *args, const char *key)
@@ -154,7 +140,7 @@ static int vm_allocate_cmd(struct monitor_call *call, void *ctx, json_t *args, j
 	struct vm *vm = ctx;
 	uint64_t size = arg_u64(args, "size"), addr = arg_u64(args, "addr");
 	bool anywhere = !json_object_get(args, "addr");
-	if (!vm->mem.map)
+	if (!guest_memory_mapped(&vm->mem))
 		return error_set(ENOTSUP, "this VM's RAM is not in a map (--kernel-zero-fill)");
 	int r = layout_change(vm, true, &addr, size, anywhere);
 	if (r)
@@ -171,7 +157,7 @@ static int vm_deallocate_cmd(struct monitor_call *call, void *ctx, json_t *args,
 	uint64_t addr, size;
 	if (arg_range(args, &addr, &size))
 		return -EINVAL;
-	if (!vm->mem.map)
+	if (!guest_memory_mapped(&vm->mem))
 		return error_set(ENOTSUP, "this VM's RAM is not in a map (--kernel-zero-fill)");
 	return layout_change(vm, false, &addr, size, false);
 }
@@ -186,13 +172,9 @@ static int vm_protect_cmd(struct monitor_call *call, void *ctx, json_t *args, js
 	if (arg_range(args, &addr, &size) || prot_parse(json_string_value(json_object_get(args, "protection")), &prot))
 		return -EINVAL;
 	json_t *max = json_object_get(args, "set-maximum");
-	if (!vm->mem.map)
+	if (!guest_memory_mapped(&vm->mem))
 		return error_set(ENOTSUP, "this VM's RAM is not in a map (--kernel-zero-fill)");
-	vm_domain_lock(vm->mem.dom);
-	kern_return_t kr = vm_map_protect(vm->mem.map, addr, size, max && json_is_true(max), prot);
-	int r = pmap_uffd_flush(&vm->mem.pmap);
-	vm_domain_unlock(vm->mem.dom);
-	return kr != KERN_SUCCESS ? kern_error("vm_protect", kr, addr, size) : r;
+	return guest_memory_vm_protect(&vm->mem, addr, size, max && json_is_true(max), prot);
 }
 
 static int vm_inherit_cmd(struct monitor_call *call, void *ctx, json_t *args, json_t **ret)
@@ -210,12 +192,9 @@ static int vm_inherit_cmd(struct monitor_call *call, void *ctx, json_t *args, js
 			inh = i;
 	if (inh == 3)
 		return error_set(EINVAL, "inheritance '%s': use share, copy or none", name);
-	if (!vm->mem.map)
+	if (!guest_memory_mapped(&vm->mem))
 		return error_set(ENOTSUP, "this VM's RAM is not in a map (--kernel-zero-fill)");
-	vm_domain_lock(vm->mem.dom);
-	kern_return_t kr = vm_map_inherit(vm->mem.map, addr, size, inh);
-	vm_domain_unlock(vm->mem.dom);
-	return kr != KERN_SUCCESS ? kern_error("vm_inherit", kr, addr, size) : 0;
+	return guest_memory_vm_inherit(&vm->mem, addr, size, inh);
 }
 
 static int vm_read_cmd(struct monitor_call *call, void *ctx, json_t *args, json_t **ret)
@@ -228,16 +207,11 @@ static int vm_read_cmd(struct monitor_call *call, void *ctx, json_t *args, json_
 	if (size > MONITOR_DATA_MAX)
 		return error_set(EINVAL, "vm-read moves at most %u bytes at a time, not %llu", MONITOR_DATA_MAX,
 				 (unsigned long long)size);
-	if (!vm->mem.map)
+	if (!guest_memory_mapped(&vm->mem))
 		return error_set(ENOTSUP, "this VM's RAM is not in a map (--kernel-zero-fill)");
 	static uint8_t buf[MONITOR_DATA_MAX];
 	static char text[(MONITOR_DATA_MAX + 2) / 3 * 4 + 1];
-	vm_domain_lock(vm->mem.dom);
-	kern_return_t kr = vm_map_read(vm->mem.map, addr, buf, size);
-	int r = pmap_uffd_flush(&vm->mem.pmap);
-	vm_domain_unlock(vm->mem.dom);
-	if (kr != KERN_SUCCESS)
-		return kern_error("vm_read", kr, addr, size);
+	int r = guest_memory_vm_read(&vm->mem, addr, buf, size);
 	if (r)
 		return r;
 	base64_encode(buf, size, text);
@@ -257,13 +231,9 @@ static int vm_write_cmd(struct monitor_call *call, void *ctx, json_t *args, json
 	long n = base64_decode(json_string_value(json_object_get(args, "data")), buf, sizeof(buf));
 	if (n < 0)
 		return error_set(EINVAL, "data is not base64 of at most %u bytes", MONITOR_DATA_MAX);
-	if (!vm->mem.map)
+	if (!guest_memory_mapped(&vm->mem))
 		return error_set(ENOTSUP, "this VM's RAM is not in a map (--kernel-zero-fill)");
-	vm_domain_lock(vm->mem.dom);
-	kern_return_t kr = n ? vm_map_write(vm->mem.map, (uint64_t)a, buf, (vm_size_t)n) : KERN_SUCCESS;
-	int r = pmap_uffd_flush(&vm->mem.pmap);
-	vm_domain_unlock(vm->mem.dom);
-	return kr != KERN_SUCCESS ? kern_error("vm_write", kr, (uint64_t)a, (uint64_t)n) : r;
+	return guest_memory_vm_write(&vm->mem, (uint64_t)a, buf, (uint64_t)n);
 }
 
 static const struct monitor_arg range_args[] = {
@@ -300,7 +270,7 @@ static const struct monitor_arg write_args[] = {
 	{NULL, 0, false, NULL},
 };
 
-const struct monitor_command vm_memory_commands[] = {
+const struct monitor_command qmp_memory_commands[] = {
 	{"query-memory", query_memory, NULL,
 	 "the guest-physical map: entries, protections, inheritance, each object's shadow chain, residency and pager"},
 	{"vm-allocate", vm_allocate_cmd, allocate_args, "vm_allocate: new zero-filled guest RAM"},
