@@ -8,7 +8,7 @@
 #include "guest/abi.h"
 #include "harness.h"
 #include "vmm/error.h"
-#include "vmm/lifecycle/vm_state.h"
+#include "vmm/vm_state.h"
 
 /* A state as a two-vCPU VM with RAM below and above the hole would capture it. */
 static void make_state(struct vm_state *s)

@@ -12,7 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "vmm/lifecycle/vm_state.h"
+#include "vmm/vm_state.h"
 
 static uint8_t fuzz_byte(const uint8_t **p, const uint8_t *end)
 {

@@ -17,7 +17,7 @@
 #include "vmm/kvm_stats.h"
 #include "vmm/loader.h"
 #include "vmm/vcpu.h"
-#include "vmm/lifecycle/vm_state.h"
+#include "vmm/vm_state.h"
 
 _Static_assert(VM_MEMSLOT_EARLY_END == ABI_FREE_BASE, "the early slot is the guest kernel's memory");
 
@@ -756,6 +756,7 @@ void vm_destroy(struct vm *vm)
 	}
 	kvm_close(&vm->kvm);
 	guest_memory_destroy(&vm->mem);
+	ioport_detach_devices(vm);
 	pthread_cond_destroy(&vm->stopped_cond);
 	pthread_cond_destroy(&vm->park_cond);
 	pthread_mutex_destroy(&vm->lock);

@@ -10,7 +10,6 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "vmm/devices/devices.h"
 #include "vmm/memory/guest_memory.h"
 #include "vmm/ioport.h"
 #include "vmm/kvm.h"
@@ -87,11 +86,9 @@ struct vm {
 	struct kvm kvm;                /* (c) */
 	struct guest_memory mem;       /* (c) */
 	struct ioport_table ports;     /* (c) the devices' ranges (ioport_devices) */
-	/* Device state, each the device's own (devices/devices.h has their legends): still
-	 * fields here because vm_state.c reads and writes them by name. */
-	struct serial serial;          /* (c) */
-	struct test_port test_port;    /* (c) */
-	struct id_port id_port;        /* (c) */
+	void *device_state[IOPORT_MAX_DEVICES]; /* (c) each device's own, by its place in ioport_devices */
+	atomic_uint_fast32_t id_value; /* (a) ABI_ID(generation, index): which VM of a fork this is
+					  (the identity port tells the guest) */
 	struct vcpu *vcpus;            /* (c) cfg.ncpus of them */
 	struct vm_memslot memslots[VM_MEMSLOTS]; /* (p) by slot number */
 	pthread_mutex_t lock;          /* (c) */

@@ -35,14 +35,15 @@ static int console_port_io(void *opaque, uint16_t port, bool is_write, uint8_t *
 		const uint8_t *text = guest_memory_ptr(&vm->mem, (uint64_t)gpa + sizeof(struct abi_console_msg), len);
 		if (!text)
 			return -1;
-		serial_output(&vm->serial, text, len);
+		serial_output(vm->cfg.console_fd, text, len);
 	}
 	return 0;
 }
 
-static int console_port_attach(struct vm *vm)
+static int console_port_attach(struct vm *vm, void *state)
 {
+	(void)state;
 	return ioport_register(&vm->ports, ABI_PORT_CONSOLE, ABI_PORT_CONSOLE_LEN, console_port_io, vm, "console port");
 }
 
-const struct ioport_device console_port_device = {"console port", console_port_attach, NULL};
+const struct ioport_device console_port_device = {.name = "console port", .attach = console_port_attach};

@@ -17,9 +17,10 @@ static int debug_exit_io(void *opaque, uint16_t port, bool is_write, uint8_t *da
 	return 0;
 }
 
-static int debug_exit_attach(struct vm *vm)
+static int debug_exit_attach(struct vm *vm, void *state)
 {
+	(void)state;
 	return ioport_register(&vm->ports, ABI_PORT_EXIT, ABI_PORT_EXIT_LEN, debug_exit_io, vm, "debug-exit");
 }
 
-const struct ioport_device debug_exit_device = {"debug-exit", debug_exit_attach, NULL};
+const struct ioport_device debug_exit_device = {.name = "debug-exit", .attach = debug_exit_attach};

@@ -2,7 +2,9 @@
  * The VM's emulated devices, one file each: the serial console (serial.c), vmm's
  * console port (console_port.c), the isa-debug-exit port (debug_exit.c), the test/sync
  * port (test_port.c) and the identity port (id_port.c). Each exports one descriptor;
- * devices.c lists them in ioport_devices, which the VM walks to attach them.
+ * devices.c lists them in ioport_devices, which the VM walks to attach them. Each keeps
+ * its state in a struct of its own file (ioport_device.state_size), saved and restored
+ * through its descriptor: the VM core names no device and knows no device's state.
  *
  * Locking legend: (c) set by the device's attach, before vCPUs start, then constant;
  * (a) atomic; (g) the guest's: written by whichever vCPU thread makes the access, with no
@@ -19,15 +21,10 @@
 
 struct vm;
 
-/* 16550 at ABI_PORT_SERIAL: transmit only, output to vm->cfg.console_fd. */
-struct serial {
-	int out_fd;      /* (c) console output */
-	uint8_t lcr;     /* (g) line control; DLAB (bit 7) redirects offsets 0-1 to the divisor */
-	uint8_t scratch; /* (g) scratch register, read back as written */
-};
+/* 16550 at ABI_PORT_SERIAL: transmit only, output to vm->cfg.console_fd (serial.c). */
 extern const struct ioport_device serial_device;
-/* Write console output (also used by the console port). */
-void serial_output(struct serial *s, const uint8_t *data, size_t len);
+/* Write console output to @out_fd (the serial port's and the console port's). */
+void serial_output(int out_fd, const uint8_t *data, size_t len);
 
 /* vmm's console port at ABI_PORT_CONSOLE: one exit per message (console_port.c). */
 extern const struct ioport_device console_port_device;
@@ -36,19 +33,10 @@ extern const struct ioport_device console_port_device;
 extern const struct ioport_device debug_exit_device;
 
 /* Test/sync port at ABI_PORT_TEST: counts the guest's ABI_SYNC messages; reports
- * vm.test_port_messages and vm.test_port_last. */
-struct test_port {
-	atomic_uint_fast64_t messages; /* (a) total writes */
-	atomic_uint_fast32_t last;     /* (a) last value written */
-	int verbose;                   /* (c) print each message on stderr (-v -v) */
-	struct vm *vm;                 /* (c) for events on its monitor */
-};
+ * vm.test_port_messages and vm.test_port_last (test_port.c). */
 extern const struct ioport_device test_port_device;
 
-/* Identity port at ABI_PORT_ID: which VM of a fork this is (id_port.c). */
-struct id_port {
-	atomic_uint_fast32_t value; /* (a) ABI_ID(generation, index) */
-};
+/* Identity port at ABI_PORT_ID: which VM of a fork this is, vm->id_value (id_port.c). */
 extern const struct ioport_device id_port_device;
 
 #endif

@@ -5,6 +5,7 @@
 #include "guest/abi.h"
 #include "vmm/devices/devices.h"
 #include "vmm/vm.h"
+#include "vmm/vm_state.h"
 
 #define UART_THR 0
 #define UART_LCR 3
@@ -13,10 +14,17 @@
 #define UART_LCR_DLAB 0x80
 #define UART_LSR_THRE_TEMT 0x60 /* transmitter empty: the guest may always write */
 
-void serial_output(struct serial *s, const uint8_t *data, size_t len)
+/* The UART's state (see devices.h for the legend). */
+struct serial {
+	int out_fd;      /* (c) console output */
+	uint8_t lcr;     /* (g) line control; DLAB (bit 7) redirects offsets 0-1 to the divisor */
+	uint8_t scratch; /* (g) scratch register, read back as written */
+};
+
+void serial_output(int out_fd, const uint8_t *data, size_t len)
 {
 	while (len) {
-		ssize_t n = write(s->out_fd, data, len);
+		ssize_t n = write(out_fd, data, len);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n <= 0)
@@ -34,7 +42,7 @@ static int serial_io(void *opaque, uint16_t port, bool is_write, uint8_t *data, 
 		return -1;
 	if (is_write) {
 		if (off == UART_THR && !(s->lcr & UART_LCR_DLAB))
-			serial_output(s, data, count);
+			serial_output(s->out_fd, data, count);
 		else if (off == UART_LCR)
 			s->lcr = data[count - 1];
 		else if (off == UART_SCR)
@@ -47,10 +55,31 @@ static int serial_io(void *opaque, uint16_t port, bool is_write, uint8_t *data, 
 	return 0;
 }
 
-static int serial_attach(struct vm *vm)
+static int serial_attach(struct vm *vm, void *state)
 {
-	vm->serial = (struct serial){.out_fd = vm->cfg.console_fd};
-	return ioport_register(&vm->ports, ABI_PORT_SERIAL, ABI_PORT_SERIAL_LEN, serial_io, &vm->serial, "serial");
+	struct serial *s = state;
+	s->out_fd = vm->cfg.console_fd;
+	return ioport_register(&vm->ports, ABI_PORT_SERIAL, ABI_PORT_SERIAL_LEN, serial_io, s, "serial");
 }
 
-const struct ioport_device serial_device = {"serial", serial_attach, NULL};
+static void serial_save(const void *state, struct vm_state *st)
+{
+	const struct serial *s = state;
+	st->serial_lcr = s->lcr;
+	st->serial_scratch = s->scratch;
+}
+
+static void serial_load(void *state, const struct vm_state *st)
+{
+	struct serial *s = state;
+	s->lcr = st->serial_lcr;
+	s->scratch = st->serial_scratch;
+}
+
+const struct ioport_device serial_device = {
+	.name = "serial",
+	.state_size = sizeof(struct serial),
+	.attach = serial_attach,
+	.save = serial_save,
+	.load = serial_load,
+};

@@ -6,6 +6,15 @@
 #include "vmm/devices/devices.h"
 #include "vmm/monitor/monitor.h"
 #include "vmm/vm.h"
+#include "vmm/vm_state.h"
+
+/* The port's state (see devices.h for the legend). */
+struct test_port {
+	atomic_uint_fast64_t messages; /* (a) total writes */
+	atomic_uint_fast32_t last;     /* (a) last value written */
+	int verbose;                   /* (c) print each message on stderr (-v -v) */
+	struct vm *vm;                 /* (c) for events on its monitor */
+};
 
 static const char *test_port_code_name(unsigned code)
 {
@@ -45,21 +54,43 @@ static int test_port_io(void *opaque, uint16_t port, bool is_write, uint8_t *dat
 	return 0;
 }
 
-static int test_port_attach(struct vm *vm)
+static int test_port_attach(struct vm *vm, void *state)
 {
-	atomic_init(&vm->test_port.messages, 0);
-	atomic_init(&vm->test_port.last, 0);
-	vm->test_port.verbose = vm->cfg.verbose > 1;
-	vm->test_port.vm = vm;
-	return ioport_register(&vm->ports, ABI_PORT_TEST, ABI_PORT_TEST_LEN, test_port_io, &vm->test_port,
-			       "test port");
+	struct test_port *t = state;
+	atomic_init(&t->messages, 0);
+	atomic_init(&t->last, 0);
+	t->verbose = vm->cfg.verbose > 1;
+	t->vm = vm;
+	return ioport_register(&vm->ports, ABI_PORT_TEST, ABI_PORT_TEST_LEN, test_port_io, t, "test port");
 }
 
-static void test_port_stats(struct vm *vm, void (*emit)(void *arg, const char *key, uint64_t value), void *arg)
+static void test_port_stats(const void *state, void (*emit)(void *arg, const char *key, uint64_t value), void *arg)
 {
+	struct test_port *t = (struct test_port *)state; /* atomic loads take no const */
 	/* Named vm.* as before the devices reported their own. */
-	emit(arg, "vm.test_port_messages", atomic_load(&vm->test_port.messages));
-	emit(arg, "vm.test_port_last", atomic_load(&vm->test_port.last));
+	emit(arg, "vm.test_port_messages", atomic_load(&t->messages));
+	emit(arg, "vm.test_port_last", atomic_load(&t->last));
 }
 
-const struct ioport_device test_port_device = {"test port", test_port_attach, test_port_stats};
+static void test_port_save(const void *state, struct vm_state *s)
+{
+	struct test_port *t = (struct test_port *)state;
+	s->test_messages = atomic_load(&t->messages);
+	s->test_last = (uint32_t)atomic_load(&t->last);
+}
+
+static void test_port_load(void *state, const struct vm_state *s)
+{
+	struct test_port *t = state;
+	atomic_store(&t->messages, s->test_messages);
+	atomic_store(&t->last, s->test_last);
+}
+
+const struct ioport_device test_port_device = {
+	.name = "test port",
+	.state_size = sizeof(struct test_port),
+	.attach = test_port_attach,
+	.stats = test_port_stats,
+	.save = test_port_save,
+	.load = test_port_load,
+};

@@ -19,7 +19,7 @@
 #include "vmm/clock.h"
 #include "vmm/error.h"
 #include "vmm/vm.h"
-#include "vmm/lifecycle/vm_state.h"
+#include "vmm/vm_state.h"
 
 /* How long the parent waits for a template it saw end to be reaped (it exits at once). */
 #define FORK_TEMPLATE_REAP_TIMEOUT_MS 5000
@@ -229,7 +229,7 @@ static void fork_note_made(struct vm *vm, struct fork_result *res, unsigned i, p
 		return;
 	res->child[i].pid = pid;
 	if (res->made++ == 0) {
-		atomic_store(&vm->id_port.value, ABI_ID(generation, 0));
+		atomic_store(&vm->id_value, ABI_ID(generation, 0));
 		res->generation = generation;
 	}
 }
@@ -516,7 +516,7 @@ int vm_fork(struct vm *vm, const char *name, unsigned count, const struct fork_o
 		return r;
 	}
 	job.state = &state;
-	job.generation = ABI_ID_GENERATION(atomic_load(&vm->id_port.value)) + 1;
+	job.generation = ABI_ID_GENERATION(atomic_load(&vm->id_value)) + 1;
 	struct fork_collect fc = {.ready_open = true, .report_open = template, .maker_done = !template};
 	pid_t template_pid = 0;
 	fflush(NULL); /* buffered output must not be written twice */

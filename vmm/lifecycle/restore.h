@@ -10,7 +10,7 @@
 #include <limits.h>
 #include <stdint.h>
 
-#include "vmm/lifecycle/vm_state.h"
+#include "vmm/vm_state.h"
 
 struct store;
 struct store_snapshot;

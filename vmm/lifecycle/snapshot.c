@@ -11,7 +11,7 @@
 #include "vmm/error.h"
 #include "vmm/store/store.h"
 #include "vmm/vm.h"
-#include "vmm/lifecycle/vm_state.h"
+#include "vmm/vm_state.h"
 
 #define SNAPSHOT_CHUNK 1024u /* pages gathered per hold of the domain lock (4 MiB) */
 #define SNAPSHOT_PREARM_PASSES 3    /* passes of the pre-arm at most */

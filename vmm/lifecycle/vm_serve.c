@@ -66,7 +66,7 @@ void vm_serve(struct vm *vm, const struct vm_serve_ops *ops)
 	if (vm->cfg.stats)
 		vm_stats(vm, vm_serve_print_stat, NULL);
 	ops->monitor_stop(vm, status);
-	if (vm->cfg.verbose || atomic_load(&vm->id_port.value) & 0xffffu)
+	if (vm->cfg.verbose || atomic_load(&vm->id_value) & 0xffffu)
 		fprintf(stderr, "vmm: %s: guest ended with status %d\n", vm->cfg.name, status);
 	/* Everything that must outlive the VM is done: shared files are written back, the
 	 * monitor is closed. Unwinding the VM piece by piece would only slow the exit; the

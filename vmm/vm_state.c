@@ -1,4 +1,4 @@
-#include "vmm/lifecycle/vm_state.h"
+#include "vmm/vm_state.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -44,11 +44,8 @@ int vm_state_capture(struct vm *vm, struct vm_state *s)
 		s->ncpuid = vm->kvm.cpuid->nent;
 		memcpy(s->cpuid, vm->kvm.cpuid->entries, s->ncpuid * sizeof(s->cpuid[0]));
 	}
-	s->id_value = (uint32_t)atomic_load(&vm->id_port.value);
-	s->serial_lcr = vm->serial.lcr;
-	s->serial_scratch = vm->serial.scratch;
-	s->test_messages = atomic_load(&vm->test_port.messages);
-	s->test_last = (uint32_t)atomic_load(&vm->test_port.last);
+	s->id_value = (uint32_t)atomic_load(&vm->id_value);
+	ioport_save_devices(vm, s);
 	s->vcpus = calloc(s->ncpus, sizeof(*s->vcpus));
 	if (!s->vcpus)
 		return error_set(ENOMEM, "no memory for the vCPU states");
@@ -196,11 +193,8 @@ int vm_state_apply(struct vm *vm, const struct vm_state *s)
 
 void vm_state_apply_devices(struct vm *vm, const struct vm_state *s)
 {
-	atomic_store(&vm->id_port.value, s->id_value);
-	vm->serial.lcr = s->serial_lcr;
-	vm->serial.scratch = s->serial_scratch;
-	atomic_store(&vm->test_port.messages, s->test_messages);
-	atomic_store(&vm->test_port.last, s->test_last);
+	atomic_store(&vm->id_value, s->id_value);
+	ioport_load_devices(vm, s);
 }
 
 void vm_state_free(struct vm_state *s)
