@@ -4,7 +4,8 @@
  * expected. Used for an object's pages (page number -> vm_page), a pmap's mappings
  * (page number -> pv entry), existence sets and the page store's index.
  *
- * Locking: none; a table belongs to the structure that embeds it.
+ * Locking: none; a table belongs to the structure that embeds it. Legend: (h) the
+ * embedding structure's lock covers every field.
  */
 #ifndef MMU_HMAP_H
 #define MMU_HMAP_H

@@ -14,6 +14,8 @@
 struct vm;
 struct kvm_stats;
 
+/* Legend: (c) set before the vCPU thread starts, then constant; (v) the vCPU thread's own,
+ * read by others as a statistic (a torn read is a stale count, never a wrong one: 64-bit). */
 struct vcpu {
 	struct vm *vm;            /* (c) */
 	unsigned index;           /* (c) */

@@ -31,6 +31,8 @@ typedef void fault_error_fn(void *arg, int err, const char *message);
  * after fault_thread_wake). */
 typedef bool fault_idle_fn(void *arg);
 
+/* Legend: (c) set by fault_thread_start, then constant; (t) the fault thread's own, read by
+ * others only after fault_thread_stop has joined it. */
 struct fault_thread {
 	int fd;                   /* (c) event source */
 	int stop_pipe[2];         /* (c) write end: stop request */
