@@ -91,15 +91,9 @@ int cmd_restore(int argc, char **argv)
 {
 	struct vm_config cfg;
 	const char *store, *snapshot;
-	int r = cmd_restore_parse(argc, argv, &cfg, &store, &snapshot);
-	if (r == 1) {
-		cmd_restore_help(stdout);
-		return 0;
-	}
-	if (r) {
-		fprintf(stderr, "%s\n", error_message());
-		return VM_EXIT_VMM_ERROR;
-	}
+	int status = cmd_run_parsed(cmd_restore_parse(argc, argv, &cfg, &store, &snapshot), cmd_restore_help);
+	if (status >= 0)
+		return status;
 	/* KVM's VM is opened while the snapshot is: neither needs the other. */
 	cmd_run_prepare(cfg.kvm_path);
 	static struct restore rs;

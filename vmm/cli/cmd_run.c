@@ -285,18 +285,25 @@ void cmd_run_prepare(const char *kvm_path)
 	vm_prepare(&run_vm, kvm_path);
 }
 
-int cmd_run(int argc, char **argv)
+int cmd_run_parsed(int r, void (*help)(FILE *f))
 {
-	struct vm_config cfg;
-	int r = cmd_run_parse(argc, argv, &cfg);
 	if (r == 1) {
-		cmd_run_help(stdout);
+		help(stdout);
 		return 0;
 	}
 	if (r) {
 		fprintf(stderr, "%s\n", error_message());
 		return VM_EXIT_VMM_ERROR;
 	}
+	return -1;
+}
+
+int cmd_run(int argc, char **argv)
+{
+	struct vm_config cfg;
+	int status = cmd_run_parsed(cmd_run_parse(argc, argv, &cfg), cmd_run_help);
+	if (status >= 0)
+		return status;
 	/* KVM's VM is opened while the image is read and checked (a bad image is still what
 	 * vm_create reports first). */
 	cmd_run_prepare(cfg.kvm_path);

@@ -5,6 +5,8 @@
 #ifndef VMM_CMD_RUN_H
 #define VMM_CMD_RUN_H
 
+#include <stdio.h>
+
 #include "vmm/vm.h"
 
 enum {
@@ -61,6 +63,10 @@ struct cli_option;
  * 0, 1 for --help, or CLI_ERROR. */
 int cmd_run_parse_with(const char *verb, const struct cli_option *options, int argc, char **argv,
 		       struct vm_config *cfg, int (*other)(void *arg, int id, const char *v), void *arg);
+
+/* What run and restore do with their parse's result @r: -1 to go on; else the exit status
+ * (0 after printing @help for --help, VM_EXIT_VMM_ERROR after printing the error). */
+int cmd_run_parsed(int r, void (*help)(FILE *f));
 
 /* Before the VM's configuration is complete: block the stop signals (vm_serve takes them)
  * and start opening KVM's VM with @kvm_path (vm_prepare), while the caller reads the rest. */
