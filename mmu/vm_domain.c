@@ -4,6 +4,7 @@
 #include <assert.h>
 #include <errno.h>
 #include <stdlib.h>
+#include <time.h>
 
 #include "mmu/page_store.h"
 #include "mmu/pager.h"
@@ -54,6 +55,24 @@ void vm_domain_lock(struct vm_domain *dom)
 	atomic_fetch_add(&dom->lock_waiters, 1);
 	pthread_mutex_lock(&dom->lock);
 	atomic_fetch_sub(&dom->lock_waiters, 1);
+}
+
+bool vm_domain_lock_within(struct vm_domain *dom, unsigned ms)
+{
+	if (pthread_mutex_trylock(&dom->lock) == 0)
+		return true;
+	struct timespec until;
+	clock_gettime(CLOCK_MONOTONIC, &until);
+	until.tv_sec += ms / 1000;
+	until.tv_nsec += (long)(ms % 1000) * 1000000L;
+	if (until.tv_nsec >= 1000000000L) {
+		until.tv_sec++;
+		until.tv_nsec -= 1000000000L;
+	}
+	atomic_fetch_add(&dom->lock_waiters, 1);
+	int r = pthread_mutex_clocklock(&dom->lock, CLOCK_MONOTONIC, &until);
+	atomic_fetch_sub(&dom->lock_waiters, 1);
+	return r == 0;
 }
 
 bool vm_domain_lock_wanted(struct vm_domain *dom)

@@ -91,6 +91,11 @@ void vm_domain_destroy(struct vm_domain *dom);
 void vm_domain_lock(struct vm_domain *dom);
 void vm_domain_unlock(struct vm_domain *dom);
 
+/* vm_domain_lock, giving up after @ms milliseconds: true when taken. For callers that must
+ * stay responsive (a monitor) while another holds the lock for long (a fault waiting on a
+ * slow pager, up to that pager's deadline). */
+bool vm_domain_lock_within(struct vm_domain *dom, unsigned ms);
+
 /* Whether a thread waits for the domain lock. A thread that takes it for a long job in
  * steps lets such waiters have it between steps: a mutex released and taken again at once
  * mostly goes to the thread that released it. */

@@ -132,6 +132,51 @@ START_TEST(test_a_cancel_frees_a_fault_waiting_on_a_stalled_pager_without_failin
 }
 END_TEST
 
+struct busy_stats {
+	int busy;   /* mem.stats_busy, -1 when absent */
+	bool faults; /* mem.faults was reported */
+};
+
+static void busy_emit(void *arg, const char *key, uint64_t value)
+{
+	struct busy_stats *b = arg;
+	if (strcmp(key, "mem.stats_busy") == 0)
+		b->busy = (int)value;
+	if (strcmp(key, "mem.faults") == 0)
+		b->faults = true;
+}
+
+/* A fault waiting on a stalled pager holds guest memory: the monitor's calls give up after
+ * a moment instead of waiting with it (the monitor must stay free to take quit). */
+START_TEST(test_monitor_calls_do_not_wait_behind_a_stalled_pager)
+{
+	struct fake_pager server;
+	fake_pager_listen(&server, FAKE_PAGER_STALL, 16 * PS);
+	map_file(server.path, GUEST_MAP_RO, true, 16 * PS);
+	start();
+	struct busy_stats b = {-1, false};
+	guest_memory_stats(&mem, busy_emit, &b);
+	ck_assert_int_eq(b.busy, 0);
+	ck_assert(b.faults);
+	pthread_t reader;
+	ck_assert_int_eq(pthread_create(&reader, NULL, read_guest, NULL), 0);
+	while (atomic_load(&server.requests) == 0)
+		usleep(1000);
+	b = (struct busy_stats){-1, false};
+	guest_memory_stats(&mem, busy_emit, &b);
+	ck_assert_int_eq(b.busy, 1);
+	ck_assert(!b.faults);
+	uint8_t byte;
+	ck_assert_int_eq(guest_memory_vm_read(&mem, 0, &byte, 1), -EBUSY);
+	ck_assert_ptr_nonnull(strstr(error_message(), "guest memory is busy"));
+	guest_memory_cancel(&mem);
+	pthread_join(reader, NULL);
+	ck_assert_int_eq(guest_memory_sync(&mem), 0);
+	guest_memory_destroy(&mem);
+	fake_pager_stop(&server);
+}
+END_TEST
+
 START_TEST(test_pages_the_guest_only_read_are_never_written_back)
 {
 	map_file(path, GUEST_MAP_SHARED, false, 0);
@@ -173,6 +218,7 @@ Suite *guest_memory_pagers_suite(void)
 	tcase_set_timeout(tc, 60);
 	HARNESS_ADD_TEST(tc, test_a_mapping_larger_than_its_external_pager_is_refused_naming_both_sizes);
 	HARNESS_ADD_TEST(tc, test_a_cancel_frees_a_fault_waiting_on_a_stalled_pager_without_failing_the_vm);
+	HARNESS_ADD_TEST(tc, test_monitor_calls_do_not_wait_behind_a_stalled_pager);
 	HARNESS_ADD_TEST(tc, test_pages_the_guest_only_read_are_never_written_back);
 	HARNESS_ADD_TEST(tc, test_write_back_never_regrows_a_file_cut_short_and_says_so);
 	suite_add_tcase(s, tc);

@@ -1003,6 +1003,17 @@ int guest_memory_deallocate(struct guest_memory *m, uint64_t gpa, uint64_t size)
 	return fr;
 }
 
+/* The domain lock for a monitor's call: a fault waiting on a slow pager holds it, up to
+ * that pager's deadline, and the monitor must stay free meanwhile (to take quit above all).
+ * 0, or -EBUSY with a message. */
+static int guest_memory_lock_briefly(struct guest_memory *m)
+{
+	if (vm_domain_lock_within(m->dom, GUEST_MEMORY_MONITOR_WAIT_MS))
+		return 0;
+	return error_set(EBUSY, "guest memory is busy: a fault has waited on its pager for over %d ms; try again",
+			 GUEST_MEMORY_MONITOR_WAIT_MS);
+}
+
 /* A Mach call of the monitor's that failed: the code named, as Mach would have said it. */
 static int guest_memory_vm_failed(const char *call, kern_return_t kr, uint64_t addr, uint64_t size)
 {
@@ -1012,7 +1023,8 @@ static int guest_memory_vm_failed(const char *call, kern_return_t kr, uint64_t a
 
 int guest_memory_vm_protect(struct guest_memory *m, uint64_t addr, uint64_t size, bool set_max, vm_prot_t prot)
 {
-	vm_domain_lock(m->dom);
+	if (guest_memory_lock_briefly(m) != 0)
+		return -EBUSY;
 	kern_return_t kr = vm_map_protect(m->map, addr, size, set_max, prot);
 	int r = guest_memory_unlock_map(m);
 	return kr != KERN_SUCCESS ? guest_memory_vm_failed("vm_protect", kr, addr, size) : r;
@@ -1021,7 +1033,8 @@ int guest_memory_vm_protect(struct guest_memory *m, uint64_t addr, uint64_t size
 int guest_memory_vm_inherit(struct guest_memory *m, uint64_t addr, uint64_t size, vm_inherit_t inheritance)
 {
 	/* Inheritance is the map's alone: nothing reaches the pmap. */
-	vm_domain_lock(m->dom);
+	if (guest_memory_lock_briefly(m) != 0)
+		return -EBUSY;
 	kern_return_t kr = vm_map_inherit(m->map, addr, size, inheritance);
 	vm_domain_unlock(m->dom);
 	return kr != KERN_SUCCESS ? guest_memory_vm_failed("vm_inherit", kr, addr, size) : 0;
@@ -1029,7 +1042,8 @@ int guest_memory_vm_inherit(struct guest_memory *m, uint64_t addr, uint64_t size
 
 int guest_memory_vm_read(struct guest_memory *m, uint64_t addr, void *buf, uint64_t size)
 {
-	vm_domain_lock(m->dom);
+	if (guest_memory_lock_briefly(m) != 0)
+		return -EBUSY;
 	kern_return_t kr = vm_map_read(m->map, addr, buf, size);
 	int r = guest_memory_unlock_map(m);
 	return kr != KERN_SUCCESS ? guest_memory_vm_failed("vm_read", kr, addr, size) : r;
@@ -1037,7 +1051,8 @@ int guest_memory_vm_read(struct guest_memory *m, uint64_t addr, void *buf, uint6
 
 int guest_memory_vm_write(struct guest_memory *m, uint64_t addr, const void *buf, uint64_t size)
 {
-	vm_domain_lock(m->dom);
+	if (guest_memory_lock_briefly(m) != 0)
+		return -EBUSY;
 	kern_return_t kr = size ? vm_map_write(m->map, addr, buf, size) : KERN_SUCCESS;
 	int r = guest_memory_unlock_map(m);
 	return kr != KERN_SUCCESS ? guest_memory_vm_failed("vm_write", kr, addr, size) : r;
@@ -1066,10 +1081,11 @@ static void guest_memory_describe(const struct vm_region_info *ri, struct guest_
 	}
 }
 
-void guest_memory_vm_region(struct guest_memory *m, guest_memory_entry_fn *fn, void *arg, uint64_t *objects)
+int guest_memory_vm_region(struct guest_memory *m, guest_memory_entry_fn *fn, void *arg, uint64_t *objects)
 {
 	struct guest_memory_entry e;
-	vm_domain_lock(m->dom);
+	if (guest_memory_lock_briefly(m) != 0)
+		return -EBUSY;
 	vm_addr_t addr = 0;
 	struct vm_region_info ri;
 	while (vm_map_region(m->map, &addr, &ri) == KERN_SUCCESS) {
@@ -1081,6 +1097,7 @@ void guest_memory_vm_region(struct guest_memory *m, guest_memory_entry_fn *fn, v
 	vm_domain_statistics(m->dom, &st);
 	vm_domain_unlock(m->dom);
 	*objects = st.objects_live;
+	return 0;
 }
 
 int guest_memory_entries(struct guest_memory *m, struct guest_map_entry *e, unsigned max, unsigned *n)
@@ -1276,7 +1293,12 @@ void guest_memory_stats(struct guest_memory *m, void (*emit)(void *arg, const ch
 	if (!m->dom)
 		return;
 	struct vm_statistics s;
-	vm_domain_lock(m->dom);
+	/* Busy (a fault waits on a slow pager): the figures kept under the lock are left out
+	 * this time, and said to be, rather than the monitor waiting with them. */
+	bool busy = !vm_domain_lock_within(m->dom, GUEST_MEMORY_MONITOR_WAIT_MS);
+	emit(arg, "mem.stats_busy", busy);
+	if (busy)
+		return;
 	vm_domain_statistics(m->dom, &s);
 	const struct {
 		const char *key;

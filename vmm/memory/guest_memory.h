@@ -324,6 +324,10 @@ int guest_memory_deallocate(struct guest_memory *m, uint64_t gpa, uint64_t size)
  * "vm_protect of [0xADDR, +0xSIZE): KERN_...", or the pmap's failure to put pages in.
  */
 int guest_memory_vm_protect(struct guest_memory *m, uint64_t addr, uint64_t size, bool set_max, vm_prot_t prot);
+/* Longest a monitor call (the Mach calls above, vm_region, statistics) waits for guest
+ * memory held by a fault that waits on a slow pager: then -EBUSY "guest memory is busy"
+ * (statistics: mem.stats_busy 1 and the figures kept under the lock left out). */
+#define GUEST_MEMORY_MONITOR_WAIT_MS 500
 int guest_memory_vm_inherit(struct guest_memory *m, uint64_t addr, uint64_t size, vm_inherit_t inheritance);
 int guest_memory_vm_read(struct guest_memory *m, uint64_t addr, void *buf, uint64_t size);
 int guest_memory_vm_write(struct guest_memory *m, uint64_t addr, const void *buf, uint64_t size);
@@ -363,8 +367,9 @@ struct guest_memory_entry {
 typedef void guest_memory_entry_fn(void *arg, const struct guest_memory_entry *e);
 
 /* Describe every entry of the map to @fn, in address order, then set *objects to the
- * objects alive in the domain (all at one hold of the lock). Guest memory must be mapped. */
-void guest_memory_vm_region(struct guest_memory *m, guest_memory_entry_fn *fn, void *arg, uint64_t *objects);
+ * objects alive in the domain (all at one hold of the lock). Guest memory must be mapped.
+ * 0, or -EBUSY (see GUEST_MEMORY_MONITOR_WAIT_MS). */
+int guest_memory_vm_region(struct guest_memory *m, guest_memory_entry_fn *fn, void *arg, uint64_t *objects);
 
 /* A map entry's protections and inheritance: what a saved VM state keeps of the map. */
 struct guest_map_entry {

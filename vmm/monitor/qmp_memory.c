@@ -98,7 +98,11 @@ static int query_memory(struct monitor_call *call, void *ctx, json_t *args, json
 		return error_set(ENOTSUP, "this VM's RAM is not in a map (--kernel-zero-fill)");
 	struct query_memory q = {.m = &vm->mem, .entries = json_array()};
 	uint64_t objects;
-	guest_memory_vm_region(&vm->mem, query_memory_entry, &q, &objects);
+	int r = guest_memory_vm_region(&vm->mem, query_memory_entry, &q, &objects);
+	if (r) {
+		json_decref(q.entries);
+		return r;
+	}
 	*ret = json_pack("{s:o,s:I,s:I,s:I}", "entries", q.entries, "resident-pages", (json_int_t)q.resident, "objects",
 			 (json_int_t)objects, "page-size", (json_int_t)VM_PAGE_SIZE);
 	return 0;
