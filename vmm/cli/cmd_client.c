@@ -91,3 +91,15 @@ void cmd_client_print_json(FILE *f, const json_t *value)
 	fprintf(f, "%s\n", s ? s : "null");
 	free(s);
 }
+
+int cmd_client_call(const char *verb, const struct cmd_client_args *a, const char *command, json_t *args,
+		    json_t **ret, int timeout_ms)
+{
+	struct qmp_client *c;
+	int status = cmd_client_open(verb, a->name, a->monitor, &c);
+	if (status)
+		return status;
+	int r = qmp_client_execute(c, command, args, ret, timeout_ms);
+	qmp_client_close(c);
+	return r ? cmd_client_fail(verb, r) : 0;
+}

@@ -78,6 +78,13 @@ int cmd_client_fail(const char *verb, int r);
  * Returns 0, or the exit status after printing the error. */
 int cmd_client_open(const char *verb, const char *name, const char *path, struct qmp_client **c);
 
+/* One command to the VM @a names: open its monitor, execute @command (@args borrowed, may
+ * be NULL) waiting at most @timeout_ms, close. 0 with *ret (NULL: the answer is not wanted;
+ * else decref it), or the exit status after printing the error (cmd_client_open,
+ * cmd_client_fail). */
+int cmd_client_call(const char *verb, const struct cmd_client_args *a, const char *command, json_t *args,
+		    json_t **ret, int timeout_ms);
+
 /* Print @value as one line of compact JSON on @f. */
 void cmd_client_print_json(FILE *f, const json_t *value);
 

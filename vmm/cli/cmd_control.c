@@ -52,11 +52,5 @@ int cmd_control(int argc, char **argv)
 	int status = cmd_client_parse(verb, usage, control_options, true, control_help, argc, argv, &a);
 	if (status != CMD_CLIENT_GO_ON)
 		return status;
-	struct qmp_client *c;
-	status = cmd_client_open(verb, a.name, a.monitor, &c);
-	if (status)
-		return status;
-	int r = qmp_client_execute(c, verb, NULL, NULL, CMD_CLIENT_TIMEOUT_MS);
-	qmp_client_close(c);
-	return r ? cmd_client_fail(verb, r) : 0;
+	return cmd_client_call(verb, &a, verb, NULL, NULL, CMD_CLIENT_TIMEOUT_MS);
 }

@@ -38,17 +38,12 @@ int cmd_fork(int argc, char **argv)
 	int status = cmd_client_parse(verb, "vmm fork [OPTIONS] NAME", fork_options, true, fork_help, argc, argv, &a);
 	if (status != CMD_CLIENT_GO_ON)
 		return status;
-	struct qmp_client *c;
-	status = cmd_client_open(verb, a.name, a.monitor, &c);
-	if (status)
-		return status;
 	json_t *args = json_pack("{s:i}", "count", a.count ? (int)a.count : 1), *ret = NULL;
 	/* The VM answers once every child runs, or after FORK_READY_TIMEOUT_MS. */
-	int r = qmp_client_execute(c, "fork", args, &ret, FORK_READY_TIMEOUT_MS + CMD_CLIENT_TIMEOUT_MS);
+	status = cmd_client_call(verb, &a, "fork", args, &ret, FORK_READY_TIMEOUT_MS + CMD_CLIENT_TIMEOUT_MS);
 	json_decref(args);
-	qmp_client_close(c);
-	if (r)
-		return cmd_client_fail(verb, r);
+	if (status)
+		return status;
 	if (a.json) {
 		cmd_client_print_json(stdout, ret);
 	} else {

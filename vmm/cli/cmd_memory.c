@@ -68,15 +68,10 @@ int cmd_memory(int argc, char **argv)
 	int status = cmd_client_parse(verb, "vmm memory [OPTIONS] NAME", memory_options, true, memory_help, argc, argv, &a);
 	if (status != CMD_CLIENT_GO_ON)
 		return status;
-	struct qmp_client *c;
-	status = cmd_client_open(verb, a.name, a.monitor, &c);
+	json_t *ret = NULL;
+	status = cmd_client_call(verb, &a, "query-memory", NULL, &ret, CMD_CLIENT_TIMEOUT_MS);
 	if (status)
 		return status;
-	json_t *ret = NULL;
-	int r = qmp_client_execute(c, "query-memory", NULL, &ret, CMD_CLIENT_TIMEOUT_MS);
-	qmp_client_close(c);
-	if (r)
-		return cmd_client_fail(verb, r);
 	if (a.json)
 		cmd_client_print_json(stdout, ret);
 	else
