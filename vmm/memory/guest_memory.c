@@ -543,8 +543,11 @@ static int guest_memory_fault(void *arg, const struct fault_event *ev)
 		const struct guest_region *g = guest_memory_region(m, gpa);
 		char why[512];
 		snprintf(why, sizeof(why), "%s", error_message());
-		if (g && g->kind == GUEST_REGION_EXTERNAL)
-			snprintf(why, sizeof(why), "%s", external_pager_failure(m->file_pagers[guest_memory_pager_index(m, g)]));
+		const char *pager_why = g && g->kind == GUEST_REGION_EXTERNAL
+						? external_pager_failure(m->file_pagers[guest_memory_pager_index(m, g)])
+						: "";
+		if (pager_why[0]) /* the pager's own reason; else the pmap's, when it failed */
+			snprintf(why, sizeof(why), "%s", pager_why);
 		else if (!why[0] && kr == KERN_MEMORY_ERROR && m->swap && default_pager_failure(m->swap)[0])
 			snprintf(why, sizeof(why), "swap file %s: %s", guest_memory_swap_name(m), default_pager_failure(m->swap));
 		/* An access outside the map is the guest's doing too (guest_memory_error_fn). */
