@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "harness.h"
@@ -108,6 +109,18 @@ START_TEST(reading_names_the_file)
 	ck_assert_int_eq(working_set_read(path, &ws), -EINVAL);
 	ck_assert_msg(strstr(error_message(), path) && strstr(error_message(), "not a working set file"), "%s",
 		      error_message());
+	/* Neither waited on (a FIFO with no writer) nor taken for an empty set. */
+	snprintf(path, sizeof(path), "%s/fifo", dir);
+	ck_assert_int_eq(mkfifo(path, 0600), 0);
+	alarm(20);
+	ck_assert_int_eq(working_set_read(path, &ws), -EINVAL);
+	alarm(0);
+	ck_assert_msg(strstr(error_message(), path) && strstr(error_message(), "not a regular file"), "%s",
+		      error_message());
+	snprintf(path, sizeof(path), "%s/empty", dir);
+	fclose(fopen(path, "w"));
+	ck_assert_int_eq(working_set_read(path, &ws), -EINVAL);
+	ck_assert_msg(strstr(error_message(), path) && strstr(error_message(), "is empty"), "%s", error_message());
 }
 END_TEST
 
