@@ -11,7 +11,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "fake_pager.h"
@@ -99,6 +101,42 @@ START_TEST(test_a_mapping_larger_than_its_external_pager_is_refused_naming_both_
 	ck_assert_msg(strstr(msg, server.path) && strstr(msg, "4096 bytes") && strstr(msg, "262144"), "%s", msg);
 	ck_assert_uint_eq(atomic_load(&server.requests), 0);
 	fake_pager_stop(&server);
+}
+END_TEST
+
+/* A "pager" that listens and never accepts, its backlog full: creating guest memory gives
+ * up on it with one line instead of waiting in connect for ever. */
+START_TEST(test_a_pager_that_never_accepts_is_given_up_on)
+{
+	char dir[] = "/tmp/vmm-backlog-XXXXXX", sock[96];
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+	snprintf(sock, sizeof(sock), "%s/pager.sock", dir);
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	strcpy(sa.sun_path, sock);
+	int listener = socket(AF_UNIX, SOCK_STREAM, 0);
+	ck_assert_int_ge(listener, 0);
+	ck_assert_int_eq(bind(listener, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	ck_assert_int_eq(listen(listener, 0), 0);
+	int fill[8], nfill = 0;
+	for (; nfill < 8; nfill++) {
+		fill[nfill] = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0);
+		if (connect(fill[nfill], (struct sockaddr *)&sa, sizeof(sa)) != 0) {
+			close(fill[nfill]);
+			break;
+		}
+	}
+	ck_assert_int_lt(nfill, 8); /* the backlog is full */
+	map_file(sock, GUEST_MAP_RO, true, 16 * PS);
+	alarm(20);
+	ck_assert_int_eq(guest_memory_create(&mem, &cfg), -ETIMEDOUT);
+	alarm(0);
+	ck_assert_msg(strstr(error_message(), sock) && strstr(error_message(), "accepts no connection"), "%s",
+		      error_message());
+	for (int i = 0; i < nfill; i++)
+		close(fill[i]);
+	close(listener);
+	unlink(sock);
+	rmdir(dir);
 }
 END_TEST
 
@@ -219,6 +257,7 @@ Suite *guest_memory_pagers_suite(void)
 	HARNESS_ADD_TEST(tc, test_a_mapping_larger_than_its_external_pager_is_refused_naming_both_sizes);
 	HARNESS_ADD_TEST(tc, test_a_cancel_frees_a_fault_waiting_on_a_stalled_pager_without_failing_the_vm);
 	HARNESS_ADD_TEST(tc, test_monitor_calls_do_not_wait_behind_a_stalled_pager);
+	HARNESS_ADD_TEST(tc, test_a_pager_that_never_accepts_is_given_up_on);
 	HARNESS_ADD_TEST(tc, test_pages_the_guest_only_read_are_never_written_back);
 	HARNESS_ADD_TEST(tc, test_write_back_never_regrows_a_file_cut_short_and_says_so);
 	suite_add_tcase(s, tc);

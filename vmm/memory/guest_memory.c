@@ -166,11 +166,27 @@ static int guest_memory_connect(const char *path)
 	if (strlen(path) >= sizeof(addr.sun_path))
 		return error_set(ENAMETOOLONG, "pager socket path %s is too long", path);
 	strcpy(addr.sun_path, path);
-	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0 || connect(fd, (struct sockaddr *)&addr, sizeof(addr)) != 0) {
+	/* Non-blocking: a listener that never accepts fills its backlog, and a blocking connect
+	 * then waits for ever (unix sockets say EAGAIN instead when non-blocking). */
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return error_set_errno(errno, "cannot reach the external pager at %s", path);
+	uint64_t deadline = clock_monotonic_ns() + GUEST_MEMORY_CONNECT_WAIT_MS * 1000000ull;
+	int r;
+	while ((r = connect(fd, (struct sockaddr *)&addr, sizeof(addr))) != 0 && errno == EAGAIN &&
+	       clock_monotonic_ns() < deadline)
+		usleep(10000);
+	if (r != 0) {
 		int err = errno;
-		if (fd >= 0)
-			close(fd);
+		close(fd);
+		if (err == EAGAIN)
+			return error_set(ETIMEDOUT, "cannot reach the external pager at %s: it accepts no connection (%d ms)",
+					 path, GUEST_MEMORY_CONNECT_WAIT_MS);
+		return error_set_errno(err, "cannot reach the external pager at %s", path);
+	}
+	if (fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK) != 0) {
+		int err = errno;
+		close(fd);
 		return error_set_errno(err, "cannot reach the external pager at %s", path);
 	}
 	return fd;

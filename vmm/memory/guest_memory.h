@@ -328,6 +328,9 @@ int guest_memory_vm_protect(struct guest_memory *m, uint64_t addr, uint64_t size
  * memory held by a fault that waits on a slow pager: then -EBUSY "guest memory is busy"
  * (statistics: mem.stats_busy 1 and the figures kept under the lock left out). */
 #define GUEST_MEMORY_MONITOR_WAIT_MS 500
+
+/* Longest guest_memory_create waits for an external pager's socket to accept it. */
+#define GUEST_MEMORY_CONNECT_WAIT_MS 2000
 int guest_memory_vm_inherit(struct guest_memory *m, uint64_t addr, uint64_t size, vm_inherit_t inheritance);
 int guest_memory_vm_read(struct guest_memory *m, uint64_t addr, void *buf, uint64_t size);
 int guest_memory_vm_write(struct guest_memory *m, uint64_t addr, const void *buf, uint64_t size);
