@@ -83,4 +83,7 @@ void vm_serve_block_signals(void)
 	sigaddset(&stop_signals, SIGTERM);
 	sigaddset(&stop_signals, SIGHUP);
 	pthread_sigmask(SIG_BLOCK, &stop_signals, NULL);
+	/* A console reader that goes away (`vmm run ... | head -1`) must not kill the VM: its
+	 * writes fail with EPIPE and the serial port drops the output. */
+	signal(SIGPIPE, SIG_IGN);
 }

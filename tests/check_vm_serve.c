@@ -1,0 +1,44 @@
+/* The signals a VM process serves under: stop signals left to the signal thread, and a
+ * console reader that goes away never killing the VM. */
+#include <errno.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include "harness.h"
+#include "vmm/devices/devices.h"
+#include "vmm/lifecycle/vm_serve.h"
+
+START_TEST(stop_signals_are_blocked_for_the_signal_thread)
+{
+	vm_serve_block_signals();
+	sigset_t now;
+	ck_assert_int_eq(pthread_sigmask(SIG_BLOCK, NULL, &now), 0);
+	ck_assert(sigismember(&now, SIGTERM) && sigismember(&now, SIGINT) && sigismember(&now, SIGHUP));
+}
+END_TEST
+
+/* `vmm run ... | head -1`: the console's reader has gone; the VM must live on (it died of
+ * SIGPIPE, status 141). */
+START_TEST(console_output_to_a_reader_that_went_away_is_dropped)
+{
+	vm_serve_block_signals();
+	int p[2];
+	ck_assert_int_eq(pipe(p), 0);
+	close(p[0]);
+	const uint8_t text[] = "hello\n";
+	serial_output(p[1], text, sizeof(text) - 1); /* returns, the output dropped */
+	ck_assert_int_eq(write(p[1], text, 1), -1);
+	ck_assert_int_eq(errno, EPIPE);
+	close(p[1]);
+}
+END_TEST
+
+Suite *vm_serve_suite(void)
+{
+	Suite *s = suite_create("vm_serve");
+	TCase *tc = tcase_create("signals");
+	HARNESS_ADD_TEST(tc, stop_signals_are_blocked_for_the_signal_thread);
+	HARNESS_ADD_TEST(tc, console_output_to_a_reader_that_went_away_is_dropped);
+	suite_add_tcase(s, tc);
+	return s;
+}
