@@ -10,10 +10,25 @@
 
 START_TEST(stop_signals_are_blocked_for_the_signal_thread)
 {
+	signal(SIGHUP, SIG_DFL); /* as from a terminal, whatever started the tests */
 	vm_serve_block_signals();
 	sigset_t now;
 	ck_assert_int_eq(pthread_sigmask(SIG_BLOCK, NULL, &now), 0);
 	ck_assert(sigismember(&now, SIGTERM) && sigismember(&now, SIGINT) && sigismember(&now, SIGHUP));
+}
+END_TEST
+
+/* `nohup vmm run ... &`: SIGHUP ignored from the start stays ignored, not taken as a stop
+ * (the VM died with its terminal: "vmm: stopped by Hangup"). */
+START_TEST(a_hangup_ignored_from_the_start_does_not_stop_the_vm)
+{
+	signal(SIGHUP, SIG_IGN);
+	vm_serve_block_signals();
+	sigset_t now;
+	ck_assert_int_eq(pthread_sigmask(SIG_BLOCK, NULL, &now), 0);
+	ck_assert(!sigismember(&now, SIGHUP)); /* not blocked for sigwait: still ignored */
+	ck_assert(sigismember(&now, SIGTERM));
+	ck_assert_int_eq(raise(SIGHUP), 0); /* and the process lives */
 }
 END_TEST
 
@@ -39,6 +54,7 @@ Suite *vm_serve_suite(void)
 	TCase *tc = tcase_create("signals");
 	HARNESS_ADD_TEST(tc, stop_signals_are_blocked_for_the_signal_thread);
 	HARNESS_ADD_TEST(tc, console_output_to_a_reader_that_went_away_is_dropped);
+	HARNESS_ADD_TEST(tc, a_hangup_ignored_from_the_start_does_not_stop_the_vm);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -11,6 +11,18 @@
 #include "vmm/lifecycle/fork.h"
 #include "vmm/vm.h"
 
+/* The signals that stop a VM: SIGINT, SIGTERM, and SIGHUP unless the VMM was started
+ * with it ignored (nohup): a terminal closing must not end a VM its user meant to outlive it. */
+static void vm_serve_stop_signals(sigset_t *set)
+{
+	sigemptyset(set);
+	sigaddset(set, SIGINT);
+	sigaddset(set, SIGTERM);
+	struct sigaction hup;
+	if (sigaction(SIGHUP, NULL, &hup) != 0 || hup.sa_handler != SIG_IGN)
+		sigaddset(set, SIGHUP);
+}
+
 /* SIGINT, SIGTERM and SIGHUP end the VM cleanly: shared files are written back, the
  * monitor says SHUTDOWN and removes its socket. They are blocked in every thread and
  * taken here; the exit status is 128 + the signal, as a shell reports a killed command. */
@@ -18,10 +30,7 @@ static void *vm_serve_signal_thread(void *arg)
 {
 	struct vm *vm = arg;
 	sigset_t set;
-	sigemptyset(&set);
-	sigaddset(&set, SIGINT);
-	sigaddset(&set, SIGTERM);
-	sigaddset(&set, SIGHUP);
+	vm_serve_stop_signals(&set);
 	int sig;
 	while (sigwait(&set, &sig) == 0 && !atomic_load(&vm->stopping_flag))
 		if (vm_stop(vm, 128 + sig))
@@ -78,10 +87,7 @@ void vm_serve(struct vm *vm, const struct vm_serve_ops *ops)
 void vm_serve_block_signals(void)
 {
 	sigset_t stop_signals;
-	sigemptyset(&stop_signals);
-	sigaddset(&stop_signals, SIGINT);
-	sigaddset(&stop_signals, SIGTERM);
-	sigaddset(&stop_signals, SIGHUP);
+	vm_serve_stop_signals(&stop_signals);
 	pthread_sigmask(SIG_BLOCK, &stop_signals, NULL);
 	/* A console reader that goes away (`vmm run ... | head -1`) must not kill the VM: its
 	 * writes fail with EPIPE and the serial port drops the output. */

@@ -29,7 +29,8 @@ struct vm_serve_ops {
 void vm_serve(struct vm *vm, const struct vm_serve_ops *ops) __attribute__((noreturn));
 
 /* Block SIGINT, SIGTERM and SIGHUP in the calling thread and every thread it makes from
- * now on: vm_serve's signal thread takes them. SIGPIPE is ignored: a console reader that
+ * now on: vm_serve's signal thread takes them. SIGHUP is left alone when the process was
+ * started with it ignored (nohup): the VM outlives its terminal. SIGPIPE is ignored: a console reader that
  * goes away never kills the VM (its output is dropped). */
 void vm_serve_block_signals(void);
 
