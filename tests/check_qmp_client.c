@@ -13,6 +13,7 @@
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "fake_vm.h"
@@ -327,6 +328,9 @@ START_TEST(stats_prints_sorted_aligned_lines)
 	char prev[128] = "";
 	int value_col = -1, lines = 0;
 	bool faults = false;
+	char *chart = strstr(r.out, "mem.fault_latency_ns:"); /* the histogram's chart follows the lines */
+	ck_assert_ptr_nonnull(chart);
+	*chart = '\0';
 	for (char *line = strtok(r.out, "\n"); line; line = strtok(NULL, "\n"), lines++) {
 		char key[128];
 		long long v;
@@ -344,15 +348,132 @@ START_TEST(stats_prints_sorted_aligned_lines)
 }
 END_TEST
 
-START_TEST(stats_json_prints_the_object)
+/* Every sample is {"time", "vm", "status", "stats"}; "stats" has the same keys in every
+ * sample, those a VM stops reporting as null, and every bucket of the histogram. */
+START_TEST(stats_json_samples_have_a_fixed_schema)
 {
 	struct spawn_result r;
-	ck_assert_int_eq(spawn_vmm(&r, 30, "stats", "--json", "--monitor", vm.path, NULL), 0);
+	ck_assert_int_eq(spawn_vmm(&r, 30, "stats", "--json", "-w", "10ms", "-n", "2", "--monitor", vm.path, NULL), 0);
+	expect_status(&r, 0, NULL);
+	json_t *first = NULL;
+	int lines = 0;
+	for (char *line = strtok(r.out, "\n"); line; line = strtok(NULL, "\n"), lines++) {
+		json_t *j = json_loads(line, 0, NULL);
+		ck_assert_msg(json_is_object(j) && json_object_size(j) == 4, "not a sample: %s", line);
+		double t = json_real_value(json_object_get(j, "time"));
+		ck_assert_msg(t > (double)time(NULL) - 60 && t < (double)time(NULL) + 1, "time %f in %s", t, line);
+		ck_assert_str_eq(json_string_value(json_object_get(j, "vm")), "vm1"); /* --monitor: the VM's own name */
+		ck_assert_str_eq(json_string_value(json_object_get(j, "status")), "running");
+		json_t *stats = json_object_get(j, "stats");
+		ck_assert_int_eq(json_integer_value(json_object_get(stats, "vcpu.1.exits")), 7);
+		ck_assert_int_eq(json_integer_value(json_object_get(stats, "mem.faults")), 12 + FAKE_VM_FAULTS_PER_QUERY * lines);
+		ck_assert_int_eq(json_integer_value(json_object_get(stats, "mem.fault_latency_ns.lt_131072")), 5);
+		ck_assert(json_is_integer(json_object_get(stats, "mem.fault_latency_ns.lt_2")));
+		json_t *gone = json_object_get(stats, "object.1.resident");
+		ck_assert(lines == 0 ? json_integer_value(gone) == 3 : json_is_null(gone));
+		if (!first) {
+			first = j;
+			continue;
+		}
+		/* The same keys in the same order. */
+		void *a = json_object_iter(json_object_get(first, "stats")), *b = json_object_iter(stats);
+		for (; a && b; a = json_object_iter_next(json_object_get(first, "stats"), a),
+			       b = json_object_iter_next(stats, b))
+			ck_assert_str_eq(json_object_iter_key(a), json_object_iter_key(b));
+		ck_assert(!a && !b);
+		json_decref(j);
+	}
+	ck_assert_int_eq(lines, 2);
+	json_decref(first);
+	spawn_free(&r);
+}
+END_TEST
+
+/* KEY...: exact keys, or prefixes ending in '.'; one that selects nothing is an error. */
+START_TEST(stats_keys_select_exact_keys_and_prefixes)
+{
+	struct spawn_result r;
+	ck_assert_int_eq(spawn_vmm(&r, 30, "stats", "vm1", "mem.faults", "vcpu.", NULL), 0);
+	expect_status(&r, 0, NULL);
+	ck_assert_str_eq(r.out, "mem.faults   12\n"
+				"vcpu.0.exits 5\n"
+				"vcpu.1.exits 7\n");
+	spawn_free(&r);
+	ck_assert_int_eq(spawn_vmm(&r, 30, "stats", "vm1", "--json", "vcpu.", "mem.faults", NULL), 0);
 	expect_status(&r, 0, NULL);
 	json_t *j = json_loads(r.out, 0, NULL);
-	ck_assert_msg(json_is_object(j), "not an object: %s", r.out);
-	ck_assert_int_eq(json_integer_value(json_object_get(j, "vcpu.1.exits")), 7);
+	json_t *want = json_pack("{s:i,s:i,s:i}", "mem.faults", 22, "vcpu.0.exits", 5, "vcpu.1.exits", 7);
+	ck_assert_msg(json_equal(json_object_get(j, "stats"), want), "%s", r.out);
+	json_decref(want);
 	json_decref(j);
+	spawn_free(&r);
+	static const char *const nothing[] = {"nosuch.", "mem.fault", "mem", "vcpu.0"};
+	for (size_t i = 0; i < sizeof(nothing) / sizeof(nothing[0]); i++) {
+		ck_assert_int_eq(spawn_vmm(&r, 30, "stats", "vm1", "mem.faults", nothing[i], NULL), 0);
+		char err[128];
+		snprintf(err, sizeof(err), "vmm stats: '%s' matches no statistic of VM 'vm1'\n", nothing[i]);
+		expect_status(&r, 125, err);
+		ck_assert_str_eq(r.out, "");
+		spawn_free(&r);
+	}
+}
+END_TEST
+
+/* The fault-latency histogram: its non-empty buckets in the order of their bounds
+ * (lt_131072 before lt_1048576), bars scaled to the largest, p50 and p99 interpolated
+ * in the bucket that holds them (lt_1048576 holds [524288, 1048576) ns: 655 us, 1.04 ms). */
+START_TEST(stats_text_charts_the_latency_histogram_in_numeric_order)
+{
+	struct spawn_result r;
+	ck_assert_int_eq(spawn_vmm(&r, 30, "stats", "vm1", NULL), 0);
+	expect_status(&r, 0, NULL);
+	const char *chart = "\nmem.fault_latency_ns: 15 values, p50 655us, p99 1.04ms\n"
+			    "  < 131us   5 ####################\n"
+			    "  < 1.05ms 10 ########################################\n";
+	ck_assert_msg(strstr(r.out, chart), "no chart in:\n%s", r.out);
+	ck_assert_msg(!strstr(r.out, ".lt_"), "bucket lines in:\n%s", r.out);
+	spawn_free(&r);
+}
+END_TEST
+
+/* The value of @key in the text @sample, and its rate (-1 when none is shown). */
+static long long text_value(const char *sample, const char *key, double *rate)
+{
+	char want[128];
+	snprintf(want, sizeof(want), "\n%s ", key);
+	const char *line = strstr(sample, want);
+	ck_assert_msg(line, "no %s in:\n%s", key, sample);
+	long long v;
+	int end = 0;
+	ck_assert_int_eq(sscanf(line + strlen(want), " %lld%n", &v, &end), 1);
+	*rate = -1;
+	const char *rest = line + strlen(want) + end, *nl = strchr(rest, '\n');
+	if (strstr(rest, "/s") && strstr(rest, "/s") < nl)
+		ck_assert_int_eq(sscanf(rest, " %lf/s", rate), 1);
+	return v;
+}
+
+/* With --watch, counters show their rate since the previous sample: the fake VM counts
+ * FAKE_VM_FAULTS_PER_QUERY faults a query, 100 ms or more apart. */
+START_TEST(stats_watch_shows_the_rates_of_counters)
+{
+	struct spawn_result r;
+	ck_assert_int_eq(spawn_vmm(&r, 30, "stats", "vm1", "-w", "100ms", "-n", "2", NULL), 0);
+	expect_status(&r, 0, NULL);
+	char *second = strstr(r.out, "\n\n");
+	ck_assert_ptr_nonnull(second);
+	*second = '\0';
+	char first[4096];
+	snprintf(first, sizeof(first), "\n%s", r.out);
+	double rate;
+	ck_assert_int_eq(text_value(first, "mem.faults", &rate), 12);
+	ck_assert_msg(rate < 0, "a rate in the first sample");
+	ck_assert_int_eq(text_value(second + 1, "mem.faults", &rate), 22);
+	ck_assert_msg(rate > 0 && rate <= 1000.0 * FAKE_VM_FAULTS_PER_QUERY / 100 + 0.05, "rate %f", rate);
+	ck_assert_int_eq(text_value(second + 1, "vcpu.1.exits", &rate), 7);
+	ck_assert_msg(rate == 0, "rate %f", rate);
+	ck_assert_int_eq(text_value(second + 1, "mem.page_size", &rate), 4096); /* not a counter */
+	ck_assert_msg(rate < 0, "rate %f", rate);
 	spawn_free(&r);
 }
 END_TEST
@@ -377,6 +498,61 @@ START_TEST(stats_watch_prints_count_samples)
 	}
 	ck_assert_int_eq(lines, 2);
 	spawn_free(&r);
+}
+END_TEST
+
+/* Without NAME: every VM ps lists, a line each (a sample each with --json). */
+START_TEST(stats_without_name_shows_every_vm)
+{
+	struct fake_vm vm2;
+	fake_vm_start(&vm2, "vm2", false);
+	ck_assert_int_eq(monitor_socket_path("vm2", vm2.path, sizeof(vm2.path), true), 0);
+	ck_assert_msg(monitor_listen(vm2.mon, vm2.path) == 0, "%s", error_message());
+	pthread_mutex_lock(&vm2.lock);
+	vm2.state = MONITOR_RUN_PAUSED;
+	pthread_mutex_unlock(&vm2.lock);
+	char stale[200];
+	snprintf(stale, sizeof(stale), "%s/old.sock", rundir);
+	make_stale_socket(stale);
+	struct spawn_result r;
+	ck_assert_int_eq(spawn_vmm(&r, 30, "stats", NULL), 0);
+	expect_status(&r, 0, NULL);
+	ck_assert_str_eq(r.out, "NAME  STATUS        EXITS  RESIDENT_MIB      FAULTS\n"
+				"old   stale             -             -           -\n"
+				"vm1   running          12           1.5          12\n"
+				"vm2   paused           12           1.5          12\n");
+	spawn_free(&r);
+
+	ck_assert_int_eq(spawn_vmm(&r, 30, "stats", "-w", "100ms", "-n", "2", NULL), 0);
+	expect_status(&r, 0, NULL);
+	char *second = strstr(r.out, "\n\n");
+	ck_assert_ptr_nonnull(second);
+	ck_assert_msg(strstr(r.out, "FAULTS/S\nold   stale             -             -           -\n"
+				    "vm1   running          12           1.5           -\n"),
+		      "%s", r.out);
+	double rate;
+	ck_assert_msg(sscanf(strstr(second, "\nvm1 "), "\nvm1 running 12 1.5 %lf", &rate) == 1, "%s", second);
+	ck_assert_msg(rate > 0 && rate <= 1000.0 * FAKE_VM_FAULTS_PER_QUERY / 100 + 0.05, "rate %f", rate);
+	spawn_free(&r);
+
+	ck_assert_int_eq(spawn_vmm(&r, 30, "stats", "--json", "-w", "10ms", "-n", "2", NULL), 0);
+	expect_status(&r, 0, NULL);
+	static const char *const names[] = {"old", "vm1", "vm2"}, *const status[] = {"stale", "running", "paused"};
+	int lines = 0;
+	for (char *line = strtok(r.out, "\n"); line; line = strtok(NULL, "\n"), lines++) {
+		json_t *j = json_loads(line, 0, NULL);
+		ck_assert_msg(json_is_object(j) && json_object_size(j) == 4 && json_is_real(json_object_get(j, "time")),
+			      "%s", line);
+		ck_assert_str_eq(json_string_value(json_object_get(j, "vm")), names[lines % 3]);
+		ck_assert_str_eq(json_string_value(json_object_get(j, "status")), status[lines % 3]);
+		json_t *stats = json_object_get(j, "stats");
+		ck_assert(lines % 3 == 0 ? json_is_null(stats)
+					 : json_integer_value(json_object_get(stats, "vcpu.0.exits")) == 5);
+		json_decref(j);
+	}
+	ck_assert_int_eq(lines, 6);
+	spawn_free(&r);
+	fake_vm_stop(&vm2);
 }
 END_TEST
 
@@ -512,8 +688,6 @@ START_TEST(bad_arguments_are_one_line_and_125)
 		const char *args[4];
 		const char *err;
 	} cases[] = {
-		{{"stats"}, "vmm stats: no VM NAME given (usage: vmm stats [OPTIONS] NAME)\n"},
-		{{"stats", "a", "b"}, "vmm stats: one NAME only ('a' and 'b' given)\n"},
 		{{"stats", "vm1", "--count", "2"}, "vmm stats: --count needs --watch\n"},
 		{{"stats", "vm1", "--watch", "0"}, "vmm stats: --watch: '0' is not a positive duration (use e.g. 30, 500ms, 2m)\n"},
 		{{"stop", "--bogus", "x"}, "vmm stop: unknown option --bogus (see vmm stop --help)\n"},
@@ -549,8 +723,12 @@ Suite *qmp_client_suite(void)
 
 	TCase *cli = fake_vm_tcase(s, "verbs", 90, setup, teardown);
 	HARNESS_ADD_TEST(cli, stats_prints_sorted_aligned_lines);
-	HARNESS_ADD_TEST(cli, stats_json_prints_the_object);
+	HARNESS_ADD_TEST(cli, stats_json_samples_have_a_fixed_schema);
+	HARNESS_ADD_TEST(cli, stats_keys_select_exact_keys_and_prefixes);
+	HARNESS_ADD_TEST(cli, stats_text_charts_the_latency_histogram_in_numeric_order);
 	HARNESS_ADD_TEST(cli, stats_watch_prints_count_samples);
+	HARNESS_ADD_TEST(cli, stats_watch_shows_the_rates_of_counters);
+	HARNESS_ADD_TEST(cli, stats_without_name_shows_every_vm);
 	HARNESS_ADD_TEST(cli, control_verbs_stop_cont_and_quit_the_vm);
 	HARNESS_ADD_TEST(cli, missing_and_stale_vms_are_one_line_and_125);
 	HARNESS_ADD_TEST(cli, ps_lists_live_and_stale_vms);

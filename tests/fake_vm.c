@@ -62,9 +62,21 @@ static int fake_vm_quit_op(struct monitor_call *call, void *ctx)
 
 static int fake_vm_query_stats(void *ctx, json_t *stats)
 {
-	(void)ctx;
-	if (monitor_stat_set(stats, 12, "mem.faults") || monitor_stat_set(stats, 5, "vcpu.%d.exits", 0) ||
-	    monitor_stat_set(stats, 7, "vcpu.%d.exits", 1))
+	struct fake_vm *vm = ctx;
+	pthread_mutex_lock(&vm->lock);
+	unsigned q = vm->stats_queries++;
+	pthread_mutex_unlock(&vm->lock);
+	if (monitor_stat_set(stats, 12 + FAKE_VM_FAULTS_PER_QUERY * q, "mem.faults") ||
+	    monitor_stat_set(stats, 5, "vcpu.%d.exits", 0) || monitor_stat_set(stats, 7, "vcpu.%d.exits", 1) ||
+	    monitor_stat_set(stats, 4096, "mem.page_size") || monitor_stat_set(stats, 384, "mem.resident_pages"))
+		return -ENOMEM;
+	/* As guest memory reports it: every bucket of the histogram, the empty ones too. */
+	for (unsigned b = 1; b <= 32; b++) {
+		uint64_t n = b == 17 ? 5 : b == 20 ? 10 : 0;
+		if (monitor_stat_set(stats, n, "mem.fault_latency_ns.lt_%llu", 1ull << b))
+			return -ENOMEM;
+	}
+	if (q == 0 && monitor_stat_set(stats, 3, "object.1.resident"))
 		return -ENOMEM;
 	return 0;
 }

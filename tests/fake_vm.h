@@ -6,7 +6,11 @@
  * test instead of hanging it (a guard, not a timing assertion).
  *
  * Host commands of the fake VM, besides the standard ones (query-status, stop, cont, quit,
- * query-stats with mem.faults = 12, vcpu.0.exits = 5, vcpu.1.exits = 7):
+ * query-stats): query-stats answers mem.faults = 12 the first time, FAKE_VM_FAULTS_PER_QUERY
+ * more each time after; vcpu.0.exits = 5, vcpu.1.exits = 7, mem.page_size = 4096,
+ * mem.resident_pages = 384 (1.5 MiB); the 32 buckets mem.fault_latency_ns.lt_2 ... lt_2^32,
+ * all 0 but lt_131072 = 5 and lt_1048576 = 10; and object.1.resident = 3 the first time only
+ * (an object that goes away).
  *   echo {s: string (required), i: integer, n: number, b: boolean, o: object, a: array, x: any}
  *        returns its arguments
  *   fail {class: string}  fails with "the fake VM fails on purpose" (class GenericError or @class)
@@ -28,6 +32,7 @@
 #include "vmm/monitor/monitor.h"
 
 #define FAKE_VM_READ_TIMEOUT_S 20
+#define FAKE_VM_FAULTS_PER_QUERY 10
 
 struct fake_vm {
 	struct monitor *mon;
@@ -38,6 +43,7 @@ struct fake_vm {
 	enum monitor_run_state state; /* (lock) */
 	bool quit;                    /* (lock) quit was executed */
 	struct monitor_pending *slow; /* (lock) the deferred call not yet taken */
+	unsigned stats_queries;       /* (lock) query-stats answered so far */
 };
 
 /* Make the monitor (named @name) in a new temporary directory and listen on DIR/NAME.sock.

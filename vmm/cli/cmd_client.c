@@ -1,16 +1,29 @@
 #include "vmm/cli/cmd_client.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "vmm/error.h"
+#include "vmm/monitor/monitor.h"
 #include "vmm/vm.h"
+
+/* What a verb's positionals are. */
+enum cmd_client_positionals {
+	CMD_CLIENT_NONE,      /* none */
+	CMD_CLIENT_NAME,      /* NAME, needed unless --monitor is given */
+	CMD_CLIENT_NAME_MORE, /* [NAME] then more (cmd_client_parse_more) */
+};
 
 /* The parse itself: 0, 1 for --help, or CLI_ERROR with the message set. */
 static int cmd_client_parse_args(const char *verb, const char *usage, const struct cli_option *opts,
-				 bool takes_name, int argc, char **argv, struct cmd_client_args *a)
+				 enum cmd_client_positionals takes, int argc, char **argv, struct cmd_client_args *a)
 {
 	*a = (struct cmd_client_args){0};
+	bool takes_name = takes == CMD_CLIENT_NAME;
+	if (takes == CMD_CLIENT_NAME_MORE && !(a->more = calloc((size_t)argc, sizeof(*a->more))))
+		return error_set(ENOMEM, "vmm %s: out of memory", verb), CLI_ERROR;
 	struct cli_parser p;
 	cli_init(&p, verb, opts, argc, argv, 1);
 	const char *v;
@@ -21,6 +34,10 @@ static int cmd_client_parse_args(const char *verb, const char *usage, const stru
 		case CLI_ERROR:
 			return CLI_ERROR;
 		case CLI_POSITIONAL:
+			if (takes == CMD_CLIENT_NAME_MORE) {
+				a->more[a->nmore++] = v;
+				break;
+			}
 			if (!takes_name)
 				return error_set(0, "vmm %s: unexpected argument '%s' (usage: %s)", verb, v, usage), CLI_ERROR;
 			if (a->name)
@@ -55,13 +72,19 @@ static int cmd_client_parse_args(const char *verb, const char *usage, const stru
 	}
 	if (takes_name && !a->name && !a->monitor)
 		return error_set(0, "vmm %s: no VM NAME given (usage: %s)", verb, usage), CLI_ERROR;
+	if (takes == CMD_CLIENT_NAME_MORE && !a->monitor && a->nmore) {
+		a->name = a->more[0];
+		memmove(a->more, a->more + 1, --a->nmore * sizeof(*a->more));
+	}
 	return 0;
 }
 
-int cmd_client_parse(const char *verb, const char *usage, const struct cli_option *opts, bool takes_name,
-		     void (*help)(FILE *f, const char *verb), int argc, char **argv, struct cmd_client_args *a)
+/* cmd_client_parse and cmd_client_parse_more. */
+static int cmd_client_parse_as(const char *verb, const char *usage, const struct cli_option *opts,
+			       enum cmd_client_positionals takes, void (*help)(FILE *f, const char *verb), int argc,
+			       char **argv, struct cmd_client_args *a)
 {
-	int r = cmd_client_parse_args(verb, usage, opts, takes_name, argc, argv, a);
+	int r = cmd_client_parse_args(verb, usage, opts, takes, argc, argv, a);
 	if (r == 1) {
 		help(stdout, verb);
 		return 0;
@@ -71,6 +94,19 @@ int cmd_client_parse(const char *verb, const char *usage, const struct cli_optio
 		return VM_EXIT_VMM_ERROR;
 	}
 	return CMD_CLIENT_GO_ON;
+}
+
+int cmd_client_parse(const char *verb, const char *usage, const struct cli_option *opts, bool takes_name,
+		     void (*help)(FILE *f, const char *verb), int argc, char **argv, struct cmd_client_args *a)
+{
+	return cmd_client_parse_as(verb, usage, opts, takes_name ? CMD_CLIENT_NAME : CMD_CLIENT_NONE, help, argc,
+				   argv, a);
+}
+
+int cmd_client_parse_more(const char *verb, const char *usage, const struct cli_option *opts,
+			  void (*help)(FILE *f, const char *verb), int argc, char **argv, struct cmd_client_args *a)
+{
+	return cmd_client_parse_as(verb, usage, opts, CMD_CLIENT_NAME_MORE, help, argc, argv, a);
 }
 
 int cmd_client_fail(const char *verb, int r)
@@ -102,4 +138,53 @@ int cmd_client_call(const char *verb, const struct cmd_client_args *a, const cha
 	int r = qmp_client_execute(c, command, args, ret, timeout_ms);
 	qmp_client_close(c);
 	return r ? cmd_client_fail(verb, r) : 0;
+}
+
+static int cmd_client_name_cmp(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+int cmd_client_list_vms(char *dir, size_t size, char ***names, size_t *n)
+{
+	*names = NULL;
+	*n = 0;
+	int r = monitor_runtime_dir(dir, size, false);
+	if (r)
+		return r;
+	DIR *d = opendir(dir);
+	if (!d)
+		return errno == ENOENT ? 0 : error_set_errno(errno, "cannot read the runtime directory %s", dir);
+	size_t cap = 0;
+	struct dirent *e;
+	r = 0;
+	while (!r && (e = readdir(d))) {
+		size_t len = strlen(e->d_name);
+		if (e->d_name[0] == '.' || len <= 5 || strcmp(e->d_name + len - 5, ".sock") != 0)
+			continue;
+		if (*n == cap) {
+			cap = cap ? cap * 2 : 16;
+			char **more = realloc(*names, cap * sizeof(*more));
+			if (!more) {
+				r = error_set(ENOMEM, "out of memory");
+				break;
+			}
+			*names = more;
+		}
+		if (!((*names)[*n] = strndup(e->d_name, len - 5)))
+			r = error_set(ENOMEM, "out of memory");
+		else
+			(*n)++;
+	}
+	closedir(d);
+	if (r) {
+		while (*n)
+			free((*names)[--*n]);
+		free(*names);
+		*names = NULL;
+		return r;
+	}
+	if (*n)
+		qsort(*names, *n, sizeof(**names), cmd_client_name_cmp);
+	return 0;
 }

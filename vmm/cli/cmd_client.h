@@ -17,7 +17,7 @@
 
 /* vmm ps [--json] [--monitor PATH] */
 int cmd_ps(int argc, char **argv);
-/* vmm stats NAME [--watch TIME [--count N]] [--json] [--monitor PATH] */
+/* vmm stats [NAME [KEY...]] [--watch TIME [--count N]] [--json] [--monitor PATH] */
 int cmd_stats(int argc, char **argv);
 /* vmm stop|cont|quit NAME [--monitor PATH]: argv[0] names the command. */
 int cmd_control(int argc, char **argv);
@@ -53,6 +53,8 @@ struct cmd_client_args {
 	unsigned count;      /* --count N, 0 = until interrupted */
 	const char *store;   /* --store DIR, or NULL */
 	const char *as;      /* --as SNAPSHOT, or NULL */
+	const char **more;   /* cmd_client_parse_more: the positionals after NAME (free the array) */
+	unsigned nmore;
 };
 
 /* cmd_client_parse: the verb goes on. */
@@ -66,6 +68,23 @@ struct cmd_client_args {
  */
 int cmd_client_parse(const char *verb, const char *usage, const struct cli_option *opts, bool takes_name,
 		     void (*help)(FILE *f, const char *verb), int argc, char **argv, struct cmd_client_args *a);
+
+/*
+ * As cmd_client_parse, for a verb whose NAME is optional and may be followed by more
+ * positionals: a->name is the first positional (NULL when there is none) and a->more the
+ * others, in order; with --monitor every positional goes to a->more (the socket names the
+ * VM). The caller frees a->more (also when it is NULL).
+ */
+int cmd_client_parse_more(const char *verb, const char *usage, const struct cli_option *opts,
+			  void (*help)(FILE *f, const char *verb), int argc, char **argv, struct cmd_client_args *a);
+
+/*
+ * The VMs with a monitor socket in the runtime directory (monitor_runtime_dir, written to
+ * @dir of @size): *names gets their names ("NAME.sock"; hidden files are not VMs), sorted,
+ * *n how many; none when the directory does not exist. Free each name and the array.
+ * 0, or -errno with the message set.
+ */
+int cmd_client_list_vms(char *dir, size_t size, char ***names, size_t *n);
 
 /* How long a verb waits for the monitor to answer. */
 #define CMD_CLIENT_TIMEOUT_MS 10000

@@ -1364,9 +1364,8 @@ void guest_memory_stats(struct guest_memory *m, void (*emit)(void *arg, const ch
 	for (size_t i = 0; i < sizeof(flat) / sizeof(flat[0]); i++)
 		emit(arg, flat[i].key, flat[i].value);
 	char key[64];
+	/* Every bucket, the empty ones too: a reader's samples then have the same keys. */
 	for (unsigned b = 0; b < GUEST_MEMORY_LATENCY_BUCKETS; b++) {
-		if (!m->latency[b])
-			continue;
 		snprintf(key, sizeof(key), "mem.fault_latency_ns.lt_%llu", 1ull << (b + 1));
 		emit(arg, key, m->latency[b]);
 	}

@@ -449,7 +449,9 @@ void guest_memory_release_faults(struct guest_memory *m);
  * message. */
 int guest_memory_drop_uninherited(struct guest_memory *m);
 
-/* Report every statistic as a flat dotted key and a number (mem.*, object.<id>.*, dedup.*). */
+/* Report every statistic as a flat dotted key and a number (mem.*, object.<id>.*, dedup.*).
+ * The fault-latency histogram is mem.fault_latency_ns.lt_N (faults served in less than N
+ * ns, N = 2, 4, ... 2^32), every bucket each time, empty ones as 0. */
 void guest_memory_stats(struct guest_memory *m, void (*emit)(void *arg, const char *key, uint64_t value),
 			void *arg);
 
