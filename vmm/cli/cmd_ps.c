@@ -70,40 +70,6 @@ static json_t *ps_probe(const char *name, const char *path)
 	return row;
 }
 
-static int ps_name_cmp(const void *a, const void *b)
-{
-	return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
-/* The names of the sockets in @dir ("NAME.sock"; hidden files are not VMs). */
-static int ps_list(const char *dir, char ***names, size_t *n)
-{
-	*names = NULL;
-	*n = 0;
-	DIR *d = opendir(dir);
-	if (!d)
-		return errno == ENOENT ? 0 : error_set_errno(errno, "cannot read the runtime directory %s", dir);
-	size_t cap = 0;
-	struct dirent *e;
-	while ((e = readdir(d))) {
-		size_t len = strlen(e->d_name);
-		if (e->d_name[0] == '.' || len <= 5 || strcmp(e->d_name + len - 5, ".sock") != 0)
-			continue;
-		if (*n == cap) {
-			cap = cap ? cap * 2 : 16;
-			char **more = realloc(*names, cap * sizeof(*more));
-			if (!more)
-				break;
-			*names = more;
-		}
-		(*names)[(*n)++] = strndup(e->d_name, len - 5);
-	}
-	closedir(d);
-	if (*n)
-		qsort(*names, *n, sizeof(**names), ps_name_cmp);
-	return 0;
-}
-
 static void ps_print(json_t *rows)
 {
 	int wname = 4, wstatus = 6;
@@ -143,7 +109,7 @@ int cmd_ps(int argc, char **argv)
 		names = malloc(sizeof(*names));
 		if (names)
 			names[n++] = strndup(base, len > 5 && strcmp(base + len - 5, ".sock") == 0 ? len - 5 : len);
-	} else if (monitor_runtime_dir(dir, sizeof(dir), false) != 0 || ps_list(dir, &names, &n) != 0) {
+	} else if (cmd_client_list_vms(dir, sizeof(dir), &names, &n) != 0) {
 		return cmd_client_fail("ps", -EIO);
 	}
 	json_t *rows = json_array();
