@@ -1,5 +1,4 @@
 /* vmm ps: the VMs whose monitor sockets are in the runtime directory, and their state. */
-#include <dirent.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
