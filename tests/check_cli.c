@@ -356,6 +356,25 @@ START_TEST(cli_help_tells_the_exit_statuses)
 }
 END_TEST
 
+/* The tools are built in the plain build only (not beside an ASan VMM_BUILD). */
+START_TEST(cli_pager_server_help_exits_0)
+{
+	char path[] = "build/pager_server", help[] = "--help";
+	char *argv[] = {path, help, NULL};
+	struct spawn_result r;
+	ck_assert_int_eq(spawn_run(&r, 20, argv), 0);
+	ck_assert_msg(r.status == 0, "status %d, stderr: %s", r.status, r.err);
+	ck_assert_ptr_nonnull(strstr(r.out, "usage: pager_server "));
+	ck_assert_str_eq(r.err, "");
+	spawn_free(&r);
+	char *none[] = {path, NULL};
+	ck_assert_int_eq(spawn_run(&r, 20, none), 0);
+	ck_assert_int_eq(r.status, 2);
+	ck_assert_ptr_nonnull(strstr(r.err, "usage: pager_server "));
+	spawn_free(&r);
+}
+END_TEST
+
 Suite *cli_suite(void)
 {
 	Suite *s = suite_create("cli");
@@ -387,6 +406,7 @@ Suite *cli_suite(void)
 	HARNESS_ADD_TEST(bin, cli_swap_that_cannot_hold_pages_is_refused);
 	HARNESS_ADD_TEST(bin, cli_bad_options);
 	HARNESS_ADD_TEST(bin, cli_help_tells_the_exit_statuses);
+	HARNESS_ADD_TEST(bin, cli_pager_server_help_exits_0);
 	suite_add_tcase(s, bin);
 	return s;
 }
