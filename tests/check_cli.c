@@ -356,6 +356,38 @@ START_TEST(cli_help_tells_the_exit_statuses)
 }
 END_TEST
 
+/* vmm help VERB is vmm VERB --help, byte for byte; vmm help alone the top-level help. */
+START_TEST(cli_help_verb_is_the_verbs_help)
+{
+	const char *verbs[] = {"run", "restore", "ps", "stats", "memory", "stop", "cont", "quit", "snapshot", "fork", "store"};
+	for (size_t i = 0; i < sizeof(verbs) / sizeof(verbs[0]); i++) {
+		struct spawn_result h, want;
+		ck_assert_int_eq(spawn_vmm(&h, 20, "help", verbs[i], NULL), 0);
+		ck_assert_int_eq(spawn_vmm(&want, 20, verbs[i], "--help", NULL), 0);
+		ck_assert_msg(h.status == 0, "vmm help %s: status %d, stderr: %s", verbs[i], h.status, h.err);
+		ck_assert_int_eq(want.status, 0);
+		ck_assert_msg(strncmp(h.out, "usage: vmm ", 11) == 0, "vmm help %s: %s", verbs[i], h.out);
+		ck_assert_str_eq(h.out, want.out);
+		ck_assert_str_eq(h.err, "");
+		spawn_free(&h);
+		spawn_free(&want);
+	}
+	struct spawn_result r, top;
+	ck_assert_int_eq(spawn_vmm(&r, 20, "help", NULL), 0);
+	ck_assert_int_eq(spawn_vmm(&top, 20, "--help", NULL), 0);
+	ck_assert_int_eq(r.status, 0);
+	ck_assert_ptr_nonnull(strstr(r.out, "usage: vmm COMMAND"));
+	ck_assert_str_eq(r.out, top.out);
+	spawn_free(&r);
+	spawn_free(&top);
+	ck_assert_int_eq(spawn_vmm(&r, 20, "help", "nosuch", NULL), 0);
+	ck_assert_str_eq(r.out, "");
+	expect_vmm_error(&r, "vmm help: unknown command 'nosuch'");
+	ck_assert_int_eq(spawn_vmm(&r, 20, "help", "run", "ps", NULL), 0);
+	expect_vmm_error(&r, "vmm help: one COMMAND only");
+}
+END_TEST
+
 /* The tools are built in the plain build only (not beside an ASan VMM_BUILD). */
 START_TEST(cli_pager_server_help_exits_0)
 {
@@ -407,6 +439,7 @@ Suite *cli_suite(void)
 	HARNESS_ADD_TEST(bin, cli_bad_options);
 	HARNESS_ADD_TEST(bin, cli_help_tells_the_exit_statuses);
 	HARNESS_ADD_TEST(bin, cli_pager_server_help_exits_0);
+	HARNESS_ADD_TEST(bin, cli_help_verb_is_the_verbs_help);
 	suite_add_tcase(s, bin);
 	return s;
 }
