@@ -3,7 +3,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "elf_image.h"
@@ -170,6 +173,17 @@ START_TEST(restore_takes_runs_options_and_its_own)
 	char *bad[] = {"restore", "-m", "1G", "snap", NULL}; /* the snapshot says how much RAM */
 	ck_assert_int_eq(cmd_restore_parse(4, bad, &cfg, &store, &snapshot), CLI_ERROR);
 	ck_assert_str_eq(error_message(), "vmm restore: unknown option -m (see vmm restore --help)");
+}
+END_TEST
+
+START_TEST(counts_are_singular_for_one)
+{
+	char buf[CLI_COUNT_MAX];
+	ck_assert_str_eq(cli_count(buf, sizeof(buf), 1, "snapshot"), "1 snapshot");
+	ck_assert_str_eq(cli_count(buf, sizeof(buf), 0, "snapshot"), "0 snapshots");
+	ck_assert_str_eq(cli_count(buf, sizeof(buf), 12, "page-in"), "12 page-ins");
+	ck_assert_str_eq(CLI_COUNT(1, "object"), "1 object");
+	ck_assert_str_eq(cli_count(buf, 8, 123456, "objects"), "123456 ");
 }
 END_TEST
 
@@ -388,6 +402,86 @@ START_TEST(cli_help_verb_is_the_verbs_help)
 }
 END_TEST
 
+/*
+ * A fake VM monitor: a child process that accepts one connection on a socket in a fresh
+ * directory and sends the QMP greeting, the answer to qmp_capabilities (id 1) and @answer
+ * as the "return" of the next command (id 2), then reads until the client hangs up.
+ */
+struct fake_monitor {
+	char dir[64], path[96];
+	pid_t pid;
+};
+
+static void fake_monitor_start(struct fake_monitor *m, const char *answer)
+{
+	strcpy(m->dir, "/tmp/vmm-fakemon-XXXXXX");
+	ck_assert_ptr_nonnull(mkdtemp(m->dir));
+	snprintf(m->path, sizeof(m->path), "%s/vm.sock", m->dir);
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", m->path);
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	ck_assert_int_eq(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	ck_assert_int_eq(listen(fd, 1), 0);
+	char text[4096];
+	snprintf(text, sizeof(text),
+		 "{\"QMP\":{\"version\":{},\"capabilities\":[]}}\n{\"return\":{},\"id\":1}\n{\"return\":%s,\"id\":2}\n",
+		 answer);
+	m->pid = fork();
+	ck_assert_int_ge(m->pid, 0);
+	if (m->pid == 0) {
+		int c = accept(fd, NULL, NULL);
+		bool ok = c >= 0 && write(c, text, strlen(text)) == (ssize_t)strlen(text);
+		char sink[4096];
+		while (ok && read(c, sink, sizeof(sink)) > 0)
+			;
+		_exit(ok ? 0 : 1);
+	}
+	close(fd);
+}
+
+static void fake_monitor_stop(struct fake_monitor *m)
+{
+	int st;
+	ck_assert_int_eq(waitpid(m->pid, &st, 0), m->pid);
+	unlink(m->path);
+	rmdir(m->dir);
+}
+
+/* vmm memory's words agree with the counts: "1 page resident in 1 object", "1 fault". */
+START_TEST(cli_memory_says_1_object_not_1_objects)
+{
+	struct fake_monitor m;
+	fake_monitor_start(&m, "{\"resident-pages\":1,\"objects\":1,\"entries\":[{\"start\":0,\"end\":4096,"
+			       "\"protection\":\"rwx\",\"max-protection\":\"rwx\",\"inheritance\":\"copy\","
+			       "\"region\":\"ram\",\"resident\":1,\"chain\":[{\"id\":7,\"resident\":1,\"paged\":0,"
+			       "\"pager\":null,\"faults\":1,\"pageins\":1,\"pageouts\":2,\"cow-pages\":0,"
+			       "\"zero-fills\":1}]}]}");
+	struct spawn_result r;
+	ck_assert_int_eq(spawn_vmm(&r, 20, "memory", "--monitor", m.path, NULL), 0);
+	fake_monitor_stop(&m);
+	ck_assert_msg(r.status == 0, "status %d: %s", r.status, r.err);
+	ck_assert_msg(strstr(r.out, "\n1 page resident in 1 object\n"), "%s", r.out);
+	ck_assert_msg(strstr(r.out, "object 7: 1 resident, 0 paged, pager none, 1 fault, 1 page-in, 2 page-outs,"), "%s",
+		      r.out);
+	spawn_free(&r);
+}
+END_TEST
+
+/* vmm snapshot's line: "1 page listed". */
+START_TEST(cli_snapshot_says_1_page_not_1_pages)
+{
+	struct fake_monitor m;
+	fake_monitor_start(&m, "{\"listed\":1,\"stored\":1,\"shared\":0,\"parent\":\"\",\"pause-ns\":1000,"
+			       "\"total-ns\":2000}");
+	struct spawn_result r;
+	ck_assert_int_eq(spawn_vmm(&r, 20, "snapshot", "--monitor", m.path, "--store", "/tmp/s", "--as", "x", NULL), 0);
+	fake_monitor_stop(&m);
+	ck_assert_msg(r.status == 0, "status %d: %s", r.status, r.err);
+	ck_assert_msg(strstr(r.out, "snapshot x in /tmp/s: 1 page listed, 1 new"), "%s", r.out);
+	spawn_free(&r);
+}
+END_TEST
+
 /* The tools are built in the plain build only (not beside an ASan VMM_BUILD). */
 START_TEST(cli_pager_server_help_exits_0)
 {
@@ -421,6 +515,7 @@ Suite *cli_suite(void)
 	HARNESS_ADD_TEST(tc, double_dash_ends_options);
 	HARNESS_ADD_TEST(tc, overlong_command_line_is_refused);
 	HARNESS_ADD_TEST(tc, help_is_recognised);
+	HARNESS_ADD_TEST(tc, counts_are_singular_for_one);
 	HARNESS_ADD_TEST(tc, restore_takes_runs_options_and_its_own);
 	suite_add_tcase(s, tc);
 
@@ -440,6 +535,8 @@ Suite *cli_suite(void)
 	HARNESS_ADD_TEST(bin, cli_help_tells_the_exit_statuses);
 	HARNESS_ADD_TEST(bin, cli_pager_server_help_exits_0);
 	HARNESS_ADD_TEST(bin, cli_help_verb_is_the_verbs_help);
+	HARNESS_ADD_TEST(bin, cli_memory_says_1_object_not_1_objects);
+	HARNESS_ADD_TEST(bin, cli_snapshot_says_1_page_not_1_pages);
 	suite_add_tcase(s, bin);
 	return s;
 }

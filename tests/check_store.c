@@ -903,6 +903,25 @@ START_TEST(store_commands_refuse_a_fifo_lock)
 }
 END_TEST
 
+/* vmm store verify's summary counts in words: "1 snapshot", "2 snapshots". */
+START_TEST(store_verify_summary_says_1_snapshot_not_1_snapshots)
+{
+	struct store *s;
+	ck_assert_int_eq(store_open(dir, true, &s), 0);
+	write_snapshot(s, "base", NULL, 30, 1, 0, 1, NULL);
+	struct spawn_result r;
+	ck_assert_int_eq(spawn_vmm(&r, 20, "store", "verify", dir, NULL), 0);
+	ck_assert_msg(r.status == 0, "status %d: %s", r.status, r.err);
+	ck_assert_msg(strstr(r.out, ": 1 snapshot, 20 pages checked, 1 pack, 0 leftovers: valid\n"), "%s", r.out);
+	spawn_free(&r);
+	write_snapshot(s, "other", NULL, 30, 2, 0, 1, NULL);
+	store_close(s);
+	ck_assert_int_eq(spawn_vmm(&r, 20, "store", "verify", dir, NULL), 0);
+	ck_assert_msg(strstr(r.out, ": 2 snapshots, 40 pages checked, 2 packs, 0 leftovers: valid\n"), "%s", r.out);
+	spawn_free(&r);
+}
+END_TEST
+
 /* Pins in the store's pins folder, stale or live. */
 static unsigned count_pins(void)
 {
@@ -1092,6 +1111,7 @@ Suite *store_suite(void)
 	HARNESS_ADD_TEST(tc, kill_9_at_any_moment_leaves_the_store_valid);
 	HARNESS_ADD_TEST(tc, fifos_in_a_store_are_refused_not_waited_on);
 	HARNESS_ADD_TEST(tc, store_commands_refuse_a_fifo_lock);
+	HARNESS_ADD_TEST(tc, store_verify_summary_says_1_snapshot_not_1_snapshots);
 	HARNESS_ADD_TEST(tc, a_snapshot_a_live_vm_was_restored_from_is_not_deleted);
 	HARNESS_ADD_TEST(tc, pins_live_as_long_as_the_vm_and_its_forks);
 	suite_add_tcase(s, tc);

@@ -150,3 +150,9 @@ int cli_parse_duration_ms(const char *what, const char *text, uint64_t *ms)
 	*ms = n * scale;
 	return 0;
 }
+
+const char *cli_count(char *buf, size_t size, unsigned long long n, const char *noun)
+{
+	snprintf(buf, size, "%llu %s%s", n, noun, n == 1 ? "" : "s");
+	return buf;
+}

@@ -49,4 +49,11 @@ int cli_parse_uint(const char *what, const char *text, unsigned min, unsigned ma
 /* TIME: digits with an optional ms, s or m unit; a bare number is seconds. */
 int cli_parse_duration_ms(const char *what, const char *text, uint64_t *ms);
 
+/* "1 page", "0 pages", "3 pages": @n, a space and @noun (singular), with an "s" unless @n
+ * is 1; written into @buf (truncated to @size) and returned. CLI_COUNT(n, noun) gives it a
+ * buffer of its own that lives until the end of the enclosing block, for printf arguments. */
+const char *cli_count(char *buf, size_t size, unsigned long long n, const char *noun);
+#define CLI_COUNT_MAX 64
+#define CLI_COUNT(n, noun) cli_count((char[CLI_COUNT_MAX]){0}, CLI_COUNT_MAX, (unsigned long long)(n), (noun))
+
 #endif

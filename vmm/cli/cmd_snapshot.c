@@ -137,10 +137,10 @@ int cmd_snapshot(int argc, char **argv)
 	} else {
 		json_int_t stored = json_integer_value(json_object_get(ret, "stored"));
 		const char *parent = json_string_value(json_object_get(ret, "parent"));
-		printf("snapshot %s in %s%s%s: %lld pages listed, %lld new (%.1f MiB), %lld already stored; "
+		printf("snapshot %s in %s%s%s: %s listed, %lld new (%.1f MiB), %lld already stored; "
 		       "paused %.2f ms, durable after %.1f ms\n",
 		       snap, abs, parent && *parent ? ", parent " : "", parent && *parent ? parent : "",
-		       (long long)json_integer_value(json_object_get(ret, "listed")), (long long)stored,
+		       CLI_COUNT(json_integer_value(json_object_get(ret, "listed")), "page"), (long long)stored,
 		       (double)stored * 4096.0 / 1048576.0, (long long)json_integer_value(json_object_get(ret, "shared")),
 		       (double)json_integer_value(json_object_get(ret, "pause-ns")) / 1e6,
 		       (double)json_integer_value(json_object_get(ret, "total-ns")) / 1e6);

@@ -141,10 +141,9 @@ int cmd_store(int argc, char **argv)
 			fprintf(stderr, "vmm %s: %s\n", verb, error_message());
 			status = VM_EXIT_VMM_ERROR;
 		} else {
-			printf("%s: %llu snapshots, %llu pages checked, %llu packs, %llu leftovers: %s\n", dir,
-			       (unsigned long long)st.snapshots, (unsigned long long)st.pages_checked,
-			       (unsigned long long)st.packs, (unsigned long long)st.leftovers,
-			       problems ? "DAMAGED" : "valid");
+			printf("%s: %s, %s checked, %s, %s: %s\n", dir, CLI_COUNT(st.snapshots, "snapshot"),
+			       CLI_COUNT(st.pages_checked, "page"), CLI_COUNT(st.packs, "pack"),
+			       CLI_COUNT(st.leftovers, "leftover"), problems ? "DAMAGED" : "valid");
 			status = problems ? 1 : 0;
 		}
 	} else if (strcmp(sub, "gc") == 0) {
