@@ -1,5 +1,6 @@
 /* The vmm command line: option parsing, value syntax, and what users see on bad input. */
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +16,7 @@
 #include "vmm/cli/cli.h"
 #include "vmm/cli/commands.h"
 #include "vmm/error.h"
+#include "vmm/store/store.h"
 
 static int parse(struct vm_config *cfg, const char *const *args)
 {
@@ -439,8 +441,10 @@ static void fake_monitor_start(struct fake_monitor *m, const char *answer)
 	close(fd);
 }
 
+/* After the client is done: a client that never connected leaves the child in accept. */
 static void fake_monitor_stop(struct fake_monitor *m)
 {
+	kill(m->pid, SIGKILL);
 	int st;
 	ck_assert_int_eq(waitpid(m->pid, &st, 0), m->pid);
 	unlink(m->path);
@@ -482,6 +486,167 @@ START_TEST(cli_snapshot_says_1_page_not_1_pages)
 }
 END_TEST
 
+static void rm_rf(const char *path)
+{
+	char cmd[300];
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", path);
+	ck_assert_int_eq(system(cmd), 0);
+}
+
+/* The environment the default store comes from, saved to be put back after a test. */
+static const char *const store_env_names[] = {"HOME", "XDG_DATA_HOME", "VMM_STORE"};
+struct store_env {
+	char *saved[3];
+};
+
+/* Set HOME, XDG_DATA_HOME and VMM_STORE (NULL: unset) for the vmm processes spawned next. */
+static void store_env_set(struct store_env *e, const char *home, const char *xdg, const char *vmm_store)
+{
+	const char *values[] = {home, xdg, vmm_store};
+	for (int i = 0; i < 3; i++) {
+		const char *old = getenv(store_env_names[i]);
+		if (e)
+			e->saved[i] = old ? strdup(old) : NULL;
+		if (values[i])
+			setenv(store_env_names[i], values[i], 1);
+		else
+			unsetenv(store_env_names[i]);
+	}
+}
+
+static void store_env_restore(struct store_env *e)
+{
+	store_env_set(NULL, e->saved[0], e->saved[1], e->saved[2]);
+	for (int i = 0; i < 3; i++)
+		free(e->saved[i]);
+}
+
+/* The store commands without DIR: $VMM_STORE, else $XDG_DATA_HOME/vmm/store, else
+ * ~/.local/share/vmm/store; reading one that does not exist says so, and creates nothing. */
+START_TEST(cli_store_commands_use_the_default_store)
+{
+	char dir[] = "/tmp/vmm-home-XXXXXX", home[128], xdg[160], env_store[160], want[512];
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+	snprintf(home, sizeof(home), "%s/home", dir);
+	snprintf(xdg, sizeof(xdg), "%s/xdg", dir);
+	snprintf(env_store, sizeof(env_store), "%s/env-store", dir);
+	ck_assert_int_eq(mkdir(home, 0755), 0);
+	struct store_env e;
+	struct spawn_result r;
+	const char *const cases[][4] = {
+		/* HOME, XDG_DATA_HOME, VMM_STORE, the store used */
+		{home, NULL, NULL, "%s/.local/share/vmm/store"},
+		{home, "relative/xdg", NULL, "%s/.local/share/vmm/store"},
+		{home, xdg, NULL, "%s/vmm/store"},
+		{home, xdg, env_store, "%s"},
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		store_env_set(&e, cases[i][0], cases[i][1], cases[i][2]);
+		const char *base = cases[i][2] ? cases[i][2] : cases[i][1] && cases[i][1][0] == '/' ? xdg : home;
+		char path[256];
+		snprintf(path, sizeof(path), cases[i][3], base);
+		const char *verbs[] = {"ls", "verify", "gc"};
+		for (size_t k = 0; k < 3; k++) {
+			ck_assert_int_eq(spawn_vmm(&r, 20, "store", verbs[k], NULL), 0);
+			snprintf(want, sizeof(want), "vmm store %s: no store at %s: No such file or directory\n", verbs[k], path);
+			ck_assert_msg(r.status == 125 && strcmp(r.err, want) == 0, "case %zu: status %d: '%s', not '%s'", i,
+				      r.status, r.err, want);
+			spawn_free(&r);
+		}
+		ck_assert_int_eq(spawn_vmm(&r, 20, "store", "rm", "base", NULL), 0);
+		ck_assert_msg(r.status == 125 && strstr(r.err, path), "%s", r.err);
+		spawn_free(&r);
+		ck_assert_int_eq(access(path, F_OK), -1);
+		/* Once it exists, it is the one listed. */
+		char cmd[600];
+		snprintf(cmd, sizeof(cmd), "mkdir -p %s", path);
+		ck_assert_int_eq(system(cmd), 0);
+		struct store *s;
+		ck_assert_int_eq(store_open(path, true, &s), 0);
+		store_close(s);
+		ck_assert_int_eq(spawn_vmm(&r, 20, "store", "verify", NULL), 0);
+		snprintf(want, sizeof(want), "%s: 0 snapshots, 0 pages checked, 0 packs, 0 leftovers: valid\n", path);
+		ck_assert_msg(r.status == 0 && strcmp(r.out, want) == 0, "case %zu: %s%s", i, r.out, r.err);
+		spawn_free(&r);
+		rm_rf(base);
+		if (base != home)
+			rm_rf(home);
+		ck_assert_int_eq(mkdir(home, 0755), 0);
+		store_env_restore(&e);
+	}
+	/* No HOME, no VMM_STORE: one line saying what to set. */
+	store_env_set(&e, NULL, NULL, NULL);
+	ck_assert_int_eq(spawn_vmm(&r, 20, "store", "ls", NULL), 0);
+	ck_assert_str_eq(r.err, "vmm store ls: no store given, and no default: set VMM_STORE (or HOME, for "
+				"~/.local/share/vmm/store)\n");
+	ck_assert_int_eq(r.status, 125);
+	spawn_free(&r);
+	store_env_restore(&e);
+	rm_rf(dir);
+}
+END_TEST
+
+static unsigned mode_of(const char *base, const char *rel)
+{
+	char path[300];
+	snprintf(path, sizeof(path), "%s/%s", base, rel);
+	struct stat st;
+	ck_assert_msg(stat(path, &st) == 0, "%s missing", path);
+	return st.st_mode & 07777;
+}
+
+/* vmm snapshot without --store writes into the per-user store, making the folders missing
+ * on its way with mode 0700 (and leaving those there as they are). */
+START_TEST(cli_snapshot_makes_the_default_store_private)
+{
+	char home[] = "/tmp/vmm-home-XXXXXX", want[300];
+	ck_assert_ptr_nonnull(mkdtemp(home));
+	char local[200];
+	snprintf(local, sizeof(local), "%s/.local", home);
+	ck_assert_int_eq(mkdir(local, 0755), 0);
+	struct store_env e;
+	store_env_set(&e, home, NULL, NULL);
+	struct fake_monitor m;
+	fake_monitor_start(&m, "{\"listed\":2,\"stored\":2,\"shared\":0,\"parent\":\"\",\"pause-ns\":1000,"
+			       "\"total-ns\":2000}");
+	struct spawn_result r;
+	ck_assert_int_eq(spawn_vmm(&r, 20, "snapshot", "--monitor", m.path, "--as", "x", NULL), 0);
+	fake_monitor_stop(&m);
+	store_env_restore(&e);
+	ck_assert_msg(r.status == 0, "status %d: %s", r.status, r.err);
+	snprintf(want, sizeof(want), "snapshot x in %s/.local/share/vmm/store: 2 pages listed", home);
+	ck_assert_msg(strncmp(r.out, want, strlen(want)) == 0, "%s", r.out);
+	spawn_free(&r);
+	ck_assert_uint_eq(mode_of(home, ".local"), 0755);
+	ck_assert_uint_eq(mode_of(home, ".local/share"), 0700);
+	ck_assert_uint_eq(mode_of(home, ".local/share/vmm"), 0700);
+	ck_assert_uint_eq(mode_of(home, ".local/share/vmm/store"), 0700);
+	rm_rf(home);
+}
+END_TEST
+
+/* vmm restore without --store reads the default store. */
+START_TEST(restore_reads_the_default_store)
+{
+	struct store_env e;
+	store_env_set(&e, "/home/someone", "/xdg", NULL);
+	char *argv[] = {"restore", "snap", NULL};
+	struct vm_config cfg;
+	const char *store, *snapshot;
+	error_clear();
+	int r = cmd_restore_parse(2, argv, &cfg, &store, &snapshot);
+	ck_assert_msg(r == 0, "%s", error_message());
+	ck_assert_str_eq(store, "/xdg/vmm/store");
+	store_env_set(NULL, "/home/someone", NULL, NULL);
+	ck_assert_int_eq(cmd_restore_parse(2, argv, &cfg, &store, &snapshot), 0);
+	ck_assert_str_eq(store, "/home/someone/.local/share/vmm/store");
+	store_env_set(NULL, "/home/someone", "/xdg", "/env");
+	ck_assert_int_eq(cmd_restore_parse(2, argv, &cfg, &store, &snapshot), 0);
+	ck_assert_str_eq(store, "/env");
+	store_env_restore(&e);
+}
+END_TEST
+
 /* The tools are built in the plain build only (not beside an ASan VMM_BUILD). */
 START_TEST(cli_pager_server_help_exits_0)
 {
@@ -516,6 +681,7 @@ Suite *cli_suite(void)
 	HARNESS_ADD_TEST(tc, overlong_command_line_is_refused);
 	HARNESS_ADD_TEST(tc, help_is_recognised);
 	HARNESS_ADD_TEST(tc, counts_are_singular_for_one);
+	HARNESS_ADD_TEST(tc, restore_reads_the_default_store);
 	HARNESS_ADD_TEST(tc, restore_takes_runs_options_and_its_own);
 	suite_add_tcase(s, tc);
 
@@ -537,6 +703,8 @@ Suite *cli_suite(void)
 	HARNESS_ADD_TEST(bin, cli_help_verb_is_the_verbs_help);
 	HARNESS_ADD_TEST(bin, cli_memory_says_1_object_not_1_objects);
 	HARNESS_ADD_TEST(bin, cli_snapshot_says_1_page_not_1_pages);
+	HARNESS_ADD_TEST(bin, cli_store_commands_use_the_default_store);
+	HARNESS_ADD_TEST(bin, cli_snapshot_makes_the_default_store_private);
 	suite_add_tcase(s, bin);
 	return s;
 }

@@ -1,5 +1,6 @@
 /* vmm store ls|verify|gc|rm: look after a snapshot store (vmm/store.h) directly. */
 #include <errno.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -10,6 +11,7 @@
 #include "vmm/vm.h"
 
 static const struct cli_option store_options[] = {
+	{"store", 's', "DIR", CMD_CLIENT_OPT_STORE, "the store (instead of the DIR argument)"},
 	CMD_CLIENT_OPTION_JSON,
 	CMD_CLIENT_OPTION_HELP,
 	{0},
@@ -22,8 +24,8 @@ static void store_help(FILE *f, const char *verb)
 		   "       vmm store verify [DIR]\n"
 		   "       vmm store gc     [DIR]\n"
 		   "       vmm store rm     [DIR] SNAPSHOT\n"
-		   "Look after a snapshot store (DIR, default $VMM_STORE): packs of unique pages and one\n"
-		   "manifest per snapshot.\n"
+		   "Look after a snapshot store: packs of unique pages and one manifest per snapshot.\n"
+		   "The store is DIR (or --store DIR), and must exist.\n" CLI_STORE_DEFAULT_HELP
 		   "  ls      list the snapshots: parent, memory size, pages listed, bytes only this\n"
 		   "          snapshot uses (unique) and bytes it shares with others\n"
 		   "  verify  re-hash every stored page and check every manifest; each problem is one\n"
@@ -86,8 +88,8 @@ int cmd_store(int argc, char **argv)
 		fprintf(stderr, "vmm store: unknown command '%s' (ls, verify, gc, rm; see vmm store --help)\n", sub);
 		return VM_EXIT_VMM_ERROR;
 	}
-	/* Positionals: [DIR] (and SNAPSHOT for rm), parsed as client NAMEs. */
-	const char *pos[3] = {NULL, NULL, NULL};
+	/* Positionals: [DIR] (and SNAPSHOT for rm). */
+	const char *pos[3] = {NULL, NULL, NULL}, *dir = NULL;
 	int npos = 0;
 	bool json = false;
 	struct cli_parser p;
@@ -105,17 +107,31 @@ int cmd_store(int argc, char **argv)
 		}
 		if (id == CMD_CLIENT_OPT_JSON)
 			json = true;
+		else if (id == CMD_CLIENT_OPT_STORE)
+			dir = v;
 		else if (npos < 3)
 			pos[npos++] = v;
 	}
 	bool rm = strcmp(sub, "rm") == 0;
+	/* DIR comes first, when there is room for it beside rm's SNAPSHOT. */
 	int want = rm ? 2 : 1;
-	const char *dir = npos == want ? pos[0] : npos == want - 1 ? getenv("VMM_STORE") : NULL;
-	const char *snap = rm ? pos[npos - 1] : NULL;
-	if (npos > want || (rm && npos == 0) || !dir || !*dir) {
+	if (!dir && npos == want)
+		dir = pos[0];
+	else if (dir && npos == want)
+		npos = want + 1; /* --store and DIR */
+	const char *snap = rm && npos ? pos[npos - 1] : NULL;
+	if (npos > want || (rm && npos == 0)) {
 		fprintf(stderr, "vmm %s: %s (usage: vmm store %s [DIR]%s)\n", verb,
-			npos > want ? "too many arguments" : "no store given (DIR or $VMM_STORE)", sub, rm ? " SNAPSHOT" : "");
+			npos > want ? "too many arguments" : "no SNAPSHOT given", sub, rm ? " SNAPSHOT" : "");
 		return VM_EXIT_VMM_ERROR;
+	}
+	char deflt[PATH_MAX];
+	if (!dir) {
+		if (cli_default_store(verb, deflt, sizeof(deflt), NULL) != 0) {
+			fprintf(stderr, "%s\n", error_message());
+			return VM_EXIT_VMM_ERROR;
+		}
+		dir = deflt;
 	}
 	/* ls and verify only read: they work on a store this user cannot write. */
 	bool reads_only = strcmp(sub, "ls") == 0 || strcmp(sub, "verify") == 0;
