@@ -922,6 +922,49 @@ START_TEST(store_verify_summary_says_1_snapshot_not_1_snapshots)
 }
 END_TEST
 
+/* vmm store rm DIR a b c: each one refused is named on a line of its own, the others
+ * are deleted, and the status says that not all went. Without SNAPSHOT: says so. */
+START_TEST(store_rm_deletes_several_and_names_each_refused)
+{
+	struct store *s;
+	ck_assert_int_eq(store_open(dir, true, &s), 0);
+	write_snapshot(s, "a", NULL, 30, 1, 0, 1, NULL);
+	write_snapshot(s, "p", NULL, 30, 2, 0, 1, NULL);
+	write_snapshot(s, "p-child", "p", 30, 3, 2, 3, NULL);
+	write_snapshot(s, "d", NULL, 30, 4, 0, 1, NULL);
+	struct spawn_result r;
+	ck_assert_int_eq(spawn_vmm(&r, 20, "store", "rm", dir, "a", "nosuch", "p", "d", NULL), 0);
+	ck_assert_int_eq(r.status, 125);
+	char want[512];
+	snprintf(want, sizeof(want),
+		 "vmm store rm: no snapshot 'nosuch' in %s\n"
+		 "vmm store rm: snapshot 'p' is the parent of 'p-child'; delete that first\n", dir);
+	ck_assert_str_eq(r.err, want);
+	ck_assert_str_eq(r.out, "");
+	spawn_free(&r);
+	ck_assert(!store_has_snapshot(s, "a"));
+	ck_assert(!store_has_snapshot(s, "d"));
+	ck_assert(store_has_snapshot(s, "p"));
+	/* In the order given: the child, then its parent. */
+	ck_assert_int_eq(spawn_vmm(&r, 20, "store", "rm", "--store", dir, "p-child", "p", NULL), 0);
+	ck_assert_msg(r.status == 0 && !*r.err, "status %d: %s", r.status, r.err);
+	spawn_free(&r);
+	ck_assert(!store_has_snapshot(s, "p"));
+	store_close(s);
+	/* The store given, no SNAPSHOT: said as such, whichever way the store was given. */
+	char *const cases[][4] = {{"rm", dir, NULL}, {"rm", "--store", dir, NULL}};
+	for (size_t i = 0; i < 2; i++) {
+		ck_assert_int_eq(spawn_vmm(&r, 20, "store", cases[i][0], cases[i][1], cases[i][2], NULL), 0);
+		ck_assert_msg(r.status == 125 && strcmp(r.err, "vmm store rm: no SNAPSHOT given (usage: vmm store rm [DIR] "
+							       "SNAPSHOT...)\n") == 0, "%s", r.err);
+		spawn_free(&r);
+	}
+	ck_assert_int_eq(spawn_vmm(&r, 20, "store", "verify", dir, "extra", NULL), 0);
+	ck_assert_msg(r.status == 125 && strstr(r.err, "vmm store verify: too many arguments"), "%s", r.err);
+	spawn_free(&r);
+}
+END_TEST
+
 /* Pins in the store's pins folder, stale or live. */
 static unsigned count_pins(void)
 {
@@ -1112,6 +1155,7 @@ Suite *store_suite(void)
 	HARNESS_ADD_TEST(tc, fifos_in_a_store_are_refused_not_waited_on);
 	HARNESS_ADD_TEST(tc, store_commands_refuse_a_fifo_lock);
 	HARNESS_ADD_TEST(tc, store_verify_summary_says_1_snapshot_not_1_snapshots);
+	HARNESS_ADD_TEST(tc, store_rm_deletes_several_and_names_each_refused);
 	HARNESS_ADD_TEST(tc, a_snapshot_a_live_vm_was_restored_from_is_not_deleted);
 	HARNESS_ADD_TEST(tc, pins_live_as_long_as_the_vm_and_its_forks);
 	suite_add_tcase(s, tc);

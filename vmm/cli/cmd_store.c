@@ -23,7 +23,7 @@ static void store_help(FILE *f, const char *verb)
 	fprintf(f, "usage: vmm store ls     [--json] [DIR]\n"
 		   "       vmm store verify [DIR]\n"
 		   "       vmm store gc     [DIR]\n"
-		   "       vmm store rm     [DIR] SNAPSHOT\n"
+		   "       vmm store rm     [DIR] SNAPSHOT...\n"
 		   "Look after a snapshot store: packs of unique pages and one manifest per snapshot.\n"
 		   "The store is DIR (or --store DIR), and must exist.\n" CLI_STORE_DEFAULT_HELP
 		   "  ls      list the snapshots: parent, memory size, pages listed, bytes only this\n"
@@ -31,11 +31,13 @@ static void store_help(FILE *f, const char *verb)
 		   "  verify  re-hash every stored page and check every manifest; each problem is one\n"
 		   "          line naming the file and page; leftovers of interrupted writes are notes\n"
 		   "  gc      remove pages no snapshot refers to, and leftovers\n"
-		   "  rm      delete a snapshot (not one another snapshot names as parent, nor one a running VM\n"
-		   "          was restored from: rm names that VM); gc frees its pages\n\n");
+		   "  rm      delete snapshots, in the order given (not one another snapshot names as\n"
+		   "          parent, nor one a running VM was restored from: rm names that VM, and\n"
+		   "          deletes the others); gc frees their pages. A lone argument is a SNAPSHOT\n"
+		   "          of the default store, unless it cannot name one (a path: ./store).\n\n");
 	cli_print_options(f, store_options);
 	fprintf(f, "\nExit status: 0 done (verify: the store is valid), 1 verify found damage,\n"
-		   "125 bad arguments or the store cannot be used.\n");
+		   "125 bad arguments, the store cannot be used, or rm could not delete one.\n");
 }
 
 struct store_ls {
@@ -88,8 +90,8 @@ int cmd_store(int argc, char **argv)
 		fprintf(stderr, "vmm store: unknown command '%s' (ls, verify, gc, rm; see vmm store --help)\n", sub);
 		return VM_EXIT_VMM_ERROR;
 	}
-	/* Positionals: [DIR] (and SNAPSHOT for rm). */
-	const char *pos[3] = {NULL, NULL, NULL}, *dir = NULL;
+	/* Positionals: [DIR], and for rm SNAPSHOT...: at most argc - 2 of them. */
+	const char *pos[argc], *dir = NULL;
 	int npos = 0;
 	bool json = false;
 	struct cli_parser p;
@@ -109,20 +111,19 @@ int cmd_store(int argc, char **argv)
 			json = true;
 		else if (id == CMD_CLIENT_OPT_STORE)
 			dir = v;
-		else if (npos < 3)
+		else
 			pos[npos++] = v;
 	}
 	bool rm = strcmp(sub, "rm") == 0;
-	/* DIR comes first, when there is room for it beside rm's SNAPSHOT. */
-	int want = rm ? 2 : 1;
-	if (!dir && npos == want)
-		dir = pos[0];
-	else if (dir && npos == want)
-		npos = want + 1; /* --store and DIR */
-	const char *snap = rm && npos ? pos[npos - 1] : NULL;
-	if (npos > want || (rm && npos == 0)) {
+	/* The first positional is DIR unless --store gave it; for rm, only when SNAPSHOTs
+	 * follow it or it cannot name a snapshot (a path: snapshot names have no '/'). */
+	int first = 0;
+	if (!dir && npos && (!rm || npos > 1 || !store_name_valid(pos[0])))
+		dir = pos[first++];
+	int nsnaps = npos - first;
+	if (rm ? nsnaps == 0 : nsnaps > 0) {
 		fprintf(stderr, "vmm %s: %s (usage: vmm store %s [DIR]%s)\n", verb,
-			npos > want ? "too many arguments" : "no SNAPSHOT given", sub, rm ? " SNAPSHOT" : "");
+			rm ? "no SNAPSHOT given" : "too many arguments", sub, rm ? " SNAPSHOT..." : "");
 		return VM_EXIT_VMM_ERROR;
 	}
 	char deflt[PATH_MAX];
@@ -141,7 +142,15 @@ int cmd_store(int argc, char **argv)
 		return VM_EXIT_VMM_ERROR;
 	}
 	int status = 0;
-	if (strcmp(sub, "ls") == 0) {
+	if (rm) {
+		/* Each in turn: one refused is named on its line and the others still go. */
+		for (int i = first; i < npos; i++) {
+			if (store_delete(s, pos[i]) != 0) {
+				fprintf(stderr, "vmm %s: %s\n", verb, error_message());
+				status = VM_EXIT_VMM_ERROR;
+			}
+		}
+	} else if (strcmp(sub, "ls") == 0) {
 		struct store_ls ls = {.json = json, .list = json ? json_array() : NULL};
 		if (store_list(s, store_ls_one, &ls) != 0) {
 			fprintf(stderr, "vmm %s: %s\n", verb, error_message());
@@ -162,7 +171,7 @@ int cmd_store(int argc, char **argv)
 			       CLI_COUNT(st.leftovers, "leftover"), problems ? "DAMAGED" : "valid");
 			status = problems ? 1 : 0;
 		}
-	} else if (strcmp(sub, "gc") == 0) {
+	} else {
 		uint64_t freed;
 		if (store_gc(s, &freed) != 0) {
 			fprintf(stderr, "vmm %s: %s\n", verb, error_message());
@@ -170,9 +179,6 @@ int cmd_store(int argc, char **argv)
 		} else {
 			printf("%s: %.1f MiB freed\n", dir, (double)freed / 1048576.0);
 		}
-	} else if (store_delete(s, snap) != 0) {
-		fprintf(stderr, "vmm %s: %s\n", verb, error_message());
-		status = VM_EXIT_VMM_ERROR;
 	}
 	store_close(s);
 	return status;
