@@ -13,6 +13,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <jansson.h>
+
 #include "harness.h"
 #include "spawn.h"
 #include "vmm/error.h"
@@ -965,6 +967,79 @@ START_TEST(store_rm_deletes_several_and_names_each_refused)
 }
 END_TEST
 
+/* vmm store VERB --json ... : its status, and stdout parsed as one JSON value (decref it). */
+static json_t *store_json(int *status, const char *verb, const char *arg1, const char *arg2)
+{
+	struct spawn_result r;
+	ck_assert_int_eq(spawn_vmm(&r, 20, "store", verb, "--json", dir, arg1, arg2, NULL), 0);
+	json_error_t e;
+	json_t *v = json_loads(r.out, 0, &e);
+	ck_assert_msg(v, "store %s --json printed no JSON: '%s' (%s); stderr: %s", verb, r.out, e.text, r.err);
+	*status = r.status;
+	spawn_free(&r);
+	return v;
+}
+
+/* --json is honoured by every store verb: verify and gc printed text with it. */
+START_TEST(store_verify_gc_and_rm_print_json)
+{
+	struct store *s;
+	ck_assert_int_eq(store_open(dir, true, &s), 0);
+	write_snapshot(s, "base", NULL, 30, 1, 0, 1, NULL);
+	write_snapshot(s, "gone", NULL, 30, 2, 0, 1, NULL);
+	store_close(s);
+	int status;
+	json_t *v = store_json(&status, "verify", NULL, NULL);
+	ck_assert_int_eq(status, 0);
+	ck_assert_int_eq(json_integer_value(json_object_get(v, "snapshots")), 2);
+	ck_assert_int_eq(json_integer_value(json_object_get(v, "pages_checked")), 40);
+	ck_assert_int_eq(json_integer_value(json_object_get(v, "packs")), 2);
+	ck_assert_int_eq(json_integer_value(json_object_get(v, "leftovers")), 0);
+	ck_assert_int_eq(json_array_size(json_object_get(v, "problems")), 0);
+	ck_assert(json_is_true(json_object_get(v, "valid")));
+	json_decref(v);
+
+	v = store_json(&status, "rm", "gone", "nosuch");
+	ck_assert_int_eq(status, 125);
+	char want[256];
+	snprintf(want, sizeof(want), "{\"deleted\": [\"gone\"], \"refused\": [{\"error\": \"no snapshot 'nosuch' in %s\", "
+				     "\"name\": \"nosuch\"}]}", dir);
+	char *text = json_dumps(v, JSON_SORT_KEYS);
+	ck_assert_str_eq(text, want);
+	free(text);
+	json_decref(v);
+
+	/* The pack of "gone" is a leftover now (a note); a damaged page of "base" is damage. */
+	corrupt("packs/00000001.pack", 3 * STORE_PAGE + 100, 0x01);
+	v = store_json(&status, "verify", NULL, NULL);
+	ck_assert_int_eq(status, 1);
+	ck_assert(json_is_false(json_object_get(v, "valid")));
+	ck_assert_int_eq(json_integer_value(json_object_get(v, "leftovers")), 1);
+	json_t *problems = json_object_get(v, "problems"), *p;
+	size_t i, damage = 0, notes = 0;
+	json_array_foreach(problems, i, p) {
+		ck_assert(json_is_string(json_object_get(p, "line")));
+		if (json_is_true(json_object_get(p, "damage"))) {
+			damage++;
+			ck_assert_ptr_nonnull(strstr(json_string_value(json_object_get(p, "line")), "slot 3"));
+		} else {
+			notes++;
+			ck_assert(json_is_false(json_object_get(p, "damage")));
+		}
+	}
+	ck_assert_uint_ge(damage, 1);
+	ck_assert_uint_eq(notes, 1);
+	json_decref(v);
+
+	corrupt("packs/00000001.pack", 3 * STORE_PAGE + 100, 0x01); /* mended */
+	v = store_json(&status, "gc", NULL, NULL);
+	ck_assert_int_eq(status, 0);
+	ck_assert_int_eq(json_object_size(v), 1);
+	ck_assert_int_eq(json_integer_value(json_object_get(v, "freed_bytes")), 10 * STORE_PAGE); /* its 10 unique pages */
+	json_decref(v);
+}
+END_TEST
+
 /* Pins in the store's pins folder, stale or live. */
 static unsigned count_pins(void)
 {
@@ -1156,6 +1231,7 @@ Suite *store_suite(void)
 	HARNESS_ADD_TEST(tc, store_commands_refuse_a_fifo_lock);
 	HARNESS_ADD_TEST(tc, store_verify_summary_says_1_snapshot_not_1_snapshots);
 	HARNESS_ADD_TEST(tc, store_rm_deletes_several_and_names_each_refused);
+	HARNESS_ADD_TEST(tc, store_verify_gc_and_rm_print_json);
 	HARNESS_ADD_TEST(tc, a_snapshot_a_live_vm_was_restored_from_is_not_deleted);
 	HARNESS_ADD_TEST(tc, pins_live_as_long_as_the_vm_and_its_forks);
 	suite_add_tcase(s, tc);

@@ -21,9 +21,9 @@ static void store_help(FILE *f, const char *verb)
 {
 	(void)verb;
 	fprintf(f, "usage: vmm store ls     [--json] [DIR]\n"
-		   "       vmm store verify [DIR]\n"
-		   "       vmm store gc     [DIR]\n"
-		   "       vmm store rm     [DIR] SNAPSHOT...\n"
+		   "       vmm store verify [--json] [DIR]\n"
+		   "       vmm store gc     [--json] [DIR]\n"
+		   "       vmm store rm     [--json] [DIR] SNAPSHOT...\n"
 		   "Look after a snapshot store: packs of unique pages and one manifest per snapshot.\n"
 		   "The store is DIR (or --store DIR), and must exist.\n" CLI_STORE_DEFAULT_HELP
 		   "  ls      list the snapshots: parent, memory size, pages listed, bytes only this\n"
@@ -71,10 +71,14 @@ static void store_ls_one(void *arg, const struct store_info *info)
 	       (double)info->unique_bytes / 1048576.0, (double)info->shared_bytes / 1048576.0, when);
 }
 
+/* One line of verify: printed, or with --json added to the array @arg. */
 static void store_verify_line(void *arg, bool problem, const char *line)
 {
-	(void)arg;
-	printf("%s: %s\n", problem ? "damage" : "note", line);
+	json_t *problems = arg;
+	if (problems)
+		json_array_append_new(problems, json_pack("{s:s,s:b}", "line", line, "damage", problem));
+	else
+		printf("%s: %s\n", problem ? "damage" : "note", line);
 }
 
 int cmd_store(int argc, char **argv)
@@ -144,12 +148,20 @@ int cmd_store(int argc, char **argv)
 	int status = 0;
 	if (rm) {
 		/* Each in turn: one refused is named on its line and the others still go. */
+		json_t *deleted = json_array(), *refused = json_array();
 		for (int i = first; i < npos; i++) {
 			if (store_delete(s, pos[i]) != 0) {
 				fprintf(stderr, "vmm %s: %s\n", verb, error_message());
+				json_array_append_new(refused, json_pack("{s:s,s:s}", "name", pos[i], "error", error_message()));
 				status = VM_EXIT_VMM_ERROR;
+			} else {
+				json_array_append_new(deleted, json_string(pos[i]));
 			}
 		}
+		json_t *out = json_pack("{s:o,s:o}", "deleted", deleted, "refused", refused);
+		if (json)
+			cmd_client_print_json(stdout, out);
+		json_decref(out);
 	} else if (strcmp(sub, "ls") == 0) {
 		struct store_ls ls = {.json = json, .list = json ? json_array() : NULL};
 		if (store_list(s, store_ls_one, &ls) != 0) {
@@ -161,21 +173,34 @@ int cmd_store(int argc, char **argv)
 		json_decref(ls.list);
 	} else if (strcmp(sub, "verify") == 0) {
 		struct store_verify_stats st;
-		long problems = store_verify(s, store_verify_line, NULL, &st);
+		json_t *lines = json ? json_array() : NULL;
+		long problems = store_verify(s, store_verify_line, lines, &st);
 		if (problems < 0) {
 			fprintf(stderr, "vmm %s: %s\n", verb, error_message());
 			status = VM_EXIT_VMM_ERROR;
+		} else if (json) {
+			json_t *out = json_pack("{s:I,s:I,s:I,s:I,s:O,s:b}", "snapshots", (json_int_t)st.snapshots,
+						"pages_checked", (json_int_t)st.pages_checked, "packs", (json_int_t)st.packs,
+						"leftovers", (json_int_t)st.leftovers, "problems", lines, "valid", problems == 0);
+			cmd_client_print_json(stdout, out);
+			json_decref(out);
+			status = problems ? 1 : 0;
 		} else {
 			printf("%s: %s, %s checked, %s, %s: %s\n", dir, CLI_COUNT(st.snapshots, "snapshot"),
 			       CLI_COUNT(st.pages_checked, "page"), CLI_COUNT(st.packs, "pack"),
 			       CLI_COUNT(st.leftovers, "leftover"), problems ? "DAMAGED" : "valid");
 			status = problems ? 1 : 0;
 		}
+		json_decref(lines);
 	} else {
 		uint64_t freed;
 		if (store_gc(s, &freed) != 0) {
 			fprintf(stderr, "vmm %s: %s\n", verb, error_message());
 			status = VM_EXIT_VMM_ERROR;
+		} else if (json) {
+			json_t *out = json_pack("{s:I}", "freed_bytes", (json_int_t)freed);
+			cmd_client_print_json(stdout, out);
+			json_decref(out);
 		} else {
 			printf("%s: %.1f MiB freed\n", dir, (double)freed / 1048576.0);
 		}
