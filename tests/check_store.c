@@ -1040,6 +1040,58 @@ START_TEST(store_verify_gc_and_rm_print_json)
 }
 END_TEST
 
+/* vmm store ls --tree draws the lineage, roots first, each level in creation order (not
+ * by name):  base <- c,  base <- a <- b,  base <- after,  the root "other",  and
+ * x0 <- ... <- x6 <- (x7, deleted) <- x8: x8 was written complete (its parent was 8 deep), so
+ * x7 could be deleted and x8 is a root naming it. */
+START_TEST(store_ls_tree_draws_the_lineage)
+{
+	struct store *s;
+	ck_assert_int_eq(store_open(dir, true, &s), 0);
+	write_snapshot(s, "base", NULL, 30, 1, 0, 1, NULL);
+	write_snapshot(s, "c", "base", 30, 2, 2, 3, NULL);
+	write_snapshot(s, "a", "base", 30, 3, 2, 3, NULL);
+	write_snapshot(s, "b", "a", 30, 4, 2, 5, NULL);
+	write_snapshot(s, "other", NULL, 30, 5, 0, 1, NULL);
+	write_snapshot(s, "after", "base", 30, 6, 2, 3, NULL);
+	for (int i = 0; i <= 8; i++) {
+		char name[8], parent[8];
+		snprintf(name, sizeof(name), "x%d", i);
+		snprintf(parent, sizeof(parent), "x%d", i - 1);
+		write_snapshot(s, name, i ? parent : NULL, 30, 10 + (uint64_t)i, i ? 2 : 0, i ? 3 : 1, NULL);
+	}
+	ck_assert_msg(store_delete(s, "x7") == 0, "%s", error_message());
+	store_close(s);
+	static const char golden[] = "base\n"
+				     "├─ c\n"
+				     "├─ a\n"
+				     "│  └─ b\n"
+				     "└─ after\n"
+				     "other\n"
+				     "x0\n"
+				     "└─ x1\n"
+				     "   └─ x2\n"
+				     "      └─ x3\n"
+				     "         └─ x4\n"
+				     "            └─ x5\n"
+				     "               └─ x6\n"
+				     "x8 (parent x7, deleted)\n";
+	struct spawn_result r;
+	ck_assert_int_eq(spawn_vmm(&r, 20, "store", "ls", "--tree", dir, NULL), 0);
+	ck_assert_msg(r.status == 0, "status %d: %s", r.status, r.err);
+	ck_assert_str_eq(r.out, golden);
+	spawn_free(&r);
+	ck_assert_int_eq(spawn_vmm(&r, 20, "store", "ls", "--tree", "--json", dir, NULL), 0);
+	ck_assert_int_eq(r.status, 125);
+	ck_assert_str_eq(r.err, "vmm store ls: --tree draws text (with --json, each snapshot names its parent)\n");
+	spawn_free(&r);
+	ck_assert_int_eq(spawn_vmm(&r, 20, "store", "verify", "--tree", dir, NULL), 0);
+	ck_assert_int_eq(r.status, 125);
+	ck_assert_str_eq(r.err, "vmm store verify: --tree is for vmm store ls only\n");
+	spawn_free(&r);
+}
+END_TEST
+
 /* Pins in the store's pins folder, stale or live. */
 static unsigned count_pins(void)
 {
@@ -1232,6 +1284,7 @@ Suite *store_suite(void)
 	HARNESS_ADD_TEST(tc, store_verify_summary_says_1_snapshot_not_1_snapshots);
 	HARNESS_ADD_TEST(tc, store_rm_deletes_several_and_names_each_refused);
 	HARNESS_ADD_TEST(tc, store_verify_gc_and_rm_print_json);
+	HARNESS_ADD_TEST(tc, store_ls_tree_draws_the_lineage);
 	HARNESS_ADD_TEST(tc, a_snapshot_a_live_vm_was_restored_from_is_not_deleted);
 	HARNESS_ADD_TEST(tc, pins_live_as_long_as_the_vm_and_its_forks);
 	suite_add_tcase(s, tc);

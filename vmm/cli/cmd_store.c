@@ -10,8 +10,11 @@
 #include "vmm/store/store.h"
 #include "vmm/vm.h"
 
+enum { STORE_OPT_TREE = 100 }; /* above the CMD_CLIENT_OPT_* ids */
+
 static const struct cli_option store_options[] = {
 	{"store", 's', "DIR", CMD_CLIENT_OPT_STORE, "the store (instead of the DIR argument)"},
+	{"tree", 0, NULL, STORE_OPT_TREE, "ls: draw the lineage, each snapshot under its parent"},
 	CMD_CLIENT_OPTION_JSON,
 	CMD_CLIENT_OPTION_HELP,
 	{0},
@@ -20,14 +23,15 @@ static const struct cli_option store_options[] = {
 static void store_help(FILE *f, const char *verb)
 {
 	(void)verb;
-	fprintf(f, "usage: vmm store ls     [--json] [DIR]\n"
+	fprintf(f, "usage: vmm store ls     [--json | --tree] [DIR]\n"
 		   "       vmm store verify [--json] [DIR]\n"
 		   "       vmm store gc     [--json] [DIR]\n"
 		   "       vmm store rm     [--json] [DIR] SNAPSHOT...\n"
 		   "Look after a snapshot store: packs of unique pages and one manifest per snapshot.\n"
 		   "The store is DIR (or --store DIR), and must exist.\n" CLI_STORE_DEFAULT_HELP
 		   "  ls      list the snapshots: parent, memory size, pages listed, bytes only this\n"
-		   "          snapshot uses (unique) and bytes it shares with others\n"
+		   "          snapshot uses (unique) and bytes it shares with others; with --tree,\n"
+		   "          the names only, each under its parent, roots first, in creation order\n"
 		   "  verify  re-hash every stored page and check every manifest; each problem is one\n"
 		   "          line naming the file and page; leftovers of interrupted writes are notes\n"
 		   "  gc      remove pages no snapshot refers to, and leftovers\n"
@@ -45,6 +49,86 @@ struct store_ls {
 	json_t *list;
 	unsigned n;
 };
+
+/* vmm store ls --tree: the listing gathered, then drawn. */
+struct store_tree {
+	struct store_info *v;
+	bool *drawn;
+	size_t n, cap;
+	bool nomem;
+};
+
+static void store_tree_add(void *arg, const struct store_info *info)
+{
+	struct store_tree *t = arg;
+	if (t->n == t->cap) {
+		size_t cap = t->cap ? 2 * t->cap : 64;
+		struct store_info *v = realloc(t->v, cap * sizeof(*v));
+		if (!v) {
+			t->nomem = true;
+			return;
+		}
+		t->v = v;
+		t->cap = cap;
+	}
+	t->v[t->n++] = *info;
+}
+
+/* Creation order; the name breaks ties. */
+static int store_tree_order(const void *a, const void *b)
+{
+	const struct store_info *x = a, *y = b;
+	if (x->created_ns != y->created_ns)
+		return x->created_ns < y->created_ns ? -1 : 1;
+	return strcmp(x->name, y->name);
+}
+
+static bool store_tree_has(const struct store_tree *t, const char *name)
+{
+	for (size_t i = 0; i < t->n; i++)
+		if (strcmp(t->v[i].name, name) == 0)
+			return true;
+	return false;
+}
+
+/* Snapshot @i on its line after @prefix (and its branch, unless it is a root), then its
+ * children below it. A snapshot is drawn once, so a parent loop (damage) ends. */
+static void store_tree_draw(struct store_tree *t, size_t i, const char *prefix, const char *branch)
+{
+	t->drawn[i] = true;
+	const char *parent = t->v[i].parent;
+	printf("%s%s%s", prefix, branch, t->v[i].name);
+	if (!*branch && *parent)
+		printf(" (parent %s, %s)", parent, store_tree_has(t, parent) ? "in a loop of parents" : "deleted");
+	printf("\n");
+	size_t last = t->n;
+	for (size_t k = 0; k < t->n; k++)
+		if (!t->drawn[k] && strcmp(t->v[k].parent, t->v[i].name) == 0)
+			last = k;
+	char sub[4096];
+	if (snprintf(sub, sizeof(sub), "%s%s", prefix, !*branch ? "" : strcmp(branch, "└─ ") == 0 ? "   " : "│  ") >=
+	    (int)sizeof(sub))
+		snprintf(sub, sizeof(sub), "%s", prefix); /* thousands deep: no deeper indent */
+	for (size_t k = 0; k < t->n && last < t->n; k++)
+		if (!t->drawn[k] && strcmp(t->v[k].parent, t->v[i].name) == 0)
+			store_tree_draw(t, k, sub, k == last ? "└─ " : "├─ ");
+}
+
+/* Roots first (no parent, or a parent deleted since), each followed by its descendants;
+ * then whatever a parent loop kept from being reached. 0 or -ENOMEM. */
+static int store_tree_print(struct store_tree *t)
+{
+	if (t->nomem || !(t->drawn = calloc(t->n + 1, sizeof(*t->drawn))))
+		return error_set(ENOMEM, "no memory for the tree");
+	qsort(t->v, t->n, sizeof(*t->v), store_tree_order);
+	for (size_t i = 0; i < t->n; i++)
+		if (!t->drawn[i] && (!t->v[i].parent[0] || !store_tree_has(t, t->v[i].parent)))
+			store_tree_draw(t, i, "", "");
+	for (size_t i = 0; i < t->n; i++)
+		if (!t->drawn[i])
+			store_tree_draw(t, i, "", "");
+	return 0;
+}
 
 static void store_ls_one(void *arg, const struct store_info *info)
 {
@@ -97,7 +181,7 @@ int cmd_store(int argc, char **argv)
 	/* Positionals: [DIR], and for rm SNAPSHOT...: at most argc - 2 of them. */
 	const char *pos[argc], *dir = NULL;
 	int npos = 0;
-	bool json = false;
+	bool json = false, tree = false;
 	struct cli_parser p;
 	cli_init(&p, verb, store_options, argc - 1, argv + 1, 1);
 	const char *v;
@@ -113,6 +197,8 @@ int cmd_store(int argc, char **argv)
 		}
 		if (id == CMD_CLIENT_OPT_JSON)
 			json = true;
+		else if (id == STORE_OPT_TREE)
+			tree = true;
 		else if (id == CMD_CLIENT_OPT_STORE)
 			dir = v;
 		else
@@ -124,6 +210,11 @@ int cmd_store(int argc, char **argv)
 	int first = 0;
 	if (!dir && npos && (!rm || npos > 1 || !store_name_valid(pos[0])))
 		dir = pos[first++];
+	if (tree && (strcmp(sub, "ls") != 0 || json)) {
+		fprintf(stderr, "vmm %s: --tree %s\n", verb,
+			json ? "draws text (with --json, each snapshot names its parent)" : "is for vmm store ls only");
+		return VM_EXIT_VMM_ERROR;
+	}
 	int nsnaps = npos - first;
 	if (rm ? nsnaps == 0 : nsnaps > 0) {
 		fprintf(stderr, "vmm %s: %s (usage: vmm store %s [DIR]%s)\n", verb,
@@ -162,6 +253,14 @@ int cmd_store(int argc, char **argv)
 		if (json)
 			cmd_client_print_json(stdout, out);
 		json_decref(out);
+	} else if (tree) {
+		struct store_tree t = {0};
+		if (store_list(s, store_tree_add, &t) != 0 || store_tree_print(&t) != 0) {
+			fprintf(stderr, "vmm %s: %s\n", verb, error_message());
+			status = VM_EXIT_VMM_ERROR;
+		}
+		free(t.v);
+		free(t.drawn);
 	} else if (strcmp(sub, "ls") == 0) {
 		struct store_ls ls = {.json = json, .list = json ? json_array() : NULL};
 		if (store_list(s, store_ls_one, &ls) != 0) {
