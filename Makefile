@@ -74,6 +74,9 @@ $(B)/vmm: $(B)/plain/vmm/cli/main.o $(call HOSTLIBS,plain)
 
 $(B)/%: $(B)/plain/tools/%.o $(call HOSTLIBS,plain)
 	$(CC) -o $@ $^ $(LIBS)
+# Reached only through that pattern, a tool's object would be an intermediate file that make
+# deletes after linking, and then compiles and links again at every make all (or make run).
+.SECONDARY: $(patsubst tools/%.c,$(B)/plain/tools/%.o,$(TOOL_SRC))
 
 # ---- the guest: freestanding, linked at its physical load address -------------------
 GUEST_CFLAGS := -std=c11 -O2 -g $(WARN) -I. -MMD -MP -ffreestanding -fno-pic -fno-pie -fno-stack-protector \

@@ -1,9 +1,13 @@
 /* The vmm command line: option parsing, value syntax, and what users see on bad input. */
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "elf_image.h"
@@ -12,6 +16,7 @@
 #include "vmm/cli/cli.h"
 #include "vmm/cli/commands.h"
 #include "vmm/error.h"
+#include "vmm/store/store.h"
 
 static int parse(struct vm_config *cfg, const char *const *args)
 {
@@ -170,6 +175,17 @@ START_TEST(restore_takes_runs_options_and_its_own)
 	char *bad[] = {"restore", "-m", "1G", "snap", NULL}; /* the snapshot says how much RAM */
 	ck_assert_int_eq(cmd_restore_parse(4, bad, &cfg, &store, &snapshot), CLI_ERROR);
 	ck_assert_str_eq(error_message(), "vmm restore: unknown option -m (see vmm restore --help)");
+}
+END_TEST
+
+START_TEST(counts_are_singular_for_one)
+{
+	char buf[CLI_COUNT_MAX];
+	ck_assert_str_eq(cli_count(buf, sizeof(buf), 1, "snapshot"), "1 snapshot");
+	ck_assert_str_eq(cli_count(buf, sizeof(buf), 0, "snapshot"), "0 snapshots");
+	ck_assert_str_eq(cli_count(buf, sizeof(buf), 12, "page-in"), "12 page-ins");
+	ck_assert_str_eq(CLI_COUNT(1, "object"), "1 object");
+	ck_assert_str_eq(cli_count(buf, 8, 123456, "objects"), "123456 ");
 }
 END_TEST
 
@@ -356,6 +372,300 @@ START_TEST(cli_help_tells_the_exit_statuses)
 }
 END_TEST
 
+/* vmm help VERB is vmm VERB --help, byte for byte; vmm help alone the top-level help. */
+START_TEST(cli_help_verb_is_the_verbs_help)
+{
+	const char *verbs[] = {"run", "restore", "ps", "stats", "memory", "stop", "cont", "quit", "snapshot", "fork", "store"};
+	for (size_t i = 0; i < sizeof(verbs) / sizeof(verbs[0]); i++) {
+		struct spawn_result h, want;
+		ck_assert_int_eq(spawn_vmm(&h, 20, "help", verbs[i], NULL), 0);
+		ck_assert_int_eq(spawn_vmm(&want, 20, verbs[i], "--help", NULL), 0);
+		ck_assert_msg(h.status == 0, "vmm help %s: status %d, stderr: %s", verbs[i], h.status, h.err);
+		ck_assert_int_eq(want.status, 0);
+		ck_assert_msg(strncmp(h.out, "usage: vmm ", 11) == 0, "vmm help %s: %s", verbs[i], h.out);
+		ck_assert_str_eq(h.out, want.out);
+		ck_assert_str_eq(h.err, "");
+		spawn_free(&h);
+		spawn_free(&want);
+	}
+	struct spawn_result r, top;
+	ck_assert_int_eq(spawn_vmm(&r, 20, "help", NULL), 0);
+	ck_assert_int_eq(spawn_vmm(&top, 20, "--help", NULL), 0);
+	ck_assert_int_eq(r.status, 0);
+	ck_assert_ptr_nonnull(strstr(r.out, "usage: vmm COMMAND"));
+	ck_assert_str_eq(r.out, top.out);
+	spawn_free(&r);
+	spawn_free(&top);
+	ck_assert_int_eq(spawn_vmm(&r, 20, "help", "nosuch", NULL), 0);
+	ck_assert_str_eq(r.out, "");
+	expect_vmm_error(&r, "vmm help: unknown command 'nosuch'");
+	ck_assert_int_eq(spawn_vmm(&r, 20, "help", "run", "ps", NULL), 0);
+	expect_vmm_error(&r, "vmm help: one COMMAND only");
+}
+END_TEST
+
+/*
+ * A fake VM monitor: a child process that accepts one connection on a socket in a fresh
+ * directory and sends the QMP greeting, the answer to qmp_capabilities (id 1) and @answer
+ * as the "return" of the next command (id 2), then reads until the client hangs up.
+ */
+struct fake_monitor {
+	char dir[64], path[96];
+	pid_t pid;
+};
+
+static void fake_monitor_start(struct fake_monitor *m, const char *answer)
+{
+	strcpy(m->dir, "/tmp/vmm-fakemon-XXXXXX");
+	ck_assert_ptr_nonnull(mkdtemp(m->dir));
+	snprintf(m->path, sizeof(m->path), "%s/vm.sock", m->dir);
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", m->path);
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	ck_assert_int_eq(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	ck_assert_int_eq(listen(fd, 1), 0);
+	char text[4096];
+	snprintf(text, sizeof(text),
+		 "{\"QMP\":{\"version\":{},\"capabilities\":[]}}\n{\"return\":{},\"id\":1}\n{\"return\":%s,\"id\":2}\n",
+		 answer);
+	m->pid = fork();
+	ck_assert_int_ge(m->pid, 0);
+	if (m->pid == 0) {
+		int c = accept(fd, NULL, NULL);
+		bool ok = c >= 0 && write(c, text, strlen(text)) == (ssize_t)strlen(text);
+		char sink[4096];
+		while (ok && read(c, sink, sizeof(sink)) > 0)
+			;
+		_exit(ok ? 0 : 1);
+	}
+	close(fd);
+}
+
+/* After the client is done: a client that never connected leaves the child in accept. */
+static void fake_monitor_stop(struct fake_monitor *m)
+{
+	kill(m->pid, SIGKILL);
+	int st;
+	ck_assert_int_eq(waitpid(m->pid, &st, 0), m->pid);
+	unlink(m->path);
+	rmdir(m->dir);
+}
+
+/* vmm memory's words agree with the counts: "1 page resident in 1 object", "1 fault". */
+START_TEST(cli_memory_says_1_object_not_1_objects)
+{
+	struct fake_monitor m;
+	fake_monitor_start(&m, "{\"resident-pages\":1,\"objects\":1,\"entries\":[{\"start\":0,\"end\":4096,"
+			       "\"protection\":\"rwx\",\"max-protection\":\"rwx\",\"inheritance\":\"copy\","
+			       "\"region\":\"ram\",\"resident\":1,\"chain\":[{\"id\":7,\"resident\":1,\"paged\":0,"
+			       "\"pager\":null,\"faults\":1,\"pageins\":1,\"pageouts\":2,\"cow-pages\":0,"
+			       "\"zero-fills\":1}]}]}");
+	struct spawn_result r;
+	ck_assert_int_eq(spawn_vmm(&r, 20, "memory", "--monitor", m.path, NULL), 0);
+	fake_monitor_stop(&m);
+	ck_assert_msg(r.status == 0, "status %d: %s", r.status, r.err);
+	ck_assert_msg(strstr(r.out, "\n1 page resident in 1 object\n"), "%s", r.out);
+	ck_assert_msg(strstr(r.out, "object 7: 1 resident, 0 paged, pager none, 1 fault, 1 page-in, 2 page-outs,"), "%s",
+		      r.out);
+	spawn_free(&r);
+}
+END_TEST
+
+/* vmm snapshot's line: "1 page listed". */
+START_TEST(cli_snapshot_says_1_page_not_1_pages)
+{
+	struct fake_monitor m;
+	fake_monitor_start(&m, "{\"listed\":1,\"stored\":1,\"shared\":0,\"parent\":\"\",\"pause-ns\":1000,"
+			       "\"total-ns\":2000}");
+	struct spawn_result r;
+	ck_assert_int_eq(spawn_vmm(&r, 20, "snapshot", "--monitor", m.path, "--store", "/tmp/s", "--as", "x", NULL), 0);
+	fake_monitor_stop(&m);
+	ck_assert_msg(r.status == 0, "status %d: %s", r.status, r.err);
+	ck_assert_msg(strstr(r.out, "snapshot x in /tmp/s: 1 page listed, 1 new"), "%s", r.out);
+	spawn_free(&r);
+}
+END_TEST
+
+static void rm_rf(const char *path)
+{
+	char cmd[300];
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", path);
+	ck_assert_int_eq(system(cmd), 0);
+}
+
+/* The environment the default store comes from, saved to be put back after a test. */
+static const char *const store_env_names[] = {"HOME", "XDG_DATA_HOME", "VMM_STORE"};
+struct store_env {
+	char *saved[3];
+};
+
+/* Set HOME, XDG_DATA_HOME and VMM_STORE (NULL: unset) for the vmm processes spawned next. */
+static void store_env_set(struct store_env *e, const char *home, const char *xdg, const char *vmm_store)
+{
+	const char *values[] = {home, xdg, vmm_store};
+	for (int i = 0; i < 3; i++) {
+		const char *old = getenv(store_env_names[i]);
+		if (e)
+			e->saved[i] = old ? strdup(old) : NULL;
+		if (values[i])
+			setenv(store_env_names[i], values[i], 1);
+		else
+			unsetenv(store_env_names[i]);
+	}
+}
+
+static void store_env_restore(struct store_env *e)
+{
+	store_env_set(NULL, e->saved[0], e->saved[1], e->saved[2]);
+	for (int i = 0; i < 3; i++)
+		free(e->saved[i]);
+}
+
+/* The store commands without DIR: $VMM_STORE, else $XDG_DATA_HOME/vmm/store, else
+ * ~/.local/share/vmm/store; reading one that does not exist says so, and creates nothing. */
+START_TEST(cli_store_commands_use_the_default_store)
+{
+	char dir[] = "/tmp/vmm-home-XXXXXX", home[128], xdg[160], env_store[160], want[512];
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+	snprintf(home, sizeof(home), "%s/home", dir);
+	snprintf(xdg, sizeof(xdg), "%s/xdg", dir);
+	snprintf(env_store, sizeof(env_store), "%s/env-store", dir);
+	ck_assert_int_eq(mkdir(home, 0755), 0);
+	struct store_env e;
+	struct spawn_result r;
+	const char *const cases[][4] = {
+		/* HOME, XDG_DATA_HOME, VMM_STORE, the store used */
+		{home, NULL, NULL, "%s/.local/share/vmm/store"},
+		{home, "relative/xdg", NULL, "%s/.local/share/vmm/store"},
+		{home, xdg, NULL, "%s/vmm/store"},
+		{home, xdg, env_store, "%s"},
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		store_env_set(&e, cases[i][0], cases[i][1], cases[i][2]);
+		const char *base = cases[i][2] ? cases[i][2] : cases[i][1] && cases[i][1][0] == '/' ? xdg : home;
+		char path[256];
+		snprintf(path, sizeof(path), cases[i][3], base);
+		const char *verbs[] = {"ls", "verify", "gc"};
+		for (size_t k = 0; k < 3; k++) {
+			ck_assert_int_eq(spawn_vmm(&r, 20, "store", verbs[k], NULL), 0);
+			snprintf(want, sizeof(want), "vmm store %s: no store at %s: No such file or directory\n", verbs[k], path);
+			ck_assert_msg(r.status == 125 && strcmp(r.err, want) == 0, "case %zu: status %d: '%s', not '%s'", i,
+				      r.status, r.err, want);
+			spawn_free(&r);
+		}
+		ck_assert_int_eq(spawn_vmm(&r, 20, "store", "rm", "base", NULL), 0);
+		ck_assert_msg(r.status == 125 && strstr(r.err, path), "%s", r.err);
+		spawn_free(&r);
+		ck_assert_int_eq(access(path, F_OK), -1);
+		/* Once it exists, it is the one listed. */
+		char cmd[600];
+		snprintf(cmd, sizeof(cmd), "mkdir -p %s", path);
+		ck_assert_int_eq(system(cmd), 0);
+		struct store *s;
+		ck_assert_int_eq(store_open(path, true, &s), 0);
+		store_close(s);
+		ck_assert_int_eq(spawn_vmm(&r, 20, "store", "verify", NULL), 0);
+		snprintf(want, sizeof(want), "%s: 0 snapshots, 0 pages checked, 0 packs, 0 leftovers: valid\n", path);
+		ck_assert_msg(r.status == 0 && strcmp(r.out, want) == 0, "case %zu: %s%s", i, r.out, r.err);
+		spawn_free(&r);
+		rm_rf(base);
+		if (base != home)
+			rm_rf(home);
+		ck_assert_int_eq(mkdir(home, 0755), 0);
+		store_env_restore(&e);
+	}
+	/* No HOME, no VMM_STORE: one line saying what to set. */
+	store_env_set(&e, NULL, NULL, NULL);
+	ck_assert_int_eq(spawn_vmm(&r, 20, "store", "ls", NULL), 0);
+	ck_assert_str_eq(r.err, "vmm store ls: no store given, and no default: set VMM_STORE (or HOME, for "
+				"~/.local/share/vmm/store)\n");
+	ck_assert_int_eq(r.status, 125);
+	spawn_free(&r);
+	store_env_restore(&e);
+	rm_rf(dir);
+}
+END_TEST
+
+static unsigned mode_of(const char *base, const char *rel)
+{
+	char path[300];
+	snprintf(path, sizeof(path), "%s/%s", base, rel);
+	struct stat st;
+	ck_assert_msg(stat(path, &st) == 0, "%s missing", path);
+	return st.st_mode & 07777;
+}
+
+/* vmm snapshot without --store writes into the per-user store, making the folders missing
+ * on its way with mode 0700 (and leaving those there as they are). */
+START_TEST(cli_snapshot_makes_the_default_store_private)
+{
+	char home[] = "/tmp/vmm-home-XXXXXX", want[300];
+	ck_assert_ptr_nonnull(mkdtemp(home));
+	char local[200];
+	snprintf(local, sizeof(local), "%s/.local", home);
+	ck_assert_int_eq(mkdir(local, 0755), 0);
+	struct store_env e;
+	store_env_set(&e, home, NULL, NULL);
+	struct fake_monitor m;
+	fake_monitor_start(&m, "{\"listed\":2,\"stored\":2,\"shared\":0,\"parent\":\"\",\"pause-ns\":1000,"
+			       "\"total-ns\":2000}");
+	struct spawn_result r;
+	ck_assert_int_eq(spawn_vmm(&r, 20, "snapshot", "--monitor", m.path, "--as", "x", NULL), 0);
+	fake_monitor_stop(&m);
+	store_env_restore(&e);
+	ck_assert_msg(r.status == 0, "status %d: %s", r.status, r.err);
+	snprintf(want, sizeof(want), "snapshot x in %s/.local/share/vmm/store: 2 pages listed", home);
+	ck_assert_msg(strncmp(r.out, want, strlen(want)) == 0, "%s", r.out);
+	spawn_free(&r);
+	ck_assert_uint_eq(mode_of(home, ".local"), 0755);
+	ck_assert_uint_eq(mode_of(home, ".local/share"), 0700);
+	ck_assert_uint_eq(mode_of(home, ".local/share/vmm"), 0700);
+	ck_assert_uint_eq(mode_of(home, ".local/share/vmm/store"), 0700);
+	rm_rf(home);
+}
+END_TEST
+
+/* vmm restore without --store reads the default store. */
+START_TEST(restore_reads_the_default_store)
+{
+	struct store_env e;
+	store_env_set(&e, "/home/someone", "/xdg", NULL);
+	char *argv[] = {"restore", "snap", NULL};
+	struct vm_config cfg;
+	const char *store, *snapshot;
+	error_clear();
+	int r = cmd_restore_parse(2, argv, &cfg, &store, &snapshot);
+	ck_assert_msg(r == 0, "%s", error_message());
+	ck_assert_str_eq(store, "/xdg/vmm/store");
+	store_env_set(NULL, "/home/someone", NULL, NULL);
+	ck_assert_int_eq(cmd_restore_parse(2, argv, &cfg, &store, &snapshot), 0);
+	ck_assert_str_eq(store, "/home/someone/.local/share/vmm/store");
+	store_env_set(NULL, "/home/someone", "/xdg", "/env");
+	ck_assert_int_eq(cmd_restore_parse(2, argv, &cfg, &store, &snapshot), 0);
+	ck_assert_str_eq(store, "/env");
+	store_env_restore(&e);
+}
+END_TEST
+
+/* The tools are built in the plain build only (not beside an ASan VMM_BUILD). */
+START_TEST(cli_pager_server_help_exits_0)
+{
+	char path[] = "build/pager_server", help[] = "--help";
+	char *argv[] = {path, help, NULL};
+	struct spawn_result r;
+	ck_assert_int_eq(spawn_run(&r, 20, argv), 0);
+	ck_assert_msg(r.status == 0, "status %d, stderr: %s", r.status, r.err);
+	ck_assert_ptr_nonnull(strstr(r.out, "usage: pager_server "));
+	ck_assert_str_eq(r.err, "");
+	spawn_free(&r);
+	char *none[] = {path, NULL};
+	ck_assert_int_eq(spawn_run(&r, 20, none), 0);
+	ck_assert_int_eq(r.status, 2);
+	ck_assert_ptr_nonnull(strstr(r.err, "usage: pager_server "));
+	spawn_free(&r);
+}
+END_TEST
+
 Suite *cli_suite(void)
 {
 	Suite *s = suite_create("cli");
@@ -370,6 +680,8 @@ Suite *cli_suite(void)
 	HARNESS_ADD_TEST(tc, double_dash_ends_options);
 	HARNESS_ADD_TEST(tc, overlong_command_line_is_refused);
 	HARNESS_ADD_TEST(tc, help_is_recognised);
+	HARNESS_ADD_TEST(tc, counts_are_singular_for_one);
+	HARNESS_ADD_TEST(tc, restore_reads_the_default_store);
 	HARNESS_ADD_TEST(tc, restore_takes_runs_options_and_its_own);
 	suite_add_tcase(s, tc);
 
@@ -387,6 +699,12 @@ Suite *cli_suite(void)
 	HARNESS_ADD_TEST(bin, cli_swap_that_cannot_hold_pages_is_refused);
 	HARNESS_ADD_TEST(bin, cli_bad_options);
 	HARNESS_ADD_TEST(bin, cli_help_tells_the_exit_statuses);
+	HARNESS_ADD_TEST(bin, cli_pager_server_help_exits_0);
+	HARNESS_ADD_TEST(bin, cli_help_verb_is_the_verbs_help);
+	HARNESS_ADD_TEST(bin, cli_memory_says_1_object_not_1_objects);
+	HARNESS_ADD_TEST(bin, cli_snapshot_says_1_page_not_1_pages);
+	HARNESS_ADD_TEST(bin, cli_store_commands_use_the_default_store);
+	HARNESS_ADD_TEST(bin, cli_snapshot_makes_the_default_store_private);
 	suite_add_tcase(s, bin);
 	return s;
 }

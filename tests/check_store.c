@@ -13,6 +13,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <jansson.h>
+
 #include "harness.h"
 #include "spawn.h"
 #include "vmm/error.h"
@@ -903,6 +905,193 @@ START_TEST(store_commands_refuse_a_fifo_lock)
 }
 END_TEST
 
+/* vmm store verify's summary counts in words: "1 snapshot", "2 snapshots". */
+START_TEST(store_verify_summary_says_1_snapshot_not_1_snapshots)
+{
+	struct store *s;
+	ck_assert_int_eq(store_open(dir, true, &s), 0);
+	write_snapshot(s, "base", NULL, 30, 1, 0, 1, NULL);
+	struct spawn_result r;
+	ck_assert_int_eq(spawn_vmm(&r, 20, "store", "verify", dir, NULL), 0);
+	ck_assert_msg(r.status == 0, "status %d: %s", r.status, r.err);
+	ck_assert_msg(strstr(r.out, ": 1 snapshot, 20 pages checked, 1 pack, 0 leftovers: valid\n"), "%s", r.out);
+	spawn_free(&r);
+	write_snapshot(s, "other", NULL, 30, 2, 0, 1, NULL);
+	store_close(s);
+	ck_assert_int_eq(spawn_vmm(&r, 20, "store", "verify", dir, NULL), 0);
+	ck_assert_msg(strstr(r.out, ": 2 snapshots, 40 pages checked, 2 packs, 0 leftovers: valid\n"), "%s", r.out);
+	spawn_free(&r);
+}
+END_TEST
+
+/* vmm store rm DIR a b c: each one refused is named on a line of its own, the others
+ * are deleted, and the status says that not all went. Without SNAPSHOT: says so. */
+START_TEST(store_rm_deletes_several_and_names_each_refused)
+{
+	struct store *s;
+	ck_assert_int_eq(store_open(dir, true, &s), 0);
+	write_snapshot(s, "a", NULL, 30, 1, 0, 1, NULL);
+	write_snapshot(s, "p", NULL, 30, 2, 0, 1, NULL);
+	write_snapshot(s, "p-child", "p", 30, 3, 2, 3, NULL);
+	write_snapshot(s, "d", NULL, 30, 4, 0, 1, NULL);
+	struct spawn_result r;
+	ck_assert_int_eq(spawn_vmm(&r, 20, "store", "rm", dir, "a", "nosuch", "p", "d", NULL), 0);
+	ck_assert_int_eq(r.status, 125);
+	char want[512];
+	snprintf(want, sizeof(want),
+		 "vmm store rm: no snapshot 'nosuch' in %s\n"
+		 "vmm store rm: snapshot 'p' is the parent of 'p-child'; delete that first\n", dir);
+	ck_assert_str_eq(r.err, want);
+	ck_assert_str_eq(r.out, "");
+	spawn_free(&r);
+	ck_assert(!store_has_snapshot(s, "a"));
+	ck_assert(!store_has_snapshot(s, "d"));
+	ck_assert(store_has_snapshot(s, "p"));
+	/* In the order given: the child, then its parent. */
+	ck_assert_int_eq(spawn_vmm(&r, 20, "store", "rm", "--store", dir, "p-child", "p", NULL), 0);
+	ck_assert_msg(r.status == 0 && !*r.err, "status %d: %s", r.status, r.err);
+	spawn_free(&r);
+	ck_assert(!store_has_snapshot(s, "p"));
+	store_close(s);
+	/* The store given, no SNAPSHOT: said as such, whichever way the store was given. */
+	char *const cases[][4] = {{"rm", dir, NULL}, {"rm", "--store", dir, NULL}};
+	for (size_t i = 0; i < 2; i++) {
+		ck_assert_int_eq(spawn_vmm(&r, 20, "store", cases[i][0], cases[i][1], cases[i][2], NULL), 0);
+		ck_assert_msg(r.status == 125 && strcmp(r.err, "vmm store rm: no SNAPSHOT given (usage: vmm store rm [DIR] "
+							       "SNAPSHOT...)\n") == 0, "%s", r.err);
+		spawn_free(&r);
+	}
+	ck_assert_int_eq(spawn_vmm(&r, 20, "store", "verify", dir, "extra", NULL), 0);
+	ck_assert_msg(r.status == 125 && strstr(r.err, "vmm store verify: too many arguments"), "%s", r.err);
+	spawn_free(&r);
+}
+END_TEST
+
+/* vmm store VERB --json ... : its status, and stdout parsed as one JSON value (decref it). */
+static json_t *store_json(int *status, const char *verb, const char *arg1, const char *arg2)
+{
+	struct spawn_result r;
+	ck_assert_int_eq(spawn_vmm(&r, 20, "store", verb, "--json", dir, arg1, arg2, NULL), 0);
+	json_error_t e;
+	json_t *v = json_loads(r.out, 0, &e);
+	ck_assert_msg(v, "store %s --json printed no JSON: '%s' (%s); stderr: %s", verb, r.out, e.text, r.err);
+	*status = r.status;
+	spawn_free(&r);
+	return v;
+}
+
+/* --json is honoured by every store verb: verify and gc printed text with it. */
+START_TEST(store_verify_gc_and_rm_print_json)
+{
+	struct store *s;
+	ck_assert_int_eq(store_open(dir, true, &s), 0);
+	write_snapshot(s, "base", NULL, 30, 1, 0, 1, NULL);
+	write_snapshot(s, "gone", NULL, 30, 2, 0, 1, NULL);
+	store_close(s);
+	int status;
+	json_t *v = store_json(&status, "verify", NULL, NULL);
+	ck_assert_int_eq(status, 0);
+	ck_assert_int_eq(json_integer_value(json_object_get(v, "snapshots")), 2);
+	ck_assert_int_eq(json_integer_value(json_object_get(v, "pages_checked")), 40);
+	ck_assert_int_eq(json_integer_value(json_object_get(v, "packs")), 2);
+	ck_assert_int_eq(json_integer_value(json_object_get(v, "leftovers")), 0);
+	ck_assert_int_eq(json_array_size(json_object_get(v, "problems")), 0);
+	ck_assert(json_is_true(json_object_get(v, "valid")));
+	json_decref(v);
+
+	v = store_json(&status, "rm", "gone", "nosuch");
+	ck_assert_int_eq(status, 125);
+	char want[256];
+	snprintf(want, sizeof(want), "{\"deleted\": [\"gone\"], \"refused\": [{\"error\": \"no snapshot 'nosuch' in %s\", "
+				     "\"name\": \"nosuch\"}]}", dir);
+	char *text = json_dumps(v, JSON_SORT_KEYS);
+	ck_assert_str_eq(text, want);
+	free(text);
+	json_decref(v);
+
+	/* The pack of "gone" is a leftover now (a note); a damaged page of "base" is damage. */
+	corrupt("packs/00000001.pack", 3 * STORE_PAGE + 100, 0x01);
+	v = store_json(&status, "verify", NULL, NULL);
+	ck_assert_int_eq(status, 1);
+	ck_assert(json_is_false(json_object_get(v, "valid")));
+	ck_assert_int_eq(json_integer_value(json_object_get(v, "leftovers")), 1);
+	json_t *problems = json_object_get(v, "problems"), *p;
+	size_t i, damage = 0, notes = 0;
+	json_array_foreach(problems, i, p) {
+		ck_assert(json_is_string(json_object_get(p, "line")));
+		if (json_is_true(json_object_get(p, "damage"))) {
+			damage++;
+			ck_assert_ptr_nonnull(strstr(json_string_value(json_object_get(p, "line")), "slot 3"));
+		} else {
+			notes++;
+			ck_assert(json_is_false(json_object_get(p, "damage")));
+		}
+	}
+	ck_assert_uint_ge(damage, 1);
+	ck_assert_uint_eq(notes, 1);
+	json_decref(v);
+
+	corrupt("packs/00000001.pack", 3 * STORE_PAGE + 100, 0x01); /* mended */
+	v = store_json(&status, "gc", NULL, NULL);
+	ck_assert_int_eq(status, 0);
+	ck_assert_int_eq(json_object_size(v), 1);
+	ck_assert_int_eq(json_integer_value(json_object_get(v, "freed_bytes")), 10 * STORE_PAGE); /* its 10 unique pages */
+	json_decref(v);
+}
+END_TEST
+
+/* vmm store ls --tree draws the lineage, roots first, each level in creation order (not
+ * by name):  base <- c,  base <- a <- b,  base <- after,  the root "other",  and
+ * x0 <- ... <- x6 <- (x7, deleted) <- x8: x8 was written complete (its parent was 8 deep), so
+ * x7 could be deleted and x8 is a root naming it. */
+START_TEST(store_ls_tree_draws_the_lineage)
+{
+	struct store *s;
+	ck_assert_int_eq(store_open(dir, true, &s), 0);
+	write_snapshot(s, "base", NULL, 30, 1, 0, 1, NULL);
+	write_snapshot(s, "c", "base", 30, 2, 2, 3, NULL);
+	write_snapshot(s, "a", "base", 30, 3, 2, 3, NULL);
+	write_snapshot(s, "b", "a", 30, 4, 2, 5, NULL);
+	write_snapshot(s, "other", NULL, 30, 5, 0, 1, NULL);
+	write_snapshot(s, "after", "base", 30, 6, 2, 3, NULL);
+	for (int i = 0; i <= 8; i++) {
+		char name[8], parent[8];
+		snprintf(name, sizeof(name), "x%d", i);
+		snprintf(parent, sizeof(parent), "x%d", i - 1);
+		write_snapshot(s, name, i ? parent : NULL, 30, 10 + (uint64_t)i, i ? 2 : 0, i ? 3 : 1, NULL);
+	}
+	ck_assert_msg(store_delete(s, "x7") == 0, "%s", error_message());
+	store_close(s);
+	static const char golden[] = "base\n"
+				     "├─ c\n"
+				     "├─ a\n"
+				     "│  └─ b\n"
+				     "└─ after\n"
+				     "other\n"
+				     "x0\n"
+				     "└─ x1\n"
+				     "   └─ x2\n"
+				     "      └─ x3\n"
+				     "         └─ x4\n"
+				     "            └─ x5\n"
+				     "               └─ x6\n"
+				     "x8 (parent x7, deleted)\n";
+	struct spawn_result r;
+	ck_assert_int_eq(spawn_vmm(&r, 20, "store", "ls", "--tree", dir, NULL), 0);
+	ck_assert_msg(r.status == 0, "status %d: %s", r.status, r.err);
+	ck_assert_str_eq(r.out, golden);
+	spawn_free(&r);
+	ck_assert_int_eq(spawn_vmm(&r, 20, "store", "ls", "--tree", "--json", dir, NULL), 0);
+	ck_assert_int_eq(r.status, 125);
+	ck_assert_str_eq(r.err, "vmm store ls: --tree draws text (with --json, each snapshot names its parent)\n");
+	spawn_free(&r);
+	ck_assert_int_eq(spawn_vmm(&r, 20, "store", "verify", "--tree", dir, NULL), 0);
+	ck_assert_int_eq(r.status, 125);
+	ck_assert_str_eq(r.err, "vmm store verify: --tree is for vmm store ls only\n");
+	spawn_free(&r);
+}
+END_TEST
+
 /* Pins in the store's pins folder, stale or live. */
 static unsigned count_pins(void)
 {
@@ -1092,6 +1281,10 @@ Suite *store_suite(void)
 	HARNESS_ADD_TEST(tc, kill_9_at_any_moment_leaves_the_store_valid);
 	HARNESS_ADD_TEST(tc, fifos_in_a_store_are_refused_not_waited_on);
 	HARNESS_ADD_TEST(tc, store_commands_refuse_a_fifo_lock);
+	HARNESS_ADD_TEST(tc, store_verify_summary_says_1_snapshot_not_1_snapshots);
+	HARNESS_ADD_TEST(tc, store_rm_deletes_several_and_names_each_refused);
+	HARNESS_ADD_TEST(tc, store_verify_gc_and_rm_print_json);
+	HARNESS_ADD_TEST(tc, store_ls_tree_draws_the_lineage);
 	HARNESS_ADD_TEST(tc, a_snapshot_a_live_vm_was_restored_from_is_not_deleted);
 	HARNESS_ADD_TEST(tc, pins_live_as_long_as_the_vm_and_its_forks);
 	suite_add_tcase(s, tc);

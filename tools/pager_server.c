@@ -127,17 +127,28 @@ static void serve_client(int fd)
 	}
 }
 
-static void usage(void)
+/* The usage line: on stdout with status 0 when asked for (--help), else on stderr with 2. */
+static void usage(int status)
 {
-	fprintf(stderr, "usage: pager_server [--read-only] [--fail-after N] [--garbage-after N] [--hang-after N] SOCKET FILE\n");
-	exit(2);
+	fprintf(status ? stderr : stdout,
+		"usage: pager_server [--read-only] [--fail-after N] [--garbage-after N] [--hang-after N] SOCKET FILE\n");
+	if (!status)
+		printf("Serve FILE as an external pager on the unix socket SOCKET (vmm run --pager SOCKET@GPA,SIZE).\n"
+		       "  --read-only        refuse DATA_RETURN (the object is read-only)\n"
+		       "  --fail-after N     exit (as if killed) when request N+1 arrives\n"
+		       "  --garbage-after N  answer request N+1 with garbage\n"
+		       "  --hang-after N     stop answering at request N+1\n"
+		       "  -h, --help         show this help\n");
+	exit(status);
 }
 
 int main(int argc, char **argv)
 {
 	int i = 1;
 	for (; i < argc && argv[i][0] == '-'; i++) {
-		if (strcmp(argv[i], "--read-only") == 0)
+		if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0)
+			usage(0);
+		else if (strcmp(argv[i], "--read-only") == 0)
 			read_only = 1;
 		else if (i + 1 < argc && strcmp(argv[i], "--fail-after") == 0)
 			fail_after = atol(argv[++i]);
@@ -146,10 +157,10 @@ int main(int argc, char **argv)
 		else if (i + 1 < argc && strcmp(argv[i], "--hang-after") == 0)
 			hang_after = atol(argv[++i]);
 		else
-			usage();
+			usage(2);
 	}
 	if (argc - i != 2)
-		usage();
+		usage(2);
 	const char *sock_path = argv[i], *file = argv[i + 1];
 	file_fd = open(file, read_only ? O_RDONLY : O_RDWR);
 	struct stat st;

@@ -1,7 +1,10 @@
 #include "vmm/cli/cli.h"
 
 #include <errno.h>
+#include <limits.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "guest/abi.h"
 #include "vmm/error.h"
@@ -149,4 +152,50 @@ int cli_parse_duration_ms(const char *what, const char *text, uint64_t *ms)
 		       CLI_ERROR;
 	*ms = n * scale;
 	return 0;
+}
+
+const char *cli_count(char *buf, size_t size, unsigned long long n, const char *noun)
+{
+	snprintf(buf, size, "%llu %s%s", n, noun, n == 1 ? "" : "s");
+	return buf;
+}
+
+int cli_default_store(const char *verb, char *buf, size_t size, bool *per_user)
+{
+	const char *env = getenv("VMM_STORE"), *xdg = getenv("XDG_DATA_HOME"), *home = getenv("HOME");
+	int n;
+	if (per_user)
+		*per_user = !(env && *env);
+	if (env && *env)
+		n = snprintf(buf, size, "%s", env);
+	else if (xdg && xdg[0] == '/')
+		n = snprintf(buf, size, "%s/vmm/store", xdg);
+	else if (home && *home)
+		n = snprintf(buf, size, "%s/.local/share/vmm/store", home);
+	else
+		return error_set(0, "vmm %s: no store given, and no default: set VMM_STORE (or HOME, for "
+				    "~/.local/share/vmm/store)", verb), CLI_ERROR;
+	if (n < 0 || (size_t)n >= size)
+		return error_set(0, "vmm %s: the default store's path is too long (%s)", verb,
+				 env && *env ? "$VMM_STORE" : "$XDG_DATA_HOME or $HOME"), CLI_ERROR;
+	return 0;
+}
+
+int cli_make_private_dirs(const char *verb, const char *dir)
+{
+	char path[PATH_MAX];
+	if (snprintf(path, sizeof(path), "%s", dir) >= (int)sizeof(path))
+		return error_set(0, "vmm %s: store path %s is too long", verb, dir), CLI_ERROR;
+	/* Each prefix in turn, the whole path last: mkdir fails with EEXIST on those there. */
+	for (char *slash = path + 1;; slash++) {
+		if (*slash != '/' && *slash != '\0')
+			continue;
+		char c = *slash;
+		*slash = '\0';
+		if (mkdir(path, 0700) != 0 && errno != EEXIST)
+			return error_set_errno(errno, "vmm %s: cannot create %s", verb, path), CLI_ERROR;
+		*slash = c;
+		if (!c)
+			return 0;
+	}
 }

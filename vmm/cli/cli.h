@@ -49,4 +49,31 @@ int cli_parse_uint(const char *what, const char *text, unsigned min, unsigned ma
 /* TIME: digits with an optional ms, s or m unit; a bare number is seconds. */
 int cli_parse_duration_ms(const char *what, const char *text, uint64_t *ms);
 
+/* The store of the commands that take one (snapshot, restore, store) when none is given,
+ * as their --help says it (lines of the help's width). */
+#define CLI_STORE_DEFAULT_HELP \
+	"Without one, the store is $VMM_STORE, else $XDG_DATA_HOME/vmm/store, else\n" \
+	"~/.local/share/vmm/store.\n"
+
+/*
+ * The default store: $VMM_STORE when set and not empty; else the per-user store,
+ * $XDG_DATA_HOME/vmm/store (XDG_DATA_HOME absolute, else ignored as the XDG base directory
+ * specification says) or $HOME/.local/share/vmm/store. Written into @buf (@size bytes);
+ * *per_user (may be NULL) tells the latter two apart. 0, or CLI_ERROR with a message
+ * naming @verb (no HOME for the per-user store, or the path too long).
+ */
+int cli_default_store(const char *verb, char *buf, size_t size, bool *per_user);
+
+/* Before the first write to the per-user store @dir: make it and its missing parents, each
+ * with mode 0700 (folders that exist are left as they are). 0, or CLI_ERROR with a message
+ * naming @verb and the folder. */
+int cli_make_private_dirs(const char *verb, const char *dir);
+
+/* "1 page", "0 pages", "3 pages": @n, a space and @noun (singular), with an "s" unless @n
+ * is 1; written into @buf (truncated to @size) and returned. CLI_COUNT(n, noun) gives it a
+ * buffer of its own that lives until the end of the enclosing block, for printf arguments. */
+const char *cli_count(char *buf, size_t size, unsigned long long n, const char *noun);
+#define CLI_COUNT_MAX 64
+#define CLI_COUNT(n, noun) cli_count((char[CLI_COUNT_MAX]){0}, CLI_COUNT_MAX, (unsigned long long)(n), (noun))
+
 #endif

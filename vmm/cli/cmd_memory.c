@@ -44,21 +44,21 @@ static void memory_print(const json_t *m)
 		size_t k;
 		json_array_foreach(json_object_get(e, "chain"), k, o) {
 			json_t *pager = json_object_get(o, "pager");
-			printf("  %*sobject %lld: %lld resident, %lld paged, pager %s, %lld faults, %lld page-ins, %lld "
-			       "page-outs, %lld copied on write, %lld zero-filled\n",
+			printf("  %*sobject %lld: %lld resident, %lld paged, pager %s, %s, %s, %s, %lld copied on write, "
+			       "%lld zero-filled\n",
 			       (int)(2 * k), "", (long long)json_integer_value(json_object_get(o, "id")),
 			       (long long)json_integer_value(json_object_get(o, "resident")),
 			       (long long)json_integer_value(json_object_get(o, "paged")),
 			       json_is_string(pager) ? json_string_value(pager) : "none",
-			       (long long)json_integer_value(json_object_get(o, "faults")),
-			       (long long)json_integer_value(json_object_get(o, "pageins")),
-			       (long long)json_integer_value(json_object_get(o, "pageouts")),
+			       CLI_COUNT(json_integer_value(json_object_get(o, "faults")), "fault"),
+			       CLI_COUNT(json_integer_value(json_object_get(o, "pageins")), "page-in"),
+			       CLI_COUNT(json_integer_value(json_object_get(o, "pageouts")), "page-out"),
 			       (long long)json_integer_value(json_object_get(o, "cow-pages")),
 			       (long long)json_integer_value(json_object_get(o, "zero-fills")));
 		}
 	}
-	printf("%lld pages resident in %lld objects\n", (long long)json_integer_value(json_object_get(m, "resident-pages")),
-	       (long long)json_integer_value(json_object_get(m, "objects")));
+	printf("%s resident in %s\n", CLI_COUNT(json_integer_value(json_object_get(m, "resident-pages")), "page"),
+	       CLI_COUNT(json_integer_value(json_object_get(m, "objects")), "object"));
 }
 
 int cmd_memory(int argc, char **argv)

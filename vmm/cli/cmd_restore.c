@@ -1,4 +1,5 @@
 /* vmm restore: run a guest from a stored snapshot. */
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,7 +12,7 @@
 #include "vmm/lifecycle/restore.h"
 
 static const struct cli_option restore_options[] = {
-	{"store", 's', "DIR", OPT_STORE, "the store holding SNAPSHOT (default $VMM_STORE)"},
+	{"store", 's', "DIR", OPT_STORE, "the store holding SNAPSHOT"},
 	{"record-working-set", 0, "FILE", OPT_RECORD_WORKING_SET,
 	 "at the end, write the pages the guest brought in to FILE"},
 	{"prefetch", 0, "FILE", OPT_PREFETCH,
@@ -37,7 +38,8 @@ void cmd_restore_help(FILE *f)
 		   "guest-physical map come from the snapshot; memory is brought in on demand from the\n"
 		   "store (each page checked against its hash). Snapshots taken of the restored guest\n"
 		   "into the same store name SNAPSHOT as their parent and store only the pages that\n"
-		   "differ from it.\n\n");
+		   "differ from it.\n"
+		   "The store is --store DIR.\n" CLI_STORE_DEFAULT_HELP "\n");
 	cli_print_options(f, restore_options);
 	fprintf(f, "\nExit status: as vmm run (see vmm run --help).\n");
 }
@@ -74,7 +76,7 @@ static int restore_other(void *arg, int id, const char *v)
 
 int cmd_restore_parse(int argc, char **argv, struct vm_config *cfg, const char **store, const char **snapshot)
 {
-	*store = getenv("VMM_STORE");
+	*store = NULL;
 	*snapshot = NULL;
 	struct restore_args a = {cfg, store, snapshot};
 	int r = cmd_run_parse_with("restore", restore_options, argc, argv, cfg, restore_other, &a);
@@ -82,8 +84,12 @@ int cmd_restore_parse(int argc, char **argv, struct vm_config *cfg, const char *
 		return r;
 	if (!*snapshot)
 		return error_set(0, "vmm restore: no SNAPSHOT given (usage: vmm restore [OPTIONS] SNAPSHOT)"), CLI_ERROR;
-	if (!*store || !**store)
-		return error_set(0, "vmm restore: no store given (use --store DIR or set VMM_STORE)"), CLI_ERROR;
+	if (!*store) {
+		static char deflt[PATH_MAX];
+		if (cli_default_store("restore", deflt, sizeof(deflt), NULL) != 0)
+			return CLI_ERROR;
+		*store = deflt;
+	}
 	return 0;
 }
 

@@ -13,7 +13,7 @@
 #include "vmm/vm.h"
 
 static const struct cli_option snapshot_options[] = {
-	{"store", 's', "DIR", CMD_CLIENT_OPT_STORE, "the store to write into (default $VMM_STORE; created if missing)"},
+	{"store", 's', "DIR", CMD_CLIENT_OPT_STORE, "the store to write into (created if missing)"},
 	{"as", 0, "SNAPSHOT", CMD_CLIENT_OPT_AS, "the snapshot's name (default NAME-YYYYMMDD-HHMMSS)"},
 	CMD_CLIENT_OPTION_JSON,
 	CMD_CLIENT_OPTION_MONITOR,
@@ -31,7 +31,9 @@ static void snapshot_help(FILE *f, const char *verb)
 		   "a VM restored from a snapshot of the same store stores only what changed since.\n"
 		   "Returns when the snapshot is durable. On a terminal, progress is shown on stderr.\n"
 		   "VMs with mapped files or external pagers, or run with --kernel-zero-fill, cannot be\n"
-		   "snapshotted.\n\n");
+		   "snapshotted.\n"
+		   "The store is --store DIR.\n" CLI_STORE_DEFAULT_HELP
+		   "The last two are made at the first snapshot, with their missing folders (mode 0700).\n\n");
 	cli_print_options(f, snapshot_options);
 	fprintf(f, "\nExit status: 0 the snapshot is durable, 1 the VM refused (its error is printed),\n"
 		   "125 no such VM or bad arguments.\n");
@@ -88,10 +90,16 @@ int cmd_snapshot(int argc, char **argv)
 				      argv, &a);
 	if (status != CMD_CLIENT_GO_ON)
 		return status;
-	const char *store = a.store ? a.store : getenv("VMM_STORE");
-	if (!store || !*store) {
-		fprintf(stderr, "vmm snapshot: no store given (use --store DIR or set VMM_STORE)\n");
-		return VM_EXIT_VMM_ERROR;
+	char deflt[PATH_MAX];
+	bool per_user = false;
+	const char *store = a.store;
+	if (!store) {
+		if (cli_default_store(verb, deflt, sizeof(deflt), &per_user) != 0 ||
+		    (per_user && cli_make_private_dirs(verb, deflt) != 0)) {
+			fprintf(stderr, "%s\n", error_message());
+			return VM_EXIT_VMM_ERROR;
+		}
+		store = deflt;
 	}
 	char abs[PATH_MAX], snap[80];
 	if (snapshot_abs_store(store, abs, sizeof(abs)) != 0) {
@@ -137,10 +145,10 @@ int cmd_snapshot(int argc, char **argv)
 	} else {
 		json_int_t stored = json_integer_value(json_object_get(ret, "stored"));
 		const char *parent = json_string_value(json_object_get(ret, "parent"));
-		printf("snapshot %s in %s%s%s: %lld pages listed, %lld new (%.1f MiB), %lld already stored; "
+		printf("snapshot %s in %s%s%s: %s listed, %lld new (%.1f MiB), %lld already stored; "
 		       "paused %.2f ms, durable after %.1f ms\n",
 		       snap, abs, parent && *parent ? ", parent " : "", parent && *parent ? parent : "",
-		       (long long)json_integer_value(json_object_get(ret, "listed")), (long long)stored,
+		       CLI_COUNT(json_integer_value(json_object_get(ret, "listed")), "page"), (long long)stored,
 		       (double)stored * 4096.0 / 1048576.0, (long long)json_integer_value(json_object_get(ret, "shared")),
 		       (double)json_integer_value(json_object_get(ret, "pause-ns")) / 1e6,
 		       (double)json_integer_value(json_object_get(ret, "total-ns")) / 1e6);

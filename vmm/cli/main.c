@@ -18,6 +18,8 @@ struct verb {
 	const char *summary;
 };
 
+static int help(int argc, char **argv);
+
 static const struct verb verbs[] = {
 	{"run", cmd_run, "boot a PVH guest on KVM"},
 	{"restore", cmd_restore, "run a guest from a stored snapshot"},
@@ -30,6 +32,7 @@ static const struct verb verbs[] = {
 	{"snapshot", cmd_snapshot, "snapshot a running VM into a store"},
 	{"fork", cmd_fork, "fork a running VM into child VMs sharing its memory"},
 	{"store", cmd_store, "list, verify, clean or prune a snapshot store"},
+	{"help", help, "describe a command (vmm help COMMAND), or all of them"},
 };
 
 static void usage(FILE *f)
@@ -42,9 +45,39 @@ static void usage(FILE *f)
 	fprintf(f, "\nA running VM is named by 'vmm run -n NAME' and answers on its monitor socket,\n"
 		   "$XDG_RUNTIME_DIR/vmm/NAME.sock (or /run/vmm/NAME.sock), in the QMP protocol;\n"
 		   "the commands after 'run' are clients of that socket (--monitor PATH picks another).\n"
-		   "\n'vmm COMMAND --help' describes a command; the manual page vmm(1)\n"
-		   "(vmm/cli/vmm.1 in the sources) describes them all.\n"
+		   "\n'vmm help COMMAND' (or 'vmm COMMAND --help') describes a command; the manual\n"
+		   "page vmm(1) (vmm/cli/vmm.1 in the sources) describes them all.\n"
 		   "'vmm --version' prints the version.\n");
+}
+
+static const struct verb *find_verb(const char *name)
+{
+	for (size_t i = 0; i < sizeof(verbs) / sizeof(verbs[0]); i++)
+		if (strcmp(name, verbs[i].name) == 0)
+			return &verbs[i];
+	return NULL;
+}
+
+/* vmm help [COMMAND] (argv[0] is "help"): the top-level help, or COMMAND's exactly as
+ * 'vmm COMMAND --help' prints it. 'vmm help help' and 'vmm help --help' are the former. */
+static int help(int argc, char **argv)
+{
+	if (argc < 2 || strcmp(argv[1], "help") == 0 || strcmp(argv[1], "--help") == 0 ||
+	    strcmp(argv[1], "-h") == 0) {
+		usage(stdout);
+		return 0;
+	}
+	const struct verb *v = find_verb(argv[1]);
+	if (!v) {
+		fprintf(stderr, "vmm help: unknown command '%s' (see vmm --help)\n", argv[1]);
+		return VM_EXIT_VMM_ERROR;
+	}
+	if (argc > 2) {
+		fprintf(stderr, "vmm help: one COMMAND only (usage: vmm help [COMMAND])\n");
+		return VM_EXIT_VMM_ERROR;
+	}
+	char *verb_argv[] = {argv[1], "--help", NULL};
+	return v->fn(2, verb_argv);
 }
 
 int main(int argc, char **argv)
@@ -54,7 +87,7 @@ int main(int argc, char **argv)
 		return VM_EXIT_VMM_ERROR;
 	}
 	const char *name = argv[1];
-	if (strcmp(name, "--help") == 0 || strcmp(name, "-h") == 0 || strcmp(name, "help") == 0) {
+	if (strcmp(name, "--help") == 0 || strcmp(name, "-h") == 0) {
 		usage(stdout);
 		return 0;
 	}
@@ -62,9 +95,9 @@ int main(int argc, char **argv)
 		printf("vmm %s\n", VMM_VERSION);
 		return 0;
 	}
-	for (size_t i = 0; i < sizeof(verbs) / sizeof(verbs[0]); i++)
-		if (strcmp(name, verbs[i].name) == 0)
-			return verbs[i].fn(argc - 1, argv + 1);
+	const struct verb *v = find_verb(name);
+	if (v)
+		return v->fn(argc - 1, argv + 1);
 	fprintf(stderr, "vmm: unknown command '%s' (see vmm --help)\n", name);
 	return VM_EXIT_VMM_ERROR;
 }
