@@ -667,10 +667,17 @@ START_TEST(broken_manifests_are_refused_at_restore)
 	ck_assert_int_eq(r.status, 125);
 	ck_assert_msg(strstr(r.err, "no snapshot 'nope' in"), "%s", r.err);
 	spawn_free(&r);
-	ck_assert_int_eq(spawn_vmm(&r, 120, "restore", "y", NULL), 0); /* no store */
+	/* No store named: the per-user default, which does not exist in an empty home. */
+	char home[] = "/tmp/vmm-home-XXXXXX";
+	ck_assert_ptr_nonnull(mkdtemp(home));
+	setenv("HOME", home, 1);
+	unsetenv("XDG_DATA_HOME");
+	unsetenv("VMM_STORE");
+	ck_assert_int_eq(spawn_vmm(&r, 120, "restore", "y", NULL), 0);
 	ck_assert_int_eq(r.status, 125);
-	ck_assert_msg(strstr(r.err, "no store given"), "%s", r.err);
+	ck_assert_msg(strstr(r.err, "no store at") && strstr(r.err, home), "%s", r.err);
 	spawn_free(&r);
+	rmdir(home);
 }
 END_TEST
 
