@@ -419,26 +419,11 @@ static void fake_monitor_start(struct fake_monitor *m, const char *answer)
 	strcpy(m->dir, "/tmp/vmm-fakemon-XXXXXX");
 	ck_assert_ptr_nonnull(mkdtemp(m->dir));
 	snprintf(m->path, sizeof(m->path), "%s/vm.sock", m->dir);
-	struct sockaddr_un sa = {.sun_family = AF_UNIX};
-	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", m->path);
-	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	ck_assert_int_eq(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-	ck_assert_int_eq(listen(fd, 1), 0);
 	char text[4096];
 	snprintf(text, sizeof(text),
 		 "{\"QMP\":{\"version\":{},\"capabilities\":[]}}\n{\"return\":{},\"id\":1}\n{\"return\":%s,\"id\":2}\n",
 		 answer);
-	m->pid = fork();
-	ck_assert_int_ge(m->pid, 0);
-	if (m->pid == 0) {
-		int c = accept(fd, NULL, NULL);
-		bool ok = c >= 0 && write(c, text, strlen(text)) == (ssize_t)strlen(text);
-		char sink[4096];
-		while (ok && read(c, sink, sizeof(sink)) > 0)
-			;
-		_exit(ok ? 0 : 1);
-	}
-	close(fd);
+	m->pid = spawn_serve_once(m->path, text);
 }
 
 /* After the client is done: a client that never connected leaves the child in accept. */

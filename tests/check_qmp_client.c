@@ -217,36 +217,13 @@ START_TEST(a_refusing_server_is_eperm_with_its_reason)
 }
 END_TEST
 
-/* Serve one connection at @path with @text, in a child process, then read until the
- * client hangs up (so the client's requests find a peer); returns its pid. */
-static pid_t serve_once(const char *path, const char *text)
-{
-	struct sockaddr_un sa = {.sun_family = AF_UNIX};
-	memcpy(sa.sun_path, path, strlen(path) + 1);
-	int fd = socket(AF_UNIX, SOCK_STREAM, 0);
-	ck_assert_int_eq(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-	ck_assert_int_eq(listen(fd, 1), 0);
-	pid_t pid = fork();
-	ck_assert_int_ge(pid, 0);
-	if (pid == 0) {
-		int c = accept(fd, NULL, NULL);
-		bool ok = c >= 0 && write(c, text, strlen(text)) == (ssize_t)strlen(text);
-		char sink[4096];
-		while (ok && read(c, sink, sizeof(sink)) > 0)
-			;
-		_exit(ok ? 0 : 1);
-	}
-	close(fd);
-	return pid;
-}
-
 START_TEST(a_server_that_is_not_qmp_is_eproto)
 {
 	static const char *const texts[] = {"hello there\n", "{\"hello\":1}\n", "[1,2]\n"};
 	for (size_t i = 0; i < sizeof(texts) / sizeof(texts[0]); i++) {
 		char path[200];
 		snprintf(path, sizeof(path), "%s/fake%zu.sock", rundir, i);
-		pid_t pid = serve_once(path, texts[i]);
+		pid_t pid = spawn_serve_once(path, texts[i]);
 		struct qmp_client *c;
 		ck_assert_int_eq(qmp_client_connect(&c, path, TIMEOUT_MS), -EPROTO);
 		ck_assert_msg(strstr(error_message(), path), "%s", error_message());
@@ -264,7 +241,7 @@ START_TEST(an_error_without_id_answers_the_request_in_flight)
 {
 	char path[200];
 	snprintf(path, sizeof(path), "%s/noid.sock", rundir);
-	pid_t pid = serve_once(path, "{\"QMP\":{\"version\":{},\"capabilities\":[]}}\n{\"return\":{},\"id\":1}\n"
+	pid_t pid = spawn_serve_once(path, "{\"QMP\":{\"version\":{},\"capabilities\":[]}}\n{\"return\":{},\"id\":1}\n"
 				     "{\"error\":{\"class\":\"GenericError\",\"desc\":\"request line too long\"}}\n");
 	struct qmp_client *c;
 	ck_assert_msg(qmp_client_connect(&c, path, TIMEOUT_MS) == 0, "%s", error_message());

@@ -5,6 +5,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -150,4 +151,25 @@ int spawn_wait_socket(const char *path, unsigned timeout_s)
 		nanosleep(&t, NULL);
 	}
 	return -1;
+}
+
+pid_t spawn_serve_once(const char *path, const char *text)
+{
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	memcpy(sa.sun_path, path, strlen(path) + 1);
+	int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+	ck_assert_int_eq(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	ck_assert_int_eq(listen(fd, 1), 0);
+	pid_t pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		int c = accept(fd, NULL, NULL);
+		bool ok = c >= 0 && write(c, text, strlen(text)) == (ssize_t)strlen(text);
+		char sink[4096];
+		while (ok && read(c, sink, sizeof(sink)) > 0)
+			;
+		_exit(ok ? 0 : 1);
+	}
+	close(fd);
+	return pid;
 }

@@ -3,6 +3,7 @@
 #define TESTS_SPAWN_H
 
 #include <stddef.h>
+#include <sys/types.h>
 
 struct spawn_result {
 	int status;   /* exit status, or 128 + signal number when killed */
@@ -27,5 +28,10 @@ int spawn_background(char *const argv[]);
 
 /* Wait (up to @timeout_s) until a unix socket at @path accepts connections. 0 or -1. */
 int spawn_wait_socket(const char *path, unsigned timeout_s);
+
+/* Serve one connection at the unix socket @path with @text, in a child process, then read
+ * until the client hangs up (so the client's requests find a peer); returns its pid (the
+ * caller kills and reaps it). Fails the running test on error. */
+pid_t spawn_serve_once(const char *path, const char *text);
 
 #endif
