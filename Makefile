@@ -6,6 +6,10 @@
 #   make bench    benchmarks, each figure beside its peer or physical limit
 #   make fuzz     run the fuzz targets (FUZZ_SECONDS each, default 20) from tools/corpus
 #   make soak     10^8 differential operations, then the KVM fork/snapshot suites in a loop
+#   make install  build if needed, then copy into $(DESTDIR)$(PREFIX) (PREFIX default /usr/local):
+#                 bin/vmm, bin/vmm-pager-server (build/pager_server), share/man/man1/vmm.1 and
+#                 share/bash-completion/completions/vmm (tools/vmm-completion.bash)
+#   make uninstall  remove exactly those four files (same PREFIX and DESTDIR)
 #   make clean
 
 B        := build
@@ -35,7 +39,7 @@ GUEST_SRC  := $(wildcard guest/*.c) $(wildcard guest/*.S)
 
 obj = $(patsubst %.c,$(B)/$(1)/%.o,$(patsubst %.S,$(B)/$(1)/%.o,$(2)))
 
-.PHONY: all run test test-asan bench fuzz fuzz-brief soak deps clean FORCE
+.PHONY: all run test test-asan bench fuzz fuzz-brief soak deps install uninstall clean FORCE
 all: $(B)/vmm $(B)/guest.elf $(patsubst tools/%.c,$(B)/%,$(TOOL_SRC))
 
 # Set-up: the stamp is refreshed whenever the package list in tools/deps.sh changes.
@@ -213,6 +217,28 @@ soak: all $(B)/run_tests
 		case "$$out" in *SKIP:*) echo "$$out"; echo "soak: SKIP: the KVM loop needs /dev/kvm"; exit 0 ;; esac; \
 		echo "soak: KVM round $$round: $$(echo "$$out" | tail -n 1)"; \
 	done
+
+# ---- installing ------------------------------------------------------------------------
+# The usual variables: PREFIX where the files go, DESTDIR a staging root in front of it (for
+# packages; the files still expect to run from PREFIX). Up to date, install only copies.
+# The pager example gets a vmm- prefix: a bare pager_server would be a vague name in a
+# shared bin folder.
+PREFIX  ?= /usr/local
+DESTDIR ?=
+BINDIR  := $(PREFIX)/bin
+MAN1DIR := $(PREFIX)/share/man/man1
+COMPDIR := $(PREFIX)/share/bash-completion/completions
+INSTALLED := $(BINDIR)/vmm $(BINDIR)/vmm-pager-server $(MAN1DIR)/vmm.1 $(COMPDIR)/vmm
+
+install: $(B)/vmm $(B)/pager_server vmm/cli/vmm.1 tools/vmm-completion.bash
+	install -d "$(DESTDIR)$(BINDIR)" "$(DESTDIR)$(MAN1DIR)" "$(DESTDIR)$(COMPDIR)"
+	install -m 755 $(B)/vmm "$(DESTDIR)$(BINDIR)/vmm"
+	install -m 755 $(B)/pager_server "$(DESTDIR)$(BINDIR)/vmm-pager-server"
+	install -m 644 vmm/cli/vmm.1 "$(DESTDIR)$(MAN1DIR)/vmm.1"
+	install -m 644 tools/vmm-completion.bash "$(DESTDIR)$(COMPDIR)/vmm"
+
+uninstall:
+	rm -f $(foreach f,$(INSTALLED),"$(DESTDIR)$(f)")
 
 clean:
 	rm -rf $(B)
