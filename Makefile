@@ -138,7 +138,7 @@ $(B)/.deps-test: tools/deps.sh
 	@mkdir -p $(B)
 	@tools/deps.sh test
 	@touch $@
-test-asan: $(B)/asan/run_tests $(B)/asan/bin/vmm $(B)/asan/bin/guest.elf | $(B)/.deps-test
+test-asan: all $(B)/asan/run_tests $(B)/asan/bin/vmm $(B)/asan/bin/guest.elf | $(B)/.deps-test
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 VMM_BUILD=$(B)/asan/bin \
 		$(B)/asan/run_tests $(ASAN_SUITES)
 
