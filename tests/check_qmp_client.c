@@ -2,7 +2,7 @@
  * The monitor client (vmm/qmp_client.c) against a fake VM's monitor, and the CLI verbs
  * built on it (vmm ps, stats, stop, cont, quit) run as a user would run them.
  * XDG_RUNTIME_DIR points at a fresh directory: the fake VM "vm1" listens at its default
- * path there, so names resolve as they do for users.
+ * path there, so names resolve as they do for users. VMM_SYSTEM_RUNDIR stands for /run/vmm.
  */
 #include <errno.h>
 #include <stdbool.h>
@@ -32,6 +32,7 @@ static void setup(void)
 {
 	fake_vm_start(&vm, "vm1", false);
 	setenv("XDG_RUNTIME_DIR", vm.dir, 1);
+	setenv("VMM_SYSTEM_RUNDIR", "/nonexistent-vmm-system", 1); /* not this machine's /run/vmm */
 	ck_assert_int_eq(monitor_socket_path("vm1", vm.path, sizeof(vm.path), true), 0);
 	snprintf(rundir, sizeof(rundir), "%s/vmm", vm.dir);
 	ck_assert_msg(monitor_listen(vm.mon, vm.path) == 0, "%s", error_message());
@@ -41,9 +42,12 @@ static void teardown(void)
 {
 	monitor_destroy(vm.mon);
 	vm.mon = NULL;
-	char stale[200];
-	snprintf(stale, sizeof(stale), "%s/old.sock", rundir);
-	unlink(stale);
+	static const char *const left[] = {"old.sock", "old.log", "gone.sock"};
+	for (size_t i = 0; i < sizeof(left) / sizeof(left[0]); i++) {
+		char path[200];
+		snprintf(path, sizeof(path), "%s/%s", rundir, left[i]);
+		unlink(path);
+	}
 	rmdir(rundir);
 	fake_vm_stop(&vm);
 }
@@ -612,6 +616,52 @@ START_TEST(ps_lists_live_and_stale_vms)
 }
 END_TEST
 
+/*
+ * A VM started in a login session ($XDG_RUNTIME_DIR/vmm) and one started under sudo or
+ * cron (/run/vmm, here VMM_SYSTEM_RUNDIR) are both seen, by ps and by name:
+ *   session: vm1 (running)             system: vm2 (running), vm1 (stale), old (stale)
+ * vm1 is listed once, the session's.
+ */
+START_TEST(ps_and_names_see_the_session_and_the_system_directory)
+{
+	struct fake_vm vm2;
+	fake_vm_start(&vm2, "vm2", true);
+	setenv("VMM_SYSTEM_RUNDIR", vm2.dir, 1);
+	char shadowed[200], old[200];
+	snprintf(shadowed, sizeof(shadowed), "%s/vm1.sock", vm2.dir);
+	snprintf(old, sizeof(old), "%s/old.sock", vm2.dir);
+	make_stale_socket(shadowed);
+	make_stale_socket(old);
+	struct spawn_result r;
+	ck_assert_int_eq(spawn_vmm(&r, 30, "ps", NULL), 0);
+	expect_status(&r, 0, NULL);
+	char want[1024];
+	snprintf(want, sizeof(want),
+		 "NAME  STATUS       PID  SOCKET\n"
+		 "old   stale          -  %s\n"
+		 "vm1   running  %7d  %s\n"
+		 "vm2   running  %7d  %s\n",
+		 old, (int)getpid(), vm.path, (int)getpid(), vm2.path);
+	ck_assert_str_eq(r.out, want);
+	spawn_free(&r);
+	ck_assert_int_eq(spawn_vmm(&r, 30, "stop", "vm2", NULL), 0); /* by name, in the system directory */
+	expect_status(&r, 0, NULL);
+	spawn_free(&r);
+	pthread_mutex_lock(&vm2.lock);
+	ck_assert_int_eq(vm2.state, MONITOR_RUN_PAUSED);
+	pthread_mutex_unlock(&vm2.lock);
+	ck_assert_int_eq(spawn_vmm(&r, 30, "stats", NULL), 0);
+	expect_status(&r, 0, NULL);
+	ck_assert_msg(strstr(r.out, "\nold   stale ") && strstr(r.out, "\nvm1   running ") &&
+			      strstr(r.out, "\nvm2   paused "),
+		      "%s", r.out);
+	spawn_free(&r);
+	unlink(old);
+	unlink(shadowed);
+	fake_vm_stop(&vm2);
+}
+END_TEST
+
 START_TEST(ps_without_a_runtime_directory_lists_nothing)
 {
 	setenv("XDG_RUNTIME_DIR", "/nonexistent-vmm-test", 1);
@@ -710,6 +760,7 @@ Suite *qmp_client_suite(void)
 	HARNESS_ADD_TEST(cli, missing_and_stale_vms_are_one_line_and_125);
 	HARNESS_ADD_TEST(cli, ps_lists_live_and_stale_vms);
 	HARNESS_ADD_TEST(cli, ps_without_a_runtime_directory_lists_nothing);
+	HARNESS_ADD_TEST(cli, ps_and_names_see_the_session_and_the_system_directory);
 	HARNESS_ADD_TEST(cli, every_verb_has_complete_help);
 	HARNESS_ADD_TEST(cli, bad_arguments_are_one_line_and_125);
 	return s;
