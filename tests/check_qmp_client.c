@@ -588,7 +588,7 @@ START_TEST(ps_lists_live_and_stale_vms)
 	make_stale_socket(stale);
 	struct spawn_result r;
 	ck_assert_int_eq(spawn_vmm(&r, 30, "ps", NULL), 0);
-	expect_status(&r, 0, NULL);
+	expect_status(&r, 0, "vmm ps: 1 stale; vmm rm --stale removes them\n");
 	char want[1024];
 	snprintf(want, sizeof(want),
 		 "NAME  STATUS       PID  SOCKET\n"
@@ -598,7 +598,7 @@ START_TEST(ps_lists_live_and_stale_vms)
 	ck_assert_str_eq(r.out, want);
 	spawn_free(&r);
 	ck_assert_int_eq(spawn_vmm(&r, 30, "ps", "--json", NULL), 0);
-	expect_status(&r, 0, NULL);
+	expect_status(&r, 0, NULL); /* JSON is for scripts: no note */
 	json_t *rows = json_loads(r.out, 0, NULL);
 	snprintf(want, sizeof(want),
 		 "[{\"name\":\"old\",\"status\":\"stale\",\"running\":null,\"pid\":null,\"socket\":\"%s\"},"
@@ -634,7 +634,7 @@ START_TEST(ps_and_names_see_the_session_and_the_system_directory)
 	make_stale_socket(old);
 	struct spawn_result r;
 	ck_assert_int_eq(spawn_vmm(&r, 30, "ps", NULL), 0);
-	expect_status(&r, 0, NULL);
+	expect_status(&r, 0, "vmm ps: 1 stale; vmm rm --stale removes them\n");
 	char want[1024];
 	snprintf(want, sizeof(want),
 		 "NAME  STATUS       PID  SOCKET\n"

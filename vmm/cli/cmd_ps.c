@@ -27,7 +27,8 @@ static void ps_help(FILE *f, const char *verb)
 		   "the sockets they own; a name in both is listed once, from the first): NAME, STATUS\n"
 		   "(QMP query-status: running, paused, shutdown, ...), the PID of its vmm process\n"
 		   "and the SOCKET. A socket nothing listens on any more shows as 'stale' (its vmm\n"
-		   "was killed); one that cannot be queried as 'unreachable', with the reason on\n"
+		   "was killed), and a note on standard error counts them ('vmm rm --stale' removes\n"
+		   "them); one that cannot be queried shows as 'unreachable', with the reason on\n"
 		   "standard error.\n\n");
 	cli_print_options(f, ps_options);
 	fprintf(f, "\nWith --json: an array of {\"name\", \"status\", \"running\", \"pid\", \"socket\"}\n"
@@ -119,11 +120,15 @@ int cmd_ps(int argc, char **argv)
 			return cmd_client_fail("ps", r);
 	}
 	json_t *rows = json_array();
+	unsigned stale = 0;
 	for (size_t i = 0; i < n; i++) {
 		json_t *row = ps_probe(vms[i].name, vms[i].path);
 		json_t *err = json_object_get(row, "error");
 		if (err && !a.json)
 			fprintf(stderr, "vmm ps: %s: %s\n", vms[i].name, json_string_value(err));
+		const char *st = json_string_value(json_object_get(row, "status"));
+		if (st && strcmp(st, "stale") == 0)
+			stale++;
 		json_array_append_new(rows, row);
 	}
 	if (a.monitor) {
@@ -136,6 +141,9 @@ int cmd_ps(int argc, char **argv)
 		cmd_client_print_json(stdout, rows);
 	else
 		ps_print(rows);
+	/* The table stays a table for scripts; the hint goes to the person. */
+	if (stale && !a.json && !a.monitor)
+		fprintf(stderr, "vmm ps: %u stale; vmm rm --stale removes them\n", stale);
 	json_decref(rows);
 	return 0;
 }
