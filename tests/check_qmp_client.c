@@ -598,7 +598,7 @@ START_TEST(ps_lists_live_and_stale_vms)
 	ck_assert_str_eq(r.out, want);
 	spawn_free(&r);
 	ck_assert_int_eq(spawn_vmm(&r, 30, "ps", "--json", NULL), 0);
-	expect_status(&r, 0, NULL); /* JSON is for scripts: no note */
+	expect_status(&r, 0, NULL);
 	json_t *rows = json_loads(r.out, 0, NULL);
 	snprintf(want, sizeof(want),
 		 "[{\"name\":\"old\",\"status\":\"stale\",\"running\":null,\"pid\":null,\"socket\":\"%s\"},"
@@ -612,6 +612,73 @@ START_TEST(ps_lists_live_and_stale_vms)
 	ck_assert_int_eq(spawn_vmm(&r, 30, "ps", "--monitor", vm.path, NULL), 0);
 	expect_status(&r, 0, NULL);
 	ck_assert_msg(strstr(r.out, "vm1   running") && !strstr(r.out, "old"), "%s", r.out);
+	spawn_free(&r);
+}
+END_TEST
+
+static bool exists(const char *path)
+{
+	return access(path, F_OK) == 0;
+}
+
+/* rm NAME...: the stale one and its log go, the running and the unknown one are a line
+ * each, and the status says not all went. */
+START_TEST(rm_removes_stale_vms_and_refuses_running_ones)
+{
+	char stale[200], log[200], gone[200], want[600];
+	snprintf(stale, sizeof(stale), "%s/old.sock", rundir);
+	snprintf(log, sizeof(log), "%s/old.log", rundir);
+	snprintf(gone, sizeof(gone), "%s/gone.sock", rundir);
+	make_stale_socket(stale);
+	make_stale_socket(gone);
+	FILE *f = fopen(log, "w");
+	ck_assert_ptr_nonnull(f);
+	fclose(f);
+	struct spawn_result r;
+	ck_assert_int_eq(spawn_vmm(&r, 30, "rm", "old", "vm1", "nosuch", "gone", NULL), 0);
+	snprintf(want, sizeof(want),
+		 "vmm rm: VM 'vm1' is running; vmm quit vm1 first\n"
+		 "vmm rm: no VM named 'nosuch' (no socket at %s/nosuch.sock)\n",
+		 rundir);
+	expect_status(&r, 125, want);
+	ck_assert_str_eq(r.out, "");
+	spawn_free(&r);
+	ck_assert(!exists(stale) && !exists(log) && !exists(gone));
+	ck_assert(exists(vm.path));
+	ck_assert_int_eq(spawn_vmm(&r, 30, "rm", "vm1", NULL), 0);
+	expect_status(&r, 125, "vmm rm: VM 'vm1' is running; vmm quit vm1 first\n");
+	spawn_free(&r);
+	ck_assert_int_eq(spawn_vmm(&r, 30, "rm", NULL), 0);
+	expect_status(&r, 125, "vmm rm: no VM NAME given (usage: vmm rm NAME... | vmm rm --stale)\n");
+	spawn_free(&r);
+}
+END_TEST
+
+START_TEST(rm_stale_removes_every_stale_vm_and_only_those)
+{
+	char stale[200], log[200], gone[200];
+	snprintf(stale, sizeof(stale), "%s/old.sock", rundir);
+	snprintf(log, sizeof(log), "%s/old.log", rundir);
+	snprintf(gone, sizeof(gone), "%s/gone.sock", rundir);
+	make_stale_socket(stale);
+	make_stale_socket(gone);
+	FILE *f = fopen(log, "w");
+	ck_assert_ptr_nonnull(f);
+	fclose(f);
+	struct spawn_result r;
+	ck_assert_int_eq(spawn_vmm(&r, 30, "rm", "--stale", NULL), 0);
+	expect_status(&r, 0, NULL);
+	spawn_free(&r);
+	ck_assert(!exists(stale) && !exists(log) && !exists(gone));
+	ck_assert(exists(vm.path));
+	ck_assert_int_eq(spawn_vmm(&r, 30, "ps", NULL), 0);
+	expect_status(&r, 0, NULL); /* no stale one left: no note */
+	spawn_free(&r);
+	ck_assert_int_eq(spawn_vmm(&r, 30, "rm", "--stale", NULL), 0); /* nothing to do */
+	expect_status(&r, 0, NULL);
+	spawn_free(&r);
+	ck_assert_int_eq(spawn_vmm(&r, 30, "rm", "--stale", "vm1", NULL), 0);
+	expect_status(&r, 125, "vmm rm: NAMEs or --stale, not both (usage: vmm rm NAME... | vmm rm --stale)\n");
 	spawn_free(&r);
 }
 END_TEST
@@ -656,7 +723,10 @@ START_TEST(ps_and_names_see_the_session_and_the_system_directory)
 			      strstr(r.out, "\nvm2   paused "),
 		      "%s", r.out);
 	spawn_free(&r);
-	unlink(old);
+	ck_assert_int_eq(spawn_vmm(&r, 30, "rm", "old", NULL), 0);
+	expect_status(&r, 0, NULL);
+	spawn_free(&r);
+	ck_assert(!exists(old));
 	unlink(shadowed);
 	fake_vm_stop(&vm2);
 }
@@ -684,6 +754,7 @@ START_TEST(every_verb_has_complete_help)
 		{"stop", {"--monitor PATH", "--help"}},
 		{"cont", {"--monitor PATH", "--help"}},
 		{"quit", {"--monitor PATH", "--help"}},
+		{"rm", {"--stale", "--help"}},
 	};
 	struct spawn_result r;
 	ck_assert_int_eq(spawn_vmm(&r, 30, "--help", NULL), 0);
@@ -760,6 +831,8 @@ Suite *qmp_client_suite(void)
 	HARNESS_ADD_TEST(cli, missing_and_stale_vms_are_one_line_and_125);
 	HARNESS_ADD_TEST(cli, ps_lists_live_and_stale_vms);
 	HARNESS_ADD_TEST(cli, ps_without_a_runtime_directory_lists_nothing);
+	HARNESS_ADD_TEST(cli, rm_removes_stale_vms_and_refuses_running_ones);
+	HARNESS_ADD_TEST(cli, rm_stale_removes_every_stale_vm_and_only_those);
 	HARNESS_ADD_TEST(cli, ps_and_names_see_the_session_and_the_system_directory);
 	HARNESS_ADD_TEST(cli, every_verb_has_complete_help);
 	HARNESS_ADD_TEST(cli, bad_arguments_are_one_line_and_125);

@@ -27,6 +27,8 @@ int cmd_snapshot(int argc, char **argv);
 int cmd_memory(int argc, char **argv);
 /* vmm fork NAME [-N COUNT] [--json] [--monitor PATH] */
 int cmd_fork(int argc, char **argv);
+/* vmm rm NAME... | vmm rm --stale (cmd_rm.c) */
+int cmd_rm(int argc, char **argv);
 /* vmm store ls|verify|gc|rm [DIR] [SNAPSHOT] */
 int cmd_store(int argc, char **argv);
 

@@ -29,6 +29,7 @@ static const struct verb verbs[] = {
 	{"stop", cmd_control, "pause a running VM"},
 	{"cont", cmd_control, "resume a paused VM"},
 	{"quit", cmd_control, "end a running VM"},
+	{"rm", cmd_rm, "remove what a dead VM left (its stale socket and log); --stale: all of them"},
 	{"snapshot", cmd_snapshot, "snapshot a running VM into a store"},
 	{"fork", cmd_fork, "fork a running VM into child VMs sharing its memory"},
 	{"store", cmd_store, "list, verify, clean or prune a snapshot store"},
