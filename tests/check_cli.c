@@ -1,4 +1,5 @@
 /* The vmm command line: option parsing, value syntax, and what users see on bad input. */
+#include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
@@ -16,6 +17,7 @@
 #include "vmm/cli/cli.h"
 #include "vmm/cli/commands.h"
 #include "vmm/error.h"
+#include "vmm/monitor/monitor.h"
 #include "vmm/store/store.h"
 
 static int parse(struct vm_config *cfg, const char *const *args)
@@ -175,6 +177,30 @@ START_TEST(restore_takes_runs_options_and_its_own)
 	char *bad[] = {"restore", "-m", "1G", "snap", NULL}; /* the snapshot says how much RAM */
 	ck_assert_int_eq(cmd_restore_parse(4, bad, &cfg, &store, &snapshot), CLI_ERROR);
 	ck_assert_str_eq(error_message(), "vmm restore: unknown option -m (see vmm restore --help)");
+}
+END_TEST
+
+/* Without -n, a restored VM is named after its snapshot, or SNAPSHOT.K, the first K free. */
+START_TEST(restore_names_the_vm_after_the_snapshot)
+{
+	char buf[MONITOR_NAME_MAX + 1];
+	ck_assert_int_eq(cmd_restore_name("web", NULL, 0, buf, sizeof(buf)), 0);
+	ck_assert_str_eq(buf, "web");
+	const char *others[] = {"db", "web.2"};
+	ck_assert_int_eq(cmd_restore_name("web", others, 2, buf, sizeof(buf)), 0);
+	ck_assert_str_eq(buf, "web");
+	const char *one[] = {"web"};
+	ck_assert_int_eq(cmd_restore_name("web", one, 1, buf, sizeof(buf)), 0);
+	ck_assert_str_eq(buf, "web.2");
+	const char *taken[] = {"web.4", "web", "web.2", "db"};
+	ck_assert_int_eq(cmd_restore_name("web", taken, 4, buf, sizeof(buf)), 0);
+	ck_assert_str_eq(buf, "web.3");
+	char longest[MONITOR_NAME_MAX + 1];
+	memset(longest, 'a', MONITOR_NAME_MAX);
+	longest[MONITOR_NAME_MAX] = '\0';
+	const char *l[] = {longest};
+	ck_assert_int_eq(cmd_restore_name(longest, l, 1, buf, sizeof(buf)), -ENAMETOOLONG);
+	ck_assert_int_eq(cmd_restore_name(".hidden", NULL, 0, buf, sizeof(buf)), -EINVAL);
 }
 END_TEST
 
@@ -666,6 +692,7 @@ Suite *cli_suite(void)
 	HARNESS_ADD_TEST(tc, overlong_command_line_is_refused);
 	HARNESS_ADD_TEST(tc, help_is_recognised);
 	HARNESS_ADD_TEST(tc, counts_are_singular_for_one);
+	HARNESS_ADD_TEST(tc, restore_names_the_vm_after_the_snapshot);
 	HARNESS_ADD_TEST(tc, restore_reads_the_default_store);
 	HARNESS_ADD_TEST(tc, restore_takes_runs_options_and_its_own);
 	suite_add_tcase(s, tc);

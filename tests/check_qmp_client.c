@@ -2,7 +2,7 @@
  * The monitor client (vmm/qmp_client.c) against a fake VM's monitor, and the CLI verbs
  * built on it (vmm ps, stats, stop, cont, quit) run as a user would run them.
  * XDG_RUNTIME_DIR points at a fresh directory: the fake VM "vm1" listens at its default
- * path there, so names resolve as they do for users.
+ * path there, so names resolve as they do for users. VMM_SYSTEM_RUNDIR stands for /run/vmm.
  */
 #include <errno.h>
 #include <stdbool.h>
@@ -32,6 +32,7 @@ static void setup(void)
 {
 	fake_vm_start(&vm, "vm1", false);
 	setenv("XDG_RUNTIME_DIR", vm.dir, 1);
+	setenv("VMM_SYSTEM_RUNDIR", "/nonexistent-vmm-system", 1); /* not this machine's /run/vmm */
 	ck_assert_int_eq(monitor_socket_path("vm1", vm.path, sizeof(vm.path), true), 0);
 	snprintf(rundir, sizeof(rundir), "%s/vmm", vm.dir);
 	ck_assert_msg(monitor_listen(vm.mon, vm.path) == 0, "%s", error_message());
@@ -41,9 +42,12 @@ static void teardown(void)
 {
 	monitor_destroy(vm.mon);
 	vm.mon = NULL;
-	char stale[200];
-	snprintf(stale, sizeof(stale), "%s/old.sock", rundir);
-	unlink(stale);
+	static const char *const left[] = {"old.sock", "old.log", "gone.sock"};
+	for (size_t i = 0; i < sizeof(left) / sizeof(left[0]); i++) {
+		char path[200];
+		snprintf(path, sizeof(path), "%s/%s", rundir, left[i]);
+		unlink(path);
+	}
 	rmdir(rundir);
 	fake_vm_stop(&vm);
 }
@@ -584,7 +588,7 @@ START_TEST(ps_lists_live_and_stale_vms)
 	make_stale_socket(stale);
 	struct spawn_result r;
 	ck_assert_int_eq(spawn_vmm(&r, 30, "ps", NULL), 0);
-	expect_status(&r, 0, NULL);
+	expect_status(&r, 0, "vmm ps: 1 stale; vmm rm --stale removes them\n");
 	char want[1024];
 	snprintf(want, sizeof(want),
 		 "NAME  STATUS       PID  SOCKET\n"
@@ -612,6 +616,122 @@ START_TEST(ps_lists_live_and_stale_vms)
 }
 END_TEST
 
+static bool exists(const char *path)
+{
+	return access(path, F_OK) == 0;
+}
+
+/* rm NAME...: the stale one and its log go, the running and the unknown one are a line
+ * each, and the status says not all went. */
+START_TEST(rm_removes_stale_vms_and_refuses_running_ones)
+{
+	char stale[200], log[200], gone[200], want[600];
+	snprintf(stale, sizeof(stale), "%s/old.sock", rundir);
+	snprintf(log, sizeof(log), "%s/old.log", rundir);
+	snprintf(gone, sizeof(gone), "%s/gone.sock", rundir);
+	make_stale_socket(stale);
+	make_stale_socket(gone);
+	FILE *f = fopen(log, "w");
+	ck_assert_ptr_nonnull(f);
+	fclose(f);
+	struct spawn_result r;
+	ck_assert_int_eq(spawn_vmm(&r, 30, "rm", "old", "vm1", "nosuch", "gone", NULL), 0);
+	snprintf(want, sizeof(want),
+		 "vmm rm: VM 'vm1' is running; vmm quit vm1 first\n"
+		 "vmm rm: no VM named 'nosuch' (no socket at %s/nosuch.sock)\n",
+		 rundir);
+	expect_status(&r, 125, want);
+	ck_assert_str_eq(r.out, "");
+	spawn_free(&r);
+	ck_assert(!exists(stale) && !exists(log) && !exists(gone));
+	ck_assert(exists(vm.path));
+	ck_assert_int_eq(spawn_vmm(&r, 30, "rm", "vm1", NULL), 0);
+	expect_status(&r, 125, "vmm rm: VM 'vm1' is running; vmm quit vm1 first\n");
+	spawn_free(&r);
+	ck_assert_int_eq(spawn_vmm(&r, 30, "rm", NULL), 0);
+	expect_status(&r, 125, "vmm rm: no VM NAME given (usage: vmm rm NAME... | vmm rm --stale)\n");
+	spawn_free(&r);
+}
+END_TEST
+
+START_TEST(rm_stale_removes_every_stale_vm_and_only_those)
+{
+	char stale[200], log[200], gone[200];
+	snprintf(stale, sizeof(stale), "%s/old.sock", rundir);
+	snprintf(log, sizeof(log), "%s/old.log", rundir);
+	snprintf(gone, sizeof(gone), "%s/gone.sock", rundir);
+	make_stale_socket(stale);
+	make_stale_socket(gone);
+	FILE *f = fopen(log, "w");
+	ck_assert_ptr_nonnull(f);
+	fclose(f);
+	struct spawn_result r;
+	ck_assert_int_eq(spawn_vmm(&r, 30, "rm", "--stale", NULL), 0);
+	expect_status(&r, 0, NULL);
+	spawn_free(&r);
+	ck_assert(!exists(stale) && !exists(log) && !exists(gone));
+	ck_assert(exists(vm.path));
+	ck_assert_int_eq(spawn_vmm(&r, 30, "ps", NULL), 0);
+	expect_status(&r, 0, NULL); /* no stale one left: no note */
+	spawn_free(&r);
+	ck_assert_int_eq(spawn_vmm(&r, 30, "rm", "--stale", NULL), 0); /* nothing to do */
+	expect_status(&r, 0, NULL);
+	spawn_free(&r);
+	ck_assert_int_eq(spawn_vmm(&r, 30, "rm", "--stale", "vm1", NULL), 0);
+	expect_status(&r, 125, "vmm rm: NAMEs or --stale, not both (usage: vmm rm NAME... | vmm rm --stale)\n");
+	spawn_free(&r);
+}
+END_TEST
+
+/*
+ * A VM started in a login session ($XDG_RUNTIME_DIR/vmm) and one started under sudo or
+ * cron (/run/vmm, here VMM_SYSTEM_RUNDIR) are both seen, by ps and by name:
+ *   session: vm1 (running)             system: vm2 (running), vm1 (stale), old (stale)
+ * vm1 is listed once, the session's.
+ */
+START_TEST(ps_and_names_see_the_session_and_the_system_directory)
+{
+	struct fake_vm vm2;
+	fake_vm_start(&vm2, "vm2", true);
+	setenv("VMM_SYSTEM_RUNDIR", vm2.dir, 1);
+	char shadowed[200], old[200];
+	snprintf(shadowed, sizeof(shadowed), "%s/vm1.sock", vm2.dir);
+	snprintf(old, sizeof(old), "%s/old.sock", vm2.dir);
+	make_stale_socket(shadowed);
+	make_stale_socket(old);
+	struct spawn_result r;
+	ck_assert_int_eq(spawn_vmm(&r, 30, "ps", NULL), 0);
+	expect_status(&r, 0, "vmm ps: 1 stale; vmm rm --stale removes them\n");
+	char want[1024];
+	snprintf(want, sizeof(want),
+		 "NAME  STATUS       PID  SOCKET\n"
+		 "old   stale          -  %s\n"
+		 "vm1   running  %7d  %s\n"
+		 "vm2   running  %7d  %s\n",
+		 old, (int)getpid(), vm.path, (int)getpid(), vm2.path);
+	ck_assert_str_eq(r.out, want);
+	spawn_free(&r);
+	ck_assert_int_eq(spawn_vmm(&r, 30, "stop", "vm2", NULL), 0); /* by name, in the system directory */
+	expect_status(&r, 0, NULL);
+	spawn_free(&r);
+	pthread_mutex_lock(&vm2.lock);
+	ck_assert_int_eq(vm2.state, MONITOR_RUN_PAUSED);
+	pthread_mutex_unlock(&vm2.lock);
+	ck_assert_int_eq(spawn_vmm(&r, 30, "stats", NULL), 0);
+	expect_status(&r, 0, NULL);
+	ck_assert_msg(strstr(r.out, "\nold   stale ") && strstr(r.out, "\nvm1   running ") &&
+			      strstr(r.out, "\nvm2   paused "),
+		      "%s", r.out);
+	spawn_free(&r);
+	ck_assert_int_eq(spawn_vmm(&r, 30, "rm", "old", NULL), 0);
+	expect_status(&r, 0, NULL);
+	spawn_free(&r);
+	ck_assert(!exists(old));
+	unlink(shadowed);
+	fake_vm_stop(&vm2);
+}
+END_TEST
+
 START_TEST(ps_without_a_runtime_directory_lists_nothing)
 {
 	setenv("XDG_RUNTIME_DIR", "/nonexistent-vmm-test", 1);
@@ -634,6 +754,7 @@ START_TEST(every_verb_has_complete_help)
 		{"stop", {"--monitor PATH", "--help"}},
 		{"cont", {"--monitor PATH", "--help"}},
 		{"quit", {"--monitor PATH", "--help"}},
+		{"rm", {"--stale", "--help"}},
 	};
 	struct spawn_result r;
 	ck_assert_int_eq(spawn_vmm(&r, 30, "--help", NULL), 0);
@@ -710,6 +831,9 @@ Suite *qmp_client_suite(void)
 	HARNESS_ADD_TEST(cli, missing_and_stale_vms_are_one_line_and_125);
 	HARNESS_ADD_TEST(cli, ps_lists_live_and_stale_vms);
 	HARNESS_ADD_TEST(cli, ps_without_a_runtime_directory_lists_nothing);
+	HARNESS_ADD_TEST(cli, rm_removes_stale_vms_and_refuses_running_ones);
+	HARNESS_ADD_TEST(cli, rm_stale_removes_every_stale_vm_and_only_those);
+	HARNESS_ADD_TEST(cli, ps_and_names_see_the_session_and_the_system_directory);
 	HARNESS_ADD_TEST(cli, every_verb_has_complete_help);
 	HARNESS_ADD_TEST(cli, bad_arguments_are_one_line_and_125);
 	return s;

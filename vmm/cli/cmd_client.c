@@ -2,6 +2,8 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <sys/stat.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -140,51 +142,82 @@ int cmd_client_call(const char *verb, const struct cmd_client_args *a, const cha
 	return r ? cmd_client_fail(verb, r) : 0;
 }
 
-static int cmd_client_name_cmp(const void *a, const void *b)
+static int cmd_client_vm_cmp(const void *a, const void *b)
 {
-	return strcmp(*(char *const *)a, *(char *const *)b);
+	return strcmp(((const struct cmd_client_vm *)a)->name, ((const struct cmd_client_vm *)b)->name);
 }
 
-int cmd_client_list_vms(char *dir, size_t size, char ***names, size_t *n)
+void cmd_client_free_vms(struct cmd_client_vm *vms, size_t n)
 {
-	*names = NULL;
-	*n = 0;
-	int r = monitor_runtime_dir(dir, size, false);
-	if (r)
-		return r;
+	for (size_t i = 0; i < n; i++) {
+		free(vms[i].name);
+		free(vms[i].path);
+	}
+	free(vms);
+}
+
+/* Add the VMs of @dir not in *@vms yet (the earlier directory wins). 0 or -errno. */
+static int cmd_client_list_dir(const char *dir, struct cmd_client_vm **vms, size_t *n, size_t *cap)
+{
 	DIR *d = opendir(dir);
 	if (!d)
 		return errno == ENOENT ? 0 : error_set_errno(errno, "cannot read the runtime directory %s", dir);
-	size_t cap = 0;
+	size_t first = *n; /* names are unique within one directory */
 	struct dirent *e;
-	r = 0;
+	int r = 0;
 	while (!r && (e = readdir(d))) {
 		size_t len = strlen(e->d_name);
 		if (e->d_name[0] == '.' || len <= 5 || strcmp(e->d_name + len - 5, ".sock") != 0)
 			continue;
-		if (*n == cap) {
-			cap = cap ? cap * 2 : 16;
-			char **more = realloc(*names, cap * sizeof(*more));
+		struct stat st;
+		if (fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0 || !monitor_socket_visible(&st))
+			continue;
+		bool seen = false;
+		for (size_t i = 0; i < first && !seen; i++)
+			seen = strncmp((*vms)[i].name, e->d_name, len - 5) == 0 && (*vms)[i].name[len - 5] == '\0';
+		if (seen)
+			continue;
+		if (*n == *cap) {
+			size_t c = *cap ? *cap * 2 : 16;
+			struct cmd_client_vm *more = realloc(*vms, c * sizeof(*more));
 			if (!more) {
 				r = error_set(ENOMEM, "out of memory");
 				break;
 			}
-			*names = more;
+			*vms = more;
+			*cap = c;
 		}
-		if (!((*names)[*n] = strndup(e->d_name, len - 5)))
+		struct cmd_client_vm *v = &(*vms)[*n];
+		v->name = strndup(e->d_name, len - 5);
+		v->path = NULL;
+		if (!v->name || asprintf(&v->path, "%s/%s", dir, e->d_name) < 0) {
+			free(v->name);
 			r = error_set(ENOMEM, "out of memory");
-		else
+		} else {
 			(*n)++;
+		}
 	}
 	closedir(d);
+	return r;
+}
+
+int cmd_client_list_vms(struct cmd_client_vm **vms, size_t *n)
+{
+	*vms = NULL;
+	*n = 0;
+	char dirs[MONITOR_SEARCH_DIRS][MONITOR_DIR_MAX];
+	unsigned ndirs;
+	int r = monitor_search_dirs(dirs, &ndirs);
+	size_t cap = 0;
+	for (unsigned i = 0; !r && i < ndirs; i++)
+		r = cmd_client_list_dir(dirs[i], vms, n, &cap);
 	if (r) {
-		while (*n)
-			free((*names)[--*n]);
-		free(*names);
-		*names = NULL;
+		cmd_client_free_vms(*vms, *n);
+		*vms = NULL;
+		*n = 0;
 		return r;
 	}
 	if (*n)
-		qsort(*names, *n, sizeof(**names), cmd_client_name_cmp);
+		qsort(*vms, *n, sizeof(**vms), cmd_client_vm_cmp);
 	return 0;
 }

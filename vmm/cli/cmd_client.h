@@ -27,6 +27,8 @@ int cmd_snapshot(int argc, char **argv);
 int cmd_memory(int argc, char **argv);
 /* vmm fork NAME [-N COUNT] [--json] [--monitor PATH] */
 int cmd_fork(int argc, char **argv);
+/* vmm rm NAME... | vmm rm --stale (cmd_rm.c) */
+int cmd_rm(int argc, char **argv);
 /* vmm store ls|verify|gc|rm [DIR] [SNAPSHOT] */
 int cmd_store(int argc, char **argv);
 
@@ -78,13 +80,23 @@ int cmd_client_parse(const char *verb, const char *usage, const struct cli_optio
 int cmd_client_parse_more(const char *verb, const char *usage, const struct cli_option *opts,
 			  void (*help)(FILE *f, const char *verb), int argc, char **argv, struct cmd_client_args *a);
 
+/* A VM found by cmd_client_list_vms. */
+struct cmd_client_vm {
+	char *name; /* NAME, of NAME.sock */
+	char *path; /* its socket */
+};
+
 /*
- * The VMs with a monitor socket in the runtime directory (monitor_runtime_dir, written to
- * @dir of @size): *names gets their names ("NAME.sock"; hidden files are not VMs), sorted,
- * *n how many; none when the directory does not exist. Free each name and the array.
- * 0, or -errno with the message set.
+ * The VMs with a monitor socket in the directories of monitor_search_dirs (the session's
+ * runtime directory, then /run/vmm): *vms gets them, each name once (the first directory
+ * wins; hidden files and sockets monitor_socket_visible refuses are not VMs), sorted by
+ * name, *n how many; a directory that does not exist holds none. Free with
+ * cmd_client_free_vms. 0, or -errno with the message set.
  */
-int cmd_client_list_vms(char *dir, size_t size, char ***names, size_t *n);
+int cmd_client_list_vms(struct cmd_client_vm **vms, size_t *n);
+
+/* Free what cmd_client_list_vms gave. */
+void cmd_client_free_vms(struct cmd_client_vm *vms, size_t n);
 
 /* How long a verb waits for the monitor to answer. */
 #define CMD_CLIENT_TIMEOUT_MS 10000

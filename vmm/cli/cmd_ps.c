@@ -23,10 +23,12 @@ static void ps_help(FILE *f, const char *verb)
 	(void)verb;
 	fprintf(f, "usage: " PS_USAGE "\n"
 		   "List the VMs that have a monitor socket in the runtime directory\n"
-		   "($XDG_RUNTIME_DIR/vmm, or /run/vmm when XDG_RUNTIME_DIR is unset): NAME, STATUS\n"
+		   "($XDG_RUNTIME_DIR/vmm) or in /run/vmm (a user other than root sees there only\n"
+		   "the sockets they own; a name in both is listed once, from the first): NAME, STATUS\n"
 		   "(QMP query-status: running, paused, shutdown, ...), the PID of its vmm process\n"
 		   "and the SOCKET. A socket nothing listens on any more shows as 'stale' (its vmm\n"
-		   "was killed); one that cannot be queried as 'unreachable', with the reason on\n"
+		   "was killed), and a note on standard error counts them ('vmm rm --stale' removes\n"
+		   "them); one that cannot be queried shows as 'unreachable', with the reason on\n"
 		   "standard error.\n\n");
 	cli_print_options(f, ps_options);
 	fprintf(f, "\nWith --json: an array of {\"name\", \"status\", \"running\", \"pid\", \"socket\"}\n"
@@ -98,39 +100,50 @@ int cmd_ps(int argc, char **argv)
 	int status = cmd_client_parse("ps", PS_USAGE, ps_options, false, ps_help, argc, argv, &a);
 	if (status != CMD_CLIENT_GO_ON)
 		return status;
-	char dir[108], path[4096];
-	char **names = NULL;
+	struct cmd_client_vm *vms = NULL, one;
 	size_t n = 0;
 	if (a.monitor) {
 		const char *base = strrchr(a.monitor, '/');
 		base = base ? base + 1 : a.monitor;
 		size_t len = strlen(base);
-		names = malloc(sizeof(*names));
-		if (names)
-			names[n++] = strndup(base, len > 5 && strcmp(base + len - 5, ".sock") == 0 ? len - 5 : len);
-	} else if (cmd_client_list_vms(dir, sizeof(dir), &names, &n) != 0) {
-		return cmd_client_fail("ps", -EIO);
+		one.name = strndup(base, len > 5 && strcmp(base + len - 5, ".sock") == 0 ? len - 5 : len);
+		one.path = strdup(a.monitor);
+		if (!one.name || !one.path) {
+			free(one.name), free(one.path);
+			return cmd_client_fail("ps", error_set(ENOMEM, "out of memory"));
+		}
+		vms = &one;
+		n = 1;
+	} else {
+		int r = cmd_client_list_vms(&vms, &n);
+		if (r)
+			return cmd_client_fail("ps", r);
 	}
 	json_t *rows = json_array();
+	unsigned stale = 0;
 	for (size_t i = 0; i < n; i++) {
-		if (!names[i])
-			continue;
-		if (a.monitor)
-			snprintf(path, sizeof(path), "%s", a.monitor);
-		else
-			snprintf(path, sizeof(path), "%s/%s.sock", dir, names[i]);
-		json_t *row = ps_probe(names[i], path);
+		json_t *row = ps_probe(vms[i].name, vms[i].path);
 		json_t *err = json_object_get(row, "error");
 		if (err && !a.json)
-			fprintf(stderr, "vmm ps: %s: %s\n", names[i], json_string_value(err));
+			fprintf(stderr, "vmm ps: %s: %s\n", vms[i].name, json_string_value(err));
+		const char *st = json_string_value(json_object_get(row, "status"));
+		if (st && strcmp(st, "stale") == 0)
+			stale++;
 		json_array_append_new(rows, row);
-		free(names[i]);
 	}
-	free(names);
+	if (a.monitor) {
+		free(one.name);
+		free(one.path);
+	} else {
+		cmd_client_free_vms(vms, n);
+	}
 	if (a.json)
 		cmd_client_print_json(stdout, rows);
 	else
 		ps_print(rows);
+	/* The table stays a table for scripts; the hint goes to the person. */
+	if (stale && !a.json && !a.monitor)
+		fprintf(stderr, "vmm ps: %u stale; vmm rm --stale removes them\n", stale);
 	json_decref(rows);
 	return 0;
 }

@@ -1,4 +1,5 @@
 /* vmm restore: run a guest from a stored snapshot. */
+#include <errno.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -6,10 +7,14 @@
 #include <unistd.h>
 
 #include "vmm/cli/cli.h"
+#include "vmm/cli/cmd_client.h"
 #include "vmm/cli/cmd_run.h"
 #include "vmm/cli/commands.h"
 #include "vmm/error.h"
 #include "vmm/lifecycle/restore.h"
+#include "vmm/monitor/monitor.h"
+
+#define RESTORE_PROBE_TIMEOUT_MS 2000 /* as vmm ps */
 
 static const struct cli_option restore_options[] = {
 	{"store", 's', "DIR", OPT_STORE, "the store holding SNAPSHOT"},
@@ -22,7 +27,7 @@ static const struct cli_option restore_options[] = {
 	OPTION_SWAP,
 	OPTION_CLUSTER,
 	OPTION_STATS,
-	OPTION_NAME,
+	{"name", 'n', "NAME", OPT_NAME, "name of the VM, for its monitor socket (default: SNAPSHOT)"},
 	OPTION_MONITOR,
 	OPTION_VERBOSE,
 	OPTION_KVM,
@@ -38,7 +43,8 @@ void cmd_restore_help(FILE *f)
 		   "guest-physical map come from the snapshot; memory is brought in on demand from the\n"
 		   "store (each page checked against its hash). Snapshots taken of the restored guest\n"
 		   "into the same store name SNAPSHOT as their parent and store only the pages that\n"
-		   "differ from it.\n"
+		   "differ from it. The VM is named SNAPSHOT unless -n names it, or SNAPSHOT.2,\n"
+		   "SNAPSHOT.3, ... (the first free) when a VM of that name is running.\n"
 		   "The store is --store DIR.\n" CLI_STORE_DEFAULT_HELP "\n");
 	cli_print_options(f, restore_options);
 	fprintf(f, "\nExit status: as vmm run (see vmm run --help).\n");
@@ -93,6 +99,50 @@ int cmd_restore_parse(int argc, char **argv, struct vm_config *cfg, const char *
 	return 0;
 }
 
+int cmd_restore_name(const char *snapshot, const char *const *taken, size_t n, char *buf, size_t size)
+{
+	for (unsigned k = 1; k <= n + 1; k++) { /* n names take at most n of the n + 1 tried */
+		int len = k == 1 ? snprintf(buf, size, "%s", snapshot) : snprintf(buf, size, "%s.%u", snapshot, k);
+		if (len < 0 || (size_t)len >= size)
+			return error_set(ENAMETOOLONG, "no VM name of at most %d characters fits snapshot %s",
+					 MONITOR_NAME_MAX, snapshot);
+		int r = monitor_name_check(buf);
+		if (r)
+			return r;
+		bool unused = true;
+		for (size_t i = 0; i < n && unused; i++)
+			unused = strcmp(taken[i], buf) != 0;
+		if (unused)
+			return 0;
+	}
+	return error_set(EEXIST, "every name of %s is taken", snapshot); /* not reached */
+}
+
+/* Name @cfg after @snapshot unless -n named it (cmd_restore_name); the VMs that take a
+ * name are those with a socket something listens on (a stale one is replaced). When that
+ * fails, the VM keeps the default name of vmm run. */
+static void restore_pick_name(struct vm_config *cfg, const char *snapshot)
+{
+	static char name[MONITOR_NAME_MAX + 1];
+	struct cmd_client_vm *vms;
+	size_t n;
+	if (cfg->name || cmd_client_list_vms(&vms, &n) != 0)
+		return;
+	const char **taken = calloc(n ? n : 1, sizeof(*taken));
+	size_t ntaken = 0;
+	for (size_t i = 0; taken && i < n; i++) {
+		struct qmp_client *c;
+		int r = qmp_client_open(&c, NULL, vms[i].path, RESTORE_PROBE_TIMEOUT_MS);
+		qmp_client_close(r ? NULL : c);
+		if (r != -ECONNREFUSED && r != -ENOENT)
+			taken[ntaken++] = vms[i].name;
+	}
+	if (taken && cmd_restore_name(snapshot, taken, ntaken, name, sizeof(name)) == 0)
+		cfg->name = name;
+	free(taken);
+	cmd_client_free_vms(vms, n);
+}
+
 int cmd_restore(int argc, char **argv)
 {
 	struct vm_config cfg;
@@ -100,6 +150,7 @@ int cmd_restore(int argc, char **argv)
 	int status = cmd_run_parsed(cmd_restore_parse(argc, argv, &cfg, &store, &snapshot), cmd_restore_help);
 	if (status >= 0)
 		return status;
+	restore_pick_name(&cfg, snapshot);
 	/* KVM's VM is opened while the snapshot is: neither needs the other. */
 	cmd_run_prepare(cfg.kvm_path);
 	static struct restore rs;

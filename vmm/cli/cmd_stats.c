@@ -510,10 +510,9 @@ static struct stats_vm *stats_vm_get(struct stats_vm *vms, size_t *n, size_t cap
  * --json). *@vms (of *@nvms) keeps them between rounds. 0 or the exit status. */
 static int stats_round_all(const struct cmd_client_args *a, struct stats_vm **vms, size_t *nvms, unsigned round)
 {
-	char dir[108], path[4096];
-	char **names;
+	struct cmd_client_vm *list;
 	size_t n;
-	int r = cmd_client_list_vms(dir, sizeof(dir), &names, &n);
+	int r = cmd_client_list_vms(&list, &n);
 	if (r)
 		return cmd_client_fail("stats", r);
 	/* The VMs gone since the last round are forgotten; the new ones join. */
@@ -522,12 +521,12 @@ static int stats_round_all(const struct cmd_client_args *a, struct stats_vm **vm
 	for (size_t i = 0; next && i < n; i++) {
 		struct stats_vm *old = NULL;
 		for (size_t k = 0; k < *nvms && !old; k++)
-			if ((*vms)[k].name && strcmp((*vms)[k].name, names[i]) == 0)
+			if ((*vms)[k].name && strcmp((*vms)[k].name, list[i].name) == 0)
 				old = &(*vms)[k];
 		if (old) {
 			next[nnext++] = *old;
 			*old = (struct stats_vm){0};
-		} else if (!stats_vm_get(next, &nnext, n, names[i])) {
+		} else if (!stats_vm_get(next, &nnext, n, list[i].name)) {
 			break;
 		}
 	}
@@ -536,11 +535,10 @@ static int stats_round_all(const struct cmd_client_args *a, struct stats_vm **vm
 	free(*vms);
 	*vms = next;
 	*nvms = nnext;
-	for (size_t i = 0; i < n; i++)
-		free(names[i]);
-	free(names);
-	if (!next || nnext < n)
+	if (!next || nnext < n) {
+		cmd_client_free_vms(list, n);
 		return cmd_client_fail("stats", error_set(ENOMEM, "out of memory"));
+	}
 
 	/* Ask every VM first, so the columns fit. */
 	char (*status)[32] = calloc(nnext ? nnext : 1, sizeof(*status));
@@ -548,14 +546,14 @@ static int stats_round_all(const struct cmd_client_args *a, struct stats_vm **vm
 	double *dt = calloc(nnext ? nnext : 1, sizeof(*dt)), now = stats_now();
 	if (!status || !stats || !prev || !dt) {
 		free(status), free(stats), free(prev), free(dt);
+		cmd_client_free_vms(list, n);
 		return cmd_client_fail("stats", error_set(ENOMEM, "out of memory"));
 	}
 	int wname = 4, wstatus = 6;
 	for (size_t i = 0; i < nnext; i++) {
 		struct stats_vm *v = &next[i];
 		struct qmp_client *c;
-		snprintf(path, sizeof(path), "%s/%s.sock", dir, v->name);
-		r = qmp_client_open(&c, NULL, path, STATS_ALL_TIMEOUT_MS);
+		r = qmp_client_open(&c, NULL, list[i].path, STATS_ALL_TIMEOUT_MS); /* next[i] is list[i] */
 		if (r == 0) {
 			r = stats_query(c, STATS_ALL_TIMEOUT_MS, status[i], sizeof(status[i]), &stats[i]);
 			qmp_client_close(c);
@@ -573,6 +571,7 @@ static int stats_round_all(const struct cmd_client_args *a, struct stats_vm **vm
 		wname = ln > wname ? ln : wname;
 		wstatus = ls > wstatus ? ls : wstatus;
 	}
+	cmd_client_free_vms(list, n);
 	stats_begin_round(a, round);
 	if (!a->json)
 		printf("%-*s  %-*s  %10s  %12s  %10s\n", wname, "NAME", wstatus, "STATUS", "EXITS", "RESIDENT_MIB",

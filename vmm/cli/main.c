@@ -29,6 +29,7 @@ static const struct verb verbs[] = {
 	{"stop", cmd_control, "pause a running VM"},
 	{"cont", cmd_control, "resume a paused VM"},
 	{"quit", cmd_control, "end a running VM"},
+	{"rm", cmd_rm, "remove what a dead VM left (its stale socket and log); --stale: all of them"},
 	{"snapshot", cmd_snapshot, "snapshot a running VM into a store"},
 	{"fork", cmd_fork, "fork a running VM into child VMs sharing its memory"},
 	{"store", cmd_store, "list, verify, clean or prune a snapshot store"},
@@ -44,7 +45,8 @@ static void usage(FILE *f)
 		fprintf(f, "  %-10s %s\n", verbs[i].name, verbs[i].summary);
 	fprintf(f, "\nA running VM is named by 'vmm run -n NAME' and answers on its monitor socket,\n"
 		   "$XDG_RUNTIME_DIR/vmm/NAME.sock (or /run/vmm/NAME.sock), in the QMP protocol;\n"
-		   "the commands after 'run' are clients of that socket (--monitor PATH picks another).\n"
+		   "the commands after 'run' are clients of that socket (--monitor PATH picks another),\n"
+		   "which they look for in $XDG_RUNTIME_DIR/vmm and then in /run/vmm.\n"
 		   "\n'vmm help COMMAND' (or 'vmm COMMAND --help') describes a command; the manual\n"
 		   "page vmm(1) (vmm/cli/vmm.1 in the sources) describes them all.\n"
 		   "'vmm --version' prints the version.\n");

@@ -236,10 +236,41 @@ int monitor_name_check(const char *name);
 
 /*
  * The directory of default sockets: "$XDG_RUNTIME_DIR/vmm" when XDG_RUNTIME_DIR is an
- * absolute path, else "/run/vmm". With @create, make it (mode 0700) when missing.
+ * absolute path, else the system directory (monitor_system_dir: "/run/vmm"). With @create,
+ * make it (mode 0700) when missing.
  * Returns 0, -ENAMETOOLONG, or -errno of mkdir (message set).
  */
 int monitor_runtime_dir(char *buf, size_t size, bool create);
+
+/*
+ * The system-wide directory of sockets: "/run/vmm", or $VMM_SYSTEM_RUNDIR when that is an
+ * absolute path (an override for the tests, not for users). 0 or -ENAMETOOLONG.
+ */
+int monitor_system_dir(char *buf, size_t size);
+
+/* How many directories monitor_search_dirs gives at most, and how long each may be. */
+#define MONITOR_SEARCH_DIRS 2
+#define MONITOR_DIR_MAX 108
+
+/*
+ * Where VMs are looked for, in order: the runtime directory (monitor_runtime_dir), then the
+ * system directory (monitor_system_dir) when that is another one, so that a VM started in
+ * a login session and one started by root under sudo or cron are seen by both. Sets
+ * @dirs[0..*n). 0 or -ENAMETOOLONG (message set).
+ */
+int monitor_search_dirs(char dirs[MONITOR_SEARCH_DIRS][MONITOR_DIR_MAX], unsigned *n);
+
+struct stat;
+/* True when the file of @st (lstat) may be taken for a VM's socket: a socket, and owned
+ * by this user unless the user is root (the system directory is shared). */
+bool monitor_socket_visible(const struct stat *st);
+
+/*
+ * The socket of the VM @name: the first NAME.sock of monitor_search_dirs that is
+ * monitor_socket_visible, else the default path (monitor_socket_path; nothing there).
+ * Returns 0, -EINVAL for a bad name, or -ENAMETOOLONG (message set).
+ */
+int monitor_socket_find(const char *name, char *buf, size_t size);
 
 /* The default socket of the VM @name: "<runtime dir>/NAME.sock". Checks the name; with
  * @create, makes the directory. Returns 0 or -errno (message set). */

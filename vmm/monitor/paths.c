@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "vmm/error.h"
 
@@ -32,15 +33,70 @@ int monitor_name_check(const char *name)
 	return 0;
 }
 
+int monitor_system_dir(char *buf, size_t size)
+{
+	const char *over = getenv("VMM_SYSTEM_RUNDIR");
+	int n = over && over[0] == '/' ? snprintf(buf, size, "%s", over) : snprintf(buf, size, "/run/vmm");
+	if (n < 0 || (size_t)n >= size)
+		return error_set(ENAMETOOLONG, "the system runtime directory $VMM_SYSTEM_RUNDIR is too long");
+	return 0;
+}
+
 int monitor_runtime_dir(char *buf, size_t size, bool create)
 {
 	const char *xdg = getenv("XDG_RUNTIME_DIR");
-	int n = xdg && xdg[0] == '/' ? snprintf(buf, size, "%s/vmm", xdg) : snprintf(buf, size, "/run/vmm");
-	if (n < 0 || (size_t)n >= size)
-		return error_set(ENAMETOOLONG, "the runtime directory $XDG_RUNTIME_DIR/vmm is too long");
+	if (!(xdg && xdg[0] == '/')) {
+		int r = monitor_system_dir(buf, size);
+		if (r)
+			return r;
+	} else {
+		int n = snprintf(buf, size, "%s/vmm", xdg);
+		if (n < 0 || (size_t)n >= size)
+			return error_set(ENAMETOOLONG, "the runtime directory $XDG_RUNTIME_DIR/vmm is too long");
+	}
 	if (create && mkdir(buf, 0700) != 0 && errno != EEXIST)
 		return error_set_errno(errno, "cannot create the runtime directory %s", buf);
 	return 0;
+}
+
+int monitor_search_dirs(char dirs[MONITOR_SEARCH_DIRS][MONITOR_DIR_MAX], unsigned *n)
+{
+	*n = 0;
+	int r = monitor_runtime_dir(dirs[0], MONITOR_DIR_MAX, false);
+	if (!r)
+		r = monitor_system_dir(dirs[1], MONITOR_DIR_MAX);
+	if (r)
+		return r;
+	*n = strcmp(dirs[0], dirs[1]) == 0 ? 1 : 2;
+	return 0;
+}
+
+bool monitor_socket_visible(const struct stat *st)
+{
+	/* /run/vmm is shared: a user takes only the sockets of their own VMs for theirs,
+	 * root everyone's. */
+	return S_ISSOCK(st->st_mode) && (geteuid() == 0 || st->st_uid == geteuid());
+}
+
+int monitor_socket_find(const char *name, char *buf, size_t size)
+{
+	int r = monitor_name_check(name);
+	if (r)
+		return r;
+	char dirs[MONITOR_SEARCH_DIRS][MONITOR_DIR_MAX];
+	unsigned n;
+	r = monitor_search_dirs(dirs, &n);
+	if (r)
+		return r;
+	for (unsigned i = 0; i < n; i++) {
+		struct stat st;
+		int len = snprintf(buf, size, "%s/%s.sock", dirs[i], name);
+		if (len >= 0 && (size_t)len < size && (size_t)len < MONITOR_SUN_PATH_MAX && lstat(buf, &st) == 0 &&
+		    monitor_socket_visible(&st))
+			return 0;
+	}
+	/* Nowhere: the default path, for the caller's "no socket at" message. */
+	return monitor_socket_path(name, buf, size, false);
 }
 
 int monitor_socket_path(const char *name, char *buf, size_t size, bool create)

@@ -280,7 +280,7 @@ int qmp_client_open(struct qmp_client **out, const char *name, const char *path,
 {
 	char def[108];
 	if (!path) {
-		int r = monitor_socket_path(name, def, sizeof(def), false);
+		int r = monitor_socket_find(name, def, sizeof(def));
 		if (r)
 			return r;
 		path = def;

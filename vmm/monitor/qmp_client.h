@@ -24,7 +24,7 @@ struct qmp_client;
 int qmp_client_connect(struct qmp_client **out, const char *path, int timeout_ms);
 
 /*
- * Connect to the VM @name (its default socket, monitor_socket_path) or, when @path is not
+ * Connect to the VM @name (its socket, monitor_socket_find) or, when @path is not
  * NULL, to @path. The messages name the VM for a user: "no VM named 'foo' (no socket at
  * /run/vmm/foo.sock)", "VM 'foo' is not running (stale socket at ...)". @name may be NULL
  * when @path is given. Same returns as qmp_client_connect, -EINVAL for a bad name.

@@ -1,0 +1,121 @@
+/* vmm rm: remove what dead VMs left behind (their stale sockets, and their logs). */
+#include <errno.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "vmm/cli/cmd_client.h"
+#include "vmm/error.h"
+#include "vmm/monitor/monitor.h"
+#include "vmm/vm.h"
+
+#define RM_USAGE "vmm rm NAME... | vmm rm --stale"
+#define RM_TIMEOUT_MS 2000 /* as ps: a VM that answers late is alive all the same */
+
+enum { RM_OPT_STALE = 1, RM_OPT_HELP };
+
+static const struct cli_option rm_options[] = {
+	{"stale", 0, NULL, RM_OPT_STALE, "remove every stale VM vmm ps lists (instead of NAME...)"},
+	{"help", 'h', NULL, RM_OPT_HELP, "show this help"},
+	{0},
+};
+
+static void rm_help(FILE *f)
+{
+	fprintf(f, "usage: " RM_USAGE "\n"
+		   "Remove what a VM whose vmm process died left behind: its monitor socket, which\n"
+		   "nothing listens on any more (vmm ps shows it as 'stale'), and NAME.log beside it\n"
+		   "when there is one. A VM that is still running is not touched (end it with vmm\n"
+		   "quit NAME); the other NAMEs are still removed. Names are looked up as by the\n"
+		   "other verbs: in $XDG_RUNTIME_DIR/vmm, then in /run/vmm. Prints nothing when all\n"
+		   "went well.\n\n");
+	cli_print_options(f, rm_options);
+	fprintf(f, "\nExit status: 0 when every NAME was removed (with --stale: also when there was\n"
+		   "nothing to remove); 125 bad arguments, or a NAME unknown, running, or not removable.\n");
+}
+
+/*
+ * Remove the VM @name whose socket is at @path if it is stale. @quiet (--stale): a VM
+ * that is not stale is passed over without a word. 0, or the exit status after printing.
+ */
+static int rm_one(const char *name, const char *path, bool quiet)
+{
+	struct stat before, now;
+	if (lstat(path, &before) != 0)
+		before.st_ino = 0; /* qmp_client_open says what is missing */
+	struct qmp_client *c;
+	int r = qmp_client_open(&c, name, path, RM_TIMEOUT_MS);
+	if (r == 0) {
+		qmp_client_close(c);
+		if (quiet)
+			return 0;
+		fprintf(stderr, "vmm rm: VM '%s' is running; vmm quit %s first\n", name, name);
+		return VM_EXIT_VMM_ERROR;
+	}
+	if (r != -ECONNREFUSED)
+		return quiet ? 0 : cmd_client_fail("rm", r);
+	/* A VM of the same name starting meanwhile replaces the stale socket by its own (a new
+	 * file): only the file found stale is removed. */
+	if (lstat(path, &now) != 0 || now.st_dev != before.st_dev || now.st_ino != before.st_ino)
+		return 0;
+	if (unlink(path) != 0 && errno != ENOENT)
+		return cmd_client_fail("rm", error_set_errno(errno, "cannot remove %s", path));
+	char log[4096];
+	size_t len = strlen(path);
+	int n = snprintf(log, sizeof(log), "%.*s.log", (int)(len - strlen(".sock")), path);
+	if (n > 0 && (size_t)n < sizeof(log) && unlink(log) != 0 && errno != ENOENT)
+		return cmd_client_fail("rm", error_set_errno(errno, "cannot remove %s", log));
+	return 0;
+}
+
+int cmd_rm(int argc, char **argv)
+{
+	struct cli_parser p;
+	cli_init(&p, "rm", rm_options, argc, argv, 1);
+	const char *v, *names[argc > 0 ? argc : 1];
+	int id, n = 0;
+	bool stale = false;
+	while ((id = cli_next(&p, &v)) != CLI_END) {
+		switch (id) {
+		case CLI_ERROR:
+			fprintf(stderr, "%s\n", error_message());
+			return VM_EXIT_VMM_ERROR;
+		case CLI_POSITIONAL:
+			names[n++] = v;
+			break;
+		case RM_OPT_STALE:
+			stale = true;
+			break;
+		case RM_OPT_HELP:
+			rm_help(stdout);
+			return 0;
+		}
+	}
+	if (stale == (n > 0)) {
+		fprintf(stderr, "vmm rm: %s (usage: " RM_USAGE ")\n",
+			stale ? "NAMEs or --stale, not both" : "no VM NAME given");
+		return VM_EXIT_VMM_ERROR;
+	}
+	int status = 0;
+	if (stale) {
+		struct cmd_client_vm *vms;
+		size_t nvms;
+		int r = cmd_client_list_vms(&vms, &nvms);
+		if (r)
+			return cmd_client_fail("rm", r);
+		for (size_t i = 0; i < nvms; i++) {
+			int s = rm_one(vms[i].name, vms[i].path, true);
+			status = s ? s : status;
+		}
+		cmd_client_free_vms(vms, nvms);
+		return status;
+	}
+	/* Each in turn: one refused is named on its line and the others still go. */
+	for (int i = 0; i < n; i++) {
+		char path[108];
+		int r = monitor_socket_find(names[i], path, sizeof(path));
+		int s = r ? cmd_client_fail("rm", r) : rm_one(names[i], path, false);
+		status = s ? s : status;
+	}
+	return status;
+}
