@@ -21,7 +21,7 @@ OPT      ?= -O2
 INCLUDES ?= -I.
 CFLAGS   := $(CSTD) $(OPT) -g $(WARN) $(INCLUDES) -MMD -MP -pthread
 SANFLAGS := -O1 -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
-LIBS      = -pthread -lxxhash -ljansson
+LIBS      = -pthread -lxxhash -ljansson -lexpat
 TESTLIBS  = $(shell pkg-config --libs check 2>/dev/null) $(LIBS)
 
 DEMO_CMDLINE ?= hello touch=128M

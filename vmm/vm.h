@@ -36,6 +36,7 @@ struct vm_config {
 	int verbose;           /* -v count */
 	bool stats;            /* print statistics at exit */
 	const char *name;      /* the VM's name (monitor socket) */
+	const char *uuid;      /* from vmm run --xml's <uuid>, reported by query-config; NULL: none */
 	const char *monitor_path; /* monitor socket, NULL: the default for the name */
 	const struct vm_state *restore; /* restore: registers and devices (guest and cmdline unused) */
 	const char *origin_store;  /* restore: realpath of the store, for later snapshots' parent */
