@@ -11,6 +11,7 @@
 #include "vmm/cli/cli.h"
 #include "vmm/cli/cmd_run.h"
 #include "vmm/cli/commands.h"
+#include "vmm/cli/domain_xml.h"
 #include "vmm/error.h"
 #include "vmm/lifecycle/vm_serve.h"
 #include "vmm/monitor/monitor.h"
@@ -21,7 +22,13 @@
 #define RUN_PAGE 4096ull
 #define RUN_MIN_LIMIT (4ull << 20) /* room for a few fault clusters */
 
+/* The strings a --xml file gave the configuration: until the next cmd_run_parse. */
+static struct domain_xml run_xml;
+
 static const struct cli_option run_options[] = {
+	{"xml", 0, "FILE", OPT_XML,
+	 "a libvirt domain XML (vmm dumpxml writes one): name, memory, vcpu, kernel (the GUEST), cmdline; "
+	 "read first, the other options and GUEST override it"},
 	{"memory", 'm', "SIZE", OPT_MEMORY, "guest RAM (default 256M; K, M, G suffixes, a bare number is MiB)"},
 	{"cpus", 'c', "N", OPT_CPUS, "vCPUs, each its own thread (default 1, at most 64)"},
 	{"cmdline", 'p', "TEXT", OPT_CMDLINE, "guest command line (default empty)"},
@@ -50,6 +57,7 @@ static const struct cli_option run_options[] = {
 void cmd_run_help(FILE *f)
 {
 	fprintf(f, "usage: vmm run [OPTIONS] GUEST\n"
+		   "       vmm run --xml FILE [OPTIONS] [GUEST]\n"
 		   "Boot GUEST, a PVH ELF kernel, on KVM. The guest's serial console (COM1) goes to\n"
 		   "standard output; the VMM's own messages go to standard error.\n\n");
 	cli_print_options(f, run_options);
@@ -138,23 +146,32 @@ void cmd_run_defaults(struct vm_config *cfg)
 	};
 }
 
+int cmd_run_ram_check(uint64_t bytes, char *why, size_t size)
+{
+	if (bytes < ABI_MIN_RAM)
+		snprintf(why, size, "is too small: at least %u MiB is needed", ABI_MIN_RAM >> 20);
+	else if (bytes > RUN_MAX_RAM)
+		snprintf(why, size, "is too large: at most %llu GiB", RUN_MAX_RAM >> 30);
+	else if (bytes % RUN_PAGE)
+		snprintf(why, size, "is not a multiple of 4K");
+	else
+		return 0;
+	return -EINVAL;
+}
+
 int cmd_run_option(struct vm_config *cfg, const char *verb, int id, const char *v)
 {
 	char what[64];
 	switch (id) {
-	case OPT_MEMORY:
+	case OPT_MEMORY: {
 		snprintf(what, sizeof(what), "vmm %s: -m", verb);
 		if (cli_parse_size(what, v, &cfg->mem.ram_size))
 			return CLI_ERROR;
-		if (cfg->mem.ram_size < ABI_MIN_RAM)
-			return error_set(0, "vmm %s: -m %s is too small: at least %u MiB is needed", verb, v, ABI_MIN_RAM >> 20),
-			       CLI_ERROR;
-		if (cfg->mem.ram_size > RUN_MAX_RAM)
-			return error_set(0, "vmm %s: -m %s is too large: at most %llu GiB", verb, v, RUN_MAX_RAM >> 30),
-			       CLI_ERROR;
-		if (cfg->mem.ram_size % RUN_PAGE)
-			return error_set(0, "vmm %s: -m %s is not a multiple of 4K", verb, v), CLI_ERROR;
+		char why[96];
+		if (cmd_run_ram_check(cfg->mem.ram_size, why, sizeof(why)))
+			return error_set(0, "vmm %s: -m %s %s", verb, v, why), CLI_ERROR;
 		return 0;
+	}
 	case OPT_CPUS:
 		snprintf(what, sizeof(what), "vmm %s: -c", verb);
 		return cli_parse_uint(what, v, 1, ABI_MAX_CPUS, &cfg->ncpus) ? CLI_ERROR : 0;
@@ -221,6 +238,12 @@ int cmd_run_parse_with(const char *verb, const struct cli_option *options, int a
 		       struct vm_config *cfg, int (*other)(void *arg, int id, const char *v), void *arg)
 {
 	cmd_run_defaults(cfg);
+	return cmd_run_parse_over(verb, options, argc, argv, cfg, other, arg);
+}
+
+int cmd_run_parse_over(const char *verb, const struct cli_option *options, int argc, char **argv,
+		       struct vm_config *cfg, int (*other)(void *arg, int id, const char *v), void *arg)
+{
 	struct cli_parser p;
 	cli_init(&p, verb, options, argc, argv, 1);
 	const char *v;
@@ -237,25 +260,62 @@ int cmd_run_parse_with(const char *verb, const struct cli_option *options, int a
 	return 0;
 }
 
-/* vmm run's own arguments: the GUEST. */
+/* vmm run's own arguments: the GUEST (over <kernel> of --xml's file) and --xml, read
+ * before (run_find_xml). */
 static int run_other(void *arg, int id, const char *v)
 {
 	struct vm_config *cfg = arg;
+	if (id == OPT_XML)
+		return 0;
 	if (id != CLI_POSITIONAL)
 		return CMD_RUN_NOT_MINE;
-	if (cfg->guest)
+	if (cfg->guest && cfg->guest != run_xml.kernel)
 		return error_set(0, "vmm run: one GUEST only ('%s' and '%s' given)", cfg->guest, v), CLI_ERROR;
 	cfg->guest = v;
 	return 0;
 }
 
+/* The --xml FILE in @argv, wherever it stands, into *path (NULL when none). 0, 1 for
+ * --help, or CLI_ERROR (a second --xml, or a malformed command line). */
+static int run_find_xml(int argc, char **argv, const char **path)
+{
+	struct cli_parser p;
+	cli_init(&p, "run", run_options, argc, argv, 1);
+	const char *v;
+	int id;
+	*path = NULL;
+	while ((id = cli_next(&p, &v)) != CLI_END) {
+		if (id == CLI_ERROR)
+			return CLI_ERROR;
+		if (id == OPT_HELP)
+			return 1;
+		if (id != OPT_XML)
+			continue;
+		if (*path)
+			return error_set(0, "vmm run: one --xml only ('%s' and '%s' given)", *path, v), CLI_ERROR;
+		*path = v;
+	}
+	return 0;
+}
+
 int cmd_run_parse(int argc, char **argv, struct vm_config *cfg)
 {
-	int r = cmd_run_parse_with("run", run_options, argc, argv, cfg, run_other, cfg);
+	/* The file first, then every other option over it, whatever their order: the command
+	 * line can amend a domain (vmm run --xml d.xml -p 'hello' --timeout 5s). */
+	const char *xml;
+	int r = run_find_xml(argc, argv, &xml);
+	if (r)
+		return r;
+	cmd_run_defaults(cfg);
+	domain_xml_free(&run_xml);
+	if (xml && domain_xml_parse(xml, cfg, &run_xml))
+		return error_set(0, "vmm run: %s", error_message()), CLI_ERROR;
+	r = cmd_run_parse_over("run", run_options, argc, argv, cfg, run_other, cfg);
 	if (r)
 		return r;
 	if (!cfg->guest)
-		return error_set(0, "vmm run: no GUEST given (usage: vmm run [OPTIONS] GUEST; see vmm run --help)"),
+		return error_set(0, "vmm run: no GUEST given (usage: vmm run [OPTIONS] GUEST, or a <kernel> in --xml's "
+				    "file; see vmm run --help)"),
 		       CLI_ERROR;
 	return 0;
 }

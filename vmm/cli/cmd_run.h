@@ -5,6 +5,8 @@
 #ifndef VMM_CMD_RUN_H
 #define VMM_CMD_RUN_H
 
+#include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 
 #include "vmm/vm.h"
@@ -29,6 +31,7 @@ enum {
 	OPT_STORE,
 	OPT_RECORD_WORKING_SET,
 	OPT_PREFETCH,
+	OPT_XML,
 };
 
 /* Options of a running VM, shared by run and restore. */
@@ -49,6 +52,11 @@ enum {
 /* @cfg as `vmm run` has it before any option. */
 void cmd_run_defaults(struct vm_config *cfg);
 
+/* 0 when @bytes can be a guest's RAM size (vmm run -m's limits); else -EINVAL with why
+ * written into @why (@size bytes): "is too small: at least 16 MiB is needed", "is too
+ * large: at most 1024 GiB", "is not a multiple of 4K". No message set. */
+int cmd_run_ram_check(uint64_t bytes, char *why, size_t size);
+
 /* Apply option @id (value @v) of verb @verb ("run", "restore": its messages name it) to
  * @cfg: 0, 1 for --help, or CLI_ERROR with the message set. */
 int cmd_run_option(struct vm_config *cfg, const char *verb, int id, const char *v);
@@ -56,6 +64,10 @@ int cmd_run_option(struct vm_config *cfg, const char *verb, int id, const char *
 #define CMD_RUN_NOT_MINE 2 /* from cmd_run_parse_with's @other: cmd_run_option takes it */
 
 struct cli_option;
+
+/* cmd_run_parse_with over @cfg as it is (not from cmd_run_defaults). */
+int cmd_run_parse_over(const char *verb, const struct cli_option *options, int argc, char **argv,
+		       struct vm_config *cfg, int (*other)(void *arg, int id, const char *v), void *arg);
 
 /* Parse @argv (after the verb) for @verb with @options into @cfg, from cmd_run_defaults: each
  * positional argument and option goes to @other(@arg, id, value) first, which returns 0,
