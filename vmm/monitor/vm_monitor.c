@@ -5,6 +5,7 @@
 
 #include "vmm/lifecycle/vm_serve.h"
 #include "vmm/monitor/monitor.h"
+#include "vmm/monitor/qmp_config.h"
 #include "vmm/monitor/qmp_control.h"
 #include "vmm/monitor/qmp_fork.h"
 #include "vmm/monitor/qmp_memory.h"
@@ -30,6 +31,8 @@ int vm_monitor_start(struct vm *vm)
 		r = monitor_add_commands(m, qmp_snapshot_commands, vm);
 	if (!r)
 		r = monitor_add_commands(m, qmp_memory_commands, vm);
+	if (!r)
+		r = monitor_add_commands(m, qmp_config_commands, vm);
 	if (!r)
 		r = monitor_listen(m, path);
 	if (r) {
