@@ -152,6 +152,16 @@ static int fake_vm_emit(struct monitor_call *call, void *ctx, json_t *args, json
 	return 0;
 }
 
+static int fake_vm_query_config(struct monitor_call *call, void *ctx, json_t *args, json_t **ret)
+{
+	(void)call, (void)args;
+	struct fake_vm *vm = ctx;
+	*ret = json_pack("{s:s,s:I,s:i,s:s,s:s,s:n}", "name", vm->name, "memory", (json_int_t)FAKE_VM_CONFIG_MEMORY,
+			 "vcpus", FAKE_VM_CONFIG_VCPUS, "kernel", FAKE_VM_CONFIG_KERNEL, "cmdline", FAKE_VM_CONFIG_CMDLINE,
+			 "uuid");
+	return *ret ? 0 : -ENOMEM;
+}
+
 static const struct monitor_arg fake_vm_echo_args[] = {
 	{"s", MONITOR_ARG_STRING, true, "a string"},  {"i", MONITOR_ARG_INT, false, "an integer"},
 	{"n", MONITOR_ARG_NUMBER, false, "a number"}, {"b", MONITOR_ARG_BOOL, false, "a boolean"},
@@ -172,6 +182,7 @@ static const struct monitor_command fake_vm_commands[] = {
 	{"big", fake_vm_big, fake_vm_big_args, "a large reply"},
 	{"slow", fake_vm_slow, NULL, "a reply the test completes"},
 	{"emit", fake_vm_emit, fake_vm_emit_args, "emit TICK events from the handler"},
+	{"query-config", fake_vm_query_config, NULL, "the configuration, as a VM's query-config has it"},
 	{NULL},
 };
 
@@ -184,6 +195,7 @@ void fake_vm_start(struct fake_vm *vm, const char *name, bool listen)
 	snprintf(vm->dir, sizeof(vm->dir), "/tmp/vmm-monitor-XXXXXX");
 	ck_assert_ptr_nonnull(mkdtemp(vm->dir));
 	snprintf(vm->path, sizeof(vm->path), "%s/%s.sock", vm->dir, name);
+	snprintf(vm->name, sizeof(vm->name), "%s", name);
 	struct monitor_config cfg = {.name = name, .ops = &fake_vm_ops, .ctx = vm};
 	ck_assert_int_eq(monitor_create(&vm->mon, &cfg), 0);
 	ck_assert_msg(monitor_add_commands(vm->mon, fake_vm_commands, vm) == 0, "%s", error_message());

@@ -18,6 +18,7 @@
  *   slow {}               defers its reply; the test completes it (fake_vm_take_slow)
  *   emit {count: integer, bytes: integer}  emits @count TICK events, each with a string
  *                         of @bytes characters and its index, from the handler itself
+ *   query-config {}       as a VM's: the fake VM's name, the FAKE_VM_CONFIG_* values, uuid null
  * stop emits STOP, cont emits RESUME (and fails once the VM has quit), quit emits SHUTDOWN.
  */
 #ifndef TESTS_FAKE_VM_H
@@ -33,11 +34,16 @@
 
 #define FAKE_VM_READ_TIMEOUT_S 20
 #define FAKE_VM_FAULTS_PER_QUERY 10
+#define FAKE_VM_CONFIG_MEMORY (256ull << 20)
+#define FAKE_VM_CONFIG_VCPUS 2
+#define FAKE_VM_CONFIG_KERNEL "/srv/guests/guest & co.elf"
+#define FAKE_VM_CONFIG_CMDLINE "hello <b>&amp;</b> \"quoted\" 'single'"
 
 struct fake_vm {
 	struct monitor *mon;
 	char dir[64];                 /* the temporary directory, removed by fake_vm_stop */
 	char path[128];               /* the socket */
+	char name[64];                /* the VM's name */
 	pthread_mutex_t lock;
 	pthread_cond_t cond;          /* signalled when slow is set or quit is asked */
 	enum monitor_run_state state; /* (lock) */
