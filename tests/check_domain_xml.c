@@ -212,7 +212,7 @@ START_TEST(files_that_are_no_domain_are_refused)
 	ck_assert_int_eq(domain_xml_parse(path, &cfg, &doc), -EINVAL);
 	ck_assert_msg(strstr(error_message(), "is empty"), "%s", error_message());
 	unlink(path);
-	char dir[64] = "/tmp/vmm-domain-XXXXXX";
+	char dir[32] = "/tmp/vmm-domain-XXXXXX";
 	ck_assert_ptr_nonnull(mkdtemp(dir));
 	snprintf(path, sizeof(path), "%s/fifo.xml", dir);
 	ck_assert_int_eq(mkfifo(path, 0600), 0);
