@@ -201,6 +201,8 @@ static void *vcpu_thread(void *arg)
 	sigemptyset(&kick);
 	sigaddset(&kick, VCPU_KICK_SIGNAL);
 	pthread_sigmask(SIG_UNBLOCK, &kick, NULL);
+	if (pthread_getcpuclockid(pthread_self(), &c->cpu_clock) == 0)
+		atomic_store_explicit(&c->cpu_clock_set, true, memory_order_release);
 
 	while (!atomic_load(&c->vm->stopping_flag)) {
 		if (atomic_load(&c->vm->pause_count)) {
@@ -242,6 +244,16 @@ int vcpu_start(struct vcpu *c)
 		return error_set_errno(r, "cannot start the thread of vCPU %u", c->index);
 	c->started = true;
 	return 0;
+}
+
+uint64_t vcpu_cpu_time_ns(struct vcpu *c)
+{
+	/* The clock, not c->thread: vm_wait joins the thread while the monitor may ask, and a
+	 * dead thread's clock only fails to read. */
+	struct timespec t;
+	if (!atomic_load_explicit(&c->cpu_clock_set, memory_order_acquire) || clock_gettime(c->cpu_clock, &t) != 0)
+		return 0;
+	return (uint64_t)t.tv_sec * 1000000000ull + (uint64_t)t.tv_nsec;
 }
 
 void vcpu_kick(struct vcpu *c)

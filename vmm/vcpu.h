@@ -10,6 +10,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <time.h>
 
 struct vm;
 struct kvm_stats;
@@ -25,6 +26,8 @@ struct vcpu {
 	bool started;             /* (c) */
 	atomic_bool report_regs;  /* print registers when leaving the run loop (timeout) */
 	uint64_t exits;           /* (v) exits seen, owned by the vCPU thread */
+	clockid_t cpu_clock;      /* (v) the thread's CPU-time clock, read once cpu_clock_set */
+	atomic_bool cpu_clock_set; /* (v) set (release) when the thread starts, read (acquire) by others */
 	struct kvm_stats *stats;  /* (c) KVM's statistics of this vCPU, or NULL: opened before it runs
 				     (a vCPU ioctl waits while the vCPU is in the guest) */
 };
@@ -38,6 +41,10 @@ int vcpu_set_boot_state(struct vcpu *c, uint64_t entry, uint64_t start_info);
 
 /* Start the vCPU's thread. */
 int vcpu_start(struct vcpu *c);
+
+/* The CPU time the thread of @c has used, in ns: 0 before it runs and once it has ended
+ * (its clock is gone). Any thread, without a lock: the thread is never joined under it. */
+uint64_t vcpu_cpu_time_ns(struct vcpu *c);
 
 /* Make the vCPU leave KVM_RUN promptly (it then sees the VM stopping). Any thread. */
 void vcpu_kick(struct vcpu *c);

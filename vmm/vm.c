@@ -698,6 +698,42 @@ int vm_run(struct vm *vm)
 	return vm_wait(vm);
 }
 
+/* The resident set of this process in KiB (/proc/self/statm), 0 when it cannot be read. */
+static uint64_t vm_rss_kib(void)
+{
+	unsigned long long size, resident = 0;
+	FILE *f = fopen("/proc/self/statm", "r");
+	if (!f)
+		return 0;
+	if (fscanf(f, "%llu %llu", &size, &resident) != 2)
+		resident = 0;
+	fclose(f);
+	return resident * (uint64_t)sysconf(_SC_PAGESIZE) / 1024;
+}
+
+/* The figures of 'virsh domstats' under libvirt's names, beside ours: state.state (1
+ * running, 3 paused, 5 shut off), state.reason, vcpu.current and vcpu.maximum, per vCPU
+ * vcpu.N.state (1 running) and vcpu.N.time (its thread's CPU time, ns), balloon.current
+ * and balloon.maximum (guest RAM, KiB) and balloon.rss (the VMM's resident set, KiB). */
+static void vm_stats_virsh(struct vm *vm, void (*emit)(void *arg, const char *key, uint64_t value), void *arg)
+{
+	char key[64];
+	/* user_paused is the monitor thread's, which asks; at exit the VM is stopping. */
+	emit(arg, "state.state", atomic_load(&vm->stopping_flag) ? 5 : vm->user_paused ? 3 : 1);
+	emit(arg, "state.reason", 0);
+	emit(arg, "vcpu.current", vm->cfg.ncpus);
+	emit(arg, "vcpu.maximum", vm->cfg.ncpus);
+	for (unsigned i = 0; vm->vcpus && i < vm->cfg.ncpus; i++) {
+		snprintf(key, sizeof(key), "vcpu.%u.state", i);
+		emit(arg, key, 1);
+		snprintf(key, sizeof(key), "vcpu.%u.time", i);
+		emit(arg, key, vcpu_cpu_time_ns(&vm->vcpus[i]));
+	}
+	emit(arg, "balloon.current", guest_memory_ram_size(&vm->mem) / 1024);
+	emit(arg, "balloon.maximum", guest_memory_ram_size(&vm->mem) / 1024);
+	emit(arg, "balloon.rss", vm_rss_kib());
+}
+
 void vm_stats(struct vm *vm, void (*emit)(void *arg, const char *key, uint64_t value), void *arg)
 {
 	char key[64];
@@ -733,6 +769,7 @@ void vm_stats(struct vm *vm, void (*emit)(void *arg, const char *key, uint64_t v
 		kvm_stats_read(vm->vcpus[i].stats, key, emit, arg);
 	}
 	guest_memory_stats(&vm->mem, emit, arg);
+	vm_stats_virsh(vm, emit, arg);
 }
 
 void vm_destroy(struct vm *vm)

@@ -184,7 +184,9 @@ int vm_sync_memslots(struct vm *vm);
  * they could not be made (the VM is stopped then). Any thread; cheap once settled. */
 int vm_memslots_settle(struct vm *vm);
 
-/* Report the VM's statistics as flat dotted keys (vm.*, vcpu.N.*, and guest_memory_stats). */
+/* Report the VM's statistics as flat dotted keys (vm.*, vcpu.N.*, and guest_memory_stats;
+ * beside them virsh domstats' names: state.*, vcpu.current|maximum, vcpu.N.state|time,
+ * balloon.*). The monitor thread, or any once the VM has stopped. */
 void vm_stats(struct vm *vm, void (*emit)(void *arg, const char *key, uint64_t value), void *arg);
 
 /* Release everything vm_create made. */

@@ -8,7 +8,10 @@
  * query-config: {"name": string, "memory": bytes of RAM, "vcpus": integer, "kernel": the
  * guest image's absolute path (realpath; as given when that fails) or null (a restored VM
  * has none), "cmdline": string, "uuid": the
- * <uuid> of vmm run --xml's file, or null}. vmm dumpxml renders it as a domain XML.
+ * <uuid> of vmm run --xml's file, or null, "origin": {"store": its realpath, "snapshot"}
+ * for a restored VM or null, "fork": {"parent": its name, "index": K of PARENT.K,
+ * "generation": the identity port's} for a forked child or null}. vmm dumpxml renders
+ * it as a domain XML; vmm inspect prints it.
  */
 extern const struct monitor_command qmp_config_commands[];
 
