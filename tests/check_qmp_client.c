@@ -1,6 +1,6 @@
 /*
  * The monitor client (vmm/qmp_client.c) against a fake VM's monitor, and the CLI verbs
- * built on it (vmm ps, stats, stop, cont, quit) run as a user would run them.
+ * built on it (vmm ps, stats, inspect, stop, cont, quit) run as a user would run them.
  * XDG_RUNTIME_DIR points at a fresh directory: the fake VM "vm1" listens at its default
  * path there, so names resolve as they do for users. VMM_SYSTEM_RUNDIR stands for /run/vmm.
  */
@@ -400,6 +400,32 @@ START_TEST(stats_keys_select_exact_keys_and_prefixes)
 }
 END_TEST
 
+/* virsh domstats' names beside ours: state.* follows the run state, balloon.* in KiB. */
+START_TEST(stats_has_virsh_domstats_names)
+{
+	struct spawn_result r;
+	ck_assert_int_eq(spawn_vmm(&r, 30, "stats", "vm1", "state.", "balloon.", NULL), 0);
+	expect_status(&r, 0, NULL);
+	ck_assert_str_eq(r.out, "balloon.current 262144\n"
+				"balloon.maximum 262144\n"
+				"balloon.rss     1536\n"
+				"state.reason    0\n"
+				"state.state     1\n");
+	spawn_free(&r);
+	ck_assert_int_eq(spawn_vmm(&r, 30, "stop", "vm1", NULL), 0);
+	expect_status(&r, 0, NULL);
+	spawn_free(&r);
+	ck_assert_int_eq(spawn_vmm(&r, 30, "stats", "vm1", "--json", "state.state", NULL), 0);
+	expect_status(&r, 0, NULL);
+	json_t *j = json_loads(r.out, 0, NULL);
+	json_t *want = json_pack("{s:i}", "state.state", 3);
+	ck_assert_msg(json_equal(json_object_get(j, "stats"), want), "%s", r.out);
+	json_decref(want);
+	json_decref(j);
+	spawn_free(&r);
+}
+END_TEST
+
 /* The fault-latency histogram: its non-empty buckets in the order of their bounds
  * (lt_131072 before lt_1048576), bars scaled to the largest, p50 and p99 interpolated
  * in the bucket that holds them (lt_1048576 holds [524288, 1048576) ns: 655 us, 1.04 ms). */
@@ -732,6 +758,74 @@ START_TEST(ps_and_names_see_the_session_and_the_system_directory)
 }
 END_TEST
 
+/* vmm inspect: query-config, query-status, the lineage and the paths in one object;
+ * indented by default, one line with --json. */
+START_TEST(inspect_prints_config_state_lineage_and_paths)
+{
+	struct spawn_result r;
+	ck_assert_int_eq(spawn_vmm(&r, 30, "inspect", "vm1", NULL), 0);
+	expect_status(&r, 0, NULL);
+	ck_assert_msg(strstr(r.out, "\n  \"config\": {\n"), "not indented:\n%s", r.out);
+	json_error_t err;
+	json_t *j = json_loads(r.out, 0, &err);
+	ck_assert_msg(j, "%s: %s", err.text, r.out);
+	json_t *want = json_pack("{s:s,s:{s:I,s:i,s:s,s:s,s:n},s:{s:s,s:b},s:{s:n,s:n},s:{s:s,s:n}}", "name", "vm1",
+				 "config", "memory", (json_int_t)FAKE_VM_CONFIG_MEMORY, "vcpus", FAKE_VM_CONFIG_VCPUS,
+				 "kernel", FAKE_VM_CONFIG_KERNEL, "cmdline", FAKE_VM_CONFIG_CMDLINE, "uuid", "state",
+				 "status", "running", "running", 1, "lineage", "origin", "fork", "paths", "socket", vm.path,
+				 "log");
+	ck_assert_msg(json_equal(j, want), "%s", r.out);
+	json_decref(want);
+	json_decref(j);
+	spawn_free(&r);
+
+	/* A paused child of a fork of a restored VM, with a log. */
+	char log[200];
+	snprintf(log, sizeof(log), "%s/vm1.log", rundir);
+	FILE *f = fopen(log, "w");
+	ck_assert_ptr_nonnull(f);
+	fclose(f);
+	vm.origin_store = "/srv/store";
+	vm.origin_snapshot = "base";
+	vm.fork_parent = "web";
+	vm.fork_index = 3;
+	vm.fork_generation = 2;
+	ck_assert_int_eq(spawn_vmm(&r, 30, "stop", "vm1", NULL), 0);
+	expect_status(&r, 0, NULL);
+	spawn_free(&r);
+	ck_assert_int_eq(spawn_vmm(&r, 30, "inspect", "--json", "--monitor", vm.path, NULL), 0);
+	expect_status(&r, 0, NULL);
+	ck_assert_msg(strchr(r.out, '\n') == r.out + strlen(r.out) - 1, "not one line:\n%s", r.out);
+	j = json_loads(r.out, 0, NULL);
+	want = json_pack("{s:{s:s,s:s},s:{s:s,s:i,s:i}}", "origin", "store", "/srv/store", "snapshot", "base", "fork",
+			 "parent", "web", "index", 3, "generation", 2);
+	ck_assert_msg(json_equal(json_object_get(j, "lineage"), want), "%s", r.out);
+	json_decref(want);
+	want = json_pack("{s:s,s:s}", "socket", vm.path, "log", log);
+	ck_assert_msg(json_equal(json_object_get(j, "paths"), want), "%s", r.out);
+	json_decref(want);
+	ck_assert_str_eq(json_string_value(json_object_get(json_object_get(j, "state"), "status")), "paused");
+	json_decref(j);
+	spawn_free(&r);
+	unlink(log);
+}
+END_TEST
+
+START_TEST(inspect_of_no_vm_is_one_line_and_125)
+{
+	struct spawn_result r;
+	ck_assert_int_eq(spawn_vmm(&r, 30, "inspect", "nosuch", NULL), 0);
+	char want[512];
+	snprintf(want, sizeof(want), "vmm inspect: no VM named 'nosuch' (no socket at %s/nosuch.sock)\n", rundir);
+	expect_status(&r, 125, want);
+	ck_assert_str_eq(r.out, "");
+	spawn_free(&r);
+	ck_assert_int_eq(spawn_vmm(&r, 30, "inspect", NULL), 0);
+	expect_status(&r, 125, "vmm inspect: no VM NAME given (usage: vmm inspect [OPTIONS] NAME)\n");
+	spawn_free(&r);
+}
+END_TEST
+
 START_TEST(ps_without_a_runtime_directory_lists_nothing)
 {
 	setenv("XDG_RUNTIME_DIR", "/nonexistent-vmm-test", 1);
@@ -751,6 +845,7 @@ START_TEST(every_verb_has_complete_help)
 	} verbs[] = {
 		{"ps", {"--json", "--monitor PATH", "--help"}},
 		{"stats", {"--watch TIME", "--count N", "--json", "--monitor PATH", "--help"}},
+		{"inspect", {"--json", "--monitor PATH", "--help"}},
 		{"stop", {"--monitor PATH", "--help"}},
 		{"cont", {"--monitor PATH", "--help"}},
 		{"quit", {"--monitor PATH", "--help"}},
@@ -824,6 +919,9 @@ Suite *qmp_client_suite(void)
 	HARNESS_ADD_TEST(cli, stats_json_samples_have_a_fixed_schema);
 	HARNESS_ADD_TEST(cli, stats_keys_select_exact_keys_and_prefixes);
 	HARNESS_ADD_TEST(cli, stats_text_charts_the_latency_histogram_in_numeric_order);
+	HARNESS_ADD_TEST(cli, stats_has_virsh_domstats_names);
+	HARNESS_ADD_TEST(cli, inspect_prints_config_state_lineage_and_paths);
+	HARNESS_ADD_TEST(cli, inspect_of_no_vm_is_one_line_and_125);
 	HARNESS_ADD_TEST(cli, stats_watch_prints_count_samples);
 	HARNESS_ADD_TEST(cli, stats_watch_shows_the_rates_of_counters);
 	HARNESS_ADD_TEST(cli, stats_without_name_shows_every_vm);

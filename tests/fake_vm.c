@@ -78,6 +78,15 @@ static int fake_vm_query_stats(void *ctx, json_t *stats)
 	}
 	if (q == 0 && monitor_stat_set(stats, 3, "object.1.resident"))
 		return -ENOMEM;
+	/* virsh domstats' names, as vm_stats gives them beside ours. */
+	enum monitor_run_state state;
+	fake_vm_query_status(vm, &state);
+	uint64_t libvirt_state = state == MONITOR_RUN_RUNNING ? 1 : state == MONITOR_RUN_PAUSED ? 3 : 5;
+	if (monitor_stat_set(stats, libvirt_state, "state.state") || monitor_stat_set(stats, 0, "state.reason") ||
+	    monitor_stat_set(stats, FAKE_VM_CONFIG_MEMORY >> 10, "balloon.current") ||
+	    monitor_stat_set(stats, FAKE_VM_CONFIG_MEMORY >> 10, "balloon.maximum") ||
+	    monitor_stat_set(stats, FAKE_VM_BALLOON_RSS, "balloon.rss"))
+		return -ENOMEM;
 	return 0;
 }
 
@@ -156,9 +165,15 @@ static int fake_vm_query_config(struct monitor_call *call, void *ctx, json_t *ar
 {
 	(void)call, (void)args;
 	struct fake_vm *vm = ctx;
-	*ret = json_pack("{s:s,s:I,s:i,s:s,s:s,s:n}", "name", vm->name, "memory", (json_int_t)FAKE_VM_CONFIG_MEMORY,
-			 "vcpus", FAKE_VM_CONFIG_VCPUS, "kernel", FAKE_VM_CONFIG_KERNEL, "cmdline", FAKE_VM_CONFIG_CMDLINE,
-			 "uuid");
+	json_t *origin = vm->origin_snapshot ? json_pack("{s:s,s:s}", "store", vm->origin_store, "snapshot",
+							 vm->origin_snapshot)
+					     : json_null();
+	json_t *fork = vm->fork_parent ? json_pack("{s:s,s:i,s:i}", "parent", vm->fork_parent, "index",
+						   (int)vm->fork_index, "generation", (int)vm->fork_generation)
+				       : json_null();
+	*ret = json_pack("{s:s,s:I,s:i,s:s,s:s,s:n,s:o,s:o}", "name", vm->name, "memory",
+			 (json_int_t)FAKE_VM_CONFIG_MEMORY, "vcpus", FAKE_VM_CONFIG_VCPUS, "kernel", FAKE_VM_CONFIG_KERNEL,
+			 "cmdline", FAKE_VM_CONFIG_CMDLINE, "uuid", "origin", origin, "fork", fork);
 	return *ret ? 0 : -ENOMEM;
 }
 

@@ -9,8 +9,10 @@
  * query-stats): query-stats answers mem.faults = 12 the first time, FAKE_VM_FAULTS_PER_QUERY
  * more each time after; vcpu.0.exits = 5, vcpu.1.exits = 7, mem.page_size = 4096,
  * mem.resident_pages = 384 (1.5 MiB); the 32 buckets mem.fault_latency_ns.lt_2 ... lt_2^32,
- * all 0 but lt_131072 = 5 and lt_1048576 = 10; and object.1.resident = 3 the first time only
- * (an object that goes away).
+ * all 0 but lt_131072 = 5 and lt_1048576 = 10; object.1.resident = 3 the first time only
+ * (an object that goes away); and virsh domstats' names: state.state (1 running, 3 paused,
+ * 5 shut down), state.reason = 0, balloon.current = balloon.maximum = FAKE_VM_CONFIG_MEMORY
+ * in KiB, balloon.rss = FAKE_VM_BALLOON_RSS.
  *   echo {s: string (required), i: integer, n: number, b: boolean, o: object, a: array, x: any}
  *        returns its arguments
  *   fail {class: string}  fails with "the fake VM fails on purpose" (class GenericError or @class)
@@ -18,7 +20,8 @@
  *   slow {}               defers its reply; the test completes it (fake_vm_take_slow)
  *   emit {count: integer, bytes: integer}  emits @count TICK events, each with a string
  *                         of @bytes characters and its index, from the handler itself
- *   query-config {}       as a VM's: the fake VM's name, the FAKE_VM_CONFIG_* values, uuid null
+ *   query-config {}       as a VM's: the fake VM's name, the FAKE_VM_CONFIG_* values, uuid null,
+ *                         origin and fork from the fields below (null unless a test sets them)
  * stop emits STOP, cont emits RESUME (and fails once the VM has quit), quit emits SHUTDOWN.
  */
 #ifndef TESTS_FAKE_VM_H
@@ -37,6 +40,7 @@
 #define FAKE_VM_CONFIG_MEMORY (256ull << 20)
 #define FAKE_VM_CONFIG_VCPUS 2
 #define FAKE_VM_CONFIG_KERNEL "/srv/guests/guest & co.elf"
+#define FAKE_VM_BALLOON_RSS 1536
 #define FAKE_VM_CONFIG_CMDLINE "hello <b>&amp;</b> \"quoted\" 'single'"
 
 struct fake_vm {
@@ -50,6 +54,10 @@ struct fake_vm {
 	bool quit;                    /* (lock) quit was executed */
 	struct monitor_pending *slow; /* (lock) the deferred call not yet taken */
 	unsigned stats_queries;       /* (lock) query-stats answered so far */
+	/* query-config's lineage, set by a test before it asks: NULL answers null. */
+	const char *origin_store, *origin_snapshot;
+	const char *fork_parent;
+	unsigned fork_index, fork_generation;
 };
 
 /* Make the monitor (named @name) in a new temporary directory and listen on DIR/NAME.sock.

@@ -7,7 +7,7 @@
 #   vmm <TAB>                the verbs ('vmm --help' lists them; a built-in list otherwise)
 #   vmm stop <TAB>           the running VMs: NAME of each NAME.sock in $XDG_RUNTIME_DIR/vmm,
 #                            else /run/vmm (also for stats, cont, quit, snapshot, memory,
-#                            fork, rm)
+#                            inspect, dumpxml, fork, rm)
 #   vmm restore <TAB>        the snapshots: NAME of each STORE/snapshots/NAME.snap, STORE being
 #                            --store DIR (-s DIR) on the line, else $VMM_STORE, else
 #                            $XDG_DATA_HOME/vmm/store, else ~/.local/share/vmm/store
@@ -23,10 +23,10 @@
 # shellcheck disable=SC2086,SC2088
 
 # Used when the vmm being completed cannot be run (not installed yet, or not on PATH).
-_vmm_fallback_verbs="run restore ps stats memory dumpxml stop cont quit snapshot fork store help"
+_vmm_fallback_verbs="run restore ps stats memory inspect dumpxml stop cont quit snapshot fork store help"
 _vmm_fallback_store_verbs="ls verify gc rm"
 # Verbs whose first argument is a running VM's name.
-_vmm_vm_verbs=" stats stop cont quit snapshot memory dumpxml fork rm "
+_vmm_vm_verbs=" stats stop cont quit snapshot memory inspect dumpxml fork rm "
 # Verbs that take a store (--store DIR, -s DIR), known even when vmm cannot be run.
 _vmm_store_takers=" restore snapshot store "
 

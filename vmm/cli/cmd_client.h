@@ -27,6 +27,8 @@ int cmd_snapshot(int argc, char **argv);
 int cmd_memory(int argc, char **argv);
 /* vmm dumpxml NAME [--monitor PATH] (cmd_dumpxml.c) */
 int cmd_dumpxml(int argc, char **argv);
+/* vmm inspect NAME [--json] [--monitor PATH] (cmd_inspect.c) */
+int cmd_inspect(int argc, char **argv);
 /* vmm fork NAME [-N COUNT] [--json] [--monitor PATH] */
 int cmd_fork(int argc, char **argv);
 /* vmm rm NAME... | vmm rm --stale (cmd_rm.c) */

@@ -26,6 +26,7 @@ static const struct verb verbs[] = {
 	{"ps", cmd_ps, "list the running VMs (their monitor sockets) and their state"},
 	{"stats", cmd_stats, "print a running VM's statistics, once or every few seconds"},
 	{"memory", cmd_memory, "show a running VM's guest-physical map and where each page comes from"},
+	{"inspect", cmd_inspect, "print a running VM's configuration, state, lineage and paths as JSON"},
 	{"dumpxml", cmd_dumpxml, "print a running VM's configuration as a libvirt domain XML"},
 	{"stop", cmd_control, "pause a running VM"},
 	{"cont", cmd_control, "resume a paused VM"},
