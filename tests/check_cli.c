@@ -1,6 +1,8 @@
 /* The vmm command line: option parsing, value syntax, and what users see on bad input. */
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
+#include <pty.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,6 +11,7 @@
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "elf_image.h"
@@ -493,7 +496,115 @@ START_TEST(cli_snapshot_says_1_page_not_1_pages)
 	fake_monitor_stop(&m);
 	ck_assert_msg(r.status == 0, "status %d: %s", r.status, r.err);
 	ck_assert_msg(strstr(r.out, "snapshot x in /tmp/s: 1 page listed, 1 new"), "%s", r.out);
+	ck_assert_str_eq(r.err, ""); /* not a terminal: no progress line */
 	spawn_free(&r);
+}
+END_TEST
+
+static void sleep_ms(long ms)
+{
+	struct timespec t = {ms / 1000, ms % 1000 * 1000000L};
+	nanosleep(&t, NULL);
+}
+
+/*
+ * A fake VM monitor for vmm snapshot's progress: in a child process, at a socket in a fresh
+ * directory, the command connection (greeting, qmp_capabilities answered) and then the
+ * events connection (the same, then two SNAPSHOT_PROGRESS of snapshot "x", 1.3 s and
+ * 0.3 s apart: 64 of 256 pages, then 256 of 256), and 0.5 s later snapshot-save's answer
+ * on the command connection. Reads until the client hangs up.
+ */
+static void fake_snapshot_monitor_start(struct fake_monitor *m)
+{
+	static const char hello[] = "{\"QMP\":{\"version\":{},\"capabilities\":[]}}\n{\"return\":{},\"id\":1}\n";
+	static const char *const later[] = {
+		"{\"event\":\"SNAPSHOT_PROGRESS\",\"data\":{\"name\":\"x\",\"done\":64,\"total\":256}}\n",
+		"{\"event\":\"SNAPSHOT_PROGRESS\",\"data\":{\"name\":\"x\",\"done\":256,\"total\":256}}\n",
+		"{\"return\":{\"listed\":256,\"stored\":256,\"shared\":0,\"parent\":\"\",\"pause-ns\":1000,"
+		"\"total-ns\":2000},\"id\":2}\n",
+	};
+	strcpy(m->dir, "/tmp/vmm-fakemon-XXXXXX");
+	ck_assert_ptr_nonnull(mkdtemp(m->dir));
+	snprintf(m->path, sizeof(m->path), "%s/vm.sock", m->dir);
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", m->path);
+	int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+	ck_assert_int_eq(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	ck_assert_int_eq(listen(fd, 2), 0);
+	m->pid = fork();
+	ck_assert_int_ge(m->pid, 0);
+	if (m->pid == 0) {
+		int cmd = accept(fd, NULL, NULL);
+		bool ok = cmd >= 0 && write(cmd, hello, strlen(hello)) == (ssize_t)strlen(hello);
+		int ev = ok ? accept(fd, NULL, NULL) : -1;
+		ok = ev >= 0 && write(ev, hello, strlen(hello)) == (ssize_t)strlen(hello);
+		const long wait_ms[] = {1300, 300, 500};
+		for (int i = 0; i < 3 && ok; i++) {
+			sleep_ms(wait_ms[i]);
+			int to = i < 2 ? ev : cmd;
+			ok = write(to, later[i], strlen(later[i])) == (ssize_t)strlen(later[i]);
+		}
+		char sink[4096];
+		while (ok && read(cmd, sink, sizeof(sink)) > 0)
+			;
+		_exit(ok ? 0 : 1);
+	}
+	close(fd);
+}
+
+/* Everything build/vmm @args... writes to its terminal (a pty: stdout and stderr, "\n" as
+ * "\r\n") until it exits, in @out (NUL-terminated); returns its exit status. */
+static int vmm_on_a_pty(char *out, size_t size, char *const args[])
+{
+	char *argv[16];
+	int n = 0;
+	argv[n++] = (char *)harness_build_path("vmm");
+	for (; *args && n < 15; args++)
+		argv[n++] = *args;
+	argv[n] = NULL;
+	int master;
+	pid_t pid = forkpty(&master, NULL, NULL, NULL);
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		execv(argv[0], argv);
+		_exit(127);
+	}
+	size_t len = 0;
+	struct pollfd p = {.fd = master, .events = POLLIN};
+	while (len + 1 < size && poll(&p, 1, 20000) == 1) {
+		ssize_t k = read(master, out + len, size - 1 - len);
+		if (k <= 0)
+			break; /* EIO: the child and its terminal are gone */
+		len += (size_t)k;
+	}
+	out[len] = '\0';
+	close(master);
+	int st;
+	ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+	return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+/* On a terminal, vmm snapshot redraws one line in place ("\r" ... "\033[K"): bytes, percent,
+ * rate and time left while pages are written, "syncing..." once all are but the answer has
+ * not come, then the durable line and a newline. */
+START_TEST(cli_snapshot_draws_progress_on_a_terminal)
+{
+	struct fake_monitor m;
+	fake_snapshot_monitor_start(&m);
+	char out[8192];
+	char *args[] = {"snapshot", "--monitor", m.path, "--store", "/tmp/s", "--as", "x", "web", NULL};
+	int status = vmm_on_a_pty(out, sizeof(out), args);
+	fake_monitor_stop(&m);
+	ck_assert_msg(status == 0, "status %d: %s", status, out);
+	const char *writing = strstr(out, "\rsnapshot web -> x: 256.0 KiB of 1.0 MiB (25%), ");
+	ck_assert_msg(writing, "%s", out);
+	const char *rate = strstr(writing, " KiB/s, "), *left = strstr(writing, " s left\033[K");
+	ck_assert_msg(rate && left && rate < left, "%s", out);
+	const char *syncing = strstr(writing, "\rsnapshot web -> x: 1.0 MiB written, syncing...\033[K");
+	ck_assert_msg(syncing, "%s", out);
+	const char *durable = strstr(syncing, "\rsnapshot web -> x: 1.0 MiB written in ");
+	ck_assert_msg(durable && strstr(durable, " s, durable\033[K\r\n"), "%s", out);
+	ck_assert_msg(strstr(durable, "snapshot x in /tmp/s: 256 pages listed, 256 new"), "%s", out);
 }
 END_TEST
 
@@ -715,6 +826,7 @@ Suite *cli_suite(void)
 	HARNESS_ADD_TEST(bin, cli_help_verb_is_the_verbs_help);
 	HARNESS_ADD_TEST(bin, cli_memory_says_1_object_not_1_objects);
 	HARNESS_ADD_TEST(bin, cli_snapshot_says_1_page_not_1_pages);
+	HARNESS_ADD_TEST(bin, cli_snapshot_draws_progress_on_a_terminal);
 	HARNESS_ADD_TEST(bin, cli_store_commands_use_the_default_store);
 	HARNESS_ADD_TEST(bin, cli_snapshot_makes_the_default_store_private);
 	suite_add_tcase(s, bin);

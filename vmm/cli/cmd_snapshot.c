@@ -9,6 +9,8 @@
 #include <unistd.h>
 
 #include "vmm/cli/cmd_client.h"
+#include "vmm/cli/progress.h"
+#include "vmm/clock.h"
 #include "vmm/error.h"
 #include "vmm/vm.h"
 
@@ -39,14 +41,28 @@ static void snapshot_help(FILE *f, const char *verb)
 		   "125 no such VM or bad arguments.\n");
 }
 
-/* The progress bar: a second connection that listens for SNAPSHOT_PROGRESS while the
- * first waits for the answer. Never shows 100% before the answer (durability) came. */
+/* The progress line: a second connection that listens for SNAPSHOT_PROGRESS while the
+ * first waits for the answer. Pages all written but no answer yet is the final sync,
+ * shown as such: never 100% nor "durable" before the answer came. */
 struct snapshot_bar {
 	struct qmp_client *events;
 	const char *snap;
+	char label[160];  /* "snapshot VM -> SNAPSHOT" */
+	uint64_t start_ns; /* when snapshot-save was sent: the rate's time base */
 	atomic_bool done;
+	uint64_t total;    /* bytes, of the last event drawn */
 	int drawn;
 };
+
+/* Redraw the line in place: back to its start, the line, the rest of the old one cleared. */
+static void snapshot_bar_draw(struct snapshot_bar *bar, uint64_t done, enum progress_phase phase)
+{
+	char line[PROGRESS_LINE_MAX];
+	double elapsed = (double)(clock_monotonic_ns() - bar->start_ns) / 1e9;
+	progress_line(line, sizeof(line), bar->label, bar->total, done, elapsed, phase);
+	fprintf(stderr, "\r%s\033[K", line);
+	bar->drawn = 1;
+}
 
 static void *snapshot_bar_main(void *arg)
 {
@@ -58,13 +74,10 @@ static void *snapshot_bar_main(void *arg)
 		json_t *data = json_object_get(ev, "data");
 		if (strcmp(json_string_value(json_object_get(ev, "event")), "SNAPSHOT_PROGRESS") == 0 &&
 		    strcmp(json_string_value(json_object_get(data, "name")) ?: "", bar->snap) == 0) {
-			double done = (double)json_integer_value(json_object_get(data, "done"));
-			double total = (double)json_integer_value(json_object_get(data, "total"));
-			int pct = total > 0 ? (int)(done * 100.0 / total) : 0;
-			if (pct > 99)
-				pct = 99;
-			fprintf(stderr, "\rsnapshot %s: %3d%%", bar->snap, pct);
-			bar->drawn = 1;
+			/* Pages, in the event: RAM examined so far and in all. */
+			uint64_t done = (uint64_t)json_integer_value(json_object_get(data, "done")) * VM_PAGE_SIZE;
+			bar->total = (uint64_t)json_integer_value(json_object_get(data, "total")) * VM_PAGE_SIZE;
+			snapshot_bar_draw(bar, done, done >= bar->total ? PROGRESS_SYNCING : PROGRESS_WRITING);
 		}
 		json_decref(ev);
 	}
@@ -120,7 +133,11 @@ int cmd_snapshot(int argc, char **argv)
 	status = cmd_client_open(verb, a.name, a.monitor, &c);
 	if (status)
 		return status;
-	struct snapshot_bar bar = {.snap = snap};
+	struct snapshot_bar bar = {.snap = snap, .start_ns = clock_monotonic_ns()};
+	if (a.name)
+		snprintf(bar.label, sizeof(bar.label), "snapshot %s -> %s", a.name, snap);
+	else
+		snprintf(bar.label, sizeof(bar.label), "snapshot %s", snap);
 	pthread_t bar_thread;
 	bool bar_on = !a.json && isatty(STDERR_FILENO) && cmd_client_open(verb, a.name, a.monitor, &bar.events) == 0;
 	if (bar_on && pthread_create(&bar_thread, NULL, snapshot_bar_main, &bar) != 0) {
@@ -134,8 +151,10 @@ int cmd_snapshot(int argc, char **argv)
 		atomic_store(&bar.done, true);
 		pthread_join(bar_thread, NULL);
 		qmp_client_close(bar.events);
+		if (bar.drawn && !r)
+			snapshot_bar_draw(&bar, bar.total, PROGRESS_DONE);
 		if (bar.drawn)
-			fprintf(stderr, r ? "\n" : "\rsnapshot %s: 100%%\n", snap);
+			fputc('\n', stderr);
 	}
 	qmp_client_close(c);
 	if (r)
