@@ -16,6 +16,7 @@
 
 #include "elf_image.h"
 #include "harness.h"
+#include "run_args.h"
 #include "spawn.h"
 #include "vmm/cli/cli.h"
 #include "vmm/cli/commands.h"
@@ -23,24 +24,12 @@
 #include "vmm/monitor/monitor.h"
 #include "vmm/store/store.h"
 
-static int parse(struct vm_config *cfg, const char *const *args)
-{
-	char *argv[32];
-	int argc = 0;
-	argv[argc++] = "run";
-	for (; *args; args++)
-		argv[argc++] = (char *)*args;
-	argv[argc] = NULL;
-	error_clear();
-	return cmd_run_parse(argc, argv, cfg);
-}
-
-#define PARSE(cfg, ...) parse((cfg), (const char *const[]){__VA_ARGS__, NULL})
+#define PARSE RUN_PARSE
 
 static void expect_parse_error(const char *needle, const char *const *args)
 {
 	struct vm_config cfg;
-	ck_assert_int_eq(parse(&cfg, args), CLI_ERROR);
+	ck_assert_int_eq(run_args_parse(&cfg, args), CLI_ERROR);
 	ck_assert_msg(strstr(error_message(), needle), "message '%s' lacks '%s'", error_message(), needle);
 	ck_assert_msg(!strchr(error_message(), '\n'), "one line: '%s'", error_message());
 }

@@ -13,6 +13,7 @@
 
 #include "fake_vm.h"
 #include "harness.h"
+#include "run_args.h"
 #include "spawn.h"
 #include "vmm/cli/cli.h"
 #include "vmm/cli/cmd_run.h"
@@ -364,18 +365,6 @@ END_TEST
 
 /* ---- vmm run --xml ------------------------------------------------------------------------ */
 
-static int run_parse(struct vm_config *cfg, const char *const *args)
-{
-	char *argv[32];
-	int argc = 0;
-	argv[argc++] = "run";
-	for (; *args; args++)
-		argv[argc++] = (char *)*args;
-	argv[argc] = NULL;
-	error_clear();
-	return cmd_run_parse(argc, argv, cfg);
-}
-#define RUN_PARSE(cfg, ...) run_parse((cfg), (const char *const[]){__VA_ARGS__, NULL})
 
 START_TEST(run_xml_is_read_first_and_options_override_it)
 {

@@ -2,6 +2,8 @@
 #ifndef VMM_COMMANDS_H
 #define VMM_COMMANDS_H
 
+#include <stdio.h>
+
 #include "vmm/vm.h"
 
 /* vmm run [OPTIONS] GUEST */
