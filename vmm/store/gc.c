@@ -95,8 +95,8 @@ static int gc_begin(struct store *s)
 	if (!r)
 		r = store_reindex(s);
 	if (!r && s->damaged)
-		r = error_set(EIO, "store %s has %u damaged manifests; gc would lose their pages (see vmm store verify)",
-			      s->dir, s->damaged);
+		r = error_set(EIO, "store %s has %u damaged manifest%s; gc would lose their pages (see vmm store verify)",
+			      s->dir, s->damaged, s->damaged == 1 ? "" : "s");
 	if (r)
 		store_release(s);
 	return r;
