@@ -258,16 +258,16 @@ static const char *guest_memory_swap_name(const struct guest_memory *m)
 static int guest_memory_open_swap_file(struct guest_memory *m, const char *path)
 {
 	m->swap_path = path;
-	m->swap_fd = path ? open(path, O_RDWR | O_CREAT | O_NONBLOCK | O_CLOEXEC, 0600)
-			  : open("/var/tmp", O_RDWR | O_TMPFILE | O_CLOEXEC, 0600);
-	struct stat st;
-	bool regular = m->swap_fd >= 0 && fstat(m->swap_fd, &st) == 0 && S_ISREG(st.st_mode);
-	if ((m->swap_fd < 0 && errno == EISDIR) || (m->swap_fd >= 0 && !regular))
+	int fd = path ? file_open_regular(AT_FDCWD, path, O_RDWR | O_CREAT, 0600, 0, "swap file", path)
+		      : open("/var/tmp", O_RDWR | O_TMPFILE | O_CLOEXEC, 0600);
+	if (!path && fd < 0)
+		fd = -errno;
+	m->swap_fd = fd < 0 ? -1 : fd;
+	if (fd == -EINVAL || fd == -EISDIR)
 		return error_set(EINVAL, "cannot use %s as the swap file: not a regular file", guest_memory_swap_name(m));
-	if (m->swap_fd < 0)
-		return error_set_errno(errno, "cannot create the swap file %s", guest_memory_swap_name(m));
-	int flags = fcntl(m->swap_fd, F_GETFL);
-	if (flags < 0 || fcntl(m->swap_fd, F_SETFL, flags & ~O_NONBLOCK) != 0 || ftruncate(m->swap_fd, 0) != 0)
+	if (fd < 0)
+		return error_set(-fd, "cannot create the swap file %s: %s", guest_memory_swap_name(m), strerror(-fd));
+	if (ftruncate(fd, 0) != 0)
 		return error_set_errno(errno, "cannot use %s as the swap file", guest_memory_swap_name(m));
 	return 0;
 }
