@@ -71,6 +71,9 @@ struct pager {
 	void *priv;                  /* (c) the pager's own state, set by open */
 	vm_prot_t max_prot;          /* (c) most a shared mapping of its objects may allow, set by open */
 	uint64_t size;               /* (c) size of the data when fixed (a file), 0 = any; set by open */
+	bool host_resident;          /* (c) set by open: every page it provides is also held, unchanged for
+					good, at the same offset of a host-wide segment that VMM processes
+					share, so that a pmap may map it from there (pmap.h) */
 	unsigned refs;               /* (d) the opener's plus one per vm_object using it */
 };
 

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "mmu/pager.h"
 #include "mmu/vm_domain.h"
 #include "mmu/vm_object.h"
 #include "mmu/vm_page.h"
@@ -530,6 +531,16 @@ const void *pmap_page_bytes(struct vm_page *page, void *scratch)
 	return scratch;
 }
 
+/* What the backend may know of @page entered at @va with @prot (enter()'s flags). */
+static unsigned pmap_backend_flags(const struct vm_page *page, vm_addr_t va, vm_prot_t prot)
+{
+	const struct pager *pager = page->object->pager;
+	if (!(prot & VM_PROT_WRITE) && !(page->flags & VM_PAGE_ZERO) && pager && pager->host_resident &&
+	    vm_ptoa(page->pindex) == va)
+		return PMAP_BACKEND_HOST_RESIDENT;
+	return 0;
+}
+
 int pmap_enter(struct pmap *pmap, vm_addr_t va, struct vm_page *page, vm_prot_t prot, unsigned flags)
 {
 	if (!pmap->ops)
@@ -594,7 +605,7 @@ int pmap_enter(struct pmap *pmap, vm_addr_t va, struct vm_page *page, vm_prot_t 
 		}
 		uint8_t scratch[VM_PAGE_SIZE] __attribute__((aligned(64)));
 		const void *src = (page->flags & VM_PAGE_ZERO) ? NULL : pmap_page_bytes(page, scratch);
-		err = pmap->ops->enter(pmap->arg, va, src, prot);
+		err = pmap->ops->enter(pmap->arg, va, src, prot, pmap_backend_flags(page, va, prot));
 		if (err) {
 			hmap_del(&pmap->pv, pmap_key(va));
 			pool_free(&pmap->dom->pv_pool, pv);

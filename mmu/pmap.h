@@ -9,10 +9,16 @@
  * core drops its own buffer; see vm_page.h) and read back with the read slot when needed.
  *
  * Backend contract (all addresses page-aligned, ranges [start, end)):
- *   enter(va, src, prot)   make va hold the page at src (NULL = zeros) with prot. The core
+ *   enter(va, src, prot, flags)
+ *                          make va hold the page at src (NULL = zeros) with prot. The core
  *                          calls it only where nothing is entered (it removes a page it
  *                          replaces first), so UFFDIO_COPY never meets a present page.
- *                          0 or -errno (then nothing is entered).
+ *                          PMAP_BACKEND_HOST_RESIDENT in flags: the page is read-only here
+ *                          and its bytes are also at offset va of the host-wide segment of
+ *                          its object's pager (pager.h, host_resident): a backend that maps
+ *                          that segment may map the page from there instead of copying src
+ *                          (which it must still accept as the bytes). 0 or -errno (then
+ *                          nothing is entered).
  *   protect(start,end,p)   set the protection of the entered pages in the range to p (raise
  *                          or lower; the bytes stay). Every page in the range is entered.
  *   remove(start, end)     drop whatever is entered in the range.
@@ -49,7 +55,7 @@ struct vm_domain;
 struct vm_object;
 struct vm_page;
 
-typedef int pmap_enter_t(void *arg, vm_addr_t va, const void *src, vm_prot_t prot);
+typedef int pmap_enter_t(void *arg, vm_addr_t va, const void *src, vm_prot_t prot, unsigned flags);
 typedef void pmap_protect_t(void *arg, vm_addr_t start, vm_addr_t end, vm_prot_t prot);
 typedef void pmap_remove_t(void *arg, vm_addr_t start, vm_addr_t end);
 typedef void pmap_read_t(void *arg, vm_addr_t va, void *dst);
@@ -82,6 +88,9 @@ struct pmap {
 	struct vm_object **bound;   /* (d) objects bound here (they have packed pages mapped here) */
 	size_t nbound, bound_cap;   /* (d) */
 };
+
+/* Backend enter flags (enter() above) */
+#define PMAP_BACKEND_HOST_RESIDENT 0x1u
 
 /* pmap_enter flags */
 #define PMAP_ENTER_SAME_BYTES 0x1u /* va holds these very bytes already (copy-on-write of the

@@ -21,9 +21,11 @@ static bool flat_clip(const struct pmap_flat *f, vm_addr_t *start, vm_addr_t *en
 	return *start < *end;
 }
 
-static int flat_enter(void *arg, vm_addr_t va, const void *src, vm_prot_t prot)
+static int flat_enter(void *arg, vm_addr_t va, const void *src, vm_prot_t prot, unsigned flags)
 {
 	struct pmap_flat *f = arg;
+	if (flags & PMAP_BACKEND_HOST_RESIDENT)
+		f->host_resident_enters++;
 	if (va < f->base || va >= f->base + f->size)
 		return -EFAULT;
 	size_t i = flat_page(f, va);

@@ -23,6 +23,7 @@ struct pmap_flat {
 	uint8_t *prot;      /* (d) per page: vm_prot_t entered, 0 = none */
 	uint8_t *modified;  /* (d) per page: written since entered / last clear */
 	uint64_t enters, protects, removes, reads, updates; /* (d) backend calls seen */
+	uint64_t host_resident_enters; /* (d) enters flagged PMAP_BACKEND_HOST_RESIDENT */
 	int update_error;   /* (d) what update() returns: 0, or a -errno a test makes it fail with */
 };
 

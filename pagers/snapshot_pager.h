@@ -4,6 +4,14 @@
  * whose page() call gives a page's bytes or says it is zero. Read-only: it takes no data
  * back, so its objects are mapped copy-on-write (a restored guest's writes land in the
  * object that shadows it).
+ *
+ * Opened with pager_args.fd on a host-wide segment (a memfd at least size bytes long that
+ * other VMM processes restoring the same snapshot share; vmm/memory/segment.h), it keeps
+ * the snapshot's pages there: a page the segment holds is given from it without asking the
+ * source, and a page the source gives is written there first (whole, at its own offset;
+ * zero pages never), so the snapshot is resident once per host (pager.h: host_resident).
+ * The segment must hold nothing but this snapshot's pages; the caller keeps its descriptor
+ * open while the pager lives. A segment shorter than the snapshot is refused (-EINVAL).
  */
 #ifndef PAGERS_SNAPSHOT_PAGER_H
 #define PAGERS_SNAPSHOT_PAGER_H
@@ -21,5 +29,14 @@ struct snapshot_source {
 };
 
 extern const struct pager_ops snapshot_pager_ops;
+
+struct snapshot_pager_stats {
+	uint64_t found;       /* pages given from the segment (brought in by any VM) */
+	uint64_t filled;      /* pages this pager put into the segment */
+	uint64_t fill_errors; /* pages it could not put there (given privately instead) */
+};
+
+/* What a pager of snapshot_pager_ops did with its segment (all zero without one). */
+void snapshot_pager_stats(const struct pager *pager, struct snapshot_pager_stats *out);
 
 #endif

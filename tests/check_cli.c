@@ -153,21 +153,26 @@ START_TEST(restore_takes_runs_options_and_its_own)
 	char *argv[] = {"restore", "-t", "2m", "--store", "/s", "-n", "r", "--prefetch", "ws", "snap", NULL};
 	struct vm_config cfg;
 	const char *store, *snapshot;
+	bool private_memory;
 	error_clear();
-	ck_assert_msg(cmd_restore_parse(10, argv, &cfg, &store, &snapshot) == 0, "%s", error_message());
+	ck_assert_msg(cmd_restore_parse(10, argv, &cfg, &store, &snapshot, &private_memory) == 0, "%s", error_message());
 	ck_assert_str_eq(store, "/s");
 	ck_assert_str_eq(snapshot, "snap");
 	ck_assert_str_eq(cfg.name, "r");
 	ck_assert_str_eq(cfg.prefetch_path, "ws");
 	ck_assert_uint_eq(cfg.timeout_ms, 120000);
+	ck_assert(!private_memory); /* shared unless asked */
+	char *priv[] = {"restore", "--store", "/s", "--private", "snap", NULL};
+	ck_assert_int_eq(cmd_restore_parse(5, priv, &cfg, &store, &snapshot, &private_memory), 0);
+	ck_assert(private_memory);
 	char *two[] = {"restore", "--store", "/s", "a", "b", NULL};
-	ck_assert_int_eq(cmd_restore_parse(5, two, &cfg, &store, &snapshot), CLI_ERROR);
+	ck_assert_int_eq(cmd_restore_parse(5, two, &cfg, &store, &snapshot, &private_memory), CLI_ERROR);
 	ck_assert_str_eq(error_message(), "vmm restore: one SNAPSHOT only ('a' and 'b' given)");
 	char *none[] = {"restore", "--store", "/s", NULL};
-	ck_assert_int_eq(cmd_restore_parse(3, none, &cfg, &store, &snapshot), CLI_ERROR);
+	ck_assert_int_eq(cmd_restore_parse(3, none, &cfg, &store, &snapshot, &private_memory), CLI_ERROR);
 	ck_assert_ptr_nonnull(strstr(error_message(), "no SNAPSHOT given"));
 	char *bad[] = {"restore", "-m", "1G", "snap", NULL}; /* the snapshot says how much RAM */
-	ck_assert_int_eq(cmd_restore_parse(4, bad, &cfg, &store, &snapshot), CLI_ERROR);
+	ck_assert_int_eq(cmd_restore_parse(4, bad, &cfg, &store, &snapshot, &private_memory), CLI_ERROR);
 	ck_assert_str_eq(error_message(), "vmm restore: unknown option -m (see vmm restore --help)");
 }
 END_TEST
@@ -744,15 +749,16 @@ START_TEST(restore_reads_the_default_store)
 	char *argv[] = {"restore", "snap", NULL};
 	struct vm_config cfg;
 	const char *store, *snapshot;
+	bool private_memory;
 	error_clear();
-	int r = cmd_restore_parse(2, argv, &cfg, &store, &snapshot);
+	int r = cmd_restore_parse(2, argv, &cfg, &store, &snapshot, &private_memory);
 	ck_assert_msg(r == 0, "%s", error_message());
 	ck_assert_str_eq(store, "/xdg/vmm/store");
 	store_env_set(NULL, "/home/someone", NULL, NULL);
-	ck_assert_int_eq(cmd_restore_parse(2, argv, &cfg, &store, &snapshot), 0);
+	ck_assert_int_eq(cmd_restore_parse(2, argv, &cfg, &store, &snapshot, &private_memory), 0);
 	ck_assert_str_eq(store, "/home/someone/.local/share/vmm/store");
 	store_env_set(NULL, "/home/someone", "/xdg", "/env");
-	ck_assert_int_eq(cmd_restore_parse(2, argv, &cfg, &store, &snapshot), 0);
+	ck_assert_int_eq(cmd_restore_parse(2, argv, &cfg, &store, &snapshot, &private_memory), 0);
 	ck_assert_str_eq(store, "/env");
 	store_env_restore(&e);
 }

@@ -23,7 +23,7 @@
 #include "vmm/store/store.h"
 #include "vmm/memory/working_set.h"
 
-static struct vm_proc vm, vm2;
+static struct vm_proc vm, vm2, vm3;
 static char store[64];
 
 static void setup(void)
@@ -39,6 +39,7 @@ static void teardown(void)
 {
 	vm_proc_cleanup(&vm, false);
 	vm_proc_cleanup(&vm2, false);
+	vm_proc_cleanup(&vm3, false);
 	char cmd[128];
 	snprintf(cmd, sizeof(cmd), "rm -rf %s", store);
 	ck_assert_int_eq(system(cmd), 0);
@@ -286,8 +287,8 @@ START_TEST(restored_pages_the_guest_only_reads_are_held_once_and_not_listed_agai
 {
 	/* The guest fills 32 MiB, then waits; snapshotted there and restored, it is let go and
 	 * checks the 32 MiB (reading only). Each page it read is held once: copied into the
-	 * guest's own object, none left with the snapshot pager. A snapshot of it then lists
-	 * none of those pages: they equal the parent's. */
+	 * guest's own object, none left with the snapshot pager (--private: no host-wide copy).
+	 * A snapshot of it then lists none of those pages: they equal the parent's. */
 	vm_proc_start(&vm, NULL, "run", "-m", "128M", "-p",
 		      "seed=7 fill=0x4000000,32M sync=1 await=0x7ff000 check=0x4000000,32M sync=2 idle", harness_guest(), NULL);
 	vm_proc_wait_sync(&vm, 1);
@@ -295,7 +296,7 @@ START_TEST(restored_pages_the_guest_only_reads_are_held_once_and_not_listed_agai
 	json_decref(vm_proc_execute(&vm, "quit", NULL));
 	vm_proc_wait(&vm);
 
-	vm_proc_start(&vm2, NULL, "restore", "--store", store, "filled", NULL);
+	vm_proc_start(&vm2, NULL, "restore", "--private", "--store", store, "filled", NULL);
 	vm_proc_release(&vm2, 0x7ff000);
 	vm_proc_wait_sync(&vm2, 2);
 	json_t *st = vm_proc_execute(&vm2, "query-stats", NULL);
@@ -312,6 +313,76 @@ START_TEST(restored_pages_the_guest_only_reads_are_held_once_and_not_listed_agai
 	char *out = vm_proc_output(&vm2, false);
 	ck_assert_msg(strstr(out, "check: 8192 pages ok"), "%s", out);
 	free(out);
+	ck_assert_int_eq(store_verify_status(0), 0);
+}
+END_TEST
+
+/* The guest of @v said "check: 8192 pages ok" @n times, and nothing else of its checks. */
+static void expect_checks_ok(struct vm_proc *v, unsigned n)
+{
+	char *out = vm_proc_output(v, false);
+	unsigned ok = 0;
+	for (const char *p = out; (p = strstr(p, "check: 8192 pages ok")); p++)
+		ok++;
+	ck_assert_msg(ok == n && !strstr(out, "mismatch"), "%s", out);
+	free(out);
+}
+
+START_TEST(restores_of_one_snapshot_share_its_pages_and_keep_their_writes)
+{
+	/* The guest fills 32 MiB and is snapshotted; two restores check it (reads only), the
+	 * second finding every page resident already (brought in by the first, mapped from the
+	 * one host-wide copy). Then the first is written into: its own check sees the write,
+	 * the second's and a third restore's do not. */
+	vm_proc_start(&vm, NULL, "run", "-m", "128M", "-p",
+		      "seed=7 fill=0x4000000,32M sync=1 await=0x7ff000 check=0x4000000,32M sync=2 await=0x7fe000 "
+		      "check=0x4000000,32M sync=3 idle",
+		      harness_guest(), NULL);
+	vm_proc_wait_sync(&vm, 1);
+	json_decref(snapshot(&vm, "filled"));
+	json_decref(vm_proc_execute(&vm, "quit", NULL));
+	vm_proc_wait(&vm);
+
+	vm_proc_start(&vm2, NULL, "restore", "-n", "first", "--store", store, "filled", NULL);
+	vm_proc_start(&vm3, NULL, "restore", "-n", "second", "--store", store, "filled", NULL);
+	vm_proc_release(&vm2, 0x7ff000);
+	vm_proc_wait_sync(&vm2, 2);
+	vm_proc_release(&vm3, 0x7ff000);
+	vm_proc_wait_sync(&vm3, 2);
+	json_t *a = vm_proc_execute(&vm2, "query-stats", NULL);
+	json_t *b = vm_proc_execute(&vm3, "query-stats", NULL);
+	ck_assert_int_ge(jint(a, "mem.segment_filled"), 8192);
+	ck_assert_int_ge(jint(b, "mem.segment_found"), 8192);
+	ck_assert_int_le(jint(b, "mem.segment_filled"), 64); /* what the first had not touched */
+	ck_assert_int_ge(jint(b, "mem.shared_pages"), 8192);
+	ck_assert_int_ge(jint(b, "mem.segment_pages"), 8192);
+	ck_assert_int_ge(jint(b, "mem.segment_holders"), 2);
+	json_decref(a);
+	json_decref(b);
+
+	/* 8 zero bytes over the first page of the pattern, in the first VM only. */
+	json_decref(vm_proc_execute(&vm2, "vm-write", json_pack("{s:I,s:s}", "addr", 0x4000000ll, "data", "AAAAAAAAAAA=")));
+	vm_proc_release(&vm2, 0x7fe000);
+	vm_proc_wait_sync(&vm2, 3);
+	vm_proc_release(&vm3, 0x7fe000);
+	vm_proc_wait_sync(&vm3, 3);
+	char *out = vm_proc_output(&vm2, false);
+	ck_assert_msg(strstr(out, "check: 8192 pages ok") && strstr(out, "check: mismatch at 0x0000000004000000"), "%s", out);
+	free(out);
+	expect_checks_ok(&vm3, 2);
+
+	/* A restore made after all that still sees the snapshot. */
+	vm_proc_cleanup(&vm, false);
+	vm_proc_start(&vm, NULL, "restore", "-n", "third", "--store", store, "filled", NULL);
+	vm_proc_release(&vm, 0x7ff000);
+	vm_proc_wait_sync(&vm, 2);
+	vm_proc_release(&vm, 0x7fe000);
+	vm_proc_wait_sync(&vm, 3);
+	expect_checks_ok(&vm, 2);
+	for (struct vm_proc *v = &vm; v; v = v == &vm ? &vm2 : v == &vm2 ? &vm3 : NULL) {
+		json_decref(vm_proc_execute(v, "quit", NULL));
+		vm_proc_wait(v);
+	}
 	ck_assert_int_eq(store_verify_status(0), 0);
 }
 END_TEST
@@ -736,6 +807,7 @@ Suite *kvm_snapshot_suite(void)
 	HARNESS_ADD_TEST(tc, snapshot_of_restored_guest_stores_only_what_changed);
 	HARNESS_ADD_TEST(tc, the_snapshot_a_live_vm_runs_from_is_kept_until_it_ends);
 	HARNESS_ADD_TEST(tc, restored_pages_the_guest_only_reads_are_held_once_and_not_listed_again);
+	HARNESS_ADD_TEST(tc, restores_of_one_snapshot_share_its_pages_and_keep_their_writes);
 	HARNESS_ADD_TEST(tc, a_recorded_working_set_is_prefetched_and_checks_out);
 	HARNESS_ADD_TEST(tc, a_bad_working_set_is_refused_with_its_name);
 	HARNESS_ADD_TEST(tc, store_holds_exactly_the_unique_nonzero_pages);

@@ -232,6 +232,39 @@ START_TEST(second_snapshot_of_same_memory_stores_nothing_new)
 }
 END_TEST
 
+static void identity_of(struct store *s, const char *name, uint8_t id[STORE_IDENTITY_BYTES])
+{
+	struct store_snapshot *snap;
+	ck_assert_int_eq(store_snapshot_open(s, name, &snap), 0);
+	ck_assert_int_eq(store_snapshot_identity(snap, id), 0);
+	store_snapshot_close(snap);
+}
+
+/* A restore's pages are shared host-wide by this identity: equal pages, equal identity. */
+START_TEST(snapshots_of_the_same_pages_have_the_same_identity_and_others_not)
+{
+	struct store *s;
+	ck_assert_int_eq(store_open(dir, true, &s), 0);
+	write_snapshot(s, "one", NULL, 300, 1, 0, 1, NULL);
+	write_snapshot(s, "two", NULL, 300, 1, 0, 1, NULL);      /* the same pages again */
+	write_snapshot(s, "other", NULL, 300, 2, 0, 1, NULL);    /* other bytes */
+	write_snapshot(s, "longer", NULL, 301, 1, 0, 1, NULL);   /* one more page */
+	write_snapshot(s, "child", "one", 300, 1, 0, 7, NULL);   /* what it rewrites is equal */
+	uint8_t one[STORE_IDENTITY_BYTES], two[STORE_IDENTITY_BYTES], other[STORE_IDENTITY_BYTES],
+		longer[STORE_IDENTITY_BYTES], child[STORE_IDENTITY_BYTES];
+	identity_of(s, "one", one);
+	identity_of(s, "two", two);
+	identity_of(s, "other", other);
+	identity_of(s, "longer", longer);
+	identity_of(s, "child", child);
+	ck_assert_mem_eq(one, two, STORE_IDENTITY_BYTES);
+	ck_assert(memcmp(one, other, STORE_IDENTITY_BYTES) != 0);
+	ck_assert(memcmp(one, longer, STORE_IDENTITY_BYTES) != 0);
+	ck_assert(memcmp(one, child, STORE_IDENTITY_BYTES) != 0); /* a chain: counted apart (conservative) */
+	store_close(s);
+}
+END_TEST
+
 static uint64_t constant_hash(const void *data, size_t len)
 {
 	(void)data;
@@ -1261,6 +1294,7 @@ Suite *store_suite(void)
 	HARNESS_ADD_TEST(tc, child_leaves_out_pages_equal_to_its_parents);
 	HARNESS_ADD_TEST(tc, long_chains_of_deltas_are_cut_by_complete_manifests);
 	HARNESS_ADD_TEST(tc, second_snapshot_of_same_memory_stores_nothing_new);
+	HARNESS_ADD_TEST(tc, snapshots_of_the_same_pages_have_the_same_identity_and_others_not);
 	HARNESS_ADD_TEST(tc, hash_collisions_keep_both_pages);
 	HARNESS_ADD_TEST(tc, names_parents_and_order_are_checked);
 	HARNESS_ADD_TEST(tc, verify_passes_a_healthy_store);

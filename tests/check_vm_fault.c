@@ -360,6 +360,58 @@ START_TEST(test_reading_a_backing_page_maps_it_read_only_and_a_write_copies_it_u
 }
 END_TEST
 
+/* Map a host-resident test-pager object copy-on-write over pages [0, 8), its offset in the
+ * object @offset (BASE: object offsets are addresses, as a restored guest's are). The
+ * object is returned with the caller's reference, as guest memory keeps one. */
+static struct vm_object *map_host_resident(vm_offset_t offset)
+{
+	struct pager *p;
+	struct vm_object *obj;
+	ck_assert_int_eq(pager_open(&test_pager_ops, NULL, &p), 0);
+	p->host_resident = true;
+	p->max_prot = VM_PROT_READ | VM_PROT_EXECUTE; /* read-only, as a snapshot: copied lazily */
+	ck_assert_int_eq(vm_object_create(sb->dom, p, BASE + PAGES * PS, &obj), KERN_SUCCESS);
+	pager_release(p);
+	vm_addr_t a = at(0);
+	ck_assert_int_eq(vm_map_enter(sb->map, &a, 8 * PS, false, obj, offset, true, VM_PROT_DEFAULT, VM_PROT_ALL,
+				      VM_INHERIT_COPY),
+			 KERN_SUCCESS);
+	return obj;
+}
+
+START_TEST(test_pages_of_a_host_resident_pager_are_entered_flagged_only_read_only_at_their_offset)
+{
+	struct vm_object *obj = map_host_resident(BASE);
+	for (unsigned i = 0; i < 8; i++)
+		ck_assert_int_eq(vm_fault(sb->map, at(i), VM_PROT_READ, NULL), KERN_SUCCESS);
+	ck_assert_uint_eq(sb->flat->host_resident_enters, 8);
+	ck_assert_uint_eq(pmap_flat_prot(sb->flat, at(3)), VM_PROT_READ);
+	/* A write copies the page up into the guest's own object: entered as its own. */
+	uint64_t enters = sb->flat->host_resident_enters;
+	ck_assert_int_eq(vm_sandbox_write(sb, at(3), "mine", 4), KERN_SUCCESS);
+	ck_assert_uint_eq(sb->flat->host_resident_enters, enters);
+	char buf[4];
+	ck_assert_int_eq(vm_sandbox_read(sb, at(3), buf, 4), KERN_SUCCESS);
+	ck_assert_mem_eq(buf, "mine", 4);
+	vm_map_check(sb->map);
+	vm_object_deallocate(obj);
+}
+END_TEST
+
+START_TEST(test_pages_of_a_host_resident_pager_elsewhere_than_their_offset_are_not_flagged)
+{
+	struct vm_object *obj = map_host_resident(0);
+	ck_assert_int_eq(vm_fault(sb->map, at(0), VM_PROT_READ, NULL), KERN_SUCCESS);
+	ck_assert_uint_gt(sb->flat->enters, 0);
+	ck_assert_uint_eq(sb->flat->host_resident_enters, 0);
+	char b;
+	ck_assert_int_eq(vm_sandbox_read(sb, at(0), &b, 1), KERN_SUCCESS);
+	ck_assert_int_eq(b, 1); /* the pager's page 0, not a zero fill */
+	vm_map_check(sb->map);
+	vm_object_deallocate(obj);
+}
+END_TEST
+
 START_TEST(test_forked_maps_copy_on_write_independently)
 {
 	alloc(0, 1);
@@ -707,6 +759,8 @@ Suite *vm_fault_suite(void)
 	HARNESS_ADD_TEST(tc, test_a_failed_pmap_update_fails_the_fault);
 	HARNESS_ADD_TEST(tc, test_reading_a_backing_page_maps_it_read_only_and_a_write_copies_it_up);
 	HARNESS_ADD_TEST(tc, test_forked_maps_copy_on_write_independently);
+	HARNESS_ADD_TEST(tc, test_pages_of_a_host_resident_pager_are_entered_flagged_only_read_only_at_their_offset);
+	HARNESS_ADD_TEST(tc, test_pages_of_a_host_resident_pager_elsewhere_than_their_offset_are_not_flagged);
 	HARNESS_ADD_TEST(tc, test_cluster_pages_written_elsewhere_are_left_alone);
 	HARNESS_ADD_TEST(tc, test_a_faulted_page_is_packed_and_comes_back_whole_when_looked_at);
 	HARNESS_ADD_TEST(tc, test_protecting_packed_pages_changes_them_in_place_in_one_backend_call);

@@ -22,6 +22,8 @@ static const struct cli_option restore_options[] = {
 	 "at the end, write the pages the guest brought in to FILE"},
 	{"prefetch", 0, "FILE", OPT_PREFETCH,
 	 "bring in the pages of working set FILE while the guest runs"},
+	{"private", 0, NULL, OPT_PRIVATE,
+	 "keep a copy of the snapshot's pages of this VM's own (default: one copy per host, shared)"},
 	OPTION_TIMEOUT,
 	OPTION_MEM_LIMIT,
 	OPTION_SWAP,
@@ -41,7 +43,9 @@ void cmd_restore_help(FILE *f)
 		   "Run the guest saved as SNAPSHOT in a store, from the instruction where it was\n"
 		   "snapshotted. Its vCPUs, its RAM layout, the protections and inheritances of its\n"
 		   "guest-physical map come from the snapshot; memory is brought in on demand from the\n"
-		   "store (each page checked against its hash). Snapshots taken of the restored guest\n"
+		   "store (each page checked against its hash) and kept once per host: every VM\n"
+		   "restored from the same snapshot maps the same resident pages, and a guest's write\n"
+		   "copies the one page it changes into its own memory. Snapshots taken of the restored guest\n"
 		   "into the same store name SNAPSHOT as their parent and store only the pages that\n"
 		   "differ from it. The VM is named SNAPSHOT unless -n names it, or SNAPSHOT.2,\n"
 		   "SNAPSHOT.3, ... (the first free) when a VM of that name is running.\n"
@@ -53,6 +57,7 @@ void cmd_restore_help(FILE *f)
 struct restore_args {
 	struct vm_config *cfg;
 	const char **store, **snapshot;
+	bool *private_memory;
 };
 
 /* vmm restore's own arguments: the SNAPSHOT, its store, working sets. */
@@ -75,16 +80,21 @@ static int restore_other(void *arg, int id, const char *v)
 	case OPT_PREFETCH:
 		a->cfg->prefetch_path = v;
 		return 0;
+	case OPT_PRIVATE:
+		*a->private_memory = true;
+		return 0;
 	default:
 		return CMD_RUN_NOT_MINE;
 	}
 }
 
-int cmd_restore_parse(int argc, char **argv, struct vm_config *cfg, const char **store, const char **snapshot)
+int cmd_restore_parse(int argc, char **argv, struct vm_config *cfg, const char **store, const char **snapshot,
+		      bool *private_memory)
 {
 	*store = NULL;
 	*snapshot = NULL;
-	struct restore_args a = {cfg, store, snapshot};
+	*private_memory = false;
+	struct restore_args a = {cfg, store, snapshot, private_memory};
 	int r = cmd_run_parse_with("restore", restore_options, argc, argv, cfg, restore_other, &a);
 	if (r)
 		return r;
@@ -147,7 +157,9 @@ int cmd_restore(int argc, char **argv)
 {
 	struct vm_config cfg;
 	const char *store, *snapshot;
-	int status = cmd_run_parsed(cmd_restore_parse(argc, argv, &cfg, &store, &snapshot), cmd_restore_help);
+	bool private_memory;
+	int status = cmd_run_parsed(cmd_restore_parse(argc, argv, &cfg, &store, &snapshot, &private_memory),
+				    cmd_restore_help);
 	if (status >= 0)
 		return status;
 	restore_pick_name(&cfg, snapshot);
@@ -159,16 +171,20 @@ int cmd_restore(int argc, char **argv)
 		snprintf(holder, sizeof(holder), "VM '%s' (pid %d)", cfg.name, (int)getpid());
 	else
 		snprintf(holder, sizeof(holder), "a VM (pid %d)", (int)getpid());
-	if (restore_open(&rs, store, snapshot, holder) != 0) {
+	if (restore_open(&rs, store, snapshot, holder, !private_memory) != 0) {
 		fprintf(stderr, "vmm: %s\n", error_message());
 		return VM_EXIT_VMM_ERROR;
 	}
+	if (rs.share_error[0])
+		fprintf(stderr, "vmm: snapshot '%s' is not shared with other VMs on this host (its pages stay this VM's): %s\n",
+			snapshot, rs.share_error);
 	cfg.restore = &rs.state;
 	cfg.ncpus = rs.state.ncpus;
 	cfg.mem.ram_size = rs.state.ram_size;
 	cfg.mem.nram = rs.state.nram;
 	memcpy(cfg.mem.ram, rs.state.ram, rs.state.nram * sizeof(rs.state.ram[0]));
 	cfg.mem.ram_pager = rs.pager;
+	cfg.mem.ram_segment = rs.segment.fd >= 0 ? &rs.segment : NULL;
 	cfg.origin_store = rs.store_real;
 	cfg.origin_name = rs.name;
 	if (cfg.record_working_set && working_set_check_writable(cfg.record_working_set) != 0) {

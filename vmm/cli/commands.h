@@ -21,7 +21,8 @@ void cmd_run_help(FILE *f);
 /* vmm restore [OPTIONS] SNAPSHOT (cmd_restore.c) */
 int cmd_restore(int argc, char **argv);
 /* Parse `vmm restore` arguments (argv[0] is "restore"): 0, 1 for --help, or CLI_ERROR. */
-int cmd_restore_parse(int argc, char **argv, struct vm_config *cfg, const char **store, const char **snapshot);
+int cmd_restore_parse(int argc, char **argv, struct vm_config *cfg, const char **store, const char **snapshot,
+		      bool *private_memory);
 /*
  * The name of a VM restored from @snapshot without -n: @snapshot itself when none of the
  * @n names in @taken (the VMs running) is it, else the first of SNAPSHOT.2, SNAPSHOT.3, ...

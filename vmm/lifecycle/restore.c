@@ -30,9 +30,19 @@ static int restore_page(void *arg, uint64_t pindex, const void **data)
 	return 0;
 }
 
-int restore_open(struct restore *r, const char *dir, const char *name, const char *holder)
+/* Join or make the snapshot's host-wide segment; on failure r->share_error says why. */
+static void restore_share(struct restore *r, uint64_t size)
+{
+	uint8_t key[STORE_IDENTITY_BYTES];
+	_Static_assert(STORE_IDENTITY_BYTES == SEGMENT_KEY_BYTES, "a snapshot's identity keys its segment");
+	if (store_snapshot_identity(r->snap, key) != 0 || segment_open(&r->segment, key, size) != 0)
+		snprintf(r->share_error, sizeof(r->share_error), "%s", error_message());
+}
+
+int restore_open(struct restore *r, const char *dir, const char *name, const char *holder, bool share)
 {
 	memset(r, 0, sizeof(*r));
+	segment_init(&r->segment);
 	snprintf(r->name, sizeof(r->name), "%s", name);
 	if (!realpath(dir, r->store_real))
 		return error_set_errno(errno, "no store at %s", dir);
@@ -54,7 +64,9 @@ int restore_open(struct restore *r, const char *dir, const char *name, const cha
 			.arg = r,
 			.size = store_snapshot_page_count(r->snap) * 4096,
 		};
-		struct pager_args args = {.fd = -1, .source = &src};
+		if (share)
+			restore_share(r, src.size);
+		struct pager_args args = {.fd = r->segment.fd, .source = &src};
 		err = pager_open(&snapshot_pager_ops, &args, &r->pager);
 		if (err)
 			err = error_set(-err, "cannot serve snapshot '%s': %s", name, strerror(-err));
@@ -68,6 +80,7 @@ void restore_close(struct restore *r)
 {
 	if (r->pager)
 		pager_release(r->pager);
+	segment_close(&r->segment);
 	vm_state_free(&r->state);
 	store_snapshot_close(r->snap);
 	store_close(r->store);

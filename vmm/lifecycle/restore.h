@@ -3,13 +3,20 @@
  * state, and a snapshot pager serving its pages, each checked against its recorded
  * XXH3-64 before the guest sees it (a damaged pack stops the VM with a clear error
  * instead of feeding it wrong bytes).
+ *
+ * The snapshot's pages are kept host-wide in a segment (vmm/memory/segment.h) keyed by what
+ * the pages are (store_snapshot_identity): every VM on this host restored from the same
+ * snapshot, from any store, maps the same resident copy, and only the first to touch a page
+ * reads it from the store.
  */
 #ifndef VMM_RESTORE_H
 #define VMM_RESTORE_H
 
 #include <limits.h>
+#include <stdbool.h>
 #include <stdint.h>
 
+#include "vmm/memory/segment.h"
 #include "vmm/vm_state.h"
 
 struct store;
@@ -21,15 +28,20 @@ struct restore {
 	struct store_snapshot *snap;
 	struct vm_state state;
 	struct pager *pager;            /* snapshot pager over snap, one reference */
+	struct segment segment;         /* its pages host-wide (fd -1: private, see share_error) */
+	char share_error[256];          /* why the pages are not shared, "" when they are or
+					   sharing was not asked for */
 	char store_real[PATH_MAX];      /* realpath of the store */
 	char name[64];
 };
 
 /* Open snapshot @name of the store at @dir for restoring, pinned for @holder (the VM, in
  * words: "VM 'web' (pid 42)") until restore_close or the end of the process: the store
- * refuses to delete it meanwhile. 0 or -errno with a message naming the damaged file or
+ * refuses to delete it meanwhile. With @share, its pages are kept in the host-wide segment
+ * (joined or made); a segment that cannot be had leaves them private and says why in
+ * share_error (the restore goes on). 0 or -errno with a message naming the damaged file or
  * what is missing. */
-int restore_open(struct restore *r, const char *dir, const char *name, const char *holder);
+int restore_open(struct restore *r, const char *dir, const char *name, const char *holder, bool share);
 
 /* Release what restore_open made (the pager's objects keep their own references). */
 void restore_close(struct restore *r);

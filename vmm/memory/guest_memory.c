@@ -29,7 +29,9 @@
 #include "vmm/clock.h"
 #include "vmm/error.h"
 #include "vmm/file_io.h"
+#include "vmm/memory/segment.h"
 #include "pagers/file_pager.h"
+#include "pagers/snapshot_pager.h"
 
 static const char *const map_mode_names[] = {"private", "ro", "shared"};
 
@@ -308,6 +310,37 @@ int guest_memory_place(struct guest_memory *m, const struct guest_memory_config 
 	return 0;
 }
 
+/* Register region @g with the userfaultfd: missing and write-protect faults, and minor ones
+ * where it is mapped from the segment (a page the segment holds still faults here). */
+static int guest_memory_register(struct guest_memory *m, const struct guest_region *g)
+{
+	unsigned catch = UFFD_CATCH_MISSING | UFFD_CATCH_WP | (g->from_segment ? UFFD_CATCH_MINOR : 0);
+	return uffd_register(&m->uffd, g->hva, g->size, catch);
+}
+
+/* Map the RAM regions that lie within @seg from it, MAP_PRIVATE at their guest-physical
+ * addresses, if the userfaultfd can serve them (m->segment set then); else leave RAM
+ * private. 0 or -errno with a message. */
+static int guest_memory_map_segment(struct guest_memory *m, struct segment *seg)
+{
+	if ((m->uffd.features & UFFD_SEGMENT_FEATURES) != UFFD_SEGMENT_FEATURES)
+		return 0;
+	m->segment = seg;
+	for (unsigned i = 0; i < m->nregions; i++) {
+		struct guest_region *g = &m->region[i];
+		if (g->kind != GUEST_REGION_RAM || g->gpa + g->size > seg->size)
+			continue;
+		if (mmap(g->hva, g->size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_FIXED | MAP_NORESERVE, seg->fd,
+			 (off_t)g->gpa) == MAP_FAILED)
+			return error_set_errno(errno, "cannot map the shared snapshot segment at guest-physical 0x%llx",
+					       (unsigned long long)g->gpa);
+		g->from_segment = true;
+		if (pmap_uffd_add_segment(&m->pmap, g->gpa, g->gpa + g->size) != 0)
+			return error_set(ENOSPC, "guest RAM has more than 8 regions mapped from a shared segment");
+	}
+	return 0;
+}
+
 int guest_memory_create(struct guest_memory *m, const struct guest_memory_config *cfg)
 {
 	int r = m->base ? 0 : guest_memory_place(m, cfg);
@@ -315,18 +348,22 @@ int guest_memory_create(struct guest_memory *m, const struct guest_memory_config
 		return r;
 	if (cfg->mem_limit && (r = guest_memory_open_swap_file(m, cfg->swap_path)) != 0)
 		goto err;
-	r = uffd_open(&m->uffd, 0);
-	if (r)
-		goto err;
-	for (unsigned i = 0; !r && i < m->nregions; i++)
-		if (m->region[i].kind != GUEST_REGION_RAM || !m->kernel_ram)
-			r = uffd_register(&m->uffd, m->region[i].hva, m->region[i].size, true);
+	/* A kernel without shmem userfaultfd refuses the features: RAM is private then. */
+	bool segment = cfg->ram_segment && cfg->ram_pager && !m->kernel_ram;
+	r = segment && uffd_open(&m->uffd, UFFD_SEGMENT_FEATURES) == 0 ? 0 : uffd_open(&m->uffd, 0);
 	if (r)
 		goto err;
 	if ((r = pmap_uffd_init(&m->pmap, &m->uffd, m->base, GUEST_MEMORY_WINDOW)) != 0) {
 		r = error_set(ENOMEM, "no memory for the pmap");
 		goto err;
 	}
+	if (segment && (r = guest_memory_map_segment(m, cfg->ram_segment)) != 0)
+		goto err;
+	for (unsigned i = 0; !r && i < m->nregions; i++)
+		if (m->region[i].kind != GUEST_REGION_RAM || !m->kernel_ram)
+			r = guest_memory_register(m, &m->region[i]);
+	if (r)
+		goto err;
 	for (unsigned i = 0; i < m->nregions; i++)
 		if (m->region[i].kind != GUEST_REGION_RAM && m->region[i].mode == GUEST_MAP_RO)
 			(void)pmap_uffd_add_readonly(&m->pmap, m->region[i].gpa, m->region[i].gpa + m->region[i].size);
@@ -370,8 +407,9 @@ int guest_memory_create(struct guest_memory *m, const struct guest_memory_config
 			     : vm_map_allocate(m->map, &gpa, g->size, false);
 		/* A restored guest's pages are copied up on first touch, read or write: each is
 		 * then held once, in the guest's own object (the snapshot pager's copy is freed,
-		 * the store keeps the bytes), and a later write takes no second fault. */
-		if (kr == KERN_SUCCESS && ram_obj)
+		 * the store keeps the bytes), and a later write takes no second fault. Not where
+		 * the segment holds them: there a read maps the host's one copy. */
+		if (kr == KERN_SUCCESS && ram_obj && !g->from_segment)
 			kr = vm_map_set_attr(m->map, g->gpa, g->size, VM_ATTR_COPY_ON_READ, 1);
 		if (kr != KERN_SUCCESS)
 			r = error_set(-kern_return_errno(kr), "cannot allocate guest RAM at 0x%llx: %s", (unsigned long long)g->gpa,
@@ -675,10 +713,15 @@ int guest_memory_reattach(struct guest_memory *m)
 	uffd_close(&m->uffd);
 	m->failed = false;
 	vm_domain_lock_reset(m->dom);
-	int r = uffd_open(&m->uffd, 0);
+	/* The segment's rendezvous (its thread and sockets) is the parent's: join it as a
+	 * holder of our own, for statistics. Memory does not depend on it: the mappings hold
+	 * the segment. */
+	if (m->segment)
+		(void)segment_reattach(m->segment);
+	int r = uffd_open(&m->uffd, m->segment ? UFFD_SEGMENT_FEATURES : 0);
 	for (unsigned i = 0; !r && i < m->nregions; i++)
 		if (m->region[i].kind != GUEST_REGION_RAM || !m->kernel_ram)
-			r = uffd_register(&m->uffd, m->region[i].hva, m->region[i].size, true);
+			r = guest_memory_register(m, &m->region[i]);
 	if (r)
 		return r;
 	/* Fork dropped the write-protection of pages the core maps read-only (copy-on-write
@@ -947,7 +990,7 @@ int guest_memory_allocate(struct guest_memory *m, uint64_t *gpa, uint64_t size, 
 				 .slot = guest_memory_free_slot(m)};
 	int r = mprotect(g.hva, size, PROT_READ | PROT_WRITE) != 0 ? -errno : 0;
 	if (!r)
-		r = uffd_register(&m->uffd, g.hva, size, true);
+		r = guest_memory_register(m, &g);
 	if (r) {
 		vm_domain_lock(m->dom);
 		vm_map_deallocate(m->map, at, size);
@@ -993,8 +1036,13 @@ int guest_memory_deallocate(struct guest_memory *m, uint64_t gpa, uint64_t size)
 		uint64_t cut = gpa > g->gpa ? gpa : g->gpa, cut_end = end < gend ? end : gend;
 		struct uffdio_range ur = {.start = (uint64_t)(uintptr_t)(m->base + cut), .len = cut_end - cut};
 		(void)ioctl(m->uffd.fd, UFFDIO_UNREGISTER, &ur);
-		madvise(m->base + cut, cut_end - cut, MADV_DONTNEED);
-		mprotect(m->base + cut, cut_end - cut, PROT_NONE);
+		/* Reserved again as at the start, whatever was mapped there (a segment above
+		 * all: memory allocated there later must not see the snapshot's pages). */
+		if (mmap(m->base + cut, cut_end - cut, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE, -1,
+			 0) == MAP_FAILED) {
+			madvise(m->base + cut, cut_end - cut, MADV_DONTNEED);
+			mprotect(m->base + cut, cut_end - cut, PROT_NONE);
+		}
 		struct guest_region right = *g;
 		bool has_right = cut_end < gend, has_left = cut > g->gpa;
 		if (has_left) {
@@ -1312,6 +1360,9 @@ void guest_memory_stats(struct guest_memory *m, void (*emit)(void *arg, const ch
 	if (!m->dom)
 		return;
 	struct vm_statistics s;
+	/* Asked of the other VMs' processes: before the lock, which faults need. */
+	uint64_t seg_pages = m->segment ? segment_resident_pages(m->segment) : 0;
+	uint64_t holders = m->segment ? segment_holders(m->segment) : 0;
 	/* Busy (a fault waits on a slow pager): the figures kept under the lock are left out
 	 * this time, and said to be, rather than the monitor waiting with them. */
 	bool busy = !vm_domain_lock_within(m->dom, GUEST_MEMORY_MONITOR_WAIT_MS);
@@ -1319,6 +1370,17 @@ void guest_memory_stats(struct guest_memory *m, void (*emit)(void *arg, const ch
 	if (busy)
 		return;
 	vm_domain_statistics(m->dom, &s);
+	/* Sharing: pages this VM maps from the host-wide segment (the snapshot object's, entered
+	 * read-only) against its own; the segment's pages on the whole host, and its holders. */
+	uint64_t shared = 0;
+	struct snapshot_pager_stats sps = {0};
+	if (m->segment) {
+		struct vm_object_info oi;
+		vm_object_info(m->ram_object, &oi);
+		shared = oi.resident_count;
+		if (m->ram_object->pager && m->ram_object->pager->ops == &snapshot_pager_ops)
+			snapshot_pager_stats(m->ram_object->pager, &sps);
+	}
 	const struct {
 		const char *key;
 		uint64_t value;
@@ -1327,6 +1389,12 @@ void guest_memory_stats(struct guest_memory *m, void (*emit)(void *arg, const ch
 		{"mem.resident_pages", s.resident_count},
 		{"mem.resident_peak", s.resident_peak},
 		{"mem.resident_limit", s.resident_limit},
+		{"mem.shared_pages", shared},
+		{"mem.private_pages", s.resident_count - shared},
+		{"mem.segment_pages", seg_pages},
+		{"mem.segment_holders", holders},
+		{"mem.segment_found", sps.found},
+		{"mem.segment_filled", sps.filled},
 		{"mem.faults", s.faults},
 		{"mem.uffd_faults", m->uffd_faults},
 		{"mem.wp_faults", m->wp_faults},
@@ -1360,6 +1428,9 @@ void guest_memory_stats(struct guest_memory *m, void (*emit)(void *arg, const ch
 		{"mem.uffd_prearmed_pages", m->pmap.stats.prearmed_pages},
 		{"mem.uffd_unguards", m->pmap.stats.unguards},
 		{"mem.uffd_removes", m->pmap.stats.removes},
+		{"mem.uffd_continues", m->pmap.stats.continues},
+		{"mem.uffd_pages_continued", m->pmap.stats.pages_continued},
+		{"mem.uffd_continue_fallbacks", m->pmap.stats.continue_fallbacks},
 	};
 	for (size_t i = 0; i < sizeof(flat) / sizeof(flat[0]); i++)
 		emit(arg, flat[i].key, flat[i].value);

@@ -72,6 +72,9 @@ struct guest_memory_config {
 	unsigned cluster;        /* pages one fault resolves; 0 = GUEST_MEMORY_DEFAULT_CLUSTER */
 	struct pager *ram_pager; /* RAM's contents (restore): copy-on-write of an object of this
 				    pager, offsets = guest-physical addresses; NULL: zero fill */
+	struct segment *ram_segment; /* with ram_pager: the host-wide segment that pager keeps
+				    its pages in (snapshot_pager.h), shared with the other VMs
+				    restoring the same snapshot; NULL: none (see guest_memory_create) */
 	bool kernel_zero_fill;   /* RAM is left to the kernel's own zero fill: not in the map, no
 				    pager, no statistics for it, no limit (a benchmark baseline) */
 	unsigned nfiles;
@@ -87,6 +90,7 @@ struct guest_region {
 	uint64_t file_size;          /* files: bytes in the file */
 	uint8_t *hva;                /* host mapping of [gpa, gpa + size) */
 	unsigned slot;               /* KVM memory slot */
+	bool from_segment;           /* RAM mapped from the host-wide segment (guest_memory_create) */
 };
 
 /* The guest may only read @g: KVM's slot for it is read-only (RAM never is). */
@@ -119,6 +123,7 @@ struct guest_memory {
 	struct pager *file_pagers[GUEST_MEMORY_MAX_FILES];     /* (c) one reference each */
 	struct pager *swap;                                    /* (c) default pager, or NULL */
 	struct vm_object *ram_object;                          /* (c) restore: the snapshot's object, one reference */
+	struct segment *segment;                               /* (c) cfg.ram_segment when RAM is mapped from it, else NULL */
 	int swap_fd;                                           /* (c) -1 when none */
 	const char *swap_path;                                 /* (c) cfg.swap_path (the caller's), NULL: unnamed */
 	uint64_t limit_pages;                                  /* (c) most pages resident while page-out works, 0 = no limit */
@@ -171,6 +176,13 @@ int guest_memory_place(struct guest_memory *m, const struct guest_memory_config 
  * mapping, the Mach domain and map with one entry per region (files through the file
  * pager, page-out to swap under a limit), userfaultfd with the pmap over it. Guest memory
  * reads as zero until written. 0 or -errno with a message.
+ *
+ * With a segment (cfg.ram_segment), each RAM region that lies within it is mapped from it
+ * (MAP_PRIVATE at offset = guest-physical address): the snapshot's pages are then resident
+ * once per host, mapped read-only by every VM restoring it, and a guest write copies one
+ * page into this VM's own memory (pmap_uffd.h). The restored guest's reads are no longer
+ * copied up into its own object (they stay the snapshot object's, read-only). Where the
+ * userfaultfd cannot serve shmem (Linux before 5.19), RAM stays private as without one.
  *
  * Under a limit, the swap file is opened first (without waiting, so a FIFO cannot block)
  * and must be a regular file: anything else (a FIFO, /dev/null, /dev/full, a directory) is

@@ -101,6 +101,23 @@ static int pmap_uffd_wp(struct pmap_uffd *p, vm_addr_t start, vm_addr_t end)
 	return 0;
 }
 
+int pmap_uffd_add_segment(struct pmap_uffd *p, vm_addr_t start, vm_addr_t end)
+{
+	if (p->nsegment == sizeof(p->segment) / sizeof(p->segment[0]))
+		return -ENOSPC;
+	p->segment[p->nsegment].start = start;
+	p->segment[p->nsegment++].end = end;
+	return 0;
+}
+
+static bool pmap_uffd_in_segment(const struct pmap_uffd *p, vm_addr_t va)
+{
+	for (unsigned i = 0; i < p->nsegment; i++)
+		if (va >= p->segment[i].start && va < p->segment[i].end)
+			return true;
+	return false;
+}
+
 int pmap_uffd_add_readonly(struct pmap_uffd *p, vm_addr_t start, vm_addr_t end)
 {
 	if (p->nreadonly == sizeof(p->readonly) / sizeof(p->readonly[0]))
@@ -130,22 +147,38 @@ static void pmap_uffd_drop(struct pmap_uffd *p, vm_addr_t start, vm_addr_t end)
 	p->stats.removes++;
 }
 
-/* Copy [src, src + len) to guest-physical @va; pages already there are replaced. */
-static void pmap_uffd_copy(struct pmap_uffd *p, vm_addr_t va, const uint8_t *src, size_t len, bool wp)
+/*
+ * Put [va, va + len) in from @src, or with @shared from the segment mapped there (see
+ * pmap_uffd.h); pages already there are replaced. A page the segment cannot give (not in
+ * it after all, memory not mapped from one) is copied from @src instead: the guest then
+ * holds it privately, which is always right, only not shared.
+ */
+static void pmap_uffd_fill(struct pmap_uffd *p, vm_addr_t va, const uint8_t *src, size_t len, bool wp, bool shared)
 {
 	size_t off = 0;
 	while (off < len) {
 		size_t done;
-		int r = uffd_copy(p->uffd, p->base + va + off, src + off, len - off, wp, &done);
-		p->stats.copies++;
-		p->stats.pages_copied += done / VM_PAGE_SIZE;
+		int r;
+		if (shared) {
+			r = uffd_continue(p->uffd, p->base + va + off, len - off, wp, &done);
+			p->stats.continues++;
+			p->stats.pages_continued += done / VM_PAGE_SIZE;
+		} else {
+			r = uffd_copy(p->uffd, p->base + va + off, src + off, len - off, wp, &done);
+			p->stats.copies++;
+			p->stats.pages_copied += done / VM_PAGE_SIZE;
+		}
 		pmap_uffd_mark(p, va + off, va + off + done, wp);
 		off += done;
 		if (r == -EEXIST) {
-			/* Something is there (the core replaces it, or bytes the VMM wrote before the
-			 * guest ran): drop that page and go on. */
+			/* Something is there (the core replaces it, bytes the VMM wrote before the
+			 * guest ran, or a segment page the kernel mapped by itself): drop that page
+			 * and go on. */
 			pmap_uffd_drop(p, va + off, va + off + VM_PAGE_SIZE);
 			p->stats.replaced++;
+		} else if (r && shared) {
+			shared = false;
+			p->stats.continue_fallbacks++;
 		} else if (r) {
 			if (!p->error)
 				p->error = error_set(-r, "cannot fill guest pages at 0x%llx: %s",
@@ -169,7 +202,7 @@ static void pmap_uffd_flush_run(struct pmap_uffd *p)
 		(void)madvise((void *)p->zero, PMAP_UFFD_RUN_BYTES, MADV_POPULATE_READ);
 		p->zero_mapped = true;
 	}
-	pmap_uffd_copy(p, p->run_start, p->run_zero ? p->zero : p->stage, len, wp);
+	pmap_uffd_fill(p, p->run_start, p->run_zero ? p->zero : p->stage, len, wp, p->run_shared);
 	if (p->run_zero)
 		p->stats.zero_pages += p->run_pages;
 	p->run_pages = 0;
@@ -183,19 +216,22 @@ int pmap_uffd_flush(struct pmap_uffd *p)
 	return r;
 }
 
-static int pmap_uffd_enter(void *arg, vm_addr_t va, const void *src, vm_prot_t prot)
+static int pmap_uffd_enter(void *arg, vm_addr_t va, const void *src, vm_prot_t prot, unsigned flags)
 {
 	struct pmap_uffd *p = arg;
 	if (va >= p->size)
 		return -EFAULT;
 	bool zero = src == NULL;
+	bool shared = (flags & PMAP_BACKEND_HOST_RESIDENT) && !zero && pmap_uffd_in_segment(p, va);
 	bool extends = p->run_pages && p->run_pages < VM_CLUSTER_MAX &&
-		       va == p->run_start + p->run_pages * VM_PAGE_SIZE && prot == p->run_prot && zero == p->run_zero;
+		       va == p->run_start + p->run_pages * VM_PAGE_SIZE && prot == p->run_prot && zero == p->run_zero &&
+		       shared == p->run_shared;
 	if (!extends) {
 		pmap_uffd_flush_run(p);
 		p->run_start = va;
 		p->run_prot = prot;
 		p->run_zero = zero;
+		p->run_shared = shared;
 	}
 	if (!zero)
 		memcpy(p->stage + (size_t)p->run_pages * VM_PAGE_SIZE, src, VM_PAGE_SIZE);

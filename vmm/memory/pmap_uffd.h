@@ -21,6 +21,16 @@
  * be installed, protected and dropped through this backend, else pmap_uffd_forget first.
  * A page the core maps writable may be guarded (pre-armed); the guest's write then faults
  * and the fault path lifts the protection (pmap_uffd_unguard) without asking the core.
+ *
+ * Segment ranges (pmap_uffd_add_segment) are mapped MAP_PRIVATE from a host-wide shmem
+ * segment at offset = guest-physical address, and registered for missing *and* minor
+ * faults: a page not mapped here faults whether or not the segment holds it, so the rule
+ * above holds there too. A page the core enters read-only with PMAP_BACKEND_HOST_RESIDENT
+ * is mapped from the segment (UFFDIO_CONTINUE, write-protected): every VM mapping the
+ * segment reads the one host page, and a guest write faults, then the kernel copies the
+ * page into this VM's private memory once the core lets the write through. Every other
+ * page is copied in as elsewhere and stays private (UFFDIO_COPY into a private mapping never
+ * touches the segment).
  */
 #ifndef VMM_PMAP_UFFD_H
 #define VMM_PMAP_UFFD_H
@@ -42,6 +52,9 @@ struct pmap_uffd_stats {
 				     guarded, the never entered ones of a first pre-arm included) */
 	uint64_t unguards;        /* pre-armed pages written by the guest (pmap_uffd_unguard) */
 	uint64_t removes;      /* MADV_DONTNEED calls */
+	uint64_t continues;    /* UFFDIO_CONTINUE calls (segment ranges) */
+	uint64_t pages_continued;    /* pages they mapped from a segment */
+	uint64_t continue_fallbacks; /* runs a segment could not give, copied in instead */
 };
 
 struct pmap_uffd {
@@ -55,11 +68,16 @@ struct pmap_uffd {
 	unsigned run_pages;     /* (d) 0: nothing staged */
 	vm_prot_t run_prot;     /* (d) */
 	bool run_zero;          /* (d) the run is all zero pages (not staged in @stage) */
+	bool run_shared;        /* (d) the run is mapped from the segment (staged all the same) */
 	int error;              /* (d) first failure of a staged copy, reported at update */
 	struct {
 		vm_addr_t start, end;
 	} readonly[8];          /* (c) ranges KVM maps read-only to the guest */
 	unsigned nreadonly;     /* (c) */
+	struct {
+		vm_addr_t start, end;
+	} segment[8];           /* (c) ranges mapped from a host-wide segment */
+	unsigned nsegment;      /* (c) */
 	uint64_t *guarded;      /* (d) bit per page of [0, size): guarded (see above); lazily
 				   backed, so untouched parts cost nothing and read "not guarded" */
 	size_t guarded_bytes;   /* (c) */
@@ -80,6 +98,10 @@ void pmap_uffd_fini(struct pmap_uffd *p);
  * copy-on-write. At most 8 ranges. 0 or -ENOSPC.
  */
 int pmap_uffd_add_readonly(struct pmap_uffd *p, vm_addr_t start, vm_addr_t end);
+
+/* Declare [start, end) mapped from a host-wide segment at offset = address (see above).
+ * At most 8 ranges. 0 or -ENOSPC. */
+int pmap_uffd_add_segment(struct pmap_uffd *p, vm_addr_t start, vm_addr_t end);
 
 /* Copy the staged run in now; 0 or the first error since the last call (or update()).
  * What update() does at the end of a fault, for the core's calls that end without one

@@ -51,11 +51,13 @@ void uffd_close(struct uffd *u)
 	u->fd = -1;
 }
 
-int uffd_register(struct uffd *u, void *addr, size_t len, bool wp)
+int uffd_register(struct uffd *u, void *addr, size_t len, unsigned catch)
 {
 	struct uffdio_register reg = {
 		.range = {.start = (uint64_t)(uintptr_t)addr, .len = len},
-		.mode = UFFDIO_REGISTER_MODE_MISSING | (wp ? UFFDIO_REGISTER_MODE_WP : 0),
+		.mode = ((catch & UFFD_CATCH_MISSING) ? UFFDIO_REGISTER_MODE_MISSING : 0) |
+			((catch & UFFD_CATCH_WP) ? UFFDIO_REGISTER_MODE_WP : 0) |
+			((catch & UFFD_CATCH_MINOR) ? UFFDIO_REGISTER_MODE_MINOR : 0),
 	};
 	if (ioctl(u->fd, UFFDIO_REGISTER, &reg) != 0)
 		return error_set_errno(errno, "cannot register %zu MiB of guest RAM with userfaultfd", len >> 20);
@@ -81,6 +83,27 @@ int uffd_copy(struct uffd *u, void *dst, const void *src, size_t len, bool wp, s
 		if (c.copy > 0)
 			*done += (size_t)c.copy;
 		else if (err != EAGAIN) /* EAGAIN: the mapping changed under us, try again */
+			return -err;
+	}
+	return 0;
+}
+
+int uffd_continue(struct uffd *u, void *dst, size_t len, bool wp, size_t *done)
+{
+	*done = 0;
+	while (*done < len) {
+		struct uffdio_continue c = {
+			.range = {.start = (uint64_t)(uintptr_t)dst + *done, .len = len - *done},
+			.mode = wp ? UFFDIO_CONTINUE_MODE_WP : 0,
+		};
+		if (ioctl(u->fd, UFFDIO_CONTINUE, &c) == 0) {
+			*done = len;
+			return 0;
+		}
+		int err = errno;
+		if (c.mapped > 0)
+			*done += (size_t)c.mapped;
+		else if (err != EAGAIN)
 			return -err;
 	}
 	return 0;

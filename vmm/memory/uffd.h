@@ -15,6 +15,17 @@
 #ifndef UFFD_FEATURE_WP_UNPOPULATED
 #define UFFD_FEATURE_WP_UNPOPULATED (1 << 13) /* Linux 6.4: WP also covers unpopulated anonymous memory */
 #endif
+#ifndef UFFDIO_CONTINUE_MODE_WP
+#define UFFDIO_CONTINUE_MODE_WP (1 << 1) /* Linux 6.4: map the page write-protected */
+#endif
+
+/* What a registration catches (uffd_register). */
+#define UFFD_CATCH_MISSING 0x1u /* pages absent (anonymous memory; a segment's holes) */
+#define UFFD_CATCH_WP 0x2u      /* writes to write-protected pages */
+#define UFFD_CATCH_MINOR 0x4u   /* a segment's pages present in it but not mapped here (shmem) */
+/* The features a userfaultfd needs for memory mapped from a shmem segment (MAP_PRIVATE of a
+ * memfd): missing and minor faults there, write-protection there (Linux 5.19). */
+#define UFFD_SEGMENT_FEATURES (UFFD_FEATURE_MISSING_SHMEM | UFFD_FEATURE_MINOR_SHMEM | UFFD_FEATURE_WP_HUGETLBFS_SHMEM)
 
 struct uffd {
 	int fd;            /* -1 when closed */
@@ -32,8 +43,8 @@ int uffd_open(struct uffd *u, uint64_t features);
 
 void uffd_close(struct uffd *u);
 
-/* Register [addr, addr + len) for missing-page faults and, with @wp, write-protect faults. */
-int uffd_register(struct uffd *u, void *addr, size_t len, bool wp);
+/* Register [addr, addr + len) for the faults in @catch (UFFD_CATCH_*). */
+int uffd_register(struct uffd *u, void *addr, size_t len, unsigned catch);
 
 /*
  * Fill missing pages [dst, dst + len) with a copy of @src and wake the faulting threads.
@@ -41,6 +52,15 @@ int uffd_register(struct uffd *u, void *addr, size_t len, bool wp);
  * with *done = bytes filled before it (that page and the rest are untouched); or -errno.
  */
 int uffd_copy(struct uffd *u, void *dst, const void *src, size_t len, bool wp, size_t *done);
+
+/*
+ * Map the pages [dst, dst + len) from the file behind this private mapping (they are in its
+ * page cache: a minor fault, or filled since a missing one) and wake the faulting threads;
+ * @wp maps them write-protected. The guest then reads the file's page; a write copies it.
+ * Returns 0; or -EEXIST when a page is mapped already, with *done = bytes mapped before it;
+ * or -errno (-EFAULT: a page is not in the file).
+ */
+int uffd_continue(struct uffd *u, void *dst, size_t len, bool wp, size_t *done);
 
 /* Map the shared zero page over missing pages [dst, dst + len) and wake. */
 int uffd_zeropage(struct uffd *u, void *dst, size_t len);

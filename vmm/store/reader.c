@@ -12,6 +12,7 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <xxhash.h>
 
 #include "vmm/error.h"
 
@@ -270,4 +271,26 @@ const char *store_snapshot_parent(const struct store_snapshot *snap)
 unsigned store_snapshot_depth(const struct store_snapshot *snap)
 {
 	return snap->depth;
+}
+
+int store_snapshot_identity(const struct store_snapshot *snap, uint8_t out[STORE_IDENTITY_BYTES])
+{
+	/* Per manifest of the chain: its page count and the checksum of its chunk table, which
+	 * covers every entry's page number and XXH3-64 (the bytes a restore checks each page
+	 * against). The head (VM state, names, pack ids) does not make the pages differ. */
+	uint64_t *words = malloc(2 * (size_t)snap->depth * sizeof(*words));
+	if (!words)
+		return error_set(ENOMEM, "no memory for a snapshot's identity");
+	for (unsigned d = 0; d < snap->depth; d++) {
+		const struct manifest *m = &snap->chain[d];
+		const struct manifest_trailer *t =
+			(const void *)((const uint8_t *)m->map + m->size - sizeof(struct manifest_trailer));
+		words[2 * d] = m->hdr->page_count;
+		words[2 * d + 1] = t->chunks_checksum;
+	}
+	XXH128_canonical_t c;
+	XXH128_canonicalFromHash(&c, XXH3_128bits(words, 2 * (size_t)snap->depth * sizeof(*words)));
+	free(words);
+	memcpy(out, c.digest, STORE_IDENTITY_BYTES);
+	return 0;
 }

@@ -136,6 +136,14 @@ const char *store_snapshot_parent(const struct store_snapshot *snap);
 /* Number of manifests from this snapshot to its root, this one included. */
 unsigned store_snapshot_depth(const struct store_snapshot *snap);
 
+#define STORE_IDENTITY_BYTES 16
+
+/* What the snapshot's pages are, in 16 bytes: equal for two snapshots (of any stores)
+ * whose every page is recorded with the same hash, different otherwise (up to the
+ * collisions of XXH3-64 over the manifests' chunk tables). Work in proportion to the
+ * chain's depth. 0 or -ENOMEM with a message. */
+int store_snapshot_identity(const struct store_snapshot *snap, uint8_t out[STORE_IDENTITY_BYTES]);
+
 struct store_info {
 	char name[STORE_NAME_MAX + 1];
 	char parent[STORE_NAME_MAX + 1];
