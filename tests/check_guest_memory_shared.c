@@ -281,6 +281,9 @@ START_TEST(test_a_write_stays_in_its_vm_and_its_snapshot_keeps_it)
 	read_all_and_check(2);
 	/* VM 1's core knows of its writes: a snapshot of it since the restore stores exactly
 	 * those two pages, with the written bytes. */
+	struct guest_memory_prearm pa;
+	guest_memory_prearm(&vm[1], 2, 0, &pa); /* as a live snapshot does, ahead of its pause */
+	ck_assert_msg(pa.error == 0, "%s", error_message());
 	struct guest_memory_frozen f = {0};
 	uint64_t protected;
 	ck_assert_msg(guest_memory_freeze(&vm[1], &f, &protected) == 0, "%s", error_message());

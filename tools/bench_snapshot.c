@@ -180,19 +180,27 @@ static double median(double *v, int n)
 	return v[n / 2];
 }
 
-/* A 1000 MiB-touched guest with @ram of RAM snapshotted into store @store_name as @name. */
-static json_t *make_snapshot_in(const char *store_name, const char *ram, const char *name)
+/* A guest with @ram of RAM running @script, snapshotted into the store at @store as @name
+ * once it reports sync point 1; returns snapshot-save's result (decref it). */
+static json_t *snapshot_of(const char *store, const char *ram, const char *script, const char *name)
 {
-	char sock[128], store[128];
+	char sock[128];
 	snprintf(sock, sizeof(sock), "%s/src.sock", dir);
-	snprintf(store, sizeof(store), "%s/%s", dir, store_name);
-	pid_t pid = start(sock, NULL, "run", "-m", ram, "-p", "touch=1000M sync=1 idle", guest, NULL);
+	pid_t pid = start(sock, NULL, "run", "-m", ram, "-p", script, guest, NULL);
 	struct qmp_client *c = connect_vm(sock);
 	if (qmp_client_wait_sync(c, 1, TIMEOUT_MS) != 0)
-		die("the guest did not finish touching its memory");
+		die("the guest to snapshot did not reach its sync point 1");
 	json_t *res = execute(c, "snapshot-save", json_pack("{s:s,s:s}", "name", name, "store", store));
 	quit_vm(c, pid);
 	return res;
+}
+
+/* A 1000 MiB-touched guest with @ram of RAM snapshotted into store @store_name as @name. */
+static json_t *make_snapshot_in(const char *store_name, const char *ram, const char *name)
+{
+	char store[128];
+	snprintf(store, sizeof(store), "%s/%s", dir, store_name);
+	return snapshot_of(store, ram, "touch=1000M sync=1 idle", name);
 }
 
 static json_t *make_snapshot(const char *ram, const char *name)
@@ -391,16 +399,10 @@ static double ws_run_ms(const char *store, const char *prefetch, const char *rec
 
 static void bench_working_set(void)
 {
-	char sock[128], store[128], ws[128];
-	snprintf(sock, sizeof(sock), "%s/ws.sock", dir);
+	char store[128], ws[128];
 	snprintf(store, sizeof(store), "%s/store", dir);
 	snprintf(ws, sizeof(ws), "%s/scan.ws", dir);
-	pid_t pid = start(sock, NULL, "run", "-m", "512M", "-p", WS_SCRIPT, guest, NULL);
-	struct qmp_client *c = connect_vm(sock);
-	if (qmp_client_wait_sync(c, 1, TIMEOUT_MS) != 0)
-		die("the guest did not fill its memory");
-	json_decref(execute(c, "snapshot-save", json_pack("{s:s,s:s}", "name", "scan", "store", store)));
-	quit_vm(c, pid);
+	json_decref(snapshot_of(store, "512M", WS_SCRIPT, "scan"));
 	ws_run_ms(store, NULL, ws); /* records the working set */
 	struct stat st;
 	if (stat(ws, &st) != 0)
@@ -479,15 +481,9 @@ static double density_mib(const char *store, bool private)
 
 static void bench_density(void)
 {
-	char sock[128], store[128];
-	snprintf(sock, sizeof(sock), "%s/dense.sock", dir);
+	char store[128];
 	snprintf(store, sizeof(store), "%s/store", dir);
-	pid_t pid = start(sock, NULL, "run", "-m", "1G", "-p", DENSITY_SCRIPT, guest, NULL);
-	struct qmp_client *c = connect_vm(sock);
-	if (qmp_client_wait_sync(c, 1, TIMEOUT_MS) != 0)
-		die("the guest did not fill its memory");
-	json_decref(execute(c, "snapshot-save", json_pack("{s:s,s:s}", "name", "dense", "store", store)));
-	quit_vm(c, pid);
+	json_decref(snapshot_of(store, "1G", DENSITY_SCRIPT, "dense"));
 	double priv = density_mib(store, true), shared = density_mib(store, false);
 	printf("density: %d restores of one snapshot, each reading the same 512 MiB, idle: host memory in use grew "
 	       "%.0f MiB shared (target <= 600) against %.0f MiB with --private: %.1fx less\n",
