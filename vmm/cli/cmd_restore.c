@@ -45,10 +45,11 @@ void cmd_restore_help(FILE *f)
 		   "guest-physical map come from the snapshot; memory is brought in on demand from the\n"
 		   "store (each page checked against its hash) and kept once per host: every VM\n"
 		   "restored from the same snapshot maps the same resident pages, and a guest's write\n"
-		   "copies the one page it changes into its own memory. Snapshots taken of the restored guest\n"
-		   "into the same store name SNAPSHOT as their parent and store only the pages that\n"
-		   "differ from it. The VM is named SNAPSHOT unless -n names it, or SNAPSHOT.2,\n"
-		   "SNAPSHOT.3, ... (the first free) when a VM of that name is running.\n"
+		   "copies the one page it changes into its own memory (--private: a copy of its own).\n"
+		   "Snapshots taken of the restored guest into the same store name SNAPSHOT as their\n"
+		   "parent and store only the pages that differ from it. The VM is named SNAPSHOT\n"
+		   "unless -n names it, or SNAPSHOT.2, SNAPSHOT.3, ... (the first free) when a VM of\n"
+		   "that name is running.\n"
 		   "The store is --store DIR.\n" CLI_STORE_DEFAULT_HELP "\n");
 	cli_print_options(f, restore_options);
 	fprintf(f, "\nExit status: as vmm run (see vmm run --help).\n");
