@@ -101,39 +101,38 @@ static int pmap_uffd_wp(struct pmap_uffd *p, vm_addr_t start, vm_addr_t end)
 	return 0;
 }
 
-int pmap_uffd_add_segment(struct pmap_uffd *p, vm_addr_t start, vm_addr_t end)
+static int pmap_uffd_ranges_add(struct pmap_uffd_ranges *r, vm_addr_t start, vm_addr_t end)
 {
-	if (p->nsegment == sizeof(p->segment) / sizeof(p->segment[0]))
+	if (r->n == sizeof(r->range) / sizeof(r->range[0]))
 		return -ENOSPC;
-	p->segment[p->nsegment].start = start;
-	p->segment[p->nsegment++].end = end;
+	r->range[r->n].start = start;
+	r->range[r->n++].end = end;
 	return 0;
 }
 
-static bool pmap_uffd_in_segment(const struct pmap_uffd *p, vm_addr_t va)
+/* True when [start, end) lies within one of @r's ranges. */
+static bool pmap_uffd_ranges_cover(const struct pmap_uffd_ranges *r, vm_addr_t start, vm_addr_t end)
 {
-	for (unsigned i = 0; i < p->nsegment; i++)
-		if (va >= p->segment[i].start && va < p->segment[i].end)
+	for (unsigned i = 0; i < r->n; i++)
+		if (start >= r->range[i].start && end <= r->range[i].end)
 			return true;
 	return false;
 }
 
+int pmap_uffd_add_segment(struct pmap_uffd *p, vm_addr_t start, vm_addr_t end)
+{
+	return pmap_uffd_ranges_add(&p->segment, start, end);
+}
+
 int pmap_uffd_add_readonly(struct pmap_uffd *p, vm_addr_t start, vm_addr_t end)
 {
-	if (p->nreadonly == sizeof(p->readonly) / sizeof(p->readonly[0]))
-		return -ENOSPC;
-	p->readonly[p->nreadonly].start = start;
-	p->readonly[p->nreadonly++].end = end;
-	return 0;
+	return pmap_uffd_ranges_add(&p->readonly, start, end);
 }
 
 /* True when the guest can only read [start, end) (it lies in one read-only slot). */
 static bool pmap_uffd_guest_readonly(const struct pmap_uffd *p, vm_addr_t start, vm_addr_t end)
 {
-	for (unsigned i = 0; i < p->nreadonly; i++)
-		if (start >= p->readonly[i].start && end <= p->readonly[i].end)
-			return true;
-	return false;
+	return pmap_uffd_ranges_cover(&p->readonly, start, end);
 }
 
 static void pmap_uffd_drop(struct pmap_uffd *p, vm_addr_t start, vm_addr_t end)
@@ -222,7 +221,8 @@ static int pmap_uffd_enter(void *arg, vm_addr_t va, const void *src, vm_prot_t p
 	if (va >= p->size)
 		return -EFAULT;
 	bool zero = src == NULL;
-	bool shared = (flags & PMAP_BACKEND_HOST_RESIDENT) && !zero && pmap_uffd_in_segment(p, va);
+	bool shared = (flags & PMAP_BACKEND_HOST_RESIDENT) && !zero &&
+		      pmap_uffd_ranges_cover(&p->segment, va, va + VM_PAGE_SIZE);
 	bool extends = p->run_pages && p->run_pages < VM_CLUSTER_MAX &&
 		       va == p->run_start + p->run_pages * VM_PAGE_SIZE && prot == p->run_prot && zero == p->run_zero &&
 		       shared == p->run_shared;

@@ -57,6 +57,14 @@ struct pmap_uffd_stats {
 	uint64_t continue_fallbacks; /* runs a segment could not give, copied in instead */
 };
 
+/* A few guest-physical ranges, [start, end) each (pmap_uffd_add_readonly, _add_segment). */
+struct pmap_uffd_ranges {
+	struct {
+		vm_addr_t start, end;
+	} range[8];
+	unsigned n;
+};
+
 struct pmap_uffd {
 	struct uffd *uffd;      /* (c) */
 	uint8_t *base;          /* (c) host address of guest-physical 0 */
@@ -70,14 +78,8 @@ struct pmap_uffd {
 	bool run_zero;          /* (d) the run is all zero pages (not staged in @stage) */
 	bool run_shared;        /* (d) the run is mapped from the segment (staged all the same) */
 	int error;              /* (d) first failure of a staged copy, reported at update */
-	struct {
-		vm_addr_t start, end;
-	} readonly[8];          /* (c) ranges KVM maps read-only to the guest */
-	unsigned nreadonly;     /* (c) */
-	struct {
-		vm_addr_t start, end;
-	} segment[8];           /* (c) ranges mapped from a host-wide segment */
-	unsigned nsegment;      /* (c) */
+	struct pmap_uffd_ranges readonly; /* (c) ranges KVM maps read-only to the guest */
+	struct pmap_uffd_ranges segment;  /* (c) ranges mapped from a host-wide segment */
 	uint64_t *guarded;      /* (d) bit per page of [0, size): guarded (see above); lazily
 				   backed, so untouched parts cost nothing and read "not guarded" */
 	size_t guarded_bytes;   /* (c) */
