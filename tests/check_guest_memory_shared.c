@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "harness.h"
+#include "memory_stat.h"
 #include "mmu/pager.h"
 #include "pagers/snapshot_pager.h"
 #include "vmm/error.h"
@@ -138,31 +139,6 @@ static void read_all_and_check(int i)
 	}
 }
 
-static void stat_emit(void *arg, const char *key, uint64_t value)
-{
-	struct {
-		const char *key;
-		uint64_t value;
-		bool seen;
-	} *want = arg;
-	if (strcmp(key, want->key) == 0) {
-		want->value = value;
-		want->seen = true;
-	}
-}
-
-static uint64_t stat_of(int i, const char *key)
-{
-	struct {
-		const char *key;
-		uint64_t value;
-		bool seen;
-	} want = {key, 0, false};
-	guest_memory_stats(&vm[i], stat_emit, &want);
-	ck_assert_msg(want.seen, "no statistic %s", key);
-	return want.value;
-}
-
 /* The pagemap entry of host address @p (root sees frame numbers). */
 static uint64_t pagemap(const void *p)
 {
@@ -203,11 +179,11 @@ START_TEST(test_the_first_vm_brings_pages_in_for_all_and_the_others_map_the_same
 	ck_assert_uint_eq(segment_pages(), nonzero_pages());
 	for (int i = 1; i < NVM; i++) {
 		read_all_and_check(i);
-		ck_assert_uint_eq(stat_of(i, "mem.segment_filled"), 0);
-		ck_assert_uint_eq(stat_of(i, "mem.segment_found"), nonzero_pages());
-		ck_assert_uint_gt(stat_of(i, "mem.shared_pages"), 0);
-		ck_assert_uint_eq(stat_of(i, "mem.segment_pages"), nonzero_pages());
-		ck_assert_uint_eq(stat_of(i, "mem.segment_holders"), 1); /* one process */
+		ck_assert_uint_eq(memory_stat(&vm[i], "mem.segment_filled"), 0);
+		ck_assert_uint_eq(memory_stat(&vm[i], "mem.segment_found"), nonzero_pages());
+		ck_assert_uint_gt(memory_stat(&vm[i], "mem.shared_pages"), 0);
+		ck_assert_uint_eq(memory_stat(&vm[i], "mem.segment_pages"), nonzero_pages());
+		ck_assert_uint_eq(memory_stat(&vm[i], "mem.segment_holders"), 1); /* one process */
 	}
 	/* The others never asked the source for a page the segment holds. */
 	ck_assert_uint_eq(atomic_load(&source_calls), nonzero_pages());
@@ -333,7 +309,7 @@ START_TEST(test_under_a_memory_limit_pages_dropped_and_brought_back_stay_right)
 			want = (uint8_t)(k ^ 0x55);
 		ck_assert_msg(p[k * PS + 8] == want, "page %llu", (unsigned long long)k);
 	}
-	ck_assert_uint_le(stat_of(0, "mem.resident_pages"), 256);
+	ck_assert_uint_le(memory_stat(&vm[0], "mem.resident_pages"), 256);
 	/* The segment keeps each page once whatever this VM dropped, and none of its writes. */
 	ck_assert_uint_eq(segment_pages(), nonzero_pages());
 	ck_assert_int_eq(atomic_load(&errors), 0);
@@ -352,7 +328,7 @@ START_TEST(test_a_segment_too_small_is_refused_and_without_one_ram_is_private)
 	read_all_and_check(0);
 	ck_assert_uint_eq(segment_pages(), 0);
 	ck_assert(!(pagemap(ram(0)) & PM_FILE));
-	ck_assert_uint_eq(stat_of(0, "mem.shared_pages"), 0);
+	ck_assert_uint_eq(memory_stat(&vm[0], "mem.shared_pages"), 0);
 	ck_assert_int_eq(atomic_load(&errors), 0);
 }
 END_TEST

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "harness.h"
+#include "memory_stat.h"
 #include "vmm/error.h"
 #include "vmm/memory/guest_memory.h"
 
@@ -80,25 +81,6 @@ static void touch(uint64_t first, uint64_t end)
 		*word(p) = p + 1;
 }
 
-struct stat_find {
-	const char *key;
-	uint64_t value;
-};
-
-static void stat_emit(void *arg, const char *key, uint64_t value)
-{
-	struct stat_find *f = arg;
-	if (strcmp(key, f->key) == 0)
-		f->value = value;
-}
-
-static uint64_t stat_of(const char *key)
-{
-	struct stat_find f = {key, UINT64_MAX};
-	guest_memory_stats(&mem, stat_emit, &f);
-	return f.value;
-}
-
 /* Make the swap file refuse every write from now on, as a full disk does: /dev/full in its
  * place. Returns a descriptor of the real file, for swap_recover. */
 static int swap_fill(void)
@@ -145,7 +127,7 @@ static unsigned count(const char *text, const char *what)
 START_TEST(a_page_lost_from_the_swap_file_stops_the_vm_naming_it)
 {
 	touch(0, RAM_PAGES);
-	ck_assert_uint_gt(stat_of("mem.pageouts"), RAM_PAGES / 2);
+	ck_assert_uint_gt(memory_stat(&mem, "mem.pageouts"), RAM_PAGES / 2);
 	/* Cut, then grown again as a later page-out grows it: the lost pages read as a hole. */
 	ck_assert_int_eq(truncate(swap_path, 0), 0);
 	ck_assert_int_eq(truncate(swap_path, RAM_SIZE), 0);
@@ -158,7 +140,7 @@ START_TEST(a_page_lost_from_the_swap_file_stops_the_vm_naming_it)
 	ck_assert_msg(strstr(message, want), "%s", message);
 	ck_assert_msg(strstr(message, "is not what was written there: the file was changed or cut short"), "%s",
 		      message);
-	ck_assert_uint_eq(stat_of("mem.memory_errors"), 1);
+	ck_assert_uint_eq(memory_stat(&mem, "mem.memory_errors"), 1);
 }
 END_TEST
 
@@ -179,8 +161,8 @@ START_TEST(page_outs_failing_beyond_the_limit_stop_the_vm)
 	ck_assert_msg(strstr(message, "guest memory cannot be kept under its limit of 256 pages: ") == message, "%s",
 		      message);
 	ck_assert_msg(strstr(message, want), "%s", message);
-	ck_assert_uint_gt(stat_of("mem.pageout_errors"), 0);
-	ck_assert_uint_le(stat_of("mem.resident_peak"), LIMIT / VM_PAGE_SIZE + CLUSTER);
+	ck_assert_uint_gt(memory_stat(&mem, "mem.pageout_errors"), 0);
+	ck_assert_uint_le(memory_stat(&mem, "mem.resident_peak"), LIMIT / VM_PAGE_SIZE + CLUSTER);
 	/* At most once before the stop, however many pages failed. */
 	ck_assert_msg(count(err, "page-out failed") <= 1, "%s", err);
 }
@@ -198,7 +180,7 @@ static void fail_for_a_while_within_the_limit(void)
 		touch(p, p + 1);
 	/* The last fault's page-outs run after its page is in (the guest goes on meanwhile):
 	 * the statistics take the domain lock, so they wait for them, before swap comes back. */
-	ck_assert_uint_gt(stat_of("mem.pageout_errors"), 0);
+	ck_assert_uint_gt(memory_stat(&mem, "mem.pageout_errors"), 0);
 	swap_recover(saved);
 	touch(within, RAM_PAGES);
 }
@@ -211,8 +193,8 @@ START_TEST(page_outs_failing_within_the_limit_are_said_once_and_the_vm_goes_on)
 	capture_stderr(fail_for_a_while_within_the_limit, err, sizeof(err));
 	ck_assert_msg(nerrors() == 0, "%s", message);
 	ck_assert_msg(count(err, "vmm: page-out failed: No space left on device") == 1, "%s", err);
-	ck_assert_uint_gt(stat_of("mem.pageout_errors"), 0);
-	ck_assert_uint_gt(stat_of("mem.pageouts"), RAM_PAGES / 2);
+	ck_assert_uint_gt(memory_stat(&mem, "mem.pageout_errors"), 0);
+	ck_assert_uint_gt(memory_stat(&mem, "mem.pageouts"), RAM_PAGES / 2);
 	for (uint64_t p = 0; p < RAM_PAGES; p++)
 		ck_assert_uint_eq(*word(p), p + 1);
 	ck_assert_int_eq(nerrors(), 0);
