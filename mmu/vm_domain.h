@@ -57,6 +57,8 @@ struct vm_statistics {
 	uint64_t object_collapses;  /* backing objects merged into their only shadow */
 	uint64_t object_bypasses;   /* backing objects skipped by a shadow that covers them */
 	uint64_t object_copies;     /* eager copies (copy strategy none, shared sources) */
+	uint64_t base_merges;       /* objects merged down into a snapshot base */
+	uint64_t base_pages_freed;  /* pages of snapshot bases freed once copied up (vm_object.h) */
 	uint64_t objects_live;      /* now: objects in the domain */
 	/* The domain's page store (dedup). */
 	uint64_t dedup_inserts, dedup_hits, dedup_collisions, dedup_zero_pages, dedup_unique_pages;

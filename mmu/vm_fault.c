@@ -21,6 +21,7 @@ struct vm_fault_page {
 	unsigned flags;        /* PMAP_ENTER_* */
 	unsigned depth;        /* where it was found */
 	bool zero_fill, cow, fresh; /* fresh: allocated by this call */
+	struct vm_page *drop;  /* a snapshot base's page copied up: freed once entered */
 };
 
 static kern_return_t vm_fault_kr(int err)
@@ -74,6 +75,10 @@ static kern_return_t vm_fault_page(struct vm_map *map, struct vm_map_entry *e, v
 			if (e->attr.copy_on_read && !same && !src->pv && !(src->flags & VM_PAGE_DIRTY) &&
 			    !l.object->internal && l.object->pager)
 				vm_page_free(src);
+			/* A base's page no chain sees any more (vm_object_set_base): once the copy is
+			 * entered over it, nothing needs its bytes. */
+			else if (l.object->base && l.object->shadow_count == 1)
+				out->drop = src;
 			out->flags = same ? PMAP_ENTER_SAME_BYTES : 0;
 			out->cow = out->fresh = true;
 			map->dom->stats.cow_faults++;
@@ -137,6 +142,10 @@ static kern_return_t vm_fault_enter(struct vm_map *map, vm_addr_t va, struct vm_
 		return vm_fault_kr(err);
 	}
 	vm_page_activate(fp->page);
+	if (fp->drop && !fp->drop->pv) {
+		vm_object_base_drop_page(fp->drop);
+		map->dom->stats.base_pages_freed++;
+	}
 	return KERN_SUCCESS;
 }
 

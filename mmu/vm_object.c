@@ -348,6 +348,29 @@ kern_return_t vm_object_lookup(struct vm_object *top, uint64_t pindex, uint64_t 
 	return KERN_SUCCESS;
 }
 
+/* Bring back the pages @obj's pager holds that are not resident, but for those @above (NULL:
+ * none), shadowing @obj at page @off for @n pages, has or cannot see: a collapse or merge
+ * moves resident pages only. KERN_SUCCESS, or the first failure (some brought back). */
+static kern_return_t vm_object_pagein_paged(struct vm_object *obj, const struct vm_object *above, uint64_t off,
+					    uint64_t n)
+{
+	size_t np;
+	uint64_t *paged = vm_object_paged_list(obj, &np);
+	if (!paged)
+		return KERN_RESOURCE_SHORTAGE;
+	kern_return_t kr = KERN_SUCCESS;
+	for (size_t i = 0; i < np && kr == KERN_SUCCESS; i++) {
+		uint64_t idx = paged[i];
+		if (vm_page_resident(obj, idx) ||
+		    (above && (idx < off || idx >= off + n || vm_object_has(above, idx - off))))
+			continue;
+		bool unavailable;
+		kr = vm_object_pagein(obj, idx, idx, idx + 1, VM_PROT_READ, &unavailable);
+	}
+	free(paged);
+	return kr;
+}
+
 /*
  * Collapse: @obj's backing object is referenced by @obj alone, so its pages move up into
  * @obj (those @obj already has, and those outside @obj's window, are freed) and @obj
@@ -362,21 +385,8 @@ static bool vm_object_collapse_one(struct vm_object *obj)
 	assert(b->ref_count == 1 && b->shadow_count == 1 && b->internal);
 
 	/* Pages B paged out that obj needs come back first: obj cannot take B's pager. */
-	size_t np;
-	uint64_t *paged = vm_object_paged_list(b, &np);
-	if (!paged)
+	if (vm_object_pagein_paged(b, obj, off, n) != KERN_SUCCESS)
 		return false;
-	for (size_t i = 0; i < np; i++) {
-		uint64_t idx = paged[i];
-		if (idx < off || idx >= off + n || vm_object_has(obj, idx - off) || vm_page_resident(b, idx))
-			continue;
-		bool unavailable;
-		if (vm_object_pagein(b, idx, idx, idx + 1, VM_PROT_READ, &unavailable) != KERN_SUCCESS) {
-			free(paged);
-			return false;
-		}
-	}
-	free(paged);
 
 	/* Packed pages move up as they are, where obj's binding maps them at the same address;
 	 * the others are unpacked by the list below. */
@@ -451,6 +461,80 @@ static bool vm_object_bypass_one(struct vm_object *obj)
 	obj->dom->stats.object_bypasses++;
 	vm_object_deallocate(b);
 	return true;
+}
+
+void vm_object_set_base(struct vm_object *obj, bool base)
+{
+	assert(!base || obj->internal);
+	obj->base = base;
+}
+
+const struct vm_object *vm_object_base_below(const struct vm_object *obj)
+{
+	for (; obj; obj = obj->shadow)
+		if (obj->base)
+			return obj;
+	return NULL;
+}
+
+void vm_object_base_drop_page(struct vm_page *page)
+{
+	assert(page->object->base && !page->pv);
+	hmap_del(&page->object->paged, page->pindex);
+	vm_page_free(page);
+}
+
+/* Make room in base @b for page @pindex coming from above: its own copy (hidden from every
+ * chain, see vm_object_set_base) and what its pager holds of it go. */
+static void vm_object_base_forget(struct vm_object *b, uint64_t pindex)
+{
+	if (vm_page_resident(b, pindex))
+		vm_object_base_drop_page(vm_page_lookup(b, pindex));
+	else
+		hmap_del(&b->paged, pindex);
+}
+
+kern_return_t vm_object_merge_into_base(struct vm_object *obj)
+{
+	struct vm_object *b = obj->shadow;
+	if (!b || !b->base || b->shadow_count != 1 || !obj->internal)
+		return KERN_INVALID_ARGUMENT;
+	uint64_t off = vm_atop(obj->shadow_offset), n = vm_atop(obj->size);
+	assert(off + n <= vm_atop(b->size));
+
+	/* Pages obj's pager holds come back first: B cannot take obj's pager. */
+	kern_return_t kr = vm_object_pagein_paged(obj, NULL, 0, 0);
+	if (kr != KERN_SUCCESS)
+		return kr;
+	hmap_fini(&obj->paged);
+	hmap_init(&obj->paged);
+
+	/* Packed pages move down as they are (B is bound at the same addresses); the others,
+	 * and packed ones that cannot, by the list below. */
+	for (uint64_t idx = 0; obj->packed_count && vm_page_next(obj, &idx, n); idx++) {
+		if (!(vm_page_state(obj, idx) & VM_PS_PROT) || (vm_page_state(obj, idx) & VM_PS_FULL))
+			continue;
+		vm_object_base_forget(b, idx + off);
+		if (vm_page_move_packed(obj, idx, b, idx + off) == -ENOMEM)
+			return KERN_RESOURCE_SHORTAGE;
+	}
+	size_t npages;
+	struct vm_page **pages = vm_object_page_list(obj, &npages);
+	if (!pages)
+		return KERN_RESOURCE_SHORTAGE;
+	for (size_t i = 0; i < npages; i++) {
+		struct vm_page *p = pages[i];
+		vm_object_base_forget(b, p->pindex + off);
+		if (vm_page_rename(p, b, p->pindex + off) < 0) {
+			free(pages);
+			return KERN_RESOURCE_SHORTAGE;
+		}
+		/* B's pager (swap) does not have these bytes. */
+		p->flags |= VM_PAGE_DIRTY;
+	}
+	free(pages);
+	obj->dom->stats.base_merges++;
+	return KERN_SUCCESS;
 }
 
 void vm_object_collapse(struct vm_object *obj)
@@ -598,7 +682,8 @@ static int vm_object_index_compare(const void *a, const void *b)
 static bool vm_object_chain_has(const struct vm_object *obj, uint64_t idx)
 {
 	for (; obj; obj = obj->shadow) {
-		if (vm_object_has(obj, idx))
+		/* A base's snapshot may have any page (vm_object_set_base). */
+		if (obj->base || vm_object_has(obj, idx))
 			return true;
 		idx += vm_atop(obj->shadow_offset);
 	}
@@ -764,6 +849,7 @@ void vm_object_info(const struct vm_object *obj, struct vm_object_info *info)
 		.resident_count = obj->resident_count,
 		.paged_count = hmap_count(&obj->paged),
 		.pager_name = obj->pager ? obj->pager->ops->name : NULL,
+		.base = obj->base,
 		.stats = obj->stats,
 	};
 }

@@ -65,6 +65,7 @@ struct vm_object {
 	struct pager *pager;          /* (d) memory manager (one reference), or NULL */
 	void *mo;                     /* (d) the pager's memory object */
 	uint64_t bypass_mark;         /* (d) pages it had at the last failed bypass */
+	bool base;                    /* (d) a snapshot base (vm_object_set_base) */
 	struct vm_object_stats stats; /* (d) */
 	struct vm_object *all_prev;   /* (d) domain's object list */
 	struct vm_object *all_next;   /* (d) */
@@ -82,6 +83,7 @@ struct vm_object_info {
 	uint64_t resident_count;  /* pages resident */
 	uint64_t paged_count;     /* pages its pager holds (internal objects) */
 	const char *pager_name;   /* NULL = no pager */
+	bool base;                /* a snapshot base (vm_object_set_base) */
 	struct vm_object_stats stats;
 };
 
@@ -166,6 +168,41 @@ typedef int vm_object_page_fn(void *arg, vm_offset_t offset, const void *bytes);
  */
 kern_return_t vm_object_enumerate(struct vm_object *obj, vm_offset_t offset, vm_size_t size,
 				  const struct vm_object *stop, vm_object_page_fn *fn, void *arg, vm_offset_t base);
+
+/*
+ * Snapshot bases. A base is an internal object whose contents a snapshot has stored: the
+ * snapshot's holder keeps one reference to it only to mark where the pages written since
+ * begin, so that the next snapshot lists just the pages above it (vm_object_enumerate's
+ * @stop) and names the stored one as its parent. The holder promises never to read a base
+ * but through the objects above it, which lets the core
+ *  - free a base's page as soon as a write copied it up (the store has its bytes and no
+ *    chain can see them any more), while the base has one shadow: pages written since a
+ *    snapshot are then held once, not twice;
+ *  - move the pages of the object just above a base down into it once the next snapshot
+ *    is stored (vm_object_merge_into_base): the base becomes that snapshot at the cost of
+ *    the pages written in between, not of every page the guest has;
+ *  - take a base below a zero page as holding that page (vm_object_enumerate lists the
+ *    zero page: the stored snapshot may have other bytes there).
+ * The holder's reference keeps a base from collapsing into its shadow; the mark goes with
+ * vm_object_set_base(obj, false) before that reference is dropped.
+ */
+void vm_object_set_base(struct vm_object *obj, bool base);
+
+/* The first base in @obj's chain (@obj included), or NULL. */
+const struct vm_object *vm_object_base_below(const struct vm_object *obj);
+
+/*
+ * @obj's backing object B is a base that only @obj shadows: move @obj's pages (and those
+ * its pager holds, brought back in first) down into B, replacing B's; @obj is left empty
+ * over B, reading exactly as before, and B now reads as @obj did. Counted as a merge.
+ * KERN_SUCCESS; KERN_INVALID_ARGUMENT (B is not such a base); KERN_RESOURCE_SHORTAGE or a
+ * pager's failure, with some pages moved already (the chain still reads the same).
+ */
+kern_return_t vm_object_merge_into_base(struct vm_object *obj);
+
+/* For vm_fault: free @page of a base, copied up and entered above it (no mapping left);
+ * what the base's pager holds of it goes too. */
+void vm_object_base_drop_page(struct vm_page *page);
 
 /* Copy on write: a new page @pindex of @obj holding @src's bytes (@src NULL: zero), counted.
  * Without @copy the page gets no bytes yet: the caller enters it over the very mapping of

@@ -264,7 +264,7 @@ START_TEST(test_a_write_stays_in_its_vm_and_its_snapshot_keeps_it)
 	uint64_t protected;
 	ck_assert_msg(guest_memory_freeze(&vm[1], &f, &protected) == 0, "%s", error_message());
 	struct collected c = {0};
-	ck_assert_msg(guest_memory_frozen_pages(&vm[1], &f, true, 256, collect, &c) == 0, "%s", error_message());
+	ck_assert_msg(guest_memory_frozen_pages(&vm[1], &f, GUEST_MEMORY_SINCE_RESTORE, 256, collect, &c) == 0, "%s", error_message());
 	guest_memory_frozen_discard(&vm[1], &f);
 	ck_assert_uint_eq(c.n, 2);
 	ck_assert_uint_eq(c.pindex[0], 10);

@@ -1,6 +1,7 @@
 /* Fault resolution: zero fill, pager requests with clustering, copy-on-write into the top
  * object, what the pmap is told, and errors for what is not allowed. */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -712,14 +713,21 @@ START_TEST(test_copy_on_read_frees_clean_pages_their_pager_can_give_again)
 }
 END_TEST
 
-START_TEST(test_a_collapse_moves_packed_pages_up_without_unpacking_them)
+/* Pages 0-3 written "a" to "d", then frozen (vm_map_copyin): the copy. */
+static struct vm_map_copy *freeze_abcd(void)
 {
 	alloc(0, 4);
 	for (unsigned p = 0; p < 4; p++)
 		ck_assert_int_eq(vm_sandbox_write(sb, at(p), "abcd" + p, 1), KERN_SUCCESS);
-	/*   T -> F (frozen by the snapshot; its pages packed, mapped read-only here) */
 	struct vm_map_copy *snap;
 	ck_assert_int_eq(vm_map_copyin(sb->map, at(0), 4 * PS, &snap), KERN_SUCCESS);
+	return snap;
+}
+
+START_TEST(test_a_collapse_moves_packed_pages_up_without_unpacking_them)
+{
+	/*   T -> F (frozen by the snapshot; its pages packed, mapped read-only here) */
+	struct vm_map_copy *snap = freeze_abcd();
 	ck_assert_int_eq(vm_sandbox_write(sb, at(0), "A", 1), KERN_SUCCESS);
 	struct vm_statistics st0, st;
 	vm_domain_statistics(sb->dom, &st0);
@@ -744,6 +752,110 @@ START_TEST(test_a_collapse_moves_packed_pages_up_without_unpacking_them)
 }
 END_TEST
 
+/* The pages of the chain from @top down to its base, as "index:first byte" pairs. */
+static int list_page(void *arg, vm_offset_t offset, const void *bytes)
+{
+	char *out = arg;
+	size_t n = strlen(out);
+	snprintf(out + n, 64, "%u:%c ", (unsigned)(offset / PS), *(const char *)bytes ? *(const char *)bytes : '0');
+	return 0;
+}
+
+static void above_base(struct vm_object *top, char *out)
+{
+	out[0] = 0;
+	ck_assert_int_eq(vm_object_enumerate(top, 0, top->size, vm_object_base_below(top), list_page, out, 0),
+			 KERN_SUCCESS);
+}
+
+/* What guest memory does with snapshots (vm_object.h, snapshot bases): the frozen object of
+ * a stored snapshot stays as the base; the next snapshot lists only what was written since
+ * and, once stored, is merged down into the base. */
+START_TEST(test_a_snapshot_base_marks_what_was_written_since_and_takes_the_next_snapshot_in)
+{
+	struct vm_map_copy *snap = freeze_abcd();
+	struct vm_object *base = snap->pieces[0].object;
+	vm_object_reference(base);
+	vm_object_set_base(base, true);
+	vm_map_copy_discard(snap);
+
+	/* A write copies the page up; the base's copy is freed at once. */
+	ck_assert_int_eq(vm_sandbox_write(sb, at(0), "A", 1), KERN_SUCCESS);
+	struct vm_statistics st;
+	vm_domain_statistics(sb->dom, &st);
+	ck_assert_uint_eq(st.base_pages_freed, 1);
+	ck_assert_uint_eq(base->resident_count, 3);
+	struct vm_map_entry *e = vm_map_lookup_entry(sb->map, at(0));
+	char list[256];
+	above_base(e->object, list);
+	ck_assert_str_eq(list, "0:A ");
+
+	/* The next snapshot: T frozen over the base; a write meanwhile goes above T. */
+	ck_assert_int_eq(vm_map_copyin(sb->map, at(0), 4 * PS, &snap), KERN_SUCCESS);
+	struct vm_object *frozen = snap->pieces[0].object;
+	ck_assert_int_eq(vm_sandbox_write(sb, at(1), "B", 1), KERN_SUCCESS);
+	above_base(frozen, list);
+	ck_assert_str_eq(list, "0:A ");
+	/* Stored: T's pages move down into the base, T (now empty) folds into the top. */
+	ck_assert_int_eq(vm_object_merge_into_base(frozen), KERN_SUCCESS);
+	ck_assert_uint_eq(frozen->resident_count, 0);
+	vm_map_copy_discard(snap);
+	e = vm_map_lookup_entry(sb->map, at(0));
+	ck_assert_ptr_eq(e->object->shadow, base);
+	vm_domain_statistics(sb->dom, &st);
+	ck_assert_uint_eq(st.base_merges, 1);
+	ck_assert_uint_eq(st.base_pages_freed, 2);
+	above_base(e->object, list);
+	ck_assert_str_eq(list, "1:B ");
+
+	/* A page written all zero over a base is listed: the stored snapshot has other bytes. */
+	static const char zero[PS];
+	ck_assert_int_eq(vm_sandbox_write(sb, at(3), zero, PS), KERN_SUCCESS);
+	above_base(e->object, list);
+	ck_assert_str_eq(list, "1:B 3:0 ");
+	char buf[4];
+	ck_assert_int_eq(vm_map_read(sb->map, at(0), buf, 1), KERN_SUCCESS);
+	ck_assert_int_eq(vm_map_read(sb->map, at(1), buf + 1, 1), KERN_SUCCESS);
+	ck_assert_int_eq(vm_map_read(sb->map, at(2), buf + 2, 1), KERN_SUCCESS);
+	ck_assert_int_eq(vm_map_read(sb->map, at(3), buf + 3, 1), KERN_SUCCESS);
+	ck_assert_mem_eq(buf, "ABc", 3);
+	ck_assert_int_eq(buf[3], 0);
+	vm_map_check(sb->map);
+	vm_object_set_base(base, false);
+	vm_object_deallocate(base);
+	vm_map_check(sb->map);
+}
+END_TEST
+
+START_TEST(test_only_a_base_with_one_shadow_takes_a_merge)
+{
+	alloc(0, 2);
+	ck_assert_int_eq(vm_sandbox_write(sb, at(0), "a", 1), KERN_SUCCESS);
+	struct vm_map_copy *snap;
+	ck_assert_int_eq(vm_map_copyin(sb->map, at(0), 2 * PS, &snap), KERN_SUCCESS);
+	ck_assert_int_eq(vm_sandbox_write(sb, at(1), "b", 1), KERN_SUCCESS);
+	struct vm_map_entry *e = vm_map_lookup_entry(sb->map, at(0));
+	/* Not a base. */
+	ck_assert_int_eq(vm_object_merge_into_base(e->object), KERN_INVALID_ARGUMENT);
+	/* A base with a second shadow. */
+	struct vm_object *frozen = snap->pieces[0].object;
+	vm_object_set_base(frozen, true);
+	vm_offset_t off = 0;
+	struct vm_object *other = frozen;
+	vm_object_reference(frozen);
+	ck_assert_int_eq(vm_object_shadow(&other, &off, 2 * PS), KERN_SUCCESS);
+	ck_assert_int_eq(vm_object_merge_into_base(e->object), KERN_INVALID_ARGUMENT);
+	vm_object_deallocate(other);
+	ck_assert_int_eq(vm_object_merge_into_base(e->object), KERN_SUCCESS);
+	vm_object_set_base(frozen, false);
+	vm_map_copy_discard(snap);
+	char c;
+	ck_assert_int_eq(vm_map_read(sb->map, at(1), &c, 1), KERN_SUCCESS);
+	ck_assert_int_eq(c, 'b');
+	vm_map_check(sb->map);
+}
+END_TEST
+
 Suite *vm_fault_suite(void)
 {
 	Suite *s = suite_create("vm_fault");
@@ -758,6 +870,8 @@ Suite *vm_fault_suite(void)
 	HARNESS_ADD_TEST(tc, test_pager_errors_become_memory_errors);
 	HARNESS_ADD_TEST(tc, test_a_failed_pmap_update_fails_the_fault);
 	HARNESS_ADD_TEST(tc, test_reading_a_backing_page_maps_it_read_only_and_a_write_copies_it_up);
+	HARNESS_ADD_TEST(tc, test_a_snapshot_base_marks_what_was_written_since_and_takes_the_next_snapshot_in);
+	HARNESS_ADD_TEST(tc, test_only_a_base_with_one_shadow_takes_a_merge);
 	HARNESS_ADD_TEST(tc, test_forked_maps_copy_on_write_independently);
 	HARNESS_ADD_TEST(tc, test_pages_of_a_host_resident_pager_are_entered_flagged_only_read_only_at_their_offset);
 	HARNESS_ADD_TEST(tc, test_pages_of_a_host_resident_pager_elsewhere_than_their_offset_are_not_flagged);

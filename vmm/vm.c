@@ -16,6 +16,7 @@
 #include "vmm/error.h"
 #include "vmm/kvm_stats.h"
 #include "vmm/loader.h"
+#include "vmm/store/store.h"
 #include "vmm/vcpu.h"
 #include "vmm/vm_state.h"
 
@@ -793,6 +794,8 @@ void vm_destroy(struct vm *vm)
 	}
 	kvm_close(&vm->kvm);
 	guest_memory_destroy(&vm->mem);
+	store_snapshot_close(vm->base_snap);
+	vm->base_snap = NULL;
 	ioport_detach_devices(vm);
 	pthread_cond_destroy(&vm->stopped_cond);
 	pthread_cond_destroy(&vm->park_cond);

@@ -49,6 +49,7 @@ struct vm_config {
 
 struct vcpu;
 struct monitor;
+struct store_snapshot;
 
 /*
  * KVM memory slots. A guest starts with only the early slot: the head of the region that
@@ -120,6 +121,11 @@ struct vm {
 	unsigned fork_index;           /* (f) a forked child's number (NAME.K), 0 otherwise */
 	char origin_store[4096];       /* (c) realpath of the store the VM was restored from, or "" */
 	char origin_name[64];          /* (c) the snapshot it was restored from, or "" */
+	/* (s) changed only by the snapshot holding snapshot_busy: the last snapshot the VM
+	 * stored and keeps its RAM's base as (snapshot.h), its next snapshot's parent there. */
+	struct store_snapshot *base_snap; /* (s) opened pinned for this VM, or NULL */
+	char base_store[4096];         /* (s) realpath of its store, or "" */
+	char base_name[64];            /* (s) its name, or "" */
 };
 
 /* Start building a VM before its configuration is known in full (restore reads it from

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "vmm/clock.h"
 #include "vmm/error.h"
@@ -60,26 +61,69 @@ static int snapshot_add_pages(void *arg, const uint64_t *pindex, const uint8_t (
 }
 
 /*
- * Write the pages of the frozen RAM (only those changed since the restore, with
- * @since_restore) to @w, in page order, a chunk at a time: the domain lock is held only
- * while a chunk is gathered, so the guest's faults (its copy-on-writes of frozen pages
- * above all) are served while the store is written.
+ * Write the pages of the frozen RAM (only those the parent lacks: @since) to @w, in page
+ * order, a chunk at a time: the domain lock is held only while a chunk is gathered, so the
+ * guest's faults (its copy-on-writes of frozen pages above all) are served while the store
+ * is written.
  */
-static int snapshot_write_pages(struct vm *vm, struct guest_memory_frozen *c, bool since_restore,
+static int snapshot_write_pages(struct vm *vm, struct guest_memory_frozen *c, enum guest_memory_since since,
 				struct store_writer *w, snapshot_progress_fn *progress, void *arg, uint64_t total)
 {
 	struct snapshot_sink sink = {.w = w, .progress = progress, .arg = arg, .total = total};
-	return guest_memory_frozen_pages(&vm->mem, c, since_restore, SNAPSHOT_CHUNK, snapshot_add_pages, &sink);
+	return guest_memory_frozen_pages(&vm->mem, c, since, SNAPSHOT_CHUNK, snapshot_add_pages, &sink);
 }
 
-/* The parent of a snapshot of @vm in store @dir: the snapshot @vm was restored from, when
- * it lives in the same store. */
-static const char *snapshot_parent(const struct vm *vm, const char *dir)
+/* The parent of a snapshot of @vm into the store at @real (its realpath), and in *since
+ * which pages the snapshot lists: the last snapshot the VM stored there and keeps as its
+ * base (what was written since), else the snapshot it was restored from there (what
+ * changed since the restore, while its RAM is laid out as restored), else none. */
+static const char *snapshot_parent(struct vm *vm, const char *real, enum guest_memory_since *since)
 {
-	char real[PATH_MAX];
-	if (!vm->origin_name[0] || !realpath(dir, real))
-		return NULL;
-	return strcmp(real, vm->origin_store) == 0 ? vm->origin_name : NULL;
+	if (vm->base_name[0] && strcmp(real, vm->base_store) == 0 && guest_memory_has_base(&vm->mem)) {
+		*since = GUEST_MEMORY_SINCE_BASE;
+		return vm->base_name;
+	}
+	if (vm->origin_name[0] && strcmp(real, vm->origin_store) == 0 && !guest_memory_layout_changed(&vm->mem)) {
+		*since = GUEST_MEMORY_SINCE_RESTORE;
+		return vm->origin_name;
+	}
+	*since = GUEST_MEMORY_SINCE_NOTHING;
+	return NULL;
+}
+
+/* Let the last kept base go: the next snapshot lists every page. */
+static void snapshot_forget_base(struct vm *vm)
+{
+	guest_memory_release_base(&vm->mem);
+	store_snapshot_close(vm->base_snap);
+	vm->base_snap = NULL;
+	vm->base_store[0] = vm->base_name[0] = 0;
+}
+
+/*
+ * Snapshot @name, just stored in @store (at @real), becomes @vm's base: its frozen RAM
+ * @c is kept (guest_memory_frozen_keep) and the snapshot pinned for the VM, so that the
+ * next snapshot into this store names it as parent and lists only the pages written
+ * since, and the snapshot cannot be deleted (and another made under its name) meanwhile.
+ * When that cannot be, the next snapshot lists every page; this one stands either way.
+ */
+static void snapshot_keep(struct vm *vm, struct store *store, const char *real, const char *name,
+			  struct guest_memory_frozen *c)
+{
+	char holder[128];
+	snprintf(holder, sizeof(holder), "VM '%s' (pid %d)", vm->cfg.name ? vm->cfg.name : "", (int)getpid());
+	struct store_snapshot *snap = NULL;
+	if (strlen(real) >= sizeof(vm->base_store) || store_snapshot_open_pinned(store, name, holder, &snap) != 0 ||
+	    guest_memory_frozen_keep(&vm->mem, c) != 0) {
+		store_snapshot_close(snap);
+		snapshot_forget_base(vm);
+		error_clear();
+		return;
+	}
+	store_snapshot_close(vm->base_snap);
+	vm->base_snap = snap;
+	snprintf(vm->base_store, sizeof(vm->base_store), "%s", real);
+	snprintf(vm->base_name, sizeof(vm->base_name), "%s", name);
 }
 
 int snapshot_save(struct vm *vm, const char *dir, const char *name, snapshot_progress_fn *progress, void *arg,
@@ -98,6 +142,7 @@ int snapshot_save(struct vm *vm, const char *dir, const char *name, snapshot_pro
 	struct store_writer *w = NULL;
 	struct guest_memory_frozen copies = {.n = 0};
 	struct vm_state state = {0};
+	char real[PATH_MAX];
 	uint8_t *blob = NULL;
 	size_t blob_len = 0;
 	r = store_open(dir, true, &store);
@@ -111,8 +156,21 @@ int snapshot_save(struct vm *vm, const char *dir, const char *name, snapshot_pro
 		r = error_set(EEXIST, "snapshot '%s' already exists in %s", name, dir);
 		goto out;
 	}
-	const char *parent_name = snapshot_parent(vm, dir);
-	if (parent_name && (r = store_snapshot_open(store, parent_name, &parent)) != 0)
+	if (!realpath(dir, real)) {
+		r = error_set_errno(errno, "cannot resolve the store path %s", dir);
+		goto out;
+	}
+	enum guest_memory_since since;
+	const char *parent_name = snapshot_parent(vm, real, &since);
+	r = parent_name ? store_snapshot_open(store, parent_name, &parent) : 0;
+	if (r && since == GUEST_MEMORY_SINCE_BASE) {
+		/* The base cannot be read (damaged from outside): this one lists every page. */
+		snapshot_forget_base(vm);
+		error_clear();
+		parent_name = snapshot_parent(vm, real, &since);
+		r = parent_name ? store_snapshot_open(store, parent_name, &parent) : 0;
+	}
+	if (r)
 		goto out;
 	snprintf(res->parent, sizeof(res->parent), "%s", parent_name ? parent_name : "");
 
@@ -134,7 +192,7 @@ int snapshot_save(struct vm *vm, const char *dir, const char *name, snapshot_pro
 		goto out;
 	for (unsigned i = 0; i < copies.n; i++)
 		res->pages += copies.region[i].size / VM_PAGE_SIZE;
-	r = snapshot_write_pages(vm, &copies, parent != NULL, w, progress, arg, res->pages);
+	r = snapshot_write_pages(vm, &copies, since, w, progress, arg, res->pages);
 	struct store_write_stats ws;
 	store_writer_stats(w, &ws);
 	res->listed = ws.pages;
@@ -158,6 +216,7 @@ int snapshot_save(struct vm *vm, const char *dir, const char *name, snapshot_pro
 		atomic_store(&vm->snapshots.last_prearm_ns, res->prearm_ns);
 		atomic_store(&vm->snapshots.last_pause_protected, res->pause_protected);
 		atomic_store(&vm->snapshots.last_total_ns, clock_monotonic_ns() - t0);
+		snapshot_keep(vm, store, real, name, &copies);
 	}
 out:
 	if (copies.n)

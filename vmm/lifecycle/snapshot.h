@@ -7,11 +7,14 @@
  * with the guest running (guest_memory_prearm): the pause protects only what the guest
  * wrote since. The guest then runs on while the frozen pages are written to the store; a
  * guest write to a frozen page is a copy-on-write fault, so the snapshot sees memory
- * exactly as it was at the pause. When the snapshot is durable the frozen copy is let go
- * and the chain collapses back.
+ * exactly as it was at the pause.
  *
- * A VM restored from snapshot S of the same store makes snapshots whose parent is S and
- * which list only the pages that differ from S.
+ * Snapshots are incremental. When one is durable its frozen RAM is kept as the base of the
+ * next (guest_memory_frozen_keep) and the snapshot stays pinned for the VM: the next
+ * snapshot into the same store names it as parent and lists only the pages written since,
+ * so it costs what the guest wrote, not what it holds. A VM restored from snapshot S of
+ * the same store makes a first snapshot whose parent is S and which lists only the pages
+ * that differ from S. Into another store, a snapshot lists every page.
  */
 #ifndef VMM_SNAPSHOT_H
 #define VMM_SNAPSHOT_H

@@ -477,9 +477,11 @@ static void guest_memory_record(struct guest_memory *m, vm_addr_t gpa)
  * memory; bring in the next clusters now, while the guest works through this one, instead
  * of when it faults there, up to GUEST_MEMORY_READAHEAD clusters ahead and only while no
  * other fault waits. Nothing is lost if that fails: the guest's own fault there says why.
+ * The clusters ahead are read, whatever the guest's access: memory nobody has yet is
+ * zero-filled writable all the same, while a page of a frozen object below (a snapshot's)
+ * is mapped, not copied up as if the guest had written it.
  */
-static void guest_memory_readahead(struct guest_memory *m, vm_addr_t gpa, vm_prot_t access,
-				   const struct vm_fault_info *info)
+static void guest_memory_readahead(struct guest_memory *m, vm_addr_t gpa, const struct vm_fault_info *info)
 {
 	bool sequential = info->start == m->readahead_at;
 	m->readahead_at = info->end;
@@ -496,7 +498,7 @@ static void guest_memory_readahead(struct guest_memory *m, vm_addr_t gpa, vm_pro
 		/* Nothing the guest did not ask for while swap refuses pages: it could not be
 		 * made room for. */
 		bool ok = m->dom->stats.pageout_errors == m->pageout_errors_seen && !pmap_entered(&m->map->pmap, at) &&
-			  guest_memory_fault_in(m, at, access, &ahead);
+			  guest_memory_fault_in(m, at, VM_PROT_READ, &ahead);
 		if (ok && m->recording && ahead.entered)
 			guest_memory_record(m, at);
 		vm_domain_unlock(m->dom);
@@ -631,7 +633,7 @@ static int guest_memory_fault(void *arg, const struct fault_event *ev)
 	if (info.entered == 0)
 		uffd_wake(&m->uffd, (void *)(uintptr_t)ev->address, VM_PAGE_SIZE);
 	if (!ev->wp && info.entered)
-		guest_memory_readahead(m, gpa, access, &info);
+		guest_memory_readahead(m, gpa, &info);
 	return m->limit_pages ? guest_memory_check_pageouts(m) : 0;
 }
 
@@ -854,6 +856,7 @@ void guest_memory_destroy(struct guest_memory *m)
 	fault_thread_stop(&m->faults);
 	working_set_free(&m->recorded);
 	working_set_free(&m->prefetch);
+	guest_memory_release_base(m);
 	if (m->map)
 		vm_map_destroy(m->map);
 	m->map = NULL;
@@ -1000,6 +1003,8 @@ int guest_memory_allocate(struct guest_memory *m, uint64_t *gpa, uint64_t size, 
 	}
 	guest_memory_insert_region(m, &g);
 	*gpa = at;
+	m->layout_changed = true;
+	guest_memory_release_base(m);
 	return 0;
 }
 
@@ -1027,6 +1032,8 @@ int guest_memory_deallocate(struct guest_memory *m, uint64_t gpa, uint64_t size)
 	if (kr != KERN_SUCCESS)
 		return error_set(-kern_return_errno(kr), "vm_deallocate of [0x%llx, 0x%llx): %s", (unsigned long long)gpa,
 				 (unsigned long long)end, kern_return_name(kr));
+	m->layout_changed = true;
+	guest_memory_release_base(m);
 	/* Cut the regions: what remains on each side keeps or gets a slot. */
 	for (unsigned i = 0; i < m->nregions; i++) {
 		struct guest_region *g = &m->region[i];
@@ -1250,6 +1257,99 @@ void guest_memory_frozen_discard(struct guest_memory *m, struct guest_memory_fro
 	f->n = 0;
 }
 
+bool guest_memory_has_base(struct guest_memory *m)
+{
+	vm_domain_lock(m->dom);
+	bool has = m->nsnapshot_base > 0;
+	vm_domain_unlock(m->dom);
+	return has;
+}
+
+bool guest_memory_layout_changed(const struct guest_memory *m)
+{
+	return m->layout_changed;
+}
+
+/* Drop the bases in @v (*n of them), but for those also in @keep (@nkeep). Domain lock held. */
+static void guest_memory_drop_bases(struct vm_object **v, unsigned n, struct vm_object *const *keep, unsigned nkeep)
+{
+	for (unsigned i = 0; i < n; i++) {
+		bool kept = false;
+		for (unsigned k = 0; k < nkeep && !kept; k++)
+			kept = keep[k] == v[i];
+		if (!kept)
+			vm_object_set_base(v[i], false);
+		vm_object_deallocate(v[i]);
+	}
+}
+
+void guest_memory_release_base(struct guest_memory *m)
+{
+	if (!m->dom)
+		return;
+	vm_domain_lock(m->dom);
+	vm_domain_begin(m->dom);
+	guest_memory_drop_bases(m->snapshot_base, m->nsnapshot_base, NULL, 0);
+	m->nsnapshot_base = 0;
+	vm_domain_end(m->dom);
+	(void)guest_memory_unlock_map(m);
+}
+
+/* The base @obj (a frozen copy's object) is kept as, merged into the base below it when it
+ * has one of @old's: that base, or @obj itself. Domain lock held. */
+static struct vm_object *guest_memory_base_of(struct vm_object *obj, struct vm_object *const *old, unsigned nold)
+{
+	if (obj->base)
+		return obj; /* nothing written since the last one: the copy is the base itself */
+	for (unsigned k = 0; k < nold; k++)
+		if (obj->shadow == old[k] && vm_object_merge_into_base(obj) == KERN_SUCCESS)
+			return old[k];
+	return obj;
+}
+
+int guest_memory_frozen_keep(struct guest_memory *m, struct guest_memory_frozen *f)
+{
+	struct vm_object *next[GUEST_MEMORY_MAX_BASES];
+	unsigned n = 0;
+	int r = 0;
+	vm_domain_lock(m->dom);
+	vm_domain_begin(m->dom);
+	for (unsigned i = 0; i < f->n && !r; i++)
+		for (size_t k = 0; k < f->copy[i]->npieces && !r; k++) {
+			struct vm_object *obj = f->copy[i]->pieces[k].object;
+			if (!obj)
+				continue; /* never touched: nothing to list now or later */
+			struct vm_object *b = guest_memory_base_of(obj, m->snapshot_base, m->nsnapshot_base);
+			bool known = false;
+			for (unsigned j = 0; j < n && !known; j++)
+				known = next[j] == b;
+			if (known)
+				continue;
+			if (n == GUEST_MEMORY_MAX_BASES) {
+				r = error_set(E2BIG, "guest RAM is more than %d objects: the next snapshot lists every page",
+					      GUEST_MEMORY_MAX_BASES);
+				break;
+			}
+			vm_object_reference(b);
+			next[n++] = b;
+		}
+	if (r) {
+		guest_memory_drop_bases(next, n, NULL, 0);
+		n = 0;
+	}
+	for (unsigned j = 0; j < n; j++)
+		vm_object_set_base(next[j], true);
+	guest_memory_drop_bases(m->snapshot_base, m->nsnapshot_base, next, n);
+	memcpy(m->snapshot_base, next, n * sizeof(next[0]));
+	m->nsnapshot_base = n;
+	for (unsigned i = 0; i < f->n; i++)
+		vm_map_copy_discard(f->copy[i]);
+	f->n = 0;
+	vm_domain_end(m->dom);
+	int fr = guest_memory_unlock_map(m);
+	return r ? r : fr;
+}
+
 /* Pages gathered under the domain lock, handed on without it. */
 struct guest_memory_batch {
 	uint8_t (*bytes)[VM_PAGE_SIZE];
@@ -1266,10 +1366,10 @@ static int guest_memory_collect(void *arg, vm_offset_t offset, const void *bytes
 	return 0;
 }
 
-int guest_memory_frozen_pages(struct guest_memory *m, const struct guest_memory_frozen *f, bool since_restore,
+int guest_memory_frozen_pages(struct guest_memory *m, const struct guest_memory_frozen *f, enum guest_memory_since since,
 			      unsigned chunk, guest_memory_pages_fn *fn, void *arg)
 {
-	const struct vm_object *stop = since_restore ? m->ram_object : NULL;
+	const struct vm_object *restored = since == GUEST_MEMORY_SINCE_RESTORE ? m->ram_object : NULL;
 	struct guest_memory_batch b = {.bytes = malloc((size_t)chunk * VM_PAGE_SIZE),
 				       .pindex = malloc(chunk * sizeof(uint64_t))};
 	int r = b.bytes && b.pindex ? 0 : error_set(ENOMEM, "no memory for the snapshot writer");
@@ -1283,6 +1383,8 @@ int guest_memory_frozen_pages(struct guest_memory *m, const struct guest_memory_
 				b.first_pindex = (f->region[i].gpa + p->offset + off) / VM_PAGE_SIZE;
 				vm_domain_lock(m->dom);
 				vm_domain_begin(m->dom);
+				const struct vm_object *stop =
+					since == GUEST_MEMORY_SINCE_BASE ? vm_object_base_below(p->object) : restored;
 				kern_return_t kr = vm_object_enumerate(p->object, p->obj_offset + off, len, stop,
 								       guest_memory_collect, &b, 0);
 				vm_domain_end(m->dom);
@@ -1418,6 +1520,9 @@ void guest_memory_stats(struct guest_memory *m, void (*emit)(void *arg, const ch
 		{"mem.object_shadows", s.object_shadows},
 		{"mem.object_collapses", s.object_collapses},
 		{"mem.object_bypasses", s.object_bypasses},
+		{"mem.base_objects", m->nsnapshot_base},
+		{"mem.base_merges", s.base_merges},
+		{"mem.base_pages_freed", s.base_pages_freed},
 		{"mem.objects", s.objects_live},
 		{"mem.uffd_copies", m->pmap.stats.copies},
 		{"mem.uffd_pages_copied", m->pmap.stats.pages_copied},

@@ -39,6 +39,7 @@
 #define GUEST_MEMORY_READAHEAD 8 /* clusters brought in ahead of a guest walking through memory */
 #define GUEST_MEMORY_DEFAULT_CLUSTER 64u        /* pages per fault, see README (measured) */
 #define GUEST_MEMORY_LATENCY_BUCKETS 32         /* log2 of nanoseconds */
+#define GUEST_MEMORY_MAX_BASES 64               /* objects a stored snapshot's RAM is kept as */
 
 enum guest_region_kind {
 	GUEST_REGION_RAM,      /* anonymous: zero fill, page-out to swap */
@@ -151,6 +152,10 @@ struct guest_memory {
 	uint64_t prefetch_next;                                /* (d) its next entry to bring in */
 	atomic_bool prefetch_go;                               /* (a) guest_memory_prefetch_start was called */
 	uint64_t prefetched_pages;                             /* (d) pages brought in from the list */
+	struct vm_object *snapshot_base[GUEST_MEMORY_MAX_BASES]; /* (d) the last stored snapshot's RAM
+								  (guest_memory_frozen_keep), one reference each */
+	unsigned nsnapshot_base;                               /* (d) */
+	atomic_bool layout_changed;                            /* (a) RAM allocated or deallocated since create */
 };
 
 /* Guest memory with nothing in it yet (no file descriptor): guest_memory_destroy may be
@@ -433,15 +438,45 @@ void guest_memory_frozen_discard(struct guest_memory *m, struct guest_memory_fro
 typedef int guest_memory_pages_fn(void *arg, const uint64_t *pindex, const uint8_t (*bytes)[VM_PAGE_SIZE],
 				  unsigned n, uint64_t examined);
 
+/* Which pages of frozen RAM a snapshot lists: what the parent it names does not have. */
+enum guest_memory_since {
+	GUEST_MEMORY_SINCE_NOTHING, /* every page (no parent) */
+	GUEST_MEMORY_SINCE_RESTORE, /* those above the object the VM was restored from */
+	GUEST_MEMORY_SINCE_BASE,    /* those above the last stored snapshot (guest_memory_frozen_keep) */
+};
+
+/* Whether a base is kept (guest_memory_frozen_keep): GUEST_MEMORY_SINCE_BASE can be asked. */
+bool guest_memory_has_base(struct guest_memory *m);
+
+/* Whether RAM was allocated or deallocated since create: then GUEST_MEMORY_SINCE_RESTORE
+ * cannot be asked (a region made or cut since would let the restored snapshot's bytes show
+ * through where the guest has none). With the VM paused or from the thread that changes
+ * the layout. */
+bool guest_memory_layout_changed(const struct guest_memory *m);
+
 /*
  * Hand the pages of @f the guest has to @fn, in page order, @chunk pages of frozen RAM
  * looked at per hold of the domain lock, so that the guest's faults (its copy-on-writes of
- * frozen pages above all) are served in between. @since_restore: only the pages whose data
- * lives above the object the VM was restored from (what changed since). 0, @fn's nonzero,
- * or -errno with a message.
+ * frozen pages above all) are served in between. @since: which pages (see above).
+ * 0, @fn's nonzero, or -errno with a message.
  */
-int guest_memory_frozen_pages(struct guest_memory *m, const struct guest_memory_frozen *f, bool since_restore,
+int guest_memory_frozen_pages(struct guest_memory *m, const struct guest_memory_frozen *f, enum guest_memory_since since,
 			      unsigned chunk, guest_memory_pages_fn *fn, void *arg);
+
+/*
+ * The snapshot of @f is stored: instead of letting the frozen copies go (as
+ * guest_memory_frozen_discard), keep them as the base of the next snapshot (mmu's snapshot
+ * bases, vm_object.h), so that it lists only the pages written from now on
+ * (GUEST_MEMORY_SINCE_BASE). Where a base is kept already, the pages written since it move
+ * down into it: the cost is the pages written in between, and the guest's chains stay two
+ * objects deep. Pages written after this are held once (the base's copy is freed when the
+ * guest copies a page up). f->n becomes 0. 0, or -errno with a message when no base could
+ * be kept (the copies are let go and the next snapshot lists every page).
+ */
+int guest_memory_frozen_keep(struct guest_memory *m, struct guest_memory_frozen *f);
+
+/* Keep no base: the next snapshot lists every page (its parent is not the last one). */
+void guest_memory_release_base(struct guest_memory *m);
 
 /* Why @m cannot be forked (a sentence), or NULL: memory inherited "share", mapped files or
  * external pagers, a memory limit (its swap file). */
