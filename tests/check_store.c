@@ -829,6 +829,63 @@ START_TEST(writers_never_share_pages_a_gc_removed_meanwhile)
 }
 END_TEST
 
+/* A handle that keeps its index (a VM snapshotting into one store again and again) still
+ * shares what other handles stored meanwhile, and its own pages. */
+START_TEST(a_kept_index_shares_what_other_writers_stored_meanwhile)
+{
+	struct store *s, *other;
+	ck_assert_int_eq(store_open(dir, true, &s), 0);
+	store_keep_index(s);
+	write_snapshot(s, "a", NULL, 300, 1, 0, 1, NULL);
+	ck_assert_int_eq(store_open(dir, false, &other), 0);
+	write_snapshot(other, "b", NULL, 300, 2, 0, 1, NULL);
+	store_close(other);
+	struct store_write_stats st;
+	write_snapshot(s, "c", NULL, 300, 2, 0, 1, &st);
+	ck_assert_uint_eq(st.stored, 0);
+	ck_assert_uint_eq(st.shared, 200);
+	write_snapshot(s, "d", NULL, 300, 1, 0, 1, &st);
+	ck_assert_uint_eq(st.stored, 0);
+	store_close(s);
+	struct lines l;
+	ck_assert_int_eq(verify(&l), 0);
+}
+END_TEST
+
+/* After another handle's gc, a kept index is read again: pages the gc removed are stored
+ * anew, never shared, even where a pack of the same number came back meanwhile. */
+START_TEST(a_kept_index_starts_over_after_a_gc)
+{
+	struct store *s, *other;
+	ck_assert_int_eq(store_open(dir, true, &s), 0);
+	store_keep_index(s);
+	write_snapshot(s, "a", NULL, 300, 1, 0, 1, NULL);
+	for (int again = 0; again < 2; again++) {
+		ck_assert_int_eq(store_open(dir, false, &other), 0);
+		ck_assert_int_eq(store_delete(other, "a"), 0);
+		uint64_t freed;
+		ck_assert_int_eq(store_gc(other, &freed), 0);
+		ck_assert_uint_eq(freed, 104 * STORE_PAGE);
+		if (again) /* pack 1 is made again, with other bytes */
+			write_snapshot(other, "z", NULL, 300, 9, 0, 1, NULL);
+		store_close(other);
+		struct store_write_stats st;
+		write_snapshot(s, "a", NULL, 300, 1, 0, 1, &st);
+		ck_assert_uint_eq(st.stored, again ? 100 : 104);
+		struct store_snapshot *snap;
+		ck_assert_int_eq(store_snapshot_open(s, "a", &snap), 0);
+		for (uint64_t p = 0; p < 300; p++)
+			expect_page(snap, p, 1);
+		store_snapshot_close(snap);
+		if (again)
+			ck_assert_int_eq(store_delete(s, "z"), 0);
+	}
+	store_close(s);
+	struct lines l;
+	ck_assert_int_eq(verify(&l), 0);
+}
+END_TEST
+
 static void list_fn(void *arg, const struct store_info *info)
 {
 	struct store_info *out = arg;
@@ -1313,6 +1370,8 @@ Suite *store_suite(void)
 	HARNESS_ADD_TEST(tc, read_only_stores_serve_snapshots_and_refuse_changes);
 	HARNESS_ADD_TEST(tc, open_snapshots_read_the_same_bytes_across_a_gc);
 	HARNESS_ADD_TEST(tc, writers_never_share_pages_a_gc_removed_meanwhile);
+	HARNESS_ADD_TEST(tc, a_kept_index_shares_what_other_writers_stored_meanwhile);
+	HARNESS_ADD_TEST(tc, a_kept_index_starts_over_after_a_gc);
 	HARNESS_ADD_TEST(tc, kill_9_at_any_moment_leaves_the_store_valid);
 	HARNESS_ADD_TEST(tc, fifos_in_a_store_are_refused_not_waited_on);
 	HARNESS_ADD_TEST(tc, store_commands_refuse_a_fifo_lock);

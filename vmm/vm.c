@@ -796,6 +796,8 @@ void vm_destroy(struct vm *vm)
 	guest_memory_destroy(&vm->mem);
 	store_snapshot_close(vm->base_snap);
 	vm->base_snap = NULL;
+	store_close(vm->store);
+	vm->store = NULL;
 	ioport_detach_devices(vm);
 	pthread_cond_destroy(&vm->stopped_cond);
 	pthread_cond_destroy(&vm->park_cond);

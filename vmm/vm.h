@@ -49,6 +49,7 @@ struct vm_config {
 
 struct vcpu;
 struct monitor;
+struct store;
 struct store_snapshot;
 
 /*
@@ -123,6 +124,7 @@ struct vm {
 	char origin_name[64];          /* (c) the snapshot it was restored from, or "" */
 	/* (s) changed only by the snapshot holding snapshot_busy: the last snapshot the VM
 	 * stored and keeps its RAM's base as (snapshot.h), its next snapshot's parent there. */
+	struct store *store;           /* (s) the store of the last snapshot, kept open, or NULL */
 	struct store_snapshot *base_snap; /* (s) opened pinned for this VM, or NULL */
 	char base_store[4096];         /* (s) realpath of its store, or "" */
 	char base_name[64];            /* (s) its name, or "" */

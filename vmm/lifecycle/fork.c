@@ -18,6 +18,7 @@
 #include "guest/abi.h"
 #include "vmm/clock.h"
 #include "vmm/error.h"
+#include "vmm/store/store.h"
 #include "vmm/vm.h"
 #include "vmm/vm_state.h"
 
@@ -203,6 +204,10 @@ static void __attribute__((noreturn)) fork_child_main(struct fork_job *job, unsi
 	vm->ready_fd = job->ready_wr;
 	vm->fork_index = index;
 	vm->children_made = 0; /* its own children are NAME.K.1, NAME.K.2, ... */
+	/* The parent's store handle: its lock is the parent's too (flock belongs to the open
+	 * file), so the child's next snapshot opens a store of its own. */
+	store_close(vm->store);
+	vm->store = NULL;
 	job->ops->child_leave_parent(vm); /* the parent's monitor */
 	state->id_value = ABI_ID(job->generation, index);
 	/* job->name may be this very buffer (a child forking in turn): format apart. */

@@ -91,6 +91,25 @@ static const char *snapshot_parent(struct vm *vm, const char *real, enum guest_m
 	return NULL;
 }
 
+/* The store at @dir for a snapshot of @vm: the one its last snapshot went to while @dir is
+ * still that folder, kept open with its index (store_keep_index: the next snapshot reads
+ * only the manifests written since, not the whole store), else opened (made if missing)
+ * and kept instead. 0 or -errno with a message. */
+static int snapshot_store(struct vm *vm, const char *dir, struct store **out)
+{
+	if (vm->store && store_is_at(vm->store, dir)) {
+		*out = vm->store;
+		return 0;
+	}
+	int r = store_open(dir, true, out);
+	if (r)
+		return r;
+	store_keep_index(*out);
+	store_close(vm->store);
+	vm->store = *out;
+	return 0;
+}
+
 /* Let the last kept base go: the next snapshot lists every page. */
 static void snapshot_forget_base(struct vm *vm)
 {
@@ -145,7 +164,7 @@ int snapshot_save(struct vm *vm, const char *dir, const char *name, snapshot_pro
 	char real[PATH_MAX];
 	uint8_t *blob = NULL;
 	size_t blob_len = 0;
-	r = store_open(dir, true, &store);
+	r = snapshot_store(vm, dir, &store);
 	if (r)
 		goto out;
 	if (!store_name_valid(name)) {
@@ -224,7 +243,6 @@ out:
 	free(blob);
 	vm_state_free(&state);
 	store_snapshot_close(parent);
-	store_close(store);
 	atomic_store(&vm->snapshot_busy, false);
 	res->total_ns = clock_monotonic_ns() - t0;
 	return r;

@@ -129,19 +129,60 @@ static void store_forget(struct store *s)
 {
 	index_free(&s->index);
 	s->indexed = false;
+	s->index_stale = false;
 	s->nmanifests = 0;
 	s->damaged = 0;
+	hmap_fini(&s->index_manifests);
+	hmap_init(&s->index_manifests);
+	hmap_fini(&s->index_packs);
+	hmap_init(&s->index_packs);
 	store_close_packs(s);
 }
 
-/* Undo one store_hold (or gc's exclusive hold); the last one unlocks and forgets. */
+/* Undo one store_hold (or gc's exclusive hold); the last one unlocks and forgets (a kept
+ * index is only marked stale; the packs are closed all the same, as a gc may replace
+ * them). */
 void store_release(struct store *s)
 {
 	if (--s->holds)
 		return;
 	if (s->lock_fd >= 0)
 		flock(s->lock_fd, LOCK_UN);
+	if (s->keep_index && s->indexed) {
+		s->index_stale = true;
+		store_close_packs(s);
+		return;
+	}
 	store_forget(s);
+}
+
+void store_keep_index(struct store *s)
+{
+	s->keep_index = true;
+}
+
+bool store_is_at(struct store *s, const char *dir)
+{
+	struct stat a, b;
+	return stat(dir, &a) == 0 && fstat(s->dir_fd, &b) == 0 && a.st_dev == b.st_dev && a.st_ino == b.st_ino;
+}
+
+/* What file @entry of folder @dirfd is, in 64 bits (never 0): another file gets another
+ * tag; with @contents, so does the same file changed (for manifests, which are only ever
+ * replaced; a pack grows while its writer appends, and gc replaces packs, never rewrites
+ * them). 0 when it cannot be looked at. */
+static uint64_t store_file_tag(int dirfd, const char *entry, bool contents)
+{
+	struct stat st;
+	if (fstatat(dirfd, entry, &st, AT_SYMLINK_NOFOLLOW) != 0)
+		return 0;
+	uint64_t v[5] = {st.st_dev, st.st_ino};
+	if (contents) {
+		v[2] = (uint64_t)st.st_size;
+		v[3] = (uint64_t)st.st_mtim.tv_sec;
+		v[4] = (uint64_t)st.st_mtim.tv_nsec;
+	}
+	return XXH3_64bits(v, sizeof(v)) | 1;
 }
 
 /* Count @m's references in the index (each manifest counts once per stored page). */
@@ -202,10 +243,22 @@ int store_each_name(struct store *s, store_entry_fn *fn, void *arg)
 	return store_each_entry(s, s->snaps_fd, "snapshots", each_name_entry, &en);
 }
 
-/* Index one manifest; a damaged one is skipped (and counted), so the rest stay usable. */
+/* The tag of manifest @name (store_file_tag). */
+static uint64_t store_manifest_tag(struct store *s, const char *name)
+{
+	char file[STORE_NAME_MAX + 8];
+	snprintf(file, sizeof(file), "%s.snap", name);
+	return store_file_tag(s->snaps_fd, file, true);
+}
+
+/* Index one manifest (with a kept index: one not indexed yet); a damaged one is skipped
+ * (and counted), so the rest stay usable. */
 static int store_index_one(struct store *s, const char *name, void *arg)
 {
 	(void)arg;
+	uint64_t tag = s->keep_index ? store_manifest_tag(s, name) : 0;
+	if (tag && hmap_get(&s->index_manifests, tag))
+		return 0;
 	struct manifest m;
 	if (manifest_load(s, name, &m) != 0) {
 		s->damaged++;
@@ -213,14 +266,43 @@ static int store_index_one(struct store *s, const char *name, void *arg)
 	}
 	int r = store_index_manifest(s, &m);
 	manifest_unload(&m);
+	if (!r && tag && hmap_put(&s->index_manifests, tag, (void *)1) < 0)
+		r = error_set(ENOMEM, "no memory to index the store");
 	return r;
+}
+
+struct pack_tags {
+	uint64_t known;  /* packs indexed before that are still there, unchanged */
+	bool changed;    /* one is there changed */
+};
+
+/* One entry of the packs folder, for a kept index: a pack indexed before must be the same
+ * file; one not seen before is recorded. */
+static int store_pack_tag(struct store *s, const char *entry, void *arg)
+{
+	struct pack_tags *t = arg;
+	uint32_t id;
+	if (!pack_name_id(entry, &id))
+		return 0;
+	uint64_t tag = store_file_tag(s->packs_fd, entry, false);
+	uint64_t was = (uint64_t)(uintptr_t)hmap_get(&s->index_packs, id);
+	if (was) {
+		t->known += was == tag;
+		t->changed |= was != tag;
+		return 0;
+	}
+	return tag && hmap_put(&s->index_packs, id, (void *)(uintptr_t)tag) < 0 ? error_set(ENOMEM, "no memory to index the store")
+										 : 0;
 }
 
 /* (Re)build the index from every manifest; the lock must be held. */
 int store_reindex(struct store *s)
 {
 	store_forget(s);
-	int r = store_each_name(s, store_index_one, NULL);
+	struct pack_tags t = {0};
+	int r = s->keep_index ? store_each_entry(s, s->packs_fd, "packs", store_pack_tag, &t) : 0;
+	if (!r)
+		r = store_each_name(s, store_index_one, NULL);
 	if (r) {
 		store_forget(s);
 		return r;
@@ -229,10 +311,57 @@ int store_reindex(struct store *s)
 	return 0;
 }
 
-/* The index, built if this hold of the lock has none yet. */
+/* The index, built if this hold of the lock has none yet (a kept one is rebuilt: its
+ * reference counts may be out of date). */
 int store_need_index(struct store *s)
 {
-	return s->indexed ? 0 : store_reindex(s);
+	return s->indexed && !s->index_stale ? 0 : store_reindex(s);
+}
+
+int store_refresh_index(struct store *s)
+{
+	if (!s->indexed || !s->index_stale)
+		return store_need_index(s);
+	uint64_t before = hmap_count(&s->index_packs);
+	struct pack_tags t = {0};
+	int r = store_each_entry(s, s->packs_fd, "packs", store_pack_tag, &t);
+	if (r || t.changed || t.known != before)
+		return store_reindex(s); /* a gc moved pages: what the index says may point nowhere */
+	r = store_each_name(s, store_index_one, NULL);
+	if (r) {
+		store_forget(s);
+		return r;
+	}
+	s->index_stale = false;
+	return 0;
+}
+
+void store_index_written(struct store *s, const struct index *local, uint32_t pack, const char *name)
+{
+	if (!s->keep_index || !s->indexed)
+		return;
+	size_t n;
+	const struct index_entry *e = index_entries(local, &n);
+	bool ok = true;
+	uint32_t id = ++s->nmanifests;
+	for (size_t i = 0; i < n && ok; i++) {
+		struct index_entry *ie = index_add(&s->index, e[i].hash, e[i].pack, e[i].slot);
+		ok = ie != NULL;
+		if (ok) {
+			ie->last_manifest = id;
+			ie->refs++;
+		}
+	}
+	char file[16];
+	pack_file_name(pack, file);
+	uint64_t pack_tag = n ? store_file_tag(s->packs_fd, file, false) : 0, tag = store_manifest_tag(s, name);
+	if (ok && pack_tag)
+		ok = hmap_put(&s->index_packs, pack, (void *)(uintptr_t)pack_tag) == 0;
+	if (ok && tag)
+		ok = hmap_put(&s->index_manifests, tag, (void *)1) == 0;
+	/* Out of memory: the next writer reads everything again. */
+	if (!ok)
+		s->indexed = false;
 }
 
 static int open_dir_at(int at, const char *name, bool create, const char *what, const char *top)
@@ -256,6 +385,8 @@ static int store_open_at(const char *dir, bool create, bool read_only, store_has
 	struct store *s = calloc(1, sizeof(*s));
 	if (!s)
 		return error_set(ENOMEM, "no memory for the store");
+	hmap_init(&s->index_manifests);
+	hmap_init(&s->index_packs);
 	s->hash = hash;
 	s->read_only = read_only;
 	s->dir_fd = s->packs_fd = s->snaps_fd = s->lock_fd = -1;
@@ -333,6 +464,8 @@ void store_close(struct store *s)
 		if (fds[i] >= 0)
 			close(fds[i]);
 	index_free(&s->index);
+	hmap_fini(&s->index_manifests);
+	hmap_fini(&s->index_packs);
 	free(s->dir);
 	free(s);
 }

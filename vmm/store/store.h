@@ -64,6 +64,19 @@ typedef uint64_t store_hash_fn(const void *data, size_t len);
 int store_open_hashed(const char *dir, bool create, store_hash_fn *hash, struct store **out);
 void store_close(struct store *s);
 
+/*
+ * Keep @s's index of stored pages from one writer to the next (a VM snapshotting into one
+ * store again and again): each writer then reads only the manifests written since, by any
+ * process, instead of every manifest of the store; a pack gone or rewritten meanwhile (a
+ * gc) makes it read them all again. Dedup stays exact: every match is confirmed byte for
+ * byte against the pack as it is now.
+ */
+void store_keep_index(struct store *s);
+
+/* True when @dir is the folder @s was opened at (the same file, not only the same name):
+ * a store removed and made again at the same path is another store. */
+bool store_is_at(struct store *s, const char *dir);
+
 /* True when the store has a snapshot named @name. */
 bool store_has_snapshot(struct store *s, const char *name);
 

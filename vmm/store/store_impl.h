@@ -151,8 +151,12 @@ struct store {
 	int lock_fd;              /* (c) -1: opened read-only and the store has no lock file */
 	bool read_only;           /* (c) store_open_read: no writer, gc or rm */
 	unsigned holds;           /* (o) nested holds of the lock by this handle */
-	bool indexed;             /* (l) index is built (only while held) */
+	bool indexed;             /* (l) index is built (only while held, unless keep_index) */
 	struct index index;       /* (l) every page any readable manifest refers to */
+	bool keep_index;          /* (o) store_keep_index: the index outlives the holds */
+	bool index_stale;         /* (o) with keep_index: built in an earlier hold (store_refresh_index) */
+	struct hmap index_manifests; /* (o) with keep_index: manifests indexed, by store_file_tag -> 1 */
+	struct hmap index_packs;  /* (o) with keep_index: pack id -> its store_file_tag when indexed */
 	uint32_t nmanifests;      /* (l) manifests indexed */
 	uint32_t damaged;         /* (l) manifests that could not be indexed (verify names them) */
 	int *pack_fds;            /* (l) open packs by id (-1: not open), for reading back */
@@ -196,6 +200,16 @@ int store_each_entry(struct store *s, int dirfd, const char *sub, store_entry_fn
 
 /* Call @fn for each snapshot name in the store, in directory order. Stops at an error. */
 int store_each_name(struct store *s, store_entry_fn *fn, void *arg);
+
+/* The index kept from an earlier hold (store_keep_index) brought up to date: the manifests
+ * written since are indexed; when a pack indexed is gone or changed (a gc ran), everything
+ * is indexed again. Without a kept index, store_need_index. For writers, whose dedup
+ * confirms every match byte for byte; the lock must be held. 0 or -errno with a message. */
+int store_refresh_index(struct store *s);
+
+/* Add what writer @local appended (pack @pack, manifest @name, both durable now) to a kept
+ * index, so that the next refresh need not read them. No-op without keep_index. */
+void store_index_written(struct store *s, const struct index *local, uint32_t pack, const char *name);
 
 /* (Re)build the index from every manifest (a damaged one is skipped and counted in
  * s->damaged); the lock must be held. 0 or -errno with a message. */

@@ -46,7 +46,7 @@ int store_writer_begin(struct store *s, const char *name, const char *parent, ui
 	else if (parent && parent[0] && !store_has_snapshot(s, parent))
 		r = error_set(ENOENT, "parent snapshot '%s' is not in %s", parent, s->dir);
 	else
-		r = store_need_index(s); /* what is stored already, for dedup */
+		r = store_refresh_index(s); /* what is stored already, for dedup */
 	if (!r && !(w = calloc(1, sizeof(*w))))
 		r = error_set(ENOMEM, "no memory for a snapshot writer");
 	if (!r && (r = pack_out_init(&w->pack, s)) == 0 && state_len && !(w->state = malloc(state_len)))
@@ -83,6 +83,12 @@ static int writer_match(struct store_writer *w, const struct index *ix, uint64_t
 		const void *bytes = buf;
 		int r = ie->pack == w->pack.id ? pack_out_page(&w->pack, ie->slot, buf, &bytes)
 					       : store_read_page(w->s, ie->pack, ie->slot, buf);
+		/* An index kept from an earlier hold may name a slot a gc emptied and a later
+		 * writer's pack of the same number does not have: no match, the page is stored. */
+		if (r && ix == &w->s->index && w->s->keep_index) {
+			error_clear();
+			continue;
+		}
 		if (r)
 			return r;
 		if (memcmp(bytes, data, STORE_PAGE) == 0) {
@@ -109,15 +115,25 @@ int store_writer_add(struct store_writer *w, uint64_t pindex, const void *data)
 		w->cap = cap;
 	}
 	bool zero = page_store_is_zero(data);
+	uint64_t hash = zero ? 0 : w->s->hash(data, STORE_PAGE);
 	if (w->parent) {
-		/* The same bytes as the parent's: unlisted, the page falls through to it. */
-		uint8_t was[STORE_PAGE];
-		bool was_stored;
+		/* The same bytes as the parent's: unlisted, the page falls through to it. Only a
+		 * page the parent recorded under the same hash is read back and compared. */
+		const void *stored;
 		uint64_t was_hash;
-		int r = store_snapshot_copy(w->parent, pindex, was, &was_stored, &was_hash);
+		int r = store_snapshot_page(w->parent, pindex, &stored, &was_hash);
 		if (r)
 			return r;
-		if (was_stored ? memcmp(was, data, STORE_PAGE) == 0 : zero) {
+		bool same = !stored ? zero : !zero && was_hash == hash;
+		if (same && stored) {
+			uint8_t was[STORE_PAGE];
+			bool was_stored;
+			r = store_snapshot_copy(w->parent, pindex, was, &was_stored, &was_hash);
+			if (r)
+				return r;
+			same = memcmp(was, data, STORE_PAGE) == 0;
+		}
+		if (same) {
 			w->stats.unchanged++;
 			return 0;
 		}
@@ -131,7 +147,7 @@ int store_writer_add(struct store_writer *w, uint64_t pindex, const void *data)
 		w->hdr.entry_count++;
 		return 0;
 	}
-	e->hash = w->s->hash(data, STORE_PAGE);
+	e->hash = hash;
 	int r = writer_match(w, &w->s->index, e->hash, data, e);
 	if (r == 0)
 		r = writer_match(w, &w->local, e->hash, data, e);
@@ -248,6 +264,8 @@ int store_writer_commit(struct store_writer *w)
 		w->hdr.created_ns = (uint64_t)now.tv_sec * 1000000000ull + (uint64_t)now.tv_nsec;
 		r = manifest_write(w->s, &w->hdr, w->state, w->entries);
 	}
+	if (!r)
+		store_index_written(w->s, &w->local, w->pack.id, w->hdr.name);
 	writer_free(w, r != 0);
 	return r;
 }
