@@ -437,16 +437,22 @@ struct fake_monitor {
 	pid_t pid;
 };
 
-static void fake_monitor_start(struct fake_monitor *m, const char *answer)
+/* A fake monitor at a fresh socket that says @text to its one client. */
+static void fake_monitor_serve(struct fake_monitor *m, const char *text)
 {
 	strcpy(m->dir, "/tmp/vmm-fakemon-XXXXXX");
 	ck_assert_ptr_nonnull(mkdtemp(m->dir));
 	snprintf(m->path, sizeof(m->path), "%s/vm.sock", m->dir);
+	m->pid = spawn_serve_once(m->path, text);
+}
+
+static void fake_monitor_start(struct fake_monitor *m, const char *answer)
+{
 	char text[4096];
 	snprintf(text, sizeof(text),
 		 "{\"QMP\":{\"version\":{},\"capabilities\":[]}}\n{\"return\":{},\"id\":1}\n{\"return\":%s,\"id\":2}\n",
 		 answer);
-	m->pid = spawn_serve_once(m->path, text);
+	fake_monitor_serve(m, text);
 }
 
 /* After the client is done: a client that never connected leaves the child in accept. */
@@ -492,6 +498,58 @@ START_TEST(cli_snapshot_says_1_page_not_1_pages)
 	ck_assert_msg(strstr(r.out, "snapshot x in /tmp/s: 1 page listed, 1 new"), "%s", r.out);
 	ck_assert_str_eq(r.err, ""); /* not a terminal: no progress line */
 	spawn_free(&r);
+}
+END_TEST
+
+/* vmm snapshot --every starts continuous checkpoints and says what it started. */
+START_TEST(cli_snapshot_every_starts_checkpoints)
+{
+	struct fake_monitor m;
+	fake_monitor_start(&m, "{\"id\":\"checkpoint\"}");
+	struct spawn_result r;
+	ck_assert_int_eq(spawn_vmm(&r, 20, "snapshot", "--monitor", m.path, "--store", "/tmp/s", "--every", "250ms",
+				   "--keep", "3", "--as", "ck", NULL),
+			 0);
+	fake_monitor_stop(&m);
+	ck_assert_msg(r.status == 0, "status %d: %s", r.status, r.err);
+	ck_assert_msg(strstr(r.out, "checkpoints of the VM every 250 ms into /tmp/s as ck-N, the newest 3 kept: started"),
+		      "%s", r.out);
+	spawn_free(&r);
+}
+END_TEST
+
+/* vmm snapshot --stop: job-cancel, then what the checkpoints came to (query-jobs). */
+START_TEST(cli_snapshot_stop_ends_checkpoints_and_counts_them)
+{
+	struct fake_monitor m;
+	fake_monitor_serve(&m, "{\"QMP\":{\"version\":{},\"capabilities\":[]}}\n{\"return\":{},\"id\":1}\n"
+					 "{\"return\":{},\"id\":2}\n{\"return\":[{\"id\":\"checkpoint\",\"status\":"
+					 "\"aborting\",\"taken\":1,\"last\":\"ck-1\"}],\"id\":3}\n");
+	struct spawn_result r;
+	ck_assert_int_eq(spawn_vmm(&r, 20, "snapshot", "--monitor", m.path, "--stop", NULL), 0);
+	fake_monitor_stop(&m);
+	ck_assert_msg(r.status == 0, "status %d: %s", r.status, r.err);
+	ck_assert_msg(strstr(r.out, "checkpoints of the VM end after the one in progress: 1 checkpoint taken, the last ck-1"),
+		      "%s", r.out);
+	spawn_free(&r);
+}
+END_TEST
+
+/* Bad uses of the checkpoint options: status 125 and the reason (@want), no VM needed. */
+static void expect_refused(const char *want, const char *a1, const char *a2, const char *a3, const char *a4)
+{
+	struct spawn_result r;
+	ck_assert_int_eq(spawn_vmm(&r, 20, "snapshot", a1, a2, a3, a4, NULL), 0);
+	ck_assert_msg(r.status == 125 && strstr(r.err, want), "%s %s: status %d: %s", a1, a2, r.status, r.err);
+	spawn_free(&r);
+}
+
+START_TEST(cli_snapshot_checkpoint_options_are_checked)
+{
+	expect_refused("--keep goes with --every", "--keep", "3", "web", NULL);
+	expect_refused("--stop takes no other option", "--stop", "--every", "1s", "web");
+	expect_refused("--every: '0' is not a positive duration", "--every", "0", "web", NULL);
+	expect_refused("--keep", "--every", "1s", "--keep", "0");
 }
 END_TEST
 
@@ -821,6 +879,9 @@ Suite *cli_suite(void)
 	HARNESS_ADD_TEST(bin, cli_help_verb_is_the_verbs_help);
 	HARNESS_ADD_TEST(bin, cli_memory_says_1_object_not_1_objects);
 	HARNESS_ADD_TEST(bin, cli_snapshot_says_1_page_not_1_pages);
+	HARNESS_ADD_TEST(bin, cli_snapshot_every_starts_checkpoints);
+	HARNESS_ADD_TEST(bin, cli_snapshot_stop_ends_checkpoints_and_counts_them);
+	HARNESS_ADD_TEST(bin, cli_snapshot_checkpoint_options_are_checked);
 	HARNESS_ADD_TEST(bin, cli_snapshot_draws_progress_on_a_terminal);
 	HARNESS_ADD_TEST(bin, cli_store_commands_use_the_default_store);
 	HARNESS_ADD_TEST(bin, cli_snapshot_makes_the_default_store_private);

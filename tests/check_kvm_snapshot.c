@@ -804,6 +804,93 @@ START_TEST(repeated_snapshots_keep_the_chain_short)
 }
 END_TEST
 
+/* Snapshot names of a store, as store_list gives them (up to 16). */
+struct names {
+	char name[16][STORE_NAME_MAX + 1];
+	unsigned n;
+};
+
+static void names_add(void *arg, const struct store_info *info)
+{
+	struct names *l = arg;
+	if (l->n < 16)
+		snprintf(l->name[l->n++], sizeof(l->name[0]), "%s", info->name);
+}
+
+/* Field @key of the checkpoint job of @v (query-jobs), its status in *status; a job that
+ * failed fails the test. */
+static long long checkpoint_job(struct vm_proc *v, const char *key, const char **status)
+{
+	json_t *jobs = vm_proc_execute(v, "query-jobs", NULL);
+	json_t *job = json_array_get(jobs, 0);
+	ck_assert_ptr_nonnull(job);
+	long long value = jint(job, key);
+	static char st[32];
+	snprintf(st, sizeof(st), "%s", json_string_value(json_object_get(job, "status")));
+	if (status)
+		*status = st;
+	ck_assert_msg(!json_object_get(job, "error"), "%s", json_string_value(json_object_get(job, "error")));
+	json_decref(jobs);
+	return value;
+}
+
+START_TEST(continuous_checkpoints_keep_the_newest_and_each_restores_to_a_verified_round)
+{
+	/* The guest rewrites and verifies 8 MiB round after round while a checkpoint is taken
+	 * every 200 ms, the newest 3 kept. Each kept one, restored, re-checks the round it was
+	 * in (the memory of that moment) and goes on. */
+	vm_proc_start(&vm, NULL, "run", "-n", "ck", "-m", "64M", "-p", "rounds=8M,1000000", harness_guest(), NULL);
+	vm_proc_wait_sync(&vm, 2);
+	json_t *args = json_pack("{s:s,s:i,s:i,s:s}", "store", store, "every-ms", 200, "keep", 3, "prefix", "ck");
+	json_t *ret = vm_proc_execute(&vm, "checkpoint-start", args);
+	ck_assert_str_eq(json_string_value(json_object_get(ret, "id")), "checkpoint");
+	json_decref(ret);
+	ret = NULL;
+	ck_assert_int_eq(qmp_client_execute(vm.c, "checkpoint-start", args, &ret, VM_PROC_TIMEOUT_MS), -EREMOTEIO);
+	ck_assert_ptr_nonnull(strstr(error_message(), "being taken already"));
+	json_decref(args);
+	const char *status;
+	for (int i = 0; i < 600 && checkpoint_job(&vm, "taken", NULL) < 8; i++) {
+		struct timespec t = {0, 100000000L};
+		nanosleep(&t, NULL);
+	}
+	json_t *id = json_pack("{s:s}", "id", "checkpoint");
+	json_decref(vm_proc_execute(&vm, "job-cancel", id));
+	json_decref(id);
+	for (int i = 0; i < 600 && (checkpoint_job(&vm, "taken", &status), strcmp(status, "concluded") != 0); i++) {
+		struct timespec t = {0, 50000000L};
+		nanosleep(&t, NULL);
+	}
+	ck_assert_str_eq(status, "concluded");
+	long long taken = checkpoint_job(&vm, "taken", NULL);
+	ck_assert_int_ge(taken, 8);
+	ck_assert_int_eq(checkpoint_job(&vm, "deleted", NULL), taken - 3);
+	json_decref(vm_proc_execute(&vm, "quit", NULL));
+	vm_proc_wait(&vm);
+
+	struct store *s;
+	struct names l = {.n = 0};
+	ck_assert_int_eq(store_open(store, false, &s), 0);
+	ck_assert_int_eq(store_list(s, names_add, &l), 0);
+	store_close(s);
+	ck_assert_uint_eq(l.n, 3);
+	for (unsigned i = 0; i < 3; i++) {
+		char want[32];
+		snprintf(want, sizeof(want), "ck-%lld", taken - 2 + i);
+		bool found = false;
+		for (unsigned k = 0; k < l.n; k++)
+			found |= strcmp(l.name[k], want) == 0;
+		ck_assert_msg(found, "%s is not in the store", want);
+		struct spawn_result r;
+		ck_assert_int_eq(spawn_vmm(&r, 120, "restore", "--store", store, "-t", "1s", want, NULL), 0);
+		ck_assert_msg(r.status == 124 && !strstr(r.out, "mismatch"), "%s: status %d: %.500s %.500s", want, r.status,
+			      r.out, r.err);
+		spawn_free(&r);
+	}
+	ck_assert_int_eq(store_verify_status(0), 0);
+}
+END_TEST
+
 START_TEST(vms_with_mapped_files_are_neither_forked_nor_snapshotted)
 {
 	char file[64];
@@ -854,6 +941,7 @@ Suite *kvm_snapshot_suite(void)
 	HARNESS_ADD_TEST(tc, damaged_manifest_entries_stop_the_restored_guest_with_a_clear_error);
 	HARNESS_ADD_TEST(tc, broken_manifests_are_refused_at_restore);
 	HARNESS_ADD_TEST(tc, repeated_snapshots_keep_the_chain_short);
+	HARNESS_ADD_TEST(tc, continuous_checkpoints_keep_the_newest_and_each_restores_to_a_verified_round);
 	HARNESS_ADD_TEST(tc, vms_with_mapped_files_are_neither_forked_nor_snapshotted);
 	suite_add_tcase(s, tc);
 	return s;

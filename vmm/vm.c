@@ -15,6 +15,7 @@
 #include "vmm/clock.h"
 #include "vmm/error.h"
 #include "vmm/kvm_stats.h"
+#include "vmm/lifecycle/checkpoint.h"
 #include "vmm/loader.h"
 #include "vmm/store/store.h"
 #include "vmm/vcpu.h"
@@ -756,6 +757,15 @@ void vm_stats(struct vm *vm, void (*emit)(void *arg, const char *key, uint64_t v
 	emit(arg, "dedup.hits", atomic_load(&vm->snapshots.pages_shared));
 	emit(arg, "dedup.zero_pages", atomic_load(&vm->snapshots.pages_zero));
 	emit(arg, "dedup.collisions", atomic_load(&vm->snapshots.collisions));
+	struct checkpoint_status cs;
+	checkpoint_status(vm, &cs);
+	emit(arg, "checkpoint.running", cs.state == CHECKPOINT_RUNNING);
+	emit(arg, "checkpoint.taken", cs.taken);
+	emit(arg, "checkpoint.skipped", cs.skipped);
+	emit(arg, "checkpoint.late", cs.late);
+	emit(arg, "checkpoint.deleted", cs.deleted);
+	emit(arg, "checkpoint.max_pause_ns", cs.max_pause_ns);
+	emit(arg, "checkpoint.last_total_ns", cs.last_total_ns);
 	for (unsigned i = 0; vm->vcpus && i < vm->cfg.ncpus; i++) {
 		snprintf(key, sizeof(key), "vcpu.%u.exits", i);
 		emit(arg, key, vm->vcpus[i].exits);

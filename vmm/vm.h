@@ -51,6 +51,7 @@ struct vcpu;
 struct monitor;
 struct store;
 struct store_snapshot;
+struct checkpoint_job;
 
 /*
  * KVM memory slots. A guest starts with only the early slot: the head of the region that
@@ -125,6 +126,7 @@ struct vm {
 	/* (s) changed only by the snapshot holding snapshot_busy: the last snapshot the VM
 	 * stored and keeps its RAM's base as (snapshot.h), its next snapshot's parent there. */
 	struct store *store;           /* (s) the store of the last snapshot, kept open, or NULL */
+	struct checkpoint_job *checkpoint; /* (l) continuous checkpoints (checkpoint.h), or NULL */
 	struct store_snapshot *base_snap; /* (s) opened pinned for this VM, or NULL */
 	char base_store[4096];         /* (s) realpath of its store, or "" */
 	char base_name[64];            /* (s) its name, or "" */

@@ -68,6 +68,22 @@ static int cmd_client_parse_args(const char *verb, const char *usage, const stru
 		case CMD_CLIENT_OPT_AS:
 			a->as = v;
 			break;
+		case CMD_CLIENT_OPT_EVERY:
+			snprintf(what, sizeof(what), "vmm %s: --every", verb);
+			if (cli_parse_duration_ms(what, v, &a->every_ms))
+				return CLI_ERROR;
+			if (!a->every_ms)
+				return error_set(0, "vmm %s: --every needs at least 1ms", verb), CLI_ERROR;
+			break;
+		case CMD_CLIENT_OPT_KEEP:
+			snprintf(what, sizeof(what), "vmm %s: --keep", verb);
+			if (cli_parse_uint(what, v, 1, 10000, &a->keep))
+				return CLI_ERROR;
+			a->keep_given = true;
+			break;
+		case CMD_CLIENT_OPT_STOP:
+			a->stop = true;
+			break;
 		case CMD_CLIENT_OPT_HELP:
 			return 1;
 		}

@@ -45,6 +45,9 @@ enum {
 	CMD_CLIENT_OPT_HELP,
 	CMD_CLIENT_OPT_STORE,
 	CMD_CLIENT_OPT_AS,
+	CMD_CLIENT_OPT_EVERY,
+	CMD_CLIENT_OPT_KEEP,
+	CMD_CLIENT_OPT_STOP,
 };
 #define CMD_CLIENT_OPTION_MONITOR \
 	{"monitor", 0, "PATH", CMD_CLIENT_OPT_MONITOR, "the VM's monitor socket (default: the socket of NAME)"}
@@ -59,6 +62,10 @@ struct cmd_client_args {
 	unsigned count;      /* --count N, 0 = until interrupted */
 	const char *store;   /* --store DIR, or NULL */
 	const char *as;      /* --as SNAPSHOT, or NULL */
+	uint64_t every_ms;   /* --every TIME, 0 when not given */
+	unsigned keep;       /* --keep N */
+	bool keep_given;
+	bool stop;           /* --stop */
 	const char **more;   /* cmd_client_parse_more: the positionals after NAME (free the array) */
 	unsigned nmore;
 };

@@ -16,7 +16,11 @@
 
 static const struct cli_option snapshot_options[] = {
 	{"store", 's', "DIR", CMD_CLIENT_OPT_STORE, "the store to write into (created if missing)"},
-	{"as", 0, "SNAPSHOT", CMD_CLIENT_OPT_AS, "the snapshot's name (default NAME-YYYYMMDD-HHMMSS)"},
+	{"as", 0, "SNAPSHOT", CMD_CLIENT_OPT_AS,
+	 "the snapshot's name (default NAME-YYYYMMDD-HHMMSS); with --every, the checkpoints' prefix (default NAME)"},
+	{"every", 0, "TIME", CMD_CLIENT_OPT_EVERY, "continuous checkpoints: one every TIME (100ms, 2s, 5m) until --stop"},
+	{"keep", 0, "N", CMD_CLIENT_OPT_KEEP, "with --every: keep the newest N checkpoints, delete older ones"},
+	{"stop", 0, NULL, CMD_CLIENT_OPT_STOP, "end the continuous checkpoints of NAME"},
 	CMD_CLIENT_OPTION_JSON,
 	CMD_CLIENT_OPTION_MONITOR,
 	CMD_CLIENT_OPTION_HELP,
@@ -27,17 +31,25 @@ static void snapshot_help(FILE *f, const char *verb)
 {
 	(void)verb;
 	fprintf(f, "usage: vmm snapshot [OPTIONS] NAME\n"
+		   "       vmm snapshot --every TIME [--keep N] [--as PREFIX] [--store DIR] NAME\n"
+		   "       vmm snapshot --stop NAME\n"
 		   "Snapshot the running VM NAME into a store without stopping it for long: its vCPUs are\n"
 		   "paused while its state is saved and its memory frozen copy-on-write, then it runs on\n"
-		   "while the frozen pages are written. Pages already in the store are not written again;\n"
-		   "a VM restored from a snapshot of the same store stores only what changed since.\n"
+		   "while the frozen pages are written. Pages already in the store are not written again.\n"
+		   "Snapshots are incremental: the next one of the same VM into the same store names this\n"
+		   "one as its parent and stores only what the guest wrote since (a VM restored from a\n"
+		   "snapshot of the same store, what changed since).\n"
 		   "Returns when the snapshot is durable. On a terminal, progress is shown on stderr.\n"
+		   "With --every, the VM takes a checkpoint every TIME (PREFIX-1, PREFIX-2, ...) until\n"
+		   "vmm snapshot --stop NAME or its end; one that overruns delays the next; --keep N\n"
+		   "deletes all but the newest N (vmm store gc frees their pages). This returns at once.\n"
 		   "VMs with mapped files or external pagers, or run with --kernel-zero-fill, cannot be\n"
 		   "snapshotted.\n"
 		   "The store is --store DIR.\n" CLI_STORE_DEFAULT_HELP
 		   "The last two are made at the first snapshot, with their missing folders (mode 0700).\n\n");
 	cli_print_options(f, snapshot_options);
-	fprintf(f, "\nExit status: 0 the snapshot is durable, 1 the VM refused (its error is printed),\n"
+	fprintf(f, "\nExit status: 0 the snapshot is durable (with --every: the checkpoints started; with\n"
+		   "--stop: they end after the one in progress), 1 the VM refused (its error is printed),\n"
 		   "125 no such VM or bad arguments.\n");
 }
 
@@ -95,6 +107,65 @@ static int snapshot_abs_store(const char *dir, char *out, size_t size)
 	return snprintf(out, size, "%s/%s", cwd, dir) < (int)size ? 0 : -ENAMETOOLONG;
 }
 
+/* vmm snapshot --stop NAME: job-cancel, and what the checkpoints came to. */
+static int snapshot_stop(const char *verb, const struct cmd_client_args *a)
+{
+	struct qmp_client *c;
+	int status = cmd_client_open(verb, a->name, a->monitor, &c);
+	if (status)
+		return status;
+	json_t *args = json_pack("{s:s}", "id", "checkpoint"), *ret = NULL, *jobs = NULL;
+	int r = qmp_client_execute(c, "job-cancel", args, &ret, CMD_CLIENT_TIMEOUT_MS);
+	json_decref(args);
+	if (!r)
+		r = qmp_client_execute(c, "query-jobs", NULL, &jobs, CMD_CLIENT_TIMEOUT_MS);
+	qmp_client_close(c);
+	json_decref(ret);
+	if (r)
+		return cmd_client_fail(verb, r);
+	json_t *job = json_array_get(jobs, 0);
+	if (a->json) {
+		cmd_client_print_json(stdout, job);
+	} else {
+		const char *last = json_string_value(json_object_get(job, "last"));
+		printf("checkpoints of %s end after the one in progress: %s taken%s%s\n", a->name ? a->name : "the VM",
+		       CLI_COUNT(json_integer_value(json_object_get(job, "taken")), "checkpoint"), last ? ", the last " : "",
+		       last ? last : "");
+	}
+	json_decref(jobs);
+	return 0;
+}
+
+/* vmm snapshot --every TIME: checkpoint-start into the absolute store @abs. */
+static int snapshot_every(const char *verb, const struct cmd_client_args *a, const char *abs)
+{
+	struct qmp_client *c;
+	int status = cmd_client_open(verb, a->name, a->monitor, &c);
+	if (status)
+		return status;
+	json_t *args = json_pack("{s:s,s:I,s:I}", "store", abs, "every-ms", (json_int_t)a->every_ms, "keep",
+				 (json_int_t)(a->keep_given ? a->keep : 0)), *ret = NULL;
+	if (a->as)
+		json_object_set_new(args, "prefix", json_string(a->as));
+	int r = qmp_client_execute(c, "checkpoint-start", args, &ret, CMD_CLIENT_TIMEOUT_MS);
+	json_decref(args);
+	qmp_client_close(c);
+	if (r)
+		return cmd_client_fail(verb, r);
+	if (a->json) {
+		cmd_client_print_json(stdout, ret);
+	} else {
+		const char *who = a->name ? a->name : "the VM";
+		printf("checkpoints of %s every %llu ms into %s as %s-N", who, (unsigned long long)a->every_ms, abs,
+		       a->as ? a->as : who);
+		if (a->keep_given)
+			printf(", the newest %u kept", a->keep);
+		printf(": started (vmm snapshot --stop %s ends them)\n", who);
+	}
+	json_decref(ret);
+	return 0;
+}
+
 int cmd_snapshot(int argc, char **argv)
 {
 	const char *verb = "snapshot";
@@ -103,6 +174,13 @@ int cmd_snapshot(int argc, char **argv)
 				      argv, &a);
 	if (status != CMD_CLIENT_GO_ON)
 		return status;
+	if ((a.keep_given && !a.every_ms) || (a.stop && (a.every_ms || a.store || a.as))) {
+		fprintf(stderr, "vmm snapshot: %s\n",
+			a.stop ? "--stop takes no other option but --json and --monitor" : "--keep goes with --every");
+		return VM_EXIT_VMM_ERROR;
+	}
+	if (a.stop)
+		return snapshot_stop(verb, &a);
 	char deflt[PATH_MAX];
 	bool per_user = false;
 	const char *store = a.store;
@@ -119,6 +197,8 @@ int cmd_snapshot(int argc, char **argv)
 		fprintf(stderr, "vmm snapshot: store path %s is too long\n", store);
 		return VM_EXIT_VMM_ERROR;
 	}
+	if (a.every_ms)
+		return snapshot_every(verb, &a, abs);
 	if (a.as) {
 		snprintf(snap, sizeof(snap), "%s", a.as);
 	} else {

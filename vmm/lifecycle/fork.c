@@ -18,6 +18,7 @@
 #include "guest/abi.h"
 #include "vmm/clock.h"
 #include "vmm/error.h"
+#include "vmm/lifecycle/checkpoint.h"
 #include "vmm/store/store.h"
 #include "vmm/vm.h"
 #include "vmm/vm_state.h"
@@ -208,6 +209,7 @@ static void __attribute__((noreturn)) fork_child_main(struct fork_job *job, unsi
 	 * file), so the child's next snapshot opens a store of its own. */
 	store_close(vm->store);
 	vm->store = NULL;
+	checkpoint_forget(vm);
 	job->ops->child_leave_parent(vm); /* the parent's monitor */
 	state->id_value = ABI_ID(job->generation, index);
 	/* job->name may be this very buffer (a child forking in turn): format apart. */

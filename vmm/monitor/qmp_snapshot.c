@@ -1,7 +1,8 @@
 /*
  * snapshot-save over the monitor: the snapshot is written by a worker thread of its own,
  * and the call's reply is deferred until the snapshot is durable; SNAPSHOT_PROGRESS
- * events meanwhile (at most ten a second), SNAPSHOT_DONE at the end.
+ * events meanwhile (at most ten a second), SNAPSHOT_DONE at the end. Continuous
+ * checkpoints (checkpoint.h) as a job: checkpoint-start, query-jobs, job-cancel.
  */
 #include "vmm/monitor/qmp_snapshot.h"
 
@@ -9,9 +10,11 @@
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "vmm/clock.h"
 #include "vmm/error.h"
+#include "vmm/lifecycle/checkpoint.h"
 #include "vmm/lifecycle/snapshot.h"
 #include "vmm/vm.h"
 
@@ -100,8 +103,91 @@ static int qmp_snapshot_save(struct monitor_call *call, void *ctx, json_t *args,
 	return MONITOR_PENDING;
 }
 
+static const struct monitor_arg qmp_checkpoint_start_args[] = {
+	{"store", MONITOR_ARG_STRING, true, "the store directory, an absolute path (created if missing)"},
+	{"every-ms", MONITOR_ARG_INT, true, "the interval: a checkpoint starts this often (>= 1)"},
+	{"keep", MONITOR_ARG_INT, false, "the newest checkpoints kept, older ones deleted (default 0: all)"},
+	{"prefix", MONITOR_ARG_STRING, false, "checkpoints are named PREFIX-1, PREFIX-2, ... (default: the VM's name)"},
+	{NULL, 0, false, NULL},
+};
+
+#define QMP_CHECKPOINT_JOB "checkpoint"
+
+static int qmp_checkpoint_start(struct monitor_call *call, void *ctx, json_t *args, json_t **ret)
+{
+	(void)call;
+	struct vm *vm = ctx;
+	struct checkpoint_config cfg = {0};
+	json_int_t every = json_integer_value(json_object_get(args, "every-ms"));
+	json_int_t keep = json_integer_value(json_object_get(args, "keep"));
+	if (every < 1 || keep < 0 || keep > CHECKPOINT_KEEP_MAX)
+		return error_set(EINVAL, "every-ms must be at least 1 and keep 0 to %d", CHECKPOINT_KEEP_MAX);
+	const char *prefix = json_string_value(json_object_get(args, "prefix"));
+	if (!prefix)
+		prefix = vm->cfg.name ? vm->cfg.name : "checkpoint";
+	if (snprintf(cfg.store, sizeof(cfg.store), "%s", json_string_value(json_object_get(args, "store"))) >=
+		    (int)sizeof(cfg.store) ||
+	    snprintf(cfg.prefix, sizeof(cfg.prefix), "%s", prefix) >= (int)sizeof(cfg.prefix))
+		return error_set(ENAMETOOLONG, "the store path or the prefix is too long");
+	cfg.every_ms = (uint64_t)every;
+	cfg.keep = (unsigned)keep;
+	int r = checkpoint_start(vm, &cfg);
+	if (!r)
+		*ret = json_pack("{s:s}", "id", QMP_CHECKPOINT_JOB);
+	return r;
+}
+
+static const char *qmp_checkpoint_state(enum checkpoint_state s)
+{
+	/* QEMU's job statuses. */
+	return s == CHECKPOINT_RUNNING ? "running" : s == CHECKPOINT_STOPPING ? "aborting" : "concluded";
+}
+
+static int qmp_query_jobs(struct monitor_call *call, void *ctx, json_t *args, json_t **ret)
+{
+	(void)call;
+	(void)args;
+	struct checkpoint_status st;
+	checkpoint_status(ctx, &st);
+	*ret = json_array();
+	if (st.state == CHECKPOINT_NONE)
+		return 0;
+	json_t *job = json_pack(
+		"{s:s,s:s,s:s,s:I,s:I,s:s,s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "id", QMP_CHECKPOINT_JOB, "type",
+		"checkpoint", "status", qmp_checkpoint_state(st.state), "current-progress", (json_int_t)st.taken,
+		"total-progress", (json_int_t)st.taken, "store", st.cfg.store, "prefix", st.cfg.prefix, "every-ms",
+		(json_int_t)st.cfg.every_ms, "keep", (json_int_t)st.cfg.keep, "taken", (json_int_t)st.taken, "skipped",
+		(json_int_t)st.skipped, "late", (json_int_t)st.late, "deleted", (json_int_t)st.deleted, "max-pause-ns",
+		(json_int_t)st.max_pause_ns);
+	json_object_set_new(job, "last", st.last[0] ? json_string(st.last) : json_null());
+	json_object_set_new(job, "last-total-ns", json_integer((json_int_t)st.last_total_ns));
+	if (st.error[0])
+		json_object_set_new(job, "error", json_string(st.error));
+	json_array_append_new(*ret, job);
+	return 0;
+}
+
+static const struct monitor_arg qmp_job_cancel_args[] = {
+	{"id", MONITOR_ARG_STRING, true, "the job (query-jobs names it)"},
+	{NULL, 0, false, NULL},
+};
+
+static int qmp_job_cancel(struct monitor_call *call, void *ctx, json_t *args, json_t **ret)
+{
+	(void)call;
+	(void)ret;
+	const char *id = json_string_value(json_object_get(args, "id"));
+	if (strcmp(id, QMP_CHECKPOINT_JOB) != 0)
+		return error_set(ENOENT, "no job '%s' (this VM's only job is \"" QMP_CHECKPOINT_JOB "\")", id);
+	return checkpoint_cancel(ctx);
+}
+
 const struct monitor_command qmp_snapshot_commands[] = {
 	{"snapshot-save", qmp_snapshot_save, qmp_snapshot_save_args,
 	 "snapshot the running VM into a store; answers when the snapshot is durable"},
+	{"checkpoint-start", qmp_checkpoint_start, qmp_checkpoint_start_args,
+	 "take a snapshot every interval while the VM runs, keeping the newest (a job: query-jobs, job-cancel)"},
+	{"query-jobs", qmp_query_jobs, NULL, "the VM's jobs (continuous checkpoints) and their status"},
+	{"job-cancel", qmp_job_cancel, qmp_job_cancel_args, "end a job (after the checkpoint in progress)"},
 	{NULL, NULL, NULL, NULL},
 };

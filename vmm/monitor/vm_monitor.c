@@ -3,6 +3,7 @@
 #include <limits.h>
 #include <pthread.h>
 
+#include "vmm/lifecycle/checkpoint.h"
 #include "vmm/lifecycle/vm_serve.h"
 #include "vmm/monitor/monitor.h"
 #include "vmm/monitor/qmp_config.h"
@@ -49,7 +50,9 @@ void vm_monitor_stop(struct vm *vm, int status)
 {
 	if (!vm->monitor)
 		return;
-	/* A snapshot being written finishes (and is answered) before the monitor goes. */
+	/* Checkpoints end, and a snapshot being written finishes (and is answered), before the
+	 * monitor goes. */
+	checkpoint_stop(vm);
 	qmp_snapshot_join(vm);
 	/* Who ended it: the guest (its exit port, or a verdict on what it did), a quit, a
 	 * signal to the VMM, or the VMM's own failure. */
