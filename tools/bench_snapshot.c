@@ -14,7 +14,10 @@
  *      16 MiB in a loop, snapshotted once a second: each snapshot after the first, durable
  *      after how long, beside plain write+fsync of 16 MiB; an idle guest's second snapshot;
  *   5. the store alone (no KVM needed): 16 MiB written over a 1 GiB snapshot into a store
- *      kept open, as a VM keeps it, beside plain write+fsync of 16 MiB.
+ *      kept open, as a VM keeps it, beside plain write+fsync of 16 MiB;
+ *   6. continuous checkpoints every 100 ms for 60 s of a guest rewriting 16 MiB: the guest's
+ *      pauses (p99), its progress beside the same guest's without checkpoints, and the
+ *      store's growth beside the pages that changed between checkpoints.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -709,16 +712,102 @@ static void bench_store(void)
 	       ms, INCREMENTAL_RUNS, full, plain, ms / plain);
 }
 
+#define CHECKPOINT_SECONDS 60
+
+/* vm.test_port_messages of the VM behind @c: the guest's rounds so far. */
+static long long guest_rounds(struct qmp_client *c)
+{
+	json_t *st = execute(c, "query-stats", NULL);
+	long long n = jint(st, "vm.test_port_messages");
+	json_decref(st);
+	return n;
+}
+
+/* Bytes of the store's packs. */
+static double store_pack_bytes(const char *store)
+{
+	struct store *s;
+	uint64_t packs = 0, manifests = 0;
+	if (store_open(store, false, &s) != 0 || store_disk_usage(s, &packs, &manifests) != 0)
+		die(error_message());
+	store_close(s);
+	return (double)packs;
+}
+
+/* The guest's rounds in CHECKPOINT_SECONDS with checkpoints every @every_ms (0: none);
+ * with them, their pauses into @pause (*npause of them, at most @max) and the store's
+ * growth after the first into *growth, the pages listed after the first into *listed. */
+static long long checkpoint_run(unsigned every_ms, double *pause, int max, int *npause, double *growth,
+				double *listed)
+{
+	char sock[128], store[128];
+	snprintf(sock, sizeof(sock), "%s/ck.sock", dir);
+	snprintf(store, sizeof(store), "%s/checkpoints-%u", dir, every_ms);
+	pid_t pid = start(sock, NULL, "run", "-m", "512M", "-p", "sync=1 spin=16M", guest, NULL);
+	struct qmp_client *c = connect_vm(sock), *events = connect_vm(sock);
+	if (qmp_client_wait_sync(c, 1, TIMEOUT_MS) != 0)
+		die("the checkpointed guest did not reach its sync point 1");
+	if (every_ms)
+		json_decref(execute(c, "checkpoint-start",
+				    json_pack("{s:s,s:i,s:s}", "store", store, "every-ms", (int)every_ms, "prefix", "ck")));
+	long long r0 = guest_rounds(c);
+	double end = now_ms() + CHECKPOINT_SECONDS * 1000.0, first_bytes = 0;
+	*npause = 0;
+	*listed = 0;
+	for (double t; (t = now_ms()) < end;) {
+		json_t *ev;
+		if (qmp_client_next_event(events, &ev, (int)(end - t) + 1) != 0)
+			continue;
+		json_t *data = json_object_get(ev, "data");
+		if (!strcmp(json_string_value(json_object_get(ev, "event")), "CHECKPOINT")) {
+			if (*npause == 0)
+				first_bytes = store_pack_bytes(store);
+			else
+				*listed += (double)jint(data, "listed");
+			if (*npause < max)
+				pause[(*npause)++] = (double)jint(data, "pause-ns") / 1e6;
+		}
+		json_decref(ev);
+	}
+	long long rounds = guest_rounds(c) - r0;
+	if (every_ms)
+		json_decref(execute(c, "job-cancel", json_pack("{s:s}", "id", "checkpoint")));
+	qmp_client_close(events);
+	quit_vm(c, pid);
+	*growth = every_ms ? store_pack_bytes(store) - first_bytes : 0;
+	return rounds;
+}
+
+static void bench_checkpoints(void)
+{
+	static double pause[CHECKPOINT_SECONDS * 20];
+	int n;
+	double growth, listed;
+	long long plain = checkpoint_run(0, pause, 0, &n, &growth, &listed);
+	long long rounds = checkpoint_run(100, pause, CHECKPOINT_SECONDS * 20, &n, &growth, &listed);
+	if (n < 2)
+		die("fewer than two checkpoints were taken");
+	qsort(pause, (size_t)n, sizeof(pause[0]), cmp_double);
+	double p99 = pause[(n * 99) / 100 < n ? (n * 99) / 100 : n - 1];
+	printf("snapshot: checkpoints every 100 ms for %d s of a 512 MiB guest rewriting 16 MiB: %d taken, guest pause "
+	       "p99 %.2f ms (max %.2f; target <= 2 ms); guest progress %lld rounds beside %lld without: %.0f%% "
+	       "(target >= 70%%); store growth after the first %.1f MiB beside %.1f MiB of pages changed between "
+	       "checkpoints: %.2fx (target <= 1.1x)\n",
+	       CHECKPOINT_SECONDS, n, p99, pause[n - 1], rounds, plain, 100.0 * (double)rounds / (double)plain,
+	       growth / 1048576.0, listed * 4096.0 / 1048576.0, growth / (listed * 4096.0));
+}
+
 int main(int argc, char **argv)
 {
 	const char *part = argc > 1 ? argv[1] : "all";
 	int snapshot_runs = argc > 2 ? atoi(argv[2]) : 1;
 	bool all = strcmp(part, "all") == 0;
 	if ((!all && strcmp(part, "snapshot") && strcmp(part, "restore") && strcmp(part, "fork") &&
-	     strcmp(part, "density") && strcmp(part, "incremental") && strcmp(part, "store")) ||
+	     strcmp(part, "density") && strcmp(part, "incremental") && strcmp(part, "store") &&
+	     strcmp(part, "checkpoints")) ||
 	    snapshot_runs < 1 ||
 	    snapshot_runs > RUNS_MAX) {
-		fprintf(stderr, "usage: bench_snapshot [all|snapshot [1-%d]|restore|density|fork|incremental|store]\n",
+		fprintf(stderr, "usage: bench_snapshot [all|snapshot [1-%d]|restore|density|fork|incremental|store|checkpoints]\n",
 			RUNS_MAX);
 		return 2;
 	}
@@ -745,6 +834,8 @@ int main(int argc, char **argv)
 		bench_incremental();
 	if (all || !strcmp(part, "store"))
 		bench_store();
+	if (all || !strcmp(part, "checkpoints"))
+		bench_checkpoints();
 	char cmd[128];
 	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
 	return system(cmd) == 0 ? 0 : 1;

@@ -85,6 +85,8 @@ static int checkpoint_take(struct checkpoint_job *job)
 			job->st.max_pause_ns = res.pause_ns;
 		snprintf(job->st.last, sizeof(job->st.last), "%s", name);
 		pthread_mutex_unlock(&job->lock);
+		if (cfg->done)
+			cfg->done(cfg->done_arg, name, &res);
 		snprintf(job->kept[job->nkept++], sizeof(job->kept[0]), "%s", name);
 		checkpoint_thin(job);
 		return 0;

@@ -24,11 +24,18 @@ struct vm;
 #define CHECKPOINT_PREFIX_MAX 48
 #define CHECKPOINT_KEEP_MAX 10000
 
+struct snapshot_result;
+
+/* Called from the job's thread after each checkpoint is durable. */
+typedef void checkpoint_done_fn(void *arg, const char *name, const struct snapshot_result *res);
+
 struct checkpoint_config {
 	char store[PATH_MAX];               /* absolute */
 	char prefix[CHECKPOINT_PREFIX_MAX]; /* names are PREFIX-N */
 	uint64_t every_ms;                  /* >= 1 */
 	unsigned keep;                      /* newest kept, 0 = all */
+	checkpoint_done_fn *done;           /* or NULL */
+	void *done_arg;
 };
 
 enum checkpoint_state {

@@ -113,6 +113,18 @@ static const struct monitor_arg qmp_checkpoint_start_args[] = {
 
 #define QMP_CHECKPOINT_JOB "checkpoint"
 
+/* A CHECKPOINT event for each checkpoint made durable. @arg: the VM. */
+static void qmp_checkpoint_done(void *arg, const char *name, const struct snapshot_result *res)
+{
+	struct vm *vm = arg;
+	struct monitor *mon = __atomic_load_n(&vm->monitor, __ATOMIC_ACQUIRE);
+	if (mon)
+		monitor_emit_event(mon, "CHECKPOINT",
+				   json_pack("{s:s,s:s,s:I,s:I,s:I,s:I}", "name", name, "parent", res->parent, "listed",
+					     (json_int_t)res->listed, "stored", (json_int_t)res->stored, "pause-ns",
+					     (json_int_t)res->pause_ns, "total-ns", (json_int_t)res->total_ns));
+}
+
 static int qmp_checkpoint_start(struct monitor_call *call, void *ctx, json_t *args, json_t **ret)
 {
 	(void)call;
@@ -131,6 +143,8 @@ static int qmp_checkpoint_start(struct monitor_call *call, void *ctx, json_t *ar
 		return error_set(ENAMETOOLONG, "the store path or the prefix is too long");
 	cfg.every_ms = (uint64_t)every;
 	cfg.keep = (unsigned)keep;
+	cfg.done = qmp_checkpoint_done;
+	cfg.done_arg = vm;
 	int r = checkpoint_start(vm, &cfg);
 	if (!r)
 		*ret = json_pack("{s:s}", "id", QMP_CHECKPOINT_JOB);
