@@ -223,12 +223,24 @@ START_TEST(test_each_snapshot_lists_exactly_what_was_written_since_the_last_one_
 }
 END_TEST
 
+static void count_bases(void *arg, const struct guest_memory_entry *e)
+{
+	unsigned *n = arg;
+	for (unsigned i = 0; i < e->nchain; i++)
+		*n += e->chain[i].base;
+}
+
 START_TEST(test_an_unchanged_guest_lists_nothing)
 {
 	start(0);
 	for (uint64_t k = 0; k < RAM_PAGES; k += 3)
 		write_page(k, 7ull << 40 | k);
 	snapshot(true, 0, 1, true);
+	/* The map shows the stored snapshot's memory as the base of the next. */
+	unsigned bases = 0;
+	uint64_t objects;
+	ck_assert_int_eq(guest_memory_vm_region(&mem, count_bases, &bases, &objects), 0);
+	ck_assert_uint_eq(bases, 1);
 	snapshot(false, 0, 2, true);
 	ck_assert_uint_eq(listed.n, 0);
 	snapshot(false, 0, 3, true);

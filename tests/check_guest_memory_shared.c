@@ -208,6 +208,36 @@ START_TEST(test_the_first_vm_brings_pages_in_for_all_and_the_others_map_the_same
 }
 END_TEST
 
+/* The host-wide description of the first entry's snapshot object (guest_memory_vm_region). */
+static void find_host_object(void *arg, const struct guest_memory_entry *e)
+{
+	struct guest_memory_object *out = arg;
+	for (unsigned i = 0; i < e->nchain && !out->host_shared; i++)
+		if (e->chain[i].host_shared)
+			*out = e->chain[i];
+}
+
+START_TEST(test_the_shared_object_says_how_many_map_it_and_what_the_host_holds)
+{
+	for (int i = 0; i < 2; i++)
+		restore(i, true, 0);
+	read_all_and_check(0);
+	struct guest_memory_object o = {0};
+	uint64_t objects;
+	ck_assert_int_eq(guest_memory_vm_region(&vm[1], find_host_object, &o, &objects), 0);
+	ck_assert(o.host_shared);
+	ck_assert_str_eq(o.pager, "snapshot");
+	ck_assert_uint_eq(o.host_mappers, 1); /* one process holds it for both */
+	ck_assert_uint_eq(o.host_resident, nonzero_pages());
+	/* Without the segment, nothing is shared. */
+	restore(2, false, 0);
+	struct guest_memory_object none = {0};
+	ck_assert_int_eq(guest_memory_vm_region(&vm[2], find_host_object, &none, &objects), 0);
+	ck_assert(!none.host_shared);
+	ck_assert_int_eq(atomic_load(&errors), 0);
+}
+END_TEST
+
 /* Collects what a snapshot of a VM would store. */
 struct collected {
 	uint64_t n;
@@ -358,6 +388,7 @@ Suite *guest_memory_shared_suite(void)
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_set_timeout(tc, 60);
 	HARNESS_ADD_TEST(tc, test_the_first_vm_brings_pages_in_for_all_and_the_others_map_the_same_host_pages);
+	HARNESS_ADD_TEST(tc, test_the_shared_object_says_how_many_map_it_and_what_the_host_holds);
 	HARNESS_ADD_TEST(tc, test_a_write_stays_in_its_vm_and_its_snapshot_keeps_it);
 	HARNESS_ADD_TEST(tc, test_a_write_to_a_page_never_mapped_here_copies_the_snapshot_page);
 	HARNESS_ADD_TEST(tc, test_under_a_memory_limit_pages_dropped_and_brought_back_stay_right);

@@ -19,7 +19,10 @@ static void memory_help(FILE *f, const char *verb)
 		   "Show where every page of the VM NAME's guest memory comes from: each entry of its\n"
 		   "guest-physical map (range, protection and maximum, inheritance, what backs it), and\n"
 		   "under it the chain of memory objects the entry reads through, top first: object id,\n"
-		   "pages resident, pages held by its pager, the pager, and its fault counters.\n\n");
+		   "pages resident, pages held by its pager, the pager, and its fault counters; an object\n"
+		   "resident once per host (a restored snapshot shared by the VMs restoring it) says how\n"
+		   "many VMs map it and how many of its pages the host holds, and the memory the VM's last\n"
+		   "snapshot stored (the base of its next, incremental one) says so.\n\n");
 	cli_print_options(f, memory_options);
 	fprintf(f, "\nExit status: 0 shown, 1 the VM refused, 125 no such VM or bad arguments.\n");
 }
@@ -55,6 +58,14 @@ static void memory_print(const json_t *m)
 			       CLI_COUNT(json_integer_value(json_object_get(o, "pageouts")), "page-out"),
 			       (long long)json_integer_value(json_object_get(o, "cow-pages")),
 			       (long long)json_integer_value(json_object_get(o, "zero-fills")));
+			json_t *host = json_object_get(o, "host");
+			if (json_is_object(host))
+				printf("  %*s  resident once on this host: mapped by %s, %s resident there\n", (int)(2 * k), "",
+				       CLI_COUNT(json_integer_value(json_object_get(host, "mappers")), "VM"),
+				       CLI_COUNT(json_integer_value(json_object_get(host, "resident")), "page"));
+			if (json_is_true(json_object_get(o, "snapshot-base")))
+				printf("  %*s  the last snapshot's memory: the next one lists only what is above it\n",
+				       (int)(2 * k), "");
 		}
 	}
 	printf("%s resident in %s\n", CLI_COUNT(json_integer_value(json_object_get(m, "resident-pages")), "page"),

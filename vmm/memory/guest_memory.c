@@ -1132,8 +1132,15 @@ int guest_memory_vm_write(struct guest_memory *m, uint64_t addr, const void *buf
 	return kr != KERN_SUCCESS ? guest_memory_vm_failed("vm_write", kr, addr, size) : r;
 }
 
+/* What is known of the host-wide segment, asked of the other processes before the lock. */
+struct guest_memory_host {
+	const struct vm_object *object; /* the object kept in the segment, or NULL */
+	uint64_t mappers, resident;
+};
+
 /* @e's description for the monitor, with its object's chain (domain lock held). */
-static void guest_memory_describe(const struct vm_region_info *ri, struct guest_memory_entry *e)
+static void guest_memory_describe(const struct vm_region_info *ri, const struct guest_memory_host *host,
+				  struct guest_memory_entry *e)
 {
 	*e = (struct guest_memory_entry){
 		.start = ri->start, .end = ri->end, .protection = ri->protection, .max_protection = ri->max_protection,
@@ -1146,24 +1153,33 @@ static void guest_memory_describe(const struct vm_region_info *ri, struct guest_
 	unsigned depth = vm_object_chain(ri->object, infos, GUEST_MEMORY_CHAIN_MAX);
 	for (unsigned i = 0; i < depth && i < GUEST_MEMORY_CHAIN_MAX; i++) {
 		const struct vm_object_info *o = &infos[i];
+		bool shared = host->object && host->object->id == o->id;
 		e->chain[e->nchain++] = (struct guest_memory_object){
 			.id = o->id, .size = o->size, .internal = o->internal, .copy_strategy = o->copy_strategy,
 			.ref_count = o->ref_count, .shadow_count = o->shadow_count, .shadow_offset = o->shadow_offset,
 			.resident = o->resident_count, .paged = o->paged_count, .pager = o->pager_name,
 			.faults = o->stats.faults, .pageins = o->stats.pageins, .pageouts = o->stats.pageouts,
-			.cow_pages = o->stats.cow_pages, .zero_fills = o->stats.zero_fills};
+			.cow_pages = o->stats.cow_pages, .zero_fills = o->stats.zero_fills, .base = o->base,
+			.host_shared = shared, .host_mappers = shared ? host->mappers : 0,
+			.host_resident = shared ? host->resident : 0};
 	}
 }
 
 int guest_memory_vm_region(struct guest_memory *m, guest_memory_entry_fn *fn, void *arg, uint64_t *objects)
 {
 	struct guest_memory_entry e;
+	/* Asked of the other VMs' processes: before the lock, which faults need. */
+	struct guest_memory_host host = {.object = m->segment ? m->ram_object : NULL};
+	if (m->segment) {
+		host.mappers = segment_holders(m->segment);
+		host.resident = segment_resident_pages(m->segment);
+	}
 	if (guest_memory_lock_briefly(m) != 0)
 		return -EBUSY;
 	vm_addr_t addr = 0;
 	struct vm_region_info ri;
 	while (vm_map_region(m->map, &addr, &ri) == KERN_SUCCESS) {
-		guest_memory_describe(&ri, &e);
+		guest_memory_describe(&ri, &host, &e);
 		fn(arg, &e);
 		addr = ri.end;
 	}

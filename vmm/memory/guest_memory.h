@@ -364,6 +364,10 @@ struct guest_memory_object {
 	uint64_t resident, paged;            /* pages resident, pages its pager holds */
 	const char *pager;                   /* its pager's name, NULL: none */
 	uint64_t faults, pageins, pageouts, cow_pages, zero_fills;
+	bool base;                           /* the last stored snapshot's RAM (guest_memory_frozen_keep) */
+	bool host_shared;                    /* resident once per host (the restored snapshot's segment): */
+	uint64_t host_mappers;               /*   processes mapping it now, this one included */
+	uint64_t host_resident;              /*   its pages resident on this host */
 };
 
 /* One entry of the guest-physical map (Mach's vm_region), with its object's chain. */

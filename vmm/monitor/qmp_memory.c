@@ -52,13 +52,17 @@ static const char *region_kind(const struct guest_memory *m, vm_addr_t gpa)
 
 static json_t *object_json(const struct guest_memory_object *o)
 {
-	return json_pack("{s:I,s:I,s:b,s:s,s:I,s:I,s:I,s:I,s:I,s:o,s:I,s:I,s:I,s:I,s:I}", "id", (json_int_t)o->id, "size",
-			 (json_int_t)o->size, "internal", o->internal, "copy-strategy", strategy_names[o->copy_strategy],
-			 "ref-count", (json_int_t)o->ref_count, "shadow-count", (json_int_t)o->shadow_count,
-			 "shadow-offset", (json_int_t)o->shadow_offset, "resident", (json_int_t)o->resident,
-			 "paged", (json_int_t)o->paged, "pager", o->pager ? json_string(o->pager) : json_null(), "faults",
-			 (json_int_t)o->faults, "pageins", (json_int_t)o->pageins, "pageouts", (json_int_t)o->pageouts,
-			 "cow-pages", (json_int_t)o->cow_pages, "zero-fills", (json_int_t)o->zero_fills);
+	json_t *host = o->host_shared ? json_pack("{s:I,s:I}", "mappers", (json_int_t)o->host_mappers, "resident",
+						  (json_int_t)o->host_resident)
+				      : json_null();
+	return json_pack("{s:I,s:I,s:b,s:s,s:I,s:I,s:I,s:I,s:I,s:o,s:I,s:I,s:I,s:I,s:I,s:b,s:o}", "id", (json_int_t)o->id,
+			 "size", (json_int_t)o->size, "internal", o->internal, "copy-strategy",
+			 strategy_names[o->copy_strategy], "ref-count", (json_int_t)o->ref_count, "shadow-count",
+			 (json_int_t)o->shadow_count, "shadow-offset", (json_int_t)o->shadow_offset, "resident",
+			 (json_int_t)o->resident, "paged", (json_int_t)o->paged, "pager",
+			 o->pager ? json_string(o->pager) : json_null(), "faults", (json_int_t)o->faults, "pageins",
+			 (json_int_t)o->pageins, "pageouts", (json_int_t)o->pageouts, "cow-pages", (json_int_t)o->cow_pages,
+			 "zero-fills", (json_int_t)o->zero_fills, "snapshot-base", o->base, "host", host);
 }
 
 /* query-memory's answer as guest_memory_vm_region describes the map. */
