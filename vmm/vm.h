@@ -108,6 +108,8 @@ struct vm {
 	bool user_paused;              /* (m) paused by the monitor's stop */
 	bool quit_requested;           /* (m) the monitor's quit ended the VM */
 	atomic_bool snapshot_busy;     /* (a) a snapshot is being taken */
+	atomic_bool snapshot_cancel;   /* (a) job-cancel asked the snapshot being taken to stop */
+	atomic_ullong snapshot_done, snapshot_total; /* (a) its pages of RAM gone through, and in all */
 	struct {                       /* (a) totals over this VM's snapshots (the store's dedup) */
 		atomic_ullong count, pages_listed, pages_stored, pages_shared, pages_zero, collisions;
 		atomic_ullong last_pause_ns, last_total_ns;

@@ -72,8 +72,8 @@ static int checkpoint_take(struct checkpoint_job *job)
 			error_clear(); /* a name left by an earlier run: the next number */
 			continue;
 		}
-		if (r == -EBUSY) {
-			error_clear();
+		if (r == -EBUSY || r == -ECANCELED) {
+			error_clear(); /* another snapshot was being taken, or this one was cancelled */
 			return 1;
 		}
 		if (r)

@@ -41,6 +41,7 @@ static int snapshot_freeze(struct vm *vm, struct vm_state *state, struct guest_m
 
 /* Where the frozen pages go: the store, and how far along it is. */
 struct snapshot_sink {
+	struct vm *vm;
 	struct store_writer *w;
 	snapshot_progress_fn *progress;
 	void *arg;
@@ -55,8 +56,11 @@ static int snapshot_add_pages(void *arg, const uint64_t *pindex, const uint8_t (
 	for (unsigned i = 0; i < n && !r; i++)
 		r = store_writer_add(s->w, pindex[i], bytes[i]);
 	s->done += examined;
+	atomic_store(&s->vm->snapshot_done, s->done);
 	if (s->progress)
 		s->progress(s->arg, s->done, s->total);
+	if (!r && atomic_load(&s->vm->snapshot_cancel))
+		r = error_set(ECANCELED, "snapshot cancelled (job-cancel): nothing of it was stored");
 	return r;
 }
 
@@ -69,7 +73,8 @@ static int snapshot_add_pages(void *arg, const uint64_t *pindex, const uint8_t (
 static int snapshot_write_pages(struct vm *vm, struct guest_memory_frozen *c, enum guest_memory_since since,
 				struct store_writer *w, snapshot_progress_fn *progress, void *arg, uint64_t total)
 {
-	struct snapshot_sink sink = {.w = w, .progress = progress, .arg = arg, .total = total};
+	struct snapshot_sink sink = {.vm = vm, .w = w, .progress = progress, .arg = arg, .total = total};
+	atomic_store(&vm->snapshot_total, total);
 	return guest_memory_frozen_pages(&vm->mem, c, since, SNAPSHOT_CHUNK, snapshot_add_pages, &sink);
 }
 
@@ -155,6 +160,9 @@ int snapshot_save(struct vm *vm, const char *dir, const char *name, snapshot_pro
 		return r;
 	if (atomic_exchange(&vm->snapshot_busy, true))
 		return error_set(EBUSY, "a snapshot of this VM is already being taken");
+	atomic_store(&vm->snapshot_cancel, false);
+	atomic_store(&vm->snapshot_done, 0);
+	atomic_store(&vm->snapshot_total, 0);
 
 	struct store *store = NULL;
 	struct store_snapshot *parent = NULL;
@@ -246,4 +254,12 @@ out:
 	atomic_store(&vm->snapshot_busy, false);
 	res->total_ns = clock_monotonic_ns() - t0;
 	return r;
+}
+
+int snapshot_cancel(struct vm *vm)
+{
+	if (!atomic_load(&vm->snapshot_busy))
+		return error_set(ENOENT, "no snapshot of this VM is being taken");
+	atomic_store(&vm->snapshot_cancel, true);
+	return 0;
 }

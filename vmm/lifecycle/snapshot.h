@@ -45,9 +45,15 @@ typedef void snapshot_progress_fn(void *arg, uint64_t done, uint64_t total);
 /*
  * Snapshot @vm into the store at @dir (created if missing) as @name. Returns once the
  * snapshot is durable, or -errno with a message (nothing is left visible in the store).
- * One snapshot at a time per VM (-EBUSY). Not from a vCPU or the fault thread.
+ * One snapshot at a time per VM (-EBUSY). Not from a vCPU or the fault thread. While it
+ * writes, vm->snapshot_done/total say how far it is; snapshot_cancel stops it.
  */
 int snapshot_save(struct vm *vm, const char *dir, const char *name, snapshot_progress_fn *progress, void *arg,
 		  struct snapshot_result *res);
+
+/* Ask the snapshot of @vm being taken to stop before it becomes durable: it then fails
+ * with -ECANCELED ("snapshot cancelled..."), nothing of it visible in the store, the VM
+ * running on. -ENOENT with a message when none is being taken. Any thread. */
+int snapshot_cancel(struct vm *vm);
 
 #endif

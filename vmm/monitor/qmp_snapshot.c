@@ -112,6 +112,7 @@ static const struct monitor_arg qmp_checkpoint_start_args[] = {
 };
 
 #define QMP_CHECKPOINT_JOB "checkpoint"
+#define QMP_SNAPSHOT_JOB "snapshot" /* the snapshot-save being written */
 
 /* A CHECKPOINT event for each checkpoint made durable. @arg: the VM. */
 static void qmp_checkpoint_done(void *arg, const char *name, const struct snapshot_result *res)
@@ -161,9 +162,15 @@ static int qmp_query_jobs(struct monitor_call *call, void *ctx, json_t *args, js
 {
 	(void)call;
 	(void)args;
+	struct vm *vm = ctx;
 	struct checkpoint_status st;
-	checkpoint_status(ctx, &st);
+	checkpoint_status(vm, &st);
 	*ret = json_array();
+	if (atomic_load(&vm->snapshot_busy))
+		json_array_append_new(*ret, json_pack("{s:s,s:s,s:s,s:I,s:I}", "id", QMP_SNAPSHOT_JOB, "type", "snapshot-save",
+						      "status", "running", "current-progress",
+						      (json_int_t)atomic_load(&vm->snapshot_done), "total-progress",
+						      (json_int_t)atomic_load(&vm->snapshot_total)));
 	if (st.state == CHECKPOINT_NONE)
 		return 0;
 	json_t *job = json_pack(
@@ -191,8 +198,11 @@ static int qmp_job_cancel(struct monitor_call *call, void *ctx, json_t *args, js
 	(void)call;
 	(void)ret;
 	const char *id = json_string_value(json_object_get(args, "id"));
+	if (strcmp(id, QMP_SNAPSHOT_JOB) == 0)
+		return snapshot_cancel(ctx);
 	if (strcmp(id, QMP_CHECKPOINT_JOB) != 0)
-		return error_set(ENOENT, "no job '%s' (this VM's only job is \"" QMP_CHECKPOINT_JOB "\")", id);
+		return error_set(ENOENT, "no job '%s' (this VM's jobs are \"" QMP_SNAPSHOT_JOB "\" and \"" QMP_CHECKPOINT_JOB "\")",
+				 id);
 	return checkpoint_cancel(ctx);
 }
 
@@ -201,7 +211,8 @@ const struct monitor_command qmp_snapshot_commands[] = {
 	 "snapshot the running VM into a store; answers when the snapshot is durable"},
 	{"checkpoint-start", qmp_checkpoint_start, qmp_checkpoint_start_args,
 	 "take a snapshot every interval while the VM runs, keeping the newest (a job: query-jobs, job-cancel)"},
-	{"query-jobs", qmp_query_jobs, NULL, "the VM's jobs (continuous checkpoints) and their status"},
-	{"job-cancel", qmp_job_cancel, qmp_job_cancel_args, "end a job (after the checkpoint in progress)"},
+	{"query-jobs", qmp_query_jobs, NULL, "the VM's jobs (a snapshot being written, continuous checkpoints) and their status"},
+	{"job-cancel", qmp_job_cancel, qmp_job_cancel_args,
+	 "stop a job: the snapshot being written (nothing of it stored), or the checkpoints (after the one in progress)"},
 	{NULL, NULL, NULL, NULL},
 };
