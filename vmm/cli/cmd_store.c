@@ -35,10 +35,12 @@ static void store_help(FILE *f, const char *verb)
 		   "  verify  re-hash every stored page and check every manifest; each problem is one\n"
 		   "          line naming the file and page; leftovers of interrupted writes are notes\n"
 		   "  gc      remove pages no snapshot refers to, and leftovers\n"
-		   "  rm      delete snapshots, in the order given (not one another snapshot names as\n"
-		   "          parent, nor one a running VM was restored from: rm names that VM, and\n"
-		   "          deletes the others); gc frees their pages. A lone argument is a SNAPSHOT\n"
-		   "          of the default store, unless it cannot name one (a path: ./store).\n\n");
+		   "  rm      delete snapshots, in the order given; a snapshot naming one as parent\n"
+		   "          takes in the pages it read through it and reads the same. Not one a\n"
+		   "          running VM runs from (restored from it, or its last snapshot): rm\n"
+		   "          names that VM, and deletes the others; gc frees their pages. A lone\n"
+		   "          argument is a SNAPSHOT of the default store, unless it cannot name one\n"
+		   "          (a path: ./store).\n\n");
 	cli_print_options(f, store_options);
 	fprintf(f, "\nExit status: 0 done (verify: the store is valid), 1 verify found damage,\n"
 		   "125 bad arguments, the store cannot be used, or rm could not delete one.\n");

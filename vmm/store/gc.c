@@ -241,22 +241,126 @@ int store_gc(struct store *s, uint64_t *freed)
 	return r;
 }
 
-struct delete_check {
-	const char *name;
-	char child[STORE_NAME_MAX + 1];
+/* A snapshot being deleted and the deltas naming it as their parent, which absorb it. */
+struct delete_plan {
+	const char *name;          /* the snapshot deleted */
+	struct manifest doomed;    /* its manifest, every entry checked (loaded when it has children) */
+	struct manifest *children; /* theirs, every entry checked */
+	size_t nchildren, cap;
 };
 
-static int find_child(struct store *s, const char *name, void *arg)
+/* One snapshot of the store: a delta naming the deleted one as parent joins the plan, every
+ * entry checked. A complete one names its parent for the record only and needs none of its
+ * pages; one whose head cannot be read is damaged already (verify names it) and is left. */
+static int delete_find_child(struct store *s, const char *name, void *arg)
 {
-	struct delete_check *dc = arg;
+	struct delete_plan *dp = arg;
 	struct manifest m;
-	if (manifest_open(s, name, &m) != 0)
+	if (manifest_open(s, name, &m) != 0) {
+		error_clear();
 		return 0;
-	/* A complete child names its parent for the record only: it needs none of its pages. */
-	if (!(m.hdr->flags & MANIFEST_COMPLETE) && strcmp(m.hdr->parent, dc->name) == 0 && !dc->child[0])
-		snprintf(dc->child, sizeof(dc->child), "%s", name);
-	manifest_unload(&m);
+	}
+	int r = 0;
+	if ((m.hdr->flags & MANIFEST_COMPLETE) || strcmp(m.hdr->parent, dp->name) != 0)
+		goto skip;
+	if ((r = manifest_check_all(&m)) != 0) {
+		r = error_set(-r, "cannot delete snapshot '%s': %s", dp->name, error_message());
+		goto skip;
+	}
+	if (dp->nchildren == dp->cap) {
+		size_t cap = dp->cap ? dp->cap * 2 : 8;
+		struct manifest *c = realloc(dp->children, cap * sizeof(*c));
+		if (!c) {
+			r = error_set(ENOMEM, "no memory to delete snapshot '%s'", dp->name);
+			goto skip;
+		}
+		dp->children = c;
+		dp->cap = cap;
+	}
+	dp->children[dp->nchildren++] = m;
 	return 0;
+skip:
+	manifest_unload(&m);
+	return r;
+}
+
+/* What absorbing cannot mend is refused before anything is written: the deleted snapshot
+ * damaged, a child of another size, a loop. *most is raised to the entries of the largest
+ * merge. */
+static int delete_check_plan(struct store *s, struct delete_plan *dp, uint64_t *most)
+{
+	const struct manifest *x = &dp->doomed;
+	int r = manifest_load(s, dp->name, &dp->doomed);
+	if (r)
+		return error_set(-r, "cannot delete snapshot '%s': %s", dp->name, error_message());
+	for (size_t i = 0; i < dp->nchildren; i++) {
+		const struct manifest *c = &dp->children[i];
+		if (c->hdr->page_count != x->hdr->page_count)
+			return error_set(EIO, "cannot delete snapshot '%s': its child '%s' describes %llu pages, it %llu",
+					 dp->name, c->hdr->name, (unsigned long long)c->hdr->page_count,
+					 (unsigned long long)x->hdr->page_count);
+		if (!(x->hdr->flags & MANIFEST_COMPLETE) && strcmp(x->hdr->parent, c->hdr->name) == 0)
+			return error_set(EIO, "cannot delete snapshot '%s': it and its child '%s' name each other as parent",
+					 dp->name, c->hdr->name);
+		if (c->nentries + x->nentries > *most)
+			*most = c->nentries + x->nentries;
+	}
+	return 0;
+}
+
+/*
+ * Child @c of the deleted snapshot @x absorbs it: @c's manifest is rewritten (aside, then
+ * renamed over it: manifest_write) as @c's entries laid over @x's, merged in @buf (room for
+ * both), naming @x's parent. @c then reads every page as before: a page @c lists is its own,
+ * one only @x lists (a zero entry too) is @x's, and one neither lists falls through to @x's
+ * parent, as it did through @x. When nothing is below @x (it is complete, or has no parent)
+ * the result is complete, or has no parent, too, and leaves zero entries out (no entry then
+ * means zero). No page bytes are copied: the entries name the same packs and slots.
+ */
+static int delete_absorb(struct store *s, const struct manifest *c, const struct manifest *x,
+			 struct manifest_entry *buf)
+{
+	bool complete = x->hdr->flags & MANIFEST_COMPLETE;
+	struct manifest_layer layers[2] = {{c->entries, c->nentries, 0}, {x->entries, x->nentries, 0}};
+	struct manifest_header h = *c->hdr;
+	h.entry_count = manifest_merge(layers, 2, complete || !x->hdr->parent[0], buf);
+	h.flags |= x->hdr->flags & MANIFEST_COMPLETE;
+	/* A complete manifest names its parent for the record only: never itself. */
+	snprintf(h.parent, sizeof(h.parent), "%s", strcmp(x->hdr->parent, h.name) ? x->hdr->parent : "");
+	return manifest_write(s, &h, c->state, buf);
+}
+
+/*
+ * Delete snapshot @dp->name, its children absorbing it first. Crash safety (kill -9 at any
+ * moment): each child's new manifest is written aside, synced and renamed over the old one
+ * (and the folder synced) before the next; only when every child is rewritten and durable
+ * is the deleted manifest unlinked, and the folder synced. Whatever moment a crash comes,
+ * each child is either still the old manifest, naming the deleted snapshot, which is still
+ * there, or the new one, which reads the same pages and no longer needs it (it names the
+ * deleted one's parent, which that one needed, or nothing). The pages the new manifests
+ * name are the ones the old chain named, all durable. A leftover ".NAME.tmp" of a write cut
+ * short is harmless: gc removes it. Deleting again finishes the job.
+ */
+static int delete_into_children(struct store *s, struct delete_plan *dp)
+{
+	uint64_t most = 1;
+	int r = dp->nchildren ? delete_check_plan(s, dp, &most) : 0;
+	struct manifest_entry *buf = NULL;
+	/* Allocated once, before anything is written: out of memory changes nothing. */
+	if (!r && dp->nchildren && !(buf = malloc(most * sizeof(*buf))))
+		r = error_set(ENOMEM, "no memory to merge the %llu entries of snapshot '%s' into its children",
+			      (unsigned long long)dp->doomed.nentries, dp->name);
+	for (size_t i = 0; !r && i < dp->nchildren; i++)
+		if ((r = delete_absorb(s, &dp->children[i], &dp->doomed, buf)) != 0)
+			r = error_set(-r, "cannot delete snapshot '%s': %s", dp->name, error_message());
+	free(buf);
+	char file[STORE_NAME_MAX + 8];
+	snprintf(file, sizeof(file), "%s.snap", dp->name);
+	if (!r && unlinkat(s->snaps_fd, file, 0) != 0)
+		r = error_set_errno(errno, "cannot remove %s/snapshots/%s", s->dir, file);
+	if (!r)
+		r = store_fsync_dir(s->snaps_fd, "the snapshots folder");
+	return r;
 }
 
 int store_delete(struct store *s, const char *name)
@@ -266,28 +370,28 @@ int store_delete(struct store *s, const char *name)
 		return r;
 	if (!store_name_valid(name) || !store_has_snapshot(s, name))
 		return error_set(ENOENT, "no snapshot '%s' in %s", name, s->dir);
-	/* Alone: no gc rewrites the manifest back into place, no writer is making a child of
-	 * it, and no restore pins it meanwhile. */
+	/* Alone: no gc rewrites a manifest back into place, no writer is making a child of it,
+	 * and no restore pins it meanwhile. */
 	if (s->holds)
 		return error_set(EBUSY, "store %s is in use by this process; cannot delete from it now", s->dir);
 	r = store_lock(s, LOCK_EX);
 	if (r)
 		return r;
 	s->holds = 1; /* store_release unlocks */
-	struct delete_check dc = {.name = name};
+	struct delete_plan dp = {.name = name};
 	char holder[256];
-	r = store_each_name(s, find_child, &dc);
-	if (!r && dc.child[0])
-		r = error_set(EBUSY, "snapshot '%s' is the parent of '%s'; delete that first", name, dc.child);
-	if (!r && (r = store_pinned(s, name, holder, sizeof(holder))) > 0)
-		r = error_set(EBUSY, "snapshot '%s' is in use by %s, restored from it; stop that VM (and its forks) first",
+	/* A VM restored from it, or whose last snapshot it is, reads its pages as they are. */
+	if ((r = store_pinned(s, name, holder, sizeof(holder))) > 0)
+		r = error_set(EBUSY, "snapshot '%s' is in use by %s, which runs from it; stop that VM (and its forks) first",
 			      name, holder);
-	char file[STORE_NAME_MAX + 8];
-	snprintf(file, sizeof(file), "%s.snap", name);
-	if (!r && unlinkat(s->snaps_fd, file, 0) != 0)
-		r = error_set_errno(errno, "cannot remove %s/snapshots/%s", s->dir, file);
 	if (!r)
-		r = store_fsync_dir(s->snaps_fd, "the snapshots folder");
+		r = store_each_name(s, delete_find_child, &dp);
+	if (!r)
+		r = delete_into_children(s, &dp);
+	for (size_t i = 0; i < dp.nchildren; i++)
+		manifest_unload(&dp.children[i]);
+	free(dp.children);
+	manifest_unload(&dp.doomed);
 	store_release(s);
 	return r;
 }

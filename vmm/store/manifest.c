@@ -262,6 +262,31 @@ int manifest_load(struct store *s, const char *name, struct manifest *m)
 	return r;
 }
 
+uint64_t manifest_merge(struct manifest_layer *layers, unsigned nlayers, bool drop_zero, struct manifest_entry *out)
+{
+	uint64_t count = 0;
+	for (;;) {
+		/* The lowest page any layer has next; the first layer having it (the one on top)
+		 * says what it is, the others' entries for it are covered. */
+		const struct manifest_entry *best = NULL;
+		for (unsigned k = 0; k < nlayers; k++) {
+			const struct manifest_layer *l = &layers[k];
+			if (l->next < l->count && (!best || l->entries[l->next].pindex < best->pindex))
+				best = &l->entries[l->next];
+		}
+		if (!best)
+			return count;
+		uint64_t pindex = best->pindex;
+		for (unsigned k = 0; k < nlayers; k++) {
+			struct manifest_layer *l = &layers[k];
+			if (l->next < l->count && l->entries[l->next].pindex == pindex)
+				l->next++;
+		}
+		if (!drop_zero || best->pack != STORE_ZERO_PACK)
+			out[count++] = *best;
+	}
+}
+
 /* The distinct packs @e uses, increasing, in *ids (free it). 0 or -ENOMEM. */
 static int manifest_pack_table(const struct manifest_entry *e, uint64_t n, uint32_t **ids, uint32_t *count)
 {

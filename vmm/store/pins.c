@@ -15,7 +15,8 @@
 
 /*
  * A running VM restored from a snapshot reads that snapshot's pages for as long as it
- * lives, and names it as the parent of its own snapshots: it pins it. A pin is a file
+ * lives, and names it as the parent of its own snapshots: it pins it. A running VM also
+ * pins the last snapshot it took, the base of its next one. A pin is a file
  * pins/NAME@PID-SEQ holding the holder's description ("VM 'web' (pid 42)"), locked shared
  * (flock) by the holder for as long as it holds the snapshot open. The lock, not the file,
  * is the pin: it goes with the holder's last descriptor (a forked child VM inherits it),

@@ -28,8 +28,9 @@
  * Crash safety (kill -9 at any moment): a writer fills a new pack, fsyncs it, writes the
  * manifest under a temporary name, fsyncs, renames it into place and fsyncs the directory.
  * Until the rename nothing refers to the new pack; afterwards everything it refers to is
- * durable. Leftovers of a killed writer (an unreferenced pack, a ".tmp" manifest) are
- * harmless: verify reports them, gc removes them.
+ * durable. A delete rewrites the children of the deleted snapshot the same way, one by one,
+ * and removes its manifest only after. Leftovers of a killed writer (an unreferenced pack, a
+ * ".tmp" manifest) are harmless: verify reports them, gc removes them.
  *
  * Every file is untrusted input: readers check every field and fail with one line naming
  * the file and what is wrong.
@@ -189,9 +190,20 @@ long store_verify(struct store *s, void (*fn)(void *arg, bool problem, const cha
  */
 int store_gc(struct store *s, uint64_t *freed);
 
-/* Remove snapshot @name: not while another snapshot names it as parent, nor while a live
- * VM pins it (store_snapshot_open_pinned; -EBUSY naming the VM). Takes the store lock alone
- * (waits out writers, at most STORE_LOCK_WAIT_S). Its pages stay until gc. 0 or -errno. */
+/*
+ * Remove snapshot @name. Each delta snapshot naming it as parent takes it in first: that
+ * manifest is rewritten (aside, then renamed over it) as its own entries laid over @name's,
+ * naming @name's parent (complete, or without parent, where @name was), so that it reads
+ * every page as before; no page bytes are copied, its own children are untouched, and a VM
+ * that has it open reads on from what it mapped. @name's manifest goes only once every
+ * child is rewritten and durable: a crash at any moment leaves every snapshot readable.
+ * Refused, with nothing changed, while a live VM pins @name (restored from it, or its last
+ * snapshot: store_snapshot_open_pinned; -EBUSY naming the VM), when its or a child's entries
+ * are damaged (-EIO), or when there is no memory for the merge (-ENOMEM). A write failing
+ * midway keeps @name; the children rewritten by then read the same. Takes the store lock
+ * alone (waits out writers, at most STORE_LOCK_WAIT_S). Its pages stay until gc. 0 or -errno
+ * with a message.
+ */
 int store_delete(struct store *s, const char *name);
 
 /* Total bytes of packs and manifests (what the store costs on disk). */

@@ -78,6 +78,21 @@ const struct manifest_entry *manifest_chunk_entries(const struct manifest *m, ui
  * the first time. 0 or -EIO with a message. */
 int manifest_find(const struct manifest *m, uint64_t pindex, const struct manifest_entry **out);
 
+/* One of several sorted lists of entries laid over one another (manifest_merge): the
+ * entries, how many, and the next one to take (0 to start). */
+struct manifest_layer {
+	const struct manifest_entry *entries;
+	uint64_t count;
+	uint64_t next;
+};
+
+/* Lay the @nlayers lists @layers over one another, [0] on top: each page any of them lists
+ * once, in order, as the first layer listing it has it; with @drop_zero its zero entries are
+ * left out (for a result that reads through nothing below, where no entry means zero).
+ * @out has room for the layers' counts added up; returns how many entries it received.
+ * O(entries * layers), no allocation. */
+uint64_t manifest_merge(struct manifest_layer *layers, unsigned nlayers, bool drop_zero, struct manifest_entry *out);
+
 /* Write manifest @h (magic, version, counts and chunking filled in here) with @state and
  * @entries atomically: temporary file, fsync, rename, fsync of the folder. 0 or -errno
  * with a message; a failed write leaves no file behind. */

@@ -207,39 +207,19 @@ static int writer_flatten(const struct store_writer *w, struct manifest_entry **
 			return r;
 		total += p->chain[d].nentries;
 	}
-	uint64_t *at = calloc(p->depth + 1, sizeof(*at)); /* a cursor per list: [0] ours, then the chain's */
+	struct manifest_layer *layers = calloc(p->depth + 1, sizeof(*layers)); /* ours, then the chain's */
 	struct manifest_entry *merged = malloc((total ? total : 1) * sizeof(*merged));
-	if (!at || !merged) {
-		free(at);
+	if (!layers || !merged) {
+		free(layers);
 		free(merged);
 		return error_set(ENOMEM, "no memory to merge snapshot entries");
 	}
-	uint64_t count = 0;
-	for (;;) {
-		/* The lowest page any list has next; the first list having it (ours, then the
-		 * nearest parent) says what it is, the others' entries for it are older. */
-		const struct manifest_entry *best = NULL;
-		for (unsigned k = 0; k <= p->depth; k++) {
-			const struct manifest_entry *e = k ? p->chain[k - 1].entries : w->entries;
-			uint64_t len = k ? p->chain[k - 1].nentries : w->hdr.entry_count;
-			if (at[k] < len && (!best || e[at[k]].pindex < best->pindex))
-				best = &e[at[k]];
-		}
-		if (!best)
-			break;
-		uint64_t pindex = best->pindex;
-		for (unsigned k = 0; k <= p->depth; k++) {
-			const struct manifest_entry *e = k ? p->chain[k - 1].entries : w->entries;
-			uint64_t len = k ? p->chain[k - 1].nentries : w->hdr.entry_count;
-			if (at[k] < len && e[at[k]].pindex == pindex)
-				at[k]++;
-		}
-		if (best->pack != STORE_ZERO_PACK)
-			merged[count++] = *best;
-	}
-	free(at);
+	layers[0] = (struct manifest_layer){w->entries, w->hdr.entry_count, 0};
+	for (unsigned d = 0; d < p->depth; d++)
+		layers[d + 1] = (struct manifest_layer){p->chain[d].entries, p->chain[d].nentries, 0};
+	*n = manifest_merge(layers, p->depth + 1, true, merged);
+	free(layers);
 	*out = merged;
-	*n = count;
 	return 0;
 }
 
