@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
 #include <pty.h>
 #include <signal.h>
 #include <stdio.h>
@@ -535,6 +536,98 @@ START_TEST(cli_snapshot_stop_ends_checkpoints_and_counts_them)
 }
 END_TEST
 
+/*
+ * A fake VM for Ctrl-C on vmm snapshot, on a thread: the first client asks snapshot-save
+ * and is sent SIGINT (its pid from SO_PEERCRED) instead of an answer; the second must ask
+ * job-cancel of the job "snapshot", which is answered; then the first is answered as a VM
+ * answers a cancelled snapshot. @ok: the second client asked what it should.
+ */
+struct cancel_vm {
+	int listen_fd;
+	char dir[64], path[128];
+	bool ok;
+	pthread_t thread;
+};
+
+/* One line from @fd into @buf (within 10 s); false at EOF or on timeout. */
+static bool cancel_vm_line(int fd, char *buf, size_t size)
+{
+	size_t n = 0;
+	while (n + 1 < size) {
+		struct pollfd p = {fd, POLLIN, 0};
+		if (poll(&p, 1, 10000) != 1 || read(fd, buf + n, 1) != 1)
+			return false;
+		if (buf[n++] == '\n')
+			break;
+	}
+	buf[n] = 0;
+	return true;
+}
+
+/* Accept a client, greet it, take its qmp_capabilities; the next line into @line. */
+static int cancel_vm_client(struct cancel_vm *v, char *line, size_t size)
+{
+	int fd = accept(v->listen_fd, NULL, NULL);
+	const char *hello = "{\"QMP\":{\"version\":{},\"capabilities\":[]}}\n";
+	if (fd < 0 || write(fd, hello, strlen(hello)) < 0 || !cancel_vm_line(fd, line, size))
+		return -1;
+	const char *caps = "{\"return\":{},\"id\":1}\n";
+	if (write(fd, caps, strlen(caps)) < 0 || !cancel_vm_line(fd, line, size))
+		return -1;
+	return fd;
+}
+
+static void *cancel_vm_main(void *arg)
+{
+	struct cancel_vm *v = arg;
+	char line[1024];
+	int first = cancel_vm_client(v, line, sizeof(line));
+	struct ucred cred;
+	socklen_t len = sizeof(cred);
+	if (first < 0 || !strstr(line, "snapshot-save") ||
+	    getsockopt(first, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0)
+		return NULL;
+	kill(cred.pid, SIGINT);
+	int second = cancel_vm_client(v, line, sizeof(line));
+	v->ok = second >= 0 && strstr(line, "job-cancel") && strstr(line, "\"snapshot\"");
+	const char *done = "{\"return\":{},\"id\":2}\n",
+		   *cancelled = "{\"error\":{\"class\":\"GenericError\",\"desc\":\"snapshot cancelled (job-cancel): "
+				"nothing of it was stored\"},\"id\":2}\n";
+	if (second >= 0 && write(second, done, strlen(done)) < 0)
+		v->ok = false;
+	if (write(first, cancelled, strlen(cancelled)) < 0)
+		v->ok = false;
+	if (second >= 0)
+		close(second);
+	close(first);
+	return NULL;
+}
+
+START_TEST(cli_snapshot_ctrl_c_cancels_the_snapshot)
+{
+	struct cancel_vm v = {.ok = false};
+	strcpy(v.dir, "/tmp/vmm-cancel-XXXXXX");
+	ck_assert_ptr_nonnull(mkdtemp(v.dir));
+	snprintf(v.path, sizeof(v.path), "%s/vm.sock", v.dir);
+	struct sockaddr_un addr = {.sun_family = AF_UNIX};
+	strcpy(addr.sun_path, v.path);
+	v.listen_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	ck_assert_int_eq(bind(v.listen_fd, (struct sockaddr *)&addr, sizeof(addr)), 0);
+	ck_assert_int_eq(listen(v.listen_fd, 4), 0);
+	ck_assert_int_eq(pthread_create(&v.thread, NULL, cancel_vm_main, &v), 0);
+	struct spawn_result r;
+	ck_assert_int_eq(spawn_vmm(&r, 30, "snapshot", "--monitor", v.path, "--store", "/tmp/s", "--as", "x", NULL), 0);
+	pthread_join(v.thread, NULL);
+	close(v.listen_fd);
+	unlink(v.path);
+	rmdir(v.dir);
+	ck_assert(v.ok);
+	ck_assert_msg(r.status == 130 && strstr(r.err, "vmm snapshot: cancelled: nothing of x was stored; the VM runs on"),
+		      "status %d: %s", r.status, r.err);
+	spawn_free(&r);
+}
+END_TEST
+
 /* Bad uses of the checkpoint options: status 125 and the reason (@want), no VM needed. */
 static void expect_refused(const char *want, const char *a1, const char *a2, const char *a3, const char *a4)
 {
@@ -882,6 +975,7 @@ Suite *cli_suite(void)
 	HARNESS_ADD_TEST(bin, cli_snapshot_every_starts_checkpoints);
 	HARNESS_ADD_TEST(bin, cli_snapshot_stop_ends_checkpoints_and_counts_them);
 	HARNESS_ADD_TEST(bin, cli_snapshot_checkpoint_options_are_checked);
+	HARNESS_ADD_TEST(bin, cli_snapshot_ctrl_c_cancels_the_snapshot);
 	HARNESS_ADD_TEST(bin, cli_snapshot_draws_progress_on_a_terminal);
 	HARNESS_ADD_TEST(bin, cli_store_commands_use_the_default_store);
 	HARNESS_ADD_TEST(bin, cli_snapshot_makes_the_default_store_private);

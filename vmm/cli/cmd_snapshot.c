@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -48,9 +49,11 @@ static void snapshot_help(FILE *f, const char *verb)
 		   "The store is --store DIR.\n" CLI_STORE_DEFAULT_HELP
 		   "The last two are made at the first snapshot, with their missing folders (mode 0700).\n\n");
 	cli_print_options(f, snapshot_options);
+	fprintf(f, "\nCtrl-C while the snapshot is written cancels it: nothing of it is stored and the VM\n"
+		   "runs on (a second Ctrl-C stops waiting for the VM to say so).\n");
 	fprintf(f, "\nExit status: 0 the snapshot is durable (with --every: the checkpoints started; with\n"
 		   "--stop: they end after the one in progress), 1 the VM refused (its error is printed),\n"
-		   "125 no such VM or bad arguments.\n");
+		   "125 no such VM or bad arguments, 130 cancelled.\n");
 }
 
 /* The progress line: a second connection that listens for SNAPSHOT_PROGRESS while the
@@ -92,6 +95,41 @@ static void *snapshot_bar_main(void *arg)
 			snapshot_bar_draw(bar, done, done >= bar->total ? PROGRESS_SYNCING : PROGRESS_WRITING);
 		}
 		json_decref(ev);
+	}
+	return NULL;
+}
+
+/* Ctrl-C (or SIGTERM, SIGHUP) while a snapshot is written: the VM is asked to stop it
+ * (job-cancel) on a connection of its own, and the answer to snapshot-save says how it
+ * ended; a second signal gives up waiting. The signals are blocked in every thread and
+ * taken by this one. */
+struct snapshot_canceller {
+	const struct cmd_client_args *a;
+	sigset_t signals;
+	atomic_bool asked;   /* a signal came and job-cancel was sent */
+	char said[256];      /* job-cancel's error, if it failed */
+};
+
+static void *snapshot_canceller_main(void *arg)
+{
+	struct snapshot_canceller *k = arg;
+	int sig;
+	if (sigwait(&k->signals, &sig) != 0)
+		return NULL;
+	struct qmp_client *c;
+	json_t *args = json_pack("{s:s}", "id", "snapshot");
+	int r = qmp_client_open(&c, k->a->name, k->a->monitor, CMD_CLIENT_TIMEOUT_MS);
+	if (!r) {
+		r = qmp_client_execute(c, "job-cancel", args, NULL, CMD_CLIENT_TIMEOUT_MS);
+		qmp_client_close(c);
+	}
+	json_decref(args);
+	if (r)
+		snprintf(k->said, sizeof(k->said), "%s", error_message());
+	atomic_store(&k->asked, true);
+	if (sigwait(&k->signals, &sig) == 0) {
+		fprintf(stderr, "\nvmm snapshot: stopped waiting; the VM may still be writing the snapshot\n");
+		_exit(128 + sig);
 	}
 	return NULL;
 }
@@ -213,6 +251,19 @@ int cmd_snapshot(int argc, char **argv)
 	status = cmd_client_open(verb, a.name, a.monitor, &c);
 	if (status)
 		return status;
+	struct snapshot_canceller canceller = {.a = &a};
+	sigemptyset(&canceller.signals);
+	sigaddset(&canceller.signals, SIGINT);
+	sigaddset(&canceller.signals, SIGTERM);
+	sigaddset(&canceller.signals, SIGHUP);
+	pthread_t canceller_thread;
+	if (pthread_sigmask(SIG_BLOCK, &canceller.signals, NULL) != 0 ||
+	    pthread_create(&canceller_thread, NULL, snapshot_canceller_main, &canceller) != 0) {
+		qmp_client_close(c);
+		fprintf(stderr, "vmm snapshot: cannot start the thread that takes Ctrl-C\n");
+		return VM_EXIT_VMM_ERROR;
+	}
+	pthread_detach(canceller_thread);
 	struct snapshot_bar bar = {.snap = snap, .start_ns = clock_monotonic_ns()};
 	if (a.name)
 		snprintf(bar.label, sizeof(bar.label), "snapshot %s -> %s", a.name, snap);
@@ -237,6 +288,16 @@ int cmd_snapshot(int argc, char **argv)
 			fputc('\n', stderr);
 	}
 	qmp_client_close(c);
+	if (atomic_load(&canceller.asked)) {
+		if (r == -EREMOTEIO && strstr(error_message(), "cancelled")) {
+			fprintf(stderr, "vmm snapshot: cancelled: nothing of %s was stored; the VM runs on\n", snap);
+			return 130;
+		}
+		if (!r)
+			fprintf(stderr, "vmm snapshot: interrupted, but %s was durable already\n", snap);
+		else if (canceller.said[0])
+			fprintf(stderr, "vmm snapshot: the snapshot could not be cancelled: %s\n", canceller.said);
+	}
 	if (r)
 		return cmd_client_fail(verb, r);
 	if (a.json) {
