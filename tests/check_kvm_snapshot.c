@@ -893,6 +893,49 @@ START_TEST(continuous_checkpoints_keep_the_newest_and_each_restores_to_a_verifie
 }
 END_TEST
 
+START_TEST(a_cancelled_snapshot_leaves_nothing_and_the_vm_runs_on)
+{
+	vm_proc_start(&vm, NULL, "run", "-m", "640M", "-p", "touch=512M sync=1 idle", harness_guest(), NULL);
+	vm_proc_wait_sync(&vm, 1);
+	char *argv[] = {(char *)harness_build_path("vmm"), "snapshot", "--monitor", vm.sock, "--store", store, "--as",
+			"big", NULL};
+	pid_t pid = spawn_background(argv);
+	ck_assert_int_gt(pid, 0);
+	/* Once the snapshot is being written, cancel it. */
+	bool cancelled = false;
+	for (int i = 0; i < 2000 && !cancelled; i++) {
+		json_t *jobs = vm_proc_execute(&vm, "query-jobs", NULL);
+		json_t *job = json_array_get(jobs, 0);
+		if (job && !strcmp(json_string_value(json_object_get(job, "id")), "snapshot") &&
+		    jint(job, "current-progress") > 0) {
+			json_t *id = json_pack("{s:s}", "id", "snapshot");
+			json_decref(vm_proc_execute(&vm, "job-cancel", id));
+			json_decref(id);
+			cancelled = true;
+		}
+		json_decref(jobs);
+		struct timespec t = {0, 5000000L};
+		nanosleep(&t, NULL);
+	}
+	ck_assert(cancelled);
+	int st;
+	ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+	ck_assert(WIFEXITED(st) && WEXITSTATUS(st) == 1); /* the VM answered: cancelled */
+	/* Nothing of it in the store, which verifies; the VM runs and snapshots again. */
+	struct store *s;
+	ck_assert_int_eq(store_open(store, false, &s), 0);
+	ck_assert(!store_has_snapshot(s, "big"));
+	store_close(s);
+	ck_assert_int_eq(store_verify_status(0), 0);
+	json_t *q = vm_proc_execute(&vm, "query-status", NULL);
+	ck_assert_str_eq(json_string_value(json_object_get(q, "status")), "running");
+	json_decref(q);
+	json_t *again = snapshot(&vm, "after");
+	ck_assert_int_ge(jint(again, "listed"), 131072); /* the 512 MiB, all of it: no parent */
+	json_decref(again);
+}
+END_TEST
+
 START_TEST(vms_with_mapped_files_are_neither_forked_nor_snapshotted)
 {
 	char file[64];
@@ -944,6 +987,7 @@ Suite *kvm_snapshot_suite(void)
 	HARNESS_ADD_TEST(tc, broken_manifests_are_refused_at_restore);
 	HARNESS_ADD_TEST(tc, repeated_snapshots_keep_the_chain_short);
 	HARNESS_ADD_TEST(tc, continuous_checkpoints_keep_the_newest_and_each_restores_to_a_verified_round);
+	HARNESS_ADD_TEST(tc, a_cancelled_snapshot_leaves_nothing_and_the_vm_runs_on);
 	HARNESS_ADD_TEST(tc, vms_with_mapped_files_are_neither_forked_nor_snapshotted);
 	suite_add_tcase(s, tc);
 	return s;
