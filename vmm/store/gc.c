@@ -5,7 +5,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -60,7 +59,7 @@ static int gc_rewrite(struct store *s, const char *name, void *arg)
 	}
 	if (changed) {
 		struct manifest_header h = *m.hdr;
-		r = manifest_write(s, &h, m.state, e);
+		r = manifest_write(s, &h, m.state, e, false);
 	}
 	free(e);
 	manifest_unload(&m);
@@ -87,10 +86,12 @@ static int gc_begin(struct store *s)
 	int r = store_writable(s);
 	if (r)
 		return r;
-	if (s->holds || flock(s->lock_fd, LOCK_EX | LOCK_NB) != 0)
+	if (s->holds)
 		return error_set(EBUSY, "store %s is in use by a snapshot writer; try again later", s->dir);
-	s->holds = 1; /* exclusive: store_release unlocks */
-	r = store_pinned(s, NULL, NULL, 0);
+	r = store_hold_alone(s, false);
+	if (r)
+		return r;
+	r = s->backend->pinned(s, NULL, NULL, 0);
 	/* Other processes may have committed snapshots since this store was opened. */
 	if (!r)
 		r = store_reindex(s);
@@ -107,18 +108,20 @@ static int gc_choose_pack(struct store *s, const char *entry, void *arg)
 {
 	struct gc *g = arg;
 	uint32_t id;
-	struct stat st;
-	if (!pack_name_id(entry, &id) || fstatat(s->packs_fd, entry, &st, 0) != 0)
+	uint64_t size;
+	if (!pack_name_id(entry, &id) || s->backend->stat(s, STORE_PACKS, entry, false, NULL, &size) != 0) {
+		error_clear();
 		return 0;
+	}
 	uint64_t used = (uintptr_t)hmap_get(&g->live, id);
-	if (used && used * STORE_PAGE == (uint64_t)st.st_size)
+	if (used && used * STORE_PAGE == size)
 		return 0; /* wholly used: stays */
 	uint32_t *p = realloc(g->old, (g->nold + 1) * sizeof(*p));
 	if (!p)
 		return error_set(ENOMEM, "no memory for gc");
 	g->old = p;
 	g->old[g->nold++] = id;
-	*g->freed += (uint64_t)st.st_size - used * STORE_PAGE;
+	*g->freed += size - used * STORE_PAGE;
 	return 0;
 }
 
@@ -134,7 +137,7 @@ static int gc_choose_packs(struct gc *g)
 {
 	if (index_live_pages(&g->s->index, &g->live) != 0)
 		return error_set(ENOMEM, "no memory for gc");
-	int r = store_each_entry(g->s, g->s->packs_fd, "packs", gc_choose_pack, g);
+	int r = store_each_entry(g->s, STORE_PACKS, gc_choose_pack, g);
 	if (!r && g->nold)
 		qsort(g->old, g->nold, sizeof(*g->old), cmp_id);
 	return r;
@@ -186,8 +189,9 @@ static int gc_rewrite_manifests(struct gc *g)
 static int gc_remove_temporary(struct store *s, const char *entry, void *arg)
 {
 	int *err = arg;
-	if (manifest_is_temporary(entry) && unlinkat(s->snaps_fd, entry, 0) != 0 && errno != ENOENT)
-		*err = errno;
+	int r = manifest_is_temporary(entry) ? s->backend->remove(s, STORE_SNAPSHOTS, entry) : 0;
+	if (r && r != -ENOENT)
+		*err = -r;
 	return 0;
 }
 
@@ -200,15 +204,15 @@ static int gc_remove_packs(struct gc *g)
 	for (size_t k = 0; k < g->nold; k++) {
 		char name[16];
 		pack_file_name(g->old[k], name);
-		if (unlinkat(s->packs_fd, name, 0) != 0 && errno != ENOENT)
-			return error_set_errno(errno, "cannot remove %s/packs/%s", s->dir, name);
+		r = s->backend->remove(s, STORE_PACKS, name);
+		if (r && r != -ENOENT)
+			return r;
 	}
-	if (g->nold)
-		r = store_fsync_dir(s->packs_fd, "the packs folder");
+	r = g->nold ? s->backend->flush(s, STORE_PACKS) : 0;
 	if (r)
 		return r;
 	int err = 0;
-	r = store_each_entry(s, s->snaps_fd, "snapshots", gc_remove_temporary, &err);
+	r = store_each_entry(s, STORE_SNAPSHOTS, gc_remove_temporary, &err);
 	if (r || err)
 		r = error_set_errno(r ? -r : err, "cannot remove unfinished manifests in %s/snapshots", s->dir);
 	return r;
@@ -327,7 +331,7 @@ static int delete_absorb(struct store *s, const struct manifest *c, const struct
 	h.flags |= x->hdr->flags & MANIFEST_COMPLETE;
 	/* A complete manifest names its parent for the record only: never itself. */
 	snprintf(h.parent, sizeof(h.parent), "%s", strcmp(x->hdr->parent, h.name) ? x->hdr->parent : "");
-	return manifest_write(s, &h, c->state, buf);
+	return manifest_write(s, &h, c->state, buf, false);
 }
 
 /*
@@ -356,10 +360,10 @@ static int delete_into_children(struct store *s, struct delete_plan *dp)
 	free(buf);
 	char file[STORE_NAME_MAX + 8];
 	snprintf(file, sizeof(file), "%s.snap", dp->name);
-	if (!r && unlinkat(s->snaps_fd, file, 0) != 0)
-		r = error_set_errno(errno, "cannot remove %s/snapshots/%s", s->dir, file);
+	if (!r && (r = s->backend->remove(s, STORE_SNAPSHOTS, file)) == -ENOENT)
+		r = error_set(ENOENT, "cannot remove %s/snapshots/%s: it is gone", s->dir, file);
 	if (!r)
-		r = store_fsync_dir(s->snaps_fd, "the snapshots folder");
+		r = s->backend->flush(s, STORE_SNAPSHOTS);
 	return r;
 }
 
@@ -374,14 +378,13 @@ int store_delete(struct store *s, const char *name)
 	 * and no restore pins it meanwhile. */
 	if (s->holds)
 		return error_set(EBUSY, "store %s is in use by this process; cannot delete from it now", s->dir);
-	r = store_lock(s, LOCK_EX);
+	r = store_hold_alone(s, true);
 	if (r)
 		return r;
-	s->holds = 1; /* store_release unlocks */
 	struct delete_plan dp = {.name = name};
 	char holder[256];
 	/* A VM restored from it, or whose last snapshot it is, reads its pages as they are. */
-	if ((r = store_pinned(s, name, holder, sizeof(holder))) > 0)
+	if ((r = s->backend->pinned(s, name, holder, sizeof(holder))) > 0)
 		r = error_set(EBUSY, "snapshot '%s' is in use by %s, which runs from it; stop that VM (and its forks) first",
 			      name, holder);
 	if (!r)

@@ -6,8 +6,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <unistd.h>
 #include <xxhash.h>
 
@@ -16,8 +16,8 @@
 
 void manifest_unload(struct manifest *m)
 {
-	if (m->map)
-		munmap(m->map, m->size);
+	if (m->unview)
+		m->unview(&m->view);
 	free(m->checked);
 	memset(m, 0, sizeof(*m));
 }
@@ -43,26 +43,17 @@ static bool pack_table_has(const uint32_t *ids, uint32_t n, uint32_t id)
 }
 
 /*
- * Map @fd, the manifest at @path (shown in errors), and check everything but the entries:
- * sizes, magic numbers, version, names (@expect_name: the name its file gives it), the
- * head's and the chunk table's checksums, the pack table and the chunk table. Work in
- * proportion to the state, the packs and the chunks, never to the pages.
+ * Check the manifest at @path (shown in errors), whose bytes m->view holds, everything but
+ * the entries: sizes, magic numbers, version, names (@expect_name: the name its file gives
+ * it), the head's and the chunk table's checksums, the pack table and the chunk table. Work
+ * in proportion to the state, the packs and the chunks, never to the pages.
  */
-static int manifest_open_fd(int fd, const char *path, const char *expect_name, const char *dir, struct manifest *m)
+static int manifest_check_view(const char *path, const char *expect_name, struct manifest *m)
 {
-	memset(m, 0, sizeof(*m));
-	m->dir = dir;
-	struct stat st;
-	if (fstat(fd, &st) != 0)
-		return error_set_errno(errno, "%s", path);
-	uint64_t size = (uint64_t)st.st_size;
+	uint64_t size = m->view.size;
 	if (size < 12)
 		return error_set(EIO, "%s: truncated manifest (%llu bytes)", path, (unsigned long long)size);
-	void *map = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
-	if (map == MAP_FAILED)
-		return error_set_errno(errno, "%s: cannot map", path);
-	m->map = map;
-	m->size = size;
+	const void *map = m->view.data;
 	const struct manifest_header *h = map;
 	struct manifest_layout l;
 	int r = 0;
@@ -239,18 +230,19 @@ int manifest_find(const struct manifest *m, uint64_t pindex, const struct manife
 	return 0;
 }
 
-/* Open manifest @name of @s (see manifest_open_fd): entries are checked later. */
+/* Open manifest @name of @s (see manifest_check_view): entries are checked later. */
 int manifest_open(struct store *s, const char *name, struct manifest *m)
 {
 	char file[STORE_NAME_MAX + 8], path[4200];
 	snprintf(file, sizeof(file), "%s.snap", name);
-	int fd = store_open_file(s, s->snaps_fd, "snapshots", file, O_RDONLY, 0);
-	if (fd < 0)
-		return fd == -ENOENT ? error_set(ENOENT, "no snapshot '%s' in %s", name, s->dir) : fd;
+	memset(m, 0, sizeof(*m));
+	m->dir = s->dir;
+	int r = s->backend->view(s, STORE_SNAPSHOTS, file, &m->view);
+	if (r)
+		return r == -ENOENT ? error_set(ENOENT, "no snapshot '%s' in %s", name, s->dir) : r;
+	m->unview = s->backend->unview;
 	snprintf(path, sizeof(path), "%s/snapshots/%s", s->dir, file);
-	int r = manifest_open_fd(fd, path, name, s->dir, m);
-	close(fd);
-	return r;
+	return manifest_check_view(path, name, m); /* unloads on failure */
 }
 
 /* Open manifest @name and check all its entries. */
@@ -319,13 +311,13 @@ static int manifest_pack_table(const struct manifest_entry *e, uint64_t n, uint3
 
 /*
  * Write manifest @h (magic, version, counts and chunking are filled in here) with @state
- * and @entries atomically: temporary file, fsync, rename, fsync of the folder.
+ * and @entries atomically and durably (store_backend.write); @exclusive: a new snapshot,
+ * refused when its name is taken meanwhile.
  */
 int manifest_write(struct store *s, struct manifest_header *h, const void *state,
-			  const struct manifest_entry *entries)
+		   const struct manifest_entry *entries, bool exclusive)
 {
-	char tmp[STORE_NAME_MAX + 16], file[STORE_NAME_MAX + 8];
-	snprintf(tmp, sizeof(tmp), ".%s.tmp", h->name);
+	char file[STORE_NAME_MAX + 8];
 	snprintf(file, sizeof(file), "%s.snap", h->name);
 	memcpy(h->magic, MANIFEST_MAGIC, 8);
 	h->version = MANIFEST_VERSION;
@@ -335,7 +327,6 @@ int manifest_write(struct store *s, struct manifest_header *h, const void *state
 	struct manifest_chunk *chunks = NULL;
 	XXH3_state_t *xs = NULL;
 	struct manifest_layout l;
-	int fd = -1;
 	int r = manifest_pack_table(entries, h->entry_count, &packs, &h->pack_count);
 	if (!r) {
 		manifest_layout(h, &l);
@@ -370,27 +361,12 @@ int manifest_write(struct store *s, struct manifest_header *h, const void *state
 			XXH3_64bits_update(xs, parts[i], lens[i]);
 	t.head_checksum = XXH3_64bits_digest(xs);
 
-	fd = store_open_file(s, s->snaps_fd, "snapshots", tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-	if (fd < 0) {
-		r = fd;
-		goto out;
-	}
-	for (int i = 0; i < 7 && !r; i++)
-		if (lens[i])
-			r = file_write_all(fd, parts[i], lens[i]);
-	if (!r)
-		r = file_write_all(fd, &t, sizeof(t));
-	if (!r && fsync(fd) != 0)
-		r = -errno;
-	close(fd);
-	if (!r && renameat(s->snaps_fd, tmp, s->snaps_fd, file) != 0)
-		r = -errno;
-	if (r) {
-		unlinkat(s->snaps_fd, tmp, 0);
-		r = error_set(-r, "cannot write %s/snapshots/%s: %s", s->dir, file, strerror(-r));
-		goto out;
-	}
-	r = store_fsync_dir(s->snaps_fd, "the snapshots folder");
+	struct iovec iov[8];
+	unsigned n = 0;
+	for (int i = 0; i < 7; i++)
+		iov[n++] = (struct iovec){(void *)parts[i], lens[i]};
+	iov[n++] = (struct iovec){&t, sizeof(t)};
+	r = s->backend->write(s, STORE_SNAPSHOTS, file, iov, n, exclusive);
 out:
 	XXH3_freeState(xs);
 	free(chunks);

@@ -40,7 +40,7 @@ bool pack_name_id(const char *name, uint32_t *id)
 
 int pack_out_init(struct pack_out *p, struct store *s)
 {
-	*p = (struct pack_out){.s = s, .fd = -1};
+	*p = (struct pack_out){.s = s};
 	p->batch = malloc((size_t)WRITE_BATCH_PAGES * STORE_PAGE);
 	return p->batch ? 0 : error_set(ENOMEM, "no memory for a pack writer");
 }
@@ -50,11 +50,10 @@ static int pack_out_flush(struct pack_out *p)
 	uint32_t n = p->pages - p->flushed;
 	if (!n)
 		return 0;
-	int r = file_write_all(p->fd, p->batch, (size_t)n * STORE_PAGE);
-	if (r)
-		return error_set(-r, "cannot write pack %08x.pack in %s: %s", p->id, p->s->dir, strerror(-r));
-	p->flushed = p->pages;
-	return 0;
+	int r = p->s->backend->append(p->file, p->batch, (size_t)n * STORE_PAGE);
+	if (!r)
+		p->flushed = p->pages;
+	return r;
 }
 
 /* One entry of the packs folder: the highest pack id so far in *arg. */
@@ -67,24 +66,25 @@ static int pack_max_id(struct store *s, const char *entry, void *arg)
 	return 0;
 }
 
-/* Create the next pack file (ids only grow; O_EXCL settles races between writers). */
+/* Create the next pack file (ids only grow; an exclusive create settles races between
+ * writers). */
 static int pack_out_create(struct pack_out *p)
 {
 	struct store *s = p->s;
 	uint32_t max = 0, id;
-	int r = store_each_entry(s, s->packs_fd, "packs", pack_max_id, &max);
+	int r = store_each_entry(s, STORE_PACKS, pack_max_id, &max);
 	if (r)
 		return r;
 	for (id = max + 1; id < PACK_ID_RESERVED; id++) {
 		char name[16];
 		pack_file_name(id, name);
-		p->fd = openat(s->packs_fd, name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-		if (p->fd >= 0) {
+		r = s->backend->create(s, STORE_PACKS, name, &p->file);
+		if (!r) {
 			p->id = id;
 			return 0;
 		}
-		if (errno != EEXIST)
-			return error_set_errno(errno, "cannot create %s/packs/%s", s->dir, name);
+		if (r != -EEXIST)
+			return r;
 	}
 	return error_set(ENOSPC, "no pack id left in %s", s->dir);
 }
@@ -110,10 +110,10 @@ int pack_out_page(struct pack_out *p, uint32_t slot, uint8_t *buf, const void **
 		*bytes = p->batch + (size_t)(slot - p->flushed) * STORE_PAGE;
 		return 0;
 	}
-	if (pread(p->fd, buf, STORE_PAGE, (off_t)slot * STORE_PAGE) != STORE_PAGE)
-		return error_set(EIO, "cannot read back pack %08x.pack in %s", p->id, p->s->dir);
-	*bytes = buf;
-	return 0;
+	int r = p->s->backend->read_back(p->file, (uint64_t)slot * STORE_PAGE, buf, STORE_PAGE);
+	if (!r)
+		*bytes = buf;
+	return r;
 }
 
 /* Make the pack durable: written, synced, and its name synced in the folder. */
@@ -122,24 +122,15 @@ int pack_out_finish(struct pack_out *p)
 	if (!p->id)
 		return 0;
 	int r = pack_out_flush(p);
-	if (!r && fsync(p->fd) != 0)
-		r = error_set_errno(errno, "cannot sync pack %08x.pack in %s", p->id, p->s->dir);
-	if (!r)
-		r = store_fsync_dir(p->s->packs_fd, "the packs folder");
-	return r;
+	return r ? r : p->s->backend->finish(p->file);
 }
 
 /* Free the writer's resources; with @discard also remove the pack file. */
 void pack_out_close(struct pack_out *p, bool discard)
 {
-	if (p->fd >= 0)
-		close(p->fd);
-	if (discard && p->id) {
-		char name[16];
-		pack_file_name(p->id, name);
-		unlinkat(p->s->packs_fd, name, 0);
-	}
+	if (p->file)
+		p->s->backend->discard(p->file, discard);
 	free(p->batch);
-	p->fd = -1;
+	p->file = NULL;
 	p->batch = NULL;
 }

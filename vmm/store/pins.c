@@ -31,9 +31,9 @@
  * @create is false, or -errno with a message. */
 static int pins_dir(struct store *s, bool create)
 {
-	if (create && mkdirat(s->dir_fd, PINS_DIR, 0755) != 0 && errno != EEXIST)
+	if (create && mkdirat(store_dir_fd(s), PINS_DIR, 0755) != 0 && errno != EEXIST)
 		return error_set_errno(errno, "cannot create %s/" PINS_DIR, s->dir);
-	int fd = openat(s->dir_fd, PINS_DIR, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	int fd = openat(store_dir_fd(s), PINS_DIR, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (fd < 0)
 		return errno == ENOENT && !create ? -ENOENT : error_set_errno(errno, "cannot open %s/" PINS_DIR, s->dir);
 	return fd;
@@ -42,7 +42,7 @@ static int pins_dir(struct store *s, bool create)
 /* Pin snapshot @name for @holder; *fd is the pin's descriptor to close when done, or -1
  * when the store cannot be written by this user (who then cannot delete from it either).
  * 0 or -errno with a message. */
-int store_pin(struct store *s, const char *name, const char *holder, int *fd)
+int store_dir_pin(struct store *s, const char *name, const char *holder, int *fd)
 {
 	static atomic_uint seq;
 	*fd = -1;
@@ -113,7 +113,7 @@ static int pin_scan_entry(struct store *s, const char *entry, void *arg)
 /* Look for a live pin of snapshot @name (NULL: none, only sweep), removing the stale pins
  * met on the way. 1 with its holder in @holder, 0 when none, or -errno with a message. The
  * caller holds the store lock alone, so no pin is being made meanwhile. */
-int store_pinned(struct store *s, const char *name, char *holder, size_t len)
+int store_dir_pinned(struct store *s, const char *name, char *holder, size_t len)
 {
 	struct pin_scan ps = {.name = name};
 	ps.dir = pins_dir(s, false);
@@ -121,7 +121,7 @@ int store_pinned(struct store *s, const char *name, char *holder, size_t len)
 		return 0;
 	if (ps.dir < 0)
 		return ps.dir;
-	int r = store_each_entry(s, ps.dir, PINS_DIR, pin_scan_entry, &ps);
+	int r = store_dir_walk(s, ps.dir, PINS_DIR, pin_scan_entry, &ps);
 	close(ps.dir);
 	if (r > 0 && holder)
 		snprintf(holder, len, "%s", ps.holder);

@@ -9,7 +9,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <xxhash.h>
@@ -65,26 +64,14 @@ static int snapshot_map_packs(struct store *s, struct store_snapshot *snap)
 			continue;
 		char name[16];
 		pack_file_name(need[k].id, name);
-		int fd = store_open_file(s, s->packs_fd, "packs", name, O_RDONLY, 0);
-		struct stat st;
-		if (fd < 0 || fstat(fd, &st) != 0) {
-			r = fd < 0 ? fd : -errno;
-			r = error_set(-r, "%s (snapshot '%s' needs it)", fd < 0 ? error_message() : strerror(-r),
+		struct store_view v;
+		r = s->backend->view(s, STORE_PACKS, name, &v);
+		if (r) {
+			r = error_set(-r, "%s (snapshot '%s' needs it)", error_message(),
 				      snap->chain[need[k].depth].hdr->name);
-			if (fd >= 0)
-				close(fd);
 			break;
 		}
-		uint64_t pages = (uint64_t)st.st_size / STORE_PAGE;
-		void *map = NULL;
-		if (pages) {
-			map = mmap(NULL, pages * STORE_PAGE, PROT_READ, MAP_SHARED, fd, 0);
-			if (map == MAP_FAILED)
-				r = error_set_errno(errno, "%s/packs/%s: cannot map", s->dir, name);
-		}
-		close(fd);
-		if (!r)
-			snap->packs[snap->npacks++] = (struct mapped_pack){need[k].id, map, pages};
+		snap->packs[snap->npacks++] = (struct mapped_pack){need[k].id, v.data, v.size / STORE_PAGE, v};
 	}
 	free(need);
 	return r;
@@ -99,7 +86,8 @@ int store_snapshot_open_pinned(struct store *s, const char *name, const char *ho
 		free(snap);
 		return error_set(ENOMEM, "no memory to open a snapshot");
 	}
-	snap->pin_fd = -1;
+	snap->pin_token = -1;
+	snap->backend = s->backend;
 	/* Held until the packs are mapped: gc cannot move pages between. A delete holds the
 	 * lock alone, so it runs wholly before this open or sees the pin made here. */
 	int r = store_hold(s);
@@ -107,7 +95,7 @@ int store_snapshot_open_pinned(struct store *s, const char *name, const char *ho
 		store_snapshot_close(snap);
 		return r;
 	}
-	if (holder && (r = store_pin(s, name, holder, &snap->pin_fd)) != 0) {
+	if (holder && (r = s->backend->pin(s, name, holder, &snap->pin_token)) != 0) {
 		store_release(s);
 		store_snapshot_close(snap);
 		return r;
@@ -169,13 +157,12 @@ void store_snapshot_close(struct store_snapshot *snap)
 		return;
 	/* Closing releases the pin's lock; the file is left for the next delete or gc to sweep,
 	 * since a forked child may share the lock through this very descriptor. */
-	if (snap->pin_fd >= 0)
-		close(snap->pin_fd);
+	if (snap->pin_token >= 0)
+		snap->backend->unpin(snap->pin_token);
 	for (unsigned i = 0; i < snap->depth; i++)
 		manifest_unload(&snap->chain[i]);
 	for (size_t i = 0; i < snap->npacks; i++)
-		if (snap->packs[i].map)
-			munmap((void *)snap->packs[i].map, snap->packs[i].pages * STORE_PAGE);
+		snap->backend->unview(&snap->packs[i].view);
 	free(snap->packs);
 	free(snap->chain);
 	free(snap->dir);
@@ -284,7 +271,7 @@ int store_snapshot_identity(const struct store_snapshot *snap, uint8_t out[STORE
 	for (unsigned d = 0; d < snap->depth; d++) {
 		const struct manifest *m = &snap->chain[d];
 		const struct manifest_trailer *t =
-			(const void *)((const uint8_t *)m->map + m->size - sizeof(struct manifest_trailer));
+			(const void *)((const uint8_t *)m->view.data + m->view.size - sizeof(struct manifest_trailer));
 		words[2 * d] = m->hdr->page_count;
 		words[2 * d + 1] = t->chunks_checksum;
 	}

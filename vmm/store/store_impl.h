@@ -3,14 +3,16 @@
  * API is vmm/store/store.h). One file per part:
  *
  *   format.h    the on-disk format of manifests
- *   store.c     open and close, the lock and its holds, folder walks, reading packs back,
- *               the index of stored pages built from every manifest
+ *   store.c     open and close, the lock's holds, reading packs back, the index of stored
+ *               pages built from every manifest
+ *   store_dir.c the backend of a store in a local folder: its files, its lock, views of
+ *               them (mapped), atomic writes (aside, synced, renamed, folder synced)
  *   index.c     that index: page hash -> (pack, slot), with reference counts
  *   manifest.c  reading (checked) and writing (atomically) one manifest
  *   pack.c      pack names, and a pack being appended to
  *   writer.c    store_writer_*: a new snapshot, its pages deduplicated
  *   reader.c    store_snapshot_*: a snapshot and its parents open for restore
- *   pins.c      pins: snapshots a running VM reads from, which rm refuses
+ *   pins.c      pins in a local folder: snapshots a running VM reads from, which rm refuses
  *   verify.c    store_list and store_verify
  *   gc.c        store_gc and store_delete
  *
@@ -25,6 +27,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
+#include <sys/uio.h>
 
 #include "mmu/hmap.h"
 #include "vmm/store/format.h"
@@ -37,9 +40,16 @@
  * chunks of entries are checked on first use (checked[k] then becomes 1, atomically: the
  * snapshot pager looks pages up from several threads).
  */
+/* A whole file seen read-only: valid until store_backend.unview, even after the file is
+ * removed or replaced meanwhile. */
+struct store_view {
+	const void *data; /* NULL for an empty file */
+	size_t size;
+};
+
 struct manifest {
-	void *map;                          /* (c) */
-	size_t size;                        /* (c) */
+	struct store_view view;             /* (c) its bytes */
+	void (*unview)(struct store_view *); /* (c) lets them go (the backend's) */
 	const char *dir;                    /* (c) the store's folder, for messages */
 	const struct manifest_header *hdr;  /* (c) */
 	const uint8_t *state;               /* (c) */
@@ -94,10 +104,12 @@ struct manifest_layer {
 uint64_t manifest_merge(struct manifest_layer *layers, unsigned nlayers, bool drop_zero, struct manifest_entry *out);
 
 /* Write manifest @h (magic, version, counts and chunking filled in here) with @state and
- * @entries atomically: temporary file, fsync, rename, fsync of the folder. 0 or -errno
- * with a message; a failed write leaves no file behind. */
+ * @entries atomically and durably (store_backend.write: a folder writes it aside, syncs,
+ * renames, syncs the folder); @exclusive: a new snapshot, -EEXIST when the name was taken
+ * meanwhile, else it replaces the manifest there. 0 or -errno with a message; a failed
+ * write leaves no file behind. */
 int manifest_write(struct store *s, struct manifest_header *h, const void *state,
-		   const struct manifest_entry *entries);
+		   const struct manifest_entry *entries, bool exclusive);
 
 /* Snapshot name from a manifest's file name "NAME.snap" into @name; false for anything
  * else (temporaries too). */
@@ -149,6 +161,81 @@ int index_live_pages(const struct index *ix, struct hmap *live);
 /* Free the entries; @ix is then empty and usable again. */
 void index_free(struct index *ix);
 
+/* ---- where a store keeps its files: its backend ----------------------------------------------- */
+
+/*
+ * A store's files live in three folders, each file named within its folder. The backend
+ * says how they are kept: store_dir.c in a local folder (STORE/packs, STORE/snapshots,
+ * STORE/pins, STORE/lock). Every call is 0 or -errno with a one-line message naming the
+ * store and the file, unless it says otherwise.
+ */
+enum store_folder { STORE_PACKS, STORE_SNAPSHOTS, STORE_PINS };
+
+struct store_file; /* a file being written a piece at a time (a pack), the backend's */
+
+/* A function called per entry of a folder: 0 goes on, anything else stops the walk and is
+ * its result. */
+typedef int store_entry_fn(struct store *s, const char *entry, void *arg);
+
+struct store_backend {
+	/* The store lock (see struct store), shared or @exclusive; with @wait for at most
+	 * STORE_LOCK_WAIT_S, else failing at once. -EBUSY when it could not be had. */
+	int (*lock)(struct store *s, bool exclusive, bool wait);
+	void (*unlock)(struct store *s);
+	/* Let go of what may go stale once the lock is let go (open packs). */
+	void (*forget)(struct store *s);
+	/* Call @fn for each entry of @f ("." and ".." included where a folder has them). */
+	int (*each)(struct store *s, enum store_folder f, store_entry_fn *fn, void *arg);
+	bool (*exists)(struct store *s, enum store_folder f, const char *name);
+	/* What file @name is, in 64 bits never 0 (another file, or with @contents the same one
+	 * changed, gets another), and its size. -ENOENT without message when it is not there. */
+	int (*stat)(struct store *s, enum store_folder f, const char *name, bool contents, uint64_t *tag,
+		    uint64_t *size);
+	int (*view)(struct store *s, enum store_folder f, const char *name, struct store_view *v);
+	void (*unview)(struct store_view *v);
+	/* Exactly @len bytes at @off of file @name (-EIO when it is shorter). */
+	int (*read)(struct store *s, enum store_folder f, const char *name, uint64_t off, void *buf, size_t len);
+	/* Write file @name whole, from the @n pieces of @iov, atomically (seen whole or not at
+	 * all) and durably; @exclusive: -EEXIST (with a message) when it exists already. */
+	int (*write)(struct store *s, enum store_folder f, const char *name, const struct iovec *iov, unsigned n,
+		     bool exclusive);
+	/* Remove @name (-ENOENT without message when it is not there); flush makes the removals
+	 * of @f durable. */
+	int (*remove)(struct store *s, enum store_folder f, const char *name);
+	int (*flush)(struct store *s, enum store_folder f);
+	/* A new file @name to append to (-EEXIST without message when it exists), read back
+	 * while written, made durable by finish; discard frees it (@remove: and the file). */
+	int (*create)(struct store *s, enum store_folder f, const char *name, struct store_file **out);
+	int (*append)(struct store_file *file, const void *data, size_t len);
+	int (*read_back)(struct store_file *file, uint64_t off, void *buf, size_t len);
+	int (*finish)(struct store_file *file);
+	void (*discard)(struct store_file *file, bool remove);
+	/* Pins (pins.c for a folder): see store_pin and store_pinned; unpin lets @token go. */
+	int (*pin)(struct store *s, const char *name, const char *holder, int *token);
+	void (*unpin)(int token);
+	int (*pinned)(struct store *s, const char *name, char *holder, size_t len);
+	/* Whether @where names this very store (store_is_at). */
+	bool (*is_at)(struct store *s, const char *where);
+	/* Free the backend's part of @s. */
+	void (*close)(struct store *s);
+};
+
+/* The store in the local folder s->dir (store_dir.c): made (with @create) and opened
+ * (@read_only: nothing made, nothing written) into s->backend and s->priv. */
+int store_dir_open(struct store *s, bool create, bool read_only);
+
+/* The folder's own descriptor, for pins.c. */
+int store_dir_fd(const struct store *s);
+
+/* Call @fn for each entry of the folder open at @at (@sub names it in messages), in
+ * directory order ("." and ".." too). For store_dir.c and pins.c. */
+int store_dir_walk(struct store *s, int at, const char *sub, store_entry_fn *fn, void *arg);
+
+/* Open @name in the store's folder @at (@sub names it in messages: "packs") through
+ * file_open_regular: a FIFO or device left in a store is refused, never waited on. The fd,
+ * or -errno with a message. (store_dir.c and pins.c) */
+int store_open_file(struct store *s, int at, const char *sub, const char *name, int flags, mode_t mode);
+
 /* ---- the store (store.c) ------------------------------------------------------------------ */
 
 /*
@@ -162,8 +249,8 @@ void index_free(struct index *ix);
 struct store {
 	char *dir;                /* (c) */
 	store_hash_fn *hash;      /* (c) XXH3_64bits, or a test's */
-	int dir_fd, packs_fd, snaps_fd; /* (c) */
-	int lock_fd;              /* (c) -1: opened read-only and the store has no lock file */
+	const struct store_backend *backend; /* (c) */
+	void *priv;               /* (c) the backend's */
 	bool read_only;           /* (c) store_open_read: no writer, gc or rm */
 	unsigned holds;           /* (o) nested holds of the lock by this handle */
 	bool indexed;             /* (l) index is built (only while held, unless keep_index) */
@@ -174,18 +261,8 @@ struct store {
 	struct hmap index_packs;  /* (o) with keep_index: pack id -> its store_file_tag when indexed */
 	uint32_t nmanifests;      /* (l) manifests indexed */
 	uint32_t damaged;         /* (l) manifests that could not be indexed (verify names them) */
-	int *pack_fds;            /* (l) open packs by id (-1: not open), for reading back */
-	uint32_t pack_fds_cap;    /* (o) */
 	bool writer_active;       /* (o) */
 };
-
-/* Open @name in the store's folder @at (@sub names it in messages: "packs") through
- * file_open_regular: a FIFO or device left in a store is refused, never waited on. The fd,
- * or -errno with a message. */
-int store_open_file(struct store *s, int at, const char *sub, const char *name, int flags, mode_t mode);
-
-/* fsync folder @fd (@what names it in the message). 0 or -errno with a message. */
-int store_fsync_dir(int fd, const char *what);
 
 /* -EROFS with a message when @s was opened for reading only, else 0. */
 int store_writable(struct store *s);
@@ -193,25 +270,21 @@ int store_writable(struct store *s);
 /* Read stored page (pack, slot) into @buf (STORE_PAGE bytes). 0 or -errno with a message. */
 int store_read_page(struct store *s, uint32_t pack, uint32_t slot, void *buf);
 
-/* Take the store lock (@op: LOCK_SH or LOCK_EX), waiting at most STORE_LOCK_WAIT_S.
- * 0, -EBUSY when the time ran out, or -errno; with a message. */
-int store_lock(struct store *s, int op);
-
 /* Hold the store lock shared (nested holds count). 0 or -errno with a message. */
 int store_hold(struct store *s);
 
-/* Undo one store_hold (or gc's and rm's exclusive hold); the last one unlocks and forgets
- * the index and the open packs. */
+/* Take the store lock alone (gc, delete): with @wait for at most STORE_LOCK_WAIT_S, else
+ * -EBUSY at once; nothing else may be held by this handle. store_release lets it go. */
+int store_hold_alone(struct store *s, bool wait);
+
+/* Undo one store_hold (or store_hold_alone); the last one unlocks and forgets the index
+ * and the open packs. */
 void store_release(struct store *s);
 
-/* A function called per entry of a folder: 0 goes on, anything else stops the walk and is
- * its result. */
-typedef int store_entry_fn(struct store *s, const char *entry, void *arg);
-
-/* Call @fn for each entry of the store's folder @dirfd ("." and ".." too; @sub names the
- * folder in messages), in directory order. 0, what @fn stopped with, or -errno with a
- * message when the folder cannot be read. */
-int store_each_entry(struct store *s, int dirfd, const char *sub, store_entry_fn *fn, void *arg);
+/* Call @fn for each entry of folder @f, in the backend's order ("." and ".." too for a
+ * local folder). 0, what @fn stopped with, or -errno with a message when the folder cannot
+ * be read. */
+int store_each_entry(struct store *s, enum store_folder f, store_entry_fn *fn, void *arg);
 
 /* Call @fn for each snapshot name in the store, in directory order. Stops at an error. */
 int store_each_name(struct store *s, store_entry_fn *fn, void *arg);
@@ -245,7 +318,7 @@ bool pack_name_id(const char *name, uint32_t *id);
 struct pack_out {
 	struct store *s;
 	uint32_t id;       /* 0 until created */
-	int fd;
+	struct store_file *file; /* NULL until created */
 	uint32_t pages;    /* pages appended (written or batched) */
 	uint32_t flushed;  /* pages written to the file */
 	uint8_t *batch;    /* pages appended but not yet written */
@@ -275,11 +348,13 @@ struct mapped_pack {
 	uint32_t id;
 	const uint8_t *map;
 	uint64_t pages;
+	struct store_view view;    /* what map points into */
 };
 
 struct store_snapshot {
 	char *dir;                 /* (c) */
-	int pin_fd;                /* (c) the pin held while open (store_snapshot_open_pinned), or -1 */
+	const struct store_backend *backend; /* (c) its store's, which it may outlive (no state) */
+	int pin_token;             /* (c) the pin held while open (store_snapshot_open_pinned), or -1 */
 	unsigned depth;            /* (c) */
 	struct manifest *chain;    /* (c) [0] is the snapshot, then its parents */
 	struct mapped_pack *packs; /* (c) those the chain's pack tables name, sorted by id */
@@ -288,14 +363,15 @@ struct store_snapshot {
 
 /* ---- pins (pins.c) ------------------------------------------------------------------------- */
 
-/* Pin snapshot @name for @holder; *fd is the pin's descriptor to close when done, or -1
- * when the store cannot be written by this user (who then cannot delete from it either).
- * 0 or -errno with a message. */
-int store_pin(struct store *s, const char *name, const char *holder, int *fd);
+/* Pin snapshot @name for @holder (a folder's pins, store_backend.pin); *fd is the pin's
+ * descriptor to close when done, or -1 when the store cannot be written by this user (who
+ * then cannot delete from it either). 0 or -errno with a message. */
+int store_dir_pin(struct store *s, const char *name, const char *holder, int *fd);
 
 /* Look for a live pin of snapshot @name (NULL: none, only sweep), removing the stale pins
- * met on the way. 1 with its holder in @holder, 0 when none, or -errno with a message. The
- * caller holds the store lock alone, so no pin is being made meanwhile. */
-int store_pinned(struct store *s, const char *name, char *holder, size_t len);
+ * met on the way (store_backend.pinned). 1 with its holder in @holder, 0 when none, or
+ * -errno with a message. The caller holds the store lock alone, so no pin is being made
+ * meanwhile. */
+int store_dir_pinned(struct store *s, const char *name, char *holder, size_t len);
 
 #endif

@@ -56,7 +56,7 @@ static int store_list_one(struct store *s, const struct manifest *m, void (*fn)(
 		.created_ns = m->hdr->created_ns,
 		.size = m->hdr->page_count * STORE_PAGE,
 		.entries = m->nentries,
-		.manifest_bytes = m->size,
+		.manifest_bytes = m->view.size,
 	};
 	snprintf(info.name, sizeof(info.name), "%s", m->hdr->name);
 	snprintf(info.parent, sizeof(info.parent), "%s", m->hdr->parent);
@@ -217,9 +217,9 @@ static int verify_leftovers(struct store *s, void (*fn)(void *, bool, const char
 	struct leftovers lo = {.fn = fn, .arg = arg, .stats = stats};
 	if (index_live_pages(&s->index, &lo.live) != 0)
 		return error_set(ENOMEM, "no memory to verify %s", s->dir);
-	if (store_each_entry(s, s->packs_fd, "packs", leftover_pack, &lo) != 0)
+	if (store_each_entry(s, STORE_PACKS, leftover_pack, &lo) != 0)
 		error_clear();
-	if (store_each_entry(s, s->snaps_fd, "snapshots", leftover_manifest, &lo) != 0)
+	if (store_each_entry(s, STORE_SNAPSHOTS, leftover_manifest, &lo) != 0)
 		error_clear();
 	hmap_fini(&lo.live);
 	return 0;

@@ -242,7 +242,7 @@ int store_writer_commit(struct store_writer *w)
 		struct timespec now;
 		clock_gettime(CLOCK_REALTIME, &now);
 		w->hdr.created_ns = (uint64_t)now.tv_sec * 1000000000ull + (uint64_t)now.tv_nsec;
-		r = manifest_write(w->s, &w->hdr, w->state, w->entries);
+		r = manifest_write(w->s, &w->hdr, w->state, w->entries, true);
 	}
 	if (!r)
 		store_index_written(w->s, &w->local, w->pack.id, w->hdr.name);
