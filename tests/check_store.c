@@ -842,6 +842,37 @@ START_TEST(writers_never_share_pages_a_gc_removed_meanwhile)
 }
 END_TEST
 
+/* Two writers of one name at once (two processes, here two handles): the first to commit
+ * has it, the second is refused and leaves the first's snapshot as it was. */
+START_TEST(two_writers_of_one_name_never_replace_each_other)
+{
+	struct store *a, *b;
+	ck_assert_int_eq(store_open(dir, true, &a), 0);
+	ck_assert_int_eq(store_open(dir, false, &b), 0);
+	struct store_writer *wa, *wb;
+	ck_assert_int_eq(store_writer_begin(a, "same", NULL, 10, "a", 1, &wa), 0);
+	ck_assert_int_eq(store_writer_begin(b, "same", NULL, 10, "b", 1, &wb), 0);
+	for (uint64_t p = 0; p < 10; p++) {
+		ck_assert_int_eq(store_writer_add(wa, p, make_page(p, 1, kind_of(p))), 0);
+		ck_assert_int_eq(store_writer_add(wb, p, make_page(p, 2, kind_of(p))), 0);
+	}
+	ck_assert_int_eq(store_writer_commit(wa), 0);
+	ck_assert_int_eq(store_writer_commit(wb), -EEXIST);
+	ck_assert_ptr_nonnull(strstr(error_message(), "exists already"));
+	struct store_snapshot *snap;
+	ck_assert_int_eq(store_snapshot_open(b, "same", &snap), 0);
+	size_t len;
+	ck_assert_mem_eq(store_snapshot_state(snap, &len), "a", 1);
+	for (uint64_t p = 0; p < 10; p++)
+		expect_page(snap, p, 1);
+	store_snapshot_close(snap);
+	store_close(a);
+	store_close(b);
+	struct lines l;
+	ck_assert_int_eq(verify(&l), 0);
+}
+END_TEST
+
 /* A handle that keeps its index (a VM snapshotting into one store again and again) still
  * shares what other handles stored meanwhile, and its own pages. */
 START_TEST(a_kept_index_shares_what_other_writers_stored_meanwhile)
@@ -1863,6 +1894,7 @@ Suite *store_suite(void)
 	HARNESS_ADD_TEST(tc, read_only_stores_serve_snapshots_and_refuse_changes);
 	HARNESS_ADD_TEST(tc, open_snapshots_read_the_same_bytes_across_a_gc);
 	HARNESS_ADD_TEST(tc, writers_never_share_pages_a_gc_removed_meanwhile);
+	HARNESS_ADD_TEST(tc, two_writers_of_one_name_never_replace_each_other);
 	HARNESS_ADD_TEST(tc, a_kept_index_shares_what_other_writers_stored_meanwhile);
 	HARNESS_ADD_TEST(tc, a_kept_index_starts_over_after_a_gc);
 	HARNESS_ADD_TEST(tc, kill_9_at_any_moment_leaves_the_store_valid);
