@@ -2,6 +2,7 @@
  * The snapshot store: dedup, parents, reading back, damage found by verify, gc, and
  * crash safety under kill -9 of a writer.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -837,6 +838,65 @@ START_TEST(writers_never_share_pages_a_gc_removed_meanwhile)
 	ck_assert_uint_eq(st.stored, 104);
 	store_close(s);
 	struct lines l;
+	ck_assert_int_eq(verify(&l), 0);
+	ck_assert_uint_eq(l.notes, 0);
+}
+END_TEST
+
+/* Pack files in the store. */
+static unsigned count_packs(void)
+{
+	char path[128];
+	snprintf(path, sizeof(path), "%s/packs", dir);
+	DIR *d = opendir(path);
+	ck_assert_ptr_nonnull(d);
+	unsigned n = 0;
+	struct dirent *e;
+	while ((e = readdir(d)))
+		n += strstr(e->d_name, ".pack") != NULL;
+	closedir(d);
+	return n;
+}
+
+/* Packs hold at most so many pages (RADOS objects are limited): a writer fills one after
+ * another; everything reads back, gc moves pages across them, an abandoned writer leaves
+ * none of its packs. */
+START_TEST(a_writer_fills_one_pack_after_another)
+{
+	struct store *s;
+	ck_assert_int_eq(store_open(dir, true, &s), 0);
+	store_set_pack_pages(s, 64);
+	write_snapshot(s, "a", NULL, 900, 1, 0, 1, NULL); /* 300 unique pages, 4 patterns */
+	uint64_t packs, manifests;
+	ck_assert_int_eq(store_disk_usage(s, &packs, &manifests), 0);
+	ck_assert_uint_eq(packs, 304 * STORE_PAGE);
+	ck_assert_uint_eq(count_packs(), 5); /* 304 pages, 64 a pack */
+	struct lines l;
+	ck_assert_int_eq(verify(&l), 0);
+	write_snapshot(s, "b", "a", 900, 2, 0, 2, NULL); /* every second page new */
+	struct store_snapshot *snap;
+	ck_assert_int_eq(store_snapshot_open(s, "b", &snap), 0);
+	for (uint64_t p = 0; p < 900; p++)
+		expect_page(snap, p, p % 2 ? 1 : 2);
+	store_snapshot_close(snap);
+	/* An abandoned writer leaves no pack behind, however many it filled. */
+	struct store_writer *w;
+	ck_assert_int_eq(store_writer_begin(s, "c", NULL, 900, NULL, 0, &w), 0);
+	for (uint64_t p = 0; p < 900; p++)
+		ck_assert_int_eq(store_writer_add(w, p, make_page(p, 3, 2)), 0);
+	store_writer_abort(w);
+	uint64_t after;
+	ck_assert_int_eq(store_disk_usage(s, &after, &manifests), 0);
+	ck_assert_uint_eq(after, packs + 150 * STORE_PAGE);
+	/* gc moves the live pages of partly used packs into new ones. */
+	ck_assert_int_eq(store_delete(s, "a"), 0);
+	uint64_t freed;
+	ck_assert_int_eq(store_gc(s, &freed), 0);
+	ck_assert_int_eq(store_snapshot_open(s, "b", &snap), 0);
+	for (uint64_t p = 0; p < 900; p++)
+		expect_page(snap, p, p % 2 ? 1 : 2);
+	store_snapshot_close(snap);
+	store_close(s);
 	ck_assert_int_eq(verify(&l), 0);
 	ck_assert_uint_eq(l.notes, 0);
 }
@@ -1894,6 +1954,7 @@ Suite *store_suite(void)
 	HARNESS_ADD_TEST(tc, read_only_stores_serve_snapshots_and_refuse_changes);
 	HARNESS_ADD_TEST(tc, open_snapshots_read_the_same_bytes_across_a_gc);
 	HARNESS_ADD_TEST(tc, writers_never_share_pages_a_gc_removed_meanwhile);
+	HARNESS_ADD_TEST(tc, a_writer_fills_one_pack_after_another);
 	HARNESS_ADD_TEST(tc, two_writers_of_one_name_never_replace_each_other);
 	HARNESS_ADD_TEST(tc, a_kept_index_shares_what_other_writers_stored_meanwhile);
 	HARNESS_ADD_TEST(tc, a_kept_index_starts_over_after_a_gc);

@@ -43,6 +43,7 @@
 /* Never a pack id, and more than a pack's pages: readers refuse it in a pack table and in a
  * pack's file name, writers stop below it. */
 #define PACK_ID_RESERVED 0xfffffffeu
+#define PACK_PAGES_MAX 16384u /* pages per pack file: 64 MiB, under RADOS's object limit (128 MiB by default) */
 
 struct manifest_header {
 	char magic[8];          /* MANIFEST_MAGIC */

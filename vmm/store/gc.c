@@ -11,7 +11,7 @@
 #include "vmm/error.h"
 
 struct relocation {
-	uint32_t old_pack, old_slot, new_slot;
+	uint32_t old_pack, old_slot, new_pack, new_slot;
 };
 
 static int cmp_reloc(const void *a, const void *b)
@@ -25,7 +25,6 @@ static int cmp_reloc(const void *a, const void *b)
 struct gc_moves {
 	const struct relocation *rel; /* sorted */
 	size_t nrel;
-	uint32_t new_pack;
 };
 
 /* Rewrite manifest @name if it refers to pages that moved. */
@@ -34,7 +33,6 @@ static int gc_rewrite(struct store *s, const char *name, void *arg)
 	const struct gc_moves *mv = arg;
 	const struct relocation *rel = mv->rel;
 	size_t nrel = mv->nrel;
-	uint32_t new_pack = mv->new_pack;
 	struct manifest m;
 	int r = manifest_load(s, name, &m);
 	if (r)
@@ -49,10 +47,10 @@ static int gc_rewrite(struct store *s, const char *name, void *arg)
 		memcpy(e, m.entries, bytes);
 	bool changed = false;
 	for (uint64_t k = 0; k < m.nentries; k++) {
-		struct relocation key = {e[k].pack, e[k].slot, 0};
+		struct relocation key = {e[k].pack, e[k].slot, 0, 0};
 		const struct relocation *hit = nrel ? bsearch(&key, rel, nrel, sizeof(key), cmp_reloc) : NULL;
 		if (hit) {
-			e[k].pack = new_pack;
+			e[k].pack = hit->new_pack;
 			e[k].slot = hit->new_slot;
 			changed = true;
 		}
@@ -164,7 +162,7 @@ static int gc_move_pages(struct gc *g)
 		struct relocation *rl = &g->rel[g->nrel];
 		r = store_read_page(g->s, e[k].pack, e[k].slot, buf);
 		if (!r)
-			r = pack_out_append(&g->out, buf, &rl->new_slot);
+			r = pack_out_append(&g->out, buf, &rl->new_pack, &rl->new_slot);
 		if (!r) {
 			rl->old_pack = e[k].pack;
 			rl->old_slot = e[k].slot;
@@ -180,7 +178,7 @@ static int gc_rewrite_manifests(struct gc *g)
 	if (!g->nrel)
 		return 0;
 	qsort(g->rel, g->nrel, sizeof(*g->rel), cmp_reloc);
-	struct gc_moves mv = {g->rel, g->nrel, g->out.id};
+	struct gc_moves mv = {g->rel, g->nrel};
 	return store_each_name(g->s, gc_rewrite, &mv);
 }
 

@@ -89,16 +89,34 @@ static int pack_out_create(struct pack_out *p)
 	return error_set(ENOSPC, "no pack id left in %s", s->dir);
 }
 
-int pack_out_append(struct pack_out *p, const void *data, uint32_t *slot)
+/* Make the pack being appended to durable and let it go: the next page starts another. */
+static int pack_out_seal(struct pack_out *p)
+{
+	uint32_t *done = realloc(p->done, (p->ndone + 1) * sizeof(*done));
+	if (!done)
+		return error_set(ENOMEM, "no memory for a pack writer");
+	p->done = done;
+	int r = pack_out_finish(p);
+	if (r)
+		return r;
+	p->s->backend->discard(p->file, false);
+	p->done[p->ndone++] = p->id;
+	p->file = NULL;
+	p->id = p->pages = p->flushed = 0;
+	return 0;
+}
+
+int pack_out_append(struct pack_out *p, const void *data, uint32_t *pack, uint32_t *slot)
 {
 	int r;
+	if (p->id && p->pages >= p->s->pack_pages && (r = pack_out_seal(p)) != 0)
+		return r;
 	if (!p->id && (r = pack_out_create(p)) != 0)
 		return r;
-	if (p->pages == PACK_ID_RESERVED - 1)
-		return error_set(EFBIG, "pack %08x.pack in %s is full", p->id, p->s->dir);
 	if (p->pages - p->flushed == WRITE_BATCH_PAGES && (r = pack_out_flush(p)) != 0)
 		return r;
 	memcpy(p->batch + (size_t)(p->pages - p->flushed) * STORE_PAGE, data, STORE_PAGE);
+	*pack = p->id;
 	*slot = p->pages++;
 	return 0;
 }
@@ -130,7 +148,23 @@ void pack_out_close(struct pack_out *p, bool discard)
 {
 	if (p->file)
 		p->s->backend->discard(p->file, discard);
+	/* What could not be removed is a leftover gc removes; the caller's message stands. */
+	char said[512];
+	snprintf(said, sizeof(said), "%s", error_message());
+	bool failed = false;
+	for (unsigned i = 0; discard && i < p->ndone; i++) {
+		char name[16];
+		pack_file_name(p->done[i], name);
+		failed |= p->s->backend->remove(p->s, STORE_PACKS, name) < 0;
+	}
+	if (discard && p->ndone)
+		failed |= p->s->backend->flush(p->s, STORE_PACKS) < 0;
+	if (failed)
+		error_set(0, "%s", said);
 	free(p->batch);
+	free(p->done);
 	p->file = NULL;
 	p->batch = NULL;
+	p->done = NULL;
+	p->ndone = 0;
 }

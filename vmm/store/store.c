@@ -90,6 +90,11 @@ void store_release(struct store *s)
 	store_forget(s);
 }
 
+void store_set_pack_pages(struct store *s, uint32_t pages)
+{
+	s->pack_pages = pages ? pages : PACK_PAGES_MAX;
+}
+
 void store_keep_index(struct store *s)
 {
 	s->keep_index = true;
@@ -245,7 +250,7 @@ int store_refresh_index(struct store *s)
 	return 0;
 }
 
-void store_index_written(struct store *s, const struct index *local, uint32_t pack, const char *name)
+void store_index_written(struct store *s, const struct index *local, const struct pack_out *packs, const char *name)
 {
 	if (!s->keep_index || !s->indexed)
 		return;
@@ -261,11 +266,15 @@ void store_index_written(struct store *s, const struct index *local, uint32_t pa
 			ie->refs++;
 		}
 	}
-	char file[16];
-	pack_file_name(pack, file);
-	uint64_t pack_tag = n ? store_file_tag(s, STORE_PACKS, file, false) : 0, tag = store_manifest_tag(s, name);
-	if (ok && pack_tag)
-		ok = hmap_put(&s->index_packs, pack, (void *)(uintptr_t)pack_tag) == 0;
+	for (unsigned i = 0; i <= packs->ndone && ok; i++) {
+		uint32_t pack = i < packs->ndone ? packs->done[i] : packs->id;
+		char file[16];
+		pack_file_name(pack, file);
+		uint64_t tag = pack ? store_file_tag(s, STORE_PACKS, file, false) : 0;
+		if (tag)
+			ok = hmap_put(&s->index_packs, pack, (void *)(uintptr_t)tag) == 0;
+	}
+	uint64_t tag = store_manifest_tag(s, name);
 	if (ok && tag)
 		ok = hmap_put(&s->index_manifests, tag, (void *)1) == 0;
 	/* Out of memory: the next writer reads everything again. */
@@ -288,6 +297,7 @@ static int store_open_at(const char *dir, bool create, bool read_only, store_has
 	hmap_init(&s->index_packs);
 	s->hash = hash;
 	s->read_only = read_only;
+	s->pack_pages = PACK_PAGES_MAX;
 	s->dir = strdup(dir);
 	int r = s->dir ? store_dir_open(s, create, read_only) : error_set(ENOMEM, "no memory for the store");
 	if (r) {

@@ -4,7 +4,8 @@
  *
  *   STORE/lock                 flock: shared while pages are referred to or looked for
  *                              (writers, opening a snapshot, verify, ls, rm), alone by gc
- *   STORE/packs/NNNNNNNN.pack  raw 4 KiB pages, nothing else (append-only; one per write)
+ *   STORE/packs/NNNNNNNN.pack  raw 4 KiB pages, nothing else (append-only; a write fills
+ *                              one after another, 64 MiB each at most)
  *   STORE/snapshots/NAME.snap  manifest (version 2): header, the VMM's opaque state, the
  *                              table of packs it uses, page entries in chunks of 512, the
  *                              chunk table (first page and XXH3-64 of each chunk), trailer
@@ -73,6 +74,10 @@ void store_close(struct store *s);
  * byte against the pack as it is now.
  */
 void store_keep_index(struct store *s);
+
+/* At most @pages pages per pack file (0: the default, 16384 = 64 MiB): a writer fills
+ * one pack after another. For tests. */
+void store_set_pack_pages(struct store *s, uint32_t pages);
 
 /* True when @dir is the folder @s was opened at (the same file, not only the same name):
  * a store removed and made again at the same path is another store. */

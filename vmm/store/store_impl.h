@@ -262,6 +262,7 @@ struct store {
 	uint32_t nmanifests;      /* (l) manifests indexed */
 	uint32_t damaged;         /* (l) manifests that could not be indexed (verify names them) */
 	bool writer_active;       /* (o) */
+	uint32_t pack_pages;      /* (o) pages per pack file (PACK_PAGES_MAX, or a test's) */
 };
 
 /* -EROFS with a message when @s was opened for reading only, else 0. */
@@ -295,9 +296,11 @@ int store_each_name(struct store *s, store_entry_fn *fn, void *arg);
  * confirms every match byte for byte; the lock must be held. 0 or -errno with a message. */
 int store_refresh_index(struct store *s);
 
-/* Add what writer @local appended (pack @pack, manifest @name, both durable now) to a kept
- * index, so that the next refresh need not read them. No-op without keep_index. */
-void store_index_written(struct store *s, const struct index *local, uint32_t pack, const char *name);
+struct pack_out;
+
+/* Add what writer @local appended (the packs of @packs, manifest @name, all durable now) to
+ * a kept index, so that the next refresh need not read them. No-op without keep_index. */
+void store_index_written(struct store *s, const struct index *local, const struct pack_out *packs, const char *name);
 
 /* (Re)build the index from every manifest (a damaged one is skipped and counted in
  * s->damaged); the lock must be held. 0 or -errno with a message. */
@@ -314,32 +317,36 @@ void pack_file_name(uint32_t id, char name[16]);
 /* Pack id from a file name "%08x.pack"; false for anything else. */
 bool pack_name_id(const char *name, uint32_t *id);
 
-/* A pack being appended to: created on the first page, written in batches. */
+/* A pack being appended to: created on the first page, written in batches; once it holds
+ * s->pack_pages pages it is made durable and the next page starts another. */
 struct pack_out {
 	struct store *s;
-	uint32_t id;       /* 0 until created */
+	uint32_t id;       /* the pack being appended to, 0 before its first page */
 	struct store_file *file; /* NULL until created */
-	uint32_t pages;    /* pages appended (written or batched) */
+	uint32_t pages;    /* pages appended to it (written or batched) */
 	uint32_t flushed;  /* pages written to the file */
 	uint8_t *batch;    /* pages appended but not yet written */
+	uint32_t *done;    /* the packs filled before it, durable already */
+	unsigned ndone;
 };
 
 /* An empty pack writer for @s; no file until the first page. 0 or -ENOMEM with a message. */
 int pack_out_init(struct pack_out *p, struct store *s);
 
-/* Append the 4 KiB at @data (creating the pack first if needed); its slot in *slot. 0 or
- * -errno with a message. */
-int pack_out_append(struct pack_out *p, const void *data, uint32_t *slot);
+/* Append the 4 KiB at @data (creating a pack first if needed); its place in *pack and
+ * *slot. 0 or -errno with a message. */
+int pack_out_append(struct pack_out *p, const void *data, uint32_t *pack, uint32_t *slot);
 
-/* The bytes of page @slot of this pack, for comparison: *bytes points into the batch, or
- * to @buf (STORE_PAGE bytes) read back from the file. 0 or -EIO with a message. */
+/* The bytes of page @slot of the pack being appended to (p->id), for comparison: *bytes
+ * points into the batch, or to @buf (STORE_PAGE bytes) read back from the file. 0 or -EIO
+ * with a message. Pages of the packs filled before it read as any stored page. */
 int pack_out_page(struct pack_out *p, uint32_t slot, uint8_t *buf, const void **bytes);
 
 /* Make the pack durable: written, synced, and its name synced in the folder. 0 or -errno
  * with a message. */
 int pack_out_finish(struct pack_out *p);
 
-/* Free the writer's resources; with @discard also remove the pack file. */
+/* Free the writer's resources; with @discard also remove every pack it made. */
 void pack_out_close(struct pack_out *p, bool discard);
 
 /* ---- snapshots open for reading (reader.c) -------------------------------------------------- */

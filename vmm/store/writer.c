@@ -158,10 +158,9 @@ int store_writer_add(struct store_writer *w, uint64_t pindex, const void *data)
 		w->hdr.entry_count++;
 		return 0;
 	}
-	r = pack_out_append(&w->pack, data, &e->slot);
+	r = pack_out_append(&w->pack, data, &e->pack, &e->slot);
 	if (r)
 		return r;
-	e->pack = w->pack.id;
 	if (!index_add(&w->local, e->hash, e->pack, e->slot))
 		return error_set(ENOMEM, "no memory to index new pages");
 	w->stats.stored++;
@@ -245,7 +244,7 @@ int store_writer_commit(struct store_writer *w)
 		r = manifest_write(w->s, &w->hdr, w->state, w->entries, true);
 	}
 	if (!r)
-		store_index_written(w->s, &w->local, w->pack.id, w->hdr.name);
+		store_index_written(w->s, &w->local, &w->pack, w->hdr.name);
 	writer_free(w, r != 0);
 	return r;
 }
