@@ -64,14 +64,24 @@ static int snapshot_map_packs(struct store *s, struct store_snapshot *snap)
 			continue;
 		char name[16];
 		pack_file_name(need[k].id, name);
-		struct store_view v;
+		struct store_view v = {0};
+		uint64_t size = 0;
 		r = s->backend->view(s, STORE_PACKS, name, &v);
+		/* A backend that reads packs a page at a time (no mapping): there it must be. */
+		if (r == -ENOTSUP) {
+			error_clear();
+			r = s->backend->stat(s, STORE_PACKS, name, false, NULL, &size);
+			if (r == -ENOENT)
+				r = error_set(ENOENT, "%s/packs/%s: No such file or directory", s->dir, name);
+		} else {
+			size = v.size;
+		}
 		if (r) {
 			r = error_set(-r, "%s (snapshot '%s' needs it)", error_message(),
 				      snap->chain[need[k].depth].hdr->name);
 			break;
 		}
-		snap->packs[snap->npacks++] = (struct mapped_pack){need[k].id, v.data, v.size / STORE_PAGE, v};
+		snap->packs[snap->npacks++] = (struct mapped_pack){need[k].id, v.data, size / STORE_PAGE, v};
 	}
 	free(need);
 	return r;
@@ -88,6 +98,7 @@ int store_snapshot_open_pinned(struct store *s, const char *name, const char *ho
 	}
 	snap->pin_token = -1;
 	snap->backend = s->backend;
+	snap->store = s;
 	/* Held until the packs are mapped: gc cannot move pages between. A delete holds the
 	 * lock alone, so it runs wholly before this open or sees the pin made here. */
 	int r = store_hold(s);
@@ -189,9 +200,21 @@ int store_snapshot_page(const struct store_snapshot *snap, uint64_t pindex, cons
 			return error_set(EIO, "%s/snapshots/%s.snap: page 0x%llx is in pack %08x slot %u, which is missing",
 					 snap->dir, snap->chain[i].hdr->name, (unsigned long long)pindex, e->pack,
 					 e->slot);
-		*data = p->map + (size_t)e->slot * STORE_PAGE;
 		*hash = e->hash;
-		return 0;
+		if (p->map) {
+			*data = p->map + (size_t)e->slot * STORE_PAGE;
+			return 0;
+		}
+		/* Read, not mapped: into this thread's buffer, good until its next call. */
+		static _Thread_local uint8_t page[STORE_PAGE];
+		char name[16];
+		pack_file_name(p->id, name);
+		r = snap->store->backend->read(snap->store, STORE_PACKS, name, (uint64_t)e->slot * STORE_PAGE, page,
+					       STORE_PAGE);
+		*data = r ? NULL : page;
+		return r ? error_set(-r, "snapshot '%s', page 0x%llx: %s", snap->chain[0].hdr->name,
+				     (unsigned long long)pindex, error_message())
+			 : 0;
 	}
 	return 0;
 }

@@ -135,11 +135,12 @@ int store_snapshot_open(struct store *s, const char *name, struct store_snapshot
 int store_snapshot_open_pinned(struct store *s, const char *name, const char *holder, struct store_snapshot **out);
 void store_snapshot_close(struct store_snapshot *snap);
 
-/* The bytes of page @pindex: *data points into a mapped pack, or is NULL for a zero page
- * (also for pages beyond the snapshot); *hash receives the recorded XXH3-64 (0 for zero
- * pages). O(depth * log entries); the first lookup in a chunk of entries checks it.
- * 0, or -EIO with a message naming the manifest when a chunk it needs is damaged or it
- * points outside its packs. Callable from several threads at once. */
+/* The bytes of page @pindex: *data points into a mapped pack (or, for a store whose packs
+ * are read rather than mapped, into this thread's buffer, good until its next call), or is
+ * NULL for a zero page (also for pages beyond the snapshot); *hash receives the recorded
+ * XXH3-64 (0 for zero pages). O(depth * log entries); the first lookup in a chunk of
+ * entries checks it. 0, or -EIO with a message naming the manifest when a chunk it needs
+ * is damaged or it points outside its packs. Callable from several threads at once. */
 int store_snapshot_page(const struct store_snapshot *snap, uint64_t pindex, const void **data, uint64_t *hash);
 
 /* store_snapshot_page, the page copied into @buf (4096 bytes; zeroed for a zero page,

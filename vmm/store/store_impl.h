@@ -191,6 +191,8 @@ struct store_backend {
 	 * changed, gets another), and its size. -ENOENT without message when it is not there. */
 	int (*stat)(struct store *s, enum store_folder f, const char *name, bool contents, uint64_t *tag,
 		    uint64_t *size);
+	/* Whole file @name; -ENOTSUP (no message) for packs where they are read a page at a
+	 * time instead (store_snapshot_page then reads each page through read). */
 	int (*view)(struct store *s, enum store_folder f, const char *name, struct store_view *v);
 	void (*unview)(struct store_view *v);
 	/* Exactly @len bytes at @off of file @name (-EIO when it is shorter). */
@@ -361,6 +363,8 @@ struct mapped_pack {
 struct store_snapshot {
 	char *dir;                 /* (c) */
 	const struct store_backend *backend; /* (c) its store's, which it may outlive (no state) */
+	struct store *store;       /* (c) the store, for packs its backend reads rather than maps:
+				    * then the snapshot must be closed before the store is */
 	int pin_token;             /* (c) the pin held while open (store_snapshot_open_pinned), or -1 */
 	unsigned depth;            /* (c) */
 	struct manifest *chain;    /* (c) [0] is the snapshot, then its parents */
