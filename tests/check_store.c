@@ -843,6 +843,35 @@ START_TEST(writers_never_share_pages_a_gc_removed_meanwhile)
 }
 END_TEST
 
+/* A store is named by a path or rados:POOL[/NAMESPACE]; each has one name. */
+START_TEST(stores_have_one_name_each)
+{
+	char out[4096], link[128];
+	struct store *s;
+	ck_assert_int_eq(store_open(dir, true, &s), 0);
+	store_close(s);
+	snprintf(link, sizeof(link), "%s-link", dir);
+	ck_assert_int_eq(symlink(dir, link), 0);
+	ck_assert_int_eq(store_locate(link, out, sizeof(out)), 0);
+	char real[4096];
+	ck_assert_ptr_nonnull(realpath(dir, real));
+	ck_assert_str_eq(out, real);
+	unlink(link);
+	ck_assert_int_eq(store_locate("/nonexistent/store", out, sizeof(out)), -ENOENT);
+	ck_assert(store_is_rados("rados:vmm"));
+	ck_assert(!store_is_rados("/srv/rados:vmm"));
+	ck_assert_int_eq(store_locate("rados:vmm", out, sizeof(out)), 0);
+	ck_assert_str_eq(out, "rados:vmm/");
+	ck_assert_int_eq(store_locate("rados:vmm/team/a_1.x", out, sizeof(out)), 0);
+	ck_assert_str_eq(out, "rados:vmm/team/a_1.x");
+	const char *bad[] = {"rados:", "rados:/ns", "rados:vmm/", "rados:vmm//a", "rados:vmm/a/", "rados:v m", "rados:vmm/a b"};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		ck_assert_msg(store_locate(bad[i], out, sizeof(out)) == -EINVAL, "%s", bad[i]);
+		ck_assert_ptr_nonnull(strstr(error_message(), "is not a RADOS store"));
+	}
+}
+END_TEST
+
 /* Pack files in the store. */
 static unsigned count_packs(void)
 {
@@ -1954,6 +1983,7 @@ Suite *store_suite(void)
 	HARNESS_ADD_TEST(tc, read_only_stores_serve_snapshots_and_refuse_changes);
 	HARNESS_ADD_TEST(tc, open_snapshots_read_the_same_bytes_across_a_gc);
 	HARNESS_ADD_TEST(tc, writers_never_share_pages_a_gc_removed_meanwhile);
+	HARNESS_ADD_TEST(tc, stores_have_one_name_each);
 	HARNESS_ADD_TEST(tc, a_writer_fills_one_pack_after_another);
 	HARNESS_ADD_TEST(tc, two_writers_of_one_name_never_replace_each_other);
 	HARNESS_ADD_TEST(tc, a_kept_index_shares_what_other_writers_stored_meanwhile);

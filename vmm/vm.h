@@ -39,7 +39,7 @@ struct vm_config {
 	const char *uuid;      /* from vmm run --xml's <uuid>, reported by query-config; NULL: none */
 	const char *monitor_path; /* monitor socket, NULL: the default for the name */
 	const struct vm_state *restore; /* restore: registers and devices (guest and cmdline unused) */
-	const char *origin_store;  /* restore: realpath of the store, for later snapshots' parent */
+	const char *origin_store;  /* restore: the store's one name (store_locate), for later snapshots' parent */
 	const char *origin_name;   /* restore: the snapshot restored */
 	const char *record_working_set; /* restore: write the guest's working set here at the end */
 	const char *prefetch_path;      /* restore: the working set file to prefetch, or NULL */
@@ -123,14 +123,14 @@ struct vm {
 	int ready_fd;                  /* (f) a forked child's pipe to its parent, -1 otherwise */
 	struct vm_kvm_opening *kvm_opening; /* (c) KVM's opener: see vm_memslots_settle; NULL before vm_create */
 	unsigned fork_index;           /* (f) a forked child's number (NAME.K), 0 otherwise */
-	char origin_store[4096];       /* (c) realpath of the store the VM was restored from, or "" */
+	char origin_store[4096];       /* (c) the store the VM was restored from (store_locate), or "" */
 	char origin_name[64];          /* (c) the snapshot it was restored from, or "" */
 	/* (s) changed only by the snapshot holding snapshot_busy: the last snapshot the VM
 	 * stored and keeps its RAM's base as (snapshot.h), its next snapshot's parent there. */
 	struct store *store;           /* (s) the store of the last snapshot, kept open, or NULL */
 	struct checkpoint_job *checkpoint; /* (l) continuous checkpoints (checkpoint.h), or NULL */
 	struct store_snapshot *base_snap; /* (s) opened pinned for this VM, or NULL */
-	char base_store[4096];         /* (s) realpath of its store, or "" */
+	char base_store[4096];         /* (s) its store (store_locate), or "" */
 	char base_name[64];            /* (s) its name, or "" */
 };
 

@@ -13,6 +13,7 @@
 #include "vmm/cli/progress.h"
 #include "vmm/clock.h"
 #include "vmm/error.h"
+#include "vmm/store/store.h"
 #include "vmm/vm.h"
 
 static const struct cli_option snapshot_options[] = {
@@ -134,10 +135,11 @@ static void *snapshot_canceller_main(void *arg)
 	return NULL;
 }
 
-/* @dir made absolute: the VM resolves it from its own working directory. */
+/* @dir made absolute: the VM resolves it from its own working directory (a RADOS store
+ * is named alike everywhere). */
 static int snapshot_abs_store(const char *dir, char *out, size_t size)
 {
-	if (dir[0] == '/')
+	if (dir[0] == '/' || store_is_rados(dir))
 		return snprintf(out, size, "%s", dir) < (int)size ? 0 : -ENAMETOOLONG;
 	char cwd[PATH_MAX];
 	if (!getcwd(cwd, sizeof(cwd)))

@@ -153,8 +153,9 @@ static int checkpoint_check(const struct checkpoint_config *cfg)
 		return error_set(EINVAL, "checkpoints need an interval of at least 1 ms");
 	if (cfg->keep > CHECKPOINT_KEEP_MAX)
 		return error_set(EINVAL, "checkpoints keep at most %d (0: all)", CHECKPOINT_KEEP_MAX);
-	if (cfg->store[0] != '/')
-		return error_set(EINVAL, "the checkpoints' store must be an absolute path, not %s", cfg->store);
+	if (cfg->store[0] != '/' && !store_is_rados(cfg->store))
+		return error_set(EINVAL, "the checkpoints' store must be an absolute path or rados:POOL[/NAMESPACE], not %s",
+				 cfg->store);
 	return 0;
 }
 

@@ -44,8 +44,9 @@ int restore_open(struct restore *r, const char *dir, const char *name, const cha
 	memset(r, 0, sizeof(*r));
 	segment_init(&r->segment);
 	snprintf(r->name, sizeof(r->name), "%s", name);
-	if (!realpath(dir, r->store_real))
-		return error_set_errno(errno, "no store at %s", dir);
+	int located = store_locate(dir, r->store_real, sizeof(r->store_real));
+	if (located)
+		return located;
 	/* Nothing here may grow with the snapshot's memory: the store is not indexed, the
 	 * manifests are checked up to their entries, and pages come later, on demand. */
 	int err = store_open_read(dir, &r->store);

@@ -31,7 +31,7 @@ struct restore {
 	struct segment segment;         /* its pages host-wide (fd -1: private, see share_error) */
 	char share_error[256];          /* why the pages are not shared, "" when they are or
 					   sharing was not asked for */
-	char store_real[PATH_MAX];      /* realpath of the store */
+	char store_real[PATH_MAX];      /* the store's one name (store_locate) */
 	char name[64];
 };
 

@@ -78,7 +78,7 @@ static int snapshot_write_pages(struct vm *vm, struct guest_memory_frozen *c, en
 	return guest_memory_frozen_pages(&vm->mem, c, since, SNAPSHOT_CHUNK, snapshot_add_pages, &sink);
 }
 
-/* The parent of a snapshot of @vm into the store at @real (its realpath), and in *since
+/* The parent of a snapshot of @vm into the store at @real (store_locate), and in *since
  * which pages the snapshot lists: the last snapshot the VM stored there and keeps as its
  * base (what was written since), else the snapshot it was restored from there (what
  * changed since the restore, while its RAM is laid out as restored), else none. */
@@ -183,10 +183,8 @@ int snapshot_save(struct vm *vm, const char *dir, const char *name, snapshot_pro
 		r = error_set(EEXIST, "snapshot '%s' already exists in %s", name, dir);
 		goto out;
 	}
-	if (!realpath(dir, real)) {
-		r = error_set_errno(errno, "cannot resolve the store path %s", dir);
+	if ((r = store_locate(dir, real, sizeof(real))) != 0)
 		goto out;
-	}
 	enum guest_memory_since since;
 	const char *parent_name = snapshot_parent(vm, real, &since);
 	r = parent_name ? store_snapshot_open(store, parent_name, &parent) : 0;

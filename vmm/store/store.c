@@ -3,6 +3,7 @@
 #include "vmm/store/store_impl.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,6 +16,58 @@
 #include "vmm/clock.h"
 #include "vmm/error.h"
 #include "vmm/file_io.h"
+
+bool store_is_rados(const char *where)
+{
+	return strncmp(where, STORE_RADOS_SCHEME, strlen(STORE_RADOS_SCHEME)) == 0;
+}
+
+/* Whether @c may be in a pool's or a namespace's name. */
+static bool store_rados_char(char c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' || c == '_' ||
+	       c == '-';
+}
+
+/* "rados:POOL[/NAMESPACE]" split and checked: pool and namespace ("" when none) into
+ * @pool and @ns (STORE_RADOS_NAME_MAX + 1 bytes each). 0 or -EINVAL with a message. */
+int store_rados_parse(const char *where, char *pool, char *ns)
+{
+	const char *p = where + strlen(STORE_RADOS_SCHEME), *slash = strchr(p, '/');
+	size_t plen = slash ? (size_t)(slash - p) : strlen(p);
+	const char *n = slash ? slash + 1 : "";
+	bool ok = plen > 0 && plen <= STORE_RADOS_NAME_MAX && strlen(n) <= STORE_RADOS_NAME_MAX &&
+		  (!slash || (*n && n[strlen(n) - 1] != '/'));
+	for (size_t i = 0; ok && i < plen; i++)
+		ok = store_rados_char(p[i]);
+	for (size_t i = 0; ok && n[i]; i++)
+		ok = store_rados_char(n[i]) || (n[i] == '/' && n[i + 1] != '/' && i > 0);
+	if (!ok)
+		return error_set(EINVAL, "'%s' is not a RADOS store: rados:POOL[/NAMESPACE], each 1-%d of A-Z a-z 0-9 . _ - "
+					 "(and / between parts of the namespace)",
+				 where, STORE_RADOS_NAME_MAX);
+	memcpy(pool, p, plen);
+	pool[plen] = 0;
+	strcpy(ns, n);
+	return 0;
+}
+
+int store_locate(const char *where, char *out, size_t len)
+{
+	if (store_is_rados(where)) {
+		char pool[STORE_RADOS_NAME_MAX + 1], ns[STORE_RADOS_NAME_MAX + 1];
+		int r = store_rados_parse(where, pool, ns);
+		if (!r && snprintf(out, len, "%s%s/%s", STORE_RADOS_SCHEME, pool, ns) >= (int)len)
+			r = error_set(ENAMETOOLONG, "RADOS store name %s is too long", where);
+		return r;
+	}
+	char real[PATH_MAX];
+	if (!realpath(where, real))
+		return error_set_errno(errno, "no store at %s", where);
+	if (snprintf(out, len, "%s", real) >= (int)len)
+		return error_set(ENAMETOOLONG, "store path %s is too long", real);
+	return 0;
+}
 
 bool store_name_valid(const char *name)
 {
@@ -299,7 +352,9 @@ static int store_open_at(const char *dir, bool create, bool read_only, store_has
 	s->read_only = read_only;
 	s->pack_pages = PACK_PAGES_MAX;
 	s->dir = strdup(dir);
-	int r = s->dir ? store_dir_open(s, create, read_only) : error_set(ENOMEM, "no memory for the store");
+	int r = !s->dir		      ? error_set(ENOMEM, "no memory for the store")
+		: store_is_rados(dir) ? store_rados_open(s, create, read_only)
+				      : store_dir_open(s, create, read_only);
 	if (r) {
 		store_close(s);
 		return r;

@@ -53,6 +53,23 @@ struct store;
 struct store_writer;
 struct store_snapshot;
 
+/*
+ * Where a store is: a local folder (a path), or a RADOS pool, "rados:POOL[/NAMESPACE]"
+ * (the cluster from Ceph's usual configuration: CEPH_CONF, /etc/ceph/ceph.conf,
+ * CEPH_ARGS; VMM_RADOS_CLIENT names the client, default client.admin). Every function
+ * below that takes a @dir takes either.
+ */
+#define STORE_RADOS_SCHEME "rados:"
+
+/* True when @where names a RADOS store. */
+bool store_is_rados(const char *where);
+
+/* The one name of the store at @where into @out (@len bytes): a folder's real path, or
+ * "rados:POOL/NAMESPACE" checked (1-100 of A-Z a-z 0-9 . _ - for the pool; the namespace,
+ * "" when none, the same and '/' between parts). Two names of one store give the same.
+ * 0, -ENOENT (no such folder) or -EINVAL with a message. */
+int store_locate(const char *where, char *out, size_t len);
+
 /* Open the store at @dir; with @create, make it (and its folders) if missing. Reads no
  * manifest. 0 and *out, or -errno with a message. */
 int store_open(const char *dir, bool create, struct store **out);

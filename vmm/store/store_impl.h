@@ -226,6 +226,16 @@ struct store_backend {
  * (@read_only: nothing made, nothing written) into s->backend and s->priv. */
 int store_dir_open(struct store *s, bool create, bool read_only);
 
+#define STORE_RADOS_NAME_MAX 100
+
+/* "rados:POOL[/NAMESPACE]" split and checked into @pool and @ns ("" when none), each
+ * STORE_RADOS_NAME_MAX + 1 bytes. 0 or -EINVAL with a message. */
+int store_rados_parse(const char *where, char *pool, char *ns);
+
+/* The store in a RADOS pool (store_rados.c), s->dir being "rados:POOL[/NAMESPACE]":
+ * connected, into s->backend and s->priv. */
+int store_rados_open(struct store *s, bool create, bool read_only);
+
 /* The folder's own descriptor, for pins.c. */
 int store_dir_fd(const struct store *s);
 
