@@ -169,7 +169,7 @@ void store_snapshot_close(struct store_snapshot *snap)
 	/* Closing releases the pin's lock; the file is left for the next delete or gc to sweep,
 	 * since a forked child may share the lock through this very descriptor. */
 	if (snap->pin_token >= 0)
-		snap->backend->unpin(snap->pin_token);
+		snap->backend->unpin(snap->store, snap->pin_token);
 	for (unsigned i = 0; i < snap->depth; i++)
 		manifest_unload(&snap->chain[i]);
 	for (size_t i = 0; i < snap->npacks; i++)

@@ -320,8 +320,9 @@ static void store_dir_discard(struct store_file *file, bool remove)
 	free(file);
 }
 
-static void store_dir_unpin(int token)
+static void store_dir_unpin(struct store *s, int token)
 {
+	(void)s;
 	if (token >= 0)
 		close(token);
 }

@@ -212,9 +212,10 @@ struct store_backend {
 	int (*read_back)(struct store_file *file, uint64_t off, void *buf, size_t len);
 	int (*finish)(struct store_file *file);
 	void (*discard)(struct store_file *file, bool remove);
-	/* Pins (pins.c for a folder): see store_pin and store_pinned; unpin lets @token go. */
+	/* Pins (pins.c for a folder): see store_dir_pin and store_dir_pinned; unpin lets
+	 * @token go (a folder's pins need no store for that: its pin is a descriptor). */
 	int (*pin)(struct store *s, const char *name, const char *holder, int *token);
-	void (*unpin)(int token);
+	void (*unpin)(struct store *s, int token);
 	int (*pinned)(struct store *s, const char *name, char *holder, size_t len);
 	/* Whether @where names this very store (store_is_at). */
 	bool (*is_at)(struct store *s, const char *where);
