@@ -18,11 +18,11 @@
 
 #include "harness.h"
 #include "spawn.h"
+#include "store_pages.h"
 #include "vmm/error.h"
 #include "vmm/store/store.h"
 
 static char dir[64];
-static uint8_t page[STORE_PAGE];
 
 /* Manifest layout (vmm/store.c) of write_snapshot's snapshots: header 184, state 11
  * padded to 16, a pack table of one pack padded to 8; then 24-byte entries in chunks of
@@ -44,65 +44,6 @@ static void teardown(void)
 	ck_assert_int_eq(system(cmd), 0);
 }
 
-/* Page @pindex of "generation" @gen: kind 0 zero, 1 one of 4 shared patterns, 2 unique. */
-static const uint8_t *make_page(uint64_t pindex, uint64_t gen, int kind)
-{
-	memset(page, 0, sizeof(page));
-	if (kind == 1) {
-		memset(page, 0x40 + (int)(pindex % 4), sizeof(page));
-	} else if (kind == 2) {
-		uint64_t v = pindex * 0x9e3779b97f4a7c15ull ^ gen;
-		for (size_t i = 0; i < sizeof(page); i += 8) {
-			v = v * 6364136223846793005ull + 1442695040888963407ull;
-			memcpy(page + i, &v, 8);
-		}
-	}
-	return page;
-}
-
-static int kind_of(uint64_t pindex)
-{
-	return pindex % 3 == 0 ? 0 : pindex % 3 == 1 ? 1 : 2;
-}
-
-/* write_snapshot without Check's macros, for forked children: those record every passing
- * assertion in the runner's message file, and a child killed in the middle of one leaves
- * the runner a torn message. 0 or -1 with error_message(). */
-static int try_write_snapshot(struct store *s, const char *name, const char *parent, uint64_t npages, uint64_t gen,
-			      uint64_t first, uint64_t step, struct store_write_stats *st)
-{
-	struct store_writer *w;
-	const char state[] = "vcpu state";
-	if (store_writer_begin(s, name, parent, npages, state, sizeof(state), &w) != 0)
-		return -1;
-	for (uint64_t p = first; p < npages; p += step)
-		if (store_writer_add(w, p, make_page(p, gen, kind_of(p))) != 0)
-			return -1;
-	if (st)
-		store_writer_stats(w, st);
-	return store_writer_commit(w) == 0 ? 0 : -1;
-}
-
-static void write_snapshot(struct store *s, const char *name, const char *parent, uint64_t npages, uint64_t gen,
-			   uint64_t first, uint64_t step, struct store_write_stats *st)
-{
-	ck_assert_msg(try_write_snapshot(s, name, parent, npages, gen, first, step, st) == 0, "%s", error_message());
-}
-
-static void expect_page(struct store_snapshot *snap, uint64_t p, uint64_t gen)
-{
-	const void *data;
-	uint64_t hash;
-	ck_assert_int_eq(store_snapshot_page(snap, p, &data, &hash), 0);
-	int kind = kind_of(p);
-	if (kind == 0) {
-		ck_assert_ptr_null(data);
-	} else {
-		ck_assert_ptr_nonnull(data);
-		ck_assert_msg(memcmp(data, make_page(p, gen, kind), STORE_PAGE) == 0, "page %llu differs",
-			      (unsigned long long)p);
-	}
-}
 
 START_TEST(store_size_is_exactly_the_unique_nonzero_pages)
 {
@@ -110,7 +51,7 @@ START_TEST(store_size_is_exactly_the_unique_nonzero_pages)
 	struct store *s;
 	ck_assert_int_eq(store_open(dir, true, &s), 0);
 	struct store_write_stats st;
-	write_snapshot(s, "base", NULL, 300, 1, 0, 1, &st);
+	store_pages_write(s, "base", NULL, 300, 1, 0, 1, &st);
 	ck_assert_uint_eq(st.pages, 300);
 	ck_assert_uint_eq(st.zero, 100);
 	ck_assert_uint_eq(st.stored, 104);
@@ -128,14 +69,14 @@ START_TEST(snapshot_reads_back_every_page_and_its_state)
 {
 	struct store *s;
 	ck_assert_int_eq(store_open(dir, true, &s), 0);
-	write_snapshot(s, "base", NULL, 300, 1, 0, 1, NULL);
+	store_pages_write(s, "base", NULL, 300, 1, 0, 1, NULL);
 	store_close(s);
 
 	ck_assert_int_eq(store_open(dir, false, &s), 0);
 	struct store_snapshot *snap;
 	ck_assert_msg(store_snapshot_open(s, "base", &snap) == 0, "%s", error_message());
 	for (uint64_t p = 0; p < 300; p++)
-		expect_page(snap, p, 1);
+		store_pages_expect(snap, p, 1);
 	const void *data;
 	uint64_t hash;
 	ck_assert_int_eq(store_snapshot_page(snap, 5000, &data, &hash), 0); /* beyond: zero */
@@ -154,14 +95,14 @@ START_TEST(child_stores_only_what_changed_and_reads_through_its_parent)
 	/* base <- child: child rewrites every 10th unique page with a new generation. */
 	struct store *s;
 	ck_assert_int_eq(store_open(dir, true, &s), 0);
-	write_snapshot(s, "base", NULL, 300, 1, 0, 1, NULL);
+	store_pages_write(s, "base", NULL, 300, 1, 0, 1, NULL);
 	uint64_t before, after, m;
 	ck_assert_int_eq(store_disk_usage(s, &before, &m), 0);
 	struct store_writer *w;
 	ck_assert_int_eq(store_writer_begin(s, "child", "base", 300, NULL, 0, &w), 0);
 	unsigned changed = 0;
 	for (uint64_t p = 2; p < 300; p += 30, changed++)
-		ck_assert_int_eq(store_writer_add(w, p, make_page(p, 2, 2)), 0);
+		ck_assert_int_eq(store_writer_add(w, p, store_pages_make(p, 2, 2)), 0);
 	ck_assert_int_eq(store_writer_commit(w), 0);
 	ck_assert_int_eq(store_disk_usage(s, &after, &m), 0);
 	ck_assert_uint_eq(after - before, changed * STORE_PAGE);
@@ -171,7 +112,7 @@ START_TEST(child_stores_only_what_changed_and_reads_through_its_parent)
 	ck_assert_uint_eq(store_snapshot_depth(snap), 2);
 	ck_assert_str_eq(store_snapshot_parent(snap), "base");
 	for (uint64_t p = 0; p < 300; p++)
-		expect_page(snap, p, (p % 30 == 2) ? 2 : 1);
+		store_pages_expect(snap, p, (p % 30 == 2) ? 2 : 1);
 	store_snapshot_close(snap);
 	store_close(s);
 }
@@ -183,14 +124,14 @@ START_TEST(child_leaves_out_pages_equal_to_its_parents)
 	 * one zero page made non-zero: only those are listed; the rest read through base. */
 	struct store *s;
 	ck_assert_int_eq(store_open(dir, true, &s), 0);
-	write_snapshot(s, "base", NULL, 300, 1, 0, 1, NULL);
+	store_pages_write(s, "base", NULL, 300, 1, 0, 1, NULL);
 	struct store_writer *w;
 	ck_assert_int_eq(store_writer_begin(s, "child", "base", 300, NULL, 0, &w), 0);
 	unsigned changed = 0;
 	for (uint64_t p = 0; p < 300; p++) {
 		bool rewrite = p % 30 == 2, unzero = p == 3;
 		changed += rewrite || unzero;
-		const uint8_t *bytes = rewrite ? make_page(p, 2, 2) : unzero ? make_page(p, 1, 1) : make_page(p, 1, kind_of(p));
+		const uint8_t *bytes = rewrite ? store_pages_make(p, 2, 2) : unzero ? store_pages_make(p, 1, 1) : store_pages_make(p, 1, store_pages_kind(p));
 		ck_assert_int_eq(store_writer_add(w, p, bytes), 0);
 	}
 	struct store_write_stats st;
@@ -205,10 +146,10 @@ START_TEST(child_leaves_out_pages_equal_to_its_parents)
 			const void *data;
 			uint64_t hash;
 			ck_assert_int_eq(store_snapshot_page(snap, p, &data, &hash), 0);
-			ck_assert_mem_eq(data, make_page(p, 1, 1), STORE_PAGE);
+			ck_assert_mem_eq(data, store_pages_make(p, 1, 1), STORE_PAGE);
 			continue;
 		}
-		expect_page(snap, p, (p % 30 == 2) ? 2 : 1);
+		store_pages_expect(snap, p, (p % 30 == 2) ? 2 : 1);
 	}
 	store_snapshot_close(snap);
 	store_close(s);
@@ -219,11 +160,11 @@ START_TEST(second_snapshot_of_same_memory_stores_nothing_new)
 {
 	struct store *s;
 	ck_assert_int_eq(store_open(dir, true, &s), 0);
-	write_snapshot(s, "one", NULL, 300, 1, 0, 1, NULL);
+	store_pages_write(s, "one", NULL, 300, 1, 0, 1, NULL);
 	store_close(s);
 	ck_assert_int_eq(store_open(dir, false, &s), 0); /* the index is rebuilt from manifests */
 	struct store_write_stats st;
-	write_snapshot(s, "two", NULL, 300, 1, 0, 1, &st);
+	store_pages_write(s, "two", NULL, 300, 1, 0, 1, &st);
 	ck_assert_uint_eq(st.stored, 0);
 	ck_assert_uint_eq(st.shared, 200);
 	uint64_t packs, m;
@@ -246,11 +187,11 @@ START_TEST(snapshots_of_the_same_pages_have_the_same_identity_and_others_not)
 {
 	struct store *s;
 	ck_assert_int_eq(store_open(dir, true, &s), 0);
-	write_snapshot(s, "one", NULL, 300, 1, 0, 1, NULL);
-	write_snapshot(s, "two", NULL, 300, 1, 0, 1, NULL);      /* the same pages again */
-	write_snapshot(s, "other", NULL, 300, 2, 0, 1, NULL);    /* other bytes */
-	write_snapshot(s, "longer", NULL, 301, 1, 0, 1, NULL);   /* one more page */
-	write_snapshot(s, "child", "one", 300, 1, 0, 7, NULL);   /* what it rewrites is equal */
+	store_pages_write(s, "one", NULL, 300, 1, 0, 1, NULL);
+	store_pages_write(s, "two", NULL, 300, 1, 0, 1, NULL);      /* the same pages again */
+	store_pages_write(s, "other", NULL, 300, 2, 0, 1, NULL);    /* other bytes */
+	store_pages_write(s, "longer", NULL, 301, 1, 0, 1, NULL);   /* one more page */
+	store_pages_write(s, "child", "one", 300, 1, 0, 7, NULL);   /* what it rewrites is equal */
 	uint8_t one[STORE_IDENTITY_BYTES], two[STORE_IDENTITY_BYTES], other[STORE_IDENTITY_BYTES],
 		longer[STORE_IDENTITY_BYTES], child[STORE_IDENTITY_BYTES];
 	identity_of(s, "one", one);
@@ -279,13 +220,13 @@ START_TEST(hash_collisions_keep_both_pages)
 	struct store *s;
 	ck_assert_int_eq(store_open_hashed(dir, true, constant_hash, &s), 0);
 	struct store_write_stats st;
-	write_snapshot(s, "c", NULL, 60, 1, 0, 1, &st);
+	store_pages_write(s, "c", NULL, 60, 1, 0, 1, &st);
 	ck_assert_uint_eq(st.stored, 24); /* 20 unique + 4 patterns */
 	ck_assert_uint_gt(st.collisions, 0);
 	struct store_snapshot *snap;
 	ck_assert_int_eq(store_snapshot_open(s, "c", &snap), 0);
 	for (uint64_t p = 0; p < 60; p++)
-		expect_page(snap, p, 1);
+		store_pages_expect(snap, p, 1);
 	store_snapshot_close(snap);
 	store_close(s);
 }
@@ -301,12 +242,12 @@ START_TEST(names_parents_and_order_are_checked)
 	ck_assert_int_eq(store_writer_begin(s, "", NULL, 10, NULL, 0, &w), -EINVAL);
 	ck_assert_int_eq(store_writer_begin(s, "x", "nope", 10, NULL, 0, &w), -ENOENT);
 	ck_assert_ptr_nonnull(strstr(error_message(), "parent snapshot 'nope' is not in /tmp/vmm-store-"));
-	write_snapshot(s, "x", NULL, 10, 1, 0, 1, NULL);
+	store_pages_write(s, "x", NULL, 10, 1, 0, 1, NULL);
 	ck_assert_int_eq(store_writer_begin(s, "x", NULL, 10, NULL, 0, &w), -EEXIST);
 	ck_assert_int_eq(store_writer_begin(s, "y", NULL, 10, NULL, 0, &w), 0);
-	ck_assert_int_eq(store_writer_add(w, 5, make_page(5, 1, 2)), 0);
-	ck_assert_int_eq(store_writer_add(w, 5, make_page(5, 1, 2)), -EINVAL);
-	ck_assert_int_eq(store_writer_add(w, 10, make_page(10, 1, 2)), -EINVAL);
+	ck_assert_int_eq(store_writer_add(w, 5, store_pages_make(5, 1, 2)), 0);
+	ck_assert_int_eq(store_writer_add(w, 5, store_pages_make(5, 1, 2)), -EINVAL);
+	ck_assert_int_eq(store_writer_add(w, 10, store_pages_make(10, 1, 2)), -EINVAL);
 	store_writer_abort(w);
 	struct store_snapshot *snap;
 	ck_assert_int_eq(store_snapshot_open(s, "y", &snap), -ENOENT);
@@ -317,32 +258,10 @@ START_TEST(names_parents_and_order_are_checked)
 }
 END_TEST
 
-/* Collect verify's lines. */
-struct lines {
-	char text[4096];
-	unsigned problems, notes;
-};
-
-static void collect(void *arg, bool problem, const char *line)
+/* verify of this test's store. */
+static long verify(struct store_lines *l)
 {
-	struct lines *l = arg;
-	strncat(l->text, line, sizeof(l->text) - strlen(l->text) - 2);
-	strcat(l->text, "\n");
-	if (problem)
-		l->problems++;
-	else
-		l->notes++;
-}
-
-static long verify(struct lines *l)
-{
-	struct store *s;
-	ck_assert_msg(store_open(dir, false, &s) == 0, "%s", error_message());
-	memset(l, 0, sizeof(*l));
-	struct store_verify_stats st;
-	long r = store_verify(s, collect, l, &st);
-	store_close(s);
-	return r;
+	return store_pages_verify(dir, l);
 }
 
 static void corrupt(const char *rel, off_t off, uint8_t x)
@@ -370,8 +289,8 @@ static void expect_generations(struct store_snapshot *snap, const char *name, co
 			ck_assert_msg(!data, "%s page %llu should be zero", name, (unsigned long long)p);
 			continue;
 		}
-		int kind = want[p] == 1 ? kind_of(p) : 2;
-		ck_assert_msg(data && memcmp(data, make_page(p, want[p], kind), STORE_PAGE) == 0, "%s page %llu", name,
+		int kind = want[p] == 1 ? store_pages_kind(p) : 2;
+		ck_assert_msg(data && memcmp(data, store_pages_make(p, want[p], kind), STORE_PAGE) == 0, "%s page %llu", name,
 			      (unsigned long long)p);
 	}
 }
@@ -383,10 +302,10 @@ START_TEST(long_chains_of_deltas_are_cut_by_complete_manifests)
 	 * needs none of its ancestors (its parent can go), and verify and gc agree. */
 	struct store *s;
 	ck_assert_int_eq(store_open(dir, true, &s), 0);
-	write_snapshot(s, "base", NULL, 300, 1, 0, 1, NULL);
+	store_pages_write(s, "base", NULL, 300, 1, 0, 1, NULL);
 	uint8_t want[13][300]; /* generation of each page in each snapshot (0: zero) */
 	for (uint64_t p = 0; p < 300; p++)
-		want[0][p] = kind_of(p) ? 1 : 0;
+		want[0][p] = store_pages_kind(p) ? 1 : 0;
 	char name[16], parent[16] = "base";
 	for (int i = 1; i <= 12; i++) {
 		memcpy(want[i], want[i - 1], sizeof(want[i]));
@@ -396,7 +315,7 @@ START_TEST(long_chains_of_deltas_are_cut_by_complete_manifests)
 		uint64_t p = 2 + 3 * (uint64_t)i; /* a unique page: rewritten, or (every 4th) zeroed */
 		want[i][p] = i % 4 ? (uint8_t)(10 + i) : 0;
 		static uint8_t zero[STORE_PAGE];
-		ck_assert_int_eq(store_writer_add(w, p, want[i][p] ? make_page(p, want[i][p], 2) : zero), 0);
+		ck_assert_int_eq(store_writer_add(w, p, want[i][p] ? store_pages_make(p, want[i][p], 2) : zero), 0);
 		ck_assert_int_eq(store_writer_commit(w), 0);
 		snprintf(parent, sizeof(parent), "%s", name);
 	}
@@ -425,7 +344,7 @@ START_TEST(long_chains_of_deltas_are_cut_by_complete_manifests)
 	ck_assert_int_eq(store_snapshot_open(s, "c8", &snap), 0);
 	ck_assert_str_eq(store_snapshot_parent(snap), "c7"); /* for the record: it needs nothing of it */
 	store_snapshot_close(snap);
-	struct lines l = {0};
+	struct store_lines l = {0};
 	ck_assert_int_eq(verify(&l), 0);
 	store_close(s);
 }
@@ -435,10 +354,10 @@ START_TEST(verify_passes_a_healthy_store)
 {
 	struct store *s;
 	ck_assert_int_eq(store_open(dir, true, &s), 0);
-	write_snapshot(s, "base", NULL, 300, 1, 0, 1, NULL);
-	write_snapshot(s, "child", "base", 300, 2, 2, 30, NULL);
+	store_pages_write(s, "base", NULL, 300, 1, 0, 1, NULL);
+	store_pages_write(s, "child", "base", 300, 2, 2, 30, NULL);
 	store_close(s);
-	struct lines l;
+	struct store_lines l;
 	ck_assert_int_eq(verify(&l), 0);
 	ck_assert_uint_eq(l.notes, 0);
 }
@@ -448,10 +367,10 @@ START_TEST(verify_names_the_damaged_page)
 {
 	struct store *s;
 	ck_assert_int_eq(store_open(dir, true, &s), 0);
-	write_snapshot(s, "base", NULL, 300, 1, 0, 1, NULL);
+	store_pages_write(s, "base", NULL, 300, 1, 0, 1, NULL);
 	store_close(s);
 	corrupt("packs/00000001.pack", 7 * STORE_PAGE + 100, 0x01); /* pack slot 7 */
-	struct lines l;
+	struct store_lines l;
 	ck_assert_int_eq(verify(&l), 1);
 	ck_assert_msg(strstr(l.text, "bytes in pack 00000001 slot 7 do not match their hash (damaged)"), "%s", l.text);
 	ck_assert_msg(strstr(l.text, "snapshots/base.snap: page 0x"), "%s", l.text);
@@ -462,13 +381,13 @@ START_TEST(damaged_manifests_are_named)
 {
 	struct store *s;
 	ck_assert_int_eq(store_open(dir, true, &s), 0);
-	write_snapshot(s, "base", NULL, 30, 1, 0, 1, NULL);
-	write_snapshot(s, "other", NULL, 30, 3, 0, 1, NULL);
-	write_snapshot(s, "head", NULL, 30, 4, 0, 1, NULL);
+	store_pages_write(s, "base", NULL, 30, 1, 0, 1, NULL);
+	store_pages_write(s, "other", NULL, 30, 3, 0, 1, NULL);
+	store_pages_write(s, "head", NULL, 30, 4, 0, 1, NULL);
 	store_close(s);
 	corrupt("snapshots/base.snap", MANIFEST_ENTRIES + 3 * 24 + 9, 0x80); /* entry 3's hash */
 	corrupt("snapshots/head.snap", 20, 0x01);                             /* creation time */
-	struct lines l;
+	struct store_lines l;
 	ck_assert_int_eq(verify(&l), 2);
 	ck_assert_msg(strstr(l.text, "snapshots/base.snap: manifest entries 0-29 do not match their checksum (damaged)"),
 		      "%s", l.text);
@@ -500,14 +419,14 @@ START_TEST(truncated_and_foreign_manifests_are_named)
 {
 	struct store *s;
 	ck_assert_int_eq(store_open(dir, true, &s), 0);
-	write_snapshot(s, "base", NULL, 30, 1, 0, 1, NULL);
+	store_pages_write(s, "base", NULL, 30, 1, 0, 1, NULL);
 	store_close(s);
 	char path[256], cmd[512];
 	snprintf(path, sizeof(path), "%s/snapshots/base.snap", dir);
 	ck_assert_int_eq(truncate(path, 500), 0);
 	snprintf(cmd, sizeof(cmd), "echo hello > %s/snapshots/text.snap", dir);
 	ck_assert_int_eq(system(cmd), 0);
-	struct lines l;
+	struct store_lines l;
 	ck_assert_int_eq(verify(&l), 2);
 	ck_assert_msg(strstr(l.text, "base.snap: manifest is 500 bytes, its header says"), "%s", l.text);
 	ck_assert_msg(strstr(l.text, "text.snap: truncated manifest (6 bytes)"), "%s", l.text);
@@ -518,12 +437,12 @@ START_TEST(missing_pack_is_named)
 {
 	struct store *s;
 	ck_assert_int_eq(store_open(dir, true, &s), 0);
-	write_snapshot(s, "base", NULL, 30, 1, 0, 1, NULL);
+	store_pages_write(s, "base", NULL, 30, 1, 0, 1, NULL);
 	store_close(s);
 	char path[256];
 	snprintf(path, sizeof(path), "%s/packs/00000001.pack", dir);
 	ck_assert_int_eq(unlink(path), 0);
-	struct lines l;
+	struct store_lines l;
 	ck_assert_int_eq(verify(&l), 20);
 	ck_assert_msg(strstr(l.text, "packs/00000001.pack: No such file or directory"), "%s", l.text);
 	/* A restore finds out at once, not when the guest first needs a page of it. */
@@ -540,13 +459,13 @@ START_TEST(missing_parent_is_named)
 {
 	struct store *s;
 	ck_assert_int_eq(store_open(dir, true, &s), 0);
-	write_snapshot(s, "base", NULL, 30, 1, 0, 1, NULL);
-	write_snapshot(s, "child", "base", 30, 2, 2, 3, NULL);
+	store_pages_write(s, "base", NULL, 30, 1, 0, 1, NULL);
+	store_pages_write(s, "child", "base", 30, 2, 2, 3, NULL);
 	store_close(s);
 	char path[256];
 	snprintf(path, sizeof(path), "%s/snapshots/base.snap", dir);
 	ck_assert_int_eq(unlink(path), 0);
-	struct lines l;
+	struct store_lines l;
 	ck_assert_int_ge(verify(&l), 1);
 	ck_assert_msg(strstr(l.text, "snapshot 'child' names parent 'base', which is not in"), "%s", l.text);
 }
@@ -556,13 +475,13 @@ START_TEST(leftovers_of_a_killed_writer_are_notes_and_gc_removes_them)
 {
 	struct store *s;
 	ck_assert_int_eq(store_open(dir, true, &s), 0);
-	write_snapshot(s, "base", NULL, 30, 1, 0, 1, NULL);
+	store_pages_write(s, "base", NULL, 30, 1, 0, 1, NULL);
 	store_close(s);
 	char cmd[512];
 	snprintf(cmd, sizeof(cmd), "head -c 10000 /dev/urandom > %s/packs/00000009.pack && echo x > %s/snapshots/.half.tmp",
 		 dir, dir);
 	ck_assert_int_eq(system(cmd), 0);
-	struct lines l;
+	struct store_lines l;
 	ck_assert_int_eq(verify(&l), 0);
 	ck_assert_uint_eq(l.notes, 2);
 	ck_assert_int_eq(store_open(dir, false, &s), 0);
@@ -580,9 +499,9 @@ START_TEST(gc_frees_pages_of_deleted_snapshots_and_keeps_the_rest_intact)
 	/* a (gen 1), b (gen 2) share the zero/pattern pages; deleting a frees its unique pages. */
 	struct store *s;
 	ck_assert_int_eq(store_open(dir, true, &s), 0);
-	write_snapshot(s, "a", NULL, 300, 1, 0, 1, NULL);
-	write_snapshot(s, "b", NULL, 300, 2, 0, 1, NULL);
-	write_snapshot(s, "b2", "b", 300, 3, 2, 30, NULL);
+	store_pages_write(s, "a", NULL, 300, 1, 0, 1, NULL);
+	store_pages_write(s, "b", NULL, 300, 2, 0, 1, NULL);
+	store_pages_write(s, "b2", "b", 300, 3, 2, 30, NULL);
 	ck_assert_int_eq(store_delete(s, "a"), 0);
 	uint64_t freed, packs, m;
 	ck_assert_int_eq(store_gc(s, &freed), 0);
@@ -592,10 +511,10 @@ START_TEST(gc_frees_pages_of_deleted_snapshots_and_keeps_the_rest_intact)
 	struct store_snapshot *snap;
 	ck_assert_int_eq(store_snapshot_open(s, "b2", &snap), 0);
 	for (uint64_t p = 0; p < 300; p++)
-		expect_page(snap, p, p % 30 == 2 ? 3 : 2);
+		store_pages_expect(snap, p, p % 30 == 2 ? 3 : 2);
 	store_snapshot_close(snap);
 	store_close(s);
-	struct lines l;
+	struct store_lines l;
 	ck_assert_int_eq(verify(&l), 0);
 	ck_assert_uint_eq(l.notes, 0);
 }
@@ -632,7 +551,7 @@ START_TEST(manifests_of_another_version_are_refused_by_version)
 {
 	struct store *s;
 	ck_assert_int_eq(store_open(dir, true, &s), 0);
-	write_snapshot(s, "base", NULL, 30, 1, 0, 1, NULL);
+	store_pages_write(s, "base", NULL, 30, 1, 0, 1, NULL);
 	store_close(s);
 	corrupt("snapshots/base.snap", 8, 2 ^ 1); /* version 2 -> 1 */
 	ck_assert_int_eq(store_open_read(dir, &s), 0);
@@ -645,7 +564,7 @@ START_TEST(manifests_of_another_version_are_refused_by_version)
 	char path[256];
 	snprintf(path, sizeof(path), "%s/snapshots/base.snap", dir);
 	ck_assert_int_eq(truncate(path, 100), 0);
-	struct lines l;
+	struct store_lines l;
 	ck_assert_int_eq(verify(&l), 1);
 	ck_assert_msg(strstr(l.text, "base.snap: manifest version 1; this vmm reads version 2"), "%s", l.text);
 }
@@ -661,8 +580,8 @@ START_TEST(damaged_entries_are_found_when_their_chunk_is_first_read)
 {
 	struct store *s;
 	ck_assert_int_eq(store_open(dir, true, &s), 0);
-	write_snapshot(s, "base", NULL, 2000, 1, 0, 1, NULL);
-	write_snapshot(s, "child", "base", 2000, 2, 2, 30, NULL);
+	store_pages_write(s, "base", NULL, 2000, 1, 0, 1, NULL);
+	store_pages_write(s, "child", "base", 2000, 2, 2, 30, NULL);
 	store_close(s);
 	corrupt("snapshots/base.snap", MANIFEST_ENTRIES + 1100 * 24 + 9, 0x04);
 	ck_assert_int_eq(store_open_read(dir, &s), 0);
@@ -680,13 +599,13 @@ START_TEST(damaged_entries_are_found_when_their_chunk_is_first_read)
 						     "snapshots/base.snap: manifest entries 1024-1535 do not match their checksum (damaged)"),
 					      "%s", error_message());
 			} else {
-				expect_page(snap, p, own ? 2 : 1);
+				store_pages_expect(snap, p, own ? 2 : 1);
 			}
 		}
 		store_snapshot_close(snap);
 	}
 	store_close(s);
-	struct lines l;
+	struct store_lines l;
 	ck_assert_int_eq(verify(&l), 1);
 	ck_assert_msg(strstr(l.text, "base.snap: manifest entries 1024-1535 do not match their checksum (damaged)"), "%s",
 		      l.text);
@@ -699,8 +618,8 @@ START_TEST(malformed_entries_behind_valid_checksums_are_named)
 {
 	struct store *s;
 	ck_assert_int_eq(store_open(dir, true, &s), 0);
-	write_snapshot(s, "order", NULL, 2000, 1, 0, 1, NULL);
-	write_snapshot(s, "pack", NULL, 2000, 1, 0, 1, NULL);
+	store_pages_write(s, "order", NULL, 2000, 1, 0, 1, NULL);
+	store_pages_write(s, "pack", NULL, 2000, 1, 0, 1, NULL);
 	store_close(s);
 	size_t len;
 	uint8_t *m = slurp("snapshots/order.snap", &len);
@@ -721,18 +640,18 @@ START_TEST(malformed_entries_behind_valid_checksums_are_named)
 	const void *data;
 	uint64_t hash;
 	ck_assert_int_eq(store_snapshot_open(s, "order", &snap), 0);
-	expect_page(snap, 100, 1);
-	expect_page(snap, 1100, 1);
+	store_pages_expect(snap, 100, 1);
+	store_pages_expect(snap, 1100, 1);
 	ck_assert_int_eq(store_snapshot_page(snap, 700, &data, &hash), -EIO);
 	ck_assert_msg(strstr(error_message(), "order.snap: entry 700 (page 0x258) is malformed"), "%s", error_message());
 	store_snapshot_close(snap);
 	ck_assert_int_eq(store_snapshot_open(s, "pack", &snap), 0);
-	expect_page(snap, 1500, 1);
+	store_pages_expect(snap, 1500, 1);
 	ck_assert_int_eq(store_snapshot_page(snap, 1999, &data, &hash), -EIO);
 	ck_assert_msg(strstr(error_message(), "pack.snap: entry 1601 (page 0x641) is malformed"), "%s", error_message());
 	store_snapshot_close(snap);
 	store_close(s);
-	struct lines l;
+	struct store_lines l;
 	ck_assert_int_eq(verify(&l), 2);
 	ck_assert_msg(strstr(l.text, "order.snap: entry 700 (page 0x258) is malformed"), "%s", l.text);
 	ck_assert_msg(strstr(l.text, "pack.snap: entry 1601 (page 0x641) is malformed"), "%s", l.text);
@@ -745,16 +664,16 @@ START_TEST(sparse_and_dense_chains_find_every_page)
 {
 	struct store *s;
 	ck_assert_int_eq(store_open(dir, true, &s), 0);
-	write_snapshot(s, "base", NULL, 40000, 1, 0, 1, NULL);
-	write_snapshot(s, "mid", "base", 40000, 2, 0, 7, NULL);
-	write_snapshot(s, "top", "mid", 40000, 3, 5, 13, NULL);
+	store_pages_write(s, "base", NULL, 40000, 1, 0, 1, NULL);
+	store_pages_write(s, "mid", "base", 40000, 2, 0, 7, NULL);
+	store_pages_write(s, "top", "mid", 40000, 3, 5, 13, NULL);
 	store_close(s);
 	ck_assert_int_eq(store_open_read(dir, &s), 0);
 	struct store_snapshot *snap;
 	ck_assert_int_eq(store_snapshot_open(s, "top", &snap), 0);
 	ck_assert_uint_eq(store_snapshot_depth(snap), 3);
 	for (uint64_t p = 0; p < 40000; p++)
-		expect_page(snap, p, p >= 5 && (p - 5) % 13 == 0 ? 3 : p % 7 == 0 ? 2 : 1);
+		store_pages_expect(snap, p, p >= 5 && (p - 5) % 13 == 0 ? 3 : p % 7 == 0 ? 2 : 1);
 	store_snapshot_close(snap);
 	store_close(s);
 }
@@ -764,7 +683,7 @@ START_TEST(read_only_stores_serve_snapshots_and_refuse_changes)
 {
 	struct store *s;
 	ck_assert_int_eq(store_open(dir, true, &s), 0);
-	write_snapshot(s, "base", NULL, 30, 1, 0, 1, NULL);
+	store_pages_write(s, "base", NULL, 30, 1, 0, 1, NULL);
 	store_close(s);
 	char path[256];
 	snprintf(path, sizeof(path), "%s/lock", dir);
@@ -773,7 +692,7 @@ START_TEST(read_only_stores_serve_snapshots_and_refuse_changes)
 	struct store_snapshot *snap;
 	ck_assert_int_eq(store_snapshot_open(s, "base", &snap), 0);
 	for (uint64_t p = 0; p < 30; p++)
-		expect_page(snap, p, 1);
+		store_pages_expect(snap, p, 1);
 	store_snapshot_close(snap);
 	struct store_writer *w;
 	ck_assert_int_eq(store_writer_begin(s, "x", NULL, 10, NULL, 0, &w), -EROFS);
@@ -782,8 +701,8 @@ START_TEST(read_only_stores_serve_snapshots_and_refuse_changes)
 	ck_assert_int_eq(store_delete(s, "base"), -EROFS);
 	ck_assert_ptr_nonnull(strstr(error_message(), "is open for reading only"));
 	struct store_verify_stats st;
-	struct lines l = {.problems = 0};
-	ck_assert_int_eq(store_verify(s, collect, &l, &st), 0);
+	struct store_lines l = {.problems = 0};
+	ck_assert_int_eq(store_verify(s, store_pages_collect, &l, &st), 0);
 	ck_assert_uint_eq(st.pages_checked, 20);
 	store_close(s);
 	ck_assert_int_ne(access(path, F_OK), 0);
@@ -796,8 +715,8 @@ START_TEST(open_snapshots_read_the_same_bytes_across_a_gc)
 {
 	struct store *s, *reader;
 	ck_assert_int_eq(store_open(dir, true, &s), 0);
-	write_snapshot(s, "a", NULL, 300, 1, 0, 1, NULL);
-	write_snapshot(s, "b", NULL, 300, 2, 0, 1, NULL);
+	store_pages_write(s, "a", NULL, 300, 1, 0, 1, NULL);
+	store_pages_write(s, "b", NULL, 300, 2, 0, 1, NULL);
 	ck_assert_int_eq(store_open_read(dir, &reader), 0);
 	struct store_snapshot *snap;
 	ck_assert_int_eq(store_snapshot_open(reader, "b", &snap), 0);
@@ -809,11 +728,11 @@ START_TEST(open_snapshots_read_the_same_bytes_across_a_gc)
 	snprintf(path, sizeof(path), "%s/packs/00000001.pack", dir);
 	ck_assert_int_ne(access(path, F_OK), 0);
 	for (uint64_t p = 0; p < 300; p++)
-		expect_page(snap, p, 2);
+		store_pages_expect(snap, p, 2);
 	store_snapshot_close(snap);
 	ck_assert_int_eq(store_snapshot_open(reader, "b", &snap), 0);
 	for (uint64_t p = 0; p < 300; p++)
-		expect_page(snap, p, 2);
+		store_pages_expect(snap, p, 2);
 	store_snapshot_close(snap);
 	store_close(reader);
 	store_close(s);
@@ -826,7 +745,7 @@ START_TEST(writers_never_share_pages_a_gc_removed_meanwhile)
 {
 	struct store *s, *other;
 	ck_assert_int_eq(store_open(dir, true, &s), 0);
-	write_snapshot(s, "a", NULL, 300, 1, 0, 1, NULL);
+	store_pages_write(s, "a", NULL, 300, 1, 0, 1, NULL);
 	ck_assert_int_eq(store_open(dir, false, &other), 0);
 	ck_assert_int_eq(store_delete(other, "a"), 0);
 	uint64_t freed;
@@ -834,10 +753,10 @@ START_TEST(writers_never_share_pages_a_gc_removed_meanwhile)
 	ck_assert_uint_eq(freed, 104 * STORE_PAGE);
 	store_close(other);
 	struct store_write_stats st;
-	write_snapshot(s, "a2", NULL, 300, 1, 0, 1, &st);
+	store_pages_write(s, "a2", NULL, 300, 1, 0, 1, &st);
 	ck_assert_uint_eq(st.stored, 104);
 	store_close(s);
-	struct lines l;
+	struct store_lines l;
 	ck_assert_int_eq(verify(&l), 0);
 	ck_assert_uint_eq(l.notes, 0);
 }
@@ -895,24 +814,24 @@ START_TEST(a_writer_fills_one_pack_after_another)
 	struct store *s;
 	ck_assert_int_eq(store_open(dir, true, &s), 0);
 	store_set_pack_pages(s, 64);
-	write_snapshot(s, "a", NULL, 900, 1, 0, 1, NULL); /* 300 unique pages, 4 patterns */
+	store_pages_write(s, "a", NULL, 900, 1, 0, 1, NULL); /* 300 unique pages, 4 patterns */
 	uint64_t packs, manifests;
 	ck_assert_int_eq(store_disk_usage(s, &packs, &manifests), 0);
 	ck_assert_uint_eq(packs, 304 * STORE_PAGE);
 	ck_assert_uint_eq(count_packs(), 5); /* 304 pages, 64 a pack */
-	struct lines l;
+	struct store_lines l;
 	ck_assert_int_eq(verify(&l), 0);
-	write_snapshot(s, "b", "a", 900, 2, 0, 2, NULL); /* every second page new */
+	store_pages_write(s, "b", "a", 900, 2, 0, 2, NULL); /* every second page new */
 	struct store_snapshot *snap;
 	ck_assert_int_eq(store_snapshot_open(s, "b", &snap), 0);
 	for (uint64_t p = 0; p < 900; p++)
-		expect_page(snap, p, p % 2 ? 1 : 2);
+		store_pages_expect(snap, p, p % 2 ? 1 : 2);
 	store_snapshot_close(snap);
 	/* An abandoned writer leaves no pack behind, however many it filled. */
 	struct store_writer *w;
 	ck_assert_int_eq(store_writer_begin(s, "c", NULL, 900, NULL, 0, &w), 0);
 	for (uint64_t p = 0; p < 900; p++)
-		ck_assert_int_eq(store_writer_add(w, p, make_page(p, 3, 2)), 0);
+		ck_assert_int_eq(store_writer_add(w, p, store_pages_make(p, 3, 2)), 0);
 	store_writer_abort(w);
 	uint64_t after;
 	ck_assert_int_eq(store_disk_usage(s, &after, &manifests), 0);
@@ -923,7 +842,7 @@ START_TEST(a_writer_fills_one_pack_after_another)
 	ck_assert_int_eq(store_gc(s, &freed), 0);
 	ck_assert_int_eq(store_snapshot_open(s, "b", &snap), 0);
 	for (uint64_t p = 0; p < 900; p++)
-		expect_page(snap, p, p % 2 ? 1 : 2);
+		store_pages_expect(snap, p, p % 2 ? 1 : 2);
 	store_snapshot_close(snap);
 	store_close(s);
 	ck_assert_int_eq(verify(&l), 0);
@@ -942,8 +861,8 @@ START_TEST(two_writers_of_one_name_never_replace_each_other)
 	ck_assert_int_eq(store_writer_begin(a, "same", NULL, 10, "a", 1, &wa), 0);
 	ck_assert_int_eq(store_writer_begin(b, "same", NULL, 10, "b", 1, &wb), 0);
 	for (uint64_t p = 0; p < 10; p++) {
-		ck_assert_int_eq(store_writer_add(wa, p, make_page(p, 1, kind_of(p))), 0);
-		ck_assert_int_eq(store_writer_add(wb, p, make_page(p, 2, kind_of(p))), 0);
+		ck_assert_int_eq(store_writer_add(wa, p, store_pages_make(p, 1, store_pages_kind(p))), 0);
+		ck_assert_int_eq(store_writer_add(wb, p, store_pages_make(p, 2, store_pages_kind(p))), 0);
 	}
 	ck_assert_int_eq(store_writer_commit(wa), 0);
 	ck_assert_int_eq(store_writer_commit(wb), -EEXIST);
@@ -953,11 +872,11 @@ START_TEST(two_writers_of_one_name_never_replace_each_other)
 	size_t len;
 	ck_assert_mem_eq(store_snapshot_state(snap, &len), "a", 1);
 	for (uint64_t p = 0; p < 10; p++)
-		expect_page(snap, p, 1);
+		store_pages_expect(snap, p, 1);
 	store_snapshot_close(snap);
 	store_close(a);
 	store_close(b);
-	struct lines l;
+	struct store_lines l;
 	ck_assert_int_eq(verify(&l), 0);
 }
 END_TEST
@@ -969,18 +888,18 @@ START_TEST(a_kept_index_shares_what_other_writers_stored_meanwhile)
 	struct store *s, *other;
 	ck_assert_int_eq(store_open(dir, true, &s), 0);
 	store_keep_index(s);
-	write_snapshot(s, "a", NULL, 300, 1, 0, 1, NULL);
+	store_pages_write(s, "a", NULL, 300, 1, 0, 1, NULL);
 	ck_assert_int_eq(store_open(dir, false, &other), 0);
-	write_snapshot(other, "b", NULL, 300, 2, 0, 1, NULL);
+	store_pages_write(other, "b", NULL, 300, 2, 0, 1, NULL);
 	store_close(other);
 	struct store_write_stats st;
-	write_snapshot(s, "c", NULL, 300, 2, 0, 1, &st);
+	store_pages_write(s, "c", NULL, 300, 2, 0, 1, &st);
 	ck_assert_uint_eq(st.stored, 0);
 	ck_assert_uint_eq(st.shared, 200);
-	write_snapshot(s, "d", NULL, 300, 1, 0, 1, &st);
+	store_pages_write(s, "d", NULL, 300, 1, 0, 1, &st);
 	ck_assert_uint_eq(st.stored, 0);
 	store_close(s);
-	struct lines l;
+	struct store_lines l;
 	ck_assert_int_eq(verify(&l), 0);
 }
 END_TEST
@@ -992,7 +911,7 @@ START_TEST(a_kept_index_starts_over_after_a_gc)
 	struct store *s, *other;
 	ck_assert_int_eq(store_open(dir, true, &s), 0);
 	store_keep_index(s);
-	write_snapshot(s, "a", NULL, 300, 1, 0, 1, NULL);
+	store_pages_write(s, "a", NULL, 300, 1, 0, 1, NULL);
 	for (int again = 0; again < 2; again++) {
 		ck_assert_int_eq(store_open(dir, false, &other), 0);
 		ck_assert_int_eq(store_delete(other, "a"), 0);
@@ -1000,21 +919,21 @@ START_TEST(a_kept_index_starts_over_after_a_gc)
 		ck_assert_int_eq(store_gc(other, &freed), 0);
 		ck_assert_uint_eq(freed, 104 * STORE_PAGE);
 		if (again) /* pack 1 is made again, with other bytes */
-			write_snapshot(other, "z", NULL, 300, 9, 0, 1, NULL);
+			store_pages_write(other, "z", NULL, 300, 9, 0, 1, NULL);
 		store_close(other);
 		struct store_write_stats st;
-		write_snapshot(s, "a", NULL, 300, 1, 0, 1, &st);
+		store_pages_write(s, "a", NULL, 300, 1, 0, 1, &st);
 		ck_assert_uint_eq(st.stored, again ? 100 : 104);
 		struct store_snapshot *snap;
 		ck_assert_int_eq(store_snapshot_open(s, "a", &snap), 0);
 		for (uint64_t p = 0; p < 300; p++)
-			expect_page(snap, p, 1);
+			store_pages_expect(snap, p, 1);
 		store_snapshot_close(snap);
 		if (again)
 			ck_assert_int_eq(store_delete(s, "z"), 0);
 	}
 	store_close(s);
-	struct lines l;
+	struct store_lines l;
 	ck_assert_int_eq(verify(&l), 0);
 }
 END_TEST
@@ -1033,9 +952,9 @@ START_TEST(list_names_parents_sizes)
 {
 	struct store *s;
 	ck_assert_int_eq(store_open(dir, true, &s), 0);
-	write_snapshot(s, "a", NULL, 300, 1, 0, 1, NULL);
-	write_snapshot(s, "b", NULL, 300, 2, 0, 1, NULL);
-	write_snapshot(s, "c", "b", 300, 3, 2, 30, NULL);
+	store_pages_write(s, "a", NULL, 300, 1, 0, 1, NULL);
+	store_pages_write(s, "b", NULL, 300, 2, 0, 1, NULL);
+	store_pages_write(s, "c", "b", 300, 3, 2, 30, NULL);
 	struct store_info info[4];
 	memset(info, 0, sizeof(info));
 	ck_assert_int_eq(store_list(s, list_fn, info), 0);
@@ -1074,7 +993,7 @@ START_TEST(fifos_in_a_store_are_refused_not_waited_on)
 		ck_assert_int_eq(system(cmd), 0);
 		struct store *s;
 		ck_assert_int_eq(store_open(dir, true, &s), 0);
-		write_snapshot(s, "base", NULL, 30, 1, 0, 1, NULL);
+		store_pages_write(s, "base", NULL, 30, 1, 0, 1, NULL);
 		store_close(s);
 		make_fifo(places[i]);
 		char needle[128];
@@ -1087,7 +1006,7 @@ START_TEST(fifos_in_a_store_are_refused_not_waited_on)
 			ck_assert_msg(strstr(error_message(), needle), "%s", error_message());
 			continue;
 		}
-		struct lines l;
+		struct store_lines l;
 		ck_assert_int_ge(verify(&l), 1);
 		ck_assert_msg(strstr(l.text, needle), "%s", l.text);
 		ck_assert_int_eq(store_open_read(dir, &s), 0);
@@ -1134,13 +1053,13 @@ START_TEST(store_verify_summary_says_1_snapshot_not_1_snapshots)
 {
 	struct store *s;
 	ck_assert_int_eq(store_open(dir, true, &s), 0);
-	write_snapshot(s, "base", NULL, 30, 1, 0, 1, NULL);
+	store_pages_write(s, "base", NULL, 30, 1, 0, 1, NULL);
 	struct spawn_result r;
 	ck_assert_int_eq(spawn_vmm(&r, 20, "store", "verify", dir, NULL), 0);
 	ck_assert_msg(r.status == 0, "status %d: %s", r.status, r.err);
 	ck_assert_msg(strstr(r.out, ": 1 snapshot, 20 pages checked, 1 pack, 0 leftovers: valid\n"), "%s", r.out);
 	spawn_free(&r);
-	write_snapshot(s, "other", NULL, 30, 2, 0, 1, NULL);
+	store_pages_write(s, "other", NULL, 30, 2, 0, 1, NULL);
 	store_close(s);
 	ck_assert_int_eq(spawn_vmm(&r, 20, "store", "verify", dir, NULL), 0);
 	ck_assert_msg(strstr(r.out, ": 2 snapshots, 40 pages checked, 2 packs, 0 leftovers: valid\n"), "%s", r.out);
@@ -1156,9 +1075,9 @@ START_TEST(store_rm_deletes_several_and_names_each_refused)
 {
 	struct store *s;
 	ck_assert_int_eq(store_open(dir, true, &s), 0);
-	write_snapshot(s, "a", NULL, 30, 1, 0, 1, NULL);
-	write_snapshot(s, "p", NULL, 30, 2, 0, 1, NULL);
-	write_snapshot(s, "d", NULL, 30, 4, 0, 1, NULL);
+	store_pages_write(s, "a", NULL, 30, 1, 0, 1, NULL);
+	store_pages_write(s, "p", NULL, 30, 2, 0, 1, NULL);
+	store_pages_write(s, "d", NULL, 30, 4, 0, 1, NULL);
 	struct store_snapshot *pinned;
 	ck_assert_int_eq(store_snapshot_open_pinned(s, "p", "VM 'keep' (pid 7)", &pinned), 0);
 	struct spawn_result r;
@@ -1177,9 +1096,9 @@ START_TEST(store_rm_deletes_several_and_names_each_refused)
 	ck_assert(!store_has_snapshot(s, "d"));
 	ck_assert(store_has_snapshot(s, "p"));
 	/* p <- m1 <- m2 <- m3: each rewrites the unique pages of a third, a sixth, a ninth. */
-	write_snapshot(s, "m1", "p", 30, 3, 2, 3, NULL);
-	write_snapshot(s, "m2", "m1", 30, 5, 2, 6, NULL);
-	write_snapshot(s, "m3", "m2", 30, 6, 2, 9, NULL);
+	store_pages_write(s, "m1", "p", 30, 3, 2, 3, NULL);
+	store_pages_write(s, "m2", "m1", 30, 5, 2, 6, NULL);
+	store_pages_write(s, "m3", "m2", 30, 6, 2, 9, NULL);
 	ck_assert_int_eq(spawn_vmm(&r, 20, "store", "rm", "--store", dir, "m1", "m2", NULL), 0);
 	ck_assert_msg(r.status == 0 && !*r.err, "status %d: %s", r.status, r.err);
 	spawn_free(&r);
@@ -1188,7 +1107,7 @@ START_TEST(store_rm_deletes_several_and_names_each_refused)
 	ck_assert_msg(store_snapshot_open(s, "m3", &snap) == 0, "%s", error_message());
 	ck_assert_str_eq(store_snapshot_parent(snap), "p");
 	for (uint64_t p = 0; p < 30; p++)
-		expect_page(snap, p, p % 9 == 2 ? 6 : p % 6 == 2 ? 5 : p % 3 == 2 ? 3 : 2);
+		store_pages_expect(snap, p, p % 9 == 2 ? 6 : p % 6 == 2 ? 5 : p % 3 == 2 ? 3 : 2);
 	store_snapshot_close(snap);
 	/* A parent, then its child. */
 	ck_assert_int_eq(spawn_vmm(&r, 20, "store", "rm", "--store", dir, "p", "m3", NULL), 0);
@@ -1228,8 +1147,8 @@ START_TEST(store_verify_gc_and_rm_print_json)
 {
 	struct store *s;
 	ck_assert_int_eq(store_open(dir, true, &s), 0);
-	write_snapshot(s, "base", NULL, 30, 1, 0, 1, NULL);
-	write_snapshot(s, "gone", NULL, 30, 2, 0, 1, NULL);
+	store_pages_write(s, "base", NULL, 30, 1, 0, 1, NULL);
+	store_pages_write(s, "gone", NULL, 30, 2, 0, 1, NULL);
 	store_close(s);
 	int status;
 	json_t *v = store_json(&status, "verify", NULL, NULL);
@@ -1291,17 +1210,17 @@ START_TEST(store_ls_tree_draws_the_lineage)
 {
 	struct store *s;
 	ck_assert_int_eq(store_open(dir, true, &s), 0);
-	write_snapshot(s, "base", NULL, 30, 1, 0, 1, NULL);
-	write_snapshot(s, "c", "base", 30, 2, 2, 3, NULL);
-	write_snapshot(s, "a", "base", 30, 3, 2, 3, NULL);
-	write_snapshot(s, "b", "a", 30, 4, 2, 5, NULL);
-	write_snapshot(s, "other", NULL, 30, 5, 0, 1, NULL);
-	write_snapshot(s, "after", "base", 30, 6, 2, 3, NULL);
+	store_pages_write(s, "base", NULL, 30, 1, 0, 1, NULL);
+	store_pages_write(s, "c", "base", 30, 2, 2, 3, NULL);
+	store_pages_write(s, "a", "base", 30, 3, 2, 3, NULL);
+	store_pages_write(s, "b", "a", 30, 4, 2, 5, NULL);
+	store_pages_write(s, "other", NULL, 30, 5, 0, 1, NULL);
+	store_pages_write(s, "after", "base", 30, 6, 2, 3, NULL);
 	for (int i = 0; i <= 8; i++) {
 		char name[8], parent[8];
 		snprintf(name, sizeof(name), "x%d", i);
 		snprintf(parent, sizeof(parent), "x%d", i - 1);
-		write_snapshot(s, name, i ? parent : NULL, 30, 10 + (uint64_t)i, i ? 2 : 0, i ? 3 : 1, NULL);
+		store_pages_write(s, name, i ? parent : NULL, 30, 10 + (uint64_t)i, i ? 2 : 0, i ? 3 : 1, NULL);
 	}
 	ck_assert_msg(store_delete(s, "x7") == 0, "%s", error_message());
 	store_close(s);
@@ -1348,8 +1267,8 @@ START_TEST(a_snapshot_a_live_vm_was_restored_from_is_not_deleted)
 {
 	struct store *s, *r;
 	ck_assert_int_eq(store_open(dir, true, &s), 0);
-	write_snapshot(s, "base", NULL, 30, 1, 0, 1, NULL);
-	write_snapshot(s, "other", NULL, 30, 2, 0, 1, NULL);
+	store_pages_write(s, "base", NULL, 30, 1, 0, 1, NULL);
+	store_pages_write(s, "other", NULL, 30, 2, 0, 1, NULL);
 	ck_assert_int_eq(store_open_read(dir, &r), 0);
 	struct store_snapshot *snap;
 	ck_assert_int_eq(store_snapshot_open_pinned(r, "base", "VM 'r' (pid 1)", &snap), 0);
@@ -1361,7 +1280,7 @@ START_TEST(a_snapshot_a_live_vm_was_restored_from_is_not_deleted)
 	ck_assert_int_eq(store_gc(s, &freed), 0); /* gc keeps a live pin */
 	ck_assert_uint_eq(count_pins(), 1);
 	ck_assert_int_eq(store_delete(s, "base"), -EBUSY);
-	expect_page(snap, 7, 1);
+	store_pages_expect(snap, 7, 1);
 	store_snapshot_close(snap);
 	/* The VM is gone: its pin is stale, and the delete sweeps it. */
 	ck_assert_msg(store_delete(s, "base") == 0, "%s", error_message());
@@ -1377,7 +1296,7 @@ START_TEST(pins_live_as_long_as_the_vm_and_its_forks)
 {
 	struct store *s;
 	ck_assert_int_eq(store_open(dir, true, &s), 0);
-	write_snapshot(s, "base", NULL, 30, 1, 0, 1, NULL);
+	store_pages_write(s, "base", NULL, 30, 1, 0, 1, NULL);
 	int fds[2];
 	ck_assert_int_eq(pipe(fds), 0);
 	pid_t vm = fork();
@@ -1425,7 +1344,7 @@ static void gc_close_and_verify(struct store *s)
 	uint64_t freed;
 	ck_assert_msg(store_gc(s, &freed) == 0, "%s", error_message());
 	store_close(s);
-	struct lines l;
+	struct store_lines l;
 	ck_assert_int_eq(verify(&l), 0);
 	ck_assert_msg(l.notes == 0, "%s", l.text);
 }
@@ -1456,7 +1375,7 @@ START_TEST(kill_9_at_any_moment_leaves_the_store_valid)
 			for (int k = 0;; k++) {
 				char name[32];
 				snprintf(name, sizeof(name), "r%02d-%03d", round, k);
-				if (try_write_snapshot(s, name, NULL, 400, (uint64_t)(round * 1000 + k), 0, 1, NULL) != 0 ||
+				if (store_pages_try_write(s, name, NULL, 400, (uint64_t)(round * 1000 + k), 0, 1, NULL) != 0 ||
 				    write(pfd[1], "c", 1) != 1)
 					_exit(1);
 			}
@@ -1471,7 +1390,7 @@ START_TEST(kill_9_at_any_moment_leaves_the_store_valid)
 		while (read(pfd[0], &c, 1) == 1)
 			committed_total++;
 		close(pfd[0]);
-		struct lines l;
+		struct store_lines l;
 		long problems = verify(&l);
 		ck_assert_msg(problems == 0, "seed %u round %d: %s", seed, round, l.text);
 	}
@@ -1487,7 +1406,7 @@ START_TEST(kill_9_at_any_moment_leaves_the_store_valid)
 			if (store_snapshot_open(s, name, &snap) != 0)
 				break;
 			for (uint64_t p = 0; p < 400; p++)
-				expect_page(snap, p, (uint64_t)(round * 1000 + k));
+				store_pages_expect(snap, p, (uint64_t)(round * 1000 + k));
 			store_snapshot_close(snap);
 			checked++;
 		}
@@ -1504,7 +1423,7 @@ END_TEST
 
 /*
  * Snapshots as model_add wrote them and what each reads: page p of snapshot i is zero
- * where gen[i][p] is 0, else make_page(p, gen[i][p], 2). A delete (model_delete) changes
+ * where gen[i][p] is 0, else store_pages_make(p, gen[i][p], 2). A delete (model_delete) changes
  * no row: that is the invariant the tests check. parent[i]: the snapshot it names now (-1
  * none; for a complete one, for the record only); complete[i]: it lists every page itself.
  */
@@ -1557,7 +1476,7 @@ static unsigned model_add(struct model *m, struct store *s, const char *name, in
 		int g = model_write_of(i, parent < 0, p);
 		m->gen[i][p] = g >= 0 ? (uint8_t)g : m->gen[parent][p];
 		if (w && g >= 0)
-			ck_assert_msg(store_writer_add(w, p, g ? make_page(p, (uint64_t)g, 2) : zero) == 0, "%s",
+			ck_assert_msg(store_writer_add(w, p, g ? store_pages_make(p, (uint64_t)g, 2) : zero) == 0, "%s",
 				      error_message());
 	}
 	if (w)
@@ -1588,7 +1507,7 @@ static int model_try_expect_pages(const struct store_snapshot *snap, const struc
 		if (store_snapshot_page(snap, p, &data, &hash) != 0)
 			return -1;
 		uint8_t g = m->gen[i][p];
-		if (g ? !data || memcmp(data, make_page(p, g, 2), STORE_PAGE) != 0 : data != NULL) {
+		if (g ? !data || memcmp(data, store_pages_make(p, g, 2), STORE_PAGE) != 0 : data != NULL) {
 			error_set(EIO, "%s: page %llu does not read generation %u", m->name[i], (unsigned long long)p, g);
 			return -1;
 		}
@@ -1616,7 +1535,7 @@ static void model_expect(const struct model *m, struct store *s)
 		ck_assert_uint_eq(store_snapshot_depth(snap), model_depth(m, i));
 		store_snapshot_close(snap);
 	}
-	struct lines l;
+	struct store_lines l;
 	ck_assert_msg(verify(&l) == 0, "%s", l.text);
 }
 
@@ -1652,7 +1571,7 @@ static void model_expect_gc(const struct model *m, struct store *s)
 	ck_assert_uint_eq(after, model_needed_bytes(m));
 	ck_assert_uint_eq(freed, before - after);
 	model_expect(m, s);
-	struct lines l;
+	struct store_lines l;
 	ck_assert_int_eq(verify(&l), 0);
 	ck_assert_msg(l.notes == 0, "%s", l.text);
 }
@@ -1927,7 +1846,7 @@ START_TEST(kill_9_during_deletes_leaves_every_snapshot_readable)
 		while (read(pfd[0], &k, 1) == 1)
 			done[round][k] = true;
 		close(pfd[0]);
-		struct lines l;
+		struct store_lines l;
 		ck_assert_msg(verify(&l) == 0, "seed %u round %d: %s", seed, round, l.text);
 	}
 	for (int round = 0; round < KILL_ROUNDS; round++) {
