@@ -113,6 +113,16 @@ static int sp_data_request(struct pager *pager, void *mo, vm_offset_t offset, vm
 	else if (length > src->size - offset)
 		length = src->size - offset;
 	bool known = sp->segment && length && sp_segment_present(sp, offset, length);
+	if (src->prefetch && length) {
+		/* The run the segment does not hold, in one go. */
+		vm_offset_t first = offset, end = offset + length;
+		while (known && first < end && (sp->present[(first - offset) / VM_PAGE_SIZE] & 1))
+			first += VM_PAGE_SIZE;
+		while (known && end > first && (sp->present[(end - VM_PAGE_SIZE - offset) / VM_PAGE_SIZE] & 1))
+			end -= VM_PAGE_SIZE;
+		if (first < end)
+			src->prefetch(src->arg, first / VM_PAGE_SIZE, (end - first) / VM_PAGE_SIZE);
+	}
 	for (vm_offset_t at = offset; at < offset + length; at += VM_PAGE_SIZE) {
 		if (known && (sp->present[(at - offset) / VM_PAGE_SIZE] & 1)) {
 			/* Another VM (or this one, before a page-out) brought it in for all. */

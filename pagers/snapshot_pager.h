@@ -21,9 +21,13 @@
 #include "mmu/pager.h"
 
 struct snapshot_source {
-	/* The bytes of page @pindex (*data NULL: zero), valid for the pager's life.
+	/* The bytes of page @pindex (*data NULL: zero), valid until the next call.
 	 * 0, or -errno: the request fails with that error (KERN_MEMORY_ERROR for the fault). */
 	int (*page)(void *arg, uint64_t pindex, const void **data);
+	/* Optional: pages [@first, @first + @n) are about to be asked for, one by one: a source
+	 * that fetches from afar brings them in at once. Advice only (its failure is the page
+	 * calls' to report). */
+	void (*prefetch)(void *arg, uint64_t first, uint64_t n);
 	void *arg;
 	uint64_t size; /* bytes the snapshot describes (page multiple) */
 };

@@ -60,6 +60,16 @@ static int snap_page(void *arg, uint64_t pindex, const void **data)
 	return 0;
 }
 
+static atomic_ulong prefetch_calls, prefetch_pages; /* the pager's runs announced */
+
+static void snap_prefetch(void *arg, uint64_t first, uint64_t n)
+{
+	(void)arg;
+	ck_assert_uint_lt(first + n - 1, RAM_PAGES);
+	atomic_fetch_add(&prefetch_calls, 1);
+	atomic_fetch_add(&prefetch_pages, n);
+}
+
 static struct segment seg;
 static struct pager *pager[NVM];
 static struct guest_memory vm[NVM];
@@ -86,6 +96,8 @@ static void make_segment(uint64_t size)
 static void setup(void)
 {
 	atomic_store(&source_calls, 0);
+	atomic_store(&prefetch_calls, 0);
+	atomic_store(&prefetch_pages, 0);
 	atomic_store(&errors, 0);
 	memset(pager, 0, sizeof(pager));
 	for (int i = 0; i < NVM; i++)
@@ -108,7 +120,7 @@ static void teardown(void)
  * memory limit of @limit bytes (0: none). */
 static void restore(int i, bool segment, uint64_t limit)
 {
-	struct snapshot_source src = {.page = snap_page, .size = RAM_SIZE};
+	struct snapshot_source src = {.page = snap_page, .prefetch = snap_prefetch, .size = RAM_SIZE};
 	struct pager_args args = {.fd = segment ? seg.fd : -1, .source = &src};
 	ck_assert_int_eq(pager_open(&snapshot_pager_ops, &args, &pager[i]), 0);
 	struct guest_memory_config cfg = {.ram_size = RAM_SIZE, .ram_pager = pager[i], .ram_segment = segment ? &seg : NULL,
@@ -175,6 +187,10 @@ START_TEST(test_the_first_vm_brings_pages_in_for_all_and_the_others_map_the_same
 		restore(i, true, 0);
 	read_all_and_check(0);
 	ck_assert_uint_eq(atomic_load(&source_calls), nonzero_pages());
+	/* The pager announced its runs to the source, a cluster at a time, not page by page. */
+	ck_assert_uint_gt(atomic_load(&prefetch_calls), 0);
+	ck_assert_uint_lt(atomic_load(&prefetch_calls), RAM_PAGES / 2);
+	ck_assert_uint_ge(atomic_load(&prefetch_pages), nonzero_pages());
 	/* Once in the segment, and only the pages that are not zero. */
 	ck_assert_uint_eq(segment_pages(), nonzero_pages());
 	for (int i = 1; i < NVM; i++) {
@@ -350,7 +366,7 @@ START_TEST(test_a_segment_too_small_is_refused_and_without_one_ram_is_private)
 {
 	segment_close(&seg);
 	make_segment(RAM_SIZE / 2);
-	struct snapshot_source src = {.page = snap_page, .size = RAM_SIZE};
+	struct snapshot_source src = {.page = snap_page, .prefetch = snap_prefetch, .size = RAM_SIZE};
 	struct pager_args args = {.fd = seg.fd, .source = &src};
 	struct pager *p = NULL;
 	ck_assert_int_eq(pager_open(&snapshot_pager_ops, &args, &p), -EINVAL);

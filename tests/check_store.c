@@ -791,6 +791,37 @@ START_TEST(stores_have_one_name_each)
 }
 END_TEST
 
+/* Packs read rather than mapped (as on RADOS): every page reads right, and a run prefetched
+ * is read in one go and kept: those pages still read after the pack is cut short, the
+ * others fail with a clear error. */
+START_TEST(packs_read_not_mapped_serve_pages_and_prefetched_runs)
+{
+	struct store *s;
+	ck_assert_int_eq(store_open(dir, true, &s), 0);
+	store_pages_write(s, "a", NULL, 300, 1, 0, 1, NULL);
+	store_pages_write(s, "b", "a", 300, 2, 0, 2, NULL);
+	store_close(s);
+	ck_assert_int_eq(store_open_read(dir, &s), 0);
+	store_set_pack_reads(s);
+	struct store_snapshot *snap;
+	ck_assert_int_eq(store_snapshot_open(s, "b", &snap), 0);
+	for (uint64_t p = 0; p < 300; p++)
+		store_pages_expect(snap, p, p % 2 ? 1 : 2);
+	store_snapshot_prefetch(snap, 100, 100);
+	char path[256];
+	snprintf(path, sizeof(path), "%s/packs/00000001.pack", dir);
+	ck_assert_int_eq(truncate(path, 0), 0); /* a's pages: b's odd pages come from it */
+	for (uint64_t p = 100; p < 200; p++)
+		store_pages_expect(snap, p, p % 2 ? 1 : 2);
+	const void *data;
+	uint64_t hash;
+	ck_assert_int_eq(store_snapshot_page(snap, 7, &data, &hash), -EIO);
+	ck_assert_ptr_nonnull(strstr(error_message(), "snapshot 'b', page 0x7"));
+	store_snapshot_close(snap);
+	store_close(s);
+}
+END_TEST
+
 /* Pack files in the store. */
 static unsigned count_packs(void)
 {
@@ -1903,6 +1934,7 @@ Suite *store_suite(void)
 	HARNESS_ADD_TEST(tc, open_snapshots_read_the_same_bytes_across_a_gc);
 	HARNESS_ADD_TEST(tc, writers_never_share_pages_a_gc_removed_meanwhile);
 	HARNESS_ADD_TEST(tc, stores_have_one_name_each);
+	HARNESS_ADD_TEST(tc, packs_read_not_mapped_serve_pages_and_prefetched_runs);
 	HARNESS_ADD_TEST(tc, a_writer_fills_one_pack_after_another);
 	HARNESS_ADD_TEST(tc, two_writers_of_one_name_never_replace_each_other);
 	HARNESS_ADD_TEST(tc, a_kept_index_shares_what_other_writers_stored_meanwhile);

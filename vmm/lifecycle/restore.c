@@ -30,6 +30,13 @@ static int restore_page(void *arg, uint64_t pindex, const void **data)
 	return 0;
 }
 
+/* The pager's run, fetched at once where the store is read rather than mapped (RADOS). */
+static void restore_prefetch(void *arg, uint64_t first, uint64_t n)
+{
+	struct restore *r = arg;
+	store_snapshot_prefetch(r->snap, first, n);
+}
+
 /* Join or make the snapshot's host-wide segment; on failure r->share_error says why. */
 static void restore_share(struct restore *r, uint64_t size)
 {
@@ -62,6 +69,7 @@ int restore_open(struct restore *r, const char *dir, const char *name, const cha
 	if (!err) {
 		struct snapshot_source src = {
 			.page = restore_page,
+			.prefetch = restore_prefetch,
 			.arg = r,
 			.size = store_snapshot_page_count(r->snap) * 4096,
 		};

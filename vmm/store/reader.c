@@ -15,6 +15,14 @@
 
 #include "vmm/error.h"
 
+/* Pages of packs read rather than mapped, fetched a run at a time by store_snapshot_prefetch
+ * and kept for the page calls that follow: direct-mapped by page number. */
+struct snapshot_cache {
+	pthread_mutex_t lock;
+	uint64_t key[STORE_PREFETCH_PAGES];        /* (lock) page number + 1, 0: empty */
+	uint8_t page[STORE_PREFETCH_PAGES][STORE_PAGE]; /* (lock) */
+};
+
 static int cmp_pack(const void *a, const void *b)
 {
 	const struct mapped_pack *x = a, *y = b;
@@ -66,7 +74,7 @@ static int snapshot_map_packs(struct store *s, struct store_snapshot *snap)
 		pack_file_name(need[k].id, name);
 		struct store_view v = {0};
 		uint64_t size = 0;
-		r = s->backend->view(s, STORE_PACKS, name, &v);
+		r = s->read_packs ? -ENOTSUP : s->backend->view(s, STORE_PACKS, name, &v);
 		/* A backend that reads packs a page at a time (no mapping): there it must be. */
 		if (r == -ENOTSUP) {
 			error_clear();
@@ -148,6 +156,14 @@ int store_snapshot_open_pinned(struct store *s, const char *name, const char *ho
 	}
 	if (!r)
 		r = snapshot_map_packs(s, snap);
+	for (size_t i = 0; !r && !snap->cache && i < snap->npacks; i++) {
+		if (snap->packs[i].map || !snap->packs[i].pages)
+			continue;
+		if (!(snap->cache = calloc(1, sizeof(*snap->cache))))
+			r = error_set(ENOMEM, "no memory for the pages of snapshot '%s'", name);
+		else
+			pthread_mutex_init(&snap->cache->lock, NULL);
+	}
 	store_release(s);
 	if (r) {
 		store_snapshot_close(snap);
@@ -174,49 +190,154 @@ void store_snapshot_close(struct store_snapshot *snap)
 		manifest_unload(&snap->chain[i]);
 	for (size_t i = 0; i < snap->npacks; i++)
 		snap->backend->unview(&snap->packs[i].view);
+	if (snap->cache) {
+		pthread_mutex_destroy(&snap->cache->lock);
+		free(snap->cache);
+	}
 	free(snap->packs);
 	free(snap->chain);
 	free(snap->dir);
 	free(snap);
 }
 
+/* Where page @pindex of @snap is: *p its pack and *e its entry, both NULL for a zero page
+ * (or one beyond the snapshot). 0 or -EIO with a message. */
+static int snapshot_locate(const struct store_snapshot *snap, uint64_t pindex, const struct mapped_pack **p,
+			   const struct manifest_entry **e)
+{
+	*p = NULL;
+	*e = NULL;
+	for (unsigned i = 0; i < snap->depth; i++) {
+		int r = manifest_find(&snap->chain[i], pindex, e);
+		if (r)
+			return r;
+		if (!*e)
+			continue;
+		if ((*e)->pack == STORE_ZERO_PACK) {
+			*e = NULL;
+			return 0;
+		}
+		struct mapped_pack key = {.id = (*e)->pack};
+		*p = snap->npacks ? bsearch(&key, snap->packs, snap->npacks, sizeof(key), cmp_pack) : NULL;
+		if (!*p || (*e)->slot >= (*p)->pages)
+			return error_set(EIO, "%s/snapshots/%s.snap: page 0x%llx is in pack %08x slot %u, which is missing",
+					 snap->dir, snap->chain[i].hdr->name, (unsigned long long)pindex, (*e)->pack,
+					 (*e)->slot);
+		return 0;
+	}
+	return 0;
+}
+
+
+/* Page @pindex from the cache into @buf: true when it was there. */
+static bool snapshot_cached(const struct store_snapshot *snap, uint64_t pindex, uint8_t *buf)
+{
+	struct snapshot_cache *c = snap->cache;
+	if (!c)
+		return false;
+	size_t k = pindex % STORE_PREFETCH_PAGES;
+	pthread_mutex_lock(&c->lock);
+	bool there = c->key[k] == pindex + 1;
+	if (there)
+		memcpy(buf, c->page[k], STORE_PAGE);
+	pthread_mutex_unlock(&c->lock);
+	return there;
+}
+
 int store_snapshot_page(const struct store_snapshot *snap, uint64_t pindex, const void **data, uint64_t *hash)
 {
 	*data = NULL;
 	*hash = 0;
-	for (unsigned i = 0; i < snap->depth; i++) {
-		const struct manifest_entry *e;
-		int r = manifest_find(&snap->chain[i], pindex, &e);
-		if (r)
-			return r;
-		if (!e)
-			continue;
-		if (e->pack == STORE_ZERO_PACK)
-			return 0;
-		struct mapped_pack key = {.id = e->pack};
-		const struct mapped_pack *p =
-			snap->npacks ? bsearch(&key, snap->packs, snap->npacks, sizeof(key), cmp_pack) : NULL;
-		if (!p || e->slot >= p->pages)
-			return error_set(EIO, "%s/snapshots/%s.snap: page 0x%llx is in pack %08x slot %u, which is missing",
-					 snap->dir, snap->chain[i].hdr->name, (unsigned long long)pindex, e->pack,
-					 e->slot);
-		*hash = e->hash;
-		if (p->map) {
-			*data = p->map + (size_t)e->slot * STORE_PAGE;
-			return 0;
-		}
-		/* Read, not mapped: into this thread's buffer, good until its next call. */
-		static _Thread_local uint8_t page[STORE_PAGE];
-		char name[16];
-		pack_file_name(p->id, name);
-		r = snap->store->backend->read(snap->store, STORE_PACKS, name, (uint64_t)e->slot * STORE_PAGE, page,
-					       STORE_PAGE);
-		*data = r ? NULL : page;
-		return r ? error_set(-r, "snapshot '%s', page 0x%llx: %s", snap->chain[0].hdr->name,
-				     (unsigned long long)pindex, error_message())
-			 : 0;
+	const struct mapped_pack *p;
+	const struct manifest_entry *e;
+	int r = snapshot_locate(snap, pindex, &p, &e);
+	if (r || !e)
+		return r;
+	*hash = e->hash;
+	if (p->map) {
+		*data = p->map + (size_t)e->slot * STORE_PAGE;
+		return 0;
 	}
-	return 0;
+	/* Read, not mapped: into this thread's buffer, good until its next call. */
+	static _Thread_local uint8_t page[STORE_PAGE];
+	*data = page;
+	if (snapshot_cached(snap, pindex, page))
+		return 0;
+	char name[16];
+	pack_file_name(p->id, name);
+	r = snap->store->backend->read(snap->store, STORE_PACKS, name, (uint64_t)e->slot * STORE_PAGE, page, STORE_PAGE);
+	if (r)
+		*data = NULL;
+	return r ? error_set(-r, "snapshot '%s', page 0x%llx: %s", snap->chain[0].hdr->name, (unsigned long long)pindex,
+			     error_message())
+		 : 0;
+}
+
+/* A page of a prefetch: where it is and which page it is. */
+struct prefetch_page {
+	uint32_t pack, slot;
+	uint64_t pindex;
+};
+
+static int cmp_prefetch(const void *a, const void *b)
+{
+	const struct prefetch_page *x = a, *y = b;
+	if (x->pack != y->pack)
+		return x->pack < y->pack ? -1 : 1;
+	return x->slot < y->slot ? -1 : x->slot > y->slot;
+}
+
+/* Read the @n pages of @v (one pack, consecutive slots) in one read into the cache. */
+static void snapshot_fetch_run(struct store_snapshot *snap, const struct prefetch_page *v, size_t n, uint8_t *buf)
+{
+	char name[16];
+	pack_file_name(v[0].pack, name);
+	if (snap->store->backend->read(snap->store, STORE_PACKS, name, (uint64_t)v[0].slot * STORE_PAGE, buf,
+				       n * STORE_PAGE) != 0) {
+		error_clear(); /* the page calls say what is wrong */
+		return;
+	}
+	struct snapshot_cache *c = snap->cache;
+	pthread_mutex_lock(&c->lock);
+	for (size_t i = 0; i < n; i++) {
+		size_t k = v[i].pindex % STORE_PREFETCH_PAGES;
+		c->key[k] = v[i].pindex + 1;
+		memcpy(c->page[k], buf + i * STORE_PAGE, STORE_PAGE);
+	}
+	pthread_mutex_unlock(&c->lock);
+}
+
+void store_snapshot_prefetch(struct store_snapshot *snap, uint64_t first, uint64_t n)
+{
+	if (!snap->cache)
+		return; /* every pack is mapped */
+	if (n > STORE_PREFETCH_PAGES)
+		n = STORE_PREFETCH_PAGES;
+	struct prefetch_page *v = malloc(n * sizeof(*v));
+	uint8_t *buf = malloc(n * STORE_PAGE);
+	size_t m = 0;
+	uint8_t scratch[STORE_PAGE];
+	for (uint64_t pindex = first; v && buf && pindex < first + n; pindex++) {
+		const struct mapped_pack *p;
+		const struct manifest_entry *e;
+		if (snapshot_locate(snap, pindex, &p, &e) != 0) {
+			error_clear();
+			continue;
+		}
+		if (e && !p->map && !snapshot_cached(snap, pindex, scratch))
+			v[m++] = (struct prefetch_page){e->pack, e->slot, pindex};
+	}
+	if (m)
+		qsort(v, m, sizeof(*v), cmp_prefetch);
+	for (size_t i = 0; i < m;) {
+		size_t run = 1;
+		while (i + run < m && v[i + run].pack == v[i].pack && v[i + run].slot == v[i].slot + run)
+			run++;
+		snapshot_fetch_run(snap, v + i, run, buf);
+		i += run;
+	}
+	free(v);
+	free(buf);
 }
 
 /* The read of a mapped store file in progress on this thread, if any: where SIGBUS goes. */

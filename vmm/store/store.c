@@ -143,6 +143,11 @@ void store_release(struct store *s)
 	store_forget(s);
 }
 
+void store_set_pack_reads(struct store *s)
+{
+	s->read_packs = true;
+}
+
 void store_set_pack_pages(struct store *s, uint32_t pages)
 {
 	s->pack_pages = pages ? pages : PACK_PAGES_MAX;

@@ -167,6 +167,17 @@ int store_snapshot_page(const struct store_snapshot *snap, uint64_t pindex, cons
  * process at the first call (a SIGBUS outside such a read keeps its default action). */
 int store_snapshot_copy(const struct store_snapshot *snap, uint64_t pindex, void *buf, bool *stored, uint64_t *hash);
 
+/* Pages [@first, @first + @n) are about to be read: where the store reads packs rather
+ * than mapping them (RADOS), they are fetched now, a run of each pack's slots in one read,
+ * and kept for the page calls that follow (a cache of STORE_PREFETCH_PAGES pages per
+ * snapshot). Advice: what cannot be fetched is read, or fails, page by page later. */
+#define STORE_PREFETCH_PAGES 1024u
+void store_snapshot_prefetch(struct store_snapshot *snap, uint64_t first, uint64_t n);
+
+/* Read packs a page (or a run) at a time instead of mapping them, as a RADOS store does:
+ * for tests of that path on a folder. */
+void store_set_pack_reads(struct store *s);
+
 uint64_t store_snapshot_page_count(const struct store_snapshot *snap);
 const void *store_snapshot_state(const struct store_snapshot *snap, size_t *len);
 const char *store_snapshot_parent(const struct store_snapshot *snap);

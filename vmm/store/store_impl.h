@@ -276,6 +276,7 @@ struct store {
 	uint32_t damaged;         /* (l) manifests that could not be indexed (verify names them) */
 	bool writer_active;       /* (o) */
 	uint32_t pack_pages;      /* (o) pages per pack file (PACK_PAGES_MAX, or a test's) */
+	bool read_packs;          /* (o) store_set_pack_reads: packs read, not mapped, for restore */
 };
 
 /* -EROFS with a message when @s was opened for reading only, else 0. */
@@ -376,6 +377,7 @@ struct store_snapshot {
 	const struct store_backend *backend; /* (c) its store's, which it may outlive (no state) */
 	struct store *store;       /* (c) the store, for packs its backend reads rather than maps:
 				    * then the snapshot must be closed before the store is */
+	struct snapshot_cache *cache; /* (c) pages of those packs prefetched, NULL: every pack mapped */
 	int pin_token;             /* (c) the pin held while open (store_snapshot_open_pinned), or -1 */
 	unsigned depth;            /* (c) */
 	struct manifest *chain;    /* (c) [0] is the snapshot, then its parents */
