@@ -1,18 +1,429 @@
 /*
- * A store in a RADOS pool (store_impl.h's backend). Not there yet: the transport to the
- * cluster (vmm/store/rados.h, the vmm-rados helper) comes first.
+ * A store in a RADOS pool (store_impl.h's backend), through a connection of its own
+ * (vmm/store/rados.h). In namespace NAMESPACE of POOL, the objects are
+ *   packs/NNNNNNNN.pack   as a folder's packs (appended to, at most PACK_PAGES_MAX pages)
+ *   snapshots/NAME.snap   manifests, each written whole in one atomic write_full (a new one
+ *                         created exclusively: two hosts never replace each other's)
+ *   lock                  the store lock: a RADOS lock, shared or exclusive, held as long as
+ *                         this handle holds it and renewed by the helper meanwhile; a dead
+ *                         host's lapses within RADOS_LOCK_DURATION_MS
+ *   pins/NAME             a pin: a shared RADOS lock per holder, described by the holder
+ * A write is durable when RADOS acknowledges it, so nothing needs syncing. Packs are read a
+ * page (or a run of pages) at a time, never mapped: a restore reads only what it needs.
  */
 #include "vmm/store/store_impl.h"
 
 #include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <xxhash.h>
 
 #include "vmm/error.h"
+#include "vmm/store/rados.h"
+
+#define STORE_RADOS_PINS_MAX 64 /* pins one handle holds at once */
+
+struct store_rados_pin {
+	char oid[STORE_NAME_MAX + 8];
+	char cookie[48];
+	bool used;
+};
+
+struct store_rados {
+	struct rados_conn *c;
+	char name[STORE_RADOS_NAME_MAX * 2 + 16]; /* store_locate's name */
+	char lock_cookie[48];
+	struct store_rados_pin pins[STORE_RADOS_PINS_MAX];
+};
+
+struct store_file {
+	struct store *s;
+	char oid[STORE_NAME_MAX + 16];
+};
+
+static const char *const folder_prefix[] = {"packs/", "snapshots/", "pins/"};
+
+static struct store_rados *store_rados_of(const struct store *s)
+{
+	return s->priv;
+}
+
+/* The object of file @name in folder @f into @oid. */
+static void store_rados_oid(enum store_folder f, const char *name, char *oid, size_t len)
+{
+	snprintf(oid, len, "%s%s", folder_prefix[f], name);
+}
+
+static int store_rados_lock(struct store *s, bool exclusive, bool wait)
+{
+	struct store_rados *r = store_rados_of(s);
+	char desc[96];
+	snprintf(desc, sizeof(desc), "vmm (pid %d)%s", (int)getpid(), exclusive ? ", gc or delete" : "");
+	int err = rados_conn_lock(r->c, "lock", exclusive, r->lock_cookie, desc, wait ? STORE_LOCK_WAIT_S * 1000u : 0);
+	if (err == -EBUSY && !wait)
+		return error_set(EBUSY, "store %s is in use by a snapshot writer; try again later (%s)", s->dir,
+				 error_message());
+	if (err == -EBUSY)
+		return error_set(EBUSY, "store %s is locked by another process (a gc or a snapshot being written) for over "
+					"%d s; try again later (%s)",
+				 s->dir, STORE_LOCK_WAIT_S, error_message());
+	return err;
+}
+
+static void store_rados_unlock(struct store *s)
+{
+	if (rados_conn_unlock(store_rados_of(s)->c, "lock", store_rados_of(s)->lock_cookie) != 0)
+		error_clear(); /* lost already: nothing is held */
+}
+
+static void store_rados_forget(struct store *s)
+{
+	(void)s; /* nothing is kept open */
+}
+
+struct store_rados_names {
+	char **v;
+	size_t n, cap;
+	size_t skip; /* the prefix's length */
+	bool failed;
+};
+
+static void store_rados_collect(void *arg, const char *oid)
+{
+	struct store_rados_names *l = arg;
+	if (l->failed)
+		return;
+	if (l->n == l->cap) {
+		size_t cap = l->cap ? l->cap * 2 : 64;
+		char **v = realloc(l->v, cap * sizeof(*v));
+		if (!v) {
+			l->failed = true;
+			return;
+		}
+		l->v = v;
+		l->cap = cap;
+	}
+	if (!(l->v[l->n] = strdup(oid + l->skip)))
+		l->failed = true;
+	else
+		l->n++;
+}
+
+/* The names are gathered first: @fn may stop the walk, a listing may not be cut short. */
+static int store_rados_each(struct store *s, enum store_folder f, store_entry_fn *fn, void *arg)
+{
+	struct store_rados_names l = {.skip = strlen(folder_prefix[f])};
+	int r = rados_conn_list(store_rados_of(s)->c, folder_prefix[f], store_rados_collect, &l);
+	if (!r && l.failed)
+		r = error_set(ENOMEM, "no memory to list %s", s->dir);
+	for (size_t i = 0; i < l.n; i++) {
+		if (!r)
+			r = fn(s, l.v[i], arg);
+		free(l.v[i]);
+	}
+	free(l.v);
+	return r;
+}
+
+static int store_rados_stat(struct store *s, enum store_folder f, const char *name, bool contents, uint64_t *tag,
+			    uint64_t *size)
+{
+	char oid[STORE_NAME_MAX + 16];
+	store_rados_oid(f, name, oid, sizeof(oid));
+	uint64_t sz = 0, mtime = 0;
+	int r = rados_conn_stat(store_rados_of(s)->c, oid, &sz, &mtime);
+	if (r == -ENOENT)
+		error_clear();
+	if (r)
+		return r;
+	/* A pack keeps its name while it grows: without @contents it is told by name only (a
+	 * gc never rewrites a pack, it makes new ones and removes the old). */
+	uint64_t v[3] = {XXH3_64bits(oid, strlen(oid)), contents ? sz : 0, contents ? mtime : 0};
+	if (tag)
+		*tag = XXH3_64bits(v, sizeof(v)) | 1;
+	if (size)
+		*size = sz;
+	return 0;
+}
+
+static bool store_rados_exists(struct store *s, enum store_folder f, const char *name)
+{
+	bool there = store_rados_stat(s, f, name, false, NULL, NULL) == 0;
+	error_clear();
+	return there;
+}
+
+static int store_rados_read(struct store *s, enum store_folder f, const char *name, uint64_t off, void *buf,
+			    size_t len)
+{
+	char oid[STORE_NAME_MAX + 16];
+	store_rados_oid(f, name, oid, sizeof(oid));
+	size_t got = 0;
+	int r = rados_conn_read(store_rados_of(s)->c, oid, off, buf, len, &got);
+	if (!r && got != len)
+		r = error_set(EIO, "%s/%s: %zu bytes at %llu are missing (object too short)", s->dir, oid, len - got,
+			      (unsigned long long)off);
+	return r;
+}
+
+/* Manifests are read whole into memory; packs are read a page at a time (-ENOTSUP). */
+static int store_rados_view(struct store *s, enum store_folder f, const char *name, struct store_view *v)
+{
+	*v = (struct store_view){0};
+	if (f == STORE_PACKS)
+		return -ENOTSUP;
+	uint64_t size;
+	int r = store_rados_stat(s, f, name, true, NULL, &size);
+	if (r == -ENOENT)
+		return error_set(ENOENT, "%s/%s%s: No such file or directory", s->dir, folder_prefix[f], name);
+	if (r || !size)
+		return r;
+	uint8_t *data = size <= RADOS_DATA_MAX * 4ull ? malloc(size) : NULL;
+	if (!data)
+		return error_set(ENOMEM, "%s/%s%s: no memory for %llu bytes", s->dir, folder_prefix[f], name,
+				 (unsigned long long)size);
+	for (uint64_t off = 0; !r && off < size; off += RADOS_DATA_MAX) {
+		size_t n = size - off < RADOS_DATA_MAX ? (size_t)(size - off) : RADOS_DATA_MAX;
+		r = store_rados_read(s, f, name, off, data + off, n);
+	}
+	if (r) {
+		free(data);
+		return r;
+	}
+	*v = (struct store_view){data, size};
+	return 0;
+}
+
+static void store_rados_unview(struct store_view *v)
+{
+	free((void *)v->data);
+	*v = (struct store_view){0};
+}
+
+/* One atomic write_full: the pieces joined first. */
+static int store_rados_write(struct store *s, enum store_folder f, const char *name, const struct iovec *iov,
+			     unsigned n, bool exclusive)
+{
+	char oid[STORE_NAME_MAX + 16];
+	store_rados_oid(f, name, oid, sizeof(oid));
+	size_t len = 0;
+	for (unsigned i = 0; i < n; i++)
+		len += iov[i].iov_len;
+	if (len > RADOS_DATA_MAX)
+		return error_set(EFBIG, "%s/%s: %zu bytes are more than one RADOS write takes (%u)", s->dir, oid, len,
+				 RADOS_DATA_MAX);
+	uint8_t *data = malloc(len ? len : 1);
+	if (!data)
+		return error_set(ENOMEM, "no memory to write %s/%s", s->dir, oid);
+	size_t at = 0;
+	for (unsigned i = 0; i < n; i++) {
+		memcpy(data + at, iov[i].iov_base, iov[i].iov_len);
+		at += iov[i].iov_len;
+	}
+	int r = rados_conn_write_full(store_rados_of(s)->c, oid, data, len, exclusive);
+	free(data);
+	if (r == -EEXIST)
+		return error_set(EEXIST, "%s/%s exists already", s->dir, oid);
+	return r;
+}
+
+static int store_rados_remove(struct store *s, enum store_folder f, const char *name)
+{
+	char oid[STORE_NAME_MAX + 16];
+	store_rados_oid(f, name, oid, sizeof(oid));
+	int r = rados_conn_remove(store_rados_of(s)->c, oid);
+	if (r == -ENOENT)
+		error_clear();
+	return r;
+}
+
+static int store_rados_flush(struct store *s, enum store_folder f)
+{
+	(void)s;
+	(void)f;
+	return 0; /* every acknowledged change is durable */
+}
+
+static int store_rados_create(struct store *s, enum store_folder f, const char *name, struct store_file **out)
+{
+	struct store_file *file = calloc(1, sizeof(*file));
+	if (!file)
+		return error_set(ENOMEM, "no memory for a store file");
+	file->s = s;
+	store_rados_oid(f, name, file->oid, sizeof(file->oid));
+	int r = rados_conn_write_full(store_rados_of(s)->c, file->oid, "", 0, true);
+	if (r) {
+		if (r == -EEXIST)
+			error_clear();
+		free(file);
+		return r;
+	}
+	*out = file;
+	return 0;
+}
+
+static int store_rados_append(struct store_file *file, const void *data, size_t len)
+{
+	return rados_conn_append(store_rados_of(file->s)->c, file->oid, data, len);
+}
+
+static int store_rados_read_back(struct store_file *file, uint64_t off, void *buf, size_t len)
+{
+	size_t got = 0;
+	int r = rados_conn_read(store_rados_of(file->s)->c, file->oid, off, buf, len, &got);
+	if (!r && got != len)
+		r = error_set(EIO, "cannot read back %s/%s", file->s->dir, file->oid);
+	return r;
+}
+
+static int store_rados_finish(struct store_file *file)
+{
+	(void)file;
+	return 0; /* every append was durable when acknowledged */
+}
+
+static void store_rados_discard(struct store_file *file, bool remove)
+{
+	if (!file)
+		return;
+	if (remove && rados_conn_remove(store_rados_of(file->s)->c, file->oid) != 0)
+		error_clear(); /* a leftover gc removes */
+	free(file);
+}
+
+static int store_rados_pin(struct store *s, const char *name, const char *holder, int *token)
+{
+	struct store_rados *r = store_rados_of(s);
+	*token = -1;
+	int slot = 0;
+	while (slot < STORE_RADOS_PINS_MAX && r->pins[slot].used)
+		slot++;
+	if (slot == STORE_RADOS_PINS_MAX)
+		return error_set(EMFILE, "cannot pin snapshot '%s' in %s: this handle holds %d pins already", name, s->dir,
+				 STORE_RADOS_PINS_MAX);
+	struct store_rados_pin *p = &r->pins[slot];
+	snprintf(p->oid, sizeof(p->oid), "pins/%s", name);
+	snprintf(p->cookie, sizeof(p->cookie), "pin-%d-%d", (int)getpid(), slot);
+	int err = rados_conn_lock(r->c, p->oid, false, p->cookie, holder, STORE_LOCK_WAIT_S * 1000u);
+	if (err)
+		return error_set(-err, "cannot pin snapshot '%s' in %s: %s", name, s->dir, error_message());
+	p->used = true;
+	*token = slot;
+	return 0;
+}
+
+static void store_rados_unpin(struct store *s, int token)
+{
+	struct store_rados *r = store_rados_of(s);
+	if (token < 0 || token >= STORE_RADOS_PINS_MAX || !r->pins[token].used)
+		return;
+	if (rados_conn_unlock(r->c, r->pins[token].oid, r->pins[token].cookie) != 0)
+		error_clear(); /* lost already */
+	r->pins[token].used = false;
+}
+
+struct store_rados_pinned {
+	char *holder;
+	size_t len;
+	bool found;
+};
+
+static void store_rados_locker(void *arg, const struct rados_locker *l)
+{
+	struct store_rados_pinned *p = arg;
+	if (p->found)
+		return;
+	p->found = true;
+	if (p->holder)
+		snprintf(p->holder, p->len, "%s", l->description[0] ? l->description : l->client);
+	for (char *c = p->holder; c && *c; c++)
+		if (*c < ' ' || *c > '~')
+			*c = '?'; /* the holder's words are quoted in one line of text */
+}
+
+/* Pins lapse with their holders (the lock's lease): there is nothing stale to sweep. */
+static int store_rados_pinned(struct store *s, const char *name, char *holder, size_t len)
+{
+	if (!name)
+		return 0;
+	char oid[STORE_NAME_MAX + 8];
+	snprintf(oid, sizeof(oid), "pins/%s", name);
+	struct store_rados_pinned p = {.holder = holder, .len = len};
+	int r = rados_conn_lockers(store_rados_of(s)->c, oid, store_rados_locker, &p);
+	if (r == -ENOENT) {
+		error_clear();
+		return 0;
+	}
+	return r ? r : p.found;
+}
+
+static bool store_rados_is_at(struct store *s, const char *where)
+{
+	char name[sizeof(store_rados_of(s)->name)];
+	bool same = store_is_rados(where) && store_locate(where, name, sizeof(name)) == 0 &&
+		    strcmp(name, store_rados_of(s)->name) == 0;
+	error_clear();
+	return same;
+}
+
+static void store_rados_close(struct store *s)
+{
+	struct store_rados *r = store_rados_of(s);
+	if (!r)
+		return;
+	rados_conn_close(r->c);
+	free(r);
+	s->priv = NULL;
+}
+
+static const struct store_backend store_rados_backend = {
+	.lock = store_rados_lock,
+	.unlock = store_rados_unlock,
+	.forget = store_rados_forget,
+	.each = store_rados_each,
+	.exists = store_rados_exists,
+	.stat = store_rados_stat,
+	.view = store_rados_view,
+	.unview = store_rados_unview,
+	.read = store_rados_read,
+	.write = store_rados_write,
+	.remove = store_rados_remove,
+	.flush = store_rados_flush,
+	.create = store_rados_create,
+	.append = store_rados_append,
+	.read_back = store_rados_read_back,
+	.finish = store_rados_finish,
+	.discard = store_rados_discard,
+	.pin = store_rados_pin,
+	.unpin = store_rados_unpin,
+	.pinned = store_rados_pinned,
+	.is_at = store_rados_is_at,
+	.close = store_rados_close,
+};
 
 int store_rados_open(struct store *s, bool create, bool read_only)
 {
-	(void)create;
-	(void)read_only;
+	(void)create;    /* a pool is made by its cluster's administrator; a namespace needs no making */
+	(void)read_only; /* writes are refused above (store_writable) */
 	char pool[STORE_RADOS_NAME_MAX + 1], ns[STORE_RADOS_NAME_MAX + 1];
 	int r = store_rados_parse(s->dir, pool, ns);
-	return r ? r : error_set(ENOTSUP, "%s: RADOS stores are not supported by this vmm yet", s->dir);
+	if (r)
+		return r;
+	struct store_rados *d = calloc(1, sizeof(*d));
+	if (!d)
+		return error_set(ENOMEM, "no memory for the store");
+	snprintf(d->name, sizeof(d->name), "%s%s/%s", STORE_RADOS_SCHEME, pool, ns);
+	static unsigned handles;
+	snprintf(d->lock_cookie, sizeof(d->lock_cookie), "store-%d-%u", (int)getpid(),
+		 __atomic_add_fetch(&handles, 1, __ATOMIC_RELAXED));
+	r = rados_conn_open(pool, ns, NULL, getenv("VMM_RADOS_CLIENT"), &d->c);
+	if (r) {
+		free(d);
+		return error_set(-r, "cannot open store %s: %s", s->dir, error_message());
+	}
+	s->priv = d;
+	s->backend = &store_rados_backend;
+	return 0;
 }

@@ -1,0 +1,310 @@
+/*
+ * The snapshot store on Ceph RADOS (store_rados.c) against a real single-node cluster
+ * (tests/ceph_cluster.h, started once for the suite): the same model as a folder's store
+ * (deduplicated pages, deltas naming their parents, verify, gc, delete absorbed by the
+ * children), pages read lazily, and what two hosts sharing one store need: two writers at
+ * once, gc refused while another writes, pins across connections, and a writer killed with
+ * kill -9 leaving every finished snapshot intact and no lock held. Each test has a
+ * namespace of its own.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "ceph_cluster.h"
+#include "harness.h"
+#include "spawn.h"
+#include "store_pages.h"
+#include "vmm/error.h"
+#include "vmm/store/store.h"
+
+static struct ceph_cluster cluster;
+static char where[128]; /* this test's store: rados:vmm/NAMESPACE */
+
+static void cluster_setup(void)
+{
+	setenv("VMM_RADOS", harness_build_path("rados_server"), 1);
+	char why[512];
+	ck_assert_msg(ceph_cluster_start(&cluster, why, sizeof(why)) == 0, "test cluster: %s", why);
+	setenv("CEPH_CONF", cluster.conf, 1);
+}
+
+static void cluster_teardown(void)
+{
+	ceph_cluster_stop(&cluster);
+}
+
+/* A namespace no other test uses. */
+static void setup(void)
+{
+	static unsigned n;
+	snprintf(where, sizeof(where), "rados:%s/t%d-%u", cluster.pool, (int)getpid(), ++n);
+	error_clear();
+}
+
+static struct store *open_store(void)
+{
+	struct store *s;
+	ck_assert_msg(store_open(where, true, &s) == 0, "%s", error_message());
+	return s;
+}
+
+START_TEST(rados_snapshots_dedup_and_read_back_lazily)
+{
+	struct store *s = open_store();
+	struct store_write_stats st;
+	store_pages_write(s, "a", NULL, 300, 1, 0, 1, &st);
+	ck_assert_uint_eq(st.stored, 104); /* 100 unique pages, 4 patterns; zero pages never */
+	store_pages_write(s, "b", "a", 300, 2, 0, 2, &st);
+	ck_assert_uint_eq(st.stored, 50);
+	store_pages_write(s, "c", NULL, 300, 1, 0, 1, &st); /* the same pages again: nothing new */
+	ck_assert_uint_eq(st.stored, 0);
+	uint64_t packs, manifests;
+	ck_assert_int_eq(store_disk_usage(s, &packs, &manifests), 0);
+	ck_assert_uint_eq(packs, 154 * STORE_PAGE);
+	store_close(s);
+
+	/* A reader opens the chain (manifests only) and reads pages as they are asked for. */
+	ck_assert_int_eq(store_open_read(where, &s), 0);
+	struct store_snapshot *snap;
+	ck_assert_msg(store_snapshot_open(s, "b", &snap) == 0, "%s", error_message());
+	ck_assert_str_eq(store_snapshot_parent(snap), "a");
+	ck_assert_uint_eq(store_snapshot_depth(snap), 2);
+	for (uint64_t p = 0; p < 300; p++)
+		store_pages_expect(snap, p, p % 2 ? 1 : 2);
+	store_snapshot_close(snap);
+	store_close(s);
+	struct store_lines l;
+	ck_assert_int_eq(store_pages_verify(where, &l), 0);
+	ck_assert_uint_eq(l.notes, 0);
+}
+END_TEST
+
+START_TEST(rados_delete_and_gc_keep_what_the_others_need)
+{
+	struct store *s = open_store();
+	store_set_pack_pages(s, 32); /* several packs: gc moves pages across them */
+	store_pages_write(s, "a", NULL, 300, 1, 0, 1, NULL);
+	store_pages_write(s, "b", "a", 300, 2, 0, 2, NULL);
+	store_pages_write(s, "c", "b", 300, 3, 0, 3, NULL);
+	ck_assert_msg(store_delete(s, "b") == 0, "%s", error_message()); /* c takes b in */
+	ck_assert_msg(store_delete(s, "a") == 0, "%s", error_message());
+	uint64_t freed;
+	ck_assert_msg(store_gc(s, &freed) == 0, "%s", error_message());
+	ck_assert_uint_gt(freed, 0);
+	struct store_snapshot *snap;
+	ck_assert_int_eq(store_snapshot_open(s, "c", &snap), 0);
+	for (uint64_t p = 0; p < 300; p++)
+		store_pages_expect(snap, p, p % 3 == 0 ? 3 : p % 2 == 0 ? 2 : 1);
+	store_snapshot_close(snap);
+	store_close(s);
+	struct store_lines l;
+	ck_assert_int_eq(store_pages_verify(where, &l), 0);
+}
+END_TEST
+
+struct writer_job {
+	const char *name;
+	uint64_t gen;
+	int result;
+	char error[256];
+};
+
+static void *writer_main(void *arg)
+{
+	struct writer_job *j = arg;
+	struct store *s;
+	j->result = store_open(where, true, &s);
+	if (!j->result) {
+		j->result = store_pages_try_write(s, j->name, NULL, 600, j->gen, 0, 1, NULL);
+		store_close(s);
+	}
+	snprintf(j->error, sizeof(j->error), "%s", error_message());
+	return NULL;
+}
+
+/* Two hosts (two connections, each its own Ceph client) write into one store at once:
+ * both snapshots stand, whole; and the same name twice: one of them has it. */
+START_TEST(rados_two_writers_at_once)
+{
+	struct writer_job j[4] = {{"x", 1, 0, ""}, {"y", 2, 0, ""}, {"z", 3, 0, ""}, {"z", 4, 0, ""}};
+	pthread_t t[4];
+	for (int i = 0; i < 4; i++)
+		ck_assert_int_eq(pthread_create(&t[i], NULL, writer_main, &j[i]), 0);
+	for (int i = 0; i < 4; i++)
+		pthread_join(t[i], NULL);
+	ck_assert_msg(j[0].result == 0 && j[1].result == 0, "%s / %s", j[0].error, j[1].error);
+	ck_assert_msg((j[2].result == 0) != (j[3].result == 0), "z: %d %s / %d %s", j[2].result, j[2].error, j[3].result,
+		      j[3].error);
+	struct store *s = open_store();
+	struct store_snapshot *snap;
+	const char *names[] = {"x", "y", "z"};
+	uint64_t gens[] = {1, 2, j[2].result == 0 ? 3 : 4};
+	for (int i = 0; i < 3; i++) {
+		ck_assert_int_eq(store_snapshot_open(s, names[i], &snap), 0);
+		for (uint64_t p = 0; p < 600; p++)
+			store_pages_expect(snap, p, gens[i]);
+		store_snapshot_close(snap);
+	}
+	store_close(s);
+	struct store_lines l;
+	ck_assert_int_eq(store_pages_verify(where, &l), 0);
+}
+END_TEST
+
+/* gc needs the store alone: while another host writes it is refused at once, and the
+ * writer's snapshot is whole afterwards. */
+START_TEST(rados_gc_waits_for_no_writer)
+{
+	struct store *a = open_store(), *b = open_store();
+	struct store_writer *w;
+	ck_assert_int_eq(store_writer_begin(a, "w", NULL, 100, NULL, 0, &w), 0);
+	for (uint64_t p = 0; p < 100; p++)
+		ck_assert_int_eq(store_writer_add(w, p, store_pages_make(p, 5, store_pages_kind(p))), 0);
+	uint64_t freed;
+	ck_assert_int_eq(store_gc(b, &freed), -EBUSY);
+	ck_assert_ptr_nonnull(strstr(error_message(), "in use by a snapshot writer"));
+	ck_assert_int_eq(store_writer_commit(w), 0);
+	ck_assert_msg(store_gc(b, &freed) == 0, "%s", error_message());
+	struct store_snapshot *snap;
+	ck_assert_int_eq(store_snapshot_open(b, "w", &snap), 0);
+	for (uint64_t p = 0; p < 100; p++)
+		store_pages_expect(snap, p, 5);
+	store_snapshot_close(snap);
+	store_close(a);
+	store_close(b);
+}
+END_TEST
+
+/* A VM's pin (a lock of its connection) keeps its snapshot from another host's delete,
+ * and goes with it. */
+START_TEST(rados_pins_hold_across_hosts)
+{
+	struct store *vm = open_store(), *other = open_store();
+	store_pages_write(vm, "base", NULL, 60, 1, 0, 1, NULL);
+	struct store_snapshot *snap;
+	ck_assert_int_eq(store_snapshot_open_pinned(vm, "base", "VM 'web' (pid 42)", &snap), 0);
+	ck_assert_int_eq(store_delete(other, "base"), -EBUSY);
+	ck_assert_msg(strstr(error_message(), "snapshot 'base' is in use by VM 'web' (pid 42)"), "%s", error_message());
+	store_snapshot_close(snap);
+	ck_assert_msg(store_delete(other, "base") == 0, "%s", error_message());
+	store_close(vm);
+	store_close(other);
+}
+END_TEST
+
+/* A writer killed with kill -9 in the middle: every finished snapshot stands, the store
+ * verifies (its pack is a leftover gc removes), and its lock went with it. */
+START_TEST(rados_a_killed_writer_leaves_the_store_whole)
+{
+	struct store *s = open_store();
+	store_pages_write(s, "done", NULL, 200, 1, 0, 1, NULL);
+	store_close(s);
+	int ready[2];
+	ck_assert_int_eq(pipe(ready), 0);
+	pid_t pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		struct store *c;
+		struct store_writer *w;
+		if (store_open(where, true, &c) != 0 || store_writer_begin(c, "killed", NULL, 5000, NULL, 0, &w) != 0)
+			_exit(1);
+		for (uint64_t p = 0; p < 5000; p++) {
+			if (store_writer_add(w, p, store_pages_make(p, 9, 2)) != 0)
+				_exit(1);
+			if (p == 3000 && write(ready[1], "x", 1) != 1)
+				_exit(1);
+		}
+		pause();
+		_exit(0);
+	}
+	close(ready[1]);
+	char c;
+	ck_assert_int_eq(read(ready[0], &c, 1), 1);
+	close(ready[0]);
+	kill(pid, SIGKILL);
+	int status;
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	s = open_store();
+	ck_assert(!store_has_snapshot(s, "killed"));
+	uint64_t freed;
+	ck_assert_msg(store_gc(s, &freed) == 0, "%s", error_message()); /* the lock is free again */
+	struct store_snapshot *snap;
+	ck_assert_int_eq(store_snapshot_open(s, "done", &snap), 0);
+	for (uint64_t p = 0; p < 200; p++)
+		store_pages_expect(snap, p, 1);
+	store_snapshot_close(snap);
+	store_close(s);
+	struct store_lines l;
+	ck_assert_int_eq(store_pages_verify(where, &l), 0);
+	ck_assert_uint_eq(l.notes, 0);
+}
+END_TEST
+
+/* A handle that keeps its index (a VM's) sees what other hosts stored meanwhile. */
+START_TEST(rados_a_kept_index_shares_what_others_stored)
+{
+	struct store *vm = open_store(), *other = open_store();
+	store_keep_index(vm);
+	store_pages_write(vm, "a", NULL, 300, 1, 0, 1, NULL);
+	store_pages_write(other, "b", NULL, 300, 2, 0, 1, NULL);
+	struct store_write_stats st;
+	store_pages_write(vm, "c", NULL, 300, 2, 0, 1, &st);
+	ck_assert_uint_eq(st.stored, 0);
+	store_close(vm);
+	store_close(other);
+}
+END_TEST
+
+/* The CLI takes a RADOS store where it takes a folder. */
+START_TEST(rados_store_commands_take_a_rados_store)
+{
+	struct store *s = open_store();
+	store_pages_write(s, "first", NULL, 30, 1, 0, 1, NULL);
+	store_pages_write(s, "second", "first", 30, 2, 0, 2, NULL);
+	store_close(s);
+	struct spawn_result r;
+	ck_assert_int_eq(spawn_vmm(&r, 60, "store", "ls", where, NULL), 0);
+	ck_assert_msg(r.status == 0 && strstr(r.out, "first") && strstr(r.out, "second"), "status %d: %s%s", r.status,
+		      r.out, r.err);
+	spawn_free(&r);
+	ck_assert_int_eq(spawn_vmm(&r, 60, "store", "verify", where, NULL), 0);
+	ck_assert_msg(r.status == 0, "status %d: %s%s", r.status, r.out, r.err);
+	spawn_free(&r);
+	ck_assert_int_eq(spawn_vmm(&r, 60, "store", "rm", where, "first", NULL), 0);
+	ck_assert_msg(r.status == 0, "status %d: %s%s", r.status, r.out, r.err);
+	spawn_free(&r);
+	ck_assert_int_eq(spawn_vmm(&r, 60, "store", "gc", where, NULL), 0);
+	ck_assert_msg(r.status == 0, "status %d: %s%s", r.status, r.out, r.err);
+	spawn_free(&r);
+	/* A pool that is not there: one line, no hang. */
+	ck_assert_int_eq(spawn_vmm(&r, 60, "store", "ls", "rados:nosuchpool/x", NULL), 0);
+	ck_assert_msg(r.status == 125 && strstr(r.err, "nosuchpool"), "status %d: %s", r.status, r.err);
+	spawn_free(&r);
+}
+END_TEST
+
+Suite *store_rados_suite(void)
+{
+	Suite *s = suite_create("store_rados");
+	harness_requires(HARNESS_CEPH);
+	TCase *tc = tcase_create("rados");
+	tcase_add_unchecked_fixture(tc, cluster_setup, cluster_teardown);
+	tcase_add_checked_fixture(tc, setup, NULL);
+	tcase_set_timeout(tc, 120);
+	HARNESS_ADD_TEST(tc, rados_snapshots_dedup_and_read_back_lazily);
+	HARNESS_ADD_TEST(tc, rados_delete_and_gc_keep_what_the_others_need);
+	HARNESS_ADD_TEST(tc, rados_two_writers_at_once);
+	HARNESS_ADD_TEST(tc, rados_gc_waits_for_no_writer);
+	HARNESS_ADD_TEST(tc, rados_pins_hold_across_hosts);
+	HARNESS_ADD_TEST(tc, rados_a_killed_writer_leaves_the_store_whole);
+	HARNESS_ADD_TEST(tc, rados_a_kept_index_shares_what_others_stored);
+	HARNESS_ADD_TEST(tc, rados_store_commands_take_a_rados_store);
+	suite_add_tcase(s, tc);
+	return s;
+}
