@@ -161,6 +161,11 @@ $(B)/bench/%: $(B)/plain/tools/%.o $(call HOSTLIBS,plain)
 $(B)/bench/bench_mmu: $(B)/plain/tools/bench_mmu.o $(B)/plain/tests/vm_sandbox.o $(call HOSTLIBS,plain)
 	@mkdir -p $(dir $@)
 	$(CC) -o $@ $^ $(LIBS)
+# The RADOS benchmark makes its cluster as the tests do (tests/ceph_cluster.c).
+$(B)/bench/bench_rados: $(B)/plain/tools/bench_rados.o $(B)/plain/tests/ceph_cluster.o $(B)/plain/tests/spawn.o \
+		$(call HOSTLIBS,plain) | $(B)/rados_server
+	@mkdir -p $(dir $@)
+	$(CC) -o $@ $(filter %.o %.a,$^) $(TESTLIBS)
 bench: all $(patsubst tools/%.c,$(B)/bench/%,$(BENCH_SRC))
 	@tools/deps.sh bench || echo "bench: QEMU could not be installed; its columns will be empty"
 	tools/bench.sh $(B)
