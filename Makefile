@@ -7,9 +7,10 @@
 #   make fuzz     run the fuzz targets (FUZZ_SECONDS each, default 20) from tools/corpus
 #   make soak     10^8 differential operations, then the KVM fork/snapshot suites in a loop
 #   make install  build if needed, then copy into $(DESTDIR)$(PREFIX) (PREFIX default /usr/local):
-#                 bin/vmm, bin/vmm-pager-server (build/pager_server), share/man/man1/vmm.1 and
+#                 bin/vmm, bin/vmm-pager-server (build/pager_server), bin/vmm-rados (build/rados_server,
+#                 the RADOS helper vmm starts for a store on Ceph), share/man/man1/vmm.1 and
 #                 share/bash-completion/completions/vmm (tools/vmm-completion.bash)
-#   make uninstall  remove exactly those four files (same PREFIX and DESTDIR)
+#   make uninstall  remove exactly those five files (same PREFIX and DESTDIR)
 #   make clean
 
 B        := build
@@ -78,6 +79,10 @@ $(B)/vmm: $(B)/plain/vmm/cli/main.o $(call HOSTLIBS,plain)
 
 $(B)/%: $(B)/plain/tools/%.o $(call HOSTLIBS,plain)
 	$(CC) -o $@ $^ $(LIBS)
+# The RADOS helper (vmm/store/rados.h) links librados, which has no static library: it is
+# dynamically linked, and of the host code takes only the frames it shares with the client.
+$(B)/rados_server: $(B)/plain/tools/rados_server.o $(B)/plain/vmm/store/rados_frame.o
+	$(CC) -o $@ $^ -pthread -lrados
 # Reached only through that pattern, a tool's object would be an intermediate file that make
 # deletes after linking, and then compiles and links again at every make all (or make run).
 .SECONDARY: $(patsubst tools/%.c,$(B)/plain/tools/%.o,$(TOOL_SRC))
@@ -130,6 +135,9 @@ ASAN_SUITES     := $(filter-out kvm_%,$(SUITES)) $(ASAN_KVM_SUITES)
 $(B)/asan/bin/vmm: $(B)/asan/vmm/cli/main.o $(call HOSTLIBS,asan)
 	@mkdir -p $(dir $@)
 	$(CC) $(SANFLAGS) -o $@ $^ $(LIBS)
+$(B)/asan/bin/rados_server: $(B)/asan/tools/rados_server.o $(B)/asan/vmm/store/rados_frame.o
+	@mkdir -p $(dir $@)
+	$(CC) $(SANFLAGS) -o $@ $^ -pthread -lrados
 $(B)/asan/bin/guest.elf: $(B)/guest.elf
 	@mkdir -p $(dir $@)
 	ln -sf ../../guest.elf $@
@@ -138,7 +146,7 @@ $(B)/.deps-test: tools/deps.sh
 	@mkdir -p $(B)
 	@tools/deps.sh test
 	@touch $@
-test-asan: all $(B)/asan/run_tests $(B)/asan/bin/vmm $(B)/asan/bin/guest.elf | $(B)/.deps-test
+test-asan: all $(B)/asan/run_tests $(B)/asan/bin/vmm $(B)/asan/bin/rados_server $(B)/asan/bin/guest.elf | $(B)/.deps-test
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 VMM_BUILD=$(B)/asan/bin \
 		$(B)/asan/run_tests $(ASAN_SUITES)
 
@@ -228,12 +236,13 @@ DESTDIR ?=
 BINDIR  := $(PREFIX)/bin
 MAN1DIR := $(PREFIX)/share/man/man1
 COMPDIR := $(PREFIX)/share/bash-completion/completions
-INSTALLED := $(BINDIR)/vmm $(BINDIR)/vmm-pager-server $(MAN1DIR)/vmm.1 $(COMPDIR)/vmm
+INSTALLED := $(BINDIR)/vmm $(BINDIR)/vmm-pager-server $(BINDIR)/vmm-rados $(MAN1DIR)/vmm.1 $(COMPDIR)/vmm
 
-install: $(B)/vmm $(B)/pager_server vmm/cli/vmm.1 tools/vmm-completion.bash
+install: $(B)/vmm $(B)/pager_server $(B)/rados_server vmm/cli/vmm.1 tools/vmm-completion.bash
 	install -d "$(DESTDIR)$(BINDIR)" "$(DESTDIR)$(MAN1DIR)" "$(DESTDIR)$(COMPDIR)"
 	install -m 755 $(B)/vmm "$(DESTDIR)$(BINDIR)/vmm"
 	install -m 755 $(B)/pager_server "$(DESTDIR)$(BINDIR)/vmm-pager-server"
+	install -m 755 $(B)/rados_server "$(DESTDIR)$(BINDIR)/vmm-rados"
 	install -m 644 vmm/cli/vmm.1 "$(DESTDIR)$(MAN1DIR)/vmm.1"
 	install -m 644 tools/vmm-completion.bash "$(DESTDIR)$(COMPDIR)/vmm"
 

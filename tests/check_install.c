@@ -32,6 +32,7 @@ static const struct {
 } installed[] = {
 	{"usr/bin/vmm", 0755},
 	{"usr/bin/vmm-pager-server", 0755},
+	{"usr/bin/vmm-rados", 0755},
 	{"usr/share/bash-completion/completions/vmm", 0644},
 	{"usr/share/man/man1/vmm.1", 0644},
 };
@@ -99,7 +100,7 @@ static void find_files(void)
 	qsort(found, nfound, sizeof(found[0]), by_path);
 }
 
-START_TEST(install_lays_out_the_four_files_with_their_modes_and_only_copies)
+START_TEST(install_lays_out_the_five_files_with_their_modes_and_only_copies)
 {
 	char *out = make("install");
 	find_files();
@@ -136,12 +137,12 @@ START_TEST(uninstall_removes_exactly_the_installed_files)
 }
 END_TEST
 
-START_TEST(installed_vmm_and_pager_server_run)
+START_TEST(installed_vmm_and_its_helpers_run)
 {
 	free(make("install"));
-	const char *names[] = {"vmm", "vmm-pager-server"};
-	const char *usage[] = {"usage: vmm ", "usage: pager_server "};
-	for (int i = 0; i < 2; i++) {
+	const char *names[] = {"vmm", "vmm-pager-server", "vmm-rados"};
+	const char *usage[] = {"usage: vmm ", "usage: pager_server ", "usage: vmm-rados"};
+	for (int i = 0; i < 3; i++) {
 		char bin[192];
 		snprintf(bin, sizeof(bin), "%s/usr/bin/%s", destdir, names[i]);
 		char *argv[] = {bin, "--help", NULL};
@@ -312,9 +313,9 @@ Suite *install_suite(void)
 	tcase_add_checked_fixture(make_tc, setup, teardown);
 	/* Room for building a stale tree, so that the failure is the test's, not a timeout. */
 	tcase_set_timeout(make_tc, 300);
-	HARNESS_ADD_TEST(make_tc, install_lays_out_the_four_files_with_their_modes_and_only_copies);
+	HARNESS_ADD_TEST(make_tc, install_lays_out_the_five_files_with_their_modes_and_only_copies);
 	HARNESS_ADD_TEST(make_tc, uninstall_removes_exactly_the_installed_files);
-	HARNESS_ADD_TEST(make_tc, installed_vmm_and_pager_server_run);
+	HARNESS_ADD_TEST(make_tc, installed_vmm_and_its_helpers_run);
 	suite_add_tcase(s, make_tc);
 
 	TCase *comp = tcase_create("completion");

@@ -3,8 +3,8 @@
  *
  * Each tests/check_<module>.c defines exactly one builder, Suite *<module>_suite(void),
  * and registers its tests with HARNESS_ADD_TEST so the runner can count tests it skips.
- * A suite that needs host devices calls harness_requires() at the top of its builder;
- * when a device cannot be opened the runner prints "SKIP: <suite>: <reason>" with the
+ * A suite that needs host devices or services calls harness_requires() at the top of its
+ * builder; when one cannot be had the runner prints "SKIP: <suite>: <reason>" with the
  * number of tests skipped and does not run the suite (it never counts as passed).
  */
 #ifndef TESTS_HARNESS_H
@@ -17,6 +17,8 @@ enum harness_need {
 	HARNESS_KVM = 1 << 0,  /* /dev/kvm opens read-write */
 	HARNESS_UFFD = 1 << 1, /* /dev/userfaultfd (or the syscall) gives a userfaultfd */
 	HARNESS_QEMU = 1 << 2, /* qemu-system-x86_64 is on PATH (make test installs it) */
+	HARNESS_CEPH = 1 << 3, /* a test Ceph cluster can be made: ceph-mon, ceph-osd, monmaptool,
+				  ceph-authtool and ceph are on PATH (make test installs them) */
 };
 
 /* Number of tests registered by the builder that is running (reset by the runner). */

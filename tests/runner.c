@@ -3,7 +3,7 @@
  * in one SRunner and prints failures, SKIP lines and one closing summary line.
  *
  * usage: run_tests [--unit-only] [SUITE...]
- *   --unit-only  leave out suites that need host devices (the sanitizer pass runs these)
+ *   --unit-only  leave out suites that need host devices or services (the sanitizer pass runs these)
  *   SUITE        run only the named suites
  */
 #include "harness.h"
@@ -81,11 +81,32 @@ static const char *probe_uffd(void)
 	return skip_buf;
 }
 
+static bool on_path(const char *program)
+{
+	char cmd[128];
+	snprintf(cmd, sizeof(cmd), "command -v %s >/dev/null 2>&1", program);
+	return system(cmd) == 0;
+}
+
 static const char *probe_qemu(void)
 {
-	if (system("command -v qemu-system-x86_64 >/dev/null 2>&1") == 0)
+	if (on_path("qemu-system-x86_64"))
 		return NULL;
 	return "qemu-system-x86_64 is not installed (apt-get install qemu-system-x86)";
+}
+
+/* What tests/ceph_cluster.c runs to make a cluster. */
+static const char *probe_ceph(void)
+{
+	static const char *const tools[] = {"ceph-mon", "ceph-osd", "monmaptool", "ceph-authtool", "ceph"};
+	for (size_t i = 0; i < sizeof(tools) / sizeof(tools[0]); i++) {
+		if (!on_path(tools[i])) {
+			snprintf(skip_buf, sizeof(skip_buf), "%s is not installed (apt-get install ceph-mon ceph-osd)",
+				 tools[i]);
+			return skip_buf;
+		}
+	}
+	return NULL;
 }
 
 bool harness_requires(unsigned needs)
@@ -93,7 +114,7 @@ bool harness_requires(unsigned needs)
 	if (skip_reason)
 		return false;
 	if (unit_only) {
-		skip_reason = "needs host devices (runs in the plain pass)";
+		skip_reason = "needs host devices or services (runs in the plain pass)";
 		return false;
 	}
 	if (needs & HARNESS_KVM)
@@ -102,6 +123,8 @@ bool harness_requires(unsigned needs)
 		skip_reason = probe_uffd();
 	if (!skip_reason && (needs & HARNESS_QEMU))
 		skip_reason = probe_qemu();
+	if (!skip_reason && (needs & HARNESS_CEPH))
+		skip_reason = probe_ceph();
 	return skip_reason == NULL;
 }
 
