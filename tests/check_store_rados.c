@@ -11,6 +11,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
@@ -21,6 +22,7 @@
 #include "spawn.h"
 #include "store_pages.h"
 #include "vmm/error.h"
+#include "vmm/store/rados.h"
 #include "vmm/store/store.h"
 
 static struct ceph_cluster cluster;
@@ -261,6 +263,47 @@ START_TEST(rados_a_kept_index_shares_what_others_stored)
 }
 END_TEST
 
+/* Damage done to the pool from outside: a flipped byte in a pack is found by verify and by
+ * the hash check of a restore's page; a truncated manifest is refused at open, naming it. */
+START_TEST(rados_damaged_objects_are_named)
+{
+	struct store *s = open_store();
+	store_pages_write(s, "d", NULL, 60, 1, 0, 1, NULL);
+	store_close(s);
+	struct rados_conn *c;
+	const char *ns = strchr(where + strlen("rados:"), '/') + 1;
+	ck_assert_msg(rados_conn_open(cluster.pool, ns, NULL, NULL, &c) == 0, "%s", error_message());
+	uint8_t buf[4096];
+	size_t got;
+	ck_assert_int_eq(rados_conn_read(c, "packs/00000001.pack", 8192, buf, sizeof(buf), &got), 0);
+	ck_assert_uint_eq(got, sizeof(buf));
+	buf[100] ^= 0x40;
+	/* Put the page back changed: the whole pack is rewritten with it. */
+	uint64_t size, mtime;
+	ck_assert_int_eq(rados_conn_stat(c, "packs/00000001.pack", &size, &mtime), 0);
+	uint8_t *pack = malloc(size);
+	ck_assert_int_eq(rados_conn_read(c, "packs/00000001.pack", 0, pack, size, &got), 0);
+	memcpy(pack + 8192, buf, sizeof(buf));
+	ck_assert_int_eq(rados_conn_write_full(c, "packs/00000001.pack", pack, size, false), 0);
+	free(pack);
+	struct store_lines l;
+	ck_assert_int_gt(store_pages_verify(where, &l), 0);
+	ck_assert_msg(strstr(l.text, "bytes in pack 00000001 slot 2 do not match their hash"), "%s", l.text);
+	/* A manifest cut short. */
+	ck_assert_int_eq(rados_conn_stat(c, "snapshots/d.snap", &size, &mtime), 0);
+	uint8_t *m = malloc(size);
+	ck_assert_int_eq(rados_conn_read(c, "snapshots/d.snap", 0, m, size, &got), 0);
+	ck_assert_int_eq(rados_conn_write_full(c, "snapshots/d.snap", m, size / 2, false), 0);
+	free(m);
+	rados_conn_close(c);
+	ck_assert_int_eq(store_open_read(where, &s), 0);
+	struct store_snapshot *snap;
+	ck_assert_int_eq(store_snapshot_open(s, "d", &snap), -EIO);
+	ck_assert_msg(strstr(error_message(), "snapshots/d.snap"), "%s", error_message());
+	store_close(s);
+}
+END_TEST
+
 /* The CLI takes a RADOS store where it takes a folder. */
 START_TEST(rados_store_commands_take_a_rados_store)
 {
@@ -304,6 +347,7 @@ Suite *store_rados_suite(void)
 	HARNESS_ADD_TEST(tc, rados_pins_hold_across_hosts);
 	HARNESS_ADD_TEST(tc, rados_a_killed_writer_leaves_the_store_whole);
 	HARNESS_ADD_TEST(tc, rados_a_kept_index_shares_what_others_stored);
+	HARNESS_ADD_TEST(tc, rados_damaged_objects_are_named);
 	HARNESS_ADD_TEST(tc, rados_store_commands_take_a_rados_store);
 	suite_add_tcase(s, tc);
 	return s;
