@@ -107,8 +107,9 @@ static void *snapshot_bar_main(void *arg)
 struct snapshot_canceller {
 	const struct cmd_client_args *a;
 	sigset_t signals;
-	atomic_bool asked;   /* a signal came and job-cancel was sent */
-	char said[256];      /* job-cancel's error, if it failed */
+	atomic_bool asked;   /* a signal came: job-cancel is being sent */
+	char said[256];      /* job-cancel's error, if it failed: read once answered is set */
+	atomic_bool answered;
 };
 
 static void *snapshot_canceller_main(void *arg)
@@ -117,6 +118,8 @@ static void *snapshot_canceller_main(void *arg)
 	int sig;
 	if (sigwait(&k->signals, &sig) != 0)
 		return NULL;
+	/* Said before it is asked: the answer to snapshot-save may come before job-cancel's. */
+	atomic_store(&k->asked, true);
 	struct qmp_client *c;
 	json_t *args = json_pack("{s:s}", "id", "snapshot");
 	int r = qmp_client_open(&c, k->a->name, k->a->monitor, CMD_CLIENT_TIMEOUT_MS);
@@ -127,7 +130,7 @@ static void *snapshot_canceller_main(void *arg)
 	json_decref(args);
 	if (r)
 		snprintf(k->said, sizeof(k->said), "%s", error_message());
-	atomic_store(&k->asked, true);
+	atomic_store(&k->answered, true);
 	if (sigwait(&k->signals, &sig) == 0) {
 		fprintf(stderr, "\nvmm snapshot: stopped waiting; the VM may still be writing the snapshot\n");
 		_exit(128 + sig);
@@ -297,7 +300,7 @@ int cmd_snapshot(int argc, char **argv)
 		}
 		if (!r)
 			fprintf(stderr, "vmm snapshot: interrupted, but %s was durable already\n", snap);
-		else if (canceller.said[0])
+		else if (atomic_load(&canceller.answered) && canceller.said[0])
 			fprintf(stderr, "vmm snapshot: the snapshot could not be cancelled: %s\n", canceller.said);
 	}
 	if (r)

@@ -219,6 +219,8 @@ static int store_rados_write(struct store *s, enum store_folder f, const char *n
 		return error_set(ENOMEM, "no memory to write %s/%s", s->dir, oid);
 	size_t at = 0;
 	for (unsigned i = 0; i < n; i++) {
+		if (!iov[i].iov_len)
+			continue; /* an empty piece may have no address */
 		memcpy(data + at, iov[i].iov_base, iov[i].iov_len);
 		at += iov[i].iov_len;
 	}
