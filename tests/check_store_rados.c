@@ -332,6 +332,31 @@ START_TEST(rados_store_commands_take_a_rados_store)
 }
 END_TEST
 
+/* The OSD stops answering in the middle of a restore: the page read fails, in bounded time
+ * (Ceph's OSD operations are capped at 20 s), with one line naming the store and the page,
+ * never a hang. The OSD is let go on afterwards. */
+START_TEST(rados_an_osd_that_stops_fails_the_read_not_hangs)
+{
+	struct store *s = open_store();
+	store_pages_write(s, "r", NULL, 60, 1, 0, 1, NULL);
+	store_close(s);
+	ck_assert_int_eq(store_open_read(where, &s), 0);
+	struct store_snapshot *snap;
+	ck_assert_int_eq(store_snapshot_open(s, "r", &snap), 0);
+	ck_assert_int_eq(kill(cluster.osd, SIGSTOP), 0);
+	const void *data;
+	uint64_t hash;
+	int r = store_snapshot_page(snap, 2, &data, &hash);
+	char said[512];
+	snprintf(said, sizeof(said), "%s", error_message());
+	ck_assert_int_eq(kill(cluster.osd, SIGCONT), 0);
+	ck_assert_msg(r < 0, "a page was read from a stopped OSD");
+	ck_assert_msg(strstr(said, "snapshot 'r', page 0x2") && strstr(said, "packs/00000001.pack"), "%s", said);
+	store_snapshot_close(snap);
+	store_close(s);
+}
+END_TEST
+
 Suite *store_rados_suite(void)
 {
 	Suite *s = suite_create("store_rados");
@@ -349,6 +374,7 @@ Suite *store_rados_suite(void)
 	HARNESS_ADD_TEST(tc, rados_a_kept_index_shares_what_others_stored);
 	HARNESS_ADD_TEST(tc, rados_damaged_objects_are_named);
 	HARNESS_ADD_TEST(tc, rados_store_commands_take_a_rados_store);
+	HARNESS_ADD_TEST(tc, rados_an_osd_that_stops_fails_the_read_not_hangs);
 	suite_add_tcase(s, tc);
 	return s;
 }
