@@ -52,8 +52,9 @@ int cli_parse_duration_ms(const char *what, const char *text, uint64_t *ms);
 /* The store of the commands that take one (snapshot, restore, store) when none is given,
  * as their --help says it (lines of the help's width). */
 #define CLI_STORE_DEFAULT_HELP \
-	"Without one, the store is $VMM_STORE, else $XDG_DATA_HOME/vmm/store, else\n" \
-	"~/.local/share/vmm/store.\n"
+	"A store is a folder or a Ceph RADOS pool, rados:POOL[/NAMESPACE] (the cluster from\n" \
+	"CEPH_CONF or /etc/ceph/ceph.conf). Without one, the store is $VMM_STORE, else\n" \
+	"$XDG_DATA_HOME/vmm/store, else ~/.local/share/vmm/store.\n"
 
 /*
  * The default store: $VMM_STORE when set and not empty; else the per-user store,
