@@ -110,6 +110,12 @@ static int snapshot_store(struct vm *vm, const char *dir, struct store **out)
 	if (r)
 		return r;
 	store_keep_index(*out);
+	/* The pinned base was opened from the store let go: it goes first (a RADOS pin is a
+	 * lock of that store's connection). The next snapshot there lists every page again;
+	 * the base objects stay, for the next one kept. */
+	store_snapshot_close(vm->base_snap);
+	vm->base_snap = NULL;
+	vm->base_store[0] = vm->base_name[0] = 0;
 	store_close(vm->store);
 	vm->store = *out;
 	return 0;
