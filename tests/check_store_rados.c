@@ -159,6 +159,37 @@ START_TEST(rados_two_writers_at_once)
 }
 END_TEST
 
+/* Host B snapshots a guest restored from host A's snapshot (its parent, read through B's own
+ * connection) after changing 1 MiB: B uploads that 1 MiB and nothing else. */
+START_TEST(rados_a_snapshot_on_another_host_uploads_only_what_changed)
+{
+	struct store *a = open_store(), *b = open_store();
+	store_pages_write(a, "on-a", NULL, 3000, 1, 0, 1, NULL); /* 1000 unique pages */
+	struct store_snapshot *parent;
+	ck_assert_int_eq(store_snapshot_open_pinned(b, "on-a", "VM 'b' (pid 1)", &parent), 0);
+	struct store_writer *w;
+	ck_assert_int_eq(store_writer_begin(b, "on-b", "on-a", 3000, "s", 1, &w), 0);
+	uint8_t page[4096];
+	for (uint64_t p = 0; p < 3000; p++) {
+		/* What a restored guest's snapshot is given: every page it holds, 256 of them new. */
+		bool stored;
+		uint64_t hash;
+		ck_assert_int_eq(store_snapshot_copy(parent, p, page, &stored, &hash), 0);
+		if (p % 11 == 0 && p < 11 * 256)
+			memset(page, (int)(p & 0xff) | 1, 64);
+		ck_assert_int_eq(store_writer_add(w, p, page), 0);
+	}
+	struct store_write_stats st;
+	store_writer_stats(w, &st);
+	ck_assert_int_eq(store_writer_commit(w), 0);
+	ck_assert_uint_le(st.stored, 256); /* 1 MiB: uploaded at most twice that, here exactly it */
+	ck_assert_uint_eq(st.pages, 256);
+	store_snapshot_close(parent);
+	store_close(a);
+	store_close(b);
+}
+END_TEST
+
 /* gc needs the store alone: while another host writes it is refused at once, and the
  * writer's snapshot is whole afterwards. */
 START_TEST(rados_gc_waits_for_no_writer)
@@ -368,6 +399,7 @@ Suite *store_rados_suite(void)
 	HARNESS_ADD_TEST(tc, rados_snapshots_dedup_and_read_back_lazily);
 	HARNESS_ADD_TEST(tc, rados_delete_and_gc_keep_what_the_others_need);
 	HARNESS_ADD_TEST(tc, rados_two_writers_at_once);
+	HARNESS_ADD_TEST(tc, rados_a_snapshot_on_another_host_uploads_only_what_changed);
 	HARNESS_ADD_TEST(tc, rados_gc_waits_for_no_writer);
 	HARNESS_ADD_TEST(tc, rados_pins_hold_across_hosts);
 	HARNESS_ADD_TEST(tc, rados_a_killed_writer_leaves_the_store_whole);
