@@ -199,6 +199,9 @@ int cmd_restore(int argc, char **argv)
 			return VM_EXIT_VMM_ERROR;
 		}
 		cfg.prefetch = &prefetch;
+		/* Into the host-wide segment in bulk while the guest starts (restore.h). */
+		if (restore_load_working_set(&rs, prefetch.pages, prefetch.count) != 0)
+			fprintf(stderr, "vmm: %s\n", error_message());
 	}
 	return cmd_run_vm(&cfg);
 }

@@ -5,6 +5,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 #include <xxhash.h>
 
 #include "pagers/snapshot_pager.h"
@@ -85,8 +87,81 @@ int restore_open(struct restore *r, const char *dir, const char *name, const cha
 	return err;
 }
 
+static int restore_cmp_page(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+/* Bring page @p into the segment (mapped read-only at @seg, for mincore) unless there. */
+static void restore_load_page(struct restore *r, const uint8_t *seg, uint64_t p)
+{
+	unsigned char present = 0;
+	if (mincore((void *)(seg + p * 4096), 4096, &present) == 0 && (present & 1))
+		return;
+	const void *data;
+	if (restore_page(r, p, &data) != 0 || !data) {
+		error_clear(); /* the guest's own fault there says what is wrong */
+		return;
+	}
+	if (pwrite(r->segment.fd, data, 4096, (off_t)(p * 4096)) == 4096)
+		atomic_fetch_add(&r->loaded, 1);
+}
+
+static void *restore_loader_main(void *arg)
+{
+	struct restore *r = arg;
+	uint64_t size = store_snapshot_page_count(r->snap) * 4096;
+	const uint8_t *seg = mmap(NULL, size, PROT_READ, MAP_SHARED, r->segment.fd, 0);
+	for (uint64_t i = 0; seg != MAP_FAILED && i < r->nload && !atomic_load(&r->loader_stop);) {
+		/* A run of consecutive pages, fetched in one go, then each checked and written. */
+		uint64_t run = 1;
+		while (i + run < r->nload && run < STORE_PREFETCH_PAGES && r->load[i + run] == r->load[i] + run)
+			run++;
+		store_snapshot_prefetch(r->snap, r->load[i], run);
+		for (uint64_t k = 0; k < run; k++)
+			restore_load_page(r, seg, r->load[i + k]);
+		i += run;
+	}
+	if (seg != MAP_FAILED)
+		munmap((void *)seg, size);
+	atomic_store(&r->load_done, true);
+	return NULL;
+}
+
+int restore_load_working_set(struct restore *r, const uint64_t *pages, uint64_t n)
+{
+	if (r->segment.fd < 0 || !n || r->loader_started)
+		return 0;
+	uint64_t count = store_snapshot_page_count(r->snap);
+	r->load = malloc(n * sizeof(*r->load));
+	if (!r->load)
+		return error_set(ENOMEM, "no memory for the working set of snapshot '%s'", r->name);
+	for (uint64_t i = 0; i < n; i++)
+		if (pages[i] < count)
+			r->load[r->nload++] = pages[i];
+	qsort(r->load, r->nload, sizeof(*r->load), restore_cmp_page);
+	uint64_t m = 0;
+	for (uint64_t i = 0; i < r->nload; i++)
+		if (!m || r->load[m - 1] != r->load[i])
+			r->load[m++] = r->load[i];
+	r->nload = m;
+	int err = pthread_create(&r->loader, NULL, restore_loader_main, r);
+	if (err)
+		return error_set(err, "cannot start loading the working set of snapshot '%s': %s", r->name, strerror(err));
+	r->loader_started = true;
+	return 0;
+}
+
 void restore_close(struct restore *r)
 {
+	if (r->loader_started) {
+		atomic_store(&r->loader_stop, true);
+		pthread_join(r->loader, NULL);
+		r->loader_started = false;
+	}
+	free(r->load);
+	r->load = NULL;
 	if (r->pager)
 		pager_release(r->pager);
 	segment_close(&r->segment);

@@ -13,6 +13,8 @@
 #define VMM_RESTORE_H
 
 #include <limits.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -33,6 +35,14 @@ struct restore {
 					   sharing was not asked for */
 	char store_real[PATH_MAX];      /* the store's one name (store_locate) */
 	char name[64];
+	/* restore_load_working_set's thread: */
+	pthread_t loader;
+	bool loader_started;
+	atomic_bool loader_stop;        /* restore_close asks it to end */
+	uint64_t *load;                 /* the pages to bring in, sorted, each once */
+	uint64_t nload;
+	atomic_ullong loaded;           /* pages it wrote into the segment */
+	atomic_bool load_done;          /* it has ended */
 };
 
 /* Open snapshot @name of the store at @dir for restoring, pinned for @holder (the VM, in
@@ -42,6 +52,20 @@ struct restore {
  * share_error (the restore goes on). 0 or -errno with a message naming the damaged file or
  * what is missing. */
 int restore_open(struct restore *r, const char *dir, const char *name, const char *holder, bool share);
+
+/*
+ * A cold restore's recorded working set, brought into the host-wide segment in bulk
+ * (REAP-style) rather than a fault at a time: its pages (@pages, @n of them, any order,
+ * those beyond the snapshot ignored) sorted, fetched a run at a time
+ * (store_snapshot_prefetch: one read per pack for a store that reads its packs), each
+ * checked against its hash and written into the segment, where the guest's faults then
+ * find them (no call to the store). On a thread of its own, so that the guest starts
+ * meanwhile; pages the segment holds already (another VM brought them) are skipped; a page
+ * that cannot be read or checked is left to the guest's fault, which reports it.
+ * restore_close waits for the thread. Without a segment (a private restore): nothing to do.
+ * 0, or -errno with a message when the thread cannot start.
+ */
+int restore_load_working_set(struct restore *r, const uint64_t *pages, uint64_t n);
 
 /* Release what restore_open made (the pager's objects keep their own references). */
 void restore_close(struct restore *r);
