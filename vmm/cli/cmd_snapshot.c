@@ -182,19 +182,14 @@ static int snapshot_stop(const char *verb, const struct cmd_client_args *a)
 /* vmm snapshot --every TIME: checkpoint-start into the absolute store @abs. */
 static int snapshot_every(const char *verb, const struct cmd_client_args *a, const char *abs)
 {
-	struct qmp_client *c;
-	int status = cmd_client_open(verb, a->name, a->monitor, &c);
-	if (status)
-		return status;
 	json_t *args = json_pack("{s:s,s:I,s:I}", "store", abs, "every-ms", (json_int_t)a->every_ms, "keep",
 				 (json_int_t)(a->keep_given ? a->keep : 0)), *ret = NULL;
 	if (a->as)
 		json_object_set_new(args, "prefix", json_string(a->as));
-	int r = qmp_client_execute(c, "checkpoint-start", args, &ret, CMD_CLIENT_TIMEOUT_MS);
+	int status = cmd_client_call(verb, a, "checkpoint-start", args, &ret, CMD_CLIENT_TIMEOUT_MS);
 	json_decref(args);
-	qmp_client_close(c);
-	if (r)
-		return cmd_client_fail(verb, r);
+	if (status)
+		return status;
 	if (a->json) {
 		cmd_client_print_json(stdout, ret);
 	} else {

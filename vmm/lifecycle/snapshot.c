@@ -96,6 +96,14 @@ static const char *snapshot_parent(struct vm *vm, const char *real, enum guest_m
 	return NULL;
 }
 
+/* The last snapshot is no longer the parent of the next: its pin goes, its name is forgotten. */
+static void snapshot_unpin_base(struct vm *vm)
+{
+	store_snapshot_close(vm->base_snap);
+	vm->base_snap = NULL;
+	vm->base_store[0] = vm->base_name[0] = 0;
+}
+
 /* The store at @dir for a snapshot of @vm: the one its last snapshot went to while @dir is
  * still that folder, kept open with its index (store_keep_index: the next snapshot reads
  * only the manifests written since, not the whole store), else opened (made if missing)
@@ -113,9 +121,7 @@ static int snapshot_store(struct vm *vm, const char *dir, struct store **out)
 	/* The pinned base was opened from the store let go: it goes first (a RADOS pin is a
 	 * lock of that store's connection). The next snapshot there lists every page again;
 	 * the base objects stay, for the next one kept. */
-	store_snapshot_close(vm->base_snap);
-	vm->base_snap = NULL;
-	vm->base_store[0] = vm->base_name[0] = 0;
+	snapshot_unpin_base(vm);
 	store_close(vm->store);
 	vm->store = *out;
 	return 0;
@@ -125,9 +131,7 @@ static int snapshot_store(struct vm *vm, const char *dir, struct store **out)
 static void snapshot_forget_base(struct vm *vm)
 {
 	guest_memory_release_base(&vm->mem);
-	store_snapshot_close(vm->base_snap);
-	vm->base_snap = NULL;
-	vm->base_store[0] = vm->base_name[0] = 0;
+	snapshot_unpin_base(vm);
 }
 
 /*

@@ -229,7 +229,7 @@ static int snapshot_locate(const struct store_snapshot *snap, uint64_t pindex, c
 }
 
 
-/* Page @pindex from the cache into @buf: true when it was there. */
+/* Whether the cache holds page @pindex, copied into @buf when not NULL. */
 static bool snapshot_cached(const struct store_snapshot *snap, uint64_t pindex, uint8_t *buf)
 {
 	struct snapshot_cache *c = snap->cache;
@@ -238,7 +238,7 @@ static bool snapshot_cached(const struct store_snapshot *snap, uint64_t pindex, 
 	size_t k = pindex % STORE_PREFETCH_PAGES;
 	pthread_mutex_lock(&c->lock);
 	bool there = c->key[k] == pindex + 1;
-	if (there)
+	if (there && buf)
 		memcpy(buf, c->page[k], STORE_PAGE);
 	pthread_mutex_unlock(&c->lock);
 	return there;
@@ -316,7 +316,6 @@ void store_snapshot_prefetch(struct store_snapshot *snap, uint64_t first, uint64
 	struct prefetch_page *v = malloc(n * sizeof(*v));
 	uint8_t *buf = malloc(n * STORE_PAGE);
 	size_t m = 0;
-	uint8_t scratch[STORE_PAGE];
 	for (uint64_t pindex = first; v && buf && pindex < first + n; pindex++) {
 		const struct mapped_pack *p;
 		const struct manifest_entry *e;
@@ -324,7 +323,7 @@ void store_snapshot_prefetch(struct store_snapshot *snap, uint64_t first, uint64
 			error_clear();
 			continue;
 		}
-		if (e && !p->map && !snapshot_cached(snap, pindex, scratch))
+		if (e && !p->map && !snapshot_cached(snap, pindex, NULL))
 			v[m++] = (struct prefetch_page){e->pack, e->slot, pindex};
 	}
 	if (m)
