@@ -71,7 +71,8 @@ struct fork_job {
 };
 
 /*
- * The process's reaper: waitpid(-1) takes any child, forked VMs and templates alike.
+ * The process's reaper: it waits for any child in the process's own process group, forked
+ * VMs and templates alike, and leaves children in groups of their own to their owners.
  * Locking legend: (r) fork_reap.lock. A fork holds it across fork(2), so a template is
  * known as one before the reaper can take it; children and templates inherit it held and
  * start afresh (fork_reap_reset).
@@ -580,14 +581,14 @@ static void *fork_reaper_main(void *arg)
 	struct vm *vm = arg;
 	for (;;) {
 		int st;
-		pid_t pid = waitpid(-1, &st, 0);
+		pid_t pid = waitpid(-getpgrp(), &st, 0);
 		if (pid < 0 && errno == EINTR)
 			continue;
 		pthread_mutex_lock(&fork_reap.lock);
 		if (pid < 0) {
 			/* No child left when that wait began; a fork since then (made holding the
 			 * lock) may have found this thread running and started none: look again. */
-			pid = waitpid(-1, &st, WNOHANG);
+			pid = waitpid(-getpgrp(), &st, WNOHANG);
 			if (pid < 0) {
 				fork_reap.running = false;
 				pthread_mutex_unlock(&fork_reap.lock);

@@ -15,7 +15,10 @@
  * template. The children wait until the last of them is made before they start, so they
  * do not take the CPU from the forks still to come.
  *
- * The reaper is the process's: waitpid(-1) reaps any child. One VM per process forks.
+ * The reaper takes every child in the process's own process group (forked VMs and
+ * templates inherit it); a child of another kind is started in a process group of its own
+ * (the RADOS helper, vmm/store/rados.c) and reaped by whoever started it, never announced
+ * as a forked VM. One VM per process forks.
  */
 #ifndef VMM_FORK_H
 #define VMM_FORK_H
@@ -79,7 +82,7 @@ struct fork_ops {
 int vm_fork(struct vm *vm, const char *name, unsigned count, const struct fork_ops *ops, struct fork_result *res);
 
 /* Reap forked children as they end, announcing each (@ops->child_exit), in a thread that
- * lives while the process has children. Idempotent. */
+ * lives while the process has children in its process group. Idempotent. */
 void vm_fork_reap(struct vm *vm, const struct fork_ops *ops);
 
 #endif

@@ -118,8 +118,8 @@ static void rados_describe_status(int st, char *buf, size_t len)
 
 /*
  * Wait at most @ms for the helper to exit, then kill it, and reap it. Its wait status, or
- * -1 when another reaper took it first (a process-wide waitpid(-1)). The helper is gone
- * either way.
+ * -1 when another reaper took it first (the fork reaper leaves the helper's process group
+ * alone; a program embedding the store might not). The helper is gone either way.
  */
 static int rados_reap(struct rados_conn *c, unsigned ms)
 {
@@ -375,7 +375,8 @@ static int rados_helper_path(const struct rados_conn *c, char *path, size_t len)
 
 /* Start the helper at @path on a new socketpair: its fd 3 the other end, stdin and stdout
  * /dev/null, stderr ours, signals at their defaults, in a process group of its own (a ^C
- * at the terminal is for vmm, which then closes the socket). 0 or -errno with a message. */
+ * at the terminal is for vmm, which then closes the socket; the fork reaper leaves it to
+ * rados_reap). 0 or -errno with a message. */
 static int rados_spawn(struct rados_conn *c, const char *path)
 {
 	const char *verb = "start the helper";
