@@ -872,7 +872,9 @@ int main(int argc, char **argv)
 	}
 	for (;;) {
 		r = rados_frame_recv(SOCKET_FD, &in, 0);
-		if (r == RADOS_FRAME_EOF)
+		/* -EPROTO: the client closed in the middle of a frame (it was killed); its end is
+		 * news to nobody, and its locks go with this process. */
+		if (r == RADOS_FRAME_EOF || r == -EPROTO)
 			break;
 		if (r < 0) {
 			fprintf(stderr, "vmm-rados: cannot read a request: %s\n", strerror(-r));
