@@ -252,7 +252,7 @@ START_TEST(completion_of_a_vm_name_lists_the_sockets_of_the_runtime_dir)
 	EXPECT_COMPLETION(path_with_vmm(), envs, "vmm snapshot b", "b\n");
 	/* One name only: after it, nothing; an option's argument is not the name. */
 	EXPECT_COMPLETION(path_with_vmm(), envs, "vmm quit a ", "\n");
-	EXPECT_COMPLETION(path_with_vmm(), envs, "vmm stats -n 3 ", "a\nb\n");
+	EXPECT_COMPLETION(path_with_vmm(), envs, "vmm stats -N 3 ", "a\nb\n");
 }
 END_TEST
 

@@ -334,7 +334,7 @@ END_TEST
 START_TEST(stats_json_samples_have_a_fixed_schema)
 {
 	struct spawn_result r;
-	ck_assert_int_eq(spawn_vmm(&r, 30, "stats", "--json", "-w", "10ms", "-n", "2", "--monitor", vm.path, NULL), 0);
+	ck_assert_int_eq(spawn_vmm(&r, 30, "stats", "--json", "-w", "10ms", "-N", "2", "--monitor", vm.path, NULL), 0);
 	expect_status(&r, 0, NULL);
 	json_t *first = NULL;
 	int lines = 0;
@@ -465,7 +465,7 @@ static long long text_value(const char *sample, const char *key, double *rate)
 START_TEST(stats_watch_shows_the_rates_of_counters)
 {
 	struct spawn_result r;
-	ck_assert_int_eq(spawn_vmm(&r, 30, "stats", "vm1", "-w", "100ms", "-n", "2", NULL), 0);
+	ck_assert_int_eq(spawn_vmm(&r, 30, "stats", "vm1", "-w", "100ms", "-N", "2", NULL), 0);
 	expect_status(&r, 0, NULL);
 	char *second = strstr(r.out, "\n\n");
 	ck_assert_ptr_nonnull(second);
@@ -495,7 +495,7 @@ START_TEST(stats_watch_prints_count_samples)
 		samples++;
 	ck_assert_int_eq(samples, 3);
 	spawn_free(&r);
-	ck_assert_int_eq(spawn_vmm(&r, 30, "stats", "vm1", "-w", "10ms", "-n", "2", "--json", NULL), 0);
+	ck_assert_int_eq(spawn_vmm(&r, 30, "stats", "vm1", "-w", "10ms", "-N", "2", "--json", NULL), 0);
 	expect_status(&r, 0, NULL);
 	int lines = 0;
 	for (char *line = strtok(r.out, "\n"); line; line = strtok(NULL, "\n"), lines++) {
@@ -530,7 +530,7 @@ START_TEST(stats_without_name_shows_every_vm)
 				"vm2   paused           12           1.5          12\n");
 	spawn_free(&r);
 
-	ck_assert_int_eq(spawn_vmm(&r, 30, "stats", "-w", "100ms", "-n", "2", NULL), 0);
+	ck_assert_int_eq(spawn_vmm(&r, 30, "stats", "-w", "100ms", "-N", "2", NULL), 0);
 	expect_status(&r, 0, NULL);
 	char *second = strstr(r.out, "\n\n");
 	ck_assert_ptr_nonnull(second);
@@ -542,7 +542,7 @@ START_TEST(stats_without_name_shows_every_vm)
 	ck_assert_msg(rate > 0 && rate <= 1000.0 * FAKE_VM_FAULTS_PER_QUERY / 100 + 0.05, "rate %f", rate);
 	spawn_free(&r);
 
-	ck_assert_int_eq(spawn_vmm(&r, 30, "stats", "--json", "-w", "10ms", "-n", "2", NULL), 0);
+	ck_assert_int_eq(spawn_vmm(&r, 30, "stats", "--json", "-w", "10ms", "-N", "2", NULL), 0);
 	expect_status(&r, 0, NULL);
 	static const char *const names[] = {"old", "vm1", "vm2"}, *const status[] = {"stale", "running", "paused"};
 	int lines = 0;

@@ -24,7 +24,7 @@
 
 static const struct cli_option stats_options[] = {
 	{"watch", 'w', "TIME", CMD_CLIENT_OPT_WATCH, "query again every TIME (2, 500ms, 1m) until interrupted"},
-	{"count", 'n', "N", CMD_CLIENT_OPT_COUNT, "with --watch: stop after N samples"},
+	{"count", 'N', "N", CMD_CLIENT_OPT_COUNT, "with --watch: stop after N samples"},
 	CMD_CLIENT_OPTION_JSON,
 	CMD_CLIENT_OPTION_MONITOR,
 	CMD_CLIENT_OPTION_HELP,
