@@ -341,6 +341,30 @@ START_TEST(cli_kvm_device_missing)
 }
 END_TEST
 
+/* vmm run -d whose VM cannot start: the one line comes out on the terminal, the status is
+ * the VM's, no name is printed and no log is left behind (with or without KVM: the device
+ * named does not exist). */
+START_TEST(cli_detached_run_that_cannot_start_says_why)
+{
+	char dir[] = "/tmp/vmm-detach-XXXXXX", log[64];
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+	setenv("XDG_RUNTIME_DIR", dir, 1);
+	snprintf(log, sizeof(log), "%s/vmm/web.log", dir);
+	struct spawn_result r;
+	ck_assert_int_eq(spawn_vmm(&r, 20, "run", "-d", "-n", "web", "--kvm", "/nonexistent/kvm",
+				   harness_build_path("guest.elf"), NULL),
+			 0);
+	ck_assert_msg(!r.timed_out, "vmm run -d hung");
+	ck_assert_str_eq(r.out, "");
+	expect_vmm_error(&r, "cannot open /nonexistent/kvm");
+	ck_assert_int_eq(access(log, F_OK), -1);
+	char sub[64];
+	snprintf(sub, sizeof(sub), "%s/vmm", dir);
+	rmdir(sub);
+	ck_assert_int_eq(rmdir(dir), 0);
+}
+END_TEST
+
 START_TEST(cli_kvm_device_not_kvm)
 {
 	struct spawn_result r;
@@ -965,6 +989,7 @@ Suite *cli_suite(void)
 	HARNESS_ADD_TEST(bin, cli_bad_image_is_named_even_without_kvm);
 	HARNESS_ADD_TEST(bin, cli_kvm_device_missing);
 	HARNESS_ADD_TEST(bin, cli_kvm_device_not_kvm);
+	HARNESS_ADD_TEST(bin, cli_detached_run_that_cannot_start_says_why);
 	HARNESS_ADD_TEST(bin, cli_swap_that_cannot_hold_pages_is_refused);
 	HARNESS_ADD_TEST(bin, cli_bad_options);
 	HARNESS_ADD_TEST(bin, cli_help_tells_the_exit_statuses);

@@ -4,6 +4,7 @@
  * verdicts on misbehaving guests.
  */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -211,6 +212,38 @@ START_TEST(console_message_running_past_ram_is_refused)
 }
 END_TEST
 
+/* vmm run -d: the name printed once the guest runs; the VM outlives the session that
+ * started it (whose process group gets SIGHUP, as when a terminal closes); its console is
+ * in its log; quit ends it and logs -f returns then. */
+START_TEST(a_detached_vm_outlives_its_session_and_logs_its_console)
+{
+	char dir[] = "/tmp/vmm-detached-XXXXXX", script[512];
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+	setenv("XDG_RUNTIME_DIR", dir, 1);
+	snprintf(script, sizeof(script), "%s run -d -n det -m 64M -p 'hello spin=4M' %s; status=$?; kill -HUP 0; exit $status",
+		 harness_build_path("vmm"), harness_build_path("guest.elf"));
+	char *argv[] = {"setsid", "sh", "-c", script, NULL};
+	ck_assert_int_eq(spawn_run(&r, TIMEOUT_S, argv), 0);
+	ck_assert_msg(r.status == 128 + 1 || r.status == 0, "status %d: %s", r.status, r.err);
+	ck_assert_str_eq(r.out, "det\n");
+	spawn_free(&r);
+	ck_assert_int_eq(spawn_vmm(&r, TIMEOUT_S, "stats", "det", "state.state", NULL), 0);
+	expect(0, "state.state", NULL);
+	ck_assert_int_eq(spawn_vmm(&r, TIMEOUT_S, "logs", "det", NULL), 0);
+	expect(0, "hello from the vmm guest: 1 cpu, 64 MiB RAM", NULL);
+	ck_assert_int_eq(spawn_vmm(&r, TIMEOUT_S, "quit", "det", NULL), 0);
+	expect(0, NULL, NULL);
+	ck_assert_int_eq(spawn_vmm(&r, TIMEOUT_S, "logs", "-f", "det", NULL), 0);
+	expect(0, "hello from the vmm guest", NULL);
+	ck_assert_int_eq(spawn_vmm(&r, TIMEOUT_S, "rm", "det", NULL), 0);
+	expect(0, NULL, NULL);
+	char sub[64];
+	snprintf(sub, sizeof(sub), "%s/vmm", dir);
+	ck_assert_int_eq(rmdir(sub), 0);
+	rmdir(dir);
+}
+END_TEST
+
 Suite *kvm_run_suite(void)
 {
 	Suite *s = suite_create("kvm_run");
@@ -227,6 +260,7 @@ Suite *kvm_run_suite(void)
 	HARNESS_ADD_TEST(tc, touch_larger_than_ram_is_refused_by_the_guest);
 	HARNESS_ADD_TEST(tc, guest_exception_is_reported_with_registers);
 	HARNESS_ADD_TEST(tc, spin_runs_until_stopped_from_outside);
+	HARNESS_ADD_TEST(tc, a_detached_vm_outlives_its_session_and_logs_its_console);
 	suite_add_tcase(s, tc);
 
 	TCase *bad = tcase_create("misbehaving_guests");

@@ -647,21 +647,31 @@ static bool exists(const char *path)
 	return access(path, F_OK) == 0;
 }
 
-/* rm NAME...: the stale one and its log go, the running and the unknown one are a line
- * each, and the status says not all went. */
+static void make_file(const char *path)
+{
+	FILE *f = fopen(path, "w");
+	ck_assert_ptr_nonnull(f);
+	fclose(f);
+}
+
+/* rm NAME...: the stale one and its log go, so does the log of one that ended cleanly (no
+ * socket left), the running and the unknown one are a line each, and the status says not
+ * all went. */
 START_TEST(rm_removes_stale_vms_and_refuses_running_ones)
 {
-	char stale[200], log[200], gone[200], want[600];
+	char stale[200], log[200], gone[200], ended[200], ended_older[200], want[600];
 	snprintf(stale, sizeof(stale), "%s/old.sock", rundir);
 	snprintf(log, sizeof(log), "%s/old.log", rundir);
 	snprintf(gone, sizeof(gone), "%s/gone.sock", rundir);
+	snprintf(ended, sizeof(ended), "%s/ended.log", rundir);
+	snprintf(ended_older, sizeof(ended_older), "%s/ended.log.1", rundir);
 	make_stale_socket(stale);
 	make_stale_socket(gone);
-	FILE *f = fopen(log, "w");
-	ck_assert_ptr_nonnull(f);
-	fclose(f);
+	make_file(log);
+	make_file(ended);
+	make_file(ended_older);
 	struct spawn_result r;
-	ck_assert_int_eq(spawn_vmm(&r, 30, "rm", "old", "vm1", "nosuch", "gone", NULL), 0);
+	ck_assert_int_eq(spawn_vmm(&r, 30, "rm", "old", "vm1", "nosuch", "gone", "ended", NULL), 0);
 	snprintf(want, sizeof(want),
 		 "vmm rm: VM 'vm1' is running; vmm quit vm1 first\n"
 		 "vmm rm: no VM named 'nosuch' (no socket at %s/nosuch.sock)\n",
@@ -670,6 +680,7 @@ START_TEST(rm_removes_stale_vms_and_refuses_running_ones)
 	ck_assert_str_eq(r.out, "");
 	spawn_free(&r);
 	ck_assert(!exists(stale) && !exists(log) && !exists(gone));
+	ck_assert(!exists(ended) && !exists(ended_older));
 	ck_assert(exists(vm.path));
 	ck_assert_int_eq(spawn_vmm(&r, 30, "rm", "vm1", NULL), 0);
 	expect_status(&r, 125, "vmm rm: VM 'vm1' is running; vmm quit vm1 first\n");
@@ -680,23 +691,28 @@ START_TEST(rm_removes_stale_vms_and_refuses_running_ones)
 }
 END_TEST
 
+/* rm --stale: every stale VM and its log, the logs of VMs that ended; a running VM's log
+ * stays. */
 START_TEST(rm_stale_removes_every_stale_vm_and_only_those)
 {
-	char stale[200], log[200], gone[200];
+	char stale[200], log[200], gone[200], ended[200], running_log[200];
 	snprintf(stale, sizeof(stale), "%s/old.sock", rundir);
 	snprintf(log, sizeof(log), "%s/old.log", rundir);
 	snprintf(gone, sizeof(gone), "%s/gone.sock", rundir);
+	snprintf(ended, sizeof(ended), "%s/ended.log", rundir);
+	snprintf(running_log, sizeof(running_log), "%s/vm1.log", rundir);
 	make_stale_socket(stale);
 	make_stale_socket(gone);
-	FILE *f = fopen(log, "w");
-	ck_assert_ptr_nonnull(f);
-	fclose(f);
+	make_file(log);
+	make_file(ended);
+	make_file(running_log);
 	struct spawn_result r;
 	ck_assert_int_eq(spawn_vmm(&r, 30, "rm", "--stale", NULL), 0);
 	expect_status(&r, 0, NULL);
 	spawn_free(&r);
-	ck_assert(!exists(stale) && !exists(log) && !exists(gone));
-	ck_assert(exists(vm.path));
+	ck_assert(!exists(stale) && !exists(log) && !exists(gone) && !exists(ended));
+	ck_assert(exists(vm.path) && exists(running_log));
+	unlink(running_log);
 	ck_assert_int_eq(spawn_vmm(&r, 30, "ps", NULL), 0);
 	expect_status(&r, 0, NULL); /* no stale one left: no note */
 	spawn_free(&r);

@@ -2,10 +2,12 @@
  * console reader that goes away never killing the VM. */
 #include <errno.h>
 #include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <unistd.h>
 
 #include "harness.h"
-#include "vmm/devices/devices.h"
+#include "vmm/devices/console.h"
 #include "vmm/lifecycle/vm_serve.h"
 
 START_TEST(stop_signals_are_blocked_for_the_signal_thread)
@@ -33,18 +35,31 @@ START_TEST(a_hangup_ignored_from_the_start_does_not_stop_the_vm)
 END_TEST
 
 /* `vmm run ... | head -1`: the console's reader has gone; the VM must live on (it died of
- * SIGPIPE, status 141). */
+ * SIGPIPE, status 141), and its log still gets the output. */
 START_TEST(console_output_to_a_reader_that_went_away_is_dropped)
 {
 	vm_serve_block_signals();
 	int p[2];
 	ck_assert_int_eq(pipe(p), 0);
 	close(p[0]);
-	const uint8_t text[] = "hello\n";
-	serial_output(p[1], text, sizeof(text) - 1); /* returns, the output dropped */
-	ck_assert_int_eq(write(p[1], text, 1), -1);
+	char dir[] = "/tmp/vmm-serve-XXXXXX", log[64], got[16] = "";
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+	snprintf(log, sizeof(log), "%s/vm.log", dir);
+	struct console c;
+	console_init(&c, p[1]);
+	ck_assert_int_eq(console_open_log(&c, log), 0);
+	console_output(&c, "hello\n", 6); /* returns, the output dropped */
+	ck_assert_int_eq(write(p[1], "x", 1), -1);
 	ck_assert_int_eq(errno, EPIPE);
+	FILE *f = fopen(log, "r");
+	ck_assert_ptr_nonnull(f);
+	ck_assert_uint_eq(fread(got, 1, sizeof(got) - 1, f), 6);
+	ck_assert_str_eq(got, "hello\n");
+	fclose(f);
+	console_close(&c);
 	close(p[1]);
+	unlink(log);
+	rmdir(dir);
 }
 END_TEST
 

@@ -23,10 +23,10 @@
 # shellcheck disable=SC2086,SC2088
 
 # Used when the vmm being completed cannot be run (not installed yet, or not on PATH).
-_vmm_fallback_verbs="run restore ps stats memory inspect dumpxml stop cont quit snapshot fork store help"
+_vmm_fallback_verbs="run restore ps stats memory inspect dumpxml logs console stop cont quit snapshot fork store help"
 _vmm_fallback_store_verbs="ls verify gc rm"
 # Verbs whose first argument is a running VM's name.
-_vmm_vm_verbs=" stats stop cont quit snapshot memory inspect dumpxml fork rm "
+_vmm_vm_verbs=" stats stop cont quit snapshot memory inspect dumpxml logs console fork rm "
 # Verbs that take a store (--store DIR, -s DIR), known even when vmm cannot be run.
 _vmm_store_takers=" restore snapshot store "
 

@@ -440,6 +440,8 @@ static void vm_init(struct vm *vm)
 	atomic_init(&vm->first_run_ns, 0);
 	atomic_init(&vm->memslot_wait_accesses, 0);
 	vm->ready_fd = -1;
+	atomic_init(&vm->detach_fd, -1);
+	console_init(&vm->console, -1);
 }
 
 void vm_prepare(struct vm *vm, const char *kvm_path)
@@ -453,6 +455,9 @@ int vm_create(struct vm *vm, const struct vm_config *cfg)
 	if (!vm->kvm_opening) /* else prepared: KVM is being opened already */
 		vm_init(vm);
 	vm->cfg = *cfg;
+	vm->console.out_fd = cfg->console_fd; /* no thread writes to it yet */
+	if (cfg->detach)
+		atomic_store(&vm->detach_fd, cfg->detach_fd);
 
 	void *image = NULL;
 	size_t size = 0;
@@ -533,6 +538,11 @@ int vm_fork_child_setup(struct vm *vm, const struct vm_state *state)
 	vm->monitor = NULL;
 	vm->user_paused = vm->quit_requested = false;
 	vm->snapshot_thread_started = false;
+	/* The pipe to a `vmm run -d` still waiting for the parent is not the child's to answer. */
+	int detach_fd = atomic_exchange(&vm->detach_fd, -1);
+	if (detach_fd >= 0)
+		close(detach_fd);
+	vm->cfg.detach = false;
 	/* The parent records its own working set (into the file it was given): not a child. */
 	vm->cfg.record_working_set = NULL;
 	guest_memory_stop_recording(&vm->mem);
@@ -809,6 +819,8 @@ void vm_destroy(struct vm *vm)
 	store_close(vm->store);
 	vm->store = NULL;
 	ioport_detach_devices(vm);
+	console_close(&vm->console);
+	pthread_mutex_destroy(&vm->console.lock);
 	pthread_cond_destroy(&vm->stopped_cond);
 	pthread_cond_destroy(&vm->park_cond);
 	pthread_mutex_destroy(&vm->lock);

@@ -10,6 +10,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "vmm/devices/console.h"
 #include "vmm/memory/guest_memory.h"
 #include "vmm/ioport.h"
 #include "vmm/kvm.h"
@@ -44,7 +45,11 @@ struct vm_config {
 	const char *record_working_set; /* restore: write the guest's working set here at the end */
 	const char *prefetch_path;      /* restore: the working set file to prefetch, or NULL */
 	struct working_set *prefetch;   /* restore: its contents (vm_create takes them) */
-	int console_fd;        /* where the serial console goes (stdout) */
+	int console_fd;        /* where the serial console goes (stdout), -1 nowhere; its log is
+				  vm_serve's (console.h) */
+	bool detach;           /* vmm run -d: once the VM runs, vm_serve writes its name to
+				  detach_fd, closes it and detaches the console (console_detach) */
+	int detach_fd;         /* with detach: the pipe to the waiting `vmm run -d` */
 };
 
 struct vcpu;
@@ -90,6 +95,7 @@ struct vm {
 	struct kvm kvm;                /* (c) */
 	struct guest_memory mem;       /* (c) */
 	struct ioport_table ports;     /* (c) the devices' ranges (ioport_devices) */
+	struct console console;        /* the devices' output: standard output and the log (its own lock) */
 	void *device_state[IOPORT_MAX_DEVICES]; /* (c) each device's own, by its place in ioport_devices */
 	atomic_uint_fast32_t id_value; /* (a) ABI_ID(generation, index): which VM of a fork this is
 					  (the identity port tells the guest) */
@@ -121,6 +127,8 @@ struct vm {
 	bool snapshot_thread_started;  /* (m) */
 	unsigned children_made;        /* (m) forked children so far: the next is children_made + 1 */
 	int ready_fd;                  /* (f) a forked child's pipe to its parent, -1 otherwise */
+	atomic_int detach_fd;          /* (a) cfg.detach_fd until vm_serve has used it (a forked
+					  child closes its copy), then -1 */
 	struct vm_kvm_opening *kvm_opening; /* (c) KVM's opener: see vm_memslots_settle; NULL before vm_create */
 	unsigned fork_index;           /* (f) a forked child's number (NAME.K), 0 otherwise */
 	char origin_store[4096];       /* (c) the store the VM was restored from (store_locate), or "" */

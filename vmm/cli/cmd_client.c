@@ -84,6 +84,9 @@ static int cmd_client_parse_args(const char *verb, const char *usage, const stru
 		case CMD_CLIENT_OPT_STOP:
 			a->stop = true;
 			break;
+		case CMD_CLIENT_OPT_FOLLOW:
+			a->follow = true;
+			break;
 		case CMD_CLIENT_OPT_HELP:
 			return 1;
 		}

@@ -31,6 +31,10 @@ int cmd_dumpxml(int argc, char **argv);
 int cmd_inspect(int argc, char **argv);
 /* vmm fork NAME [-N COUNT] [--json] [--monitor PATH] */
 int cmd_fork(int argc, char **argv);
+/* vmm logs [-f] NAME [--monitor PATH] (cmd_logs.c) */
+int cmd_logs(int argc, char **argv);
+/* vmm console NAME [--monitor PATH] (cmd_logs.c) */
+int cmd_console(int argc, char **argv);
 /* vmm rm NAME... | vmm rm --stale (cmd_rm.c) */
 int cmd_rm(int argc, char **argv);
 /* vmm store ls|verify|gc|rm [DIR] [SNAPSHOT] */
@@ -48,6 +52,7 @@ enum {
 	CMD_CLIENT_OPT_EVERY,
 	CMD_CLIENT_OPT_KEEP,
 	CMD_CLIENT_OPT_STOP,
+	CMD_CLIENT_OPT_FOLLOW,
 };
 #define CMD_CLIENT_OPTION_MONITOR \
 	{"monitor", 0, "PATH", CMD_CLIENT_OPT_MONITOR, "the VM's monitor socket (default: the socket of NAME)"}
@@ -66,6 +71,7 @@ struct cmd_client_args {
 	unsigned keep;       /* --keep N */
 	bool keep_given;
 	bool stop;           /* --stop */
+	bool follow;         /* --follow */
 	const char **more;   /* cmd_client_parse_more: the positionals after NAME (free the array) */
 	unsigned nmore;
 };

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "vmm/cli/cmd_client.h"
+#include "vmm/devices/console.h"
 #include "vmm/error.h"
 #include "vmm/monitor/monitor.h"
 #include "vmm/vm.h"
@@ -57,10 +58,7 @@ static int inspect_paths(const struct cmd_client_args *a, json_t **paths)
 		if (r)
 			return r;
 	}
-	size_t len = strlen(sock);
-	bool has_log = len > 5 && strcmp(sock + len - 5, ".sock") == 0 &&
-		       (size_t)snprintf(log, sizeof(log), "%.*s.log", (int)(len - 5), sock) < sizeof(log) &&
-		       access(log, F_OK) == 0;
+	bool has_log = console_log_path(sock, log, sizeof(log)) == 0 && access(log, F_OK) == 0;
 	*paths = json_pack("{s:s,s:s?}", "socket", sock, "log", has_log ? log : NULL);
 	return *paths ? 0 : error_set(ENOMEM, "out of memory");
 }

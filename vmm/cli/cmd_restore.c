@@ -31,6 +31,7 @@ static const struct cli_option restore_options[] = {
 	OPTION_STATS,
 	{"name", 'n', "NAME", OPT_NAME, "name of the VM, for its monitor socket (default: SNAPSHOT)"},
 	OPTION_MONITOR,
+	OPTION_DETACH,
 	OPTION_VERBOSE,
 	OPTION_KVM,
 	OPTION_HELP,
@@ -164,6 +165,8 @@ int cmd_restore(int argc, char **argv)
 	if (status >= 0)
 		return status;
 	restore_pick_name(&cfg, snapshot);
+	if ((status = cmd_run_detach(&cfg)) >= 0)
+		return status;
 	/* KVM's VM is opened while the snapshot is: neither needs the other. */
 	cmd_run_prepare(cfg.kvm_path);
 	static struct restore rs;

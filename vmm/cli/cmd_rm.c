@@ -1,10 +1,13 @@
 /* vmm rm: remove what dead VMs left behind (their stale sockets, and their logs). */
+#include <dirent.h>
 #include <errno.h>
+#include <limits.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "vmm/cli/cmd_client.h"
+#include "vmm/devices/console.h"
 #include "vmm/error.h"
 #include "vmm/monitor/monitor.h"
 #include "vmm/vm.h"
@@ -15,7 +18,8 @@
 enum { RM_OPT_STALE = 1, RM_OPT_HELP };
 
 static const struct cli_option rm_options[] = {
-	{"stale", 0, NULL, RM_OPT_STALE, "remove every stale VM vmm ps lists (instead of NAME...)"},
+	{"stale", 0, NULL, RM_OPT_STALE,
+	 "remove every stale VM vmm ps lists, and the logs of VMs that ended (instead of NAME...)"},
 	{"help", 'h', NULL, RM_OPT_HELP, "show this help"},
 	{0},
 };
@@ -24,18 +28,42 @@ static void rm_help(FILE *f)
 {
 	fprintf(f, "usage: " RM_USAGE "\n"
 		   "Remove what a VM whose vmm process died left behind: its monitor socket, which\n"
-		   "nothing listens on any more (vmm ps shows it as 'stale'), and NAME.log beside it\n"
-		   "when there is one. A VM that is still running is not touched (end it with vmm\n"
-		   "quit NAME); the other NAMEs are still removed. Names are looked up as by the\n"
-		   "other verbs: in $XDG_RUNTIME_DIR/vmm, then in /run/vmm. Prints nothing when all\n"
-		   "went well.\n\n");
+		   "nothing listens on any more (vmm ps shows it as 'stale'), and its console log\n"
+		   "beside it (NAME.log, NAME.log.1) when there is one; of a VM that ended cleanly\n"
+		   "(its socket gone), the log that vmm logs still shows. A VM that is still running\n"
+		   "is not touched (end it with vmm quit NAME); the other NAMEs are still removed.\n"
+		   "Names are looked up as by the other verbs: in $XDG_RUNTIME_DIR/vmm, then in\n"
+		   "/run/vmm. Prints nothing when all went well.\n\n");
 	cli_print_options(f, rm_options);
 	fprintf(f, "\nExit status: 0 when every NAME was removed (with --stale: also when there was\n"
 		   "nothing to remove); 125 bad arguments, or a NAME unknown, running, or not removable.\n");
 }
 
+/* Remove the console log (NAME.log, NAME.log.1) beside the socket @path. 0, or the exit
+ * status after printing. */
+static int rm_log(const char *path)
+{
+	char log[PATH_MAX + 2];
+	if (console_log_path(path, log, sizeof(log) - 2) != 0)
+		return 0;
+	if (unlink(log) != 0 && errno != ENOENT)
+		return cmd_client_fail("rm", error_set_errno(errno, "cannot remove %s", log));
+	strcat(log, ".1");
+	if (unlink(log) != 0 && errno != ENOENT)
+		return cmd_client_fail("rm", error_set_errno(errno, "cannot remove %s", log));
+	return 0;
+}
+
+/* Whether a console log is beside the socket @path. */
+static bool rm_has_log(const char *path)
+{
+	char log[PATH_MAX];
+	return console_log_path(path, log, sizeof(log)) == 0 && access(log, F_OK) == 0;
+}
+
 /*
- * Remove the VM @name whose socket is at @path if it is stale. @quiet (--stale): a VM
+ * Remove the VM @name whose socket is at @path if it is stale, or its log when it ended
+ * cleanly (its socket gone). @quiet (--stale): a VM
  * that is not stale is passed over without a word. 0, or the exit status after printing.
  */
 static int rm_one(const char *name, const char *path, bool quiet)
@@ -52,6 +80,8 @@ static int rm_one(const char *name, const char *path, bool quiet)
 		fprintf(stderr, "vmm rm: VM '%s' is running; vmm quit %s first\n", name, name);
 		return VM_EXIT_VMM_ERROR;
 	}
+	if (r == -ENOENT && rm_has_log(path))
+		return rm_log(path);
 	if (r != -ECONNREFUSED)
 		return quiet ? 0 : cmd_client_fail("rm", r);
 	/* A VM of the same name starting meanwhile replaces the stale socket by its own (a new
@@ -60,12 +90,34 @@ static int rm_one(const char *name, const char *path, bool quiet)
 		return 0;
 	if (unlink(path) != 0 && errno != ENOENT)
 		return cmd_client_fail("rm", error_set_errno(errno, "cannot remove %s", path));
-	char log[4096];
-	size_t len = strlen(path);
-	int n = snprintf(log, sizeof(log), "%.*s.log", (int)(len - strlen(".sock")), path);
-	if (n > 0 && (size_t)n < sizeof(log) && unlink(log) != 0 && errno != ENOENT)
-		return cmd_client_fail("rm", error_set_errno(errno, "cannot remove %s", log));
-	return 0;
+	return rm_log(path);
+}
+
+/* --stale's second half: the logs of VMs that ended (no socket beside them) in @dir, the
+ * caller's own only. 0, or the exit status after printing. */
+static int rm_ended_logs(const char *dir)
+{
+	DIR *d = opendir(dir);
+	if (!d)
+		return 0;
+	int status = 0;
+	struct dirent *e;
+	while ((e = readdir(d))) {
+		size_t len = strlen(e->d_name);
+		char log[PATH_MAX], sock[PATH_MAX];
+		struct stat st;
+		if (len <= 4 || strcmp(e->d_name + len - 4, ".log") != 0 ||
+		    (size_t)snprintf(log, sizeof(log), "%s/%s", dir, e->d_name) >= sizeof(log) ||
+		    (size_t)snprintf(sock, sizeof(sock), "%s/%.*s.sock", dir, (int)(len - 4), e->d_name) >= sizeof(sock))
+			continue;
+		if (lstat(log, &st) != 0 || !S_ISREG(st.st_mode) || (geteuid() != 0 && st.st_uid != geteuid()) ||
+		    lstat(sock, &st) == 0)
+			continue;
+		int s = rm_log(sock);
+		status = s ? s : status;
+	}
+	closedir(d);
+	return status;
 }
 
 int cmd_rm(int argc, char **argv)
@@ -108,6 +160,14 @@ int cmd_rm(int argc, char **argv)
 			status = s ? s : status;
 		}
 		cmd_client_free_vms(vms, nvms);
+		char dirs[MONITOR_SEARCH_DIRS][MONITOR_DIR_MAX];
+		unsigned ndirs;
+		if (monitor_search_dirs(dirs, &ndirs) != 0)
+			return cmd_client_fail("rm", -EINVAL);
+		for (unsigned i = 0; i < ndirs; i++) {
+			int s = rm_ended_logs(dirs[i]);
+			status = s ? s : status;
+		}
 		return status;
 	}
 	/* Each in turn: one refused is named on its line and the others still go. */

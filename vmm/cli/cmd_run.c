@@ -1,8 +1,12 @@
 /* vmm run: boot a PVH guest and wait for it to end. */
 #include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "mmu/vm_param.h"
@@ -47,6 +51,7 @@ static const struct cli_option run_options[] = {
 	 "no --mem-limit)"},
 	OPTION_NAME,
 	OPTION_MONITOR,
+	OPTION_DETACH,
 	OPTION_VERBOSE,
 	OPTION_KVM,
 	OPTION_HELP,
@@ -224,6 +229,9 @@ int cmd_run_option(struct vm_config *cfg, const char *verb, int id, const char *
 	case OPT_VERBOSE:
 		cfg->verbose++;
 		return 0;
+	case OPT_DETACH:
+		cfg->detach = true;
+		return 0;
 	case OPT_KVM:
 		cfg->kvm_path = v;
 		return 0;
@@ -339,6 +347,75 @@ int cmd_run_vm(struct vm_config *cfg)
 	return VM_EXIT_VMM_ERROR; /* not reached */
 }
 
+/* The parent's side of -d: wait for @child's word on @fd (see cmd_run_detach). */
+static int run_detach_wait(pid_t child, int fd)
+{
+	char name[MONITOR_NAME_MAX + 2];
+	size_t got = 0;
+	int timeout = CMD_RUN_DETACH_WAIT_MS;
+	for (;;) {
+		struct pollfd p = {.fd = fd, .events = POLLIN};
+		int n = poll(&p, 1, timeout);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n == 0) {
+			fprintf(stderr, "vmm: the VM (pid %d) did not start within %d s; stopped it\n", (int)child,
+				CMD_RUN_DETACH_WAIT_MS / 1000);
+			kill(child, SIGTERM);
+			break;
+		}
+		ssize_t k = read(fd, name + got, sizeof(name) - 1 - got);
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k <= 0)
+			break;
+		got += (size_t)k;
+		if (memchr(name, '\n', got) || got == sizeof(name) - 1)
+			break;
+	}
+	close(fd);
+	char *nl = memchr(name, '\n', got);
+	if (nl) {
+		*nl = '\0';
+		printf("%s\n", name);
+		return 0;
+	}
+	/* The VM ended before it ran: it said why on standard error; its status is ours. */
+	int st;
+	while (waitpid(child, &st, 0) < 0)
+		if (errno != EINTR)
+			return VM_EXIT_VMM_ERROR;
+	return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+int cmd_run_detach(struct vm_config *cfg)
+{
+	if (!cfg->detach)
+		return -1;
+	int p[2];
+	if (pipe2(p, O_CLOEXEC) != 0) {
+		fprintf(stderr, "vmm: cannot detach: pipe: %s\n", strerror(errno));
+		return VM_EXIT_VMM_ERROR;
+	}
+	fflush(NULL);
+	pid_t child = fork();
+	if (child < 0) {
+		fprintf(stderr, "vmm: cannot detach: fork: %s\n", strerror(errno));
+		close(p[0]);
+		close(p[1]);
+		return VM_EXIT_VMM_ERROR;
+	}
+	if (child > 0) {
+		close(p[1]);
+		return run_detach_wait(child, p[0]);
+	}
+	close(p[0]);
+	/* A session of its own: no controlling terminal, so its closing sends no SIGHUP here. */
+	setsid();
+	cfg->detach_fd = p[1];
+	return -1;
+}
+
 void cmd_run_prepare(const char *kvm_path)
 {
 	vm_serve_block_signals();
@@ -362,7 +439,7 @@ int cmd_run(int argc, char **argv)
 {
 	struct vm_config cfg;
 	int status = cmd_run_parsed(cmd_run_parse(argc, argv, &cfg), cmd_run_help);
-	if (status >= 0)
+	if (status >= 0 || (status = cmd_run_detach(&cfg)) >= 0)
 		return status;
 	/* KVM's VM is opened while the image is read and checked (a bad image is still what
 	 * vm_create reports first). */

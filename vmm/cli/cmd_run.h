@@ -33,6 +33,7 @@ enum {
 	OPT_PREFETCH,
 	OPT_PRIVATE,
 	OPT_XML,
+	OPT_DETACH,
 };
 
 /* Options of a running VM, shared by run and restore. */
@@ -47,6 +48,10 @@ enum {
 	{"monitor", 0, "PATH", OPT_MONITOR,                  \
 	 "monitor socket (default $XDG_RUNTIME_DIR/vmm/NAME.sock, else /run/vmm/NAME.sock)"}
 #define OPTION_VERBOSE {"verbose", 'v', NULL, OPT_VERBOSE, "say what the VMM does; twice: also each test-port message"}
+#define OPTION_DETACH                                                                                     \
+	{"detach", 'd', NULL, OPT_DETACH,                                                                  \
+	 "run in the background, apart from this terminal: print the VM's name once it runs and return; " \
+	 "its console goes to its log (vmm logs NAME)"}
 #define OPTION_KVM {"kvm", 0, "PATH", OPT_KVM, "KVM device (default /dev/kvm)"}
 #define OPTION_HELP {"help", 'h', NULL, OPT_HELP, "show this help"}
 
@@ -84,6 +89,16 @@ int cmd_run_parsed(int r, void (*help)(FILE *f));
 /* Before the VM's configuration is complete: block the stop signals (vm_serve takes them)
  * and start opening KVM's VM with @kvm_path (vm_prepare), while the caller reads the rest. */
 void cmd_run_prepare(const char *kvm_path);
+
+/*
+ * With cfg->detach (-d): fork; the child, in a session of its own, goes on to make and serve
+ * the VM (-1 returned there, cfg->detach_fd set) and tells the parent the VM's name once it
+ * runs. The parent prints that name and returns 0, or, when the child ends first, returns
+ * its exit status (the child said why on standard error), or stops a child that has not
+ * started within CMD_RUN_DETACH_WAIT_MS. Without -d: -1. Call before any thread is made.
+ */
+#define CMD_RUN_DETACH_WAIT_MS 60000
+int cmd_run_detach(struct vm_config *cfg);
 
 /* Make the VM @cfg describes (after cmd_run_prepare, or alone) and serve it until it ends:
  * exits the process with its status; returns VM_EXIT_VMM_ERROR when it cannot be made. */

@@ -28,6 +28,8 @@ static const struct verb verbs[] = {
 	{"memory", cmd_memory, "show a running VM's guest-physical map and where each page comes from"},
 	{"inspect", cmd_inspect, "print a running VM's configuration, state, lineage and paths as JSON"},
 	{"dumpxml", cmd_dumpxml, "print a running VM's configuration as a libvirt domain XML"},
+	{"logs", cmd_logs, "print a VM's console log; -f: and follow it while the VM runs"},
+	{"console", cmd_console, "watch a running VM's console as it writes (Ctrl-] leaves)"},
 	{"stop", cmd_control, "pause a running VM"},
 	{"cont", cmd_control, "resume a paused VM"},
 	{"quit", cmd_control, "end a running VM"},

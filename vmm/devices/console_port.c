@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "guest/abi.h"
+#include "vmm/devices/console.h"
 #include "vmm/devices/devices.h"
 #include "vmm/vm.h"
 
@@ -35,7 +36,7 @@ static int console_port_io(void *opaque, uint16_t port, bool is_write, uint8_t *
 		const uint8_t *text = guest_memory_ptr(&vm->mem, (uint64_t)gpa + sizeof(struct abi_console_msg), len);
 		if (!text)
 			return -1;
-		serial_output(vm->cfg.console_fd, text, len);
+		console_output(&vm->console, text, len);
 	}
 	return 0;
 }

@@ -4,7 +4,9 @@
  * port (test_port.c) and the identity port (id_port.c). Each exports one descriptor;
  * devices.c lists them in ioport_devices, which the VM walks to attach them. Each keeps
  * its state in a struct of its own file (ioport_device.state_size), saved and restored
- * through its descriptor: the VM core names no device and knows no device's state.
+ * through its descriptor: the VM core names no device and knows no device's state. The
+ * two console devices write through the VM's console (console.c: standard output and the
+ * log), which is the VM's, not a device's.
  *
  * Locking legend: (c) set by the device's attach, before vCPUs start, then constant;
  * (a) atomic; (g) the guest's: written by whichever vCPU thread makes the access, with no
@@ -21,10 +23,8 @@
 
 struct vm;
 
-/* 16550 at ABI_PORT_SERIAL: transmit only, output to vm->cfg.console_fd (serial.c). */
+/* 16550 at ABI_PORT_SERIAL: transmit only, output to the VM's console (serial.c, console.h). */
 extern const struct ioport_device serial_device;
-/* Write console output to @out_fd (the serial port's and the console port's). */
-void serial_output(int out_fd, const uint8_t *data, size_t len);
 
 /* vmm's console port at ABI_PORT_CONSOLE: one exit per message (console_port.c). */
 extern const struct ioport_device console_port_device;

@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include "guest/abi.h"
+#include "vmm/devices/console.h"
 #include "vmm/devices/devices.h"
 #include "vmm/vm.h"
 #include "vmm/vm_state.h"
@@ -16,23 +17,10 @@
 
 /* The UART's state (see devices.h for the legend). */
 struct serial {
-	int out_fd;      /* (c) console output */
+	struct console *console; /* (c) the VM's: where output goes */
 	uint8_t lcr;     /* (g) line control; DLAB (bit 7) redirects offsets 0-1 to the divisor */
 	uint8_t scratch; /* (g) scratch register, read back as written */
 };
-
-void serial_output(int out_fd, const uint8_t *data, size_t len)
-{
-	while (len) {
-		ssize_t n = write(out_fd, data, len);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return; /* console gone: the guest keeps running, output is dropped */
-		data += n;
-		len -= (size_t)n;
-	}
-}
 
 static int serial_io(void *opaque, uint16_t port, bool is_write, uint8_t *data, unsigned size, unsigned count)
 {
@@ -42,7 +30,7 @@ static int serial_io(void *opaque, uint16_t port, bool is_write, uint8_t *data, 
 		return -1;
 	if (is_write) {
 		if (off == UART_THR && !(s->lcr & UART_LCR_DLAB))
-			serial_output(s->out_fd, data, count);
+			console_output(s->console, data, count);
 		else if (off == UART_LCR)
 			s->lcr = data[count - 1];
 		else if (off == UART_SCR)
@@ -58,7 +46,7 @@ static int serial_io(void *opaque, uint16_t port, bool is_write, uint8_t *data, 
 static int serial_attach(struct vm *vm, void *state)
 {
 	struct serial *s = state;
-	s->out_fd = vm->cfg.console_fd;
+	s->console = &vm->console;
 	return ioport_register(&vm->ports, ABI_PORT_SERIAL, ABI_PORT_SERIAL_LEN, serial_io, s, "serial");
 }
 

@@ -44,19 +44,45 @@ static void vm_serve_print_stat(void *arg, const char *key, uint64_t value)
 	fprintf(stderr, "%-40s %llu\n", key, (unsigned long long)value);
 }
 
+/* The VM cannot be served (the message is set): say so, to a fork's parent too, and end. */
+static void __attribute__((noreturn)) vm_serve_fail(struct vm *vm)
+{
+	fprintf(stderr, "vmm: %s\n", error_message());
+	vm_fork_ready(vm, VM_EXIT_VMM_ERROR, error_message());
+	fflush(NULL);
+	_exit(VM_EXIT_VMM_ERROR);
+}
+
+/* The VM runs and its monitor listens: tell the waiting `vmm run -d` the VM's name, and
+ * leave the terminal. A console that cannot detach stops the VM (the message on the
+ * terminal, the waiting command sees the VM end). */
+static void vm_serve_detach(struct vm *vm)
+{
+	int fd = atomic_exchange(&vm->detach_fd, -1);
+	if (fd < 0)
+		return;
+	fflush(NULL);
+	if (console_detach(&vm->console) != 0) {
+		fprintf(stderr, "vmm: %s\n", error_message());
+		vm_stop(vm, VM_EXIT_VMM_ERROR);
+	} else {
+		dprintf(fd, "%s\n", vm->cfg.name);
+	}
+	close(fd);
+}
+
 void vm_serve(struct vm *vm, const struct vm_serve_ops *ops)
 {
+	if (ops->console_start(vm) != 0)
+		vm_serve_fail(vm);
 	/* The guest first: the monitor and the signal thread come up while it runs. */
 	vm_start(vm);
 	vm_await_first_run(vm);
 	guest_memory_prefetch_start(&vm->mem);
-	if (ops->monitor_start(vm) != 0) {
-		fprintf(stderr, "vmm: %s\n", error_message());
-		vm_fork_ready(vm, VM_EXIT_VMM_ERROR, error_message());
-		fflush(NULL);
-		_exit(VM_EXIT_VMM_ERROR);
-	}
+	if (ops->monitor_start(vm) != 0)
+		vm_serve_fail(vm);
 	vm_fork_ready(vm, 0, NULL);
+	vm_serve_detach(vm);
 	pthread_t sig_thread;
 	bool sig_thread_started = pthread_create(&sig_thread, NULL, vm_serve_signal_thread, vm) == 0;
 	int status = vm_wait(vm);

@@ -44,6 +44,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 /* The most bytes one command moves as base64 in a request or reply (vm-read, vm-write). */
 #define MONITOR_DATA_MAX (64u << 10)
@@ -167,6 +168,14 @@ int monitor_add_commands(struct monitor *mon, const struct monitor_command *tabl
  * Returns 0 or -errno with a message naming the path.
  */
 int monitor_listen(struct monitor *mon, const char *path);
+
+/* Connect to @path: 0 when something listens there (*@pid its process), else -errno
+ * (-ECONNREFUSED: a stale socket, -ENOENT: none). */
+int monitor_socket_owner(const char *path, pid_t *pid);
+
+/* Whether a VM may listen on @path, as monitor_listen decides: 0 when nothing is there or
+ * a stale socket (*@stale), else -EADDRINUSE (a live VM's) or -EEXIST with a message. */
+int monitor_socket_free(const char *path, bool *stale);
 
 /*
  * Stop the server thread (if any), flush what can be sent without blocking, close every

@@ -331,8 +331,7 @@ int monitor_create(struct monitor **out, const struct monitor_config *cfg)
 }
 
 
-/* Connect to @path: 0 when something listens there (*pid its owner), else -errno. */
-static int monitor_probe(const char *path, pid_t *pid)
+int monitor_socket_owner(const char *path, pid_t *pid)
 {
 	struct sockaddr_un sa = {.sun_family = AF_UNIX};
 	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
@@ -401,6 +400,26 @@ err_close:
 	return r;
 }
 
+int monitor_socket_free(const char *path, bool *stale)
+{
+	*stale = false;
+	struct stat st;
+	if (lstat(path, &st) == 0) {
+		if (!S_ISSOCK(st.st_mode))
+			return error_set(EEXIST, "%s exists and is not a socket: not replacing it", path);
+		pid_t pid = 0;
+		int r = monitor_socket_owner(path, &pid);
+		if (r == 0)
+			return error_set(EADDRINUSE, "monitor socket %s is in use by a running VM (pid %d)", path, (int)pid);
+		if (r != -ECONNREFUSED)
+			return error_set_errno(-r, "cannot tell whether monitor socket %s is in use", path);
+		*stale = true;
+	} else if (errno != ENOENT) {
+		return error_set_errno(errno, "cannot look at monitor socket path %s", path);
+	}
+	return 0;
+}
+
 int monitor_listen(struct monitor *mon, const char *path)
 {
 	if (mon->listening)
@@ -408,22 +427,13 @@ int monitor_listen(struct monitor *mon, const char *path)
 	if (!*path || strlen(path) >= sizeof(mon->path))
 		return error_set(ENAMETOOLONG, "monitor socket path '%s' is empty or too long (at most %zu bytes)", path,
 				 sizeof(mon->path) - 1);
-	struct stat st;
-	if (lstat(path, &st) == 0) {
-		if (!S_ISSOCK(st.st_mode))
-			return error_set(EEXIST, "%s exists and is not a socket: not replacing it", path);
-		pid_t pid = 0;
-		int r = monitor_probe(path, &pid);
-		if (r == 0)
-			return error_set(EADDRINUSE, "monitor socket %s is in use by a running VM (pid %d)", path, (int)pid);
-		if (r != -ECONNREFUSED)
-			return error_set_errno(-r, "cannot tell whether monitor socket %s is in use", path);
-		if (unlink(path) != 0 && errno != ENOENT)
-			return error_set_errno(errno, "cannot remove the stale monitor socket %s", path);
-	} else if (errno != ENOENT) {
-		return error_set_errno(errno, "cannot look at monitor socket path %s", path);
-	}
-	int r = monitor_bind(mon, path);
+	bool stale;
+	int r = monitor_socket_free(path, &stale);
+	if (r)
+		return r;
+	if (stale && unlink(path) != 0 && errno != ENOENT)
+		return error_set_errno(errno, "cannot remove the stale monitor socket %s", path);
+	r = monitor_bind(mon, path);
 	if (r)
 		return r;
 	snprintf(mon->path, sizeof(mon->path), "%s", path);

@@ -1,8 +1,12 @@
 #include "vmm/monitor/vm_monitor.h"
 
+#include <errno.h>
 #include <limits.h>
 #include <pthread.h>
+#include <stdio.h>
 
+#include "vmm/devices/console.h"
+#include "vmm/error.h"
 #include "vmm/lifecycle/checkpoint.h"
 #include "vmm/lifecycle/vm_serve.h"
 #include "vmm/monitor/monitor.h"
@@ -13,19 +17,47 @@
 #include "vmm/monitor/qmp_snapshot.h"
 #include "vmm/vm.h"
 
+/* The socket @vm's monitor listens on, into @buf: cfg.monitor_path, else the default for
+ * its name (its directory made). 0 or -errno with a message. */
+static int vm_monitor_path(const struct vm *vm, char *buf, size_t size)
+{
+	if (!vm->cfg.monitor_path)
+		return monitor_socket_path(vm->cfg.name, buf, size, true);
+	if ((size_t)snprintf(buf, size, "%s", vm->cfg.monitor_path) >= size)
+		return error_set(ENAMETOOLONG, "monitor socket path %s is too long", vm->cfg.monitor_path);
+	return 0;
+}
+
+int vm_monitor_console_start(struct vm *vm)
+{
+	char sock[PATH_MAX], log[PATH_MAX];
+	bool stale;
+	/* A live VM of this name keeps its log; this one would not get the socket anyway. */
+	int r = vm_monitor_path(vm, sock, sizeof(sock));
+	if (!r)
+		r = monitor_socket_free(sock, &stale);
+	if (r)
+		return r;
+	r = console_log_path(sock, log, sizeof(log));
+	if (!r)
+		r = console_open_log(&vm->console, log);
+	if (r && vm->cfg.detach)
+		return r;
+	if (r)
+		fprintf(stderr, "vmm: %s\n", error_message());
+	return 0;
+}
+
 int vm_monitor_start(struct vm *vm)
 {
-	const char *name = vm->cfg.name, *path = vm->cfg.monitor_path;
-	char def[PATH_MAX];
-	if (!path) {
-		int r = monitor_socket_path(name, def, sizeof(def), true);
-		if (r)
-			return r;
-		path = def;
-	}
+	const char *name = vm->cfg.name;
+	char path[PATH_MAX];
+	int r = vm_monitor_path(vm, path, sizeof(path));
+	if (r)
+		return r;
 	struct monitor_config cfg = {.name = name, .ops = &qmp_control_ops, .ctx = vm};
 	struct monitor *m = NULL;
-	int r = monitor_create(&m, &cfg);
+	r = monitor_create(&m, &cfg);
 	if (!r)
 		r = monitor_add_commands(m, qmp_fork_commands, vm);
 	if (!r)
@@ -73,6 +105,7 @@ void vm_monitor_stop(struct vm *vm, int status)
 }
 
 const struct vm_serve_ops vm_monitor_serve_ops = {
+	.console_start = vm_monitor_console_start,
 	.monitor_start = vm_monitor_start,
 	.monitor_stop = vm_monitor_stop,
 };

@@ -9,6 +9,9 @@
 
 struct vm;
 
+/* Open @vm's console log beside its monitor socket (vm_serve_ops.console_start). */
+int vm_monitor_console_start(struct vm *vm);
+
 /*
  * Serve @vm's monitor on vm->cfg.monitor_path (NULL: the default socket of vm->cfg.name).
  * Returns 0 or -errno with a message. The monitor runs until vm_monitor_stop.
@@ -18,7 +21,7 @@ int vm_monitor_start(struct vm *vm);
 /* Say how the VM ended (SHUTDOWN event) and close the monitor. Safe if never started. */
 void vm_monitor_stop(struct vm *vm, int status);
 
-/* vm_monitor_start and vm_monitor_stop, for vm_serve. */
+/* vm_monitor_console_start, vm_monitor_start and vm_monitor_stop, for vm_serve. */
 extern const struct vm_serve_ops vm_monitor_serve_ops;
 
 #endif
