@@ -607,6 +607,22 @@ START_TEST(missing_and_stale_vms_are_one_line_and_125)
 }
 END_TEST
 
+/* The uptime column of ps's table @text, which says how long a process has run, replaced
+ * by "*" on every row (right-aligned as it was), for comparing the rest exactly. */
+static void mask_uptime(char *text)
+{
+	const char *col = strstr(text, "UPTIME");
+	ck_assert_ptr_nonnull(col);
+	size_t end = (size_t)(col - text) + strlen("UPTIME");
+	for (char *line = text; line && *line; line = strchr(line, '\n') ? strchr(line, '\n') + 1 : NULL) {
+		char *nl = strchr(line, '\n');
+		if (line == text || (nl ? (size_t)(nl - line) : strlen(line)) < end)
+			continue;
+		memset(line + end - 7, ' ', 7);
+		line[end - 1] = '*';
+	}
+}
+
 START_TEST(ps_lists_live_and_stale_vms)
 {
 	char stale[200];
@@ -617,19 +633,26 @@ START_TEST(ps_lists_live_and_stale_vms)
 	expect_status(&r, 0, "vmm ps: 1 stale; vmm rm --stale removes them\n");
 	char want[1024];
 	snprintf(want, sizeof(want),
-		 "NAME  STATUS       PID  SOCKET\n"
-		 "old   stale          -  %s\n"
-		 "vm1   running  %7d  %s\n",
+		 "NAME  STATUS       PID  CPUS     MEMORY   RESIDENT   UPTIME  PARENT  SOCKET\n"
+		 "old   stale          -     -          -          -        *  -       %s\n"
+		 "vm1   running  %7d     2  256.0 MiB    1.5 MiB        *  -       %s\n",
 		 stale, (int)getpid(), vm.path);
+	mask_uptime(r.out);
 	ck_assert_str_eq(r.out, want);
 	spawn_free(&r);
 	ck_assert_int_eq(spawn_vmm(&r, 30, "ps", "--json", NULL), 0);
 	expect_status(&r, 0, NULL);
 	json_t *rows = json_loads(r.out, 0, NULL);
+	/* The uptime is how long this test has run: whole seconds, never negative. */
+	json_t *up = json_object_get(json_array_get(rows, 1), "uptime");
+	ck_assert_msg(json_is_integer(up) && json_integer_value(up) >= 0, "uptime in %s", r.out);
+	json_object_set_new(json_array_get(rows, 1), "uptime", json_integer(0));
 	snprintf(want, sizeof(want),
-		 "[{\"name\":\"old\",\"status\":\"stale\",\"running\":null,\"pid\":null,\"socket\":\"%s\"},"
-		 "{\"name\":\"vm1\",\"status\":\"running\",\"running\":true,\"pid\":%d,\"socket\":\"%s\"}]",
-		 stale, (int)getpid(), vm.path);
+		 "[{\"name\":\"old\",\"status\":\"stale\",\"running\":null,\"pid\":null,\"vcpus\":null,"
+		 "\"memory\":null,\"resident\":null,\"uptime\":null,\"parent\":null,\"socket\":\"%s\"},"
+		 "{\"name\":\"vm1\",\"status\":\"running\",\"running\":true,\"pid\":%d,\"vcpus\":2,"
+		 "\"memory\":%llu,\"resident\":1572864,\"uptime\":0,\"parent\":null,\"socket\":\"%s\"}]",
+		 stale, (int)getpid(), (unsigned long long)FAKE_VM_CONFIG_MEMORY, vm.path);
 	json_t *w = json_loads(want, 0, NULL);
 	ck_assert_msg(json_equal(rows, w), "got %s", r.out);
 	json_decref(w);
@@ -638,6 +661,27 @@ START_TEST(ps_lists_live_and_stale_vms)
 	ck_assert_int_eq(spawn_vmm(&r, 30, "ps", "--monitor", vm.path, NULL), 0);
 	expect_status(&r, 0, NULL);
 	ck_assert_msg(strstr(r.out, "vm1   running") && !strstr(r.out, "old"), "%s", r.out);
+	spawn_free(&r);
+}
+END_TEST
+
+/* PARENT: the VM a fork child came from, or the snapshot a VM was restored from. */
+START_TEST(ps_shows_the_parent_of_a_fork_and_of_a_restore)
+{
+	vm.fork_parent = "web";
+	vm.fork_index = 3;
+	vm.fork_generation = 1;
+	struct spawn_result r;
+	ck_assert_int_eq(spawn_vmm(&r, 30, "ps", NULL), 0);
+	expect_status(&r, 0, NULL);
+	ck_assert_msg(strstr(r.out, "  web     /"), "%s", r.out);
+	spawn_free(&r);
+	vm.fork_parent = NULL;
+	vm.origin_store = "/srv/store";
+	vm.origin_snapshot = "base";
+	ck_assert_int_eq(spawn_vmm(&r, 30, "ps", "--json", NULL), 0);
+	expect_status(&r, 0, NULL);
+	ck_assert_msg(strstr(r.out, "\"parent\":\"snapshot base\""), "%s", r.out);
 	spawn_free(&r);
 }
 END_TEST
@@ -746,11 +790,12 @@ START_TEST(ps_and_names_see_the_session_and_the_system_directory)
 	expect_status(&r, 0, "vmm ps: 1 stale; vmm rm --stale removes them\n");
 	char want[1024];
 	snprintf(want, sizeof(want),
-		 "NAME  STATUS       PID  SOCKET\n"
-		 "old   stale          -  %s\n"
-		 "vm1   running  %7d  %s\n"
-		 "vm2   running  %7d  %s\n",
+		 "NAME  STATUS       PID  CPUS     MEMORY   RESIDENT   UPTIME  PARENT  SOCKET\n"
+		 "old   stale          -     -          -          -        *  -       %s\n"
+		 "vm1   running  %7d     2  256.0 MiB    1.5 MiB        *  -       %s\n"
+		 "vm2   running  %7d     2  256.0 MiB    1.5 MiB        *  -       %s\n",
 		 old, (int)getpid(), vm.path, (int)getpid(), vm2.path);
+	mask_uptime(r.out);
 	ck_assert_str_eq(r.out, want);
 	spawn_free(&r);
 	ck_assert_int_eq(spawn_vmm(&r, 30, "stop", "vm2", NULL), 0); /* by name, in the system directory */
@@ -848,7 +893,7 @@ START_TEST(ps_without_a_runtime_directory_lists_nothing)
 	struct spawn_result r;
 	ck_assert_int_eq(spawn_vmm(&r, 30, "ps", NULL), 0);
 	expect_status(&r, 0, NULL);
-	ck_assert_str_eq(r.out, "NAME  STATUS      PID  SOCKET\n");
+	ck_assert_str_eq(r.out, "NAME  STATUS      PID  CPUS     MEMORY   RESIDENT   UPTIME  PARENT  SOCKET\n");
 	spawn_free(&r);
 }
 END_TEST
@@ -944,6 +989,7 @@ Suite *qmp_client_suite(void)
 	HARNESS_ADD_TEST(cli, control_verbs_stop_cont_and_quit_the_vm);
 	HARNESS_ADD_TEST(cli, missing_and_stale_vms_are_one_line_and_125);
 	HARNESS_ADD_TEST(cli, ps_lists_live_and_stale_vms);
+	HARNESS_ADD_TEST(cli, ps_shows_the_parent_of_a_fork_and_of_a_restore);
 	HARNESS_ADD_TEST(cli, ps_without_a_runtime_directory_lists_nothing);
 	HARNESS_ADD_TEST(cli, rm_removes_stale_vms_and_refuses_running_ones);
 	HARNESS_ADD_TEST(cli, rm_stale_removes_every_stale_vm_and_only_those);
