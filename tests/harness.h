@@ -19,6 +19,7 @@ enum harness_need {
 	HARNESS_QEMU = 1 << 2, /* qemu-system-x86_64 is on PATH (make test installs it) */
 	HARNESS_CEPH = 1 << 3, /* a test Ceph cluster can be made: ceph-mon, ceph-osd, monmaptool,
 				  ceph-authtool and ceph are on PATH (make test installs them) */
+	HARNESS_TMUX = 1 << 4, /* tmux is on PATH (make test installs it) */
 };
 
 /* Number of tests registered by the builder that is running (reset by the runner). */

@@ -95,6 +95,11 @@ static const char *probe_qemu(void)
 	return "qemu-system-x86_64 is not installed (apt-get install qemu-system-x86)";
 }
 
+static const char *probe_tmux(void)
+{
+	return on_path("tmux") ? NULL : "tmux is not installed (apt-get install tmux)";
+}
+
 /* What tests/ceph_cluster.c runs to make a cluster. */
 static const char *probe_ceph(void)
 {
@@ -125,6 +130,8 @@ bool harness_requires(unsigned needs)
 		skip_reason = probe_qemu();
 	if (!skip_reason && (needs & HARNESS_CEPH))
 		skip_reason = probe_ceph();
+	if (!skip_reason && (needs & HARNESS_TMUX))
+		skip_reason = probe_tmux();
 	return skip_reason == NULL;
 }
 

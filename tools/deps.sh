@@ -6,7 +6,7 @@ set -eu
 
 case "${1:-build}" in
 build) pkgs="gcc make libc6-dev pkg-config check libxxhash-dev libjansson-dev libexpat1-dev librados-dev" ;;  # static libc, jansson, xxhash and expat: build/vmm is static-pie; librados: the RADOS helper (build/rados_server, dynamic)
-test)  pkgs="qemu-system-x86 socat clang libclang-rt-14-dev libvirt-clients libxml2-utils ceph-mon ceph-osd" ;;  # QEMU boots the same guest.elf; socat drives the monitor socket; clang: the brief fuzzing; virt-xml-validate (its schemas come with libvirt0, its xmllint with libxml2-utils) checks vmm dumpxml's XML; ceph-mon and ceph-osd (with ceph-base and ceph-common: monmaptool, ceph-authtool, ceph) make the rados suite's test cluster
+test)  pkgs="qemu-system-x86 socat clang libclang-rt-14-dev libvirt-clients libxml2-utils ceph-mon ceph-osd tmux" ;;  # QEMU boots the same guest.elf; socat drives the monitor socket; tmux runs the CLI in a pane whose screen the terminal suite reads; clang: the brief fuzzing; virt-xml-validate (its schemas come with libvirt0, its xmllint with libxml2-utils) checks vmm dumpxml's XML; ceph-mon and ceph-osd (with ceph-base and ceph-common: monmaptool, ceph-authtool, ceph) make the rados suite's test cluster
 fuzz)  pkgs="clang libclang-rt-14-dev" ;;
 bench) pkgs="qemu-system-x86 time" ;;
 *) echo "deps.sh: unknown package set '$1' (build, test, fuzz, bench)" >&2; exit 2 ;;
