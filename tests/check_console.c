@@ -221,6 +221,31 @@ START_TEST(a_detached_console_makes_standard_output_and_error_the_log)
 }
 END_TEST
 
+/* A fork child's lines on the shared terminal begin with its name, also a line written a
+ * piece at a time; its log has them as they are. */
+START_TEST(a_prefix_begins_each_line_on_standard_output_only)
+{
+	int p[2];
+	ck_assert_int_eq(pipe(p), 0);
+	struct console c;
+	console_init(&c, p[1]);
+	ck_assert_int_eq(console_open_log(&c, log_path), 0);
+	console_set_prefix(&c, "web.2");
+	console_output(&c, "one\ntw", 6);
+	console_output(&c, "o\n", 2);
+	console_output(&c, "three", 5);
+	char out[128] = "";
+	ck_assert_int_gt(read(p[0], out, sizeof(out) - 1), 0);
+	ck_assert_str_eq(out, "[web.2] one\n[web.2] two\n[web.2] three");
+	char *logged = slurp(log_path);
+	ck_assert_str_eq(logged, "one\ntwo\nthree");
+	free(logged);
+	console_close(&c);
+	close(p[0]);
+	close(p[1]);
+}
+END_TEST
+
 START_TEST(the_log_is_named_after_the_socket)
 {
 	char buf[PATH_MAX];
@@ -243,6 +268,7 @@ Suite *console_suite(void)
 	HARNESS_ADD_TEST(tc, opening_another_log_leaves_the_first_untouched);
 	HARNESS_ADD_TEST(tc, a_log_that_cannot_be_made_leaves_standard_output);
 	HARNESS_ADD_TEST(tc, a_detached_console_makes_standard_output_and_error_the_log);
+	HARNESS_ADD_TEST(tc, a_prefix_begins_each_line_on_standard_output_only);
 	HARNESS_ADD_TEST(tc, the_log_is_named_after_the_socket);
 	suite_add_tcase(s, tc);
 	return s;

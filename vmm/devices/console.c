@@ -112,12 +112,39 @@ int console_open_log(struct console *c, const char *path)
 	return 0;
 }
 
+void console_set_prefix(struct console *c, const char *name)
+{
+	pthread_mutex_lock(&c->lock);
+	snprintf(c->prefix, sizeof(c->prefix), "[%s] ", name);
+	c->mid_line = false;
+	pthread_mutex_unlock(&c->lock);
+}
+
+/* @len bytes onto standard output, each line begun with the prefix. Under c->lock. */
+static void console_to_out(struct console *c, const uint8_t *p, size_t len)
+{
+	if (!c->prefix[0]) {
+		console_write_all(c->out_fd, p, len);
+		return;
+	}
+	while (len) {
+		const uint8_t *nl = memchr(p, '\n', len);
+		size_t n = nl ? (size_t)(nl - p) + 1 : len;
+		if (!c->mid_line)
+			console_write_all(c->out_fd, (const uint8_t *)c->prefix, strlen(c->prefix));
+		console_write_all(c->out_fd, p, n);
+		c->mid_line = !nl;
+		p += n;
+		len -= n;
+	}
+}
+
 void console_output(struct console *c, const void *data, size_t len)
 {
 	pthread_mutex_lock(&c->lock);
 	/* Standard output gone (a closed pipe, a terminal hung up): the log still has it. */
 	if (c->out_fd >= 0)
-		console_write_all(c->out_fd, data, len);
+		console_to_out(c, data, len);
 	/* Detached, the VMM's own words go into the file through fd 2 as well. */
 	struct stat st;
 	if (c->log_fd >= 0 && c->holds_stdio && fstat(c->log_fd, &st) == 0)

@@ -33,6 +33,8 @@ struct console {
 	uint64_t log_max;    /* CONSOLE_LOG_MAX; tests lower it */
 	bool holds_stdio;    /* fd 1 and 2 are the log (console_detach) */
 	bool log_failed;     /* a write or rotation failed: said once, log dropped */
+	bool mid_line;       /* standard output's last byte was not a newline */
+	char prefix[80];     /* put before each line on standard output, "" none */
 	char log_path[PATH_MAX];
 };
 
@@ -49,6 +51,10 @@ int console_open_log(struct console *c, const char *path);
 /* The log's path for the monitor socket @socket_path: NAME.log for NAME.sock, else
  * SOCKET.log. 0, or -ENAMETOOLONG with a message. */
 int console_log_path(const char *socket_path, char *buf, size_t size);
+
+/* Begin each line @c writes to standard output with "[@name] " (a forked child sharing
+ * its parent's terminal); the log has the lines as they are. */
+void console_set_prefix(struct console *c, const char *name);
 
 /* Write @len bytes of console output to standard output (if any) and the log (if any).
  * A reader gone or a full disk drops the output: the guest never waits on either. */

@@ -73,6 +73,9 @@ static void vm_serve_detach(struct vm *vm)
 
 void vm_serve(struct vm *vm, const struct vm_serve_ops *ops)
 {
+	/* A forked child writes on its parent's terminal: its lines say whose they are. */
+	if (vm->fork_index)
+		console_set_prefix(&vm->console, vm->cfg.name);
 	if (ops->console_start(vm) != 0)
 		vm_serve_fail(vm);
 	/* The guest first: the monitor and the signal thread come up while it runs. */
