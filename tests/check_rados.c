@@ -479,20 +479,82 @@ static struct rados_conn *conn_locking(const char *nspace, unsigned duration_ms,
 	return c;
 }
 
+/* A helper killed with its exclusive lock: nothing unlocks, as if the machine went away, so
+ * the lock lasts its duration and another takes it. The connection's next call gets a new
+ * helper, which cannot take the lock again: unlock says it was lost. */
 START_TEST(a_lock_of_a_dead_host_expires_after_its_duration)
 {
 	struct rados_conn *a = conn_locking("lock-host", 2000, "host"), *b = conn("lock-host");
-	/* Nothing unlocks: as if the machine went away. */
 	pid_t helper = rados_conn_helper_pid(a);
 	ck_assert_int_gt(helper, 0);
 	kill(helper, SIGKILL);
 	ck_ok(rados_conn_lock(b, "l", true, "next", "next", GUARD_MS));
-	char dead[96];
-	snprintf(dead, sizeof(dead), "the helper (pid %d) was killed by signal 9", (int)helper);
-	ck_fails(rados_conn_stat(a, "l", (uint64_t[1]){0}, (uint64_t[1]){0}), EPIPE, dead);
-	ck_fails(rados_conn_stat(a, "l", (uint64_t[1]){0}, (uint64_t[1]){0}), EPIPE, "cannot stat: the connection is down: the helper");
+	ck_ok(rados_conn_write_full(b, "l", "x", 1, false));
+	uint64_t size = 0, mtime;
+	ck_ok(rados_conn_stat(a, "l", &size, &mtime));
+	ck_assert_uint_eq(size, 1);
+	ck_assert_int_gt(rados_conn_helper_pid(a), 0);
+	ck_assert_int_ne(rados_conn_helper_pid(a), helper);
+	ck_fails(rados_conn_unlock(a, "l", "host"), ENOLCK, "l: cannot unlock: the lock went with the helper that held it");
+	ck_ok(rados_conn_unlock(b, "l", "next"));
 	rados_conn_close(a);
 	rados_conn_close(b);
+}
+END_TEST
+
+/* A helper that dies (here: killed) under a read is replaced at once: the read is asked
+ * again of a new helper, a new Ceph client, which holds the connection's shared locks again. */
+START_TEST(a_helper_that_dies_is_replaced_with_its_shared_locks)
+{
+	struct rados_conn *a = conn("reconnect"), *b = conn("reconnect");
+	uint8_t data[8192], back[8192];
+	fill(data, sizeof(data), 5);
+	ck_ok(rados_conn_write_full(a, "o", data, sizeof(data), false));
+	ck_ok(rados_conn_lock(a, "p", false, "pin", "pinned by a", 0));
+	char old_client[64];
+	snprintf(old_client, sizeof(old_client), "%s", rados_conn_client(a));
+	pid_t helper = rados_conn_helper_pid(a);
+	kill(helper, SIGKILL);
+	size_t got = 0;
+	ck_ok(rados_conn_read(a, "o", 0, back, sizeof(back), &got));
+	ck_assert_uint_eq(got, sizeof(back));
+	ck_assert(memcmp(back, data, sizeof(data)) == 0);
+	ck_assert_int_ne(rados_conn_helper_pid(a), helper);
+	ck_assert_str_ne(rados_conn_client(a), old_client);
+	/* The new client holds the pin (the dead one's may linger until it expires). */
+	struct lockers s = {0};
+	ck_ok(rados_conn_lockers(b, "p", collect_locker, &s));
+	bool held = false;
+	for (size_t i = 0; i < s.n; i++)
+		held |= strcmp(s.client[i], rados_conn_client(a)) == 0 && strcmp(s.cookie[i], "pin") == 0 &&
+			strcmp(s.description[i], "pinned by a") == 0 && !s.exclusive[i];
+	ck_assert_msg(held, "%s does not hold the pin again", rados_conn_client(a));
+	ck_fails(rados_conn_lock(b, "p", true, "x", "x", 0), EBUSY, "cannot lock exclusively");
+	ck_ok(rados_conn_unlock(a, "p", "pin"));
+	rados_conn_close(a);
+	rados_conn_close(b);
+}
+END_TEST
+
+/* A new helper that cannot be had fails the call with both reasons; the next call, sooner
+ * than the gap between tries, fails at once without trying. */
+START_TEST(a_helper_that_cannot_be_replaced_fails_the_call)
+{
+	struct rados_conn *a = conn("reconnect-none");
+	pid_t helper = rados_conn_helper_pid(a);
+	setenv("VMM_RADOS", "/nonexistent/vmm-rados", 1);
+	kill(helper, SIGKILL);
+	uint64_t size, mtime;
+	char dead[64];
+	snprintf(dead, sizeof(dead), "the helper (pid %d) was killed by signal 9", (int)helper);
+	ck_fails(rados_conn_stat(a, "o", &size, &mtime), ENOENT,
+		 "; a new helper failed too: cannot start the helper: /nonexistent/vmm-rados: No such file or directory");
+	ck_assert_ptr_nonnull(strstr(error_message(), dead));
+	const char *once = strstr(error_message(), "No such file or directory");
+	ck_assert_msg(once && !strstr(once + 1, "No such file or directory"), "the errno said twice: %s", error_message());
+	ck_fails(rados_conn_stat(a, "o", &size, &mtime), EPIPE, "cannot stat: the connection is down: the helper");
+	use_built_helper();
+	rados_conn_close(a);
 }
 END_TEST
 
@@ -860,6 +922,8 @@ Suite *rados_suite(void)
 	HARNESS_ADD_TEST(with, a_lock_waits_until_its_holder_unlocks);
 	HARNESS_ADD_TEST(with, a_killed_process_frees_its_locks_at_once);
 	HARNESS_ADD_TEST(with, a_lock_of_a_dead_host_expires_after_its_duration);
+	HARNESS_ADD_TEST(with, a_helper_that_dies_is_replaced_with_its_shared_locks);
+	HARNESS_ADD_TEST(with, a_helper_that_cannot_be_replaced_fails_the_call);
 	HARNESS_ADD_TEST(with, renewal_keeps_a_lock_past_its_duration);
 	HARNESS_ADD_TEST(with, a_lock_lost_while_its_helper_was_stopped_is_reported_at_unlock);
 	HARNESS_ADD_TEST(with, close_releases_every_lock_before_it_returns);

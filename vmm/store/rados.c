@@ -29,6 +29,7 @@
 #define RADOS_DETAIL_MAX 1024u     /* bytes of the helper's words in an error reply */
 #define RADOS_KEEP_BUFFER (1u << 20) /* frame buffers larger than this are freed after a call */
 #define RADOS_OID_SHOWN 96         /* bytes of an object name in a message */
+#define RADOS_RECONNECT_GAP_MS 10000u /* between two tries at a new helper for a connection down */
 
 extern char **environ;
 
@@ -50,6 +51,20 @@ struct rados_conn {
 	struct rados_frame out, in; /* (m) */
 	char name[RADOS_NAME_MAX + 1], cookie[RADOS_NAME_MAX + 1], description[RADOS_NAME_MAX + 1]; /* (m) replies' strings */
 	struct rados_conn *next;   /* (f) */
+	/* What a new helper needs after the last one died (rados_reconnect). */
+	char *pool, *nspace, *conf, *client_id; /* (c) conf and client_id NULL when not given */
+	struct rados_held *held;   /* (m) the locks taken and not yet unlocked */
+	size_t nheld, held_cap;    /* (m) */
+	bool helper_died;          /* (m) down because the helper ended (not stopped by us) */
+	uint64_t last_try_ns;      /* (m) the last reconnect tried, 0 none */
+	unsigned reconnects;       /* (m) helpers started after the first */
+};
+
+/* A lock the connection holds, to take again through a new helper. */
+struct rados_held {
+	char *oid, *cookie, *description;
+	bool exclusive;
+	bool lost; /* a new helper could not take it again: its unlock says -ENOLCK */
 };
 
 /* Every connection this process opened: a fork child closes their sockets. */
@@ -159,6 +174,7 @@ static void rados_stop(struct rados_conn *c, const char *why)
 		rados_reap(c, 0);
 	}
 	snprintf(c->down, sizeof(c->down), "%s", why);
+	c->helper_died = false;
 }
 
 /* The helper said something malformed: stop it; -EPROTO with a message naming @what. */
@@ -209,7 +225,9 @@ static int rados_lost(struct rados_conn *c, const char *oid, const char *verb, i
 		else
 			rados_describe_status(st, how, sizeof(how));
 		snprintf(why, sizeof(why), "the helper (pid %d) %s", (int)pid, how);
-		break;
+		rados_stop(c, why);
+		c->helper_died = true;
+		return rados_fail(c, oid, verb, err, "%s", why);
 	default:
 		err = -r;
 		snprintf(why, sizeof(why), "cannot talk to the helper (pid %d): %s", (int)pid, strerror(-r));
@@ -300,9 +318,40 @@ static void rados_request(struct rados_conn *c, uint32_t op, const char *oid)
 		rados_frame_put_str(&c->out, oid);
 }
 
-/* Begin a call: check @oid (when not NULL), that this process owns @c and that it is up;
- * then hold its lock (rados_call_end releases it) and start request @op about @oid. 0 or
- * -errno with a message. */
+static int rados_reconnect(struct rados_conn *c, const char *verb);
+static void rados_held_free(struct rados_held *h);
+
+/* Remember a lock taken, for a new helper to take again (a lock taken again is kept once).
+ * Under c->lock. 0, or -ENOMEM (the lock is held all the same, but would not come back). */
+static int rados_held_add(struct rados_conn *c, const char *oid, bool exclusive, const char *cookie,
+			  const char *description)
+{
+	for (size_t i = 0; i < c->nheld; i++)
+		if (strcmp(c->held[i].oid, oid) == 0 && strcmp(c->held[i].cookie, cookie) == 0)
+			return 0;
+	if (c->nheld == c->held_cap) {
+		size_t cap = c->held_cap ? 2 * c->held_cap : 8;
+		struct rados_held *h = realloc(c->held, cap * sizeof(*h));
+		if (!h)
+			return rados_fail(c, oid, "lock", ENOMEM, "no memory to remember the lock");
+		c->held = h;
+		c->held_cap = cap;
+	}
+	struct rados_held *h = &c->held[c->nheld];
+	*h = (struct rados_held){.oid = strdup(oid), .cookie = strdup(cookie), .description = strdup(description),
+				 .exclusive = exclusive};
+	if (!h->oid || !h->cookie || !h->description) {
+		rados_held_free(h);
+		return rados_fail(c, oid, "lock", ENOMEM, "no memory to remember the lock");
+	}
+	c->nheld++;
+	return 0;
+}
+
+/* Begin a call: check @oid (when not NULL), that this process owns @c and that it is up
+ * (a connection down gets a new helper: rados_reconnect); then hold its lock
+ * (rados_call_end releases it) and start request @op about @oid. 0 or -errno with a
+ * message. */
 static int rados_call_begin(struct rados_conn *c, uint32_t op, const char *oid, const char *verb)
 {
 	if (oid) {
@@ -315,11 +364,22 @@ static int rados_call_begin(struct rados_conn *c, uint32_t op, const char *oid, 
 				  (int)c->owner);
 	pthread_mutex_lock(&c->lock);
 	if (c->fd < 0) {
-		pthread_mutex_unlock(&c->lock);
-		return rados_fail(c, oid, verb, EPIPE, "the connection is down: %s", c->down);
+		int r = c->helper_died ? rados_reconnect(c, verb)
+				       : rados_fail(c, oid, verb, EPIPE, "the connection is down: %s", c->down);
+		if (r) {
+			pthread_mutex_unlock(&c->lock);
+			return r;
+		}
 	}
 	rados_request(c, op, oid);
 	return 0;
+}
+
+/* Whether a call failed (@r) because the helper ended under it: a read may be asked again
+ * of a new one. A helper stopped for its answers or its silence is not tried again. */
+static bool rados_helper_lost(const struct rados_conn *c, int r)
+{
+	return r && c->fd < 0 && c->helper_died;
 }
 
 static void rados_call_end(struct rados_conn *c)
@@ -426,6 +486,31 @@ static int rados_spawn(struct rados_conn *c, const char *path)
 	return 0;
 }
 
+/* Open the pool through the helper just started (OPEN): c->client set. Under c->lock.
+ * 0 or -errno with a message (the helper stopped). */
+static int rados_hello(struct rados_conn *c, const char *verb)
+{
+	rados_frame_begin(&c->out, RADOS_OP_OPEN);
+	rados_frame_put_str(&c->out, c->pool);
+	rados_frame_put_str(&c->out, c->nspace);
+	rados_frame_put_str(&c->out, c->conf ? c->conf : "");
+	rados_frame_put_str(&c->out, c->client_id ? c->client_id : "");
+	int r = rados_exchange(c, NULL, verb, 0);
+	if (!r && (!rados_frame_get_str(&c->in, c->client, sizeof(c->client)) || !c->client[0]))
+		r = rados_malformed(c, NULL, verb, "OPEN without a client name");
+	if (!r)
+		r = rados_expect_end(c, NULL, verb);
+	rados_printable(c->client);
+	return r;
+}
+
+/* A copy of @s into *@out (NULL stays NULL): false when out of memory. */
+static bool rados_keep(const char *s, char **out)
+{
+	*out = s ? strdup(s) : NULL;
+	return !s || *out;
+}
+
 int rados_conn_open(const char *pool, const char *nspace, const char *conf, const char *client_id,
 		    struct rados_conn **out)
 {
@@ -441,6 +526,11 @@ int rados_conn_open(const char *pool, const char *nspace, const char *conf, cons
 	}
 	snprintf(where, where_len, "%s%s%s", pool ? pool : "", nspace[0] ? "/" : "", nspace);
 	c->where = where;
+	if (!rados_keep(pool ? pool : "", &c->pool) || !rados_keep(nspace, &c->nspace) || !rados_keep(conf, &c->conf) ||
+	    !rados_keep(client_id, &c->client_id)) {
+		rados_conn_close(c);
+		return error_set(ENOMEM, "rados %s: cannot connect: no memory", where);
+	}
 	c->owner = getpid();
 	c->fd = -1;
 	c->timeout_ms = RADOS_TIMEOUT_MS;
@@ -475,17 +565,7 @@ int rados_conn_open(const char *pool, const char *nspace, const char *conf, cons
 	}
 
 	pthread_mutex_lock(&c->lock);
-	rados_frame_begin(&c->out, RADOS_OP_OPEN);
-	rados_frame_put_str(&c->out, pool);
-	rados_frame_put_str(&c->out, nspace);
-	rados_frame_put_str(&c->out, conf ? conf : "");
-	rados_frame_put_str(&c->out, client_id ? client_id : "");
-	r = rados_exchange(c, NULL, verb, 0);
-	if (!r && (!rados_frame_get_str(&c->in, c->client, sizeof(c->client)) || !c->client[0]))
-		r = rados_malformed(c, NULL, verb, "OPEN without a client name");
-	if (!r)
-		r = rados_expect_end(c, NULL, verb);
-	rados_printable(c->client);
+	r = rados_hello(c, verb);
 	rados_call_end(c);
 	if (r) {
 		rados_conn_close(c);
@@ -493,6 +573,78 @@ int rados_conn_open(const char *pool, const char *nspace, const char *conf, cons
 	}
 	*out = c;
 	return 0;
+}
+
+/* Take again, through the new helper, each lock @c held: shared ones as they were; an
+ * exclusive one only if the dead helper's has expired meanwhile, else it is lost. Under
+ * c->lock. */
+static void rados_retake_locks(struct rados_conn *c)
+{
+	for (size_t i = 0; i < c->nheld && c->fd >= 0; i++) {
+		struct rados_held *h = &c->held[i];
+		if (h->lost)
+			continue;
+		rados_request(c, RADOS_OP_LOCK, h->oid);
+		rados_frame_put_u32(&c->out, h->exclusive);
+		rados_frame_put_str(&c->out, h->cookie);
+		rados_frame_put_str(&c->out, h->description);
+		rados_frame_put_u32(&c->out, 0);
+		rados_frame_put_u32(&c->out, c->lock_duration_ms);
+		int r = rados_exchange(c, h->oid, "lock again", 0);
+		if (!r)
+			r = rados_expect_end(c, h->oid, "lock again");
+		h->lost = r != 0;
+	}
+}
+
+/*
+ * A connection down because its helper ended (crashed, killed, out of memory): start a new
+ * helper, open the pool again and take its locks again (rados_retake_locks).
+ * Tried at most once per RADOS_RECONNECT_GAP_MS, so that a cluster that is away costs a
+ * caller its deadline once, not every call. Under c->lock. 0 or -errno with a message.
+ */
+static int rados_reconnect(struct rados_conn *c, const char *verb)
+{
+	uint64_t now = clock_monotonic_ns();
+	if (c->last_try_ns && now - c->last_try_ns < RADOS_RECONNECT_GAP_MS * 1000000ull)
+		return rados_fail(c, NULL, verb, EPIPE, "the connection is down: %s", c->down);
+	c->last_try_ns = now;
+	char down[sizeof(c->down)], path[PATH_MAX];
+	snprintf(down, sizeof(down), "%s", c->down);
+	int r = rados_helper_path(c, path, sizeof(path));
+	if (!r) {
+		pthread_mutex_lock(&rados_conns.lock);
+		r = rados_spawn(c, path);
+		pthread_mutex_unlock(&rados_conns.lock);
+	}
+	if (!r)
+		r = rados_hello(c, "connect again");
+	if (r) {
+		/* The new helper's failure without its "rados WHERE: " and its errno's words,
+		 * which the message of this call ends with. */
+		char failed[200];
+		const char *m = error_message();
+		size_t skip = strlen("rados ") + strlen(c->where) + 2, tail = strlen(strerror(-r)) + 2;
+		if (strncmp(m, "rados ", 6) == 0 && strlen(m) > skip + tail)
+			snprintf(failed, sizeof(failed), "%.*s", (int)(strlen(m) - skip - tail), m + skip);
+		else
+			snprintf(failed, sizeof(failed), "%s", m);
+		char why[sizeof(c->down)];
+		snprintf(why, sizeof(why), "%.100s; a new helper failed too: %.120s", down, failed);
+		rados_stop(c, why);
+		c->helper_died = true; /* tried again after the gap */
+		return rados_fail(c, NULL, verb, -r, "the connection is down: %s", why);
+	}
+	c->reconnects++;
+	rados_retake_locks(c);
+	return 0;
+}
+
+static void rados_held_free(struct rados_held *h)
+{
+	free(h->oid);
+	free(h->cookie);
+	free(h->description);
 }
 
 void rados_conn_close(struct rados_conn *c)
@@ -518,6 +670,13 @@ void rados_conn_close(struct rados_conn *c)
 	}
 	rados_frame_free(&c->out);
 	rados_frame_free(&c->in);
+	for (size_t i = 0; i < c->nheld; i++)
+		rados_held_free(&c->held[i]);
+	free(c->held);
+	free(c->pool);
+	free(c->nspace);
+	free(c->conf);
+	free(c->client_id);
 	free(c->where);
 	free(c);
 }
@@ -548,7 +707,7 @@ pid_t rados_conn_helper_pid(const struct rados_conn *c)
 
 /* ---- objects -------------------------------------------------------------------------- */
 
-int rados_conn_read(struct rados_conn *c, const char *oid, uint64_t offset, void *buf, size_t len, size_t *got)
+static int rados_read_once(struct rados_conn *c, const char *oid, uint64_t offset, void *buf, size_t len, size_t *got)
 {
 	const char *verb = "read";
 	*got = 0;
@@ -585,8 +744,16 @@ int rados_conn_read(struct rados_conn *c, const char *oid, uint64_t offset, void
 	return r;
 }
 
-int rados_conn_read_extents(struct rados_conn *c, const char *oid, const struct rados_extent *ext, size_t n,
-			    void *buf)
+int rados_conn_read(struct rados_conn *c, const char *oid, uint64_t offset, void *buf, size_t len, size_t *got)
+{
+	int r = rados_read_once(c, oid, offset, buf, len, got);
+	if (rados_helper_lost(c, r))
+		r = rados_read_once(c, oid, offset, buf, len, got); /* reads are asked again of a new helper */
+	return r;
+}
+
+static int rados_read_extents_once(struct rados_conn *c, const char *oid, const struct rados_extent *ext, size_t n,
+				   void *buf)
 {
 	const char *verb = "read extents";
 	if (n > RADOS_EXTENTS_MAX)
@@ -620,6 +787,15 @@ int rados_conn_read_extents(struct rados_conn *c, const char *oid, const struct 
 	return r;
 }
 
+int rados_conn_read_extents(struct rados_conn *c, const char *oid, const struct rados_extent *ext, size_t n,
+			    void *buf)
+{
+	int r = rados_read_extents_once(c, oid, ext, n, buf);
+	if (rados_helper_lost(c, r))
+		r = rados_read_extents_once(c, oid, ext, n, buf);
+	return r;
+}
+
 /* A write of @len bytes of @data as request @op (after its oid, @flag when not -1). */
 static int rados_write(struct rados_conn *c, uint32_t op, const char *verb, const char *oid, int64_t flag,
 		       const void *data, size_t len)
@@ -645,7 +821,7 @@ int rados_conn_append(struct rados_conn *c, const char *oid, const void *data, s
 	return rados_write(c, RADOS_OP_APPEND, "append to", oid, -1, data, len);
 }
 
-int rados_conn_stat(struct rados_conn *c, const char *oid, uint64_t *size, uint64_t *mtime_ns)
+static int rados_stat_once(struct rados_conn *c, const char *oid, uint64_t *size, uint64_t *mtime_ns)
 {
 	const char *verb = "stat";
 	int r = rados_call_begin(c, RADOS_OP_STAT, oid, verb);
@@ -657,6 +833,14 @@ int rados_conn_stat(struct rados_conn *c, const char *oid, uint64_t *size, uint6
 	if (!r)
 		r = rados_expect_end(c, oid, verb);
 	rados_call_end(c);
+	return r;
+}
+
+int rados_conn_stat(struct rados_conn *c, const char *oid, uint64_t *size, uint64_t *mtime_ns)
+{
+	int r = rados_stat_once(c, oid, size, mtime_ns);
+	if (rados_helper_lost(c, r))
+		r = rados_stat_once(c, oid, size, mtime_ns);
 	return r;
 }
 
@@ -723,7 +907,13 @@ int rados_conn_lock(struct rados_conn *c, const char *oid, bool exclusive, const
 	rados_frame_put_str(&c->out, description ? description : "");
 	rados_frame_put_u32(&c->out, wait_ms);
 	rados_frame_put_u32(&c->out, c->lock_duration_ms);
-	return rados_call_simple(c, oid, verb, wait_ms);
+	r = rados_exchange(c, oid, verb, wait_ms);
+	if (!r)
+		r = rados_expect_end(c, oid, verb);
+	if (!r)
+		r = rados_held_add(c, oid, exclusive, cookie, description ? description : "");
+	rados_call_end(c);
+	return r;
 }
 
 int rados_conn_unlock(struct rados_conn *c, const char *oid, const char *cookie)
@@ -734,8 +924,25 @@ int rados_conn_unlock(struct rados_conn *c, const char *oid, const char *cookie)
 		r = rados_call_begin(c, RADOS_OP_UNLOCK, oid, verb);
 	if (r)
 		return r;
-	rados_frame_put_str(&c->out, cookie);
-	return rados_call_simple(c, oid, verb, 0);
+	size_t i = 0;
+	while (i < c->nheld && (strcmp(c->held[i].oid, oid) != 0 || strcmp(c->held[i].cookie, cookie) != 0))
+		i++;
+	if (i < c->nheld && c->held[i].lost) {
+		r = rados_fail(c, oid, verb, ENOLCK, "the lock went with the helper that held it, and %s could not take it again",
+			       c->client);
+	} else {
+		rados_frame_put_str(&c->out, cookie);
+		r = rados_exchange(c, oid, verb, 0);
+		if (!r)
+			r = rados_expect_end(c, oid, verb);
+	}
+	/* Unlocked, or known lost: forgotten. A helper lost meanwhile: taken again with the rest. */
+	if (i < c->nheld && !rados_helper_lost(c, r)) {
+		rados_held_free(&c->held[i]);
+		c->held[i] = c->held[--c->nheld];
+	}
+	rados_call_end(c);
+	return r;
 }
 
 int rados_conn_lockers(struct rados_conn *c, const char *oid, void (*fn)(void *arg, const struct rados_locker *l),

@@ -19,7 +19,14 @@
  * Every call is one exchange with a deadline (RADOS_TIMEOUT_MS unless set otherwise; a lock
  * also gets its wait): a helper that does not answer in time is killed, the call fails with
  * -ETIMEDOUT, and so does every later call of the connection (-EPIPE); likewise when the
- * helper dies or answers anything malformed. Errors are -errno with one line (error_set)
+ * helper answers anything malformed. A helper that ends by itself (crashed, killed, out of
+ * memory) is replaced: the next call starts a new one, opens the pool again and takes the
+ * connection's locks again (shared ones as they were; an exclusive one only if the dead
+ * helper's has expired, else it is lost and its unlock fails with -ENOLCK); a read, read of
+ * extents or stat that the helper's end cut short is asked again of the new one at once.
+ * A new helper that cannot be had fails the call, and is tried again 10 s later at the
+ * soonest. The client name (rados_conn_client) is the new helper's from then on. Errors are
+ * -errno with one line (error_set)
  * naming the pool/namespace, the object and what failed:
  *   rados vmm/test: packs/00000001: cannot read: No such file or directory
  * A call returns after RADOS has acknowledged it, and a RADOS acknowledgement of a write
