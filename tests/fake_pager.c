@@ -75,7 +75,8 @@ static void *fp_main(void *arg)
 	while (answer && fp_io(fp->peer, &m, sizeof(m), false)) {
 		bool ok = true;
 		if (m.type == EXTPAGER_HELLO) {
-			ok = fp_msg(fp->peer, EXTPAGER_HELLO_REPLY, 0, fp->size, EXTPAGER_WRITABLE);
+			ok = fp_msg(fp->peer, EXTPAGER_HELLO_REPLY, 0, fp->size,
+				    fp->mode == FAKE_PAGER_READ_ONLY ? 0 : EXTPAGER_WRITABLE);
 		} else if (m.type == EXTPAGER_DATA_RETURN) {
 			atomic_fetch_add(&fp->returns, 1);
 			ok = m.length <= EXTPAGER_MAX_DATA && fp_io(fp->peer, answer, m.length, false) &&
@@ -85,7 +86,7 @@ static void *fp_main(void *arg)
 			atomic_store(&fp->last_length, m.length);
 			atomic_fetch_add(&fp->requests, 1);
 			size_t n = m.length <= EXTPAGER_MAX_DATA ? fp_answer(fp, &m, answer) : 0;
-			if (fp->mode == FAKE_PAGER_SERVE) {
+			if (fp->mode == FAKE_PAGER_SERVE || fp->mode == FAKE_PAGER_READ_ONLY) {
 				ok = fp_io(fp->peer, answer, n, true);
 			} else if (fp->mode == FAKE_PAGER_DRIP) {
 				for (size_t i = 0; ok && i < n; i++) {

@@ -14,6 +14,7 @@ enum fake_pager_mode {
 	FAKE_PAGER_SERVE, /* pages of the announced size, unavailable past it */
 	FAKE_PAGER_DRIP,  /* answers a request one byte every FAKE_PAGER_DRIP_MS */
 	FAKE_PAGER_STALL, /* never answers a request */
+	FAKE_PAGER_READ_ONLY, /* as SERVE, but says it takes no DATA_RETURN (not WRITABLE) */
 };
 
 #define FAKE_PAGER_DRIP_MS 200
