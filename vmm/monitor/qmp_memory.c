@@ -1,8 +1,9 @@
 /*
  * The guest-physical address space over the monitor: query-memory (Mach's vm_region made
  * visible: every map entry, its object's shadow chain, residency and pager) and the Mach
- * calls vm-allocate, vm-deallocate, vm-protect, vm-inherit, vm-read, vm-write. Errors name
- * the Mach code (KERN_*), so a client sees what Mach would have said.
+ * calls vm-allocate, vm-deallocate, vm-protect, vm-inherit, vm-read, vm-write, vm-map,
+ * vm-copy, vm-region, vm-statistics, vm-set-attributes. Errors name the Mach code (KERN_*),
+ * so a client sees what Mach would have said.
  */
 #include "vmm/monitor/qmp_memory.h"
 
@@ -44,6 +45,22 @@ static const char *const inherit_names[] = {"share", "copy", "none"};
 static const char *const strategy_names[] = {"delay", "none"};
 static const char *const cache_names[] = {"writeback", "writethrough", "uncached"};
 
+/* The index of @text in @names (@n of them), or -EINVAL with "@what 'TEXT': use @choices". */
+static int name_index(const char *const *names, int n, const char *text, const char *what, const char *choices)
+{
+	for (int i = 0; i < n; i++)
+		if (strcmp(text, names[i]) == 0)
+			return i;
+	return error_set(EINVAL, "%s '%s': use %s", what, text, choices);
+}
+
+/* Optional string argument @key, one of @names: its index, @dflt when absent, or -EINVAL. */
+static int arg_name(json_t *args, const char *key, const char *const *names, int n, int dflt, const char *choices)
+{
+	const char *text = json_string_value(json_object_get(args, key));
+	return text ? name_index(names, n, text, key, choices) : dflt;
+}
+
 static const char *region_kind(const struct guest_memory *m, vm_addr_t gpa)
 {
 	const struct guest_region *g = guest_memory_region(m, gpa);
@@ -72,25 +89,29 @@ struct query_memory {
 	uint64_t resident;
 };
 
-static void query_memory_entry(void *arg, const struct guest_memory_entry *e)
+/* One map entry as query-memory and vm-region show it. */
+static json_t *entry_json(const struct guest_memory *m, const struct guest_memory_entry *e)
 {
-	struct query_memory *q = arg;
 	char prot[4], maxprot[4];
 	prot_string(e->protection, prot);
 	prot_string(e->max_protection, maxprot);
 	json_t *chain = json_array();
 	for (unsigned i = 0; i < e->nchain; i++)
 		json_array_append_new(chain, object_json(&e->chain[i]));
+	return json_pack("{s:I,s:I,s:I,s:s,s:s,s:s,s:s,s:b,s:b,s:s,s:i,s:s,s:I,s:I,s:i,s:o}", "start", (json_int_t)e->start,
+			 "end", (json_int_t)e->end, "size", (json_int_t)(e->end - e->start), "region",
+			 region_kind(m, e->start), "protection", prot, "max-protection", maxprot, "inheritance",
+			 e->inheritance <= VM_INHERIT_NONE ? inherit_names[e->inheritance] : "?", "needs-copy", e->needs_copy,
+			 "shared", e->shared, "copy-strategy", strategy_names[e->copy_strategy], "cluster", (int)e->cluster,
+			 "cache", cache_names[e->cache], "offset", (json_int_t)e->offset, "resident", (json_int_t)e->resident,
+			 "depth", (int)e->depth, "chain", chain);
+}
+
+static void query_memory_entry(void *arg, const struct guest_memory_entry *e)
+{
+	struct query_memory *q = arg;
 	q->resident += e->resident;
-	json_array_append_new(
-		q->entries,
-		json_pack("{s:I,s:I,s:I,s:s,s:s,s:s,s:s,s:b,s:b,s:s,s:i,s:s,s:I,s:I,s:i,s:o}", "start", (json_int_t)e->start,
-			  "end", (json_int_t)e->end, "size", (json_int_t)(e->end - e->start), "region",
-			  region_kind(q->m, e->start), "protection", prot, "max-protection", maxprot, "inheritance",
-			  e->inheritance <= VM_INHERIT_NONE ? inherit_names[e->inheritance] : "?", "needs-copy",
-			  e->needs_copy, "shared", e->shared, "copy-strategy", strategy_names[e->copy_strategy], "cluster",
-			  (int)e->cluster, "cache", cache_names[e->cache], "offset", (json_int_t)e->offset, "resident",
-			  (json_int_t)e->resident, "depth", (int)e->depth, "chain", chain));
+	json_array_append_new(q->entries, entry_json(q->m, e));
 }
 
 static int query_memory(struct monitor_call *call, void *ctx, json_t *args, json_t **ret)
@@ -118,6 +139,16 @@ static uint64_t arg_u64(json_t *args, const char *key)
 	return (uint64_t)v;
 }
 
+/* Integer argument @key (0 when absent): -EINVAL with a message when negative. */
+static int arg_unsigned(json_t *args, const char *key, uint64_t *out)
+{
+	json_int_t v = json_integer_value(json_object_get(args, key));
+	if (v < 0)
+		return error_set(EINVAL, "%s must not be negative", key);
+	*out = (uint64_t)v;
+	return 0;
+}
+
 static int arg_range(json_t *args, uint64_t *addr, uint64_t *size)
 {
 	json_int_t a = json_integer_value(json_object_get(args, "addr")), s = json_integer_value(json_object_get(args, "size"));
@@ -128,15 +159,24 @@ static int arg_range(json_t *args, uint64_t *addr, uint64_t *size)
 	return 0;
 }
 
+/* A change of the regions: allocate, deallocate or map. */
+struct layout_op {
+	enum { LAYOUT_ALLOCATE, LAYOUT_DEALLOCATE, LAYOUT_MAP } kind;
+	uint64_t addr, size;                       /* addr: in, and out where anywhere */
+	bool anywhere;
+	const struct guest_memory_map_request *map; /* LAYOUT_MAP */
+};
+
 /* Change the regions (and KVM's slots) with the vCPUs paused. */
-static int layout_change(struct vm *vm, bool allocate, uint64_t *addr, uint64_t size, bool anywhere)
+static int layout_change(struct vm *vm, struct layout_op *op)
 {
 	if (atomic_load(&vm->snapshot_busy))
 		return error_set(EBUSY, "a snapshot is being taken; change the memory layout afterwards");
 	if (!vm_pause(vm))
 		return error_set(ESHUTDOWN, "the VM is shutting down");
-	int r = allocate ? guest_memory_allocate(&vm->mem, addr, size, anywhere)
-			 : guest_memory_deallocate(&vm->mem, *addr, size);
+	int r = op->kind == LAYOUT_ALLOCATE     ? guest_memory_allocate(&vm->mem, &op->addr, op->size, op->anywhere)
+		: op->kind == LAYOUT_DEALLOCATE ? guest_memory_deallocate(&vm->mem, op->addr, op->size)
+						: guest_memory_vm_map(&vm->mem, &op->addr, op->anywhere, op->map);
 	int s = vm_sync_memslots(vm);
 	vm_resume(vm);
 	return r ? r : s;
@@ -146,14 +186,14 @@ static int vm_allocate_cmd(struct monitor_call *call, void *ctx, json_t *args, j
 {
 	(void)call;
 	struct vm *vm = ctx;
-	uint64_t size = arg_u64(args, "size"), addr = arg_u64(args, "addr");
-	bool anywhere = !json_object_get(args, "addr");
+	struct layout_op op = {.kind = LAYOUT_ALLOCATE, .size = arg_u64(args, "size"), .addr = arg_u64(args, "addr"),
+			       .anywhere = !json_object_get(args, "addr")};
 	if (!guest_memory_mapped(&vm->mem))
 		return error_set(ENOTSUP, "this VM's RAM is not in a map (--kernel-zero-fill)");
-	int r = layout_change(vm, true, &addr, size, anywhere);
+	int r = layout_change(vm, &op);
 	if (r)
 		return r;
-	*ret = json_pack("{s:I,s:I}", "addr", (json_int_t)addr, "size", (json_int_t)size);
+	*ret = json_pack("{s:I,s:I}", "addr", (json_int_t)op.addr, "size", (json_int_t)op.size);
 	return 0;
 }
 
@@ -162,12 +202,12 @@ static int vm_deallocate_cmd(struct monitor_call *call, void *ctx, json_t *args,
 	(void)call;
 	(void)ret;
 	struct vm *vm = ctx;
-	uint64_t addr, size;
-	if (arg_range(args, &addr, &size))
+	struct layout_op op = {.kind = LAYOUT_DEALLOCATE};
+	if (arg_range(args, &op.addr, &op.size))
 		return -EINVAL;
 	if (!guest_memory_mapped(&vm->mem))
 		return error_set(ENOTSUP, "this VM's RAM is not in a map (--kernel-zero-fill)");
-	return layout_change(vm, false, &addr, size, false);
+	return layout_change(vm, &op);
 }
 
 static int vm_protect_cmd(struct monitor_call *call, void *ctx, json_t *args, json_t **ret)
@@ -193,16 +233,12 @@ static int vm_inherit_cmd(struct monitor_call *call, void *ctx, json_t *args, js
 	uint64_t addr, size;
 	if (arg_range(args, &addr, &size))
 		return -EINVAL;
-	const char *name = json_string_value(json_object_get(args, "inheritance"));
-	vm_inherit_t inh = 3;
-	for (vm_inherit_t i = 0; i < 3; i++)
-		if (strcmp(name, inherit_names[i]) == 0)
-			inh = i;
-	if (inh == 3)
-		return error_set(EINVAL, "inheritance '%s': use share, copy or none", name);
+	int inh = arg_name(args, "inheritance", inherit_names, 3, 0, "share, copy or none");
+	if (inh < 0)
+		return inh;
 	if (!guest_memory_mapped(&vm->mem))
 		return error_set(ENOTSUP, "this VM's RAM is not in a map (--kernel-zero-fill)");
-	return guest_memory_vm_inherit(&vm->mem, addr, size, inh);
+	return guest_memory_vm_inherit(&vm->mem, addr, size, (vm_inherit_t)inh);
 }
 
 static int vm_read_cmd(struct monitor_call *call, void *ctx, json_t *args, json_t **ret)
@@ -244,6 +280,118 @@ static int vm_write_cmd(struct monitor_call *call, void *ctx, json_t *args, json
 	return guest_memory_vm_write(&vm->mem, (uint64_t)a, buf, (uint64_t)n);
 }
 
+static const char *const object_kinds[] = {"file", "pager"};
+
+/* Optional protection argument @key ("rwx" letters), @dflt when absent. */
+static int arg_prot(json_t *args, const char *key, vm_prot_t dflt, vm_prot_t *p)
+{
+	const char *text = json_string_value(json_object_get(args, key));
+	*p = dflt;
+	return text ? prot_parse(text, p) : 0;
+}
+
+static int vm_map_cmd(struct monitor_call *call, void *ctx, json_t *args, json_t **ret)
+{
+	(void)call;
+	struct vm *vm = ctx;
+	struct guest_memory_map_request q = {.path = json_string_value(json_object_get(args, "path"))};
+	struct layout_op op = {.kind = LAYOUT_MAP, .anywhere = !json_object_get(args, "addr"), .map = &q};
+	json_t *copy = json_object_get(args, "copy");
+	int kind = arg_name(args, "object", object_kinds, 2, 0, "file or pager");
+	int inh = arg_name(args, "inheritance", inherit_names, 3, VM_INHERIT_COPY, "share, copy or none");
+	if (kind < 0 || inh < 0 || arg_unsigned(args, "addr", &op.addr) || arg_unsigned(args, "size", &q.size) ||
+	    arg_unsigned(args, "offset", &q.offset) || arg_prot(args, "protection", VM_PROT_DEFAULT, &q.cur) ||
+	    arg_prot(args, "max-protection", VM_PROT_ALL, &q.max))
+		return -EINVAL;
+	q.kind = kind == 0 ? GUEST_REGION_FILE : GUEST_REGION_EXTERNAL;
+	q.inheritance = (vm_inherit_t)inh;
+	q.copy = !copy || json_is_true(copy);
+	if (!guest_memory_mapped(&vm->mem))
+		return error_set(ENOTSUP, "this VM's RAM is not in a map (--kernel-zero-fill)");
+	int r = layout_change(vm, &op);
+	if (r)
+		return r;
+	*ret = json_pack("{s:I,s:I}", "addr", (json_int_t)op.addr, "size", (json_int_t)q.size);
+	return 0;
+}
+
+static int vm_copy_cmd(struct monitor_call *call, void *ctx, json_t *args, json_t **ret)
+{
+	(void)call;
+	(void)ret;
+	struct vm *vm = ctx;
+	uint64_t src = 0, size = 0, dst = 0;
+	if (arg_unsigned(args, "source", &src) || arg_unsigned(args, "size", &size) || arg_unsigned(args, "dest", &dst))
+		return -EINVAL;
+	if (!guest_memory_mapped(&vm->mem))
+		return error_set(ENOTSUP, "this VM's RAM is not in a map (--kernel-zero-fill)");
+	return guest_memory_vm_copy(&vm->mem, src, size, dst);
+}
+
+static int vm_region_cmd(struct monitor_call *call, void *ctx, json_t *args, json_t **ret)
+{
+	(void)call;
+	struct vm *vm = ctx;
+	uint64_t addr;
+	if (arg_unsigned(args, "addr", &addr))
+		return -EINVAL;
+	if (!guest_memory_mapped(&vm->mem))
+		return error_set(ENOTSUP, "this VM's RAM is not in a map (--kernel-zero-fill)");
+	static struct guest_memory_entry e; /* a chain of objects: too big for the stack */
+	int r = guest_memory_vm_region_at(&vm->mem, &addr, &e);
+	if (r)
+		return r;
+	*ret = entry_json(&vm->mem, &e);
+	return 0;
+}
+
+/* A statistic, or null when the VM cannot know it (GUEST_MEMORY_STAT_UNKNOWN). */
+static json_t *stat_json(uint64_t v)
+{
+	return v == GUEST_MEMORY_STAT_UNKNOWN ? json_null() : json_integer((json_int_t)v);
+}
+
+static int vm_statistics_cmd(struct monitor_call *call, void *ctx, json_t *args, json_t **ret)
+{
+	(void)call;
+	(void)args;
+	struct vm *vm = ctx;
+	if (!guest_memory_mapped(&vm->mem))
+		return error_set(ENOTSUP, "this VM's RAM is not in a map (--kernel-zero-fill)");
+	struct guest_memory_vm_statistics st;
+	int r = guest_memory_vm_statistics(&vm->mem, &st);
+	if (r)
+		return r;
+	*ret = json_pack("{s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o}", "pagesize", stat_json(st.pagesize),
+			 "free_count", stat_json(st.free_count), "active_count", stat_json(st.active_count),
+			 "inactive_count", stat_json(st.inactive_count), "wire_count", stat_json(st.wire_count),
+			 "zero_fill_count", stat_json(st.zero_fill_count), "reactivations", stat_json(st.reactivations),
+			 "pageins", stat_json(st.pageins), "pageouts", stat_json(st.pageouts), "faults", stat_json(st.faults),
+			 "cow_faults", stat_json(st.cow_faults), "lookups", stat_json(st.lookups), "hits", stat_json(st.hits));
+	return 0;
+}
+
+static int vm_set_attributes_cmd(struct monitor_call *call, void *ctx, json_t *args, json_t **ret)
+{
+	(void)call;
+	(void)ret;
+	struct vm *vm = ctx;
+	uint64_t addr, size;
+	json_t *cluster = json_object_get(args, "cluster");
+	struct guest_memory_attributes a = {
+		.copy_strategy = arg_name(args, "copy-strategy", strategy_names, 2, GUEST_MEMORY_ATTR_KEEP, "delay or none"),
+		.cache = arg_name(args, "cache", cache_names, 3, GUEST_MEMORY_ATTR_KEEP, "writeback, writethrough or uncached")};
+	if (a.copy_strategy < GUEST_MEMORY_ATTR_KEEP || a.cache < GUEST_MEMORY_ATTR_KEEP || arg_range(args, &addr, &size))
+		return -EINVAL;
+	json_int_t c = json_integer_value(cluster);
+	if (cluster && (c < 1 || c > VM_CLUSTER_MAX))
+		return error_set(EINVAL, "cluster %lld: pages one fault brings in, 1 to %u", (long long)c, VM_CLUSTER_MAX);
+	a.cluster = cluster ? (int)c : GUEST_MEMORY_ATTR_KEEP;
+	if (!guest_memory_mapped(&vm->mem))
+		return error_set(ENOTSUP, "this VM's RAM is not in a map (--kernel-zero-fill)");
+	return guest_memory_vm_set_attributes(&vm->mem, addr, size, &a);
+}
+
 static const struct monitor_arg range_args[] = {
 	{"addr", MONITOR_ARG_INT, true, "guest-physical address, page aligned"},
 	{"size", MONITOR_ARG_INT, true, "bytes, page aligned"},
@@ -278,6 +426,37 @@ static const struct monitor_arg write_args[] = {
 	{NULL, 0, false, NULL},
 };
 
+static const struct monitor_arg map_args[] = {
+	{"path", MONITOR_ARG_STRING, true, "the host file, or the external pager's unix socket"},
+	{"object", MONITOR_ARG_STRING, false, "file (default: the file pager) or pager (an external pager)"},
+	{"size", MONITOR_ARG_INT, true, "bytes, page aligned"},
+	{"addr", MONITOR_ARG_INT, false, "where (default: the lowest free range)"},
+	{"offset", MONITOR_ARG_INT, false, "in the object, page aligned (default 0)"},
+	{"protection", MONITOR_ARG_STRING, false, "any of r, w, x (default \"rw\")"},
+	{"max-protection", MONITOR_ARG_STRING, false, "any of r, w, x (default \"rwx\"); without w KVM's slot is read-only"},
+	{"inheritance", MONITOR_ARG_STRING, false, "share, copy (default) or none"},
+	{"copy", MONITOR_ARG_BOOL, false, "map a copy, guest writes staying in the VM (default true); false: share the object, writes reach it"},
+	{NULL, 0, false, NULL},
+};
+static const struct monitor_arg copy_args[] = {
+	{"source", MONITOR_ARG_INT, true, "guest-physical address, page aligned"},
+	{"size", MONITOR_ARG_INT, true, "bytes, page aligned"},
+	{"dest", MONITOR_ARG_INT, true, "guest-physical address, page aligned"},
+	{NULL, 0, false, NULL},
+};
+static const struct monitor_arg region_args[] = {
+	{"addr", MONITOR_ARG_INT, true, "guest-physical address: the entry there, or the next one above"},
+	{NULL, 0, false, NULL},
+};
+static const struct monitor_arg attributes_args[] = {
+	{"addr", MONITOR_ARG_INT, true, "guest-physical address, page aligned"},
+	{"size", MONITOR_ARG_INT, true, "bytes, page aligned"},
+	{"cluster", MONITOR_ARG_INT, false, "pages one fault brings in, 1 to 256"},
+	{"copy-strategy", MONITOR_ARG_STRING, false, "delay (copy on write) or none (copy at once)"},
+	{"cache", MONITOR_ARG_STRING, false, "writeback, writethrough or uncached"},
+	{NULL, 0, false, NULL},
+};
+
 const struct monitor_command qmp_memory_commands[] = {
 	{"query-memory", query_memory, NULL,
 	 "the guest-physical map: entries, protections, inheritance, each object's shadow chain, residency and pager"},
@@ -287,5 +466,11 @@ const struct monitor_command qmp_memory_commands[] = {
 	{"vm-inherit", vm_inherit_cmd, inherit_args, "vm_inherit: what a fork gives child VMs of a range"},
 	{"vm-read", vm_read_cmd, read_args, "vm_read: bytes of guest memory (base64, at most 64 KiB)"},
 	{"vm-write", vm_write_cmd, write_args, "vm_write: put bytes into guest memory"},
+	{"vm-map", vm_map_cmd, map_args, "vm_map: map a host file or an external pager's object into guest memory"},
+	{"vm-copy", vm_copy_cmd, copy_args, "vm_copy: copy a range of guest memory, copy-on-write"},
+	{"vm-region", vm_region_cmd, region_args, "vm_region: the map entry at an address, or the next one above"},
+	{"vm-statistics", vm_statistics_cmd, NULL, "vm_statistics: Mach's counters, by Mach's names (null: not known)"},
+	{"vm-set-attributes", vm_set_attributes_cmd, attributes_args,
+	 "vm_set_attributes: cluster size, copy strategy and cache mode of a range"},
 	{NULL, NULL, NULL, NULL},
 };
