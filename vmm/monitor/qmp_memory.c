@@ -82,6 +82,12 @@ static json_t *object_json(const struct guest_memory_object *o)
 			 "zero-fills", (json_int_t)o->zero_fills, "snapshot-base", o->base, "host", host);
 }
 
+/* The answer of every call here when guest memory is not a Mach map. */
+static int not_mapped(void)
+{
+	return error_set(ENOTSUP, "this VM's RAM is not in a map (--kernel-zero-fill)");
+}
+
 /* query-memory's answer as guest_memory_vm_region describes the map. */
 struct query_memory {
 	const struct guest_memory *m;
@@ -120,7 +126,7 @@ static int query_memory(struct monitor_call *call, void *ctx, json_t *args, json
 	(void)args;
 	struct vm *vm = ctx;
 	if (!guest_memory_mapped(&vm->mem))
-		return error_set(ENOTSUP, "this VM's RAM is not in a map (--kernel-zero-fill)");
+		return not_mapped();
 	struct query_memory q = {.m = &vm->mem, .entries = json_array()};
 	uint64_t objects;
 	int r = guest_memory_vm_region(&vm->mem, query_memory_entry, &q, &objects);
@@ -189,7 +195,7 @@ static int vm_allocate_cmd(struct monitor_call *call, void *ctx, json_t *args, j
 	struct layout_op op = {.kind = LAYOUT_ALLOCATE, .size = arg_u64(args, "size"), .addr = arg_u64(args, "addr"),
 			       .anywhere = !json_object_get(args, "addr")};
 	if (!guest_memory_mapped(&vm->mem))
-		return error_set(ENOTSUP, "this VM's RAM is not in a map (--kernel-zero-fill)");
+		return not_mapped();
 	int r = layout_change(vm, &op);
 	if (r)
 		return r;
@@ -206,7 +212,7 @@ static int vm_deallocate_cmd(struct monitor_call *call, void *ctx, json_t *args,
 	if (arg_range(args, &op.addr, &op.size))
 		return -EINVAL;
 	if (!guest_memory_mapped(&vm->mem))
-		return error_set(ENOTSUP, "this VM's RAM is not in a map (--kernel-zero-fill)");
+		return not_mapped();
 	return layout_change(vm, &op);
 }
 
@@ -221,7 +227,7 @@ static int vm_protect_cmd(struct monitor_call *call, void *ctx, json_t *args, js
 		return -EINVAL;
 	json_t *max = json_object_get(args, "set-maximum");
 	if (!guest_memory_mapped(&vm->mem))
-		return error_set(ENOTSUP, "this VM's RAM is not in a map (--kernel-zero-fill)");
+		return not_mapped();
 	return guest_memory_vm_protect(&vm->mem, addr, size, max && json_is_true(max), prot);
 }
 
@@ -237,7 +243,7 @@ static int vm_inherit_cmd(struct monitor_call *call, void *ctx, json_t *args, js
 	if (inh < 0)
 		return inh;
 	if (!guest_memory_mapped(&vm->mem))
-		return error_set(ENOTSUP, "this VM's RAM is not in a map (--kernel-zero-fill)");
+		return not_mapped();
 	return guest_memory_vm_inherit(&vm->mem, addr, size, (vm_inherit_t)inh);
 }
 
@@ -252,7 +258,7 @@ static int vm_read_cmd(struct monitor_call *call, void *ctx, json_t *args, json_
 		return error_set(EINVAL, "vm-read moves at most %u bytes at a time, not %llu", MONITOR_DATA_MAX,
 				 (unsigned long long)size);
 	if (!guest_memory_mapped(&vm->mem))
-		return error_set(ENOTSUP, "this VM's RAM is not in a map (--kernel-zero-fill)");
+		return not_mapped();
 	static uint8_t buf[MONITOR_DATA_MAX];
 	static char text[(MONITOR_DATA_MAX + 2) / 3 * 4 + 1];
 	int r = guest_memory_vm_read(&vm->mem, addr, buf, size);
@@ -276,7 +282,7 @@ static int vm_write_cmd(struct monitor_call *call, void *ctx, json_t *args, json
 	if (n < 0)
 		return error_set(EINVAL, "data is not base64 of at most %u bytes", MONITOR_DATA_MAX);
 	if (!guest_memory_mapped(&vm->mem))
-		return error_set(ENOTSUP, "this VM's RAM is not in a map (--kernel-zero-fill)");
+		return not_mapped();
 	return guest_memory_vm_write(&vm->mem, (uint64_t)a, buf, (uint64_t)n);
 }
 
@@ -307,7 +313,7 @@ static int vm_map_cmd(struct monitor_call *call, void *ctx, json_t *args, json_t
 	q.inheritance = (vm_inherit_t)inh;
 	q.copy = !copy || json_is_true(copy);
 	if (!guest_memory_mapped(&vm->mem))
-		return error_set(ENOTSUP, "this VM's RAM is not in a map (--kernel-zero-fill)");
+		return not_mapped();
 	int r = layout_change(vm, &op);
 	if (r)
 		return r;
@@ -324,7 +330,7 @@ static int vm_copy_cmd(struct monitor_call *call, void *ctx, json_t *args, json_
 	if (arg_unsigned(args, "source", &src) || arg_unsigned(args, "size", &size) || arg_unsigned(args, "dest", &dst))
 		return -EINVAL;
 	if (!guest_memory_mapped(&vm->mem))
-		return error_set(ENOTSUP, "this VM's RAM is not in a map (--kernel-zero-fill)");
+		return not_mapped();
 	return guest_memory_vm_copy(&vm->mem, src, size, dst);
 }
 
@@ -336,7 +342,7 @@ static int vm_region_cmd(struct monitor_call *call, void *ctx, json_t *args, jso
 	if (arg_unsigned(args, "addr", &addr))
 		return -EINVAL;
 	if (!guest_memory_mapped(&vm->mem))
-		return error_set(ENOTSUP, "this VM's RAM is not in a map (--kernel-zero-fill)");
+		return not_mapped();
 	static struct guest_memory_entry e; /* a chain of objects: too big for the stack */
 	int r = guest_memory_vm_region_at(&vm->mem, &addr, &e);
 	if (r)
@@ -357,7 +363,7 @@ static int vm_statistics_cmd(struct monitor_call *call, void *ctx, json_t *args,
 	(void)args;
 	struct vm *vm = ctx;
 	if (!guest_memory_mapped(&vm->mem))
-		return error_set(ENOTSUP, "this VM's RAM is not in a map (--kernel-zero-fill)");
+		return not_mapped();
 	struct guest_memory_vm_statistics st;
 	int r = guest_memory_vm_statistics(&vm->mem, &st);
 	if (r)
@@ -388,13 +394,17 @@ static int vm_set_attributes_cmd(struct monitor_call *call, void *ctx, json_t *a
 		return error_set(EINVAL, "cluster %lld: pages one fault brings in, 1 to %u", (long long)c, VM_CLUSTER_MAX);
 	a.cluster = cluster ? (int)c : GUEST_MEMORY_ATTR_KEEP;
 	if (!guest_memory_mapped(&vm->mem))
-		return error_set(ENOTSUP, "this VM's RAM is not in a map (--kernel-zero-fill)");
+		return not_mapped();
 	return guest_memory_vm_set_attributes(&vm->mem, addr, size, &a);
 }
 
+/* The page-aligned range most calls take. */
+#define ARG_ALIGNED_RANGE                                                         \
+	{"addr", MONITOR_ARG_INT, true, "guest-physical address, page aligned"}, \
+	{"size", MONITOR_ARG_INT, true, "bytes, page aligned"}
+
 static const struct monitor_arg range_args[] = {
-	{"addr", MONITOR_ARG_INT, true, "guest-physical address, page aligned"},
-	{"size", MONITOR_ARG_INT, true, "bytes, page aligned"},
+	ARG_ALIGNED_RANGE,
 	{NULL, 0, false, NULL},
 };
 static const struct monitor_arg read_args[] = {
@@ -408,15 +418,13 @@ static const struct monitor_arg allocate_args[] = {
 	{NULL, 0, false, NULL},
 };
 static const struct monitor_arg protect_args[] = {
-	{"addr", MONITOR_ARG_INT, true, "guest-physical address, page aligned"},
-	{"size", MONITOR_ARG_INT, true, "bytes, page aligned"},
+	ARG_ALIGNED_RANGE,
 	{"protection", MONITOR_ARG_STRING, true, "any of r, w, x (e.g. \"r-x\")"},
 	{"set-maximum", MONITOR_ARG_BOOL, false, "set the maximum protection (lowering the current with it)"},
 	{NULL, 0, false, NULL},
 };
 static const struct monitor_arg inherit_args[] = {
-	{"addr", MONITOR_ARG_INT, true, "guest-physical address, page aligned"},
-	{"size", MONITOR_ARG_INT, true, "bytes, page aligned"},
+	ARG_ALIGNED_RANGE,
 	{"inheritance", MONITOR_ARG_STRING, true, "share, copy or none"},
 	{NULL, 0, false, NULL},
 };
@@ -449,8 +457,7 @@ static const struct monitor_arg region_args[] = {
 	{NULL, 0, false, NULL},
 };
 static const struct monitor_arg attributes_args[] = {
-	{"addr", MONITOR_ARG_INT, true, "guest-physical address, page aligned"},
-	{"size", MONITOR_ARG_INT, true, "bytes, page aligned"},
+	ARG_ALIGNED_RANGE,
 	{"cluster", MONITOR_ARG_INT, false, "pages one fault brings in, 1 to 256"},
 	{"copy-strategy", MONITOR_ARG_STRING, false, "delay (copy on write) or none (copy at once)"},
 	{"cache", MONITOR_ARG_STRING, false, "writeback, writethrough or uncached"},
