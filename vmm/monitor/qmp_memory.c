@@ -168,7 +168,7 @@ static int arg_range(json_t *args, uint64_t *addr, uint64_t *size)
 /* A change of the regions: allocate, deallocate or map. */
 struct layout_op {
 	enum { LAYOUT_ALLOCATE, LAYOUT_DEALLOCATE, LAYOUT_MAP } kind;
-	uint64_t addr, size;                       /* addr: in, and out where anywhere */
+	uint64_t addr, size;                       /* addr: in, and out where anywhere; size: map's too */
 	bool anywhere;
 	const struct guest_memory_map_request *map; /* LAYOUT_MAP */
 };
@@ -176,6 +176,8 @@ struct layout_op {
 /* Change the regions (and KVM's slots) with the vCPUs paused. */
 static int layout_change(struct vm *vm, struct layout_op *op)
 {
+	if (!guest_memory_mapped(&vm->mem))
+		return not_mapped();
 	if (atomic_load(&vm->snapshot_busy))
 		return error_set(EBUSY, "a snapshot is being taken; change the memory layout afterwards");
 	if (!vm_pause(vm))
@@ -188,19 +190,22 @@ static int layout_change(struct vm *vm, struct layout_op *op)
 	return r ? r : s;
 }
 
+/* layout_change answered with where and how much: {addr, size}. */
+static int layout_change_answer(struct vm *vm, struct layout_op *op, json_t **ret)
+{
+	int r = layout_change(vm, op);
+	if (!r)
+		*ret = json_pack("{s:I,s:I}", "addr", (json_int_t)op->addr, "size", (json_int_t)op->size);
+	return r;
+}
+
 static int vm_allocate_cmd(struct monitor_call *call, void *ctx, json_t *args, json_t **ret)
 {
 	(void)call;
 	struct vm *vm = ctx;
 	struct layout_op op = {.kind = LAYOUT_ALLOCATE, .size = arg_u64(args, "size"), .addr = arg_u64(args, "addr"),
 			       .anywhere = !json_object_get(args, "addr")};
-	if (!guest_memory_mapped(&vm->mem))
-		return not_mapped();
-	int r = layout_change(vm, &op);
-	if (r)
-		return r;
-	*ret = json_pack("{s:I,s:I}", "addr", (json_int_t)op.addr, "size", (json_int_t)op.size);
-	return 0;
+	return layout_change_answer(vm, &op, ret);
 }
 
 static int vm_deallocate_cmd(struct monitor_call *call, void *ctx, json_t *args, json_t **ret)
@@ -211,8 +216,6 @@ static int vm_deallocate_cmd(struct monitor_call *call, void *ctx, json_t *args,
 	struct layout_op op = {.kind = LAYOUT_DEALLOCATE};
 	if (arg_range(args, &op.addr, &op.size))
 		return -EINVAL;
-	if (!guest_memory_mapped(&vm->mem))
-		return not_mapped();
 	return layout_change(vm, &op);
 }
 
@@ -312,13 +315,8 @@ static int vm_map_cmd(struct monitor_call *call, void *ctx, json_t *args, json_t
 	q.kind = kind == 0 ? GUEST_REGION_FILE : GUEST_REGION_EXTERNAL;
 	q.inheritance = (vm_inherit_t)inh;
 	q.copy = !copy || json_is_true(copy);
-	if (!guest_memory_mapped(&vm->mem))
-		return not_mapped();
-	int r = layout_change(vm, &op);
-	if (r)
-		return r;
-	*ret = json_pack("{s:I,s:I}", "addr", (json_int_t)op.addr, "size", (json_int_t)q.size);
-	return 0;
+	op.size = q.size;
+	return layout_change_answer(vm, &op, ret);
 }
 
 static int vm_copy_cmd(struct monitor_call *call, void *ctx, json_t *args, json_t **ret)
