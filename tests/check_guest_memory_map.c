@@ -1,6 +1,6 @@
 /*
- * The Mach calls guest memory adds at run time (vm_map of a file or an external pager,
- * vm_copy, vm_region for one address, vm_statistics, vm_set_attributes) on real
+ * The Mach calls guest memory adds at run time (vm_map of a file, an external pager or a
+ * stored snapshot's RAM, vm_copy, vm_region for one address, vm_statistics, vm_set_attributes) on real
  * userfaultfd, without KVM: the test's own thread reads and writes guest memory through its
  * host mapping, so its faults take a vCPU's path (userfaultfd, the fault thread, vm_fault,
  * the pager) and it sees what a guest would. Malformed arguments each get Mach's code.
@@ -16,8 +16,11 @@
 
 #include "fake_pager.h"
 #include "harness.h"
+#include "store_pages.h"
 #include "vmm/error.h"
+#include "vmm/lifecycle/restore.h"
 #include "vmm/memory/guest_memory.h"
+#include "vmm/store/store.h"
 
 #define PS VM_PAGE_SIZE
 #define RAM_SIZE (2ull << 20)
@@ -319,6 +322,89 @@ START_TEST(test_set_attributes_shows_in_vm_region_and_the_next_fault_uses_the_cl
 }
 END_TEST
 
+/* A stored snapshot opened as the monitor's vm-map opens it; counts its releases. */
+#define SNAP_PAGES 4096u /* 16 MiB: the least RAM a VM state holds */
+static char store_dir[64];
+static struct restore snap;
+static int snap_releases;
+
+static void snap_release(void *owner)
+{
+	ck_assert_ptr_eq(owner, &snap);
+	restore_close(&snap);
+	snap_releases++;
+}
+
+static struct guest_memory_map_request snapshot_request(uint64_t offset, uint64_t size, bool copy, vm_prot_t max)
+{
+	strcpy(store_dir, "/tmp/vmm-map-store-XXXXXX");
+	ck_assert_ptr_nonnull(mkdtemp(store_dir));
+	store_pages_write_guest(store_dir, "s", SNAP_PAGES);
+	ck_assert_msg(restore_open(&snap, store_dir, "s", "a test", false) == 0, "%s", error_message());
+	snap_releases = 0;
+	return (struct guest_memory_map_request){.kind = GUEST_REGION_SNAPSHOT, .path = "snapshot s", .pager = snap.pager,
+						 .release = snap_release, .owner = &snap, .offset = offset, .size = size,
+						 .copy = copy, .cur = max, .max = max, .inheritance = VM_INHERIT_COPY};
+}
+
+static void remove_store(void)
+{
+	char cmd[128];
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", store_dir);
+	ck_assert_int_eq(system(cmd), 0);
+}
+
+/* Page @p of the mapping at MAP_GPA must read as the snapshot's page @p + @first. */
+static void expect_snapshot_page(uint64_t p, uint64_t first)
+{
+	ck_assert_msg(memcmp(mem.base + MAP_GPA + p * PS, store_pages_make(p + first, 1, store_pages_kind(p + first)), PS) == 0,
+		      "page %llu is not the snapshot's page %llu", (unsigned long long)p, (unsigned long long)(p + first));
+}
+
+START_TEST(test_a_stored_snapshot_mapped_at_run_time_reads_as_its_pages_and_keeps_them)
+{
+	struct guest_memory_map_request q = snapshot_request(16 * PS, 32 * PS, true, VM_PROT_ALL);
+	map_ok(MAP_GPA, &q);
+	const struct guest_region *g = guest_memory_region(&mem, MAP_GPA);
+	ck_assert_int_eq(g->kind, GUEST_REGION_SNAPSHOT);
+	ck_assert_str_eq(g->path, "snapshot s");
+	for (uint64_t p = 0; p < 32; p += 5)
+		expect_snapshot_page(p, 16);
+	/* A copy: the guest's writes stay its own; the store's page is unchanged. */
+	guest_set(MAP_GPA + PS + 3, 0xee);
+	ck_assert_int_eq(guest_byte(MAP_GPA + PS + 3), 0xee);
+	const void *stored;
+	uint64_t hash;
+	ck_assert_int_eq(store_snapshot_page(snap.snap, 17, &stored, &hash), 0);
+	ck_assert_ptr_nonnull(stored);
+	ck_assert_int_eq(memcmp(stored, store_pages_make(17, 1, store_pages_kind(17)), PS), 0);
+	ck_assert_int_eq(snap_releases, 0);
+	guest_memory_destroy(&mem);
+	ck_assert_int_eq(snap_releases, 1); /* let go with the map, not before */
+	remove_store();
+}
+END_TEST
+
+START_TEST(test_a_refused_snapshot_mapping_lets_the_snapshot_go_at_once)
+{
+	/* Shared and writable: a stored snapshot takes no writes. */
+	struct guest_memory_map_request q = snapshot_request(0, PS, false, VM_PROT_ALL);
+	uint64_t at = MAP_GPA;
+	ck_assert_int_eq(guest_memory_vm_map(&mem, &at, false, &q), -EACCES);
+	ck_assert_msg(strstr(error_message(), "KERN_PROTECTION_FAILURE") && strstr(error_message(), "snapshot s"), "%s",
+		      error_message());
+	ck_assert_int_eq(snap_releases, 1);
+	remove_store();
+	/* Past the snapshot's end: the object's bounds. */
+	q = snapshot_request((SNAP_PAGES - 1) * PS, 2 * PS, true, VM_PROT_READ);
+	ck_assert_int_eq(guest_memory_vm_map(&mem, &at, false, &q), -EINVAL);
+	ck_assert_ptr_nonnull(strstr(error_message(), "KERN_INVALID_ARGUMENT"));
+	ck_assert_int_eq(snap_releases, 1);
+	ck_assert_ptr_null(guest_memory_region(&mem, MAP_GPA));
+	remove_store();
+}
+END_TEST
+
 /* One malformed vm_map: what is asked, the errno and the Mach code its message names. */
 struct bad_map {
 	const char *what;
@@ -486,6 +572,8 @@ Suite *guest_memory_map_suite(void)
 	HARNESS_ADD_TEST(tc, test_a_mapping_without_write_is_a_read_only_region_for_kvm);
 	HARNESS_ADD_TEST(tc, test_anywhere_takes_the_lowest_free_range);
 	HARNESS_ADD_TEST(tc, test_an_external_pager_mapped_at_run_time_serves_the_guests_reads);
+	HARNESS_ADD_TEST(tc, test_a_stored_snapshot_mapped_at_run_time_reads_as_its_pages_and_keeps_them);
+	HARNESS_ADD_TEST(tc, test_a_refused_snapshot_mapping_lets_the_snapshot_go_at_once);
 	HARNESS_ADD_TEST(tc, test_vm_copy_gives_a_copy_later_writes_on_either_side_do_not_reach);
 	HARNESS_ADD_TEST(tc, test_vm_copy_from_a_file_mapping_into_ram_reads_the_file);
 	HARNESS_ADD_TEST(tc, test_vm_region_at_answers_for_an_address_as_mach_does);

@@ -1,8 +1,8 @@
 /*
  * The guest-physical address space over the monitor: query-memory against a map the test
  * builds itself (allocate, protect, inherit, deallocate, snapshot and restore, fork), and
- * the Mach calls seen from inside the guest (vm-map of a file and of an external pager,
- * vm-copy: the guest's checksums of what it reads against the host's).
+ * the Mach calls seen from inside the guest (vm-map of a file, of an external pager and of a
+ * stored snapshot's RAM, vm-copy: the guest's checksums of what it reads against the host's).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -16,6 +16,7 @@
 #include "guest/abi.h"
 #include "harness.h"
 #include "spawn.h"
+#include "store_pages.h"
 #include "vm_proc.h"
 #include "vmm/monitor/base64.h"
 #include "vmm/error.h"
@@ -297,6 +298,23 @@ START_TEST(an_external_pager_mapped_into_a_running_guest_serves_it)
 }
 END_TEST
 
+START_TEST(a_stored_snapshots_ram_mapped_into_a_running_guest_reads_as_its_pages)
+{
+	store_pages_write_guest(store, "s", 4096);
+	vm_proc_start(&vm, NULL, "run", "-m", "64M", "-p", "sync=1 await=" MAILBOX " sum=1G,1M", harness_guest(), NULL);
+	vm_proc_wait_sync(&vm, 1);
+	/* The snapshot's second MiB, a copy the guest may write. */
+	call(&vm, "vm-map", json_pack("{s:s,s:s,s:s,s:I,s:I,s:I}", "path", store, "object", "snapshot", "snapshot", "s",
+				      "addr", G1, "offset", (json_int_t)(1 << 20), "size", (json_int_t)(1 << 20)));
+	vm_proc_release(&vm, 0x7ff000);
+	ck_assert_int_eq(vm_proc_wait(&vm), 0);
+	uint64_t h = ABI_FNV_INIT;
+	for (uint64_t p = 256; p < 512; p++)
+		h = abi_fnv1a64(h, store_pages_make(p, 1, store_pages_kind(p)), 4096);
+	expect_sum(&vm, h);
+}
+END_TEST
+
 START_TEST(a_range_copied_with_vm_copy_reads_as_the_source_did)
 {
 	vm_proc_start(&vm, NULL, "run", "-m", "64M", "-p",
@@ -334,7 +352,10 @@ START_TEST(the_new_mach_calls_answer_and_fail_by_name)
 	call_fails(&vm, "vm-map", json_pack("{s:s,s:I,s:I}", "path", "/nonexistent", "addr", G1, "size", 4096ll),
 		   "KERN_INVALID_ARGUMENT");
 	call_fails(&vm, "vm-map", json_pack("{s:s,s:s,s:I}", "path", "/tmp", "object", "disk", "size", 4096ll),
-		   "use file or pager");
+		   "use file, pager or snapshot");
+	call_fails(&vm, "vm-map", json_pack("{s:s,s:s,s:s,s:I}", "path", store, "object", "snapshot", "snapshot", "none",
+					    "size", 4096ll),
+		   "KERN_INVALID_ARGUMENT");
 	call_fails(&vm, "vm-copy", json_pack("{s:I,s:I,s:I}", "source", 1ll, "size", 4096ll, "dest", 8192ll),
 		   "KERN_INVALID_ARGUMENT");
 	call_fails(&vm, "vm-copy", json_pack("{s:I,s:I,s:I}", "source", 0ll, "size", 4096ll, "dest", G1),
@@ -362,6 +383,7 @@ Suite *kvm_memory_suite(void)
 	HARNESS_ADD_TEST(tc, mach_errors_come_back_by_name);
 	HARNESS_ADD_TEST(tc, a_file_mapped_into_a_running_guest_reads_as_the_file);
 	HARNESS_ADD_TEST(tc, an_external_pager_mapped_into_a_running_guest_serves_it);
+	HARNESS_ADD_TEST(tc, a_stored_snapshots_ram_mapped_into_a_running_guest_reads_as_its_pages);
 	HARNESS_ADD_TEST(tc, a_range_copied_with_vm_copy_reads_as_the_source_did);
 	HARNESS_ADD_TEST(tc, the_new_mach_calls_answer_and_fail_by_name);
 	suite_add_tcase(s, tc);

@@ -202,15 +202,23 @@ static bool guest_memory_request_shared(const struct guest_memory_map_request *q
 
 /*
  * The pager of @q: the file pager on the file (read/write only for a shared writable
- * mapping), or an external pager process at the socket. Without the domain lock (an
- * external pager may take up to GUEST_MEMORY_CONNECT_WAIT_MS to accept). 0 and *out (one
- * reference), or -errno with a message: -EROFS when a shared writable mapping meets a pager
- * that takes no writes.
+ * mapping), an external pager process at the socket, or the caller's (a snapshot's, not a
+ * reference of ours). Without the domain lock (an external pager may take up to
+ * GUEST_MEMORY_CONNECT_WAIT_MS to accept). 0 and *out (one reference, but the snapshot's), or
+ * -errno with a message: -EROFS when a shared writable mapping meets a pager that takes no
+ * writes.
  */
 static int guest_memory_open_pager(struct guest_memory *m, const struct guest_memory_map_request *q,
 				   struct pager **out)
 {
 	bool shared = guest_memory_request_shared(q), external = q->kind == GUEST_REGION_EXTERNAL;
+	if (q->kind == GUEST_REGION_SNAPSHOT) {
+		/* A stored snapshot is never written through: only copies or read-only views. */
+		if (shared)
+			return error_set(EROFS, "cannot map %s shared and writable: a stored snapshot takes no writes", q->path);
+		*out = q->pager;
+		return 0;
+	}
 	/* Checked at layout too, but the path may have become a FIFO since: never wait on it. */
 	int fd = external ? guest_memory_connect(q->path)
 			  : file_open_regular(AT_FDCWD, q->path, shared ? O_RDWR : O_RDONLY, 0, FILE_NONEMPTY, "mapped file",
@@ -263,11 +271,20 @@ static kern_return_t guest_memory_enter_pager(struct guest_memory *m, struct pag
 	return kr;
 }
 
-/* Keep @pager (its reference) and @path (NULL: the caller's) for as long as guest memory lives. */
-static void guest_memory_keep_pager(struct guest_memory *m, struct pager *pager, char *path)
+/* Keep @h (what a mapped region needs) for as long as guest memory lives. */
+static void guest_memory_keep(struct guest_memory *m, const struct guest_memory_held *h)
 {
-	m->file_pagers[m->nfile_pagers] = pager;
-	m->file_paths[m->nfile_pagers++] = path;
+	m->held[m->nheld++] = *h;
+}
+
+/* Let @h go: its pager reference, its path, its owner. */
+static void guest_memory_let_go(const struct guest_memory_held *h)
+{
+	if (h->pager)
+		pager_release(h->pager);
+	free(h->path);
+	if (h->release)
+		h->release(h->owner);
 }
 
 /* Map region @r, laid out from cfg.files, through its pager (at create). */
@@ -282,7 +299,7 @@ static int guest_memory_map_file(struct guest_memory *m, struct guest_region *r)
 	int err = guest_memory_open_pager(m, &q, &r->pager);
 	if (err)
 		return err;
-	guest_memory_keep_pager(m, r->pager, NULL);
+	guest_memory_keep(m, &(struct guest_memory_held){.pager = r->pager});
 	/* A mapping past the data would give the guest errors, or zeros, where it has none. */
 	uint64_t has = r->pager->size;
 	if (((has + VM_PAGE_MASK) & ~(uint64_t)VM_PAGE_MASK) < r->size)
@@ -904,11 +921,9 @@ void guest_memory_destroy(struct guest_memory *m)
 	if (m->ram_object)
 		vm_object_deallocate(m->ram_object);
 	m->ram_object = NULL;
-	for (unsigned i = 0; i < m->nfile_pagers; i++) {
-		pager_release(m->file_pagers[i]);
-		free(m->file_paths[i]);
-	}
-	m->nfile_pagers = 0;
+	for (unsigned i = 0; i < m->nheld; i++)
+		guest_memory_let_go(&m->held[i]);
+	m->nheld = 0;
 	if (m->swap)
 		pager_release(m->swap);
 	m->swap = NULL;
@@ -1204,52 +1219,68 @@ static int guest_memory_vm_map_failed(const struct guest_memory_map_request *q, 
 			 why);
 }
 
+/* guest_memory_vm_map's refusal before anything was made: @q's owner let go too. */
+static int guest_memory_vm_map_refused(const struct guest_memory_map_request *q, kern_return_t kr, uint64_t gpa,
+				       const char *why)
+{
+	int r = guest_memory_vm_map_failed(q, kr, gpa, why);
+	if (q->release)
+		q->release(q->owner);
+	return r;
+}
+
 int guest_memory_vm_map(struct guest_memory *m, uint64_t *gpa, bool anywhere, const struct guest_memory_map_request *q)
 {
 	vm_addr_t at = anywhere ? 0 : *gpa;
-	if (m->kernel_ram)
-		return error_set(ENOTSUP, "vm_map needs RAM in the map (not --kernel-zero-fill)");
-	if ((q->kind != GUEST_REGION_FILE && q->kind != GUEST_REGION_EXTERNAL) || !q->path || !q->path[0])
-		return guest_memory_vm_map_failed(q, KERN_INVALID_ARGUMENT, at, "a file or an external pager's socket is needed");
+	bool snapshot = q->kind == GUEST_REGION_SNAPSHOT;
+	if (m->kernel_ram) {
+		int r = error_set(ENOTSUP, "vm_map needs RAM in the map (not --kernel-zero-fill)");
+		if (q->release)
+			q->release(q->owner);
+		return r;
+	}
+	if ((q->kind != GUEST_REGION_FILE && q->kind != GUEST_REGION_EXTERNAL && !snapshot) || !q->path || !q->path[0] ||
+	    (snapshot && !q->pager))
+		return guest_memory_vm_map_refused(q, KERN_INVALID_ARGUMENT, at, "a file, an external pager's socket or a snapshot is needed");
 	if (m->nregions == GUEST_MEMORY_MAX_REGIONS)
-		return guest_memory_vm_map_failed(q, KERN_RESOURCE_SHORTAGE, at, "guest memory has its maximum of regions");
-	char *path = strdup(q->path);
-	if (!path)
-		return guest_memory_vm_map_failed(q, KERN_RESOURCE_SHORTAGE, at, "");
+		return guest_memory_vm_map_refused(q, KERN_RESOURCE_SHORTAGE, at, "guest memory has its maximum of regions");
+	/* What the region keeps: the pager (ours, or the owner's), its name, the owner. */
+	struct guest_memory_held h = {.path = strdup(q->path), .release = q->release, .owner = q->owner};
+	if (!h.path)
+		return guest_memory_vm_map_refused(q, KERN_RESOURCE_SHORTAGE, at, "");
 	struct pager *pager;
 	int r = guest_memory_open_pager(m, q, &pager);
 	if (r) {
 		/* The object could not be had: Mach's invalid memory object, or a write it refuses. */
 		char why[512];
 		snprintf(why, sizeof(why), "%s", error_message());
-		free(path);
-		return guest_memory_vm_map_failed(q, r == -EROFS || r == -EACCES ? KERN_PROTECTION_FAILURE : KERN_INVALID_ARGUMENT,
-						  at, why);
+		free(h.path);
+		return guest_memory_vm_map_refused(q, r == -EROFS || r == -EACCES ? KERN_PROTECTION_FAILURE : KERN_INVALID_ARGUMENT,
+						   at, why);
 	}
+	h.pager = snapshot ? NULL : pager;
 	if ((r = guest_memory_lock_briefly(m)) != 0) {
-		pager_release(pager);
-		free(path);
+		guest_memory_let_go(&h);
 		return r;
 	}
 	kern_return_t kr = guest_memory_enter_pager(m, pager, &at, anywhere, q);
 	r = guest_memory_unlock_map(m);
 	if (kr != KERN_SUCCESS) {
-		pager_release(pager);
-		free(path);
-		return guest_memory_vm_map_failed(q, kr, at, "");
+		r = guest_memory_vm_map_failed(q, kr, at, "");
+		guest_memory_let_go(&h);
+		return r;
 	}
 	struct guest_region g = {
-		.gpa = at, .size = q->size, .kind = q->kind, .path = path, .pager = pager,
+		.gpa = at, .size = q->size, .kind = q->kind, .path = h.path, .pager = pager,
 		.mode = !(q->max & VM_PROT_WRITE) ? GUEST_MAP_RO : q->copy ? GUEST_MAP_PRIVATE : GUEST_MAP_SHARED,
 		.file_size = q->kind == GUEST_REGION_FILE ? pager->size : 0};
 	if (!r)
 		r = guest_memory_open_region(m, &g);
 	if (r) {
-		pager_release(pager);
-		free(path);
+		guest_memory_let_go(&h);
 		return r;
 	}
-	guest_memory_keep_pager(m, pager, path);
+	guest_memory_keep(m, &h);
 	*gpa = at;
 	return 0;
 }

@@ -45,6 +45,8 @@ enum guest_region_kind {
 	GUEST_REGION_RAM,      /* anonymous: zero fill, page-out to swap */
 	GUEST_REGION_FILE,     /* a host file through the file pager */
 	GUEST_REGION_EXTERNAL, /* an external pager process (path: its unix socket) */
+	GUEST_REGION_SNAPSHOT, /* a stored snapshot's RAM through a pager its caller opened
+				  (guest_memory_vm_map; path names it) */
 };
 enum guest_map_mode {
 	GUEST_MAP_PRIVATE, /* the guest may write; writes stay in the VM (copy-on-write) */
@@ -87,9 +89,9 @@ struct guest_region {
 	uint64_t size;               /* bytes, page aligned */
 	enum guest_region_kind kind;
 	enum guest_map_mode mode;    /* files, external */
-	const char *path;            /* files, external: the socket */
+	const char *path;            /* files; external: the socket; snapshot: its name */
 	uint64_t file_size;          /* files: bytes in the file */
-	struct pager *pager;         /* files, external: its pager (the reference is in file_pagers) */
+	struct pager *pager;         /* files, external, snapshot: its pager (referenced by held[]) */
 	uint8_t *hva;                /* host mapping of [gpa, gpa + size) */
 	unsigned slot;               /* KVM memory slot */
 	bool from_segment;           /* RAM mapped from the host-wide segment (guest_memory_create) */
@@ -111,6 +113,14 @@ struct pager;
  * else the host's failure (a pager, the userfaultfd). */
 typedef void guest_memory_error_fn(void *arg, int err, const char *message);
 
+/* What guest memory keeps for a mapped region until guest_memory_destroy, after the map. */
+struct guest_memory_held {
+	struct pager *pager;          /* one reference, released; NULL: the owner's */
+	char *path;                   /* copied (guest_memory_vm_map), freed; NULL: the caller's */
+	void (*release)(void *owner); /* the owner's end (GUEST_REGION_SNAPSHOT), or NULL */
+	void *owner;
+};
+
 /* Locking legend: (c) constant after create; (d) domain lock; (f) the fault thread only
  * (once it runs); (p) changed only with the VM paused and the domain lock held (regions);
  * (a) atomic. */
@@ -122,10 +132,8 @@ struct guest_memory {
 	uint64_t span;                                         /* (p) end of the highest region */
 	struct vm_domain *dom;                                 /* (c) NULL: plain memory (tests) */
 	struct vm_map *map;                                    /* (d) */
-	struct pager *file_pagers[GUEST_MEMORY_MAX_REGIONS];   /* (p) the mapped regions' pagers, one reference each */
-	char *file_paths[GUEST_MEMORY_MAX_REGIONS];            /* (p) their paths when copied (guest_memory_vm_map),
-								  NULL: the caller's (cfg.files) */
-	unsigned nfile_pagers;                                 /* (p) */
+	struct guest_memory_held held[GUEST_MEMORY_MAX_REGIONS]; /* (p) what the mapped regions need kept */
+	unsigned nheld;                                        /* (p) */
 	struct pager *swap;                                    /* (c) default pager, or NULL */
 	struct vm_object *ram_object;                          /* (c) restore: the snapshot's object, one reference */
 	struct segment *segment;                               /* (c) cfg.ram_segment when RAM is mapped from it, else NULL */
@@ -358,8 +366,14 @@ int guest_memory_vm_write(struct guest_memory *m, uint64_t addr, const void *buf
 
 /* What guest_memory_vm_map maps: a memory object and Mach's vm_map arguments past it. */
 struct guest_memory_map_request {
-	enum guest_region_kind kind; /* GUEST_REGION_FILE (the file pager) or GUEST_REGION_EXTERNAL */
-	const char *path;            /* the host file, or the external pager's unix socket */
+	enum guest_region_kind kind; /* GUEST_REGION_FILE (the file pager), _EXTERNAL or _SNAPSHOT */
+	const char *path;            /* the host file, the external pager's unix socket, or (snapshot)
+					what names the object in messages */
+	struct pager *pager;         /* GUEST_REGION_SNAPSHOT: the pager, held by @owner */
+	void (*release)(void *owner); /* GUEST_REGION_SNAPSHOT: ends @owner (and its pager reference);
+					 guest memory calls it once done with the pager: at
+					 guest_memory_destroy after the map, or before a failed call returns */
+	void *owner;
 	uint64_t offset;             /* in the object, page aligned */
 	uint64_t size;               /* bytes, page aligned, not 0; offset + size within the object */
 	bool copy;                   /* the guest gets a copy of the object as it is now (its writes
@@ -369,7 +383,9 @@ struct guest_memory_map_request {
 };
 
 /*
- * Mach's vm_map at run time: map [offset, offset + size) of a memory object (@q) into the
+ * Mach's vm_map at run time: map [offset, offset + size) of a memory object (@q: a host
+ * file, an external pager's object, or a stored snapshot's RAM whose pager the caller
+ * opened and hands over with @q->owner) into the
  * guest-physical space at *gpa (or anywhere: the lowest free range, *gpa set), a new region
  * served like the mapped files of the start (the host mapping opened in the reserved
  * window, registered with the userfaultfd; the caller has the VM paused and gives it a KVM
@@ -379,17 +395,18 @@ struct guest_memory_map_request {
  * 0, or -errno (kern_return_errno) with the message "vm_map of PATH at [0xADDR, +0xSIZE):
  * KERN_...[: why]":
  *   KERN_INVALID_ARGUMENT    unaligned address, offset or size; size 0; unknown kind,
- *                            protection or inheritance bits; no path; a file that cannot be
- *                            opened or is not a regular file with data, a pager that cannot
- *                            be reached or refuses (the reason after the code); offset + size
- *                            beyond the object
+ *                            protection or inheritance bits; no path (or, for a snapshot,
+ *                            no pager); a file that cannot be opened or is not a regular
+ *                            file with data, a pager that cannot be reached or refuses (the
+ *                            reason after the code); offset + size beyond the object
  *   KERN_PROTECTION_FAILURE  cur above max; a shared writable mapping of an object that
- *                            cannot take writes (a file opened read-only, a read-only pager)
+ *                            cannot take writes (a file opened read-only, a read-only pager,
+ *                            a stored snapshot)
  *   KERN_INVALID_ADDRESS     a fixed range beyond the guest-physical window
  *   KERN_NO_SPACE            a fixed range in use, or no room anywhere
  *   KERN_RESOURCE_SHORTAGE   guest memory has GUEST_MEMORY_MAX_REGIONS regions already
  * -ENOTSUP when RAM is left to the kernel (not in the map), -EBUSY as GUEST_MEMORY_MONITOR_WAIT_MS.
- * On failure nothing changed (a pager opened for the call is let go).
+ * On failure nothing changed (a pager opened for the call is let go, @q->owner released).
  */
 int guest_memory_vm_map(struct guest_memory *m, uint64_t *gpa, bool anywhere, const struct guest_memory_map_request *q);
 

@@ -8,11 +8,14 @@
 #include "vmm/monitor/qmp_memory.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "vmm/monitor/base64.h"
 #include "vmm/error.h"
+#include "vmm/lifecycle/restore.h"
 #include "vmm/vm.h"
 
 /* The help texts below state the bound in words; MONITOR_DATA_MAX is the one that counts. */
@@ -64,7 +67,9 @@ static int arg_name(json_t *args, const char *key, const char *const *names, int
 static const char *region_kind(const struct guest_memory *m, vm_addr_t gpa)
 {
 	const struct guest_region *g = guest_memory_region(m, gpa);
-	return !g ? "none" : g->kind == GUEST_REGION_RAM ? "ram" : g->kind == GUEST_REGION_FILE ? "file" : "external";
+	static const char *const kinds[] = {[GUEST_REGION_RAM] = "ram", [GUEST_REGION_FILE] = "file",
+					    [GUEST_REGION_EXTERNAL] = "external", [GUEST_REGION_SNAPSHOT] = "snapshot"};
+	return g ? kinds[g->kind] : "none";
 }
 
 static json_t *object_json(const struct guest_memory_object *o)
@@ -176,13 +181,18 @@ struct layout_op {
 /* Change the regions (and KVM's slots) with the vCPUs paused. */
 static int layout_change(struct vm *vm, struct layout_op *op)
 {
-	if (!guest_memory_mapped(&vm->mem))
-		return not_mapped();
-	if (atomic_load(&vm->snapshot_busy))
-		return error_set(EBUSY, "a snapshot is being taken; change the memory layout afterwards");
-	if (!vm_pause(vm))
-		return error_set(ESHUTDOWN, "the VM is shutting down");
-	int r = op->kind == LAYOUT_ALLOCATE     ? guest_memory_allocate(&vm->mem, &op->addr, op->size, op->anywhere)
+	int r = !guest_memory_mapped(&vm->mem) ? not_mapped()
+		: atomic_load(&vm->snapshot_busy)
+			? error_set(EBUSY, "a snapshot is being taken; change the memory layout afterwards")
+		: !vm_pause(vm) ? error_set(ESHUTDOWN, "the VM is shutting down")
+				: 0;
+	if (r) {
+		/* Refused before guest memory saw it: what vm-map opened for it goes now. */
+		if (op->kind == LAYOUT_MAP && op->map->release)
+			op->map->release(op->map->owner);
+		return r;
+	}
+	r = op->kind == LAYOUT_ALLOCATE     ? guest_memory_allocate(&vm->mem, &op->addr, op->size, op->anywhere)
 		: op->kind == LAYOUT_DEALLOCATE ? guest_memory_deallocate(&vm->mem, op->addr, op->size)
 						: guest_memory_vm_map(&vm->mem, &op->addr, op->anywhere, op->map);
 	int s = vm_sync_memslots(vm);
@@ -289,7 +299,42 @@ static int vm_write_cmd(struct monitor_call *call, void *ctx, json_t *args, json
 	return guest_memory_vm_write(&vm->mem, (uint64_t)a, buf, (uint64_t)n);
 }
 
-static const char *const object_kinds[] = {"file", "pager"};
+static const char *const object_kinds[] = {"file", "pager", "snapshot"};
+
+/* A stored snapshot opened for vm-map, let go once guest memory is done with it. */
+static void snapshot_release(void *owner)
+{
+	restore_close(owner);
+	free(owner);
+}
+
+/*
+ * The object of vm-map's "object": "snapshot": snapshot @name of the store at q->path, its
+ * pages served (each checked against its hash) by a snapshot pager kept in @q, and pinned
+ * in the store for the VM while mapped. @label (128 bytes) names it in messages. 0, or
+ * -EINVAL with Mach's KERN_INVALID_ARGUMENT and the reason.
+ */
+static int snapshot_object(const struct vm *vm, const char *name, struct guest_memory_map_request *q, char *label)
+{
+	if (!name)
+		return error_set(EINVAL, "vm_map of a snapshot: KERN_INVALID_ARGUMENT: name it (snapshot) in the store at path");
+	struct restore *r = malloc(sizeof(*r));
+	char holder[128];
+	snprintf(holder, sizeof(holder), "VM '%s' (pid %d)", vm->cfg.name ? vm->cfg.name : "?", (int)getpid());
+	if (!r)
+		return error_set(ENOMEM, "vm_map of snapshot '%s': KERN_RESOURCE_SHORTAGE", name);
+	if (restore_open(r, q->path, name, holder, false) != 0) {
+		free(r);
+		return error_set(EINVAL, "vm_map of snapshot '%s' in %s: KERN_INVALID_ARGUMENT: %s", name, q->path,
+				 error_message());
+	}
+	snprintf(label, 128, "snapshot '%s' in %s", name, q->path);
+	q->path = label;
+	q->pager = r->pager;
+	q->owner = r;
+	q->release = snapshot_release;
+	return 0;
+}
 
 /* Optional protection argument @key ("rwx" letters), @dflt when absent. */
 static int arg_prot(json_t *args, const char *key, vm_prot_t dflt, vm_prot_t *p)
@@ -306,16 +351,21 @@ static int vm_map_cmd(struct monitor_call *call, void *ctx, json_t *args, json_t
 	struct guest_memory_map_request q = {.path = json_string_value(json_object_get(args, "path"))};
 	struct layout_op op = {.kind = LAYOUT_MAP, .anywhere = !json_object_get(args, "addr"), .map = &q};
 	json_t *copy = json_object_get(args, "copy");
-	int kind = arg_name(args, "object", object_kinds, 2, 0, "file or pager");
+	int kind = arg_name(args, "object", object_kinds, 3, 0, "file, pager or snapshot");
 	int inh = arg_name(args, "inheritance", inherit_names, 3, VM_INHERIT_COPY, "share, copy or none");
 	if (kind < 0 || inh < 0 || arg_unsigned(args, "addr", &op.addr) || arg_unsigned(args, "size", &q.size) ||
 	    arg_unsigned(args, "offset", &q.offset) || arg_prot(args, "protection", VM_PROT_DEFAULT, &q.cur) ||
 	    arg_prot(args, "max-protection", VM_PROT_ALL, &q.max))
 		return -EINVAL;
-	q.kind = kind == 0 ? GUEST_REGION_FILE : GUEST_REGION_EXTERNAL;
+	static const enum guest_region_kind kinds[] = {GUEST_REGION_FILE, GUEST_REGION_EXTERNAL, GUEST_REGION_SNAPSHOT};
+	q.kind = kinds[kind];
 	q.inheritance = (vm_inherit_t)inh;
 	q.copy = !copy || json_is_true(copy);
 	op.size = q.size;
+	char label[128];
+	if (q.kind == GUEST_REGION_SNAPSHOT &&
+	    snapshot_object(vm, json_string_value(json_object_get(args, "snapshot")), &q, label) != 0)
+		return -EINVAL;
 	return layout_change_answer(vm, &op, ret);
 }
 
@@ -433,8 +483,10 @@ static const struct monitor_arg write_args[] = {
 };
 
 static const struct monitor_arg map_args[] = {
-	{"path", MONITOR_ARG_STRING, true, "the host file, or the external pager's unix socket"},
-	{"object", MONITOR_ARG_STRING, false, "file (default: the file pager) or pager (an external pager)"},
+	{"path", MONITOR_ARG_STRING, true, "the host file, the external pager's unix socket, or the store"},
+	{"object", MONITOR_ARG_STRING, false,
+	 "file (default: the file pager), pager (an external pager) or snapshot (a stored snapshot's RAM)"},
+	{"snapshot", MONITOR_ARG_STRING, false, "with object snapshot: the snapshot's name in the store"},
 	{"size", MONITOR_ARG_INT, true, "bytes, page aligned"},
 	{"addr", MONITOR_ARG_INT, false, "where (default: the lowest free range)"},
 	{"offset", MONITOR_ARG_INT, false, "in the object, page aligned (default 0)"},
@@ -471,7 +523,8 @@ const struct monitor_command qmp_memory_commands[] = {
 	{"vm-inherit", vm_inherit_cmd, inherit_args, "vm_inherit: what a fork gives child VMs of a range"},
 	{"vm-read", vm_read_cmd, read_args, "vm_read: bytes of guest memory (base64, at most 64 KiB)"},
 	{"vm-write", vm_write_cmd, write_args, "vm_write: put bytes into guest memory"},
-	{"vm-map", vm_map_cmd, map_args, "vm_map: map a host file or an external pager's object into guest memory"},
+	{"vm-map", vm_map_cmd, map_args,
+	 "vm_map: map a host file, an external pager's object or a stored snapshot's RAM into guest memory"},
 	{"vm-copy", vm_copy_cmd, copy_args, "vm_copy: copy a range of guest memory, copy-on-write"},
 	{"vm-region", vm_region_cmd, region_args, "vm_region: the map entry at an address, or the next one above"},
 	{"vm-statistics", vm_statistics_cmd, NULL, "vm_statistics: Mach's counters, by Mach's names (null: not known)"},
