@@ -167,7 +167,8 @@ struct guest_memory {
 	struct vm_object *snapshot_base[GUEST_MEMORY_MAX_BASES]; /* (d) the last stored snapshot's RAM
 								  (guest_memory_frozen_keep), one reference each */
 	unsigned nsnapshot_base;                               /* (d) */
-	atomic_bool layout_changed;                            /* (a) RAM allocated or deallocated since create */
+	atomic_bool layout_changed;                            /* (a) RAM allocated or deallocated, or an object
+							  mapped (guest_memory_vm_map), since create */
 };
 
 /* Guest memory with nothing in it yet (no file descriptor): guest_memory_destroy may be
@@ -570,9 +571,9 @@ enum guest_memory_since {
 /* Whether a base is kept (guest_memory_frozen_keep): GUEST_MEMORY_SINCE_BASE can be asked. */
 bool guest_memory_has_base(struct guest_memory *m);
 
-/* Whether RAM was allocated or deallocated since create: then GUEST_MEMORY_SINCE_RESTORE
- * cannot be asked (a region made or cut since would let the restored snapshot's bytes show
- * through where the guest has none). With the VM paused or from the thread that changes
+/* Whether RAM was allocated or deallocated, or an object mapped, since create: then
+ * GUEST_MEMORY_SINCE_RESTORE cannot be asked (a region made or cut since would let the
+ * restored snapshot's bytes show through where the guest has none). With the VM paused or from the thread that changes
  * the layout. */
 bool guest_memory_layout_changed(const struct guest_memory *m);
 
