@@ -312,7 +312,7 @@ static void snapshot_release(void *owner)
  * The object of vm-map's "object": "snapshot": snapshot @name of the store at q->path, its
  * pages served (each checked against its hash) by a snapshot pager kept in @q, and pinned
  * in the store for the VM while mapped. @label (128 bytes) names it in messages. 0, or
- * -EINVAL with Mach's KERN_INVALID_ARGUMENT and the reason.
+ * -EINVAL with Mach's KERN_INVALID_ARGUMENT and the reason (-ENOMEM: KERN_RESOURCE_SHORTAGE).
  */
 static int snapshot_object(const struct vm *vm, const char *name, struct guest_memory_map_request *q, char *label)
 {
@@ -363,10 +363,10 @@ static int vm_map_cmd(struct monitor_call *call, void *ctx, json_t *args, json_t
 	q.copy = !copy || json_is_true(copy);
 	op.size = q.size;
 	char label[128];
-	if (q.kind == GUEST_REGION_SNAPSHOT &&
-	    snapshot_object(vm, json_string_value(json_object_get(args, "snapshot")), &q, label) != 0)
-		return -EINVAL;
-	return layout_change_answer(vm, &op, ret);
+	int r = q.kind == GUEST_REGION_SNAPSHOT
+			? snapshot_object(vm, json_string_value(json_object_get(args, "snapshot")), &q, label)
+			: 0;
+	return r ? r : layout_change_answer(vm, &op, ret);
 }
 
 static int vm_copy_cmd(struct monitor_call *call, void *ctx, json_t *args, json_t **ret)
