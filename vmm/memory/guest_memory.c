@@ -545,11 +545,16 @@ static void guest_memory_readahead(struct guest_memory *m, vm_addr_t gpa, const 
 	m->readahead_at = info->end;
 	if (!sequential || info->end - info->start < 2 * VM_PAGE_SIZE)
 		return; /* random access, or no clustering asked for */
-	const struct guest_region *g = guest_memory_region(m, gpa);
+	/* A copy, taken under the lock: the monitor may insert a region meanwhile (vm_map,
+	 * vm_allocate), moving the others in the array. */
+	vm_domain_lock(m->dom);
+	const struct guest_region *r = guest_memory_region(m, gpa);
+	struct guest_region g = r ? *r : (struct guest_region){.size = 0};
+	vm_domain_unlock(m->dom);
 	for (unsigned n = 0; n < GUEST_MEMORY_READAHEAD; n++) {
 		vm_addr_t at = m->readahead_at;
 		struct pollfd p = {m->uffd.fd, POLLIN, 0};
-		if (at - g->gpa >= g->size || poll(&p, 1, 0) != 0)
+		if (at - g.gpa >= g.size || poll(&p, 1, 0) != 0)
 			return; /* the region's end, or a fault to serve first */
 		vm_domain_lock(m->dom);
 		struct vm_fault_info ahead = {0};
@@ -1112,7 +1117,9 @@ int guest_memory_deallocate(struct guest_memory *m, uint64_t gpa, uint64_t size)
 				 (unsigned long long)end, kern_return_name(kr));
 	m->layout_changed = true;
 	guest_memory_release_base(m);
-	/* Cut the regions: what remains on each side keeps or gets a slot. */
+	/* Cut the regions: what remains on each side keeps or gets a slot. With the domain lock:
+	 * the fault thread reads regions. */
+	vm_domain_lock(m->dom);
 	for (unsigned i = 0; i < m->nregions; i++) {
 		struct guest_region *g = &m->region[i];
 		uint64_t gend = g->gpa + g->size;
@@ -1152,6 +1159,7 @@ int guest_memory_deallocate(struct guest_memory *m, uint64_t gpa, uint64_t size)
 	}
 	const struct guest_region *last = m->nregions ? &m->region[m->nregions - 1] : NULL;
 	m->span = last ? last->gpa + last->size : 0;
+	vm_domain_unlock(m->dom);
 	return fr;
 }
 
