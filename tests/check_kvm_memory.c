@@ -334,6 +334,7 @@ END_TEST
 START_TEST(the_new_mach_calls_answer_and_fail_by_name)
 {
 	vm_proc_start(&vm, NULL, "run", "-m", "64M", "-p", "sync=1 idle", harness_guest(), NULL);
+	vm_proc_wait_sync(&vm, 1); /* the guest has run: it has faulted */
 	json_t *st = vm_proc_execute(&vm, "vm-statistics", NULL);
 	ck_assert_int_eq(json_integer_value(json_object_get(st, "pagesize")), 4096);
 	ck_assert(json_is_null(json_object_get(st, "free_count")));
