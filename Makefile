@@ -191,7 +191,8 @@ $(B)/fuzz/obj/%.o: %.c | $(B)/.deps $(B)/.deps-fuzz
 $(B)/fuzz/libhost.a: $(call obj,fuzz/obj,$(MMU_SRC) $(PAGERS_SRC) $(VMM_SRC))
 $(FUZZ_TARGETS): $(B)/fuzz/%: $(B)/fuzz/obj/tools/%.o $(B)/fuzz/libhost.a
 	clang $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $(filter %.o,$^) $(filter %.a,$^) $(LIBS)
-$(B)/fuzz/fuzz_vm_map: $(B)/fuzz/obj/tests/vm_sandbox.o
+$(B)/fuzz/fuzz_vm_map: $(B)/fuzz/obj/tests/vm_sandbox.o $(B)/fuzz/obj/tests/fake_pager.o
+$(B)/fuzz/fuzz_vm_map: LIBS += $(shell pkg-config --libs check 2>/dev/null)
 
 # $(call fuzz_run,SECONDS,SEED,SCRATCH): every target for SECONDS from the seed SEED (0:
 # libFuzzer picks one and logs it) on tools/corpus/NAME (if there is one yet), new finds

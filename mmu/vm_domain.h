@@ -45,6 +45,8 @@ struct vm_statistics {
 	uint64_t pageins;           /* pages provided by pagers */
 	uint64_t pageouts;          /* modified pages returned to pagers */
 	uint64_t reclaims;          /* clean pages dropped by page-out */
+	uint64_t reactivations;     /* pages the page-out hand found used again and spared a turn
+				       (Mach's: taken back from the inactive queue) */
 	uint64_t pageout_failures;  /* pages page-out could not get rid of (no swap, I/O error) */
 	uint64_t pageout_errors;    /* of which refused by their pager (a write error of swap) */
 	uint64_t lookups;           /* object page lookups while resolving */

@@ -80,6 +80,7 @@ uint64_t vm_pageout_scan(struct vm_domain *dom, uint64_t target)
 			continue; /* used by the operation in progress */
 		if (*slot & VM_PS_REF) {
 			*slot &= (uint8_t)~VM_PS_REF;
+			dom->stats.reactivations++;
 			budget++;
 			continue;
 		}

@@ -164,7 +164,7 @@ START_TEST(test_a_cancel_frees_a_fault_waiting_on_a_stalled_pager_without_failin
 	/* Given way, not failed: the VM's verdict is the stop's, and the write-back ran. */
 	ck_assert_int_eq(atomic_load(&last_error), ECANCELED);
 	ck_assert(!mem.failed);
-	ck_assert_str_eq(external_pager_failure(mem.file_pagers[0]), "the VM stopped while it waited for the external pager");
+	ck_assert_str_eq(external_pager_failure(mem.held[0].pager), "the VM stopped while it waited for the external pager");
 	guest_memory_destroy(&mem);
 	fake_pager_stop(&server);
 }

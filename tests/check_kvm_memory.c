@@ -1,17 +1,22 @@
 /*
  * The guest-physical address space over the monitor: query-memory against a map the test
  * builds itself (allocate, protect, inherit, deallocate, snapshot and restore, fork), and
- * the Mach calls seen from inside the guest.
+ * the Mach calls seen from inside the guest (vm-map of a file, of an external pager and of a
+ * stored snapshot's RAM, vm-copy: the guest's checksums of what it reads against the host's).
  */
 #include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "fake_pager.h"
 #include "guest/abi.h"
 #include "harness.h"
 #include "spawn.h"
+#include "store_pages.h"
 #include "vm_proc.h"
 #include "vmm/monitor/base64.h"
 #include "vmm/error.h"
@@ -235,6 +240,135 @@ START_TEST(mach_errors_come_back_by_name)
 }
 END_TEST
 
+/* The guest's "sum GPA LEN: 0x..." line for @sum must be in its output. */
+static void expect_sum(struct vm_proc *v, uint64_t sum)
+{
+	char want[64];
+	snprintf(want, sizeof(want), ": 0x%016" PRIx64 "\n", sum);
+	char *out = vm_proc_output(v, false);
+	ck_assert_msg(strstr(out, want), "wanted %s in %s", want, out);
+	free(out);
+}
+
+START_TEST(a_file_mapped_into_a_running_guest_reads_as_the_file)
+{
+	char file[] = "/tmp/vmm-vm-map-XXXXXX";
+	int fd = mkstemp(file);
+	ck_assert_int_ge(fd, 0);
+	static unsigned char bytes[1 << 20];
+	for (size_t i = 0; i < sizeof(bytes); i++)
+		bytes[i] = (unsigned char)(i * 7 + i / 4096);
+	ck_assert_int_eq(write(fd, bytes, sizeof(bytes)), (ssize_t)sizeof(bytes));
+	close(fd);
+	vm_proc_start(&vm, NULL, "run", "-m", "64M", "-p", "sync=1 await=" MAILBOX " sum=1G,1M", harness_guest(), NULL);
+	vm_proc_wait_sync(&vm, 1);
+	json_t *r = vm_proc_execute(&vm, "vm-map", json_pack("{s:s,s:I,s:I,s:s,s:s}", "path", file, "addr", G1, "size",
+							     (json_int_t)sizeof(bytes), "protection", "r", "max-protection", "r"));
+	ck_assert_int_eq(json_integer_value(json_object_get(r, "addr")), G1);
+	json_decref(r);
+	const struct entry mapped[] = {{0, 64 << 20, "rw-", "copy"}, {G1, G1 + (1 << 20), "r--", "copy"}};
+	expect_map(&vm, mapped, 2, 0);
+	vm_proc_release(&vm, 0x7ff000);
+	ck_assert_int_eq(vm_proc_wait(&vm), 0);
+	expect_sum(&vm, abi_fnv1a64(ABI_FNV_INIT, bytes, sizeof(bytes)));
+	unlink(file);
+}
+END_TEST
+
+START_TEST(an_external_pager_mapped_into_a_running_guest_serves_it)
+{
+	struct fake_pager server;
+	fake_pager_listen(&server, FAKE_PAGER_SERVE, 2 << 20);
+	vm_proc_start(&vm, NULL, "run", "-m", "64M", "-p", "sync=1 await=" MAILBOX " sum=1G,1M", harness_guest(), NULL);
+	vm_proc_wait_sync(&vm, 1);
+	/* The second MiB of the pager's object. */
+	call(&vm, "vm-map", json_pack("{s:s,s:s,s:I,s:I,s:I,s:s,s:s}", "path", server.path, "object", "pager", "addr", G1,
+				      "offset", (json_int_t)(1 << 20), "size", (json_int_t)(1 << 20), "protection", "r",
+				      "max-protection", "r"));
+	vm_proc_release(&vm, 0x7ff000);
+	ck_assert_int_eq(vm_proc_wait(&vm), 0);
+	uint64_t h = ABI_FNV_INIT;
+	for (uint64_t off = 1 << 20; off < 2 << 20; off += 4096) {
+		static unsigned char page[4096];
+		memset(page, fake_pager_byte(off), sizeof(page));
+		h = abi_fnv1a64(h, page, sizeof(page));
+	}
+	expect_sum(&vm, h);
+	fake_pager_stop(&server);
+}
+END_TEST
+
+START_TEST(a_stored_snapshots_ram_mapped_into_a_running_guest_reads_as_its_pages)
+{
+	store_pages_write_guest(store, "s", 4096);
+	vm_proc_start(&vm, NULL, "run", "-m", "64M", "-p", "sync=1 await=" MAILBOX " sum=1G,1M", harness_guest(), NULL);
+	vm_proc_wait_sync(&vm, 1);
+	/* The snapshot's second MiB, a copy the guest may write. */
+	call(&vm, "vm-map", json_pack("{s:s,s:s,s:s,s:I,s:I,s:I}", "path", store, "object", "snapshot", "snapshot", "s",
+				      "addr", G1, "offset", (json_int_t)(1 << 20), "size", (json_int_t)(1 << 20)));
+	vm_proc_release(&vm, 0x7ff000);
+	ck_assert_int_eq(vm_proc_wait(&vm), 0);
+	uint64_t h = ABI_FNV_INIT;
+	for (uint64_t p = 256; p < 512; p++)
+		h = abi_fnv1a64(h, store_pages_make(p, 1, store_pages_kind(p)), 4096);
+	expect_sum(&vm, h);
+}
+END_TEST
+
+START_TEST(a_range_copied_with_vm_copy_reads_as_the_source_did)
+{
+	vm_proc_start(&vm, NULL, "run", "-m", "64M", "-p",
+		      "seed=4 fill=16M,64K sync=1 await=" MAILBOX " sum=16M,64K sum=32M,64K", harness_guest(), NULL);
+	vm_proc_wait_sync(&vm, 1);
+	call(&vm, "vm-copy", json_pack("{s:I,s:I,s:I}", "source", 16ll << 20, "size", 64ll << 10, "dest", 32ll << 20));
+	vm_proc_release(&vm, 0x7ff000);
+	ck_assert_int_eq(vm_proc_wait(&vm), 0);
+	char *out = vm_proc_output(&vm, false);
+	const char *a = strstr(out, "sum 0x0000000001000000"), *b = strstr(out, "sum 0x0000000002000000");
+	ck_assert_msg(a && b, "%s", out);
+	ck_assert_msg(strncmp(strstr(a, ": 0x"), strstr(b, ": 0x"), 20) == 0, "%s", out);
+	free(out);
+}
+END_TEST
+
+START_TEST(the_new_mach_calls_answer_and_fail_by_name)
+{
+	vm_proc_start(&vm, NULL, "run", "-m", "64M", "-p", "sync=1 idle", harness_guest(), NULL);
+	vm_proc_wait_sync(&vm, 1); /* the guest has run: it has faulted */
+	json_t *st = vm_proc_execute(&vm, "vm-statistics", NULL);
+	ck_assert_int_eq(json_integer_value(json_object_get(st, "pagesize")), 4096);
+	ck_assert(json_is_null(json_object_get(st, "free_count")));
+	ck_assert_int_gt(json_integer_value(json_object_get(st, "faults")), 0);
+	json_decref(st);
+	json_t *e = vm_proc_execute(&vm, "vm-region", json_pack("{s:I}", "addr", 5ll));
+	ck_assert_int_eq(json_integer_value(json_object_get(e, "start")), 0);
+	json_decref(e);
+	call(&vm, "vm-set-attributes", json_pack("{s:I,s:I,s:i,s:s}", "addr", 0ll, "size", 1ll << 20, "cluster", 8, "cache",
+						 "uncached"));
+	e = vm_proc_execute(&vm, "vm-region", json_pack("{s:I}", "addr", 0ll));
+	ck_assert_int_eq(json_integer_value(json_object_get(e, "cluster")), 8);
+	ck_assert_str_eq(json_string_value(json_object_get(e, "cache")), "uncached");
+	json_decref(e);
+	call_fails(&vm, "vm-region", json_pack("{s:I}", "addr", G1), "KERN_NO_SPACE");
+	call_fails(&vm, "vm-map", json_pack("{s:s,s:I,s:I}", "path", "/nonexistent", "addr", G1, "size", 4096ll),
+		   "KERN_INVALID_ARGUMENT");
+	call_fails(&vm, "vm-map", json_pack("{s:s,s:s,s:I}", "path", "/tmp", "object", "disk", "size", 4096ll),
+		   "use file, pager or snapshot");
+	call_fails(&vm, "vm-map", json_pack("{s:s,s:s,s:s,s:I}", "path", store, "object", "snapshot", "snapshot", "none",
+					    "size", 4096ll),
+		   "KERN_INVALID_ARGUMENT");
+	call_fails(&vm, "vm-copy", json_pack("{s:I,s:I,s:I}", "source", 1ll, "size", 4096ll, "dest", 8192ll),
+		   "KERN_INVALID_ARGUMENT");
+	call_fails(&vm, "vm-copy", json_pack("{s:I,s:I,s:I}", "source", 0ll, "size", 4096ll, "dest", G1),
+		   "KERN_INVALID_ADDRESS");
+	call_fails(&vm, "vm-set-attributes", json_pack("{s:I,s:I,s:i}", "addr", 0ll, "size", 4096ll, "cluster", 0),
+		   "1 to 256");
+	call_fails(&vm, "vm-set-attributes", json_pack("{s:I,s:I,s:s}", "addr", 0ll, "size", 4096ll, "cache", "fast"),
+		   "use writeback, writethrough or uncached");
+	json_decref(vm_proc_execute(&vm, "query-status", NULL));
+}
+END_TEST
+
 Suite *kvm_memory_suite(void)
 {
 	Suite *s = suite_create("kvm_memory");
@@ -248,6 +382,11 @@ Suite *kvm_memory_suite(void)
 	HARNESS_ADD_TEST(tc, write_to_protected_memory_stops_the_guest);
 	HARNESS_ADD_TEST(tc, deallocated_memory_is_outside_guest_memory);
 	HARNESS_ADD_TEST(tc, mach_errors_come_back_by_name);
+	HARNESS_ADD_TEST(tc, a_file_mapped_into_a_running_guest_reads_as_the_file);
+	HARNESS_ADD_TEST(tc, an_external_pager_mapped_into_a_running_guest_serves_it);
+	HARNESS_ADD_TEST(tc, a_stored_snapshots_ram_mapped_into_a_running_guest_reads_as_its_pages);
+	HARNESS_ADD_TEST(tc, a_range_copied_with_vm_copy_reads_as_the_source_did);
+	HARNESS_ADD_TEST(tc, the_new_mach_calls_answer_and_fail_by_name);
 	suite_add_tcase(s, tc);
 	return s;
 }

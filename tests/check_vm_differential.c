@@ -22,6 +22,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "fake_pager.h"
 #include "harness.h"
 #include "mmu/pager.h"
 #include "mmu/pmap_flat.h"
@@ -30,14 +31,16 @@
 #include "mmu/vm_map.h"
 #include "mmu/vm_object.h"
 #include "mmu/vm_pageout.h"
-#include "pagers/file_pager.h"
 #include "pagers/default_pager.h"
+#include "pagers/external_pager.h"
+#include "pagers/file_pager.h"
 
 #define D_PAGES 40u
 #define D_BASE 0x100000u
 #define D_MAPS 4
 #define D_SNAPS 4
-#define D_FILES 2
+#define D_FILES 2      /* files (the file pager) */
+#define D_EXTS 2       /* external pagers' objects */
 #define D_FILE_PAGES 4u
 #define D_CHECK_EVERY 256
 #define PS VM_PAGE_SIZE
@@ -60,8 +63,10 @@ struct msnap {
 	uint8_t *bytes;
 };
 
+/* A memory object with a pager of its own: a file, or an external pager's object. */
 struct mfile {
-	int fd;
+	int fd;                   /* the file; -1 for an external pager */
+	struct fake_pager *ext;   /* the external pager, or NULL */
 	struct pager *pager;
 	struct vm_object *obj;
 	struct mpage *pg[D_FILE_PAGES];
@@ -73,6 +78,7 @@ struct diff_config {
 	uint64_t limit;     /* resident limit at start (0 = none) */
 	bool nomod;         /* pmaps without modified bits */
 	bool files;         /* file mappings */
+	bool external;      /* mappings of external pagers' objects */
 };
 
 struct diff {
@@ -80,7 +86,8 @@ struct diff {
 	struct vm_domain *dom;
 	struct mview v[D_MAPS];
 	struct msnap s[D_SNAPS];
-	struct mfile f[D_FILES];
+	struct mfile f[D_FILES + D_EXTS];
+	unsigned nf;        /* of f in use: the files, then the external pagers' objects */
 	uint64_t rng;
 	int swapfd;
 };
@@ -626,12 +633,15 @@ static void op_pageout(struct diff *d)
 static void op_map_object(struct diff *d)
 {
 	struct mview *v = pick_map(d);
-	struct mfile *f = d->cfg.files && rn(d, 2) ? &d->f[rn(d, D_FILES)] : NULL;
+	struct mfile *f = d->nf && rn(d, 2) ? &d->f[rn(d, d->nf)] : NULL;
 	unsigned n = f ? D_FILE_PAGES : 1 + rn(d, 6);
 	bool copy = rn(d, 2);
 	vm_inherit_t inh = rn(d, 3);
 	struct vm_object *obj;
-	if (f) {
+	if (f && f->ext) {
+		diff_what = copy ? "map external object (copy)" : "map external object (shared)";
+		obj = f->obj;
+	} else if (f) {
 		diff_what = copy ? "map file (copy)" : "map file (shared)";
 		obj = f->obj;
 	} else {
@@ -658,19 +668,22 @@ static void op_map_object(struct diff *d)
 	}
 }
 
-/* Write back every file and compare the file's bytes with the model. */
+/* Write back one file or external object and compare what its pager holds with the model. */
 static void op_file_sync(struct diff *d)
 {
-	diff_what = "file write-back";
-	if (!d->cfg.files)
+	if (!d->nf)
 		return;
-	struct mfile *f = &d->f[rn(d, D_FILES)];
+	struct mfile *f = &d->f[rn(d, d->nf)];
+	diff_what = f->ext ? "external object write-back" : "file write-back";
 	vm_domain_begin(d->dom);
 	DKR(vm_object_clean(f->obj, 0, D_FILE_PAGES * PS), KERN_SUCCESS);
 	uint8_t buf[VM_PAGE_SIZE];
 	for (unsigned i = 0; i < D_FILE_PAGES; i++) {
-		DCHECK(pread(f->fd, buf, PS, (off_t)(i * PS)) == (ssize_t)PS, "pread");
-		DCHECK(memcmp(buf, f->pg[i]->b, PS) == 0, "file page %u differs after write-back", i);
+		if (f->ext)
+			memcpy(buf, f->ext->data + (size_t)i * PS, PS); /* answered: the pager is done */
+		else
+			DCHECK(pread(f->fd, buf, PS, (off_t)(i * PS)) == (ssize_t)PS, "pread");
+		DCHECK(memcmp(buf, f->pg[i]->b, PS) == 0, "%s page %u differs after write-back", f->ext ? "pager" : "file", i);
 	}
 }
 
@@ -748,7 +761,7 @@ static void diff_setup(struct diff *d, const struct diff_config *cfg, uint64_t s
 	ck_assert_int_eq(vm_map_create(d->dom, D_BASE, pa(D_PAGES), flat_ops(d), d->v[0].flat, &d->v[0].map),
 			 KERN_SUCCESS);
 	for (int i = 0; cfg->files && i < D_FILES; i++) {
-		struct mfile *f = &d->f[i];
+		struct mfile *f = &d->f[d->nf++];
 		FILE *tmp = tmpfile();
 		ck_assert_ptr_nonnull(tmp);
 		f->fd = dup(fileno(tmp));
@@ -764,6 +777,20 @@ static void diff_setup(struct diff *d, const struct diff_config *cfg, uint64_t s
 		ck_assert_int_eq(pager_open(&file_pager_ops, &args, &f->pager), 0);
 		ck_assert_int_eq(vm_object_create(d->dom, f->pager, 0, &f->obj), KERN_SUCCESS);
 	}
+	/* External pagers' objects start as the fake pager's pattern and keep what page-out and
+	 * write-back return to them. */
+	for (int i = 0; cfg->external && i < D_EXTS; i++) {
+		struct mfile *f = &d->f[d->nf++];
+		f->fd = -1;
+		f->ext = malloc(sizeof(*f->ext));
+		ck_assert_ptr_nonnull(f->ext);
+		fake_pager_start(f->ext, FAKE_PAGER_KEEP, D_FILE_PAGES * PS);
+		for (unsigned k = 0; k < D_FILE_PAGES; k++)
+			f->pg[k] = mp_new(f->ext->data + (size_t)k * PS);
+		struct pager_args args = {.fd = f->ext->fd, .writable = true};
+		ck_assert_int_eq(pager_open(&external_pager_ops, &args, &f->pager), 0);
+		ck_assert_int_eq(vm_object_create(d->dom, f->pager, 0, &f->obj), KERN_SUCCESS);
+	}
 }
 
 static void diff_teardown(struct diff *d)
@@ -774,10 +801,15 @@ static void diff_teardown(struct diff *d)
 	for (int i = 0; i < D_MAPS; i++)
 		if (d->v[i].map)
 			mv_destroy(&d->v[i]);
-	for (int i = 0; d->cfg.files && i < D_FILES; i++) {
+	for (unsigned i = 0; i < d->nf; i++) {
 		vm_object_deallocate(d->f[i].obj);
 		pager_release(d->f[i].pager);
-		close(d->f[i].fd);
+		if (d->f[i].ext) {
+			fake_pager_stop(d->f[i].ext);
+			free(d->f[i].ext);
+		} else {
+			close(d->f[i].fd);
+		}
 		for (unsigned k = 0; k < D_FILE_PAGES; k++)
 			mp_put(d->f[i].pg[k]);
 	}
@@ -904,6 +936,15 @@ START_TEST(test_differential_with_file_mappings_matches_the_model)
 }
 END_TEST
 
+/* Shared and copied mappings of external pagers' objects, paged out to them under a limit
+ * and written back; vm_copy and snapshots across them as across everything else. */
+START_TEST(test_differential_with_external_pager_mappings_matches_the_model)
+{
+	struct diff_config cfg = {.ops = 30000, .swap = true, .external = true, .limit = 24};
+	diff_run(&cfg, 5);
+}
+END_TEST
+
 Suite *vm_differential_suite(void)
 {
 	Suite *s = suite_create("vm_differential");
@@ -915,6 +956,7 @@ Suite *vm_differential_suite(void)
 	HARNESS_ADD_TEST(tc, test_differential_under_a_tight_resident_limit_matches_the_model);
 	HARNESS_ADD_TEST(tc, test_differential_without_swap_or_modified_bits_matches_the_model);
 	HARNESS_ADD_TEST(tc, test_differential_with_file_mappings_matches_the_model);
+	HARNESS_ADD_TEST(tc, test_differential_with_external_pager_mappings_matches_the_model);
 	suite_add_tcase(s, tc);
 	return s;
 }

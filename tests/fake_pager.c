@@ -50,7 +50,8 @@ static size_t fp_answer(const struct fake_pager *fp, const struct extpager_msg *
 		memcpy(out, &m, sizeof(m));
 		n += sizeof(m);
 		for (uint64_t i = 0; i < has; i++)
-			out[n++] = fake_pager_byte(q->offset + i);
+			out[n++] = !fp->data ? fake_pager_byte(q->offset + i)
+				   : q->offset + i < fp->size ? fp->data[q->offset + i] : 0;
 	}
 	if (has < q->length) {
 		m = (struct extpager_msg){EXTPAGER_MAGIC, EXTPAGER_DATA_UNAVAILABLE, q->offset + has, q->length - has, 0, 0};
@@ -75,17 +76,20 @@ static void *fp_main(void *arg)
 	while (answer && fp_io(fp->peer, &m, sizeof(m), false)) {
 		bool ok = true;
 		if (m.type == EXTPAGER_HELLO) {
-			ok = fp_msg(fp->peer, EXTPAGER_HELLO_REPLY, 0, fp->size, EXTPAGER_WRITABLE);
+			ok = fp_msg(fp->peer, EXTPAGER_HELLO_REPLY, 0, fp->size,
+				    fp->mode == FAKE_PAGER_READ_ONLY ? 0 : EXTPAGER_WRITABLE);
 		} else if (m.type == EXTPAGER_DATA_RETURN) {
 			atomic_fetch_add(&fp->returns, 1);
-			ok = m.length <= EXTPAGER_MAX_DATA && fp_io(fp->peer, answer, m.length, false) &&
-			     fp_msg(fp->peer, EXTPAGER_RETURN_REPLY, m.offset, 0, 0);
+			ok = m.length <= EXTPAGER_MAX_DATA && fp_io(fp->peer, answer, m.length, false);
+			if (ok && fp->data && m.offset <= fp->size && m.length <= fp->size - m.offset)
+				memcpy(fp->data + m.offset, answer, m.length);
+			ok = ok && fp_msg(fp->peer, EXTPAGER_RETURN_REPLY, m.offset, 0, 0);
 		} else if (m.type == EXTPAGER_DATA_REQUEST) {
 			atomic_store(&fp->last_offset, m.offset);
 			atomic_store(&fp->last_length, m.length);
 			atomic_fetch_add(&fp->requests, 1);
 			size_t n = m.length <= EXTPAGER_MAX_DATA ? fp_answer(fp, &m, answer) : 0;
-			if (fp->mode == FAKE_PAGER_SERVE) {
+			if (fp->mode == FAKE_PAGER_SERVE || fp->mode == FAKE_PAGER_READ_ONLY || fp->mode == FAKE_PAGER_KEEP) {
 				ok = fp_io(fp->peer, answer, n, true);
 			} else if (fp->mode == FAKE_PAGER_DRIP) {
 				for (size_t i = 0; ok && i < n; i++) {
@@ -108,27 +112,52 @@ static void *fp_main(void *arg)
 	return NULL;
 }
 
-static void fp_init(struct fake_pager *fp, enum fake_pager_mode mode, uint64_t size)
+/* 0, or -ENOMEM (FAKE_PAGER_KEEP's data). */
+static int fp_init(struct fake_pager *fp, enum fake_pager_mode mode, uint64_t size)
 {
 	memset(fp, 0, sizeof(*fp));
 	fp->mode = mode;
 	fp->size = size;
 	fp->fd = fp->peer = fp->listener = -1;
+	if (mode == FAKE_PAGER_KEEP) {
+		fp->data = malloc(size ? size : 1);
+		if (!fp->data)
+			return -ENOMEM;
+		for (uint64_t i = 0; i < size; i++)
+			fp->data[i] = fake_pager_byte(i);
+	}
+	return 0;
+}
+
+int fake_pager_serve(struct fake_pager *fp, enum fake_pager_mode mode, uint64_t size)
+{
+	int r = fp_init(fp, mode, size), sv[2];
+	if (r)
+		return r;
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
+		r = -errno;
+		free(fp->data);
+		return r;
+	}
+	fp->fd = sv[0];
+	fp->peer = sv[1];
+	r = -pthread_create(&fp->thread, NULL, fp_main, fp);
+	if (r) {
+		close(sv[0]);
+		close(sv[1]);
+		free(fp->data);
+	}
+	return r;
 }
 
 void fake_pager_start(struct fake_pager *fp, enum fake_pager_mode mode, uint64_t size)
 {
-	fp_init(fp, mode, size);
-	int sv[2];
-	ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
-	fp->fd = sv[0];
-	fp->peer = sv[1];
-	ck_assert_int_eq(pthread_create(&fp->thread, NULL, fp_main, fp), 0);
+	ck_assert_int_eq(fake_pager_serve(fp, mode, size), 0);
 }
 
 void fake_pager_listen(struct fake_pager *fp, enum fake_pager_mode mode, uint64_t size)
 {
-	fp_init(fp, mode, size);
+	ck_assert_int_eq(fp_init(fp, mode, size), 0);
 	struct sockaddr_un addr = {.sun_family = AF_UNIX};
 	strcpy(fp->path, "/tmp/vmm-fake-pager-XXXXXX");
 	int tmp = mkstemp(fp->path);
@@ -161,4 +190,6 @@ void fake_pager_stop(struct fake_pager *fp)
 		unlink(fp->path);
 	}
 	fp->peer = fp->listener = -1;
+	free(fp->data);
+	fp->data = NULL;
 }

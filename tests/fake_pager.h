@@ -1,7 +1,7 @@
 /*
  * A fake external pager for the tests: a thread serving one connection of the protocol of
  * pagers/external_pager.h, with the misbehaviours a real server may have. Every helper
- * fails the running Check test rather than returning an error.
+ * but fake_pager_serve fails the running Check test rather than returning an error.
  */
 #ifndef TESTS_FAKE_PAGER_H
 #define TESTS_FAKE_PAGER_H
@@ -14,6 +14,9 @@ enum fake_pager_mode {
 	FAKE_PAGER_SERVE, /* pages of the announced size, unavailable past it */
 	FAKE_PAGER_DRIP,  /* answers a request one byte every FAKE_PAGER_DRIP_MS */
 	FAKE_PAGER_STALL, /* never answers a request */
+	FAKE_PAGER_READ_ONLY, /* as SERVE, but says it takes no DATA_RETURN (not WRITABLE) */
+	FAKE_PAGER_KEEP,  /* as SERVE from fp->data, which DATA_RETURN writes: a memory manager
+			     that keeps what it is given back */
 };
 
 #define FAKE_PAGER_DRIP_MS 200
@@ -29,11 +32,16 @@ struct fake_pager {
 	atomic_ullong last_offset;     /* of the last DATA_REQUEST */
 	atomic_ullong last_length;
 	atomic_uint returns;           /* DATA_RETURNs seen */
+	uint8_t *data;                 /* FAKE_PAGER_KEEP: the object's @size bytes, first as
+					  fake_pager_byte's; read it once the client is answered */
 	pthread_t thread;
 };
 
 /* Serve on a socketpair: fp->fd is the client's end. */
 void fake_pager_start(struct fake_pager *fp, enum fake_pager_mode mode, uint64_t size);
+
+/* fake_pager_start outside a Check test (a fuzz target): 0, or -errno and nothing to stop. */
+int fake_pager_serve(struct fake_pager *fp, enum fake_pager_mode mode, uint64_t size);
 
 /* Serve the first client of a unix socket at fp->path (fp->fd stays -1). */
 void fake_pager_listen(struct fake_pager *fp, enum fake_pager_mode mode, uint64_t size);

@@ -6,6 +6,7 @@
 
 #include "vmm/error.h"
 #include "vmm/store/store.h"
+#include "vmm/vm_state.h"
 
 const uint8_t *store_pages_make(uint64_t pindex, uint64_t gen, int kind)
 {
@@ -86,4 +87,33 @@ long store_pages_verify(const char *where, struct store_lines *l)
 	long r = store_verify(s, store_pages_collect, l, &st);
 	store_close(s);
 	return r;
+}
+
+void store_pages_write_guest(const char *dir, const char *name, uint64_t pages)
+{
+	struct vm_state st;
+	memset(&st, 0, sizeof(st));
+	st.ram_size = pages * STORE_PAGE;
+	st.nram = 1;
+	st.ram[0] = (struct guest_ram_range){0, st.ram_size};
+	st.ncpus = 1;
+	st.ncpuid = 1;
+	st.cpuid[0] = (struct kvm_cpuid_entry2){.function = 0, .eax = 1};
+	st.nentries = 1;
+	st.entry[0] = (struct vm_state_entry){0, st.ram_size, 7, 7, 1, 0};
+	st.vcpus = calloc(1, sizeof(*st.vcpus));
+	ck_assert_ptr_nonnull(st.vcpus);
+	uint8_t *blob;
+	size_t len;
+	ck_assert_int_eq(vm_state_serialize(&st, &blob, &len), 0);
+	vm_state_free(&st);
+	struct store *s;
+	ck_assert_int_eq(store_open(dir, true, &s), 0);
+	struct store_writer *w;
+	ck_assert_int_eq(store_writer_begin(s, name, NULL, pages, blob, len, &w), 0);
+	for (uint64_t p = 0; p < pages; p++)
+		ck_assert_int_eq(store_writer_add(w, p, store_pages_make(p, 1, store_pages_kind(p))), 0);
+	ck_assert_int_eq(store_writer_commit(w), 0);
+	store_close(s);
+	free(blob);
 }

@@ -31,6 +31,11 @@ int store_pages_try_write(struct store *s, const char *name, const char *parent,
 void store_pages_write(struct store *s, const char *name, const char *parent, uint64_t npages, uint64_t gen,
 		       uint64_t first, uint64_t step, struct store_write_stats *st);
 
+/* Make the store at @dir (an empty folder) hold snapshot @name of a guest of @pages pages
+ * of RAM at 0: every page of generation 1 and its kind, and a VM state that parses (one
+ * vCPU), so that it can be restored (restore_open) or mapped; or the test fails. */
+void store_pages_write_guest(const char *dir, const char *name, uint64_t pages);
+
 /* Page @p of @snap reads as generation @gen's (zero for kind 0), or the test fails. */
 void store_pages_expect(struct store_snapshot *snap, uint64_t p, uint64_t gen);
 

@@ -1,9 +1,11 @@
 /*
  * libFuzzer target for the map operations: the input is a program of Mach calls with
  * arbitrary arguments (unaligned, overflowing, out of range, unknown bits) on a small
- * sandbox map, a forked child and a snapshot, under a resident limit with swap. Every
- * result must be a known kern_return_t and the core's invariants (vm_map_check) must hold
- * after every call; sanitizers catch the rest.
+ * sandbox map, a forked child and a snapshot, under a resident limit with swap: vm_map of
+ * anonymous objects and of an external pager's object (the tests' fake memory manager on a
+ * socketpair, keeping what page-out returns to it), vm_copy, and the rest. Every result
+ * must be a known kern_return_t and the core's invariants (vm_map_check) must hold after
+ * every call; sanitizers catch the rest.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -15,11 +17,14 @@
 #include "mmu/vm_map.h"
 #include "mmu/vm_object.h"
 #include "mmu/vm_pageout.h"
+#include "pagers/external_pager.h"
+#include "tests/fake_pager.h"
 #include "tests/vm_sandbox.h"
 
 #define PS VM_PAGE_SIZE
 #define BASE 0x40000u
 #define PAGES 24u
+#define EXT_PAGES 8u /* the external pager's object */
 
 struct input {
 	const uint8_t *p;
@@ -82,6 +87,9 @@ struct world {
 	struct vm_map *child;
 	struct pmap_flat *cflat;
 	struct vm_map_copy *snap;
+	struct fake_pager ext;      /* the external pager */
+	struct pager *ext_pager;
+	struct vm_object *ext_obj;  /* its object, one reference */
 };
 
 static struct vm_map *pick(struct world *w, struct input *in)
@@ -121,9 +129,13 @@ static void step(struct world *w, struct input *in)
 		kr = vm_map_set_attr(m, a, n, (enum vm_attr_kind)(byte(in) % 4), byte(in));
 		break;
 	case 5: {
-		struct vm_object *obj;
-		vm_size_t osize = (vm_size_t)(byte(in) % 6) * PS;
-		kr = vm_object_allocate(w->sb->dom, osize, &obj);
+		/* A new anonymous object, or the external pager's (mapped again and again). */
+		struct vm_object *obj = w->ext_obj;
+		vm_size_t osize = (vm_size_t)(byte(in) % 7) * PS;
+		if (osize)
+			kr = vm_object_allocate(w->sb->dom, osize, &obj);
+		else
+			vm_object_reference(obj);
 		check_kr(kr);
 		if (kr != KERN_SUCCESS)
 			break;
@@ -226,6 +238,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t len)
 	struct world w = {0};
 	if (vm_sandbox_create(BASE, PAGES * PS, VM_SANDBOX_SWAP, &w.sb))
 		return 0;
+	/* A socketpair's fake pager always answers: failing here is the harness's fault. */
+	if (fake_pager_serve(&w.ext, FAKE_PAGER_KEEP, EXT_PAGES * PS) != 0)
+		abort();
+	struct pager_args args = {.fd = w.ext.fd, .writable = true};
+	if (pager_open(&external_pager_ops, &args, &w.ext_pager) != 0 ||
+	    vm_object_create(w.sb->dom, w.ext_pager, 0, &w.ext_obj) != KERN_SUCCESS)
+		abort();
 	struct input in = {data, len};
 	for (int steps = 0; in.n > 0 && steps < 256; steps++)
 		step(&w, &in);
@@ -234,6 +253,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t len)
 		vm_map_destroy(w.child);
 		pmap_flat_destroy(w.cflat);
 	}
+	vm_object_deallocate(w.ext_obj);
 	vm_sandbox_destroy(w.sb);
+	pager_release(w.ext_pager);
+	fake_pager_stop(&w.ext);
 	return 0;
 }

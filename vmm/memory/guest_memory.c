@@ -194,51 +194,119 @@ static int guest_memory_connect(const char *path)
 	return fd;
 }
 
-/* Map region @r through its pager: the file pager, or an external pager process. */
-static int guest_memory_map_file(struct guest_memory *m, struct guest_region *r, unsigned index)
+/* A shared writable mapping of @q: the guest's writes reach the file or the pager. */
+static bool guest_memory_request_shared(const struct guest_memory_map_request *q)
 {
-	bool shared = r->mode == GUEST_MAP_SHARED, external = r->kind == GUEST_REGION_EXTERNAL;
+	return !q->copy && (q->max & VM_PROT_WRITE);
+}
+
+/*
+ * The pager of @q: the file pager on the file (read/write only for a shared writable
+ * mapping), an external pager process at the socket, or the caller's (a snapshot's, not a
+ * reference of ours). Without the domain lock (an external pager may take up to
+ * GUEST_MEMORY_CONNECT_WAIT_MS to accept). 0 and *out (one reference, but the snapshot's), or
+ * -errno with a message: -EROFS when a shared writable mapping meets a pager that takes no
+ * writes.
+ */
+static int guest_memory_open_pager(struct guest_memory *m, const struct guest_memory_map_request *q,
+				   struct pager **out)
+{
+	bool shared = guest_memory_request_shared(q), external = q->kind == GUEST_REGION_EXTERNAL;
+	if (q->kind == GUEST_REGION_SNAPSHOT) {
+		/* A stored snapshot is never written through: only copies or read-only views. */
+		if (shared)
+			return error_set(EROFS, "cannot map %s shared and writable: a stored snapshot takes no writes", q->path);
+		*out = q->pager;
+		return 0;
+	}
 	/* Checked at layout too, but the path may have become a FIFO since: never wait on it. */
-	int fd = external ? guest_memory_connect(r->path)
-			  : file_open_regular(AT_FDCWD, r->path, shared ? O_RDWR : O_RDONLY, 0, FILE_NONEMPTY, "mapped file",
-					      r->path);
+	int fd = external ? guest_memory_connect(q->path)
+			  : file_open_regular(AT_FDCWD, q->path, shared ? O_RDWR : O_RDONLY, 0, FILE_NONEMPTY, "mapped file",
+					      q->path);
 	if (fd < 0)
 		return fd;
 	struct external_pager_config ext = {.cancel_fd = m->cancel_fd};
 	struct pager_args args = {.fd = fd, .offset = 0, .size = 0, .writable = shared, .source = external ? &ext : NULL};
-	int err = pager_open(external ? &external_pager_ops : &file_pager_ops, &args, &m->file_pagers[index]);
+	struct pager *pager;
+	int err = pager_open(external ? &external_pager_ops : &file_pager_ops, &args, &pager);
 	close(fd);
 	if (err)
-		return error_set(-err, "%s pager cannot serve %s: %s", external ? "external" : "file", r->path,
+		return error_set(-err, "%s pager cannot serve %s: %s", external ? "external" : "file", q->path,
 				 strerror(-err));
-	/* A mapping past the data would give the guest errors, or zeros, where it has none. */
-	uint64_t has = m->file_pagers[index]->size;
-	if (((has + VM_PAGE_MASK) & ~(uint64_t)VM_PAGE_MASK) < r->size)
-		return error_set(EINVAL, "cannot map %s: its %s pager has %llu bytes, fewer than the %llu mapped", r->path,
-				 external ? "external" : "file", (unsigned long long)has, (unsigned long long)r->size);
-	if (shared && !(m->file_pagers[index]->max_prot & VM_PROT_WRITE))
-		return error_set(EROFS, "cannot map %s shared: its pager takes no writes", r->path);
-	/* Mapped private or read-only, nothing goes back to the pager: say so, or the core must
-	 * copy an object others could write at once, reading all of it (Mach's copy of a
+	if (shared && !(pager->max_prot & VM_PROT_WRITE)) {
+		pager_release(pager);
+		return error_set(EROFS, "cannot map %s shared: its pager takes no writes", q->path);
+	}
+	/* Mapped as a copy or without write, nothing goes back to the pager: say so, or the core
+	 * must copy an object others could write at once, reading all of it (Mach's copy of a
 	 * shared object). */
 	if (!shared)
-		m->file_pagers[index]->max_prot &= ~VM_PROT_WRITE;
+		pager->max_prot &= ~VM_PROT_WRITE;
+	*out = pager;
+	return 0;
+}
+
+/*
+ * Map [q->offset, q->offset + q->size) of an object of @pager at *gpa (or anywhere) as @q
+ * asks. The caller holds the domain lock, or nothing serves faults yet. Mach's code; the
+ * entry holds the object's one reference.
+ */
+static kern_return_t guest_memory_enter_pager(struct guest_memory *m, struct pager *pager, vm_addr_t *gpa,
+					      bool anywhere, const struct guest_memory_map_request *q)
+{
+	/* The object is all the pager has (0: its size), or for a pager of any size what is
+	 * mapped of it (an unaligned or wrapped sum is refused, by the object or the map). */
 	struct vm_object *obj;
-	kern_return_t kr = vm_object_create(m->dom, m->file_pagers[index], r->size, &obj);
+	kern_return_t kr = vm_object_create(m->dom, pager, pager->size ? 0 : q->offset + q->size, &obj);
 	if (kr != KERN_SUCCESS)
-		return error_set(-kern_return_errno(kr), "cannot make a memory object of %s: %s", r->path, kern_return_name(kr));
-	vm_prot_t cur = r->mode == GUEST_MAP_RO ? VM_PROT_READ | VM_PROT_EXECUTE : VM_PROT_ALL;
-	vm_prot_t max = r->mode == GUEST_MAP_RO ? VM_PROT_READ | VM_PROT_EXECUTE : VM_PROT_ALL;
-	vm_addr_t gpa = r->gpa;
-	kr = vm_map_enter(m->map, &gpa, r->size, false, obj, 0, r->mode == GUEST_MAP_PRIVATE, cur, max,
-			  VM_INHERIT_COPY);
+		return kr;
+	kr = vm_map_enter(m->map, gpa, q->size, anywhere, obj, q->offset, q->copy, q->cur, q->max, q->inheritance);
 	vm_object_deallocate(obj);
-	/* Mapped private, a page the guest reads is copied up at once (as restored RAM's are):
+	/* Mapped as a copy, a page the guest reads is copied up at once (as restored RAM's are):
 	 * the pmap copies every page anyway, the file's copy is freed (its pager has the bytes),
 	 * and the guest's page is writable on the host, which KVM maps on its fast path and
 	 * with its neighbours (read-only host pages cost a slow fault each, 4 us here). */
-	if (kr == KERN_SUCCESS && r->mode == GUEST_MAP_PRIVATE)
-		kr = vm_map_set_attr(m->map, r->gpa, r->size, VM_ATTR_COPY_ON_READ, 1);
+	if (kr == KERN_SUCCESS && q->copy)
+		kr = vm_map_set_attr(m->map, *gpa, q->size, VM_ATTR_COPY_ON_READ, 1);
+	return kr;
+}
+
+/* Keep @h (what a mapped region needs) for as long as guest memory lives. */
+static void guest_memory_keep(struct guest_memory *m, const struct guest_memory_held *h)
+{
+	m->held[m->nheld++] = *h;
+}
+
+/* Let @h go: its pager reference, its path, its owner. */
+static void guest_memory_let_go(const struct guest_memory_held *h)
+{
+	if (h->pager)
+		pager_release(h->pager);
+	free(h->path);
+	if (h->release)
+		h->release(h->owner);
+}
+
+/* Map region @r, laid out from cfg.files, through its pager (at create). */
+static int guest_memory_map_file(struct guest_memory *m, struct guest_region *r)
+{
+	bool ro = r->mode == GUEST_MAP_RO;
+	struct guest_memory_map_request q = {
+		.kind = r->kind, .path = r->path, .offset = 0, .size = r->size, .copy = r->mode == GUEST_MAP_PRIVATE,
+		.cur = ro ? VM_PROT_READ | VM_PROT_EXECUTE : VM_PROT_ALL, .max = ro ? VM_PROT_READ | VM_PROT_EXECUTE : VM_PROT_ALL,
+		.inheritance = VM_INHERIT_COPY};
+	bool external = r->kind == GUEST_REGION_EXTERNAL;
+	int err = guest_memory_open_pager(m, &q, &r->pager);
+	if (err)
+		return err;
+	guest_memory_keep(m, &(struct guest_memory_held){.pager = r->pager});
+	/* A mapping past the data would give the guest errors, or zeros, where it has none. */
+	uint64_t has = r->pager->size;
+	if (((has + VM_PAGE_MASK) & ~(uint64_t)VM_PAGE_MASK) < r->size)
+		return error_set(EINVAL, "cannot map %s: its %s pager has %llu bytes, fewer than the %llu mapped", r->path,
+				 external ? "external" : "file", (unsigned long long)has, (unsigned long long)r->size);
+	vm_addr_t gpa = r->gpa;
+	kern_return_t kr = guest_memory_enter_pager(m, r->pager, &gpa, false, &q);
 	if (kr != KERN_SUCCESS)
 		return error_set(-kern_return_errno(kr), "cannot map %s at 0x%llx (%s): %s", r->path, (unsigned long long)r->gpa,
 				 map_mode_names[r->mode], kern_return_name(kr));
@@ -392,11 +460,10 @@ int guest_memory_create(struct guest_memory *m, const struct guest_memory_config
 			goto err;
 		}
 	}
-	unsigned nfile = 0;
 	for (unsigned i = 0; !r && i < m->nregions; i++) {
 		struct guest_region *g = &m->region[i];
 		if (g->kind != GUEST_REGION_RAM) {
-			r = guest_memory_map_file(m, g, nfile++);
+			r = guest_memory_map_file(m, g);
 			continue;
 		}
 		if (m->kernel_ram)
@@ -433,15 +500,6 @@ int guest_memory_create(struct guest_memory *m, const struct guest_memory_config
 err:
 	guest_memory_destroy(m);
 	return r;
-}
-
-/* The index in file_pagers of non-RAM region @g (they are numbered in address order). */
-static unsigned guest_memory_pager_index(const struct guest_memory *m, const struct guest_region *g)
-{
-	unsigned n = 0;
-	for (const struct guest_region *r = m->region; r < g; r++)
-		n += r->kind != GUEST_REGION_RAM;
-	return n;
 }
 
 /* Bring in the cluster around @gpa as a guest @access would (domain lock held): true when
@@ -487,11 +545,16 @@ static void guest_memory_readahead(struct guest_memory *m, vm_addr_t gpa, const 
 	m->readahead_at = info->end;
 	if (!sequential || info->end - info->start < 2 * VM_PAGE_SIZE)
 		return; /* random access, or no clustering asked for */
-	const struct guest_region *g = guest_memory_region(m, gpa);
+	/* A copy, taken under the lock: the monitor may insert a region meanwhile (vm_map,
+	 * vm_allocate), moving the others in the array. */
+	vm_domain_lock(m->dom);
+	const struct guest_region *r = guest_memory_region(m, gpa);
+	struct guest_region g = r ? *r : (struct guest_region){.size = 0};
+	vm_domain_unlock(m->dom);
 	for (unsigned n = 0; n < GUEST_MEMORY_READAHEAD; n++) {
 		vm_addr_t at = m->readahead_at;
 		struct pollfd p = {m->uffd.fd, POLLIN, 0};
-		if (at - g->gpa >= g->size || poll(&p, 1, 0) != 0)
+		if (at - g.gpa >= g.size || poll(&p, 1, 0) != 0)
 			return; /* the region's end, or a fault to serve first */
 		vm_domain_lock(m->dom);
 		struct vm_fault_info ahead = {0};
@@ -600,7 +663,7 @@ static int guest_memory_fault(void *arg, const struct fault_event *ev)
 		char why[512];
 		snprintf(why, sizeof(why), "%s", error_message());
 		const char *pager_why = g && g->kind == GUEST_REGION_EXTERNAL
-						? external_pager_failure(m->file_pagers[guest_memory_pager_index(m, g)])
+						? external_pager_failure(g->pager)
 						: "";
 		if (pager_why[0]) /* the pager's own reason; else the pmap's, when it failed */
 			snprintf(why, sizeof(why), "%s", pager_why);
@@ -805,11 +868,11 @@ void guest_memory_stop(struct guest_memory *m)
 /* Say why shared region @g could not be written back (domain lock held): the external
  * pager's failure, a file that shrank while mapped (the file pager never grows it back, so
  * changes past its new end are not written), or the core's code. */
-static int guest_memory_sync_failed(struct guest_memory *m, const struct guest_region *g, kern_return_t kr)
+static int guest_memory_sync_failed(const struct guest_region *g, kern_return_t kr)
 {
 	struct stat st;
 	if (g->kind == GUEST_REGION_EXTERNAL) {
-		const char *why = external_pager_failure(m->file_pagers[guest_memory_pager_index(m, g)]);
+		const char *why = external_pager_failure(g->pager);
 		if (why[0])
 			return error_set(EIO, "cannot write guest changes back to %s: %s", g->path, why);
 	} else if (stat(g->path, &st) == 0 && (uint64_t)st.st_size < g->file_size) {
@@ -845,7 +908,7 @@ int guest_memory_sync(struct guest_memory *m)
 			continue;
 		kern_return_t kr = vm_map_msync(m->map, g->gpa, g->size);
 		if (kr != KERN_SUCCESS)
-			r = guest_memory_sync_failed(m, g, kr);
+			r = guest_memory_sync_failed(g, kr);
 	}
 	vm_domain_unlock(m->dom);
 	return r;
@@ -863,13 +926,12 @@ void guest_memory_destroy(struct guest_memory *m)
 	if (m->ram_object)
 		vm_object_deallocate(m->ram_object);
 	m->ram_object = NULL;
-	for (unsigned i = 0; i < GUEST_MEMORY_MAX_FILES; i++)
-		if (m->file_pagers[i])
-			pager_release(m->file_pagers[i]);
+	for (unsigned i = 0; i < m->nheld; i++)
+		guest_memory_let_go(&m->held[i]);
+	m->nheld = 0;
 	if (m->swap)
 		pager_release(m->swap);
 	m->swap = NULL;
-	memset(m->file_pagers, 0, sizeof(m->file_pagers));
 	if (m->dom)
 		vm_domain_destroy(m->dom);
 	m->dom = NULL;
@@ -978,6 +1040,39 @@ int guest_memory_prefault(struct guest_memory *m, uint64_t gpa, uint64_t len)
 	return r;
 }
 
+/*
+ * Make new map entry @g (kind, gpa, size set; entered in the map by the caller) a region:
+ * its host mapping opened in the reserved window, registered with the userfaultfd, a KVM
+ * slot number chosen, KVM told it is read-only where it is, and the region inserted (with
+ * the domain lock: the fault thread reads regions). The snapshot base is let go (the layout
+ * changed). On failure the entry is removed again: -errno with a message.
+ */
+static int guest_memory_open_region(struct guest_memory *m, struct guest_region *g)
+{
+	g->hva = m->base + g->gpa;
+	g->slot = guest_memory_free_slot(m);
+	int r = mprotect(g->hva, g->size, PROT_READ | PROT_WRITE) != 0 ? -errno : 0;
+	if (!r)
+		r = guest_memory_register(m, g);
+	vm_domain_lock(m->dom);
+	if (r)
+		vm_map_deallocate(m->map, g->gpa, g->size);
+	else
+		guest_memory_insert_region(m, g);
+	/* Without the range KVM's read-only slot is still kept; the pages are only entered
+	 * read-only on the host as well (its slow path). */
+	if (!r && guest_region_read_only(g))
+		(void)pmap_uffd_add_readonly(&m->pmap, g->gpa, g->gpa + g->size);
+	int fr = guest_memory_unlock_map(m);
+	if (r) {
+		mprotect(g->hva, g->size, PROT_NONE);
+		return error_set(-r, "cannot open guest memory at 0x%llx: %s", (unsigned long long)g->gpa, strerror(-r));
+	}
+	m->layout_changed = true;
+	guest_memory_release_base(m);
+	return fr;
+}
+
 int guest_memory_allocate(struct guest_memory *m, uint64_t *gpa, uint64_t size, bool anywhere)
 {
 	if (m->nregions == GUEST_MEMORY_MAX_REGIONS)
@@ -989,23 +1084,11 @@ int guest_memory_allocate(struct guest_memory *m, uint64_t *gpa, uint64_t size, 
 	if (kr != KERN_SUCCESS)
 		return error_set(-kern_return_errno(kr), "vm_allocate of %llu bytes at 0x%llx: %s", (unsigned long long)size,
 				 (unsigned long long)at, kern_return_name(kr));
-	struct guest_region g = {.gpa = at, .size = size, .kind = GUEST_REGION_RAM, .hva = m->base + at,
-				 .slot = guest_memory_free_slot(m)};
-	int r = mprotect(g.hva, size, PROT_READ | PROT_WRITE) != 0 ? -errno : 0;
+	struct guest_region g = {.gpa = at, .size = size, .kind = GUEST_REGION_RAM};
+	int r = guest_memory_open_region(m, &g);
 	if (!r)
-		r = guest_memory_register(m, &g);
-	if (r) {
-		vm_domain_lock(m->dom);
-		vm_map_deallocate(m->map, at, size);
-		vm_domain_unlock(m->dom);
-		mprotect(g.hva, size, PROT_NONE);
-		return error_set(-r, "cannot open guest memory at 0x%llx: %s", (unsigned long long)at, strerror(-r));
-	}
-	guest_memory_insert_region(m, &g);
-	*gpa = at;
-	m->layout_changed = true;
-	guest_memory_release_base(m);
-	return 0;
+		*gpa = at;
+	return r;
 }
 
 int guest_memory_deallocate(struct guest_memory *m, uint64_t gpa, uint64_t size)
@@ -1034,7 +1117,9 @@ int guest_memory_deallocate(struct guest_memory *m, uint64_t gpa, uint64_t size)
 				 (unsigned long long)end, kern_return_name(kr));
 	m->layout_changed = true;
 	guest_memory_release_base(m);
-	/* Cut the regions: what remains on each side keeps or gets a slot. */
+	/* Cut the regions: what remains on each side keeps or gets a slot. With the domain lock:
+	 * the fault thread reads regions. */
+	vm_domain_lock(m->dom);
 	for (unsigned i = 0; i < m->nregions; i++) {
 		struct guest_region *g = &m->region[i];
 		uint64_t gend = g->gpa + g->size;
@@ -1074,6 +1159,7 @@ int guest_memory_deallocate(struct guest_memory *m, uint64_t gpa, uint64_t size)
 	}
 	const struct guest_region *last = m->nregions ? &m->region[m->nregions - 1] : NULL;
 	m->span = last ? last->gpa + last->size : 0;
+	vm_domain_unlock(m->dom);
 	return fr;
 }
 
@@ -1132,6 +1218,144 @@ int guest_memory_vm_write(struct guest_memory *m, uint64_t addr, const void *buf
 	return kr != KERN_SUCCESS ? guest_memory_vm_failed("vm_write", kr, addr, size) : r;
 }
 
+/* A vm_map that failed, as guest_memory_vm_failed says it, with why when known. */
+static int guest_memory_vm_map_failed(const struct guest_memory_map_request *q, kern_return_t kr, uint64_t gpa,
+				      const char *why)
+{
+	return error_set(-kern_return_errno(kr), "vm_map of %s at [0x%llx, +0x%llx): %s%s%s", q->path ? q->path : "(none)",
+			 (unsigned long long)gpa, (unsigned long long)q->size, kern_return_name(kr), why[0] ? ": " : "",
+			 why);
+}
+
+/* guest_memory_vm_map's refusal before anything was made: @q's owner let go too. */
+static int guest_memory_vm_map_refused(const struct guest_memory_map_request *q, kern_return_t kr, uint64_t gpa,
+				       const char *why)
+{
+	int r = guest_memory_vm_map_failed(q, kr, gpa, why);
+	if (q->release)
+		q->release(q->owner);
+	return r;
+}
+
+int guest_memory_vm_map(struct guest_memory *m, uint64_t *gpa, bool anywhere, const struct guest_memory_map_request *q)
+{
+	vm_addr_t at = anywhere ? 0 : *gpa;
+	bool snapshot = q->kind == GUEST_REGION_SNAPSHOT;
+	if (m->kernel_ram) {
+		int r = error_set(ENOTSUP, "vm_map needs RAM in the map (not --kernel-zero-fill)");
+		if (q->release)
+			q->release(q->owner);
+		return r;
+	}
+	if ((q->kind != GUEST_REGION_FILE && q->kind != GUEST_REGION_EXTERNAL && !snapshot) || !q->path || !q->path[0] ||
+	    (snapshot && !q->pager))
+		return guest_memory_vm_map_refused(q, KERN_INVALID_ARGUMENT, at, "a file, an external pager's socket or a snapshot is needed");
+	if (m->nregions == GUEST_MEMORY_MAX_REGIONS)
+		return guest_memory_vm_map_refused(q, KERN_RESOURCE_SHORTAGE, at, "guest memory has its maximum of regions");
+	/* What the region keeps: the pager (ours, or the owner's), its name, the owner. */
+	struct guest_memory_held h = {.path = strdup(q->path), .release = q->release, .owner = q->owner};
+	if (!h.path)
+		return guest_memory_vm_map_refused(q, KERN_RESOURCE_SHORTAGE, at, "");
+	struct pager *pager;
+	int r = guest_memory_open_pager(m, q, &pager);
+	if (r) {
+		/* The object could not be had: Mach's invalid memory object, or a write it refuses. */
+		char why[512];
+		snprintf(why, sizeof(why), "%s", error_message());
+		free(h.path);
+		return guest_memory_vm_map_refused(q, r == -EROFS || r == -EACCES ? KERN_PROTECTION_FAILURE : KERN_INVALID_ARGUMENT,
+						   at, why);
+	}
+	h.pager = snapshot ? NULL : pager;
+	if ((r = guest_memory_lock_briefly(m)) != 0) {
+		guest_memory_let_go(&h);
+		return r;
+	}
+	kern_return_t kr = guest_memory_enter_pager(m, pager, &at, anywhere, q);
+	r = guest_memory_unlock_map(m);
+	if (kr != KERN_SUCCESS) {
+		r = guest_memory_vm_map_failed(q, kr, at, "");
+		guest_memory_let_go(&h);
+		return r;
+	}
+	struct guest_region g = {
+		.gpa = at, .size = q->size, .kind = q->kind, .path = h.path, .pager = pager,
+		.mode = !(q->max & VM_PROT_WRITE) ? GUEST_MAP_RO : q->copy ? GUEST_MAP_PRIVATE : GUEST_MAP_SHARED,
+		.file_size = q->kind == GUEST_REGION_FILE ? pager->size : 0};
+	if (!r)
+		r = guest_memory_open_region(m, &g);
+	if (r) {
+		guest_memory_let_go(&h);
+		return r;
+	}
+	guest_memory_keep(m, &h);
+	*gpa = at;
+	return 0;
+}
+
+int guest_memory_vm_copy(struct guest_memory *m, uint64_t src, uint64_t size, uint64_t dst)
+{
+	if (guest_memory_lock_briefly(m) != 0)
+		return -EBUSY;
+	kern_return_t kr = vm_map_copy(m->map, src, size, dst);
+	int r = guest_memory_unlock_map(m);
+	if (kr != KERN_SUCCESS)
+		return error_set(-kern_return_errno(kr), "vm_copy of [0x%llx, +0x%llx) to 0x%llx: %s", (unsigned long long)src,
+				 (unsigned long long)size, (unsigned long long)dst, kern_return_name(kr));
+	return r;
+}
+
+int guest_memory_vm_set_attributes(struct guest_memory *m, uint64_t addr, uint64_t size,
+				   const struct guest_memory_attributes *a)
+{
+	const struct {
+		enum vm_attr_kind kind;
+		int value, max;
+	} set[] = {
+		{VM_ATTR_CLUSTER, a->cluster, VM_CLUSTER_MAX},
+		{VM_ATTR_COPY_STRATEGY, a->copy_strategy, VM_COPY_NONE},
+		{VM_ATTR_CACHE, a->cache, VM_CACHE_UNCACHED},
+	};
+	unsigned n = 0;
+	/* Every value first: a call that fails changes nothing. */
+	for (size_t i = 0; i < sizeof(set) / sizeof(set[0]); i++) {
+		if (set[i].value == GUEST_MEMORY_ATTR_KEEP)
+			continue;
+		if (set[i].value < (set[i].kind == VM_ATTR_CLUSTER) || set[i].value > set[i].max)
+			return guest_memory_vm_failed("vm_set_attributes", KERN_INVALID_ARGUMENT, addr, size);
+		n++;
+	}
+	if (!n)
+		return guest_memory_vm_failed("vm_set_attributes", KERN_INVALID_ARGUMENT, addr, size);
+	if (guest_memory_lock_briefly(m) != 0)
+		return -EBUSY;
+	kern_return_t kr = KERN_SUCCESS;
+	/* The range is checked by the first: the others cannot fail once it passed. */
+	for (size_t i = 0; i < sizeof(set) / sizeof(set[0]) && kr == KERN_SUCCESS; i++)
+		if (set[i].value != GUEST_MEMORY_ATTR_KEEP)
+			kr = vm_map_set_attr(m->map, addr, size, set[i].kind, (unsigned)set[i].value);
+	int r = guest_memory_unlock_map(m);
+	return kr != KERN_SUCCESS ? guest_memory_vm_failed("vm_set_attributes", kr, addr, size) : r;
+}
+
+int guest_memory_vm_statistics(struct guest_memory *m, struct guest_memory_vm_statistics *out)
+{
+	if (guest_memory_lock_briefly(m) != 0)
+		return -EBUSY;
+	struct vm_statistics s;
+	vm_domain_statistics(m->dom, &s);
+	vm_domain_unlock(m->dom);
+	uint64_t free_count = GUEST_MEMORY_STAT_UNKNOWN;
+	if (m->limit_pages)
+		free_count = m->limit_pages > s.resident_count ? m->limit_pages - s.resident_count : 0;
+	*out = (struct guest_memory_vm_statistics){
+		.pagesize = s.pagesize, .free_count = free_count, .active_count = s.resident_count, .inactive_count = 0,
+		.wire_count = 0, .zero_fill_count = s.zero_fill_count, .reactivations = s.reactivations,
+		.pageins = s.pageins, .pageouts = s.pageouts, .faults = s.faults, .cow_faults = s.cow_faults,
+		.lookups = s.lookups, .hits = s.hits};
+	return 0;
+}
+
 /* What is known of the host-wide segment, asked of the other processes before the lock. */
 struct guest_memory_host {
 	const struct vm_object *object; /* the object kept in the segment, or NULL */
@@ -1165,15 +1389,22 @@ static void guest_memory_describe(const struct vm_region_info *ri, const struct 
 	}
 }
 
-int guest_memory_vm_region(struct guest_memory *m, guest_memory_entry_fn *fn, void *arg, uint64_t *objects)
+/* What the host-wide segment holds: asked of the other VMs' processes, so before the domain
+ * lock (which their faults need). */
+static struct guest_memory_host guest_memory_host(const struct guest_memory *m)
 {
-	struct guest_memory_entry e;
-	/* Asked of the other VMs' processes: before the lock, which faults need. */
 	struct guest_memory_host host = {.object = m->segment ? m->ram_object : NULL};
 	if (m->segment) {
 		host.mappers = segment_holders(m->segment);
 		host.resident = segment_resident_pages(m->segment);
 	}
+	return host;
+}
+
+int guest_memory_vm_region(struct guest_memory *m, guest_memory_entry_fn *fn, void *arg, uint64_t *objects)
+{
+	struct guest_memory_entry e;
+	struct guest_memory_host host = guest_memory_host(m);
 	if (guest_memory_lock_briefly(m) != 0)
 		return -EBUSY;
 	vm_addr_t addr = 0;
@@ -1187,6 +1418,28 @@ int guest_memory_vm_region(struct guest_memory *m, guest_memory_entry_fn *fn, vo
 	vm_domain_statistics(m->dom, &st);
 	vm_domain_unlock(m->dom);
 	*objects = st.objects_live;
+	return 0;
+}
+
+int guest_memory_vm_region_at(struct guest_memory *m, uint64_t *addr, struct guest_memory_entry *e)
+{
+	if (*addr >= GUEST_MEMORY_WINDOW)
+		return error_set(-kern_return_errno(KERN_INVALID_ADDRESS), "vm_region at 0x%llx: %s",
+				 (unsigned long long)*addr, kern_return_name(KERN_INVALID_ADDRESS));
+	struct guest_memory_host host = guest_memory_host(m);
+	if (guest_memory_lock_briefly(m) != 0)
+		return -EBUSY;
+	vm_addr_t at = *addr;
+	struct vm_region_info ri;
+	kern_return_t kr = vm_map_region(m->map, &at, &ri);
+	if (kr == KERN_SUCCESS)
+		guest_memory_describe(&ri, &host, e);
+	vm_domain_unlock(m->dom);
+	/* mmu says KERN_INVALID_ADDRESS for nothing above; GNU Mach's vm_region, KERN_NO_SPACE. */
+	if (kr != KERN_SUCCESS)
+		return error_set(-kern_return_errno(KERN_NO_SPACE), "vm_region at 0x%llx: %s", (unsigned long long)*addr,
+				 kern_return_name(KERN_NO_SPACE));
+	*addr = at;
 	return 0;
 }
 
@@ -1525,6 +1778,7 @@ void guest_memory_stats(struct guest_memory *m, void (*emit)(void *arg, const ch
 		{"mem.pageins", s.pageins},
 		{"mem.pageouts", s.pageouts},
 		{"mem.reclaims", s.reclaims},
+		{"mem.reactivations", s.reactivations},
 		{"mem.pageout_failures", s.pageout_failures},
 		{"mem.pageout_errors", s.pageout_errors},
 		{"mem.lookups", s.lookups},

@@ -45,6 +45,8 @@ enum guest_region_kind {
 	GUEST_REGION_RAM,      /* anonymous: zero fill, page-out to swap */
 	GUEST_REGION_FILE,     /* a host file through the file pager */
 	GUEST_REGION_EXTERNAL, /* an external pager process (path: its unix socket) */
+	GUEST_REGION_SNAPSHOT, /* a stored snapshot's RAM through a pager its caller opened
+				  (guest_memory_vm_map; path names it) */
 };
 enum guest_map_mode {
 	GUEST_MAP_PRIVATE, /* the guest may write; writes stay in the VM (copy-on-write) */
@@ -87,8 +89,9 @@ struct guest_region {
 	uint64_t size;               /* bytes, page aligned */
 	enum guest_region_kind kind;
 	enum guest_map_mode mode;    /* files, external */
-	const char *path;            /* files, external: the socket */
+	const char *path;            /* files; external: the socket; snapshot: its name */
 	uint64_t file_size;          /* files: bytes in the file */
+	struct pager *pager;         /* files, external, snapshot: its pager (referenced by held[]) */
 	uint8_t *hva;                /* host mapping of [gpa, gpa + size) */
 	unsigned slot;               /* KVM memory slot */
 	bool from_segment;           /* RAM mapped from the host-wide segment (guest_memory_create) */
@@ -110,6 +113,14 @@ struct pager;
  * else the host's failure (a pager, the userfaultfd). */
 typedef void guest_memory_error_fn(void *arg, int err, const char *message);
 
+/* What guest memory keeps for a mapped region until guest_memory_destroy, after the map. */
+struct guest_memory_held {
+	struct pager *pager;          /* one reference, released; NULL: the owner's */
+	char *path;                   /* copied (guest_memory_vm_map), freed; NULL: the caller's */
+	void (*release)(void *owner); /* the owner's end (GUEST_REGION_SNAPSHOT), or NULL */
+	void *owner;
+};
+
 /* Locking legend: (c) constant after create; (d) domain lock; (f) the fault thread only
  * (once it runs); (p) changed only with the VM paused and the domain lock held (regions);
  * (a) atomic. */
@@ -121,7 +132,8 @@ struct guest_memory {
 	uint64_t span;                                         /* (p) end of the highest region */
 	struct vm_domain *dom;                                 /* (c) NULL: plain memory (tests) */
 	struct vm_map *map;                                    /* (d) */
-	struct pager *file_pagers[GUEST_MEMORY_MAX_FILES];     /* (c) one reference each */
+	struct guest_memory_held held[GUEST_MEMORY_MAX_REGIONS]; /* (p) what the mapped regions need kept */
+	unsigned nheld;                                        /* (p) */
 	struct pager *swap;                                    /* (c) default pager, or NULL */
 	struct vm_object *ram_object;                          /* (c) restore: the snapshot's object, one reference */
 	struct segment *segment;                               /* (c) cfg.ram_segment when RAM is mapped from it, else NULL */
@@ -155,7 +167,8 @@ struct guest_memory {
 	struct vm_object *snapshot_base[GUEST_MEMORY_MAX_BASES]; /* (d) the last stored snapshot's RAM
 								  (guest_memory_frozen_keep), one reference each */
 	unsigned nsnapshot_base;                               /* (d) */
-	atomic_bool layout_changed;                            /* (a) RAM allocated or deallocated since create */
+	atomic_bool layout_changed;                            /* (a) RAM allocated or deallocated, or an object
+							  mapped (guest_memory_vm_map), since create */
 };
 
 /* Guest memory with nothing in it yet (no file descriptor): guest_memory_destroy may be
@@ -352,6 +365,62 @@ int guest_memory_vm_inherit(struct guest_memory *m, uint64_t addr, uint64_t size
 int guest_memory_vm_read(struct guest_memory *m, uint64_t addr, void *buf, uint64_t size);
 int guest_memory_vm_write(struct guest_memory *m, uint64_t addr, const void *buf, uint64_t size);
 
+/* What guest_memory_vm_map maps: a memory object and Mach's vm_map arguments past it. */
+struct guest_memory_map_request {
+	enum guest_region_kind kind; /* GUEST_REGION_FILE (the file pager), _EXTERNAL or _SNAPSHOT */
+	const char *path;            /* the host file, the external pager's unix socket, or (snapshot)
+					what names the object in messages */
+	struct pager *pager;         /* GUEST_REGION_SNAPSHOT: the pager, held by @owner */
+	void (*release)(void *owner); /* GUEST_REGION_SNAPSHOT: ends @owner (and its pager reference);
+					 guest memory calls it once done with the pager: at
+					 guest_memory_destroy after the map, or before a failed call returns */
+	void *owner;
+	uint64_t offset;             /* in the object, page aligned */
+	uint64_t size;               /* bytes, page aligned, not 0; offset + size within the object */
+	bool copy;                   /* the guest gets a copy of the object as it is now (its writes
+					stay in the VM); else it shares it (writes reach the file/pager) */
+	vm_prot_t cur, max;          /* protection and maximum protection */
+	vm_inherit_t inheritance;
+};
+
+/*
+ * Mach's vm_map at run time: map [offset, offset + size) of a memory object (@q: a host
+ * file, an external pager's object, or a stored snapshot's RAM whose pager the caller
+ * opened and hands over with @q->owner) into the
+ * guest-physical space at *gpa (or anywhere: the lowest free range, *gpa set), a new region
+ * served like the mapped files of the start (the host mapping opened in the reserved
+ * window, registered with the userfaultfd; the caller has the VM paused and gives it a KVM
+ * memory slot, its slot field set here: read-only when @q->max has no write). The file is
+ * opened read/write only for a shared writable mapping; a copy, or a mapping without write,
+ * asks the pager for no write-back. The snapshot base is let go (the layout changed).
+ * 0, or -errno (kern_return_errno) with the message "vm_map of PATH at [0xADDR, +0xSIZE):
+ * KERN_...[: why]":
+ *   KERN_INVALID_ARGUMENT    unaligned address, offset or size; size 0; unknown kind,
+ *                            protection or inheritance bits; no path (or, for a snapshot,
+ *                            no pager); a file that cannot be opened or is not a regular
+ *                            file with data, a pager that cannot be reached or refuses (the
+ *                            reason after the code); offset + size beyond the object
+ *   KERN_PROTECTION_FAILURE  cur above max; a shared writable mapping of an object that
+ *                            cannot take writes (a file opened read-only, a read-only pager,
+ *                            a stored snapshot)
+ *   KERN_INVALID_ADDRESS     a fixed range beyond the guest-physical window
+ *   KERN_NO_SPACE            a fixed range in use, or no room anywhere
+ *   KERN_RESOURCE_SHORTAGE   guest memory has GUEST_MEMORY_MAX_REGIONS regions already
+ * -ENOTSUP when RAM is left to the kernel (not in the map), -EBUSY as GUEST_MEMORY_MONITOR_WAIT_MS.
+ * On failure nothing changed (a pager opened for the call is let go, @q->owner released).
+ */
+int guest_memory_vm_map(struct guest_memory *m, uint64_t *gpa, bool anywhere, const struct guest_memory_map_request *q);
+
+/*
+ * Mach's vm_copy on the guest-physical space: [dst, dst + size) becomes a copy of
+ * [src, src + size) as it is now, copy-on-write (vm_map_copy: later writes to either side
+ * are not seen by the other). Within one map, so no layout change. 0, or -errno with
+ * "vm_copy of [0xSRC, +0xSIZE) to 0xDST: KERN_...": KERN_INVALID_ARGUMENT (unaligned,
+ * wrapping), KERN_INVALID_ADDRESS (beyond the window, or not wholly mapped),
+ * KERN_PROTECTION_FAILURE (source not readable, destination not writable).
+ */
+int guest_memory_vm_copy(struct guest_memory *m, uint64_t src, uint64_t size, uint64_t dst);
+
 #define GUEST_MEMORY_CHAIN_MAX 64 /* objects of a shadow chain guest_memory_vm_region describes */
 
 /* One object of a map entry's shadow chain, as guest_memory_vm_region describes it. */
@@ -394,6 +463,56 @@ typedef void guest_memory_entry_fn(void *arg, const struct guest_memory_entry *e
  * objects alive in the domain (all at one hold of the lock). Guest memory must be mapped.
  * 0, or -EBUSY (see GUEST_MEMORY_MONITOR_WAIT_MS). */
 int guest_memory_vm_region(struct guest_memory *m, guest_memory_entry_fn *fn, void *arg, uint64_t *objects);
+
+/*
+ * Mach's vm_region for one address (GNU Mach's codes): describe into @e the entry containing
+ * *addr, or else the first one above it, and set *addr to its start. 0, or -errno with
+ * "vm_region at 0xADDR: KERN_...": KERN_INVALID_ADDRESS (*addr beyond the guest-physical
+ * window), KERN_NO_SPACE (no entry at or above *addr); -EBUSY (GUEST_MEMORY_MONITOR_WAIT_MS).
+ */
+int guest_memory_vm_region_at(struct guest_memory *m, uint64_t *addr, struct guest_memory_entry *e);
+
+#define GUEST_MEMORY_STAT_UNKNOWN UINT64_MAX /* a vm_statistics field this VM cannot know */
+
+/*
+ * Mach's struct vm_statistics, field by field, for this VM's guest memory (its domain):
+ *   pagesize         VM_PAGE_SIZE
+ *   free_count       under a memory limit, pages that may still come in before page-out
+ *                    starts (limit - resident); without one GUEST_MEMORY_STAT_UNKNOWN: the
+ *                    host's free memory bounds it, which the VM does not own
+ *   active_count     resident pages (one page-out clock, not two queues: all are active)
+ *   inactive_count   0: there is no inactive queue (the clock's reference bit plays its part)
+ *   wire_count       0: no page is wired (any may be paged out under a limit)
+ *   zero_fill_count, pageins, pageouts, faults, cow_faults, lookups, hits: the core's
+ *                    counters of those names (vm_domain.h)
+ *   reactivations    pages the page-out clock found used again and spared
+ * 0, or -EBUSY (GUEST_MEMORY_MONITOR_WAIT_MS).
+ */
+struct guest_memory_vm_statistics {
+	uint64_t pagesize, free_count, active_count, inactive_count, wire_count, zero_fill_count, reactivations,
+		pageins, pageouts, faults, cow_faults, lookups, hits;
+};
+int guest_memory_vm_statistics(struct guest_memory *m, struct guest_memory_vm_statistics *out);
+
+#define GUEST_MEMORY_ATTR_KEEP (-1) /* guest_memory_attributes: leave this attribute as it is */
+
+/* The attributes guest_memory_vm_set_attributes sets; GUEST_MEMORY_ATTR_KEEP for each left alone. */
+struct guest_memory_attributes {
+	int cluster;       /* pages one fault resolves, 1..VM_CLUSTER_MAX */
+	int copy_strategy; /* enum vm_copy_strategy */
+	int cache;         /* enum vm_cache_mode */
+};
+
+/*
+ * Mach's vm_set_attributes (vm_map_set_attr): set the cluster size, copy strategy and cache
+ * mode of the entries of [addr, addr + size) (wholly mapped). Faults from now on use the
+ * new cluster; copies made from now on the new strategy. Every value is checked before any
+ * changes. 0, or -errno with "vm_set_attributes of [0xADDR, +0xSIZE): KERN_...":
+ * KERN_INVALID_ARGUMENT (unaligned, a value out of range, nothing to set),
+ * KERN_INVALID_ADDRESS (not wholly mapped); -EBUSY (GUEST_MEMORY_MONITOR_WAIT_MS).
+ */
+int guest_memory_vm_set_attributes(struct guest_memory *m, uint64_t addr, uint64_t size,
+				   const struct guest_memory_attributes *a);
 
 /* A map entry's protections and inheritance: what a saved VM state keeps of the map. */
 struct guest_map_entry {
@@ -452,9 +571,9 @@ enum guest_memory_since {
 /* Whether a base is kept (guest_memory_frozen_keep): GUEST_MEMORY_SINCE_BASE can be asked. */
 bool guest_memory_has_base(struct guest_memory *m);
 
-/* Whether RAM was allocated or deallocated since create: then GUEST_MEMORY_SINCE_RESTORE
- * cannot be asked (a region made or cut since would let the restored snapshot's bytes show
- * through where the guest has none). With the VM paused or from the thread that changes
+/* Whether RAM was allocated or deallocated, or an object mapped, since create: then
+ * GUEST_MEMORY_SINCE_RESTORE cannot be asked (a region made or cut since would let the
+ * restored snapshot's bytes show through where the guest has none). With the VM paused or from the thread that changes
  * the layout. */
 bool guest_memory_layout_changed(const struct guest_memory *m);
 

@@ -78,7 +78,7 @@ struct pmap_uffd {
 	bool run_zero;          /* (d) the run is all zero pages (not staged in @stage) */
 	bool run_shared;        /* (d) the run is mapped from the segment (staged all the same) */
 	int error;              /* (d) first failure of a staged copy, reported at update */
-	struct pmap_uffd_ranges readonly; /* (c) ranges KVM maps read-only to the guest */
+	struct pmap_uffd_ranges readonly; /* (d) ranges KVM maps read-only to the guest (added as they are mapped) */
 	struct pmap_uffd_ranges segment;  /* (c) ranges mapped from a host-wide segment */
 	uint64_t *guarded;      /* (d) bit per page of [0, size): guarded (see above); lazily
 				   backed, so untouched parts cost nothing and read "not guarded" */
