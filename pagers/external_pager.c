@@ -459,7 +459,8 @@ static void ep_terminate(struct pager *pager, void *mo)
 static int ep_event_fd(struct pager *pager, void *mo)
 {
 	(void)pager;
-	return ((struct ep_conn *)mo)->event_fd;
+	const struct ep_conn *c = mo;
+	return c->v2 ? c->event_fd : -1; /* a version-1 server sends nothing of its own */
 }
 
 /* Do the lock requests kept during DATA_RETURNs, then every message the socket holds: each

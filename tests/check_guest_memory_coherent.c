@@ -1,0 +1,183 @@
+/*
+ * Two VMM processes share one memory object through tools/coherent_pager, on real
+ * userfaultfd, without KVM: each process has its guest memory with the object mapped
+ * shared, its fault thread serving the faults of host threads touching it (a vCPU's path)
+ * and the pager's lock requests (its event fd). They take turns, coordinated by pipes, over
+ * seeded random rounds: one writes a random slot of a random page, the other reads it and
+ * must find that value, then reads another random slot that must hold its last value.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "harness.h"
+#include "spawn.h"
+#include "vmm/error.h"
+#include "vmm/memory/guest_memory.h"
+
+#define PS VM_PAGE_SIZE
+#define RAM_SIZE (2ull << 20)
+#define OBJ_GPA (16ull << 20)
+#define PAGES 32u
+#define SLOTS 8u
+#define ROUNDS 300u
+#define GUARD_MS 20000 /* a peer silent this long has hung: not a timing bound */
+
+static char dir[64], sock_path[96], file_path[96];
+static pid_t server = -1;
+static atomic_int errors;
+
+static void on_error(void *arg, int err, const char *message)
+{
+	(void)arg;
+	(void)err;
+	fprintf(stderr, "fault thread: %s\n", message);
+	atomic_fetch_add(&errors, 1);
+}
+
+static void setup(void)
+{
+	strcpy(dir, "/tmp/vmm-gmcoh-XXXXXX");
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+	snprintf(sock_path, sizeof(sock_path), "%s/sock", dir);
+	snprintf(file_path, sizeof(file_path), "%s/object", dir);
+	int fd = open(file_path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(ftruncate(fd, PAGES * PS), 0);
+	close(fd);
+	char *argv[] = {(char *)harness_build_path("coherent_pager"), sock_path, file_path, NULL};
+	server = spawn_background(argv);
+	ck_assert_int_gt(server, 0);
+	ck_assert_int_eq(spawn_wait_socket(sock_path, 10), 0);
+}
+
+static void teardown(void)
+{
+	if (server > 0) {
+		kill(server, SIGKILL);
+		waitpid(server, NULL, 0);
+	}
+	unlink(sock_path);
+	unlink(file_path);
+	rmdir(dir);
+}
+
+static uint64_t rng_next(uint64_t *s)
+{
+	*s ^= *s << 13;
+	*s ^= *s >> 7;
+	*s ^= *s << 17;
+	return *s;
+}
+
+/* One byte from @fd within GUARD_MS: false when the peer is gone or silent. */
+static bool peer_wait(int fd, char want)
+{
+	struct pollfd p = {fd, POLLIN, 0};
+	char c;
+	return poll(&p, 1, GUARD_MS) == 1 && read(fd, &c, 1) == 1 && c == want;
+}
+
+/*
+ * One side of the rounds (@me: 0 parent, 1 child): guest memory with the object shared,
+ * then the rounds. NULL when all went well, else what went wrong.
+ */
+static const char *side(unsigned me, int in, int out, char *why, size_t n)
+{
+	struct guest_memory mem;
+	struct guest_memory_config cfg;
+	memset(&mem, 0, sizeof(mem));
+	memset(&cfg, 0, sizeof(cfg));
+	cfg.ram_size = RAM_SIZE;
+	cfg.files[cfg.nfiles++] = (struct guest_file_map){.path = sock_path, .gpa = OBJ_GPA, .mode = GUEST_MAP_SHARED,
+							    .external = true, .size = PAGES * PS};
+	if (guest_memory_create(&mem, &cfg) != 0 || guest_memory_start(&mem, on_error, NULL) != 0) {
+		snprintf(why, n, "side %u: guest memory: %s", me, error_message());
+		guest_memory_destroy(&mem);
+		return why;
+	}
+	volatile uint64_t *obj = guest_memory_ptr(&mem, OBJ_GPA, PAGES * PS);
+	static uint64_t expect[PAGES][SLOTS];
+	memset(expect, 0, sizeof(expect));
+	uint64_t seed = 0x243f6a8885a308d3ull;
+	const char *bad = NULL;
+	for (unsigned r = 0; r < ROUNDS && !bad; r++) {
+		unsigned w = rng_next(&seed) & 1, page = rng_next(&seed) % PAGES, slot = rng_next(&seed) % SLOTS;
+		unsigned p2 = rng_next(&seed) % PAGES, s2 = rng_next(&seed) % SLOTS;
+		uint64_t v = ((uint64_t)(r + 1) << 8) | w;
+		volatile uint64_t *at = obj + page * (PS / 8) + slot, *at2 = obj + p2 * (PS / 8) + s2;
+		if (w == me) {
+			*at = v;
+			if (write(out, "w", 1) != 1 || !peer_wait(in, 'r'))
+				bad = "the other side is gone";
+		} else if (!peer_wait(in, 'w')) {
+			bad = "the other side is gone";
+		} else {
+			uint64_t got = *at;
+			if (got != v)
+				snprintf(why, n, "round %u: side %u read %#llx at page %u slot %u, side %u wrote %#llx", r, me,
+					 (unsigned long long)got, page, slot, w, (unsigned long long)v), bad = why;
+			expect[page][slot] = v;
+			got = *at2;
+			if (!bad && got != expect[p2][s2])
+				snprintf(why, n, "round %u: side %u read %#llx at page %u slot %u, expected %#llx", r, me,
+					 (unsigned long long)got, p2, s2, (unsigned long long)expect[p2][s2]), bad = why;
+			if (!bad && write(out, "r", 1) != 1)
+				bad = "the other side is gone";
+		}
+		expect[page][slot] = v;
+	}
+	if (!bad && atomic_load(&errors))
+		bad = "the fault thread failed";
+	guest_memory_stop(&mem);
+	guest_memory_destroy(&mem);
+	return bad;
+}
+
+START_TEST(test_two_vmm_processes_read_what_the_other_wrote_last)
+{
+	int p2c[2], c2p[2];
+	ck_assert_int_eq(pipe2(p2c, O_CLOEXEC), 0);
+	ck_assert_int_eq(pipe2(c2p, O_CLOEXEC), 0);
+	/* Fork before either side has threads: the child makes its own guest memory. */
+	pid_t child = fork();
+	ck_assert_int_ge(child, 0);
+	static char why[256];
+	if (child == 0) {
+		close(p2c[1]);
+		close(c2p[0]);
+		const char *bad = side(1, p2c[0], c2p[1], why, sizeof(why));
+		if (bad)
+			fprintf(stderr, "child: %s\n", bad);
+		_exit(bad ? 1 : 0);
+	}
+	close(p2c[0]);
+	close(c2p[1]);
+	const char *bad = side(0, c2p[0], p2c[1], why, sizeof(why));
+	close(p2c[1]);
+	close(c2p[0]);
+	int status = 0;
+	ck_assert_int_eq(waitpid(child, &status, 0), child);
+	ck_assert_msg(!bad, "parent: %s", bad);
+	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "the child side failed (its line is above)");
+}
+END_TEST
+
+Suite *guest_memory_coherent_suite(void)
+{
+	Suite *s = suite_create("guest_memory_coherent");
+	harness_requires(HARNESS_UFFD);
+	TCase *tc = tcase_create("coherent");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_set_timeout(tc, 120);
+	HARNESS_ADD_TEST(tc, test_two_vmm_processes_read_what_the_other_wrote_last);
+	suite_add_tcase(s, tc);
+	return s;
+}
