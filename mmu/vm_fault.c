@@ -30,10 +30,11 @@ static kern_return_t vm_fault_kr(int err)
 }
 
 /* The access a fault for @access needs to page @l of @top's chain: a page below the top is
- * only read (a write copies it up). */
+ * only read (a write copies it up); every access reads (a mapping has no write-only or
+ * execute-only form). */
 static vm_prot_t vm_fault_needs(const struct vm_lookup *l, const struct vm_object *top, vm_prot_t access)
 {
-	return l->object == top ? access : VM_PROT_READ;
+	return l->object == top ? access | VM_PROT_READ : VM_PROT_READ;
 }
 
 /*

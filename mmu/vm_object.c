@@ -291,6 +291,14 @@ static kern_return_t vm_object_pagein(struct vm_object *obj, uint64_t pindex, ui
 	return vm_object_pagein_run(obj, pindex, lo, hi, access, unavailable, NULL);
 }
 
+/* A page lock as the core keeps it: what cannot be read cannot be written either (a
+ * mapping has no write-only form). */
+static uint8_t vm_object_lock_value(vm_prot_t lock)
+{
+	lock &= VM_PROT_ALL;
+	return (uint8_t)(lock & VM_PROT_READ ? lock | VM_PROT_WRITE : lock);
+}
+
 int vm_object_page_provided(struct vm_object *obj, uint64_t pindex, const void *data, vm_prot_t lock)
 {
 	if (pindex >= vm_atop(obj->size))
@@ -304,7 +312,7 @@ int vm_object_page_provided(struct vm_object *obj, uint64_t pindex, const void *
 		vm_page_free(p);
 		return -ENOMEM;
 	}
-	p->lock = (uint8_t)(lock & VM_PROT_ALL);
+	p->lock = vm_object_lock_value(lock);
 	obj->dom->stats.pageins++;
 	obj->stats.pageins++;
 	return 0;
@@ -832,8 +840,9 @@ int vm_object_lock_request(struct vm_object *obj, vm_offset_t offset, vm_size_t 
 			vm_page_free(p);
 			continue;
 		}
-		p->lock = (uint8_t)(lock & VM_PROT_ALL);
-		if (lock && pmap_page_protect(p, VM_PROT_ALL & ~lock) < 0)
+		p->lock = vm_object_lock_value(lock);
+		vm_prot_t allowed = VM_PROT_ALL & ~(vm_prot_t)p->lock;
+		if (p->lock && pmap_page_protect(p, allowed & VM_PROT_READ ? allowed : VM_PROT_NONE) < 0)
 			result = -ENOMEM;
 	}
 	return result;
@@ -841,6 +850,7 @@ int vm_object_lock_request(struct vm_object *obj, vm_offset_t offset, vm_size_t 
 
 kern_return_t vm_object_data_unlock(struct vm_object *obj, uint64_t pindex, vm_prot_t access)
 {
+	assert(obj->pager); /* only a pager locks pages, and objects with pages never lose theirs */
 	struct pager_reply r = {.object = obj, .first = pindex, .end = pindex + 1, .want = pindex};
 	int err = pager_data_unlock(obj->pager, obj->mo, vm_ptoa(pindex), VM_PAGE_SIZE, access, &r);
 	if (err == -EACCES)

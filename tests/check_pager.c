@@ -364,6 +364,20 @@ START_TEST(test_a_new_lock_lowers_the_mapping_at_once_and_the_next_write_asks_ag
 }
 END_TEST
 
+START_TEST(test_a_read_lock_takes_the_mapping_away_and_the_next_read_asks)
+{
+	map_object(false);
+	ck_assert_uint_eq(read_byte(8), 9);
+	ck_assert_int_eq(lock_request(8, 1, 0, VM_PROT_READ), 0);
+	ck_assert_uint_eq(pmap_flat_prot(sb->flat, at(8)), 0);
+	ck_assert(vm_page_resident(obj, 8));
+	ck_assert_uint_eq(read_byte(8), 9);
+	ck_assert_uint_eq(lp->unlocks, 1);
+	ck_assert_uint_eq(lp->last_desired & VM_PROT_READ, VM_PROT_READ);
+	vm_object_check(obj);
+}
+END_TEST
+
 START_TEST(test_a_lock_request_outside_the_object_or_with_bad_bits_does_nothing)
 {
 	map_object(false);
@@ -432,6 +446,7 @@ Suite *pager_suite(void)
 	HARNESS_ADD_TEST(tc, test_a_flush_without_clean_discards_modifications);
 	HARNESS_ADD_TEST(tc, test_a_clean_returns_modified_pages_and_keeps_them_read_only);
 	HARNESS_ADD_TEST(tc, test_a_new_lock_lowers_the_mapping_at_once_and_the_next_write_asks_again);
+	HARNESS_ADD_TEST(tc, test_a_read_lock_takes_the_mapping_away_and_the_next_read_asks);
 	HARNESS_ADD_TEST(tc, test_a_lock_request_outside_the_object_or_with_bad_bits_does_nothing);
 	HARNESS_ADD_TEST(tc, test_change_attributes_sets_the_objects_cluster_and_copy_strategy);
 	suite_add_tcase(s, tc);

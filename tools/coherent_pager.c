@@ -41,10 +41,10 @@
 #define COHERENT_OPS 256    /* requests waiting their turn */
 #define COHERENT_ASKED 64   /* lock requests one client may owe us */
 
-enum coherent_op_kind { OP_REQUEST, OP_UNLOCK };
+enum coherent_pager_op_kind { OP_REQUEST, OP_UNLOCK };
 
-struct coherent_op {
-	enum coherent_op_kind kind;
+struct coherent_pager_op {
+	enum coherent_pager_op_kind kind;
 	int client;              /* who asked */
 	uint64_t offset, length; /* bytes */
 	uint32_t access;
@@ -54,16 +54,16 @@ struct coherent_op {
 };
 
 /* A lock request sent to a client and not completed yet. */
-struct coherent_asked {
+struct coherent_pager_asked {
 	uint64_t offset, length;
 	bool for_op; /* counted in the head op's waiting (else a grant, owed all the same) */
 };
 
-struct coherent_client {
+struct coherent_pager_client {
 	int fd; /* -1: free slot */
 	unsigned id;
 	unsigned nasked;
-	struct coherent_asked asked[COHERENT_ASKED];
+	struct coherent_pager_asked asked[COHERENT_ASKED];
 };
 
 static int file_fd;
@@ -71,13 +71,13 @@ static uint64_t obj_size, npages;
 static unsigned deadline_ms = 2000;
 static int *writer;        /* per page: the client writing it, or -1 */
 static uint32_t *readers;  /* per page: the clients reading it */
-static struct coherent_client clients[COHERENT_CLIENTS];
-static struct coherent_op ops[COHERENT_OPS];
+static struct coherent_pager_client clients[COHERENT_CLIENTS];
+static struct coherent_pager_op ops[COHERENT_OPS];
 static unsigned op_head, op_count;
 static unsigned next_id = 1;
 static uint8_t buf[EXTPAGER_MAX_DATA];
 
-static uint64_t coherent_now_ms(void)
+static uint64_t coherent_pager_now_ms(void)
 {
 	struct timespec t;
 	clock_gettime(CLOCK_MONOTONIC, &t);
@@ -85,7 +85,7 @@ static uint64_t coherent_now_ms(void)
 }
 
 /* All @n bytes, or -1: the client is too slow (its socket's timeouts) or gone. */
-static int coherent_io(int fd, void *p, size_t n, bool out)
+static int coherent_pager_io(int fd, void *p, size_t n, bool out)
 {
 	uint8_t *b = p;
 	while (n) {
@@ -100,33 +100,33 @@ static int coherent_io(int fd, void *p, size_t n, bool out)
 	return 0;
 }
 
-static int coherent_send(int c, uint32_t type, uint64_t offset, uint64_t length, int32_t error, uint32_t flags)
+static int coherent_pager_send(int c, uint32_t type, uint64_t offset, uint64_t length, int32_t error, uint32_t flags)
 {
 	struct extpager_msg m = {EXTPAGER_MAGIC, type, offset, length, error, flags};
-	return coherent_io(clients[c].fd, &m, sizeof(m), true);
+	return coherent_pager_io(clients[c].fd, &m, sizeof(m), true);
 }
 
-static void coherent_drop(int c, const char *why);
+static void coherent_pager_drop(int c, const char *why);
 
 /* Ask client @c to do a lock request on page @page; @for_op: the head op waits for it. */
-static void coherent_ask(int c, uint64_t page, uint32_t flags, bool for_op)
+static void coherent_pager_ask(int c, uint64_t page, uint32_t flags, bool for_op)
 {
-	struct coherent_client *cl = &clients[c];
+	struct coherent_pager_client *cl = &clients[c];
 	if (cl->nasked == COHERENT_ASKED) {
-		coherent_drop(c, "owes too many lock requests");
+		coherent_pager_drop(c, "owes too many lock requests");
 		return;
 	}
-	if (coherent_send(c, EXTPAGER_LOCK_REQUEST, page * VM_PAGE_SIZE, VM_PAGE_SIZE, 0, flags) != 0) {
-		coherent_drop(c, "cannot be sent a lock request");
+	if (coherent_pager_send(c, EXTPAGER_LOCK_REQUEST, page * VM_PAGE_SIZE, VM_PAGE_SIZE, 0, flags) != 0) {
+		coherent_pager_drop(c, "cannot be sent a lock request");
 		return;
 	}
-	cl->asked[cl->nasked++] = (struct coherent_asked){page * VM_PAGE_SIZE, VM_PAGE_SIZE, for_op};
+	cl->asked[cl->nasked++] = (struct coherent_pager_asked){page * VM_PAGE_SIZE, VM_PAGE_SIZE, for_op};
 	if (for_op)
 		ops[op_head].waiting++;
 }
 
 /* Forget client @c held page @page. */
-static void coherent_forget(int c, uint64_t page)
+static void coherent_pager_forget(int c, uint64_t page)
 {
 	readers[page] &= ~(1u << c);
 	if (writer[page] == c)
@@ -134,10 +134,10 @@ static void coherent_forget(int c, uint64_t page)
 }
 
 /* Send the lock requests the head op needs before it can be answered. */
-static void coherent_start(struct coherent_op *op)
+static void coherent_pager_start(struct coherent_pager_op *op)
 {
 	op->started = true;
-	op->deadline = coherent_now_ms() + deadline_ms;
+	op->deadline = coherent_pager_now_ms() + deadline_ms;
 	bool write = op->kind == OP_UNLOCK || (op->access & VM_PROT_WRITE);
 	for (uint64_t p = op->offset / VM_PAGE_SIZE; p < (op->offset + op->length) / VM_PAGE_SIZE; p++) {
 		for (int c = 0; c < COHERENT_CLIENTS; c++) {
@@ -145,7 +145,7 @@ static void coherent_start(struct coherent_op *op)
 				continue;
 			if (writer[p] == c) {
 				/* Its bytes come back either way: flushed for a writer, kept read-only for a reader. */
-				coherent_ask(c, p,
+				coherent_pager_ask(c, p,
 					     write ? EXTPAGER_LOCK_FLUSH | EXTPAGER_LOCK_CLEAN : EXTPAGER_LOCK_CLEAN | VM_PROT_WRITE,
 					     true);
 				if (clients[c].fd >= 0) {
@@ -154,7 +154,7 @@ static void coherent_start(struct coherent_op *op)
 						readers[p] |= 1u << c;
 				}
 			} else if (write && (readers[p] & (1u << c))) {
-				coherent_ask(c, p, EXTPAGER_LOCK_FLUSH, true);
+				coherent_pager_ask(c, p, EXTPAGER_LOCK_FLUSH, true);
 				readers[p] &= ~(1u << c);
 			}
 		}
@@ -163,7 +163,7 @@ static void coherent_start(struct coherent_op *op)
 
 /* Every lock request the head op needed is done: answer it. The file holds every byte a
  * writer gave back. */
-static void coherent_finish(struct coherent_op *op)
+static void coherent_pager_finish(struct coherent_pager_op *op)
 {
 	int c = op->client;
 	if (clients[c].fd < 0)
@@ -175,13 +175,13 @@ static void coherent_finish(struct coherent_op *op)
 			writer[p] = c;
 		}
 		/* The grant; its LOCK_COMPLETED comes before the client reads REPLY_END. */
-		struct coherent_client *cl = &clients[c];
-		if (cl->nasked == COHERENT_ASKED || coherent_send(c, EXTPAGER_LOCK_REQUEST, op->offset, op->length, 0, 0) ||
-		    coherent_send(c, EXTPAGER_REPLY_END, 0, 0, 0, 0)) {
-			coherent_drop(c, "cannot be sent its grant");
+		struct coherent_pager_client *cl = &clients[c];
+		if (cl->nasked == COHERENT_ASKED || coherent_pager_send(c, EXTPAGER_LOCK_REQUEST, op->offset, op->length, 0, 0) ||
+		    coherent_pager_send(c, EXTPAGER_REPLY_END, 0, 0, 0, 0)) {
+			coherent_pager_drop(c, "cannot be sent its grant");
 			return;
 		}
-		cl->asked[cl->nasked++] = (struct coherent_asked){op->offset, op->length, false};
+		cl->asked[cl->nasked++] = (struct coherent_pager_asked){op->offset, op->length, false};
 		return;
 	}
 	bool write = op->access & VM_PROT_WRITE;
@@ -204,24 +204,24 @@ static void coherent_finish(struct coherent_op *op)
 		uint64_t q = p + 1;
 		while (q < end && (writer[q] == c ? 0 : VM_PROT_WRITE) == lock)
 			q++;
-		r = coherent_send(c, EXTPAGER_DATA_PROVIDED, p * VM_PAGE_SIZE, (q - p) * VM_PAGE_SIZE, 0, lock) ||
-		    coherent_io(clients[c].fd, buf + (p - first) * VM_PAGE_SIZE, (q - p) * VM_PAGE_SIZE, true);
+		r = coherent_pager_send(c, EXTPAGER_DATA_PROVIDED, p * VM_PAGE_SIZE, (q - p) * VM_PAGE_SIZE, 0, lock) ||
+		    coherent_pager_io(clients[c].fd, buf + (p - first) * VM_PAGE_SIZE, (q - p) * VM_PAGE_SIZE, true);
 		p = q;
 	}
-	if (r || coherent_send(c, EXTPAGER_REPLY_END, 0, 0, 0, 0))
-		coherent_drop(c, "cannot be sent its pages");
+	if (r || coherent_pager_send(c, EXTPAGER_REPLY_END, 0, 0, 0, 0))
+		coherent_pager_drop(c, "cannot be sent its pages");
 }
 
-static void coherent_drop(int c, const char *why)
+static void coherent_pager_drop(int c, const char *why)
 {
-	struct coherent_client *cl = &clients[c];
+	struct coherent_pager_client *cl = &clients[c];
 	if (cl->fd < 0)
 		return;
 	fprintf(stderr, "coherent_pager: client %u %s: dropped\n", cl->id, why);
 	close(cl->fd);
 	cl->fd = -1;
 	for (uint64_t p = 0; p < npages; p++)
-		coherent_forget(c, p);
+		coherent_pager_forget(c, p);
 	/* What it owed the head op is owed no more. */
 	for (unsigned i = 0; i < cl->nasked; i++)
 		if (cl->asked[i].for_op && op_count && ops[op_head].waiting)
@@ -229,17 +229,17 @@ static void coherent_drop(int c, const char *why)
 	cl->nasked = 0;
 }
 
-static bool coherent_enqueue(int c, enum coherent_op_kind kind, const struct extpager_msg *m)
+static bool coherent_pager_enqueue(int c, enum coherent_pager_op_kind kind, const struct extpager_msg *m)
 {
 	if (op_count == COHERENT_OPS)
 		return false;
 	ops[(op_head + op_count++) % COHERENT_OPS] =
-		(struct coherent_op){.kind = kind, .client = c, .offset = m->offset, .length = m->length, .access = m->flags};
+		(struct coherent_pager_op){.kind = kind, .client = c, .offset = m->offset, .length = m->length, .access = m->flags};
 	return true;
 }
 
 /* Whether [offset, offset+length) is whole pages within the object, at most one message. */
-static bool coherent_in_object(const struct extpager_msg *m)
+static bool coherent_pager_in_object(const struct extpager_msg *m)
 {
 	return vm_page_aligned(m->offset) && vm_page_aligned(m->length) && m->length > 0 &&
 	       m->length <= EXTPAGER_MAX_DATA && m->offset < npages * VM_PAGE_SIZE &&
@@ -247,43 +247,43 @@ static bool coherent_in_object(const struct extpager_msg *m)
 }
 
 /* One message from client @c. */
-static void coherent_message(int c)
+static void coherent_pager_message(int c)
 {
-	struct coherent_client *cl = &clients[c];
+	struct coherent_pager_client *cl = &clients[c];
 	struct extpager_msg m;
-	if (coherent_io(cl->fd, &m, sizeof(m), false) != 0) {
-		coherent_drop(c, "went away");
+	if (coherent_pager_io(cl->fd, &m, sizeof(m), false) != 0) {
+		coherent_pager_drop(c, "went away");
 		return;
 	}
 	if (m.magic != EXTPAGER_MAGIC) {
-		coherent_drop(c, "sent garbage");
+		coherent_pager_drop(c, "sent garbage");
 		return;
 	}
 	switch (m.type) {
 	case EXTPAGER_HELLO:
 		if (m.flags < 2) {
-			coherent_drop(c, "speaks version 1 (no lock requests)");
+			coherent_pager_drop(c, "speaks version 1 (no lock requests)");
 			return;
 		}
-		if (coherent_send(c, EXTPAGER_HELLO_REPLY, 0, obj_size, 0, EXTPAGER_WRITABLE | EXTPAGER_V2))
-			coherent_drop(c, "cannot be answered");
+		if (coherent_pager_send(c, EXTPAGER_HELLO_REPLY, 0, obj_size, 0, EXTPAGER_WRITABLE | EXTPAGER_V2))
+			coherent_pager_drop(c, "cannot be answered");
 		return;
 	case EXTPAGER_DATA_REQUEST:
 	case EXTPAGER_DATA_UNLOCK:
-		if (!coherent_in_object(&m) ||
-		    !coherent_enqueue(c, m.type == EXTPAGER_DATA_UNLOCK ? OP_UNLOCK : OP_REQUEST, &m))
-			coherent_drop(c, "sent a request outside the object, or too many");
+		if (!coherent_pager_in_object(&m) ||
+		    !coherent_pager_enqueue(c, m.type == EXTPAGER_DATA_UNLOCK ? OP_UNLOCK : OP_REQUEST, &m))
+			coherent_pager_drop(c, "sent a request outside the object, or too many");
 		return;
 	case EXTPAGER_DATA_RETURN: {
-		if (!coherent_in_object(&m) || coherent_io(cl->fd, buf, m.length, false) != 0) {
-			coherent_drop(c, "sent a bad DATA_RETURN");
+		if (!coherent_pager_in_object(&m) || coherent_pager_io(cl->fd, buf, m.length, false) != 0) {
+			coherent_pager_drop(c, "sent a bad DATA_RETURN");
 			return;
 		}
 		int32_t err = 0;
 		if (pwrite(file_fd, buf, m.length, (off_t)m.offset) != (ssize_t)m.length)
 			err = EIO;
-		if (!(m.flags & EXTPAGER_RETURN_LOCKED) && coherent_send(c, EXTPAGER_RETURN_REPLY, m.offset, 0, err, 0))
-			coherent_drop(c, "cannot be answered");
+		if (!(m.flags & EXTPAGER_RETURN_LOCKED) && coherent_pager_send(c, EXTPAGER_RETURN_REPLY, m.offset, 0, err, 0))
+			coherent_pager_drop(c, "cannot be answered");
 		return;
 	}
 	case EXTPAGER_LOCK_COMPLETED:
@@ -295,17 +295,17 @@ static void coherent_message(int c)
 			cl->asked[i] = cl->asked[--cl->nasked];
 			return;
 		}
-		coherent_drop(c, "completed a lock request never sent (a lie)");
+		coherent_pager_drop(c, "completed a lock request never sent (a lie)");
 		return;
 	case EXTPAGER_TERMINATE:
-		coherent_drop(c, "terminated the object");
+		coherent_pager_drop(c, "terminated the object");
 		return;
 	default:
-		coherent_drop(c, "sent a message a client does not send");
+		coherent_pager_drop(c, "sent a message a client does not send");
 	}
 }
 
-static void coherent_accept(int lfd)
+static void coherent_pager_accept(int lfd)
 {
 	int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
 	if (fd < 0)
@@ -317,7 +317,7 @@ static void coherent_accept(int lfd)
 		struct timeval tv = {deadline_ms / 1000, (deadline_ms % 1000) * 1000};
 		setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 		setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-		clients[c] = (struct coherent_client){.fd = fd, .id = next_id++};
+		clients[c] = (struct coherent_pager_client){.fd = fd, .id = next_id++};
 		fprintf(stderr, "coherent_pager: client %u connected\n", clients[c].id);
 		return;
 	}
@@ -327,28 +327,28 @@ static void coherent_accept(int lfd)
 
 /* Drive the queue: start the head op, answer it once its lock requests are done, or drop
  * the clients that let its deadline pass. The poll timeout until then (-1: none). */
-static int coherent_step(void)
+static int coherent_pager_step(void)
 {
 	while (op_count) {
-		struct coherent_op *op = &ops[op_head];
+		struct coherent_pager_op *op = &ops[op_head];
 		if (clients[op->client].fd < 0) {
 			op_head = (op_head + 1) % COHERENT_OPS, op_count--;
 			continue;
 		}
 		if (!op->started)
-			coherent_start(op);
+			coherent_pager_start(op);
 		if (op->waiting == 0) {
-			coherent_finish(op);
+			coherent_pager_finish(op);
 			op_head = (op_head + 1) % COHERENT_OPS, op_count--;
 			continue;
 		}
-		uint64_t now = coherent_now_ms();
+		uint64_t now = coherent_pager_now_ms();
 		if (now < op->deadline)
 			return (int)(op->deadline - now);
 		for (int c = 0; c < COHERENT_CLIENTS; c++)
 			for (unsigned i = 0; clients[c].fd >= 0 && i < clients[c].nasked; i++)
 				if (clients[c].asked[i].for_op)
-					coherent_drop(c, "did not answer a lock request in time");
+					coherent_pager_drop(c, "did not answer a lock request in time");
 		op->waiting = 0;
 	}
 	return -1;
@@ -412,7 +412,7 @@ int main(int argc, char **argv)
 	fprintf(stderr, "coherent_pager: serving %s (%llu bytes) on %s\n", file, (unsigned long long)obj_size, sock_path);
 	struct pollfd pfd[COHERENT_CLIENTS + 1];
 	for (;;) {
-		int timeout = coherent_step();
+		int timeout = coherent_pager_step();
 		pfd[0] = (struct pollfd){lfd, POLLIN, 0};
 		for (int c = 0; c < COHERENT_CLIENTS; c++)
 			pfd[c + 1] = (struct pollfd){clients[c].fd, POLLIN, 0};
@@ -422,9 +422,9 @@ int main(int argc, char **argv)
 		if (n <= 0)
 			continue;
 		if (pfd[0].revents)
-			coherent_accept(lfd);
+			coherent_pager_accept(lfd);
 		for (int c = 0; c < COHERENT_CLIENTS; c++)
 			if (pfd[c + 1].revents && clients[c].fd >= 0)
-				coherent_message(c);
+				coherent_pager_message(c);
 	}
 }
