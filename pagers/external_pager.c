@@ -15,6 +15,7 @@
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -326,6 +327,17 @@ static int ep_recv_answer(struct ep_conn *c, struct pager_reply *reply, struct e
 	}
 }
 
+/* Begin an exchange by sending a question of @type: 0, or -errno (the connection failed,
+ * or a cancel came before anything was sent). */
+static int ep_ask(struct ep_conn *c, uint32_t type, uint64_t offset, uint64_t length, uint32_t flags)
+{
+	int r = ep_begin(c);
+	if (r)
+		return r;
+	r = ep_send_msg(c, type, offset, length, flags, NULL);
+	return r ? ep_fail(c, r) : 0;
+}
+
 static int ep_data_request(struct pager *pager, void *mo, vm_offset_t offset, vm_size_t length, vm_prot_t access,
 			   struct pager_reply *reply)
 {
@@ -342,12 +354,9 @@ static int ep_data_request(struct pager *pager, void *mo, vm_offset_t offset, vm
 		if (!length)
 			return 0;
 	}
-	int r = ep_begin(c);
+	int r = ep_ask(c, EXTPAGER_DATA_REQUEST, offset, length, access);
 	if (r)
 		return r;
-	r = ep_send_msg(c, EXTPAGER_DATA_REQUEST, offset, length, access, NULL);
-	if (r)
-		return ep_fail(c, r);
 	for (;;) {
 		struct extpager_msg m;
 		r = ep_recv_answer(c, reply, &m);
@@ -388,12 +397,9 @@ static int ep_data_unlock(struct pager *pager, void *mo, vm_offset_t offset, vm_
 		return -EIO;
 	if (!c->v2)
 		return -EACCES; /* it never locks a page: nothing to ask */
-	int r = ep_begin(c);
+	int r = ep_ask(c, EXTPAGER_DATA_UNLOCK, offset, length, access);
 	if (r)
 		return r;
-	r = ep_send_msg(c, EXTPAGER_DATA_UNLOCK, offset, length, access, NULL);
-	if (r)
-		return ep_fail(c, r);
 	int refused = 0;
 	for (;;) {
 		struct extpager_msg m;
@@ -501,6 +507,45 @@ static int ep_service(struct pager *pager, void *mo, struct pager_reply *reply)
 		if (r)
 			return ep_fail(c, r == 1 ? -EIO : r);
 	}
+}
+
+int external_pager_io(int fd, void *p, size_t n, bool out)
+{
+	uint8_t *b = p;
+	while (n) {
+		ssize_t r = out ? send(fd, b, n, MSG_NOSIGNAL) : recv(fd, b, n, 0);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			return -1;
+		b += r;
+		n -= (size_t)r;
+	}
+	return 0;
+}
+
+int external_pager_send_msg(int fd, uint32_t type, uint64_t offset, uint64_t length, int32_t error, uint32_t flags)
+{
+	struct extpager_msg m = {EXTPAGER_MAGIC, type, offset, length, error, flags};
+	return external_pager_io(fd, &m, sizeof(m), true);
+}
+
+int external_pager_listen(const char *path, int backlog)
+{
+	struct sockaddr_un addr = {.sun_family = AF_UNIX};
+	if (strlen(path) >= sizeof(addr.sun_path))
+		return -ENAMETOOLONG;
+	strcpy(addr.sun_path, path);
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	unlink(path);
+	if (bind(fd, (struct sockaddr *)&addr, sizeof(addr)) != 0 || listen(fd, backlog) != 0) {
+		int err = errno;
+		close(fd);
+		return -err;
+	}
+	return fd;
 }
 
 const struct pager_ops external_pager_ops = {

@@ -49,6 +49,8 @@
 #ifndef PAGERS_EXTERNAL_PAGER_H
 #define PAGERS_EXTERNAL_PAGER_H
 
+#include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "mmu/pager.h"
@@ -122,5 +124,16 @@ extern const struct pager_ops external_pager_ops;
 /* Why the connection of external pager @p failed, in words ("" while it works). The text
  * is @p's and stays valid until it closes. */
 const char *external_pager_failure(const struct pager *p);
+
+/* For servers (tools/) and tests: all @n bytes to (@out) or from blocking socket @fd,
+ * EINTR retried. 0, or -1: the peer went away, or the socket's own timeouts passed. */
+int external_pager_io(int fd, void *p, size_t n, bool out);
+
+/* For servers and tests: one message header (no data) by external_pager_io. 0 or -1. */
+int external_pager_send_msg(int fd, uint32_t type, uint64_t offset, uint64_t length, int32_t error, uint32_t flags);
+
+/* For servers: a unix socket listening at @path (an old socket file there replaced) with
+ * @backlog: its fd, or -errno (-ENAMETOOLONG: the path does not fit). */
+int external_pager_listen(const char *path, int backlog);
 
 #endif

@@ -18,13 +18,13 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "coherent_server.h"
 #include "harness.h"
 #include "mmu/pager.h"
 #include "mmu/vm_domain.h"
 #include "mmu/vm_map.h"
 #include "mmu/vm_object.h"
 #include "pagers/external_pager.h"
-#include "spawn.h"
 #include "vm_sandbox.h"
 
 #define PS VM_PAGE_SIZE
@@ -42,34 +42,16 @@ struct vm {
 	int service_error;     /* the first failure of service */
 };
 
-static char dir[64], sock_path[96], file_path[96];
-static pid_t server = -1;
+static struct coherent_server server;
 
 static void setup(void)
 {
-	strcpy(dir, "/tmp/vmm-coherent-XXXXXX");
-	ck_assert_ptr_nonnull(mkdtemp(dir));
-	snprintf(sock_path, sizeof(sock_path), "%s/sock", dir);
-	snprintf(file_path, sizeof(file_path), "%s/object", dir);
-	int fd = open(file_path, O_RDWR | O_CREAT | O_TRUNC, 0600);
-	ck_assert_int_ge(fd, 0);
-	ck_assert_int_eq(ftruncate(fd, PAGES * PS), 0);
-	close(fd);
-	char *argv[] = {(char *)harness_build_path("coherent_pager"), "--deadline-ms", "1000", sock_path, file_path, NULL};
-	server = spawn_background(argv);
-	ck_assert_int_gt(server, 0);
-	ck_assert_int_eq(spawn_wait_socket(sock_path, 10), 0);
+	coherent_server_start(&server, PAGES * PS, "1000");
 }
 
 static void teardown(void)
 {
-	if (server > 0) {
-		kill(server, SIGKILL);
-		waitpid(server, NULL, 0);
-	}
-	unlink(sock_path);
-	unlink(file_path);
-	rmdir(dir);
+	coherent_server_stop(&server);
 }
 
 static void *vm_service_main(void *arg)
@@ -97,7 +79,7 @@ static void vm_start(struct vm *vm, bool serviced)
 	ck_assert_int_eq(vm_sandbox_create(BASE, PAGES * PS, 0, &vm->sb), 0);
 	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	struct sockaddr_un addr = {.sun_family = AF_UNIX};
-	strcpy(addr.sun_path, sock_path);
+	strcpy(addr.sun_path, server.sock);
 	ck_assert_int_eq(connect(fd, (struct sockaddr *)&addr, sizeof(addr)), 0);
 	struct external_pager_config cfg = {.timeout_ms = 10000, .cancel_fd = -1};
 	struct pager_args args = {.fd = fd, .source = &cfg};
@@ -139,14 +121,6 @@ static kern_return_t vm_access(struct vm *vm, unsigned page, unsigned slot, uint
 	return kr;
 }
 
-static uint64_t rng_next(uint64_t *s)
-{
-	*s ^= *s << 13;
-	*s ^= *s >> 7;
-	*s ^= *s << 17;
-	return *s;
-}
-
 /*
  * Two VMs, seeded random rounds: one writes a new value into a random slot of a random
  * page, the other reads that slot, and a random VM reads another random slot: each read
@@ -161,7 +135,7 @@ START_TEST(test_two_vms_read_what_the_other_wrote_last_over_many_random_rounds)
 	memset(expect, 0, sizeof(expect));
 	uint64_t seed = 0x9e3779b97f4a7c15ull;
 	for (unsigned r = 0; r < ROUNDS; r++) {
-		unsigned w = rng_next(&seed) & 1, page = rng_next(&seed) % PAGES, slot = rng_next(&seed) % 4;
+		unsigned w = coherent_server_random(&seed) & 1, page = coherent_server_random(&seed) % PAGES, slot = coherent_server_random(&seed) % 4;
 		uint64_t v = ((uint64_t)r << 8) | w | 0x1000000000ull;
 		ck_assert_int_eq(vm_access(&vm[w], page, slot, &v, true), KERN_SUCCESS);
 		expect[page][slot] = v;
@@ -169,7 +143,7 @@ START_TEST(test_two_vms_read_what_the_other_wrote_last_over_many_random_rounds)
 		ck_assert_int_eq(vm_access(&vm[!w], page, slot, &got, false), KERN_SUCCESS);
 		ck_assert_msg(got == v, "round %u: VM %u read %#llx at page %u slot %u, VM %u wrote %#llx", r, !w,
 			      (unsigned long long)got, page, slot, w, (unsigned long long)v);
-		unsigned o = rng_next(&seed) & 1, p2 = rng_next(&seed) % PAGES, s2 = rng_next(&seed) % 4;
+		unsigned o = coherent_server_random(&seed) & 1, p2 = coherent_server_random(&seed) % PAGES, s2 = coherent_server_random(&seed) % 4;
 		ck_assert_int_eq(vm_access(&vm[o], p2, s2, &got, false), KERN_SUCCESS);
 		ck_assert_msg(got == expect[p2][s2], "round %u: VM %u read %#llx at page %u slot %u, expected %#llx", r, o,
 			      (unsigned long long)got, p2, s2, (unsigned long long)expect[p2][s2]);

@@ -44,13 +44,19 @@ static void setup(void)
 	ck_assert_int_eq(vm_sandbox_create(0x100000, 64 * PS, 0, &sb), 0);
 }
 
-static void teardown(void)
+/* The version-2 tests' (scripted servers, released by script_finish). */
+static void v2_teardown(void)
 {
 	vm_sandbox_destroy(sb);
 	if (pager)
 		pager_release(pager);
-	fake_pager_stop(&server);
 	close(cancel_fd);
+}
+
+static void teardown(void)
+{
+	v2_teardown();
+	fake_pager_stop(&server);
 }
 
 /* Start the fake server in @mode announcing @size bytes and open the client on it. */
@@ -363,20 +369,6 @@ static void script_finish(void)
 	ck_assert_msg(sc.ok, "the server saw: %s", sc.why);
 }
 
-static void v2_setup(void)
-{
-	cancel_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	ck_assert_int_ge(cancel_fd, 0);
-	pager = NULL;
-	ck_assert_int_eq(vm_sandbox_create(0x100000, 64 * PS, 0, &sb), 0);
-}
-
-static void v2_teardown(void)
-{
-	vm_sandbox_destroy(sb);
-	close(cancel_fd);
-}
-
 static vm_addr_t page_at(unsigned page)
 {
 	return 0x100000 + (vm_addr_t)page * PS;
@@ -602,7 +594,7 @@ Suite *external_pager_suite(void)
 	HARNESS_ADD_TEST(tc, test_nothing_past_the_announced_size_is_asked_for_or_believed);
 	suite_add_tcase(s, tc);
 	TCase *v2 = tcase_create("version2");
-	tcase_add_checked_fixture(v2, v2_setup, v2_teardown);
+	tcase_add_checked_fixture(v2, setup, v2_teardown);
 	tcase_set_timeout(v2, 2 * GUARD_S);
 	HARNESS_ADD_TEST(v2, test_v2_a_write_to_a_page_supplied_read_only_is_granted_through_data_unlock);
 	HARNESS_ADD_TEST(v2, test_v2_a_refused_unlock_fails_the_write_and_keeps_the_connection);

@@ -17,8 +17,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "coherent_server.h"
 #include "harness.h"
-#include "spawn.h"
 #include "vmm/error.h"
 #include "vmm/memory/guest_memory.h"
 
@@ -30,8 +30,8 @@
 #define ROUNDS 300u
 #define GUARD_MS 20000 /* a peer silent this long has hung: not a timing bound */
 
-static char dir[64], sock_path[96], file_path[96];
-static pid_t server = -1;
+static struct coherent_server server;
+
 static atomic_int errors;
 
 static void on_error(void *arg, int err, const char *message)
@@ -44,37 +44,12 @@ static void on_error(void *arg, int err, const char *message)
 
 static void setup(void)
 {
-	strcpy(dir, "/tmp/vmm-gmcoh-XXXXXX");
-	ck_assert_ptr_nonnull(mkdtemp(dir));
-	snprintf(sock_path, sizeof(sock_path), "%s/sock", dir);
-	snprintf(file_path, sizeof(file_path), "%s/object", dir);
-	int fd = open(file_path, O_RDWR | O_CREAT | O_TRUNC, 0600);
-	ck_assert_int_ge(fd, 0);
-	ck_assert_int_eq(ftruncate(fd, PAGES * PS), 0);
-	close(fd);
-	char *argv[] = {(char *)harness_build_path("coherent_pager"), sock_path, file_path, NULL};
-	server = spawn_background(argv);
-	ck_assert_int_gt(server, 0);
-	ck_assert_int_eq(spawn_wait_socket(sock_path, 10), 0);
+	coherent_server_start(&server, PAGES * PS, NULL);
 }
 
 static void teardown(void)
 {
-	if (server > 0) {
-		kill(server, SIGKILL);
-		waitpid(server, NULL, 0);
-	}
-	unlink(sock_path);
-	unlink(file_path);
-	rmdir(dir);
-}
-
-static uint64_t rng_next(uint64_t *s)
-{
-	*s ^= *s << 13;
-	*s ^= *s >> 7;
-	*s ^= *s << 17;
-	return *s;
+	coherent_server_stop(&server);
 }
 
 /* One byte from @fd within GUARD_MS: false when the peer is gone or silent. */
@@ -96,7 +71,7 @@ static const char *side(unsigned me, int in, int out, char *why, size_t n)
 	memset(&mem, 0, sizeof(mem));
 	memset(&cfg, 0, sizeof(cfg));
 	cfg.ram_size = RAM_SIZE;
-	cfg.files[cfg.nfiles++] = (struct guest_file_map){.path = sock_path, .gpa = OBJ_GPA, .mode = GUEST_MAP_SHARED,
+	cfg.files[cfg.nfiles++] = (struct guest_file_map){.path = server.sock, .gpa = OBJ_GPA, .mode = GUEST_MAP_SHARED,
 							    .external = true, .size = PAGES * PS};
 	if (guest_memory_create(&mem, &cfg) != 0 || guest_memory_start(&mem, on_error, NULL) != 0) {
 		snprintf(why, n, "side %u: guest memory: %s", me, error_message());
@@ -109,8 +84,8 @@ static const char *side(unsigned me, int in, int out, char *why, size_t n)
 	uint64_t seed = 0x243f6a8885a308d3ull;
 	const char *bad = NULL;
 	for (unsigned r = 0; r < ROUNDS && !bad; r++) {
-		unsigned w = rng_next(&seed) & 1, page = rng_next(&seed) % PAGES, slot = rng_next(&seed) % SLOTS;
-		unsigned p2 = rng_next(&seed) % PAGES, s2 = rng_next(&seed) % SLOTS;
+		unsigned w = coherent_server_random(&seed) & 1, page = coherent_server_random(&seed) % PAGES, slot = coherent_server_random(&seed) % SLOTS;
+		unsigned p2 = coherent_server_random(&seed) % PAGES, s2 = coherent_server_random(&seed) % SLOTS;
 		uint64_t v = ((uint64_t)(r + 1) << 8) | w;
 		volatile uint64_t *at = obj + page * (PS / 8) + slot, *at2 = obj + p2 * (PS / 8) + s2;
 		if (w == me) {

@@ -31,7 +31,6 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -84,26 +83,9 @@ static uint64_t coherent_pager_now_ms(void)
 	return (uint64_t)t.tv_sec * 1000u + (uint64_t)t.tv_nsec / 1000000u;
 }
 
-/* All @n bytes, or -1: the client is too slow (its socket's timeouts) or gone. */
-static int coherent_pager_io(int fd, void *p, size_t n, bool out)
-{
-	uint8_t *b = p;
-	while (n) {
-		ssize_t r = out ? send(fd, b, n, MSG_NOSIGNAL) : recv(fd, b, n, 0);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r <= 0)
-			return -1;
-		b += r;
-		n -= (size_t)r;
-	}
-	return 0;
-}
-
 static int coherent_pager_send(int c, uint32_t type, uint64_t offset, uint64_t length, int32_t error, uint32_t flags)
 {
-	struct extpager_msg m = {EXTPAGER_MAGIC, type, offset, length, error, flags};
-	return coherent_pager_io(clients[c].fd, &m, sizeof(m), true);
+	return external_pager_send_msg(clients[c].fd, type, offset, length, error, flags);
 }
 
 static void coherent_pager_drop(int c, const char *why);
@@ -205,7 +187,7 @@ static void coherent_pager_finish(struct coherent_pager_op *op)
 		while (q < end && (writer[q] == c ? 0 : VM_PROT_WRITE) == lock)
 			q++;
 		r = coherent_pager_send(c, EXTPAGER_DATA_PROVIDED, p * VM_PAGE_SIZE, (q - p) * VM_PAGE_SIZE, 0, lock) ||
-		    coherent_pager_io(clients[c].fd, buf + (p - first) * VM_PAGE_SIZE, (q - p) * VM_PAGE_SIZE, true);
+		    external_pager_io(clients[c].fd, buf + (p - first) * VM_PAGE_SIZE, (q - p) * VM_PAGE_SIZE, true);
 		p = q;
 	}
 	if (r || coherent_pager_send(c, EXTPAGER_REPLY_END, 0, 0, 0, 0))
@@ -251,7 +233,7 @@ static void coherent_pager_message(int c)
 {
 	struct coherent_pager_client *cl = &clients[c];
 	struct extpager_msg m;
-	if (coherent_pager_io(cl->fd, &m, sizeof(m), false) != 0) {
+	if (external_pager_io(cl->fd, &m, sizeof(m), false) != 0) {
 		coherent_pager_drop(c, "went away");
 		return;
 	}
@@ -275,7 +257,7 @@ static void coherent_pager_message(int c)
 			coherent_pager_drop(c, "sent a request outside the object, or too many");
 		return;
 	case EXTPAGER_DATA_RETURN: {
-		if (!coherent_pager_in_object(&m) || coherent_pager_io(cl->fd, buf, m.length, false) != 0) {
+		if (!coherent_pager_in_object(&m) || external_pager_io(cl->fd, buf, m.length, false) != 0) {
 			coherent_pager_drop(c, "sent a bad DATA_RETURN");
 			return;
 		}
@@ -394,16 +376,9 @@ int main(int argc, char **argv)
 	}
 	for (uint64_t p = 0; p < npages; p++)
 		writer[p] = -1;
-	struct sockaddr_un addr = {.sun_family = AF_UNIX};
-	if (strlen(sock_path) >= sizeof(addr.sun_path)) {
-		fprintf(stderr, "coherent_pager: socket path too long\n");
-		return 1;
-	}
-	strcpy(addr.sun_path, sock_path);
-	int lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	unlink(sock_path);
-	if (lfd < 0 || bind(lfd, (struct sockaddr *)&addr, sizeof(addr)) != 0 || listen(lfd, 8) != 0) {
-		fprintf(stderr, "coherent_pager: cannot listen on %s: %s\n", sock_path, strerror(errno));
+	int lfd = external_pager_listen(sock_path, 8);
+	if (lfd < 0) {
+		fprintf(stderr, "coherent_pager: cannot listen on %s: %s\n", sock_path, strerror(-lfd));
 		return 1;
 	}
 	signal(SIGPIPE, SIG_IGN);
