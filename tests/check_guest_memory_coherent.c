@@ -9,16 +9,19 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include "coherent_server.h"
 #include "harness.h"
+#include "pagers/external_pager.h"
 #include "vmm/error.h"
 #include "vmm/memory/guest_memory.h"
 
@@ -33,12 +36,14 @@
 static struct coherent_server server;
 
 static atomic_int errors;
+static char last_message[256];
 
 static void on_error(void *arg, int err, const char *message)
 {
 	(void)arg;
 	(void)err;
 	fprintf(stderr, "fault thread: %s\n", message);
+	snprintf(last_message, sizeof(last_message), "%s", message);
 	atomic_fetch_add(&errors, 1);
 }
 
@@ -145,6 +150,59 @@ START_TEST(test_two_vmm_processes_read_what_the_other_wrote_last)
 }
 END_TEST
 
+/* A version-2 pager that, once asked HELLO, sends a lock request outside its object. */
+static void *hostile_main(void *arg)
+{
+	int lfd = *(int *)arg;
+	int fd = accept(lfd, NULL, NULL);
+	struct extpager_msg m;
+	if (fd >= 0 && external_pager_io(fd, &m, sizeof(m), false) == 0 &&
+	    external_pager_send_msg(fd, EXTPAGER_HELLO_REPLY, 0, PAGES * PS, 0, EXTPAGER_WRITABLE | EXTPAGER_V2) == 0 &&
+	    external_pager_send_msg(fd, EXTPAGER_LOCK_REQUEST, PAGES * PS, PS, 0, EXTPAGER_LOCK_FLUSH) == 0) {
+		char b[64];
+		while (recv(fd, b, sizeof(b), 0) > 0) /* until the VMM lets go */
+			;
+	}
+	if (fd >= 0)
+		close(fd);
+	return NULL;
+}
+
+/* Nothing faults: the fault thread learns of the lock request through the pager's event
+ * fd, finds it outside the object, and stops the VM with one line. */
+START_TEST(test_a_lock_request_outside_the_object_stops_the_vm_with_one_line)
+{
+	char sock[128];
+	snprintf(sock, sizeof(sock), "%s/hostile", server.dir);
+	int lfd = external_pager_listen(sock, 1);
+	ck_assert_int_ge(lfd, 0);
+	pthread_t t;
+	ck_assert_int_eq(pthread_create(&t, NULL, hostile_main, &lfd), 0);
+	struct guest_memory mem;
+	struct guest_memory_config cfg;
+	memset(&mem, 0, sizeof(mem));
+	memset(&cfg, 0, sizeof(cfg));
+	cfg.ram_size = RAM_SIZE;
+	cfg.files[cfg.nfiles++] = (struct guest_file_map){.path = sock, .gpa = OBJ_GPA, .mode = GUEST_MAP_SHARED,
+							    .external = true, .size = PAGES * PS};
+	atomic_store(&errors, 0);
+	ck_assert_msg(guest_memory_create(&mem, &cfg) == 0, "%s", error_message());
+	ck_assert_int_eq(guest_memory_start(&mem, on_error, NULL), 0);
+	for (int i = 0; i < GUARD_MS / 10 && !atomic_load(&errors); i++)
+		usleep(10000);
+	guest_memory_stop(&mem);
+	guest_memory_destroy(&mem);
+	pthread_join(t, NULL);
+	close(lfd);
+	unlink(sock);
+	ck_assert_int_eq(atomic_load(&errors), 1);
+	char want[256];
+	snprintf(want, sizeof(want), "external pager %s: the external pager answered with a malformed or unexpected message",
+		 sock);
+	ck_assert_str_eq(last_message, want);
+}
+END_TEST
+
 Suite *guest_memory_coherent_suite(void)
 {
 	Suite *s = suite_create("guest_memory_coherent");
@@ -153,6 +211,7 @@ Suite *guest_memory_coherent_suite(void)
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_set_timeout(tc, 120);
 	HARNESS_ADD_TEST(tc, test_two_vmm_processes_read_what_the_other_wrote_last);
+	HARNESS_ADD_TEST(tc, test_a_lock_request_outside_the_object_stops_the_vm_with_one_line);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -649,13 +649,15 @@ static void guest_memory_fault_error(void *arg, int err, const char *message)
 }
 
 /* The object external pager @index serves in the map (down the chain of the entry at its
- * region, which a private mapping shadows), or NULL: no longer mapped. Domain lock held. */
-static struct vm_object *guest_memory_pager_object(struct guest_memory *m, unsigned index)
+ * region *gp, which a private mapping shadows), or NULL: no longer mapped. Domain lock held. */
+static struct vm_object *guest_memory_pager_object(struct guest_memory *m, unsigned index,
+						   const struct guest_region **gp)
 {
 	unsigned n = 0;
 	for (const struct guest_region *g = m->region; g < m->region + m->nregions; g++) {
 		if (g->kind == GUEST_REGION_RAM || n++ != index)
 			continue;
+		*gp = g;
 		struct vm_map_entry *e = vm_map_lookup_entry(m->map, g->gpa);
 		for (struct vm_object *o = e ? e->object : NULL; o; o = o->shadow)
 			if (o->pager == m->file_pagers[index])
@@ -670,12 +672,13 @@ static struct vm_object *guest_memory_pager_object(struct guest_memory *m, unsig
 static int guest_memory_pager_event(void *arg, unsigned index)
 {
 	struct guest_memory *m = arg;
+	const struct guest_region *g = NULL;
 	vm_domain_lock(m->dom);
-	struct vm_object *obj = guest_memory_pager_object(m, index);
+	struct vm_object *obj = guest_memory_pager_object(m, index, &g);
 	int err = obj ? vm_object_pager_service(obj) : 1;
 	vm_domain_unlock(m->dom);
 	if (err < 0)
-		return error_set(-err, "external pager: %s", external_pager_failure(m->file_pagers[index]));
+		return error_set(-err, "external pager %s: %s", g->path, external_pager_failure(m->file_pagers[index]));
 	return err;
 }
 
@@ -686,7 +689,8 @@ int guest_memory_start(struct guest_memory *m, guest_memory_error_fn *on_error, 
 	int fds[GUEST_MEMORY_MAX_FILES];
 	vm_domain_lock(m->dom);
 	for (unsigned i = 0; i < GUEST_MEMORY_MAX_FILES; i++) {
-		struct vm_object *obj = m->file_pagers[i] ? guest_memory_pager_object(m, i) : NULL;
+		const struct guest_region *g;
+		struct vm_object *obj = m->file_pagers[i] ? guest_memory_pager_object(m, i, &g) : NULL;
 		fds[i] = obj ? vm_object_pager_event_fd(obj) : -1;
 	}
 	vm_domain_unlock(m->dom);
