@@ -19,7 +19,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#define EP_PENDING_MAX 16 /* lock requests kept while a DATA_RETURN is answered; more: -EIO */
+#define EP_PENDING_MAX 16 /* lock requests kept while a DATA_RETURN is answered (external_pager.h); more: -EIO */
 
 struct ep_conn {
 	int fd;             /* owned */

@@ -31,10 +31,11 @@
  *                                         it is), flags: MAY_CACHE, COPY_NONE} (no answer)
  * The server may send LOCK_REQUEST and CHANGE_ATTRIBUTES at any time, also in the middle
  * of an exchange the client began (it acts on them there and goes on waiting for its
- * answer; a LOCK_REQUEST that comes during a DATA_RETURN's is kept for later), and outside
- * any exchange: the client's event fd (pager_ops.event_fd) then turns readable, and its
- * user calls vm_object_pager_service. Every LOCK_REQUEST gets exactly one LOCK_COMPLETED,
- * after the pages are done and their returned data sent.
+ * answer; a LOCK_REQUEST that comes during a DATA_RETURN's is kept for later, at most 16 of
+ * them), and outside any exchange: the client's event fd (pager_ops.event_fd) then turns
+ * readable, and its user calls vm_object_pager_service. Every LOCK_REQUEST gets exactly one
+ * LOCK_COMPLETED, after the pages are done and their returned data sent. The server must
+ * keep reading while it waits for one (the client may be sending its own question first).
  *
  * Offsets and lengths are bytes, page aligned; one message carries at most
  * EXTPAGER_MAX_DATA bytes. The client trusts nothing: a message of the wrong type (a

@@ -203,6 +203,48 @@ START_TEST(test_a_client_that_never_answers_a_lock_request_is_dropped_and_the_ot
 }
 END_TEST
 
+/* What a hostile client says after HELLO (version 2 unless it says otherwise). */
+static const struct {
+	uint32_t version;
+	uint32_t type;
+	uint64_t offset, length;
+} hostile[] = {
+	{2, EXTPAGER_LOCK_COMPLETED, 0, PS},           /* a lie: nothing was asked */
+	{2, EXTPAGER_DATA_REQUEST, PAGES * PS, PS},    /* outside the object */
+	{2, EXTPAGER_DATA_UNLOCK, 100, PS},            /* unaligned */
+	{2, EXTPAGER_LOCK_REQUEST, 0, PS},             /* the server's message */
+	{1, 0, 0, 0},                                  /* version 1: cannot be asked for pages back */
+};
+
+START_TEST(test_a_client_that_lies_or_breaks_the_protocol_is_dropped_and_the_others_go_on)
+{
+	struct vm live;
+	vm_start(&live, true);
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	struct sockaddr_un addr = {.sun_family = AF_UNIX};
+	strcpy(addr.sun_path, server.sock);
+	ck_assert_int_eq(connect(fd, (struct sockaddr *)&addr, sizeof(addr)), 0);
+	ck_assert_int_eq(external_pager_send_msg(fd, EXTPAGER_HELLO, 0, 0, 0, hostile[_i].version), 0);
+	struct extpager_msg m;
+	if (hostile[_i].version >= 2) {
+		ck_assert_int_eq(external_pager_io(fd, &m, sizeof(m), false), 0);
+		ck_assert_uint_eq(m.type, EXTPAGER_HELLO_REPLY);
+		ck_assert_int_eq(external_pager_send_msg(fd, hostile[_i].type, hostile[_i].offset, hostile[_i].length, 0, 0), 0);
+	}
+	/* Dropped: the connection ends (a guard against a hang, not a timing bound). */
+	struct pollfd pf = {fd, POLLIN, 0};
+	ck_assert_int_eq(poll(&pf, 1, 20000), 1);
+	char b;
+	ck_assert_int_eq(recv(fd, &b, 1, 0), 0);
+	close(fd);
+	uint64_t v = 3, got = 0;
+	ck_assert_int_eq(vm_access(&live, 2, 0, &v, true), KERN_SUCCESS);
+	ck_assert_int_eq(vm_access(&live, 2, 0, &got, false), KERN_SUCCESS);
+	ck_assert_uint_eq(got, 3);
+	vm_stop(&live);
+}
+END_TEST
+
 Suite *coherent_pager_suite(void)
 {
 	Suite *s = suite_create("coherent_pager");
@@ -212,6 +254,8 @@ Suite *coherent_pager_suite(void)
 	HARNESS_ADD_TEST(tc, test_two_vms_read_what_the_other_wrote_last_over_many_random_rounds);
 	HARNESS_ADD_TEST(tc, test_a_write_takes_a_page_from_every_reader);
 	HARNESS_ADD_TEST(tc, test_a_client_that_never_answers_a_lock_request_is_dropped_and_the_others_go_on);
+	HARNESS_ADD_LOOP_TEST(tc, test_a_client_that_lies_or_breaks_the_protocol_is_dropped_and_the_others_go_on, 0,
+			      sizeof(hostile) / sizeof(hostile[0]));
 	suite_add_tcase(s, tc);
 	return s;
 }
