@@ -281,6 +281,10 @@ static kern_return_t vm_object_pagein_run(struct vm_object *obj, uint64_t pindex
 		hmap_del(&obj->paged, pindex);
 		if (unavailable_end)
 			*unavailable_end = r.unavailable_end;
+	} else if (!vm_page_resident(obj, pindex)) {
+		/* Provided, then taken back by a lock request in the same answer: the data is
+		 * not here, and zeros must not stand in for it. */
+		return KERN_MEMORY_ERROR;
 	}
 	return KERN_SUCCESS;
 }

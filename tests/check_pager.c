@@ -392,6 +392,36 @@ START_TEST(test_a_lock_request_outside_the_object_or_with_bad_bits_does_nothing)
 }
 END_TEST
 
+/* A pager that provides the pages, then takes them back in the same answer. */
+static int flushing_request(struct pager *p, void *mo, vm_offset_t offset, vm_size_t length, vm_prot_t access,
+			    struct pager_reply *reply)
+{
+	int r = lp_request(p, mo, offset, length, access, reply);
+	ck_assert_int_eq(pager_lock_request(reply, offset, length, PAGER_LOCK_FLUSH, VM_PROT_NONE), 0);
+	return r;
+}
+
+START_TEST(test_pages_provided_then_flushed_in_the_same_answer_fail_the_fault_rather_than_read_zero)
+{
+	static struct pager_ops ops; /* outlives the test: the map lets go of the object in teardown */
+	ops = lock_pager_ops;
+	ops.data_request = flushing_request;
+	struct pager *p;
+	struct vm_object *o;
+	ck_assert_int_eq(pager_open(&ops, NULL, &p), 0);
+	ck_assert_int_eq(vm_object_create(sb->dom, p, PAGES * PS, &o), KERN_SUCCESS);
+	pager_release(p);
+	vm_addr_t a = at(0);
+	ck_assert_int_eq(vm_map_enter(sb->map, &a, PAGES * PS, false, o, 0, false, VM_PROT_DEFAULT, VM_PROT_ALL,
+				      VM_INHERIT_SHARE),
+			 KERN_SUCCESS);
+	ck_assert_int_eq(vm_fault(sb->map, at(3), VM_PROT_READ, NULL), KERN_MEMORY_ERROR);
+	ck_assert(!vm_page_resident(o, 3));
+	ck_assert_uint_eq(pmap_flat_prot(sb->flat, at(3)), 0);
+	vm_object_deallocate(o);
+}
+END_TEST
+
 /* change_attributes from inside data_request: the object's cluster rules later faults. */
 static int ca_request(struct pager *p, void *mo, vm_offset_t offset, vm_size_t length, vm_prot_t access,
 		      struct pager_reply *reply)
@@ -448,6 +478,7 @@ Suite *pager_suite(void)
 	HARNESS_ADD_TEST(tc, test_a_new_lock_lowers_the_mapping_at_once_and_the_next_write_asks_again);
 	HARNESS_ADD_TEST(tc, test_a_read_lock_takes_the_mapping_away_and_the_next_read_asks);
 	HARNESS_ADD_TEST(tc, test_a_lock_request_outside_the_object_or_with_bad_bits_does_nothing);
+	HARNESS_ADD_TEST(tc, test_pages_provided_then_flushed_in_the_same_answer_fail_the_fault_rather_than_read_zero);
 	HARNESS_ADD_TEST(tc, test_change_attributes_sets_the_objects_cluster_and_copy_strategy);
 	suite_add_tcase(s, tc);
 	return s;

@@ -676,10 +676,12 @@ static int guest_memory_pager_event(void *arg, unsigned index)
 	vm_domain_lock(m->dom);
 	struct vm_object *obj = guest_memory_pager_object(m, index, &g);
 	int err = obj ? vm_object_pager_service(obj) : 1;
+	/* Pages it took away or protected: a failure of the pmap's is the VM's (it said why). */
+	int pmap_err = obj ? pmap_update(&m->map->pmap) : 0;
 	vm_domain_unlock(m->dom);
 	if (err < 0)
 		return error_set(-err, "external pager %s: %s", g->path, external_pager_failure(m->file_pagers[index]));
-	return err;
+	return pmap_err ? pmap_err : err;
 }
 
 int guest_memory_start(struct guest_memory *m, guest_memory_error_fn *on_error, void *arg)
