@@ -830,15 +830,11 @@ int vm_object_lock_request(struct vm_object *obj, vm_offset_t offset, vm_size_t 
 	uint64_t idx = vm_atop(offset), end = vm_atop(offset + size);
 	for (; vm_page_next(obj, &idx, end); idx++) {
 		struct vm_page *p = vm_page_lookup(obj, idx);
-		if (flags & PAGER_LOCK_CLEAN) {
-			int err = vm_object_return_page(obj, p);
-			if (err < 0) {
-				/* Flushing it now would lose the only copy of its bytes. */
-				result = err == -ENOMEM ? -ENOMEM : -EIO;
-				continue;
-			}
-		}
-		if (flags & PAGER_LOCK_FLUSH) {
+		int err = flags & PAGER_LOCK_CLEAN ? vm_object_return_page(obj, p) : 0;
+		if (err < 0)
+			result = err == -ENOMEM ? -ENOMEM : -EIO;
+		/* Flushing a page whose return failed would lose the only copy of its bytes. */
+		if ((flags & PAGER_LOCK_FLUSH) && !err) {
 			/* Mach: without should_return, the modified bytes are the pager's to lose. */
 			pmap_page_discard(p);
 			vm_page_free(p);

@@ -222,7 +222,8 @@ int vm_object_page_provided(struct vm_object *obj, uint64_t pindex, const void *
 /* For pager.c (pager_lock_request): on the resident pages of [offset, offset+size) of @obj
  * (page aligned, within it) do @flags (PAGER_LOCK_CLEAN, PAGER_LOCK_FLUSH) and lock those that
  * stay against @lock (mappings lowered to what the lock leaves). 0, -EIO (a modified page
- * its pager refused stays, modified), -ENOMEM (some pages not done). */
+ * its pager refused stays, modified and locked, even when asked to flush), -ENOMEM (some
+ * pages not done). */
 int vm_object_lock_request(struct vm_object *obj, vm_offset_t offset, vm_size_t size, unsigned flags, vm_prot_t lock);
 
 /* For vm_fault: page @pindex of @obj is locked against some of @access; ask its pager to

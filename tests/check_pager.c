@@ -35,6 +35,7 @@ struct lp_state {
 	enum lp_unlock unlock;
 	vm_prot_t supply_lock;
 	unsigned requests, unlocks, returns;
+	bool refuse_returns;      /* data_return fails with -EIO */
 	vm_prot_t last_desired;
 	vm_offset_t last_unlock_offset;
 	uint8_t returned[PAGES];  /* first byte of the last data returned for each page, 0 = none */
@@ -86,6 +87,8 @@ static int lp_return(struct pager *p, void *mo, vm_offset_t offset, const void *
 {
 	(void)p;
 	struct lp_state *t = mo;
+	if (t->refuse_returns)
+		return -EIO;
 	for (vm_size_t i = 0; i < length; i += PS) {
 		t->returns++;
 		t->returned[(offset + i) / PS] = ((const uint8_t *)data)[i];
@@ -329,6 +332,22 @@ START_TEST(test_a_flush_without_clean_discards_modifications)
 }
 END_TEST
 
+START_TEST(test_a_flush_whose_data_the_pager_refuses_keeps_the_page_modified)
+{
+	map_object(false);
+	ck_assert_int_eq(vm_sandbox_write(sb, at(6), "K", 1), KERN_SUCCESS);
+	lp->refuse_returns = true;
+	ck_assert_int_eq(lock_request(6, 1, PAGER_LOCK_FLUSH | PAGER_LOCK_CLEAN, VM_PROT_WRITE), -EIO);
+	ck_assert(vm_page_resident(obj, 6));
+	ck_assert_uint_eq(read_byte(6), 'K');
+	ck_assert_uint_eq(pmap_flat_prot(sb->flat, at(6)), VM_PROT_READ);
+	lp->refuse_returns = false;
+	ck_assert_int_eq(lock_request(6, 1, PAGER_LOCK_FLUSH | PAGER_LOCK_CLEAN, VM_PROT_NONE), 0);
+	ck_assert_uint_eq(lp->returned[6], 'K');
+	ck_assert(!vm_page_resident(obj, 6));
+}
+END_TEST
+
 START_TEST(test_a_clean_returns_modified_pages_and_keeps_them_read_only)
 {
 	map_object(false);
@@ -474,6 +493,7 @@ Suite *pager_suite(void)
 	HARNESS_ADD_TEST(tc, test_locked_pages_of_the_cluster_are_entered_as_their_lock_allows);
 	HARNESS_ADD_TEST(tc, test_a_flush_returns_modified_pages_drops_all_and_a_read_brings_them_back);
 	HARNESS_ADD_TEST(tc, test_a_flush_without_clean_discards_modifications);
+	HARNESS_ADD_TEST(tc, test_a_flush_whose_data_the_pager_refuses_keeps_the_page_modified);
 	HARNESS_ADD_TEST(tc, test_a_clean_returns_modified_pages_and_keeps_them_read_only);
 	HARNESS_ADD_TEST(tc, test_a_new_lock_lowers_the_mapping_at_once_and_the_next_write_asks_again);
 	HARNESS_ADD_TEST(tc, test_a_read_lock_takes_the_mapping_away_and_the_next_read_asks);
