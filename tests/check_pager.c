@@ -36,6 +36,8 @@ struct lp_state {
 	vm_prot_t supply_lock;
 	unsigned requests, unlocks, returns;
 	bool refuse_returns;      /* data_return fails with -EIO */
+	/* Called with each data_request's reply once its pages are provided, or NULL. */
+	void (*after_request)(struct pager_reply *reply, vm_offset_t offset, vm_size_t length);
 	vm_prot_t last_desired;
 	vm_offset_t last_unlock_offset;
 	uint8_t returned[PAGES];  /* first byte of the last data returned for each page, 0 = none */
@@ -80,6 +82,8 @@ static int lp_request(struct pager *p, void *mo, vm_offset_t offset, vm_size_t l
 		memset(page, (int)(at / PS + 1 + t->generation), PS);
 		pager_data_provided_locked(reply, at, page, PS, t->supply_lock);
 	}
+	if (t->after_request)
+		t->after_request(reply, offset, length);
 	return 0;
 }
 
@@ -411,70 +415,44 @@ START_TEST(test_a_lock_request_outside_the_object_or_with_bad_bits_does_nothing)
 }
 END_TEST
 
-/* A pager that provides the pages, then takes them back in the same answer. */
-static int flushing_request(struct pager *p, void *mo, vm_offset_t offset, vm_size_t length, vm_prot_t access,
-			    struct pager_reply *reply)
+/* Pages provided, then taken back in the same answer. */
+static void flush_provided(struct pager_reply *reply, vm_offset_t offset, vm_size_t length)
 {
-	int r = lp_request(p, mo, offset, length, access, reply);
 	ck_assert_int_eq(pager_lock_request(reply, offset, length, PAGER_LOCK_FLUSH, VM_PROT_NONE), 0);
-	return r;
 }
 
 START_TEST(test_pages_provided_then_flushed_in_the_same_answer_fail_the_fault_rather_than_read_zero)
 {
-	static struct pager_ops ops; /* outlives the test: the map lets go of the object in teardown */
-	ops = lock_pager_ops;
-	ops.data_request = flushing_request;
-	struct pager *p;
-	struct vm_object *o;
-	ck_assert_int_eq(pager_open(&ops, NULL, &p), 0);
-	ck_assert_int_eq(vm_object_create(sb->dom, p, PAGES * PS, &o), KERN_SUCCESS);
-	pager_release(p);
-	vm_addr_t a = at(0);
-	ck_assert_int_eq(vm_map_enter(sb->map, &a, PAGES * PS, false, o, 0, false, VM_PROT_DEFAULT, VM_PROT_ALL,
-				      VM_INHERIT_SHARE),
-			 KERN_SUCCESS);
+	lp->after_request = flush_provided;
+	map_object(false);
 	ck_assert_int_eq(vm_fault(sb->map, at(3), VM_PROT_READ, NULL), KERN_MEMORY_ERROR);
-	ck_assert(!vm_page_resident(o, 3));
+	ck_assert(!vm_page_resident(obj, 3));
 	ck_assert_uint_eq(pmap_flat_prot(sb->flat, at(3)), 0);
-	vm_object_deallocate(o);
 }
 END_TEST
 
-/* change_attributes from inside data_request: the object's cluster rules later faults. */
-static int ca_request(struct pager *p, void *mo, vm_offset_t offset, vm_size_t length, vm_prot_t access,
-		      struct pager_reply *reply)
+/* change_attributes from inside data_request. */
+static void change_attributes(struct pager_reply *reply, vm_offset_t offset, vm_size_t length)
 {
+	(void)offset;
+	(void)length;
 	ck_assert_int_eq(pager_change_attributes(reply, true, VM_COPY_NONE, 4), 0);
 	ck_assert_int_eq(pager_change_attributes(reply, true, VM_COPY_NONE, VM_CLUSTER_MAX + 1), -EINVAL);
-	return lp_request(p, mo, offset, length, access, reply);
 }
 
 START_TEST(test_change_attributes_sets_the_objects_cluster_and_copy_strategy)
 {
-	static struct pager_ops ops; /* outlives the test: the map lets go of the object in teardown */
-	ops = lock_pager_ops;
-	ops.data_request = ca_request;
-	struct pager *p;
-	struct vm_object *o;
-	ck_assert_int_eq(pager_open(&ops, NULL, &p), 0);
-	ck_assert_int_eq(vm_object_create(sb->dom, p, PAGES * PS, &o), KERN_SUCCESS);
-	pager_release(p);
-	vm_addr_t a = at(0);
-	ck_assert_int_eq(vm_map_enter(sb->map, &a, PAGES * PS, false, o, 0, false, VM_PROT_DEFAULT, VM_PROT_ALL,
-				      VM_INHERIT_SHARE),
-			 KERN_SUCCESS);
-	struct lp_state *t = p->priv;
+	lp->after_request = change_attributes;
+	map_object(false);
 	struct vm_fault_info info;
 	ck_assert_int_eq(vm_fault(sb->map, at(9), VM_PROT_READ, &info), KERN_SUCCESS);
 	ck_assert_uint_eq(info.entered, 1); /* the entry's cluster of one, before the pager spoke */
-	ck_assert_uint_eq(o->cluster, 4);
-	ck_assert_int_eq(o->copy_strategy, VM_COPY_NONE);
-	ck_assert(o->may_cache);
+	ck_assert_uint_eq(obj->cluster, 4);
+	ck_assert_int_eq(obj->copy_strategy, VM_COPY_NONE);
+	ck_assert(obj->may_cache);
 	ck_assert_int_eq(vm_fault(sb->map, at(1), VM_PROT_READ, &info), KERN_SUCCESS);
 	ck_assert_uint_eq(info.entered, 4);
-	ck_assert_uint_eq(t->requests, 2);
-	vm_object_deallocate(o);
+	ck_assert_uint_eq(lp->requests, 2);
 }
 END_TEST
 
