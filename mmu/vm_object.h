@@ -15,7 +15,9 @@
  *
  * Internal (anonymous) objects get a memory object from the domain's default pager at their
  * first page-out and remember which pages it holds (existence set); external objects (a
- * file) ask their pager for every page that is not resident.
+ * file) ask their pager for every page that is not resident. An external object's pager may
+ * keep rights to the pages it supplies (page locks) and take them back (pager.h:
+ * data_unlock, lock_request); nothing else about the object changes for it.
  */
 #ifndef MMU_VM_OBJECT_H
 #define MMU_VM_OBJECT_H
