@@ -148,6 +148,8 @@ const char *external_pager_failure(const struct pager *p)
 /* Any failure leaves the stream out of step with the server: the connection is done. */
 static int ep_fail(struct ep_conn *c, int err)
 {
+	if (c->broken)
+		return err; /* the first failure's words stand: later ones follow from it */
 	c->broken = true;
 	switch (err) {
 	case -EPIPE:

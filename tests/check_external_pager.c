@@ -517,6 +517,29 @@ START_TEST(test_v2_a_lock_request_during_a_data_return_is_kept_for_service)
 }
 END_TEST
 
+/* Page 0 written; the request for page 5 is answered by a LOCK_REQUEST cleaning page 0,
+ * and the server hangs up before the data can come back. */
+static bool run_close_during_lock(struct script *c)
+{
+	struct extpager_msg m;
+	bool ok = sc_serve(c, VM_PROT_NONE) && sc_expect(c, EXTPAGER_DATA_REQUEST, &m) &&
+		  sc_send(c, EXTPAGER_LOCK_REQUEST, 0, PS, 0, EXTPAGER_LOCK_CLEAN);
+	shutdown(c->fd, SHUT_RDWR);
+	return ok;
+}
+
+START_TEST(test_v2_a_failure_while_doing_a_lock_request_keeps_its_own_words)
+{
+	script_start(run_close_during_lock, false, 0);
+	ck_assert_int_eq(vm_sandbox_write(sb, page_at(0), "W", 1), KERN_SUCCESS);
+	ck_assert_int_eq(vm_fault(sb->map, page_at(5), VM_PROT_READ, NULL), KERN_MEMORY_ERROR);
+	ck_assert_str_eq(external_pager_failure(pager), "the external pager closed the connection");
+	/* Its bytes went nowhere: the page stays, modified. */
+	ck_assert(vm_page_resident(v2obj, 0));
+	script_finish();
+}
+END_TEST
+
 /* What a hostile server says instead of answering the request for page 0. */
 static const struct {
 	uint32_t type;
@@ -602,6 +625,7 @@ Suite *external_pager_suite(void)
 	HARNESS_ADD_TEST(v2, test_v2_a_lock_request_in_the_middle_of_a_request_is_done_there);
 	HARNESS_ADD_TEST(v2, test_v2_a_lock_request_outside_any_exchange_turns_the_event_fd_readable_and_service_does_it);
 	HARNESS_ADD_TEST(v2, test_v2_a_lock_request_during_a_data_return_is_kept_for_service);
+	HARNESS_ADD_TEST(v2, test_v2_a_failure_while_doing_a_lock_request_keeps_its_own_words);
 	HARNESS_ADD_LOOP_TEST(v2, test_v2_a_hostile_server_fails_the_fault_with_one_line_and_nothing_done, 0,
 			      sizeof(hostile) / sizeof(hostile[0]));
 	HARNESS_ADD_TEST(v2, test_v2_change_attributes_sets_the_objects_cluster);
