@@ -55,6 +55,7 @@ struct vm_statistics {
 	uint64_t cluster_pages;     /* pages entered besides the faulting one (clustering) */
 	uint64_t protection_failures; /* faults refused for protection */
 	uint64_t memory_errors;     /* faults failed by a pager */
+	uint64_t data_unlocks;      /* faults that asked a pager to unlock a page (pager.h) */
 	uint64_t object_shadows;    /* objects frozen behind a new one */
 	uint64_t object_collapses;  /* backing objects merged into their only shadow */
 	uint64_t object_bypasses;   /* backing objects skipped by a shadow that covers them */

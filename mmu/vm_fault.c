@@ -29,6 +29,14 @@ static kern_return_t vm_fault_kr(int err)
 	return err == -ENOMEM ? KERN_RESOURCE_SHORTAGE : KERN_FAILURE;
 }
 
+/* The access a fault for @access needs to page @l of @top's chain: a page below the top is
+ * only read (a write copies it up); every access reads (a mapping has no write-only or
+ * execute-only form). */
+static vm_prot_t vm_fault_needs(const struct vm_lookup *l, const struct vm_object *top, vm_prot_t access)
+{
+	return l->object == top ? access | VM_PROT_READ : VM_PROT_READ;
+}
+
 /*
  * Resolve the page at @va of entry @e for @access: the entry's needs-copy and object must
  * already be settled for writes. Reads of pages below the top object give them read-only;
@@ -43,6 +51,19 @@ static kern_return_t vm_fault_page(struct vm_map *map, struct vm_map_entry *e, v
 	uint64_t idx = vm_atop(e->offset + (va - e->start));
 	struct vm_lookup l;
 	kern_return_t kr = vm_object_lookup(top, idx, lo, hi, access, neighbor, &l);
+	if (kr == KERN_SUCCESS && l.page && (l.page->lock & vm_fault_needs(&l, top, access))) {
+		/* Its pager kept rights to it (pager.h): ask, then look again, for the answer may
+		 * have taken the page away or left it locked (a pager that did not answer). */
+		if (neighbor)
+			return KERN_MEMORY_FAILURE;
+		vm_prot_t needs = vm_fault_needs(&l, top, access);
+		map->dom->stats.data_unlocks++;
+		kr = vm_object_data_unlock(l.object, l.pindex, needs);
+		if (kr == KERN_SUCCESS)
+			kr = vm_object_lookup(top, idx, lo, hi, access, false, &l);
+		if (kr == KERN_SUCCESS && l.page && (l.page->lock & vm_fault_needs(&l, top, access)))
+			kr = KERN_MEMORY_ERROR;
+	}
 	if (kr != KERN_SUCCESS)
 		return kr;
 	*out = (struct vm_fault_page){.page = l.page, .prot = e->protection, .depth = l.depth};
@@ -97,6 +118,8 @@ static kern_return_t vm_fault_page(struct vm_map *map, struct vm_map_entry *e, v
 	if (!(access & VM_PROT_WRITE) && map->pmap.ops && !map->pmap.ops->clear_modify && !owner->internal &&
 	    owner->pager && owner->pager->ops->data_return)
 		out->prot &= ~VM_PROT_WRITE;
+	/* What its pager forbids is entered forbidden, so that such an access faults and asks. */
+	out->prot &= ~(vm_prot_t)out->page->lock;
 	return KERN_SUCCESS;
 }
 
@@ -201,7 +224,7 @@ static kern_return_t vm_fault_locked(struct vm_map *map, vm_addr_t addr, vm_prot
 
 	/* The cluster: the aligned run of @cluster pages around the address, within the entry. */
 	vm_addr_t va = vm_trunc_page(addr);
-	vm_size_t csize = vm_ptoa(e->attr.cluster);
+	vm_size_t csize = vm_ptoa(e->object->cluster ? e->object->cluster : e->attr.cluster);
 	vm_addr_t cstart = va - (va % csize), cend = cstart + csize;
 	if (cstart < e->start)
 		cstart = e->start;
@@ -219,6 +242,8 @@ static kern_return_t vm_fault_locked(struct vm_map *map, vm_addr_t addr, vm_prot
 	if (kr != KERN_SUCCESS) {
 		if (kr == KERN_MEMORY_ERROR || kr == KERN_MEMORY_FAILURE)
 			dom->stats.memory_errors++;
+		if (kr == KERN_PROTECTION_FAILURE)
+			dom->stats.protection_failures++;
 		return kr;
 	}
 	*info = (struct vm_fault_info){.start = cstart, .end = cend, .prot = fp.prot, .depth = fp.depth,

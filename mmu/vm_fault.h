@@ -1,6 +1,7 @@
 /*
  * Fault resolution (Mach's vm_fault): given (map, address, access), find the page, make it
- * resident (zero fill, pager data_request with the entry's cluster, copy-on-write into the
+ * resident (zero fill, pager data_request with the entry's cluster or the one its pager set,
+ * data_unlock when the pager locked the page against the access, copy-on-write into the
  * top object) and enter it, with the pages of its cluster, into the map's pmap.
  *
  * How the VMM learns what to install: through the map's pmap backend (pmap.h). For every
@@ -12,7 +13,9 @@
  *
  * Errors are results, never crashes: KERN_INVALID_ADDRESS (nothing mapped there),
  * KERN_PROTECTION_FAILURE (access not allowed), KERN_INVALID_ARGUMENT (bad access bits),
- * KERN_MEMORY_ERROR (a pager failed, or the pmap backend's update), KERN_RESOURCE_SHORTAGE.
+ * KERN_MEMORY_ERROR (a pager failed, or did not unlock a page it locked, or the pmap
+ * backend's update), KERN_PROTECTION_FAILURE also when a pager refused to unlock a page
+ * (pager.h: data_unlock), KERN_RESOURCE_SHORTAGE.
  * kern_return_errno (kern_return.h) turns them into -errno.
  * Locking: the domain lock is held.
  */

@@ -281,6 +281,10 @@ static kern_return_t vm_object_pagein_run(struct vm_object *obj, uint64_t pindex
 		hmap_del(&obj->paged, pindex);
 		if (unavailable_end)
 			*unavailable_end = r.unavailable_end;
+	} else if (!vm_page_resident(obj, pindex)) {
+		/* Provided, then taken back by a lock request in the same answer: the data is
+		 * not here, and zeros must not stand in for it. */
+		return KERN_MEMORY_ERROR;
 	}
 	return KERN_SUCCESS;
 }
@@ -291,7 +295,15 @@ static kern_return_t vm_object_pagein(struct vm_object *obj, uint64_t pindex, ui
 	return vm_object_pagein_run(obj, pindex, lo, hi, access, unavailable, NULL);
 }
 
-int vm_object_page_provided(struct vm_object *obj, uint64_t pindex, const void *data)
+/* A page lock as the core keeps it: what cannot be read cannot be written either (a
+ * mapping has no write-only form). */
+static uint8_t vm_object_lock_value(vm_prot_t lock)
+{
+	lock &= VM_PROT_ALL;
+	return (uint8_t)(lock & VM_PROT_READ ? lock | VM_PROT_WRITE : lock);
+}
+
+int vm_object_page_provided(struct vm_object *obj, uint64_t pindex, const void *data, vm_prot_t lock)
 {
 	if (pindex >= vm_atop(obj->size))
 		return -EINVAL;
@@ -304,6 +316,7 @@ int vm_object_page_provided(struct vm_object *obj, uint64_t pindex, const void *
 		vm_page_free(p);
 		return -ENOMEM;
 	}
+	p->lock = vm_object_lock_value(lock);
 	obj->dom->stats.pageins++;
 	obj->stats.pageins++;
 	return 0;
@@ -771,6 +784,24 @@ kern_return_t vm_object_enumerate(struct vm_object *obj, vm_offset_t offset, vm_
 	return kr;
 }
 
+/* Give modified @p back to its object's pager, writers stopped first (a write after the copy
+ * faults and marks it again). 0, -ENOMEM, or the pager's -errno (the page stays modified). */
+static int vm_object_return_page(struct vm_object *obj, struct vm_page *p)
+{
+	if (pmap_page_protect(p, VM_PROT_READ | VM_PROT_EXECUTE) < 0)
+		return -ENOMEM;
+	if (!pmap_page_dirty(p))
+		return 0;
+	uint8_t scratch[VM_PAGE_SIZE] __attribute__((aligned(64)));
+	int err = pager_data_return(obj->pager, obj->mo, vm_ptoa(p->pindex), pmap_page_bytes(p, scratch), VM_PAGE_SIZE);
+	if (err < 0)
+		return err;
+	p->flags &= ~VM_PAGE_DIRTY;
+	obj->stats.pageouts++;
+	obj->dom->stats.pageouts++;
+	return 0;
+}
+
 kern_return_t vm_object_clean(struct vm_object *obj, vm_offset_t offset, vm_size_t size)
 {
 	if (!obj->pager || obj->internal || !obj->pager->ops->data_return)
@@ -780,30 +811,69 @@ kern_return_t vm_object_clean(struct vm_object *obj, vm_offset_t offset, vm_size
 	if (!v)
 		return KERN_RESOURCE_SHORTAGE;
 	kern_return_t kr = KERN_SUCCESS;
-	uint8_t scratch[VM_PAGE_SIZE] __attribute__((aligned(64)));
 	for (size_t i = 0; i < n; i++) {
 		struct vm_page *p = v[i];
 		vm_offset_t at = vm_ptoa(p->pindex);
 		if (at < offset || at >= offset + size)
 			continue;
-		/* Stop writers first, so a write after the copy faults and marks the page again. */
-		if (pmap_page_protect(p, VM_PROT_READ | VM_PROT_EXECUTE) < 0) {
-			kr = KERN_RESOURCE_SHORTAGE;
-			continue;
-		}
-		if (!pmap_page_dirty(p))
-			continue;
-		const void *bytes = pmap_page_bytes(p, scratch);
-		if (pager_data_return(obj->pager, obj->mo, at, bytes, VM_PAGE_SIZE) < 0) {
-			kr = KERN_MEMORY_ERROR;
-			continue;
-		}
-		p->flags &= ~VM_PAGE_DIRTY;
-		obj->stats.pageouts++;
-		obj->dom->stats.pageouts++;
+		int err = vm_object_return_page(obj, p);
+		if (err < 0)
+			kr = err == -ENOMEM ? KERN_RESOURCE_SHORTAGE : KERN_MEMORY_ERROR;
 	}
 	free(v);
 	return kr;
+}
+
+int vm_object_lock_request(struct vm_object *obj, vm_offset_t offset, vm_size_t size, unsigned flags, vm_prot_t lock)
+{
+	int result = 0;
+	uint64_t idx = vm_atop(offset), end = vm_atop(offset + size);
+	for (; vm_page_next(obj, &idx, end); idx++) {
+		struct vm_page *p = vm_page_lookup(obj, idx);
+		int err = flags & PAGER_LOCK_CLEAN ? vm_object_return_page(obj, p) : 0;
+		if (err < 0)
+			result = err == -ENOMEM ? -ENOMEM : -EIO;
+		/* Flushing a page whose return failed would lose the only copy of its bytes. */
+		if ((flags & PAGER_LOCK_FLUSH) && !err) {
+			/* Mach: without should_return, the modified bytes are the pager's to lose. */
+			pmap_page_discard(p);
+			vm_page_free(p);
+			continue;
+		}
+		p->lock = vm_object_lock_value(lock);
+		vm_prot_t allowed = VM_PROT_ALL & ~(vm_prot_t)p->lock;
+		if (p->lock && pmap_page_protect(p, allowed & VM_PROT_READ ? allowed : VM_PROT_NONE) < 0)
+			result = -ENOMEM;
+	}
+	return result;
+}
+
+kern_return_t vm_object_data_unlock(struct vm_object *obj, uint64_t pindex, vm_prot_t access)
+{
+	assert(obj->pager); /* only a pager locks pages, and objects with pages never lose theirs */
+	struct pager_reply r = {.object = obj, .first = pindex, .end = pindex + 1, .want = pindex};
+	int err = pager_data_unlock(obj->pager, obj->mo, vm_ptoa(pindex), VM_PAGE_SIZE, access, &r);
+	if (err == -EACCES)
+		return KERN_PROTECTION_FAILURE;
+	if (err == -ENOMEM)
+		return KERN_RESOURCE_SHORTAGE;
+	return err ? KERN_MEMORY_ERROR : KERN_SUCCESS;
+}
+
+int vm_object_pager_event_fd(struct vm_object *obj)
+{
+	return obj->pager ? pager_event_fd(obj->pager, obj->mo) : -1;
+}
+
+int vm_object_pager_service(struct vm_object *obj)
+{
+	if (!obj->pager || !obj->pager->ops->service)
+		return 0;
+	struct pager_reply r = {.object = obj, .first = 0, .end = vm_atop(obj->size), .want = UINT64_MAX};
+	vm_domain_begin(obj->dom);
+	int err = obj->pager->ops->service(obj->pager, obj->mo, &r);
+	vm_domain_end(obj->dom);
+	return err;
 }
 
 struct vm_page *vm_object_cow_page(struct vm_object *obj, uint64_t pindex, struct vm_page *src, bool copy)

@@ -15,7 +15,9 @@
  *
  * Internal (anonymous) objects get a memory object from the domain's default pager at their
  * first page-out and remember which pages it holds (existence set); external objects (a
- * file) ask their pager for every page that is not resident.
+ * file) ask their pager for every page that is not resident. An external object's pager may
+ * keep rights to the pages it supplies (page locks) and take them back (pager.h:
+ * data_unlock, lock_request); nothing else about the object changes for it.
  */
 #ifndef MMU_VM_OBJECT_H
 #define MMU_VM_OBJECT_H
@@ -66,6 +68,9 @@ struct vm_object {
 	void *mo;                     /* (d) the pager's memory object */
 	uint64_t bypass_mark;         /* (d) pages it had at the last failed bypass */
 	bool base;                    /* (d) a snapshot base (vm_object_set_base) */
+	unsigned cluster;             /* (d) most pages a fault asks its pager for, set by the
+					 pager (pager_change_attributes); 0 = the map entry's */
+	bool may_cache;               /* (d) the pager's word (carried: no object cache) */
 	struct vm_object_stats stats; /* (d) */
 	struct vm_object *all_prev;   /* (d) domain's object list */
 	struct vm_object *all_next;   /* (d) */
@@ -212,9 +217,30 @@ struct vm_page *vm_object_cow_page(struct vm_object *obj, uint64_t pindex, struc
 /* A new zero-filled page @pindex of @obj (counted as a zero fill). NULL: out of memory. */
 struct vm_page *vm_object_zero_page(struct vm_object *obj, uint64_t pindex);
 
-/* For pager.c: insert page @pindex of @obj with the 4 KiB at @data, clean, unless it is
- * resident already. 0, or -ENOMEM. */
-int vm_object_page_provided(struct vm_object *obj, uint64_t pindex, const void *data);
+/* For pager.c: insert page @pindex of @obj with the 4 KiB at @data, clean, locked against
+ * @lock (pager.h), unless it is resident already. 0, or -ENOMEM. */
+int vm_object_page_provided(struct vm_object *obj, uint64_t pindex, const void *data, vm_prot_t lock);
+
+/* For pager.c (pager_lock_request): on the resident pages of [offset, offset+size) of @obj
+ * (page aligned, within it) do @flags (PAGER_LOCK_CLEAN, PAGER_LOCK_FLUSH) and lock those that
+ * stay against @lock (mappings lowered to what the lock leaves). 0, -EIO (a modified page
+ * its pager refused stays, modified and locked, even when asked to flush), -ENOMEM (some
+ * pages not done). */
+int vm_object_lock_request(struct vm_object *obj, vm_offset_t offset, vm_size_t size, unsigned flags, vm_prot_t lock);
+
+/* For vm_fault: page @pindex of @obj is locked against some of @access; ask its pager to
+ * unlock it (data_unlock). KERN_SUCCESS: the pager answered (the page may be unlocked, or
+ * gone: look it up again); KERN_PROTECTION_FAILURE: refused; KERN_MEMORY_ERROR: the pager
+ * failed; KERN_RESOURCE_SHORTAGE. */
+kern_return_t vm_object_data_unlock(struct vm_object *obj, uint64_t pindex, vm_prot_t access);
+
+/* The fd that turns readable while @obj's pager has messages of its own to act on
+ * (pager.h), or -1. */
+int vm_object_pager_event_fd(struct vm_object *obj);
+
+/* Act on the messages @obj's pager has of its own (lock requests, attributes): a top-level
+ * operation, domain lock held. 0 (nothing to do included) or the pager's -errno. */
+int vm_object_pager_service(struct vm_object *obj);
 
 /* Describe @obj. */
 void vm_object_info(const struct vm_object *obj, struct vm_object_info *info);

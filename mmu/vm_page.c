@@ -355,7 +355,7 @@ void vm_page_drop_buffer(struct vm_page *p)
 static void vm_page_pack(struct vm_page *p)
 {
 	struct vm_object *obj = p->object;
-	if (p->data || !p->pv || p->pv->next)
+	if (p->data || !p->pv || p->pv->next || p->lock)
 		return;
 	vm_prot_t prot = p->pv->prot;
 	if (pmap_pack(p) < 0)

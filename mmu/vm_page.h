@@ -49,6 +49,8 @@ struct vm_page {
 	struct vm_page *q_next;     /* (d) */
 	uint64_t epoch;             /* (d) operation that used it last */
 	unsigned flags;             /* (d) VM_PAGE_* */
+	uint8_t lock;               /* (d) VM_PROT_* its pager forbids without data_unlock (Mach's
+				       page_lock; pager.h); a locked page is never packed */
 };
 
 /* The state byte of page @pindex of @obj (0: not resident). */

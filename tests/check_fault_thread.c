@@ -198,6 +198,80 @@ START_TEST(idle_work_runs_until_done_and_again_after_a_wake)
 }
 END_TEST
 
+/* Watched fds (a pager's event fd): fd 0 is drained and watched on; fd 1 is left readable
+ * and given up (1); fd 2 fails the thread. */
+struct watcher {
+	struct recorder *r;
+	int fds[3];
+	unsigned calls[3];
+};
+
+static int watch(void *arg, unsigned index)
+{
+	struct watcher *w = arg;
+	pthread_mutex_lock(&w->r->lock);
+	w->calls[index]++;
+	w->r->n++;
+	pthread_cond_broadcast(&w->r->cond);
+	pthread_mutex_unlock(&w->r->lock);
+	char c;
+	if (index == 0)
+		ck_assert_int_eq(read(w->fds[0], &c, 1), 1);
+	if (index == 2)
+		return error_set(EIO, "the external pager sent a lock request outside the object");
+	return index == 1;
+}
+
+static int record_watcher(void *arg, const struct fault_event *ev)
+{
+	return record(((struct watcher *)arg)->r, ev);
+}
+
+static void on_error_watcher(void *arg, int err, const char *message)
+{
+	on_error(((struct watcher *)arg)->r, err, message);
+}
+
+START_TEST(watched_fds_reach_the_watch_function_until_it_gives_them_up_or_fails)
+{
+	int p[2], q[3][2];
+	ck_assert_int_eq(pipe(p), 0);
+	struct recorder r = {.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
+	struct watcher w = {.r = &r};
+	for (int i = 0; i < 3; i++) {
+		ck_assert_int_eq(pipe(q[i]), 0);
+		w.fds[i] = q[i][0];
+	}
+	struct fault_thread ft;
+	ck_assert_int_eq(fault_thread_start_watching(&ft, p[0], record_watcher, NULL, on_error_watcher, &w, w.fds, 3,
+						     watch),
+			 0);
+	ck_assert_int_eq(write(q[0][1], "a", 1), 1);
+	wait_for(&r, 1, 0);
+	ck_assert_uint_eq(w.calls[0], 1);
+	ck_assert_int_eq(write(q[1][1], "x", 1), 1);
+	wait_for(&r, 2, 0);
+	ck_assert_uint_eq(w.calls[1], 1);
+	/* Still readable, but given up: the fault comes next, not the fd again. */
+	struct uffd_msg m = fault_msg(0x5000, 0);
+	ck_assert_int_eq(write(p[1], &m, sizeof(m)), sizeof(m));
+	wait_for(&r, 3, 0);
+	ck_assert_uint_eq(w.calls[1], 1);
+	ck_assert_uint_eq(r.ev[2].address, 0x5000); /* the recorder numbers watch calls too */
+	ck_assert_int_eq(write(q[2][1], "f", 1), 1);
+	wait_for(&r, 4, 1);
+	ck_assert_int_eq(r.error, EIO);
+	ck_assert_str_eq(r.message, "the external pager sent a lock request outside the object");
+	fault_thread_stop(&ft);
+	for (int i = 0; i < 3; i++) {
+		close(q[i][0]);
+		close(q[i][1]);
+	}
+	close(p[0]);
+	close(p[1]);
+}
+END_TEST
+
 Suite *fault_thread_suite(void)
 {
 	Suite *s = suite_create("fault_thread");
@@ -208,6 +282,7 @@ Suite *fault_thread_suite(void)
 	HARNESS_ADD_TEST(tc, other_events_are_counted_not_handled);
 	HARNESS_ADD_TEST(tc, handler_failure_stops_the_thread_and_reports);
 	HARNESS_ADD_TEST(tc, stop_returns_promptly_with_no_events);
+	HARNESS_ADD_TEST(tc, watched_fds_reach_the_watch_function_until_it_gives_them_up_or_fails);
 	suite_add_tcase(s, tc);
 	return s;
 }

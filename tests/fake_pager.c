@@ -20,23 +20,12 @@ uint8_t fake_pager_byte(uint64_t offset)
 /* All of @n bytes, or false: the client went away. */
 static bool fp_io(int fd, void *p, size_t n, bool out)
 {
-	uint8_t *b = p;
-	while (n) {
-		ssize_t r = out ? send(fd, b, n, MSG_NOSIGNAL) : recv(fd, b, n, 0);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r <= 0)
-			return false;
-		b += r;
-		n -= (size_t)r;
-	}
-	return true;
+	return external_pager_io(fd, p, n, out) == 0;
 }
 
 static bool fp_msg(int fd, uint32_t type, uint64_t offset, uint64_t length, uint32_t flags)
 {
-	struct extpager_msg m = {EXTPAGER_MAGIC, type, offset, length, 0, flags};
-	return fp_io(fd, &m, sizeof(m), true);
+	return external_pager_send_msg(fd, type, offset, length, 0, flags) == 0;
 }
 
 /* The answer of a DATA_REQUEST in one buffer: provided pages, then unavailable ones. */

@@ -18,7 +18,6 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/un.h>
 #include <unistd.h>
 
 #include "pagers/external_pager.h"
@@ -32,23 +31,12 @@ static uint8_t buf[EXTPAGER_MAX_DATA];
 
 static int io_all(int fd, void *p, size_t n, int write_it)
 {
-	uint8_t *b = p;
-	while (n) {
-		ssize_t r = write_it ? send(fd, b, n, MSG_NOSIGNAL) : recv(fd, b, n, 0);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r <= 0)
-			return -1;
-		b += r;
-		n -= (size_t)r;
-	}
-	return 0;
+	return external_pager_io(fd, p, n, write_it);
 }
 
 static int reply(int fd, uint32_t type, uint64_t offset, uint64_t length, int32_t error, uint32_t flags)
 {
-	struct extpager_msg m = {EXTPAGER_MAGIC, type, offset, length, error, flags};
-	return io_all(fd, &m, sizeof(m), 1);
+	return external_pager_send_msg(fd, type, offset, length, error, flags);
 }
 
 /* Answer one data request: file bytes, zero past the end of the file. */
@@ -169,16 +157,9 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	file_size = (uint64_t)st.st_size;
-	struct sockaddr_un addr = {.sun_family = AF_UNIX};
-	if (strlen(sock_path) >= sizeof(addr.sun_path)) {
-		fprintf(stderr, "pager_server: socket path too long\n");
-		return 1;
-	}
-	strcpy(addr.sun_path, sock_path);
-	int lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	unlink(sock_path);
-	if (lfd < 0 || bind(lfd, (struct sockaddr *)&addr, sizeof(addr)) != 0 || listen(lfd, 4) != 0) {
-		fprintf(stderr, "pager_server: cannot listen on %s: %s\n", sock_path, strerror(errno));
+	int lfd = external_pager_listen(sock_path, 4);
+	if (lfd < 0) {
+		fprintf(stderr, "pager_server: cannot listen on %s: %s\n", sock_path, strerror(-lfd));
 		return 1;
 	}
 	signal(SIGPIPE, SIG_IGN);

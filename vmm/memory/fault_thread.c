@@ -35,11 +35,13 @@ bool fault_event_from_msg(const struct uffd_msg *m, struct fault_event *ev)
 static void *fault_thread_main(void *arg)
 {
 	struct fault_thread *ft = arg;
-	struct pollfd fds[2] = {{ft->fd, POLLIN, 0}, {ft->stop_pipe[0], POLLIN, 0}};
+	struct pollfd fds[2 + FAULT_THREAD_WATCH_MAX] = {{ft->fd, POLLIN, 0}, {ft->stop_pipe[0], POLLIN, 0}};
+	for (unsigned i = 0; i < ft->nwatch; i++)
+		fds[2 + i] = (struct pollfd){ft->watch_fd[i], POLLIN, 0};
 	struct uffd_msg msgs[FAULT_BATCH];
 	bool idle_work = ft->idle != NULL;
 	for (;;) {
-		int ready = poll(fds, 2, idle_work ? 0 : -1);
+		int ready = poll(fds, 2 + ft->nwatch, idle_work ? 0 : -1);
 		if (ready < 0) {
 			if (errno == EINTR)
 				continue;
@@ -54,9 +56,20 @@ static void *fault_thread_main(void *arg)
 			if (fault_thread_stop_asked(ft))
 				return NULL;
 			idle_work = ft->idle != NULL;
-			if (!fds[0].revents)
-				continue;
 		}
+		for (unsigned i = 0; i < ft->nwatch; i++) {
+			if (!fds[2 + i].revents)
+				continue;
+			int r = ft->watch(ft->arg, i);
+			if (r < 0) {
+				ft->on_error(ft->arg, -r, error_message());
+				return NULL;
+			}
+			if (r > 0)
+				fds[2 + i].fd = -1;
+		}
+		if (!fds[0].revents)
+			continue;
 		if (fds[0].revents & (POLLERR | POLLNVAL)) {
 			ft->on_error(ft->arg, EIO, "fault thread: the userfaultfd failed");
 			return NULL;
@@ -91,7 +104,20 @@ static void *fault_thread_main(void *arg)
 int fault_thread_start(struct fault_thread *ft, int fd, fault_handler_fn *handle, fault_idle_fn *idle,
 		       fault_error_fn *on_error, void *arg)
 {
+	return fault_thread_start_watching(ft, fd, handle, idle, on_error, arg, NULL, 0, NULL);
+}
+
+int fault_thread_start_watching(struct fault_thread *ft, int fd, fault_handler_fn *handle, fault_idle_fn *idle,
+				fault_error_fn *on_error, void *arg, const int *fds, unsigned nwatch,
+				fault_watch_fn *watch)
+{
 	memset(ft, 0, sizeof(*ft));
+	if (nwatch > FAULT_THREAD_WATCH_MAX)
+		return error_set(EINVAL, "the fault thread watches at most %d fds", FAULT_THREAD_WATCH_MAX);
+	ft->watch = watch;
+	ft->nwatch = nwatch;
+	for (unsigned i = 0; i < nwatch; i++)
+		ft->watch_fd[i] = fds[i];
 	ft->fd = fd;
 	ft->handle = handle;
 	ft->idle = idle;

@@ -1,6 +1,8 @@
 /*
  * The fault thread: waits on a userfaultfd (or, in tests, any fd that yields struct
- * uffd_msg records) and a stop pipe, and hands every page fault to a handler.
+ * uffd_msg records), a stop pipe and any watched fds (a pager's event fd: the pager has
+ * something to do of its own, pager.h), and hands every page fault to a handler and every
+ * watched fd that turns readable to the watch function.
  * The handler resolves the fault (copy data in, zero-fill, wake) or fails it; a failure
  * stops the thread and is reported through on_error so the VM can reach a verdict. When
  * no fault waits, the thread does background work in small steps (an idle function) while
@@ -27,6 +29,13 @@ struct fault_event {
 typedef int fault_handler_fn(void *arg, const struct fault_event *ev);
 typedef void fault_error_fn(void *arg, int err, const char *message);
 
+/* Watched fd @index turned readable: do what it announces. 0; 1: stop watching it (it
+ * will stay readable with nothing to do); or -errno with error_message() set: the thread
+ * then stops and calls on_error. */
+typedef int fault_watch_fn(void *arg, unsigned index);
+
+#define FAULT_THREAD_WATCH_MAX 8
+
 /* One small step of background work; true while more remains (false: called again only
  * after fault_thread_wake). */
 typedef bool fault_idle_fn(void *arg);
@@ -40,6 +49,9 @@ struct fault_thread {
 	fault_idle_fn *idle;      /* (c) NULL: none */
 	fault_error_fn *on_error; /* (c) */
 	void *arg;                /* (c) */
+	fault_watch_fn *watch;    /* (c) NULL: nothing watched */
+	unsigned nwatch;          /* (c) */
+	int watch_fd[FAULT_THREAD_WATCH_MAX]; /* (c) */
 	pthread_t thread;
 	bool started;
 	uint64_t events;          /* (t) page faults handled (owned by the thread) */
@@ -50,6 +62,12 @@ struct fault_thread {
  * or -errno with a message. */
 int fault_thread_start(struct fault_thread *ft, int fd, fault_handler_fn *handle, fault_idle_fn *idle,
 		       fault_error_fn *on_error, void *arg);
+
+/* fault_thread_start, also watching @nwatch fds (at most FAULT_THREAD_WATCH_MAX; -1
+ * entries are skipped) for @watch, called with their index in @fds. */
+int fault_thread_start_watching(struct fault_thread *ft, int fd, fault_handler_fn *handle, fault_idle_fn *idle,
+				fault_error_fn *on_error, void *arg, const int *fds, unsigned nwatch,
+				fault_watch_fn *watch);
 
 /* There may be background work again: the idle function is called once no fault waits. */
 void fault_thread_wake(struct fault_thread *ft);
