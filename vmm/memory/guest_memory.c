@@ -711,39 +711,38 @@ static void guest_memory_fault_error(void *arg, int err, const char *message)
 	uffd_close(&m->uffd);
 }
 
-/* The object external pager @index serves in the map (down the chain of the entry at its
- * region *gp, which a private mapping shadows), or NULL: no longer mapped. Domain lock held. */
-static struct vm_object *guest_memory_pager_object(struct guest_memory *m, unsigned index,
+/* The object @pager serves in the map (down the chain of the entry at its region *gp, which
+ * a private mapping shadows), or NULL: no region maps it any more. Domain lock held. */
+static struct vm_object *guest_memory_pager_object(struct guest_memory *m, const struct pager *pager,
 						   const struct guest_region **gp)
 {
-	unsigned n = 0;
 	for (const struct guest_region *g = m->region; g < m->region + m->nregions; g++) {
-		if (g->kind == GUEST_REGION_RAM || n++ != index)
+		if (g->pager != pager)
 			continue;
 		*gp = g;
 		struct vm_map_entry *e = vm_map_lookup_entry(m->map, g->gpa);
 		for (struct vm_object *o = e ? e->object : NULL; o; o = o->shadow)
-			if (o->pager == m->file_pagers[index])
+			if (o->pager == pager)
 				return o;
 	}
 	return NULL;
 }
 
-/* Fault thread: external pager @index has something of its own to do (a lock request from
- * a coherent pager, pager.h): do it under the domain lock, as a fault would be. 0; 1 when
- * nothing maps its object any more (stop watching); -errno with a message. */
+/* Fault thread: watched pager @index (m->watched) has something of its own to do (a lock
+ * request from a coherent pager, pager.h): do it under the domain lock, as a fault would
+ * be. 0; 1 when nothing maps its object any more (stop watching); -errno with a message. */
 static int guest_memory_pager_event(void *arg, unsigned index)
 {
 	struct guest_memory *m = arg;
 	const struct guest_region *g = NULL;
 	vm_domain_lock(m->dom);
-	struct vm_object *obj = guest_memory_pager_object(m, index, &g);
+	struct vm_object *obj = guest_memory_pager_object(m, m->watched[index], &g);
 	int err = obj ? vm_object_pager_service(obj) : 1;
 	/* Pages it took away or protected: a failure of the pmap's is the VM's (it said why). */
 	int pmap_err = obj ? pmap_update(&m->map->pmap) : 0;
 	vm_domain_unlock(m->dom);
 	if (err < 0)
-		return error_set(-err, "external pager %s: %s", g->path, external_pager_failure(m->file_pagers[index]));
+		return error_set(-err, "external pager %s: %s", g->path, external_pager_failure(m->watched[index]));
 	return pmap_err ? pmap_err : err;
 }
 
@@ -752,15 +751,20 @@ int guest_memory_start(struct guest_memory *m, guest_memory_error_fn *on_error, 
 	m->on_error = on_error;
 	m->on_error_arg = arg;
 	int fds[GUEST_MEMORY_MAX_FILES];
+	unsigned n = 0;
 	vm_domain_lock(m->dom);
-	for (unsigned i = 0; i < GUEST_MEMORY_MAX_FILES; i++) {
-		const struct guest_region *g;
-		struct vm_object *obj = m->file_pagers[i] ? guest_memory_pager_object(m, i, &g) : NULL;
-		fds[i] = obj ? vm_object_pager_event_fd(obj) : -1;
+	for (const struct guest_region *g = m->region; g < m->region + m->nregions && n < GUEST_MEMORY_MAX_FILES; g++) {
+		const struct guest_region *at;
+		struct vm_object *obj = g->pager ? guest_memory_pager_object(m, g->pager, &at) : NULL;
+		int fd = obj ? vm_object_pager_event_fd(obj) : -1;
+		if (fd >= 0) {
+			m->watched[n] = g->pager;
+			fds[n++] = fd;
+		}
 	}
 	vm_domain_unlock(m->dom);
 	return fault_thread_start_watching(&m->faults, m->uffd.fd, guest_memory_fault, guest_memory_idle,
-					   guest_memory_fault_error, m, fds, GUEST_MEMORY_MAX_FILES, guest_memory_pager_event);
+					   guest_memory_fault_error, m, fds, n, guest_memory_pager_event);
 }
 
 void guest_memory_record_working_set(struct guest_memory *m)
