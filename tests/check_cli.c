@@ -490,7 +490,7 @@ static void fake_monitor_stop(struct fake_monitor *m)
 	rmdir(m->dir);
 }
 
-/* vmm memory's words agree with the counts: "1 page resident in 1 object", "1 fault". */
+/* vmm memory's words agree with the counts: "1 page (4.0 KiB) resident in 1 object", "1 fault". */
 START_TEST(cli_memory_says_1_object_not_1_objects)
 {
 	struct fake_monitor m;
@@ -503,7 +503,10 @@ START_TEST(cli_memory_says_1_object_not_1_objects)
 	ck_assert_int_eq(spawn_vmm(&r, 20, "memory", "--monitor", m.path, NULL), 0);
 	fake_monitor_stop(&m);
 	ck_assert_msg(r.status == 0, "status %d: %s", r.status, r.err);
-	ck_assert_msg(strstr(r.out, "\n1 page resident in 1 object\n"), "%s", r.out);
+	ck_assert_msg(strstr(r.out, "\n1 page (4.0 KiB) resident in 1 object\n"), "%s", r.out);
+	/* SIZE and RESIDENT in the same unit. */
+	ck_assert_msg(strstr(r.out, "0x0000000000000000 0x0000000000001000    4.0 KiB rwx  rwx  copy  ram         4.0 KiB\n"),
+		      "%s", r.out);
 	ck_assert_msg(strstr(r.out, "object 7: 1 resident, 0 paged, pager none, 1 fault, 1 page-in, 2 page-outs,"), "%s",
 		      r.out);
 	spawn_free(&r);

@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "vmm/cli/cmd_client.h"
+#include "vmm/cli/progress.h"
 #include "vmm/vm.h"
 
 static const struct cli_option memory_options[] = {
@@ -31,17 +32,21 @@ static void memory_print(const json_t *m)
 {
 	json_t *entries = json_object_get(m, "entries"), *e;
 	size_t i;
-	printf("%-18s %-18s %9s %-4s %-4s %-5s %-8s %9s\n", "START", "END", "SIZE", "PROT", "MAX", "INHER", "REGION",
+	/* Sizes in one unit, bytes as people read them; counts of pages below, in the objects. */
+	uint64_t page = (uint64_t)json_integer_value(json_object_get(m, "page-size"));
+	page = page ? page : 4096;
+	char size[32], resident[32];
+	printf("%-18s %-18s %10s %-4s %-4s %-5s %-8s %10s\n", "START", "END", "SIZE", "PROT", "MAX", "INHER", "REGION",
 	       "RESIDENT");
 	json_array_foreach(entries, i, e) {
 		uint64_t start = (uint64_t)json_integer_value(json_object_get(e, "start"));
 		uint64_t end = (uint64_t)json_integer_value(json_object_get(e, "end"));
-		printf("0x%016llx 0x%016llx %8.1fM %-4s %-4s %-5s %-8s %9lld%s\n", (unsigned long long)start,
-		       (unsigned long long)end, (double)(end - start) / 1048576.0,
+		printf("0x%016llx 0x%016llx %10s %-4s %-4s %-5s %-8s %10s%s\n", (unsigned long long)start,
+		       (unsigned long long)end, progress_bytes(size, sizeof(size), end - start),
 		       json_string_value(json_object_get(e, "protection")),
 		       json_string_value(json_object_get(e, "max-protection")),
 		       json_string_value(json_object_get(e, "inheritance")), json_string_value(json_object_get(e, "region")),
-		       (long long)json_integer_value(json_object_get(e, "resident")),
+		       progress_bytes(resident, sizeof(resident), (uint64_t)json_integer_value(json_object_get(e, "resident")) * page),
 		       json_is_true(json_object_get(e, "needs-copy")) ? "  (copy-on-write pending)" : "");
 		json_t *o;
 		size_t k;
@@ -68,7 +73,8 @@ static void memory_print(const json_t *m)
 				       (int)(2 * k), "");
 		}
 	}
-	printf("%s resident in %s\n", CLI_COUNT(json_integer_value(json_object_get(m, "resident-pages")), "page"),
+	json_int_t pages = json_integer_value(json_object_get(m, "resident-pages"));
+	printf("%s (%s) resident in %s\n", CLI_COUNT(pages, "page"), progress_bytes(resident, sizeof(resident), (uint64_t)pages * page),
 	       CLI_COUNT(json_integer_value(json_object_get(m, "objects")), "object"));
 }
 
