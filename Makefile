@@ -138,6 +138,9 @@ $(B)/asan/bin/vmm: $(B)/asan/vmm/cli/main.o $(call HOSTLIBS,asan)
 $(B)/asan/bin/rados_server: $(B)/asan/tools/rados_server.o $(B)/asan/vmm/store/rados_frame.o
 	@mkdir -p $(dir $@)
 	$(CC) $(SANFLAGS) -o $@ $^ -pthread -lrados
+$(B)/asan/bin/coherent_pager: $(B)/asan/tools/coherent_pager.o $(call HOSTLIBS,asan)
+	@mkdir -p $(dir $@)
+	$(CC) $(SANFLAGS) -o $@ $^ $(LIBS)
 $(B)/asan/bin/guest.elf: $(B)/guest.elf
 	@mkdir -p $(dir $@)
 	ln -sf ../../guest.elf $@
@@ -146,7 +149,8 @@ $(B)/.deps-test: tools/deps.sh
 	@mkdir -p $(B)
 	@tools/deps.sh test
 	@touch $@
-test-asan: all $(B)/asan/run_tests $(B)/asan/bin/vmm $(B)/asan/bin/rados_server $(B)/asan/bin/guest.elf | $(B)/.deps-test
+test-asan: all $(B)/asan/run_tests $(B)/asan/bin/vmm $(B)/asan/bin/rados_server $(B)/asan/bin/coherent_pager \
+		$(B)/asan/bin/guest.elf | $(B)/.deps-test
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 VMM_BUILD=$(B)/asan/bin \
 		$(B)/asan/run_tests $(ASAN_SUITES)
 

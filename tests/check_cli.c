@@ -664,6 +664,20 @@ static void expect_refused(const char *want, const char *a1, const char *a2, con
 	spawn_free(&r);
 }
 
+/* A description that cannot be kept is refused before any VM is asked. */
+START_TEST(cli_snapshot_description_is_checked_first)
+{
+	struct spawn_result r;
+	ck_assert_int_eq(spawn_vmm(&r, 20, "snapshot", "-m", "two\nlines", "--monitor", "/nonexistent/vm.sock", "web", NULL),
+			 0);
+	expect_vmm_error(&r, "vmm snapshot: --description: a snapshot's description is at most 255 bytes, none a control character");
+	ck_assert_int_eq(spawn_vmm(&r, 20, "snapshot", "-m", "x", "--every", "1s", "--monitor", "/nonexistent/vm.sock", "web",
+				   NULL),
+			 0);
+	expect_vmm_error(&r, "--description is for one snapshot");
+}
+END_TEST
+
 START_TEST(cli_snapshot_checkpoint_options_are_checked)
 {
 	expect_refused("--keep goes with --every", "--keep", "3", "web", NULL);
@@ -1003,6 +1017,7 @@ Suite *cli_suite(void)
 	HARNESS_ADD_TEST(bin, cli_snapshot_every_starts_checkpoints);
 	HARNESS_ADD_TEST(bin, cli_snapshot_stop_ends_checkpoints_and_counts_them);
 	HARNESS_ADD_TEST(bin, cli_snapshot_checkpoint_options_are_checked);
+	HARNESS_ADD_TEST(bin, cli_snapshot_description_is_checked_first);
 	HARNESS_ADD_TEST(bin, cli_snapshot_ctrl_c_cancels_the_snapshot);
 	HARNESS_ADD_TEST(bin, cli_snapshot_draws_progress_on_a_terminal);
 	HARNESS_ADD_TEST(bin, cli_store_commands_use_the_default_store);

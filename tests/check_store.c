@@ -24,10 +24,13 @@
 
 static char dir[64];
 
-/* Manifest layout (vmm/store.c) of write_snapshot's snapshots: header 184, state 11
- * padded to 16, a pack table of one pack padded to 8; then 24-byte entries in chunks of
- * 512, one (first page, checksum) pair of 16 bytes per chunk, and a 24-byte trailer. */
-#define MANIFEST_ENTRIES (184 + 16 + 8)
+/* Manifest layout (vmm/store/format.h) of write_snapshot's snapshots: header 520 (184 in
+ * version 2), state 11 padded to 16, a pack table of one pack padded to 8; then 24-byte
+ * entries in chunks of 512, one (first page, checksum) pair of 16 bytes per chunk, and a
+ * 24-byte trailer. */
+#define MANIFEST_HEADER 520
+#define MANIFEST_HEADER_V2 184
+#define MANIFEST_ENTRIES (MANIFEST_HEADER + 16 + 8)
 #define MANIFEST_CHUNK 512
 
 static void setup(void)
@@ -60,7 +63,7 @@ START_TEST(store_size_is_exactly_the_unique_nonzero_pages)
 	ck_assert_int_eq(store_disk_usage(s, &packs, &manifests), 0);
 	ck_assert_uint_eq(packs, 104 * STORE_PAGE);
 	/* header + state (padded) + pack table (one pack, padded) + entries + one chunk + trailer */
-	ck_assert_uint_eq(manifests, 184 + 16 + 8 + 300 * 24 + 16 + 24);
+	ck_assert_uint_eq(manifests, MANIFEST_HEADER + 16 + 8 + 300 * 24 + 16 + 24);
 	store_close(s);
 }
 END_TEST
@@ -423,12 +426,12 @@ START_TEST(truncated_and_foreign_manifests_are_named)
 	store_close(s);
 	char path[256], cmd[512];
 	snprintf(path, sizeof(path), "%s/snapshots/base.snap", dir);
-	ck_assert_int_eq(truncate(path, 500), 0);
+	ck_assert_int_eq(truncate(path, 700), 0);
 	snprintf(cmd, sizeof(cmd), "echo hello > %s/snapshots/text.snap", dir);
 	ck_assert_int_eq(system(cmd), 0);
 	struct store_lines l;
 	ck_assert_int_eq(verify(&l), 2);
-	ck_assert_msg(strstr(l.text, "base.snap: manifest is 500 bytes, its header says"), "%s", l.text);
+	ck_assert_msg(strstr(l.text, "base.snap: manifest is 700 bytes, its header says"), "%s", l.text);
 	ck_assert_msg(strstr(l.text, "text.snap: truncated manifest (6 bytes)"), "%s", l.text);
 }
 END_TEST
@@ -553,12 +556,12 @@ START_TEST(manifests_of_another_version_are_refused_by_version)
 	ck_assert_int_eq(store_open(dir, true, &s), 0);
 	store_pages_write(s, "base", NULL, 30, 1, 0, 1, NULL);
 	store_close(s);
-	corrupt("snapshots/base.snap", 8, 2 ^ 1); /* version 2 -> 1 */
+	corrupt("snapshots/base.snap", 8, 3 ^ 1); /* version 3 -> 1 */
 	ck_assert_int_eq(store_open_read(dir, &s), 0);
 	struct store_snapshot *snap;
 	ck_assert_int_eq(store_snapshot_open(s, "base", &snap), -EIO);
-	ck_assert_msg(strstr(error_message(), "snapshots/base.snap: manifest version 1; this vmm reads version 2"), "%s",
-		      error_message());
+	ck_assert_msg(strstr(error_message(), "snapshots/base.snap: manifest version 1; this vmm reads versions 2 and 3"),
+		      "%s", error_message());
 	store_close(s);
 	/* A version 1 manifest is shorter than a version 2 header: still named by its version. */
 	char path[256];
@@ -566,7 +569,7 @@ START_TEST(manifests_of_another_version_are_refused_by_version)
 	ck_assert_int_eq(truncate(path, 100), 0);
 	struct store_lines l;
 	ck_assert_int_eq(verify(&l), 1);
-	ck_assert_msg(strstr(l.text, "base.snap: manifest version 1; this vmm reads version 2"), "%s", l.text);
+	ck_assert_msg(strstr(l.text, "base.snap: manifest version 1; this vmm reads versions 2 and 3"), "%s", l.text);
 }
 END_TEST
 
@@ -1003,6 +1006,120 @@ START_TEST(list_names_parents_sizes)
 }
 END_TEST
 
+/* Snapshot @name (parent @parent) of 8 pages of generation @gen, described. */
+static void write_described(struct store *s, const char *name, const char *parent, uint64_t gen, const char *source,
+			    const char *description)
+{
+	struct store_writer *w;
+	ck_assert_msg(store_writer_begin(s, name, parent, 8, "state", 5, &w) == 0, "%s", error_message());
+	ck_assert_msg(store_writer_describe(w, source, description) == 0, "%s", error_message());
+	for (uint64_t p = 0; p < 8; p++)
+		ck_assert_int_eq(store_writer_add(w, p, store_pages_make(p, gen, 1)), 0);
+	ck_assert_msg(store_writer_commit(w) == 0, "%s", error_message());
+}
+
+/* A snapshot keeps the VM it was taken of and its taker's words, also when a deleted
+ * parent is folded into it. */
+START_TEST(a_snapshot_keeps_its_source_and_description)
+{
+	struct store *s;
+	ck_assert_int_eq(store_open(dir, true, &s), 0);
+	write_described(s, "a", NULL, 1, "web", "");
+	write_described(s, "b", "a", 2, "web", "before the upgrade");
+	write_described(s, "c", "b", 3, "web.2", "after it: caf\xc3\xa9 works");
+	ck_assert_int_eq(store_delete(s, "b"), 0);
+	struct store_info info[4];
+	memset(info, 0, sizeof(info));
+	ck_assert_int_eq(store_list(s, list_fn, info), 0);
+	ck_assert_str_eq(info[0].name, "a");
+	ck_assert_str_eq(info[0].source, "web");
+	ck_assert_str_eq(info[0].description, "");
+	ck_assert_str_eq(info[1].name, "c");
+	ck_assert_str_eq(info[1].parent, "a");
+	ck_assert_str_eq(info[1].source, "web.2");
+	ck_assert_str_eq(info[1].description, "after it: caf\xc3\xa9 works");
+	store_close(s);
+}
+END_TEST
+
+/* What a snapshot may be called: text without control characters, within its bounds. */
+START_TEST(a_description_that_is_no_text_is_refused)
+{
+	struct store *s;
+	ck_assert_int_eq(store_open(dir, true, &s), 0);
+	struct store_writer *w;
+	ck_assert_int_eq(store_writer_begin(s, "x", NULL, 8, "state", 5, &w), 0);
+	char long_text[300];
+	memset(long_text, 'a', sizeof(long_text) - 1);
+	long_text[sizeof(long_text) - 1] = '\0';
+	ck_assert_int_eq(store_writer_describe(w, "web", "two\nlines"), -EINVAL);
+	ck_assert_ptr_nonnull(strstr(error_message(), "description is at most 255 bytes, none a control character"));
+	ck_assert_int_eq(store_writer_describe(w, "web", long_text), -EINVAL);
+	ck_assert_int_eq(store_writer_describe(w, "a\tb", ""), -EINVAL);
+	ck_assert_ptr_nonnull(strstr(error_message(), "source VM is at most 79 characters"));
+	store_writer_abort(w);
+	/* A manifest whose description holds one (written by something else) is malformed. */
+	write_described(s, "d", NULL, 1, "web", "fine");
+	store_close(s);
+	size_t len;
+	uint8_t *m = slurp("snapshots/d.snap", &len);
+	m[MANIFEST_HEADER_V2 + 80 + 1] = '\x1b';
+	ck_assert_int_eq(store_manifest_seal(m, len), 0);
+	spill("snapshots/d.snap", m, len);
+	free(m);
+	ck_assert_int_eq(store_open_read(dir, &s), 0);
+	struct store_snapshot *snap;
+	ck_assert_int_eq(store_snapshot_open(s, "d", &snap), -EIO);
+	ck_assert_ptr_nonnull(strstr(error_message(), "d.snap: malformed snapshot source or description"));
+	store_close(s);
+}
+END_TEST
+
+/* Stores written before snapshots had a source (manifest version 2) are read as they were:
+ * pages, lineage, verify, a child written on top; source and description empty. */
+START_TEST(version_2_manifests_are_still_read)
+{
+	struct store *s;
+	ck_assert_int_eq(store_open(dir, true, &s), 0);
+	store_pages_write(s, "old", NULL, 300, 1, 0, 1, NULL);
+	store_close(s);
+	size_t len;
+	uint8_t *m = slurp("snapshots/old.snap", &len);
+	uint8_t *v2 = malloc(len);
+	ck_assert_ptr_nonnull(v2);
+	memcpy(v2, m, MANIFEST_HEADER_V2);
+	memcpy(v2 + MANIFEST_HEADER_V2, m + MANIFEST_HEADER, len - MANIFEST_HEADER);
+	uint32_t version = 2, header_size = MANIFEST_HEADER_V2;
+	memcpy(v2 + 8, &version, 4);
+	memcpy(v2 + 12, &header_size, 4);
+	size_t v2_len = len - (MANIFEST_HEADER - MANIFEST_HEADER_V2);
+	ck_assert_int_eq(store_manifest_seal(v2, v2_len), 0);
+	spill("snapshots/old.snap", v2, v2_len);
+	free(m);
+	free(v2);
+	struct store_lines l;
+	ck_assert_msg(verify(&l) == 0, "%s", l.text);
+	ck_assert_int_eq(store_open(dir, true, &s), 0);
+	struct store_snapshot *snap;
+	ck_assert_msg(store_snapshot_open(s, "old", &snap) == 0, "%s", error_message());
+	for (uint64_t p = 0; p < 300; p += 7)
+		store_pages_expect(snap, p, 1);
+	store_snapshot_close(snap);
+	store_pages_write(s, "new", "old", 300, 2, 0, 10, NULL);
+	ck_assert_msg(store_snapshot_open(s, "new", &snap) == 0, "%s", error_message());
+	store_pages_expect(snap, 1, 1);
+	store_pages_expect(snap, 10, 2);
+	store_snapshot_close(snap);
+	struct store_info info[4];
+	memset(info, 0, sizeof(info));
+	ck_assert_int_eq(store_list(s, list_fn, info), 0);
+	ck_assert_str_eq(info[1].name, "old");
+	ck_assert_str_eq(info[1].source, "");
+	ck_assert_str_eq(info[1].description, "");
+	store_close(s);
+}
+END_TEST
+
 /* Replace (or add) @rel in the store by a FIFO nobody writes to. */
 static void make_fifo(const char *rel)
 {
@@ -1281,6 +1398,36 @@ START_TEST(store_ls_tree_draws_the_lineage)
 	ck_assert_int_eq(spawn_vmm(&r, 20, "store", "verify", "--tree", dir, NULL), 0);
 	ck_assert_int_eq(r.status, 125);
 	ck_assert_str_eq(r.err, "vmm store verify: --tree is for vmm store ls only\n");
+	spawn_free(&r);
+}
+END_TEST
+
+/* vmm store ls shows each snapshot's source VM and description: a column each, two keys
+ * of --json, and the description in quotes on the tree. */
+START_TEST(store_ls_shows_source_and_description)
+{
+	struct store *s;
+	ck_assert_int_eq(store_open(dir, true, &s), 0);
+	write_described(s, "base", NULL, 1, "web", "clean install");
+	write_described(s, "next", "base", 2, "web.1", "");
+	store_close(s);
+	struct spawn_result r;
+	ck_assert_int_eq(spawn_vmm(&r, 20, "store", "ls", dir, NULL), 0);
+	ck_assert_msg(r.status == 0, "status %d: %s", r.status, r.err);
+	ck_assert_msg(strncmp(r.out, "NAME                     PARENT                   SOURCE           ", 67) == 0 &&
+			      strstr(r.out, "  CREATED (UTC)        DESCRIPTION\n"),
+		      "%s", r.out);
+	ck_assert_msg(strstr(r.out, "\nbase                     -                        web              ") &&
+			      strstr(r.out, "  clean install\n"),
+		      "%s", r.out);
+	ck_assert_msg(strstr(r.out, "\nnext                     base                     web.1            "), "%s", r.out);
+	spawn_free(&r);
+	ck_assert_int_eq(spawn_vmm(&r, 20, "store", "ls", "--json", dir, NULL), 0);
+	ck_assert_msg(strstr(r.out, "\"name\":\"base\",\"parent\":\"\",\"source\":\"web\",\"description\":\"clean install\""),
+		      "%s", r.out);
+	spawn_free(&r);
+	ck_assert_int_eq(spawn_vmm(&r, 20, "store", "ls", "--tree", dir, NULL), 0);
+	ck_assert_str_eq(r.out, "base  \"clean install\"\n└─ next\n");
 	spawn_free(&r);
 }
 END_TEST
@@ -1926,6 +2073,10 @@ Suite *store_suite(void)
 	HARNESS_ADD_TEST(tc, leftovers_of_a_killed_writer_are_notes_and_gc_removes_them);
 	HARNESS_ADD_TEST(tc, gc_frees_pages_of_deleted_snapshots_and_keeps_the_rest_intact);
 	HARNESS_ADD_TEST(tc, list_names_parents_sizes);
+	HARNESS_ADD_TEST(tc, a_snapshot_keeps_its_source_and_description);
+	HARNESS_ADD_TEST(tc, a_description_that_is_no_text_is_refused);
+	HARNESS_ADD_TEST(tc, version_2_manifests_are_still_read);
+	HARNESS_ADD_TEST(tc, store_ls_shows_source_and_description);
 	HARNESS_ADD_TEST(tc, manifests_of_another_version_are_refused_by_version);
 	HARNESS_ADD_TEST(tc, damaged_entries_are_found_when_their_chunk_is_first_read);
 	HARNESS_ADD_TEST(tc, malformed_entries_behind_valid_checksums_are_named);

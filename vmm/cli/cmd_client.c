@@ -87,6 +87,9 @@ static int cmd_client_parse_args(const char *verb, const char *usage, const stru
 		case CMD_CLIENT_OPT_FOLLOW:
 			a->follow = true;
 			break;
+		case CMD_CLIENT_OPT_DESCRIPTION:
+			a->description = v;
+			break;
 		case CMD_CLIENT_OPT_HELP:
 			return 1;
 		}

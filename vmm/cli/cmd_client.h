@@ -53,6 +53,7 @@ enum {
 	CMD_CLIENT_OPT_KEEP,
 	CMD_CLIENT_OPT_STOP,
 	CMD_CLIENT_OPT_FOLLOW,
+	CMD_CLIENT_OPT_DESCRIPTION,
 };
 #define CMD_CLIENT_OPTION_MONITOR \
 	{"monitor", 0, "PATH", CMD_CLIENT_OPT_MONITOR, "the VM's monitor socket (default: the socket of NAME)"}
@@ -72,6 +73,7 @@ struct cmd_client_args {
 	bool keep_given;
 	bool stop;           /* --stop */
 	bool follow;         /* --follow */
+	const char *description; /* --description TEXT, or NULL */
 	const char **more;   /* cmd_client_parse_more: the positionals after NAME (free the array) */
 	unsigned nmore;
 };

@@ -20,6 +20,8 @@ static const struct cli_option snapshot_options[] = {
 	{"store", 's', "DIR", CMD_CLIENT_OPT_STORE, "the store to write into (created if missing)"},
 	{"as", 0, "SNAPSHOT", CMD_CLIENT_OPT_AS,
 	 "the snapshot's name (default NAME-YYYYMMDD-HHMMSS); with --every, the checkpoints' prefix (default NAME)"},
+	{"description", 'm', "TEXT", CMD_CLIENT_OPT_DESCRIPTION,
+	 "what the snapshot is, kept with it and shown by vmm store ls (at most 255 bytes)"},
 	{"every", 0, "TIME", CMD_CLIENT_OPT_EVERY, "continuous checkpoints: one every TIME (100ms, 2s, 5m) until --stop"},
 	{"keep", 0, "N", CMD_CLIENT_OPT_KEEP, "with --every: keep the newest N checkpoints, delete older ones"},
 	{"stop", 0, NULL, CMD_CLIENT_OPT_STOP, "end the continuous checkpoints of NAME"},
@@ -217,6 +219,14 @@ int cmd_snapshot(int argc, char **argv)
 			a.stop ? "--stop takes no other option but --json and --monitor" : "--keep goes with --every");
 		return VM_EXIT_VMM_ERROR;
 	}
+	if (a.description && (a.every_ms || a.stop)) {
+		fprintf(stderr, "vmm snapshot: --description is for one snapshot (checkpoints say 'checkpoint')\n");
+		return VM_EXIT_VMM_ERROR;
+	}
+	if (store_description_check(NULL, a.description) != 0) {
+		fprintf(stderr, "vmm snapshot: --description: %s\n", error_message());
+		return VM_EXIT_VMM_ERROR;
+	}
 	if (a.stop)
 		return snapshot_stop(verb, &a);
 	char deflt[PATH_MAX];
@@ -275,7 +285,7 @@ int cmd_snapshot(int argc, char **argv)
 		qmp_client_close(bar.events);
 		bar_on = false;
 	}
-	json_t *args = json_pack("{s:s,s:s}", "name", snap, "store", abs), *ret = NULL;
+	json_t *args = json_pack("{s:s,s:s,s:s?}", "name", snap, "store", abs, "description", a.description), *ret = NULL;
 	int r = qmp_client_execute(c, "snapshot-save", args, &ret, -1);
 	json_decref(args);
 	if (bar_on) {

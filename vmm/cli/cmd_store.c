@@ -102,6 +102,8 @@ static void store_tree_draw(struct store_tree *t, size_t i, const char *prefix, 
 	printf("%s%s%s", prefix, branch, t->v[i].name);
 	if (!*branch && *parent)
 		printf(" (parent %s, %s)", parent, store_tree_has(t, parent) ? "in a loop of parents" : "deleted");
+	if (t->v[i].description[0])
+		printf("  \"%s\"", t->v[i].description);
 	printf("\n");
 	size_t last = t->n;
 	for (size_t k = 0; k < t->n; k++)
@@ -137,7 +139,8 @@ static void store_ls_one(void *arg, const struct store_info *info)
 	struct store_ls *ls = arg;
 	if (ls->json) {
 		json_array_append_new(ls->list,
-				      json_pack("{s:s,s:s,s:I,s:I,s:I,s:I,s:I,s:I}", "name", info->name, "parent", info->parent,
+				      json_pack("{s:s,s:s,s:s,s:s,s:I,s:I,s:I,s:I,s:I,s:I}", "name", info->name, "parent",
+						info->parent, "source", info->source, "description", info->description,
 						"created-ns", (json_int_t)info->created_ns, "size", (json_int_t)info->size,
 						"entries", (json_int_t)info->entries, "unique", (json_int_t)info->unique_bytes,
 						"shared", (json_int_t)info->shared_bytes, "manifest",
@@ -145,16 +148,17 @@ static void store_ls_one(void *arg, const struct store_info *info)
 		return;
 	}
 	if (ls->n++ == 0)
-		printf("%-24s %-24s %10s %10s %10s %10s  %s\n", "NAME", "PARENT", "SIZE", "PAGES", "UNIQUE", "SHARED",
-		       "CREATED (UTC)");
+		printf("%-24s %-24s %-16s %10s %10s %10s %10s  %-19s  %s\n", "NAME", "PARENT", "SOURCE", "SIZE", "PAGES",
+		       "UNIQUE", "SHARED", "CREATED (UTC)", "DESCRIPTION");
 	time_t t = (time_t)(info->created_ns / 1000000000ull);
 	struct tm tm;
 	char when[32];
 	gmtime_r(&t, &tm);
 	strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S", &tm);
-	printf("%-24s %-24s %9lluM %10llu %9.1fM %9.1fM  %s\n", info->name, info->parent[0] ? info->parent : "-",
+	printf("%-24s %-24s %-16s %9lluM %10llu %9.1fM %9.1fM  %-19s  %s\n", info->name,
+	       info->parent[0] ? info->parent : "-", info->source[0] ? info->source : "-",
 	       (unsigned long long)(info->size >> 20), (unsigned long long)info->entries,
-	       (double)info->unique_bytes / 1048576.0, (double)info->shared_bytes / 1048576.0, when);
+	       (double)info->unique_bytes / 1048576.0, (double)info->shared_bytes / 1048576.0, when, info->description);
 }
 
 /* One line of verify: printed, or with --json added to the array @arg. */

@@ -67,7 +67,7 @@ static int checkpoint_take(struct checkpoint_job *job)
 		char name[STORE_NAME_MAX + 1];
 		snprintf(name, sizeof(name), "%s-%llu", cfg->prefix, (unsigned long long)job->next_index++);
 		struct snapshot_result res;
-		int r = snapshot_save(job->vm, cfg->store, name, NULL, NULL, &res);
+		int r = snapshot_save(job->vm, cfg->store, name, "checkpoint", NULL, NULL, &res);
 		if (r == -EEXIST) {
 			error_clear(); /* a name left by an earlier run: the next number */
 			continue;

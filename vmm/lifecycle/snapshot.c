@@ -160,12 +160,14 @@ static void snapshot_keep(struct vm *vm, struct store *store, const char *real, 
 	snprintf(vm->base_name, sizeof(vm->base_name), "%s", name);
 }
 
-int snapshot_save(struct vm *vm, const char *dir, const char *name, snapshot_progress_fn *progress, void *arg,
-		  struct snapshot_result *res)
+int snapshot_save(struct vm *vm, const char *dir, const char *name, const char *description,
+		  snapshot_progress_fn *progress, void *arg, struct snapshot_result *res)
 {
 	uint64_t t0 = clock_monotonic_ns();
 	memset(res, 0, sizeof(*res));
-	int r = guest_memory_can_freeze(&vm->mem);
+	int r = store_description_check(vm->cfg.name, description);
+	if (!r)
+		r = guest_memory_can_freeze(&vm->mem);
 	if (r)
 		return r;
 	if (atomic_exchange(&vm->snapshot_busy, true))
@@ -225,6 +227,11 @@ int snapshot_save(struct vm *vm, const char *dir, const char *name, snapshot_pro
 	r = store_writer_begin(store, name, parent_name, guest_memory_span(&vm->mem) / VM_PAGE_SIZE, blob, blob_len, &w);
 	if (r)
 		goto out;
+	r = store_writer_describe(w, vm->cfg.name, description);
+	if (r) {
+		store_writer_abort(w);
+		goto out;
+	}
 	for (unsigned i = 0; i < copies.n; i++)
 		res->pages += copies.region[i].size / VM_PAGE_SIZE;
 	r = snapshot_write_pages(vm, &copies, since, w, progress, arg, res->pages);

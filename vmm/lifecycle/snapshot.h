@@ -43,13 +43,15 @@ struct snapshot_result {
 typedef void snapshot_progress_fn(void *arg, uint64_t done, uint64_t total);
 
 /*
- * Snapshot @vm into the store at @dir (created if missing) as @name. Returns once the
+ * Snapshot @vm into the store at @dir (created if missing) as @name, recording the VM's
+ * name as its source and @description (NULL: none; store_writer_describe's limits, checked
+ * before anything is done). Returns once the
  * snapshot is durable, or -errno with a message (nothing is left visible in the store).
  * One snapshot at a time per VM (-EBUSY). Not from a vCPU or the fault thread. While it
  * writes, vm->snapshot_done/total say how far it is; snapshot_cancel stops it.
  */
-int snapshot_save(struct vm *vm, const char *dir, const char *name, snapshot_progress_fn *progress, void *arg,
-		  struct snapshot_result *res);
+int snapshot_save(struct vm *vm, const char *dir, const char *name, const char *description,
+		  snapshot_progress_fn *progress, void *arg, struct snapshot_result *res);
 
 /* Ask the snapshot of @vm being taken to stop before it becomes durable: it then fails
  * with -ECANCELED ("snapshot cancelled..."), nothing of it visible in the store, the VM

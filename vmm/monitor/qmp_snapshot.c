@@ -16,6 +16,7 @@
 #include "vmm/error.h"
 #include "vmm/lifecycle/checkpoint.h"
 #include "vmm/lifecycle/snapshot.h"
+#include "vmm/store/store.h"
 #include "vmm/vm.h"
 
 /* Filled by the handler before the worker starts; the worker's alone from then on. */
@@ -25,6 +26,7 @@ struct qmp_snapshot_job {
 	struct monitor_pending *pending;
 	char name[64];
 	char store[4096];
+	char description[STORE_DESCRIPTION_MAX + 1];
 	uint64_t last_event_ns;
 };
 
@@ -43,7 +45,7 @@ static void *qmp_snapshot_main(void *arg)
 {
 	struct qmp_snapshot_job *job = arg;
 	struct snapshot_result res;
-	int r = snapshot_save(job->vm, job->store, job->name, qmp_snapshot_progress, job, &res);
+	int r = snapshot_save(job->vm, job->store, job->name, job->description, qmp_snapshot_progress, job, &res);
 	json_t *ret = NULL;
 	if (!r) {
 		ret = json_pack("{s:s,s:s,s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:i,s:I,s:I}", "name", job->name,
@@ -63,6 +65,7 @@ static void *qmp_snapshot_main(void *arg)
 static const struct monitor_arg qmp_snapshot_save_args[] = {
 	{"name", MONITOR_ARG_STRING, true, "the snapshot's name in the store"},
 	{"store", MONITOR_ARG_STRING, true, "the store directory (created if missing)"},
+	{"description", MONITOR_ARG_STRING, false, "what the snapshot is, kept with it (at most 255 bytes)"},
 	{NULL, 0, false, NULL},
 };
 
@@ -78,6 +81,9 @@ static int qmp_snapshot_save(struct monitor_call *call, void *ctx, json_t *args,
 {
 	(void)ret;
 	struct vm *vm = ctx;
+	const char *description = json_string_value(json_object_get(args, "description"));
+	if (store_description_check(NULL, description) != 0)
+		return -EINVAL;
 	if (atomic_load(&vm->snapshot_busy))
 		return error_set(EBUSY, "a snapshot of this VM is already being taken");
 	qmp_snapshot_join(vm);
@@ -88,6 +94,7 @@ static int qmp_snapshot_save(struct monitor_call *call, void *ctx, json_t *args,
 	job->mon = monitor_call_monitor(call);
 	snprintf(job->name, sizeof(job->name), "%s", json_string_value(json_object_get(args, "name")));
 	snprintf(job->store, sizeof(job->store), "%s", json_string_value(json_object_get(args, "store")));
+	snprintf(job->description, sizeof(job->description), "%s", description ? description : "");
 	job->pending = monitor_call_defer(call);
 	if (!job->pending) {
 		free(job);

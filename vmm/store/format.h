@@ -6,14 +6,15 @@
 #ifndef VMM_STORE_FORMAT_H
 #define VMM_STORE_FORMAT_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "vmm/store/store.h"
 
 /*
- * On disk: little-endian, x86-64 only. A manifest, version 2:
+ * On disk: little-endian, x86-64 only. A manifest, version 3:
  *
- *   header       struct manifest_header
+ *   header       struct manifest_header (header_size bytes)
  *   state        state_len bytes of the VMM's opaque state, zero-padded to 8
  *   pack table   pack_count uint32 ids of the packs the entries use, increasing, zero-padded to 8
  *   entries      entry_count struct manifest_entry, page numbers strictly increasing
@@ -26,11 +27,13 @@
  * checksum, and entry by entry, the first time a reader looks a page up in it (restore),
  * or all at once where every entry is used (verify, gc, list, a writer's index).
  * Magic and version keep their place in every version: an older or newer file is refused
- * by its version number.
+ * by its version number, but for version 2, which is read too: the same but for its header,
+ * MANIFEST_HEADER_V2_SIZE bytes, which ends before source and description (read as "").
  */
 #define MANIFEST_MAGIC "VMMSNAP1" /* the file's kind, the same in every version */
 #define TRAILER_MAGIC "VMMSEND2"
-#define MANIFEST_VERSION 2u
+#define MANIFEST_VERSION 3u
+#define MANIFEST_HEADER_V2_SIZE 184u /* offsetof(struct manifest_header, source) */
 #define MANIFEST_CHUNK 512u          /* entries per chunk in the manifests written here */
 #define MANIFEST_CHUNK_MAX (1u << 20) /* most entries per chunk a reader accepts */
 #define STORE_MAX_DEPTH 1024u
@@ -58,6 +61,9 @@ struct manifest_header {
 	uint32_t flags;         /* MANIFEST_COMPLETE, or 0 */
 	char name[64];          /* this snapshot, NUL-terminated */
 	char parent[64];        /* its parent, or "" */
+	/* Version 3 on; a version 2 header ends here. */
+	char source[80];        /* the VM it was taken of, or "": NUL-terminated, printable */
+	char description[256];  /* what its taker said of it, or "": NUL-terminated, printable */
 };
 
 struct manifest_entry {
@@ -78,7 +84,8 @@ struct manifest_trailer {
 	char magic[8];            /* TRAILER_MAGIC */
 };
 
-_Static_assert(sizeof(struct manifest_header) == 184, "manifest header layout");
+_Static_assert(sizeof(struct manifest_header) == 520, "manifest header layout");
+_Static_assert(offsetof(struct manifest_header, source) == MANIFEST_HEADER_V2_SIZE, "version 2 header layout");
 _Static_assert(sizeof(struct manifest_entry) == 24, "manifest entry layout");
 _Static_assert(sizeof(struct manifest_chunk) == 16, "manifest chunk layout");
 _Static_assert(sizeof(struct manifest_trailer) == 24, "manifest trailer layout");
@@ -96,7 +103,7 @@ struct manifest_layout {
 
 static inline void manifest_layout(const struct manifest_header *h, struct manifest_layout *l)
 {
-	l->packs_off = sizeof(*h) + pad8(h->state_len);
+	l->packs_off = h->header_size + pad8(h->state_len);
 	l->entries_off = l->packs_off + pad8((uint64_t)h->pack_count * sizeof(uint32_t));
 	l->nchunks = (h->entry_count + h->chunk_entries - 1) / h->chunk_entries;
 	l->chunks_off = l->entries_off + h->entry_count * sizeof(struct manifest_entry);

@@ -56,7 +56,8 @@ static int gc_rewrite(struct store *s, const char *name, void *arg)
 		}
 	}
 	if (changed) {
-		struct manifest_header h = *m.hdr;
+		struct manifest_header h;
+		manifest_header_copy(&m, &h);
 		r = manifest_write(s, &h, m.state, e, false);
 	}
 	free(e);
@@ -324,7 +325,8 @@ static int delete_absorb(struct store *s, const struct manifest *c, const struct
 {
 	bool complete = x->hdr->flags & MANIFEST_COMPLETE;
 	struct manifest_layer layers[2] = {{c->entries, c->nentries, 0}, {x->entries, x->nentries, 0}};
-	struct manifest_header h = *c->hdr;
+	struct manifest_header h;
+	manifest_header_copy(c, &h);
 	h.entry_count = manifest_merge(layers, 2, complete || !x->hdr->parent[0], buf);
 	h.flags |= x->hdr->flags & MANIFEST_COMPLETE;
 	/* A complete manifest names its parent for the record only: never itself. */

@@ -59,12 +59,16 @@ static int manifest_check_view(const char *path, const char *expect_name, struct
 	int r = 0;
 	if (memcmp(h->magic, MANIFEST_MAGIC, 8) != 0)
 		r = error_set(EIO, "%s: not a vmm snapshot manifest (bad magic)", path);
-	else if (h->version != MANIFEST_VERSION)
-		r = error_set(EIO, "%s: manifest version %u; this vmm reads version %u", path, h->version,
+	else if (h->version != MANIFEST_VERSION && h->version != 2)
+		r = error_set(EIO, "%s: manifest version %u; this vmm reads versions 2 and %u", path, h->version,
 			      MANIFEST_VERSION);
-	else if (size < sizeof(*h) + sizeof(struct manifest_trailer))
+	else if (size < MANIFEST_HEADER_V2_SIZE + sizeof(struct manifest_trailer))
 		r = error_set(EIO, "%s: truncated manifest (%llu bytes)", path, (unsigned long long)size);
-	else if (h->header_size != sizeof(*h) || (h->flags & ~MANIFEST_COMPLETE) || h->chunk_entries == 0 ||
+	else if (h->header_size != (h->version == 2 ? MANIFEST_HEADER_V2_SIZE : sizeof(*h)))
+		r = error_set(EIO, "%s: malformed manifest header", path);
+	else if (size < h->header_size + sizeof(struct manifest_trailer))
+		r = error_set(EIO, "%s: truncated manifest (%llu bytes)", path, (unsigned long long)size);
+	else if ((h->flags & ~MANIFEST_COMPLETE) || h->chunk_entries == 0 ||
 		 h->chunk_entries > MANIFEST_CHUNK_MAX || (h->chunk_entries & (h->chunk_entries - 1)))
 		r = error_set(EIO, "%s: malformed manifest header", path);
 	else if (h->state_len > STORE_STATE_MAX || h->page_count > (1ull << 40) || h->entry_count > h->page_count ||
@@ -93,10 +97,15 @@ static int manifest_check_view(const char *path, const char *expect_name, struct
 		r = error_set(EIO, "%s: manifest names snapshot '%s', not '%s'", path, h->name, expect_name);
 	else if (strcmp(h->name, h->parent) == 0)
 		r = error_set(EIO, "%s: snapshot is its own parent", path);
+	else if (h->version > 2 && (!store_text_valid(h->source, sizeof(h->source)) ||
+				    !store_text_valid(h->description, sizeof(h->description))))
+		r = error_set(EIO, "%s: malformed snapshot source or description", path);
 	if (r)
 		goto err;
 	m->hdr = h;
-	m->state = base + sizeof(*h);
+	m->source = h->version > 2 ? h->source : "";
+	m->description = h->version > 2 ? h->description : "";
+	m->state = base + h->header_size;
 	m->packs = (const void *)(base + l.packs_off);
 	m->entries = (const void *)(base + l.entries_off);
 	m->nentries = h->entry_count;
@@ -374,10 +383,20 @@ out:
 	return r;
 }
 
+void manifest_header_copy(const struct manifest *m, struct manifest_header *out)
+{
+	memset(out, 0, sizeof(*out));
+	memcpy(out, m->hdr, MANIFEST_HEADER_V2_SIZE);
+	snprintf(out->source, sizeof(out->source), "%s", m->source);
+	snprintf(out->description, sizeof(out->description), "%s", m->description);
+}
+
 int store_manifest_seal(void *image, size_t len)
 {
 	struct manifest_header *h = image;
-	if (len < sizeof(*h) + sizeof(struct manifest_trailer) || h->chunk_entries == 0 ||
+	if (len < MANIFEST_HEADER_V2_SIZE + sizeof(struct manifest_trailer) ||
+	    (h->header_size != MANIFEST_HEADER_V2_SIZE && h->header_size != sizeof(*h)) ||
+	    len < h->header_size + sizeof(struct manifest_trailer) || h->chunk_entries == 0 ||
 	    h->state_len > STORE_STATE_MAX || h->entry_count > (1ull << 40) || h->pack_count > (1u << 30))
 		return -EINVAL;
 	struct manifest_layout l;

@@ -69,6 +69,17 @@ int store_locate(const char *where, char *out, size_t len)
 	return 0;
 }
 
+bool store_text_valid(const char *text, size_t size)
+{
+	const char *end = memchr(text, '\0', size);
+	if (!end)
+		return false;
+	for (const char *p = text; p < end; p++)
+		if ((unsigned char)*p < 0x20 || *p == 0x7f)
+			return false;
+	return true;
+}
+
 bool store_name_valid(const char *name)
 {
 	size_t n = strlen(name);

@@ -106,6 +106,13 @@ bool store_has_snapshot(struct store *s, const char *name);
 /* True when @name may name a snapshot: 1-63 of [A-Za-z0-9._-], not starting with '.'. */
 bool store_name_valid(const char *name);
 
+/* True when @text ends (NUL) within @size bytes and has no control character: what a
+ * snapshot's source and description may be (STORE_SOURCE_MAX, STORE_DESCRIPTION_MAX bytes,
+ * the NUL not counted). */
+#define STORE_SOURCE_MAX 79 /* a VM name is at most 64 */
+#define STORE_DESCRIPTION_MAX 255
+bool store_text_valid(const char *text, size_t size);
+
 /*
  * Begin snapshot @name (must not exist) whose pages not given differ from nothing but
  * @parent's (NULL or "" = no parent; the parent must exist). @page_count: pages of guest
@@ -113,6 +120,15 @@ bool store_name_valid(const char *name);
  */
 int store_writer_begin(struct store *s, const char *name, const char *parent, uint64_t page_count,
 		       const void *state, size_t state_len, struct store_writer **out);
+
+/* Say what the snapshot being written is of: @source, the VM it is taken of, and
+ * @description, its taker's words (either NULL or ""; at most STORE_SOURCE_MAX and
+ * STORE_DESCRIPTION_MAX bytes of text without control characters). 0, or -EINVAL with a
+ * message naming what is wrong (nothing recorded). */
+int store_writer_describe(struct store_writer *w, const char *source, const char *description);
+
+/* store_writer_describe's check alone (NULL is ""): 0, or -EINVAL with a message. */
+int store_description_check(const char *source, const char *description);
 
 /* Record page @pindex (in increasing order) with the 4 KiB at @data: a page equal to the
  * parent's is left out (readers find it in the parent), zero pages become zero entries,
@@ -195,6 +211,8 @@ int store_snapshot_identity(const struct store_snapshot *snap, uint8_t out[STORE
 struct store_info {
 	char name[STORE_NAME_MAX + 1];
 	char parent[STORE_NAME_MAX + 1];
+	char source[STORE_SOURCE_MAX + 1];           /* the VM it was taken of, or "" */
+	char description[STORE_DESCRIPTION_MAX + 1]; /* its taker's words, or "" */
 	uint64_t created_ns;   /* CLOCK_REALTIME at commit */
 	uint64_t size;         /* guest memory described: page_count * 4 KiB */
 	uint64_t entries;      /* pages listed in the manifest */

@@ -51,7 +51,9 @@ struct manifest {
 	struct store_view view;             /* (c) its bytes */
 	void (*unview)(struct store_view *); /* (c) lets them go (the backend's) */
 	const char *dir;                    /* (c) the store's folder, for messages */
-	const struct manifest_header *hdr;  /* (c) */
+	const struct manifest_header *hdr;  /* (c) only its first hdr->header_size bytes are there:
+					       source and description are read through the two below */
+	const char *source, *description;   /* (c) the header's, or "" (version 2) */
 	const uint8_t *state;               /* (c) */
 	const uint32_t *packs;              /* (c) the pack table: pack_count ids */
 	const struct manifest_entry *entries; /* (c) */
@@ -108,6 +110,9 @@ uint64_t manifest_merge(struct manifest_layer *layers, unsigned nlayers, bool dr
  * renames, syncs the folder); @exclusive: a new snapshot, -EEXIST when the name was taken
  * meanwhile, else it replaces the manifest there. 0 or -errno with a message; a failed
  * write leaves no file behind. */
+/* @m's header as a version 3 one (what a version 2 header lacks is ""), to write again. */
+void manifest_header_copy(const struct manifest *m, struct manifest_header *out);
+
 int manifest_write(struct store *s, struct manifest_header *h, const void *state,
 		   const struct manifest_entry *entries, bool exclusive);
 

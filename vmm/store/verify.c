@@ -60,6 +60,8 @@ static int store_list_one(struct store *s, const struct manifest *m, void (*fn)(
 	};
 	snprintf(info.name, sizeof(info.name), "%s", m->hdr->name);
 	snprintf(info.parent, sizeof(info.parent), "%s", m->hdr->parent);
+	snprintf(info.source, sizeof(info.source), "%s", m->source);
+	snprintf(info.description, sizeof(info.description), "%s", m->description);
 	/* A page listed twice in one manifest is counted once. */
 	for (uint64_t k = 0; k < m->nentries; k++) {
 		const struct manifest_entry *e = &m->entries[k];

@@ -101,6 +101,27 @@ static int writer_match(struct store_writer *w, const struct index *ix, uint64_t
 	return 0;
 }
 
+int store_description_check(const char *source, const char *description)
+{
+	if (source && !store_text_valid(source, STORE_SOURCE_MAX + 1))
+		return error_set(EINVAL, "a snapshot's source VM is at most %d characters, none a control character",
+				 STORE_SOURCE_MAX);
+	if (description && !store_text_valid(description, STORE_DESCRIPTION_MAX + 1))
+		return error_set(EINVAL, "a snapshot's description is at most %d bytes, none a control character",
+				 STORE_DESCRIPTION_MAX);
+	return 0;
+}
+
+int store_writer_describe(struct store_writer *w, const char *source, const char *description)
+{
+	int r = store_description_check(source, description);
+	if (r)
+		return r;
+	snprintf(w->hdr.source, sizeof(w->hdr.source), "%s", source ? source : "");
+	snprintf(w->hdr.description, sizeof(w->hdr.description), "%s", description ? description : "");
+	return 0;
+}
+
 int store_writer_add(struct store_writer *w, uint64_t pindex, const void *data)
 {
 	if (pindex >= w->hdr.page_count || (w->hdr.entry_count && pindex <= w->entries[w->hdr.entry_count - 1].pindex))
