@@ -141,18 +141,39 @@ static const char *side_concurrent(volatile uint64_t *obj, unsigned me, int in, 
 	return NULL;
 }
 
+/* The object is mapped by vm_map once guest memory runs, not from the start. */
+static bool map_at_run_time;
+
+/* Guest memory with the external pager at @sock shared at OBJ_GPA, from the start or (with
+ * map_at_run_time) by vm_map once it runs. 0, or -errno with a message. */
+static int object_memory(struct guest_memory *mem, const char *sock)
+{
+	struct guest_memory_config cfg;
+	memset(mem, 0, sizeof(*mem));
+	memset(&cfg, 0, sizeof(cfg));
+	cfg.ram_size = RAM_SIZE;
+	if (!map_at_run_time)
+		cfg.files[cfg.nfiles++] = (struct guest_file_map){.path = sock, .gpa = OBJ_GPA, .mode = GUEST_MAP_SHARED,
+								    .external = true, .size = PAGES * PS};
+	int r = guest_memory_create(mem, &cfg);
+	if (!r)
+		r = guest_memory_start(mem, on_error, NULL);
+	if (!r && map_at_run_time) {
+		struct guest_memory_map_request q = {.kind = GUEST_REGION_EXTERNAL, .path = sock, .size = PAGES * PS,
+						     .cur = VM_PROT_READ | VM_PROT_WRITE, .max = VM_PROT_READ | VM_PROT_WRITE,
+						     .inheritance = VM_INHERIT_COPY};
+		uint64_t at = OBJ_GPA;
+		r = guest_memory_vm_map(mem, &at, false, &q);
+	}
+	return r;
+}
+
 /* Guest memory with the object shared, then @fn. */
 static const char *side(side_fn *fn, unsigned me, int in, int out, char *why, size_t n)
 {
 	struct guest_memory mem;
-	struct guest_memory_config cfg;
-	memset(&mem, 0, sizeof(mem));
-	memset(&cfg, 0, sizeof(cfg));
-	cfg.ram_size = RAM_SIZE;
-	cfg.files[cfg.nfiles++] = (struct guest_file_map){.path = server.sock, .gpa = OBJ_GPA, .mode = GUEST_MAP_SHARED,
-							    .external = true, .size = PAGES * PS};
 	const char *bad = NULL;
-	if (guest_memory_create(&mem, &cfg) != 0 || guest_memory_start(&mem, on_error, NULL) != 0) {
+	if (object_memory(&mem, server.sock) != 0) {
 		snprintf(why, n, "side %u: guest memory: %s", me, error_message());
 		bad = why;
 	} else {
@@ -207,6 +228,16 @@ START_TEST(test_two_vmm_processes_writing_the_same_pages_at_once_lose_no_update)
 }
 END_TEST
 
+/* The same with the object mapped by vm_map into running guest memory: its pager's lock
+ * requests are heard from then on (unheard, the pager would drop a side that does not
+ * answer while it waits for the other). */
+START_TEST(test_an_object_mapped_at_run_time_is_as_coherent)
+{
+	map_at_run_time = true;
+	both_sides(side_rounds);
+}
+END_TEST
+
 /* A version-2 pager that, once asked HELLO, sends a lock request outside its object. */
 static void *hostile_main(void *arg)
 {
@@ -226,7 +257,8 @@ static void *hostile_main(void *arg)
 }
 
 /* Nothing faults: the fault thread learns of the lock request through the pager's event
- * fd, finds it outside the object, and stops the VM with one line. */
+ * fd, finds it outside the object, and stops the VM with one line; whether the pager was
+ * mapped from the start or at run time. */
 START_TEST(test_a_lock_request_outside_the_object_stops_the_vm_with_one_line)
 {
 	char sock[128];
@@ -236,15 +268,9 @@ START_TEST(test_a_lock_request_outside_the_object_stops_the_vm_with_one_line)
 	pthread_t t;
 	ck_assert_int_eq(pthread_create(&t, NULL, hostile_main, &lfd), 0);
 	struct guest_memory mem;
-	struct guest_memory_config cfg;
-	memset(&mem, 0, sizeof(mem));
-	memset(&cfg, 0, sizeof(cfg));
-	cfg.ram_size = RAM_SIZE;
-	cfg.files[cfg.nfiles++] = (struct guest_file_map){.path = sock, .gpa = OBJ_GPA, .mode = GUEST_MAP_SHARED,
-							    .external = true, .size = PAGES * PS};
 	atomic_store(&errors, 0);
-	ck_assert_msg(guest_memory_create(&mem, &cfg) == 0, "%s", error_message());
-	ck_assert_int_eq(guest_memory_start(&mem, on_error, NULL), 0);
+	map_at_run_time = _i == 1;
+	ck_assert_msg(object_memory(&mem, sock) == 0, "%s", error_message());
 	for (int i = 0; i < GUARD_MS / 10 && !atomic_load(&errors); i++)
 		usleep(10000);
 	guest_memory_stop(&mem);
@@ -269,7 +295,9 @@ Suite *guest_memory_coherent_suite(void)
 	tcase_set_timeout(tc, 120);
 	HARNESS_ADD_TEST(tc, test_two_vmm_processes_read_what_the_other_wrote_last);
 	HARNESS_ADD_TEST(tc, test_two_vmm_processes_writing_the_same_pages_at_once_lose_no_update);
-	HARNESS_ADD_TEST(tc, test_a_lock_request_outside_the_object_stops_the_vm_with_one_line);
+	HARNESS_ADD_TEST(tc, test_an_object_mapped_at_run_time_is_as_coherent);
+	/* 0: the pager mapped from the start; 1: by vm_map once guest memory runs. */
+	HARNESS_ADD_LOOP_TEST(tc, test_a_lock_request_outside_the_object_stops_the_vm_with_one_line, 0, 2);
 	suite_add_tcase(s, tc);
 	return s;
 }

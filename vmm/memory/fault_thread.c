@@ -36,12 +36,16 @@ static void *fault_thread_main(void *arg)
 {
 	struct fault_thread *ft = arg;
 	struct pollfd fds[2 + FAULT_THREAD_WATCH_MAX] = {{ft->fd, POLLIN, 0}, {ft->stop_pipe[0], POLLIN, 0}};
-	for (unsigned i = 0; i < ft->nwatch; i++)
-		fds[2 + i] = (struct pollfd){ft->watch_fd[i], POLLIN, 0};
 	struct uffd_msg msgs[FAULT_BATCH];
 	bool idle_work = ft->idle != NULL;
 	for (;;) {
-		int ready = poll(fds, 2 + ft->nwatch, idle_work ? 0 : -1);
+		/* The watched fds as they are now: fault_thread_watch adds, and wakes us to look. */
+		pthread_mutex_lock(&ft->watch_lock);
+		unsigned nwatch = ft->nwatch;
+		for (unsigned i = 0; i < nwatch; i++)
+			fds[2 + i] = (struct pollfd){ft->watch_fd[i], POLLIN, 0};
+		pthread_mutex_unlock(&ft->watch_lock);
+		int ready = poll(fds, 2 + nwatch, idle_work ? 0 : -1);
 		if (ready < 0) {
 			if (errno == EINTR)
 				continue;
@@ -57,16 +61,19 @@ static void *fault_thread_main(void *arg)
 				return NULL;
 			idle_work = ft->idle != NULL;
 		}
-		for (unsigned i = 0; i < ft->nwatch; i++) {
-			if (!fds[2 + i].revents)
+		for (unsigned i = 0; i < nwatch; i++) {
+			if (fds[2 + i].fd < 0 || !fds[2 + i].revents)
 				continue;
 			int r = ft->watch(ft->arg, i);
 			if (r < 0) {
 				ft->on_error(ft->arg, -r, error_message());
 				return NULL;
 			}
-			if (r > 0)
-				fds[2 + i].fd = -1;
+			if (r > 0) {
+				pthread_mutex_lock(&ft->watch_lock);
+				ft->watch_fd[i] = -1;
+				pthread_mutex_unlock(&ft->watch_lock);
+			}
 		}
 		if (!fds[0].revents)
 			continue;
@@ -112,6 +119,7 @@ int fault_thread_start_watching(struct fault_thread *ft, int fd, fault_handler_f
 				fault_watch_fn *watch)
 {
 	memset(ft, 0, sizeof(*ft));
+	pthread_mutex_init(&ft->watch_lock, NULL);
 	if (nwatch > FAULT_THREAD_WATCH_MAX)
 		return error_set(EINVAL, "the fault thread watches at most %d fds", FAULT_THREAD_WATCH_MAX);
 	ft->watch = watch;
@@ -133,6 +141,21 @@ int fault_thread_start_watching(struct fault_thread *ft, int fd, fault_handler_f
 	}
 	ft->started = true;
 	return 0;
+}
+
+int fault_thread_watch(struct fault_thread *ft, int fd)
+{
+	if (!ft->watch)
+		return error_set(EINVAL, "this fault thread has no watch function");
+	pthread_mutex_lock(&ft->watch_lock);
+	int index = ft->nwatch < FAULT_THREAD_WATCH_MAX ? (int)ft->nwatch++ : -ENOSPC;
+	if (index >= 0)
+		ft->watch_fd[index] = fd;
+	pthread_mutex_unlock(&ft->watch_lock);
+	if (index < 0)
+		return error_set(ENOSPC, "the fault thread watches at most %d fds", FAULT_THREAD_WATCH_MAX);
+	fault_thread_wake(ft);
+	return index;
 }
 
 void fault_thread_wake(struct fault_thread *ft)

@@ -41,7 +41,7 @@ typedef int fault_watch_fn(void *arg, unsigned index);
 typedef bool fault_idle_fn(void *arg);
 
 /* Legend: (c) set by fault_thread_start, then constant; (t) the fault thread's own, read by
- * others only after fault_thread_stop has joined it. */
+ * others only after fault_thread_stop has joined it; (w) under watch_lock. */
 struct fault_thread {
 	int fd;                   /* (c) event source */
 	int stop_pipe[2];         /* (c) write end: stop request */
@@ -50,8 +50,9 @@ struct fault_thread {
 	fault_error_fn *on_error; /* (c) */
 	void *arg;                /* (c) */
 	fault_watch_fn *watch;    /* (c) NULL: nothing watched */
-	unsigned nwatch;          /* (c) */
-	int watch_fd[FAULT_THREAD_WATCH_MAX]; /* (c) */
+	pthread_mutex_t watch_lock; /* guards nwatch and watch_fd, which fault_thread_watch adds to */
+	unsigned nwatch;          /* (w) */
+	int watch_fd[FAULT_THREAD_WATCH_MAX]; /* (w) -1: no longer watched */
 	pthread_t thread;
 	bool started;
 	uint64_t events;          /* (t) page faults handled (owned by the thread) */
@@ -68,6 +69,11 @@ int fault_thread_start(struct fault_thread *ft, int fd, fault_handler_fn *handle
 int fault_thread_start_watching(struct fault_thread *ft, int fd, fault_handler_fn *handle, fault_idle_fn *idle,
 				fault_error_fn *on_error, void *arg, const int *fds, unsigned nwatch,
 				fault_watch_fn *watch);
+
+/* Watch @fd too, from now on, for the watch function given at the start (with the index
+ * returned: the next after those watched so far). The index, or -errno with a message
+ * (-ENOSPC: FAULT_THREAD_WATCH_MAX are watched; -EINVAL: no watch function). */
+int fault_thread_watch(struct fault_thread *ft, int fd);
 
 /* There may be background work again: the idle function is called once no fault waits. */
 void fault_thread_wake(struct fault_thread *ft);

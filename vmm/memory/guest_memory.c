@@ -746,25 +746,40 @@ static int guest_memory_pager_event(void *arg, unsigned index)
 	return pmap_err ? pmap_err : err;
 }
 
+/* Have the fault thread watch the pager of region @g when it sends messages of its own (a
+ * version 2 external pager): from then on guest_memory_pager_event serves them. 0, or
+ * -ENOSPC with a message when FAULT_THREAD_WATCH_MAX are watched already. */
+static int guest_memory_watch(struct guest_memory *m, const struct guest_region *g)
+{
+	int r = 0;
+	vm_domain_lock(m->dom);
+	const struct guest_region *at;
+	struct vm_object *obj = g->pager ? guest_memory_pager_object(m, g->pager, &at) : NULL;
+	int fd = obj ? vm_object_pager_event_fd(obj) : -1;
+	if (fd >= 0 && m->nwatched == FAULT_THREAD_WATCH_MAX) {
+		r = error_set(ENOSPC, "guest memory watches at most %d external pagers", FAULT_THREAD_WATCH_MAX);
+	} else if (fd >= 0) {
+		/* Known by its index before the fault thread can be told of it. */
+		m->watched[m->nwatched] = g->pager;
+		r = fault_thread_watch(&m->faults, fd);
+		if (r >= 0)
+			m->nwatched++;
+		r = r < 0 ? r : 0;
+	}
+	vm_domain_unlock(m->dom);
+	return r;
+}
+
 int guest_memory_start(struct guest_memory *m, guest_memory_error_fn *on_error, void *arg)
 {
 	m->on_error = on_error;
 	m->on_error_arg = arg;
-	int fds[GUEST_MEMORY_MAX_FILES];
-	unsigned n = 0;
-	vm_domain_lock(m->dom);
-	for (const struct guest_region *g = m->region; g < m->region + m->nregions && n < GUEST_MEMORY_MAX_FILES; g++) {
-		const struct guest_region *at;
-		struct vm_object *obj = g->pager ? guest_memory_pager_object(m, g->pager, &at) : NULL;
-		int fd = obj ? vm_object_pager_event_fd(obj) : -1;
-		if (fd >= 0) {
-			m->watched[n] = g->pager;
-			fds[n++] = fd;
-		}
-	}
-	vm_domain_unlock(m->dom);
-	return fault_thread_start_watching(&m->faults, m->uffd.fd, guest_memory_fault, guest_memory_idle,
-					   guest_memory_fault_error, m, fds, n, guest_memory_pager_event);
+	m->nwatched = 0;
+	int r = fault_thread_start_watching(&m->faults, m->uffd.fd, guest_memory_fault, guest_memory_idle,
+					    guest_memory_fault_error, m, NULL, 0, guest_memory_pager_event);
+	for (unsigned i = 0; !r && i < m->nregions; i++)
+		r = guest_memory_watch(m, &m->region[i]);
+	return r;
 }
 
 void guest_memory_record_working_set(struct guest_memory *m)
@@ -1304,6 +1319,10 @@ int guest_memory_vm_map(struct guest_memory *m, uint64_t *gpa, bool anywhere, co
 	struct guest_memory_held h = {.path = strdup(q->path), .release = q->release, .owner = q->owner};
 	if (!h.path)
 		return guest_memory_vm_map_refused(q, KERN_RESOURCE_SHORTAGE, at, "");
+	if (q->kind == GUEST_REGION_EXTERNAL && m->nwatched == FAULT_THREAD_WATCH_MAX) {
+		free(h.path);
+		return guest_memory_vm_map_refused(q, KERN_RESOURCE_SHORTAGE, at, "guest memory watches its maximum of external pagers");
+	}
 	struct pager *pager;
 	int r = guest_memory_open_pager(m, q, &pager);
 	if (r) {
@@ -1338,7 +1357,11 @@ int guest_memory_vm_map(struct guest_memory *m, uint64_t *gpa, bool anywhere, co
 	}
 	guest_memory_keep(m, &h);
 	*gpa = at;
-	return 0;
+	/* A pager that speaks of its own accord (a coherent one) is heard from now on; room was
+	 * checked above, so this cannot fail on a running VM. */
+	if (m->faults.started)
+		r = guest_memory_watch(m, &m->region[guest_memory_region(m, at) - m->region]);
+	return r;
 }
 
 int guest_memory_vm_copy(struct guest_memory *m, uint64_t src, uint64_t size, uint64_t dst)

@@ -133,8 +133,9 @@ struct guest_memory {
 	struct vm_domain *dom;                                 /* (c) NULL: plain memory (tests) */
 	struct vm_map *map;                                    /* (d) */
 	struct guest_memory_held held[GUEST_MEMORY_MAX_REGIONS]; /* (p) what the mapped regions need kept */
-	struct pager *watched[GUEST_MEMORY_MAX_FILES];         /* (c) pagers whose own messages the fault
-								  thread watches (from guest_memory_start) */
+	struct pager *watched[FAULT_THREAD_WATCH_MAX];         /* (p) pagers whose own messages the fault
+								  thread watches, by its watch index */
+	unsigned nwatched;                                     /* (p) */
 	unsigned nheld;                                        /* (p) */
 	struct pager *swap;                                    /* (c) default pager, or NULL */
 	struct vm_object *ram_object;                          /* (c) restore: the snapshot's object, one reference */
