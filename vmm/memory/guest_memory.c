@@ -1855,6 +1855,7 @@ void guest_memory_stats(struct guest_memory *m, void (*emit)(void *arg, const ch
 		{"mem.lookups", s.lookups},
 		{"mem.hits", s.hits},
 		{"mem.pager_requests", s.pager_requests},
+		{"mem.data_unlocks", s.data_unlocks},
 		{"mem.cluster_pages", s.cluster_pages},
 		{"mem.protection_failures", s.protection_failures},
 		{"mem.memory_errors", s.memory_errors},
