@@ -10,6 +10,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <linux/kvm.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -152,6 +153,24 @@ const char *harness_guest(void)
 	return g;
 }
 
+/* The runtime directory of the run ($XDG_RUNTIME_DIR): every VM a suite starts without a
+ * socket of its own puts its socket and console log there, apart from the host's VMs, and
+ * it goes with the run. Suites that test the directories set their own. */
+static char runner_rundir[32];
+static pid_t runner_pid; /* Check's forked tests exit too: only the runner removes it */
+
+static int runner_remove(const char *path, const struct stat *st, int type, struct FTW *ftw)
+{
+	(void)st, (void)ftw;
+	return type == FTW_DP ? rmdir(path) : unlink(path);
+}
+
+static void runner_remove_rundir(void)
+{
+	if (runner_rundir[0] && getpid() == runner_pid)
+		nftw(runner_rundir, runner_remove, 16, FTW_DEPTH | FTW_PHYS);
+}
+
 static bool selected(const char *name, int argc, char **argv, int first)
 {
 	if (first >= argc)
@@ -169,6 +188,14 @@ int main(int argc, char **argv)
 		unit_only = true;
 		first = 2;
 	}
+
+	snprintf(runner_rundir, sizeof(runner_rundir), "/tmp/vmm-tests-XXXXXX");
+	if (mkdtemp(runner_rundir))
+		setenv("XDG_RUNTIME_DIR", runner_rundir, 1);
+	else
+		runner_rundir[0] = '\0';
+	runner_pid = getpid();
+	atexit(runner_remove_rundir);
 
 	SRunner *runner = NULL;
 	SRunner *unrun = NULL; /* holds skipped suites only so that srunner_free frees them */
