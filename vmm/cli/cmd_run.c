@@ -413,6 +413,10 @@ int cmd_run_detach(struct vm_config *cfg)
 	/* A session of its own: no controlling terminal, so its closing sends no SIGHUP here. */
 	setsid();
 	cfg->detach_fd = p[1];
+	/* The console goes to the log only, from the first byte: standard output carries the
+	 * VM's name alone (NAME=$(vmm run -d ...)); errors still reach the terminal until the
+	 * VM runs. */
+	cfg->console_fd = -1;
 	return -1;
 }
 
