@@ -7,10 +7,11 @@
 #   make fuzz     run the fuzz targets (FUZZ_SECONDS each, default 20) from tools/corpus
 #   make soak     10^8 differential operations, then the KVM fork/snapshot suites in a loop
 #   make install  build if needed, then copy into $(DESTDIR)$(PREFIX) (PREFIX default /usr/local):
-#                 bin/vmm, bin/vmm-pager-server (build/pager_server), bin/vmm-rados (build/rados_server,
+#                 bin/vmm, bin/vmm-pager-server (build/pager_server), bin/vmm-coherent-pager
+#                 (build/coherent_pager), bin/vmm-rados (build/rados_server,
 #                 the RADOS helper vmm starts for a store on Ceph), share/man/man1/vmm.1 and
 #                 share/bash-completion/completions/vmm (tools/vmm-completion.bash)
-#   make uninstall  remove exactly those five files (same PREFIX and DESTDIR)
+#   make uninstall  remove exactly those six files (same PREFIX and DESTDIR)
 #   make clean
 
 B        := build
@@ -239,19 +240,21 @@ soak: all $(B)/run_tests
 # ---- installing ------------------------------------------------------------------------
 # The usual variables: PREFIX where the files go, DESTDIR a staging root in front of it (for
 # packages; the files still expect to run from PREFIX). Up to date, install only copies.
-# The pager example gets a vmm- prefix: a bare pager_server would be a vague name in a
-# shared bin folder.
+# The pagers get a vmm- prefix: a bare pager_server would be a vague name in a shared bin
+# folder.
 PREFIX  ?= /usr/local
 DESTDIR ?=
 BINDIR  := $(PREFIX)/bin
 MAN1DIR := $(PREFIX)/share/man/man1
 COMPDIR := $(PREFIX)/share/bash-completion/completions
-INSTALLED := $(BINDIR)/vmm $(BINDIR)/vmm-pager-server $(BINDIR)/vmm-rados $(MAN1DIR)/vmm.1 $(COMPDIR)/vmm
+INSTALLED := $(BINDIR)/vmm $(BINDIR)/vmm-pager-server $(BINDIR)/vmm-coherent-pager $(BINDIR)/vmm-rados \
+	$(MAN1DIR)/vmm.1 $(COMPDIR)/vmm
 
-install: $(B)/vmm $(B)/pager_server $(B)/rados_server vmm/cli/vmm.1 tools/vmm-completion.bash
+install: $(B)/vmm $(B)/pager_server $(B)/coherent_pager $(B)/rados_server vmm/cli/vmm.1 tools/vmm-completion.bash
 	install -d "$(DESTDIR)$(BINDIR)" "$(DESTDIR)$(MAN1DIR)" "$(DESTDIR)$(COMPDIR)"
 	install -m 755 $(B)/vmm "$(DESTDIR)$(BINDIR)/vmm"
 	install -m 755 $(B)/pager_server "$(DESTDIR)$(BINDIR)/vmm-pager-server"
+	install -m 755 $(B)/coherent_pager "$(DESTDIR)$(BINDIR)/vmm-coherent-pager"
 	install -m 755 $(B)/rados_server "$(DESTDIR)$(BINDIR)/vmm-rados"
 	install -m 644 vmm/cli/vmm.1 "$(DESTDIR)$(MAN1DIR)/vmm.1"
 	install -m 644 tools/vmm-completion.bash "$(DESTDIR)$(COMPDIR)/vmm"

@@ -31,6 +31,7 @@ static const struct {
 	mode_t mode;
 } installed[] = {
 	{"usr/bin/vmm", 0755},
+	{"usr/bin/vmm-coherent-pager", 0755},
 	{"usr/bin/vmm-pager-server", 0755},
 	{"usr/bin/vmm-rados", 0755},
 	{"usr/share/bash-completion/completions/vmm", 0644},
@@ -140,9 +141,9 @@ END_TEST
 START_TEST(installed_vmm_and_its_helpers_run)
 {
 	free(make("install"));
-	const char *names[] = {"vmm", "vmm-pager-server", "vmm-rados"};
-	const char *usage[] = {"usage: vmm ", "usage: pager_server ", "usage: vmm-rados"};
-	for (int i = 0; i < 3; i++) {
+	const char *names[] = {"vmm", "vmm-pager-server", "vmm-coherent-pager", "vmm-rados"};
+	const char *usage[] = {"usage: vmm ", "usage: pager_server ", "usage: coherent_pager ", "usage: vmm-rados"};
+	for (int i = 0; i < 4; i++) {
 		char bin[192];
 		snprintf(bin, sizeof(bin), "%s/usr/bin/%s", destdir, names[i]);
 		char *argv[] = {bin, "--help", NULL};
