@@ -640,15 +640,17 @@ static int guest_memory_fault(void *arg, const struct fault_event *ev)
 	error_clear(); /* a pager's source (vmm side) may say why it failed */
 	vm_domain_lock(m->dom);
 	kern_return_t kr = KERN_SUCCESS;
-	int r;
-	if (ev->wp && (pmap_entered(&m->map->pmap, gpa) & VM_PROT_WRITE)) {
+	int r = 0;
+	if (!guest_memory_region(m, gpa)) {
+		/* Read before guest_memory_deallocate took the range away: the unregister woke the
+		 * thread that faulted, which finds nothing there now. Not the guest's doing. */
+	} else if (ev->wp && (pmap_entered(&m->map->pmap, gpa) & VM_PROT_WRITE)) {
 		/* Write-protected ahead of a snapshot (guest_memory_prearm) while the core lets the
 		 * guest write: nothing to resolve, lift the protection (which wakes the guest). */
 		r = pmap_uffd_unguard(&m->pmap, gpa);
 		info.entered = 1;
 	} else {
 		kr = vm_fault(m->map, gpa, access, &info); /* a page the pmap could not put in fails it */
-		r = 0;
 	}
 	m->uffd_faults++;
 	if (ev->wp)
