@@ -73,6 +73,15 @@ static struct guest_memory_map_request file_request(uint64_t offset, uint64_t si
 						 .inheritance = VM_INHERIT_COPY};
 }
 
+/* The external pager at @sock, shared. */
+static struct guest_memory_map_request external_request(const char *sock, uint64_t offset, uint64_t size, vm_prot_t cur,
+							vm_prot_t max)
+{
+	return (struct guest_memory_map_request){.kind = GUEST_REGION_EXTERNAL, .path = sock, .offset = offset,
+						 .size = size, .copy = false, .cur = cur, .max = max,
+						 .inheritance = VM_INHERIT_COPY};
+}
+
 static void map_ok(uint64_t gpa, const struct guest_memory_map_request *q)
 {
 	uint64_t at = gpa;
@@ -168,9 +177,7 @@ START_TEST(test_an_external_pager_mapped_at_run_time_serves_the_guests_reads)
 {
 	struct fake_pager server;
 	fake_pager_listen(&server, FAKE_PAGER_SERVE, 32 * PS);
-	struct guest_memory_map_request q = {.kind = GUEST_REGION_EXTERNAL, .path = server.path, .offset = 8 * PS,
-					     .size = 8 * PS, .copy = false, .cur = VM_PROT_READ, .max = VM_PROT_READ,
-					     .inheritance = VM_INHERIT_COPY};
+	struct guest_memory_map_request q = external_request(server.path, 8 * PS, 8 * PS, VM_PROT_READ, VM_PROT_READ);
 	map_ok(MAP_GPA, &q);
 	ck_assert_int_eq(guest_memory_region(&mem, MAP_GPA)->kind, GUEST_REGION_EXTERNAL);
 	ck_assert_int_eq(guest_byte(MAP_GPA + 3 * PS), fake_pager_byte(11 * PS));
@@ -181,10 +188,9 @@ START_TEST(test_an_external_pager_mapped_at_run_time_serves_the_guests_reads)
 }
 END_TEST
 
-/* RAM page 0 is copied to page 1: each side's later writes stay its own (copy on write). */
-START_TEST(test_vm_copy_gives_a_copy_later_writes_on_either_side_do_not_reach)
+/* RAM page @a is copied to page @b: each side's later writes stay its own (copy on write). */
+static void expect_copy_on_write(uint64_t a, uint64_t b)
 {
-	const uint64_t a = 64 * PS, b = 128 * PS;
 	memset(mem.base + a, 'x', PS);
 	ck_assert_msg(guest_memory_vm_copy(&mem, a, PS, b) == 0, "%s", error_message());
 	ck_assert_int_eq(guest_byte(b + 10), 'x');
@@ -194,6 +200,11 @@ START_TEST(test_vm_copy_gives_a_copy_later_writes_on_either_side_do_not_reach)
 	ck_assert_int_eq(guest_byte(a + 20), 'x');
 	ck_assert_int_eq(guest_byte(a + 10), 'y');
 	ck_assert_int_eq(guest_byte(b + 20), 'z');
+}
+
+START_TEST(test_vm_copy_gives_a_copy_later_writes_on_either_side_do_not_reach)
+{
+	expect_copy_on_write(64 * PS, 128 * PS);
 }
 END_TEST
 
@@ -476,9 +487,7 @@ START_TEST(test_a_shared_writable_mapping_of_a_pager_that_takes_no_writes_is_a_p
 {
 	struct fake_pager server;
 	fake_pager_listen(&server, FAKE_PAGER_READ_ONLY, 16 * PS);
-	struct guest_memory_map_request q = {.kind = GUEST_REGION_EXTERNAL, .path = server.path, .size = 16 * PS,
-					     .copy = false, .cur = VM_PROT_DEFAULT, .max = VM_PROT_ALL,
-					     .inheritance = VM_INHERIT_COPY};
+	struct guest_memory_map_request q = external_request(server.path, 0, 16 * PS, VM_PROT_DEFAULT, VM_PROT_ALL);
 	uint64_t at = MAP_GPA;
 	ck_assert_int_eq(guest_memory_vm_map(&mem, &at, false, &q), -EACCES);
 	ck_assert_msg(strstr(error_message(), "KERN_PROTECTION_FAILURE") && strstr(error_message(), "takes no writes"), "%s",
@@ -684,9 +693,7 @@ START_TEST(test_deallocating_an_external_pagers_object_returns_its_pages_and_ter
 {
 	struct fake_pager server;
 	fake_pager_listen(&server, FAKE_PAGER_KEEP, 8 * PS);
-	struct guest_memory_map_request q = {.kind = GUEST_REGION_EXTERNAL, .path = server.path, .size = 8 * PS,
-					     .copy = false, .cur = VM_PROT_DEFAULT, .max = VM_PROT_ALL,
-					     .inheritance = VM_INHERIT_COPY};
+	struct guest_memory_map_request q = external_request(server.path, 0, 8 * PS, VM_PROT_DEFAULT, VM_PROT_ALL);
 	map_ok(MAP_GPA, &q);
 	ck_assert_int_eq(guest_byte(MAP_GPA + 2 * PS), fake_pager_byte(2 * PS));
 	guest_set(MAP_GPA + 2 * PS + 11, 0x5a);
@@ -737,7 +744,7 @@ END_TEST
 /*
  * The old bug: a read-only mapping is a read-only KVM slot, so the pmap enters its pages
  * host-writable. RAM allocated where it was must have its copy-on-write pages protected
- * again: page @a, copied to @b, is written at @a; @b keeps the bytes of the copy.
+ * again, or a write there would reach the copy.
  */
 START_TEST(test_ram_allocated_where_a_read_only_mapping_was_copies_on_write)
 {
@@ -746,12 +753,7 @@ START_TEST(test_ram_allocated_where_a_read_only_mapping_was_copies_on_write)
 	ck_assert_int_eq(guest_byte(MAP_GPA), 'A');
 	deallocate_ok(MAP_GPA, FILE_PAGES * PS);
 	expect_gone_then_zero_ram(FILE_PAGES);
-	const uint64_t a = MAP_GPA, b = 64 * PS;
-	guest_set(a + 10, 'x');
-	ck_assert_msg(guest_memory_vm_copy(&mem, a, PS, b) == 0, "%s", error_message());
-	guest_set(a + 10, 'y');
-	ck_assert_int_eq(guest_byte(b + 10), 'x');
-	ck_assert_int_eq(guest_byte(a + 10), 'y');
+	expect_copy_on_write(MAP_GPA, 64 * PS);
 }
 END_TEST
 
