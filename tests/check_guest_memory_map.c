@@ -758,6 +758,28 @@ START_TEST(test_ram_allocated_where_a_read_only_mapping_was_copies_on_write)
 }
 END_TEST
 
+/* Each mapping removed after a page of it was copied into RAM leaves its object held (RAM
+ * reads through it): past GUEST_MEMORY_MAX_REGIONS such objects vm_map is refused. */
+START_TEST(test_objects_held_for_ram_copied_from_them_are_bounded)
+{
+	struct guest_memory_map_request q = file_request(0, PS, false, VM_PROT_READ);
+	for (unsigned i = 0; i < GUEST_MEMORY_MAX_REGIONS; i++) {
+		map_ok(MAP_GPA, &q);
+		ck_assert_msg(guest_memory_vm_copy(&mem, MAP_GPA, PS, i * PS) == 0, "%s", error_message());
+		deallocate_ok(MAP_GPA, PS);
+		ck_assert_uint_eq(mem.nheld, i + 1);
+	}
+	uint64_t at = MAP_GPA;
+	ck_assert_int_eq(guest_memory_vm_map(&mem, &at, false, &q), -ENOMEM);
+	ck_assert_ptr_nonnull(strstr(error_message(), "KERN_RESOURCE_SHORTAGE"));
+	ck_assert_int_eq(guest_byte(5 * PS), 'A');
+	/* The RAM that read through them goes: so do they. */
+	deallocate_ok(0, GUEST_MEMORY_MAX_REGIONS * PS);
+	ck_assert_uint_eq(mem.nheld, 0);
+	map_ok(MAP_GPA, &q);
+}
+END_TEST
+
 START_TEST(test_a_malformed_vm_deallocate_returns_machs_error_and_changes_nothing)
 {
 	struct guest_memory_map_request q = file_request(0, FILE_PAGES * PS, true, VM_PROT_ALL);
@@ -832,6 +854,7 @@ Suite *guest_memory_map_suite(void)
 	HARNESS_ADD_TEST(tc, test_deallocating_a_snapshot_mapping_lets_its_pin_go_once_nothing_maps_it);
 	HARNESS_ADD_TEST(tc, test_a_snapshots_pin_holds_while_ram_copied_from_its_mapping_reads_through_it);
 	HARNESS_ADD_TEST(tc, test_ram_allocated_where_a_read_only_mapping_was_copies_on_write);
+	HARNESS_ADD_TEST(tc, test_objects_held_for_ram_copied_from_them_are_bounded);
 	HARNESS_ADD_TEST(tc, test_a_malformed_vm_deallocate_returns_machs_error_and_changes_nothing);
 	suite_add_tcase(s, tc);
 	return s;

@@ -1400,6 +1400,10 @@ int guest_memory_vm_map(struct guest_memory *m, uint64_t *gpa, bool anywhere, co
 		return guest_memory_vm_map_refused(q, KERN_INVALID_ARGUMENT, at, "a file, an external pager's socket or a snapshot is needed");
 	if (m->nregions == GUEST_MEMORY_MAX_REGIONS)
 		return guest_memory_vm_map_refused(q, KERN_RESOURCE_SHORTAGE, at, "guest memory has its maximum of regions");
+	/* Held beyond their regions while RAM copied from them reads through their objects. */
+	if (m->nheld == GUEST_MEMORY_MAX_REGIONS)
+		return guest_memory_vm_map_refused(q, KERN_RESOURCE_SHORTAGE, at,
+						   "guest memory holds its maximum of mapped objects (RAM copied from them reads through them)");
 	/* What the region keeps: the pager (ours, or the owner's), its name, the owner. */
 	struct guest_memory_held h = {.path = strdup(q->path), .release = q->release, .owner = q->owner};
 	if (!h.path)

@@ -432,7 +432,9 @@ struct guest_memory_map_request {
  *                            a stored snapshot)
  *   KERN_INVALID_ADDRESS     a fixed range beyond the guest-physical window
  *   KERN_NO_SPACE            a fixed range in use, or no room anywhere
- *   KERN_RESOURCE_SHORTAGE   guest memory has GUEST_MEMORY_MAX_REGIONS regions already
+ *   KERN_RESOURCE_SHORTAGE   guest memory has GUEST_MEMORY_MAX_REGIONS regions already, or
+ *                            holds as many mapped objects (deallocated mappings whose objects
+ *                            RAM copied from them still reads through: guest_memory_deallocate)
  * -ENOTSUP when RAM is left to the kernel (not in the map), -EBUSY as GUEST_MEMORY_MONITOR_WAIT_MS.
  * On failure nothing changed (a pager opened for the call is let go, @q->owner released).
  */
