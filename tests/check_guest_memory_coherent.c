@@ -5,7 +5,8 @@
  * and the pager's lock requests (its event fd). They take turns, coordinated by pipes, over
  * seeded random rounds: one writes a random slot of a random page, the other reads it and
  * must find that value, then reads another random slot that must hold its last value. Then
- * both write the same pages at once and must lose no update.
+ * both write the same pages at once and must lose no update. vm_deallocate of the mapping
+ * ends it: the writes returned, the pager's event fd watched no more.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -286,6 +287,46 @@ START_TEST(test_a_lock_request_outside_the_object_stops_the_vm_with_one_line)
 }
 END_TEST
 
+/* The fault thread's watch of pager @index: the pager it serves, and whether its event fd is
+ * still polled. */
+static void expect_watch(struct guest_memory *mem, unsigned index, bool watched)
+{
+	ck_assert_uint_gt(mem->nwatched, index);
+	pthread_mutex_lock(&mem->faults.watch_lock);
+	int fd = mem->faults.watch_fd[index];
+	pthread_mutex_unlock(&mem->faults.watch_lock);
+	ck_assert_msg((fd >= 0) == watched && (mem->watched[index] != NULL) == watched, "watch %u: fd %d, pager %p",
+		      index, fd, (void *)mem->watched[index]);
+}
+
+/* vm_deallocate of the object's mapping, from the start or by vm_map: the guest's write is
+ * in the server's file when the call returns, the fault thread polls the pager's event fd
+ * no more, and the pager is let go. */
+START_TEST(test_deallocating_the_objects_mapping_returns_its_writes_and_ends_the_watch)
+{
+	struct guest_memory mem;
+	atomic_store(&errors, 0);
+	map_at_run_time = _i == 1;
+	ck_assert_msg(object_memory(&mem, server.sock) == 0, "%s", error_message());
+	expect_watch(&mem, 0, true);
+	volatile uint64_t *obj = guest_memory_ptr(&mem, OBJ_GPA, PAGES * PS);
+	obj[3 * PS / sizeof(uint64_t) + 1] = 0x1234567890abcdefull;
+	ck_assert_msg(guest_memory_deallocate(&mem, OBJ_GPA, PAGES * PS) == 0, "%s", error_message());
+	ck_assert_ptr_null(guest_memory_region(&mem, OBJ_GPA));
+	expect_watch(&mem, 0, false);
+	ck_assert_uint_eq(mem.nheld, 0);
+	int fd = open(server.file, O_RDONLY | O_CLOEXEC);
+	ck_assert_int_ge(fd, 0);
+	uint64_t v = 0;
+	ck_assert_int_eq(pread(fd, &v, sizeof(v), 3 * PS + sizeof(uint64_t)), (ssize_t)sizeof(v));
+	close(fd);
+	ck_assert_uint_eq(v, 0x1234567890abcdefull);
+	guest_memory_stop(&mem);
+	guest_memory_destroy(&mem);
+	ck_assert_int_eq(atomic_load(&errors), 0);
+}
+END_TEST
+
 Suite *guest_memory_coherent_suite(void)
 {
 	Suite *s = suite_create("guest_memory_coherent");
@@ -298,6 +339,7 @@ Suite *guest_memory_coherent_suite(void)
 	HARNESS_ADD_TEST(tc, test_an_object_mapped_at_run_time_is_as_coherent);
 	/* 0: the pager mapped from the start; 1: by vm_map once guest memory runs. */
 	HARNESS_ADD_LOOP_TEST(tc, test_a_lock_request_outside_the_object_stops_the_vm_with_one_line, 0, 2);
+	HARNESS_ADD_LOOP_TEST(tc, test_deallocating_the_objects_mapping_returns_its_writes_and_ends_the_watch, 0, 2);
 	suite_add_tcase(s, tc);
 	return s;
 }

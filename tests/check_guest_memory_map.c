@@ -1,6 +1,7 @@
 /*
  * The Mach calls guest memory adds at run time (vm_map of a file, an external pager or a
- * stored snapshot's RAM, vm_copy, vm_region for one address, vm_statistics, vm_set_attributes) on real
+ * stored snapshot's RAM, vm_copy, vm_region for one address, vm_statistics, vm_set_attributes,
+ * vm_deallocate of what vm_map mapped) on real
  * userfaultfd, without KVM: the test's own thread reads and writes guest memory through its
  * host mapping, so its faults take a vCPU's path (userfaultfd, the fault thread, vm_fault,
  * the pager) and it sees what a guest would. Malformed arguments each get Mach's code.
@@ -69,6 +70,15 @@ static struct guest_memory_map_request file_request(uint64_t offset, uint64_t si
 {
 	return (struct guest_memory_map_request){.kind = GUEST_REGION_FILE, .path = path, .offset = offset,
 						 .size = size, .copy = copy, .cur = max, .max = max,
+						 .inheritance = VM_INHERIT_COPY};
+}
+
+/* The external pager at @sock, shared. */
+static struct guest_memory_map_request external_request(const char *sock, uint64_t offset, uint64_t size, vm_prot_t cur,
+							vm_prot_t max)
+{
+	return (struct guest_memory_map_request){.kind = GUEST_REGION_EXTERNAL, .path = sock, .offset = offset,
+						 .size = size, .copy = false, .cur = cur, .max = max,
 						 .inheritance = VM_INHERIT_COPY};
 }
 
@@ -167,9 +177,7 @@ START_TEST(test_an_external_pager_mapped_at_run_time_serves_the_guests_reads)
 {
 	struct fake_pager server;
 	fake_pager_listen(&server, FAKE_PAGER_SERVE, 32 * PS);
-	struct guest_memory_map_request q = {.kind = GUEST_REGION_EXTERNAL, .path = server.path, .offset = 8 * PS,
-					     .size = 8 * PS, .copy = false, .cur = VM_PROT_READ, .max = VM_PROT_READ,
-					     .inheritance = VM_INHERIT_COPY};
+	struct guest_memory_map_request q = external_request(server.path, 8 * PS, 8 * PS, VM_PROT_READ, VM_PROT_READ);
 	map_ok(MAP_GPA, &q);
 	ck_assert_int_eq(guest_memory_region(&mem, MAP_GPA)->kind, GUEST_REGION_EXTERNAL);
 	ck_assert_int_eq(guest_byte(MAP_GPA + 3 * PS), fake_pager_byte(11 * PS));
@@ -180,19 +188,24 @@ START_TEST(test_an_external_pager_mapped_at_run_time_serves_the_guests_reads)
 }
 END_TEST
 
-/* RAM page 0 is copied to page 1: each side's later writes stay its own (copy on write). */
-START_TEST(test_vm_copy_gives_a_copy_later_writes_on_either_side_do_not_reach)
+/* RAM page @a is copied to page @b: each side's later writes stay its own (copy on write).
+ * The copy is first read after @a was written: until then nothing of it is in guest RAM, so
+ * a write to @a that no write-protection caught would show through. */
+static void expect_copy_on_write(uint64_t a, uint64_t b)
 {
-	const uint64_t a = 64 * PS, b = 128 * PS;
 	memset(mem.base + a, 'x', PS);
 	ck_assert_msg(guest_memory_vm_copy(&mem, a, PS, b) == 0, "%s", error_message());
-	ck_assert_int_eq(guest_byte(b + 10), 'x');
 	guest_set(a + 10, 'y');
 	ck_assert_int_eq(guest_byte(b + 10), 'x');
 	guest_set(b + 20, 'z');
 	ck_assert_int_eq(guest_byte(a + 20), 'x');
 	ck_assert_int_eq(guest_byte(a + 10), 'y');
 	ck_assert_int_eq(guest_byte(b + 20), 'z');
+}
+
+START_TEST(test_vm_copy_gives_a_copy_later_writes_on_either_side_do_not_reach)
+{
+	expect_copy_on_write(64 * PS, 128 * PS);
 }
 END_TEST
 
@@ -475,9 +488,7 @@ START_TEST(test_a_shared_writable_mapping_of_a_pager_that_takes_no_writes_is_a_p
 {
 	struct fake_pager server;
 	fake_pager_listen(&server, FAKE_PAGER_READ_ONLY, 16 * PS);
-	struct guest_memory_map_request q = {.kind = GUEST_REGION_EXTERNAL, .path = server.path, .size = 16 * PS,
-					     .copy = false, .cur = VM_PROT_DEFAULT, .max = VM_PROT_ALL,
-					     .inheritance = VM_INHERIT_COPY};
+	struct guest_memory_map_request q = external_request(server.path, 0, 16 * PS, VM_PROT_DEFAULT, VM_PROT_ALL);
 	uint64_t at = MAP_GPA;
 	ck_assert_int_eq(guest_memory_vm_map(&mem, &at, false, &q), -EACCES);
 	ck_assert_msg(strstr(error_message(), "KERN_PROTECTION_FAILURE") && strstr(error_message(), "takes no writes"), "%s",
@@ -559,6 +570,251 @@ START_TEST(test_malformed_attributes_return_machs_error_and_change_nothing)
 }
 END_TEST
 
+/* ---- vm_deallocate of mapped objects ---------------------------------------------------- */
+
+static void deallocate_ok(uint64_t gpa, uint64_t size)
+{
+	ck_assert_msg(guest_memory_deallocate(&mem, gpa, size) == 0, "%s", error_message());
+}
+
+/* Entries of the map at or above @gpa, as query-memory sees them (guest_memory_vm_region). */
+static unsigned entries_from(uint64_t gpa)
+{
+	static struct seen s;
+	uint64_t objects;
+	s.n = 0;
+	ck_assert_int_eq(guest_memory_vm_region(&mem, seen_entry, &s, &objects), 0);
+	unsigned n = 0;
+	for (unsigned i = 0; i < s.n; i++)
+		n += s.e[i].end > gpa;
+	return n;
+}
+
+/* After the mapping at MAP_GPA went: nothing there, and RAM allocated in its place reads zero. */
+static void expect_gone_then_zero_ram(uint64_t pages)
+{
+	ck_assert_ptr_null(guest_memory_region(&mem, MAP_GPA));
+	ck_assert_uint_eq(entries_from(MAP_GPA), 0);
+	static struct guest_memory_entry e;
+	uint64_t addr = MAP_GPA;
+	ck_assert_int_eq(guest_memory_vm_region_at(&mem, &addr, &e), -ENOMEM);
+	uint64_t at = MAP_GPA;
+	ck_assert_msg(guest_memory_allocate(&mem, &at, pages * PS, false) == 0, "%s", error_message());
+	for (uint64_t p = 0; p < pages; p++)
+		ck_assert_int_eq(guest_byte(MAP_GPA + p * PS + 9), 0);
+}
+
+START_TEST(test_deallocating_a_copy_of_a_file_removes_it_and_ram_there_reads_zero)
+{
+	unsigned regions = mem.nregions;
+	struct guest_memory_map_request q = file_request(0, FILE_PAGES * PS, true, VM_PROT_ALL);
+	map_ok(MAP_GPA, &q);
+	guest_set(MAP_GPA + PS + 9, 'w');
+	ck_assert_uint_eq(entries_from(MAP_GPA), 1);
+	deallocate_ok(MAP_GPA, FILE_PAGES * PS);
+	ck_assert_uint_eq(mem.nregions, regions);
+	ck_assert_uint_eq(mem.nheld, 0); /* the file pager let go */
+	ck_assert_int_eq(file_byte(PS + 9), 'B');
+	expect_gone_then_zero_ram(FILE_PAGES);
+}
+END_TEST
+
+START_TEST(test_deallocating_a_shared_file_mapping_writes_the_guests_changes_to_the_file)
+{
+	struct guest_memory_map_request q = file_request(0, FILE_PAGES * PS, false, VM_PROT_ALL);
+	map_ok(MAP_GPA, &q);
+	guest_set(MAP_GPA + 7, 's');
+	guest_set(MAP_GPA + 3 * PS + 7, 't');
+	deallocate_ok(MAP_GPA, FILE_PAGES * PS);
+	ck_assert_int_eq(file_byte(7), 's');
+	ck_assert_int_eq(file_byte(3 * PS + 7), 't');
+	ck_assert_int_eq(file_byte(8), 'A');
+	expect_gone_then_zero_ram(FILE_PAGES);
+}
+END_TEST
+
+/*
+ * The file's 4 pages mapped shared:   [A B C D]   the middle two deallocated:   [A] . . [D]
+ * The removed pages' changes reach the file at once (the object lives on in the other two);
+ * the two pieces are regions of one object, each still reading the file.
+ */
+START_TEST(test_deallocating_part_of_a_shared_file_mapping_leaves_the_rest_reading_the_file)
+{
+	unsigned regions = mem.nregions;
+	struct guest_memory_map_request q = file_request(0, FILE_PAGES * PS, false, VM_PROT_ALL);
+	map_ok(MAP_GPA, &q);
+	ck_assert_int_eq(guest_byte(MAP_GPA + 3), 'A'); /* page 0 in; the others are not */
+	guest_set(MAP_GPA + PS + 5, 'x');
+	deallocate_ok(MAP_GPA + PS, 2 * PS);
+	ck_assert_int_eq(file_byte(PS + 5), 'x');
+	ck_assert_uint_eq(mem.nregions, regions + 2);
+	const struct guest_region *lo = guest_memory_region(&mem, MAP_GPA), *hi = guest_memory_region(&mem, MAP_GPA + 3 * PS);
+	ck_assert_ptr_nonnull(lo);
+	ck_assert_ptr_nonnull(hi);
+	ck_assert_ptr_null(guest_memory_region(&mem, MAP_GPA + PS));
+	ck_assert_uint_eq(lo->size, PS);
+	ck_assert_uint_eq(hi->gpa, MAP_GPA + 3 * PS);
+	ck_assert_uint_eq(hi->size, PS);
+	ck_assert_ptr_eq(lo->pager, hi->pager);
+	ck_assert_int_eq(hi->mode, GUEST_MAP_SHARED);
+	ck_assert_uint_ne(lo->slot, hi->slot);
+	ck_assert_uint_eq(entries_from(MAP_GPA), 2);
+	ck_assert_uint_eq(mem.nheld, 1);
+	ck_assert_int_eq(guest_byte(MAP_GPA + 3 * PS + 5), 'D'); /* a fault served by the pager */
+	guest_set(MAP_GPA + 3 * PS + 5, 'y');
+	deallocate_ok(MAP_GPA, PS);
+	ck_assert_uint_eq(mem.nheld, 1); /* the last piece still maps it */
+	ck_assert_int_eq(guest_byte(MAP_GPA + 3 * PS + 6), 'D');
+	deallocate_ok(MAP_GPA + 3 * PS, PS);
+	ck_assert_uint_eq(mem.nheld, 0);
+	ck_assert_uint_eq(mem.nregions, regions);
+	ck_assert_int_eq(file_byte(3 * PS + 5), 'y');
+	expect_gone_then_zero_ram(FILE_PAGES);
+}
+END_TEST
+
+START_TEST(test_a_write_back_that_fails_leaves_the_mapping_as_it_was)
+{
+	struct guest_memory_map_request q = file_request(0, FILE_PAGES * PS, false, VM_PROT_ALL);
+	map_ok(MAP_GPA, &q);
+	guest_set(MAP_GPA + 2 * PS + 1, 'z');
+	ck_assert_int_eq(truncate(path, 100), 0); /* the page written is past the file's end now */
+	ck_assert_int_eq(guest_memory_deallocate(&mem, MAP_GPA, FILE_PAGES * PS), -EIO);
+	ck_assert_msg(strstr(error_message(), "vm_deallocate of [0x1000000, +0x4000): KERN_MEMORY_ERROR") &&
+			      strstr(error_message(), "shrank"),
+		      "%s", error_message());
+	ck_assert_ptr_nonnull(guest_memory_region(&mem, MAP_GPA));
+	ck_assert_uint_eq(entries_from(MAP_GPA), 1);
+	ck_assert_uint_eq(mem.nheld, 1);
+	ck_assert_int_eq(guest_byte(MAP_GPA + 2 * PS + 1), 'z');
+}
+END_TEST
+
+START_TEST(test_deallocating_an_external_pagers_object_returns_its_pages_and_terminates_it)
+{
+	struct fake_pager server;
+	fake_pager_listen(&server, FAKE_PAGER_KEEP, 8 * PS);
+	struct guest_memory_map_request q = external_request(server.path, 0, 8 * PS, VM_PROT_DEFAULT, VM_PROT_ALL);
+	map_ok(MAP_GPA, &q);
+	ck_assert_int_eq(guest_byte(MAP_GPA + 2 * PS), fake_pager_byte(2 * PS));
+	guest_set(MAP_GPA + 2 * PS + 11, 0x5a);
+	deallocate_ok(MAP_GPA, 8 * PS);
+	ck_assert_uint_eq(mem.nheld, 0);
+	/* DATA_RETURN is answered: the server had the page before the call returned. */
+	ck_assert_uint_ge(atomic_load(&server.returns), 1);
+	ck_assert_int_eq(server.data[2 * PS + 11], 0x5a);
+	/* The pager let go: its socket closed, the server's thread ends, TERMINATE read. */
+	fake_pager_stop(&server);
+	ck_assert_uint_eq(atomic_load(&server.terminates), 1);
+	expect_gone_then_zero_ram(8);
+}
+END_TEST
+
+START_TEST(test_deallocating_a_snapshot_mapping_lets_its_pin_go_once_nothing_maps_it)
+{
+	struct guest_memory_map_request q = snapshot_request(16 * PS, 32 * PS, true, VM_PROT_ALL);
+	map_ok(MAP_GPA, &q);
+	expect_snapshot_page(3, 16);
+	deallocate_ok(MAP_GPA, 16 * PS);
+	ck_assert_int_eq(snap_releases, 0); /* the upper half still maps it */
+	expect_snapshot_page(20, 16);       /* a fault the snapshot pager serves */
+	deallocate_ok(MAP_GPA + 16 * PS, 16 * PS);
+	ck_assert_int_eq(snap_releases, 1);
+	ck_assert_uint_eq(mem.nheld, 0);
+	remove_store();
+	expect_gone_then_zero_ram(32);
+}
+END_TEST
+
+/* RAM copied from a mapping reads through its object: the pin holds until that RAM goes. */
+START_TEST(test_a_snapshots_pin_holds_while_ram_copied_from_its_mapping_reads_through_it)
+{
+	struct guest_memory_map_request q = snapshot_request(0, 8 * PS, false, VM_PROT_READ);
+	map_ok(MAP_GPA, &q);
+	const uint64_t to = 64 * PS;
+	ck_assert_msg(guest_memory_vm_copy(&mem, MAP_GPA, 8 * PS, to) == 0, "%s", error_message());
+	deallocate_ok(MAP_GPA, 8 * PS);
+	ck_assert_int_eq(snap_releases, 0);
+	ck_assert_int_eq(memcmp(mem.base + to + 5 * PS, store_pages_make(5, 1, store_pages_kind(5)), PS), 0);
+	deallocate_ok(to, 8 * PS);
+	ck_assert_int_eq(snap_releases, 1);
+	remove_store();
+}
+END_TEST
+
+/*
+ * The old bug: a read-only mapping is a read-only KVM slot, so the pmap enters its pages
+ * host-writable. RAM allocated where it was must have its copy-on-write pages protected
+ * again, or a write there would reach the copy.
+ */
+START_TEST(test_ram_allocated_where_a_read_only_mapping_was_copies_on_write)
+{
+	struct guest_memory_map_request q = file_request(0, FILE_PAGES * PS, false, VM_PROT_READ);
+	map_ok(MAP_GPA, &q);
+	ck_assert_int_eq(guest_byte(MAP_GPA), 'A');
+	deallocate_ok(MAP_GPA, FILE_PAGES * PS);
+	expect_gone_then_zero_ram(FILE_PAGES);
+	expect_copy_on_write(MAP_GPA, 64 * PS);
+}
+END_TEST
+
+/* Each mapping removed after a page of it was copied into RAM leaves its object held (RAM
+ * reads through it): past GUEST_MEMORY_MAX_REGIONS such objects vm_map is refused. */
+START_TEST(test_objects_held_for_ram_copied_from_them_are_bounded)
+{
+	struct guest_memory_map_request q = file_request(0, PS, false, VM_PROT_READ);
+	for (unsigned i = 0; i < GUEST_MEMORY_MAX_REGIONS; i++) {
+		map_ok(MAP_GPA, &q);
+		ck_assert_msg(guest_memory_vm_copy(&mem, MAP_GPA, PS, i * PS) == 0, "%s", error_message());
+		deallocate_ok(MAP_GPA, PS);
+		ck_assert_uint_eq(mem.nheld, i + 1);
+	}
+	uint64_t at = MAP_GPA;
+	ck_assert_int_eq(guest_memory_vm_map(&mem, &at, false, &q), -ENOMEM);
+	ck_assert_ptr_nonnull(strstr(error_message(), "KERN_RESOURCE_SHORTAGE"));
+	ck_assert_int_eq(guest_byte(5 * PS), 'A');
+	/* The RAM that read through them goes: so do they. */
+	deallocate_ok(0, GUEST_MEMORY_MAX_REGIONS * PS);
+	ck_assert_uint_eq(mem.nheld, 0);
+	map_ok(MAP_GPA, &q);
+}
+END_TEST
+
+START_TEST(test_a_malformed_vm_deallocate_returns_machs_error_and_changes_nothing)
+{
+	struct guest_memory_map_request q = file_request(0, FILE_PAGES * PS, true, VM_PROT_ALL);
+	map_ok(MAP_GPA, &q);
+	const struct {
+		uint64_t gpa, size;
+		int err;
+		const char *code;
+	} bad[] = {
+		{MAP_GPA + 1, PS, -EINVAL, "KERN_INVALID_ARGUMENT"},
+		{MAP_GPA, PS + 1, -EINVAL, "KERN_INVALID_ARGUMENT"},
+		{MAP_GPA, UINT64_MAX & ~(uint64_t)(PS - 1), -EINVAL, "KERN_INVALID_ARGUMENT"},
+		{GUEST_MEMORY_WINDOW - PS, 2 * PS, -EFAULT, "KERN_INVALID_ADDRESS"},
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		int r = guest_memory_deallocate(&mem, bad[i].gpa, bad[i].size);
+		ck_assert_msg(r == bad[i].err && strstr(error_message(), bad[i].code) &&
+				      strstr(error_message(), "vm_deallocate of "),
+			      "case %zu: %d, %s", i, r, error_message());
+	}
+	/* A cut in the middle needs a region more than the most there may be. */
+	while (mem.nregions < GUEST_MEMORY_MAX_REGIONS) {
+		uint64_t at = (64ull << 20) + mem.nregions * 2 * PS;
+		ck_assert_msg(guest_memory_allocate(&mem, &at, PS, false) == 0, "%s", error_message());
+	}
+	ck_assert_int_eq(guest_memory_deallocate(&mem, MAP_GPA + PS, PS), -ENOMEM);
+	ck_assert_ptr_nonnull(strstr(error_message(), "KERN_RESOURCE_SHORTAGE"));
+	ck_assert_uint_eq(guest_memory_region(&mem, MAP_GPA)->size, FILE_PAGES * PS);
+	ck_assert_int_eq(guest_byte(MAP_GPA + PS), 'B');
+	ck_assert_uint_eq(mem.nheld, 1);
+	/* A hole is no error. */
+	deallocate_ok(MAP_GPA + FILE_PAGES * PS, 4 * PS);
+}
+END_TEST
+
 Suite *guest_memory_map_suite(void)
 {
 	Suite *s = suite_create("guest_memory_map");
@@ -586,6 +842,20 @@ Suite *guest_memory_map_suite(void)
 	HARNESS_ADD_TEST(tc, test_vm_map_past_the_most_regions_is_a_resource_shortage);
 	HARNESS_ADD_TEST(tc, test_a_malformed_vm_copy_returns_machs_error);
 	HARNESS_ADD_TEST(tc, test_malformed_attributes_return_machs_error_and_change_nothing);
+	suite_add_tcase(s, tc);
+	tc = tcase_create("deallocate");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_set_timeout(tc, 60);
+	HARNESS_ADD_TEST(tc, test_deallocating_a_copy_of_a_file_removes_it_and_ram_there_reads_zero);
+	HARNESS_ADD_TEST(tc, test_deallocating_a_shared_file_mapping_writes_the_guests_changes_to_the_file);
+	HARNESS_ADD_TEST(tc, test_deallocating_part_of_a_shared_file_mapping_leaves_the_rest_reading_the_file);
+	HARNESS_ADD_TEST(tc, test_a_write_back_that_fails_leaves_the_mapping_as_it_was);
+	HARNESS_ADD_TEST(tc, test_deallocating_an_external_pagers_object_returns_its_pages_and_terminates_it);
+	HARNESS_ADD_TEST(tc, test_deallocating_a_snapshot_mapping_lets_its_pin_go_once_nothing_maps_it);
+	HARNESS_ADD_TEST(tc, test_a_snapshots_pin_holds_while_ram_copied_from_its_mapping_reads_through_it);
+	HARNESS_ADD_TEST(tc, test_ram_allocated_where_a_read_only_mapping_was_copies_on_write);
+	HARNESS_ADD_TEST(tc, test_objects_held_for_ram_copied_from_them_are_bounded);
+	HARNESS_ADD_TEST(tc, test_a_malformed_vm_deallocate_returns_machs_error_and_changes_nothing);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -275,6 +275,30 @@ START_TEST(a_file_mapped_into_a_running_guest_reads_as_the_file)
 }
 END_TEST
 
+/* vm-deallocate removes a mapped file as it removes RAM: query-memory lists RAM only, KVM's
+ * slot is gone, and the guest's write there is one outside guest memory. */
+START_TEST(a_mapped_file_deallocated_is_outside_guest_memory)
+{
+	char file[] = "/tmp/vmm-vm-map-XXXXXX";
+	int fd = mkstemp(file);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(ftruncate(fd, 1 << 20), 0);
+	close(fd);
+	vm_proc_start(&vm, NULL, "run", "-m", "64M", "-p", "sync=1 await=" MAILBOX " poke=0x40000000", harness_guest(), NULL);
+	vm_proc_wait_sync(&vm, 1);
+	call(&vm, "vm-map", json_pack("{s:s,s:I,s:I}", "path", file, "addr", G1, "size", (json_int_t)(1 << 20)));
+	call(&vm, "vm-deallocate", json_pack("{s:I,s:I}", "addr", G1, "size", (json_int_t)(1 << 20)));
+	const struct entry ram[] = {{0, 64 << 20, "rw-", "copy"}};
+	expect_map(&vm, ram, 1, 0);
+	vm_proc_release(&vm, 0x7ff000);
+	ck_assert_int_eq(vm_proc_wait(&vm), 122);
+	char *err = vm_proc_output(&vm, true);
+	ck_assert_msg(strstr(err, "guest wrote guest-physical 0x40000000 (1 bytes): outside guest memory"), "%s", err);
+	free(err);
+	unlink(file);
+}
+END_TEST
+
 START_TEST(an_external_pager_mapped_into_a_running_guest_serves_it)
 {
 	struct fake_pager server;
@@ -383,6 +407,7 @@ Suite *kvm_memory_suite(void)
 	HARNESS_ADD_TEST(tc, deallocated_memory_is_outside_guest_memory);
 	HARNESS_ADD_TEST(tc, mach_errors_come_back_by_name);
 	HARNESS_ADD_TEST(tc, a_file_mapped_into_a_running_guest_reads_as_the_file);
+	HARNESS_ADD_TEST(tc, a_mapped_file_deallocated_is_outside_guest_memory);
 	HARNESS_ADD_TEST(tc, an_external_pager_mapped_into_a_running_guest_serves_it);
 	HARNESS_ADD_TEST(tc, a_stored_snapshots_ram_mapped_into_a_running_guest_reads_as_its_pages);
 	HARNESS_ADD_TEST(tc, a_range_copied_with_vm_copy_reads_as_the_source_did);

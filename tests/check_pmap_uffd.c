@@ -269,6 +269,45 @@ START_TEST(a_copy_the_kernel_refuses_fails_the_fault)
 }
 END_TEST
 
+/* The ranges the pmap knows, as [start, end) in pages, in @r's order. */
+static void expect_ranges(const struct pmap_uffd_ranges *r, unsigned n, const uint64_t (*want)[2])
+{
+	ck_assert_uint_eq(r->n, n);
+	for (unsigned i = 0; i < n; i++)
+		ck_assert_msg(r->range[i].start == want[i][0] * VM_PAGE_SIZE && r->range[i].end == want[i][1] * VM_PAGE_SIZE,
+			      "range %u: [%llu, %llu) pages", i, (unsigned long long)(r->range[i].start / VM_PAGE_SIZE),
+			      (unsigned long long)(r->range[i].end / VM_PAGE_SIZE));
+}
+
+/*
+ * Pages:  read-only [0, 8)   segment [16, 24)       forget [2, 4) and [20, 28)
+ *      => read-only [0, 2) [4, 8)   segment [16, 20)
+ * With all eight read-only slots in use, a cut in the middle of one keeps the piece below.
+ */
+START_TEST(forgetting_a_range_cuts_it_out_of_the_read_only_and_segment_ranges)
+{
+	const uint64_t P = VM_PAGE_SIZE;
+	struct pmap_uffd p;
+	ck_assert_int_eq(pmap_uffd_init(&p, &mem.uffd, mem.base, RAM_SIZE), 0);
+	ck_assert_int_eq(pmap_uffd_add_readonly(&p, 0, 8 * P), 0);
+	ck_assert_int_eq(pmap_uffd_add_segment(&p, 16 * P, 24 * P), 0);
+	pmap_uffd_forget_range(&p, 2 * P, 4 * P);
+	pmap_uffd_forget_range(&p, 20 * P, 28 * P);
+	expect_ranges(&p.readonly, 2, (const uint64_t[][2]){{0, 2}, {4, 8}});
+	expect_ranges(&p.segment, 1, (const uint64_t[][2]){{16, 20}});
+	pmap_uffd_forget_range(&p, 0, 32 * P);
+	expect_ranges(&p.readonly, 0, NULL);
+	expect_ranges(&p.segment, 0, NULL);
+	for (uint64_t i = 0; i < 8; i++)
+		ck_assert_int_eq(pmap_uffd_add_readonly(&p, 10 * i * P, (10 * i + 8) * P), 0);
+	pmap_uffd_forget_range(&p, 2 * P, 4 * P);
+	ck_assert_uint_eq(p.readonly.n, 8);
+	ck_assert_uint_eq(p.readonly.range[0].start, 0);
+	ck_assert_uint_eq(p.readonly.range[0].end, 2 * P);
+	pmap_uffd_fini(&p);
+}
+END_TEST
+
 Suite *pmap_uffd_suite(void)
 {
 	Suite *s = suite_create("pmap_uffd");
@@ -281,6 +320,7 @@ Suite *pmap_uffd_suite(void)
 	HARNESS_ADD_TEST(tc, forgetting_takes_no_page_for_protected);
 	HARNESS_ADD_TEST(tc, writes_racing_the_prearm_never_reach_the_frozen_copy);
 	HARNESS_ADD_TEST(tc, a_copy_the_kernel_refuses_fails_the_fault);
+	HARNESS_ADD_TEST(tc, forgetting_a_range_cuts_it_out_of_the_read_only_and_segment_ranges);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -73,6 +73,8 @@ static void *fp_main(void *arg)
 			if (ok && fp->data && m.offset <= fp->size && m.length <= fp->size - m.offset)
 				memcpy(fp->data + m.offset, answer, m.length);
 			ok = ok && fp_msg(fp->peer, EXTPAGER_RETURN_REPLY, m.offset, 0, 0);
+		} else if (m.type == EXTPAGER_TERMINATE) {
+			atomic_fetch_add(&fp->terminates, 1);
 		} else if (m.type == EXTPAGER_DATA_REQUEST) {
 			atomic_store(&fp->last_offset, m.offset);
 			atomic_store(&fp->last_length, m.length);

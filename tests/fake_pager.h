@@ -32,6 +32,7 @@ struct fake_pager {
 	atomic_ullong last_offset;     /* of the last DATA_REQUEST */
 	atomic_ullong last_length;
 	atomic_uint returns;           /* DATA_RETURNs seen */
+	atomic_uint terminates;        /* TERMINATEs seen */
 	uint8_t *data;                 /* FAKE_PAGER_KEEP: the object's @size bytes, first as
 					  fake_pager_byte's; read it once the client is answered */
 	pthread_t thread;

@@ -158,6 +158,15 @@ int fault_thread_watch(struct fault_thread *ft, int fd)
 	return index;
 }
 
+void fault_thread_unwatch(struct fault_thread *ft, unsigned index)
+{
+	pthread_mutex_lock(&ft->watch_lock);
+	if (index < ft->nwatch)
+		ft->watch_fd[index] = -1;
+	pthread_mutex_unlock(&ft->watch_lock);
+	fault_thread_wake(ft);
+}
+
 void fault_thread_wake(struct fault_thread *ft)
 {
 	char c = FAULT_THREAD_WAKE;

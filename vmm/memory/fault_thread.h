@@ -75,6 +75,11 @@ int fault_thread_start_watching(struct fault_thread *ft, int fd, fault_handler_f
  * (-ENOSPC: FAULT_THREAD_WATCH_MAX are watched; -EINVAL: no watch function). */
 int fault_thread_watch(struct fault_thread *ft, int fd);
 
+/* Watch watched fd @index no more (its owner is about to close it): from the thread's next
+ * look on, which this call brings about, it is not polled. A call of the watch function
+ * for it may still be under way, or follow once: the watch function must tell. */
+void fault_thread_unwatch(struct fault_thread *ft, unsigned index);
+
 /* There may be background work again: the idle function is called once no fault waits. */
 void fault_thread_wake(struct fault_thread *ft);
 

@@ -299,7 +299,7 @@ static int guest_memory_map_file(struct guest_memory *m, struct guest_region *r)
 	int err = guest_memory_open_pager(m, &q, &r->pager);
 	if (err)
 		return err;
-	guest_memory_keep(m, &(struct guest_memory_held){.pager = r->pager});
+	guest_memory_keep(m, &(struct guest_memory_held){.serves = r->pager, .pager = r->pager});
 	/* A mapping past the data would give the guest errors, or zeros, where it has none. */
 	uint64_t has = r->pager->size;
 	if (((has + VM_PAGE_MASK) & ~(uint64_t)VM_PAGE_MASK) < r->size)
@@ -640,15 +640,17 @@ static int guest_memory_fault(void *arg, const struct fault_event *ev)
 	error_clear(); /* a pager's source (vmm side) may say why it failed */
 	vm_domain_lock(m->dom);
 	kern_return_t kr = KERN_SUCCESS;
-	int r;
-	if (ev->wp && (pmap_entered(&m->map->pmap, gpa) & VM_PROT_WRITE)) {
+	int r = 0;
+	if (!guest_memory_region(m, gpa)) {
+		/* Read before guest_memory_deallocate took the range away: the unregister woke the
+		 * thread that faulted, which finds nothing there now. Not the guest's doing. */
+	} else if (ev->wp && (pmap_entered(&m->map->pmap, gpa) & VM_PROT_WRITE)) {
 		/* Write-protected ahead of a snapshot (guest_memory_prearm) while the core lets the
 		 * guest write: nothing to resolve, lift the protection (which wakes the guest). */
 		r = pmap_uffd_unguard(&m->pmap, gpa);
 		info.entered = 1;
 	} else {
 		kr = vm_fault(m->map, gpa, access, &info); /* a page the pmap could not put in fails it */
-		r = 0;
 	}
 	m->uffd_faults++;
 	if (ev->wp)
@@ -736,13 +738,19 @@ static int guest_memory_pager_event(void *arg, unsigned index)
 	struct guest_memory *m = arg;
 	const struct guest_region *g = NULL;
 	vm_domain_lock(m->dom);
-	struct vm_object *obj = guest_memory_pager_object(m, m->watched[index], &g);
+	/* NULL: let go by guest_memory_deallocate (a call already under way when it stopped the
+	 * watch). */
+	struct pager *pager = m->watched[index];
+	struct vm_object *obj = pager ? guest_memory_pager_object(m, pager, &g) : NULL;
 	int err = obj ? vm_object_pager_service(obj) : 1;
 	/* Pages it took away or protected: a failure of the pmap's is the VM's (it said why). */
 	int pmap_err = obj ? pmap_update(&m->map->pmap) : 0;
+	/* Said under the lock: a deallocation may free the region's path once it is let go. */
+	if (err < 0)
+		err = error_set(-err, "external pager %s: %s", g->path, external_pager_failure(pager));
 	vm_domain_unlock(m->dom);
 	if (err < 0)
-		return error_set(-err, "external pager %s: %s", g->path, external_pager_failure(m->watched[index]));
+		return err;
 	return pmap_err ? pmap_err : err;
 }
 
@@ -954,6 +962,22 @@ void guest_memory_cancel(struct guest_memory *m)
 			;
 }
 
+/* Write the guest's changes to the shared mappings within [start, end) back to their files
+ * and pagers. Domain lock held. 0, or -EIO with guest_memory_sync_failed's message. */
+static int guest_memory_write_back(struct guest_memory *m, uint64_t start, uint64_t end)
+{
+	for (unsigned i = 0; i < m->nregions; i++) {
+		const struct guest_region *g = &m->region[i];
+		uint64_t s = g->gpa > start ? g->gpa : start, e = g->gpa + g->size < end ? g->gpa + g->size : end;
+		if (g->kind == GUEST_REGION_RAM || g->mode != GUEST_MAP_SHARED || s >= e)
+			continue;
+		kern_return_t kr = vm_map_msync(m->map, s, e - s);
+		if (kr != KERN_SUCCESS)
+			return guest_memory_sync_failed(g, kr);
+	}
+	return 0;
+}
+
 int guest_memory_sync(struct guest_memory *m)
 {
 	/* No fault waits on a pager once the thread is gone: the write-back may wait again. */
@@ -963,16 +987,8 @@ int guest_memory_sync(struct guest_memory *m)
 		(void)read(m->cancel_fd, &count, sizeof(count));
 	if (!m->map || m->failed)
 		return 0;
-	int r = 0;
 	vm_domain_lock(m->dom);
-	for (unsigned i = 0; i < m->nregions && !r; i++) {
-		const struct guest_region *g = &m->region[i];
-		if (g->kind == GUEST_REGION_RAM || g->mode != GUEST_MAP_SHARED)
-			continue;
-		kern_return_t kr = vm_map_msync(m->map, g->gpa, g->size);
-		if (kr != KERN_SUCCESS)
-			r = guest_memory_sync_failed(g, kr);
-	}
+	int r = guest_memory_write_back(m, 0, GUEST_MEMORY_WINDOW);
 	vm_domain_unlock(m->dom);
 	return r;
 }
@@ -1103,6 +1119,24 @@ int guest_memory_prefault(struct guest_memory *m, uint64_t gpa, uint64_t len)
 	return r;
 }
 
+/* The domain lock for a monitor's call: a fault waiting on a slow pager holds it, up to
+ * that pager's deadline, and the monitor must stay free meanwhile (to take quit above all).
+ * 0, or -EBUSY with a message. */
+static int guest_memory_lock_briefly(struct guest_memory *m)
+{
+	if (vm_domain_lock_within(m->dom, GUEST_MEMORY_MONITOR_WAIT_MS))
+		return 0;
+	return error_set(EBUSY, "guest memory is busy: a fault has waited on its pager for over %d ms; try again",
+			 GUEST_MEMORY_MONITOR_WAIT_MS);
+}
+
+/* A Mach call of the monitor's that failed: the code named, as Mach would have said it. */
+static int guest_memory_vm_failed(const char *call, kern_return_t kr, uint64_t addr, uint64_t size)
+{
+	return error_set(-kern_return_errno(kr), "%s of [0x%llx, +0x%llx): %s", call, (unsigned long long)addr,
+			 (unsigned long long)size, kern_return_name(kr));
+}
+
 /*
  * Make new map entry @g (kind, gpa, size set; entered in the map by the caller) a region:
  * its host mapping opened in the reserved window, registered with the userfaultfd, a KVM
@@ -1154,94 +1188,145 @@ int guest_memory_allocate(struct guest_memory *m, uint64_t *gpa, uint64_t size, 
 	return r;
 }
 
-int guest_memory_deallocate(struct guest_memory *m, uint64_t gpa, uint64_t size)
+/* Whether a region maps @pager. Domain lock held. */
+static bool guest_memory_pager_mapped(const struct guest_memory *m, const struct pager *pager)
 {
-	if ((gpa | size) & (VM_PAGE_SIZE - 1) || gpa + size < gpa)
-		return error_set(EINVAL, "vm_deallocate of [0x%llx, +0x%llx): KERN_INVALID_ARGUMENT",
-				 (unsigned long long)gpa, (unsigned long long)size);
-	uint64_t end = gpa + size;
-	unsigned pieces = 0;
-	for (unsigned i = 0; i < m->nregions; i++) {
-		const struct guest_region *g = &m->region[i];
-		if (gpa < g->gpa + g->size && g->gpa < end) {
-			if (g->kind != GUEST_REGION_RAM)
-				return error_set(EBUSY, "vm_deallocate: [0x%llx, 0x%llx) holds the mapping of %s", (unsigned long long)gpa,
-						 (unsigned long long)end, g->path);
-			pieces += gpa > g->gpa && end < g->gpa + g->size; /* a split adds a region */
+	for (unsigned i = 0; i < m->nregions; i++)
+		if (m->region[i].pager == pager)
+			return true;
+	return false;
+}
+
+/* Whether @pager still serves guest memory: a region maps it, or an object uses it (one
+ * that RAM copied from its mapping still reads through). Domain lock held. */
+static bool guest_memory_pager_used(const struct guest_memory *m, const struct pager *pager)
+{
+	if (guest_memory_pager_mapped(m, pager))
+		return true;
+	for (const struct vm_object *o = m->dom->objects; o; o = o->all_next)
+		if (o->pager == pager)
+			return true;
+	return false;
+}
+
+/*
+ * After regions went: stop watching the pagers no region maps (the fault thread may be
+ * about to call guest_memory_pager_event for one: it finds NULL), and move the held entries
+ * whose pager nothing uses any more to @gone, to be let go once the domain lock is (no
+ * object of the pager is left to touch its references meanwhile). Domain lock held. The
+ * number moved.
+ */
+static unsigned guest_memory_unhold(struct guest_memory *m, struct guest_memory_held *gone)
+{
+	for (unsigned i = 0; i < m->nwatched; i++)
+		if (m->watched[i] && !guest_memory_pager_mapped(m, m->watched[i])) {
+			m->watched[i] = NULL;
+			fault_thread_unwatch(&m->faults, i);
 		}
+	unsigned n = 0, kept = 0;
+	for (unsigned i = 0; i < m->nheld; i++) {
+		if (guest_memory_pager_used(m, m->held[i].serves))
+			m->held[kept++] = m->held[i];
+		else
+			gone[n++] = m->held[i];
 	}
-	if (m->nregions + pieces > GUEST_MEMORY_MAX_REGIONS)
-		return error_set(ENOSPC, "guest memory has its maximum of %d regions", GUEST_MEMORY_MAX_REGIONS);
-	vm_domain_lock(m->dom);
-	kern_return_t kr = vm_map_deallocate(m->map, gpa, size);
-	int fr = guest_memory_unlock_map(m);
-	if (kr != KERN_SUCCESS)
-		return error_set(-kern_return_errno(kr), "vm_deallocate of [0x%llx, 0x%llx): %s", (unsigned long long)gpa,
-				 (unsigned long long)end, kern_return_name(kr));
-	m->layout_changed = true;
-	guest_memory_release_base(m);
-	/* Cut the regions: what remains on each side keeps or gets a slot. With the domain lock:
-	 * the fault thread reads regions. */
-	vm_domain_lock(m->dom);
-	for (unsigned i = 0; i < m->nregions; i++) {
-		struct guest_region *g = &m->region[i];
-		uint64_t gend = g->gpa + g->size;
-		if (!(gpa < gend && g->gpa < end))
-			continue;
-		uint64_t cut = gpa > g->gpa ? gpa : g->gpa, cut_end = end < gend ? end : gend;
-		struct uffdio_range ur = {.start = (uint64_t)(uintptr_t)(m->base + cut), .len = cut_end - cut};
-		(void)ioctl(m->uffd.fd, UFFDIO_UNREGISTER, &ur);
-		/* Reserved again as at the start, whatever was mapped there (a segment above
-		 * all: memory allocated there later must not see the snapshot's pages). */
-		if (mmap(m->base + cut, cut_end - cut, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE, -1,
-			 0) == MAP_FAILED) {
-			madvise(m->base + cut, cut_end - cut, MADV_DONTNEED);
-			mprotect(m->base + cut, cut_end - cut, PROT_NONE);
-		}
-		struct guest_region right = *g;
-		bool has_right = cut_end < gend, has_left = cut > g->gpa;
-		if (has_left) {
-			g->size = cut - g->gpa;
-		} else if (has_right) {
-			g->gpa = cut_end;
-			g->size = gend - cut_end;
-			g->hva = m->base + g->gpa;
-			has_right = false;
-		} else {
-			memmove(g, g + 1, (m->nregions - i - 1) * sizeof(*g));
-			m->nregions--;
-			i--;
-		}
-		if (has_left && has_right) {
-			right.gpa = cut_end;
-			right.size = gend - cut_end;
-			right.hva = m->base + right.gpa;
-			right.slot = guest_memory_free_slot(m);
-			guest_memory_insert_region(m, &right);
-		}
+	m->nheld = kept;
+	return n;
+}
+
+/* Take [start, end) (within region @i) out of the regions: the host range reserved again as
+ * at the start (whatever was mapped there: a segment above all), out of the userfaultfd,
+ * forgotten by the pmap; the region shrinks, goes, or splits in two (the upper piece a
+ * region of its own, of the same object, with a slot of its own). Domain lock held (the
+ * fault thread reads regions); room for a split checked by the caller. */
+static void guest_memory_cut_region(struct guest_memory *m, unsigned i, uint64_t start, uint64_t end)
+{
+	struct guest_region *g = &m->region[i];
+	uint64_t gend = g->gpa + g->size;
+	struct uffdio_range ur = {.start = (uint64_t)(uintptr_t)(m->base + start), .len = end - start};
+	(void)ioctl(m->uffd.fd, UFFDIO_UNREGISTER, &ur);
+	if (mmap(m->base + start, end - start, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE, -1,
+		 0) == MAP_FAILED) {
+		madvise(m->base + start, end - start, MADV_DONTNEED);
+		mprotect(m->base + start, end - start, PROT_NONE);
+	}
+	pmap_uffd_forget_range(&m->pmap, start, end);
+	struct guest_region right = *g;
+	if (start > g->gpa && end < gend) {
+		g->size = start - g->gpa;
+		right.gpa = end;
+		right.size = gend - end;
+		right.hva = m->base + right.gpa;
+		right.slot = guest_memory_free_slot(m);
+		guest_memory_insert_region(m, &right);
+	} else if (start > g->gpa) {
+		g->size = start - g->gpa;
+	} else if (end < gend) {
+		g->gpa = end;
+		g->size = gend - end;
+		g->hva = m->base + g->gpa;
+	} else {
+		memmove(g, g + 1, (m->nregions - i - 1) * sizeof(*g));
+		m->nregions--;
 	}
 	const struct guest_region *last = m->nregions ? &m->region[m->nregions - 1] : NULL;
 	m->span = last ? last->gpa + last->size : 0;
+}
+
+int guest_memory_deallocate(struct guest_memory *m, uint64_t gpa, uint64_t size)
+{
+	uint64_t end = gpa + size;
+	if ((gpa | size) & (VM_PAGE_SIZE - 1) || end < gpa)
+		return guest_memory_vm_failed("vm_deallocate", KERN_INVALID_ARGUMENT, gpa, size);
+	if (end > GUEST_MEMORY_WINDOW)
+		return guest_memory_vm_failed("vm_deallocate", KERN_INVALID_ADDRESS, gpa, size);
+	if (guest_memory_lock_briefly(m) != 0)
+		return -EBUSY;
+	unsigned pieces = 0;
+	for (unsigned i = 0; i < m->nregions; i++) {
+		const struct guest_region *g = &m->region[i];
+		pieces += gpa > g->gpa && end < g->gpa + g->size; /* a split adds a region */
+	}
+	int r = m->nregions + pieces > GUEST_MEMORY_MAX_REGIONS
+			? error_set(-kern_return_errno(KERN_RESOURCE_SHORTAGE),
+				    "vm_deallocate of [0x%llx, +0x%llx): %s: guest memory has its maximum of %d regions",
+				    (unsigned long long)gpa, (unsigned long long)size, kern_return_name(KERN_RESOURCE_SHORTAGE),
+				    GUEST_MEMORY_MAX_REGIONS)
+			: guest_memory_write_back(m, gpa, end);
+	if (r) {
+		if (r == -EIO) {
+			/* Nothing acknowledged is lost: the mapping stays, as does what it holds. */
+			char why[512];
+			snprintf(why, sizeof(why), "%s", error_message());
+			r = error_set(EIO, "vm_deallocate of [0x%llx, +0x%llx): %s: %s", (unsigned long long)gpa,
+				      (unsigned long long)size, kern_return_name(KERN_MEMORY_ERROR), why);
+		}
+		vm_domain_unlock(m->dom);
+		return r;
+	}
+	kern_return_t kr = vm_map_deallocate(m->map, gpa, size);
+	int fr = pmap_uffd_flush(&m->pmap);
+	if (kr != KERN_SUCCESS) {
+		vm_domain_unlock(m->dom);
+		return guest_memory_vm_failed("vm_deallocate", kr, gpa, size);
+	}
+	for (unsigned i = 0; i < m->nregions; i++) {
+		const struct guest_region *g = &m->region[i];
+		uint64_t s = g->gpa > gpa ? g->gpa : gpa, e = g->gpa + g->size < end ? g->gpa + g->size : end;
+		if (s >= e)
+			continue;
+		bool goes = s == g->gpa && e == g->gpa + g->size;
+		guest_memory_cut_region(m, i, s, e);
+		i -= goes; /* the next region moved down into this place */
+	}
+	struct guest_memory_held gone[GUEST_MEMORY_MAX_REGIONS];
+	unsigned ngone = guest_memory_unhold(m, gone);
 	vm_domain_unlock(m->dom);
+	for (unsigned i = 0; i < ngone; i++)
+		guest_memory_let_go(&gone[i]);
+	m->layout_changed = true;
+	guest_memory_release_base(m);
 	return fr;
-}
-
-/* The domain lock for a monitor's call: a fault waiting on a slow pager holds it, up to
- * that pager's deadline, and the monitor must stay free meanwhile (to take quit above all).
- * 0, or -EBUSY with a message. */
-static int guest_memory_lock_briefly(struct guest_memory *m)
-{
-	if (vm_domain_lock_within(m->dom, GUEST_MEMORY_MONITOR_WAIT_MS))
-		return 0;
-	return error_set(EBUSY, "guest memory is busy: a fault has waited on its pager for over %d ms; try again",
-			 GUEST_MEMORY_MONITOR_WAIT_MS);
-}
-
-/* A Mach call of the monitor's that failed: the code named, as Mach would have said it. */
-static int guest_memory_vm_failed(const char *call, kern_return_t kr, uint64_t addr, uint64_t size)
-{
-	return error_set(-kern_return_errno(kr), "%s of [0x%llx, +0x%llx): %s", call, (unsigned long long)addr,
-			 (unsigned long long)size, kern_return_name(kr));
 }
 
 int guest_memory_vm_protect(struct guest_memory *m, uint64_t addr, uint64_t size, bool set_max, vm_prot_t prot)
@@ -1315,6 +1400,10 @@ int guest_memory_vm_map(struct guest_memory *m, uint64_t *gpa, bool anywhere, co
 		return guest_memory_vm_map_refused(q, KERN_INVALID_ARGUMENT, at, "a file, an external pager's socket or a snapshot is needed");
 	if (m->nregions == GUEST_MEMORY_MAX_REGIONS)
 		return guest_memory_vm_map_refused(q, KERN_RESOURCE_SHORTAGE, at, "guest memory has its maximum of regions");
+	/* Held beyond their regions while RAM copied from them reads through their objects. */
+	if (m->nheld == GUEST_MEMORY_MAX_REGIONS)
+		return guest_memory_vm_map_refused(q, KERN_RESOURCE_SHORTAGE, at,
+						   "guest memory holds its maximum of mapped objects (RAM copied from them reads through them)");
 	/* What the region keeps: the pager (ours, or the owner's), its name, the owner. */
 	struct guest_memory_held h = {.path = strdup(q->path), .release = q->release, .owner = q->owner};
 	if (!h.path)
@@ -1333,6 +1422,7 @@ int guest_memory_vm_map(struct guest_memory *m, uint64_t *gpa, bool anywhere, co
 		return guest_memory_vm_map_refused(q, r == -EROFS || r == -EACCES ? KERN_PROTECTION_FAILURE : KERN_INVALID_ARGUMENT,
 						   at, why);
 	}
+	h.serves = pager;
 	h.pager = snapshot ? NULL : pager;
 	if ((r = guest_memory_lock_briefly(m)) != 0) {
 		guest_memory_let_go(&h);
@@ -1757,9 +1847,9 @@ const char *guest_memory_fork_refusal(const struct guest_memory *m)
 	vm_domain_unlock(m->dom);
 	if (shared)
 		return "memory inherited \"share\" cannot be shared between forked VMs (each is its own process)";
-	for (unsigned i = 0; i < m->nregions; i++)
-		if (m->region[i].kind != GUEST_REGION_RAM)
-			return "VMs with mapped files or external pagers cannot be forked (the pagers would be shared)";
+	/* Held: a pager still serves guest memory, perhaps through RAM copied from its mapping. */
+	if (m->nheld)
+		return "VMs with mapped files or external pagers cannot be forked (the pagers would be shared)";
 	if (m->swap)
 		return "VMs with a memory limit cannot be forked (their swap file would be shared)";
 	return NULL;

@@ -113,8 +113,11 @@ struct pager;
  * else the host's failure (a pager, the userfaultfd). */
 typedef void guest_memory_error_fn(void *arg, int err, const char *message);
 
-/* What guest memory keeps for a mapped region until guest_memory_destroy, after the map. */
+/* What guest memory keeps for a mapped region while its pager serves guest memory: until
+ * no region maps it and no object uses it (guest_memory_deallocate), or guest_memory_destroy
+ * after the map. */
 struct guest_memory_held {
+	struct pager *serves;         /* the pager of the regions it is kept for */
 	struct pager *pager;          /* one reference, released; NULL: the owner's */
 	char *path;                   /* copied (guest_memory_vm_map), freed; NULL: the caller's */
 	void (*release)(void *owner); /* the owner's end (GUEST_REGION_SNAPSHOT), or NULL */
@@ -342,10 +345,31 @@ uint64_t guest_memory_ram_ranges(const struct guest_memory *m, struct guest_ram_
 int guest_memory_allocate(struct guest_memory *m, uint64_t *gpa, uint64_t size, bool anywhere);
 
 /*
- * vm_deallocate at run time: [gpa, gpa + size) of RAM stops existing for the guest (its
- * pages are dropped; a later access is an access outside guest memory). Regions shrink or
- * split; the caller has the VM paused and brings the KVM slots in line with the regions.
- * Mapped files cannot be deallocated (-EBUSY). 0 or -errno with a message.
+ * Mach's vm_deallocate at run time: [gpa, gpa + size) stops existing for the guest, whatever
+ * backs it (RAM, a mapped file, an external pager's object, a stored snapshot's RAM); a
+ * later access there is one outside guest memory. Holes are fine. In order, at one hold of
+ * the domain lock:
+ *  - the guest's changes to shared writable mappings within the range are written back to
+ *    their files and pagers (as guest_memory_sync);
+ *  - the map entries go (vm_map_deallocate): an object nothing else holds ends, an
+ *    external pager's with its modified pages returned (data_return) and terminate;
+ *  - the host range is reserved again as at the start, out of the userfaultfd, and the
+ *    pmap forgets it (pmap_uffd_forget_range): memory allocated there later starts clean;
+ *  - the regions shrink or split (a mapped region cut in its middle leaves two regions of
+ *    the same object); the fault thread stops watching a pager no region maps any more.
+ * What a mapping kept (its pager reference, its path, a stored snapshot's pin: the owner's
+ * release) is let go once no region maps its pager and no object uses it (an object a
+ * vm_copy of the mapping still reads through keeps it until that goes too).
+ * The caller has the VM paused and brings the KVM slots in line with the regions.
+ * 0, or -errno (kern_return_errno) with "vm_deallocate of [0xADDR, +0xSIZE): KERN_...[: why]",
+ * the map unchanged:
+ *   KERN_INVALID_ARGUMENT   unaligned address or size; a range that wraps
+ *   KERN_INVALID_ADDRESS    beyond the guest-physical window
+ *   KERN_RESOURCE_SHORTAGE  a cut would make more than GUEST_MEMORY_MAX_REGIONS regions
+ *   KERN_MEMORY_ERROR       a shared mapping's changes could not be written back (why, as
+ *                           guest_memory_sync says it)
+ * -EBUSY as GUEST_MEMORY_MONITOR_WAIT_MS. The pmap's -errno when pages could not be dropped:
+ * the range is gone all the same.
  */
 int guest_memory_deallocate(struct guest_memory *m, uint64_t gpa, uint64_t size);
 
@@ -408,7 +432,9 @@ struct guest_memory_map_request {
  *                            a stored snapshot)
  *   KERN_INVALID_ADDRESS     a fixed range beyond the guest-physical window
  *   KERN_NO_SPACE            a fixed range in use, or no room anywhere
- *   KERN_RESOURCE_SHORTAGE   guest memory has GUEST_MEMORY_MAX_REGIONS regions already
+ *   KERN_RESOURCE_SHORTAGE   guest memory has GUEST_MEMORY_MAX_REGIONS regions already, or
+ *                            holds as many mapped objects (deallocated mappings whose objects
+ *                            RAM copied from them still reads through: guest_memory_deallocate)
  * -ENOTSUP when RAM is left to the kernel (not in the map), -EBUSY as GUEST_MEMORY_MONITOR_WAIT_MS.
  * On failure nothing changed (a pager opened for the call is let go, @q->owner released).
  */

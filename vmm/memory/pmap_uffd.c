@@ -110,6 +110,27 @@ static int pmap_uffd_ranges_add(struct pmap_uffd_ranges *r, vm_addr_t start, vm_
 	return 0;
 }
 
+/* Take [start, end) out of @r's ranges (see pmap_uffd_forget_range: a range cut in its
+ * middle keeps its upper piece only while there is room). */
+static void pmap_uffd_ranges_cut(struct pmap_uffd_ranges *r, vm_addr_t start, vm_addr_t end)
+{
+	for (unsigned i = 0; i < r->n; i++) {
+		vm_addr_t s = r->range[i].start, e = r->range[i].end;
+		if (end <= s || e <= start)
+			continue;
+		if (start > s && end < e) {
+			r->range[i].end = start;
+			(void)pmap_uffd_ranges_add(r, end, e);
+		} else if (start > s) {
+			r->range[i].end = start;
+		} else if (end < e) {
+			r->range[i].start = end;
+		} else {
+			r->range[i--] = r->range[--r->n];
+		}
+	}
+}
+
 /* True when [start, end) lies within one of @r's ranges. */
 static bool pmap_uffd_ranges_cover(const struct pmap_uffd_ranges *r, vm_addr_t start, vm_addr_t end)
 {
@@ -353,6 +374,14 @@ void pmap_uffd_forget(struct pmap_uffd *p)
 	/* A private anonymous mapping reads zero again after MADV_DONTNEED. */
 	if (madvise(p->guarded, p->guarded_bytes, MADV_DONTNEED) != 0)
 		memset(p->guarded, 0, p->guarded_bytes);
+}
+
+void pmap_uffd_forget_range(struct pmap_uffd *p, vm_addr_t start, vm_addr_t end)
+{
+	pmap_uffd_flush_run(p);
+	pmap_uffd_ranges_cut(&p->readonly, start, end);
+	pmap_uffd_ranges_cut(&p->segment, start, end);
+	pmap_uffd_mark(p, start, end, false);
 }
 
 const struct pmap_ops pmap_uffd_ops = {

@@ -79,7 +79,7 @@ struct pmap_uffd {
 	bool run_shared;        /* (d) the run is mapped from the segment (staged all the same) */
 	int error;              /* (d) first failure of a staged copy, reported at update */
 	struct pmap_uffd_ranges readonly; /* (d) ranges KVM maps read-only to the guest (added as they are mapped) */
-	struct pmap_uffd_ranges segment;  /* (c) ranges mapped from a host-wide segment */
+	struct pmap_uffd_ranges segment;  /* (d) ranges mapped from a host-wide segment */
 	uint64_t *guarded;      /* (d) bit per page of [0, size): guarded (see above); lazily
 				   backed, so untouched parts cost nothing and read "not guarded" */
 	size_t guarded_bytes;   /* (c) */
@@ -134,5 +134,16 @@ int pmap_uffd_unguard(struct pmap_uffd *p, vm_addr_t va);
 /* Take no page for guarded any more (a forked child's copy of guest RAM lost its
  * write-protection with its registration). */
 void pmap_uffd_forget(struct pmap_uffd *p);
+
+/*
+ * [start, end) stops being guest memory (vm_deallocate; nothing entered there any more,
+ * the core removed it): forget all the backend knows of it, so that memory made there
+ * later starts as at init: not read-only to the guest (else its copy-on-write pages would
+ * be entered without write-protection), not from a segment, not guarded. A read-only or
+ * segment range cut in its middle keeps the piece below the cut, and the piece above it
+ * where there is room for one more range (else that piece is forgotten too: its pages are
+ * then write-protected and copied, slower but right). Domain lock held.
+ */
+void pmap_uffd_forget_range(struct pmap_uffd *p, vm_addr_t start, vm_addr_t end);
 
 #endif

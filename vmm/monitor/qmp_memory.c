@@ -518,7 +518,7 @@ const struct monitor_command qmp_memory_commands[] = {
 	{"query-memory", query_memory, NULL,
 	 "the guest-physical map: entries, protections, inheritance, each object's shadow chain, residency and pager"},
 	{"vm-allocate", vm_allocate_cmd, allocate_args, "vm_allocate: new zero-filled guest RAM"},
-	{"vm-deallocate", vm_deallocate_cmd, range_args, "vm_deallocate: remove guest RAM"},
+	{"vm-deallocate", vm_deallocate_cmd, range_args, "vm_deallocate: remove a range of guest memory, RAM or mapped objects (shared changes written back first)"},
 	{"vm-protect", vm_protect_cmd, protect_args, "vm_protect: set the (maximum) protection of a range"},
 	{"vm-inherit", vm_inherit_cmd, inherit_args, "vm_inherit: what a fork gives child VMs of a range"},
 	{"vm-read", vm_read_cmd, read_args, "vm_read: bytes of guest memory (base64, at most 64 KiB)"},
