@@ -260,6 +260,11 @@ static kern_return_t guest_memory_enter_pager(struct guest_memory *m, struct pag
 	kern_return_t kr = vm_object_create(m->dom, pager, pager->size ? 0 : q->offset + q->size, &obj);
 	if (kr != KERN_SUCCESS)
 		return kr;
+	/* A pager that speaks of its own accord (version 2: a coherent object, another VM's
+	 * export) has an object other processes write: a copy of it is a copy as it is now, made
+	 * at once (Mach's MEMORY_OBJECT_COPY_NONE), not page by page as the guest reads. */
+	if (q->copy && vm_object_pager_event_fd(obj) >= 0)
+		obj->copy_strategy = VM_COPY_NONE;
 	kr = vm_map_enter(m->map, gpa, q->size, anywhere, obj, q->offset, q->copy, q->cur, q->max, q->inheritance);
 	vm_object_deallocate(obj);
 	/* Mapped as a copy, a page the guest reads is copied up at once (as restored RAM's are):
