@@ -53,8 +53,10 @@ static void *guest_export_main(void *arg)
 {
 	struct guest_export *e = arg;
 	while (!atomic_load(&e->stop)) {
-		if (netmemory_run(&e->server, e->wake_fd) != 0) {
-			fprintf(stderr, "%s: the server failed: %s\n", e->name, strerror(errno));
+		int r = netmemory_run(&e->server, e->wake_fd);
+		if (r != 0) {
+			/* Its clients' exchanges then run into their deadlines and fail, one line each. */
+			fprintf(stderr, "%s: the server failed: %s\n", e->name, strerror(-r));
 			break;
 		}
 		uint64_t v;

@@ -239,7 +239,8 @@ static int guest_memory_open_pager(struct guest_memory *m, const struct guest_me
 	}
 	/* Mapped as a copy or without write, nothing goes back to the pager: say so, or the core
 	 * must copy an object others could write at once, reading all of it (Mach's copy of a
-	 * shared object). */
+	 * shared object). A version-2 pager's copy is made at once all the same
+	 * (guest_memory_enter_pager): others do write its object. */
 	if (!shared)
 		pager->max_prot &= ~VM_PROT_WRITE;
 	*out = pager;
