@@ -249,12 +249,14 @@ START_TEST(test_a_mapper_of_a_killed_exporter_fails_with_one_line)
 }
 END_TEST
 
-/* One process: guest memory, the exports below it. */
+/* One process: guest memory, and an export of it once a test made one. */
 static struct guest_memory mem;
+static bool exporting;
 
 static void one_setup(void)
 {
 	setup();
+	exporting = false;
 	ck_assert_msg(ram_memory(&mem) == 0, "%s", error_message());
 	error_clear();
 }
@@ -263,6 +265,9 @@ static void one_teardown(void)
 {
 	guest_memory_stop(&mem);
 	guest_memory_destroy(&mem);
+	/* After the guest memory that maps it, as at a VM's end. */
+	if (exporting)
+		guest_export_stop(&exported);
 	teardown();
 	ck_assert_int_eq(atomic_load(&errors), 0);
 }
@@ -304,14 +309,10 @@ START_TEST(test_a_malformed_export_returns_machs_error_and_changes_nothing)
 	refused(EXPORT_GPA, PS, no_dir, EINVAL, "KERN_INVALID_ARGUMENT");        /* a socket that cannot be made */
 	/* An exported range is an object's, not RAM: not exported twice. */
 	ck_assert_msg(guest_export_start(&exported, &mem, EXPORT_GPA, PAGES * PS, sock) == 0, "%s", error_message());
+	exporting = true;
 	char other[140];
 	snprintf(other, sizeof(other), "%s/other.sock", dir);
 	refused(EXPORT_GPA, PS, other, EINVAL, "KERN_INVALID_ARGUMENT");
-	guest_memory_stop(&mem);
-	guest_memory_destroy(&mem);
-	guest_export_stop(&exported);
-	memset(&mem, 0, sizeof(mem));
-	guest_memory_init(&mem);
 }
 END_TEST
 
@@ -322,6 +323,7 @@ START_TEST(test_an_unexported_range_takes_no_new_mapper_and_keeps_its_bytes)
 	volatile uint64_t *ram = guest_memory_ptr(&mem, EXPORT_GPA, PAGES * PS);
 	ram[7] = 0x1234;
 	ck_assert_msg(guest_export_start(&exported, &mem, EXPORT_GPA, PAGES * PS, sock) == 0, "%s", error_message());
+	exporting = true;
 	struct stat st;
 	ck_assert_int_eq(stat(sock, &st), 0);
 	ck_assert_int_eq(st.st_mode & 0777, 0600);
@@ -336,11 +338,6 @@ START_TEST(test_an_unexported_range_takes_no_new_mapper_and_keeps_its_bytes)
 	const struct guest_region *g = guest_memory_region(&mem, EXPORT_GPA);
 	ck_assert_int_eq(g->kind, GUEST_REGION_EXTERNAL);
 	ck_assert_uint_eq(g->mode, GUEST_MAP_SHARED);
-	guest_memory_stop(&mem);
-	guest_memory_destroy(&mem);
-	guest_export_stop(&exported);
-	memset(&mem, 0, sizeof(mem));
-	guest_memory_init(&mem);
 }
 END_TEST
 
