@@ -14,12 +14,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include "coherent_sides.h"
 #include "harness.h"
+#include "pagers/external_pager.h"
 #include "vmm/error.h"
 #include "vmm/memory/guest_export.h"
 #include "vmm/memory/guest_memory.h"
@@ -33,7 +36,7 @@
 
 static atomic_int errors;
 static char last_message[256];
-static char dir[64], sock[128];
+static char dir[64], sock[100];
 static struct guest_export exported; /* side 1's */
 static bool map_copy;                /* side 0 maps a copy instead of sharing */
 
@@ -341,6 +344,46 @@ START_TEST(test_an_unexported_range_takes_no_new_mapper_and_keeps_its_bytes)
 }
 END_TEST
 
+/*
+ * The socket is 0600; behind that, a client of another user is refused by its credentials
+ * (SO_PEERCRED): with the socket opened to all, a process of uid 65534 says HELLO and gets
+ * the connection closed, no answer. Needs root to become another user.
+ */
+START_TEST(test_a_client_of_another_user_is_refused)
+{
+	ck_assert_msg(guest_export_start(&exported, &mem, EXPORT_GPA, PAGES * PS, sock) == 0, "%s", error_message());
+	exporting = true;
+	struct stat st;
+	ck_assert_int_eq(stat(sock, &st), 0);
+	ck_assert_int_eq(st.st_mode & 0777, 0600);
+	if (geteuid() != 0) {
+		fprintf(stderr, "guest_export: not root: only the socket's mode is checked\n");
+		return;
+	}
+	ck_assert_int_eq(chmod(dir, 0755), 0);
+	ck_assert_int_eq(chmod(sock, 0777), 0);
+	pid_t child = fork();
+	ck_assert_int_ge(child, 0);
+	if (child == 0) {
+		struct sockaddr_un a = {.sun_family = AF_UNIX};
+		snprintf(a.sun_path, sizeof(a.sun_path), "%s", sock);
+		int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		struct timeval tv = {COHERENT_SIDES_GUARD_MS / 1000, 0};
+		struct extpager_msg m;
+		if (setuid(65534) != 0 || fd < 0 || setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) != 0 ||
+		    connect(fd, (struct sockaddr *)&a, sizeof(a)) != 0 ||
+		    external_pager_send_msg(fd, EXTPAGER_HELLO, 0, 0, 0, EXTPAGER_VERSION) != 0)
+			_exit(2);
+		ssize_t n = recv(fd, &m, sizeof(m), 0);
+		/* Closed without a word (reset: the HELLO was left unread), not answered nor timed out. */
+		_exit(n == 0 || (n < 0 && errno == ECONNRESET) ? 0 : 1);
+	}
+	int status = 0;
+	ck_assert_int_eq(waitpid(child, &status, 0), child);
+	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "the other user's client got status %d", status);
+}
+END_TEST
+
 Suite *guest_export_suite(void)
 {
 	Suite *s = suite_create("guest_export");
@@ -358,6 +401,7 @@ Suite *guest_export_suite(void)
 	tcase_set_timeout(one, 60);
 	HARNESS_ADD_TEST(one, test_a_malformed_export_returns_machs_error_and_changes_nothing);
 	HARNESS_ADD_TEST(one, test_an_unexported_range_takes_no_new_mapper_and_keeps_its_bytes);
+	HARNESS_ADD_TEST(one, test_a_client_of_another_user_is_refused);
 	suite_add_tcase(s, one);
 	return s;
 }
