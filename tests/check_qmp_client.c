@@ -703,8 +703,12 @@ static void make_file(const char *path)
  * all went. */
 START_TEST(rm_removes_stale_vms_and_refuses_running_ones)
 {
-	char stale[200], log[200], gone[200], ended[200], ended_older[200], want[600];
+	char stale[200], log[200], gone[200], ended[200], ended_older[200], want[600], exported[200], exported2[200];
 	snprintf(stale, sizeof(stale), "%s/old.sock", rundir);
+	snprintf(exported, sizeof(exported), "%s/old.export-1.sock", rundir);
+	snprintf(exported2, sizeof(exported2), "%s/old.export-12.sock", rundir);
+	make_stale_socket(exported);
+	make_stale_socket(exported2);
 	snprintf(log, sizeof(log), "%s/old.log", rundir);
 	snprintf(gone, sizeof(gone), "%s/gone.sock", rundir);
 	snprintf(ended, sizeof(ended), "%s/ended.log", rundir);
@@ -724,6 +728,7 @@ START_TEST(rm_removes_stale_vms_and_refuses_running_ones)
 	ck_assert_str_eq(r.out, "");
 	spawn_free(&r);
 	ck_assert(!exists(stale) && !exists(log) && !exists(gone));
+	ck_assert(!exists(exported) && !exists(exported2)); /* the dead VM's vm-export sockets */
 	ck_assert(!exists(ended) && !exists(ended_older));
 	ck_assert(exists(vm.path));
 	ck_assert_int_eq(spawn_vmm(&r, 30, "rm", "vm1", NULL), 0);
