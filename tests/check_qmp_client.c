@@ -202,6 +202,11 @@ START_TEST(open_says_which_vm_is_missing_or_stale)
 	ck_assert_str_eq(error_message(), want);
 	ck_assert_int_eq(qmp_client_open(&c, ".hidden", NULL, TIMEOUT_MS), -EINVAL);
 	ck_assert_msg(strstr(error_message(), "starts with a dot"), "%s", error_message());
+	/* A name whose socket would be an exported range's (NAME.export-N.sock). */
+	ck_assert_int_eq(qmp_client_open(&c, "old.export-1", NULL, TIMEOUT_MS), -EINVAL);
+	ck_assert_msg(strstr(error_message(), "exported range"), "%s", error_message());
+	ck_assert_int_eq(monitor_name_check("old.export-"), 0);
+	ck_assert_int_eq(monitor_name_check("old.export-x"), 0);
 }
 END_TEST
 
@@ -625,9 +630,12 @@ static void mask_uptime(char *text)
 
 START_TEST(ps_lists_live_and_stale_vms)
 {
-	char stale[200];
+	char stale[200], exported[200];
 	snprintf(stale, sizeof(stale), "%s/old.sock", rundir);
 	make_stale_socket(stale);
+	/* A range vm1 exports: a socket beside the VMs', not a VM. */
+	snprintf(exported, sizeof(exported), "%s/vm1.export-1.sock", rundir);
+	make_stale_socket(exported);
 	struct spawn_result r;
 	ck_assert_int_eq(spawn_vmm(&r, 30, "ps", NULL), 0);
 	expect_status(&r, 0, "vmm ps: 1 stale; vmm rm --stale removes them\n");

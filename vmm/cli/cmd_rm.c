@@ -72,8 +72,7 @@ static int rm_exports(const char *path)
 		return 0;
 	int r = 0;
 	for (struct dirent *e; !r && (e = readdir(d));) {
-		size_t n = strlen(e->d_name);
-		if (strncmp(e->d_name, prefix, strlen(prefix)) != 0 || n <= 5 || strcmp(e->d_name + n - 5, ".sock") != 0)
+		if (strncmp(e->d_name, prefix, strlen(prefix)) != 0 || !monitor_export_file(e->d_name))
 			continue;
 		snprintf(file, sizeof(file), "%s/%s", dir, e->d_name);
 		if (unlink(file) != 0 && errno != ENOENT)

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "vmm/monitor/base64.h"
+#include "vmm/monitor/monitor.h"
 #include "vmm/monitor/vm_monitor.h"
 #include "vmm/error.h"
 #include "vmm/lifecycle/restore.h"
@@ -374,17 +375,12 @@ static int vm_map_cmd(struct monitor_call *call, void *ctx, json_t *args, json_t
 	return r ? r : layout_change_answer(vm, &op, ret);
 }
 
-/* The default socket of vm-export number @n: beside the monitor's, NAME.export-N.sock. */
+/* The default socket of vm-export number @n (monitor_export_path). */
 static int export_socket_path(const struct vm *vm, unsigned n, char *buf, size_t size)
 {
 	char mon[sizeof(((struct guest_export *)0)->path)];
-	if (vm_monitor_path(vm, mon, sizeof(mon)) != 0)
+	if (vm_monitor_path(vm, mon, sizeof(mon)) != 0 || monitor_export_path(mon, n, buf, size) != 0)
 		return error_set(EINVAL, "vm_export: KERN_INVALID_ARGUMENT: %s; give a socket", error_message());
-	size_t len = strlen(mon);
-	if (len > 5 && strcmp(mon + len - 5, ".sock") == 0)
-		mon[len - 5] = '\0';
-	if ((size_t)snprintf(buf, size, "%s.export-%u.sock", mon, n) >= size)
-		return error_set(EINVAL, "vm_export: KERN_INVALID_ARGUMENT: the socket beside the monitor's is too long; give one");
 	return 0;
 }
 
