@@ -9,19 +9,16 @@
  * ends it: the writes returned, the pager's event fd watched no more.
  */
 #include <errno.h>
-#include <fcntl.h>
-#include <poll.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "coherent_server.h"
+#include "coherent_sides.h"
 #include "harness.h"
 #include "pagers/external_pager.h"
 #include "vmm/error.h"
@@ -30,12 +27,8 @@
 #define PS VM_PAGE_SIZE
 #define RAM_SIZE (2ull << 20)
 #define OBJ_GPA (16ull << 20)
-#define PAGES 32u
-#define SLOTS 8u
-#define ROUNDS 300u
-#define CONCURRENT_PAGES 4u
-#define CONCURRENT_WRITES 400u
-#define GUARD_MS 20000 /* a peer silent this long has hung: not a timing bound */
+#define PAGES COHERENT_SIDES_PAGES
+#define GUARD_MS COHERENT_SIDES_GUARD_MS
 
 static struct coherent_server server;
 
@@ -59,87 +52,6 @@ static void setup(void)
 static void teardown(void)
 {
 	coherent_server_stop(&server);
-}
-
-/* One byte from @fd within GUARD_MS: false when the peer is gone or silent. */
-static bool peer_wait(int fd, char want)
-{
-	struct pollfd p = {fd, POLLIN, 0};
-	char c;
-	return poll(&p, 1, GUARD_MS) == 1 && read(fd, &c, 1) == 1 && c == want;
-}
-
-/* What one side does with the object at @obj (@me: 0 parent, 1 child; @in, @out: pipes
- * from and to the other side): NULL when all went well, else what went wrong, in @why. */
-typedef const char *side_fn(volatile uint64_t *obj, unsigned me, int in, int out, char *why, size_t n);
-
-/* The rounds: one writes a random slot, the other reads it and another random slot. */
-static const char *side_rounds(volatile uint64_t *obj, unsigned me, int in, int out, char *why, size_t n)
-{
-	static uint64_t expect[PAGES][SLOTS];
-	memset(expect, 0, sizeof(expect));
-	uint64_t seed = 0x243f6a8885a308d3ull;
-	for (unsigned r = 0; r < ROUNDS; r++) {
-		unsigned w = coherent_server_random(&seed) & 1;
-		unsigned page = coherent_server_random(&seed) % PAGES, slot = coherent_server_random(&seed) % SLOTS;
-		unsigned p2 = coherent_server_random(&seed) % PAGES, s2 = coherent_server_random(&seed) % SLOTS;
-		uint64_t v = ((uint64_t)(r + 1) << 8) | w;
-		volatile uint64_t *at = obj + page * (PS / 8) + slot, *at2 = obj + p2 * (PS / 8) + s2;
-		expect[page][slot] = v;
-		if (w == me) {
-			*at = v;
-			if (write(out, "w", 1) != 1 || !peer_wait(in, 'r'))
-				return "the other side is gone";
-			continue;
-		}
-		if (!peer_wait(in, 'w'))
-			return "the other side is gone";
-		uint64_t got = *at;
-		if (got != v) {
-			snprintf(why, n, "round %u: side %u read %#llx at page %u slot %u, side %u wrote %#llx", r, me,
-				 (unsigned long long)got, page, slot, w, (unsigned long long)v);
-			return why;
-		}
-		got = *at2;
-		if (got != expect[p2][s2]) {
-			snprintf(why, n, "round %u: side %u read %#llx at page %u slot %u, expected %#llx", r, me,
-				 (unsigned long long)got, p2, s2, (unsigned long long)expect[p2][s2]);
-			return why;
-		}
-		if (write(out, "r", 1) != 1)
-			return "the other side is gone";
-	}
-	return NULL;
-}
-
-/* Both sides at once, no turns: each counts up its own slot of the same pages, reading it
- * back after every write; once both are done, each finds both counts whole. A page moving
- * between them without its writer's bytes (a lost update) breaks a count. */
-static const char *side_concurrent(volatile uint64_t *obj, unsigned me, int in, int out, char *why, size_t n)
-{
-	for (uint64_t i = 1; i <= CONCURRENT_WRITES; i++) {
-		volatile uint64_t *at = obj + (i % CONCURRENT_PAGES) * (PS / 8) + me;
-		uint64_t was = *at;
-		*at = was + 1;
-		if (*at != was + 1 || was != (i - 1) / CONCURRENT_PAGES) {
-			snprintf(why, n, "side %u, write %llu: its slot held %llu, expected %llu", me, (unsigned long long)i,
-				 (unsigned long long)was, (unsigned long long)((i - 1) / CONCURRENT_PAGES));
-			return why;
-		}
-	}
-	if (write(out, "d", 1) != 1 || !peer_wait(in, 'd'))
-		return "the other side is gone";
-	for (unsigned p = 0; p < CONCURRENT_PAGES; p++)
-		for (unsigned s = 0; s < 2; s++)
-			if (obj[p * (PS / 8) + s] != CONCURRENT_WRITES / CONCURRENT_PAGES) {
-				snprintf(why, n, "side %u: page %u slot %u holds %llu at the end, not %u", me, p, s,
-					 (unsigned long long)obj[p * (PS / 8) + s], CONCURRENT_WRITES / CONCURRENT_PAGES);
-				return why;
-			}
-	/* Neither lets go of its guest memory before both have looked. */
-	if (write(out, "e", 1) != 1 || !peer_wait(in, 'e'))
-		return "the other side is gone";
-	return NULL;
 }
 
 /* The object is mapped by vm_map once guest memory runs, not from the start. */
@@ -169,63 +81,33 @@ static int object_memory(struct guest_memory *mem, const char *sock)
 	return r;
 }
 
-/* Guest memory with the object shared, then @fn. */
-static const char *side(side_fn *fn, unsigned me, int in, int out, char *why, size_t n)
+/* Side @me's guest memory: the coherent server's object at OBJ_GPA. */
+static int side_memory(const struct coherent_sides *s, struct guest_memory *mem, unsigned me, int in, int out,
+		       volatile uint64_t **obj)
 {
-	struct guest_memory mem;
-	const char *bad = NULL;
-	if (object_memory(&mem, server.sock) != 0) {
-		snprintf(why, n, "side %u: guest memory: %s", me, error_message());
-		bad = why;
-	} else {
-		bad = fn(guest_memory_ptr(&mem, OBJ_GPA, PAGES * PS), me, in, out, why, n);
-	}
-	if (!bad && atomic_load(&errors))
-		bad = "the fault thread failed";
-	guest_memory_stop(&mem);
-	guest_memory_destroy(&mem);
-	return bad;
+	(void)s, (void)me, (void)in, (void)out;
+	int r = object_memory(mem, server.sock);
+	if (!r)
+		*obj = guest_memory_ptr(mem, OBJ_GPA, PAGES * PS);
+	return r;
 }
 
-/* Run @fn in this process and in a child, each with its own guest memory. */
-static void both_sides(side_fn *fn)
+/* Both sides over the coherent server's object, doing @fn. */
+static void both_sides(coherent_side_fn *fn)
 {
-	int p2c[2], c2p[2];
-	ck_assert_int_eq(pipe2(p2c, O_CLOEXEC), 0);
-	ck_assert_int_eq(pipe2(c2p, O_CLOEXEC), 0);
-	signal(SIGPIPE, SIG_IGN); /* a side that failed is reported, not a write to its pipe */
-	/* Fork before either side has threads: the child makes its own guest memory. */
-	pid_t child = fork();
-	ck_assert_int_ge(child, 0);
-	static char why[256];
-	if (child == 0) {
-		close(p2c[1]);
-		close(c2p[0]);
-		const char *bad = side(fn, 1, p2c[0], c2p[1], why, sizeof(why));
-		if (bad)
-			fprintf(stderr, "child: %s\n", bad);
-		_exit(bad ? 1 : 0);
-	}
-	close(p2c[0]);
-	close(c2p[1]);
-	const char *bad = side(fn, 0, c2p[0], p2c[1], why, sizeof(why));
-	close(p2c[1]);
-	close(c2p[0]);
-	int status = 0;
-	ck_assert_int_eq(waitpid(child, &status, 0), child);
-	ck_assert_msg(!bad, "parent: %s", bad);
-	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "the child side failed (its line is above)");
+	struct coherent_sides s = {.memory = side_memory, .fn = fn, .errors = &errors};
+	coherent_sides_run(&s);
 }
 
 START_TEST(test_two_vmm_processes_read_what_the_other_wrote_last)
 {
-	both_sides(side_rounds);
+	both_sides(coherent_sides_rounds);
 }
 END_TEST
 
 START_TEST(test_two_vmm_processes_writing_the_same_pages_at_once_lose_no_update)
 {
-	both_sides(side_concurrent);
+	both_sides(coherent_sides_concurrent);
 }
 END_TEST
 
@@ -235,7 +117,7 @@ END_TEST
 START_TEST(test_an_object_mapped_at_run_time_is_as_coherent)
 {
 	map_at_run_time = true;
-	both_sides(side_rounds);
+	both_sides(coherent_sides_rounds);
 }
 END_TEST
 

@@ -339,6 +339,58 @@ START_TEST(a_stored_snapshots_ram_mapped_into_a_running_guest_reads_as_its_pages
 }
 END_TEST
 
+/*
+ * Two guests: A fills 64 KiB at 16 MiB and exports it; B maps the object at A's socket,
+ * shared, at 1 GiB. A word B's side writes (vm-write through B's map) is what A's side
+ * reads next (vm-read through A's), and B's guest sums the range as A filled it with that
+ * word. An exported range is no longer RAM: exporting it again is refused.
+ */
+START_TEST(a_range_another_vm_exports_maps_shared_and_stays_coherent)
+{
+	const json_int_t at = 16ll << 20, size = 64ll << 10;
+	vm_proc_start(&vm, NULL, "run", "-m", "64M", "-p", "seed=5 fill=16M,64K sync=1 idle", harness_guest(), NULL);
+	vm_proc_wait_sync(&vm, 1);
+	json_t *r = vm_proc_execute(&vm, "vm-export", json_pack("{s:I,s:I}", "addr", at, "size", size));
+	char sock[256];
+	snprintf(sock, sizeof(sock), "%s", json_string_value(json_object_get(r, "socket")));
+	ck_assert_int_eq(json_integer_value(json_object_get(r, "size")), size);
+	ck_assert_ptr_nonnull(strstr(sock, "vm.export-1.sock"));
+	json_decref(r);
+	call_fails(&vm, "vm-export", json_pack("{s:I,s:I}", "addr", at, "size", 4096ll), "KERN_INVALID_ARGUMENT");
+
+	vm_proc_start(&child, NULL, "run", "-m", "64M", "-p", "sync=1 await=" MAILBOX " sum=1G,64K", harness_guest(), NULL);
+	vm_proc_wait_sync(&child, 1);
+	call(&child, "vm-map", json_pack("{s:s,s:s,s:I,s:I,s:b}", "path", sock, "object", "pager", "addr", G1, "size", size,
+					 "copy", 0));
+	uint64_t word = 0x0123456789abcdefull;
+	char text[16];
+	base64_encode((uint8_t *)&word, 8, text);
+	call(&child, "vm-write", json_pack("{s:I,s:s}", "addr", G1 + 8, "data", text));
+	r = vm_proc_execute(&vm, "vm-read", json_pack("{s:I,s:I}", "addr", at + 8, "size", 8ll));
+	uint64_t seen = 0;
+	ck_assert_int_eq(base64_decode(json_string_value(json_object_get(r, "data")), (uint8_t *)&seen, 8), 8);
+	json_decref(r);
+	ck_assert_uint_eq(seen, word);
+
+	vm_proc_release(&child, 0x7ff000);
+	ck_assert_int_eq(vm_proc_wait(&child), 0);
+	uint64_t h = ABI_FNV_INIT;
+	for (uint64_t p = 0; p < (uint64_t)size / 4096; p++) {
+		uint64_t page[512];
+		for (unsigned i = 0; i < 512; i++)
+			page[i] = abi_page_key((uint64_t)at + p * 4096, 5) + i;
+		if (p == 0)
+			page[1] = word;
+		h = abi_fnv1a64(h, (const unsigned char *)page, sizeof(page));
+	}
+	expect_sum(&child, h);
+	call(&vm, "vm-unexport", json_pack("{s:I}", "addr", at));
+	ck_assert_int_ne(access(sock, F_OK), 0);
+	call(&vm, "quit", NULL);
+	vm_proc_wait(&vm);
+}
+END_TEST
+
 START_TEST(a_range_copied_with_vm_copy_reads_as_the_source_did)
 {
 	vm_proc_start(&vm, NULL, "run", "-m", "64M", "-p",
@@ -411,6 +463,7 @@ Suite *kvm_memory_suite(void)
 	HARNESS_ADD_TEST(tc, an_external_pager_mapped_into_a_running_guest_serves_it);
 	HARNESS_ADD_TEST(tc, a_stored_snapshots_ram_mapped_into_a_running_guest_reads_as_its_pages);
 	HARNESS_ADD_TEST(tc, a_range_copied_with_vm_copy_reads_as_the_source_did);
+	HARNESS_ADD_TEST(tc, a_range_another_vm_exports_maps_shared_and_stays_coherent);
 	HARNESS_ADD_TEST(tc, the_new_mach_calls_answer_and_fail_by_name);
 	suite_add_tcase(s, tc);
 	return s;

@@ -202,6 +202,11 @@ START_TEST(open_says_which_vm_is_missing_or_stale)
 	ck_assert_str_eq(error_message(), want);
 	ck_assert_int_eq(qmp_client_open(&c, ".hidden", NULL, TIMEOUT_MS), -EINVAL);
 	ck_assert_msg(strstr(error_message(), "starts with a dot"), "%s", error_message());
+	/* A name whose socket would be an exported range's (NAME.export-N.sock). */
+	ck_assert_int_eq(qmp_client_open(&c, "old.export-1", NULL, TIMEOUT_MS), -EINVAL);
+	ck_assert_msg(strstr(error_message(), "exported range"), "%s", error_message());
+	ck_assert_int_eq(monitor_name_check("old.export-"), 0);
+	ck_assert_int_eq(monitor_name_check("old.export-x"), 0);
 }
 END_TEST
 
@@ -625,9 +630,12 @@ static void mask_uptime(char *text)
 
 START_TEST(ps_lists_live_and_stale_vms)
 {
-	char stale[200];
+	char stale[200], exported[200];
 	snprintf(stale, sizeof(stale), "%s/old.sock", rundir);
 	make_stale_socket(stale);
+	/* A range vm1 exports: a socket beside the VMs', not a VM. */
+	snprintf(exported, sizeof(exported), "%s/vm1.export-1.sock", rundir);
+	make_stale_socket(exported);
 	struct spawn_result r;
 	ck_assert_int_eq(spawn_vmm(&r, 30, "ps", NULL), 0);
 	expect_status(&r, 0, "vmm ps: 1 stale; vmm rm --stale removes them\n");
@@ -703,8 +711,12 @@ static void make_file(const char *path)
  * all went. */
 START_TEST(rm_removes_stale_vms_and_refuses_running_ones)
 {
-	char stale[200], log[200], gone[200], ended[200], ended_older[200], want[600];
+	char stale[200], log[200], gone[200], ended[200], ended_older[200], want[600], exported[200], exported2[200];
 	snprintf(stale, sizeof(stale), "%s/old.sock", rundir);
+	snprintf(exported, sizeof(exported), "%s/old.export-1.sock", rundir);
+	snprintf(exported2, sizeof(exported2), "%s/old.export-12.sock", rundir);
+	make_stale_socket(exported);
+	make_stale_socket(exported2);
 	snprintf(log, sizeof(log), "%s/old.log", rundir);
 	snprintf(gone, sizeof(gone), "%s/gone.sock", rundir);
 	snprintf(ended, sizeof(ended), "%s/ended.log", rundir);
@@ -724,6 +736,7 @@ START_TEST(rm_removes_stale_vms_and_refuses_running_ones)
 	ck_assert_str_eq(r.out, "");
 	spawn_free(&r);
 	ck_assert(!exists(stale) && !exists(log) && !exists(gone));
+	ck_assert(!exists(exported) && !exists(exported2)); /* the dead VM's vm-export sockets */
 	ck_assert(!exists(ended) && !exists(ended_older));
 	ck_assert(exists(vm.path));
 	ck_assert_int_eq(spawn_vmm(&r, 30, "rm", "vm1", NULL), 0);

@@ -814,6 +814,13 @@ void vm_destroy(struct vm *vm)
 	}
 	kvm_close(&vm->kvm);
 	guest_memory_destroy(&vm->mem);
+	/* Only now: this VM's own mapping of each exported range gave its pages back first. */
+	for (unsigned i = 0; i < VM_MAX_EXPORTS; i++) {
+		if (vm->exports[i])
+			guest_export_stop(vm->exports[i]);
+		free(vm->exports[i]);
+		vm->exports[i] = NULL;
+	}
 	store_snapshot_close(vm->base_snap);
 	vm->base_snap = NULL;
 	store_close(vm->store);

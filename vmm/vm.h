@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #include "vmm/devices/console.h"
+#include "vmm/memory/guest_export.h"
 #include "vmm/memory/guest_memory.h"
 #include "vmm/ioport.h"
 #include "vmm/kvm.h"
@@ -90,6 +91,8 @@ struct vm_state;
  * (vm_pause) by the one thread that paused it; (f) a forked child's, set by fork before
  * the child serves, then read by its threads.
  */
+#define VM_MAX_EXPORTS 8 /* ranges one VM exports (vm-export) */
+
 struct vm {
 	struct vm_config cfg;          /* (c) */
 	struct kvm kvm;                /* (c) */
@@ -138,6 +141,9 @@ struct vm {
 	struct store *store;           /* (s) the store of the last snapshot, kept open, or NULL */
 	struct checkpoint_job *checkpoint; /* (l) continuous checkpoints (checkpoint.h), or NULL */
 	struct store_snapshot *base_snap; /* (s) opened pinned for this VM, or NULL */
+	struct guest_export *exports[VM_MAX_EXPORTS]; /* (m) vm-export's ranges (NULL: a free slot), each
+					  served until vm_destroy, after guest memory is gone */
+	unsigned exports_made;         /* (m) vm-exports so far: N of the next NAME.export-N.sock */
 	char base_store[4096];         /* (s) its store (store_locate), or "" */
 	char base_name[64];            /* (s) its name, or "" */
 };

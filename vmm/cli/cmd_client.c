@@ -189,7 +189,8 @@ static int cmd_client_list_dir(const char *dir, struct cmd_client_vm **vms, size
 	int r = 0;
 	while (!r && (e = readdir(d))) {
 		size_t len = strlen(e->d_name);
-		if (e->d_name[0] == '.' || len <= 5 || strcmp(e->d_name + len - 5, ".sock") != 0)
+		if (e->d_name[0] == '.' || len <= 5 || strcmp(e->d_name + len - 5, ".sock") != 0 ||
+		    monitor_export_file(e->d_name))
 			continue;
 		struct stat st;
 		if (fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0 || !monitor_socket_visible(&st))

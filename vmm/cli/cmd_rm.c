@@ -28,7 +28,8 @@ static void rm_help(FILE *f)
 {
 	fprintf(f, "usage: " RM_USAGE "\n"
 		   "Remove what a VM whose vmm process died left behind: its monitor socket, which\n"
-		   "nothing listens on any more (vmm ps shows it as 'stale'), and its console log\n"
+		   "nothing listens on any more (vmm ps shows it as 'stale'), the sockets of the\n"
+		   "ranges it exported (NAME.export-N.sock), and its console log\n"
 		   "beside it (NAME.log, NAME.log.1) when there is one; of a VM that ended cleanly\n"
 		   "(its socket gone), the log that vmm logs still shows. A VM that is still running\n"
 		   "is not touched (end it with vmm quit NAME); the other NAMEs are still removed.\n"
@@ -52,6 +53,33 @@ static int rm_log(const char *path)
 	if (unlink(log) != 0 && errno != ENOENT)
 		return cmd_client_fail("rm", error_set_errno(errno, "cannot remove %s", log));
 	return 0;
+}
+
+/* Remove the sockets of the ranges the dead VM whose socket was @path exported
+ * (vm-export's NAME.export-N.sock beside it): nothing serves them any more. 0, or the exit
+ * status after printing. */
+static int rm_exports(const char *path)
+{
+	char dir[PATH_MAX], prefix[PATH_MAX], file[PATH_MAX * 2];
+	const char *slash = strrchr(path, '/'), *base = slash ? slash + 1 : path;
+	size_t len = strlen(base);
+	if (len <= 5 || strcmp(base + len - 5, ".sock") != 0)
+		return 0;
+	snprintf(dir, sizeof(dir), "%.*s", slash ? (int)(slash - path) : 1, slash ? path : ".");
+	snprintf(prefix, sizeof(prefix), "%.*s.export-", (int)(len - 5), base);
+	DIR *d = opendir(dir);
+	if (!d)
+		return 0;
+	int r = 0;
+	for (struct dirent *e; !r && (e = readdir(d));) {
+		if (strncmp(e->d_name, prefix, strlen(prefix)) != 0 || !monitor_export_file(e->d_name))
+			continue;
+		snprintf(file, sizeof(file), "%s/%s", dir, e->d_name);
+		if (unlink(file) != 0 && errno != ENOENT)
+			r = cmd_client_fail("rm", error_set_errno(errno, "cannot remove %s", file));
+	}
+	closedir(d);
+	return r;
 }
 
 /* Whether a console log is beside the socket @path. */
@@ -90,7 +118,8 @@ static int rm_one(const char *name, const char *path, bool quiet)
 		return 0;
 	if (unlink(path) != 0 && errno != ENOENT)
 		return cmd_client_fail("rm", error_set_errno(errno, "cannot remove %s", path));
-	return rm_log(path);
+	int r2 = rm_exports(path);
+	return r2 ? r2 : rm_log(path);
 }
 
 /* --stale's second half: the logs of VMs that ended (no socket beside them) in @dir, the

@@ -239,7 +239,8 @@ static int guest_memory_open_pager(struct guest_memory *m, const struct guest_me
 	}
 	/* Mapped as a copy or without write, nothing goes back to the pager: say so, or the core
 	 * must copy an object others could write at once, reading all of it (Mach's copy of a
-	 * shared object). */
+	 * shared object). A version-2 pager's copy is made at once all the same
+	 * (guest_memory_enter_pager): others do write its object. */
 	if (!shared)
 		pager->max_prot &= ~VM_PROT_WRITE;
 	*out = pager;
@@ -260,6 +261,11 @@ static kern_return_t guest_memory_enter_pager(struct guest_memory *m, struct pag
 	kern_return_t kr = vm_object_create(m->dom, pager, pager->size ? 0 : q->offset + q->size, &obj);
 	if (kr != KERN_SUCCESS)
 		return kr;
+	/* A pager that speaks of its own accord (version 2: a coherent object, another VM's
+	 * export) has an object other processes write: a copy of it is a copy as it is now, made
+	 * at once (Mach's MEMORY_OBJECT_COPY_NONE), not page by page as the guest reads. */
+	if (q->copy && vm_object_pager_event_fd(obj) >= 0)
+		obj->copy_strategy = VM_COPY_NONE;
 	kr = vm_map_enter(m->map, gpa, q->size, anywhere, obj, q->offset, q->copy, q->cur, q->max, q->inheritance);
 	vm_object_deallocate(obj);
 	/* Mapped as a copy, a page the guest reads is copied up at once (as restored RAM's are):

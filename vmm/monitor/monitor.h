@@ -240,7 +240,8 @@ int monitor_stat_set(json_t *stats, uint64_t value, const char *fmt, ...) __attr
 /* ---- socket paths --------------------------------------------------------------------- */
 
 /* 0 when @name is a valid VM name: 1 to MONITOR_NAME_MAX letters, digits, '-', '_', '.',
- * not starting with '.'; else -EINVAL with a message saying why. */
+ * not starting with '.', not ending in .export-N (monitor_export_file); else -EINVAL with a
+ * message saying why. */
 int monitor_name_check(const char *name);
 
 /*
@@ -284,6 +285,14 @@ int monitor_socket_find(const char *name, char *buf, size_t size);
 /* The default socket of the VM @name: "<runtime dir>/NAME.sock". Checks the name; with
  * @create, makes the directory. Returns 0 or -errno (message set). */
 int monitor_socket_path(const char *name, char *buf, size_t size, bool create);
+
+/* The socket of the @n-th range the VM whose monitor socket is @monitor_sock exports
+ * (vm-export): beside it, NAME.export-N.sock. 0 or -ENAMETOOLONG (message set). */
+int monitor_export_path(const char *monitor_sock, unsigned n, char *buf, size_t size);
+
+/* Whether the file name @file (no directory) is such a socket, not a VM's: listing VMs
+ * passes over it, and no VM may be named so that its socket would look like one. */
+bool monitor_export_file(const char *file);
 
 /* ---- sessions without a socket (tests and fuzzing) ------------------------------------ */
 

@@ -22,6 +22,11 @@ int monitor_name_check(const char *name)
 				 MONITOR_NAME_MAX);
 	if (name[0] == '.')
 		return error_set(0, "VM name '%s' starts with a dot", name);
+	/* NAME.export-N.sock is an exported range's socket (monitor_export_file), never a VM's. */
+	char file[MONITOR_NAME_MAX + 8];
+	snprintf(file, sizeof(file), "%s.sock", name);
+	if (monitor_export_file(file))
+		return error_set(0, "VM name '%s' ends as the socket of an exported range does (.export-N)", name);
 	for (const char *p = name; *p; p++) {
 		char ch = *p;
 		bool ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') || ch == '-' ||
@@ -112,5 +117,31 @@ int monitor_socket_path(const char *name, char *buf, size_t size, bool create)
 	if (n < 0 || (size_t)n >= size || (size_t)n >= MONITOR_SUN_PATH_MAX)
 		return error_set(ENAMETOOLONG, "the monitor socket path %s/%s.sock is too long for a unix socket", dir,
 				 name);
+	return 0;
+}
+
+bool monitor_export_file(const char *file)
+{
+	size_t len = strlen(file);
+	const char *tag = ".export-";
+	if (len <= 5 || strcmp(file + len - 5, ".sock") != 0)
+		return false;
+	const char *digits = file + len - 5;
+	while (digits > file && digits[-1] >= '0' && digits[-1] <= '9')
+		digits--;
+	size_t taglen = strlen(tag);
+	return digits < file + len - 5 && (size_t)(digits - file) > taglen &&
+	       strncmp(digits - taglen, tag, taglen) == 0;
+}
+
+int monitor_export_path(const char *monitor_sock, unsigned n, char *buf, size_t size)
+{
+	size_t len = strlen(monitor_sock);
+	if (len > 5 && strcmp(monitor_sock + len - 5, ".sock") == 0)
+		len -= 5;
+	int w = snprintf(buf, size, "%.*s.export-%u.sock", (int)len, monitor_sock, n);
+	if (w < 0 || (size_t)w >= size || (size_t)w >= MONITOR_SUN_PATH_MAX)
+		return error_set(ENAMETOOLONG, "the socket %.*s.export-%u.sock is too long for a unix socket", (int)len,
+				 monitor_sock, n);
 	return 0;
 }

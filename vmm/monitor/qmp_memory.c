@@ -2,7 +2,8 @@
  * The guest-physical address space over the monitor: query-memory (Mach's vm_region made
  * visible: every map entry, its object's shadow chain, residency and pager) and the Mach
  * calls vm-allocate, vm-deallocate, vm-protect, vm-inherit, vm-read, vm-write, vm-map,
- * vm-copy, vm-region, vm-statistics, vm-set-attributes. Errors name the Mach code (KERN_*),
+ * vm-copy, vm-region, vm-statistics, vm-set-attributes, and vm-export / vm-unexport (a range
+ * of RAM made an object other VMs map). Errors name the Mach code (KERN_*),
  * so a client sees what Mach would have said.
  */
 #include "vmm/monitor/qmp_memory.h"
@@ -14,6 +15,8 @@
 #include <unistd.h>
 
 #include "vmm/monitor/base64.h"
+#include "vmm/monitor/monitor.h"
+#include "vmm/monitor/vm_monitor.h"
 #include "vmm/error.h"
 #include "vmm/lifecycle/restore.h"
 #include "vmm/vm.h"
@@ -170,12 +173,14 @@ static int arg_range(json_t *args, uint64_t *addr, uint64_t *size)
 	return 0;
 }
 
-/* A change of the regions: allocate, deallocate or map. */
+/* A change of the regions: allocate, deallocate, map or export. */
 struct layout_op {
-	enum { LAYOUT_ALLOCATE, LAYOUT_DEALLOCATE, LAYOUT_MAP } kind;
+	enum { LAYOUT_ALLOCATE, LAYOUT_DEALLOCATE, LAYOUT_MAP, LAYOUT_EXPORT } kind;
 	uint64_t addr, size;                       /* addr: in, and out where anywhere; size: map's too */
 	bool anywhere;
 	const struct guest_memory_map_request *map; /* LAYOUT_MAP */
+	struct guest_export *export;               /* LAYOUT_EXPORT: made here */
+	const char *socket;                        /* LAYOUT_EXPORT: its path */
 };
 
 /* Change the regions (and KVM's slots) with the vCPUs paused. */
@@ -194,6 +199,7 @@ static int layout_change(struct vm *vm, struct layout_op *op)
 	}
 	r = op->kind == LAYOUT_ALLOCATE     ? guest_memory_allocate(&vm->mem, &op->addr, op->size, op->anywhere)
 		: op->kind == LAYOUT_DEALLOCATE ? guest_memory_deallocate(&vm->mem, op->addr, op->size)
+		: op->kind == LAYOUT_EXPORT     ? guest_export_start(op->export, &vm->mem, op->addr, op->size, op->socket)
 						: guest_memory_vm_map(&vm->mem, &op->addr, op->anywhere, op->map);
 	int s = vm_sync_memslots(vm);
 	vm_resume(vm);
@@ -369,6 +375,66 @@ static int vm_map_cmd(struct monitor_call *call, void *ctx, json_t *args, json_t
 	return r ? r : layout_change_answer(vm, &op, ret);
 }
 
+/* The default socket of vm-export number @n (monitor_export_path). */
+static int export_socket_path(const struct vm *vm, unsigned n, char *buf, size_t size)
+{
+	char mon[sizeof(((struct guest_export *)0)->path)];
+	if (vm_monitor_path(vm, mon, sizeof(mon)) != 0 || monitor_export_path(mon, n, buf, size) != 0)
+		return error_set(EINVAL, "vm_export: KERN_INVALID_ARGUMENT: %s; give a socket", error_message());
+	return 0;
+}
+
+static int vm_export_cmd(struct monitor_call *call, void *ctx, json_t *args, json_t **ret)
+{
+	(void)call;
+	struct vm *vm = ctx;
+	struct layout_op op = {.kind = LAYOUT_EXPORT, .socket = json_string_value(json_object_get(args, "socket"))};
+	if (arg_range(args, &op.addr, &op.size))
+		return -EINVAL;
+	unsigned slot = 0;
+	while (slot < VM_MAX_EXPORTS && vm->exports[slot])
+		slot++;
+	if (slot == VM_MAX_EXPORTS)
+		return error_set(ENOMEM, "vm_export of [0x%llx, +0x%llx): KERN_RESOURCE_SHORTAGE: this VM exports its maximum of %d ranges",
+				 (unsigned long long)op.addr, (unsigned long long)op.size, VM_MAX_EXPORTS);
+	char path[sizeof(((struct guest_export *)0)->path)];
+	if (!op.socket) {
+		if (export_socket_path(vm, vm->exports_made + 1, path, sizeof(path)) != 0)
+			return -EINVAL;
+		op.socket = path;
+	}
+	if (!(op.export = calloc(1, sizeof(*op.export))))
+		return error_set(ENOMEM, "vm_export: KERN_RESOURCE_SHORTAGE");
+	int r = layout_change(vm, &op);
+	if (r) {
+		free(op.export);
+		return r;
+	}
+	vm->exports[slot] = op.export;
+	vm->exports_made++;
+	*ret = json_pack("{s:s,s:I,s:I}", "socket", op.export->path, "addr", (json_int_t)op.addr, "size",
+			 (json_int_t)op.size);
+	return 0;
+}
+
+static int vm_unexport_cmd(struct monitor_call *call, void *ctx, json_t *args, json_t **ret)
+{
+	(void)call;
+	(void)ret;
+	struct vm *vm = ctx;
+	uint64_t addr = 0;
+	if (arg_unsigned(args, "addr", &addr))
+		return -EINVAL;
+	for (unsigned i = 0; i < VM_MAX_EXPORTS; i++) {
+		if (vm->exports[i] && vm->exports[i]->gpa == addr && vm->exports[i]->listening) {
+			guest_export_unlisten(vm->exports[i]);
+			return 0;
+		}
+	}
+	return error_set(EINVAL, "vm_unexport at 0x%llx: KERN_INVALID_ARGUMENT: no range exported there",
+			 (unsigned long long)addr);
+}
+
 static int vm_copy_cmd(struct monitor_call *call, void *ctx, json_t *args, json_t **ret)
 {
 	(void)call;
@@ -496,6 +562,16 @@ static const struct monitor_arg map_args[] = {
 	{"copy", MONITOR_ARG_BOOL, false, "map a copy, guest writes staying in the VM (default true); false: share the object, writes reach it"},
 	{NULL, 0, false, NULL},
 };
+static const struct monitor_arg export_args[] = {
+	ARG_ALIGNED_RANGE,
+	{"socket", MONITOR_ARG_STRING, false,
+	 "the unix socket to serve it on (default: beside the monitor's, NAME.export-N.sock)"},
+	{NULL, 0, false, NULL},
+};
+static const struct monitor_arg unexport_args[] = {
+	{"addr", MONITOR_ARG_INT, true, "where the exported range starts"},
+	{NULL, 0, false, NULL},
+};
 static const struct monitor_arg copy_args[] = {
 	{"source", MONITOR_ARG_INT, true, "guest-physical address, page aligned"},
 	{"size", MONITOR_ARG_INT, true, "bytes, page aligned"},
@@ -525,6 +601,10 @@ const struct monitor_command qmp_memory_commands[] = {
 	{"vm-write", vm_write_cmd, write_args, "vm_write: put bytes into guest memory"},
 	{"vm-map", vm_map_cmd, map_args,
 	 "vm_map: map a host file, an external pager's object or a stored snapshot's RAM into guest memory"},
+	{"vm-export", vm_export_cmd, export_args,
+	 "make a range of RAM a memory object other VMs map (vm-map object pager at the socket answered)"},
+	{"vm-unexport", vm_unexport_cmd, unexport_args,
+	 "remove an exported range's socket: no new mappers (those mapped stay until this VM ends)"},
 	{"vm-copy", vm_copy_cmd, copy_args, "vm_copy: copy a range of guest memory, copy-on-write"},
 	{"vm-region", vm_region_cmd, region_args, "vm_region: the map entry at an address, or the next one above"},
 	{"vm-statistics", vm_statistics_cmd, NULL, "vm_statistics: Mach's counters, by Mach's names (null: not known)"},

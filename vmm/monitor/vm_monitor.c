@@ -17,9 +17,7 @@
 #include "vmm/monitor/qmp_snapshot.h"
 #include "vmm/vm.h"
 
-/* The socket @vm's monitor listens on, into @buf: cfg.monitor_path, else the default for
- * its name (its directory made). 0 or -errno with a message. */
-static int vm_monitor_path(const struct vm *vm, char *buf, size_t size)
+int vm_monitor_path(const struct vm *vm, char *buf, size_t size)
 {
 	if (!vm->cfg.monitor_path)
 		return monitor_socket_path(vm->cfg.name, buf, size, true);

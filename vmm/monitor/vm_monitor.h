@@ -7,7 +7,13 @@
 #ifndef VMM_VM_MONITOR_H
 #define VMM_VM_MONITOR_H
 
+#include <stddef.h>
+
 struct vm;
+
+/* The socket @vm's monitor listens on, into @buf (@size bytes): cfg.monitor_path, else the
+ * default for its name (its directory made). 0 or -errno with a message. */
+int vm_monitor_path(const struct vm *vm, char *buf, size_t size);
 
 /* Open @vm's console log beside its monitor socket (vm_serve_ops.console_start). */
 int vm_monitor_console_start(struct vm *vm);
