@@ -9,6 +9,7 @@
  * ends it: the writes returned, the pager's event fd watched no more.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
