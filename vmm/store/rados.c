@@ -322,30 +322,29 @@ static int rados_reconnect(struct rados_conn *c, const char *verb);
 static void rados_held_free(struct rados_held *h);
 
 /* Remember a lock taken, for a new helper to take again (a lock taken again is kept once).
- * Under c->lock. 0, or -ENOMEM (the lock is held all the same, but would not come back). */
-static int rados_held_add(struct rados_conn *c, const char *oid, bool exclusive, const char *cookie,
-			  const char *description)
+ * Under c->lock. Out of memory, it is not remembered: the lock is held all the same (the
+ * call that took it succeeded), only a helper's death would lose it. */
+static void rados_held_add(struct rados_conn *c, const char *oid, bool exclusive, const char *cookie,
+			   const char *description)
 {
 	for (size_t i = 0; i < c->nheld; i++)
 		if (strcmp(c->held[i].oid, oid) == 0 && strcmp(c->held[i].cookie, cookie) == 0)
-			return 0;
+			return;
 	if (c->nheld == c->held_cap) {
 		size_t cap = c->held_cap ? 2 * c->held_cap : 8;
 		struct rados_held *h = realloc(c->held, cap * sizeof(*h));
 		if (!h)
-			return rados_fail(c, oid, "lock", ENOMEM, "no memory to remember the lock");
+			return;
 		c->held = h;
 		c->held_cap = cap;
 	}
 	struct rados_held *h = &c->held[c->nheld];
 	*h = (struct rados_held){.oid = strdup(oid), .cookie = strdup(cookie), .description = strdup(description),
 				 .exclusive = exclusive};
-	if (!h->oid || !h->cookie || !h->description) {
+	if (!h->oid || !h->cookie || !h->description)
 		rados_held_free(h);
-		return rados_fail(c, oid, "lock", ENOMEM, "no memory to remember the lock");
-	}
-	c->nheld++;
-	return 0;
+	else
+		c->nheld++;
 }
 
 /* Begin a call: check @oid (when not NULL), that this process owns @c and that it is up
@@ -911,7 +910,7 @@ int rados_conn_lock(struct rados_conn *c, const char *oid, bool exclusive, const
 	if (!r)
 		r = rados_expect_end(c, oid, verb);
 	if (!r)
-		r = rados_held_add(c, oid, exclusive, cookie, description ? description : "");
+		rados_held_add(c, oid, exclusive, cookie, description ? description : "");
 	rados_call_end(c);
 	return r;
 }
