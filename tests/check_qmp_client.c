@@ -694,6 +694,47 @@ START_TEST(ps_shows_the_parent_of_a_fork_and_of_a_restore)
 }
 END_TEST
 
+/* vmm memory NAME CALL KEY=VALUE...: the values typed (true/false, decimal, hex, K/M/G/T
+ * sizes, else strings), the answer printed as JSON; a VM's refusal is status 1 with its
+ * words; what is no Mach call or no KEY=VALUE is refused before the VM is asked. */
+START_TEST(memory_sends_a_mach_call_with_typed_arguments)
+{
+	struct spawn_result r;
+	ck_assert_int_eq(spawn_vmm(&r, 30, "memory", "--json", "vm1", "vm-echo", "s=/srv/data img", "i=4G", "b=true",
+				   "x=0x", NULL),
+			 0);
+	expect_status(&r, 0, NULL);
+	json_t *got = json_loads(r.out, 0, NULL);
+	ck_assert_msg(got, "%s", r.out);
+	ck_assert_str_eq(json_string_value(json_object_get(got, "s")), "/srv/data img");
+	ck_assert_int_eq(json_integer_value(json_object_get(got, "i")), 4ll << 30);
+	ck_assert(json_is_true(json_object_get(got, "b")));
+	ck_assert_str_eq(json_string_value(json_object_get(got, "x")), "0x");
+	json_decref(got);
+	spawn_free(&r);
+	ck_assert_int_eq(spawn_vmm(&r, 30, "memory", "vm1", "vm-echo", "s=a", "i=0x10", NULL), 0);
+	expect_status(&r, 0, NULL);
+	ck_assert_msg(strstr(r.out, "\"i\": 16") && strstr(r.out, "\"s\": \"a\""), "%s", r.out);
+	spawn_free(&r);
+	ck_assert_int_eq(spawn_vmm(&r, 30, "memory", "vm1", "vm-echo", "i=1", NULL), 0);
+	ck_assert_int_eq(r.status, 1);
+	ck_assert_msg(strstr(r.err, "vmm memory: ") && strstr(r.err, "'s'"), "%s", r.err);
+	spawn_free(&r);
+	ck_assert_int_eq(spawn_vmm(&r, 30, "memory", "vm1", "quit", NULL), 0);
+	expect_status(&r, 125, "vmm memory: 'quit' is not one of the monitor's Mach calls (vm-map, vm-region, ...; see vmm memory --help)\n");
+	spawn_free(&r);
+	ck_assert_int_eq(spawn_vmm(&r, 30, "memory", "vm1", "vm-echo", "s", NULL), 0);
+	expect_status(&r, 125, "vmm memory: argument 's' is not KEY=VALUE\n");
+	spawn_free(&r);
+	ck_assert_int_eq(spawn_vmm(&r, 30, "memory", "vm1", "vm-echo", "s=a", "s=b", NULL), 0);
+	expect_status(&r, 125, "vmm memory: argument 's' given twice\n");
+	spawn_free(&r);
+	pthread_mutex_lock(&vm.lock);
+	ck_assert(!vm.quit);
+	pthread_mutex_unlock(&vm.lock);
+}
+END_TEST
+
 static bool exists(const char *path)
 {
 	return access(path, F_OK) == 0;
@@ -1003,6 +1044,7 @@ Suite *qmp_client_suite(void)
 	HARNESS_ADD_TEST(cli, missing_and_stale_vms_are_one_line_and_125);
 	HARNESS_ADD_TEST(cli, ps_lists_live_and_stale_vms);
 	HARNESS_ADD_TEST(cli, ps_shows_the_parent_of_a_fork_and_of_a_restore);
+	HARNESS_ADD_TEST(cli, memory_sends_a_mach_call_with_typed_arguments);
 	HARNESS_ADD_TEST(cli, ps_without_a_runtime_directory_lists_nothing);
 	HARNESS_ADD_TEST(cli, rm_removes_stale_vms_and_refuses_running_ones);
 	HARNESS_ADD_TEST(cli, rm_stale_removes_every_stale_vm_and_only_those);

@@ -193,6 +193,7 @@ static const struct monitor_arg fake_vm_emit_args[] = {
 
 static const struct monitor_command fake_vm_commands[] = {
 	{"echo", fake_vm_echo, fake_vm_echo_args, "return the arguments"},
+	{"vm-echo", fake_vm_echo, fake_vm_echo_args, "echo under a Mach call's name (vmm memory NAME CALL)"},
 	{"fail", fake_vm_fail, fake_vm_fail_args, "fail on purpose"},
 	{"big", fake_vm_big, fake_vm_big_args, "a large reply"},
 	{"slow", fake_vm_slow, NULL, "a reply the test completes"},

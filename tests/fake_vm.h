@@ -14,7 +14,7 @@
  * 5 shut down), state.reason = 0, balloon.current = balloon.maximum = FAKE_VM_CONFIG_MEMORY
  * in KiB, balloon.rss = FAKE_VM_BALLOON_RSS.
  *   echo {s: string (required), i: integer, n: number, b: boolean, o: object, a: array, x: any}
- *        returns its arguments
+ *        returns its arguments; vm-echo is the same under a Mach call's name
  *   fail {class: string}  fails with "the fake VM fails on purpose" (class GenericError or @class)
  *   big {bytes: integer}  returns {"data": "xxx..."} of @bytes characters
  *   slow {}               defers its reply; the test completes it (fake_vm_take_slow)
