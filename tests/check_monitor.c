@@ -164,7 +164,7 @@ START_TEST(query_commands_lists_builtin_host_and_added_commands)
 {
 	static const char *const names[] = {"qmp_capabilities", "query-version", "query-commands", "query-vmm",
 					    "query-stats", "query-status", "stop", "cont", "quit", "echo", "fail",
-					    "big", "slow", "emit", "query-config"};
+					    "big", "slow", "emit", "query-config", "vm-echo"};
 	struct fake_vm_conn c;
 	fake_vm_connect_ready(&c, vm.path);
 	json_t *r = fake_vm_cmd(&c, "{\"execute\":\"query-commands\"}");
