@@ -11,8 +11,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/un.h>
 #include <sys/wait.h>
 #include <termios.h>
 #include <unistd.h>
@@ -47,25 +45,6 @@ static void append(const char *path, const char *text)
 	ck_assert_int_ge(fd, 0);
 	ck_assert_int_eq(write(fd, text, strlen(text)), (ssize_t)strlen(text));
 	close(fd);
-}
-
-/* A process listening on the socket, as a running VM's monitor: kill it to end the VM.
- * It listens itself: the socket's owner is whoever called listen. */
-static pid_t stand_in_vm(void)
-{
-	pid_t pid = fork();
-	ck_assert_int_ge(pid, 0);
-	if (pid == 0) {
-		int fd = socket(AF_UNIX, SOCK_STREAM, 0);
-		struct sockaddr_un sa = {.sun_family = AF_UNIX};
-		snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", sock);
-		if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0 || listen(fd, 8) != 0)
-			_exit(1);
-		for (;;)
-			pause();
-	}
-	ck_assert_int_eq(spawn_wait_socket(sock, WAIT_S), 0);
-	return pid;
 }
 
 static void end_vm(pid_t vm)
@@ -138,7 +117,7 @@ END_TEST
 START_TEST(logs_follow_reads_across_a_rotation_until_the_vm_ends)
 {
 	append(log_path, "one\n");
-	pid_t vm = stand_in_vm();
+	pid_t vm = spawn_listener(sock);
 	int p[2];
 	ck_assert_int_eq(pipe(p), 0);
 	pid_t logs = fork();
@@ -183,7 +162,7 @@ END_TEST
 START_TEST(console_on_a_terminal_shows_new_output_until_ctrl_bracket)
 {
 	append(log_path, "written before\n");
-	pid_t vm = stand_in_vm();
+	pid_t vm = spawn_listener(sock);
 	int master;
 	pid_t con = forkpty(&master, NULL, NULL, NULL);
 	ck_assert_int_ge(con, 0);
@@ -217,7 +196,7 @@ END_TEST
 START_TEST(console_ends_when_the_vm_does)
 {
 	append(log_path, "");
-	pid_t vm = stand_in_vm();
+	pid_t vm = spawn_listener(sock);
 	int p[2], e[2];
 	ck_assert_int_eq(pipe(p), 0);
 	ck_assert_int_eq(pipe(e), 0);

@@ -9,8 +9,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -132,24 +130,6 @@ START_TEST(stats_watch_redraws_one_screen)
 }
 END_TEST
 
-/* A process listening on @sock as a VM's monitor (kill it to end the VM). */
-static pid_t stand_in_vm(const char sock[100])
-{
-	pid_t pid = fork();
-	ck_assert_int_ge(pid, 0);
-	if (pid == 0) {
-		int fd = socket(AF_UNIX, SOCK_STREAM, 0);
-		struct sockaddr_un sa = {.sun_family = AF_UNIX};
-		snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", sock);
-		if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0 || listen(fd, 8) != 0)
-			_exit(1);
-		for (;;)
-			pause();
-	}
-	ck_assert_int_eq(spawn_wait_socket(sock, WAIT_S), 0);
-	return pid;
-}
-
 static void append(const char *path, const char *text)
 {
 	int fd = open(path, O_WRONLY | O_CREAT | O_APPEND, 0600);
@@ -166,7 +146,7 @@ START_TEST(console_attaches_shows_output_and_detaches_on_ctrl_bracket)
 	snprintf(sock, sizeof(sock), "%s/con.sock", vm.dir);
 	snprintf(log, sizeof(log), "%s/con.log", vm.dir);
 	append(log, "before attaching\n");
-	pid_t con_vm = stand_in_vm(sock);
+	pid_t con_vm = spawn_listener(sock);
 	snprintf(cmd, sizeof(cmd), "%s console --monitor %s", harness_build_path("vmm"), sock);
 	pane_start(cmd, 100, 30);
 	free(pane_wait_for("Escape character is ^]"));

@@ -173,3 +173,22 @@ pid_t spawn_serve_once(const char *path, const char *text)
 	close(fd);
 	return pid;
 }
+
+pid_t spawn_listener(const char *path)
+{
+	pid_t pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+		struct sockaddr_un sa = {.sun_family = AF_UNIX};
+		if (strlen(path) >= sizeof(sa.sun_path))
+			_exit(1);
+		memcpy(sa.sun_path, path, strlen(path) + 1);
+		if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0 || listen(fd, 8) != 0)
+			_exit(1);
+		for (;;)
+			pause();
+	}
+	ck_assert_int_eq(spawn_wait_socket(path, 20), 0);
+	return pid;
+}

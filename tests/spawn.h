@@ -34,4 +34,9 @@ int spawn_wait_socket(const char *path, unsigned timeout_s);
  * caller kills and reaps it). Fails the running test on error. */
 pid_t spawn_serve_once(const char *path, const char *text);
 
+/* A process that listens on the unix socket @path itself (its listen makes it the socket's
+ * owner, as a running VM is its monitor's) and waits: kill it to end the stand-in VM. Fails
+ * the running test when the socket does not come up. */
+pid_t spawn_listener(const char *path);
+
 #endif
