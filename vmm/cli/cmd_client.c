@@ -244,3 +244,12 @@ int cmd_client_list_vms(struct cmd_client_vm **vms, size_t *n)
 		qsort(*vms, *n, sizeof(**vms), cmd_client_vm_cmp);
 	return 0;
 }
+
+int cmd_client_socket(const struct cmd_client_args *a, char *buf, size_t size)
+{
+	if (!a->monitor)
+		return monitor_socket_find(a->name, buf, size);
+	if ((size_t)snprintf(buf, size, "%s", a->monitor) >= size)
+		return error_set(ENAMETOOLONG, "monitor socket path %s is too long", a->monitor);
+	return 0;
+}

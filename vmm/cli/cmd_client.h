@@ -135,6 +135,10 @@ int cmd_client_open(const char *verb, const char *name, const char *path, struct
 int cmd_client_call(const char *verb, const struct cmd_client_args *a, const char *command, json_t *args,
 		    json_t **ret, int timeout_ms);
 
+/* The monitor socket @a names into @buf: --monitor PATH as given, else NAME's where a
+ * VM of that name is (monitor_socket_find). 0 or -errno with a message. */
+int cmd_client_socket(const struct cmd_client_args *a, char *buf, size_t size);
+
 /* Print @value as one line of compact JSON on @f. */
 void cmd_client_print_json(FILE *f, const json_t *value);
 

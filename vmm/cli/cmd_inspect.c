@@ -51,13 +51,9 @@ static json_t *inspect_object_or_null(json_t *v)
 static int inspect_paths(const struct cmd_client_args *a, json_t **paths)
 {
 	char sock[4096], log[4096];
-	if (a->monitor) {
-		snprintf(sock, sizeof(sock), "%s", a->monitor);
-	} else {
-		int r = monitor_socket_find(a->name, sock, sizeof(sock));
-		if (r)
-			return r;
-	}
+	int r = cmd_client_socket(a, sock, sizeof(sock));
+	if (r)
+		return r;
 	bool has_log = console_log_path(sock, log, sizeof(log)) == 0 && access(log, F_OK) == 0;
 	*paths = json_pack("{s:s,s:s?}", "socket", sock, "log", has_log ? log : NULL);
 	return *paths ? 0 : error_set(ENOMEM, "out of memory");

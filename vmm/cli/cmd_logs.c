@@ -79,15 +79,9 @@ static int logs_find(const struct cmd_client_args *a, struct logs_follow *f)
 {
 	char sock[PATH_MAX];
 	f->fd = f->vm_fd = -1;
-	if (a->monitor) {
-		if ((size_t)snprintf(sock, sizeof(sock), "%s", a->monitor) >= sizeof(sock))
-			return error_set(ENAMETOOLONG, "monitor socket path %s is too long", a->monitor);
-	} else {
-		int r = monitor_socket_find(a->name, sock, sizeof(sock));
-		if (r)
-			return r;
-	}
-	int r = console_log_path(sock, f->path, sizeof(f->path));
+	int r = cmd_client_socket(a, sock, sizeof(sock));
+	if (!r)
+		r = console_log_path(sock, f->path, sizeof(f->path));
 	if (r)
 		return r;
 	pid_t pid = 0;
