@@ -507,11 +507,39 @@ static void vm_object_base_forget(struct vm_object *b, uint64_t pindex)
 		hmap_del(&b->paged, pindex);
 }
 
+/* Whether every object but @obj that shadows @b has each page @obj has: none reads one of
+ * them through @b. */
+static bool vm_object_covered_beside(const struct vm_object *b, const struct vm_object *obj)
+{
+	uint64_t n = vm_atop(obj->size), off = vm_atop(obj->shadow_offset);
+	for (const struct vm_object *s = b->shadowers; s; s = s->sib_next) {
+		if (s == obj)
+			continue;
+		uint64_t soff = vm_atop(s->shadow_offset), sn = vm_atop(s->size);
+		for (uint64_t idx = 0; idx < n; idx++) {
+			if (!vm_object_has(obj, idx))
+				continue;
+			uint64_t bidx = idx + off;
+			if (bidx >= soff && bidx < soff + sn && !vm_object_has(s, bidx - soff))
+				return false;
+		}
+	}
+	return true;
+}
+
 kern_return_t vm_object_merge_into_base(struct vm_object *obj)
 {
 	struct vm_object *b = obj->shadow;
-	if (!b || !b->base || b->shadow_count != 1 || !obj->internal)
+	if (!b || !b->base || !obj->internal)
 		return KERN_INVALID_ARGUMENT;
+	if (b->shadow_count != 1) {
+		/* The objects that read through obj bypassed it (vm_object_bypass_one), each with
+		 * its own copy of every page obj has: wherever B is read, it reads as obj did. */
+		if (obj->shadow_count || !vm_object_covered_beside(b, obj))
+			return KERN_INVALID_ARGUMENT;
+		obj->dom->stats.base_merges++;
+		return KERN_SUCCESS;
+	}
 	uint64_t off = vm_atop(obj->shadow_offset), n = vm_atop(obj->size);
 	assert(off + n <= vm_atop(b->size));
 

@@ -200,6 +200,9 @@ const struct vm_object *vm_object_base_below(const struct vm_object *obj);
  * @obj's backing object B is a base that only @obj shadows: move @obj's pages (and those
  * its pager holds, brought back in first) down into B, replacing B's; @obj is left empty
  * over B, reading exactly as before, and B now reads as @obj did. Counted as a merge.
+ * Where B has other shadows, which all have every page @obj has (they bypassed @obj while
+ * it was frozen, and nothing shadows @obj any more), nothing moves: B reads as @obj did
+ * wherever it is read, and @obj as before. Also counted as a merge.
  * KERN_SUCCESS; KERN_INVALID_ARGUMENT (B is not such a base); KERN_RESOURCE_SHORTAGE or a
  * pager's failure, with some pages moved already (the chain still reads the same).
  */
