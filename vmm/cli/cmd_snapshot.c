@@ -19,7 +19,7 @@
 static const struct cli_option snapshot_options[] = {
 	{"store", 's', "DIR", CMD_CLIENT_OPT_STORE, "the store to write into (created if missing)"},
 	{"as", 0, "SNAPSHOT", CMD_CLIENT_OPT_AS,
-	 "the snapshot's name (default NAME-YYYYMMDD-HHMMSS); with --every, the checkpoints' prefix (default NAME)"},
+	 "the snapshot's name (default NAME-YYYYMMDD-HHMMSS.mmm, UTC); with --every, the checkpoints' prefix (default NAME)"},
 	{"description", 'm', "TEXT", CMD_CLIENT_OPT_DESCRIPTION,
 	 "what the snapshot is, kept with it and shown by vmm store ls (at most 255 bytes)"},
 	{"every", 0, "TIME", CMD_CLIENT_OPT_EVERY, "continuous checkpoints: one every TIME (100ms, 2s, 5m) until --stop"},
@@ -250,12 +250,15 @@ int cmd_snapshot(int argc, char **argv)
 	if (a.as) {
 		snprintf(snap, sizeof(snap), "%s", a.as);
 	} else {
-		time_t t = time(NULL);
+		/* To the millisecond: two snapshots of one VM never run at once, and each takes
+		 * longer than that, so the names a script's snapshots get in a row differ. */
+		struct timespec now;
+		clock_gettime(CLOCK_REALTIME, &now);
 		struct tm tm;
-		gmtime_r(&t, &tm);
+		gmtime_r(&now.tv_sec, &tm);
 		char stamp[32];
 		strftime(stamp, sizeof(stamp), "%Y%m%d-%H%M%S", &tm);
-		snprintf(snap, sizeof(snap), "%s-%s", a.name ? a.name : "vm", stamp);
+		snprintf(snap, sizeof(snap), "%s-%s.%03ld", a.name ? a.name : "vm", stamp, now.tv_nsec / 1000000);
 	}
 	struct qmp_client *c;
 	status = cmd_client_open(verb, a.name, a.monitor, &c);
@@ -285,7 +288,7 @@ int cmd_snapshot(int argc, char **argv)
 		qmp_client_close(bar.events);
 		bar_on = false;
 	}
-	json_t *args = json_pack("{s:s,s:s,s:s?}", "name", snap, "store", abs, "description", a.description), *ret = NULL;
+	json_t *args = json_pack("{s:s,s:s,s:s*}", "name", snap, "store", abs, "description", a.description), *ret = NULL;
 	int r = qmp_client_execute(c, "snapshot-save", args, &ret, -1);
 	json_decref(args);
 	if (bar_on) {
