@@ -211,7 +211,8 @@ START_TEST(cli_verbs_drive_the_vm)
 	ck_assert_int_eq(r.status, 0);
 	json_t *s = json_loads(r.out, 0, NULL);
 	ck_assert_ptr_nonnull(s);
-	ck_assert(json_is_integer(json_object_get(s, "mem.faults")));
+	ck_assert_msg(json_is_integer(json_object_get(json_object_get(s, "stats"), "mem.faults")), "%s", r.out);
+	ck_assert_str_eq(json_string_value(json_object_get(s, "status")), "paused");
 	json_decref(s);
 	spawn_free(&r);
 	ck_assert_int_eq(spawn_vmm(&r, 60, "cont", "--monitor", sock, NULL), 0);

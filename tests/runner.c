@@ -35,6 +35,18 @@ static const struct suite_entry suites[] = {
 };
 
 unsigned harness_ntests;
+
+bool harness_wants(const char *name)
+{
+	const char *want = getenv("HARNESS_RUN_TEST");
+	if (!want || !*want)
+		return true;
+	size_t n = strlen(name);
+	for (const char *p = want; (p = strstr(p, name)) != NULL; p += n)
+		if ((p == want || p[-1] == ',') && (p[n] == ',' || p[n] == '\0'))
+			return true;
+	return false;
+}
 static const char *skip_reason;
 static bool unit_only;
 static char skip_buf[256];

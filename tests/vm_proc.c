@@ -64,11 +64,32 @@ void vm_proc_start(struct vm_proc *v, const char *dir, ...)
 	ck_assert_msg(qmp_client_connect(&v->c, v->sock, VM_PROC_TIMEOUT_MS) == 0, "%s", error_message());
 }
 
+/* How the VM process stands, for a failure's message: "running", or how it ended (left
+ * for vm_proc_wait to reap). */
+static const char *vm_proc_state(const struct vm_proc *v, char *buf, size_t size)
+{
+	siginfo_t info = {0};
+	if (v->pid <= 0 || waitid(P_PID, (id_t)v->pid, &info, WEXITED | WNOHANG | WNOWAIT) != 0)
+		snprintf(buf, size, "not a child");
+	else if (info.si_pid == 0)
+		snprintf(buf, size, "running");
+	else if (info.si_code == CLD_EXITED)
+		snprintf(buf, size, "exited with status %d", info.si_status);
+	else
+		snprintf(buf, size, "killed by signal %d (%s)%s", info.si_status, strsignal(info.si_status),
+			 info.si_code == CLD_DUMPED ? ", core dumped" : "");
+	return buf;
+}
+
 json_t *vm_proc_execute(struct vm_proc *v, const char *command, json_t *args)
 {
 	json_t *ret = NULL;
-	ck_assert_msg(qmp_client_execute(v->c, command, args, &ret, VM_PROC_TIMEOUT_MS) == 0, "%s: %s", command,
-		      error_message());
+	if (qmp_client_execute(v->c, command, args, &ret, VM_PROC_TIMEOUT_MS) != 0) {
+		char msg[512], state[96];
+		snprintf(msg, sizeof(msg), "%s", error_message());
+		char *err = vm_proc_output(v, true);
+		ck_abort_msg("%s: %s (the VM: %s): %s", command, msg, vm_proc_state(v, state, sizeof(state)), err);
+	}
 	return ret ? ret : json_object();
 }
 
@@ -99,8 +120,11 @@ json_t *vm_proc_wait_event(struct vm_proc *v, const char *name, const char *key,
 void vm_proc_wait_sync(struct vm_proc *v, unsigned n)
 {
 	if (qmp_client_wait_sync(v->c, n, VM_PROC_TIMEOUT_MS) != 0) {
+		char msg[512], state[96];
+		snprintf(msg, sizeof(msg), "%s", error_message());
 		char *err = vm_proc_output(v, true);
-		ck_abort_msg("the guest never reached sync point %u (%s): %s", n, error_message(), err);
+		ck_abort_msg("the guest never reached sync point %u (%s; the VM: %s): %s", n, msg,
+			     vm_proc_state(v, state, sizeof(state)), err);
 	}
 }
 
