@@ -41,7 +41,7 @@ GUEST_SRC  := $(wildcard guest/*.c) $(wildcard guest/*.S)
 
 obj = $(patsubst %.c,$(B)/$(1)/%.o,$(patsubst %.S,$(B)/$(1)/%.o,$(2)))
 
-.PHONY: all run test test-asan bench fuzz fuzz-brief soak deps install uninstall clean FORCE
+.PHONY: all run test test-asan test-kvm-emulated bench fuzz fuzz-brief soak deps install uninstall clean FORCE
 all: $(B)/vmm $(B)/guest.elf $(patsubst tools/%.c,$(B)/%,$(TOOL_SRC))
 
 # Set-up: the stamp is refreshed whenever the package list in tools/deps.sh changes.
@@ -157,6 +157,17 @@ test-asan: all $(B)/asan/run_tests $(B)/asan/bin/vmm $(B)/asan/bin/rados_server 
 
 test: all $(B)/run_tests test-asan fuzz-brief | $(B)/.deps-test
 	$(B)/run_tests
+
+# For hosts without /dev/kvm: the suites that need it (and cli and domain_xml, whose tests
+# boot guests), plainly and the sanitizer subset, inside a machine whose CPU is emulated in
+# software and has KVM (tools/kvm_emulated.sh). Slow, and no timing from it means anything:
+# it shows that the KVM code works, not how fast.
+EMULATED_SUITES := $(filter kvm_%,$(SUITES)) cli domain_xml
+test-kvm-emulated: all $(B)/run_tests $(B)/asan/run_tests $(B)/asan/bin/vmm $(B)/asan/bin/coherent_pager \
+		$(B)/asan/bin/guest.elf | $(B)/.deps-test
+	tools/kvm_emulated.sh env CK_TIMEOUT_MULTIPLIER=4 $(B)/run_tests $(EMULATED_SUITES)
+	tools/kvm_emulated.sh env ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
+		VMM_BUILD=$(B)/asan/bin CK_TIMEOUT_MULTIPLIER=4 $(B)/asan/run_tests $(ASAN_KVM_SUITES)
 
 # ---- benchmarks and fuzzing ------------------------------------------------------------
 $(B)/bench/%: $(B)/plain/tools/%.o $(call HOSTLIBS,plain)

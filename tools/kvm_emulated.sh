@@ -1,0 +1,112 @@
+#!/bin/bash
+# Run a command where /dev/kvm works, on a host that has none (a VM without nested
+# virtualization, say): inside a QEMU virtual machine whose CPU is emulated in software
+# (TCG, "-cpu max", which includes AMD SVM), booting Debian's kernel with the kvm-amd module.
+# That machine sees this host's root file system over 9p, read-write, with fresh tmpfs on
+# /tmp, /var/tmp, /run and /dev/shm; the command runs there as root, in the current folder.
+#
+# usage: tools/kvm_emulated.sh [-t SECONDS] [-m MEMORY] COMMAND [ARG...]
+#   -t  give up after this long (default 3600): the machine is stopped, status 124
+#   -m  the machine's memory (default 8G)
+# The command's output comes back on standard output (its standard error folded in), its
+# exit status is ours; 125: the machine could not be made or did not start.
+#
+# Everything in it runs many times slower than on a host's own KVM, and its exits take
+# another emulator's path: it shows whether the KVM code works, never how fast it is.
+# The kernel and busybox come from Debian's archive (apt-get download), kept in
+# build/kvm_emulated/ with the initramfs made from them.
+set -eu
+
+timeout_s=3600
+memory=8G
+while getopts t:m: opt; do
+	case $opt in
+	t) timeout_s=$OPTARG ;;
+	m) memory=$OPTARG ;;
+	*) echo "usage: tools/kvm_emulated.sh [-t SECONDS] [-m MEMORY] COMMAND [ARG...]" >&2; exit 125 ;;
+	esac
+done
+shift $((OPTIND - 1))
+if [ $# -eq 0 ]; then
+	echo "usage: tools/kvm_emulated.sh [-t SECONDS] [-m MEMORY] COMMAND [ARG...]" >&2
+	exit 125
+fi
+
+top=$(cd "$(dirname "$0")/.." && pwd)
+dir=$top/build/kvm_emulated
+mkdir -p "$dir"
+fail() { echo "kvm_emulated: $*" >&2; exit 125; }
+command -v qemu-system-x86_64 >/dev/null || fail "qemu-system-x86_64 is not installed (tools/deps.sh test)"
+
+# The kernel (the package linux-image-amd64 depends on) and a static busybox, unpacked once.
+if [ ! -f "$dir/initrd.gz" ]; then
+	rm -rf "$dir/pkg" "$dir/root"
+	mkdir -p "$dir/pkg"
+	kpkg=$(apt-cache depends linux-image-amd64 2>/dev/null | awk '/Depends: linux-image-[0-9]/ {print $2; exit}')
+	[ -n "$kpkg" ] || fail "apt-cache knows no linux-image-amd64 (apt-get update?)"
+	(cd "$dir/pkg" && apt-get download "$kpkg" busybox-static >/dev/null 2>&1) ||
+		fail "apt-get download $kpkg busybox-static failed"
+	for deb in "$dir"/pkg/*.deb; do dpkg-deb -x "$deb" "$dir/pkg/x"; done
+	kver=$(ls "$dir/pkg/x/lib/modules")
+	cp "$dir/pkg/x/boot/vmlinuz-$kver" "$dir/vmlinuz"
+	mkdir -p "$dir/root/bin" "$dir/root/mods" "$dir/root/proc" "$dir/root/sys" "$dir/root/dev" "$dir/root/host"
+	cp "$dir/pkg/x/bin/busybox" "$dir/root/bin/"
+	# In load order: each after what it depends on.
+	mods="virtio_ring virtio virtio_pci_modern_dev virtio_pci_legacy_dev virtio_pci irqbypass kvm ccp kvm-amd netfs fscache 9pnet 9pnet_virtio 9p"
+	for m in $mods; do
+		f=$(find "$dir/pkg/x/lib/modules/$kver" -name "$m.ko" | head -1)
+		[ -n "$f" ] || fail "$kpkg has no module $m"
+		cp "$f" "$dir/root/mods/"
+	done
+	cat >"$dir/root/init" <<EOF
+#!/bin/busybox sh
+/bin/busybox --install -s /bin
+export PATH=/bin
+mount -t proc proc /proc; mount -t sysfs sys /sys; mount -t devtmpfs dev /dev
+for m in $mods; do insmod /mods/\$m.ko || echo "KVM_EMULATED: insmod \$m failed"; done
+mount -t 9p -o trans=virtio,version=9p2000.L,msize=524288,cache=loose host /host || echo "KVM_EMULATED: no 9p"
+for d in proc sys dev; do mount --bind /\$d /host/\$d; done
+mkdir -p /host/dev/pts /host/dev/shm
+mount -t devpts -o ptmxmode=666,gid=5,mode=620 devpts /host/dev/pts
+for d in tmp var/tmp run dev/shm; do mount -t tmpfs -o mode=1777 tmpfs /host/\$d; done
+job=\$(sed -n 's/.*kvm_emulated_job=\([^ ]*\).*/\1/p' /proc/cmdline)
+echo "KVM_EMULATED_BEGIN"
+PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root TERM=dumb chroot /host /bin/bash "\$job" 2>&1
+echo "KVM_EMULATED_STATUS=\$?"
+poweroff -f
+EOF
+	chmod +x "$dir/root/init"
+	(cd "$dir/root" && find . | ./bin/busybox cpio -o -H newc 2>/dev/null | gzip -1) >"$dir/initrd.gz.new"
+	mv "$dir/initrd.gz.new" "$dir/initrd.gz"
+	rm -rf "$dir/pkg"
+fi
+
+# The job: this folder, then the command, each word quoted as given.
+job=$(mktemp "$dir/job.XXXXXX")
+trap 'rm -f "$job"' EXIT
+{
+	printf 'cd %q || exit 125\n' "$PWD"
+	printf 'exec'
+	printf ' %q' "$@"
+	printf '\n'
+} >"$job"
+
+status=125
+while IFS= read -r line; do
+	case $line in
+	*KVM_EMULATED_BEGIN*) started=1 ;;
+	*KVM_EMULATED_STATUS=*) status=${line##*KVM_EMULATED_STATUS=}; status=${status%%[!0-9]*} ;;
+	KVM_EMULATED_QEMU=*) qemu=${line#KVM_EMULATED_QEMU=} ;;
+	*) [ -n "${started:-}" ] && printf '%s\n' "${line%$'\r'}" ;;
+	esac
+done < <(timeout "$timeout_s" qemu-system-x86_64 -accel tcg,thread=multi -cpu max -smp 2 -m "$memory" \
+	-nographic -no-reboot -kernel "$dir/vmlinuz" -initrd "$dir/initrd.gz" \
+	-append "console=ttyS0 quiet panic=-1 kvm_emulated_job=$job" \
+	-virtfs "local,path=/,mount_tag=host,security_model=passthrough,id=host,multidevs=remap" </dev/null 2>&1;
+	echo "KVM_EMULATED_QEMU=$?")
+if [ "${qemu:-}" = 124 ]; then
+	echo "kvm_emulated: gave up after $timeout_s s" >&2
+	exit 124
+fi
+[ -n "${started:-}" ] || fail "the machine did not start (qemu status ${qemu:-?})"
+exit "$status"
