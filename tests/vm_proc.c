@@ -122,9 +122,10 @@ void vm_proc_wait_sync(struct vm_proc *v, unsigned n)
 	if (qmp_client_wait_sync(v->c, n, VM_PROC_TIMEOUT_MS) != 0) {
 		char msg[512], state[96];
 		snprintf(msg, sizeof(msg), "%s", error_message());
-		char *err = vm_proc_output(v, true);
-		ck_abort_msg("the guest never reached sync point %u (%s; the VM: %s): %s", n, msg,
-			     vm_proc_state(v, state, sizeof(state)), err);
+		char *err = vm_proc_output(v, true), *out = vm_proc_output(v, false);
+		size_t len = strlen(out);
+		ck_abort_msg("the guest never reached sync point %u (%s; the VM: %s): %s\nits console, the end: %s", n,
+			     msg, vm_proc_state(v, state, sizeof(state)), err, out + (len > 1500 ? len - 1500 : 0));
 	}
 }
 
