@@ -97,7 +97,7 @@ status=125
 while IFS= read -r line; do
 	case $line in
 	*KVM_EMULATED_BEGIN*) started=1 ;;
-	*KVM_EMULATED_STATUS=*) status=${line##*KVM_EMULATED_STATUS=}; status=${status%%[!0-9]*} ;;
+	*KVM_EMULATED_STATUS=*) status=${line##*KVM_EMULATED_STATUS=}; status=${status%%[!0-9]*}; started= ;;
 	KVM_EMULATED_QEMU=*) qemu=${line#KVM_EMULATED_QEMU=} ;;
 	*) [ -n "${started:-}" ] && printf '%s\n' "${line%$'\r'}" ;;
 	esac
@@ -110,5 +110,5 @@ if [ "${qemu:-}" = 124 ]; then
 	echo "kvm_emulated: gave up after $timeout_s s" >&2
 	exit 124
 fi
-[ -n "${started:-}" ] || fail "the machine did not start (qemu status ${qemu:-?})"
+[ "$status" != 125 ] || [ -n "${started:-}" ] || fail "the machine did not start (qemu status ${qemu:-?})"
 exit "$status"
