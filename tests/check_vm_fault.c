@@ -768,16 +768,25 @@ static void above_base(struct vm_object *top, char *out)
 			 KERN_SUCCESS);
 }
 
-/* What guest memory does with snapshots (vm_object.h, snapshot bases): the frozen object of
- * a stored snapshot stays as the base; the next snapshot lists only what was written since
- * and, once stored, is merged down into the base. */
-START_TEST(test_a_snapshot_base_marks_what_was_written_since_and_takes_the_next_snapshot_in)
+/* "abcd" in four pages, frozen by a snapshot whose object is kept as the base (one
+ * reference, which the caller drops). */
+static struct vm_object *base_abcd(void)
 {
 	struct vm_map_copy *snap = freeze_abcd();
 	struct vm_object *base = snap->pieces[0].object;
 	vm_object_reference(base);
 	vm_object_set_base(base, true);
 	vm_map_copy_discard(snap);
+	return base;
+}
+
+/* What guest memory does with snapshots (vm_object.h, snapshot bases): the frozen object of
+ * a stored snapshot stays as the base; the next snapshot lists only what was written since
+ * and, once stored, is merged down into the base. */
+START_TEST(test_a_snapshot_base_marks_what_was_written_since_and_takes_the_next_snapshot_in)
+{
+	struct vm_object *base = base_abcd();
+	struct vm_map_copy *snap;
 
 	/* A write copies the page up; the base's copy is freed at once. */
 	ck_assert_int_eq(vm_sandbox_write(sb, at(0), "A", 1), KERN_SUCCESS);
@@ -832,11 +841,8 @@ END_TEST
  * two shadows, yet takes the snapshot in, and the next one lists only what the top has. */
 START_TEST(test_a_base_takes_in_a_frozen_object_every_reader_bypassed)
 {
-	struct vm_map_copy *snap = freeze_abcd();
-	struct vm_object *base = snap->pieces[0].object;
-	vm_object_reference(base);
-	vm_object_set_base(base, true);
-	vm_map_copy_discard(snap);
+	struct vm_object *base = base_abcd();
+	struct vm_map_copy *snap;
 	ck_assert_int_eq(vm_sandbox_write(sb, at(0), "A", 1), KERN_SUCCESS);
 	/* The next snapshot freezes T (page 0); a write to page 0 then covers all of T. */
 	ck_assert_int_eq(vm_map_copyin(sb->map, at(0), 4 * PS, &snap), KERN_SUCCESS);
