@@ -1,6 +1,7 @@
 /* The vmm command line: option parsing, value syntax, and what users see on bad input. */
 #include <errno.h>
 #include <fcntl.h>
+#include <jansson.h>
 #include <poll.h>
 #include <pthread.h>
 #include <pty.h>
@@ -604,6 +605,22 @@ static int cancel_vm_client(struct cancel_vm *v, char *line, size_t size)
 	return fd;
 }
 
+/* Whether @line is a snapshot-save whose arguments are all strings, as the VM's monitor
+ * demands (an absent description is left out, not null). */
+static bool snapshot_save_well_typed(const char *line)
+{
+	json_t *req = json_loads(line, 0, NULL);
+	json_t *args = json_object_get(req, "arguments");
+	const char *verb = json_string_value(json_object_get(req, "execute"));
+	bool ok = verb && !strcmp(verb, "snapshot-save") && json_is_object(args);
+	const char *key;
+	json_t *value;
+	json_object_foreach(args, key, value)
+		ok = ok && json_is_string(value);
+	json_decref(req);
+	return ok;
+}
+
 static void *cancel_vm_main(void *arg)
 {
 	struct cancel_vm *v = arg;
@@ -611,7 +628,7 @@ static void *cancel_vm_main(void *arg)
 	int first = cancel_vm_client(v, line, sizeof(line));
 	struct ucred cred;
 	socklen_t len = sizeof(cred);
-	if (first < 0 || !strstr(line, "snapshot-save") ||
+	if (first < 0 || !snapshot_save_well_typed(line) ||
 	    getsockopt(first, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0)
 		return NULL;
 	kill(cred.pid, SIGINT);
