@@ -109,12 +109,12 @@ START_TEST(query_memory_shows_the_map_the_test_built)
 
 	/* A snapshot freezes each entry behind a new object; once stored, the frozen object
 	 * stays as the base the next snapshot is taken against: one level more, no deeper. */
-	json_t *s = vm_proc_execute(&vm, "snapshot-save", json_pack("{s:s,s:s}", "name", "m", "store", store));
+	json_t *s = vm_proc_call(&vm, "snapshot-save", json_pack("{s:s,s:s}", "name", "m", "store", store));
 	json_decref(s);
 	expect_map(&vm, built, 5, 2);
 
 	/* A fork: the child has the parent's map but for the entry inherited "none". */
-	json_t *f = vm_proc_execute(&vm, "fork", json_pack("{s:i}", "count", 1));
+	json_t *f = vm_proc_call(&vm, "fork", json_pack("{s:i}", "count", 1));
 	json_decref(f);
 	char sock[160];
 	ck_assert_int_eq(monitor_socket_path("mapped.1", sock, sizeof(sock), false), 0);
@@ -165,7 +165,7 @@ START_TEST(vm_read_sees_what_the_guest_wrote_and_vm_write_what_it_reads)
 	vm_proc_start(&vm, NULL, "run", "-m", "64M", "-p", "seed=5 fill=16M,64K sync=1 await=" MAILBOX " check=16M,4K",
 		      harness_guest(), NULL);
 	vm_proc_wait_sync(&vm, 1);
-	json_t *r = vm_proc_execute(&vm, "vm-read", json_pack("{s:I,s:I}", "addr", 16ll << 20, "size", 4096ll));
+	json_t *r = vm_proc_call(&vm, "vm-read", json_pack("{s:I,s:I}", "addr", 16ll << 20, "size", 4096ll));
 	uint8_t page[4096];
 	ck_assert_int_eq(base64_decode(json_string_value(json_object_get(r, "data")), page, sizeof(page)), 4096);
 	json_decref(r);
@@ -263,7 +263,7 @@ START_TEST(a_file_mapped_into_a_running_guest_reads_as_the_file)
 	close(fd);
 	vm_proc_start(&vm, NULL, "run", "-m", "64M", "-p", "sync=1 await=" MAILBOX " sum=1G,1M", harness_guest(), NULL);
 	vm_proc_wait_sync(&vm, 1);
-	json_t *r = vm_proc_execute(&vm, "vm-map", json_pack("{s:s,s:I,s:I,s:s,s:s}", "path", file, "addr", G1, "size",
+	json_t *r = vm_proc_call(&vm, "vm-map", json_pack("{s:s,s:I,s:I,s:s,s:s}", "path", file, "addr", G1, "size",
 							     (json_int_t)sizeof(bytes), "protection", "r", "max-protection", "r"));
 	ck_assert_int_eq(json_integer_value(json_object_get(r, "addr")), G1);
 	json_decref(r);
@@ -351,7 +351,7 @@ START_TEST(a_range_another_vm_exports_maps_shared_and_stays_coherent)
 	const json_int_t at = 16ll << 20, size = 64ll << 10;
 	vm_proc_start(&vm, NULL, "run", "-m", "64M", "-p", "seed=5 fill=16M,64K sync=1 idle", harness_guest(), NULL);
 	vm_proc_wait_sync(&vm, 1);
-	json_t *r = vm_proc_execute(&vm, "vm-export", json_pack("{s:I,s:I}", "addr", at, "size", size));
+	json_t *r = vm_proc_call(&vm, "vm-export", json_pack("{s:I,s:I}", "addr", at, "size", size));
 	char sock[256];
 	snprintf(sock, sizeof(sock), "%s", json_string_value(json_object_get(r, "socket")));
 	ck_assert_int_eq(json_integer_value(json_object_get(r, "size")), size);
@@ -367,7 +367,7 @@ START_TEST(a_range_another_vm_exports_maps_shared_and_stays_coherent)
 	char text[16];
 	base64_encode((uint8_t *)&word, 8, text);
 	call(&child, "vm-write", json_pack("{s:I,s:s}", "addr", G1 + 8, "data", text));
-	r = vm_proc_execute(&vm, "vm-read", json_pack("{s:I,s:I}", "addr", at + 8, "size", 8ll));
+	r = vm_proc_call(&vm, "vm-read", json_pack("{s:I,s:I}", "addr", at + 8, "size", 8ll));
 	uint64_t seen = 0;
 	ck_assert_int_eq(base64_decode(json_string_value(json_object_get(r, "data")), (uint8_t *)&seen, 8), 8);
 	json_decref(r);
@@ -417,12 +417,12 @@ START_TEST(the_new_mach_calls_answer_and_fail_by_name)
 	ck_assert(json_is_null(json_object_get(st, "free_count")));
 	ck_assert_int_gt(json_integer_value(json_object_get(st, "faults")), 0);
 	json_decref(st);
-	json_t *e = vm_proc_execute(&vm, "vm-region", json_pack("{s:I}", "addr", 5ll));
+	json_t *e = vm_proc_call(&vm, "vm-region", json_pack("{s:I}", "addr", 5ll));
 	ck_assert_int_eq(json_integer_value(json_object_get(e, "start")), 0);
 	json_decref(e);
 	call(&vm, "vm-set-attributes", json_pack("{s:I,s:I,s:i,s:s}", "addr", 0ll, "size", 1ll << 20, "cluster", 8, "cache",
 						 "uncached"));
-	e = vm_proc_execute(&vm, "vm-region", json_pack("{s:I}", "addr", 0ll));
+	e = vm_proc_call(&vm, "vm-region", json_pack("{s:I}", "addr", 0ll));
 	ck_assert_int_eq(json_integer_value(json_object_get(e, "cluster")), 8);
 	ck_assert_str_eq(json_string_value(json_object_get(e, "cache")), "uncached");
 	json_decref(e);

@@ -378,7 +378,7 @@ START_TEST(restores_of_one_snapshot_share_its_pages_and_keep_their_writes)
 	json_decref(b);
 
 	/* 8 zero bytes over the first page of the pattern, in the first VM only. */
-	json_decref(vm_proc_execute(&vm2, "vm-write", json_pack("{s:I,s:s}", "addr", 0x4000000ll, "data", "AAAAAAAAAAA=")));
+	json_decref(vm_proc_call(&vm2, "vm-write", json_pack("{s:I,s:s}", "addr", 0x4000000ll, "data", "AAAAAAAAAAA=")));
 	vm_proc_release(&vm2, 0x7fe000);
 	/* The guest stops at the first page that does not match (guest/abi.h). */
 	int status = vm_proc_wait(&vm2);

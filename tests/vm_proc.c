@@ -93,6 +93,13 @@ json_t *vm_proc_execute(struct vm_proc *v, const char *command, json_t *args)
 	return ret ? ret : json_object();
 }
 
+json_t *vm_proc_call(struct vm_proc *v, const char *command, json_t *args)
+{
+	json_t *ret = vm_proc_execute(v, command, args);
+	json_decref(args);
+	return ret;
+}
+
 void vm_proc_release(struct vm_proc *v, long long gpa)
 {
 	json_t *args = json_pack("{s:I,s:s}", "addr", (json_int_t)gpa, "data", "AQ==");

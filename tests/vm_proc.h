@@ -33,6 +33,9 @@ void vm_proc_start(struct vm_proc *v, const char *dir, ...);
 /* Execute @command (args borrowed, may be NULL); returns its result (decref it). */
 json_t *vm_proc_execute(struct vm_proc *v, const char *command, json_t *args);
 
+/* vm_proc_execute, then let go of @args: for arguments built in the call's own line. */
+json_t *vm_proc_call(struct vm_proc *v, const char *command, json_t *args);
+
 /* Write 1 into the guest's mailbox at @gpa (vm-write): a guest waiting there (await=)
  * goes on. */
 void vm_proc_release(struct vm_proc *v, long long gpa);
