@@ -507,22 +507,29 @@ static void vm_object_base_forget(struct vm_object *b, uint64_t pindex)
 		hmap_del(&b->paged, pindex);
 }
 
-/* Whether every object but @obj that shadows @b has each page @obj has: none reads one of
- * them through @b. */
+/* Whether @s, a shadow of @b, has page @bidx of @b, or does not see it (outside its window). */
+static bool vm_object_hides(const struct vm_object *s, uint64_t bidx)
+{
+	uint64_t soff = vm_atop(s->shadow_offset);
+	return bidx < soff || bidx >= soff + vm_atop(s->size) || vm_object_has(s, bidx - soff);
+}
+
+/* Whether every object but @obj that shadows @b has each page @obj has (resident or with
+ * its pager): none reads one of them through @b. Work in proportion to @obj's pages. */
 static bool vm_object_covered_beside(const struct vm_object *b, const struct vm_object *obj)
 {
 	uint64_t n = vm_atop(obj->size), off = vm_atop(obj->shadow_offset);
 	for (const struct vm_object *s = b->shadowers; s; s = s->sib_next) {
 		if (s == obj)
 			continue;
-		uint64_t soff = vm_atop(s->shadow_offset), sn = vm_atop(s->size);
-		for (uint64_t idx = 0; idx < n; idx++) {
-			if (!vm_object_has(obj, idx))
-				continue;
-			uint64_t bidx = idx + off;
-			if (bidx >= soff && bidx < soff + sn && !vm_object_has(s, bidx - soff))
+		for (uint64_t idx = 0; vm_page_next(obj, &idx, n); idx++)
+			if (!vm_object_hides(s, idx + off))
 				return false;
-		}
+		size_t cursor = 0;
+		uint64_t idx;
+		while (hmap_next(&obj->paged, &cursor, &idx, NULL))
+			if (idx < n && !vm_object_hides(s, idx + off))
+				return false;
 	}
 	return true;
 }
