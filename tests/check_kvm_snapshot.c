@@ -889,16 +889,36 @@ START_TEST(continuous_checkpoints_keep_the_newest_and_each_restores_to_a_verifie
 	ck_assert_str_eq(status, "concluded");
 	long long taken = checkpoint_job(&vm, "taken", NULL);
 	ck_assert_int_ge(taken, 8);
-	ck_assert_int_eq(checkpoint_job(&vm, "deleted", NULL), taken - 3);
+	/* The newest 3, and perhaps the base they read through (checkpoint.h: thinning). */
+	long long deleted = checkpoint_job(&vm, "deleted", NULL);
+	ck_assert_msg(deleted == taken - 3 || deleted == taken - 4, "%lld of %lld deleted", deleted, taken);
+
+	/* A second job keeping them all (keep 0, the default): each is in the store. */
+	args = json_pack("{s:s,s:i,s:s}", "store", store, "every-ms", 100, "prefix", "all");
+	json_decref(vm_proc_execute(&vm, "checkpoint-start", args));
+	json_decref(args);
+	for (int i = 0; i < 600 && checkpoint_job(&vm, "taken", NULL) < 4; i++) {
+		struct timespec t = {0, 100000000L};
+		nanosleep(&t, NULL);
+	}
 	json_decref(vm_proc_execute(&vm, "quit", NULL));
 	vm_proc_wait(&vm);
 
 	struct store *s;
 	struct names l = {.n = 0};
 	ck_assert_int_eq(store_open(store, false, &s), 0);
+	for (int i = 1;; i++) {
+		char all[32];
+		snprintf(all, sizeof(all), "all-%d", i);
+		if (i > 4 && !store_has_snapshot(s, all))
+			break;
+		ck_assert_msg(store_has_snapshot(s, all), "%s is not in the store", all);
+		ck_assert_msg(store_delete(s, all) == 0, "%s", error_message());
+	}
 	ck_assert_int_eq(store_list(s, names_add, &l), 0);
 	store_close(s);
-	ck_assert_uint_eq(l.n, 3);
+	ck_assert_uint_ge(l.n, 3);
+	ck_assert_uint_le(l.n, 3 + (taken - deleted > 3));
 	for (unsigned i = 0; i < 3; i++) {
 		char want[32];
 		snprintf(want, sizeof(want), "ck-%lld", taken - 2 + i);

@@ -41,9 +41,7 @@ int store_pages_try_write(struct store *s, const char *name, const char *parent,
 			store_writer_abort(w);
 			return -1;
 		}
-	if (st)
-		store_writer_stats(w, st);
-	return store_writer_commit(w) == 0 ? 0 : -1;
+	return store_writer_commit_stats(w, st) == 0 ? 0 : -1;
 }
 
 void store_pages_write(struct store *s, const char *name, const char *parent, uint64_t npages, uint64_t gen,

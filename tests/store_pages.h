@@ -23,7 +23,8 @@ int store_pages_kind(uint64_t pindex);
 /* Snapshot @name (parent @parent or NULL) of @npages pages: every @step-th page from @first
  * written, of generation @gen and its kind. Without Check's macros, for forked children
  * (those record every passing assertion in the runner's message file, and a child killed
- * in the middle of one leaves the runner a torn message). 0 or -1 with error_message(). */
+ * in the middle of one leaves the runner a torn message). *@st (if not NULL): the writer's
+ * stats as committed. 0 or -1 with error_message(). */
 int store_pages_try_write(struct store *s, const char *name, const char *parent, uint64_t npages, uint64_t gen,
 			  uint64_t first, uint64_t step, struct store_write_stats *st);
 

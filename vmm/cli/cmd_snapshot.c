@@ -46,7 +46,10 @@ static void snapshot_help(FILE *f, const char *verb)
 		   "Returns when the snapshot is durable. On a terminal, progress is shown on stderr.\n"
 		   "With --every, the VM takes a checkpoint every TIME (PREFIX-1, PREFIX-2, ...) until\n"
 		   "vmm snapshot --stop NAME or its end; one that overruns delays the next; --keep N\n"
-		   "deletes all but the newest N (vmm store gc frees their pages). This returns at once.\n"
+		   "deletes all but the newest N (vmm store gc frees their pages), save the first\n"
+		   "checkpoint (or a later one that lists every page) while the newest read through it\n"
+		   "and little was written since: deleting it would rewrite a whole guest's list.\n"
+		   "This returns at once.\n"
 		   "VMs with mapped files or external pagers, or run with --kernel-zero-fill, cannot be\n"
 		   "snapshotted.\n"
 		   "The store is --store DIR.\n" CLI_STORE_DEFAULT_HELP

@@ -22,7 +22,8 @@ struct checkpoint_job {
 	bool cancel;                   /* (lock) */
 	struct checkpoint_status st;   /* (lock) */
 	uint64_t next_index;           /* (job thread) N of the next PREFIX-N */
-	char (*kept)[STORE_NAME_MAX + 1]; /* (job thread) checkpoints kept, oldest first: cfg.keep + 1 */
+	struct checkpoint_kept *kept;  /* (job thread) checkpoints kept, oldest first: room for
+				        * CHECKPOINT_KEPT_CAP(cfg.keep) */
 	unsigned nkept;                /* (job thread) */
 	struct store *deleter;         /* (job thread) the store, for deleting old ones; NULL: keep all */
 };
@@ -40,23 +41,40 @@ static bool checkpoint_sleep(struct checkpoint_job *job, uint64_t until_ns)
 	return cancel;
 }
 
-/* Delete the oldest checkpoints beyond cfg.keep. One that cannot be (a VM restored from it
- * pins it) stays in the store; the job goes on and its status says so. */
-static void checkpoint_thin(struct checkpoint_job *job)
+void checkpoint_thin(struct store *s, struct checkpoint_kept *kept, unsigned *n, unsigned cap, unsigned keep,
+		     checkpoint_deleted_fn *fn, void *arg)
 {
-	unsigned keep = job->st.cfg.keep;
-	while (job->deleter && job->nkept > keep) {
-		int r = store_delete(job->deleter, job->kept[0]);
-		memmove(job->kept, job->kept + 1, (job->nkept - 1) * sizeof(job->kept[0]));
-		job->nkept--;
-		pthread_mutex_lock(&job->lock);
-		if (r)
-			snprintf(job->st.error, sizeof(job->st.error), "an older checkpoint was kept: %s", error_message());
-		else
-			job->st.deleted++;
-		pthread_mutex_unlock(&job->lock);
+	unsigned i = 0;
+	while (*n > keep && i < *n - keep) {
+		struct checkpoint_kept *k = &kept[i], *child = &kept[i + 1]; /* i < *n - keep: one is newer */
+		bool deferred = k->base && !child->base &&
+				(uint64_t)child->entries * CHECKPOINT_BASE_SHARE < k->entries;
+		if (deferred && *n < cap) {
+			i++;
+			continue;
+		}
+		int r = store_delete(s, k->name);
+		if (!r && !child->base) {
+			child->entries += k->entries;
+			child->base = k->base;
+		}
+		fn(arg, k->name, r);
 		error_clear();
+		memmove(k, k + 1, (*n - i - 1) * sizeof(*k));
+		(*n)--;
 	}
+}
+
+static void checkpoint_deleted(void *arg, const char *name, int r)
+{
+	(void)name;
+	struct checkpoint_job *job = arg;
+	pthread_mutex_lock(&job->lock);
+	if (r)
+		snprintf(job->st.error, sizeof(job->st.error), "an older checkpoint was kept: %s", error_message());
+	else
+		job->st.deleted++;
+	pthread_mutex_unlock(&job->lock);
 }
 
 /* One checkpoint: 0 taken, 1 skipped (another snapshot was being taken), -errno failed. */
@@ -87,8 +105,14 @@ static int checkpoint_take(struct checkpoint_job *job)
 		pthread_mutex_unlock(&job->lock);
 		if (cfg->done)
 			cfg->done(cfg->done_arg, name, &res);
-		snprintf(job->kept[job->nkept++], sizeof(job->kept[0]), "%s", name);
-		checkpoint_thin(job);
+		if (job->deleter) { /* keeping them all, the job lists none */
+			struct checkpoint_kept *k = &job->kept[job->nkept++];
+			snprintf(k->name, sizeof(k->name), "%s", name);
+			k->entries = res.entries;
+			k->base = res.base;
+			checkpoint_thin(job->deleter, job->kept, &job->nkept, CHECKPOINT_KEPT_CAP(cfg->keep), cfg->keep,
+					checkpoint_deleted, job);
+		}
 		return 0;
 	}
 }
@@ -185,7 +209,7 @@ int checkpoint_start(struct vm *vm, const struct checkpoint_config *cfg)
 	job->st.state = CHECKPOINT_RUNNING;
 	job->st.cfg = *cfg;
 	job->next_index = 1;
-	job->kept = calloc((size_t)cfg->keep + 1, sizeof(job->kept[0]));
+	job->kept = calloc(CHECKPOINT_KEPT_CAP(cfg->keep), sizeof(job->kept[0]));
 	if (!job->kept) {
 		checkpoint_free(job);
 		return error_set(ENOMEM, "no memory for checkpoints");

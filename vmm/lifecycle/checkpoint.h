@@ -2,7 +2,7 @@
  * Continuous checkpoints: a job of the VM that takes a snapshot (snapshot.h) every
  * interval while the VM runs, into one store, named PREFIX-1, PREFIX-2, ... and keeps the
  * newest N (older ones deleted from the store; a child absorbs what it needed of them, see
- * store_delete). Snapshots are incremental, so each costs what the guest wrote since the
+ * store_delete, and the thinning below). Snapshots are incremental, so each costs what the guest wrote since the
  * one before.
  *
  * Pacing: a checkpoint starts every interval after the last one started; one that takes
@@ -18,6 +18,8 @@
 #include <limits.h>
 #include <stdbool.h>
 #include <stdint.h>
+
+#include "vmm/store/store.h"
 
 struct vm;
 
@@ -57,6 +59,41 @@ struct checkpoint_status {
 	char last[80];           /* the last checkpoint's name, "" before the first */
 	char error[256];         /* why it ended, "" when it did not fail */
 };
+
+/*
+ * Thinning (--keep N). The job deletes the checkpoints older than the newest N, oldest
+ * first; a deleted one's child absorbs its list (store_delete), which costs the two lists.
+ * That is cheap for a delta, whose list holds what the guest wrote in its interval, but
+ * not for a base, a checkpoint that reads through no other (the first of a fresh VM, or
+ * one whose chain was cut complete): its list names every page of the guest, and its
+ * child absorbing it would rewrite a whole guest's list at every checkpoint. So a base
+ * beyond the newest N whose child is a delta stays until that child lists at least
+ * 1/CHECKPOINT_BASE_SHARE of its entries (the deltas deleted meanwhile are absorbed into
+ * that child: it holds what was written since the base); then it is absorbed. A
+ * checkpoint's cost stays in proportion to what the guest wrote since the one before, and
+ * the store holds the newest N plus at most that one older base. Its pages are needed by
+ * the N anyway.
+ */
+#define CHECKPOINT_BASE_SHARE 8
+/* Room in the job's list: N, the new one, a deferred base and one more base (a chain cut
+ * complete beyond N) while the first is absorbed. */
+#define CHECKPOINT_KEPT_CAP(keep) ((size_t)(keep) + 3)
+
+struct checkpoint_kept {
+	char name[STORE_NAME_MAX + 1];
+	uint64_t entries; /* its manifest's entries; with deltas absorbed, an estimate from above */
+	bool base;        /* it reads through no other snapshot */
+};
+
+/* Told of each deletion: @r 0, or -errno with the message set (the checkpoint stays in the
+ * store but leaves the list). */
+typedef void checkpoint_deleted_fn(void *arg, const char *name, int r);
+
+/* Thin @kept (*n checkpoints of store @s, oldest first, each the parent of the next; room
+ * for @cap) down to the newest @keep as above, through @fn. When the list is full a base
+ * is absorbed however little was written since it. */
+void checkpoint_thin(struct store *s, struct checkpoint_kept *kept, unsigned *n, unsigned cap, unsigned keep,
+		     checkpoint_deleted_fn *fn, void *arg);
 
 /* Start the job on @vm with @cfg (checked: -EINVAL with a message for a bad prefix, an
  * interval of 0, keep over CHECKPOINT_KEEP_MAX). -EBUSY while one runs. The first

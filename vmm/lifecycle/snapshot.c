@@ -246,8 +246,10 @@ int snapshot_save(struct vm *vm, const char *dir, const char *name, const char *
 		store_writer_abort(w);
 		goto out;
 	}
-	r = store_writer_commit(w);
+	r = store_writer_commit_stats(w, &ws);
 	if (!r) {
+		res->entries = ws.entries;
+		res->base = ws.base;
 		atomic_fetch_add(&vm->snapshots.count, 1);
 		atomic_fetch_add(&vm->snapshots.pages_listed, ws.pages);
 		atomic_fetch_add(&vm->snapshots.pages_stored, ws.stored);

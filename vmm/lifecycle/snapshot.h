@@ -19,6 +19,7 @@
 #ifndef VMM_SNAPSHOT_H
 #define VMM_SNAPSHOT_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 struct vm;
@@ -31,6 +32,8 @@ struct snapshot_result {
 	uint64_t stored;       /* of which new to the store (bytes appended) */
 	uint64_t shared;       /* of which already stored (dedup) */
 	uint64_t zero;         /* of which zero */
+	uint64_t entries;      /* the manifest's entries as written (a cut chain's complete list) */
+	bool base;             /* the manifest reads through no other: no parent, or complete */
 	uint64_t prearm_ns;    /* write-protecting guest RAM ahead of the pause (guest running) */
 	unsigned prearm_passes; /* passes of it over guest RAM */
 	uint64_t prearm_pages; /* pages it write-protected */

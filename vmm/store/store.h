@@ -148,8 +148,15 @@ struct store_write_stats {
 	uint64_t shared;     /* of which already stored (dedup hits) */
 	uint64_t stored;     /* of which appended to the pack */
 	uint64_t collisions; /* hash matches with other bytes */
+	/* Known after commit (store_writer_commit_stats), 0 before: */
+	uint64_t entries;    /* entries of the manifest written (more than pages when flattened) */
+	bool base;           /* it reads through nothing: no parent, or complete (a long chain cut) */
 };
 void store_writer_stats(const struct store_writer *w, struct store_write_stats *out);
+
+/* store_writer_commit, and when it succeeds @out (if not NULL) gets the writer's stats as
+ * committed, entries and base included. */
+int store_writer_commit_stats(struct store_writer *w, struct store_write_stats *out);
 
 /*
  * Open snapshot @name for reading: its manifest and its parents' (checked up to their

@@ -245,6 +245,11 @@ static int writer_flatten(const struct store_writer *w, struct manifest_entry **
 
 int store_writer_commit(struct store_writer *w)
 {
+	return store_writer_commit_stats(w, NULL);
+}
+
+int store_writer_commit_stats(struct store_writer *w, struct store_write_stats *out)
+{
 	/* A long chain of deltas (restore, snapshot, restore, ...) is cut: this one complete. */
 	if (w->parent && store_snapshot_depth(w->parent) >= STORE_FLATTEN_DEPTH) {
 		struct manifest_entry *merged = NULL;
@@ -266,6 +271,11 @@ int store_writer_commit(struct store_writer *w)
 	}
 	if (!r)
 		store_index_written(w->s, &w->local, &w->pack, w->hdr.name);
+	if (!r && out) {
+		*out = w->stats;
+		out->entries = w->hdr.entry_count;
+		out->base = !w->parent || (w->hdr.flags & MANIFEST_COMPLETE);
+	}
 	writer_free(w, r != 0);
 	return r;
 }
