@@ -9,13 +9,23 @@
  * to it. Each slot's XXH3-64 is kept from its write, and a page read back short or with
  * another hash is a data_error (-EIO), never data: a lost page must stop its reader, not
  * reach it as zeros (a file cut short and grown again reads as a hole).
+ *
+ * Forks (default_pager_share_slots): the processes of a fork(2) share one swap file (one
+ * open file), and each keeps its own copy of the tables. So that none changes what another
+ * reads, every slot in use at a fork is frozen for good: read by all, rewritten and reused
+ * by none (a page-out of a page held in one goes to a new slot); and new slots come from a
+ * counter in memory shared by the whole family, so that two never take the same. A slot
+ * freed before the fork is the parent's to reuse; the child forgets it. Frozen slots are
+ * not given back: the file grows by what every member pages out.
  */
 #include "pagers/default_pager.h"
 
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <stdatomic.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 #include <xxhash.h>
 
@@ -26,13 +36,26 @@
 
 struct dp_swap {
 	int fd;             /* swap file, -1 = none (not owned) */
-	uint64_t next_slot; /* first never-used slot */
-	uint64_t *free;     /* freed slots */
+	uint64_t next_slot; /* first never-used slot, until the first fork */
+	_Atomic uint64_t *shared_next; /* from the first fork: the family's, MAP_SHARED; else NULL */
+	uint64_t *free;     /* freed slots, this process's alone */
 	size_t nfree, free_cap;
 	uint64_t *sums;     /* [slot]: XXH3-64 of what was last written there */
+	uint64_t *frozen;   /* [slot / 64] bit: in use at a fork (same size as sums) */
 	uint64_t sums_cap;
 	char failure[160];  /* why the last data_request failed, "" when it did not */
 };
+
+static bool dp_frozen(const struct dp_swap *sw, uint64_t slot)
+{
+	return slot < sw->sums_cap && (sw->frozen[slot / 64] >> (slot % 64) & 1);
+}
+
+/* A never-used slot: the process's own counter, or the family's after a fork. */
+static uint64_t dp_new_slot(struct dp_swap *sw)
+{
+	return sw->shared_next ? atomic_fetch_add(sw->shared_next, 1) : sw->next_slot++;
+}
 
 /* A memory object: page number -> slot + 1 (0 = not stored). */
 struct dp_object {
@@ -57,6 +80,9 @@ static void dp_close(struct pager *pager)
 	struct dp_swap *sw = pager->priv;
 	free(sw->free);
 	free(sw->sums);
+	free(sw->frozen);
+	if (sw->shared_next)
+		munmap((void *)sw->shared_next, sizeof(*sw->shared_next));
 	free(sw);
 }
 
@@ -145,7 +171,7 @@ static int dp_data_request(struct pager *pager, void *mo, vm_offset_t offset, vm
 	return 0;
 }
 
-/* Room in sw->sums for @slot. */
+/* Room in sw->sums and sw->frozen for @slot. */
 static int dp_sums_reserve(struct dp_swap *sw, uint64_t slot)
 {
 	if (slot < sw->sums_cap)
@@ -157,8 +183,30 @@ static int dp_sums_reserve(struct dp_swap *sw, uint64_t slot)
 	if (!v)
 		return -ENOMEM;
 	sw->sums = v;
+	uint64_t *f = realloc(sw->frozen, cap / 64 * sizeof(*f));
+	if (!f)
+		return -ENOMEM; /* sums grown alone: harmless, sums_cap still the old */
+	memset(f + sw->sums_cap / 64, 0, (cap - sw->sums_cap) / 64 * sizeof(*f));
+	sw->frozen = f;
 	sw->sums_cap = cap;
 	return 0;
+}
+
+/* Give @slot back for reuse by this process; one frozen at a fork, or that cannot be
+ * listed, is left as it is. */
+static void dp_free_slot(struct dp_swap *sw, uint64_t slot)
+{
+	if (dp_frozen(sw, slot))
+		return;
+	if (sw->nfree == sw->free_cap) {
+		size_t cap = sw->free_cap ? sw->free_cap * 2 : 64;
+		uint64_t *v = realloc(sw->free, cap * sizeof(*v));
+		if (!v)
+			return; /* the slot is leaked, not reused */
+		sw->free = v;
+		sw->free_cap = cap;
+	}
+	sw->free[sw->nfree++] = slot;
 }
 
 static int dp_data_return(struct pager *pager, void *mo, vm_offset_t offset, const void *data, vm_size_t length)
@@ -171,18 +219,20 @@ static int dp_data_return(struct pager *pager, void *mo, vm_offset_t offset, con
 		uint64_t *cell = dp_cell(mo, vm_atop(at), 1);
 		if (!cell)
 			return -ENOMEM;
-		bool fresh = !*cell, reused = !*cell && sw->nfree;
-		if (fresh && !reused && dp_sums_reserve(sw, sw->next_slot) < 0)
+		/* A page without a slot, or whose slot others read since a fork, takes a free
+		 * slot or a new one; its frozen slot is left to the others. */
+		bool fresh = !*cell || dp_frozen(sw, *cell - 1), reused = fresh && sw->nfree;
+		uint64_t slot = !fresh ? *cell - 1 : reused ? sw->free[--sw->nfree] : dp_new_slot(sw);
+		if (dp_sums_reserve(sw, slot) < 0) {
+			if (fresh)
+				dp_free_slot(sw, slot);
 			return -ENOMEM;
-		uint64_t slot = !fresh ? *cell - 1 : reused ? sw->free[--sw->nfree] : sw->next_slot++;
+		}
 		ssize_t n = pwrite(sw->fd, bytes, VM_PAGE_SIZE, (off_t)vm_ptoa(slot));
 		if (n != (ssize_t)VM_PAGE_SIZE) {
-			int err = n < 0 ? -errno : -ENOSPC;
-			if (reused)
-				sw->nfree++; /* back where it was taken from */
-			else if (fresh)
-				sw->next_slot--;
-			return err;
+			if (fresh)
+				dp_free_slot(sw, slot); /* written by nobody: ours to reuse */
+			return n < 0 ? -errno : -ENOSPC;
 		}
 		sw->sums[slot] = XXH3_64bits(bytes, VM_PAGE_SIZE);
 		*cell = slot + 1;
@@ -197,19 +247,9 @@ static void dp_terminate(struct pager *pager, void *mo)
 	for (size_t l = 0; l < o->nleaves; l++) {
 		if (!o->leaves[l])
 			continue;
-		for (size_t i = 0; i < DP_LEAF_SIZE; i++) {
-			if (!o->leaves[l][i])
-				continue;
-			if (sw->nfree == sw->free_cap) {
-				size_t cap = sw->free_cap ? sw->free_cap * 2 : 64;
-				uint64_t *v = realloc(sw->free, cap * sizeof(*v));
-				if (!v)
-					continue; /* the slot is leaked, not reused */
-				sw->free = v;
-				sw->free_cap = cap;
-			}
-			sw->free[sw->nfree++] = o->leaves[l][i] - 1;
-		}
+		for (size_t i = 0; i < DP_LEAF_SIZE; i++)
+			if (o->leaves[l][i])
+				dp_free_slot(sw, o->leaves[l][i] - 1);
 		free(o->leaves[l]);
 	}
 	free(o->leaves);
@@ -230,4 +270,34 @@ const char *default_pager_failure(const struct pager *p)
 {
 	const struct dp_swap *sw = p->priv;
 	return sw->failure;
+}
+
+int default_pager_share_slots(struct pager *p)
+{
+	struct dp_swap *sw = p->priv;
+	if (sw->fd < 0)
+		return 0;
+	if (!sw->shared_next) {
+		void *m = mmap(NULL, sizeof(*sw->shared_next), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+		if (m == MAP_FAILED)
+			return -errno;
+		sw->shared_next = m;
+		atomic_store(sw->shared_next, sw->next_slot);
+	}
+	/* Every slot below the counter is in use by this process or by another of the family
+	 * (which this one never names): all frozen, but the ones this process freed. */
+	uint64_t end = atomic_load(sw->shared_next);
+	if (end && dp_sums_reserve(sw, end - 1) < 0)
+		return -ENOMEM;
+	for (uint64_t slot = 0; slot < end; slot++)
+		sw->frozen[slot / 64] |= 1ull << (slot % 64);
+	for (size_t i = 0; i < sw->nfree; i++)
+		sw->frozen[sw->free[i] / 64] &= ~(1ull << (sw->free[i] % 64));
+	return 0;
+}
+
+void default_pager_forked_child(struct pager *p)
+{
+	struct dp_swap *sw = p->priv;
+	sw->nfree = 0; /* the parent's to reuse */
 }

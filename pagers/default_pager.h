@@ -16,4 +16,15 @@ extern const struct pager_ops default_pager_ops;
  * that request failed nothing. Valid until the next request; domain lock held. */
 const char *default_pager_failure(const struct pager *p);
 
+/*
+ * Forks of the process (fork(2)) share the swap file. default_pager_share_slots, called
+ * before each fork with the domain lock held, freezes every slot in use (no process of the
+ * family rewrites or reuses it: each reads it as it was) and makes new slots come from a
+ * counter the family shares; the child then calls default_pager_forked_child (the slots
+ * freed before the fork are the parent's). 0, or -errno (nothing frozen that matters: the
+ * fork must not go on).
+ */
+int default_pager_share_slots(struct pager *p);
+void default_pager_forked_child(struct pager *p);
+
 #endif

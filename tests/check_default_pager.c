@@ -3,7 +3,9 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
+#include <stdlib.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "harness.h"
@@ -206,6 +208,113 @@ START_TEST(test_a_refused_page_out_is_passed_on_and_keeps_nothing)
 }
 END_TEST
 
+/* Page @page of @mo read back into @buf through a fresh object: 0, or the reply's error
+ * (-ENOENT when the pager holds nothing). Without Check's macros: forked children use it. */
+static int read_back(struct pager *p, void *mo, uint64_t page, uint8_t *buf)
+{
+	struct vm_object *o;
+	if (vm_object_allocate(dom, 64 * PS, &o) != KERN_SUCCESS)
+		return -ENOMEM;
+	struct pager_reply r = {.object = o, .first = page, .end = page + 1, .want = page};
+	int err = pager_data_request(p, mo, page * PS, PS, VM_PROT_READ, &r);
+	struct vm_page *pg = vm_page_lookup(o, page);
+	if (!err)
+		err = r.error ? r.error : r.want_unavailable || !pg ? -ENOENT : 0;
+	if (!err)
+		memcpy(buf, pg->data, PS);
+	vm_object_deallocate(o);
+	return err;
+}
+
+/* Pages [first, first + n) of @mo hold @c + their offset from @first: 0, or 1 + the first
+ * that does not. */
+static int holds(struct pager *p, void *mo, uint64_t first, uint64_t n, char c)
+{
+	uint8_t buf[PS], want[PS];
+	for (uint64_t i = 0; i < n; i++) {
+		page_of(want, (char)(c + i));
+		if (read_back(p, mo, first + i, buf) != 0 || memcmp(buf, want, PS) != 0)
+			return (int)(1 + first + i);
+	}
+	return 0;
+}
+
+static int put_pages(struct pager *p, void *mo, uint64_t first, uint64_t n, char c)
+{
+	uint8_t buf[PS];
+	for (uint64_t i = 0; i < n; i++) {
+		page_of(buf, (char)(c + i));
+		if (pager_data_return(p, mo, (first + i) * PS, buf, PS) != 0)
+			return -1;
+	}
+	return 0;
+}
+
+/*
+ * A fork(2) of the process (as vmm fork does) shares the swap file: the child rewrites some
+ * of the pages paged out before the fork and pages out new ones, then the parent does the
+ * same to the same pages, reusing a slot it freed before the fork. Each then reads its own
+ * pages, and the ones it left alone as they were before the fork: no slot either wrote was
+ * one the other reads.
+ */
+START_TEST(test_after_a_fork_parent_and_child_page_out_to_one_file_and_each_reads_its_own)
+{
+	struct pager *p = open_default(swapfd);
+	void *mo, *gone;
+	ck_assert_int_eq(pager_create(p, 64 * PS, &mo), 0);
+	ck_assert_int_eq(put_pages(p, mo, 0, 8, 'a'), 0);
+	ck_assert_int_eq(pager_create(p, 64 * PS, &gone), 0);
+	put_page(p, gone, 0, 'g');
+	pager_terminate(p, gone); /* its slot is free: the parent's to reuse */
+	ck_assert_int_eq(default_pager_share_slots(p), 0);
+	int to_parent[2], to_child[2];
+	ck_assert_int_eq(pipe(to_parent), 0);
+	ck_assert_int_eq(pipe(to_child), 0);
+	pid_t pid = fork();
+	ck_assert_int_ge(pid, 0);
+	char go = 0;
+	if (pid == 0) {
+		default_pager_forked_child(p);
+		int bad = put_pages(p, mo, 0, 4, 'c') || put_pages(p, mo, 10, 4, 'C') ? 100 : 0;
+		if (write(to_parent[1], "w", 1) != 1 || read(to_child[0], &go, 1) != 1)
+			_exit(101);
+		if (!bad)
+			bad = holds(p, mo, 0, 4, 'c');
+		if (!bad)
+			bad = holds(p, mo, 4, 4, 'a' + 4);
+		if (!bad)
+			bad = holds(p, mo, 10, 4, 'C');
+		_exit(bad);
+	}
+	ck_assert_int_eq(read(to_parent[0], &go, 1), 1); /* the child wrote */
+	void *fresh;
+	ck_assert_int_eq(pager_create(p, 64 * PS, &fresh), 0);
+	ck_assert_int_eq(put_pages(p, fresh, 0, 1, 'f'), 0);
+	ck_assert_int_eq(put_pages(p, mo, 0, 8, 'p'), 0);
+	ck_assert_int_eq(put_pages(p, mo, 10, 4, 'P'), 0);
+	ck_assert_int_eq(write(to_child[1], "v", 1), 1);
+	ck_assert_int_eq(holds(p, mo, 0, 8, 'p'), 0);
+	ck_assert_int_eq(holds(p, mo, 10, 4, 'P'), 0);
+	ck_assert_int_eq(holds(p, fresh, 0, 1, 'f'), 0);
+	int st;
+	ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+	ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "the child's page %d is not its own (status 0x%x)",
+		      WIFEXITED(st) ? WEXITSTATUS(st) - 1 : -1, st);
+	/* 9 slots before the fork; after it the parent's first page-out reused the one freed
+	 * before, and every other took a new slot: the child's 8, the parent's 12. */
+	struct stat sb;
+	ck_assert_int_eq(fstat(swapfd, &sb), 0);
+	ck_assert_int_eq(sb.st_size, (9 + 8 + 12) * PS);
+	pager_terminate(p, fresh);
+	pager_terminate(p, mo);
+	pager_release(p);
+	close(to_parent[0]);
+	close(to_parent[1]);
+	close(to_child[0]);
+	close(to_child[1]);
+}
+END_TEST
+
 Suite *default_pager_suite(void)
 {
 	Suite *s = suite_create("default_pager");
@@ -218,6 +327,7 @@ Suite *default_pager_suite(void)
 	HARNESS_ADD_TEST(tc, test_a_swap_file_cut_short_is_an_error_not_zeros);
 	HARNESS_ADD_TEST(tc, test_a_slot_changed_behind_the_pagers_back_is_an_error);
 	HARNESS_ADD_TEST(tc, test_a_refused_page_out_is_passed_on_and_keeps_nothing);
+	HARNESS_ADD_TEST(tc, test_after_a_fork_parent_and_child_page_out_to_one_file_and_each_reads_its_own);
 	suite_add_tcase(s, tc);
 	return s;
 }

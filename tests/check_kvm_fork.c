@@ -362,9 +362,10 @@ START_TEST(sigterm_ends_the_parent_and_leaves_its_children_running)
 }
 END_TEST
 
-START_TEST(fork_children_see_parent_pages_and_only_their_own_writes)
+/* The VM started runs forktest=16M: fork it into 3 children; each, and the parent, checks
+ * it sees the parent's pages and its own writes only, and ends well. */
+static void fork_three_and_check_their_pages(void)
 {
-	vm_proc_start(&vm, NULL, "run", "-n", name, "-c", "2", "-m", "64M", "-p", "forktest=16M", harness_guest(), NULL);
 	vm_proc_wait_sync(&vm, 1);
 	json_t *args = json_pack("{s:i}", "count", 3);
 	json_t *res = vm_proc_execute(&vm, "fork", args);
@@ -391,6 +392,26 @@ START_TEST(fork_children_see_parent_pages_and_only_their_own_writes)
 	free(out);
 	free(err);
 }
+
+START_TEST(fork_children_see_parent_pages_and_only_their_own_writes)
+{
+	vm_proc_start(&vm, NULL, "run", "-n", name, "-c", "2", "-m", "64M", "-p", "forktest=16M", harness_guest(), NULL);
+	fork_three_and_check_their_pages();
+}
+END_TEST
+
+/* Under a 4 MiB limit most of the 16 MiB is in the swap file at the fork: the children read
+ * it from there and page out their own pages to the same file while the parent does too. */
+START_TEST(clones_under_a_memory_limit_share_the_swap_file_and_see_only_their_own_writes)
+{
+	vm_proc_start(&vm, NULL, "run", "-n", name, "-c", "2", "-m", "64M", "--mem-limit", "4M", "-p", "forktest=16M",
+		      harness_guest(), NULL);
+	vm_proc_wait_sync(&vm, 1);
+	json_t *st = vm_proc_execute(&vm, "query-stats", NULL);
+	ck_assert_int_ge(jint(st, "mem.pageouts"), 2048); /* 12 MiB of the 16 at least */
+	json_decref(st);
+	fork_three_and_check_their_pages();
+}
 END_TEST
 
 Suite *kvm_fork_suite(void)
@@ -406,6 +427,7 @@ Suite *kvm_fork_suite(void)
 	HARNESS_ADD_TEST(tc, a_child_forks_in_turn_and_numbers_its_own_children_from_one);
 	HARNESS_ADD_TEST(tc, sigterm_ends_the_parent_and_leaves_its_children_running);
 	HARNESS_ADD_TEST(tc, fork_children_see_parent_pages_and_only_their_own_writes);
+	HARNESS_ADD_TEST(tc, clones_under_a_memory_limit_share_the_swap_file_and_see_only_their_own_writes);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -23,7 +23,9 @@ static void fork_help(FILE *f, const char *verb)
 		   "fork(2) whatever COUNT is; the command returns once every child runs or failed.\n"
 		   "Children print 'vmm: NAME.K: guest ended with status S' on the parent's standard\n"
 		   "error when they end. Ranges inherited 'none' (QMP vm-inherit) are left out of the\n"
-		   "children. VMs with mapped files, external pagers, a memory limit or memory inherited\n"
+		   "children. Under a memory limit the children read the parent's paged-out pages from\n"
+		   "its swap file and page out to it too (each page-out to a page the others read takes a\n"
+		   "new place in the file). VMs with mapped files, external pagers or memory inherited\n"
 		   "'share' cannot be forked.\n\n");
 	cli_print_options(f, fork_options);
 	fprintf(f, "\nExit status: 0 forked (at least one child made; each line says whether it runs),\n"

@@ -529,7 +529,12 @@ int vm_fork(struct vm *vm, const char *name, unsigned count, const struct fork_o
 	pid_t template_pid = 0;
 	fflush(NULL); /* buffered output must not be written twice */
 	/* The fault thread must be between faults: hold the domain lock across the forks. */
-	guest_memory_hold_faults(&vm->mem);
+	if ((r = guest_memory_hold_faults(&vm->mem)) != 0) {
+		vm_state_free(&state);
+		vm_resume(vm);
+		fork_job_close(&job);
+		return r;
+	}
 	pthread_mutex_lock(&fork_reap.lock);
 	if (template) {
 		template_pid = fork();

@@ -855,6 +855,8 @@ int guest_memory_reattach(struct guest_memory *m)
 	uffd_close(&m->uffd);
 	m->failed = false;
 	vm_domain_lock_reset(m->dom);
+	if (m->swap)
+		default_pager_forked_child(m->swap);
 	/* The segment's rendezvous (its thread and sockets) is the parent's: join it as a
 	 * holder of our own, for statistics. Memory does not depend on it: the mappings hold
 	 * the segment. */
@@ -1856,14 +1858,19 @@ const char *guest_memory_fork_refusal(const struct guest_memory *m)
 	/* Held: a pager still serves guest memory, perhaps through RAM copied from its mapping. */
 	if (m->nheld)
 		return "VMs with mapped files or external pagers cannot be forked (the pagers would be shared)";
-	if (m->swap)
-		return "VMs with a memory limit cannot be forked (their swap file would be shared)";
 	return NULL;
 }
 
-void guest_memory_hold_faults(struct guest_memory *m)
+int guest_memory_hold_faults(struct guest_memory *m)
 {
 	vm_domain_lock(m->dom);
+	int err = m->swap ? default_pager_share_slots(m->swap) : 0;
+	if (err) {
+		vm_domain_unlock(m->dom);
+		return error_set(-err, "cannot share the swap file %s with the children: %s", guest_memory_swap_name(m),
+				 strerror(-err));
+	}
+	return 0;
 }
 
 void guest_memory_release_faults(struct guest_memory *m)

@@ -631,16 +631,18 @@ int guest_memory_frozen_keep(struct guest_memory *m, struct guest_memory_frozen 
 void guest_memory_release_base(struct guest_memory *m);
 
 /* Why @m cannot be forked (a sentence), or NULL: memory inherited "share", mapped files or
- * external pagers, a memory limit (its swap file). */
+ * external pagers. */
 const char *guest_memory_fork_refusal(const struct guest_memory *m);
 
 /*
  * Hold the fault thread between faults until guest_memory_release_faults (the domain lock
  * held): what fork(2) of the VMM needs, so that the child's copy of the core is consistent
  * (guest_memory_reattach starts the child's lock afresh). Nothing else of guest memory may
- * be asked meanwhile by this thread.
+ * be asked meanwhile by this thread. The swap file, if any, is made ready to be shared by
+ * the processes of the fork (default_pager_share_slots). 0, or -errno with a message and
+ * nothing held.
  */
-void guest_memory_hold_faults(struct guest_memory *m);
+int guest_memory_hold_faults(struct guest_memory *m);
 void guest_memory_release_faults(struct guest_memory *m);
 
 /* Mach's fork in the child: the entries inherited "none" stop existing (as
