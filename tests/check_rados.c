@@ -598,40 +598,58 @@ START_TEST(close_releases_every_lock_before_it_returns)
 }
 END_TEST
 
-START_TEST(a_fork_child_gets_no_share_of_its_parents_connection)
+/*
+ * A fork child does not speak on its parent's connection (the parent's helper sees the
+ * parent's end as before); its copy gets a helper of its own, which takes the pins (shared
+ * locks shared with forks) as the child's and none of the parent's other locks. The pin
+ * then holds while the child lives, after the parent let go of its own.
+ */
+START_TEST(a_fork_child_gets_a_connection_and_the_pins_of_its_own)
 {
 	struct rados_conn *a = conn("lock-fork"), *b = conn("lock-fork");
+	ck_ok(rados_conn_write_full(a, "o", "abc", 3, false));
+	ck_ok(rados_conn_lock(a, "pin", false, "p", "the parent's pin", 0));
+	rados_conn_share_with_forks(a, "pin", "p");
 	ck_ok(rados_conn_lock(a, "l", true, "parent", "parent", 0));
+	ck_ok(rados_conn_lock(a, "other", false, "o", "not for forks", 0));
 	int verdict[2], hold[2];
 	ck_assert_int_eq(pipe(verdict), 0);
 	ck_assert_int_eq(pipe(hold), 0);
 	pid_t child = fork();
 	ck_assert_int_ge(child, 0);
 	if (child == 0) {
-		uint64_t size, mtime_ns;
-		int r = rados_conn_stat(a, "l", &size, &mtime_ns);
-		char ok = r == -EBADF && strstr(error_message(), "the connection belongs to process") ? 'y' : 'n';
-		rados_conn_close(a);
-		rados_conn_close(b);
 		close(hold[1]);
+		uint64_t size = 0, mtime_ns;
+		char ok = rados_conns_take_over() == 0 && rados_conn_stat(a, "o", &size, &mtime_ns) == 0 && size == 3 &&
+				  strcmp(rados_conn_client(a), rados_conn_client(b)) != 0
+			  ? 'y'
+			  : 'n';
 		if (write(verdict[1], &ok, 1) != 1)
 			_exit(1);
 		char byte;
 		while (read(hold[0], &byte, 1) > 0) /* stay alive until the parent is done */
 			;
+		rados_conn_close(a);
+		rados_conn_close(b);
 		_exit(0);
 	}
 	close(hold[0]);
 	char ok = 'n';
 	ck_assert_int_eq(read(verdict[0], &ok, 1), 1);
-	ck_assert_msg(ok == 'y', "the child could use its parent's connection");
+	ck_assert_msg(ok == 'y', "the child could not use a connection of its own");
 	uint64_t size, mtime_ns;
-	ck_ok(rados_conn_stat(a, "l", &size, &mtime_ns));
-	/* Had the child kept a's socket, the helper would not see its end of file now. */
+	ck_ok(rados_conn_stat(a, "o", &size, &mtime_ns));
+	/* The parent lets go: its helper sees its end of file (the child kept no copy of its
+	 * socket), so its locks go. The child's pin stays; the other locks were never the
+	 * child's. */
 	rados_conn_close(a);
 	ck_ok(rados_conn_lock(b, "l", true, "next", "next", 0));
+	ck_ok(rados_conn_lock(b, "other", true, "next", "next", 0));
+	ck_fails(rados_conn_lock(b, "pin", true, "next", "next", 0), EBUSY, "");
 	close(hold[1]);
 	waitpid(child, NULL, 0);
+	/* The child ended: its pin went with its helper. */
+	ck_ok(rados_conn_lock(b, "pin", true, "next", "next", 2000));
 	rados_conn_close(b);
 	close(verdict[0]);
 	close(verdict[1]);
@@ -927,7 +945,7 @@ Suite *rados_suite(void)
 	HARNESS_ADD_TEST(with, renewal_keeps_a_lock_past_its_duration);
 	HARNESS_ADD_TEST(with, a_lock_lost_while_its_helper_was_stopped_is_reported_at_unlock);
 	HARNESS_ADD_TEST(with, close_releases_every_lock_before_it_returns);
-	HARNESS_ADD_TEST(with, a_fork_child_gets_no_share_of_its_parents_connection);
+	HARNESS_ADD_TEST(with, a_fork_child_gets_a_connection_and_the_pins_of_its_own);
 	suite_add_tcase(s, with);
 
 	TCase *without = tcase_create("helper");

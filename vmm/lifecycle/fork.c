@@ -19,6 +19,8 @@
 #include "vmm/clock.h"
 #include "vmm/error.h"
 #include "vmm/lifecycle/checkpoint.h"
+#include "vmm/lifecycle/snapshot.h"
+#include "vmm/store/rados.h"
 #include "vmm/store/store.h"
 #include "vmm/vm.h"
 #include "vmm/vm_state.h"
@@ -206,10 +208,10 @@ static void __attribute__((noreturn)) fork_child_main(struct fork_job *job, unsi
 	vm->ready_fd = job->ready_wr;
 	vm->fork_index = index;
 	vm->children_made = 0; /* its own children are NAME.K.1, NAME.K.2, ... */
-	/* The parent's store handle: its lock is the parent's too (flock belongs to the open
-	 * file), so the child's next snapshot opens a store of its own. */
-	store_close(vm->store);
-	vm->store = NULL;
+	/* RADOS connections become the child's own, with its own pins of the snapshots it
+	 * reads (a local store's pins are file locks it inherited). */
+	int taken = rados_conns_take_over();
+	snapshot_forked_child(vm);
 	checkpoint_forget(vm);
 	job->ops->child_leave_parent(vm); /* the parent's monitor */
 	state->id_value = ABI_ID(job->generation, index);
@@ -220,7 +222,7 @@ static void __attribute__((noreturn)) fork_child_main(struct fork_job *job, unsi
 	memcpy(child_name, buf, sizeof(buf));
 	vm->cfg.name = child_name;
 	vm->cfg.monitor_path = NULL;
-	if (vm_fork_child_setup(vm, state) != 0 || fork_apply_inheritance(vm) != 0) {
+	if (taken != 0 || vm_fork_child_setup(vm, state) != 0 || fork_apply_inheritance(vm) != 0) {
 		fprintf(stderr, "vmm: fork child %s: %s\n", child_name, error_message());
 		vm_fork_ready(vm, VM_EXIT_VMM_ERROR, error_message());
 		_exit(VM_EXIT_VMM_ERROR);

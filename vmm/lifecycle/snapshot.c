@@ -127,6 +127,13 @@ static int snapshot_store(struct vm *vm, const char *dir, struct store **out)
 	return 0;
 }
 
+void snapshot_forked_child(struct vm *vm)
+{
+	snapshot_unpin_base(vm); /* before its store: a RADOS pin is a lock of that store's connection */
+	store_close(vm->store);
+	vm->store = NULL;
+}
+
 /* Let the last kept base go: the next snapshot lists every page. */
 static void snapshot_forget_base(struct vm *vm)
 {

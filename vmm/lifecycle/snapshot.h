@@ -61,4 +61,9 @@ int snapshot_save(struct vm *vm, const char *dir, const char *name, const char *
  * running on. -ENOENT with a message when none is being taken. Any thread. */
 int snapshot_cancel(struct vm *vm);
 
+/* In a forked child: the parent's store handle, and the pin of the parent's last snapshot,
+ * are let go (the handle's lock is the parent's; a RADOS pin is taken through it). The
+ * child's next snapshot opens a store of its own and lists every page. */
+void snapshot_forked_child(struct vm *vm);
+
 #endif

@@ -39,7 +39,7 @@ extern char **environ;
  */
 struct rados_conn {
 	char *where;               /* (c) "POOL/NAMESPACE" or "POOL", for messages */
-	pid_t owner;               /* (c) the process that opened it */
+	pid_t owner;               /* (c) the process that opened it (a fork child's copy: the child) */
 	pid_t helper;              /* (m) the helper's pid; 0 once reaped */
 	int fd;                    /* (m)(f) our end of the socket; -1 once down */
 	unsigned timeout_ms;       /* (m) */
@@ -58,13 +58,15 @@ struct rados_conn {
 	bool helper_died;          /* (m) down because the helper ended (not stopped by us) */
 	uint64_t last_try_ns;      /* (m) the last reconnect tried, 0 none */
 	unsigned reconnects;       /* (m) helpers started after the first */
+	bool forked;               /* (m) a fork child's copy, given no helper of its own yet */
 };
 
 /* A lock the connection holds, to take again through a new helper. */
 struct rados_held {
 	char *oid, *cookie, *description;
 	bool exclusive;
-	bool lost; /* a new helper could not take it again: its unlock says -ENOLCK */
+	bool forks; /* a fork child takes it too (rados_conn_share_with_forks) */
+	bool lost;  /* a new helper could not take it again: its unlock says -ENOLCK */
 };
 
 /* Every connection this process opened: a fork child closes their sockets. */
@@ -84,14 +86,36 @@ static void rados_atfork_parent(void)
 	pthread_mutex_unlock(&rados_conns.lock);
 }
 
+static void rados_held_free(struct rados_held *h);
+
 /* The child must not speak on its parent's streams (its frames would interleave with the
- * parent's) nor keep them open (the helper would not see the parent end). */
+ * parent's) nor keep them open (the helper would not see the parent end). Each connection
+ * becomes the child's, down as if its helper had died: its first call starts a helper of
+ * its own (rados_reconnect), which takes again, as the child's, the shared locks shared with
+ * forks (a pin then holds for the child too, as a local store's file lock does). The
+ * others stay the parent's alone. The connection's lock may have been held by a thread
+ * that is not here: made anew. */
 static void rados_atfork_child(void)
 {
 	for (struct rados_conn *c = rados_conns.first; c; c = c->next) {
 		if (c->fd >= 0)
 			close(c->fd);
 		c->fd = -1;
+		c->owner = getpid();
+		c->helper = 0;
+		c->helper_died = true;
+		c->last_try_ns = 0;
+		c->forked = true;
+		snprintf(c->down, sizeof(c->down), "forked: the child starts a helper of its own");
+		pthread_mutex_init(&c->lock, NULL);
+		size_t kept = 0;
+		for (size_t i = 0; i < c->nheld; i++) {
+			if (c->held[i].forks && !c->held[i].exclusive)
+				c->held[kept++] = c->held[i];
+			else
+				rados_held_free(&c->held[i]);
+		}
+		c->nheld = kept;
 	}
 	pthread_mutex_unlock(&rados_conns.lock);
 }
@@ -644,6 +668,40 @@ static void rados_held_free(struct rados_held *h)
 	free(h->oid);
 	free(h->cookie);
 	free(h->description);
+}
+
+void rados_conn_share_with_forks(struct rados_conn *c, const char *oid, const char *cookie)
+{
+	pthread_mutex_lock(&c->lock);
+	for (size_t i = 0; i < c->nheld; i++)
+		if (strcmp(c->held[i].oid, oid) == 0 && strcmp(c->held[i].cookie, cookie) == 0 && !c->held[i].exclusive)
+			c->held[i].forks = true;
+	pthread_mutex_unlock(&c->lock);
+}
+
+int rados_conns_take_over(void)
+{
+	int r = 0;
+	pthread_mutex_lock(&rados_conns.lock);
+	for (struct rados_conn *c = rados_conns.first; c && !r; c = c->next) {
+		pthread_mutex_lock(&c->lock);
+		bool take = c->forked && c->nheld;
+		c->forked = false;
+		if (take) {
+			pthread_mutex_unlock(&rados_conns.lock); /* rados_spawn takes it */
+			r = rados_reconnect(c, "take its parent's pins");
+			for (size_t i = 0; !r && i < c->nheld; i++)
+				if (c->held[i].lost)
+					r = rados_fail(c, c->held[i].oid, "take its parent's pins", ENOLCK,
+						       "the lock could not be taken again");
+			pthread_mutex_unlock(&c->lock);
+			pthread_mutex_lock(&rados_conns.lock);
+			continue;
+		}
+		pthread_mutex_unlock(&c->lock);
+	}
+	pthread_mutex_unlock(&rados_conns.lock);
+	return r;
 }
 
 void rados_conn_close(struct rados_conn *c)

@@ -32,8 +32,11 @@
  * A call returns after RADOS has acknowledged it, and a RADOS acknowledgement of a write
  * means every replica has it durably (on disk or in the OSD's journal), so a write is
  * durable when its call returns. A connection may be used from several threads (calls are
- * serialised). A fork child does not inherit it: its socket is closed in the child (every
- * call there fails), so the helper and its locks stay the parent's.
+ * serialised). A fork child does not share it: its socket is closed in the child, and the
+ * child's copy is down as if its helper had died: its first call starts a helper of the
+ * child's own, which takes again the shared locks marked rados_conn_share_with_forks
+ * (rados_conns_take_over does that at once); the parent's helper and its other locks stay
+ * the parent's.
  *
  * The protocol (both ends on one host; integers little-endian, x86-64 only):
  *
@@ -111,6 +114,16 @@ int rados_conn_open(const char *pool, const char *nspace, const char *conf, cons
  * 10 s, then kills it). Locks are free when this returns. Not while another thread is in a
  * call on @c. NULL is ignored. */
 void rados_conn_close(struct rados_conn *c);
+
+/* Shared lock @oid/@cookie, held by @c, is one fork children take too (a pin: whoever runs
+ * from the object holds it). */
+void rados_conn_share_with_forks(struct rados_conn *c, const char *oid, const char *cookie);
+
+/* In a fork child, before it starts threads of its own: every connection that holds locks
+ * shared with forks gets its helper now and takes them again as the child's, so that they
+ * hold for as long as the child lives, whatever the parent does. 0, or -errno with a
+ * message (the first connection that could not). */
+int rados_conns_take_over(void);
 
 /* The deadline of each later exchange (ms, 0: RADOS_TIMEOUT_MS), and the duration of each
  * later lock (ms, at least 1000; 0: RADOS_LOCK_DURATION_MS). */

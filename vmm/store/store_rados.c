@@ -311,6 +311,7 @@ static int store_rados_pin(struct store *s, const char *name, const char *holder
 	int err = rados_conn_lock(r->c, p->oid, false, p->cookie, holder, STORE_LOCK_WAIT_S * 1000u);
 	if (err)
 		return error_set(-err, "cannot pin snapshot '%s' in %s: %s", name, s->dir, error_message());
+	rados_conn_share_with_forks(r->c, p->oid, p->cookie); /* a forked VM runs from it too */
 	p->used = true;
 	*token = slot;
 	return 0;
