@@ -272,6 +272,85 @@ START_TEST(watched_fds_reach_the_watch_function_until_it_gives_them_up_or_fails)
 }
 END_TEST
 
+/* Indexes in turn: each watch drains its fd and gives it up when asked to. */
+struct reuser {
+	struct recorder *r;
+	int fd[FAULT_THREAD_WATCH_MAX];
+	unsigned calls[FAULT_THREAD_WATCH_MAX];
+	bool give_up[FAULT_THREAD_WATCH_MAX];
+};
+
+static int reuse_watch(void *arg, unsigned index)
+{
+	struct reuser *u = arg;
+	char c;
+	ck_assert_int_eq(read(u->fd[index], &c, 1), 1);
+	pthread_mutex_lock(&u->r->lock);
+	u->calls[index]++;
+	u->r->n++;
+	pthread_cond_broadcast(&u->r->cond);
+	pthread_mutex_unlock(&u->r->lock);
+	return u->give_up[index];
+}
+
+static int record_reuser(void *arg, const struct fault_event *ev)
+{
+	return record(((struct reuser *)arg)->r, ev);
+}
+
+static void on_error_reuser(void *arg, int err, const char *message)
+{
+	on_error(((struct reuser *)arg)->r, err, message);
+}
+
+/* A VM mapping and unmapping coherent objects for as long as it runs watches a new event
+ * fd each time: an index unwatched or given up is given to the next, and the full table
+ * says so. */
+START_TEST(watch_indexes_unwatched_or_given_up_are_given_again)
+{
+	int p[2], q[FAULT_THREAD_WATCH_MAX + 2][2];
+	ck_assert_int_eq(pipe(p), 0);
+	struct recorder r = {.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
+	struct reuser u = {.r = &r};
+	struct fault_thread ft;
+	ck_assert_int_eq(fault_thread_start_watching(&ft, p[0], record_reuser, NULL, on_error_reuser, &u, NULL, 0,
+						     reuse_watch),
+			 0);
+	for (int i = 0; i < FAULT_THREAD_WATCH_MAX + 2; i++)
+		ck_assert_int_eq(pipe(q[i]), 0);
+	for (int i = 0; i < FAULT_THREAD_WATCH_MAX; i++) {
+		u.fd[i] = q[i][0];
+		ck_assert_int_eq(fault_thread_watch(&ft, q[i][0]), i);
+	}
+	ck_assert_int_eq(fault_thread_watch(&ft, q[FAULT_THREAD_WATCH_MAX][0]), -ENOSPC);
+	/* Index 3 unwatched: the next fd gets it, and its events reach the watch as index 3. */
+	fault_thread_unwatch(&ft, 3);
+	u.fd[3] = q[FAULT_THREAD_WATCH_MAX][0];
+	ck_assert_int_eq(fault_thread_watch(&ft, q[FAULT_THREAD_WATCH_MAX][0]), 3);
+	ck_assert_int_eq(write(q[FAULT_THREAD_WATCH_MAX][1], "a", 1), 1);
+	wait_for(&r, 1, 0);
+	ck_assert_uint_eq(u.calls[3], 1);
+	/* Index 5 given up by its watch: the next fd gets it. */
+	u.give_up[5] = true;
+	ck_assert_int_eq(write(q[5][1], "b", 1), 1);
+	wait_for(&r, 2, 0);
+	u.give_up[5] = false;
+	u.fd[5] = q[FAULT_THREAD_WATCH_MAX + 1][0];
+	ck_assert_int_eq(fault_thread_watch(&ft, q[FAULT_THREAD_WATCH_MAX + 1][0]), 5);
+	ck_assert_int_eq(write(q[FAULT_THREAD_WATCH_MAX + 1][1], "c", 1), 1);
+	wait_for(&r, 3, 0);
+	ck_assert_uint_eq(u.calls[5], 2);
+	ck_assert_uint_eq(r.errors, 0);
+	fault_thread_stop(&ft);
+	for (int i = 0; i < FAULT_THREAD_WATCH_MAX + 2; i++) {
+		close(q[i][0]);
+		close(q[i][1]);
+	}
+	close(p[0]);
+	close(p[1]);
+}
+END_TEST
+
 Suite *fault_thread_suite(void)
 {
 	Suite *s = suite_create("fault_thread");
@@ -283,6 +362,7 @@ Suite *fault_thread_suite(void)
 	HARNESS_ADD_TEST(tc, handler_failure_stops_the_thread_and_reports);
 	HARNESS_ADD_TEST(tc, stop_returns_promptly_with_no_events);
 	HARNESS_ADD_TEST(tc, watched_fds_reach_the_watch_function_until_it_gives_them_up_or_fails);
+	HARNESS_ADD_TEST(tc, watch_indexes_unwatched_or_given_up_are_given_again);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -210,6 +210,38 @@ START_TEST(test_deallocating_the_objects_mapping_returns_its_writes_and_ends_the
 }
 END_TEST
 
+/* A VM that maps and deallocates coherent objects for as long as it runs: each mapping's
+ * event fd is watched at the index the one before let go, never running out of them. */
+START_TEST(test_mapping_the_object_again_and_again_watches_it_at_the_index_let_go)
+{
+	struct guest_memory mem;
+	atomic_store(&errors, 0);
+	map_at_run_time = true;
+	ck_assert_msg(object_memory(&mem, server.sock) == 0, "%s", error_message());
+	for (unsigned round = 0; round < 3 * FAULT_THREAD_WATCH_MAX; round++) {
+		if (round) {
+			struct guest_memory_map_request q = {.kind = GUEST_REGION_EXTERNAL, .path = server.sock,
+							     .size = PAGES * PS, .cur = VM_PROT_READ | VM_PROT_WRITE,
+							     .max = VM_PROT_READ | VM_PROT_WRITE,
+							     .inheritance = VM_INHERIT_COPY};
+			uint64_t at = OBJ_GPA;
+			ck_assert_msg(guest_memory_vm_map(&mem, &at, false, &q) == 0, "round %u: %s", round,
+				      error_message());
+		}
+		expect_watch(&mem, 0, true);
+		ck_assert_uint_eq(mem.nwatched, 1);
+		volatile uint64_t *obj = guest_memory_ptr(&mem, OBJ_GPA, PAGES * PS);
+		ck_assert_uint_eq(obj[round + 1], round ? 1000 + round - 1 : 0); /* the last round's write */
+		obj[round + 2] = 1000 + round;
+		ck_assert_msg(guest_memory_deallocate(&mem, OBJ_GPA, PAGES * PS) == 0, "%s", error_message());
+		expect_watch(&mem, 0, false);
+	}
+	guest_memory_stop(&mem);
+	guest_memory_destroy(&mem);
+	ck_assert_int_eq(atomic_load(&errors), 0);
+}
+END_TEST
+
 Suite *guest_memory_coherent_suite(void)
 {
 	Suite *s = suite_create("guest_memory_coherent");
@@ -223,6 +255,7 @@ Suite *guest_memory_coherent_suite(void)
 	/* 0: the pager mapped from the start; 1: by vm_map once guest memory runs. */
 	HARNESS_ADD_LOOP_TEST(tc, test_a_lock_request_outside_the_object_stops_the_vm_with_one_line, 0, 2);
 	HARNESS_ADD_LOOP_TEST(tc, test_deallocating_the_objects_mapping_returns_its_writes_and_ends_the_watch, 0, 2);
+	HARNESS_ADD_TEST(tc, test_mapping_the_object_again_and_again_watches_it_at_the_index_let_go);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -40,10 +40,13 @@ static void *fault_thread_main(void *arg)
 	bool idle_work = ft->idle != NULL;
 	for (;;) {
 		/* The watched fds as they are now: fault_thread_watch adds, and wakes us to look. */
+		unsigned gen[FAULT_THREAD_WATCH_MAX];
 		pthread_mutex_lock(&ft->watch_lock);
 		unsigned nwatch = ft->nwatch;
-		for (unsigned i = 0; i < nwatch; i++)
+		for (unsigned i = 0; i < nwatch; i++) {
 			fds[2 + i] = (struct pollfd){ft->watch_fd[i], POLLIN, 0};
+			gen[i] = ft->watch_gen[i];
+		}
 		pthread_mutex_unlock(&ft->watch_lock);
 		int ready = poll(fds, 2 + nwatch, idle_work ? 0 : -1);
 		if (ready < 0) {
@@ -70,8 +73,10 @@ static void *fault_thread_main(void *arg)
 				return NULL;
 			}
 			if (r > 0) {
+				/* Given up: unless the index went to another fd meanwhile. */
 				pthread_mutex_lock(&ft->watch_lock);
-				ft->watch_fd[i] = -1;
+				if (ft->watch_gen[i] == gen[i])
+					ft->watch_fd[i] = -1;
 				pthread_mutex_unlock(&ft->watch_lock);
 			}
 		}
@@ -148,9 +153,16 @@ int fault_thread_watch(struct fault_thread *ft, int fd)
 	if (!ft->watch)
 		return error_set(EINVAL, "this fault thread has no watch function");
 	pthread_mutex_lock(&ft->watch_lock);
-	int index = ft->nwatch < FAULT_THREAD_WATCH_MAX ? (int)ft->nwatch++ : -ENOSPC;
-	if (index >= 0)
-		ft->watch_fd[index] = fd;
+	unsigned i = 0;
+	while (i < ft->nwatch && ft->watch_fd[i] >= 0)
+		i++;
+	int index = i < FAULT_THREAD_WATCH_MAX ? (int)i : -ENOSPC;
+	if (index >= 0) {
+		ft->watch_fd[i] = fd;
+		ft->watch_gen[i]++;
+		if (i == ft->nwatch)
+			ft->nwatch++;
+	}
 	pthread_mutex_unlock(&ft->watch_lock);
 	if (index < 0)
 		return error_set(ENOSPC, "the fault thread watches at most %d fds", FAULT_THREAD_WATCH_MAX);

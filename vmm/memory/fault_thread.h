@@ -50,9 +50,10 @@ struct fault_thread {
 	fault_error_fn *on_error; /* (c) */
 	void *arg;                /* (c) */
 	fault_watch_fn *watch;    /* (c) NULL: nothing watched */
-	pthread_mutex_t watch_lock; /* guards nwatch and watch_fd, which fault_thread_watch adds to */
-	unsigned nwatch;          /* (w) */
-	int watch_fd[FAULT_THREAD_WATCH_MAX]; /* (w) -1: no longer watched */
+	pthread_mutex_t watch_lock; /* guards nwatch, watch_fd and watch_gen */
+	unsigned nwatch;          /* (w) indexes used so far */
+	int watch_fd[FAULT_THREAD_WATCH_MAX]; /* (w) -1: not watched (free for the next) */
+	unsigned watch_gen[FAULT_THREAD_WATCH_MAX]; /* (w) bumped when an index is given again */
 	pthread_t thread;
 	bool started;
 	uint64_t events;          /* (t) page faults handled (owned by the thread) */
@@ -71,8 +72,10 @@ int fault_thread_start_watching(struct fault_thread *ft, int fd, fault_handler_f
 				fault_watch_fn *watch);
 
 /* Watch @fd too, from now on, for the watch function given at the start (with the index
- * returned: the next after those watched so far). The index, or -errno with a message
- * (-ENOSPC: FAULT_THREAD_WATCH_MAX are watched; -EINVAL: no watch function). */
+ * returned: the lowest no fd is watched at, one given up or unwatched before included).
+ * The index, or -errno with a message (-ENOSPC: FAULT_THREAD_WATCH_MAX are watched;
+ * -EINVAL: no watch function). A watch function's answer 1 about an index's earlier fd
+ * never stops the watch of the fd given that index again. */
 int fault_thread_watch(struct fault_thread *ft, int fd);
 
 /* Watch watched fd @index no more (its owner is about to close it): from the thread's next

@@ -770,14 +770,17 @@ static int guest_memory_watch(struct guest_memory *m, const struct guest_region 
 	const struct guest_region *at;
 	struct vm_object *obj = g->pager ? guest_memory_pager_object(m, g->pager, &at) : NULL;
 	int fd = obj ? vm_object_pager_event_fd(obj) : -1;
-	if (fd >= 0 && m->nwatched == FAULT_THREAD_WATCH_MAX) {
-		r = error_set(ENOSPC, "guest memory watches at most %d external pagers", FAULT_THREAD_WATCH_MAX);
-	} else if (fd >= 0) {
-		/* Known by its index before the fault thread can be told of it. */
-		m->watched[m->nwatched] = g->pager;
+	if (fd >= 0) {
+		/* An index let go (guest_memory_unhold) is given again. Set before the lock goes:
+		 * the watch function reads it under the lock. */
 		r = fault_thread_watch(&m->faults, fd);
-		if (r >= 0)
-			m->nwatched++;
+		if (r == -ENOSPC)
+			r = error_set(ENOSPC, "guest memory watches at most %d external pagers", FAULT_THREAD_WATCH_MAX);
+		if (r >= 0) {
+			m->watched[r] = g->pager;
+			if ((unsigned)r >= m->nwatched)
+				m->nwatched = (unsigned)r + 1;
+		}
 		r = r < 0 ? r : 0;
 	}
 	vm_domain_unlock(m->dom);
@@ -1416,7 +1419,10 @@ int guest_memory_vm_map(struct guest_memory *m, uint64_t *gpa, bool anywhere, co
 	struct guest_memory_held h = {.path = strdup(q->path), .release = q->release, .owner = q->owner};
 	if (!h.path)
 		return guest_memory_vm_map_refused(q, KERN_RESOURCE_SHORTAGE, at, "");
-	if (q->kind == GUEST_REGION_EXTERNAL && m->nwatched == FAULT_THREAD_WATCH_MAX) {
+	unsigned watching = 0;
+	for (unsigned i = 0; i < m->nwatched; i++)
+		watching += m->watched[i] != NULL;
+	if (q->kind == GUEST_REGION_EXTERNAL && watching == FAULT_THREAD_WATCH_MAX) {
 		free(h.path);
 		return guest_memory_vm_map_refused(q, KERN_RESOURCE_SHORTAGE, at, "guest memory watches its maximum of external pagers");
 	}
