@@ -110,7 +110,7 @@ static int guest_export_check(struct guest_memory *m, uint64_t gpa, uint64_t siz
 	unsigned after = m->nregions - 1 + (gpa > g->gpa) + (gpa + size < g->gpa + g->size) + 1;
 	if (after > GUEST_MEMORY_MAX_REGIONS)
 		return guest_export_failed(KERN_RESOURCE_SHORTAGE, gpa, size, "guest memory would have too many regions");
-	if (m->nwatched == FAULT_THREAD_WATCH_MAX)
+	if (!guest_memory_can_watch(m))
 		return guest_export_failed(KERN_RESOURCE_SHORTAGE, gpa, size, "guest memory watches its maximum of external pagers");
 	prot->e = malloc(GUEST_EXPORT_ENTRIES * sizeof(*prot->e));
 	if (!prot->e)

@@ -760,6 +760,14 @@ static int guest_memory_pager_event(void *arg, unsigned index)
 	return pmap_err ? pmap_err : err;
 }
 
+bool guest_memory_can_watch(const struct guest_memory *m)
+{
+	unsigned watching = 0;
+	for (unsigned i = 0; i < m->nwatched; i++)
+		watching += m->watched[i] != NULL;
+	return watching < FAULT_THREAD_WATCH_MAX;
+}
+
 /* Have the fault thread watch the pager of region @g when it sends messages of its own (a
  * version 2 external pager): from then on guest_memory_pager_event serves them. 0, or
  * -ENOSPC with a message when FAULT_THREAD_WATCH_MAX are watched already. */
@@ -1419,10 +1427,7 @@ int guest_memory_vm_map(struct guest_memory *m, uint64_t *gpa, bool anywhere, co
 	struct guest_memory_held h = {.path = strdup(q->path), .release = q->release, .owner = q->owner};
 	if (!h.path)
 		return guest_memory_vm_map_refused(q, KERN_RESOURCE_SHORTAGE, at, "");
-	unsigned watching = 0;
-	for (unsigned i = 0; i < m->nwatched; i++)
-		watching += m->watched[i] != NULL;
-	if (q->kind == GUEST_REGION_EXTERNAL && watching == FAULT_THREAD_WATCH_MAX) {
+	if (q->kind == GUEST_REGION_EXTERNAL && !guest_memory_can_watch(m)) {
 		free(h.path);
 		return guest_memory_vm_map_refused(q, KERN_RESOURCE_SHORTAGE, at, "guest memory watches its maximum of external pagers");
 	}

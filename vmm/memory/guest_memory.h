@@ -226,6 +226,10 @@ int guest_memory_create(struct guest_memory *m, const struct guest_memory_config
 /* Start serving faults; @on_error is called if one cannot be served. 0 or -errno. */
 int guest_memory_start(struct guest_memory *m, guest_memory_error_fn *on_error, void *arg);
 
+/* Whether the fault thread can watch one more external pager (FAULT_THREAD_WATCH_MAX at
+ * once; an index let go is given again). */
+bool guest_memory_can_watch(const struct guest_memory *m);
+
 /* From now on (before guest_memory_start), keep the RAM pages the guest's faults bring in,
  * in the order it touched them, for guest_memory_save_working_set. */
 void guest_memory_record_working_set(struct guest_memory *m);
