@@ -16,6 +16,9 @@
  *   await=GPA      wait until the 8 bytes at GPA become non-zero (the host writes them, e.g.
  *                  with vm-write, once it has changed the guest's memory), then go on
  *   forktest=SIZE  fill SIZE, sync point 1, wait for a fork, then check parent and own pages
+ *   sharetest=GPA,N  the page at GPA shared by N VMs (the host forks N - 1 children after
+ *                  sync point 1, the page inherited "share"): each sees all N marks and
+ *                  counts, and its next page (not shared) holds its own mark only
  *   crash          execute an invalid instruction in user mode (tests the exception report)
  *   sum=GPA,LEN    print "sum GPA LEN: 0x<FNV-1a 64>" of guest-physical [GPA, GPA+LEN)
  *   fill=GPA,LEN   write the (address, seed) pattern over [GPA, GPA+LEN) (whole pages)
@@ -219,6 +222,61 @@ static int forktest(uint64_t bytes, uint64_t seed, unsigned cpu)
 	}
 	barrier_wait();
 	return status;
+}
+
+/*
+ * sharetest: the page at @gpa is inherited "share" by the forks the host makes after sync
+ * point 1 (@n VMs in all, the parent included); the page after it is not shared. Once a
+ * fork changed the identity port's generation, VM k (0 = the parent) writes its mark into
+ * word k of the shared page and into its own next page, adds SHARE_ADDS to the counter in
+ * the shared page's last word one locked add at a time, then waits (at most
+ * SHARE_WAIT_CYCLES) until every mark is there and the counter holds all the adds: each
+ * VM sees the others' writes at once, and none of their private ones. cpu 0 does the work.
+ */
+#define SHARE_MARK 0x5348415245000000ull /* "SHARE" */
+#define SHARE_ADDS 1000u
+#define SHARE_WAIT_CYCLES (1ull << 38)
+static uint64_t rdtsc(void);
+static int sharetest(uint64_t gpa, uint64_t n, unsigned cpu)
+{
+	if (cpu != 0)
+		return ABI_STATUS_OK;
+	uint64_t *shared = (uint64_t *)gpa;
+	volatile uint64_t *own = (volatile uint64_t *)(gpa + PAGE_SIZE);
+	unsigned gen0 = ABI_ID_GENERATION(inl(ABI_PORT_ID));
+	outl(ABI_PORT_TEST, ABI_SYNC(ABI_SYNC_POINT, 1));
+	unsigned id;
+	while (ABI_ID_GENERATION(id = inl(ABI_PORT_ID)) == gen0)
+		cpu_relax();
+	unsigned k = ABI_ID_INDEX(id);
+	uint64_t mark = SHARE_MARK | k;
+	__atomic_store_n(&shared[k], mark, __ATOMIC_SEQ_CST);
+	*own = mark;
+	for (unsigned i = 0; i < SHARE_ADDS; i++)
+		__atomic_fetch_add(&shared[WORDS_PER_PAGE - 1], 1, __ATOMIC_SEQ_CST);
+	uint64_t t0 = rdtsc(), seen, count;
+	for (;;) {
+		seen = 0;
+		for (uint64_t j = 0; j < n; j++)
+			seen += __atomic_load_n(&shared[j], __ATOMIC_SEQ_CST) == (SHARE_MARK | j);
+		count = __atomic_load_n(&shared[WORDS_PER_PAGE - 1], __ATOMIC_SEQ_CST);
+		if ((seen == n && count == n * SHARE_ADDS) || rdtsc() - t0 > SHARE_WAIT_CYCLES)
+			break;
+		cpu_relax();
+	}
+	bool ok = seen == n && count == n * SHARE_ADDS && *own == mark;
+	struct line l = {.len = 0};
+	line_str(&l, "share: vm ");
+	line_u64(&l, k);
+	line_str(&l, ok ? ": " : ": FAILED: ");
+	line_u64(&l, seen);
+	line_str(&l, " of ");
+	line_u64(&l, n);
+	line_str(&l, " marks, count ");
+	line_u64(&l, count);
+	line_str(&l, *own == mark ? ", own page ok\n" : ", own page changed\n");
+	line_flush(&l);
+	return ok ? ABI_STATUS_OK : ABI_STATUS_VERIFY_FAILED;
 }
 
 /* An address or length: 0x-hex, or the SIZE syntax. */
@@ -488,6 +546,16 @@ void user_main(const struct abi_pvh_start_info *si, uint64_t cpu64, uint64_t ncp
 			if (is_spin)
 				spin(size, seed, cpu, 0);
 			status = tok[0] == 'f' ? forktest(size, seed, cpu) : touch(size, seed, cpu);
+		} else if (str_eq(tok, name_len, "sharetest") && has_arg) {
+			size_t comma = 0;
+			while (comma < arg_len && arg[comma] != ',')
+				comma++;
+			uint64_t gpa, n;
+			if (comma == arg_len || !parse_number(arg, comma, &gpa) || (gpa & (PAGE_SIZE - 1)) ||
+			    !str_u64(arg + comma + 1, arg_len - comma - 1, &n) || n == 0 || n >= WORDS_PER_PAGE)
+				bad_cmdline(cpu, "bad sharetest (use GPA,N: a page address, 1 to 511 VMs)", tok, len);
+			barrier_wait();
+			status = sharetest(gpa, n, cpu);
 		} else if (str_eq(tok, name_len, "rounds") && has_arg) {
 			uint64_t nrounds;
 			size_t comma = 0;

@@ -13,11 +13,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "fake_pager.h"
 #include "harness.h"
 #include "store_pages.h"
+#include "mmu/kern_return.h"
 #include "vmm/error.h"
 #include "vmm/lifecycle/restore.h"
 #include "vmm/memory/guest_memory.h"
@@ -815,6 +817,70 @@ START_TEST(test_a_malformed_vm_deallocate_returns_machs_error_and_changes_nothin
 }
 END_TEST
 
+/*
+ * A range inherited "share", made host-shared before a fork(2) (as vmm fork does): the
+ * bytes stay, the region is the forks' shared memory (writable, out of the userfaultfd),
+ * the map keeps the place inherited "share", and a write by the child process reaches the
+ * parent while a page inherited "copy" stays each one's own. Nothing else can be allocated
+ * there, a snapshot is refused, and vm_deallocate ends it.
+ */
+START_TEST(test_a_range_inherited_share_is_one_memory_for_the_process_and_its_forks)
+{
+	const uint64_t at = 64 * PS;
+	uint8_t page[PS], back[PS];
+	memset(page, 's', PS);
+	ck_assert_int_eq(guest_memory_vm_write(&mem, at, page, PS), 0);
+	memset(page, 'c', PS);
+	ck_assert_int_eq(guest_memory_vm_write(&mem, at + PS, page, PS), 0);
+	ck_assert_int_eq(guest_memory_vm_inherit(&mem, at, PS, VM_INHERIT_SHARE), 0);
+	ck_assert_msg(guest_memory_share_inherited(&mem) == 0, "%s", error_message());
+	const struct guest_region *g = guest_memory_region(&mem, at);
+	ck_assert_int_eq(g->kind, GUEST_REGION_HOST_SHARED);
+	ck_assert_uint_eq(g->gpa, at);
+	ck_assert_uint_eq(g->size, PS);
+	ck_assert(!guest_region_read_only(g));
+	ck_assert_int_eq(guest_memory_region(&mem, at + PS)->kind, GUEST_REGION_RAM);
+	ck_assert_int_eq(guest_memory_vm_read(&mem, at, back, PS), 0);
+	memset(page, 's', PS);
+	ck_assert_mem_eq(back, page, PS);
+	struct guest_memory_entry e;
+	uint64_t where = at;
+	ck_assert_int_eq(guest_memory_vm_region_at(&mem, &where, &e), 0);
+	ck_assert_uint_eq(e.start, at);
+	ck_assert_uint_eq(e.end, at + PS);
+	ck_assert_int_eq(e.inheritance, VM_INHERIT_SHARE);
+	/* Done once: a second call finds nothing more to share. */
+	ck_assert_int_eq(guest_memory_share_inherited(&mem), 0);
+	ck_assert_uint_eq(guest_memory_region(&mem, at)->size, PS);
+
+	pid_t pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		/* The child writes through its host mapping, as its vCPU would. */
+		memset(guest_memory_ptr(&mem, at, PS), 'K', 16);
+		memset(guest_memory_ptr(&mem, at + PS, PS), 'k', 16);
+		_exit(0);
+	}
+	int st;
+	ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+	ck_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	ck_assert_int_eq(guest_memory_vm_read(&mem, at, back, 16), 0);
+	ck_assert_mem_eq(back, "KKKKKKKKKKKKKKKK", 16);
+	ck_assert_int_eq(guest_memory_vm_read(&mem, at + PS, back, 16), 0);
+	ck_assert_mem_eq(back, "cccccccccccccccc", 16);
+	ck_assert_int_eq(guest_memory_vm_write(&mem, at + 16, "host", 4), 0);
+	ck_assert_mem_eq((const uint8_t *)guest_memory_ptr(&mem, at, PS) + 16, "host", 4);
+
+	uint64_t over = at;
+	ck_assert_int_eq(guest_memory_allocate(&mem, &over, PS, false), kern_return_errno(KERN_NO_SPACE));
+	ck_assert_int_eq(guest_memory_can_freeze(&mem), -ENOTSUP);
+	ck_assert_ptr_nonnull(strstr(error_message(), "sharing memory with their forks"));
+	ck_assert_int_eq(guest_memory_deallocate(&mem, at, PS), 0);
+	ck_assert_ptr_null(guest_memory_region(&mem, at));
+	ck_assert_int_eq(atomic_load(&errors), 0);
+}
+END_TEST
+
 Suite *guest_memory_map_suite(void)
 {
 	Suite *s = suite_create("guest_memory_map");
@@ -823,6 +889,7 @@ Suite *guest_memory_map_suite(void)
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_set_timeout(tc, 60);
 	HARNESS_ADD_TEST(tc, test_a_file_mapped_at_run_time_reads_as_the_file_from_its_offset);
+	HARNESS_ADD_TEST(tc, test_a_range_inherited_share_is_one_memory_for_the_process_and_its_forks);
 	HARNESS_ADD_TEST(tc, test_a_copy_of_a_file_keeps_the_guests_writes_from_it);
 	HARNESS_ADD_TEST(tc, test_a_shared_file_mapping_takes_the_guests_writes_to_the_file_at_sync);
 	HARNESS_ADD_TEST(tc, test_a_mapping_without_write_is_a_read_only_region_for_kvm);

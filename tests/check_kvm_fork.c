@@ -28,6 +28,7 @@
 #include "vm_proc.h"
 #include "vmm/error.h"
 #include "vmm/lifecycle/fork.h"
+#include "vmm/monitor/base64.h"
 #include "vmm/monitor/qmp_client.h"
 
 #define MB1 "0x7ff000"
@@ -414,6 +415,68 @@ START_TEST(clones_under_a_memory_limit_share_the_swap_file_and_see_only_their_ow
 }
 END_TEST
 
+#define SHARED_GPA 0x800000ll /* ABI_FREE_BASE: the page sharetest shares */
+
+/* Mach's "share" across VMs: one page inherited "share" is one page for the parent and its
+ * three children. Each writes its mark and a thousand locked adds there and sees all the
+ * others' (sharetest); the page after it, inherited "copy", stays each VM's own. The host
+ * sees the shared page as the guests left it (vm-read), the map shows it shared with the
+ * forks, and the parent cannot be snapshotted while it shares memory. */
+START_TEST(a_page_inherited_share_is_one_page_for_the_parent_and_its_children)
+{
+	vm_proc_start(&vm, NULL, "run", "-n", name, "-m", "64M", "-p", "sharetest=0x800000,4 sync=2 idle",
+		      harness_guest(), NULL);
+	vm_proc_wait_sync(&vm, 1);
+	json_t *args = json_pack("{s:I,s:I,s:s}", "addr", SHARED_GPA, "size", 4096ll, "inheritance", "share");
+	json_decref(vm_proc_execute(&vm, "vm-inherit", args));
+	json_decref(args);
+	args = json_pack("{s:i}", "count", 3);
+	json_t *res = vm_proc_execute(&vm, "fork", args);
+	json_decref(args);
+	ck_assert_int_eq(json_array_size(json_object_get(res, "children")), 3);
+	for (unsigned i = 0; i < 3; i++)
+		children[nchildren++] = (pid_t)jint(child_of(res, i), "pid");
+	vm_proc_wait_sync(&vm, 2);
+	for (unsigned i = 0; i < 3; i++)
+		quit_child(json_string_value(json_object_get(child_of(res, i), "name")), 2);
+	json_decref(res);
+	char *out = vm_proc_output(&vm, false);
+	for (int k = 0; k <= 3; k++) {
+		char want[96];
+		snprintf(want, sizeof(want), "share: vm %d: 4 of 4 marks, count 4000, own page ok", k);
+		ck_assert_msg(strstr(out, want), "missing '%s' in: %s", want, out);
+	}
+	free(out);
+
+	args = json_pack("{s:I,s:I}", "addr", SHARED_GPA, "size", 4096ll);
+	json_t *r = vm_proc_execute(&vm, "vm-read", args);
+	json_decref(args);
+	uint8_t page[4096];
+	ck_assert_int_eq(base64_decode(json_string_value(json_object_get(r, "data")), page, sizeof(page)), 4096);
+	json_decref(r);
+	for (uint64_t k = 0; k < 4; k++) {
+		uint64_t w;
+		memcpy(&w, page + 8 * k, 8);
+		ck_assert_uint_eq(w, 0x5348415245000000ull | k);
+	}
+	args = json_pack("{s:I}", "addr", SHARED_GPA);
+	r = vm_proc_execute(&vm, "vm-region", args);
+	json_decref(args);
+	ck_assert_str_eq(json_string_value(json_object_get(r, "region")), "shared-with-forks");
+	ck_assert_str_eq(json_string_value(json_object_get(r, "inheritance")), "share");
+	ck_assert_int_eq(jint(r, "start"), SHARED_GPA);
+	ck_assert_int_eq(jint(r, "end"), SHARED_GPA + 4096);
+	json_decref(r);
+	r = NULL;
+	args = json_pack("{s:s,s:s}", "name", "s", "store", "/tmp/vmm-share-not-stored");
+	ck_assert_int_eq(qmp_client_execute(vm.c, "snapshot-save", args, &r, VM_PROC_TIMEOUT_MS), -EREMOTEIO);
+	ck_assert_msg(strstr(error_message(), "sharing memory with their forks"), "%s", error_message());
+	json_decref(args);
+	json_decref(vm_proc_execute(&vm, "quit", NULL));
+	ck_assert_int_eq(vm_proc_wait(&vm), 0);
+}
+END_TEST
+
 Suite *kvm_fork_suite(void)
 {
 	Suite *s = suite_create("kvm_fork");
@@ -428,6 +491,7 @@ Suite *kvm_fork_suite(void)
 	HARNESS_ADD_TEST(tc, sigterm_ends_the_parent_and_leaves_its_children_running);
 	HARNESS_ADD_TEST(tc, fork_children_see_parent_pages_and_only_their_own_writes);
 	HARNESS_ADD_TEST(tc, clones_under_a_memory_limit_share_the_swap_file_and_see_only_their_own_writes);
+	HARNESS_ADD_TEST(tc, a_page_inherited_share_is_one_page_for_the_parent_and_its_children);
 	suite_add_tcase(s, tc);
 	return s;
 }

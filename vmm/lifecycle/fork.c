@@ -131,8 +131,18 @@ static int fork_recv(int fd, struct fork_msg *m)
 	return 1;
 }
 
+/* Mach's fork, before it (the VM paused): ranges inherited "share" become memory the
+ * parent and the children share (guest_memory_share_inherited), with KVM's slots in line. */
+static int fork_share_inherited(struct vm *vm)
+{
+	int r = guest_memory_share_inherited(&vm->mem);
+	int s = vm_sync_memslots(vm);
+	return r ? r : s;
+}
+
 /* Mach's fork: entries inherited "none" are not in the child (its guest finds nothing
- * there); "copy" ones are what the kernel's copy-on-write of the process gives. */
+ * there); "copy" ones are what the kernel's copy-on-write of the process gives; "share"
+ * ones are host-shared memory already (fork_share_inherited). */
 static int fork_apply_inheritance(struct vm *vm)
 {
 	int r = guest_memory_drop_uninherited(&vm->mem);
@@ -519,7 +529,7 @@ int vm_fork(struct vm *vm, const char *name, unsigned count, const struct fork_o
 	struct vm_state state;
 	if (!r && !vm_pause(vm))
 		r = error_set(ESHUTDOWN, "the VM is shutting down");
-	else if (!r && (r = vm_state_capture(vm, &state)) != 0)
+	else if (!r && ((r = fork_share_inherited(vm)) != 0 || (r = vm_state_capture(vm, &state)) != 0))
 		vm_resume(vm);
 	if (r) {
 		fork_job_close(&job);

@@ -12,7 +12,6 @@
 #include "vmm/error.h"
 #include "vmm/memory/guest_memory.h"
 
-#define GUEST_EXPORT_CHUNK (1u << 20) /* bytes copied per hold of the domain lock */
 #define GUEST_EXPORT_ENTRIES 1024     /* map entries whose protections an export carries over */
 
 /* A refusal, Mach's code named as guest_memory's calls name theirs. */
@@ -22,31 +21,11 @@ static int guest_export_failed(kern_return_t kr, uint64_t gpa, uint64_t size, co
 			 (unsigned long long)size, kern_return_name(kr), why[0] ? ": " : "", why);
 }
 
-/* Copy [gpa, gpa + size) of guest memory into e->memfd (@out) or back (!@out), through the
- * map; zero pages are left holes going out. 0 or -errno with a message. */
+/* Copy the range into e->memfd (@out) or back (!@out). */
 static int guest_export_copy(struct guest_export *e, struct guest_memory *m, bool out)
 {
-	static const uint8_t zero[VM_PAGE_SIZE];
-	uint8_t *buf = malloc(GUEST_EXPORT_CHUNK);
-	if (!buf)
-		return guest_export_failed(KERN_RESOURCE_SHORTAGE, e->gpa, e->size, "no memory for the copy");
-	int r = 0;
-	for (uint64_t off = 0; off < e->size && !r; off += GUEST_EXPORT_CHUNK) {
-		uint64_t n = e->size - off < GUEST_EXPORT_CHUNK ? e->size - off : GUEST_EXPORT_CHUNK;
-		if (!out) {
-			r = pread(e->memfd, buf, n, (off_t)off) == (ssize_t)n ? 0 : error_set_errno(EIO, "vm_export: reading back");
-			if (!r)
-				r = guest_memory_vm_write(m, e->gpa + off, buf, n);
-			continue;
-		}
-		r = guest_memory_vm_read(m, e->gpa + off, buf, n);
-		for (uint64_t p = 0; p < n && !r; p += VM_PAGE_SIZE)
-			if (memcmp(buf + p, zero, VM_PAGE_SIZE) != 0 &&
-			    pwrite(e->memfd, buf + p, VM_PAGE_SIZE, (off_t)(off + p)) != VM_PAGE_SIZE)
-				r = guest_export_failed(KERN_RESOURCE_SHORTAGE, e->gpa, e->size, strerror(errno));
-	}
-	free(buf);
-	return r;
+	int r = guest_memory_copy_range(m, e->gpa, e->size, e->memfd, out);
+	return r && out ? guest_export_failed(KERN_RESOURCE_SHORTAGE, e->gpa, e->size, error_message()) : r;
 }
 
 static void *guest_export_main(void *arg)

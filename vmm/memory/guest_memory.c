@@ -875,7 +875,7 @@ int guest_memory_reattach(struct guest_memory *m)
 		(void)segment_reattach(m->segment);
 	int r = uffd_open(&m->uffd, m->segment ? UFFD_SEGMENT_FEATURES : 0);
 	for (unsigned i = 0; !r && i < m->nregions; i++)
-		if (m->region[i].kind != GUEST_REGION_RAM || !m->kernel_ram)
+		if ((m->region[i].kind != GUEST_REGION_RAM || !m->kernel_ram) && m->region[i].kind != GUEST_REGION_HOST_SHARED)
 			r = guest_memory_register(m, &m->region[i]);
 	if (r)
 		return r;
@@ -988,7 +988,7 @@ static int guest_memory_write_back(struct guest_memory *m, uint64_t start, uint6
 	for (unsigned i = 0; i < m->nregions; i++) {
 		const struct guest_region *g = &m->region[i];
 		uint64_t s = g->gpa > start ? g->gpa : start, e = g->gpa + g->size < end ? g->gpa + g->size : end;
-		if (g->kind == GUEST_REGION_RAM || g->mode != GUEST_MAP_SHARED || s >= e)
+		if (g->kind == GUEST_REGION_RAM || g->kind == GUEST_REGION_HOST_SHARED || g->mode != GUEST_MAP_SHARED || s >= e)
 			continue;
 		kern_return_t kr = vm_map_msync(m->map, s, e - s);
 		if (kr != KERN_SUCCESS)
@@ -1367,8 +1367,20 @@ int guest_memory_vm_inherit(struct guest_memory *m, uint64_t addr, uint64_t size
 	return kr != KERN_SUCCESS ? guest_memory_vm_failed("vm_inherit", kr, addr, size) : 0;
 }
 
+/* The host-shared region [gpa, gpa + size) lies within, or NULL. */
+static const struct guest_region *guest_memory_host_shared(const struct guest_memory *m, uint64_t gpa, uint64_t size)
+{
+	const struct guest_region *g = guest_memory_region(m, gpa);
+	return g && g->kind == GUEST_REGION_HOST_SHARED && size <= g->gpa + g->size - gpa ? g : NULL;
+}
+
 int guest_memory_vm_read(struct guest_memory *m, uint64_t addr, void *buf, uint64_t size)
 {
+	const struct guest_region *hs = guest_memory_host_shared(m, addr, size);
+	if (hs) {
+		memcpy(buf, hs->hva + (addr - hs->gpa), size);
+		return 0;
+	}
 	if (guest_memory_lock_briefly(m) != 0)
 		return -EBUSY;
 	kern_return_t kr = vm_map_read(m->map, addr, buf, size);
@@ -1378,6 +1390,13 @@ int guest_memory_vm_read(struct guest_memory *m, uint64_t addr, void *buf, uint6
 
 int guest_memory_vm_write(struct guest_memory *m, uint64_t addr, const void *buf, uint64_t size)
 {
+	const struct guest_region *hs = guest_memory_host_shared(m, addr, size);
+	if (hs && hs->mode == GUEST_MAP_SHARED) {
+		memcpy(hs->hva + (addr - hs->gpa), buf, size);
+		return 0;
+	}
+	if (hs)
+		return guest_memory_vm_failed("vm_write", KERN_PROTECTION_FAILURE, addr, size);
 	if (guest_memory_lock_briefly(m) != 0)
 		return -EBUSY;
 	kern_return_t kr = size ? vm_map_write(m->map, addr, buf, size) : KERN_SUCCESS;
@@ -1667,7 +1686,9 @@ int guest_memory_apply_entries(struct guest_memory *m, const struct guest_map_en
 int guest_memory_can_freeze(const struct guest_memory *m)
 {
 	for (unsigned i = 0; i < m->nregions; i++)
-		if (m->region[i].kind != GUEST_REGION_RAM)
+		if (m->region[i].kind == GUEST_REGION_HOST_SHARED)
+			return error_set(ENOTSUP, "snapshots of VMs sharing memory with their forks (inherited \"share\") are not supported");
+		else if (m->region[i].kind != GUEST_REGION_RAM)
 			return error_set(ENOTSUP, "snapshots of VMs with mapped files or external pagers are not supported");
 	if (m->kernel_ram)
 		return error_set(ENOTSUP, "snapshots need RAM served by the default pager (not --kernel-zero-fill)");
@@ -1855,21 +1876,123 @@ int guest_memory_frozen_pages(struct guest_memory *m, const struct guest_memory_
 
 const char *guest_memory_fork_refusal(const struct guest_memory *m)
 {
-	bool shared = false;
-	vm_addr_t addr = 0;
-	struct vm_region_info ri;
-	vm_domain_lock(m->dom);
-	while (!shared && m->map && vm_map_region(m->map, &addr, &ri) == KERN_SUCCESS) {
-		shared = ri.inheritance == VM_INHERIT_SHARE;
-		addr = ri.end;
-	}
-	vm_domain_unlock(m->dom);
-	if (shared)
-		return "memory inherited \"share\" cannot be shared between forked VMs (each is its own process)";
 	/* Held: a pager still serves guest memory, perhaps through RAM copied from its mapping. */
 	if (m->nheld)
 		return "VMs with mapped files or external pagers cannot be forked (the pagers would be shared)";
 	return NULL;
+}
+
+#define GUEST_MEMORY_COPY_CHUNK (1u << 20) /* bytes copied per hold of the domain lock */
+
+int guest_memory_copy_range(struct guest_memory *m, uint64_t gpa, uint64_t size, int fd, bool out)
+{
+	static const uint8_t zero[VM_PAGE_SIZE];
+	uint8_t *buf = malloc(GUEST_MEMORY_COPY_CHUNK);
+	if (!buf)
+		return error_set(ENOMEM, "no memory to copy guest memory at 0x%llx", (unsigned long long)gpa);
+	int r = 0;
+	for (uint64_t off = 0; off < size && !r; off += GUEST_MEMORY_COPY_CHUNK) {
+		uint64_t n = size - off < GUEST_MEMORY_COPY_CHUNK ? size - off : GUEST_MEMORY_COPY_CHUNK;
+		if (!out) {
+			r = pread(fd, buf, n, (off_t)off) == (ssize_t)n
+				    ? guest_memory_vm_write(m, gpa + off, buf, n)
+				    : error_set_errno(EIO, "cannot read back guest memory for 0x%llx", (unsigned long long)(gpa + off));
+			continue;
+		}
+		r = guest_memory_vm_read(m, gpa + off, buf, n);
+		for (uint64_t p = 0; p < n && !r; p += VM_PAGE_SIZE)
+			if (memcmp(buf + p, zero, VM_PAGE_SIZE) != 0 &&
+			    pwrite(fd, buf + p, VM_PAGE_SIZE, (off_t)(off + p)) != VM_PAGE_SIZE)
+				r = error_set_errno(errno ? errno : EIO, "cannot copy guest memory at 0x%llx",
+						    (unsigned long long)(gpa + off + p));
+	}
+	free(buf);
+	return r;
+}
+
+/* [gpa, gpa + size) of RAM, the map's entry there with protection @prot, made host-shared
+ * (guest_memory_share_inherited). */
+static int guest_memory_share_range(struct guest_memory *m, uint64_t gpa, uint64_t size, vm_prot_t prot)
+{
+	const struct guest_region *g = guest_memory_region(m, gpa);
+	/* The cut adds a piece where the range is inside its region, and the range is one. */
+	unsigned after = m->nregions + (gpa > g->gpa && gpa + size < g->gpa + g->size) + 1;
+	if (after > GUEST_MEMORY_MAX_REGIONS)
+		return error_set(ENOSPC, "cannot share [0x%llx, +0x%llx) with the forks: guest memory would have over %d regions",
+				 (unsigned long long)gpa, (unsigned long long)size, GUEST_MEMORY_MAX_REGIONS);
+	bool writable = prot & VM_PROT_WRITE;
+	int fd = memfd_create("vmm-shared", MFD_CLOEXEC);
+	int r = fd < 0 || ftruncate(fd, (off_t)size) != 0
+			? error_set_errno(errno, "cannot make memory to share [0x%llx, +0x%llx) with the forks",
+					  (unsigned long long)gpa, (unsigned long long)size)
+			: guest_memory_copy_range(m, gpa, size, fd, true);
+	/* Mapped aside first: once the range is cut, moving the mapping in place is all that
+	 * is left to do. */
+	void *aside = r ? MAP_FAILED : mmap(NULL, size, PROT_READ | (writable ? PROT_WRITE : 0), MAP_SHARED, fd, 0);
+	if (!r && aside == MAP_FAILED)
+		r = error_set_errno(errno, "cannot map memory to share [0x%llx, +0x%llx) with the forks",
+				    (unsigned long long)gpa, (unsigned long long)size);
+	if (!r)
+		r = guest_memory_deallocate(m, gpa, size);
+	if (!r && mremap(aside, size, size, MREMAP_MAYMOVE | MREMAP_FIXED, m->base + gpa) == MAP_FAILED) {
+		int err = errno;
+		/* RAM again, with its bytes. */
+		uint64_t at = gpa;
+		if (guest_memory_allocate(m, &at, size, false) != 0 || guest_memory_copy_range(m, gpa, size, fd, false) != 0)
+			fprintf(stderr, "vmm: [0x%llx, +0x%llx) could not be put back: %s\n", (unsigned long long)gpa,
+				(unsigned long long)size, error_message());
+		r = error_set(err, "cannot share [0x%llx, +0x%llx) with the forks: %s", (unsigned long long)gpa,
+			      (unsigned long long)size, strerror(err));
+		munmap(aside, size);
+	} else if (r && aside != MAP_FAILED) {
+		munmap(aside, size);
+	}
+	if (fd >= 0)
+		close(fd);
+	if (r)
+		return r;
+	vm_domain_lock(m->dom);
+	vm_addr_t at = gpa;
+	kern_return_t kr = vm_map_enter(m->map, &at, size, false, NULL, 0, false, VM_PROT_NONE, VM_PROT_NONE,
+					VM_INHERIT_SHARE);
+	struct guest_region shared = {.gpa = gpa, .size = size, .kind = GUEST_REGION_HOST_SHARED,
+				      .mode = writable ? GUEST_MAP_SHARED : GUEST_MAP_RO, .path = "memory shared with forks",
+				      .hva = m->base + gpa, .slot = guest_memory_free_slot(m)};
+	guest_memory_insert_region(m, &shared);
+	vm_domain_unlock(m->dom);
+	m->layout_changed = true;
+	/* The entry only keeps the place: a failure leaves the memory shared all the same. */
+	if (kr != KERN_SUCCESS)
+		fprintf(stderr, "vmm: the map cannot hold [0x%llx, +0x%llx) shared with the forks: %s\n",
+			(unsigned long long)gpa, (unsigned long long)size, kern_return_name(kr));
+	return 0;
+}
+
+int guest_memory_share_inherited(struct guest_memory *m)
+{
+	if (!m->map)
+		return 0;
+	for (;;) {
+		vm_addr_t addr = 0, start = 0, end = 0;
+		vm_prot_t prot = VM_PROT_NONE;
+		struct vm_region_info ri;
+		vm_domain_lock(m->dom);
+		while (!end && vm_map_region(m->map, &addr, &ri) == KERN_SUCCESS) {
+			const struct guest_region *g = guest_memory_region(m, ri.start);
+			if (ri.inheritance == VM_INHERIT_SHARE && g && g->kind == GUEST_REGION_RAM) {
+				start = ri.start;
+				end = ri.end < g->gpa + g->size ? ri.end : g->gpa + g->size;
+				prot = ri.protection;
+			}
+			addr = ri.end;
+		}
+		vm_domain_unlock(m->dom);
+		if (!end)
+			return 0;
+		int r = guest_memory_share_range(m, start, end - start, prot);
+		if (r)
+			return r;
+	}
 }
 
 int guest_memory_hold_faults(struct guest_memory *m)

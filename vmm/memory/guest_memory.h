@@ -47,6 +47,9 @@ enum guest_region_kind {
 	GUEST_REGION_EXTERNAL, /* an external pager process (path: its unix socket) */
 	GUEST_REGION_SNAPSHOT, /* a stored snapshot's RAM through a pager its caller opened
 				  (guest_memory_vm_map; path names it) */
+	GUEST_REGION_HOST_SHARED, /* RAM inherited "share" by forks: a memfd mapped MAP_SHARED by
+				     this VM and its forks, left to the kernel (no userfaultfd, no
+				     pager; guest_memory_share_inherited) */
 };
 enum guest_map_mode {
 	GUEST_MAP_PRIVATE, /* the guest may write; writes stay in the VM (copy-on-write) */
@@ -634,9 +637,26 @@ int guest_memory_frozen_keep(struct guest_memory *m, struct guest_memory_frozen 
 /* Keep no base: the next snapshot lists every page (its parent is not the last one). */
 void guest_memory_release_base(struct guest_memory *m);
 
-/* Why @m cannot be forked (a sentence), or NULL: memory inherited "share", mapped files or
- * external pagers. */
+/* Why @m cannot be forked (a sentence), or NULL: mapped files or external pagers. */
 const char *guest_memory_fork_refusal(const struct guest_memory *m);
+
+/*
+ * Before a fork (the VM paused): every range of RAM inherited "share" becomes host memory
+ * shared by this process and its forks (Mach's VM_INHERIT_SHARE across VMs): its bytes go
+ * into a memfd mapped MAP_SHARED where the range was, a region of kind
+ * GUEST_REGION_HOST_SHARED that the kernel serves (fork(2) keeps it shared, KVM maps it in
+ * each VM: a write is seen by all at once). The map keeps an entry there, inherited "share",
+ * without access (the guest reaches the memory through KVM, vm-read and vm-write through
+ * the region), so that nothing else is allocated there and "none" still leaves it out of
+ * later forks. Such memory is not paged out (it is not counted under a memory limit),
+ * not snapshotted, and stays shared with every later fork. The caller brings KVM's slots in
+ * line. 0, or -errno with a message (the range that failed is RAM as it was).
+ */
+int guest_memory_share_inherited(struct guest_memory *m);
+
+/* Copy [gpa, gpa + size) of guest memory, through the map, into @fd from offset 0 (@out;
+ * zero pages left holes), or back from it (!@out). 0 or -errno with a message. */
+int guest_memory_copy_range(struct guest_memory *m, uint64_t gpa, uint64_t size, int fd, bool out);
 
 /*
  * Hold the fault thread between faults until guest_memory_release_faults (the domain lock

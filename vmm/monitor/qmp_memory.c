@@ -71,7 +71,8 @@ static const char *region_kind(const struct guest_memory *m, vm_addr_t gpa)
 {
 	const struct guest_region *g = guest_memory_region(m, gpa);
 	static const char *const kinds[] = {[GUEST_REGION_RAM] = "ram", [GUEST_REGION_FILE] = "file",
-					    [GUEST_REGION_EXTERNAL] = "external", [GUEST_REGION_SNAPSHOT] = "snapshot"};
+					    [GUEST_REGION_EXTERNAL] = "external", [GUEST_REGION_SNAPSHOT] = "snapshot",
+					    [GUEST_REGION_HOST_SHARED] = "shared-with-forks"};
 	return g ? kinds[g->kind] : "none";
 }
 
