@@ -169,6 +169,18 @@ static void spin(uint64_t bytes, uint64_t seed, unsigned cpu, uint64_t nrounds)
 		say("rounds: ", nrounds, " rounds ok\n");
 }
 
+/* Report sync point 1 (ready) and wait until a fork changes the identity port's
+ * generation; the identity then (ABI_ID_INDEX: 0 in the parent, K in child K). */
+static unsigned await_fork(void)
+{
+	unsigned gen0 = ABI_ID_GENERATION(inl(ABI_PORT_ID));
+	outl(ABI_PORT_TEST, ABI_SYNC(ABI_SYNC_POINT, 1));
+	unsigned id;
+	while (ABI_ID_GENERATION(id = inl(ABI_PORT_ID)) == gen0)
+		cpu_relax();
+	return id;
+}
+
 /*
  * forktest: fill @bytes with the pattern, report sync point 1 (ready), and wait until a
  * fork changes the identity port's generation. Then VM k (0 = the parent) rewrites MiB k
@@ -184,11 +196,7 @@ static int forktest(uint64_t bytes, uint64_t seed, unsigned cpu)
 	if (cpu == 0) {
 		for (uint64_t a = first; a < end; a += PAGE_SIZE)
 			page_fill(a, seed);
-		unsigned gen0 = ABI_ID_GENERATION(inl(ABI_PORT_ID));
-		outl(ABI_PORT_TEST, ABI_SYNC(ABI_SYNC_POINT, 1));
-		unsigned id;
-		while (ABI_ID_GENERATION(id = inl(ABI_PORT_ID)) == gen0)
-			cpu_relax();
+		unsigned id = await_fork();
 		unsigned k = ABI_ID_INDEX(id);
 		uint64_t mine = first + k * FORK_CHUNK;
 		for (uint64_t a = mine; a < mine + FORK_CHUNK && a < end; a += PAGE_SIZE)
@@ -243,12 +251,7 @@ static int sharetest(uint64_t gpa, uint64_t n, unsigned cpu)
 		return ABI_STATUS_OK;
 	uint64_t *shared = (uint64_t *)gpa;
 	volatile uint64_t *own = (volatile uint64_t *)(gpa + PAGE_SIZE);
-	unsigned gen0 = ABI_ID_GENERATION(inl(ABI_PORT_ID));
-	outl(ABI_PORT_TEST, ABI_SYNC(ABI_SYNC_POINT, 1));
-	unsigned id;
-	while (ABI_ID_GENERATION(id = inl(ABI_PORT_ID)) == gen0)
-		cpu_relax();
-	unsigned k = ABI_ID_INDEX(id);
+	unsigned k = ABI_ID_INDEX(await_fork());
 	uint64_t mark = SHARE_MARK | k;
 	__atomic_store_n(&shared[k], mark, __ATOMIC_SEQ_CST);
 	*own = mark;
