@@ -110,6 +110,119 @@ START_TEST(rados_delete_and_gc_keep_what_the_others_need)
 }
 END_TEST
 
+/* The objects of this test's namespace under "snapshots/.part-" (the parts of manifests). */
+struct part_objects {
+	unsigned n;
+	char oid[16][160];
+};
+
+static void part_object(void *arg, const char *oid)
+{
+	struct part_objects *p = arg;
+	if (p->n < 16)
+		snprintf(p->oid[p->n], sizeof(p->oid[0]), "%s", oid);
+	p->n++;
+}
+
+static struct rados_conn *raw_conn(void)
+{
+	char pool[64], nspace[64];
+	ck_assert_int_eq(sscanf(where, "rados:%63[^/]/%63s", pool, nspace), 2);
+	struct rados_conn *c;
+	ck_assert_msg(rados_conn_open(pool, nspace, cluster.conf, NULL, &c) == 0, "%s", error_message());
+	return c;
+}
+
+static struct part_objects parts_in_store(struct rados_conn *c)
+{
+	struct part_objects p = {0};
+	ck_assert_int_eq(rados_conn_list(c, "snapshots/.part-", part_object, &p), 0);
+	return p;
+}
+
+/*
+ * Manifests larger than one RADOS write (here, for the test, than 4 KiB) go in parts, the
+ * head written last: they read back whole, list and verify as one manifest, are replaced
+ * (a child taking in its deleted parent) and removed with their parts; parts no head names
+ * (an upload cut short) go at the next gc; a damaged part is named at open.
+ */
+START_TEST(rados_manifests_larger_than_a_write_go_in_parts)
+{
+	struct store *s = open_store();
+	store_set_manifest_part(s, 4096);
+	store_pages_write(s, "a", NULL, 300, 1, 0, 1, NULL); /* 200 entries, 5.5 KiB: 2 parts */
+	store_pages_write(s, "b", "a", 300, 2, 0, 2, NULL);  /* 100 entries: one object */
+	struct rados_conn *c = raw_conn();
+	struct part_objects first = parts_in_store(c);
+	ck_assert_uint_eq(first.n, 2);
+	for (unsigned i = 0; i < first.n; i++)
+		ck_assert_msg(strstr(first.oid[i], ".part-a.snap-"), "%s", first.oid[i]);
+	struct store_snapshot *snap;
+	ck_assert_msg(store_snapshot_open(s, "b", &snap) == 0, "%s", error_message());
+	for (uint64_t p = 0; p < 300; p++)
+		store_pages_expect(snap, p, p % 2 ? 1 : 2);
+	store_snapshot_close(snap);
+	struct store_lines l;
+	ck_assert_int_eq(store_pages_verify(where, &l), 0);
+	ck_assert_msg(l.notes == 0, "%s", l.text);
+
+	/* b takes a in: its manifest, 200 entries again, is replaced by one in parts; a's parts
+	 * go with a. */
+	ck_assert_msg(store_delete(s, "a") == 0, "%s", error_message());
+	struct part_objects left = parts_in_store(c);
+	ck_assert_uint_eq(left.n, 2);
+	for (unsigned i = 0; i < left.n; i++)
+		ck_assert_msg(strstr(left.oid[i], ".part-b.snap-"), "%s", left.oid[i]);
+	ck_assert_msg(store_snapshot_open(s, "b", &snap) == 0, "%s", error_message());
+	for (uint64_t p = 0; p < 300; p++)
+		store_pages_expect(snap, p, p % 2 ? 1 : 2);
+	store_snapshot_close(snap);
+
+	/* An upload cut short before its head: gc removes its parts, not b's. */
+	ck_assert_int_eq(rados_conn_write_full(c, "snapshots/.part-c.snap-00000000000000aa-0", "x", 1, true), 0);
+	uint64_t freed;
+	ck_assert_msg(store_gc(s, &freed) == 0, "%s", error_message());
+	left = parts_in_store(c);
+	ck_assert_uint_eq(left.n, 2);
+	for (unsigned i = 0; i < left.n; i++)
+		ck_assert_msg(strstr(left.oid[i], ".part-b.snap-"), "%s", left.oid[i]);
+
+	/* A part changed behind the store's back. */
+	ck_assert_int_eq(rados_conn_write_full(c, left.oid[0], "garbage", 7, false), 0);
+	ck_assert_int_eq(store_snapshot_open(s, "b", &snap), -EIO);
+	ck_assert_msg(strstr(error_message(), "snapshots/b.snap: part ") ||
+			      strstr(error_message(), "not the bytes its head was written with"),
+		      "%s", error_message());
+	ck_assert_msg(store_delete(s, "b") == 0, "%s", error_message());
+	ck_assert_uint_eq(parts_in_store(c).n, 0);
+
+	/* A manifest in parts replaced by one in parts: the old parts go. */
+	store_pages_write(s, "x", NULL, 600, 1, 0, 1, NULL); /* 400 entries */
+	store_pages_write(s, "y", "x", 600, 2, 0, 1, NULL);  /* its 200 unique pages changed */
+	struct part_objects before = parts_in_store(c);
+	unsigned of_y = 0;
+	for (unsigned i = 0; i < before.n; i++)
+		of_y += strstr(before.oid[i], ".part-y.snap-") != NULL;
+	ck_assert_uint_ge(of_y, 2);
+	ck_assert_uint_ge(before.n - of_y, 3);
+	ck_assert_msg(store_delete(s, "x") == 0, "%s", error_message());
+	left = parts_in_store(c);
+	ck_assert_uint_ge(left.n, 3);
+	for (unsigned i = 0; i < left.n; i++) {
+		ck_assert_msg(strstr(left.oid[i], ".part-y.snap-"), "%s", left.oid[i]);
+		for (unsigned k = 0; k < before.n; k++)
+			ck_assert_str_ne(left.oid[i], before.oid[k]);
+	}
+	ck_assert_msg(store_snapshot_open(s, "y", &snap) == 0, "%s", error_message());
+	for (uint64_t p = 0; p < 600; p++)
+		store_pages_expect(snap, p, 2);
+	store_snapshot_close(snap);
+	ck_assert_int_eq(store_pages_verify(where, &l), 0);
+	rados_conn_close(c);
+	store_close(s);
+}
+END_TEST
+
 struct writer_job {
 	const char *name;
 	uint64_t gen;
@@ -398,6 +511,7 @@ Suite *store_rados_suite(void)
 	tcase_set_timeout(tc, 120);
 	HARNESS_ADD_TEST(tc, rados_snapshots_dedup_and_read_back_lazily);
 	HARNESS_ADD_TEST(tc, rados_delete_and_gc_keep_what_the_others_need);
+	HARNESS_ADD_TEST(tc, rados_manifests_larger_than_a_write_go_in_parts);
 	HARNESS_ADD_TEST(tc, rados_two_writers_at_once);
 	HARNESS_ADD_TEST(tc, rados_a_snapshot_on_another_host_uploads_only_what_changed);
 	HARNESS_ADD_TEST(tc, rados_gc_waits_for_no_writer);

@@ -214,6 +214,8 @@ static int gc_remove_packs(struct gc *g)
 	r = store_each_entry(s, STORE_SNAPSHOTS, gc_remove_temporary, &err);
 	if (r || err)
 		r = error_set_errno(r ? -r : err, "cannot remove unfinished manifests in %s/snapshots", s->dir);
+	if (!r && s->backend->sweep && (r = s->backend->sweep(s)) != 0)
+		r = error_set(-r, "cannot remove unfinished manifests in %s/snapshots: %s", s->dir, error_message());
 	return r;
 }
 

@@ -164,6 +164,11 @@ void store_set_pack_pages(struct store *s, uint32_t pages)
 	s->pack_pages = pages ? pages : PACK_PAGES_MAX;
 }
 
+void store_set_manifest_part(struct store *s, uint32_t bytes)
+{
+	s->manifest_part = bytes && bytes < 4096 ? 4096 : bytes;
+}
+
 void store_keep_index(struct store *s)
 {
 	s->keep_index = true;

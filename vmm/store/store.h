@@ -96,6 +96,10 @@ void store_keep_index(struct store *s);
  * one pack after another. For tests. */
 void store_set_pack_pages(struct store *s, uint32_t pages);
 
+/* A RADOS store writes a manifest larger than @bytes (0: the default, RADOS_DATA_MAX, the
+ * most one write takes; at least 4096) in parts. For tests. */
+void store_set_manifest_part(struct store *s, uint32_t bytes);
+
 /* True when @dir is the folder @s was opened at (the same file, not only the same name):
  * a store removed and made again at the same path is another store. */
 bool store_is_at(struct store *s, const char *dir);

@@ -209,6 +209,9 @@ struct store_backend {
 	/* Remove @name (-ENOENT without message when it is not there); flush makes the removals
 	 * of @f durable. */
 	int (*remove)(struct store *s, enum store_folder f, const char *name);
+	/* gc, with the store held alone (NULL: nothing to do): remove what interrupted writes
+	 * left that the folders' listings do not show (RADOS manifest parts no head names). */
+	int (*sweep)(struct store *s);
 	int (*flush)(struct store *s, enum store_folder f);
 	/* A new file @name to append to (-EEXIST without message when it exists), read back
 	 * while written, made durable by finish; discard frees it (@remove: and the file). */
@@ -281,6 +284,7 @@ struct store {
 	uint32_t damaged;         /* (l) manifests that could not be indexed (verify names them) */
 	bool writer_active;       /* (o) */
 	uint32_t pack_pages;      /* (o) pages per pack file (PACK_PAGES_MAX, or a test's) */
+	uint32_t manifest_part;   /* (o) RADOS: bytes per manifest part (0: RADOS_DATA_MAX, or a test's) */
 	bool read_packs;          /* (o) store_set_pack_reads: packs read, not mapped, for restore */
 };
 

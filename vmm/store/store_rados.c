@@ -3,7 +3,14 @@
  * (vmm/store/rados.h). In namespace NAMESPACE of POOL, the objects are
  *   packs/NNNNNNNN.pack   as a folder's packs (appended to, at most PACK_PAGES_MAX pages)
  *   snapshots/NAME.snap   manifests, each written whole in one atomic write_full (a new one
- *                         created exclusively: two hosts never replace each other's)
+ *                         created exclusively: two hosts never replace each other's); one
+ *                         larger than a RADOS write (s->manifest_part, RADOS_DATA_MAX) is
+ *                         a parts head instead (struct store_rados_parts), written last,
+ *                         naming its parts:
+ *   snapshots/.part-NAME.snap-TAG-I   the I-th piece of such a manifest, written before its
+ *                         head (TAG: that write's, so a replacement never touches the parts
+ *                         the head it replaces names); hidden from the folder's listing, and
+ *                         removed after their head, or by gc when no head names them
  *   lock                  the store lock: a RADOS lock, shared or exclusive, held as long as
  *                         this handle holds it and renewed by the helper meanwhile; a dead
  *                         host's lapses within RADOS_LOCK_DURATION_MS
@@ -17,9 +24,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <unistd.h>
 #include <xxhash.h>
 
+#include "vmm/clock.h"
 #include "vmm/error.h"
 #include "vmm/store/rados.h"
 
@@ -36,6 +45,26 @@ struct store_rados {
 	char name[STORE_RADOS_NAME_MAX * 2 + 16]; /* store_locate's name */
 	char lock_cookie[48];
 	struct store_rados_pin pins[STORE_RADOS_PINS_MAX];
+};
+
+/*
+ * A manifest in parts: the head object holds this record, the bytes are the parts' in
+ * order, each part_bytes long but the last. Read whole and checked (sizes, then the XXH3-64
+ * of the bytes joined) before it counts as the manifest; anything else is damage.
+ */
+#define STORE_RADOS_PARTS_MAGIC "VMMPARTS"
+#define STORE_RADOS_PARTS_VERSION 1u
+#define STORE_RADOS_PARTS_TOTAL_MAX (4ull << 30) /* a manifest of 170 million pages */
+#define STORE_RADOS_PART_PREFIX ".part-"
+
+struct store_rados_parts {
+	char magic[8];
+	uint32_t version;
+	uint32_t nparts;
+	uint64_t total;      /* bytes of the manifest */
+	uint64_t part_bytes; /* 4096 .. RADOS_DATA_MAX */
+	uint64_t tag;        /* names the parts */
+	uint64_t hash;       /* XXH3-64 of the manifest's bytes */
 };
 
 struct store_file {
@@ -119,7 +148,8 @@ static int store_rados_each(struct store *s, enum store_folder f, store_entry_fn
 	if (!r && l.failed)
 		r = error_set(ENOMEM, "no memory to list %s", s->dir);
 	for (size_t i = 0; i < l.n; i++) {
-		if (!r)
+		bool part = f == STORE_SNAPSHOTS && strncmp(l.v[i], STORE_RADOS_PART_PREFIX, strlen(STORE_RADOS_PART_PREFIX)) == 0;
+		if (!r && !part)
 			r = fn(s, l.v[i], arg);
 		free(l.v[i]);
 	}
@@ -168,6 +198,60 @@ static int store_rados_read(struct store *s, enum store_folder f, const char *na
 	return r;
 }
 
+/* The object of part @i of manifest file @name written with @tag. */
+static void store_rados_part_oid(const char *name, uint64_t tag, uint32_t i, char *oid, size_t len)
+{
+	snprintf(oid, len, "%s%s%s-%016llx-%u", folder_prefix[STORE_SNAPSHOTS], STORE_RADOS_PART_PREFIX, name,
+		 (unsigned long long)tag, i);
+}
+
+/* Whether parts head @h holds together: 0, or -EIO with a message naming @name. */
+static int store_rados_parts_check(const struct store *s, const char *name, const struct store_rados_parts *h)
+{
+	bool ok = h->version == STORE_RADOS_PARTS_VERSION && h->part_bytes >= 4096 && h->part_bytes <= RADOS_DATA_MAX &&
+		  h->total > 0 && h->total <= STORE_RADOS_PARTS_TOTAL_MAX &&
+		  h->nparts == (h->total + h->part_bytes - 1) / h->part_bytes;
+	return ok ? 0
+		  : error_set(EIO, "%s/snapshots/%s: a manifest in parts whose head does not hold together "
+				   "(version %u, %u parts of %llu bytes for %llu)",
+			      s->dir, name, h->version, h->nparts, (unsigned long long)h->part_bytes,
+			      (unsigned long long)h->total);
+}
+
+/* Manifest file @name, whose head is @h: its parts joined and checked. */
+static int store_rados_view_parts(struct store *s, const char *name, const struct store_rados_parts *h,
+				  struct store_view *v)
+{
+	int r = store_rados_parts_check(s, name, h);
+	if (r)
+		return r;
+	uint8_t *data = malloc(h->total);
+	if (!data)
+		return error_set(ENOMEM, "%s/snapshots/%s: no memory for %llu bytes", s->dir, name,
+				 (unsigned long long)h->total);
+	for (uint32_t i = 0; !r && i < h->nparts; i++) {
+		char oid[STORE_NAME_MAX + 96];
+		store_rados_part_oid(name, h->tag, i, oid, sizeof(oid));
+		uint64_t off = (uint64_t)i * h->part_bytes;
+		size_t n = (size_t)(h->total - off < h->part_bytes ? h->total - off : h->part_bytes), got = 0;
+		r = rados_conn_read(store_rados_of(s)->c, oid, 0, data + off, n, &got);
+		if (r == -ENOENT)
+			r = error_set(EIO, "%s/snapshots/%s: part %u of %u is missing (%s)", s->dir, name, i, h->nparts,
+				      oid + strlen(folder_prefix[STORE_SNAPSHOTS]));
+		else if (!r && got != n)
+			r = error_set(EIO, "%s/snapshots/%s: part %u of %u is %zu bytes short", s->dir, name, i, h->nparts,
+				      n - got);
+	}
+	if (!r && XXH3_64bits(data, h->total) != h->hash)
+		r = error_set(EIO, "%s/snapshots/%s: its parts are not the bytes its head was written with", s->dir, name);
+	if (r) {
+		free(data);
+		return r;
+	}
+	*v = (struct store_view){data, h->total};
+	return 0;
+}
+
 /* Manifests are read whole into memory; packs are read a page at a time (-ENOTSUP). */
 static int store_rados_view(struct store *s, enum store_folder f, const char *name, struct store_view *v)
 {
@@ -188,6 +272,12 @@ static int store_rados_view(struct store *s, enum store_folder f, const char *na
 		size_t n = size - off < RADOS_DATA_MAX ? (size_t)(size - off) : RADOS_DATA_MAX;
 		r = store_rados_read(s, f, name, off, data + off, n);
 	}
+	struct store_rados_parts h;
+	if (!r && f == STORE_SNAPSHOTS && size == sizeof(h) && memcmp(data, STORE_RADOS_PARTS_MAGIC, 8) == 0) {
+		memcpy(&h, data, sizeof(h));
+		free(data);
+		return store_rados_view_parts(s, name, &h, v);
+	}
 	if (r) {
 		free(data);
 		return r;
@@ -202,7 +292,74 @@ static void store_rados_unview(struct store_view *v)
 	*v = (struct store_view){0};
 }
 
-/* One atomic write_full: the pieces joined first. */
+/* The parts head manifest file @name holds now, if it is one: 1 (in *h), 0 not, -errno. */
+static int store_rados_head(struct store *s, const char *name, struct store_rados_parts *h)
+{
+	uint64_t size = 0;
+	int r = store_rados_stat(s, STORE_SNAPSHOTS, name, false, NULL, &size);
+	if (r == -ENOENT || (!r && size != sizeof(*h)))
+		return 0;
+	if (!r)
+		r = store_rados_read(s, STORE_SNAPSHOTS, name, 0, h, sizeof(*h));
+	if (r == -ENOENT) {
+		error_clear();
+		return 0;
+	}
+	return r ? r : memcmp(h->magic, STORE_RADOS_PARTS_MAGIC, 8) == 0 && store_rados_parts_check(s, name, h) == 0;
+}
+
+/* Remove the parts of head @h of file @name: what cannot be, gc removes. */
+static void store_rados_remove_parts(struct store *s, const char *name, const struct store_rados_parts *h)
+{
+	for (uint32_t i = 0; i < h->nparts; i++) {
+		char oid[STORE_NAME_MAX + 96];
+		store_rados_part_oid(name, h->tag, i, oid, sizeof(oid));
+		if (rados_conn_remove(store_rados_of(s)->c, oid) != 0)
+			error_clear();
+	}
+}
+
+/* Manifest file @name of @len bytes at @data, too large for one write: its parts, then its
+ * head (the one atomic step: exclusive, or replacing the head before, whose parts go then). */
+static int store_rados_write_parts(struct store *s, const char *name, const uint8_t *data, size_t len, bool exclusive)
+{
+	uint64_t part = s->manifest_part ? s->manifest_part : RADOS_DATA_MAX;
+	/* Random, so that two writers (of two hosts) never name the same parts. */
+	uint64_t tag = 0, seed[2] = {clock_monotonic_ns(), (uint64_t)getpid()};
+	if (getrandom(&tag, sizeof(tag), 0) != (ssize_t)sizeof(tag))
+		tag = XXH3_64bits(seed, sizeof(seed));
+	struct store_rados_parts h = {.version = STORE_RADOS_PARTS_VERSION, .nparts = (uint32_t)((len + part - 1) / part),
+				      .total = len, .part_bytes = part, .tag = tag, .hash = XXH3_64bits(data, len)};
+	memcpy(h.magic, STORE_RADOS_PARTS_MAGIC, 8);
+	int r = store_rados_parts_check(s, name, &h);
+	struct store_rados_parts old;
+	int had = r || exclusive ? 0 : store_rados_head(s, name, &old);
+	if (had < 0)
+		r = had;
+	uint32_t written = 0;
+	for (; !r && written < h.nparts; written++) {
+		char oid[STORE_NAME_MAX + 96];
+		store_rados_part_oid(name, h.tag, written, oid, sizeof(oid));
+		uint64_t off = (uint64_t)written * part;
+		r = rados_conn_write_full(store_rados_of(s)->c, oid, data + off, len - off < part ? len - off : part, true);
+	}
+	char oid[STORE_NAME_MAX + 16];
+	store_rados_oid(STORE_SNAPSHOTS, name, oid, sizeof(oid));
+	if (!r && (r = rados_conn_write_full(store_rados_of(s)->c, oid, &h, sizeof(h), exclusive)) == -EEXIST)
+		r = error_set(EEXIST, "%s/%s exists already", s->dir, oid);
+	if (r) {
+		char why[512];
+		snprintf(why, sizeof(why), "%s", error_message());
+		h.nparts = written;
+		store_rados_remove_parts(s, name, &h);
+		return error_set(-r, "%s", why);
+	}
+	if (had > 0 && old.tag != h.tag)
+		store_rados_remove_parts(s, name, &old);
+	return 0;
+}
+
+/* One atomic write_full: the pieces joined first (a manifest too large for one, in parts). */
 static int store_rados_write(struct store *s, enum store_folder f, const char *name, const struct iovec *iov,
 			     unsigned n, bool exclusive)
 {
@@ -211,9 +368,14 @@ static int store_rados_write(struct store *s, enum store_folder f, const char *n
 	size_t len = 0;
 	for (unsigned i = 0; i < n; i++)
 		len += iov[i].iov_len;
-	if (len > RADOS_DATA_MAX)
+	uint64_t part = s->manifest_part ? s->manifest_part : RADOS_DATA_MAX;
+	bool parts = f == STORE_SNAPSHOTS && len > part;
+	if (len > RADOS_DATA_MAX && !parts)
 		return error_set(EFBIG, "%s/%s: %zu bytes are more than one RADOS write takes (%u)", s->dir, oid, len,
 				 RADOS_DATA_MAX);
+	if (parts && len > STORE_RADOS_PARTS_TOTAL_MAX)
+		return error_set(EFBIG, "%s/%s: a manifest of %zu bytes is more than a RADOS store keeps (%llu)", s->dir,
+				 oid, len, STORE_RADOS_PARTS_TOTAL_MAX);
 	uint8_t *data = malloc(len ? len : 1);
 	if (!data)
 		return error_set(ENOMEM, "no memory to write %s/%s", s->dir, oid);
@@ -224,10 +386,25 @@ static int store_rados_write(struct store *s, enum store_folder f, const char *n
 		memcpy(data + at, iov[i].iov_base, iov[i].iov_len);
 		at += iov[i].iov_len;
 	}
-	int r = rados_conn_write_full(store_rados_of(s)->c, oid, data, len, exclusive);
+	int r;
+	if (parts) {
+		r = store_rados_write_parts(s, name, data, len, exclusive);
+		free(data);
+		return r;
+	}
+	/* A head in parts replaced by a whole manifest: its parts go after it. */
+	struct store_rados_parts old;
+	int had = f == STORE_SNAPSHOTS && !exclusive ? store_rados_head(s, name, &old) : 0;
+	if (had < 0) {
+		free(data);
+		return had;
+	}
+	r = rados_conn_write_full(store_rados_of(s)->c, oid, data, len, exclusive);
 	free(data);
 	if (r == -EEXIST)
 		return error_set(EEXIST, "%s/%s exists already", s->dir, oid);
+	if (!r && had > 0)
+		store_rados_remove_parts(s, name, &old);
 	return r;
 }
 
@@ -235,9 +412,85 @@ static int store_rados_remove(struct store *s, enum store_folder f, const char *
 {
 	char oid[STORE_NAME_MAX + 16];
 	store_rados_oid(f, name, oid, sizeof(oid));
+	struct store_rados_parts h;
+	int had = f == STORE_SNAPSHOTS ? store_rados_head(s, name, &h) : 0;
+	if (had < 0)
+		return had;
 	int r = rados_conn_remove(store_rados_of(s)->c, oid);
 	if (r == -ENOENT)
 		error_clear();
+	if (!r && had > 0)
+		store_rados_remove_parts(s, name, &h); /* after their head: never a head without them */
+	return r;
+}
+
+/* The parts gc keeps: those a head names. */
+struct store_rados_sweep {
+	struct store *s;
+	char **named; /* part object names (without the folder) every head names */
+	size_t n, cap;
+	bool failed;
+};
+
+static int store_rados_sweep_head(struct store *s, const char *entry, void *arg)
+{
+	struct store_rados_sweep *w = arg;
+	struct store_rados_parts h;
+	int had = store_rados_head(s, entry, &h);
+	if (had < 0)
+		return had;
+	for (uint32_t i = 0; had > 0 && i < h.nparts && !w->failed; i++) {
+		if (w->n == w->cap) {
+			size_t cap = w->cap ? w->cap * 2 : 64;
+			char **v = realloc(w->named, cap * sizeof(*v));
+			if (!v) {
+				w->failed = true;
+				break;
+			}
+			w->named = v;
+			w->cap = cap;
+		}
+		char oid[STORE_NAME_MAX + 96];
+		store_rados_part_oid(entry, h.tag, i, oid, sizeof(oid));
+		if (!(w->named[w->n] = strdup(oid + strlen(folder_prefix[STORE_SNAPSHOTS]))))
+			w->failed = true;
+		else
+			w->n++;
+	}
+	return 0;
+}
+
+/* gc, the store held alone: remove the parts no head names (an upload cut short, a head
+ * removed or replaced before its parts were). */
+static int store_rados_sweep(struct store *s)
+{
+	struct store_rados_sweep w = {.s = s};
+	int r = store_rados_each(s, STORE_SNAPSHOTS, store_rados_sweep_head, &w);
+	if (!r && w.failed)
+		r = error_set(ENOMEM, "no memory to sweep %s", s->dir);
+	struct store_rados_names l = {.skip = strlen(folder_prefix[STORE_SNAPSHOTS])};
+	char prefix[64];
+	snprintf(prefix, sizeof(prefix), "%s%s", folder_prefix[STORE_SNAPSHOTS], STORE_RADOS_PART_PREFIX);
+	if (!r && (r = rados_conn_list(store_rados_of(s)->c, prefix, store_rados_collect, &l)) == 0 && l.failed)
+		r = error_set(ENOMEM, "no memory to list %s", s->dir);
+	for (size_t i = 0; i < l.n; i++) {
+		bool named = false;
+		for (size_t k = 0; k < w.n && !named; k++)
+			named = strcmp(w.named[k], l.v[i]) == 0;
+		if (!r && !named) {
+			char oid[STORE_NAME_MAX + 96];
+			snprintf(oid, sizeof(oid), "%s%s", folder_prefix[STORE_SNAPSHOTS], l.v[i]);
+			if ((r = rados_conn_remove(store_rados_of(s)->c, oid)) == -ENOENT) {
+				error_clear();
+				r = 0;
+			}
+		}
+		free(l.v[i]);
+	}
+	free(l.v);
+	for (size_t k = 0; k < w.n; k++)
+		free(w.named[k]);
+	free(w.named);
 	return r;
 }
 
@@ -393,6 +646,7 @@ static const struct store_backend store_rados_backend = {
 	.read = store_rados_read,
 	.write = store_rados_write,
 	.remove = store_rados_remove,
+	.sweep = store_rados_sweep,
 	.flush = store_rados_flush,
 	.create = store_rados_create,
 	.append = store_rados_append,
