@@ -330,10 +330,20 @@ START_TEST(watch_indexes_unwatched_or_given_up_are_given_again)
 	ck_assert_int_eq(write(q[FAULT_THREAD_WATCH_MAX][1], "a", 1), 1);
 	wait_for(&r, 1, 0);
 	ck_assert_uint_eq(u.calls[3], 1);
-	/* Index 5 given up by its watch: the next fd gets it. */
+	/* Index 5 given up by its watch: the next fd gets it, once the thread let it go (after
+	 * the watch function returned). */
 	u.give_up[5] = true;
 	ck_assert_int_eq(write(q[5][1], "b", 1), 1);
 	wait_for(&r, 2, 0);
+	bool free = false;
+	for (int i = 0; i < 5000 && !free; i++) {
+		pthread_mutex_lock(&ft.watch_lock);
+		free = ft.watch_fd[5] < 0;
+		pthread_mutex_unlock(&ft.watch_lock);
+		struct timespec t = {0, 1000000L};
+		nanosleep(&t, NULL);
+	}
+	ck_assert(free);
 	u.give_up[5] = false;
 	u.fd[5] = q[FAULT_THREAD_WATCH_MAX + 1][0];
 	ck_assert_int_eq(fault_thread_watch(&ft, q[FAULT_THREAD_WATCH_MAX + 1][0]), 5);
