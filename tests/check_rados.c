@@ -620,7 +620,9 @@ START_TEST(a_fork_child_gets_a_connection_and_the_pins_of_its_own)
 	if (child == 0) {
 		close(hold[1]);
 		uint64_t size = 0, mtime_ns;
-		char ok = rados_conns_take_over() == 0 && rados_conn_stat(a, "o", &size, &mtime_ns) == 0 && size == 3 &&
+		/* Before its helper: the exclusive lock is not the child's, the pin is on paper. */
+		char ok = rados_conn_unlock(a, "l", "parent") == -ENOENT && rados_conns_take_over() == 0 &&
+				  rados_conn_stat(a, "o", &size, &mtime_ns) == 0 && size == 3 &&
 				  strcmp(rados_conn_client(a), rados_conn_client(b)) != 0
 			  ? 'y'
 			  : 'n';

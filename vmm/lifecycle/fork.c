@@ -218,10 +218,11 @@ static void __attribute__((noreturn)) fork_child_main(struct fork_job *job, unsi
 	vm->ready_fd = job->ready_wr;
 	vm->fork_index = index;
 	vm->children_made = 0; /* its own children are NAME.K.1, NAME.K.2, ... */
-	/* RADOS connections become the child's own, with its own pins of the snapshots it
-	 * reads (a local store's pins are file locks it inherited). */
-	int taken = rados_conns_take_over();
+	/* The parent's store handle and last snapshot's pin go first (no helper is started for
+	 * them); then RADOS connections become the child's own, with its own pins of the
+	 * snapshots it reads (a local store's pins are file locks it inherited). */
 	snapshot_forked_child(vm);
+	int taken = rados_conns_take_over();
 	checkpoint_forget(vm);
 	job->ops->child_leave_parent(vm); /* the parent's monitor */
 	state->id_value = ABI_ID(job->generation, index);

@@ -659,6 +659,7 @@ static int rados_reconnect(struct rados_conn *c, const char *verb)
 		return rados_fail(c, NULL, verb, -r, "the connection is down: %s", why);
 	}
 	c->reconnects++;
+	c->forked = false; /* a fork child's copy has its own helper now */
 	rados_retake_locks(c);
 	return 0;
 }
@@ -685,9 +686,7 @@ int rados_conns_take_over(void)
 	pthread_mutex_lock(&rados_conns.lock);
 	for (struct rados_conn *c = rados_conns.first; c && !r; c = c->next) {
 		pthread_mutex_lock(&c->lock);
-		bool take = c->forked && c->nheld;
-		c->forked = false;
-		if (take) {
+		if (c->forked && c->nheld) {
 			pthread_mutex_unlock(&rados_conns.lock); /* rados_spawn takes it */
 			r = rados_reconnect(c, "take its parent's pins");
 			for (size_t i = 0; !r && i < c->nheld; i++)
@@ -973,10 +972,35 @@ int rados_conn_lock(struct rados_conn *c, const char *oid, bool exclusive, const
 	return r;
 }
 
+/* A fork child's copy given no helper yet holds its locks only on paper (the parent's
+ * helper holds them): letting one go forgets it, with no helper started for that. 1 when
+ * so, -ENOENT (with a message) when it holds no such lock, 0 when the call must go to a
+ * helper. */
+static int rados_unlock_forked(struct rados_conn *c, const char *oid, const char *cookie)
+{
+	if (c->owner != getpid())
+		return 0;
+	pthread_mutex_lock(&c->lock);
+	int r = c->forked ? -ENOENT : 0;
+	for (size_t i = 0; r && i < c->nheld; i++) {
+		if (strcmp(c->held[i].oid, oid) == 0 && strcmp(c->held[i].cookie, cookie) == 0) {
+			rados_held_free(&c->held[i]);
+			c->held[i] = c->held[--c->nheld];
+			r = 1;
+		}
+	}
+	if (r < 0)
+		r = rados_fail(c, oid, "unlock", ENOENT, "this process does not hold it");
+	pthread_mutex_unlock(&c->lock);
+	return r;
+}
+
 int rados_conn_unlock(struct rados_conn *c, const char *oid, const char *cookie)
 {
 	const char *verb = "unlock";
 	int r = rados_check_name(c, oid, verb, "cookie", cookie, false);
+	if (!r && (r = rados_unlock_forked(c, oid, cookie)) != 0)
+		return r < 0 ? r : 0;
 	if (!r)
 		r = rados_call_begin(c, RADOS_OP_UNLOCK, oid, verb);
 	if (r)
