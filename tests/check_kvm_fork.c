@@ -459,6 +459,9 @@ START_TEST(a_page_inherited_share_is_one_page_for_the_parent_and_its_children)
 		memcpy(&w, page + 8 * k, 8);
 		ck_assert_uint_eq(w, 0x5348415245000000ull | k);
 	}
+	r = vm_proc_execute(&vm, "query-stats", NULL);
+	ck_assert_int_eq(jint(r, "mem.fork_shared_bytes"), 4096);
+	json_decref(r);
 	args = json_pack("{s:I}", "addr", SHARED_GPA);
 	r = vm_proc_execute(&vm, "vm-region", args);
 	json_decref(args);

@@ -2060,6 +2060,11 @@ void guest_memory_stats(struct guest_memory *m, void (*emit)(void *arg, const ch
 		if (m->ram_object->pager && m->ram_object->pager->ops == &snapshot_pager_ops)
 			snapshot_pager_stats(m->ram_object->pager, &sps);
 	}
+	/* Memory shared with forks (inherited "share"): the kernel's, out of the counts above. */
+	uint64_t fork_shared = 0;
+	for (unsigned i = 0; i < m->nregions; i++)
+		if (m->region[i].kind == GUEST_REGION_HOST_SHARED)
+			fork_shared += m->region[i].size;
 	const struct {
 		const char *key;
 		uint64_t value;
@@ -2074,6 +2079,7 @@ void guest_memory_stats(struct guest_memory *m, void (*emit)(void *arg, const ch
 		{"mem.segment_holders", holders},
 		{"mem.segment_found", sps.found},
 		{"mem.segment_filled", sps.filled},
+		{"mem.fork_shared_bytes", fork_shared},
 		{"mem.faults", s.faults},
 		{"mem.uffd_faults", m->uffd_faults},
 		{"mem.wp_faults", m->wp_faults},
