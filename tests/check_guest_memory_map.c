@@ -822,7 +822,8 @@ END_TEST
  * bytes stay, the region is the forks' shared memory (writable, out of the userfaultfd),
  * the map keeps the place inherited "share", and a write by the child process reaches the
  * parent while a page inherited "copy" stays each one's own. Nothing else can be allocated
- * there, a snapshot is refused, and vm_deallocate ends it.
+ * there and a snapshot is refused; inherited "copy" again, a child's inheritance makes it
+ * RAM of its own with its bytes; vm_deallocate ends it.
  */
 START_TEST(test_a_range_inherited_share_is_one_memory_for_the_process_and_its_forks)
 {
@@ -875,6 +876,15 @@ START_TEST(test_a_range_inherited_share_is_one_memory_for_the_process_and_its_fo
 	ck_assert_int_eq(guest_memory_allocate(&mem, &over, PS, false), kern_return_errno(KERN_NO_SPACE));
 	ck_assert_int_eq(guest_memory_can_freeze(&mem), -ENOTSUP);
 	ck_assert_ptr_nonnull(strstr(error_message(), "sharing memory with their forks"));
+
+	/* Inherited "copy" now: a fork child's inheritance makes it RAM of the child's own,
+	 * holding what it held. */
+	ck_assert_int_eq(guest_memory_vm_inherit(&mem, at, PS, VM_INHERIT_COPY), 0);
+	ck_assert_msg(guest_memory_apply_inheritance(&mem) == 0, "%s", error_message());
+	ck_assert_int_eq(guest_memory_region(&mem, at)->kind, GUEST_REGION_RAM);
+	ck_assert_int_eq(guest_memory_vm_read(&mem, at, back, 20), 0);
+	ck_assert_mem_eq(back, "KKKKKKKKKKKKKKKKhost", 20);
+	ck_assert_int_eq(guest_memory_can_freeze(&mem), 0);
 	ck_assert_int_eq(guest_memory_deallocate(&mem, at, PS), 0);
 	ck_assert_ptr_null(guest_memory_region(&mem, at));
 	ck_assert_int_eq(atomic_load(&errors), 0);

@@ -421,7 +421,8 @@ END_TEST
  * three children. Each writes its mark and a thousand locked adds there and sees all the
  * others' (sharetest); the page after it, inherited "copy", stays each VM's own. The host
  * sees the shared page as the guests left it (vm-read), the map shows it shared with the
- * forks, and the parent cannot be snapshotted while it shares memory. */
+ * forks, and the parent cannot be snapshotted while it shares memory. Inherited "copy"
+ * again, the page is the next child's own copy. */
 START_TEST(a_page_inherited_share_is_one_page_for_the_parent_and_its_children)
 {
 	vm_proc_start(&vm, NULL, "run", "-n", name, "-m", "64M", "-p", "sharetest=0x800000,4 sync=2 idle",
@@ -475,6 +476,54 @@ START_TEST(a_page_inherited_share_is_one_page_for_the_parent_and_its_children)
 	ck_assert_int_eq(qmp_client_execute(vm.c, "snapshot-save", args, &r, VM_PROC_TIMEOUT_MS), -EREMOTEIO);
 	ck_assert_msg(strstr(error_message(), "sharing memory with their forks"), "%s", error_message());
 	json_decref(args);
+
+	/* Inherited "copy" from now on: the next child gets a page of its own holding the marks,
+	 * and a write on either side stays there. */
+	args = json_pack("{s:I,s:I,s:s}", "addr", SHARED_GPA, "size", 4096ll, "inheritance", "copy");
+	json_decref(vm_proc_execute(&vm, "vm-inherit", args));
+	json_decref(args);
+	args = json_pack("{s:i}", "count", 1);
+	res = vm_proc_execute(&vm, "fork", args);
+	json_decref(args);
+	ck_assert_int_eq(json_array_size(json_object_get(res, "children")), 1);
+	children[nchildren++] = (pid_t)jint(child_of(res, 0), "pid");
+	struct qmp_client *c = NULL;
+	const char *cname = json_string_value(json_object_get(child_of(res, 0), "name"));
+	ck_assert_msg(qmp_client_open(&c, cname, NULL, VM_PROC_TIMEOUT_MS) == 0, "%s: %s", cname, error_message());
+	args = json_pack("{s:I,s:I}", "addr", SHARED_GPA, "size", 4096ll);
+	r = NULL;
+	ck_assert_int_eq(qmp_client_execute(c, "vm-read", args, &r, VM_PROC_TIMEOUT_MS), 0);
+	ck_assert_int_eq(base64_decode(json_string_value(json_object_get(r, "data")), page, sizeof(page)), 4096);
+	json_decref(r);
+	for (uint64_t k = 0; k < 4; k++) {
+		uint64_t w;
+		memcpy(&w, page + 8 * k, 8);
+		ck_assert_uint_eq(w, 0x5348415245000000ull | k);
+	}
+	char text[16];
+	uint64_t mine = 0x4f574e4f574e4f57ull; /* "WONWONWO" */
+	base64_encode((uint8_t *)&mine, 8, text);
+	json_t *w = json_pack("{s:I,s:s}", "addr", SHARED_GPA, "data", text);
+	r = NULL;
+	ck_assert_int_eq(qmp_client_execute(c, "vm-write", w, &r, VM_PROC_TIMEOUT_MS), 0);
+	json_decref(r);
+	json_decref(w);
+	r = NULL;
+	ck_assert_int_eq(qmp_client_execute(c, "query-stats", NULL, &r, VM_PROC_TIMEOUT_MS), 0);
+	ck_assert_int_eq(jint(r, "mem.fork_shared_bytes"), 0);
+	json_decref(r);
+	r = NULL;
+	ck_assert_int_eq(qmp_client_execute(c, "quit", NULL, &r, VM_PROC_TIMEOUT_MS), 0);
+	json_decref(r);
+	qmp_client_close(c);
+	json_decref(res);
+	r = vm_proc_execute(&vm, "vm-read", args);
+	json_decref(args);
+	ck_assert_int_eq(base64_decode(json_string_value(json_object_get(r, "data")), page, sizeof(page)), 4096);
+	json_decref(r);
+	uint64_t first;
+	memcpy(&first, page, 8);
+	ck_assert_uint_eq(first, 0x5348415245000000ull); /* the parent's mark, not the child's write */
 	json_decref(vm_proc_execute(&vm, "quit", NULL));
 	ck_assert_int_eq(vm_proc_wait(&vm), 0);
 }

@@ -25,10 +25,10 @@ static void fork_help(FILE *f, const char *verb)
 		   "error when they end. Ranges inherited 'none' (QMP vm-inherit) are left out of the\n"
 		   "children; ranges inherited 'share' become memory the parent and all its children\n"
 		   "share (a write by one is seen by all at once; not paged out, and a VM sharing memory\n"
-		   "cannot be snapshotted). Under a memory limit the children read the parent's\n"
-		   "paged-out pages from its swap file and page out to it too (each page-out to a page\n"
-		   "the others read takes a new place in the file). VMs with mapped files or external\n"
-		   "pagers cannot be forked.\n\n");
+		   "cannot be snapshotted; inherited 'copy' again, later children get a copy of their\n"
+		   "own). Under a memory limit the children read the parent's paged-out pages from its\n"
+		   "swap file and page out to it too (each page-out to a page the others read takes a\n"
+		   "new place in the file). VMs with mapped files or external pagers cannot be forked.\n\n");
 	cli_print_options(f, fork_options);
 	fprintf(f, "\nExit status: 0 forked (at least one child made; each line says whether it runs),\n"
 		   "1 the VM refused or made no child (its error is printed), 125 no such VM or bad\n"

@@ -141,11 +141,12 @@ static int fork_share_inherited(struct vm *vm)
 }
 
 /* Mach's fork: entries inherited "none" are not in the child (its guest finds nothing
- * there); "copy" ones are what the kernel's copy-on-write of the process gives; "share"
- * ones are host-shared memory already (fork_share_inherited). */
+ * there); "copy" ones are what the kernel's copy-on-write of the process gives (a range
+ * shared with earlier forks and now inherited "copy" is copied into the child's own RAM);
+ * "share" ones are host-shared memory already (fork_share_inherited). */
 static int fork_apply_inheritance(struct vm *vm)
 {
-	int r = guest_memory_drop_uninherited(&vm->mem);
+	int r = guest_memory_apply_inheritance(&vm->mem);
 	return r ? r : vm_sync_memslots(vm);
 }
 

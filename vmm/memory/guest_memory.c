@@ -2012,23 +2012,52 @@ void guest_memory_release_faults(struct guest_memory *m)
 	vm_domain_unlock(m->dom);
 }
 
-int guest_memory_drop_uninherited(struct guest_memory *m)
+/* A range shared with forks become RAM of this process's own, with the bytes it holds now
+ * (and read-only again if it was). */
+static int guest_memory_unshare(struct guest_memory *m, const struct guest_region *g)
+{
+	uint64_t gpa = g->gpa, size = g->size;
+	bool read_only = g->mode == GUEST_MAP_RO;
+	uint8_t *copy = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (copy == MAP_FAILED)
+		return error_set_errno(errno, "cannot copy the memory shared at [0x%llx, +0x%llx) for this fork",
+				       (unsigned long long)gpa, (unsigned long long)size);
+	memcpy(copy, m->base + gpa, size);
+	uint64_t at = gpa;
+	int r = guest_memory_deallocate(m, gpa, size);
+	if (!r)
+		r = guest_memory_allocate(m, &at, size, false);
+	for (uint64_t off = 0; !r && off < size; off += GUEST_MEMORY_COPY_CHUNK)
+		r = guest_memory_vm_write(m, gpa + off, copy + off,
+					  size - off < GUEST_MEMORY_COPY_CHUNK ? size - off : GUEST_MEMORY_COPY_CHUNK);
+	if (!r && read_only)
+		r = guest_memory_vm_protect(m, gpa, size, false, VM_PROT_READ);
+	munmap(copy, size);
+	return r;
+}
+
+int guest_memory_apply_inheritance(struct guest_memory *m)
 {
 	for (;;) {
 		vm_addr_t addr = 0, start = 0, end = 0;
 		struct vm_region_info ri;
+		struct guest_region unshare = {.size = 0};
 		vm_domain_lock(m->dom);
-		while (vm_map_region(m->map, &addr, &ri) == KERN_SUCCESS && !end) {
+		while (!end && vm_map_region(m->map, &addr, &ri) == KERN_SUCCESS) {
+			const struct guest_region *g = guest_memory_region(m, ri.start);
 			if (ri.inheritance == VM_INHERIT_NONE) {
 				start = ri.start;
 				end = ri.end;
+			} else if (ri.inheritance == VM_INHERIT_COPY && g && g->kind == GUEST_REGION_HOST_SHARED) {
+				unshare = *g;
+				end = 1;
 			}
 			addr = ri.end;
 		}
 		vm_domain_unlock(m->dom);
 		if (!end)
 			return 0;
-		int r = guest_memory_deallocate(m, start, end - start);
+		int r = unshare.size ? guest_memory_unshare(m, &unshare) : guest_memory_deallocate(m, start, end - start);
 		if (r)
 			return r;
 	}

@@ -648,9 +648,10 @@ const char *guest_memory_fork_refusal(const struct guest_memory *m);
  * each VM: a write is seen by all at once). The map keeps an entry there, inherited "share",
  * without access (the guest reaches the memory through KVM, vm-read and vm-write through
  * the region), so that nothing else is allocated there and "none" still leaves it out of
- * later forks. Such memory is not paged out (it is not counted under a memory limit),
- * not snapshotted, and stays shared with every later fork. The caller brings KVM's slots in
- * line. 0, or -errno with a message (the range that failed is RAM as it was).
+ * later forks, and "copy" makes it each later child's own again
+ * (guest_memory_apply_inheritance). Such memory is not paged out (it is not counted under a
+ * memory limit) and not snapshotted. The caller brings KVM's slots in line. 0, or -errno
+ * with a message (the range that failed is RAM as it was).
  */
 int guest_memory_share_inherited(struct guest_memory *m);
 
@@ -670,9 +671,10 @@ int guest_memory_hold_faults(struct guest_memory *m);
 void guest_memory_release_faults(struct guest_memory *m);
 
 /* Mach's fork in the child: the entries inherited "none" stop existing (as
- * guest_memory_deallocate; the caller brings the KVM slots in line). 0 or -errno with a
- * message. */
-int guest_memory_drop_uninherited(struct guest_memory *m);
+ * guest_memory_deallocate), and a range shared with forks (guest_memory_share_inherited)
+ * whose entry is inherited "copy" now becomes RAM of the child's own holding what it held;
+ * the caller brings the KVM slots in line. 0 or -errno with a message. */
+int guest_memory_apply_inheritance(struct guest_memory *m);
 
 /* Report every statistic as a flat dotted key and a number (mem.*, object.<id>.*, dedup.*).
  * The fault-latency histogram is mem.fault_latency_ns.lt_N (faults served in less than N
