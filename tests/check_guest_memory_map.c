@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -689,6 +690,13 @@ START_TEST(test_a_write_back_that_fails_leaves_the_mapping_as_it_was)
 	ck_assert_uint_eq(entries_from(MAP_GPA), 1);
 	ck_assert_uint_eq(mem.nheld, 1);
 	ck_assert_int_eq(guest_byte(MAP_GPA + 2 * PS + 1), 'z');
+	/* Discarded: removed all the same, the change lost (the file not grown again). */
+	ck_assert_msg(guest_memory_discard(&mem, MAP_GPA, FILE_PAGES * PS) == 0, "%s", error_message());
+	ck_assert_ptr_null(guest_memory_region(&mem, MAP_GPA));
+	ck_assert_uint_eq(mem.nheld, 0);
+	struct stat st;
+	ck_assert_int_eq(stat(path, &st), 0);
+	ck_assert_int_eq(st.st_size, 100);
 }
 END_TEST
 
@@ -708,6 +716,30 @@ START_TEST(test_deallocating_an_external_pagers_object_returns_its_pages_and_ter
 	/* The pager let go: its socket closed, the server's thread ends, TERMINATE read. */
 	fake_pager_stop(&server);
 	ck_assert_uint_eq(atomic_load(&server.terminates), 1);
+	expect_gone_then_zero_ram(8);
+}
+END_TEST
+
+/* An external pager gone with a shared mapping's change: vm_deallocate keeps the mapping
+ * (the change stays readable), discarding removes it all the same. */
+START_TEST(test_a_shared_mapping_whose_pager_is_gone_stays_until_discarded)
+{
+	struct fake_pager server;
+	fake_pager_listen(&server, FAKE_PAGER_KEEP, 8 * PS);
+	struct guest_memory_map_request q = external_request(server.path, 0, 8 * PS, VM_PROT_DEFAULT, VM_PROT_ALL);
+	map_ok(MAP_GPA, &q);
+	guest_set(MAP_GPA + 2 * PS + 11, 0x5a);
+	ck_assert_int_eq(shutdown(server.peer, SHUT_RDWR), 0); /* the pager is gone */
+	ck_assert_int_eq(guest_memory_deallocate(&mem, MAP_GPA, 8 * PS), -EIO);
+	ck_assert_msg(strstr(error_message(), "KERN_MEMORY_ERROR") &&
+			      strstr(error_message(), "nothing removed; discarding drops the changes"),
+		      "%s", error_message());
+	ck_assert_ptr_nonnull(guest_memory_region(&mem, MAP_GPA));
+	ck_assert_int_eq(guest_byte(MAP_GPA + 2 * PS + 11), 0x5a);
+	ck_assert_msg(guest_memory_discard(&mem, MAP_GPA, 8 * PS) == 0, "%s", error_message());
+	ck_assert_ptr_null(guest_memory_region(&mem, MAP_GPA));
+	ck_assert_uint_eq(mem.nheld, 0);
+	fake_pager_stop(&server);
 	expect_gone_then_zero_ram(8);
 }
 END_TEST
@@ -928,6 +960,7 @@ Suite *guest_memory_map_suite(void)
 	HARNESS_ADD_TEST(tc, test_deallocating_part_of_a_shared_file_mapping_leaves_the_rest_reading_the_file);
 	HARNESS_ADD_TEST(tc, test_a_write_back_that_fails_leaves_the_mapping_as_it_was);
 	HARNESS_ADD_TEST(tc, test_deallocating_an_external_pagers_object_returns_its_pages_and_terminates_it);
+	HARNESS_ADD_TEST(tc, test_a_shared_mapping_whose_pager_is_gone_stays_until_discarded);
 	HARNESS_ADD_TEST(tc, test_deallocating_a_snapshot_mapping_lets_its_pin_go_once_nothing_maps_it);
 	HARNESS_ADD_TEST(tc, test_a_snapshots_pin_holds_while_ram_copied_from_its_mapping_reads_through_it);
 	HARNESS_ADD_TEST(tc, test_ram_allocated_where_a_read_only_mapping_was_copies_on_write);

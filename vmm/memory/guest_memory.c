@@ -1292,7 +1292,8 @@ static void guest_memory_cut_region(struct guest_memory *m, unsigned i, uint64_t
 	m->span = last ? last->gpa + last->size : 0;
 }
 
-int guest_memory_deallocate(struct guest_memory *m, uint64_t gpa, uint64_t size)
+/* guest_memory_deallocate, and guest_memory_discard (!@write_back). */
+static int guest_memory_remove(struct guest_memory *m, uint64_t gpa, uint64_t size, bool write_back)
 {
 	uint64_t end = gpa + size;
 	if ((gpa | size) & (VM_PAGE_SIZE - 1) || end < gpa)
@@ -1311,14 +1312,15 @@ int guest_memory_deallocate(struct guest_memory *m, uint64_t gpa, uint64_t size)
 				    "vm_deallocate of [0x%llx, +0x%llx): %s: guest memory has its maximum of %d regions",
 				    (unsigned long long)gpa, (unsigned long long)size, kern_return_name(KERN_RESOURCE_SHORTAGE),
 				    GUEST_MEMORY_MAX_REGIONS)
-			: guest_memory_write_back(m, gpa, end);
+		: write_back ? guest_memory_write_back(m, gpa, end)
+			     : 0;
 	if (r) {
 		if (r == -EIO) {
 			/* Nothing acknowledged is lost: the mapping stays, as does what it holds. */
 			char why[512];
 			snprintf(why, sizeof(why), "%s", error_message());
-			r = error_set(EIO, "vm_deallocate of [0x%llx, +0x%llx): %s: %s", (unsigned long long)gpa,
-				      (unsigned long long)size, kern_return_name(KERN_MEMORY_ERROR), why);
+			r = error_set(EIO, "vm_deallocate of [0x%llx, +0x%llx): %s: %s (nothing removed; discarding drops the changes)",
+				      (unsigned long long)gpa, (unsigned long long)size, kern_return_name(KERN_MEMORY_ERROR), why);
 		}
 		vm_domain_unlock(m->dom);
 		return r;
@@ -1346,6 +1348,16 @@ int guest_memory_deallocate(struct guest_memory *m, uint64_t gpa, uint64_t size)
 	m->layout_changed = true;
 	guest_memory_release_base(m);
 	return fr;
+}
+
+int guest_memory_deallocate(struct guest_memory *m, uint64_t gpa, uint64_t size)
+{
+	return guest_memory_remove(m, gpa, size, true);
+}
+
+int guest_memory_discard(struct guest_memory *m, uint64_t gpa, uint64_t size)
+{
+	return guest_memory_remove(m, gpa, size, false);
 }
 
 int guest_memory_vm_protect(struct guest_memory *m, uint64_t addr, uint64_t size, bool set_max, vm_prot_t prot)

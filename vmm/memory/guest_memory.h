@@ -374,11 +374,17 @@ int guest_memory_allocate(struct guest_memory *m, uint64_t *gpa, uint64_t size, 
  *   KERN_INVALID_ADDRESS    beyond the guest-physical window
  *   KERN_RESOURCE_SHORTAGE  a cut would make more than GUEST_MEMORY_MAX_REGIONS regions
  *   KERN_MEMORY_ERROR       a shared mapping's changes could not be written back (why, as
- *                           guest_memory_sync says it)
+ *                           guest_memory_sync says it): nothing is removed, so that they
+ *                           stay readable; guest_memory_discard removes the range all the same
  * -EBUSY as GUEST_MEMORY_MONITOR_WAIT_MS. The pmap's -errno when pages could not be dropped:
  * the range is gone all the same.
  */
 int guest_memory_deallocate(struct guest_memory *m, uint64_t gpa, uint64_t size);
+
+/* guest_memory_deallocate without writing a shared mapping's changes back: for a mapping
+ * whose pager is gone or whose file cannot take them, which guest_memory_deallocate refuses
+ * to remove. The changes not written back are lost. */
+int guest_memory_discard(struct guest_memory *m, uint64_t gpa, uint64_t size);
 
 /*
  * Mach's calls on the guest-physical space, for the monitor (vm-protect, vm-inherit,

@@ -176,7 +176,7 @@ static int arg_range(json_t *args, uint64_t *addr, uint64_t *size)
 
 /* A change of the regions: allocate, deallocate, map or export. */
 struct layout_op {
-	enum { LAYOUT_ALLOCATE, LAYOUT_DEALLOCATE, LAYOUT_MAP, LAYOUT_EXPORT } kind;
+	enum { LAYOUT_ALLOCATE, LAYOUT_DEALLOCATE, LAYOUT_DISCARD, LAYOUT_MAP, LAYOUT_EXPORT } kind;
 	uint64_t addr, size;                       /* addr: in, and out where anywhere; size: map's too */
 	bool anywhere;
 	const struct guest_memory_map_request *map; /* LAYOUT_MAP */
@@ -200,6 +200,7 @@ static int layout_change(struct vm *vm, struct layout_op *op)
 	}
 	r = op->kind == LAYOUT_ALLOCATE     ? guest_memory_allocate(&vm->mem, &op->addr, op->size, op->anywhere)
 		: op->kind == LAYOUT_DEALLOCATE ? guest_memory_deallocate(&vm->mem, op->addr, op->size)
+		: op->kind == LAYOUT_DISCARD    ? guest_memory_discard(&vm->mem, op->addr, op->size)
 		: op->kind == LAYOUT_EXPORT     ? guest_export_start(op->export, &vm->mem, op->addr, op->size, op->socket)
 						: guest_memory_vm_map(&vm->mem, &op->addr, op->anywhere, op->map);
 	int s = vm_sync_memslots(vm);
@@ -230,7 +231,7 @@ static int vm_deallocate_cmd(struct monitor_call *call, void *ctx, json_t *args,
 	(void)call;
 	(void)ret;
 	struct vm *vm = ctx;
-	struct layout_op op = {.kind = LAYOUT_DEALLOCATE};
+	struct layout_op op = {.kind = json_is_true(json_object_get(args, "discard")) ? LAYOUT_DISCARD : LAYOUT_DEALLOCATE};
 	if (arg_range(args, &op.addr, &op.size))
 		return -EINVAL;
 	return layout_change(vm, &op);
@@ -518,8 +519,10 @@ static int vm_set_attributes_cmd(struct monitor_call *call, void *ctx, json_t *a
 	{"addr", MONITOR_ARG_INT, true, "guest-physical address, page aligned"}, \
 	{"size", MONITOR_ARG_INT, true, "bytes, page aligned"}
 
-static const struct monitor_arg range_args[] = {
+static const struct monitor_arg deallocate_args[] = {
 	ARG_ALIGNED_RANGE,
+	{"discard", MONITOR_ARG_BOOL, false,
+	 "true: remove it even where a shared mapping's changes cannot be written back (they are lost)"},
 	{NULL, 0, false, NULL},
 };
 static const struct monitor_arg read_args[] = {
@@ -595,7 +598,7 @@ const struct monitor_command qmp_memory_commands[] = {
 	{"query-memory", query_memory, NULL,
 	 "the guest-physical map: entries, protections, inheritance, each object's shadow chain, residency and pager"},
 	{"vm-allocate", vm_allocate_cmd, allocate_args, "vm_allocate: new zero-filled guest RAM"},
-	{"vm-deallocate", vm_deallocate_cmd, range_args, "vm_deallocate: remove a range of guest memory, RAM or mapped objects (shared changes written back first)"},
+	{"vm-deallocate", vm_deallocate_cmd, deallocate_args, "vm_deallocate: remove a range of guest memory, RAM or mapped objects (shared changes written back first)"},
 	{"vm-protect", vm_protect_cmd, protect_args, "vm_protect: set the (maximum) protection of a range"},
 	{"vm-inherit", vm_inherit_cmd, inherit_args, "vm_inherit: what a fork gives child VMs of a range"},
 	{"vm-read", vm_read_cmd, read_args, "vm_read: bytes of guest memory (base64, at most 64 KiB)"},
