@@ -136,8 +136,8 @@ static int fork_recv(int fd, struct fork_msg *m)
 static int fork_share_inherited(struct vm *vm)
 {
 	int r = guest_memory_share_inherited(&vm->mem);
-	int s = vm_sync_memslots(vm);
-	return r ? r : s;
+	int s = r ? vm_sync_memslots(vm) : 0; /* a failure may have changed regions too */
+	return r < 0 ? r : s;
 }
 
 /* Mach's fork: entries inherited "none" are not in the child (its guest finds nothing

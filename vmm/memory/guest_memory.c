@@ -1984,7 +1984,7 @@ int guest_memory_share_inherited(struct guest_memory *m)
 {
 	if (!m->map)
 		return 0;
-	for (;;) {
+	for (int shared = 0;; shared++) {
 		vm_addr_t addr = 0, start = 0, end = 0;
 		vm_prot_t prot = VM_PROT_NONE;
 		struct vm_region_info ri;
@@ -2000,7 +2000,7 @@ int guest_memory_share_inherited(struct guest_memory *m)
 		}
 		vm_domain_unlock(m->dom);
 		if (!end)
-			return 0;
+			return shared;
 		int r = guest_memory_share_range(m, start, end - start, prot);
 		if (r)
 			return r;

@@ -656,8 +656,9 @@ const char *guest_memory_fork_refusal(const struct guest_memory *m);
  * the region), so that nothing else is allocated there and "none" still leaves it out of
  * later forks, and "copy" makes it each later child's own again
  * (guest_memory_apply_inheritance). Such memory is not paged out (it is not counted under a
- * memory limit) and not snapshotted. The caller brings KVM's slots in line. 0, or -errno
- * with a message (the range that failed is RAM as it was).
+ * memory limit) and not snapshotted. The caller brings KVM's slots in line. The number of
+ * ranges made shared (0: nothing changed), or -errno with a message (the range that failed
+ * is RAM as it was).
  */
 int guest_memory_share_inherited(struct guest_memory *m);
 
