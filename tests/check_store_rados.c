@@ -124,6 +124,18 @@ static void part_object(void *arg, const char *oid)
 	p->n++;
 }
 
+struct store_info_list {
+	unsigned n;
+	struct store_info info[4];
+};
+
+static void info_add(void *arg, const struct store_info *info)
+{
+	struct store_info_list *l = arg;
+	if (l->n < 4)
+		l->info[l->n++] = *info;
+}
+
 static struct rados_conn *raw_conn(void)
 {
 	char pool[64], nspace[64];
@@ -153,6 +165,15 @@ START_TEST(rados_manifests_larger_than_a_write_go_in_parts)
 	store_pages_write(s, "a", NULL, 300, 1, 0, 1, NULL); /* 200 entries, 5.5 KiB: 2 parts */
 	store_pages_write(s, "b", "a", 300, 2, 0, 2, NULL);  /* 100 entries: one object */
 	struct rados_conn *c = raw_conn();
+	/* Counted as large as its parts joined. */
+	struct store_info_list infos = {0};
+	ck_assert_int_eq(store_list(s, info_add, &infos), 0);
+	ck_assert_uint_eq(infos.n, 2);
+	ck_assert_str_eq(infos.info[0].name, "a");
+	ck_assert_uint_gt(infos.info[0].manifest_bytes, 4096);
+	uint64_t packs, manifests;
+	ck_assert_int_eq(store_disk_usage(s, &packs, &manifests), 0);
+	ck_assert_uint_eq(manifests, infos.info[0].manifest_bytes + infos.info[1].manifest_bytes);
 	struct part_objects first = parts_in_store(c);
 	ck_assert_uint_eq(first.n, 2);
 	for (unsigned i = 0; i < first.n; i++)

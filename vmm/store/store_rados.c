@@ -308,6 +308,20 @@ static int store_rados_head(struct store *s, const char *name, struct store_rado
 	return r ? r : memcmp(h->magic, STORE_RADOS_PARTS_MAGIC, 8) == 0 && store_rados_parts_check(s, name, h) == 0;
 }
 
+/* The backend's stat: a manifest in parts is as large as its parts joined. */
+static int store_rados_stat_joined(struct store *s, enum store_folder f, const char *name, bool contents,
+				   uint64_t *tag, uint64_t *size)
+{
+	int r = store_rados_stat(s, f, name, contents, tag, size);
+	struct store_rados_parts h;
+	if (!r && size && f == STORE_SNAPSHOTS && *size == sizeof(h)) {
+		if (store_rados_head(s, name, &h) > 0)
+			*size = h.total;
+		error_clear(); /* a head that cannot be read now is named when it is opened */
+	}
+	return r;
+}
+
 /* Remove the parts of head @h of file @name: what cannot be, gc removes. */
 static void store_rados_remove_parts(struct store *s, const char *name, const struct store_rados_parts *h)
 {
@@ -640,7 +654,7 @@ static const struct store_backend store_rados_backend = {
 	.forget = store_rados_forget,
 	.each = store_rados_each,
 	.exists = store_rados_exists,
-	.stat = store_rados_stat,
+	.stat = store_rados_stat_joined,
 	.view = store_rados_view,
 	.unview = store_rados_unview,
 	.read = store_rados_read,
