@@ -152,6 +152,31 @@ START_TEST(opening_another_log_leaves_the_first_untouched)
 }
 END_TEST
 
+/* Two VMs of one name started at once: the second finds the log being written and leaves
+ * it as it is (the first's output stays); once the first is done, it may begin its own. */
+START_TEST(a_log_another_console_writes_is_left_alone)
+{
+	struct console a, b;
+	console_init(&a, -1);
+	console_init(&b, -1);
+	ck_assert_int_eq(console_open_log(&a, log_path), 0);
+	console_output(&a, "first\n", 6);
+	ck_assert_int_eq(console_open_log(&b, log_path), -EADDRINUSE);
+	ck_assert_ptr_nonnull(strstr(error_message(), "being written by another VM"));
+	console_output(&a, "more\n", 5);
+	char *text = slurp(log_path);
+	ck_assert_str_eq(text, "first\nmore\n");
+	free(text);
+	console_close(&a);
+	ck_assert_int_eq(console_open_log(&b, log_path), 0);
+	console_output(&b, "second\n", 7);
+	text = slurp(log_path);
+	ck_assert_str_eq(text, "second\n");
+	free(text);
+	console_close(&b);
+}
+END_TEST
+
 /* A log that cannot be made is said, and standard output still gets the console. */
 START_TEST(a_log_that_cannot_be_made_leaves_standard_output)
 {
@@ -266,6 +291,7 @@ Suite *console_suite(void)
 	HARNESS_ADD_TEST(tc, the_log_rotates_into_one_older_file_and_keeps_the_newest);
 	HARNESS_ADD_TEST(tc, a_new_log_replaces_the_old_one_and_its_older_file);
 	HARNESS_ADD_TEST(tc, opening_another_log_leaves_the_first_untouched);
+	HARNESS_ADD_TEST(tc, a_log_another_console_writes_is_left_alone);
 	HARNESS_ADD_TEST(tc, a_log_that_cannot_be_made_leaves_standard_output);
 	HARNESS_ADD_TEST(tc, a_detached_console_makes_standard_output_and_error_the_log);
 	HARNESS_ADD_TEST(tc, a_prefix_begins_each_line_on_standard_output_only);

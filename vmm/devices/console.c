@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -51,9 +52,17 @@ static int console_write_all(int fd, const uint8_t *p, size_t len)
  * when they hold the log. Under c->lock. */
 static int console_log_begin(struct console *c)
 {
-	int fd = open(c->log_path, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0600);
+	/* Held for as long as the log is written (the lock goes with its last descriptor): a
+	 * second VM of this name, started at the same moment, finds it and leaves the log
+	 * alone, instead of emptying it. */
+	int fd = open(c->log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0600);
 	if (fd < 0)
 		return -errno;
+	if (flock(fd, LOCK_EX | LOCK_NB) != 0 || ftruncate(fd, 0) != 0) {
+		int err = errno == EWOULDBLOCK ? EADDRINUSE : errno;
+		close(fd);
+		return -err;
+	}
 	if (c->holds_stdio && (dup2(fd, STDOUT_FILENO) < 0 || dup2(fd, STDERR_FILENO) < 0)) {
 		int err = errno;
 		close(fd);
@@ -94,19 +103,21 @@ int console_open_log(struct console *c, const char *path)
 	char older[PATH_MAX + 2];
 	int r = n < 0 || (size_t)n >= sizeof(c->log_path) ? -ENAMETOOLONG : 0;
 	if (!r) {
-		snprintf(older, sizeof(older), "%s.1", path);
-		if (unlink(older) != 0 && errno != ENOENT)
-			r = -errno;
-	}
-	if (!r) {
 		/* A forked child's inherited descriptor is its parent's log: let it go, untouched. */
 		if (c->log_fd >= 0)
 			close(c->log_fd);
 		c->log_fd = -1;
 		r = console_log_begin(c);
 	}
+	if (!r) {
+		snprintf(older, sizeof(older), "%s.1", path);
+		if (unlink(older) != 0 && errno != ENOENT)
+			r = -errno;
+	}
 	c->log_failed = r != 0;
 	pthread_mutex_unlock(&c->lock);
+	if (r == -EADDRINUSE)
+		return error_set(EADDRINUSE, "console log %s is being written by another VM of that name", path);
 	if (r)
 		return error_set(-r, "cannot start the console log %s: %s", path, strerror(-r));
 	return 0;

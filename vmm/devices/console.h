@@ -43,8 +43,10 @@ void console_init(struct console *c, int out_fd);
 
 /*
  * Begin the log at @path (0600; an old one of that name and its .1 are replaced), in place
- * of any log @c had: a forked child opens its own, leaving its parent's file alone. 0, or
- * -errno with a message naming the file; the console then goes on without a log.
+ * of any log @c had: a forked child opens its own, leaving its parent's file alone. The log
+ * is locked (flock) while written: -EADDRINUSE when another console writes it, which is
+ * left as it is. 0, or -errno with a message naming the file; the console then goes on
+ * without a log.
  */
 int console_open_log(struct console *c, const char *path);
 
