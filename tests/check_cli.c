@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "elf_image.h"
+#include "fake_vm.h"
 #include "harness.h"
 #include "run_args.h"
 #include "spawn.h"
@@ -24,6 +25,10 @@
 #include "vmm/cli/commands.h"
 #include "vmm/error.h"
 #include "vmm/monitor/monitor.h"
+#include "vmm/monitor/qmp_config.h"
+#include "vmm/monitor/qmp_fork.h"
+#include "vmm/monitor/qmp_memory.h"
+#include "vmm/monitor/qmp_snapshot.h"
 #include "vmm/store/store.h"
 
 #define PARSE RUN_PARSE
@@ -490,6 +495,97 @@ static void fake_monitor_stop(struct fake_monitor *m)
 	unlink(m->path);
 	rmdir(m->dir);
 }
+
+/*
+ * A VM's commands as its monitor checks their arguments, each answered by a stub: what the
+ * CLI sends a VM is checked against the VM's own argument specs (the table of each command
+ * with the real specs, a stub handler with a canned answer), so that a request of the wrong
+ * shape (a null, a number as a string) fails here as it would on a real VM.
+ */
+static int stub_answer(struct monitor_call *call, void *ctx, json_t *args, json_t **ret)
+{
+	(void)call;
+	(void)args;
+	*ret = json_loads(ctx, JSON_DECODE_ANY, NULL);
+	return *ret ? 0 : -EINVAL;
+}
+
+/* One answer for every command but query-jobs: each verb of the CLI finds its fields. */
+static const char stub_object[] =
+	"{\"listed\":1,\"stored\":1,\"shared\":0,\"parent\":\"\",\"pause-ns\":1000,\"total-ns\":2000,"
+	"\"id\":\"checkpoint\",\"generation\":1,\"ready-ns\":2000,\"children\":[{\"name\":\"web.1\",\"pid\":1,"
+	"\"index\":1,\"fork-ns\":1000,\"status\":\"running\"}],\"resident-pages\":0,\"objects\":0,"
+	"\"page-size\":4096,\"entries\":[],\"addr\":1073741824,\"size\":4096,\"socket\":\"/tmp/x.sock\"}";
+static const char stub_jobs[] = "[{\"id\":\"checkpoint\",\"status\":\"concluded\",\"taken\":1,\"last\":\"ck-1\"}]";
+static struct monitor_command stub_objects[96], stub_job_table[4];
+
+/* The fake VM @v (not listening yet) with every command of the VM's tables, their real
+ * argument specs, answered by stubs. */
+static void stub_vm_start(struct fake_vm *v)
+{
+	const struct monitor_command *tables[] = {qmp_fork_commands, qmp_snapshot_commands, qmp_memory_commands,
+						  qmp_config_commands};
+	unsigned n = 0, nj = 0;
+	for (unsigned t = 0; t < sizeof(tables) / sizeof(tables[0]); t++) {
+		for (const struct monitor_command *c = tables[t]; c->name; c++) {
+			if (!strcmp(c->name, "query-config"))
+				continue; /* the fake VM's own */
+			bool jobs = !strcmp(c->name, "query-jobs");
+			struct monitor_command *to = jobs ? &stub_job_table[nj++] : &stub_objects[n++];
+			ck_assert(nj < 4 && n < 96);
+			*to = (struct monitor_command){c->name, stub_answer, c->args, c->help};
+		}
+	}
+	stub_objects[n] = (struct monitor_command){NULL};
+	stub_job_table[nj] = (struct monitor_command){NULL};
+	ck_assert_msg(monitor_add_commands(v->mon, stub_objects, (void *)stub_object) == 0, "%s", error_message());
+	ck_assert_msg(monitor_add_commands(v->mon, stub_job_table, (void *)stub_jobs) == 0, "%s", error_message());
+	ck_assert_msg(monitor_listen(v->mon, v->path) == 0, "%s", error_message());
+}
+
+START_TEST(cli_requests_pass_the_vms_own_argument_checks)
+{
+	struct fake_vm v;
+	fake_vm_start(&v, "web", false);
+	stub_vm_start(&v);
+	const char *const runs[][12] = {
+		{"snapshot", "--store", "/tmp/s", "--as", "x"},
+		{"snapshot", "--store", "/tmp/s", "--as", "x", "-m", "a description"},
+		{"snapshot", "--store", "/tmp/s", "--every", "250ms", "--keep", "3", "--as", "ck"},
+		{"snapshot", "--store", "/tmp/s", "--every", "1s"},
+		{"snapshot", "--stop"},
+		{"fork", "-N", "1"},
+		{"memory"},
+		{"memory", "vm-allocate", "size=1M"},
+		{"memory", "vm-deallocate", "addr=1G", "size=1M", "discard=true"},
+		{"memory", "vm-inherit", "addr=0", "size=4096", "inheritance=share"},
+		{"memory", "vm-protect", "addr=0", "size=4096", "protection=r"},
+		{"memory", "vm-map", "path=/etc/hostname", "size=4096", "copy=false"},
+		{"memory", "vm-copy", "source=0", "size=4096", "dest=1G"},
+		{"memory", "vm-export", "addr=0", "size=4096"},
+		{"memory", "vm-set-attributes", "addr=0", "size=4096", "cluster=8"},
+		{"stop"},
+		{"cont"},
+	};
+	for (size_t i = 0; i < sizeof(runs) / sizeof(runs[0]); i++) {
+		char *argv[16];
+		unsigned k = 0;
+		argv[k++] = (char *)harness_build_path("vmm");
+		argv[k++] = (char *)runs[i][0];
+		argv[k++] = "--monitor";
+		argv[k++] = v.path;
+		for (unsigned j = 1; j < 12 && runs[i][j]; j++)
+			argv[k++] = (char *)runs[i][j];
+		argv[k] = NULL;
+		struct spawn_result r;
+		ck_assert_int_eq(spawn_run(&r, 20, argv), 0);
+		ck_assert_msg(r.status == 0 && !strstr(r.err, "Invalid parameter"), "vmm %s %s: status %d: %s%s", runs[i][0],
+			      runs[i][1] ? runs[i][1] : "", r.status, r.out, r.err);
+		spawn_free(&r);
+	}
+	fake_vm_stop(&v);
+}
+END_TEST
 
 /* vmm memory's words agree with the counts: "1 page (4.0 KiB) resident in 1 object", "1 fault". */
 START_TEST(cli_memory_says_1_object_not_1_objects)
@@ -1015,6 +1111,7 @@ Suite *cli_suite(void)
 	TCase *bin = tcase_create("binary");
 	tcase_set_timeout(bin, 60);
 	HARNESS_ADD_TEST(bin, cli_missing_guest_file);
+	HARNESS_ADD_TEST(bin, cli_requests_pass_the_vms_own_argument_checks);
 	HARNESS_ADD_TEST(bin, cli_unreadable_guest_file);
 	HARNESS_ADD_TEST(bin, cli_guest_image_that_is_no_file);
 	HARNESS_ADD_TEST(bin, cli_not_an_elf);
