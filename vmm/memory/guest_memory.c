@@ -1980,31 +1980,50 @@ static int guest_memory_share_range(struct guest_memory *m, uint64_t gpa, uint64
 	return 0;
 }
 
+/* Whether the map entry @ri, beginning in region @g (NULL: none), is one a walk wants. */
+typedef bool guest_memory_entry_want_fn(const struct vm_region_info *ri, const struct guest_region *g);
+
+/* The first entry of the map @want takes: 1 with it in *ri and the part of it within the
+ * region it begins in in [*start, *end), and that region in *g; 0 when none. Takes the
+ * domain lock for the walk. */
+static bool guest_memory_first_entry(struct guest_memory *m, guest_memory_entry_want_fn *want,
+				     struct vm_region_info *ri, struct guest_region *g, uint64_t *start, uint64_t *end)
+{
+	vm_addr_t addr = 0;
+	bool found = false;
+	vm_domain_lock(m->dom);
+	while (!found && vm_map_region(m->map, &addr, ri) == KERN_SUCCESS) {
+		const struct guest_region *in = guest_memory_region(m, ri->start);
+		if ((found = want(ri, in))) {
+			*g = in ? *in : (struct guest_region){.size = 0};
+			*start = ri->start;
+			*end = in && ri->end > in->gpa + in->size ? in->gpa + in->size : ri->end;
+		}
+		addr = ri->end;
+	}
+	vm_domain_unlock(m->dom);
+	return found;
+}
+
+static bool guest_memory_shares(const struct vm_region_info *ri, const struct guest_region *g)
+{
+	return ri->inheritance == VM_INHERIT_SHARE && g && g->kind == GUEST_REGION_RAM;
+}
+
 int guest_memory_share_inherited(struct guest_memory *m)
 {
 	if (!m->map)
 		return 0;
-	for (int shared = 0;; shared++) {
-		vm_addr_t addr = 0, start = 0, end = 0;
-		vm_prot_t prot = VM_PROT_NONE;
-		struct vm_region_info ri;
-		vm_domain_lock(m->dom);
-		while (!end && vm_map_region(m->map, &addr, &ri) == KERN_SUCCESS) {
-			const struct guest_region *g = guest_memory_region(m, ri.start);
-			if (ri.inheritance == VM_INHERIT_SHARE && g && g->kind == GUEST_REGION_RAM) {
-				start = ri.start;
-				end = ri.end < g->gpa + g->size ? ri.end : g->gpa + g->size;
-				prot = ri.protection;
-			}
-			addr = ri.end;
-		}
-		vm_domain_unlock(m->dom);
-		if (!end)
-			return shared;
-		int r = guest_memory_share_range(m, start, end - start, prot);
+	struct vm_region_info ri;
+	struct guest_region g;
+	uint64_t start, end;
+	int shared = 0;
+	for (; guest_memory_first_entry(m, guest_memory_shares, &ri, &g, &start, &end); shared++) {
+		int r = guest_memory_share_range(m, start, end - start, ri.protection);
 		if (r)
 			return r;
 	}
+	return shared;
 }
 
 int guest_memory_hold_faults(struct guest_memory *m)
@@ -2024,55 +2043,48 @@ void guest_memory_release_faults(struct guest_memory *m)
 	vm_domain_unlock(m->dom);
 }
 
-/* A range shared with forks become RAM of this process's own, with the bytes it holds now
- * (and read-only again if it was). */
-static int guest_memory_unshare(struct guest_memory *m, const struct guest_region *g)
+/* [gpa, gpa + size) of host-shared region @g becomes RAM of this process's own, with the
+ * bytes it holds now (and read-only again if it was), through a memfd as
+ * guest_memory_share_range made it shared. */
+static int guest_memory_unshare(struct guest_memory *m, const struct guest_region *g, uint64_t gpa, uint64_t size)
 {
-	uint64_t gpa = g->gpa, size = g->size;
-	bool read_only = g->mode == GUEST_MAP_RO;
-	uint8_t *copy = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-	if (copy == MAP_FAILED)
-		return error_set_errno(errno, "cannot copy the memory shared at [0x%llx, +0x%llx) for this fork",
-				       (unsigned long long)gpa, (unsigned long long)size);
-	memcpy(copy, m->base + gpa, size);
+	int fd = memfd_create("vmm-unshared", MFD_CLOEXEC);
+	int r = fd < 0 || ftruncate(fd, (off_t)size) != 0
+			? error_set_errno(errno, "cannot copy the memory shared at [0x%llx, +0x%llx) for this fork",
+					  (unsigned long long)gpa, (unsigned long long)size)
+			: guest_memory_copy_range(m, gpa, size, fd, true);
 	uint64_t at = gpa;
-	int r = guest_memory_deallocate(m, gpa, size);
+	if (!r)
+		r = guest_memory_deallocate(m, gpa, size);
 	if (!r)
 		r = guest_memory_allocate(m, &at, size, false);
-	for (uint64_t off = 0; !r && off < size; off += GUEST_MEMORY_COPY_CHUNK)
-		r = guest_memory_vm_write(m, gpa + off, copy + off,
-					  size - off < GUEST_MEMORY_COPY_CHUNK ? size - off : GUEST_MEMORY_COPY_CHUNK);
-	if (!r && read_only)
+	if (!r)
+		r = guest_memory_copy_range(m, gpa, size, fd, false);
+	if (!r && g->mode == GUEST_MAP_RO)
 		r = guest_memory_vm_protect(m, gpa, size, false, VM_PROT_READ);
-	munmap(copy, size);
+	if (fd >= 0)
+		close(fd);
 	return r;
+}
+
+static bool guest_memory_inherits_apart(const struct vm_region_info *ri, const struct guest_region *g)
+{
+	return ri->inheritance == VM_INHERIT_NONE ||
+	       (ri->inheritance == VM_INHERIT_COPY && g && g->kind == GUEST_REGION_HOST_SHARED);
 }
 
 int guest_memory_apply_inheritance(struct guest_memory *m)
 {
-	for (;;) {
-		vm_addr_t addr = 0, start = 0, end = 0;
-		struct vm_region_info ri;
-		struct guest_region unshare = {.size = 0};
-		vm_domain_lock(m->dom);
-		while (!end && vm_map_region(m->map, &addr, &ri) == KERN_SUCCESS) {
-			const struct guest_region *g = guest_memory_region(m, ri.start);
-			if (ri.inheritance == VM_INHERIT_NONE) {
-				start = ri.start;
-				end = ri.end;
-			} else if (ri.inheritance == VM_INHERIT_COPY && g && g->kind == GUEST_REGION_HOST_SHARED) {
-				unshare = *g;
-				end = 1;
-			}
-			addr = ri.end;
-		}
-		vm_domain_unlock(m->dom);
-		if (!end)
-			return 0;
-		int r = unshare.size ? guest_memory_unshare(m, &unshare) : guest_memory_deallocate(m, start, end - start);
+	struct vm_region_info ri;
+	struct guest_region g;
+	uint64_t start, end;
+	while (guest_memory_first_entry(m, guest_memory_inherits_apart, &ri, &g, &start, &end)) {
+		int r = ri.inheritance == VM_INHERIT_NONE ? guest_memory_deallocate(m, ri.start, ri.end - ri.start)
+							  : guest_memory_unshare(m, &g, start, end - start);
 		if (r)
 			return r;
 	}
+	return 0;
 }
 
 void guest_memory_stats(struct guest_memory *m, void (*emit)(void *arg, const char *key, uint64_t value), void *arg)
