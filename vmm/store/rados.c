@@ -343,7 +343,22 @@ static void rados_request(struct rados_conn *c, uint32_t op, const char *oid)
 }
 
 static int rados_reconnect(struct rados_conn *c, const char *verb);
-static void rados_held_free(struct rados_held *h);
+
+/* The index of lock @oid/@cookie among those @c holds, c->nheld when not held. Under c->lock. */
+static size_t rados_held_find(const struct rados_conn *c, const char *oid, const char *cookie)
+{
+	size_t i = 0;
+	while (i < c->nheld && (strcmp(c->held[i].oid, oid) != 0 || strcmp(c->held[i].cookie, cookie) != 0))
+		i++;
+	return i;
+}
+
+/* Forget held lock @i. Under c->lock. */
+static void rados_held_drop(struct rados_conn *c, size_t i)
+{
+	rados_held_free(&c->held[i]);
+	c->held[i] = c->held[--c->nheld];
+}
 
 /* Remember a lock taken, for a new helper to take again (a lock taken again is kept once).
  * Under c->lock. Out of memory, it is not remembered: the lock is held all the same (the
@@ -351,9 +366,8 @@ static void rados_held_free(struct rados_held *h);
 static void rados_held_add(struct rados_conn *c, const char *oid, bool exclusive, const char *cookie,
 			   const char *description)
 {
-	for (size_t i = 0; i < c->nheld; i++)
-		if (strcmp(c->held[i].oid, oid) == 0 && strcmp(c->held[i].cookie, cookie) == 0)
-			return;
+	if (rados_held_find(c, oid, cookie) < c->nheld)
+		return;
 	if (c->nheld == c->held_cap) {
 		size_t cap = c->held_cap ? 2 * c->held_cap : 8;
 		struct rados_held *h = realloc(c->held, cap * sizeof(*h));
@@ -674,9 +688,9 @@ static void rados_held_free(struct rados_held *h)
 void rados_conn_share_with_forks(struct rados_conn *c, const char *oid, const char *cookie)
 {
 	pthread_mutex_lock(&c->lock);
-	for (size_t i = 0; i < c->nheld; i++)
-		if (strcmp(c->held[i].oid, oid) == 0 && strcmp(c->held[i].cookie, cookie) == 0 && !c->held[i].exclusive)
-			c->held[i].forks = true;
+	size_t i = rados_held_find(c, oid, cookie);
+	if (i < c->nheld && !c->held[i].exclusive)
+		c->held[i].forks = true;
 	pthread_mutex_unlock(&c->lock);
 }
 
@@ -978,19 +992,13 @@ int rados_conn_lock(struct rados_conn *c, const char *oid, bool exclusive, const
  * helper. */
 static int rados_unlock_forked(struct rados_conn *c, const char *oid, const char *cookie)
 {
-	if (c->owner != getpid())
-		return 0;
 	pthread_mutex_lock(&c->lock);
-	int r = c->forked ? -ENOENT : 0;
-	for (size_t i = 0; r && i < c->nheld; i++) {
-		if (strcmp(c->held[i].oid, oid) == 0 && strcmp(c->held[i].cookie, cookie) == 0) {
-			rados_held_free(&c->held[i]);
-			c->held[i] = c->held[--c->nheld];
-			r = 1;
-		}
-	}
-	if (r < 0)
-		r = rados_fail(c, oid, "unlock", ENOENT, "this process does not hold it");
+	size_t i = rados_held_find(c, oid, cookie);
+	int r = !c->forked ? 0
+		: i < c->nheld ? 1
+			       : rados_fail(c, oid, "unlock", ENOENT, "this process does not hold it");
+	if (r == 1)
+		rados_held_drop(c, i);
 	pthread_mutex_unlock(&c->lock);
 	return r;
 }
@@ -1005,9 +1013,7 @@ int rados_conn_unlock(struct rados_conn *c, const char *oid, const char *cookie)
 		r = rados_call_begin(c, RADOS_OP_UNLOCK, oid, verb);
 	if (r)
 		return r;
-	size_t i = 0;
-	while (i < c->nheld && (strcmp(c->held[i].oid, oid) != 0 || strcmp(c->held[i].cookie, cookie) != 0))
-		i++;
+	size_t i = rados_held_find(c, oid, cookie);
 	if (i < c->nheld && c->held[i].lost) {
 		r = rados_fail(c, oid, verb, ENOLCK, "the lock went with the helper that held it, and %s could not take it again",
 			       c->client);
@@ -1018,10 +1024,8 @@ int rados_conn_unlock(struct rados_conn *c, const char *oid, const char *cookie)
 			r = rados_expect_end(c, oid, verb);
 	}
 	/* Unlocked, or known lost: forgotten. A helper lost meanwhile: taken again with the rest. */
-	if (i < c->nheld && !rados_helper_lost(c, r)) {
-		rados_held_free(&c->held[i]);
-		c->held[i] = c->held[--c->nheld];
-	}
+	if (i < c->nheld && !rados_helper_lost(c, r))
+		rados_held_drop(c, i);
 	rados_call_end(c);
 	return r;
 }
