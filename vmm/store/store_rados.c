@@ -140,6 +140,13 @@ static void store_rados_collect(void *arg, const char *oid)
 		l->n++;
 }
 
+static void store_rados_names_free(struct store_rados_names *l)
+{
+	for (size_t i = 0; i < l->n; i++)
+		free(l->v[i]);
+	free(l->v);
+}
+
 /* The names are gathered first: @fn may stop the walk, a listing may not be cut short. */
 static int store_rados_each(struct store *s, enum store_folder f, store_entry_fn *fn, void *arg)
 {
@@ -147,13 +154,12 @@ static int store_rados_each(struct store *s, enum store_folder f, store_entry_fn
 	int r = rados_conn_list(store_rados_of(s)->c, folder_prefix[f], store_rados_collect, &l);
 	if (!r && l.failed)
 		r = error_set(ENOMEM, "no memory to list %s", s->dir);
-	for (size_t i = 0; i < l.n; i++) {
+	for (size_t i = 0; i < l.n && !r; i++) {
 		bool part = f == STORE_SNAPSHOTS && strncmp(l.v[i], STORE_RADOS_PART_PREFIX, strlen(STORE_RADOS_PART_PREFIX)) == 0;
-		if (!r && !part)
+		if (!part)
 			r = fn(s, l.v[i], arg);
-		free(l.v[i]);
 	}
-	free(l.v);
+	store_rados_names_free(&l);
 	return r;
 }
 
@@ -438,73 +444,51 @@ static int store_rados_remove(struct store *s, enum store_folder f, const char *
 	return r;
 }
 
-/* The parts gc keeps: those a head names. */
-struct store_rados_sweep {
-	struct store *s;
-	char **named; /* part object names (without the folder) every head names */
-	size_t n, cap;
-	bool failed;
-};
-
+/* The parts head @entry names, gathered as store_rados_collect gathers names. */
 static int store_rados_sweep_head(struct store *s, const char *entry, void *arg)
 {
-	struct store_rados_sweep *w = arg;
 	struct store_rados_parts h;
 	int had = store_rados_head(s, entry, &h);
-	if (had < 0)
-		return had;
-	for (uint32_t i = 0; had > 0 && i < h.nparts && !w->failed; i++) {
-		if (w->n == w->cap) {
-			size_t cap = w->cap ? w->cap * 2 : 64;
-			char **v = realloc(w->named, cap * sizeof(*v));
-			if (!v) {
-				w->failed = true;
-				break;
-			}
-			w->named = v;
-			w->cap = cap;
-		}
+	for (uint32_t i = 0; had > 0 && i < h.nparts; i++) {
 		char oid[STORE_NAME_MAX + 96];
 		store_rados_part_oid(entry, h.tag, i, oid, sizeof(oid));
-		if (!(w->named[w->n] = strdup(oid + strlen(folder_prefix[STORE_SNAPSHOTS]))))
-			w->failed = true;
-		else
-			w->n++;
+		store_rados_collect(arg, oid);
 	}
-	return 0;
+	return had < 0 ? had : 0;
+}
+
+static int store_rados_name_cmp(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
 /* gc, the store held alone: remove the parts no head names (an upload cut short, a head
  * removed or replaced before its parts were). */
 static int store_rados_sweep(struct store *s)
 {
-	struct store_rados_sweep w = {.s = s};
-	int r = store_rados_each(s, STORE_SNAPSHOTS, store_rados_sweep_head, &w);
-	if (!r && w.failed)
-		r = error_set(ENOMEM, "no memory to sweep %s", s->dir);
-	struct store_rados_names l = {.skip = strlen(folder_prefix[STORE_SNAPSHOTS])};
+	size_t skip = strlen(folder_prefix[STORE_SNAPSHOTS]);
+	struct store_rados_names named = {.skip = skip}, l = {.skip = skip};
+	int r = store_rados_each(s, STORE_SNAPSHOTS, store_rados_sweep_head, &named);
 	char prefix[64];
 	snprintf(prefix, sizeof(prefix), "%s%s", folder_prefix[STORE_SNAPSHOTS], STORE_RADOS_PART_PREFIX);
-	if (!r && (r = rados_conn_list(store_rados_of(s)->c, prefix, store_rados_collect, &l)) == 0 && l.failed)
-		r = error_set(ENOMEM, "no memory to list %s", s->dir);
-	for (size_t i = 0; i < l.n; i++) {
-		bool named = false;
-		for (size_t k = 0; k < w.n && !named; k++)
-			named = strcmp(w.named[k], l.v[i]) == 0;
-		if (!r && !named) {
-			char oid[STORE_NAME_MAX + 96];
-			snprintf(oid, sizeof(oid), "%s%s", folder_prefix[STORE_SNAPSHOTS], l.v[i]);
-			if ((r = rados_conn_remove(store_rados_of(s)->c, oid)) == -ENOENT) {
-				error_clear();
-				r = 0;
-			}
+	if (!r)
+		r = rados_conn_list(store_rados_of(s)->c, prefix, store_rados_collect, &l);
+	if (!r && (named.failed || l.failed))
+		r = error_set(ENOMEM, "no memory to sweep %s", s->dir);
+	if (named.n)
+		qsort(named.v, named.n, sizeof(*named.v), store_rados_name_cmp);
+	for (size_t i = 0; !r && i < l.n; i++) {
+		if (named.n && bsearch(&l.v[i], named.v, named.n, sizeof(*named.v), store_rados_name_cmp))
+			continue;
+		char oid[STORE_NAME_MAX + 96];
+		snprintf(oid, sizeof(oid), "%s%s", folder_prefix[STORE_SNAPSHOTS], l.v[i]);
+		if ((r = rados_conn_remove(store_rados_of(s)->c, oid)) == -ENOENT) {
+			error_clear();
+			r = 0;
 		}
-		free(l.v[i]);
 	}
-	free(l.v);
-	for (size_t k = 0; k < w.n; k++)
-		free(w.named[k]);
-	free(w.named);
+	store_rados_names_free(&named);
+	store_rados_names_free(&l);
 	return r;
 }
 
