@@ -339,47 +339,38 @@ static void store_rados_remove_parts(struct store *s, const char *name, const st
 	}
 }
 
-/* Manifest file @name of @len bytes at @data, too large for one write: its parts, then its
- * head (the one atomic step: exclusive, or replacing the head before, whose parts go then). */
-static int store_rados_write_parts(struct store *s, const char *name, const uint8_t *data, size_t len, bool exclusive)
+/* Manifest file @name of @len bytes at @data, too large for one write: its parts, written
+ * as new objects, and in *h the head naming them, which the caller writes (the one atomic
+ * step). 0, or -errno with a message and none of the parts left. */
+static int store_rados_put_parts(struct store *s, const char *name, const uint8_t *data, size_t len,
+				 struct store_rados_parts *h)
 {
 	uint64_t part = s->manifest_part ? s->manifest_part : RADOS_DATA_MAX;
 	/* Random, so that two writers (of two hosts) never name the same parts. */
 	uint64_t tag = 0, seed[2] = {clock_monotonic_ns(), (uint64_t)getpid()};
 	if (getrandom(&tag, sizeof(tag), 0) != (ssize_t)sizeof(tag))
 		tag = XXH3_64bits(seed, sizeof(seed));
-	struct store_rados_parts h = {.version = STORE_RADOS_PARTS_VERSION, .nparts = (uint32_t)((len + part - 1) / part),
-				      .total = len, .part_bytes = part, .tag = tag, .hash = XXH3_64bits(data, len)};
-	memcpy(h.magic, STORE_RADOS_PARTS_MAGIC, 8);
-	int r = store_rados_parts_check(s, name, &h);
-	struct store_rados_parts old;
-	int had = r || exclusive ? 0 : store_rados_head(s, name, &old);
-	if (had < 0)
-		r = had;
+	*h = (struct store_rados_parts){.version = STORE_RADOS_PARTS_VERSION, .nparts = (uint32_t)((len + part - 1) / part),
+					.total = len, .part_bytes = part, .tag = tag, .hash = XXH3_64bits(data, len)};
+	memcpy(h->magic, STORE_RADOS_PARTS_MAGIC, 8);
+	int r = store_rados_parts_check(s, name, h);
 	uint32_t written = 0;
-	for (; !r && written < h.nparts; written++) {
+	for (; !r && written < h->nparts; written++) {
 		char oid[STORE_NAME_MAX + 96];
-		store_rados_part_oid(name, h.tag, written, oid, sizeof(oid));
+		store_rados_part_oid(name, h->tag, written, oid, sizeof(oid));
 		uint64_t off = (uint64_t)written * part;
 		r = rados_conn_write_full(store_rados_of(s)->c, oid, data + off, len - off < part ? len - off : part, true);
 	}
-	char oid[STORE_NAME_MAX + 16];
-	store_rados_oid(STORE_SNAPSHOTS, name, oid, sizeof(oid));
-	if (!r && (r = rados_conn_write_full(store_rados_of(s)->c, oid, &h, sizeof(h), exclusive)) == -EEXIST)
-		r = error_set(EEXIST, "%s/%s exists already", s->dir, oid);
 	if (r) {
-		char why[512];
-		snprintf(why, sizeof(why), "%s", error_message());
-		h.nparts = written;
-		store_rados_remove_parts(s, name, &h);
-		return error_set(-r, "%s", why);
+		struct store_rados_parts cut = *h;
+		cut.nparts = written;
+		store_rados_remove_parts(s, name, &cut);
 	}
-	if (had > 0 && old.tag != h.tag)
-		store_rados_remove_parts(s, name, &old);
-	return 0;
+	return r;
 }
 
-/* One atomic write_full: the pieces joined first (a manifest too large for one, in parts). */
+/* One atomic write_full: the pieces joined first. A manifest too large for one goes in
+ * parts, its head written last; one replacing a head in parts has those parts go after. */
 static int store_rados_write(struct store *s, enum store_folder f, const char *name, const struct iovec *iov,
 			     unsigned n, bool exclusive)
 {
@@ -406,24 +397,23 @@ static int store_rados_write(struct store *s, enum store_folder f, const char *n
 		memcpy(data + at, iov[i].iov_base, iov[i].iov_len);
 		at += iov[i].iov_len;
 	}
-	int r;
-	if (parts) {
-		r = store_rados_write_parts(s, name, data, len, exclusive);
-		free(data);
-		return r;
-	}
-	/* A head in parts replaced by a whole manifest: its parts go after it. */
-	struct store_rados_parts old;
+	struct store_rados_parts old, h;
 	int had = f == STORE_SNAPSHOTS && !exclusive ? store_rados_head(s, name, &old) : 0;
-	if (had < 0) {
-		free(data);
-		return had;
-	}
-	r = rados_conn_write_full(store_rados_of(s)->c, oid, data, len, exclusive);
+	int r = had < 0 ? had : 0;
+	bool put = !r && parts && (r = store_rados_put_parts(s, name, data, len, &h)) == 0;
+	if (!r)
+		r = rados_conn_write_full(store_rados_of(s)->c, oid, parts ? (const void *)&h : data,
+					  parts ? sizeof(h) : len, exclusive);
 	free(data);
+	if (r && put) {
+		char why[512];
+		snprintf(why, sizeof(why), "%s", error_message());
+		store_rados_remove_parts(s, name, &h); /* the head was not written: its parts go */
+		error_set(-r, "%s", why);
+	}
 	if (r == -EEXIST)
 		return error_set(EEXIST, "%s/%s exists already", s->dir, oid);
-	if (!r && had > 0)
+	if (!r && had > 0 && !(parts && old.tag == h.tag))
 		store_rados_remove_parts(s, name, &old);
 	return r;
 }
