@@ -58,6 +58,16 @@ static void teardown(void)
 /* The object is mapped by vm_map once guest memory runs, not from the start. */
 static bool map_at_run_time;
 
+/* vm_map of the external pager at @sock at OBJ_GPA, shared and writable. */
+static int map_object(struct guest_memory *mem, const char *sock)
+{
+	struct guest_memory_map_request q = {.kind = GUEST_REGION_EXTERNAL, .path = sock, .size = PAGES * PS,
+					     .cur = VM_PROT_READ | VM_PROT_WRITE, .max = VM_PROT_READ | VM_PROT_WRITE,
+					     .inheritance = VM_INHERIT_COPY};
+	uint64_t at = OBJ_GPA;
+	return guest_memory_vm_map(mem, &at, false, &q);
+}
+
 /* Guest memory with the external pager at @sock shared at OBJ_GPA, from the start or (with
  * map_at_run_time) by vm_map once it runs. 0, or -errno with a message. */
 static int object_memory(struct guest_memory *mem, const char *sock)
@@ -72,13 +82,8 @@ static int object_memory(struct guest_memory *mem, const char *sock)
 	int r = guest_memory_create(mem, &cfg);
 	if (!r)
 		r = guest_memory_start(mem, on_error, NULL);
-	if (!r && map_at_run_time) {
-		struct guest_memory_map_request q = {.kind = GUEST_REGION_EXTERNAL, .path = sock, .size = PAGES * PS,
-						     .cur = VM_PROT_READ | VM_PROT_WRITE, .max = VM_PROT_READ | VM_PROT_WRITE,
-						     .inheritance = VM_INHERIT_COPY};
-		uint64_t at = OBJ_GPA;
-		r = guest_memory_vm_map(mem, &at, false, &q);
-	}
+	if (!r && map_at_run_time)
+		r = map_object(mem, sock);
 	return r;
 }
 
@@ -219,15 +224,8 @@ START_TEST(test_mapping_the_object_again_and_again_watches_it_at_the_index_let_g
 	map_at_run_time = true;
 	ck_assert_msg(object_memory(&mem, server.sock) == 0, "%s", error_message());
 	for (unsigned round = 0; round < 3 * FAULT_THREAD_WATCH_MAX; round++) {
-		if (round) {
-			struct guest_memory_map_request q = {.kind = GUEST_REGION_EXTERNAL, .path = server.sock,
-							     .size = PAGES * PS, .cur = VM_PROT_READ | VM_PROT_WRITE,
-							     .max = VM_PROT_READ | VM_PROT_WRITE,
-							     .inheritance = VM_INHERIT_COPY};
-			uint64_t at = OBJ_GPA;
-			ck_assert_msg(guest_memory_vm_map(&mem, &at, false, &q) == 0, "round %u: %s", round,
-				      error_message());
-		}
+		if (round)
+			ck_assert_msg(map_object(&mem, server.sock) == 0, "round %u: %s", round, error_message());
 		expect_watch(&mem, 0, true);
 		ck_assert_uint_eq(mem.nwatched, 1);
 		volatile uint64_t *obj = guest_memory_ptr(&mem, OBJ_GPA, PAGES * PS);
