@@ -35,7 +35,7 @@ VMM_SRC    := $(filter-out vmm/cli/main.c,$(wildcard vmm/*.c vmm/*/*.c))
 TEST_SRC   := $(wildcard tests/check_*.c)
 SUITES     := $(patsubst tests/check_%.c,%,$(TEST_SRC))
 BENCH_SRC  := $(wildcard tools/bench_*.c)
-TOOL_SRC   := $(filter-out $(BENCH_SRC) $(wildcard tools/fuzz_*.c),$(wildcard tools/*.c))
+TOOL_SRC   := $(filter-out $(BENCH_SRC) $(wildcard tools/fuzz_*.c) tools/ceph_test_cluster.c,$(wildcard tools/*.c))
 FUZZ_SRC   := $(wildcard tools/fuzz_*.c)
 GUEST_SRC  := $(wildcard guest/*.c) $(wildcard guest/*.S)
 
@@ -84,6 +84,11 @@ $(B)/%: $(B)/plain/tools/%.o $(call HOSTLIBS,plain)
 # dynamically linked, and of the host code takes only the frames it shares with the client.
 $(B)/rados_server: $(B)/plain/tools/rados_server.o $(B)/plain/vmm/store/rados_frame.o
 	$(CC) -o $@ $^ -pthread -lrados
+# The tests' Ceph cluster, kept running for tests elsewhere (tools/ceph_test_cluster.c;
+# not in all: it links Check, which only make test installs).
+$(B)/ceph_test_cluster: $(B)/plain/tools/ceph_test_cluster.o $(B)/plain/tests/ceph_cluster.o $(B)/plain/tests/spawn.o \
+		$(call HOSTLIBS,plain) | $(B)/rados_server
+	$(CC) -o $@ $(filter %.o %.a,$^) $(TESTLIBS)
 # Reached only through that pattern, a tool's object would be an intermediate file that make
 # deletes after linking, and then compiles and links again at every make all (or make run).
 .SECONDARY: $(patsubst tools/%.c,$(B)/plain/tools/%.o,$(TOOL_SRC))
@@ -131,7 +136,7 @@ run: all
 # sits in a directory of its own beside the guest, because the suites find both through
 # $$VMM_BUILD. Without /dev/kvm those suites print SKIP here as in the plain pass, which
 # runs everything and prints the closing summary line.
-ASAN_KVM_SUITES := kvm_run kvm_paging kvm_snapshot kvm_fork kvm_monitor
+ASAN_KVM_SUITES := kvm_run kvm_paging kvm_snapshot kvm_fork kvm_monitor kvm_rados
 ASAN_SUITES     := $(filter-out kvm_%,$(SUITES)) $(ASAN_KVM_SUITES)
 $(B)/asan/bin/vmm: $(B)/asan/vmm/cli/main.o $(call HOSTLIBS,asan)
 	@mkdir -p $(dir $@)
@@ -160,13 +165,14 @@ test: all $(B)/run_tests test-asan fuzz-brief | $(B)/.deps-test
 
 # For hosts without /dev/kvm: the suites that need it (and cli and domain_xml, whose tests
 # boot guests), plainly and the sanitizer subset, inside a machine whose CPU is emulated in
-# software and has KVM (tools/kvm_emulated.sh). Slow, and no timing from it means anything:
-# it shows that the KVM code works, not how fast.
+# software and has KVM (tools/kvm_emulated.sh), with a Ceph cluster running on this host for
+# kvm_rados (-c). Slow, and no timing from it means anything: it shows that the KVM code
+# works, not how fast.
 EMULATED_SUITES := $(filter kvm_%,$(SUITES)) cli domain_xml
-test-kvm-emulated: all $(B)/run_tests $(B)/asan/run_tests $(B)/asan/bin/vmm $(B)/asan/bin/coherent_pager \
-		$(B)/asan/bin/guest.elf | $(B)/.deps-test
-	tools/kvm_emulated.sh env CK_TIMEOUT_MULTIPLIER=4 $(B)/run_tests $(EMULATED_SUITES)
-	tools/kvm_emulated.sh env ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
+test-kvm-emulated: all $(B)/run_tests $(B)/asan/run_tests $(B)/asan/bin/vmm $(B)/asan/bin/rados_server \
+		$(B)/asan/bin/coherent_pager $(B)/asan/bin/guest.elf $(B)/ceph_test_cluster | $(B)/.deps-test
+	tools/kvm_emulated.sh -c env CK_TIMEOUT_MULTIPLIER=4 $(B)/run_tests $(EMULATED_SUITES)
+	tools/kvm_emulated.sh -c env ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
 		VMM_BUILD=$(B)/asan/bin CK_TIMEOUT_MULTIPLIER=4 $(B)/asan/run_tests $(ASAN_KVM_SUITES)
 
 # ---- benchmarks and fuzzing ------------------------------------------------------------

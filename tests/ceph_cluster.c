@@ -19,6 +19,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "harness.h"
 #include "spawn.h"
 #include "vmm/clock.h"
 #include "vmm/error.h"
@@ -33,6 +34,14 @@
 /* The cluster running in this process, for the exit handler. */
 static struct ceph_cluster *running;
 
+/* $VMM_TEST_CEPH_ADDR, or 127.0.0.1: the IPv4 address a cluster started here listens on. */
+static const char *cluster_addr(void)
+{
+	const char *a = getenv("VMM_TEST_CEPH_ADDR");
+	struct in_addr parsed;
+	return a && inet_pton(AF_INET, a, &parsed) == 1 ? a : "127.0.0.1";
+}
+
 static void stop_at_exit(void)
 {
 	if (running)
@@ -44,7 +53,8 @@ unsigned ceph_cluster_free_port(void)
 	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return 0;
-	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	struct sockaddr_in a = {.sin_family = AF_INET};
+	inet_pton(AF_INET, cluster_addr(), &a.sin_addr);
 	socklen_t len = sizeof(a);
 	unsigned port = 0;
 	if (bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0 && getsockname(fd, (struct sockaddr *)&a, &len) == 0)
@@ -61,7 +71,8 @@ int ceph_cluster_write_conf(const char *path, const char *dir, unsigned port, co
 	fprintf(f,
 		"[global]\n"
 		"fsid = %s\n"
-		"mon host = v1:127.0.0.1:%u\n"
+		"mon host = v1:%s:%u\n"
+		"public addr = %s\n"
 		"auth cluster required = none\n"
 		"auth service required = none\n"
 		"auth client required = none\n"
@@ -98,12 +109,12 @@ int ceph_cluster_write_conf(const char *path, const char *dir, unsigned port, co
 		"admin socket =\n"
 		"log file = %s/client.log\n"
 		"err to stderr = false\n",
-		fsid, port, dir, dir, dir, dir, dir, dir, dir, dir, dir);
+		fsid, cluster_addr(), port, cluster_addr(), dir, dir, dir, dir, dir, dir, dir, dir, dir);
 	return fclose(f) == 0 ? 0 : -1;
 }
 
 /* @why = the formatted words; returns -1. */
-static int __attribute__((format(printf, 3, 4))) fail(char *why, size_t len, const char *fmt, ...)
+static int __attribute__((format(printf, 3, 4))) start_failed(char *why, size_t len, const char *fmt, ...)
 {
 	va_list ap;
 	va_start(ap, fmt);
@@ -162,7 +173,7 @@ static int run(char *why, size_t len, int tries, char *const argv[])
 	for (int attempt = 1;; attempt++) {
 		struct spawn_result r;
 		if (spawn_run(&r, COMMAND_TIMEOUT_S, full) != 0)
-			return fail(why, len, "cannot run %s", argv[0]);
+			return start_failed(why, len, "cannot run %s", argv[0]);
 		int status = r.status;
 		if (status != 0 && attempt == tries)
 			fprintf(stderr, "ceph_cluster: %s: status %d%s:\n%s%s", shown, status,
@@ -171,7 +182,7 @@ static int run(char *why, size_t len, int tries, char *const argv[])
 		if (status == 0)
 			return 0;
 		if (attempt == tries)
-			return fail(why, len, "%s: status %d", shown, status);
+			return start_failed(why, len, "%s: status %d", shown, status);
 		struct timespec t = {0, 500000000L};
 		nanosleep(&t, NULL);
 	}
@@ -257,8 +268,8 @@ static int wait_for_pool(struct ceph_cluster *cl, uint64_t deadline_ns, char *wh
 {
 	char last[512] = "nothing tried";
 	while (clock_monotonic_ns() < deadline_ns) {
-		if (daemon_gone(&cl->mon) || daemon_gone(&cl->osd))
-			return fail(why, len, "the %s exited while the cluster started (last try: %s)",
+		if (!cl->external && (daemon_gone(&cl->mon) || daemon_gone(&cl->osd)))
+			return start_failed(why, len, "the %s exited while the cluster started (last try: %s)",
 				    cl->mon ? "OSD" : "monitor", last);
 		struct rados_conn *c;
 		int r = rados_conn_open(cl->pool, "", cl->conf, NULL, &c);
@@ -275,7 +286,7 @@ static int wait_for_pool(struct ceph_cluster *cl, uint64_t deadline_ns, char *wh
 		struct timespec t = {0, 200000000L};
 		nanosleep(&t, NULL);
 	}
-	return fail(why, len, "the pool took no write within %u s: %s", START_DEADLINE_S, last);
+	return start_failed(why, len, "the pool took no write within %u s: %s", START_DEADLINE_S, last);
 }
 
 static int start(struct ceph_cluster *cl, char *why, size_t len)
@@ -284,33 +295,34 @@ static int start(struct ceph_cluster *cl, char *why, size_t len)
 	strcpy(cl->dir, "/tmp/vmm-ceph-XXXXXX");
 	if (!mkdtemp(cl->dir)) {
 		cl->dir[0] = '\0';
-		return fail(why, len, "cannot make a folder in /tmp: %s", strerror(errno));
+		return start_failed(why, len, "cannot make a folder in /tmp: %s", strerror(errno));
 	}
 	char path[160], fsid[40] = "", monmap[128], mon_addr[40], keyring[128];
 	static const char *const subs[] = {"mon", "osd0", "run"};
 	for (size_t i = 0; i < sizeof(subs) / sizeof(subs[0]); i++) {
 		snprintf(path, sizeof(path), "%s/%s", cl->dir, subs[i]);
 		if (mkdir(path, 0755) != 0)
-			return fail(why, len, "cannot make %s: %s", path, strerror(errno));
+			return start_failed(why, len, "cannot make %s: %s", path, strerror(errno));
 	}
 	FILE *u = fopen("/proc/sys/kernel/random/uuid", "r");
 	if (!u || !fgets(fsid, sizeof(fsid), u)) {
 		if (u)
 			fclose(u);
-		return fail(why, len, "cannot read a uuid from /proc/sys/kernel/random/uuid");
+		return start_failed(why, len, "cannot read a uuid from /proc/sys/kernel/random/uuid");
 	}
 	fclose(u);
 	fsid[strcspn(fsid, "\n")] = '\0';
+	snprintf(cl->fsid, sizeof(cl->fsid), "%s", fsid);
 	cl->port = ceph_cluster_free_port();
 	if (!cl->port)
-		return fail(why, len, "no free TCP port on 127.0.0.1");
+		return start_failed(why, len, "no free TCP port on %s", cluster_addr());
 	snprintf(cl->conf, sizeof(cl->conf), "%s/ceph.conf", cl->dir);
 	snprintf(cl->pool, sizeof(cl->pool), "vmm");
 	if (ceph_cluster_write_conf(cl->conf, cl->dir, cl->port, fsid) != 0)
-		return fail(why, len, "cannot write %s: %s", cl->conf, strerror(errno));
+		return start_failed(why, len, "cannot write %s: %s", cl->conf, strerror(errno));
 	snprintf(monmap, sizeof(monmap), "%s/monmap", cl->dir);
 	snprintf(keyring, sizeof(keyring), "%s/keyring", cl->dir);
-	snprintf(mon_addr, sizeof(mon_addr), "v1:127.0.0.1:%u", cl->port);
+	snprintf(mon_addr, sizeof(mon_addr), "v1:%s:%u", cluster_addr(), cl->port);
 
 	char *authtool[] = {"ceph-authtool", "--create-keyring", keyring, "--gen-key", "-n", "mon.", "--cap", "mon", "allow *", NULL};
 	char *monmaptool[] = {"monmaptool", "--create", "--add", "a", mon_addr, "--fsid", fsid, monmap, NULL};
@@ -326,7 +338,7 @@ static int start(struct ceph_cluster *cl, char *why, size_t len)
 		return -1;
 	cl->mon = start_daemon(cl, "mon.out", mon);
 	if (cl->mon < 0)
-		return fail(why, len, "cannot fork: %s", strerror(errno));
+		return start_failed(why, len, "cannot fork: %s", strerror(errno));
 	/* A client's first command to a monitor that has just started is now and then refused
 	 * ("wrong fsid": the client has no monitor map yet); again a moment later, it goes. */
 	if (run(why, len, CLI_TRIES, osd_create) || run(why, len, CLI_TRIES, crush_add) ||
@@ -334,7 +346,7 @@ static int start(struct ceph_cluster *cl, char *why, size_t len)
 		return -1;
 	cl->osd = start_daemon(cl, "osd.out", osd);
 	if (cl->osd < 0)
-		return fail(why, len, "cannot fork: %s", strerror(errno));
+		return start_failed(why, len, "cannot fork: %s", strerror(errno));
 	return wait_for_pool(cl, deadline, why, len);
 }
 
@@ -349,6 +361,16 @@ int ceph_cluster_start(struct ceph_cluster *cl, char *why, size_t why_len)
 	}
 	running = cl;
 	uint64_t t0 = clock_monotonic_ns();
+	const char *external = getenv("VMM_TEST_CEPH_CONF");
+	if (external && *external) {
+		cl->external = true;
+		snprintf(cl->conf, sizeof(cl->conf), "%s", external);
+		snprintf(cl->pool, sizeof(cl->pool), "vmm");
+		int r = wait_for_pool(cl, t0 + (uint64_t)START_DEADLINE_S * 1000000000u, why, why_len);
+		if (r)
+			fprintf(stderr, "ceph_cluster: the cluster of $VMM_TEST_CEPH_CONF (%s): %s\n", external, why);
+		return r;
+	}
 	if (start(cl, why, why_len) != 0) {
 		fprintf(stderr, "ceph_cluster: %s\n", why);
 		if (cl->dir[0])
@@ -358,4 +380,25 @@ int ceph_cluster_start(struct ceph_cluster *cl, char *why, size_t why_len)
 	}
 	cl->start_ms = (unsigned)((clock_monotonic_ns() - t0) / 1000000u);
 	return 0;
+}
+
+struct ceph_cluster ceph_suite_cluster;
+
+void ceph_cluster_suite_start(void)
+{
+	setenv("VMM_RADOS", harness_build_path("rados_server"), 1);
+	char why[512];
+	ck_assert_msg(ceph_cluster_start(&ceph_suite_cluster, why, sizeof(why)) == 0, "test cluster: %s", why);
+	setenv("CEPH_CONF", ceph_suite_cluster.conf, 1);
+}
+
+void ceph_cluster_suite_stop(void)
+{
+	ceph_cluster_stop(&ceph_suite_cluster);
+}
+
+void ceph_cluster_test_store(char *where, size_t len)
+{
+	static unsigned n; /* Check runs each test in a process of its own: the pid tells them apart */
+	snprintf(where, len, "rados:%s/t%d-%u", ceph_suite_cluster.pool, (int)getpid(), ++n);
 }

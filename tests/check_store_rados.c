@@ -25,27 +25,11 @@
 #include "vmm/store/rados.h"
 #include "vmm/store/store.h"
 
-static struct ceph_cluster cluster;
 static char where[128]; /* this test's store: rados:vmm/NAMESPACE */
 
-static void cluster_setup(void)
-{
-	setenv("VMM_RADOS", harness_build_path("rados_server"), 1);
-	char why[512];
-	ck_assert_msg(ceph_cluster_start(&cluster, why, sizeof(why)) == 0, "test cluster: %s", why);
-	setenv("CEPH_CONF", cluster.conf, 1);
-}
-
-static void cluster_teardown(void)
-{
-	ceph_cluster_stop(&cluster);
-}
-
-/* A namespace no other test uses. */
 static void setup(void)
 {
-	static unsigned n;
-	snprintf(where, sizeof(where), "rados:%s/t%d-%u", cluster.pool, (int)getpid(), ++n);
+	ceph_cluster_test_store(where, sizeof(where));
 	error_clear();
 }
 
@@ -141,7 +125,7 @@ static struct rados_conn *raw_conn(void)
 	char pool[64], nspace[64];
 	ck_assert_int_eq(sscanf(where, "rados:%63[^/]/%63s", pool, nspace), 2);
 	struct rados_conn *c;
-	ck_assert_msg(rados_conn_open(pool, nspace, cluster.conf, NULL, &c) == 0, "%s", error_message());
+	ck_assert_msg(rados_conn_open(pool, nspace, ceph_suite_cluster.conf, NULL, &c) == 0, "%s", error_message());
 	return c;
 }
 
@@ -437,7 +421,7 @@ START_TEST(rados_damaged_objects_are_named)
 	store_close(s);
 	struct rados_conn *c;
 	const char *ns = strchr(where + strlen("rados:"), '/') + 1;
-	ck_assert_msg(rados_conn_open(cluster.pool, ns, NULL, NULL, &c) == 0, "%s", error_message());
+	ck_assert_msg(rados_conn_open(ceph_suite_cluster.pool, ns, NULL, NULL, &c) == 0, "%s", error_message());
 	uint8_t buf[4096];
 	size_t got;
 	ck_assert_int_eq(rados_conn_read(c, "packs/00000001.pack", 8192, buf, sizeof(buf), &got), 0);
@@ -508,13 +492,14 @@ START_TEST(rados_an_osd_that_stops_fails_the_read_not_hangs)
 	ck_assert_int_eq(store_open_read(where, &s), 0);
 	struct store_snapshot *snap;
 	ck_assert_int_eq(store_snapshot_open(s, "r", &snap), 0);
-	ck_assert_int_eq(kill(cluster.osd, SIGSTOP), 0);
+	ck_assert_msg(ceph_suite_cluster.osd > 0, "needs a cluster of its own to stop its OSD, not $VMM_TEST_CEPH_CONF's");
+	ck_assert_int_eq(kill(ceph_suite_cluster.osd, SIGSTOP), 0);
 	const void *data;
 	uint64_t hash;
 	int r = store_snapshot_page(snap, 2, &data, &hash);
 	char said[512];
 	snprintf(said, sizeof(said), "%s", error_message());
-	ck_assert_int_eq(kill(cluster.osd, SIGCONT), 0);
+	ck_assert_int_eq(kill(ceph_suite_cluster.osd, SIGCONT), 0);
 	ck_assert_msg(r < 0, "a page was read from a stopped OSD");
 	ck_assert_msg(strstr(said, "snapshot 'r', page 0x2") && strstr(said, "packs/00000001.pack"), "%s", said);
 	store_snapshot_close(snap);
@@ -527,7 +512,7 @@ Suite *store_rados_suite(void)
 	Suite *s = suite_create("store_rados");
 	harness_requires(HARNESS_CEPH);
 	TCase *tc = tcase_create("rados");
-	tcase_add_unchecked_fixture(tc, cluster_setup, cluster_teardown);
+	tcase_add_unchecked_fixture(tc, ceph_cluster_suite_start, ceph_cluster_suite_stop);
 	tcase_add_checked_fixture(tc, setup, NULL);
 	tcase_set_timeout(tc, 120);
 	HARNESS_ADD_TEST(tc, rados_snapshots_dedup_and_read_back_lazily);

@@ -4,8 +4,14 @@
 # (TCG, "-cpu max", which includes AMD SVM), booting Debian's kernel with the kvm-amd module.
 # That machine sees this host's root file system over 9p, read-write, with fresh tmpfs on
 # /tmp, /var/tmp, /run and /dev/shm; the command runs there as root, in the current folder.
+# Its network is QEMU's user network: it reaches this host's own addresses (not 127.0.0.1),
+# so the RADOS tests can use a cluster running here (tools/ceph_test_cluster.c says how).
 #
-# usage: tools/kvm_emulated.sh [-t SECONDS] [-m MEMORY] COMMAND [ARG...]
+# usage: tools/kvm_emulated.sh [-c] [-t SECONDS] [-m MEMORY] COMMAND [ARG...]
+#   -c  first start the tests' Ceph cluster on this host (build/ceph_test_cluster, at this
+#       host's first address that is not loopback) and give the command
+#       VMM_TEST_CEPH_CONF naming it: a cluster's daemons do not start in time on the
+#       emulated CPU (tests/ceph_cluster.h). It is stopped when the machine ends.
 #   -t  give up after this long (default 3600): the machine is stopped, status 124
 #   -m  the machine's memory (default 8G)
 # The command's output comes back on standard output (its standard error folded in), its
@@ -19,18 +25,21 @@
 # build/kvm_emulated/ with the initramfs made from them.
 set -eu
 
+usage="usage: tools/kvm_emulated.sh [-c] [-t SECONDS] [-m MEMORY] COMMAND [ARG...]"
 timeout_s=3600
 memory=8G
-while getopts t:m: opt; do
+ceph=
+while getopts ct:m: opt; do
 	case $opt in
+	c) ceph=1 ;;
 	t) timeout_s=$OPTARG ;;
 	m) memory=$OPTARG ;;
-	*) echo "usage: tools/kvm_emulated.sh [-t SECONDS] [-m MEMORY] COMMAND [ARG...]" >&2; exit 125 ;;
+	*) echo "$usage" >&2; exit 125 ;;
 	esac
 done
 shift $((OPTIND - 1))
 if [ $# -eq 0 ]; then
-	echo "usage: tools/kvm_emulated.sh [-t SECONDS] [-m MEMORY] COMMAND [ARG...]" >&2
+	echo "$usage" >&2
 	exit 125
 fi
 
@@ -40,8 +49,10 @@ mkdir -p "$dir"
 fail() { echo "kvm_emulated: $*" >&2; exit 125; }
 command -v qemu-system-x86_64 >/dev/null || fail "qemu-system-x86_64 is not installed (tools/deps.sh test)"
 
-# The kernel (the package linux-image-amd64 depends on) and a static busybox, unpacked once.
-if [ ! -f "$dir/initrd.gz" ]; then
+# The kernel (the package linux-image-amd64 depends on) and a static busybox, unpacked once
+# (again when what goes into the initramfs changes: its key below).
+initrd_key="2: kvm, 9p, virtio-net"
+if [ ! -f "$dir/initrd.gz" ] || [ "$(cat "$dir/initrd.key" 2>/dev/null)" != "$initrd_key" ]; then
 	rm -rf "$dir/pkg" "$dir/root"
 	mkdir -p "$dir/pkg"
 	kpkg=$(apt-cache depends linux-image-amd64 2>/dev/null | awk '/Depends: linux-image-[0-9]/ {print $2; exit}')
@@ -54,7 +65,7 @@ if [ ! -f "$dir/initrd.gz" ]; then
 	mkdir -p "$dir/root/bin" "$dir/root/mods" "$dir/root/proc" "$dir/root/sys" "$dir/root/dev" "$dir/root/host"
 	cp "$dir/pkg/x/bin/busybox" "$dir/root/bin/"
 	# In load order: each after what it depends on.
-	mods="virtio_ring virtio virtio_pci_modern_dev virtio_pci_legacy_dev virtio_pci irqbypass kvm ccp kvm-amd netfs fscache 9pnet 9pnet_virtio 9p"
+	mods="virtio_ring virtio virtio_pci_modern_dev virtio_pci_legacy_dev virtio_pci irqbypass kvm ccp kvm-amd netfs fscache 9pnet 9pnet_virtio 9p failover net_failover virtio_net"
 	for m in $mods; do
 		f=$(find "$dir/pkg/x/lib/modules/$kver" -name "$m.ko" | head -1)
 		[ -n "$f" ] || fail "$kpkg has no module $m"
@@ -66,6 +77,10 @@ if [ ! -f "$dir/initrd.gz" ]; then
 export PATH=/bin
 mount -t proc proc /proc; mount -t sysfs sys /sys; mount -t devtmpfs dev /dev
 for m in $mods; do insmod /mods/\$m.ko || echo "KVM_EMULATED: insmod \$m failed"; done
+# QEMU's user network: this host's own addresses (not its loopback) are reachable, as for
+# a Ceph cluster started here for the tests (tests/ceph_cluster.h, VMM_TEST_CEPH_CONF).
+ip link set lo up
+ip addr add 10.0.2.15/24 dev eth0 && ip link set eth0 up && ip route add default via 10.0.2.2 || echo "KVM_EMULATED: no network"
 mount -t 9p -o trans=virtio,version=9p2000.L,msize=524288,cache=loose host /host || echo "KVM_EMULATED: no 9p"
 for d in proc sys dev; do mount --bind /\$d /host/\$d; done
 mkdir -p /host/dev/pts /host/dev/shm
@@ -80,12 +95,40 @@ EOF
 	chmod +x "$dir/root/init"
 	(cd "$dir/root" && find . | ./bin/busybox cpio -o -H newc 2>/dev/null | gzip -1) >"$dir/initrd.gz.new"
 	mv "$dir/initrd.gz.new" "$dir/initrd.gz"
+	echo "$initrd_key" >"$dir/initrd.key"
 	rm -rf "$dir/pkg"
 fi
 
 # The job: this folder, then the command, each word quoted as given.
 job=$(mktemp "$dir/job.XXXXXX")
-trap 'rm -f "$job"' EXIT
+ceph_pid=
+ceph_conf=
+end() {
+	rm -f "$job"
+	if [ -n "$ceph_pid" ]; then
+		kill "$ceph_pid" 2>/dev/null
+		wait "$ceph_pid" 2>/dev/null
+	fi
+	rm -f "$ceph_conf" "$ceph_conf.out"
+}
+trap end EXIT
+
+if [ -n "$ceph" ]; then
+	[ -x "$top/build/ceph_test_cluster" ] || fail "-c: build/ceph_test_cluster is not built (make build/ceph_test_cluster)"
+	addr=$(ip -4 -o addr show scope global 2>/dev/null | awk '{sub("/.*", "", $4); print $4; exit}')
+	[ -n "$addr" ] || fail "-c: this host has no IPv4 address but loopback, which the machine cannot reach"
+	ceph_conf="$dir/ceph-$$.conf"
+	VMM_TEST_CEPH_ADDR=$addr "$top/build/ceph_test_cluster" "$ceph_conf" >"$ceph_conf.out" 2>&1 &
+	ceph_pid=$!
+	for _ in $(seq 900); do
+		grep -q '^ready ' "$ceph_conf.out" && break
+		kill -0 "$ceph_pid" 2>/dev/null || { cat "$ceph_conf.out" >&2; ceph_pid=; fail "-c: the Ceph cluster did not start"; }
+		sleep 0.1
+	done
+	grep -q '^ready ' "$ceph_conf.out" || { cat "$ceph_conf.out" >&2; fail "-c: the Ceph cluster did not start within 90 s"; }
+	set -- env VMM_TEST_CEPH_CONF="$ceph_conf" "$@"
+fi
+
 {
 	printf 'cd %q || exit 125\n' "$PWD"
 	printf 'exec'
@@ -103,7 +146,7 @@ while IFS= read -r line; do
 	esac
 done < <(timeout "$timeout_s" qemu-system-x86_64 -accel tcg,thread=single -cpu max -smp 2 -m "$memory" \
 	-nographic -no-reboot -kernel "$dir/vmlinuz" -initrd "$dir/initrd.gz" \
-	-append "console=ttyS0 quiet panic=-1 kvm_emulated_job=$job" \
+	-append "console=ttyS0 quiet panic=-1 kvm_emulated_job=$job" -nic user,model=virtio-net-pci \
 	-virtfs "local,path=/,mount_tag=host,security_model=passthrough,id=host,multidevs=remap" </dev/null 2>&1;
 	echo "KVM_EMULATED_QEMU=$?")
 if [ "${qemu:-}" = 124 ]; then
