@@ -399,7 +399,7 @@ END_TEST
 Suite *guest_memory_shared_suite(void)
 {
 	Suite *s = suite_create("guest_memory_shared");
-	harness_requires(HARNESS_UFFD);
+	harness_requires(HARNESS_UFFD | HARNESS_UFFD_SHARE);
 	TCase *tc = tcase_create("shared");
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_set_timeout(tc, 60);

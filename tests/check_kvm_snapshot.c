@@ -21,6 +21,7 @@
 #include "vm_proc.h"
 #include "vmm/error.h"
 #include "vmm/monitor/qmp_client.h"
+#include "vmm/memory/guest_memory.h"
 #include "vmm/store/format.h"
 #include "vmm/store/store.h"
 #include "vmm/memory/working_set.h"
@@ -368,12 +369,29 @@ START_TEST(restores_of_one_snapshot_share_its_pages_and_keep_their_writes)
 	vm_proc_wait_sync(&vm3, 2);
 	json_t *a = vm_proc_execute(&vm2, "query-stats", NULL);
 	json_t *b = vm_proc_execute(&vm3, "query-stats", NULL);
-	ck_assert_int_ge(jint(a, "mem.segment_filled"), 8192);
-	ck_assert_int_ge(jint(b, "mem.segment_found"), 8192);
-	ck_assert_int_le(jint(b, "mem.segment_filled"), 64); /* what the first had not touched */
-	ck_assert_int_ge(jint(b, "mem.shared_pages"), 8192);
-	ck_assert_int_ge(jint(b, "mem.segment_pages"), 8192);
-	ck_assert_int_ge(jint(b, "mem.segment_holders"), 2);
+	if (guest_memory_can_map_segments() == 0) {
+		ck_assert_int_ge(jint(a, "mem.segment_filled"), 8192);
+		ck_assert_int_ge(jint(b, "mem.segment_found"), 8192);
+		ck_assert_int_le(jint(b, "mem.segment_filled"), 64); /* what the first had not touched */
+		ck_assert_int_ge(jint(b, "mem.shared_pages"), 8192);
+		ck_assert_int_ge(jint(b, "mem.segment_pages"), 8192);
+		ck_assert_int_ge(jint(b, "mem.segment_holders"), 2);
+		/* Mapped from the one host copy indeed, not copied in. */
+		ck_assert_int_ge(jint(b, "mem.uffd_pages_continued"), 8192);
+		ck_assert_int_eq(jint(b, "mem.uffd_continue_fallbacks"), 0);
+	} else {
+		/* A kernel that cannot map a shared page write-protected: each VM keeps its own
+		 * pages and says so once, and no segment is made. */
+		printf("note: %s: %s; the restores were checked private\n", __func__, error_message());
+		for (struct vm_proc *v = &vm2; v; v = v == &vm2 ? &vm3 : NULL) {
+			char *err = vm_proc_output(v, true);
+			ck_assert_msg(strstr(err, "is not shared with other VMs on this host"), "%s", err);
+			free(err);
+		}
+		ck_assert_int_eq(jint(b, "mem.shared_pages"), 0);
+		ck_assert_int_eq(jint(b, "mem.uffd_continues"), 0);
+		ck_assert_int_eq(jint(b, "mem.segment_holders"), 0);
+	}
 	json_decref(a);
 	json_decref(b);
 

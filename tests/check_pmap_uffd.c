@@ -5,12 +5,14 @@
  * while a writer runs; the freeze that follows (vm_map_copyin) protects only what was
  * written since, and nothing written after the freeze reaches the frozen copy.
  */
+#include <errno.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/utsname.h>
 #include <time.h>
 
 #include "harness.h"
@@ -308,6 +310,26 @@ START_TEST(forgetting_a_range_cuts_it_out_of_the_read_only_and_segment_ranges)
 }
 END_TEST
 
+/* The probe of UFFDIO_CONTINUE_MODE_WP says what the running kernel is: Linux 6.4 and
+ * later map a page write-protected in one step, earlier ones refuse the mode (and sharing
+ * restored pages host-wide is then left off, with the reason). */
+START_TEST(continue_write_protected_is_known_from_linux_6_4_on)
+{
+	struct utsname u;
+	unsigned major = 0, minor = 0;
+	ck_assert_int_eq(uname(&u), 0);
+	ck_assert_int_eq(sscanf(u.release, "%u.%u", &major, &minor), 2);
+	bool want = major > 6 || (major == 6 && minor >= 4);
+	ck_assert_msg(uffd_can_continue_wp(&mem.uffd) == want, "kernel %s", u.release);
+	int r = guest_memory_can_map_segments();
+	if (want)
+		ck_assert_msg(r == 0, "kernel %s: %s", u.release, error_message());
+	else
+		ck_assert_msg(r == -EOPNOTSUPP && strstr(error_message(), "UFFDIO_CONTINUE_MODE_WP, Linux 6.4"), "%s",
+			      error_message());
+}
+END_TEST
+
 Suite *pmap_uffd_suite(void)
 {
 	Suite *s = suite_create("pmap_uffd");
@@ -321,6 +343,7 @@ Suite *pmap_uffd_suite(void)
 	HARNESS_ADD_TEST(tc, writes_racing_the_prearm_never_reach_the_frozen_copy);
 	HARNESS_ADD_TEST(tc, a_copy_the_kernel_refuses_fails_the_fault);
 	HARNESS_ADD_TEST(tc, forgetting_a_range_cuts_it_out_of_the_read_only_and_segment_ranges);
+	HARNESS_ADD_TEST(tc, continue_write_protected_is_known_from_linux_6_4_on);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -140,6 +140,7 @@ END_TEST
 Suite *restore_suite(void)
 {
 	Suite *s = suite_create("restore");
+	harness_requires(HARNESS_UFFD | HARNESS_UFFD_SHARE);
 	TCase *tc = tcase_create("restore");
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_set_timeout(tc, 60);

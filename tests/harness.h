@@ -20,6 +20,8 @@ enum harness_need {
 	HARNESS_CEPH = 1 << 3, /* a test Ceph cluster can be made: ceph-mon, ceph-osd, monmaptool,
 				  ceph-authtool and ceph are on PATH (make test installs them) */
 	HARNESS_TMUX = 1 << 4, /* tmux is on PATH (make test installs it) */
+	HARNESS_UFFD_SHARE = 1 << 5, /* userfaultfd serves memory mapped from a host-wide segment
+					(guest_memory_can_map_segments: Linux 6.4) */
 };
 
 /* Number of tests registered by the builder that is running (reset by the runner). */

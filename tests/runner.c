@@ -19,6 +19,9 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "vmm/error.h"
+#include "vmm/memory/guest_memory.h"
+
 #define SUITE(name) Suite *name##_suite(void);
 #include "suites.inc"
 #undef SUITE
@@ -94,6 +97,16 @@ static const char *probe_uffd(void)
 	return skip_buf;
 }
 
+/* Memory mapped from a host-wide segment needs more of userfaultfd (Linux 6.4). */
+static const char *probe_uffd_share(void)
+{
+	if (guest_memory_can_map_segments() == 0)
+		return NULL;
+	snprintf(skip_buf, sizeof(skip_buf), "%s", error_message());
+	error_clear();
+	return skip_buf;
+}
+
 static bool on_path(const char *program)
 {
 	char cmd[128];
@@ -139,6 +152,8 @@ bool harness_requires(unsigned needs)
 		skip_reason = probe_kvm();
 	if (!skip_reason && (needs & HARNESS_UFFD))
 		skip_reason = probe_uffd();
+	if (!skip_reason && (needs & HARNESS_UFFD_SHARE))
+		skip_reason = probe_uffd_share();
 	if (!skip_reason && (needs & HARNESS_QEMU))
 		skip_reason = probe_qemu();
 	if (!skip_reason && (needs & HARNESS_CEPH))

@@ -11,6 +11,7 @@
 
 #include "pagers/snapshot_pager.h"
 #include "vmm/error.h"
+#include "vmm/memory/guest_memory.h"
 #include "vmm/store/store.h"
 
 /* The snapshot pager's source: a stored page, copied out of the store and checked against
@@ -44,7 +45,8 @@ static void restore_share(struct restore *r, uint64_t size)
 {
 	uint8_t key[STORE_IDENTITY_BYTES];
 	_Static_assert(STORE_IDENTITY_BYTES == SEGMENT_KEY_BYTES, "a snapshot's identity keys its segment");
-	if (store_snapshot_identity(r->snap, key) != 0 || segment_open(&r->segment, key, size) != 0)
+	if (guest_memory_can_map_segments() != 0 || store_snapshot_identity(r->snap, key) != 0 ||
+	    segment_open(&r->segment, key, size) != 0)
 		snprintf(r->share_error, sizeof(r->share_error), "%s", error_message());
 }
 

@@ -392,12 +392,31 @@ static int guest_memory_register(struct guest_memory *m, const struct guest_regi
 	return uffd_register(&m->uffd, g->hva, g->size, catch);
 }
 
+/* Whether @u can serve RAM mapped from a segment (guest_memory_can_map_segments). */
+static bool guest_memory_uffd_maps_segments(struct uffd *u)
+{
+	return (u->features & UFFD_SEGMENT_FEATURES) == UFFD_SEGMENT_FEATURES && uffd_can_continue_wp(u);
+}
+
+int guest_memory_can_map_segments(void)
+{
+	struct uffd u;
+	int r = uffd_open(&u, UFFD_SEGMENT_FEATURES);
+	if (r)
+		return r;
+	bool can = guest_memory_uffd_maps_segments(&u);
+	uffd_close(&u);
+	return can ? 0
+		   : error_set(EOPNOTSUPP, "this kernel's userfaultfd cannot map a shared page write-protected "
+					   "(UFFDIO_CONTINUE_MODE_WP, Linux 6.4)");
+}
+
 /* Map the RAM regions that lie within @seg from it, MAP_PRIVATE at their guest-physical
  * addresses, if the userfaultfd can serve them (m->segment set then); else leave RAM
  * private. 0 or -errno with a message. */
 static int guest_memory_map_segment(struct guest_memory *m, struct segment *seg)
 {
-	if ((m->uffd.features & UFFD_SEGMENT_FEATURES) != UFFD_SEGMENT_FEATURES)
+	if (!guest_memory_uffd_maps_segments(&m->uffd))
 		return 0;
 	m->segment = seg;
 	for (unsigned i = 0; i < m->nregions; i++) {

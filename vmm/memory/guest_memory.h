@@ -226,6 +226,15 @@ int guest_memory_place(struct guest_memory *m, const struct guest_memory_config 
  */
 int guest_memory_create(struct guest_memory *m, const struct guest_memory_config *cfg);
 
+/*
+ * Whether this host's userfaultfd can serve RAM mapped from a host-wide segment
+ * (cfg.ram_segment): shmem missing, minor and write-protect faults, and mapping a page from
+ * the segment write-protected at once (Linux 6.4). 0, or -errno with a message saying what
+ * the kernel lacks; guest_memory_create then leaves RAM private, so a restore should not
+ * fill a segment for nothing.
+ */
+int guest_memory_can_map_segments(void);
+
 /* Start serving faults; @on_error is called if one cannot be served. 0 or -errno. */
 int guest_memory_start(struct guest_memory *m, guest_memory_error_fn *on_error, void *arg);
 

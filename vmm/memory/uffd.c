@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -107,6 +108,20 @@ int uffd_continue(struct uffd *u, void *dst, size_t len, bool wp, size_t *done)
 			return -err;
 	}
 	return 0;
+}
+
+bool uffd_can_continue_wp(struct uffd *u)
+{
+	void *page = mmap(NULL, 4096, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (page == MAP_FAILED)
+		return false;
+	struct uffdio_continue c = {
+		.range = {.start = (uint64_t)(uintptr_t)page, .len = 4096},
+		.mode = UFFDIO_CONTINUE_MODE_WP | UFFDIO_CONTINUE_MODE_DONTWAKE,
+	};
+	bool can = ioctl(u->fd, UFFDIO_CONTINUE, &c) != 0 && errno == ENOENT;
+	munmap(page, 4096);
+	return can;
 }
 
 int uffd_zeropage(struct uffd *u, void *dst, size_t len)

@@ -62,6 +62,15 @@ int uffd_copy(struct uffd *u, void *dst, const void *src, size_t len, bool wp, s
  */
 int uffd_continue(struct uffd *u, void *dst, size_t len, bool wp, size_t *done);
 
+/*
+ * Whether @u's kernel takes UFFDIO_CONTINUE_MODE_WP (Linux 6.4), which memory mapped from a
+ * segment needs: without it a page mapped from the segment could be written by another
+ * vCPU between the mapping and its write-protection, unseen (pmap_uffd.h). Asked of a page
+ * no userfaultfd registered: a kernel that knows the mode refuses with ENOENT (no such
+ * range), one that does not with EINVAL (the mode) before it looks.
+ */
+bool uffd_can_continue_wp(struct uffd *u);
+
 /* Map the shared zero page over missing pages [dst, dst + len) and wake. */
 int uffd_zeropage(struct uffd *u, void *dst, size_t len);
 
