@@ -7,11 +7,14 @@
 # Its network is QEMU's user network: it reaches this host's own addresses (not 127.0.0.1),
 # so the RADOS tests can use a cluster running here (tools/ceph_test_cluster.c says how).
 #
-# usage: tools/kvm_emulated.sh [-c] [-t SECONDS] [-m MEMORY] COMMAND [ARG...]
+# usage: tools/kvm_emulated.sh [-c] [-n] [-t SECONDS] [-m MEMORY] COMMAND [ARG...]
 #   -c  first start the tests' Ceph cluster on this host (build/ceph_test_cluster, at this
 #       host's first address that is not loopback) and give the command
 #       VMM_TEST_CEPH_CONF naming it: a cluster's daemons do not start in time on the
 #       emulated CPU (tests/ceph_cluster.h). It is stopped when the machine ends.
+#   -n  boot the newer kernel of bookworm-backports (6.12, fetched from deb.debian.org)
+#       instead of bookworm's 6.1: what needs Linux 6.4 or later (userfaultfd's
+#       UFFDIO_CONTINUE_MODE_WP, which host-wide sharing of restored pages needs) works there
 #   -t  give up after this long (default 3600): the machine is stopped, status 124
 #   -m  the machine's memory (default 8G)
 # The command's output comes back on standard output (its standard error folded in), its
@@ -25,13 +28,15 @@
 # build/kvm_emulated/ with the initramfs made from them.
 set -eu
 
-usage="usage: tools/kvm_emulated.sh [-c] [-t SECONDS] [-m MEMORY] COMMAND [ARG...]"
+usage="usage: tools/kvm_emulated.sh [-c] [-n] [-t SECONDS] [-m MEMORY] COMMAND [ARG...]"
 timeout_s=3600
 memory=8G
 ceph=
-while getopts ct:m: opt; do
+newer=
+while getopts cnt:m: opt; do
 	case $opt in
 	c) ceph=1 ;;
+	n) newer=1 ;;
 	t) timeout_s=$OPTARG ;;
 	m) memory=$OPTARG ;;
 	*) echo "$usage" >&2; exit 125 ;;
@@ -45,33 +50,55 @@ fi
 
 top=$(cd "$(dirname "$0")/.." && pwd)
 dir=$top/build/kvm_emulated
-mkdir -p "$dir"
+kdir=$dir/kernel-stable
+[ -z "$newer" ] || kdir=$dir/kernel-backports
+mkdir -p "$kdir"
 fail() { echo "kvm_emulated: $*" >&2; exit 125; }
 command -v qemu-system-x86_64 >/dev/null || fail "qemu-system-x86_64 is not installed (tools/deps.sh test)"
 
-# The kernel (the package linux-image-amd64 depends on) and a static busybox, unpacked once
+# The kernel (the package linux-image-amd64 depends on, or with -n bookworm-backports'
+# newest linux-image-*-amd64-unsigned) and a static busybox, unpacked once into $kdir
 # (again when what goes into the initramfs changes: its key below).
 initrd_key="2: kvm, 9p, virtio-net"
-if [ ! -f "$dir/initrd.gz" ] || [ "$(cat "$dir/initrd.key" 2>/dev/null)" != "$initrd_key" ]; then
-	rm -rf "$dir/pkg" "$dir/root"
-	mkdir -p "$dir/pkg"
-	kpkg=$(apt-cache depends linux-image-amd64 2>/dev/null | awk '/Depends: linux-image-[0-9]/ {print $2; exit}')
-	[ -n "$kpkg" ] || fail "apt-cache knows no linux-image-amd64 (apt-get update?)"
-	(cd "$dir/pkg" && apt-get download "$kpkg" busybox-static >/dev/null 2>&1) ||
-		fail "apt-get download $kpkg busybox-static failed"
-	for deb in "$dir"/pkg/*.deb; do dpkg-deb -x "$deb" "$dir/pkg/x"; done
-	kver=$(ls "$dir/pkg/x/lib/modules")
-	cp "$dir/pkg/x/boot/vmlinuz-$kver" "$dir/vmlinuz"
-	mkdir -p "$dir/root/bin" "$dir/root/mods" "$dir/root/proc" "$dir/root/sys" "$dir/root/dev" "$dir/root/host"
-	cp "$dir/pkg/x/bin/busybox" "$dir/root/bin/"
-	# In load order: each after what it depends on.
-	mods="virtio_ring virtio virtio_pci_modern_dev virtio_pci_legacy_dev virtio_pci irqbypass kvm ccp kvm-amd netfs fscache 9pnet 9pnet_virtio 9p failover net_failover virtio_net"
-	for m in $mods; do
-		f=$(find "$dir/pkg/x/lib/modules/$kver" -name "$m.ko" | head -1)
-		[ -n "$f" ] || fail "$kpkg has no module $m"
-		cp "$f" "$dir/root/mods/"
+if [ ! -f "$kdir/initrd.gz" ] || [ "$(cat "$kdir/initrd.key" 2>/dev/null)" != "$initrd_key" ]; then
+	rm -rf "$kdir/pkg" "$kdir/root"
+	mkdir -p "$kdir/pkg"
+	(cd "$kdir/pkg" && apt-get download busybox-static >/dev/null 2>&1) || fail "apt-get download busybox-static failed"
+	if [ -n "$newer" ]; then
+		mirror=http://deb.debian.org/debian
+		kpath=$(curl -sf "$mirror/dists/bookworm-backports/main/binary-amd64/Packages.xz" | xz -dc |
+			awk '/^Package: linux-image-[0-9.]+\+deb12-amd64-unsigned$/ {p = 1} p && /^Filename:/ {f = $2; p = 0} END {print f}')
+		[ -n "$kpath" ] || fail "-n: no kernel found in $mirror's bookworm-backports"
+		kpkg=${kpath##*/}
+		curl -sfo "$kdir/pkg/$kpkg" "$mirror/$kpath" || fail "-n: cannot fetch $mirror/$kpath"
+	else
+		kpkg=$(apt-cache depends linux-image-amd64 2>/dev/null | awk '/Depends: linux-image-[0-9]/ {print $2; exit}')
+		[ -n "$kpkg" ] || fail "apt-cache knows no linux-image-amd64 (apt-get update?)"
+		(cd "$kdir/pkg" && apt-get download "$kpkg" >/dev/null 2>&1) || fail "apt-get download $kpkg failed"
+	fi
+	for deb in "$kdir"/pkg/*.deb; do dpkg-deb -x "$deb" "$kdir/pkg/x"; done
+	kver=$(ls "$kdir/pkg/x/lib/modules")
+	cp "$kdir/pkg/x/boot/vmlinuz-$kver" "$kdir/vmlinuz"
+	mkdir -p "$kdir/root/bin" "$kdir/root/mods" "$kdir/root/proc" "$kdir/root/sys" "$kdir/root/dev" "$kdir/root/host"
+	cp "$kdir/pkg/x/bin/busybox" "$kdir/root/bin/"
+	# In load order: each after what it depends on. Newer kernels build some in (virtio) or
+	# merged them (fscache into netfs) and compress modules (busybox's insmod does not).
+	all_mods="virtio_ring virtio virtio_pci_modern_dev virtio_pci_legacy_dev virtio_pci irqbypass kvm ccp kvm-amd netfs fscache 9pnet 9pnet_virtio 9p failover net_failover virtio_net"
+	mods=
+	for m in $all_mods; do
+		f=$(find "$kdir/pkg/x/lib/modules/$kver" -name "$m.ko" -o -name "$m.ko.xz" | head -1)
+		if [ -z "$f" ]; then
+			grep -q "/$m.ko\$" "$kdir/pkg/x/lib/modules/$kver/modules.builtin" 2>/dev/null ||
+				[ "$m" = fscache ] || fail "$kpkg has no module $m"
+			continue
+		fi
+		case $f in
+		*.xz) xz -dc "$f" >"$kdir/root/mods/$m.ko" ;;
+		*) cp "$f" "$kdir/root/mods/$m.ko" ;;
+		esac
+		mods="$mods $m"
 	done
-	cat >"$dir/root/init" <<EOF
+	cat >"$kdir/root/init" <<EOF
 #!/bin/busybox sh
 /bin/busybox --install -s /bin
 export PATH=/bin
@@ -92,11 +119,11 @@ PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root TER
 echo "KVM_EMULATED_STATUS=\$?"
 poweroff -f
 EOF
-	chmod +x "$dir/root/init"
-	(cd "$dir/root" && find . | ./bin/busybox cpio -o -H newc 2>/dev/null | gzip -1) >"$dir/initrd.gz.new"
-	mv "$dir/initrd.gz.new" "$dir/initrd.gz"
-	echo "$initrd_key" >"$dir/initrd.key"
-	rm -rf "$dir/pkg"
+	chmod +x "$kdir/root/init"
+	(cd "$kdir/root" && find . | ./bin/busybox cpio -o -H newc 2>/dev/null | gzip -1) >"$kdir/initrd.gz.new"
+	mv "$kdir/initrd.gz.new" "$kdir/initrd.gz"
+	echo "$initrd_key" >"$kdir/initrd.key"
+	rm -rf "$kdir/pkg"
 fi
 
 # The job: this folder, then the command, each word quoted as given.
@@ -145,7 +172,7 @@ while IFS= read -r line; do
 	*) [ -n "${started:-}" ] && printf '%s\n' "${line%$'\r'}" ;;
 	esac
 done < <(timeout "$timeout_s" qemu-system-x86_64 -accel tcg,thread=single -cpu max -smp 2 -m "$memory" \
-	-nographic -no-reboot -kernel "$dir/vmlinuz" -initrd "$dir/initrd.gz" \
+	-nographic -no-reboot -kernel "$kdir/vmlinuz" -initrd "$kdir/initrd.gz" \
 	-append "console=ttyS0 quiet panic=-1 kvm_emulated_job=$job" -nic user,model=virtio-net-pci \
 	-virtfs "local,path=/,mount_tag=host,security_model=passthrough,id=host,multidevs=remap" </dev/null 2>&1;
 	echo "KVM_EMULATED_QEMU=$?")
