@@ -43,6 +43,8 @@ struct vm_config {
 	const struct vm_state *restore; /* restore: registers and devices (guest and cmdline unused) */
 	const char *origin_store;  /* restore: the store's one name (store_locate), for later snapshots' parent */
 	const char *origin_name;   /* restore: the snapshot restored */
+	const char *made_note;     /* one line cmd_run_vm says on standard error once the VM is
+				      made (a refused VM says only why), or NULL */
 	const char *record_working_set; /* restore: write the guest's working set here at the end */
 	const char *prefetch_path;      /* restore: the working set file to prefetch, or NULL */
 	struct working_set *prefetch;   /* restore: its contents (vm_create takes them) */

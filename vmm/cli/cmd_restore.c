@@ -180,9 +180,6 @@ int cmd_restore(int argc, char **argv)
 		fprintf(stderr, "vmm: %s\n", error_message());
 		return VM_EXIT_VMM_ERROR;
 	}
-	if (rs.share_error[0])
-		fprintf(stderr, "vmm: snapshot '%s' is not shared with other VMs on this host (its pages stay this VM's): %s\n",
-			snapshot, rs.share_error);
 	cfg.restore = &rs.state;
 	cfg.ncpus = rs.state.ncpus;
 	cfg.mem.ram_size = rs.state.ram_size;
@@ -206,6 +203,13 @@ int cmd_restore(int argc, char **argv)
 		/* Into the host-wide segment in bulk while the guest starts (restore.h). */
 		if (restore_load_working_set(&rs, prefetch.pages, prefetch.count) != 0)
 			fprintf(stderr, "vmm: %s\n", error_message());
+	}
+	static char not_shared[512];
+	if (rs.share_error[0]) {
+		snprintf(not_shared, sizeof(not_shared),
+			 "snapshot '%s' is not shared with other VMs on this host (its pages stay this VM's): %s", snapshot,
+			 rs.share_error);
+		cfg.made_note = not_shared;
 	}
 	return cmd_run_vm(&cfg);
 }

@@ -343,6 +343,8 @@ int cmd_run_vm(struct vm_config *cfg)
 		fprintf(stderr, "vmm: %s\n", error_message());
 		return VM_EXIT_VMM_ERROR;
 	}
+	if (cfg->made_note)
+		fprintf(stderr, "vmm: %s\n", cfg->made_note);
 	vm_serve(&run_vm, &vm_monitor_serve_ops);
 	return VM_EXIT_VMM_ERROR; /* not reached */
 }
