@@ -81,6 +81,13 @@ static const char *vm_proc_state(const struct vm_proc *v, char *buf, size_t size
 	return buf;
 }
 
+int vm_proc_timeout_ms(void)
+{
+	const char *f = getenv("CK_TIMEOUT_MULTIPLIER");
+	int factor = f ? atoi(f) : 1;
+	return 60000 * (factor >= 1 && factor <= 100 ? factor : 1);
+}
+
 json_t *vm_proc_execute(struct vm_proc *v, const char *command, json_t *args)
 {
 	json_t *ret = NULL;
