@@ -4,6 +4,7 @@
  * XDG_RUNTIME_DIR points at a fresh directory: the fake VM "vm1" listens at its default
  * path there, so names resolve as they do for users. VMM_SYSTEM_RUNDIR stands for /run/vmm.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -42,12 +43,16 @@ static void teardown(void)
 {
 	monitor_destroy(vm.mon);
 	vm.mon = NULL;
-	static const char *const left[] = {"old.sock", "old.log", "gone.sock"};
-	for (size_t i = 0; i < sizeof(left) / sizeof(left[0]); i++) {
-		char path[200];
-		snprintf(path, sizeof(path), "%s/%s", rundir, left[i]);
-		unlink(path);
+	/* Whatever a test left in the runtime directory (stale sockets, logs, exports). */
+	DIR *d = opendir(rundir);
+	for (struct dirent *e; d && (e = readdir(d));) {
+		char path[512];
+		snprintf(path, sizeof(path), "%s/%s", rundir, e->d_name);
+		if (e->d_name[0] != '.')
+			unlink(path);
 	}
+	if (d)
+		closedir(d);
 	rmdir(rundir);
 	fake_vm_stop(&vm);
 }

@@ -13,10 +13,12 @@
  * looked up through its chain, and the store is listed and verified. Every outcome must
  * be a clean result or a named error; never a crash.
  */
+#include <ftw.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "vmm/store/store.h"
@@ -98,6 +100,19 @@ static void write_snapshot(struct store *s, const char *name, const char *parent
 		abort();
 }
 
+static int remove_entry(const char *path, const struct stat *st, int type, struct FTW *ftw)
+{
+	(void)st, (void)ftw;
+	return type == FTW_DP ? rmdir(path) : unlink(path);
+}
+
+/* At the end of a run, the two stores go (after a crash they stay, beside the input). */
+static void remove_stores(void)
+{
+	nftw(raw_dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+	nftw(dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
 static void setup(void)
 {
 	strcpy(raw_dir, "/tmp/vmm-fuzz-store-XXXXXX");
@@ -105,6 +120,7 @@ static void setup(void)
 	struct store *s;
 	if (!mkdtemp(raw_dir) || !mkdtemp(dir) || store_open(raw_dir, true, &s) != 0)
 		abort();
+	atexit(remove_stores);
 	store_close(s);
 	if (store_open(dir, true, &s) != 0)
 		abort();
