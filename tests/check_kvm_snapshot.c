@@ -220,13 +220,7 @@ START_TEST(fork_after_a_snapshot_keeps_each_vms_writes_its_own)
 	json_decref(res);
 	ck_assert_int_eq(vm_proc_wait(&vm), 0);
 	vm_proc_wait_output(&vm, true, "guest ended with status 0", 2);
-	char *out = vm_proc_output(&vm, false);
-	for (int k = 0; k <= 2; k++) {
-		char want[64];
-		snprintf(want, sizeof(want), "fork: vm %d generation 1: 2048 pages ok", k);
-		ck_assert_msg(strstr(out, want), "missing '%s' in: %s", want, out);
-	}
-	free(out);
+	vm_proc_expect_forks_checked(&vm, 3, 1, 2048);
 }
 END_TEST
 

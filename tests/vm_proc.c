@@ -182,6 +182,17 @@ void vm_proc_wait_output(const struct vm_proc *v, bool err, const char *needle, 
 	ck_abort_msg("waited for %u lines with '%s'; got: %s", count, needle, text);
 }
 
+void vm_proc_expect_forks_checked(const struct vm_proc *v, unsigned vms, unsigned generation, unsigned pages)
+{
+	char *out = vm_proc_output(v, false);
+	for (unsigned k = 0; k < vms; k++) {
+		char want[96];
+		snprintf(want, sizeof(want), "fork: vm %u generation %u: %u pages ok", k, generation, pages);
+		ck_assert_msg(strstr(out, want), "missing '%s' in: %s", want, out);
+	}
+	free(out);
+}
+
 void vm_proc_cleanup(struct vm_proc *v, bool keep_dir)
 {
 	qmp_client_close(v->c);

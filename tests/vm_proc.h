@@ -59,6 +59,10 @@ char *vm_proc_output(const struct vm_proc *v, bool err);
 /* Wait until the VM's standard error holds @count lines containing @needle. */
 void vm_proc_wait_output(const struct vm_proc *v, bool err, const char *needle, unsigned count);
 
+/* The `forktest` guests of a fork of @v (which share its output files) each said
+ * "fork: vm K generation G: P pages ok", for K from 0 (the parent) to @vms - 1. */
+void vm_proc_expect_forks_checked(const struct vm_proc *v, unsigned vms, unsigned generation, unsigned pages);
+
 /* Kill the VM if still running, close the client, remove the directory (unless @keep). */
 void vm_proc_cleanup(struct vm_proc *v, bool keep_dir);
 
