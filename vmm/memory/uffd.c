@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdatomic.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
@@ -112,6 +113,12 @@ int uffd_continue(struct uffd *u, void *dst, size_t len, bool wp, size_t *done)
 
 bool uffd_can_continue_wp(struct uffd *u)
 {
+	/* The kernel's answer, once per process: a restore asks before it opens its segment
+	 * and again as its guest memory maps it. 0 unknown, 1 yes, 2 no. */
+	static _Atomic int known;
+	int k = atomic_load(&known);
+	if (k)
+		return k == 1;
 	void *page = mmap(NULL, 4096, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (page == MAP_FAILED)
 		return false;
@@ -119,9 +126,12 @@ bool uffd_can_continue_wp(struct uffd *u)
 		.range = {.start = (uint64_t)(uintptr_t)page, .len = 4096},
 		.mode = UFFDIO_CONTINUE_MODE_WP | UFFDIO_CONTINUE_MODE_DONTWAKE,
 	};
-	bool can = ioctl(u->fd, UFFDIO_CONTINUE, &c) != 0 && errno == ENOENT;
+	int r = ioctl(u->fd, UFFDIO_CONTINUE, &c) != 0 ? errno : 0;
 	munmap(page, 4096);
-	return can;
+	/* Only ENOENT and EINVAL say what the kernel knows; anything else is asked again. */
+	if (r == ENOENT || r == EINVAL)
+		atomic_store(&known, r == ENOENT ? 1 : 2);
+	return r == ENOENT;
 }
 
 int uffd_zeropage(struct uffd *u, void *dst, size_t len)
